@@ -1,0 +1,81 @@
+//! Alert records: the JSON object written to stdout and `alerts.jsonl`.
+//!
+//! The schema is documented in README.md ("Alert schema"); change both
+//! together. Ids are deterministic (rule, group, window), so a replay of the
+//! same input gives the same ids and a consumer can drop duplicates.
+
+use serde_json::{json, Map, Value};
+use shardwatch_rules::{event_alert_id, CorrelationAlert, Event, RuleSet};
+
+use crate::timefmt::rfc3339_ns;
+
+/// Where and when an alert was raised.
+#[derive(Debug, Clone, Copy)]
+pub struct Raised {
+    pub core: usize,
+    pub shard: Option<u16>,
+    pub detected_ns: i64,
+    /// Receive time of the event that completed the pattern.
+    pub received_ns: i64,
+}
+
+fn lossy(bytes: &[u8]) -> Value {
+    Value::String(String::from_utf8_lossy(bytes).into_owned())
+}
+
+fn latency_us(raised: &Raised) -> i64 {
+    (raised.detected_ns - raised.received_ns).max(0) / 1_000
+}
+
+/// Renders a correlation alert as one JSON line (no trailing newline).
+pub fn render_correlation(rules: &RuleSet, alert: &CorrelationAlert, raised: &Raised) -> String {
+    let meta = rules.correlation(alert.correlation as usize);
+    let mut group = Map::new();
+    for (field, value) in rules.decode_group(alert.correlation, &alert.group_key) {
+        group.insert(field.to_string(), value.map(lossy).unwrap_or(Value::Null));
+    }
+    let sample: Vec<Value> = alert.samples.iter().map(|s| lossy(s)).collect();
+    json!({
+        "id": alert.id,
+        "kind": "correlation",
+        "rule": {"id": meta.id, "title": meta.title, "level": meta.level},
+        "group": group,
+        "count": alert.count,
+        "first_seen": rfc3339_ns(alert.first_seen_ns),
+        "last_seen": rfc3339_ns(alert.last_seen_ns),
+        "detected_at": rfc3339_ns(raised.detected_ns),
+        "latency_us": latency_us(raised),
+        "core": raised.core,
+        "shard": raised.shard,
+        "sample": sample,
+    })
+    .to_string()
+}
+
+/// Renders a single-event detection as one JSON line. Its id is derived
+/// from the rule, the raw line and the event time, so the same line at the
+/// same time always gives the same id.
+pub fn render_detection(
+    rules: &RuleSet,
+    detection: u32,
+    event: &Event<'_>,
+    raised: &Raised,
+) -> String {
+    let meta = rules.detection(detection as usize);
+    let id = event_alert_id(&meta.id, event.raw, event.time_ns);
+    json!({
+        "id": id,
+        "kind": "detection",
+        "rule": {"id": meta.id, "title": meta.title, "level": meta.level},
+        "group": {},
+        "count": 1,
+        "first_seen": rfc3339_ns(event.time_ns),
+        "last_seen": rfc3339_ns(event.time_ns),
+        "detected_at": rfc3339_ns(raised.detected_ns),
+        "latency_us": latency_us(raised),
+        "core": raised.core,
+        "shard": raised.shard,
+        "sample": [lossy(event.raw)],
+    })
+    .to_string()
+}

@@ -1,0 +1,128 @@
+//! `shardwatch run`: start a node, run until SIGINT/SIGTERM, stop cleanly.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use anyhow::Context;
+use shardwatch_net::transport;
+use shardwatch_storage::alerts::AlertLog;
+use shardwatch_storage::quarantine::QuarantineWriter;
+
+use crate::config::Config;
+use crate::output::AlertWriter;
+use crate::server::{run_cores, CoreSockets, Shared};
+use crate::shardmap::ShardMap;
+use crate::stats::CoreReport;
+
+/// The number of executors to start.
+pub fn core_count(config: &Config) -> usize {
+    if config.engine.cores > 0 {
+        return config.engine.cores;
+    }
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+/// Runs a node until a stop signal; returns each core's counters.
+pub fn run(config: Config) -> anyhow::Result<Vec<CoreReport>> {
+    config.validate()?;
+    let cores = core_count(&config);
+    crate::limits::raise_memlock(cores)?;
+    let nofile = crate::limits::raise_nofile();
+
+    let (rules, errors) = crate::ruleload::load(config.rules.builtin, &config.rules.paths)?;
+    for error in &errors {
+        eprintln!("shardwatch: rule not loaded: {error}");
+    }
+    if rules.detection_count() == 0 {
+        anyhow::bail!("no rules loaded: enable rules.builtin or give --rules PATH");
+    }
+    let rules = Arc::new(rules);
+
+    let data_dir = &config.storage.data_dir;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+    let quarantine = Arc::new(QuarantineWriter::open(
+        data_dir,
+        config.storage.quarantine_bytes_max,
+    )?);
+    let alert_log = AlertLog::open(data_dir)?;
+
+    let mut udp: Vec<Option<std::net::UdpSocket>> = match config.udp_addr() {
+        Some(addr) => transport::bind_udp_group(addr, cores)
+            .with_context(|| format!("cannot bind UDP {addr}"))?
+            .into_iter()
+            .map(Some)
+            .collect(),
+        None => (0..cores).map(|_| None).collect(),
+    };
+    let mut tcp: Vec<Option<std::net::TcpListener>> = match config.tcp_addr() {
+        Some(addr) => transport::bind_tcp_group(addr, cores)
+            .with_context(|| format!("cannot bind TCP {addr}"))?
+            .into_iter()
+            .map(Some)
+            .collect(),
+        None => (0..cores).map(|_| None).collect(),
+    };
+    let udp_bound = udp
+        .first()
+        .and_then(|s| s.as_ref())
+        .and_then(|s| s.local_addr().ok());
+    let tcp_bound = tcp
+        .first()
+        .and_then(|s| s.as_ref())
+        .and_then(|s| s.local_addr().ok());
+    let sockets: Vec<CoreSockets> = (0..cores)
+        .map(|i| CoreSockets {
+            udp: udp[i].take(),
+            tcp: tcp[i].take(),
+        })
+        .collect();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // A second signal while draining ends the process at once.
+        signal_hook::flag::register_conditional_shutdown(signal, 1, stop.clone())
+            .context("cannot install signal handlers")?;
+        signal_hook::flag::register(signal, stop.clone())
+            .context("cannot install signal handlers")?;
+    }
+
+    let (alerts, writer) = AlertWriter::start(
+        alert_log,
+        config.output.stdout,
+        config.output.alert_queue_max,
+    )?;
+    let map = Arc::new(ShardMap::new(1, config.engine.shards, cores as u32));
+    let show = |a: Option<std::net::SocketAddr>| a.map_or("off".to_string(), |a| a.to_string());
+    eprintln!(
+        "shardwatch: listening udp={} tcp={} cores={cores} shards={} rules={}+{} data={} nofile={nofile}",
+        show(udp_bound),
+        show(tcp_bound),
+        map.shards(),
+        rules.detection_count(),
+        rules.correlation_count(),
+        data_dir.display(),
+    );
+    let shared = Arc::new(Shared {
+        config: config.clone(),
+        rules,
+        map,
+        quarantine: quarantine.clone(),
+        alerts,
+        stop,
+    });
+    let result = run_cores(shared.clone(), sockets);
+    // The cores are gone; dropping the last sender lets the writer drain.
+    drop(shared);
+    let written = writer.join();
+    quarantine.flush()?;
+    let reports = result?;
+    let written = written?;
+    eprintln!(
+        "shardwatch: stopped; alerts written={written} quarantined={}",
+        quarantine.written_total()
+    );
+    Ok(reports)
+}

@@ -1,0 +1,225 @@
+//! Configuration: a TOML file whose every key has an embedded default, with
+//! command-line flags overriding the file.
+//!
+//! Precedence, lowest first: [`Config::default`] (the embedded defaults),
+//! the file given with `--config`, then flags. `shardwatch run --print-config`
+//! prints the merged result, so an operator can see what is in force.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub ingest: IngestConfig,
+    pub engine: EngineConfig,
+    pub storage: StorageConfig,
+    pub rules: RulesConfig,
+    pub output: OutputConfig,
+}
+
+/// Syslog listeners and frame limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestConfig {
+    /// UDP syslog address; empty disables UDP.
+    pub udp: String,
+    /// TCP syslog address (RFC 6587 framing); empty disables TCP.
+    pub tcp: String,
+    /// Longest frame accepted; longer frames are cut here and counted.
+    pub frame_bytes_max: usize,
+    /// Timezone offset, in seconds east of UTC, for timestamps that carry
+    /// none (RFC 3164).
+    pub default_utc_offset_s: i32,
+}
+
+/// Executors, shards and queues.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EngineConfig {
+    /// Executors (one per core, pinned); 0 means every online core.
+    pub cores: usize,
+    /// Virtual shards keys hash onto.
+    pub shards: u32,
+    /// Capacity, in batches, of each core-to-core channel. When full, UDP
+    /// ingest drops the batch (counted) and TCP stops reading.
+    pub route_queue_batches: usize,
+    /// Cap on correlation groups held per shard; the oldest group is evicted
+    /// (and counted) beyond it.
+    pub groups_per_shard_max: usize,
+}
+
+/// Where files go.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    pub data_dir: PathBuf,
+    /// Cap on the quarantine file; records past it are refused and counted.
+    pub quarantine_bytes_max: u64,
+}
+
+/// Which rules run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RulesConfig {
+    /// Load the built-in rule pack.
+    pub builtin: bool,
+    /// Extra rule files or directories (searched for `*.yml` / `*.yaml`).
+    pub paths: Vec<PathBuf>,
+}
+
+/// Where alerts go besides `<data_dir>/alerts.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutputConfig {
+    /// Print each alert as a JSON line on stdout.
+    pub stdout: bool,
+    /// Capacity of the queue from the cores to the alert writer.
+    pub alert_queue_max: usize,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            udp: "0.0.0.0:5514".into(),
+            tcp: "0.0.0.0:5514".into(),
+            frame_bytes_max: 64 * 1024,
+            default_utc_offset_s: 0,
+        }
+    }
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            cores: 0,
+            shards: crate::shardmap::SHARDS_DEFAULT,
+            route_queue_batches: 256,
+            groups_per_shard_max: 10_000,
+        }
+    }
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            data_dir: PathBuf::from("./shardwatch-data"),
+            quarantine_bytes_max: shardwatch_storage::quarantine::QUARANTINE_BYTES_MAX_DEFAULT,
+        }
+    }
+}
+
+impl Default for RulesConfig {
+    fn default() -> Self {
+        RulesConfig {
+            builtin: true,
+            paths: Vec::new(),
+        }
+    }
+}
+
+impl Default for OutputConfig {
+    fn default() -> Self {
+        OutputConfig {
+            stdout: true,
+            alert_queue_max: 65_536,
+        }
+    }
+}
+
+#[allow(clippy::derivable_impls)]
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            ingest: IngestConfig::default(),
+            engine: EngineConfig::default(),
+            storage: StorageConfig::default(),
+            rules: RulesConfig::default(),
+            output: OutputConfig::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads a TOML file over the embedded defaults.
+    pub fn from_file(path: &std::path::Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+    }
+
+    /// Checks values that the types alone do not.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.ingest.udp.is_empty() && self.ingest.tcp.is_empty() {
+            bail!("both ingest.udp and ingest.tcp are empty: nothing would listen");
+        }
+        for (name, addr) in [("udp", &self.ingest.udp), ("tcp", &self.ingest.tcp)] {
+            if !addr.is_empty() {
+                addr.parse::<SocketAddr>().with_context(|| {
+                    format!("ingest.{name} = {addr:?} is not an IP:port address")
+                })?;
+            }
+        }
+        if !(1024..=16 * 1024 * 1024).contains(&self.ingest.frame_bytes_max) {
+            bail!("ingest.frame_bytes_max must be between 1 KiB and 16 MiB");
+        }
+        if self.engine.shards == 0 || self.engine.shards > crate::shardmap::SHARDS_MAX {
+            bail!("engine.shards must be in 1..=65536");
+        }
+        if self.engine.route_queue_batches == 0 {
+            bail!("engine.route_queue_batches must be at least 1");
+        }
+        if self.engine.groups_per_shard_max == 0 {
+            bail!("engine.groups_per_shard_max must be at least 1");
+        }
+        if self.output.alert_queue_max == 0 {
+            bail!("output.alert_queue_max must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// The UDP address, if UDP is enabled.
+    pub fn udp_addr(&self) -> Option<SocketAddr> {
+        self.ingest.udp.parse().ok()
+    }
+
+    /// The TCP address, if TCP is enabled.
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.ingest.tcp.parse().ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_the_embedded_defaults() {
+        let config: Config = toml::from_str("").unwrap();
+        assert_eq!(config, Config::default());
+        config.validate().unwrap();
+        assert_eq!(config.engine.shards, 4096);
+        assert_eq!(config.ingest.udp, "0.0.0.0:5514");
+    }
+
+    #[test]
+    fn a_file_overrides_only_what_it_names() {
+        let config: Config = toml::from_str("[engine]\ncores = 3\n").unwrap();
+        assert_eq!(config.engine.cores, 3);
+        assert_eq!(config.engine.shards, 4096);
+        assert_eq!(config.ingest, IngestConfig::default());
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_errors() {
+        assert!(toml::from_str::<Config>("[engine]\ncorez = 3\n").is_err());
+        let mut config = Config::default();
+        config.ingest.udp = "nonsense".into();
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("ingest.udp"), "{err}");
+    }
+}

@@ -1,0 +1,22 @@
+//! shardwatch: the appliance binary's library.
+//!
+//! `engine` wires the other crates into a running node: configuration,
+//! executors, shard map and routing, shard workers, alert outputs and the
+//! command line. Detection logic lives in `shardwatch-rules`, parsing in
+//! `shardwatch-net`, files in `shardwatch-storage`; this crate decides where
+//! and when they run.
+
+pub mod alert;
+pub mod app;
+pub mod config;
+pub mod limits;
+pub mod output;
+pub mod pipeline;
+pub mod replay;
+pub mod route;
+pub mod ruleload;
+pub mod server;
+pub mod shard;
+pub mod shardmap;
+pub mod stats;
+pub mod timefmt;

@@ -1,0 +1,508 @@
+//! The streaming appliance: one pinned glommio executor per core.
+//!
+//! Every core runs the same tasks:
+//!
+//! - UDP ingest: its own SO_REUSEPORT socket, read in batches.
+//! - TCP ingest: its own SO_REUSEPORT listener; one task per connection,
+//!   RFC 6587 framing.
+//! - one receiver task per peer core, feeding routed records to the shards
+//!   this core owns;
+//! - a tick task advancing correlation windows on the wall clock.
+//!
+//! A line is parsed and run through stateless rules on the core that read
+//! it ([`crate::pipeline`]). Records for stateful detectors go to the shard's
+//! owner core in batches over a glommio channel mesh; records for shards the
+//! reading core owns itself are processed in place. Channels are bounded:
+//! when a peer's channel is full, UDP ingest drops the batch (counted as
+//! `route_queue_full`) and TCP ingest waits, which stops reading the socket
+//! and so pushes back on the sender.
+//!
+//! Shutdown (SIGINT/SIGTERM): ingest tasks stop reading within one read
+//! timeout, frame what they already hold, send their last batches and close
+//! their senders; receivers drain until every peer has closed; alerts are
+//! flushed and the log fsynced before the process exits 0.
+//!
+//! **Architecture Invariant**: no lock and no atomic read-modify-write sits
+//! on the per-event path; cores share only immutable `Arc`s (rules, shard
+//! map) and the bounded channels.
+
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use futures_lite::AsyncReadExt;
+use glommio::channels::channel_mesh::{MeshBuilder, Senders};
+use glommio::channels::shared_channel::ConnectedReceiver;
+use glommio::{LocalExecutorBuilder, Placement};
+use shardwatch_net::framing::Framer;
+use shardwatch_net::transport::{self, tcp::TCP_READ_BYTES, udp::UdpBatchReceiver};
+use shardwatch_rules::{Event, RuleSet};
+use shardwatch_storage::quarantine::{QuarantineRecord, QuarantineWriter};
+
+use crate::alert::{render_correlation, render_detection, Raised};
+use crate::config::Config;
+use crate::pipeline::{EventSink, Pipeline};
+use crate::route::{RouteBatch, RouteRecord};
+use crate::shard::ShardStates;
+use crate::shardmap::ShardMap;
+use crate::stats::{add, CoreReport, CoreStats};
+use crate::timefmt::now_ns;
+
+/// How long a read waits before checking for shutdown.
+const READ_TIMEOUT: Duration = Duration::from_millis(200);
+/// How often correlation windows are advanced on the wall clock.
+const TICK_INTERVAL: Duration = Duration::from_secs(1);
+/// How long shutdown waits for open TCP connections to finish their frames.
+const DRAIN_CONNECTIONS_MAX: Duration = Duration::from_secs(5);
+
+/// What every core shares: immutable after start.
+pub struct Shared {
+    pub config: Config,
+    pub rules: Arc<RuleSet>,
+    pub map: Arc<ShardMap>,
+    pub quarantine: Arc<QuarantineWriter>,
+    pub alerts: flume::Sender<String>,
+    pub stop: Arc<AtomicBool>,
+}
+
+/// One core's sockets, handed to its executor.
+pub struct CoreSockets {
+    pub udp: Option<std::net::UdpSocket>,
+    pub tcp: Option<std::net::TcpListener>,
+}
+
+/// Starts one executor per core and waits for them all to stop.
+pub fn run_cores(
+    shared: Arc<Shared>,
+    sockets: Vec<CoreSockets>,
+) -> anyhow::Result<Vec<CoreReport>> {
+    let cores = sockets.len();
+    assert_eq!(cores as u32, shared.map.cores());
+    let cpus: Vec<usize> = glommio::CpuSet::online()
+        .map(|set| set.iter().map(|loc| loc.cpu).collect())
+        .unwrap_or_default();
+    let mesh = MeshBuilder::<RouteBatch, _>::full(cores, shared.config.engine.route_queue_batches);
+    let mut handles = Vec::with_capacity(cores);
+    for (index, core_sockets) in sockets.into_iter().enumerate() {
+        let placement = if cpus.is_empty() {
+            Placement::Unbound
+        } else {
+            Placement::Fixed(cpus[index % cpus.len()])
+        };
+        let shared = shared.clone();
+        let mesh = mesh.clone();
+        let handle = LocalExecutorBuilder::new(placement)
+            .name(&format!("sw-core-{index}"))
+            .spawn(move || async move { core_main(index, shared, core_sockets, mesh).await })
+            .map_err(|e| anyhow::anyhow!("cannot start the executor for core {index}: {e}"))?;
+        handles.push(handle);
+    }
+    let mut reports = Vec::with_capacity(cores);
+    for (index, handle) in handles.into_iter().enumerate() {
+        let report = handle
+            .join()
+            .map_err(|e| anyhow::anyhow!("core {index} failed: {e}"))??;
+        reports.push(report);
+    }
+    Ok(reports)
+}
+
+/// One core: everything it owns lives here, behind `Rc`, never shared.
+struct Core {
+    index: usize,
+    shared: Arc<Shared>,
+    senders: Senders<RouteBatch>,
+    pipeline: RefCell<Pipeline>,
+    shards: RefCell<ShardStates>,
+    /// The batch being filled for each peer core.
+    outgoing: RefCell<Vec<RouteBatch>>,
+    /// Full batches waiting to be sent, with their destination.
+    ready: RefCell<Vec<(usize, RouteBatch)>>,
+    /// Rendered alerts waiting for the writer channel.
+    pending_alerts: RefCell<Vec<String>>,
+    stats: CoreStats,
+    tcp_open: Cell<u64>,
+}
+
+/// What to do when a peer's channel is full.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum WhenFull {
+    /// Wait for room (TCP: the sender is pushed back).
+    Wait,
+    /// Drop the batch and count it (UDP: there is no one to push back on).
+    Drop,
+}
+
+async fn core_main(
+    index: usize,
+    shared: Arc<Shared>,
+    sockets: CoreSockets,
+    mesh: MeshBuilder<RouteBatch, glommio::channels::channel_mesh::Full>,
+) -> anyhow::Result<CoreReport> {
+    let (senders, mut receivers) = mesh
+        .join()
+        .await
+        .map_err(|e| anyhow::anyhow!("core {index} could not join the channel mesh: {e}"))?;
+    let cores = shared.map.cores() as usize;
+    let core = Rc::new(Core {
+        index,
+        pipeline: RefCell::new(Pipeline::new(
+            shared.rules.clone(),
+            shared.map.clone(),
+            shared.config.ingest.default_utc_offset_s,
+        )),
+        shards: RefCell::new(ShardStates::new(shared.config.engine.groups_per_shard_max)),
+        outgoing: RefCell::new((0..cores).map(|_| RouteBatch::default()).collect()),
+        ready: RefCell::new(Vec::new()),
+        pending_alerts: RefCell::new(Vec::new()),
+        stats: CoreStats::default(),
+        tcp_open: Cell::new(0),
+        senders,
+        shared,
+    });
+
+    let mut peer_tasks = Vec::new();
+    for (_peer, rx) in receivers.streams() {
+        peer_tasks.push(glommio::spawn_local(serve_peer(core.clone(), rx)));
+    }
+    let tick = glommio::spawn_local(tick_loop(core.clone()));
+    let udp = sockets
+        .udp
+        .map(|socket| glommio::spawn_local(udp_loop(core.clone(), socket)));
+    let tcp = sockets
+        .tcp
+        .map(|listener| glommio::spawn_local(tcp_accept_loop(core.clone(), listener)));
+    if let Some(task) = udp {
+        task.await
+            .with_context(|| format!("core {index}: UDP ingest failed"))?;
+    }
+    if let Some(task) = tcp {
+        task.await
+            .with_context(|| format!("core {index}: TCP ingest failed"))?;
+    }
+    // Ingest has stopped: send what is left, then tell peers we are done.
+    core.flush(WhenFull::Wait).await;
+    core.senders.close();
+    for task in peer_tasks {
+        task.await;
+    }
+    tick.await;
+    core.flush_alerts().await;
+    add(
+        &core.stats.groups_evicted,
+        core.shards.borrow().evicted_total(),
+    );
+    Ok(core.stats.report(index))
+}
+
+impl Core {
+    fn stopping(&self) -> bool {
+        self.shared.stop.load(Ordering::Relaxed)
+    }
+
+    /// Processes one frame read from `peer`.
+    fn process_line(
+        &self,
+        raw: &[u8],
+        peer: SocketAddr,
+        transport: &'static str,
+        received_ns: i64,
+    ) {
+        let mut sink = CoreSink {
+            core: self,
+            peer,
+            transport,
+        };
+        if self
+            .pipeline
+            .borrow_mut()
+            .process(raw, received_ns, &mut sink)
+            .is_some()
+        {
+            add(&self.stats.events_parsed, 1);
+        }
+    }
+
+    /// Feeds one record to a shard this core owns.
+    fn observe_local(&self, record: &RouteRecord<'_>) {
+        debug_assert_eq!(usize::from(self.shared.map.owner(record.shard)), self.index);
+        add(&self.stats.shard_records, 1);
+        self.stats.shards_seen.borrow_mut().insert(record.shard);
+        let fired = self.shards.borrow_mut().observe(&self.shared.rules, record);
+        if let Some(alert) = fired {
+            let raised = Raised {
+                core: self.index,
+                shard: Some(record.shard),
+                detected_ns: now_ns(),
+                received_ns: record.received_ns,
+            };
+            let line = render_correlation(&self.shared.rules, &alert, &raised);
+            add(&self.stats.alerts, 1);
+            self.pending_alerts.borrow_mut().push(line);
+        }
+    }
+
+    /// Sends every non-empty batch and pending alert.
+    async fn flush(&self, when_full: WhenFull) {
+        let mut batches = std::mem::take(&mut *self.ready.borrow_mut());
+        for (peer, batch) in self.outgoing.borrow_mut().iter_mut().enumerate() {
+            if !batch.is_empty() {
+                batches.push((peer, std::mem::take(batch)));
+            }
+        }
+        for (peer, batch) in batches {
+            let records = u64::from(batch.records());
+            let sent = match when_full {
+                WhenFull::Wait => self.senders.send_to(peer, batch).await.is_ok(),
+                WhenFull::Drop => self.senders.try_send_to(peer, batch).is_ok(),
+            };
+            if sent {
+                add(&self.stats.routed_remote, records);
+            } else if when_full == WhenFull::Drop {
+                self.stats.drop_events("route_queue_full", records);
+            } else {
+                self.stats.drop_events("route_channel_closed", records);
+            }
+        }
+        self.flush_alerts().await;
+    }
+
+    async fn flush_alerts(&self) {
+        let lines = std::mem::take(&mut *self.pending_alerts.borrow_mut());
+        for line in lines {
+            if self.shared.alerts.send_async(line).await.is_err() {
+                self.stats.drop_events("alert_writer_gone", 1);
+            }
+        }
+    }
+}
+
+/// The pipeline's sink on a core.
+struct CoreSink<'c> {
+    core: &'c Core,
+    peer: SocketAddr,
+    transport: &'static str,
+}
+
+impl EventSink for CoreSink<'_> {
+    fn quarantine(&mut self, reason: &'static str, offset: Option<usize>, raw: &[u8]) {
+        self.core.stats.quarantine(reason);
+        let record = QuarantineRecord {
+            received_ns: now_ns(),
+            source: &self.peer.to_string(),
+            transport: self.transport,
+            reason,
+            offset,
+            raw,
+        };
+        match self.core.shared.quarantine.write(&record) {
+            Ok(true) => {}
+            Ok(false) => self.core.stats.drop_events("quarantine_full", 1),
+            Err(err) => {
+                eprintln!("shardwatch: core {}: {err}", self.core.index);
+                self.core.stats.drop_events("quarantine_write_error", 1);
+            }
+        }
+    }
+
+    fn detection(&mut self, detection: u32, event: &Event<'_>, received_ns: i64) {
+        let raised = Raised {
+            core: self.core.index,
+            shard: None,
+            detected_ns: now_ns(),
+            received_ns,
+        };
+        let line = render_detection(&self.core.shared.rules, detection, event, &raised);
+        add(&self.core.stats.alerts, 1);
+        self.core.pending_alerts.borrow_mut().push(line);
+    }
+
+    fn route(&mut self, record: &RouteRecord<'_>, owner: u16) {
+        let owner = usize::from(owner);
+        if owner == self.core.index {
+            add(&self.core.stats.routed_local, 1);
+            self.core.observe_local(record);
+            return;
+        }
+        let mut outgoing = self.core.outgoing.borrow_mut();
+        outgoing[owner].push(record);
+        if outgoing[owner].is_full() {
+            let full = std::mem::take(&mut outgoing[owner]);
+            self.core.ready.borrow_mut().push((owner, full));
+        }
+    }
+}
+
+/// Receives batches from one peer core until it closes its sender.
+async fn serve_peer(core: Rc<Core>, rx: ConnectedReceiver<RouteBatch>) {
+    while let Some(batch) = rx.recv().await {
+        for record in batch.iter() {
+            core.observe_local(&record);
+        }
+        core.flush_alerts().await;
+    }
+}
+
+/// Advances correlation windows on the wall clock until shutdown.
+async fn tick_loop(core: Rc<Core>) {
+    let mut fired = Vec::new();
+    while !core.stopping() {
+        glommio::timer::sleep(TICK_INTERVAL.min(READ_TIMEOUT)).await;
+        fired.clear();
+        core.shards
+            .borrow_mut()
+            .advance(&core.shared.rules, now_ns(), &mut fired);
+        for (shard, alert) in fired.drain(..) {
+            let raised = Raised {
+                core: core.index,
+                shard: Some(shard),
+                detected_ns: now_ns(),
+                received_ns: alert.last_seen_ns,
+            };
+            let line = render_correlation(&core.shared.rules, &alert, &raised);
+            add(&core.stats.alerts, 1);
+            core.pending_alerts.borrow_mut().push(line);
+        }
+        core.flush_alerts().await;
+    }
+}
+
+async fn udp_loop(core: Rc<Core>, socket: std::net::UdpSocket) -> anyhow::Result<()> {
+    let mut rx = UdpBatchReceiver::adopt(socket).context("cannot adopt the UDP socket")?;
+    rx.set_read_timeout(Some(READ_TIMEOUT))?;
+    let frame_max = core.shared.config.ingest.frame_bytes_max;
+    while !core.stopping() {
+        let count = match rx.recv_batch().await {
+            Ok(count) => count,
+            Err(err) if is_timeout(&err) => continue,
+            Err(err) => {
+                // A UDP socket error (such as ICMP feedback) concerns one
+                // datagram, not the socket: count it and keep reading.
+                eprintln!("shardwatch: core {}: UDP receive error: {err}", core.index);
+                core.stats.drop_events("udp_receive_error", 1);
+                continue;
+            }
+        };
+        add(&core.stats.udp_batches, 1);
+        add(&core.stats.udp_datagrams, count as u64);
+        let received_ns = now_ns();
+        for i in 0..count {
+            let (bytes, peer) = rx.datagram(i);
+            let bytes = if bytes.len() > frame_max {
+                add(&core.stats.frames_truncated, 1);
+                &bytes[..frame_max]
+            } else {
+                bytes
+            };
+            core.process_line(trim_line(bytes), peer, "udp", received_ns);
+        }
+        core.flush(WhenFull::Drop).await;
+    }
+    Ok(())
+}
+
+/// A datagram may carry a trailing newline (logger, rsyslog omfwd).
+fn trim_line(bytes: &[u8]) -> &[u8] {
+    let mut end = bytes.len();
+    while end > 0 && matches!(bytes[end - 1], b'\n' | b'\r' | 0) {
+        end -= 1;
+    }
+    &bytes[..end]
+}
+
+/// Drop-counter names for the framer's malformed-count reasons.
+fn framing_reason(reason: &'static str) -> &'static str {
+    match reason {
+        "count_zero" => "framing_count_zero",
+        "count_too_many_digits" => "framing_count_too_many_digits",
+        "count_no_space" => "framing_count_no_space",
+        _ => "framing_other",
+    }
+}
+
+fn is_timeout(err: &std::io::Error) -> bool {
+    matches!(
+        err.kind(),
+        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+    )
+}
+
+async fn tcp_accept_loop(core: Rc<Core>, listener: std::net::TcpListener) -> anyhow::Result<()> {
+    let listener =
+        transport::tcp::adopt_listener(listener).context("cannot adopt the TCP listener")?;
+    while !core.stopping() {
+        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
+            while !core.stopping() {
+                glommio::timer::sleep(READ_TIMEOUT).await;
+            }
+            None
+        })
+        .await;
+        let stream = match accepted {
+            None => break,
+            Some(Ok(stream)) => stream,
+            Some(Err(err)) => {
+                // EMFILE and friends: count, back off briefly, keep serving
+                // the connections already open.
+                eprintln!("shardwatch: core {}: accept failed: {err}", core.index);
+                core.stats.drop_events("tcp_accept_error", 1);
+                glommio::timer::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        add(&core.stats.tcp_connections_accepted, 1);
+        core.tcp_open.set(core.tcp_open.get() + 1);
+        glommio::spawn_local(serve_connection(core.clone(), stream)).detach();
+    }
+    let deadline = std::time::Instant::now() + DRAIN_CONNECTIONS_MAX;
+    while core.tcp_open.get() > 0 && std::time::Instant::now() < deadline {
+        glommio::timer::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(())
+}
+
+async fn serve_connection(core: Rc<Core>, mut stream: glommio::net::TcpStream) {
+    let peer = transport::tcp::peer_of(&stream);
+    let _ = stream.set_read_timeout(Some(READ_TIMEOUT));
+    let mut framer = Framer::new(core.shared.config.ingest.frame_bytes_max);
+    let mut buf = vec![0u8; TCP_READ_BYTES];
+    while !core.stopping() {
+        let n = match stream.read(&mut buf).await {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(err) if is_timeout(&err) => continue,
+            Err(_) => break,
+        };
+        add(&core.stats.tcp_bytes, n as u64);
+        let received_ns = now_ns();
+        framer.feed(&buf[..n], |frame| {
+            add(&core.stats.tcp_frames, 1);
+            if frame.truncated {
+                add(&core.stats.frames_truncated, 1);
+            }
+            core.process_line(frame.bytes, peer, "tcp", received_ns);
+        });
+        core.flush(WhenFull::Wait).await;
+    }
+    let received_ns = now_ns();
+    framer.finish(|frame| {
+        add(&core.stats.tcp_frames, 1);
+        if frame.truncated {
+            add(&core.stats.frames_truncated, 1);
+        }
+        core.process_line(frame.bytes, peer, "tcp", received_ns);
+    });
+    // Bytes the framer had to skip after a malformed octet count are counted
+    // by reason; they are not a line, so there is nothing to quarantine.
+    for (reason, count) in framer.stats.bad_counts() {
+        if count > 0 {
+            core.stats.drop_events(framing_reason(reason), count);
+        }
+    }
+    core.flush(WhenFull::Wait).await;
+    core.tcp_open.set(core.tcp_open.get() - 1);
+}

@@ -1,0 +1,76 @@
+//! The shards one core owns and their correlation state.
+//!
+//! A core creates a shard's state the first time a record for it arrives.
+//! Nothing here is shared: the owning core is the only reader and writer,
+//! so there are no locks. The state itself (windows, groups, eviction) lives
+//! in `shardwatch_rules::CorrelationState`, which is rkyv-archivable so a
+//! shard can later be checkpointed or moved as one snapshot.
+
+use std::collections::HashMap;
+
+use shardwatch_rules::{CorrelationAlert, CorrelationState, RuleSet};
+
+use crate::route::RouteRecord;
+
+/// The shard states of one core.
+pub struct ShardStates {
+    states: HashMap<u16, CorrelationState>,
+    groups_per_shard_max: usize,
+}
+
+impl ShardStates {
+    pub fn new(groups_per_shard_max: usize) -> Self {
+        assert!(groups_per_shard_max > 0);
+        ShardStates {
+            states: HashMap::new(),
+            groups_per_shard_max,
+        }
+    }
+
+    /// Feeds one routed record to its shard.
+    pub fn observe(
+        &mut self,
+        rules: &RuleSet,
+        record: &RouteRecord<'_>,
+    ) -> Option<CorrelationAlert> {
+        let groups_max = self.groups_per_shard_max;
+        self.states
+            .entry(record.shard)
+            .or_insert_with(|| CorrelationState::new(groups_max))
+            .observe(
+                rules,
+                record.correlation,
+                record.key,
+                record.time_ns,
+                record.raw,
+            )
+    }
+
+    /// Advances every shard to `now_ns`, collecting alerts of windows that
+    /// closed (conditions such as `lt`), tagged with their shard.
+    pub fn advance(
+        &mut self,
+        rules: &RuleSet,
+        now_ns: i64,
+        out: &mut Vec<(u16, CorrelationAlert)>,
+    ) {
+        let mut fired = Vec::new();
+        for (&shard, state) in self.states.iter_mut() {
+            fired.clear();
+            state.advance(rules, now_ns, &mut fired);
+            out.extend(fired.drain(..).map(|alert| (shard, alert)));
+        }
+        // HashMap order is arbitrary; alerts leave in shard order so the
+        // output is deterministic.
+        out.sort_by_key(|(shard, alert)| (*shard, alert.first_seen_ns));
+    }
+
+    /// Groups evicted at the per-shard cap, over all shards.
+    pub fn evicted_total(&self) -> u64 {
+        self.states.values().map(|s| s.evicted_total()).sum()
+    }
+
+    pub fn shard_count(&self) -> usize {
+        self.states.len()
+    }
+}

@@ -1,0 +1,146 @@
+use super::*;
+
+fn run(app: &str, message: &str) -> (Option<&'static str>, Vec<(String, String)>) {
+    let mut fields = Fields::new();
+    let row = extract(app.as_bytes(), message.as_bytes(), &mut fields);
+    let list = fields
+        .as_slice()
+        .iter()
+        .map(|(n, v)| (n.to_string(), String::from_utf8_lossy(v).into_owned()))
+        .collect();
+    (row, list)
+}
+
+fn get<'v>(fields: &'v [(String, String)], name: &str) -> Option<&'v str> {
+    fields
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+}
+
+#[test]
+fn table_is_well_formed() {
+    for row in ROWS {
+        let pattern = row.pattern.as_bytes();
+        assert!(!row.name.is_empty());
+        let mut pos = 0;
+        let mut captures = 0;
+        let mut previous_was_capture = false;
+        while let Some((piece, next)) = next_piece(pattern, pos) {
+            match piece {
+                Piece::Literal(lit) => {
+                    assert!(!lit.contains(&b'}'), "{}: stray brace", row.name);
+                    previous_was_capture = false;
+                }
+                Piece::Capture { name, .. } => {
+                    assert!(!previous_was_capture, "{}: adjacent captures", row.name);
+                    assert!(!name.is_empty() && !name.contains('{'), "{}", row.name);
+                    captures += 1;
+                    previous_was_capture = true;
+                }
+            }
+            pos = next;
+        }
+        assert!(captures + row.kv.len() <= ROW_FIELDS_MAX, "{}", row.name);
+        assert!(pattern.first().is_some_and(|&b| b != b' '), "{}", row.name);
+        assert_eq!(
+            row.kv_style == KvStyle::None,
+            row.kv.is_empty(),
+            "{}",
+            row.name
+        );
+    }
+}
+
+#[test]
+fn greedy_user_resists_injection() {
+    let (row, f) = run(
+        "sshd",
+        "Failed password for x from 1.2.3.4 port 1 from 5.6.7.8 port 22 ssh2",
+    );
+    assert_eq!(row, Some("ssh_failed_password"));
+    assert_eq!(get(&f, "user.name"), Some("x from 1.2.3.4 port 1"));
+    assert_eq!(get(&f, "source.ip"), Some("5.6.7.8"));
+    assert_eq!(get(&f, "source.port"), Some("22"));
+}
+
+#[test]
+fn rows_by_app_and_order() {
+    let (row, f) = run(
+        "sshd",
+        "Failed password for invalid user admin from ::1 port 22 ssh2",
+    );
+    assert_eq!(row, Some("ssh_failed_password_invalid_user"));
+    assert_eq!(get(&f, "user.name"), Some("admin"));
+    assert_eq!(get(&f, "source.ip"), Some("::1"));
+    assert_eq!(get(&f, "event.reason"), Some("invalid_user"));
+    // The same text under another app matches nothing.
+    assert_eq!(
+        run("cron", "Failed password for root from 1.2.3.4 port 1").0,
+        None
+    );
+    // A bad IP fails the row rather than emitting garbage.
+    assert_eq!(
+        run("sshd", "Failed password for root from evil port 1").0,
+        None
+    );
+}
+
+#[test]
+fn sudo_command_runs_to_the_end() {
+    let (row, f) = run(
+        "sudo",
+        "   alice : TTY=pts/0 ; PWD=/home/alice ; USER=root ; COMMAND=/bin/sh -c 'a ; b'",
+    );
+    assert_eq!(row, Some("sudo_command"));
+    assert_eq!(get(&f, "user.name"), Some("alice"));
+    assert_eq!(get(&f, "user.target.name"), Some("root"));
+    assert_eq!(get(&f, "process.command_line"), Some("/bin/sh -c 'a ; b'"));
+    assert_eq!(get(&f, "event.outcome"), Some("success"));
+}
+
+#[test]
+fn pam_kv_skips_empty_and_non_ip_values() {
+    let (row, f) = run(
+        "sshd",
+        "pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh ruser= rhost=203.0.113.9  user=root",
+    );
+    assert_eq!(row, Some("ssh_pam_unix_auth_failure"));
+    assert_eq!(get(&f, "source.ip"), Some("203.0.113.9"));
+    assert_eq!(get(&f, "user.name"), Some("root"));
+    let (_, f) = run(
+        "sshd",
+        "pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh ruser= rhost=host.example",
+    );
+    assert_eq!(get(&f, "source.ip"), None);
+}
+
+#[test]
+fn no_match_leaves_fields_untouched() {
+    let mut fields = Fields::new();
+    fields.push("keep", b"1");
+    assert_eq!(extract(b"sshd", b"Failed password for", &mut fields), None);
+    assert_eq!(fields.len(), 1);
+}
+
+#[test]
+fn ip_shapes() {
+    assert!(looks_like_ip(b"10.0.0.1"));
+    assert!(looks_like_ip(b"2001:db8::1"));
+    assert!(looks_like_ip(b"::ffff:10.0.0.1"));
+    assert!(!looks_like_ip(b"10.0.0"));
+    assert!(!looks_like_ip(b"host"));
+    assert!(!looks_like_ip(b"1:2"));
+}
+
+#[test]
+fn repeated_keys_keep_the_first() {
+    let mut message = String::from("pam_unix(sshd:auth): authentication failure; user=first");
+    for _ in 0..100 {
+        message.push_str(" user=again rhost=10.0.0.1");
+    }
+    let (row, f) = run("sshd", &message);
+    assert_eq!(row, Some("ssh_pam_unix_auth_failure"));
+    assert_eq!(get(&f, "user.name"), Some("first"));
+    assert_eq!(f.len(), 4);
+}

@@ -1,0 +1,102 @@
+//! A fixed-capacity list of extracted fields, borrowed from the input line.
+//!
+//! Parsing and extraction fill one of these per event without touching the
+//! heap: names are `'static` (from the extractor table) or borrowed from the
+//! input, values are always slices of the input line or `'static` constants.
+//! When the capacity is reached further fields are refused and counted in
+//! `overflow`, never silently lost.
+
+/// Most fields one event can carry; the rest are counted in `Fields::overflow`.
+pub const FIELDS_MAX: usize = 64;
+
+/// One extracted field: a name and the raw bytes of its value.
+pub type Field<'a> = (&'a str, &'a [u8]);
+
+/// Fixed-capacity field list; see the module docs.
+#[derive(Clone, Copy)]
+pub struct Fields<'a> {
+    items: [Field<'a>; FIELDS_MAX],
+    len: usize,
+    /// Fields refused because the list was full.
+    pub overflow: u32,
+}
+
+impl Default for Fields<'_> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for Fields<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut list = f.debug_map();
+        for (name, value) in self.as_slice() {
+            list.entry(name, &String::from_utf8_lossy(value));
+        }
+        list.finish()
+    }
+}
+
+impl<'a> Fields<'a> {
+    pub const fn new() -> Self {
+        Fields {
+            items: [("", b""); FIELDS_MAX],
+            len: 0,
+            overflow: 0,
+        }
+    }
+
+    /// Appends a field; returns false (and counts it) when the list is full.
+    pub fn push(&mut self, name: &'a str, value: &'a [u8]) -> bool {
+        if self.len == FIELDS_MAX {
+            self.overflow = self.overflow.saturating_add(1);
+            return false;
+        }
+        self.items[self.len] = (name, value);
+        self.len += 1;
+        true
+    }
+
+    /// The first value stored under `name`.
+    pub fn get(&self, name: &str) -> Option<&'a [u8]> {
+        self.as_slice()
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| *v)
+    }
+
+    pub fn as_slice(&self) -> &[Field<'a>] {
+        &self.items[..self.len]
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn clear(&mut self) {
+        self.len = 0;
+        self.overflow = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn push_until_full_then_count_overflow() {
+        let mut fields = Fields::new();
+        for _ in 0..FIELDS_MAX {
+            assert!(fields.push("a", b"1"));
+        }
+        assert!(!fields.push("b", b"2"));
+        assert_eq!(fields.len(), FIELDS_MAX);
+        assert_eq!(fields.overflow, 1);
+        assert_eq!(fields.get("a"), Some(&b"1"[..]));
+        assert_eq!(fields.get("b"), None);
+    }
+}

@@ -1,0 +1,258 @@
+//! Calendar arithmetic for syslog timestamps: civil dates to UTC nanoseconds
+//! and back, range checks, and the RFC 3164 year inference.
+//!
+//! Everything here is pure integer arithmetic on the proleptic Gregorian
+//! calendar (Howard Hinnant's `days_from_civil`), with no clock and no
+//! allocation; the receive time arrives through `ParseContext`.
+
+/// Nanoseconds in one second.
+pub const NS_PER_S: i64 = 1_000_000_000;
+
+/// Seconds in one day.
+const S_PER_DAY: i64 = 86_400;
+
+/// A broken-down wall-clock time as written on the wire, before the offset
+/// is applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct WallTime {
+    pub year: i64,
+    pub month: u32,
+    pub day: u32,
+    pub hour: u32,
+    pub minute: u32,
+    pub second: u32,
+    pub nanos: u32,
+}
+
+pub(crate) fn is_leap(year: i64) -> bool {
+    (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
+}
+
+/// Days in `month` (1-12) of `year`; 0 for a month out of range so that any
+/// day fails the range check.
+pub(crate) fn days_in_month(year: i64, month: u32) -> u32 {
+    match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if is_leap(year) => 29,
+        2 => 28,
+        _ => 0,
+    }
+}
+
+/// Days since 1970-01-01 of a valid civil date.
+pub(crate) fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    debug_assert!((1..=12).contains(&month) && (1..=31).contains(&day));
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let m = i64::from(month);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The civil date (year, month, day) of a day count since 1970-01-01.
+pub(crate) fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+impl WallTime {
+    /// Whether every component is in range. Leap seconds (`:60`) are refused:
+    /// RFC 5424 forbids them and 3164 senders do not produce them.
+    pub(crate) fn is_valid(&self) -> bool {
+        (1..=12).contains(&self.month)
+            && self.day >= 1
+            && self.day <= days_in_month(self.year, self.month)
+            && self.hour < 24
+            && self.minute < 60
+            && self.second < 60
+            && i64::from(self.nanos) < NS_PER_S
+    }
+
+    /// UTC nanoseconds since the epoch for this wall time at `offset_s` east
+    /// of UTC, or `None` when invalid or outside the i64 range (years before
+    /// 1677 or after 2262).
+    pub(crate) fn to_unix_ns(self, offset_s: i64) -> Option<i64> {
+        if !self.is_valid() {
+            return None;
+        }
+        let days = days_from_civil(self.year, self.month, self.day);
+        let secs = days
+            .checked_mul(S_PER_DAY)?
+            .checked_add(i64::from(self.hour * 3600 + self.minute * 60 + self.second))?
+            .checked_sub(offset_s)?;
+        secs.checked_mul(NS_PER_S)?
+            .checked_add(i64::from(self.nanos))
+    }
+}
+
+/// The year of the wall clock at `offset_s` east of UTC at instant `now_ns`.
+fn year_at(now_ns: i64, offset_s: i64) -> i64 {
+    let local_s = now_ns.div_euclid(NS_PER_S).saturating_add(offset_s);
+    civil_from_days(local_s.div_euclid(S_PER_DAY)).0
+}
+
+/// How far after the receive time a year-less timestamp may land before the
+/// previous year is taken instead: senders' clocks run ahead a little, but
+/// log lines do not come from the future.
+pub const YEAR_INFERENCE_FUTURE_S_MAX: i64 = 7 * S_PER_DAY;
+
+/// Resolves a year-less RFC 3164 timestamp: of the next, current and
+/// previous year (of the receive time at `offset_s`), the most recent one
+/// that does not put the timestamp more than
+/// [`YEAR_INFERENCE_FUTURE_S_MAX`] after `now_ns` wins.
+///
+/// This is "closest to now" with the future discounted: a `Dec 31` line
+/// received on Jan 1 lands in the previous year, a `Jan 1` line from a sender
+/// whose clock runs a minute ahead of ours on Dec 31 lands in the next
+/// year, and a `Mar 1` line received in November stays in the current year
+/// (pure closeness would move it into next March). Years in which the date
+/// does not exist (Feb 29) are skipped; `None` when none of the three fit.
+pub(crate) fn infer_year_ns(mut wall: WallTime, offset_s: i64, now_ns: i64) -> Option<i64> {
+    let year_now = year_at(now_ns, offset_s);
+    let latest_ns = now_ns.saturating_add(YEAR_INFERENCE_FUTURE_S_MAX * NS_PER_S);
+    for year in [year_now + 1, year_now, year_now - 1] {
+        wall.year = year;
+        match wall.to_unix_ns(offset_s) {
+            Some(ns) if ns <= latest_ns => return Some(ns),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Appends `ns` as RFC 3339 UTC (`2026-11-27T12:00:00.123Z`); the fraction is
+/// printed in groups of three digits and only as long as needed.
+pub fn write_rfc3339(ns: i64, out: &mut String) {
+    use std::fmt::Write;
+    let secs = ns.div_euclid(NS_PER_S);
+    let nanos = ns.rem_euclid(NS_PER_S);
+    let (year, month, day) = civil_from_days(secs.div_euclid(S_PER_DAY));
+    let sod = secs.rem_euclid(S_PER_DAY);
+    let _ = write!(
+        out,
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
+        sod / 3600,
+        sod / 60 % 60,
+        sod % 60
+    );
+    if nanos != 0 {
+        if nanos % 1_000_000 == 0 {
+            let _ = write!(out, ".{:03}", nanos / 1_000_000);
+        } else if nanos % 1_000 == 0 {
+            let _ = write!(out, ".{:06}", nanos / 1_000);
+        } else {
+            let _ = write!(out, ".{nanos:09}");
+        }
+    }
+    out.push('Z');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wall(year: i64, month: u32, day: u32, hour: u32) -> WallTime {
+        WallTime {
+            year,
+            month,
+            day,
+            hour,
+            minute: 0,
+            second: 0,
+            nanos: 0,
+        }
+    }
+
+    fn ns(year: i64, month: u32, day: u32, hour: u32) -> i64 {
+        wall(year, month, day, hour).to_unix_ns(0).unwrap()
+    }
+
+    #[test]
+    fn civil_round_trip() {
+        for days in (-800_000..800_000).step_by(37) {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, m, d), days);
+        }
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(ns(2026, 11, 27, 12), 1_795_780_800 * NS_PER_S);
+    }
+
+    #[test]
+    fn year_inference_picks_closest_year() {
+        let now = ns(2026, 11, 27, 12);
+        // Earlier this year, and a few days ahead, stay in 2026; more than
+        // a week ahead is last year's.
+        assert_eq!(
+            infer_year_ns(wall(0, 3, 1, 0), 0, now),
+            Some(ns(2026, 3, 1, 0))
+        );
+        assert_eq!(
+            infer_year_ns(wall(0, 12, 2, 0), 0, now),
+            Some(ns(2026, 12, 2, 0))
+        );
+        assert_eq!(
+            infer_year_ns(wall(0, 12, 10, 0), 0, now),
+            Some(ns(2025, 12, 10, 0))
+        );
+        // A December line received in early January belongs to last year.
+        let jan = ns(2027, 1, 1, 0) + 30 * NS_PER_S;
+        assert_eq!(
+            infer_year_ns(wall(0, 12, 31, 23), 0, jan),
+            Some(ns(2026, 12, 31, 23))
+        );
+        // A sender slightly ahead across New Year: January line received on Dec 31.
+        let dec = ns(2026, 12, 31, 23);
+        assert_eq!(
+            infer_year_ns(wall(0, 1, 1, 0), 0, dec),
+            Some(ns(2027, 1, 1, 0))
+        );
+        // Feb 29 takes the most recent leap year within one year, or nothing.
+        let mar_2028 = ns(2028, 3, 15, 0);
+        assert_eq!(
+            infer_year_ns(wall(0, 2, 29, 0), 0, mar_2028),
+            Some(ns(2028, 2, 29, 0))
+        );
+        let jan_2029 = ns(2029, 1, 15, 0);
+        assert_eq!(
+            infer_year_ns(wall(0, 2, 29, 0), 0, jan_2029),
+            Some(ns(2028, 2, 29, 0))
+        );
+        assert_eq!(infer_year_ns(wall(0, 2, 29, 0), 0, now), None);
+        // The offset shifts the result but not the chosen year.
+        assert_eq!(
+            infer_year_ns(wall(0, 3, 1, 0), 3600, now),
+            Some(ns(2026, 3, 1, 0) - 3600 * NS_PER_S)
+        );
+    }
+
+    #[test]
+    fn validity_checks() {
+        assert!(!wall(2026, 2, 29, 0).is_valid());
+        assert!(wall(2024, 2, 29, 0).is_valid());
+        assert!(!wall(2026, 13, 1, 0).is_valid());
+        assert!(!wall(2026, 4, 31, 0).is_valid());
+        assert!(!wall(2026, 4, 1, 24).is_valid());
+        assert_eq!(wall(1000, 1, 1, 0).to_unix_ns(0), None);
+    }
+
+    #[test]
+    fn rfc3339_rendering() {
+        let mut s = String::new();
+        write_rfc3339(ns(2026, 11, 27, 12) + 123_000_000, &mut s);
+        assert_eq!(s, "2026-11-27T12:00:00.123Z");
+        s.clear();
+        write_rfc3339(-1, &mut s);
+        assert_eq!(s, "1969-12-31T23:59:59.999999999Z");
+    }
+}

@@ -1,0 +1,30 @@
+//! TCP listeners and connections on a glommio executor.
+//!
+//! Each core accepts on its own SO_REUSEPORT listener and serves the
+//! connections it accepted, so a connection's bytes are read, framed and
+//! parsed on one core. Reading is plain `AsyncRead` into a reusable buffer;
+//! framing lives in [`crate::framing`].
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{FromRawFd, IntoRawFd};
+
+/// Bytes asked of the socket per read. Large reads amortise the syscall;
+/// the framer handles frames that straddle reads.
+pub const TCP_READ_BYTES: usize = 256 * 1024;
+
+/// Adopts a bound, listening std listener into the current glommio executor.
+pub fn adopt_listener(listener: std::net::TcpListener) -> io::Result<glommio::net::TcpListener> {
+    listener.set_nonblocking(true)?;
+    // SAFETY: the fd comes from into_raw_fd, so it is open, owned, and handed
+    // over exactly once.
+    Ok(unsafe { glommio::net::TcpListener::from_raw_fd(listener.into_raw_fd()) })
+}
+
+/// The peer address of an accepted stream, or the unspecified address when
+/// the kernel no longer knows it (the peer already reset).
+pub fn peer_of(stream: &glommio::net::TcpStream) -> SocketAddr {
+    stream
+        .peer_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+}

@@ -1,0 +1,301 @@
+//! The alert collector: tails the appliance's `alerts.jsonl` (or reads alert
+//! lines from stdin) on its own thread and stamps each alert with the time
+//! it was observed.
+//!
+//! Observed time is when the collector read the line, so detection latency
+//! includes the appliance's alert writer and file flush, which is what a
+//! downstream consumer of the file sees. The file is polled every
+//! [`TAIL_POLL_NS`] when idle, which bounds the added latency to that
+//! interval; the appliance's own `latency_us` is reported beside it.
+
+use std::io::{BufRead, Read, Seek, SeekFrom};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use serde::Serialize;
+
+use crate::clock;
+use crate::matching::{parse_alert, ObservedAlert};
+
+/// Idle poll interval of the file tail: the resolution it adds to latency.
+pub const TAIL_POLL_NS: i64 = 250_000;
+/// Longest alert line accepted; a longer one is skipped and counted.
+pub const ALERT_LINE_BYTES_MAX: usize = 1024 * 1024;
+/// Most alerts kept; later ones are counted but not stored.
+pub const ALERTS_MAX: usize = 1_000_000;
+/// Bytes read from the file per read call.
+const READ_CHUNK_BYTES: usize = 64 * 1024;
+
+/// Where alerts come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AlertSource {
+    /// Tail this file from its end at start (it may not exist yet).
+    File(PathBuf),
+    /// Read alert lines from stdin, e.g. `shardwatch run | shardwatch-load run --alerts-stdin`.
+    Stdin,
+}
+
+/// Counters of what the collector skipped.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct CollectStats {
+    pub lines: u64,
+    pub not_alerts: u64,
+    pub oversized: u64,
+    pub over_limit: u64,
+    pub truncations: u64,
+}
+
+#[derive(Default)]
+struct Shared {
+    alerts: Mutex<Vec<ObservedAlert>>,
+    stats: Mutex<CollectStats>,
+    count: AtomicU64,
+    stop: AtomicBool,
+}
+
+/// A running collector.
+pub struct Collector {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+    /// Shared with the sender for progress lines.
+    pub seen: Arc<AtomicU64>,
+}
+
+/// Splits complete lines off `pending`, handing each to `line`; keeps the
+/// incomplete tail. A tail longer than [`ALERT_LINE_BYTES_MAX`] is dropped
+/// up to its next newline and counted.
+pub fn split_lines(pending: &mut Vec<u8>, skipping: &mut bool, stats: &mut CollectStats, mut line: impl FnMut(&[u8])) {
+    let mut start = 0;
+    while let Some(pos) = pending[start..].iter().position(|&b| b == b'\n') {
+        let end = start + pos;
+        if *skipping {
+            *skipping = false;
+        } else {
+            line(&pending[start..end]);
+        }
+        start = end + 1;
+    }
+    pending.drain(..start);
+    if pending.len() > ALERT_LINE_BYTES_MAX {
+        pending.clear();
+        if !*skipping {
+            stats.oversized += 1;
+        }
+        *skipping = true;
+    }
+}
+
+impl Shared {
+    fn accept(&self, bytes: &[u8], stats: &mut CollectStats, seen: &AtomicU64) {
+        let observed_ns = clock::now_ns();
+        stats.lines += 1;
+        let text = String::from_utf8_lossy(bytes);
+        if text.trim().is_empty() {
+            return;
+        }
+        let Some(alert) = parse_alert(&text, observed_ns) else {
+            stats.not_alerts += 1;
+            return;
+        };
+        seen.fetch_add(1, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+        let mut alerts = self.alerts.lock().unwrap_or_else(|e| e.into_inner());
+        if alerts.len() < ALERTS_MAX {
+            alerts.push(alert);
+        } else {
+            stats.over_limit += 1;
+        }
+    }
+}
+
+fn tail_file(path: PathBuf, shared: Arc<Shared>, seen: Arc<AtomicU64>) {
+    let mut stats = CollectStats::default();
+    let mut file: Option<std::fs::File> = None;
+    // Alerts already in the file belong to earlier runs: start at its end.
+    let mut offset = std::fs::metadata(&path).map_or(0, |m| m.len());
+    let mut pending = Vec::new();
+    let mut skipping = false;
+    let mut chunk = vec![0u8; READ_CHUNK_BYTES];
+    loop {
+        let stopping = shared.stop.load(Ordering::Acquire);
+        if file.is_none() {
+            file = std::fs::File::open(&path).ok();
+        }
+        let mut progressed = false;
+        if let Some(f) = file.as_mut() {
+            if let Ok(meta) = f.metadata() {
+                if meta.len() < offset {
+                    // Truncated or replaced: read the new content from the top.
+                    stats.truncations += 1;
+                    offset = 0;
+                    pending.clear();
+                }
+            }
+            if f.seek(SeekFrom::Start(offset)).is_ok() {
+                if let Ok(n) = f.read(&mut chunk) {
+                    if n > 0 {
+                        progressed = true;
+                        offset += n as u64;
+                        pending.extend_from_slice(&chunk[..n]);
+                        let mut complete: Vec<Vec<u8>> = Vec::new();
+                        split_lines(&mut pending, &mut skipping, &mut stats, |line| {
+                            complete.push(line.to_vec())
+                        });
+                        for line in &complete {
+                            shared.accept(line, &mut stats, &seen);
+                        }
+                    }
+                }
+            }
+        }
+        if !progressed {
+            if stopping {
+                break;
+            }
+            clock::sleep_ns(TAIL_POLL_NS);
+        }
+    }
+    let mut s = shared.stats.lock().unwrap_or_else(|e| e.into_inner());
+    *s = stats;
+}
+
+fn read_stdin(shared: Arc<Shared>, seen: Arc<AtomicU64>) {
+    let stdin = std::io::stdin();
+    let mut lock = stdin.lock();
+    let mut line = Vec::new();
+    let mut stats = CollectStats::default();
+    loop {
+        line.clear();
+        // Bounded read: at most ALERT_LINE_BYTES_MAX bytes per line.
+        match (&mut lock)
+            .take(ALERT_LINE_BYTES_MAX as u64 + 1)
+            .read_until(b'\n', &mut line)
+        {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                if line.len() > ALERT_LINE_BYTES_MAX {
+                    stats.oversized += 1;
+                    // Skip the rest of the oversized line.
+                    let mut rest = Vec::new();
+                    let _ = (&mut lock).take(u64::MAX).read_until(b'\n', &mut rest);
+                    continue;
+                }
+                shared.accept(&line, &mut stats, &seen);
+                *shared.stats.lock().unwrap_or_else(|e| e.into_inner()) = stats.clone();
+            }
+        }
+        if shared.stop.load(Ordering::Acquire) {
+            break;
+        }
+    }
+}
+
+impl Collector {
+    /// Starts collecting from `source`.
+    pub fn start(source: AlertSource) -> anyhow::Result<Collector> {
+        let shared = Arc::new(Shared::default());
+        let seen = Arc::new(AtomicU64::new(0));
+        let (s, c) = (shared.clone(), seen.clone());
+        let thread = match source {
+            AlertSource::File(path) => std::thread::Builder::new()
+                .name("alert-tail".into())
+                .spawn(move || tail_file(path, s, c))?,
+            AlertSource::Stdin => std::thread::Builder::new()
+                .name("alert-stdin".into())
+                .spawn(move || read_stdin(s, c))?,
+        };
+        Ok(Collector {
+            shared,
+            thread: Some(thread),
+            seen,
+        })
+    }
+
+    /// How many alerts have been observed so far.
+    pub fn count(&self) -> u64 {
+        self.shared.count.load(Ordering::Relaxed)
+    }
+
+    /// A copy of the alerts observed so far.
+    pub fn snapshot(&self) -> Vec<ObservedAlert> {
+        self.shared
+            .alerts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Stops the collector after it has read what is in the file now, and
+    /// returns every alert and the skip counters. A stdin reader blocked in
+    /// a read is left behind (it ends with the process).
+    pub fn finish(mut self) -> (Vec<ObservedAlert>, CollectStats) {
+        self.shared.stop.store(true, Ordering::Release);
+        if let Some(thread) = self.thread.take() {
+            if thread.is_finished() || !matches!(thread.thread().name(), Some("alert-stdin")) {
+                let _ = thread.join();
+            }
+        }
+        let stats = self
+            .shared
+            .stats
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        (self.snapshot(), stats)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn split_lines_keeps_partial_tails_and_skips_oversized_lines() {
+        let mut stats = CollectStats::default();
+        let mut skipping = false;
+        let mut got: Vec<Vec<u8>> = Vec::new();
+        let mut pending = b"a\nbc".to_vec();
+        split_lines(&mut pending, &mut skipping, &mut stats, |l| got.push(l.to_vec()));
+        assert_eq!(got, vec![b"a".to_vec()]);
+        assert_eq!(pending, b"bc");
+        pending.extend(vec![b'x'; ALERT_LINE_BYTES_MAX]);
+        split_lines(&mut pending, &mut skipping, &mut stats, |l| got.push(l.to_vec()));
+        assert!(pending.is_empty() && skipping);
+        assert_eq!(stats.oversized, 1);
+        pending.extend(b"tail-of-long\nnext\n");
+        split_lines(&mut pending, &mut skipping, &mut stats, |l| got.push(l.to_vec()));
+        assert_eq!(got, vec![b"a".to_vec(), b"next".to_vec()]);
+        assert!(!skipping);
+    }
+
+    #[test]
+    fn tails_a_file_that_appears_and_grows() {
+        let dir = std::env::temp_dir().join(format!("sw-perf-collect-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("alerts.jsonl");
+        let _ = std::fs::remove_file(&path);
+        let collector = Collector::start(AlertSource::File(path.clone())).unwrap();
+        let alert = r#"{"id":"1","kind":"detection","rule":{"id":"r","title":"T","level":"low"},"group":{},"sample":["s"]}"#;
+        let mut f = std::fs::File::create(&path).unwrap();
+        write!(f, "{alert}\nnot json\n{}", &alert[..10]).unwrap();
+        f.flush().unwrap();
+        let deadline = clock::now_ns() + 5_000_000_000;
+        while collector.count() < 1 && clock::now_ns() < deadline {
+            clock::sleep_ns(1_000_000);
+        }
+        write!(f, "{}\n", &alert[10..]).unwrap();
+        f.flush().unwrap();
+        while collector.count() < 2 && clock::now_ns() < deadline {
+            clock::sleep_ns(1_000_000);
+        }
+        let (alerts, stats) = collector.finish();
+        assert_eq!(alerts.len(), 2);
+        assert_eq!(alerts[0].rule_title, "T");
+        assert!(alerts[0].observed_ns <= alerts[1].observed_ns);
+        assert_eq!(stats.not_alerts, 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

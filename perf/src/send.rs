@@ -1,0 +1,505 @@
+//! The sender: paced or flat-out syslog over UDP (`sendmmsg` batches) and
+//! TCP (large writes over several connections), recording when each
+//! scenario's completing event left.
+//!
+//! One thread sends for every lane (a lane is one UDP socket or one TCP
+//! connection): the machine this runs on is small and shared, and a single
+//! sender keeps per-group order without coordination. Due events are cut
+//! into batches; each batch goes whole to the next lane in turn, so events
+//! keep their corpus order within a lane, and scenario steps (seconds apart
+//! in event time) leave in order in practice.
+
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use serde::Serialize;
+
+use crate::clock;
+use crate::corpus::Corpus;
+use crate::schedule::Schedule;
+
+/// Most datagrams per `sendmmsg` call.
+pub const UDP_BATCH_MAX: usize = 64;
+/// Largest TCP write the sender builds before writing.
+pub const TCP_WRITE_BYTES_MAX: usize = 256 * 1024;
+/// Most lanes (sockets or connections) per target.
+pub const CONNECTIONS_MAX: usize = 256;
+/// Longest the sender sleeps at once while ahead of schedule, so progress
+/// lines and the end of a duration are noticed on time.
+pub const SLEEP_NS_MAX: i64 = 1_000_000;
+/// Width of one throughput-timeline bucket.
+pub const TIMELINE_BUCKET_NS: i64 = 100_000_000;
+/// Most timeline buckets kept (one hour at 100 ms).
+pub const TIMELINE_BUCKETS_MAX: usize = 36_000;
+/// Consecutive failed `sendmmsg` calls on one batch before its datagrams are
+/// counted as send errors and skipped.
+pub const UDP_RETRIES_MAX: u32 = 8;
+/// Socket send buffer requested for UDP lanes (best effort).
+const UDP_SNDBUF_BYTES: libc::c_int = 4 * 1024 * 1024;
+
+/// Where to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Target {
+    Udp(SocketAddr),
+    Tcp(SocketAddr),
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Udp(a) => write!(f, "udp://{a}"),
+            Target::Tcp(a) => write!(f, "tcp://{a}"),
+        }
+    }
+}
+
+/// Parses `udp://HOST:PORT` or `tcp://HOST:PORT`. Only loopback addresses
+/// are accepted: the harness is a load generator and must never be pointed
+/// at someone else's network by a typo.
+pub fn parse_target(text: &str) -> Result<Target, String> {
+    let (scheme, addr) = text
+        .split_once("://")
+        .ok_or_else(|| format!("target {text:?} must look like udp://127.0.0.1:5514"))?;
+    let addr: SocketAddr = addr
+        .parse()
+        .map_err(|_| format!("target {text:?}: {addr:?} is not IP:PORT"))?;
+    let loopback = match addr.ip() {
+        IpAddr::V4(ip) => ip.is_loopback(),
+        IpAddr::V6(ip) => ip.is_loopback(),
+    };
+    if !loopback {
+        return Err(format!("target {text:?}: only loopback addresses are allowed"));
+    }
+    match scheme {
+        "udp" => Ok(Target::Udp(addr)),
+        "tcp" => Ok(Target::Tcp(addr)),
+        _ => Err(format!("target {text:?}: scheme must be udp or tcp")),
+    }
+}
+
+/// How TCP frames are delimited (RFC 6587).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Framing {
+    /// Each message followed by LF.
+    Lf,
+    /// `LEN SP MSG`.
+    OctetCounting,
+}
+
+/// What to send and how.
+#[derive(Debug, Clone)]
+pub struct SendConfig {
+    pub targets: Vec<Target>,
+    pub schedule: Schedule,
+    /// Events to send from the start of the corpus.
+    pub events: u64,
+    /// Stop after this long even if events remain (flat-out runs).
+    pub duration_ns: Option<i64>,
+    pub connections: usize,
+    pub framing: Framing,
+    /// Print a progress line on stderr once per second.
+    pub progress: bool,
+}
+
+/// When one scenario's completing event left.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct CompletingSend {
+    pub truth_index: usize,
+    pub corpus_index: u64,
+    /// Intended send time (paced) or actual send time (flat out).
+    pub origin_ns: i64,
+    pub sent_ns: i64,
+}
+
+/// What the sender did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SendResult {
+    pub sent: u64,
+    pub send_errors: u64,
+    pub bytes: u64,
+    pub started_ns: i64,
+    pub finished_ns: i64,
+    /// Largest lag behind schedule seen at a batch start.
+    pub behind_max_ns: i64,
+    pub completing: Vec<CompletingSend>,
+    /// Events sent per [`TIMELINE_BUCKET_NS`] since the start.
+    pub timeline: Vec<u64>,
+}
+
+impl SendResult {
+    pub fn duration_s(&self) -> f64 {
+        (self.finished_ns - self.started_ns).max(1) as f64 / 1e9
+    }
+}
+
+enum Lane {
+    Udp(UdpSocket),
+    Tcp(TcpStream),
+}
+
+fn open_lanes(targets: &[Target], connections: usize) -> anyhow::Result<Vec<Lane>> {
+    if targets.is_empty() {
+        bail!("no --target given");
+    }
+    if connections == 0 || connections > CONNECTIONS_MAX {
+        bail!("--connections must be between 1 and {CONNECTIONS_MAX}");
+    }
+    let mut lanes = Vec::new();
+    for target in targets {
+        for _ in 0..connections {
+            match *target {
+                Target::Udp(addr) => {
+                    let bind: SocketAddr = if addr.is_ipv4() {
+                        "127.0.0.1:0".parse()?
+                    } else {
+                        "[::1]:0".parse()?
+                    };
+                    let socket = UdpSocket::bind(bind).context("cannot bind a UDP socket")?;
+                    socket
+                        .connect(addr)
+                        .with_context(|| format!("cannot connect UDP to {addr}"))?;
+                    // SAFETY: setsockopt on a socket this function owns, with
+                    // a pointer to a live c_int and its exact size.
+                    unsafe {
+                        libc::setsockopt(
+                            socket.as_raw_fd(),
+                            libc::SOL_SOCKET,
+                            libc::SO_SNDBUF,
+                            (&UDP_SNDBUF_BYTES as *const libc::c_int).cast(),
+                            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                        );
+                    }
+                    lanes.push(Lane::Udp(socket));
+                }
+                Target::Tcp(addr) => {
+                    let stream = TcpStream::connect(addr)
+                        .with_context(|| format!("cannot connect TCP to {addr}"))?;
+                    stream.set_nodelay(true)?;
+                    lanes.push(Lane::Tcp(stream));
+                }
+            }
+        }
+    }
+    Ok(lanes)
+}
+
+/// Sends `lines` as one `sendmmsg` batch; returns how many left and how many
+/// failed for good.
+fn send_udp_batch(socket: &UdpSocket, lines: &[&[u8]]) -> (u64, u64) {
+    debug_assert!(lines.len() <= UDP_BATCH_MAX);
+    let mut iovecs: [libc::iovec; UDP_BATCH_MAX] = [libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    }; UDP_BATCH_MAX];
+    // SAFETY: mmsghdr is plain data; all-zero is a valid empty header.
+    let mut headers: [libc::mmsghdr; UDP_BATCH_MAX] = unsafe { std::mem::zeroed() };
+    for (i, line) in lines.iter().enumerate() {
+        iovecs[i].iov_base = line.as_ptr() as *mut libc::c_void;
+        iovecs[i].iov_len = line.len();
+        headers[i].msg_hdr.msg_iov = &mut iovecs[i];
+        headers[i].msg_hdr.msg_iovlen = 1;
+    }
+    let (mut done, mut failed, mut retries) = (0usize, 0u64, 0u32);
+    while done < lines.len() {
+        // SAFETY: headers[done..len] point at iovecs that point into `lines`,
+        // all alive for this call; the socket is connected so no address.
+        let n = unsafe {
+            libc::sendmmsg(
+                socket.as_raw_fd(),
+                headers[done..].as_mut_ptr(),
+                (lines.len() - done) as libc::c_uint,
+                0,
+            )
+        };
+        if n > 0 {
+            done += n as usize;
+            retries = 0;
+            continue;
+        }
+        let err = std::io::Error::last_os_error();
+        if err.kind() == std::io::ErrorKind::Interrupted {
+            continue;
+        }
+        retries += 1;
+        if retries >= UDP_RETRIES_MAX {
+            // ECONNREFUSED (nobody listening) or a persistent ENOBUFS: give
+            // this datagram up as a counted error and carry on.
+            done += 1;
+            failed += 1;
+            retries = 0;
+        } else {
+            clock::sleep_ns(50_000);
+        }
+    }
+    (lines.len() as u64 - failed, failed)
+}
+
+fn frame(line: &[u8], framing: Framing, out: &mut Vec<u8>) {
+    match framing {
+        Framing::Lf => {
+            out.extend_from_slice(line);
+            out.push(b'\n');
+        }
+        Framing::OctetCounting => {
+            let _ = write!(out, "{} ", line.len());
+            out.extend_from_slice(line);
+        }
+    }
+}
+
+/// Sends the first `config.events` lines of `corpus`. `sent_counter` is
+/// updated as batches leave and `alerts_seen` read for progress lines.
+pub fn send(
+    corpus: &Corpus,
+    config: &SendConfig,
+    sent_counter: &Arc<AtomicU64>,
+    alerts_seen: &Arc<AtomicU64>,
+) -> anyhow::Result<SendResult> {
+    let total = config.events.min(corpus.len() as u64);
+    let mut lanes = open_lanes(&config.targets, config.connections)?;
+    // Completing events in corpus order, so the sender walks them with one
+    // cursor instead of a lookup per event.
+    let mut completing: Vec<(u64, usize)> = corpus
+        .truth
+        .expected
+        .iter()
+        .enumerate()
+        .map(|(t, e)| (e.completing_index, t))
+        .collect();
+    completing.sort_unstable();
+    let mut cursor = 0usize;
+
+    let schedule = config.schedule;
+    let mut result = SendResult {
+        started_ns: schedule.t0_ns,
+        ..SendResult::default()
+    };
+    let batch_max = if lanes.iter().all(|l| matches!(l, Lane::Udp(_))) {
+        UDP_BATCH_MAX
+    } else {
+        // TCP batches are cut by bytes below; this only bounds the loop.
+        4096
+    };
+    let mut lines: Vec<&[u8]> = Vec::with_capacity(batch_max);
+    let mut buffer: Vec<u8> = Vec::with_capacity(TCP_WRITE_BYTES_MAX + 1024);
+    let mut next = 0u64;
+    let mut lane = 0usize;
+    let mut last_progress_ns = schedule.t0_ns;
+    let mut last_progress_sent = 0u64;
+    while next < total {
+        let now = clock::now_ns();
+        if let Some(limit) = config.duration_ns {
+            if now - schedule.t0_ns >= limit {
+                break;
+            }
+        }
+        if config.progress && now - last_progress_ns >= 1_000_000_000 {
+            let rate = (next - last_progress_sent) as f64 * 1e9 / (now - last_progress_ns) as f64;
+            eprintln!(
+                "shardwatch-load: {:6.1}s sent {next} ({rate:.0}/s) behind {:.1} ms alerts {}",
+                (now - schedule.t0_ns) as f64 / 1e9,
+                (now - schedule.intended_ns(next)).max(0) as f64 / 1e6,
+                alerts_seen.load(Ordering::Relaxed)
+            );
+            last_progress_ns = now;
+            last_progress_sent = next;
+        }
+        let due = schedule.due(now, total);
+        if due <= next {
+            clock::sleep_ns(schedule.sleep_ns(next, now, SLEEP_NS_MAX));
+            continue;
+        }
+        if schedule.rate_eps.is_some() {
+            result.behind_max_ns = result.behind_max_ns.max(now - schedule.intended_ns(next));
+        }
+        let end = due.min(next + batch_max as u64);
+        let (sent, failed, bytes) = match &mut lanes[lane] {
+            Lane::Udp(socket) => {
+                lines.clear();
+                let mut bytes = 0u64;
+                for i in next..end {
+                    let line = corpus.line(i as usize);
+                    bytes += line.len() as u64;
+                    lines.push(line);
+                }
+                let (_, failed) = send_udp_batch(socket, &lines);
+                (end - next, failed, bytes)
+            }
+            Lane::Tcp(stream) => {
+                buffer.clear();
+                let mut cut = next;
+                while cut < end && buffer.len() < TCP_WRITE_BYTES_MAX {
+                    frame(corpus.line(cut as usize), config.framing, &mut buffer);
+                    cut += 1;
+                }
+                stream
+                    .write_all(&buffer)
+                    .context("TCP write failed (did the appliance close the connection?)")?;
+                (cut - next, 0, buffer.len() as u64)
+            }
+        };
+        let sent_ns = clock::now_ns();
+        let batch_end = next + sent;
+        while cursor < completing.len() && completing[cursor].0 < batch_end {
+            let (corpus_index, truth_index) = completing[cursor];
+            if corpus_index >= next {
+                result.completing.push(CompletingSend {
+                    truth_index,
+                    corpus_index,
+                    origin_ns: schedule.latency_origin_ns(corpus_index, sent_ns),
+                    sent_ns,
+                });
+            }
+            cursor += 1;
+        }
+        let bucket = ((sent_ns - schedule.t0_ns).max(0) / TIMELINE_BUCKET_NS) as usize;
+        if bucket < TIMELINE_BUCKETS_MAX {
+            if result.timeline.len() <= bucket {
+                result.timeline.resize(bucket + 1, 0);
+            }
+            result.timeline[bucket] += sent - failed;
+        }
+        result.sent += sent - failed;
+        result.send_errors += failed;
+        result.bytes += bytes;
+        sent_counter.store(result.sent, Ordering::Relaxed);
+        next = batch_end;
+        lane = (lane + 1) % lanes.len();
+    }
+    for lane in &mut lanes {
+        if let Lane::Tcp(stream) = lane {
+            let _ = stream.flush();
+            let _ = stream.shutdown(std::net::Shutdown::Write);
+        }
+    }
+    result.finished_ns = clock::now_ns();
+    Ok(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::corpus::{default_scenarios, generate, GenConfig, DEFAULT_START_NS};
+    use std::io::Read;
+
+    #[test]
+    fn targets_must_be_loopback_and_well_formed() {
+        assert_eq!(
+            parse_target("udp://127.0.0.1:5514"),
+            Ok(Target::Udp("127.0.0.1:5514".parse().unwrap()))
+        );
+        assert!(parse_target("tcp://[::1]:9").is_ok());
+        for bad in ["127.0.0.1:5514", "udp://10.0.0.1:5514", "http://127.0.0.1:1", "udp://localhost:1", "udp://127.0.0.1"] {
+            assert!(parse_target(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn octet_counting_frames() {
+        let mut out = Vec::new();
+        frame(b"hello", Framing::OctetCounting, &mut out);
+        frame(b"x", Framing::Lf, &mut out);
+        assert_eq!(out, b"5 hellox\n");
+    }
+
+    fn small_corpus() -> Corpus {
+        generate(&GenConfig {
+            events: 2_000,
+            entities: 20,
+            seed: 4,
+            start_ns: DEFAULT_START_NS,
+            event_rate: 100.0,
+            scenarios: default_scenarios(),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn udp_paced_send_delivers_every_datagram_and_records_completions() {
+        let corpus = small_corpus();
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        server
+            .set_read_timeout(Some(std::time::Duration::from_secs(2)))
+            .unwrap();
+        let addr = server.local_addr().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut buf = vec![0u8; 65_536];
+            let mut n = 0u64;
+            while server.recv(&mut buf).is_ok() {
+                n += 1;
+            }
+            n
+        });
+        let config = SendConfig {
+            targets: vec![Target::Udp(addr)],
+            schedule: Schedule {
+                t0_ns: clock::now_ns(),
+                rate_eps: Some(50_000.0),
+            },
+            events: 2_000,
+            duration_ns: None,
+            connections: 1,
+            framing: Framing::Lf,
+            progress: false,
+        };
+        let counter = Arc::new(AtomicU64::new(0));
+        let result = send(&corpus, &config, &counter, &Arc::new(AtomicU64::new(0))).unwrap();
+        assert_eq!(result.sent, 2_000);
+        assert_eq!(result.completing.len(), corpus.truth.expected.len());
+        for c in &result.completing {
+            assert!(c.origin_ns <= c.sent_ns);
+            assert_eq!(c.origin_ns, config.schedule.intended_ns(c.corpus_index));
+        }
+        assert_eq!(result.timeline.iter().sum::<u64>(), 2_000);
+        // At 50k/s, 2,000 events take about 40 ms; allow a slow machine.
+        assert!(result.duration_s() >= 0.039, "{}", result.duration_s());
+        assert_eq!(reader.join().unwrap(), 2_000, "loopback UDP lost datagrams");
+    }
+
+    #[test]
+    fn tcp_flat_out_sends_lf_framed_lines() {
+        let corpus = small_corpus();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        // One reader per connection: reading them in turn could stall the
+        // sender on the unread one's full buffer.
+        let reader = std::thread::spawn(move || {
+            let readers: Vec<_> = (0..2)
+                .map(|_| {
+                    let (mut s, _) = listener.accept().unwrap();
+                    std::thread::spawn(move || {
+                        let mut buf = Vec::new();
+                        s.read_to_end(&mut buf).unwrap();
+                        buf
+                    })
+                })
+                .collect();
+            readers
+                .into_iter()
+                .flat_map(|r| r.join().unwrap())
+                .collect::<Vec<u8>>()
+        });
+        let config = SendConfig {
+            targets: vec![Target::Tcp(addr)],
+            schedule: Schedule {
+                t0_ns: clock::now_ns(),
+                rate_eps: None,
+            },
+            events: 1_500,
+            duration_ns: None,
+            connections: 2,
+            framing: Framing::Lf,
+            progress: false,
+        };
+        let counter = Arc::new(AtomicU64::new(0));
+        let result = send(&corpus, &config, &counter, &Arc::new(AtomicU64::new(0))).unwrap();
+        assert_eq!(result.sent, 1_500);
+        let bytes = reader.join().unwrap();
+        assert_eq!(bytes.iter().filter(|&&b| b == b'\n').count(), 1_500);
+        assert_eq!(bytes.len() as u64, result.bytes);
+    }
+}

@@ -1,0 +1,271 @@
+//! Helpers for end-to-end tests: build and start the real `shardwatch`
+//! binary, talk to it over loopback sockets, stop it with a signal and read
+//! what it wrote.
+//!
+//! Nothing here mocks the appliance: tests see exactly what an operator
+//! would (stdout alerts, stderr lines, files in the data directory).
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use serde_json::Value;
+
+/// The workspace root (this crate lives in `<root>/tests`).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// Builds the `shardwatch` binary once per test process (a no-op when it is
+/// fresh) and returns its path.
+pub fn binary() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "-p", "shardwatch", "--bin", "shardwatch"])
+            .current_dir(workspace_root())
+            .status()
+            .expect("cannot run cargo build for the shardwatch binary");
+        assert!(status.success(), "building the shardwatch binary failed");
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| workspace_root().join("target"));
+        let bin = target.join("debug").join("shardwatch");
+        assert!(bin.exists(), "{} missing after build", bin.display());
+        bin
+    })
+}
+
+/// A fresh, empty directory under the system temp dir.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "shardwatch-e2e-{name}-{}-{}",
+        std::process::id(),
+        Instant::now().elapsed().as_nanos()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    dir
+}
+
+/// A running appliance.
+pub struct Appliance {
+    child: Child,
+    pub udp: Option<SocketAddr>,
+    pub tcp: Option<SocketAddr>,
+    pub data_dir: PathBuf,
+    stderr_lines: mpsc::Receiver<String>,
+    stdout_thread: Option<std::thread::JoinHandle<String>>,
+    stderr_seen: Vec<String>,
+}
+
+/// What the appliance left behind when it stopped.
+#[derive(Debug)]
+pub struct Stopped {
+    pub exit_ok: bool,
+    pub stdout_alerts: Vec<Value>,
+    pub stderr: Vec<String>,
+    /// Per-core counters from the `shardwatch: stats` line.
+    pub stats: Vec<Value>,
+    pub data_dir: PathBuf,
+}
+
+impl Appliance {
+    /// Starts `shardwatch run` on loopback port 0 with `extra` arguments and
+    /// waits for its listening line.
+    pub fn start(name: &str, extra: &[&str]) -> anyhow::Result<Appliance> {
+        let data_dir = temp_dir(name);
+        let mut child = Command::new(binary())
+            .arg("run")
+            .args(["--udp", "127.0.0.1:0", "--tcp", "127.0.0.1:0"])
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("cannot start shardwatch")?;
+        let mut stdout = child.stdout.take().context("no stdout")?;
+        let stdout_thread = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stdout.read_to_string(&mut text);
+            text
+        });
+        let stderr = child.stderr.take().context("no stderr")?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut appliance = Appliance {
+            child,
+            udp: None,
+            tcp: None,
+            data_dir,
+            stderr_lines: rx,
+            stdout_thread: Some(stdout_thread),
+            stderr_seen: Vec::new(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = appliance.stderr_lines.recv_timeout(left).map_err(|_| {
+                anyhow!(
+                    "shardwatch did not print its listening line; stderr so far: {:?}",
+                    appliance.stderr_seen
+                )
+            })?;
+            appliance.stderr_seen.push(line.clone());
+            if let Some(rest) = line.strip_prefix("shardwatch: listening ") {
+                for part in rest.split(' ') {
+                    if let Some(addr) = part.strip_prefix("udp=") {
+                        appliance.udp = addr.parse().ok();
+                    }
+                    if let Some(addr) = part.strip_prefix("tcp=") {
+                        appliance.tcp = addr.parse().ok();
+                    }
+                }
+                return Ok(appliance);
+            }
+        }
+    }
+
+    /// The TCP address; panics if TCP is off (a test bug).
+    pub fn tcp(&self) -> SocketAddr {
+        self.tcp.expect("TCP is enabled")
+    }
+
+    /// The UDP address; panics if UDP is off (a test bug).
+    pub fn udp(&self) -> SocketAddr {
+        self.udp.expect("UDP is enabled")
+    }
+
+    /// Alerts in `alerts.jsonl` so far.
+    pub fn alerts_file(&self) -> Vec<Value> {
+        read_jsonl(&self.data_dir.join("alerts.jsonl"))
+    }
+
+    /// Waits until `alerts.jsonl` holds at least `n` alerts.
+    pub fn wait_for_alerts(&self, n: usize, timeout: Duration) -> Vec<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let alerts = self.alerts_file();
+            if alerts.len() >= n || Instant::now() >= deadline {
+                return alerts;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    pub fn stop(mut self) -> anyhow::Result<Stopped> {
+        // SAFETY: kill only sends a signal to our own child process.
+        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        if rc != 0 {
+            bail!("cannot signal shardwatch");
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = self.child.try_wait()? {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                bail!("shardwatch did not exit within 30 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let stdout = self
+            .stdout_thread
+            .take()
+            .map(|t| t.join().unwrap_or_default())
+            .unwrap_or_default();
+        let mut stderr = std::mem::take(&mut self.stderr_seen);
+        while let Ok(line) = self.stderr_lines.recv_timeout(Duration::from_secs(2)) {
+            stderr.push(line);
+        }
+        let stats = stderr
+            .iter()
+            .find_map(|l| l.strip_prefix("shardwatch: stats "))
+            .and_then(|s| serde_json::from_str::<Vec<Value>>(s).ok())
+            .unwrap_or_default();
+        let stdout_alerts = stdout
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                serde_json::from_str(l).with_context(|| format!("stdout line is not JSON: {l}"))
+            })
+            .collect::<anyhow::Result<Vec<Value>>>()?;
+        Ok(Stopped {
+            exit_ok: status.success(),
+            stdout_alerts,
+            stderr,
+            stats,
+            data_dir: self.data_dir.clone(),
+        })
+    }
+}
+
+impl Drop for Appliance {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Reads a JSON-lines file; a missing file reads as empty.
+pub fn read_jsonl(path: &Path) -> Vec<Value> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// Sum of a numeric counter over every core's stats.
+pub fn total(stats: &[Value], counter: &str) -> u64 {
+    stats.iter().filter_map(|c| c[counter].as_u64()).sum()
+}
+
+/// An sshd failed-password line in RFC 3164 form.
+pub fn ssh_failure(second: u32, ip: &str, user: &str) -> String {
+    format!(
+        "<38>Nov 27 10:{:02}:{:02} bastion sshd[4242]: Failed password for {user} from {ip} port {} ssh2",
+        second / 60,
+        second % 60,
+        40000 + second
+    )
+}
+
+/// Runs `shardwatch replay` over `file` and returns its alerts.
+pub fn replay(file: &Path) -> anyhow::Result<Vec<Value>> {
+    let out = Command::new(binary())
+        .arg("replay")
+        .arg(file)
+        .output()
+        .context("cannot run shardwatch replay")?;
+    if !out.status.success() {
+        bail!("replay failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).context("replay line is not JSON"))
+        .collect()
+}

@@ -1,0 +1,295 @@
+//! End to end: the real binary on loopback with two cores.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::net::{TcpStream, UdpSocket};
+use std::time::Duration;
+
+use serde_json::Value;
+use shardwatch_tests::{read_jsonl, replay, ssh_failure, temp_dir, total, Appliance};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn brute_force_alerts(alerts: &[Value]) -> Vec<&Value> {
+    alerts
+        .iter()
+        .filter(|a| {
+            a["rule"]["title"]
+                .as_str()
+                .is_some_and(|t| t.to_lowercase().contains("brute"))
+                && a["rule"]["title"]
+                    .as_str()
+                    .is_some_and(|t| t.contains("SSH"))
+        })
+        .collect()
+}
+
+/// Ten failures from one address alert once; nine from another do not.
+fn brute_force_lines(attacker: &str, bystander: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    for i in 0..10 {
+        lines.push(ssh_failure(i, attacker, "root"));
+        if i < 9 {
+            lines.push(ssh_failure(i, bystander, "admin"));
+        }
+    }
+    lines
+}
+
+fn assert_one_brute_force(stopped: &shardwatch_tests::Stopped, attacker: &str) {
+    assert!(
+        stopped.exit_ok,
+        "shardwatch must exit 0 on SIGTERM: {:?}",
+        stopped.stderr
+    );
+    let file = read_jsonl(&stopped.data_dir.join("alerts.jsonl"));
+    let alerts = brute_force_alerts(&file);
+    assert_eq!(
+        alerts.len(),
+        1,
+        "exactly one brute-force alert expected: {file:#?}"
+    );
+    let alert = alerts[0];
+    assert_eq!(alert["group"]["source.ip"], attacker);
+    assert_eq!(alert["count"], 10);
+    assert_eq!(alert["sample"].as_array().map(|s| s.len()), Some(5));
+    assert!(alert["latency_us"].as_i64().is_some());
+    assert_eq!(alert["id"].as_str().map(|s| s.len()), Some(32));
+    // stdout carries the same alerts as the file.
+    assert_eq!(stopped.stdout_alerts, file);
+}
+
+#[test]
+fn ssh_brute_force_over_udp() {
+    let app = Appliance::start("udp", &["--cores", "2"]).unwrap();
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for line in brute_force_lines("203.0.113.7", "198.51.100.9") {
+        socket.send_to(line.as_bytes(), app.udp()).unwrap();
+    }
+    let seen = app.wait_for_alerts(1, WAIT);
+    assert!(!seen.is_empty(), "no alert within {WAIT:?}");
+    let stopped = app.stop().unwrap();
+    assert_one_brute_force(&stopped, "203.0.113.7");
+    assert_eq!(total(&stopped.stats, "udp_datagrams"), 19);
+    assert_eq!(total(&stopped.stats, "events_parsed"), 19);
+}
+
+#[test]
+fn ssh_brute_force_over_tcp_lf_framing() {
+    let app = Appliance::start("tcp-lf", &["--cores", "2"]).unwrap();
+    let mut stream = TcpStream::connect(app.tcp()).unwrap();
+    let mut payload = String::new();
+    for line in brute_force_lines("203.0.113.8", "198.51.100.10") {
+        payload.push_str(&line);
+        payload.push('\n');
+    }
+    stream.write_all(payload.as_bytes()).unwrap();
+    drop(stream);
+    app.wait_for_alerts(1, WAIT);
+    let stopped = app.stop().unwrap();
+    assert_one_brute_force(&stopped, "203.0.113.8");
+    assert_eq!(total(&stopped.stats, "tcp_frames"), 19);
+}
+
+#[test]
+fn ssh_brute_force_over_tcp_octet_counting() {
+    let app = Appliance::start("tcp-octet", &["--cores", "2"]).unwrap();
+    let mut stream = TcpStream::connect(app.tcp()).unwrap();
+    let mut payload = Vec::new();
+    for line in brute_force_lines("203.0.113.9", "198.51.100.11") {
+        payload.extend_from_slice(format!("{} {line}", line.len()).as_bytes());
+    }
+    // Dribble the bytes so frames straddle reads.
+    for chunk in payload.chunks(37) {
+        stream.write_all(chunk).unwrap();
+        stream.flush().unwrap();
+    }
+    drop(stream);
+    app.wait_for_alerts(1, WAIT);
+    let stopped = app.stop().unwrap();
+    assert_one_brute_force(&stopped, "203.0.113.9");
+    assert_eq!(total(&stopped.stats, "tcp_frames"), 19);
+}
+
+#[test]
+fn every_key_is_processed_on_its_one_owner_core() {
+    let app = Appliance::start("owner", &["--cores", "2"]).unwrap();
+    // Forty attackers, their lines interleaved over four connections, so
+    // both cores read lines of every attacker.
+    let attackers: Vec<String> = (1..=40).map(|i| format!("192.0.2.{i}")).collect();
+    let mut streams: Vec<TcpStream> = (0..4)
+        .map(|_| TcpStream::connect(app.tcp()).unwrap())
+        .collect();
+    for round in 0..10u32 {
+        for (k, ip) in attackers.iter().enumerate() {
+            let line = ssh_failure(round, ip, "root") + "\n";
+            streams[k % 4].write_all(line.as_bytes()).unwrap();
+        }
+        for s in &mut streams {
+            s.flush().unwrap();
+        }
+        // Keep each attacker's events in order across connections.
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    drop(streams);
+    app.wait_for_alerts(40, WAIT);
+    let stopped = app.stop().unwrap();
+    let file = read_jsonl(&stopped.data_dir.join("alerts.jsonl"));
+    let alerts = brute_force_alerts(&file);
+    assert_eq!(alerts.len(), 40, "one alert per attacker: {file:#?}");
+    let mut by_ip = BTreeMap::new();
+    for alert in &alerts {
+        assert_eq!(
+            alert["count"], 10,
+            "all ten events of a key reached one shard: {alert}"
+        );
+        by_ip.insert(
+            alert["group"]["source.ip"].as_str().unwrap().to_string(),
+            (*alert).clone(),
+        );
+    }
+    assert_eq!(by_ip.len(), 40);
+    // Shards processed per core never overlap, and each alert came from
+    // the core that processed its shard.
+    let mut owner_of = BTreeMap::new();
+    for core in &stopped.stats {
+        for shard in core["shards_seen"].as_array().unwrap() {
+            let previous = owner_of.insert(shard.as_u64().unwrap(), core["core"].as_u64().unwrap());
+            assert!(
+                previous.is_none(),
+                "shard {shard} was processed on two cores"
+            );
+        }
+    }
+    let cores_used: BTreeSet<u64> = owner_of.values().copied().collect();
+    assert_eq!(cores_used.len(), 2, "40 keys should spread over both cores");
+    for alert in &alerts {
+        let shard = alert["shard"].as_u64().unwrap();
+        assert_eq!(Some(&alert["core"].as_u64().unwrap()), owner_of.get(&shard));
+    }
+    assert!(
+        total(&stopped.stats, "routed_remote") > 0,
+        "some records crossed cores"
+    );
+}
+
+#[test]
+fn malformed_lines_are_quarantined_with_reason() {
+    let app = Appliance::start("quarantine", &["--cores", "2"]).unwrap();
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .send_to(b"<999>Nov 27 10:00:00 host app: bad pri", app.udp())
+        .unwrap();
+    socket
+        .send_to(b"<34>1 not-a-timestamp host app - - - msg", app.udp())
+        .unwrap();
+    socket
+        .send_to(
+            &ssh_failure(1, "192.0.2.200", "bob").into_bytes(),
+            app.udp(),
+        )
+        .unwrap();
+    let quarantine = app.data_dir.join("quarantine.jsonl");
+    let deadline = std::time::Instant::now() + WAIT;
+    while read_jsonl(&quarantine).len() < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let stopped = app.stop().unwrap();
+    let records = read_jsonl(&quarantine);
+    assert_eq!(records.len(), 2, "{records:#?}");
+    let raws: BTreeSet<&str> = records.iter().map(|r| r["raw"].as_str().unwrap()).collect();
+    assert!(raws.contains("<999>Nov 27 10:00:00 host app: bad pri"));
+    for record in &records {
+        assert!(!record["reason"].as_str().unwrap().is_empty());
+        assert!(record["source"].as_str().unwrap().starts_with("127.0.0.1:"));
+        assert_eq!(record["transport"], "udp");
+    }
+    let quarantined: u64 = stopped
+        .stats
+        .iter()
+        .flat_map(|c| c["quarantined"].as_object().unwrap().values())
+        .filter_map(|v| v.as_u64())
+        .sum();
+    assert_eq!(quarantined, 2);
+    assert_eq!(total(&stopped.stats, "events_parsed"), 1);
+}
+
+#[test]
+fn streaming_and_replay_raise_the_same_alerts() {
+    let dir = temp_dir("replay-input");
+    let mut lines = Vec::new();
+    for i in 0..25u32 {
+        lines.push(ssh_failure(i, "203.0.113.50", "root"));
+        lines.push(ssh_failure(
+            i,
+            &format!("198.51.100.{}", 100 + i % 3),
+            "guest",
+        ));
+        if i % 5 == 0 {
+            lines.push(format!(
+                "<85>Nov 27 10:00:{:02} bastion sudo: pam_unix(sudo:auth): authentication failure; logname=alice uid=1000 euid=0 tty=/dev/pts/0 ruser=alice rhost=  user=alice",
+                i
+            ));
+            lines.push(format!(
+                "<85>Nov 27 10:00:{:02} bastion su: FAILED su for root by mallory",
+                i
+            ));
+        }
+    }
+    let file = dir.join("input.log");
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+
+    let app = Appliance::start("replay", &["--cores", "2"]).unwrap();
+    let mut stream = TcpStream::connect(app.tcp()).unwrap();
+    stream.write_all(&std::fs::read(&file).unwrap()).unwrap();
+    drop(stream);
+    let replayed = replay(&file).unwrap();
+    assert!(replayed.len() >= 3, "replay should alert: {replayed:#?}");
+    app.wait_for_alerts(replayed.len(), WAIT);
+    let stopped = app.stop().unwrap();
+    let streamed = read_jsonl(&stopped.data_dir.join("alerts.jsonl"));
+    let key = |a: &Value| {
+        (
+            a["id"].as_str().unwrap_or_default().to_string(),
+            a["rule"]["id"].as_str().unwrap_or_default().to_string(),
+            a["group"].to_string(),
+            a["count"].as_u64(),
+            a["first_seen"].as_str().unwrap_or_default().to_string(),
+        )
+    };
+    let streamed: BTreeSet<_> = streamed.iter().map(key).collect();
+    let replayed: BTreeSet<_> = replayed.iter().map(key).collect();
+    assert_eq!(streamed, replayed);
+}
+
+#[test]
+fn a_thousand_concurrent_tcp_connections() {
+    // The test process itself needs more than the default 1024 descriptors.
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain getrlimit/setrlimit on our own process.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+        limit.rlim_cur = limit.rlim_max.min(8192);
+        libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+    }
+    let app = Appliance::start("conns", &["--cores", "2", "--quiet"]).unwrap();
+    let mut streams = Vec::new();
+    for _ in 0..1000 {
+        streams.push(TcpStream::connect(app.tcp()).unwrap());
+    }
+    // Every connection is open at once; now each sends one line.
+    for (i, stream) in streams.iter_mut().enumerate() {
+        let line = format!("<13>Nov 27 10:00:00 host{i} app: hello from connection {i}\n");
+        stream.write_all(line.as_bytes()).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    drop(streams);
+    std::thread::sleep(Duration::from_millis(300));
+    let stopped = app.stop().unwrap();
+    assert!(stopped.exit_ok);
+    assert_eq!(total(&stopped.stats, "tcp_connections_accepted"), 1000);
+    assert_eq!(total(&stopped.stats, "events_parsed"), 1000);
+}
