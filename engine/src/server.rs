@@ -231,7 +231,7 @@ impl Core {
     fn observe_local(&self, record: &RouteRecord<'_>) {
         debug_assert_eq!(usize::from(self.shared.map.owner(record.shard)), self.index);
         add(&self.stats.shard_records, 1);
-        self.stats.shards_seen.borrow_mut().insert(record.shard);
+        self.stats.shard_seen(record.shard);
         let fired = self.shards.borrow_mut().observe(&self.shared.rules, record);
         if let Some(alert) = fired {
             let raised = Raised {

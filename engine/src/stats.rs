@@ -30,9 +30,9 @@ pub struct CoreStats {
     pub groups_evicted: Cell<u64>,
     pub quarantined: RefCell<BTreeMap<&'static str, u64>>,
     pub dropped: RefCell<BTreeMap<&'static str, u64>>,
-    /// Shards that processed at least one record here, so tests can check
-    /// that a key's events all landed on its owner core.
-    pub shards_seen: RefCell<std::collections::BTreeSet<u16>>,
+    /// Shards that processed at least one record here (one bit per shard),
+    /// so tests can check that a key's events all landed on its owner core.
+    pub shards_seen: RefCell<Vec<u64>>,
 }
 
 /// Adds `n` to a cell counter.
@@ -47,6 +47,16 @@ impl CoreStats {
 
     pub fn drop_events(&self, reason: &'static str, n: u64) {
         *self.dropped.borrow_mut().entry(reason).or_default() += n;
+    }
+
+    /// Marks `shard` as processed on this core.
+    pub fn shard_seen(&self, shard: u16) {
+        let mut bits = self.shards_seen.borrow_mut();
+        let word = usize::from(shard / 64);
+        if bits.len() <= word {
+            bits.resize(word + 1, 0);
+        }
+        bits[word] |= 1 << (shard % 64);
     }
 
     pub fn report(&self, core: usize) -> CoreReport {
@@ -76,7 +86,17 @@ impl CoreStats {
                 .iter()
                 .map(|(k, v)| (k.to_string(), *v))
                 .collect(),
-            shards_seen: self.shards_seen.borrow().iter().copied().collect(),
+            shards_seen: self
+                .shards_seen
+                .borrow()
+                .iter()
+                .enumerate()
+                .flat_map(|(word, bits)| {
+                    (0..64u16)
+                        .filter(move |bit| bits & (1 << bit) != 0)
+                        .map(move |bit| word as u16 * 64 + bit)
+                })
+                .collect(),
         }
     }
 }

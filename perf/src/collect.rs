@@ -51,7 +51,6 @@ pub struct CollectStats {
 struct Shared {
     alerts: Mutex<Vec<ObservedAlert>>,
     stats: Mutex<CollectStats>,
-    count: AtomicU64,
     stop: AtomicBool,
 }
 
@@ -66,7 +65,12 @@ pub struct Collector {
 /// Splits complete lines off `pending`, handing each to `line`; keeps the
 /// incomplete tail. A tail longer than [`ALERT_LINE_BYTES_MAX`] is dropped
 /// up to its next newline and counted.
-pub fn split_lines(pending: &mut Vec<u8>, skipping: &mut bool, stats: &mut CollectStats, mut line: impl FnMut(&[u8])) {
+pub fn split_lines(
+    pending: &mut Vec<u8>,
+    skipping: &mut bool,
+    stats: &mut CollectStats,
+    mut line: impl FnMut(&[u8]),
+) {
     let mut start = 0;
     while let Some(pos) = pending[start..].iter().position(|&b| b == b'\n') {
         let end = start + pos;
@@ -100,7 +104,6 @@ impl Shared {
             return;
         };
         seen.fetch_add(1, Ordering::Relaxed);
-        self.count.fetch_add(1, Ordering::Relaxed);
         let mut alerts = self.alerts.lock().unwrap_or_else(|e| e.into_inner());
         if alerts.len() < ALERTS_MAX {
             alerts.push(alert);
@@ -110,11 +113,9 @@ impl Shared {
     }
 }
 
-fn tail_file(path: PathBuf, shared: Arc<Shared>, seen: Arc<AtomicU64>) {
+fn tail_file(path: PathBuf, mut offset: u64, shared: Arc<Shared>, seen: Arc<AtomicU64>) {
     let mut stats = CollectStats::default();
     let mut file: Option<std::fs::File> = None;
-    // Alerts already in the file belong to earlier runs: start at its end.
-    let mut offset = std::fs::metadata(&path).map_or(0, |m| m.len());
     let mut pending = Vec::new();
     let mut skipping = false;
     let mut chunk = vec![0u8; READ_CHUNK_BYTES];
@@ -199,9 +200,15 @@ impl Collector {
         let seen = Arc::new(AtomicU64::new(0));
         let (s, c) = (shared.clone(), seen.clone());
         let thread = match source {
-            AlertSource::File(path) => std::thread::Builder::new()
-                .name("alert-tail".into())
-                .spawn(move || tail_file(path, s, c))?,
+            AlertSource::File(path) => {
+                // Alerts already in the file belong to earlier runs: start at
+                // its end, measured now, before any event is sent, so an
+                // alert written while the thread starts is not skipped.
+                let offset = std::fs::metadata(&path).map_or(0, |m| m.len());
+                std::thread::Builder::new()
+                    .name("alert-tail".into())
+                    .spawn(move || tail_file(path, offset, s, c))?
+            }
             AlertSource::Stdin => std::thread::Builder::new()
                 .name("alert-stdin".into())
                 .spawn(move || read_stdin(s, c))?,
@@ -211,11 +218,6 @@ impl Collector {
             thread: Some(thread),
             seen,
         })
-    }
-
-    /// How many alerts have been observed so far.
-    pub fn count(&self) -> u64 {
-        self.shared.count.load(Ordering::Relaxed)
     }
 
     /// A copy of the alerts observed so far.
@@ -258,15 +260,21 @@ mod tests {
         let mut skipping = false;
         let mut got: Vec<Vec<u8>> = Vec::new();
         let mut pending = b"a\nbc".to_vec();
-        split_lines(&mut pending, &mut skipping, &mut stats, |l| got.push(l.to_vec()));
+        split_lines(&mut pending, &mut skipping, &mut stats, |l| {
+            got.push(l.to_vec())
+        });
         assert_eq!(got, vec![b"a".to_vec()]);
         assert_eq!(pending, b"bc");
         pending.extend(vec![b'x'; ALERT_LINE_BYTES_MAX]);
-        split_lines(&mut pending, &mut skipping, &mut stats, |l| got.push(l.to_vec()));
+        split_lines(&mut pending, &mut skipping, &mut stats, |l| {
+            got.push(l.to_vec())
+        });
         assert!(pending.is_empty() && skipping);
         assert_eq!(stats.oversized, 1);
         pending.extend(b"tail-of-long\nnext\n");
-        split_lines(&mut pending, &mut skipping, &mut stats, |l| got.push(l.to_vec()));
+        split_lines(&mut pending, &mut skipping, &mut stats, |l| {
+            got.push(l.to_vec())
+        });
         assert_eq!(got, vec![b"a".to_vec(), b"next".to_vec()]);
         assert!(!skipping);
     }
@@ -283,12 +291,12 @@ mod tests {
         write!(f, "{alert}\nnot json\n{}", &alert[..10]).unwrap();
         f.flush().unwrap();
         let deadline = clock::now_ns() + 5_000_000_000;
-        while collector.count() < 1 && clock::now_ns() < deadline {
+        while collector.seen.load(Ordering::Relaxed) < 1 && clock::now_ns() < deadline {
             clock::sleep_ns(1_000_000);
         }
-        write!(f, "{}\n", &alert[10..]).unwrap();
+        writeln!(f, "{}", &alert[10..]).unwrap();
         f.flush().unwrap();
-        while collector.count() < 2 && clock::now_ns() < deadline {
+        while collector.seen.load(Ordering::Relaxed) < 2 && clock::now_ns() < deadline {
             clock::sleep_ns(1_000_000);
         }
         let (alerts, stats) = collector.finish();

@@ -1,1 +1,440 @@
-fn main() {}
+//! `shardwatch-load`: load generation, attack-scenario injection, alert
+//! collection, latency histograms and reports for shardwatch.
+//!
+//! See `perf/README.md` for usage and how to read a report. The harness
+//! only ever sends to loopback addresses.
+
+mod appliance;
+mod batch;
+mod bench;
+mod clock;
+mod collect;
+mod corpus;
+mod hist;
+mod matching;
+mod report;
+mod rng;
+mod runner;
+mod schedule;
+mod send;
+mod svg;
+mod timefmt;
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+use serde_json::Value;
+
+use crate::collect::AlertSource;
+use crate::corpus::{Corpus, GenConfig, DEFAULT_START_NS};
+use crate::report::Report;
+use crate::runner::{GenParams, RunOptions};
+use crate::send::{Framing, Target};
+
+#[derive(Parser)]
+#[command(
+    name = "shardwatch-load",
+    version,
+    about = "Load harness for shardwatch: corpus generation, paced sending, alert collection, latency reports"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write a deterministic corpus and its ground truth (FILE.truth.json).
+    Gen(GenArgs),
+    /// Send a corpus to running listeners and score the alerts.
+    Run(RunArgs),
+    /// Start the real binary, run a load against it, stop it, report.
+    Bench(BenchArgs),
+    /// Compare streaming detection with a scheduled-batch SIEM model.
+    Batch(BatchArgs),
+}
+
+#[derive(Args, Clone)]
+struct CorpusArgs {
+    /// Distinct users, hosts and client addresses in the background.
+    #[arg(long, default_value_t = 200)]
+    entities: u32,
+    /// Seed of the generator: the same seed gives the same bytes.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Background events per second of event time (the corpus's timeline).
+    #[arg(long, default_value_t = 100.0)]
+    event_rate: f64,
+    /// Scenarios to inject: `all`, `none` or `name[=count],...`
+    /// (ssh_brute_force, sudo_failures, su_failure; default count 3).
+    #[arg(long, default_value = "all")]
+    scenarios: String,
+}
+
+impl CorpusArgs {
+    fn params(&self) -> anyhow::Result<GenParams> {
+        Ok(GenParams {
+            entities: self.entities,
+            seed: self.seed,
+            event_rate: self.event_rate,
+            scenarios: corpus::parse_scenarios(&self.scenarios)?,
+        })
+    }
+}
+
+#[derive(Args)]
+struct GenArgs {
+    /// Corpus file to write; the truth goes to FILE.truth.json.
+    #[arg(long)]
+    out: PathBuf,
+    /// Total events, scenario events included.
+    #[arg(long)]
+    events: u64,
+    /// First event time (RFC 3339); fixed by default so output is reproducible.
+    #[arg(long)]
+    start: Option<String>,
+    #[command(flatten)]
+    corpus: CorpusArgs,
+}
+
+#[derive(Args, Clone)]
+struct LoadArgs {
+    /// Events per second (paced, coordinated-omission safe) or `max`.
+    #[arg(long, default_value = "10000", value_parser = schedule::parse_rate)]
+    rate: Option<f64>,
+    /// Stop after this long (`30s`, `2m`); with a numeric rate and no
+    /// --events it also sets the event count.
+    #[arg(long, value_parser = parse_duration_s)]
+    duration: Option<u64>,
+    /// Events to send (from the start of the corpus).
+    #[arg(long)]
+    events: Option<u64>,
+    /// Sockets (UDP) or connections (TCP) per target.
+    #[arg(long, default_value_t = 1)]
+    connections: usize,
+    /// TCP framing `LEN SP MSG` instead of LF-terminated lines.
+    #[arg(long)]
+    octet_counting: bool,
+    /// A corpus written by `gen`; without it one is generated in memory.
+    #[arg(long)]
+    corpus: Option<PathBuf>,
+    #[command(flatten)]
+    gen: CorpusArgs,
+    /// How long to wait for alerts after the last event, in milliseconds.
+    #[arg(long, default_value_t = 5_000)]
+    drain_ms: u64,
+    /// Directory for report.json, summary.txt and the SVG plots.
+    #[arg(long)]
+    out: PathBuf,
+    /// No progress lines on stderr.
+    #[arg(long)]
+    quiet: bool,
+}
+
+impl LoadArgs {
+    fn options(
+        &self,
+        targets: Vec<Target>,
+        alerts: Option<AlertSource>,
+    ) -> anyhow::Result<RunOptions> {
+        Ok(RunOptions {
+            targets,
+            rate_eps: self.rate,
+            events: self.events,
+            duration_s: self.duration.map(|d| d as f64),
+            connections: self.connections,
+            framing: if self.octet_counting {
+                Framing::OctetCounting
+            } else {
+                Framing::Lf
+            },
+            corpus: self.corpus.clone(),
+            gen: self.gen.params()?,
+            alerts,
+            drain_ms: self.drain_ms,
+            progress: !self.quiet,
+        })
+    }
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// `udp://127.0.0.1:PORT` or `tcp://127.0.0.1:PORT` (repeatable; loopback only).
+    #[arg(long = "target", required = true, value_parser = send::parse_target)]
+    targets: Vec<Target>,
+    /// The appliance's alerts.jsonl to tail (read from its current end).
+    #[arg(long, conflicts_with = "alerts_stdin")]
+    alerts: Option<PathBuf>,
+    /// Read alert JSON lines from stdin instead.
+    #[arg(long)]
+    alerts_stdin: bool,
+    #[command(flatten)]
+    load: LoadArgs,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// The shardwatch binary.
+    #[arg(long, default_value = "target/release/shardwatch")]
+    binary: PathBuf,
+    /// Cores the appliance runs on (`--cores`).
+    #[arg(long, default_value_t = 2)]
+    cores: usize,
+    #[arg(long, value_enum, default_value = "udp")]
+    transport: bench::Transport,
+    /// Keep the appliance's data directory and print its path.
+    #[arg(long)]
+    keep_data: bool,
+    #[command(flatten)]
+    load: LoadArgs,
+}
+
+#[derive(Args)]
+struct BatchArgs {
+    /// A corpus written by `gen`; its timeline should span several intervals.
+    #[arg(long)]
+    corpus: PathBuf,
+    /// Schedule of the batch search (`60s`, `300s`, `5m`).
+    #[arg(long, default_value = "300s", value_parser = parse_duration_s)]
+    interval: u64,
+    /// How far back each search looks beyond its interval: the longest rule
+    /// window (5 minutes for the built-in rules).
+    #[arg(long, default_value = "300s", value_parser = parse_duration_s)]
+    lookback: u64,
+    /// The shardwatch binary (for `replay`, and for the streaming bench).
+    #[arg(long, default_value = "target/release/shardwatch")]
+    binary: PathBuf,
+    /// Take streaming numbers from this report.json instead of running a
+    /// streaming bench of the same corpus.
+    #[arg(long)]
+    streaming_report: Option<PathBuf>,
+    /// Cores for the streaming bench.
+    #[arg(long, default_value_t = 2)]
+    cores: usize,
+    /// Send rate for the streaming bench.
+    #[arg(long, default_value = "20000", value_parser = schedule::parse_rate)]
+    rate: Option<f64>,
+    #[arg(long)]
+    out: PathBuf,
+}
+
+/// Parses `300`, `300s`, `5m`, `1h` into seconds.
+fn parse_duration_s(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (digits, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((at, _)) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("duration {text:?} must look like 60s, 5m or 1h"))?;
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        _ => return Err(format!("duration {text:?}: unit must be s, m or h")),
+    };
+    n.checked_mul(scale)
+        .filter(|&s| s > 0)
+        .ok_or_else(|| format!("duration {text:?} must be positive and not overflow"))
+}
+
+fn finish(report: &Report, out: &std::path::Path) -> anyhow::Result<()> {
+    let paths = report.write(out, clock::now_ns())?;
+    for line in &report.summary {
+        println!("{line}");
+    }
+    for p in paths {
+        eprintln!("shardwatch-load: wrote {}", p.display());
+    }
+    Ok(())
+}
+
+fn gen(args: GenArgs) -> anyhow::Result<()> {
+    let start_ns = match &args.start {
+        Some(text) => timefmt::parse_rfc3339(text)
+            .with_context(|| format!("--start {text:?} is not RFC 3339"))?,
+        None => DEFAULT_START_NS,
+    };
+    let params = args.corpus.params()?;
+    let corpus = corpus::generate(&GenConfig {
+        events: args.events,
+        entities: params.entities,
+        seed: params.seed,
+        start_ns,
+        event_rate: params.event_rate,
+        scenarios: params.scenarios,
+    })?;
+    corpus.write(&args.out)?;
+    let meta = &corpus.truth.corpus;
+    eprintln!(
+        "shardwatch-load: wrote {} events ({} bytes, {:.0} s of event time from {}) and {} expected alerts to {}",
+        corpus.len(),
+        corpus.data.len() + corpus.len(),
+        (meta.end_ns - meta.start_ns) as f64 / 1e9,
+        timefmt::rfc3339_us(meta.start_ns),
+        corpus.truth.expected.len(),
+        corpus::truth_path(&args.out).display()
+    );
+    Ok(())
+}
+
+fn run(args: RunArgs) -> anyhow::Result<()> {
+    let alerts = match (&args.alerts, args.alerts_stdin) {
+        (Some(path), _) => Some(AlertSource::File(path.clone())),
+        (None, true) => Some(AlertSource::Stdin),
+        (None, false) => None,
+    };
+    let opts = args.load.options(args.targets.clone(), alerts)?;
+    let outcome = runner::run_load(&opts)?;
+    let mut report = Report::new("run");
+    runner::add_to_report(&outcome, &opts, &mut report);
+    finish(&report, &args.load.out)
+}
+
+fn bench_options(
+    binary: PathBuf,
+    cores: usize,
+    transport: bench::Transport,
+    keep_data: bool,
+) -> anyhow::Result<bench::BenchOptions> {
+    if !binary.exists() {
+        bail!(
+            "{} does not exist; build it with `cargo build --release -p shardwatch` or pass --binary",
+            binary.display()
+        );
+    }
+    Ok(bench::BenchOptions {
+        binary,
+        cores,
+        transport,
+        keep_data,
+        extra_args: Vec::new(),
+    })
+}
+
+fn bench_cmd(args: BenchArgs) -> anyhow::Result<()> {
+    let options = bench_options(
+        args.binary.clone(),
+        args.cores,
+        args.transport,
+        args.keep_data,
+    )?;
+    let mut load = args.load.options(Vec::new(), None)?;
+    let outcome = bench::bench(&options, &mut load)?;
+    let mut report = Report::new("bench");
+    bench::add_bench_to_report(&outcome, &options, &load, &mut report);
+    finish(&report, &args.load.out)
+}
+
+fn batch_cmd(args: BatchArgs) -> anyhow::Result<()> {
+    if !args.binary.exists() {
+        bail!("{} does not exist; pass --binary", args.binary.display());
+    }
+    let mut report = Report::new("batch");
+    let stream: Option<hist::LatencySummary> = match &args.streaming_report {
+        Some(path) => {
+            let doc: Value = serde_json::from_slice(
+                &std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?,
+            )?;
+            let l = &doc["detection"]["latency"];
+            let field = |k: &str| l[k].as_u64().unwrap_or(0);
+            Some(hist::LatencySummary {
+                count: field("count"),
+                min_us: field("min_us"),
+                p50_us: field("p50_us"),
+                p90_us: field("p90_us"),
+                p99_us: field("p99_us"),
+                p999_us: field("p999_us"),
+                max_us: field("max_us"),
+                mean_us: l["mean_us"].as_f64().unwrap_or(0.0),
+                clamped: field("clamped"),
+            })
+        }
+        None => {
+            let options = bench_options(
+                args.binary.clone(),
+                args.cores,
+                bench::Transport::Udp,
+                false,
+            )?;
+            let mut load = RunOptions {
+                targets: Vec::new(),
+                rate_eps: args.rate,
+                events: None,
+                duration_s: None,
+                connections: 1,
+                framing: Framing::Lf,
+                corpus: Some(args.corpus.clone()),
+                gen: CorpusArgs {
+                    entities: 1,
+                    seed: 0,
+                    event_rate: 1.0,
+                    scenarios: "none".into(),
+                }
+                .params()?,
+                alerts: None,
+                drain_ms: 5_000,
+                progress: true,
+            };
+            let outcome = bench::bench(&options, &mut load)?;
+            bench::add_bench_to_report(&outcome, &options, &load, &mut report);
+            Some(outcome.run.overall.summary())
+        }
+    };
+    let mut corpus = Corpus::load(&args.corpus)?;
+    // Replay infers RFC 3164 years from its own clock: move the corpus so it
+    // ends a minute ago, keeping every gap between events.
+    let meta = corpus.truth.corpus.clone();
+    let skipped = corpus.retime(clock::now_ns() - 60_000_000_000 - meta.end_ns);
+    if skipped > 0 {
+        eprintln!("shardwatch-load: warning: {skipped} lines kept their original timestamps");
+    }
+    let outcome = batch::run_batch(
+        &batch::BatchOptions {
+            interval_s: args.interval,
+            lookback_s: args.lookback,
+            binary: args.binary.clone(),
+        },
+        &corpus,
+    )?;
+    batch::add_to_report(&outcome, stream.as_ref(), &mut report);
+    finish(&report, &args.out)
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Gen(args) => gen(args),
+        Command::Run(args) => run(args),
+        Command::Bench(args) => bench_cmd(args),
+        Command::Batch(args) => batch_cmd(args),
+    };
+    if let Err(err) = result {
+        eprintln!("shardwatch-load: error: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration_s("60s"), Ok(60));
+        assert_eq!(parse_duration_s("300"), Ok(300));
+        assert_eq!(parse_duration_s("5m"), Ok(300));
+        assert_eq!(parse_duration_s("1h"), Ok(3600));
+        for bad in ["", "0s", "5x", "s", "-1s", "99999999999999999999h"] {
+            assert!(parse_duration_s(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn cli_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

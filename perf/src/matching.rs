@@ -106,8 +106,7 @@ impl Matching {
 
     /// Matched entries over all entries; None without entries.
     pub fn recall(&self) -> Option<f64> {
-        (!self.matched.is_empty())
-            .then(|| self.true_positives() as f64 / self.matched.len() as f64)
+        (!self.matched.is_empty()).then(|| self.true_positives() as f64 / self.matched.len() as f64)
     }
 
     /// Matching alerts over all alerts; None without alerts.
@@ -200,9 +199,16 @@ mod tests {
 
     #[test]
     fn parses_the_appliance_alert_shape_and_refuses_junk() {
-        let a = alert("SSH Brute Force From One Source", &[("source.ip", "203.0.113.7")], "l");
+        let a = alert(
+            "SSH Brute Force From One Source",
+            &[("source.ip", "203.0.113.7")],
+            "l",
+        );
         assert_eq!(a.rule_title, "SSH Brute Force From One Source");
-        assert_eq!(a.group, vec![("source.ip".to_string(), "203.0.113.7".to_string())]);
+        assert_eq!(
+            a.group,
+            vec![("source.ip".to_string(), "203.0.113.7".to_string())]
+        );
         assert_eq!(a.latency_us, Some(42));
         assert_eq!(a.observed_ns, 7);
         for junk in ["", "not json", "[1,2]", "{\"id\":1}", "{\"rule\":3}"] {
@@ -213,21 +219,53 @@ mod tests {
     #[test]
     fn precision_and_recall_with_false_positives_duplicates_and_misses() {
         let truth = vec![
-            entry("ssh_brute_force", "SSH Brute Force", "source.ip", "203.0.113.1", 10),
-            entry("ssh_brute_force", "SSH Brute Force", "source.ip", "203.0.113.2", 20),
+            entry(
+                "ssh_brute_force",
+                "SSH Brute Force",
+                "source.ip",
+                "203.0.113.1",
+                10,
+            ),
+            entry(
+                "ssh_brute_force",
+                "SSH Brute Force",
+                "source.ip",
+                "203.0.113.2",
+                20,
+            ),
             entry("sudo_failures", "Repeated Sudo", "user.name", "zoe1", 30),
             entry("su_failure", "Failed Su To Root", "", "uma1", 40),
         ];
         let alerts = vec![
-            alert("SSH Brute Force From One Source", &[("source.ip", "203.0.113.1")], "x"),
+            alert(
+                "SSH Brute Force From One Source",
+                &[("source.ip", "203.0.113.1")],
+                "x",
+            ),
             // A duplicate of the first.
-            alert("SSH Brute Force From One Source", &[("source.ip", "203.0.113.1")], "x"),
+            alert(
+                "SSH Brute Force From One Source",
+                &[("source.ip", "203.0.113.1")],
+                "x",
+            ),
             // Right group, wrong rule: a false positive.
-            alert("SSH User Enumeration From One Source", &[("source.ip", "203.0.113.2")], "x"),
+            alert(
+                "SSH User Enumeration From One Source",
+                &[("source.ip", "203.0.113.2")],
+                "x",
+            ),
             // Single-event rule matched by its sample.
-            alert("Failed Su To Root", &[], "<86>Nov 30 00:00:01 h su[1]: FAILED su for root by uma1"),
+            alert(
+                "Failed Su To Root",
+                &[],
+                "<86>Nov 30 00:00:01 h su[1]: FAILED su for root by uma1",
+            ),
             // Background noise.
-            alert("Repeated Sudo Authentication Failures", &[("user.name", "alice")], "x"),
+            alert(
+                "Repeated Sudo Authentication Failures",
+                &[("user.name", "alice")],
+                "x",
+            ),
         ];
         let m = match_alerts(&truth, &alerts);
         assert_eq!(m.matched, vec![Some(0), None, None, Some(3)]);

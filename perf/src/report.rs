@@ -87,7 +87,11 @@ impl Report {
         paths.push(json_path);
 
         let summary_path = dir.join("summary.txt");
-        let mut text = format!("shardwatch-load {} — {}\n", self.mode, timefmt::rfc3339_us(now_ns));
+        let mut text = format!(
+            "shardwatch-load {} — {}\n",
+            self.mode,
+            timefmt::rfc3339_us(now_ns)
+        );
         text.push_str(&format!("command: {}\n", command_line()));
         for line in &self.summary {
             text.push_str(line);
@@ -98,14 +102,22 @@ impl Report {
         paths.push(summary_path);
 
         let cdf_path = dir.join("latency_cdf.svg");
-        std::fs::write(&cdf_path, svg::latency_cdf("Detection latency CDF", &self.cdf))
-            .with_context(|| format!("cannot write {}", cdf_path.display()))?;
+        std::fs::write(
+            &cdf_path,
+            svg::latency_cdf("Detection latency CDF", &self.cdf),
+        )
+        .with_context(|| format!("cannot write {}", cdf_path.display()))?;
         paths.push(cdf_path);
 
         let tput_path = dir.join("throughput.svg");
         std::fs::write(
             &tput_path,
-            svg::line_chart("Throughput over time", "seconds since start", "events/s", &self.throughput),
+            svg::line_chart(
+                "Throughput over time",
+                "seconds since start",
+                "events/s",
+                &self.throughput,
+            ),
         )
         .with_context(|| format!("cannot write {}", tput_path.display()))?;
         paths.push(tput_path);
@@ -129,7 +141,9 @@ mod tests {
         assert_eq!(doc["answer"], 42);
         assert_eq!(doc["mode"], "run");
         assert!(doc["machine"]["nproc"].as_u64().unwrap() >= 1);
-        assert!(std::fs::read_to_string(&paths[1]).unwrap().contains("hello"));
+        assert!(std::fs::read_to_string(&paths[1])
+            .unwrap()
+            .contains("hello"));
         assert_eq!(fraction(None), "n/a");
         assert_eq!(fraction(Some(0.5)), "0.500");
         std::fs::remove_dir_all(&dir).unwrap();

@@ -42,7 +42,9 @@ impl Schedule {
             Some(_) if now_ns < self.t0_ns => 0,
             Some(rate) => {
                 let elapsed_s = (now_ns - self.t0_ns) as f64 / 1e9;
-                let mut n = ((elapsed_s * rate).floor() as u64).saturating_add(1).min(total);
+                let mut n = ((elapsed_s * rate).floor() as u64)
+                    .saturating_add(1)
+                    .min(total);
                 // Float rounding may put n one off either way; settle it on
                 // the exact predicate so due and intended_ns never disagree.
                 while n > 0 && self.intended_ns(n - 1) > now_ns {
@@ -82,7 +84,9 @@ pub fn parse_rate(text: &str) -> Result<Option<f64>, String> {
     }
     match text.parse::<f64>() {
         Ok(rate) if rate.is_finite() && rate > 0.0 && rate <= 1e9 => Ok(Some(rate)),
-        _ => Err(format!("rate must be events per second in (0, 1e9] or `max`, not {text:?}")),
+        _ => Err(format!(
+            "rate must be events per second in (0, 1e9] or `max`, not {text:?}"
+        )),
     }
 }
 

@@ -72,7 +72,9 @@ pub fn parse_target(text: &str) -> Result<Target, String> {
         IpAddr::V6(ip) => ip.is_loopback(),
     };
     if !loopback {
-        return Err(format!("target {text:?}: only loopback addresses are allowed"));
+        return Err(format!(
+            "target {text:?}: only loopback addresses are allowed"
+        ));
     }
     match scheme {
         "udp" => Ok(Target::Udp(addr)),
@@ -393,7 +395,13 @@ mod tests {
             Ok(Target::Udp("127.0.0.1:5514".parse().unwrap()))
         );
         assert!(parse_target("tcp://[::1]:9").is_ok());
-        for bad in ["127.0.0.1:5514", "udp://10.0.0.1:5514", "http://127.0.0.1:1", "udp://localhost:1", "udp://127.0.0.1"] {
+        for bad in [
+            "127.0.0.1:5514",
+            "udp://10.0.0.1:5514",
+            "http://127.0.0.1:1",
+            "udp://localhost:1",
+            "udp://127.0.0.1",
+        ] {
             assert!(parse_target(bad).is_err(), "{bad}");
         }
     }

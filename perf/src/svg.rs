@@ -76,7 +76,7 @@ fn frame(out: &mut String, title: &str, x_label: &str, y_label: &str) {
     );
     let _ = write!(
         out,
-        r#"<rect x="{LEFT}" y="{TOP}" width="{}" height="{}" fill="none" stroke="#444"/>"#,
+        r##"<rect x="{LEFT}" y="{TOP}" width="{}" height="{}" fill="none" stroke="#444"/>"##,
         WIDTH - LEFT - RIGHT,
         HEIGHT - TOP - BOTTOM
     );
@@ -134,7 +134,12 @@ fn us_label(us: f64) -> String {
 /// A CDF of latencies (x in microseconds, log scale; y a fraction 0..1).
 pub fn latency_cdf(title: &str, series: &[Series]) -> String {
     let mut out = String::new();
-    frame(&mut out, title, "detection latency (log scale)", "fraction of detections");
+    frame(
+        &mut out,
+        title,
+        "detection latency (log scale)",
+        "fraction of detections",
+    );
     let all = series.iter().flat_map(|s| s.points.iter());
     let (mut lo, mut hi) = (f64::MAX, 0f64);
     for &(x, _) in all {
@@ -236,15 +241,28 @@ mod tests {
     fn plots_are_well_formed_for_normal_and_empty_input() {
         let s = Series {
             label: "ssh <brute>".into(),
-            points: (1..=5000).map(|i| (i as f64 * 10.0, i as f64 / 5000.0)).collect(),
+            points: (1..=5000)
+                .map(|i| (i as f64 * 10.0, i as f64 / 5000.0))
+                .collect(),
         };
-        let svg = latency_cdf("CDF", &[s.clone()]);
+        let svg = latency_cdf("CDF", std::slice::from_ref(&s));
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>\n"));
         assert!(svg.contains("ssh &lt;brute&gt;"));
         assert!(svg.matches(' ').count() < 40_000, "thinned");
         let empty = latency_cdf("none", &[]);
         assert!(empty.contains("</svg>"));
-        let chart = line_chart("tput", "s", "events/s", &[s, Series { label: "x".into(), points: vec![] }]);
+        let chart = line_chart(
+            "tput",
+            "s",
+            "events/s",
+            &[
+                s,
+                Series {
+                    label: "x".into(),
+                    points: vec![],
+                },
+            ],
+        );
         assert!(chart.contains("<polyline"));
         assert!(!chart.contains("NaN") && !empty.contains("NaN") && !svg.contains("NaN"));
     }

@@ -226,7 +226,10 @@ mod tests {
             assert_eq!(days_from_civil(y, m, d), days);
         }
         assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(days_from_civil(2024, 2, 29) + 1, days_from_civil(2024, 3, 1));
+        assert_eq!(
+            days_from_civil(2024, 2, 29) + 1,
+            days_from_civil(2024, 3, 1)
+        );
     }
 
     #[test]
@@ -246,10 +249,23 @@ mod tests {
 
     #[test]
     fn rejects_malformed_timestamps_without_panicking() {
-        for bad in ["", "2026-13-01T00:00:00Z", "2026-11-07T04:55:03", "x".repeat(40).as_str(), "2026-11-07T04:55:03.Z", "2026-11-07T04:55:03.1234567890Z"] {
+        for bad in [
+            "",
+            "2026-13-01T00:00:00Z",
+            "2026-11-07T04:55:03",
+            "x".repeat(40).as_str(),
+            "2026-11-07T04:55:03.Z",
+            "2026-11-07T04:55:03.1234567890Z",
+        ] {
             assert_eq!(parse_rfc3339(bad), None, "{bad}");
         }
-        for bad in ["", "Foo  7 04:55:03", "Nov 77 04:55:03", "Nov  7 24:55:03", "Nov  7 04:55:0"] {
+        for bad in [
+            "",
+            "Foo  7 04:55:03",
+            "Nov 77 04:55:03",
+            "Nov  7 24:55:03",
+            "Nov  7 04:55:0",
+        ] {
             assert_eq!(parse_rfc3164(bad, 2026), None, "{bad}");
         }
     }

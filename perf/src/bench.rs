@@ -1,0 +1,137 @@
+//! `bench`: start the real appliance, drive a load at it, stop it, and
+//! report what it received beside what was sent and how fast it detected.
+//!
+//! This is where end-to-end throughput numbers come from. Received events
+//! per second are `events_parsed` (plus quarantined lines) over the send
+//! duration: the appliance drains what is queued before it exits, so this
+//! slightly favours the appliance when it lags; the report gives the raw
+//! counts so the reader can judge.
+
+use std::path::PathBuf;
+
+use serde_json::json;
+
+use crate::appliance::{scratch_dir, Appliance, Stopped};
+use crate::collect::AlertSource;
+use crate::report::Report;
+use crate::runner::{add_to_report, run_load, RunOptions, RunOutcome};
+use crate::send::Target;
+
+/// Which listener the load goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+/// `bench` options beyond the load itself.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    pub binary: PathBuf,
+    pub cores: usize,
+    pub transport: Transport,
+    pub keep_data: bool,
+    pub extra_args: Vec<String>,
+}
+
+/// The result of one bench.
+#[derive(Debug)]
+pub struct BenchOutcome {
+    pub run: RunOutcome,
+    pub stopped: Stopped,
+    pub data_dir: PathBuf,
+}
+
+/// Runs one bench; `load.targets` and `load.alerts` are filled in here.
+pub fn bench(bench: &BenchOptions, load: &mut RunOptions) -> anyhow::Result<BenchOutcome> {
+    let data_dir = scratch_dir("bench");
+    let appliance = Appliance::start(&bench.binary, bench.cores, &data_dir, &bench.extra_args)?;
+    let l = &appliance.listening;
+    let target = match bench.transport {
+        Transport::Udp => l.udp.map(Target::Udp),
+        Transport::Tcp => l.tcp.map(Target::Tcp),
+    };
+    let Some(target) = target else {
+        anyhow::bail!(
+            "the appliance did not report a {:?} address: {:?}",
+            bench.transport,
+            l.fields
+        );
+    };
+    eprintln!(
+        "shardwatch-load: appliance pid {} listening on {target}, data {}",
+        appliance.pid(),
+        data_dir.display()
+    );
+    load.targets = vec![target];
+    load.alerts = Some(AlertSource::File(data_dir.join("alerts.jsonl")));
+    let run = run_load(load);
+    let stopped = appliance.stop()?;
+    let run = run?;
+    if !bench.keep_data {
+        let _ = std::fs::remove_dir_all(&data_dir);
+    }
+    Ok(BenchOutcome {
+        run,
+        stopped,
+        data_dir,
+    })
+}
+
+/// Adds the appliance's side to a report.
+pub fn add_bench_to_report(
+    outcome: &BenchOutcome,
+    bench: &BenchOptions,
+    load: &RunOptions,
+    report: &mut Report,
+) {
+    add_to_report(&outcome.run, load, report);
+    let sent = outcome.run.send.sent;
+    let duration_s = outcome.run.send.duration_s();
+    let stats = outcome.stopped.stats.clone().unwrap_or_default();
+    let received = match bench.transport {
+        Transport::Udp => stats.udp_datagrams,
+        Transport::Tcp => stats.tcp_frames,
+    };
+    let accepted = stats.events_parsed + stats.quarantined_total();
+    let lost = sent.saturating_sub(received);
+    report.body.insert(
+        "appliance".into(),
+        json!({
+            "binary": bench.binary.display().to_string(),
+            "cores": bench.cores,
+            "transport": format!("{:?}", bench.transport).to_lowercase(),
+            "exit_code": outcome.stopped.exit_code,
+            "clean_exit": outcome.stopped.clean,
+            "stats_parsed": outcome.stopped.stats.is_some(),
+            "received": received,
+            "events_parsed": stats.events_parsed,
+            "quarantined_total": stats.quarantined_total(),
+            "dropped_total": stats.dropped_total(),
+            "lost_before_receive": lost,
+            "received_eps": received as f64 / duration_s,
+            "parsed_eps": stats.events_parsed as f64 / duration_s,
+            "sent_eps": sent as f64 / duration_s,
+            "stats": stats,
+            "stderr_tail": outcome.stopped.stderr_tail,
+            "data_dir": if bench.keep_data { Some(outcome.data_dir.display().to_string()) } else { None },
+        }),
+    );
+    report.summary.push(format!(
+        "appliance ({} cores, {}): received {received} of {sent} ({lost} lost before receive), parsed {} ({:.0}/s), quarantined {}, dropped {} {:?}, exit {:?}",
+        bench.cores,
+        format!("{:?}", bench.transport).to_lowercase(),
+        stats.events_parsed,
+        stats.events_parsed as f64 / duration_s,
+        stats.quarantined_total(),
+        stats.dropped_total(),
+        stats.dropped,
+        outcome.stopped.exit_code,
+    ));
+    if accepted < received {
+        report.summary.push(format!(
+            "note: {} received frames were neither parsed nor quarantined",
+            received - accepted
+        ));
+    }
+}

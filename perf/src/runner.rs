@@ -1,0 +1,397 @@
+//! `run`: prepare a corpus, send it, collect alerts, match them to truth and
+//! turn it all into latency histograms and a report.
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use anyhow::bail;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::clock;
+use crate::collect::{AlertSource, CollectStats, Collector};
+use crate::corpus::{self, Corpus, GenConfig, ScenarioDef, TruthEntry};
+use crate::hist::{human_us, LatencyHistogram, LatencySummary};
+use crate::matching::{match_alerts, Matching, ObservedAlert};
+use crate::report::{fraction, Report};
+use crate::schedule::Schedule;
+use crate::send::{self, Framing, SendConfig, SendResult, Target, TIMELINE_BUCKET_NS};
+use crate::svg::Series;
+
+/// Time between deciding the start and the first intended send, so that
+/// preparation (retiming, opening sockets) is not charged as lag.
+const START_LEAD_NS: i64 = 200_000_000;
+/// How often the drain loop re-matches alerts while waiting.
+const DRAIN_POLL_NS: i64 = 10_000_000;
+/// After the last expected alert arrived, how long to keep listening for
+/// duplicates and false positives.
+const SETTLE_NS: i64 = 300_000_000;
+
+/// How to build the corpus when none is given.
+#[derive(Debug, Clone)]
+pub struct GenParams {
+    pub entities: u32,
+    pub seed: u64,
+    pub event_rate: f64,
+    pub scenarios: Vec<(&'static ScenarioDef, u32)>,
+}
+
+/// Everything `run` needs.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub targets: Vec<Target>,
+    pub rate_eps: Option<f64>,
+    pub events: Option<u64>,
+    pub duration_s: Option<f64>,
+    pub connections: usize,
+    pub framing: Framing,
+    pub corpus: Option<PathBuf>,
+    pub gen: GenParams,
+    pub alerts: Option<AlertSource>,
+    pub drain_ms: u64,
+    pub progress: bool,
+}
+
+/// Per-scenario results.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScenarioResult {
+    pub scenario: String,
+    pub expected: usize,
+    pub detected: usize,
+    pub recall: Option<f64>,
+    /// Alert observed by the harness minus the completing event's latency
+    /// origin (intended send time when paced).
+    pub latency: LatencySummary,
+    /// The appliance's own `latency_us` (receive to detect).
+    pub appliance_latency: LatencySummary,
+    #[serde(skip)]
+    pub histogram: LatencyHistogram,
+}
+
+/// What a run measured.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    pub truth: Vec<TruthEntry>,
+    pub corpus_meta: corpus::CorpusMeta,
+    pub send: SendResult,
+    pub alerts: Vec<ObservedAlert>,
+    pub collect: Option<CollectStats>,
+    pub matching: Option<Matching>,
+    pub scenarios: Vec<ScenarioResult>,
+    pub overall: LatencyHistogram,
+    pub overall_appliance: LatencyHistogram,
+    pub retime_skipped: u64,
+    pub warnings: Vec<String>,
+}
+
+/// Loads or generates the corpus, with event times starting at `start_ns`.
+/// Returns it, how many events to send, and how many lines could not be
+/// retimed.
+pub fn prepare_corpus(opts: &RunOptions, start_ns: i64) -> anyhow::Result<(Corpus, u64, u64)> {
+    let wanted = match (opts.events, opts.duration_s, opts.rate_eps) {
+        (Some(n), _, _) => Some(n),
+        (None, Some(d), Some(rate)) => Some((d * rate).ceil() as u64),
+        (None, Some(_), None) => None,
+        (None, None, _) => None,
+    };
+    match &opts.corpus {
+        Some(path) => {
+            let mut corpus = Corpus::load(path)?;
+            let skipped = corpus.retime(start_ns - corpus.truth.corpus.start_ns);
+            let n = wanted
+                .unwrap_or(corpus.len() as u64)
+                .min(corpus.len() as u64);
+            Ok((corpus, n, skipped))
+        }
+        None => {
+            let Some(n) = wanted else {
+                bail!("without --corpus, give --events N (or --duration with a numeric --rate)");
+            };
+            let corpus = corpus::generate(&GenConfig {
+                events: n,
+                entities: opts.gen.entities,
+                seed: opts.gen.seed,
+                start_ns,
+                event_rate: opts.gen.event_rate,
+                scenarios: opts.gen.scenarios.clone(),
+            })?;
+            Ok((corpus, n, 0))
+        }
+    }
+}
+
+/// Runs a load against the targets and, when an alert source is given,
+/// collects and scores the alerts.
+pub fn run_load(opts: &RunOptions) -> anyhow::Result<RunOutcome> {
+    let planned_t0 = clock::now_ns() + START_LEAD_NS;
+    let (corpus, events, retime_skipped) = prepare_corpus(opts, planned_t0)?;
+    if corpus.is_empty() || events == 0 {
+        bail!("nothing to send: the corpus is empty or --events is 0");
+    }
+    let mut warnings = Vec::new();
+    let meta = corpus.truth.corpus.clone();
+    let span_s = (meta.end_ns - meta.start_ns).max(1) as f64 / 1e9;
+    let corpus_rate = corpus.len() as f64 / span_s;
+    if let Some(rate) = opts.rate_eps {
+        let lag_s = events as f64 / rate - events as f64 / corpus_rate;
+        if lag_s > 60.0 {
+            warnings.push(format!(
+                "sending at {rate:.0}/s is slower than the corpus's {corpus_rate:.0} events/s of event time: event times will trail the wall clock by up to {lag_s:.0} s, and the appliance expires correlation groups older than their window on its wall clock"
+            ));
+        }
+    }
+    if retime_skipped > 0 {
+        warnings.push(format!(
+            "{retime_skipped} lines had no recognizable header timestamp and were sent unchanged"
+        ));
+    }
+    for w in &warnings {
+        eprintln!("shardwatch-load: warning: {w}");
+    }
+    // Only scenarios whose completing event is inside the sent prefix count.
+    let truth: Vec<TruthEntry> = corpus
+        .truth
+        .expected
+        .iter()
+        .filter(|e| e.completing_index < events)
+        .cloned()
+        .collect();
+
+    let collector = match &opts.alerts {
+        Some(source) => Some(Collector::start(source.clone())?),
+        None => None,
+    };
+    let alerts_seen = collector
+        .as_ref()
+        .map_or_else(|| Arc::new(AtomicU64::new(0)), |c| c.seen.clone());
+    let t0 = planned_t0.max(clock::now_ns());
+    let config = SendConfig {
+        targets: opts.targets.clone(),
+        schedule: Schedule {
+            t0_ns: t0,
+            rate_eps: opts.rate_eps,
+        },
+        events,
+        duration_ns: opts.duration_s.map(|d| (d * 1e9) as i64),
+        connections: opts.connections,
+        framing: opts.framing,
+        progress: opts.progress,
+    };
+    let send = send::send(&corpus, &config, &Arc::new(AtomicU64::new(0)), &alerts_seen)?;
+    // Map truth positions in the full list to the filtered list.
+    let full = &corpus.truth.expected;
+    let sent_truth: Vec<Option<usize>> = full
+        .iter()
+        .map(|e| truth.iter().position(|t| t == e))
+        .collect();
+
+    let (alerts, collect, matching) = match collector {
+        None => (Vec::new(), None, None),
+        Some(collector) => {
+            let deadline = clock::now_ns() + opts.drain_ms as i64 * 1_000_000;
+            let mut settle_until: Option<i64> = None;
+            loop {
+                let now = clock::now_ns();
+                if now >= deadline || settle_until.is_some_and(|s| now >= s) {
+                    break;
+                }
+                if settle_until.is_none() {
+                    let m = match_alerts(&truth, &collector.snapshot());
+                    if m.true_positives() == truth.len() {
+                        settle_until = Some(now + SETTLE_NS);
+                    }
+                }
+                clock::sleep_ns(DRAIN_POLL_NS);
+            }
+            let (alerts, stats) = collector.finish();
+            let matching = match_alerts(&truth, &alerts);
+            (alerts, Some(stats), Some(matching))
+        }
+    };
+
+    let mut overall = LatencyHistogram::default();
+    let mut overall_appliance = LatencyHistogram::default();
+    let mut per: Vec<(LatencyHistogram, LatencyHistogram)> = vec![Default::default(); truth.len()];
+    if let Some(m) = &matching {
+        for c in &send.completing {
+            let Some(t) = sent_truth[c.truth_index] else {
+                continue;
+            };
+            let Some(a) = m.matched[t] else { continue };
+            let alert = &alerts[a];
+            let latency_us = (alert.observed_ns - c.origin_ns) / 1_000;
+            per[t].0.record_us(latency_us);
+            overall.record_us(latency_us);
+            if let Some(us) = alert.latency_us {
+                per[t].1.record_us(us);
+                overall_appliance.record_us(us);
+            }
+        }
+    }
+    let mut names: Vec<String> = Vec::new();
+    for e in &truth {
+        if !names.contains(&e.scenario) {
+            names.push(e.scenario.clone());
+        }
+    }
+    let scenarios = names
+        .iter()
+        .map(|name| {
+            let mut h = LatencyHistogram::default();
+            let mut ha = LatencyHistogram::default();
+            let mut expected = 0;
+            let mut detected = 0;
+            for (i, e) in truth.iter().enumerate() {
+                if &e.scenario == name {
+                    expected += 1;
+                    if matching.as_ref().is_some_and(|m| m.matched[i].is_some()) {
+                        detected += 1;
+                    }
+                    h.merge(&per[i].0);
+                    ha.merge(&per[i].1);
+                }
+            }
+            ScenarioResult {
+                scenario: name.clone(),
+                expected,
+                detected,
+                recall: matching.as_ref().and_then(|m| m.recall_of(&truth, name)),
+                latency: h.summary(),
+                appliance_latency: ha.summary(),
+                histogram: h,
+            }
+        })
+        .collect();
+    Ok(RunOutcome {
+        truth,
+        corpus_meta: meta,
+        send,
+        alerts,
+        collect,
+        matching,
+        scenarios,
+        overall,
+        overall_appliance,
+        retime_skipped,
+        warnings,
+    })
+}
+
+/// Adds a run's numbers, summary lines and plot series to `report`.
+pub fn add_to_report(outcome: &RunOutcome, opts: &RunOptions, report: &mut Report) {
+    let s = &outcome.send;
+    let achieved = s.sent as f64 / s.duration_s();
+    report.body.insert(
+        "load".into(),
+        json!({
+            "targets": opts.targets.iter().map(|t| t.to_string()).collect::<Vec<_>>(),
+            "rate_eps": opts.rate_eps,
+            "paced": opts.rate_eps.is_some(),
+            "latency_origin": if opts.rate_eps.is_some() { "intended send time (coordinated-omission safe)" } else { "actual send time (flat out)" },
+            "connections": opts.connections,
+            "framing": format!("{:?}", opts.framing),
+            "corpus": opts.corpus.as_ref().map(|p| p.display().to_string()),
+            "corpus_meta": outcome.corpus_meta,
+            "retime_skipped": outcome.retime_skipped,
+            "warnings": outcome.warnings,
+        }),
+    );
+    report.body.insert(
+        "send".into(),
+        json!({
+            "sent": s.sent,
+            "send_errors": s.send_errors,
+            "bytes": s.bytes,
+            "duration_s": s.duration_s(),
+            "achieved_eps": achieved,
+            "behind_max_ms": s.behind_max_ns as f64 / 1e6,
+            "timeline_bucket_ms": TIMELINE_BUCKET_NS / 1_000_000,
+            "timeline_sent": s.timeline,
+        }),
+    );
+    report.summary.push(format!(
+        "sent {} events in {:.2} s ({:.0}/s{}), {} send errors, max lag behind schedule {:.1} ms",
+        s.sent,
+        s.duration_s(),
+        achieved,
+        opts.rate_eps
+            .map_or(", flat out".to_string(), |r| format!(", target {r:.0}/s")),
+        s.send_errors,
+        s.behind_max_ns as f64 / 1e6
+    ));
+    for w in &outcome.warnings {
+        report.summary.push(format!("warning: {w}"));
+    }
+    if let Some(m) = &outcome.matching {
+        report.body.insert(
+            "detection".into(),
+            json!({
+                "expected": outcome.truth.len(),
+                "alerts_observed": outcome.alerts.len(),
+                "true_positives": m.true_positives(),
+                "duplicates": m.duplicates.len(),
+                "false_positives": m.false_positives.len(),
+                "false_positive_rules": m.false_positives.iter().take(20).map(|&i| &outcome.alerts[i].rule_title).collect::<Vec<_>>(),
+                "precision": m.precision(),
+                "recall": m.recall(),
+                "latency": outcome.overall.summary(),
+                "appliance_latency": outcome.overall_appliance.summary(),
+                "scenarios": outcome.scenarios,
+                "collector": outcome.collect,
+            }),
+        );
+        report.summary.push(format!(
+            "alerts: {} observed, {} expected, {} matched, {} duplicates, {} false positives; precision {} recall {}",
+            outcome.alerts.len(),
+            outcome.truth.len(),
+            m.true_positives(),
+            m.duplicates.len(),
+            m.false_positives.len(),
+            fraction(m.precision()),
+            fraction(m.recall())
+        ));
+        report.summary.push(
+            "detection latency (alert observed - completing event's intended send time):".into(),
+        );
+        for sc in &outcome.scenarios {
+            let l = &sc.latency;
+            report.summary.push(format!(
+                "  {:<18} {}/{} detected  p50 {}  p90 {}  p99 {}  p99.9 {}  max {}  (appliance p50 {} max {})",
+                sc.scenario,
+                sc.detected,
+                sc.expected,
+                human_us(l.p50_us),
+                human_us(l.p90_us),
+                human_us(l.p99_us),
+                human_us(l.p999_us),
+                human_us(l.max_us),
+                human_us(sc.appliance_latency.p50_us),
+                human_us(sc.appliance_latency.max_us),
+            ));
+            report.cdf.push(Series {
+                label: format!("stream {}", sc.scenario),
+                points: sc
+                    .histogram
+                    .cdf()
+                    .into_iter()
+                    .map(|(x, y)| (x as f64, y))
+                    .collect(),
+            });
+        }
+    } else {
+        report
+            .summary
+            .push("alerts: not collected (give --alerts FILE or --alerts-stdin)".into());
+    }
+    let bucket_s = TIMELINE_BUCKET_NS as f64 / 1e9;
+    report.throughput.push(Series {
+        label: "sent".into(),
+        points: s
+            .timeline
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| (i as f64 * bucket_s, n as f64 / bucket_s))
+            .collect(),
+    });
+}
