@@ -208,9 +208,9 @@ fn match_pattern<'a>(
                 let value_len = match next_piece(pattern, p) {
                     Some((Piece::Literal(lit), _)) => {
                         if greedy {
-                            memmem::rfind(rest, lit)?
+                            rfind_literal(rest, lit)?
                         } else {
-                            let at = memmem::find(rest, lit)?;
+                            let at = find_literal(rest, lit)?;
                             if memchr(b' ', &rest[..at]).is_some() {
                                 return None;
                             }
@@ -242,7 +242,7 @@ fn read_kv<'a>(row: &Row, mut rest: &'a [u8], found: &mut Found<'a>) {
         KvStyle::Semicolons => b" ; ",
     };
     while !rest.is_empty() {
-        let (pair, after) = match memmem::find(rest, separator) {
+        let (pair, after) = match find_literal(rest, separator) {
             Some(i) => (&rest[..i], &rest[i + separator.len()..]),
             None => (rest, &b""[..]),
         };
@@ -271,6 +271,52 @@ fn read_kv<'a>(row: &Row, mut rest: &'a [u8], found: &mut Found<'a>) {
         }
         rest = after;
     }
+}
+
+/// Needles up to this length are searched by anchoring on one byte with
+/// memchr; longer ones use `memmem` (linear worst case). Building a `memmem`
+/// searcher per call costs more than a whole short search, and a short
+/// needle bounds the quadratic worst case of anchoring.
+const SHORT_NEEDLE_BYTES_MAX: usize = 8;
+
+/// The byte of `needle` to anchor on: its first non-space byte, since spaces
+/// are the commonest byte in log text.
+fn anchor(needle: &[u8]) -> usize {
+    needle.iter().position(|&b| b != b' ').unwrap_or(0)
+}
+
+/// First occurrence of `needle` in `hay`.
+fn find_literal(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.len() > SHORT_NEEDLE_BYTES_MAX || needle.is_empty() {
+        return memmem::find(hay, needle);
+    }
+    let k = anchor(needle);
+    let mut from = k;
+    while let Some(i) = memchr(needle[k], hay.get(from..)?) {
+        let start = from + i - k;
+        if hay[start..].starts_with(needle) {
+            return Some(start);
+        }
+        from += i + 1;
+    }
+    None
+}
+
+/// Last occurrence of `needle` in `hay`.
+fn rfind_literal(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.len() > SHORT_NEEDLE_BYTES_MAX || needle.is_empty() {
+        return memmem::rfind(hay, needle);
+    }
+    let k = anchor(needle);
+    let mut end = hay.len().checked_sub(needle.len() - k - 1)?;
+    while let Some(i) = memchr::memrchr(needle[k], hay.get(k..end)?) {
+        let start = i;
+        if hay[start..].starts_with(needle) {
+            return Some(start);
+        }
+        end = k + i;
+    }
+    None
 }
 
 fn trim_spaces(bytes: &[u8]) -> &[u8] {

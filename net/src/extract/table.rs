@@ -176,6 +176,11 @@ pub static ROWS: &[Row] = &[
         "pam_unix(sshd:auth): authentication failure;", KvStyle::Spaces, PAM_SSH_KV, LOGIN_FAILURE),
 
     // ---- sudo ---------------------------------------------------------
+    // First because it is the commonest; the failure rows cannot match it
+    // (their text after ` : ` is not `TTY=`).
+    kv_row("sudo_command", SUDO,
+        "{user.name} : TTY={process.tty.name} ;", KvStyle::Semicolons, SUDO_KV,
+        &[("event.action", "sudo"), ("event.outcome", "success")]),
     kv_row("sudo_incorrect_password", SUDO,
         "{user.name} : {_} incorrect password attempt", KvStyle::Semicolons, SUDO_KV,
         &[("event.action", "sudo"), ("event.outcome", "failure"), ("event.reason", "incorrect_password")]),
@@ -185,9 +190,6 @@ pub static ROWS: &[Row] = &[
     kv_row("sudo_command_not_allowed", SUDO,
         "{user.name} : command not allowed ;", KvStyle::Semicolons, SUDO_KV,
         &[("event.action", "sudo"), ("event.outcome", "failure"), ("event.reason", "command_not_allowed")]),
-    kv_row("sudo_command", SUDO,
-        "{user.name} : TTY={process.tty.name} ;", KvStyle::Semicolons, SUDO_KV,
-        &[("event.action", "sudo"), ("event.outcome", "success")]),
     kv_row("sudo_pam_auth_failure", SUDO,
         "pam_unix(sudo:auth): authentication failure;", KvStyle::Spaces, PAM_SUDO_KV,
         &[("event.action", "sudo"), ("event.outcome", "failure"), ("event.reason", "pam_auth_failure")]),

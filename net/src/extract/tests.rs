@@ -144,3 +144,29 @@ fn repeated_keys_keep_the_first() {
     assert_eq!(get(&f, "user.name"), Some("first"));
     assert_eq!(f.len(), 4);
 }
+
+#[test]
+fn literal_search_matches_memmem() {
+    let hays: [&[u8]; 5] = [
+        b"",
+        b"a : b ; c : d",
+        b" from  from x from",
+        b"::::",
+        b" ; ; ;",
+    ];
+    let needles: [&[u8]; 6] = [b" : ", b" ; ", b" from ", b":", b"::", b"x"];
+    for hay in hays {
+        for needle in needles {
+            assert_eq!(
+                find_literal(hay, needle),
+                memmem::find(hay, needle),
+                "{hay:?} {needle:?}"
+            );
+            assert_eq!(
+                rfind_literal(hay, needle),
+                memmem::rfind(hay, needle),
+                "{hay:?} {needle:?}"
+            );
+        }
+    }
+}
