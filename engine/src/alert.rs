@@ -7,6 +7,7 @@
 use serde_json::{json, Map, Value};
 use shardwatch_rules::{event_alert_id, CorrelationAlert, Event, RuleSet};
 
+use crate::output::AlertLine;
 use crate::timefmt::rfc3339_ns;
 
 /// Where and when an alert was raised.
@@ -28,14 +29,14 @@ fn latency_us(raised: &Raised) -> i64 {
 }
 
 /// Renders a correlation alert as one JSON line (no trailing newline).
-pub fn render_correlation(rules: &RuleSet, alert: &CorrelationAlert, raised: &Raised) -> String {
+pub fn render_correlation(rules: &RuleSet, alert: &CorrelationAlert, raised: &Raised) -> AlertLine {
     let meta = rules.correlation(alert.correlation as usize);
     let mut group = Map::new();
     for (field, value) in rules.decode_group(alert.correlation, &alert.group_key) {
         group.insert(field.to_string(), value.map(lossy).unwrap_or(Value::Null));
     }
     let sample: Vec<Value> = alert.samples.iter().map(|s| lossy(s)).collect();
-    json!({
+    let line = json!({
         "id": alert.id,
         "kind": "correlation",
         "rule": {"id": meta.id, "title": meta.title, "level": meta.level},
@@ -49,7 +50,11 @@ pub fn render_correlation(rules: &RuleSet, alert: &CorrelationAlert, raised: &Ra
         "shard": raised.shard,
         "sample": sample,
     })
-    .to_string()
+    .to_string();
+    AlertLine {
+        rule_id: meta.id.clone(),
+        line,
+    }
 }
 
 /// Renders a single-event detection as one JSON line. Its id is derived
@@ -60,10 +65,10 @@ pub fn render_detection(
     detection: u32,
     event: &Event<'_>,
     raised: &Raised,
-) -> String {
+) -> AlertLine {
     let meta = rules.detection(detection as usize);
     let id = event_alert_id(&meta.id, event.raw, event.time_ns);
-    json!({
+    let line = json!({
         "id": id,
         "kind": "detection",
         "rule": {"id": meta.id, "title": meta.title, "level": meta.level},
@@ -77,5 +82,9 @@ pub fn render_detection(
         "shard": raised.shard,
         "sample": [lossy(event.raw)],
     })
-    .to_string()
+    .to_string();
+    AlertLine {
+        rule_id: meta.id.clone(),
+        line,
+    }
 }

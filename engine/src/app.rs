@@ -9,10 +9,11 @@ use shardwatch_storage::alerts::AlertLog;
 use shardwatch_storage::quarantine::QuarantineWriter;
 
 use crate::config::Config;
+use crate::control::{ApiState, ControlPlane};
 use crate::output::AlertWriter;
 use crate::server::{run_cores, CoreSockets, Shared};
 use crate::shardmap::ShardMap;
-use crate::stats::CoreReport;
+use crate::stats::{CoreReport, CoreStats};
 
 /// The number of executors to start.
 pub fn core_count(config: &Config) -> usize {
@@ -95,17 +96,38 @@ pub fn run(config: Config) -> anyhow::Result<Vec<CoreReport>> {
         config.output.alert_queue_max,
     )?;
     let map = Arc::new(ShardMap::new(1, config.engine.shards, cores as u32));
+    let stats: Vec<Arc<CoreStats>> = (0..cores)
+        .map(|_| Arc::new(CoreStats::new(cores, map.shards())))
+        .collect();
+    let control = match config.api_addr() {
+        Some(addr) => Some(ControlPlane::start(
+            addr,
+            ApiState {
+                token: config.api.token.clone(),
+                rules: rules.clone(),
+                stats: stats.clone(),
+                data_dir: data_dir.clone(),
+                alerts_by_rule: writer.by_rule.clone(),
+                started: std::time::Instant::now(),
+                shards: map.shards(),
+            },
+            stop.clone(),
+        )?),
+        None => None,
+    };
     let show = |a: Option<std::net::SocketAddr>| a.map_or("off".to_string(), |a| a.to_string());
     eprintln!(
-        "shardwatch: listening udp={} tcp={} cores={cores} shards={} rules={}+{} data={} nofile={nofile}",
+        "shardwatch: listening udp={} tcp={} api={} cores={cores} shards={} rules={}+{} data={} nofile={nofile}",
         show(udp_bound),
         show(tcp_bound),
+        show(control.as_ref().map(|c| c.addr)),
         map.shards(),
         rules.detection_count(),
         rules.correlation_count(),
         data_dir.display(),
     );
     let shared = Arc::new(Shared {
+        stats,
         config: config.clone(),
         rules,
         map,
@@ -114,6 +136,12 @@ pub fn run(config: Config) -> anyhow::Result<Vec<CoreReport>> {
         stop,
     });
     let result = run_cores(shared.clone(), sockets);
+    // The cores stop only once `stop` is set, which also stops the API.
+    if let Some(control) = control {
+        if let Err(err) = control.join() {
+            eprintln!("shardwatch: {err:#}");
+        }
+    }
     // The cores are gone; dropping the last sender lets the writer drain.
     drop(shared);
     let written = writer.join();

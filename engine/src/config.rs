@@ -20,6 +20,27 @@ pub struct Config {
     pub storage: StorageConfig,
     pub rules: RulesConfig,
     pub output: OutputConfig,
+    pub api: ApiConfig,
+}
+
+/// The HTTP API and metrics endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Address of the HTTP API; empty disables it.
+    pub listen: String,
+    /// Bearer token required on every request except `/health`; required
+    /// whenever `listen` is not a loopback address.
+    pub token: String,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            listen: "127.0.0.1:9600".into(),
+            token: String::new(),
+        }
+    }
 }
 
 /// Syslog listeners and frame limits.
@@ -140,6 +161,7 @@ impl Default for Config {
             storage: StorageConfig::default(),
             rules: RulesConfig::default(),
             output: OutputConfig::default(),
+            api: ApiConfig::default(),
         }
     }
 }
@@ -167,6 +189,20 @@ impl Config {
         if !(1024..=16 * 1024 * 1024).contains(&self.ingest.frame_bytes_max) {
             bail!("ingest.frame_bytes_max must be between 1 KiB and 16 MiB");
         }
+        if !self.api.listen.is_empty() {
+            let addr: SocketAddr = self.api.listen.parse().with_context(|| {
+                format!(
+                    "api.listen = {:?} is not an IP:port address",
+                    self.api.listen
+                )
+            })?;
+            if !addr.ip().is_loopback() && self.api.token.is_empty() {
+                bail!(
+                    "api.listen = {addr} is not a loopback address, so api.token must be set \
+                     (clients then send `Authorization: Bearer <token>`)"
+                );
+            }
+        }
         if self.engine.shards == 0 || self.engine.shards > crate::shardmap::SHARDS_MAX {
             bail!("engine.shards must be in 1..=65536");
         }
@@ -185,6 +221,11 @@ impl Config {
     /// The UDP address, if UDP is enabled.
     pub fn udp_addr(&self) -> Option<SocketAddr> {
         self.ingest.udp.parse().ok()
+    }
+
+    /// The API address, if the API is enabled.
+    pub fn api_addr(&self) -> Option<SocketAddr> {
+        self.api.listen.parse().ok()
     }
 
     /// The TCP address, if TCP is enabled.
@@ -221,5 +262,11 @@ mod tests {
         config.ingest.udp = "nonsense".into();
         let err = config.validate().unwrap_err().to_string();
         assert!(err.contains("ingest.udp"), "{err}");
+        let mut config = Config::default();
+        config.api.listen = "0.0.0.0:9600".into();
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("api.token"), "{err}");
+        config.api.token = "secret".into();
+        config.validate().unwrap();
     }
 }

@@ -9,6 +9,7 @@
 pub mod alert;
 pub mod app;
 pub mod config;
+pub mod control;
 pub mod limits;
 pub mod output;
 pub mod pipeline;

@@ -71,6 +71,12 @@ struct RunArgs {
     /// TCP syslog address (empty string disables TCP).
     #[arg(long, value_name = "ADDR")]
     tcp: Option<String>,
+    /// HTTP API address (empty string disables the API).
+    #[arg(long, value_name = "ADDR")]
+    api: Option<String>,
+    /// Bearer token for the HTTP API (required off loopback).
+    #[arg(long, value_name = "TOKEN")]
+    api_token: Option<String>,
     /// Data directory (alerts.jsonl, quarantine.jsonl).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
@@ -111,6 +117,12 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     if let Some(tcp) = args.tcp {
         config.ingest.tcp = tcp;
+    }
+    if let Some(api) = args.api {
+        config.api.listen = api;
+    }
+    if let Some(token) = args.api_token {
+        config.api.token = token;
     }
     if let Some(dir) = args.data_dir {
         config.storage.data_dir = dir;

@@ -12,7 +12,7 @@
 use std::sync::Arc;
 
 use shardwatch_net::fields::Fields;
-use shardwatch_net::syslog::{self, ParseContext};
+use shardwatch_net::syslog::ParseContext;
 use shardwatch_rules::{Event, RuleSet, Scratch};
 
 use crate::route::RouteRecord;
@@ -68,16 +68,14 @@ impl Pipeline {
             now_ns: received_ns,
             default_offset_s: self.default_utc_offset_s,
         };
-        let message = match syslog::parse(raw, &ctx) {
-            Ok(message) => message,
+        let mut fields = Fields::new();
+        let message = match shardwatch_net::parse_and_extract(raw, &ctx, &mut fields) {
+            Ok(parsed) => parsed.syslog,
             Err(err) => {
                 sink.quarantine(err.reason.as_str(), Some(err.offset), raw);
                 return None;
             }
         };
-        let mut fields = Fields::new();
-        header_fields(&message, &mut fields);
-        shardwatch_net::extract::extract(message.app_key(), message.message, &mut fields);
         let event = Event {
             time_ns: message.timestamp_ns.unwrap_or(received_ns),
             fields: fields.as_slice(),
@@ -112,21 +110,5 @@ impl Pipeline {
             sink.route(&record, owner);
         }
         Some(event.time_ns)
-    }
-}
-
-/// Header parts as fields, under the names rules use.
-pub fn header_fields<'a>(message: &syslog::SyslogMessage<'a>, fields: &mut Fields<'a>) {
-    if let Some(host) = message.hostname {
-        fields.push("host.name", host);
-    }
-    if let Some(app) = message.app_name {
-        fields.push("process.name", app);
-    }
-    if let Some(pid) = message.proc_id {
-        fields.push("process.pid", pid);
-    }
-    if let Some(msg_id) = message.msg_id {
-        fields.push("log.syslog.msgid", msg_id);
     }
 }

@@ -53,7 +53,7 @@ impl<W: FnMut(String)> EventSink for ReplaySink<'_, W> {
             received_ns,
         };
         self.summary.alerts += 1;
-        (self.emit)(render_detection(self.rules, detection, event, &raised));
+        (self.emit)(render_detection(self.rules, detection, event, &raised).line);
     }
 
     fn route(&mut self, record: &RouteRecord<'_>, _owner: u16) {
@@ -65,7 +65,7 @@ impl<W: FnMut(String)> EventSink for ReplaySink<'_, W> {
                 received_ns: record.received_ns,
             };
             self.summary.alerts += 1;
-            (self.emit)(render_correlation(self.rules, &alert, &raised));
+            (self.emit)(render_correlation(self.rules, &alert, &raised).line);
         }
     }
 }
@@ -120,7 +120,7 @@ pub fn replay(
                 received_ns: alert.last_seen_ns,
             };
             summary.alerts += 1;
-            emit(render_correlation(&rules, &alert, &raised));
+            emit(render_correlation(&rules, &alert, &raised).line);
         }
     }
     Ok(summary)

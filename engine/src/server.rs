@@ -45,6 +45,7 @@ use shardwatch_storage::quarantine::{QuarantineRecord, QuarantineWriter};
 
 use crate::alert::{render_correlation, render_detection, Raised};
 use crate::config::Config;
+use crate::output::AlertLine;
 use crate::pipeline::{EventSink, Pipeline};
 use crate::route::{RouteBatch, RouteRecord};
 use crate::shard::ShardStates;
@@ -65,8 +66,10 @@ pub struct Shared {
     pub rules: Arc<RuleSet>,
     pub map: Arc<ShardMap>,
     pub quarantine: Arc<QuarantineWriter>,
-    pub alerts: flume::Sender<String>,
+    pub alerts: flume::Sender<AlertLine>,
     pub stop: Arc<AtomicBool>,
+    /// One per core, written by that core only, read by the control thread.
+    pub stats: Vec<Arc<CoreStats>>,
 }
 
 /// One core's sockets, handed to its executor.
@@ -123,8 +126,8 @@ struct Core {
     /// Full batches waiting to be sent, with their destination.
     ready: RefCell<Vec<(usize, RouteBatch)>>,
     /// Rendered alerts waiting for the writer channel.
-    pending_alerts: RefCell<Vec<String>>,
-    stats: CoreStats,
+    pending_alerts: RefCell<Vec<AlertLine>>,
+    stats: Arc<CoreStats>,
     tcp_open: Cell<u64>,
 }
 
@@ -159,7 +162,7 @@ async fn core_main(
         outgoing: RefCell::new((0..cores).map(|_| RouteBatch::default()).collect()),
         ready: RefCell::new(Vec::new()),
         pending_alerts: RefCell::new(Vec::new()),
-        stats: CoreStats::default(),
+        stats: shared.stats[index].clone(),
         tcp_open: Cell::new(0),
         senders,
         shared,
@@ -192,10 +195,9 @@ async fn core_main(
     }
     tick.await;
     core.flush_alerts().await;
-    add(
-        &core.stats.groups_evicted,
-        core.shards.borrow().evicted_total(),
-    );
+    core.stats
+        .groups_evicted
+        .store(core.shards.borrow().evicted_total(), Ordering::Relaxed);
     Ok(core.stats.report(index))
 }
 
@@ -241,9 +243,24 @@ impl Core {
                 received_ns: record.received_ns,
             };
             let line = render_correlation(&self.shared.rules, &alert, &raised);
-            add(&self.stats.alerts, 1);
-            self.pending_alerts.borrow_mut().push(line);
+            self.raise(line, &raised);
         }
+    }
+
+    /// Queues a rendered alert for the writer and records its latency.
+    fn raise(&self, line: AlertLine, raised: &Raised) {
+        add(&self.stats.alerts, 1);
+        let latency_ns = (raised.detected_ns - raised.received_ns).max(0);
+        self.stats
+            .detection_latency
+            .record_us(latency_ns as u64 / 1_000);
+        self.pending_alerts.borrow_mut().push(line);
+    }
+
+    /// Records receive-to-detected lag for a batch read at `received_ns`.
+    fn batch_done(&self, received_ns: i64) {
+        let lag_ns = (now_ns() - received_ns).max(0);
+        self.stats.processing_lag.record_us(lag_ns as u64 / 1_000);
     }
 
     /// Sends every non-empty batch and pending alert.
@@ -256,6 +273,7 @@ impl Core {
         }
         for (peer, batch) in batches {
             let records = u64::from(batch.records());
+            add(&self.stats.batches_sent[peer], 1);
             let sent = match when_full {
                 WhenFull::Wait => self.senders.send_to(peer, batch).await.is_ok(),
                 WhenFull::Drop => self.senders.try_send_to(peer, batch).is_ok(),
@@ -317,8 +335,7 @@ impl EventSink for CoreSink<'_> {
             received_ns,
         };
         let line = render_detection(&self.core.shared.rules, detection, event, &raised);
-        add(&self.core.stats.alerts, 1);
-        self.core.pending_alerts.borrow_mut().push(line);
+        self.core.raise(line, &raised);
     }
 
     fn route(&mut self, record: &RouteRecord<'_>, owner: u16) {
@@ -343,6 +360,7 @@ async fn serve_peer(core: Rc<Core>, rx: ConnectedReceiver<RouteBatch>) {
         for record in batch.iter() {
             core.observe_local(&record);
         }
+        add(&core.stats.batches_received, 1);
         core.flush_alerts().await;
     }
 }
@@ -364,9 +382,14 @@ async fn tick_loop(core: Rc<Core>) {
                 received_ns: alert.last_seen_ns,
             };
             let line = render_correlation(&core.shared.rules, &alert, &raised);
-            add(&core.stats.alerts, 1);
-            core.pending_alerts.borrow_mut().push(line);
+            core.raise(line, &raised);
         }
+        // Quarantine records are buffered; make them visible within a tick.
+        if let Err(err) = core.shared.quarantine.flush() {
+            eprintln!("shardwatch: core {}: {err}", core.index);
+        }
+        let groups = core.shards.borrow().group_count() as u64;
+        core.stats.shard_groups.store(groups, Ordering::Relaxed);
         core.flush_alerts().await;
     }
 }
@@ -400,6 +423,7 @@ async fn udp_loop(core: Rc<Core>, socket: std::net::UdpSocket) -> anyhow::Result
             };
             core.process_line(trim_line(bytes), peer, "udp", received_ns);
         }
+        core.batch_done(received_ns);
         core.flush(WhenFull::Drop).await;
     }
     Ok(())
@@ -456,6 +480,9 @@ async fn tcp_accept_loop(core: Rc<Core>, listener: std::net::TcpListener) -> any
         };
         add(&core.stats.tcp_connections_accepted, 1);
         core.tcp_open.set(core.tcp_open.get() + 1);
+        core.stats
+            .tcp_connections_open
+            .store(core.tcp_open.get(), Ordering::Relaxed);
         glommio::spawn_local(serve_connection(core.clone(), stream)).detach();
     }
     let deadline = std::time::Instant::now() + DRAIN_CONNECTIONS_MAX;
@@ -486,6 +513,7 @@ async fn serve_connection(core: Rc<Core>, mut stream: glommio::net::TcpStream) {
             }
             core.process_line(frame.bytes, peer, "tcp", received_ns);
         });
+        core.batch_done(received_ns);
         core.flush(WhenFull::Wait).await;
     }
     let received_ns = now_ns();
@@ -505,4 +533,7 @@ async fn serve_connection(core: Rc<Core>, mut stream: glommio::net::TcpStream) {
     }
     core.flush(WhenFull::Wait).await;
     core.tcp_open.set(core.tcp_open.get() - 1);
+    core.stats
+        .tcp_connections_open
+        .store(core.tcp_open.get(), Ordering::Relaxed);
 }

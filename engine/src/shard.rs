@@ -70,6 +70,11 @@ impl ShardStates {
         self.states.values().map(|s| s.evicted_total()).sum()
     }
 
+    /// Correlation groups held, over all shards.
+    pub fn group_count(&self) -> usize {
+        self.states.values().map(|s| s.group_count()).sum()
+    }
+
     pub fn shard_count(&self) -> usize {
         self.states.len()
     }

@@ -1,97 +1,224 @@
-//! Per-core counters.
+//! Per-core counters and latency histograms, readable live.
 //!
-//! Each core owns its counters (plain `Cell`s: one writer, no atomics on the
-//! hot path) and hands them back as a [`CoreReport`] when it stops. Every
-//! event that does not become a normal parse is counted under a named
-//! reason: quarantine reasons come from the parser, drop reasons from the
-//! queues that refused work.
+//! Each core is the only writer of its [`CoreStats`]: increments are a
+//! relaxed load and store (no locked read-modify-write, so no cross-core
+//! cache traffic on the hot path), and the control thread reads them with
+//! relaxed loads for `/metrics` and `/api/stats`. Every event that does not
+//! become a normal parse is counted under a named reason: quarantine reasons
+//! come from the parser, drop reasons from the queues that refused work.
 
-use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
 
-/// Counters of one core while it runs.
-#[derive(Default)]
-pub struct CoreStats {
-    pub udp_datagrams: Cell<u64>,
-    pub udp_batches: Cell<u64>,
-    pub tcp_connections_accepted: Cell<u64>,
-    pub tcp_connections_open: Cell<u64>,
-    pub tcp_frames: Cell<u64>,
-    pub tcp_bytes: Cell<u64>,
-    pub events_parsed: Cell<u64>,
-    pub frames_truncated: Cell<u64>,
-    pub routed_local: Cell<u64>,
-    pub routed_remote: Cell<u64>,
-    /// Records processed by this core's shards (from any ingest core).
-    pub shard_records: Cell<u64>,
-    pub alerts: Cell<u64>,
-    pub groups_evicted: Cell<u64>,
-    pub quarantined: RefCell<BTreeMap<&'static str, u64>>,
-    pub dropped: RefCell<BTreeMap<&'static str, u64>>,
-    /// Shards that processed at least one record here (one bit per shard),
-    /// so tests can check that a key's events all landed on its owner core.
-    pub shards_seen: RefCell<Vec<u64>>,
+/// Adds `n` to a counter that only the calling core writes.
+pub fn add(counter: &AtomicU64, n: u64) {
+    counter.store(
+        counter.load(Ordering::Relaxed).wrapping_add(n),
+        Ordering::Relaxed,
+    );
 }
 
-/// Adds `n` to a cell counter.
-pub fn add(cell: &Cell<u64>, n: u64) {
-    cell.set(cell.get().wrapping_add(n));
+/// Reasons an event or batch was dropped, as metric labels.
+pub const DROP_REASONS: &[&str] = &[
+    "route_queue_full",
+    "route_channel_closed",
+    "quarantine_full",
+    "quarantine_write_error",
+    "alert_writer_gone",
+    "udp_receive_error",
+    "tcp_accept_error",
+    "framing_count_zero",
+    "framing_count_too_many_digits",
+    "framing_count_no_space",
+    "other",
+];
+
+/// Reasons a line was quarantined: the parser's reasons, plus `other`.
+pub const QUARANTINE_REASONS: &[&str] = &[
+    "empty",
+    "bad_pri",
+    "bad_version",
+    "bad_timestamp",
+    "bad_header",
+    "field_too_long",
+    "bad_structured_data",
+    "other",
+];
+
+/// Upper bounds, in microseconds, of the latency histogram buckets
+/// (Prometheus `le`); the last bucket is +Inf.
+pub const LATENCY_BUCKETS_US: &[u64] = &[
+    10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000,
+    1_000_000, 5_000_000,
+];
+
+/// A fixed-bucket latency histogram with one writer.
+pub struct LatencyHistogram {
+    buckets: Vec<AtomicU64>,
+    sum_us: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Default for LatencyHistogram {
+    fn default() -> Self {
+        LatencyHistogram {
+            buckets: (0..=LATENCY_BUCKETS_US.len())
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+            sum_us: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
+}
+
+impl LatencyHistogram {
+    pub fn record_us(&self, us: u64) {
+        let bucket = LATENCY_BUCKETS_US.partition_point(|&le| le < us);
+        add(&self.buckets[bucket], 1);
+        add(&self.sum_us, us);
+        add(&self.count, 1);
+    }
+
+    /// Per-bucket counts (not cumulative), the sum and the count.
+    pub fn snapshot(&self) -> (Vec<u64>, u64, u64) {
+        (
+            self.buckets
+                .iter()
+                .map(|b| b.load(Ordering::Relaxed))
+                .collect(),
+            self.sum_us.load(Ordering::Relaxed),
+            self.count.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// Counters of one core.
+pub struct CoreStats {
+    pub udp_datagrams: AtomicU64,
+    pub udp_batches: AtomicU64,
+    pub tcp_connections_accepted: AtomicU64,
+    pub tcp_connections_open: AtomicU64,
+    pub tcp_frames: AtomicU64,
+    pub tcp_bytes: AtomicU64,
+    pub events_parsed: AtomicU64,
+    pub frames_truncated: AtomicU64,
+    pub routed_local: AtomicU64,
+    pub routed_remote: AtomicU64,
+    /// Batches this core sent to each peer (index = peer core).
+    pub batches_sent: Vec<AtomicU64>,
+    /// Batches this core received from peers and processed.
+    pub batches_received: AtomicU64,
+    /// Records processed by this core's shards (from any ingest core).
+    pub shard_records: AtomicU64,
+    pub shard_groups: AtomicU64,
+    pub alerts: AtomicU64,
+    pub groups_evicted: AtomicU64,
+    quarantined: Vec<AtomicU64>,
+    dropped: Vec<AtomicU64>,
+    /// Receive to detectors done, per read batch.
+    pub processing_lag: LatencyHistogram,
+    /// Receive of the completing event to alert raised.
+    pub detection_latency: LatencyHistogram,
+    /// Shards that processed at least one record here (one bit per shard),
+    /// so tests can check that a key's events all landed on its owner core.
+    shards_seen: Vec<AtomicU64>,
+}
+
+fn zeros(n: usize) -> Vec<AtomicU64> {
+    (0..n).map(|_| AtomicU64::new(0)).collect()
 }
 
 impl CoreStats {
-    pub fn quarantine(&self, reason: &'static str) {
-        *self.quarantined.borrow_mut().entry(reason).or_default() += 1;
+    pub fn new(cores: usize, shards: u32) -> Self {
+        CoreStats {
+            udp_datagrams: AtomicU64::new(0),
+            udp_batches: AtomicU64::new(0),
+            tcp_connections_accepted: AtomicU64::new(0),
+            tcp_connections_open: AtomicU64::new(0),
+            tcp_frames: AtomicU64::new(0),
+            tcp_bytes: AtomicU64::new(0),
+            events_parsed: AtomicU64::new(0),
+            frames_truncated: AtomicU64::new(0),
+            routed_local: AtomicU64::new(0),
+            routed_remote: AtomicU64::new(0),
+            batches_sent: zeros(cores),
+            batches_received: AtomicU64::new(0),
+            shard_records: AtomicU64::new(0),
+            shard_groups: AtomicU64::new(0),
+            alerts: AtomicU64::new(0),
+            groups_evicted: AtomicU64::new(0),
+            quarantined: zeros(QUARANTINE_REASONS.len()),
+            dropped: zeros(DROP_REASONS.len()),
+            processing_lag: LatencyHistogram::default(),
+            detection_latency: LatencyHistogram::default(),
+            shards_seen: zeros((shards as usize).div_ceil(64)),
+        }
     }
 
-    pub fn drop_events(&self, reason: &'static str, n: u64) {
-        *self.dropped.borrow_mut().entry(reason).or_default() += n;
+    fn reason_index(list: &[&str], reason: &str) -> usize {
+        list.iter()
+            .position(|r| *r == reason)
+            .unwrap_or(list.len() - 1)
+    }
+
+    pub fn quarantine(&self, reason: &str) {
+        add(
+            &self.quarantined[Self::reason_index(QUARANTINE_REASONS, reason)],
+            1,
+        );
+    }
+
+    pub fn drop_events(&self, reason: &str, n: u64) {
+        add(&self.dropped[Self::reason_index(DROP_REASONS, reason)], n);
     }
 
     /// Marks `shard` as processed on this core.
     pub fn shard_seen(&self, shard: u16) {
-        let mut bits = self.shards_seen.borrow_mut();
-        let word = usize::from(shard / 64);
-        if bits.len() <= word {
-            bits.resize(word + 1, 0);
+        let word = &self.shards_seen[usize::from(shard / 64)];
+        let bit = 1u64 << (shard % 64);
+        let bits = word.load(Ordering::Relaxed);
+        if bits & bit == 0 {
+            word.store(bits | bit, Ordering::Relaxed);
         }
-        bits[word] |= 1 << (shard % 64);
+    }
+
+    pub fn quarantined(&self) -> BTreeMap<String, u64> {
+        nonzero(QUARANTINE_REASONS, &self.quarantined)
+    }
+
+    pub fn dropped(&self) -> BTreeMap<String, u64> {
+        nonzero(DROP_REASONS, &self.dropped)
     }
 
     pub fn report(&self, core: usize) -> CoreReport {
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
         CoreReport {
             core,
-            udp_datagrams: self.udp_datagrams.get(),
-            udp_batches: self.udp_batches.get(),
-            tcp_connections_accepted: self.tcp_connections_accepted.get(),
-            tcp_frames: self.tcp_frames.get(),
-            tcp_bytes: self.tcp_bytes.get(),
-            events_parsed: self.events_parsed.get(),
-            frames_truncated: self.frames_truncated.get(),
-            routed_local: self.routed_local.get(),
-            routed_remote: self.routed_remote.get(),
-            shard_records: self.shard_records.get(),
-            alerts: self.alerts.get(),
-            groups_evicted: self.groups_evicted.get(),
-            quarantined: self
-                .quarantined
-                .borrow()
-                .iter()
-                .map(|(k, v)| (k.to_string(), *v))
-                .collect(),
-            dropped: self
-                .dropped
-                .borrow()
-                .iter()
-                .map(|(k, v)| (k.to_string(), *v))
-                .collect(),
+            udp_datagrams: load(&self.udp_datagrams),
+            udp_batches: load(&self.udp_batches),
+            tcp_connections_accepted: load(&self.tcp_connections_accepted),
+            tcp_connections_open: load(&self.tcp_connections_open),
+            tcp_frames: load(&self.tcp_frames),
+            tcp_bytes: load(&self.tcp_bytes),
+            events_parsed: load(&self.events_parsed),
+            frames_truncated: load(&self.frames_truncated),
+            routed_local: load(&self.routed_local),
+            routed_remote: load(&self.routed_remote),
+            batches_received: load(&self.batches_received),
+            shard_records: load(&self.shard_records),
+            shard_groups: load(&self.shard_groups),
+            alerts: load(&self.alerts),
+            groups_evicted: load(&self.groups_evicted),
+            quarantined: self.quarantined(),
+            dropped: self.dropped(),
             shards_seen: self
                 .shards_seen
-                .borrow()
                 .iter()
                 .enumerate()
                 .flat_map(|(word, bits)| {
+                    let bits = load(bits);
                     (0..64u16)
                         .filter(move |bit| bits & (1 << bit) != 0)
                         .map(move |bit| word as u16 * 64 + bit)
@@ -101,23 +228,77 @@ impl CoreStats {
     }
 }
 
-/// A core's counters when it stopped, printed as JSON at exit.
+fn nonzero(names: &[&str], values: &[AtomicU64]) -> BTreeMap<String, u64> {
+    names
+        .iter()
+        .zip(values)
+        .map(|(name, v)| (name.to_string(), v.load(Ordering::Relaxed)))
+        .filter(|(_, v)| *v > 0)
+        .collect()
+}
+
+/// A core's counters, as JSON for `/api/stats` and the exit line.
 #[derive(Debug, Clone, Serialize)]
 pub struct CoreReport {
     pub core: usize,
     pub udp_datagrams: u64,
     pub udp_batches: u64,
     pub tcp_connections_accepted: u64,
+    pub tcp_connections_open: u64,
     pub tcp_frames: u64,
     pub tcp_bytes: u64,
     pub events_parsed: u64,
     pub frames_truncated: u64,
     pub routed_local: u64,
     pub routed_remote: u64,
+    pub batches_received: u64,
     pub shard_records: u64,
+    pub shard_groups: u64,
     pub alerts: u64,
     pub groups_evicted: u64,
     pub quarantined: BTreeMap<String, u64>,
     pub dropped: BTreeMap<String, u64>,
     pub shards_seen: Vec<u16>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_reasons_count_as_other() {
+        let stats = CoreStats::new(2, 4096);
+        stats.drop_events("route_queue_full", 3);
+        stats.drop_events("something new", 1);
+        stats.quarantine("bad_pri");
+        assert_eq!(stats.dropped().get("route_queue_full"), Some(&3));
+        assert_eq!(stats.dropped().get("other"), Some(&1));
+        assert_eq!(stats.quarantined().get("bad_pri"), Some(&1));
+    }
+
+    #[test]
+    fn histogram_buckets_by_upper_bound() {
+        let h = LatencyHistogram::default();
+        h.record_us(10);
+        h.record_us(11);
+        h.record_us(10_000_000);
+        let (buckets, sum, count) = h.snapshot();
+        assert_eq!(buckets[0], 1, "10 us falls in le=10");
+        assert_eq!(buckets[1], 1, "11 us falls in le=25");
+        assert_eq!(
+            buckets[LATENCY_BUCKETS_US.len()],
+            1,
+            "beyond the last bound is +Inf"
+        );
+        assert_eq!((sum, count), (10_000_021, 3));
+    }
+
+    #[test]
+    fn shards_seen_round_trip() {
+        let stats = CoreStats::new(1, 4096);
+        stats.shard_seen(0);
+        stats.shard_seen(4095);
+        stats.shard_seen(64);
+        assert_eq!(stats.report(0).shards_seen, vec![0, 64, 4095]);
+    }
 }

@@ -13,9 +13,12 @@ pub const FIELDS_MAX: usize = 64;
 pub type Field<'a> = (&'a str, &'a [u8]);
 
 /// Fixed-capacity field list; see the module docs.
+///
+/// The slots start uninitialised: a new list costs nothing, which matters
+/// because one is made per event. `len` counts the initialised prefix.
 #[derive(Clone, Copy)]
 pub struct Fields<'a> {
-    items: [Field<'a>; FIELDS_MAX],
+    items: [std::mem::MaybeUninit<Field<'a>>; FIELDS_MAX],
     len: usize,
     /// Fields refused because the list was full.
     pub overflow: u32,
@@ -40,7 +43,7 @@ impl std::fmt::Debug for Fields<'_> {
 impl<'a> Fields<'a> {
     pub const fn new() -> Self {
         Fields {
-            items: [("", b""); FIELDS_MAX],
+            items: [const { std::mem::MaybeUninit::uninit() }; FIELDS_MAX],
             len: 0,
             overflow: 0,
         }
@@ -52,7 +55,7 @@ impl<'a> Fields<'a> {
             self.overflow = self.overflow.saturating_add(1);
             return false;
         }
-        self.items[self.len] = (name, value);
+        self.items[self.len].write((name, value));
         self.len += 1;
         true
     }
@@ -66,7 +69,11 @@ impl<'a> Fields<'a> {
     }
 
     pub fn as_slice(&self) -> &[Field<'a>] {
-        &self.items[..self.len]
+        debug_assert!(self.len <= FIELDS_MAX);
+        // SAFETY: slots 0..len were written by `push` and are never
+        // uninitialised again (`clear` only resets `len`); MaybeUninit<T>
+        // has the same layout as T.
+        unsafe { std::slice::from_raw_parts(self.items.as_ptr().cast::<Field<'a>>(), self.len) }
     }
 
     pub fn len(&self) -> usize {

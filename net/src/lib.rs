@@ -25,14 +25,33 @@ pub struct ParsedLine<'a> {
     pub rule: Option<&'static str>,
 }
 
-/// Parses `line` and extracts fields from its message into `fields` (keyed
-/// on the app name, or the Cisco mnemonic). On error `fields` is untouched.
+/// Parses `line`, adds its header parts as fields, and extracts fields from
+/// its message (keyed on the app name, or the Cisco mnemonic), all into
+/// `fields`. On error `fields` is untouched.
 pub fn parse_and_extract<'a>(
     line: &'a [u8],
     ctx: &ParseContext,
     fields: &mut Fields<'a>,
 ) -> Result<ParsedLine<'a>, ParseError> {
     let syslog = syslog::parse(line, ctx)?;
+    header_fields(&syslog, fields);
     let rule = extract::extract(syslog.app_key(), syslog.message, fields);
     Ok(ParsedLine { syslog, rule })
+}
+
+/// Header parts as fields, under the names rules use: `host.name`,
+/// `process.name`, `process.pid`, `log.syslog.msgid`.
+pub fn header_fields<'a>(message: &SyslogMessage<'a>, fields: &mut Fields<'a>) {
+    if let Some(host) = message.hostname {
+        fields.push("host.name", host);
+    }
+    if let Some(app) = message.app_name {
+        fields.push("process.name", app);
+    }
+    if let Some(pid) = message.proc_id {
+        fields.push("process.pid", pid);
+    }
+    if let Some(msg_id) = message.msg_id {
+        fields.push("log.syslog.msgid", msg_id);
+    }
 }

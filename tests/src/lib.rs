@@ -62,6 +62,7 @@ pub struct Appliance {
     child: Child,
     pub udp: Option<SocketAddr>,
     pub tcp: Option<SocketAddr>,
+    pub api: Option<SocketAddr>,
     pub data_dir: PathBuf,
     stderr_lines: mpsc::Receiver<String>,
     stdout_thread: Option<std::thread::JoinHandle<String>>,
@@ -84,9 +85,17 @@ impl Appliance {
     /// waits for its listening line.
     pub fn start(name: &str, extra: &[&str]) -> anyhow::Result<Appliance> {
         let data_dir = temp_dir(name);
+        // Tests run side by side, so the API takes a free port unless the
+        // test picks one.
+        let api: &[&str] = if extra.contains(&"--api") {
+            &[]
+        } else {
+            &["--api", "127.0.0.1:0"]
+        };
         let mut child = Command::new(binary())
             .arg("run")
             .args(["--udp", "127.0.0.1:0", "--tcp", "127.0.0.1:0"])
+            .args(api)
             .arg("--data-dir")
             .arg(&data_dir)
             .args(extra)
@@ -115,6 +124,7 @@ impl Appliance {
             child,
             udp: None,
             tcp: None,
+            api: None,
             data_dir,
             stderr_lines: rx,
             stdout_thread: Some(stdout_thread),
@@ -138,6 +148,9 @@ impl Appliance {
                     if let Some(addr) = part.strip_prefix("tcp=") {
                         appliance.tcp = addr.parse().ok();
                     }
+                    if let Some(addr) = part.strip_prefix("api=") {
+                        appliance.api = addr.parse().ok();
+                    }
                 }
                 return Ok(appliance);
             }
@@ -152,6 +165,11 @@ impl Appliance {
     /// The UDP address; panics if UDP is off (a test bug).
     pub fn udp(&self) -> SocketAddr {
         self.udp.expect("UDP is enabled")
+    }
+
+    /// The API address; panics if the API is off (a test bug).
+    pub fn api(&self) -> SocketAddr {
+        self.api.expect("the API is enabled")
     }
 
     /// Alerts in `alerts.jsonl` so far.
@@ -268,4 +286,57 @@ pub fn replay(file: &Path) -> anyhow::Result<Vec<Value>> {
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).context("replay line is not JSON"))
         .collect()
+}
+
+/// One HTTP/1.1 GET over a plain socket: (status, body). Enough for tests of
+/// our own API without pulling an HTTP client into the workspace.
+pub fn http_get(
+    addr: SocketAddr,
+    path: &str,
+    token: Option<&str>,
+) -> anyhow::Result<(u16, String)> {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n"
+    )?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| anyhow!("no HTTP header in {text:?}"))?;
+    let status: u16 = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| anyhow!("no status in {head:?}"))?;
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    Ok((status, body))
+}
+
+/// Joins the chunks of a chunked HTTP body.
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if size == 0 || rest.len() < size {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = rest[size..].trim_start_matches("\r\n");
+    }
+    out
 }

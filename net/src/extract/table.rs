@@ -195,10 +195,10 @@ pub static ROWS: &[Row] = &[
         &[("event.action", "sudo"), ("event.outcome", "failure"), ("event.reason", "pam_auth_failure")]),
     row("session_open", SUDO,
         "pam_unix(sudo:session): session opened for user {user.target.name}(uid={_}) by {user.name}(",
-        &[("event.action", "session_open"), ("process.name", "sudo")]),
+        &[("event.action", "session_open")]),
     row("session_open", SUDO,
         "pam_unix(sudo:session): session opened for user {user.target.name} by {user.name}(",
-        &[("event.action", "session_open"), ("process.name", "sudo")]),
+        &[("event.action", "session_open")]),
 
     // ---- su -----------------------------------------------------------
     row("su_failed", SU,
@@ -227,21 +227,21 @@ pub static ROWS: &[Row] = &[
         &[("event.action", "su"), ("event.outcome", "failure"), ("event.reason", "pam_auth_failure")]),
     row("session_open", SU,
         "pam_unix({_}:session): session opened for user {user.target.name}(uid={_}) by {user.name}(",
-        &[("event.action", "session_open"), ("process.name", "su")]),
+        &[("event.action", "session_open")]),
     row("session_open", SU,
         "pam_unix({_}:session): session opened for user {user.target.name} by {user.name}(",
-        &[("event.action", "session_open"), ("process.name", "su")]),
+        &[("event.action", "session_open")]),
 
     // ---- any app: pam_unix ---------------------------------------------
     kv_row("pam_auth_failure", &[],
-        "pam_unix({process.name}:auth): authentication failure;", KvStyle::Spaces, PAM_SSH_KV,
+        "pam_unix({pam.service}:auth): authentication failure;", KvStyle::Spaces, PAM_SSH_KV,
         &[("event.action", "pam_auth"), ("event.outcome", "failure")]),
     row("session_open", &[],
-        "pam_unix({process.name}:session): session opened for user {user.name}(", &[("event.action", "session_open")]),
+        "pam_unix({pam.service}:session): session opened for user {user.name}(", &[("event.action", "session_open")]),
     row("session_open", &[],
-        "pam_unix({process.name}:session): session opened for user {user.name} ", &[("event.action", "session_open")]),
+        "pam_unix({pam.service}:session): session opened for user {user.name} ", &[("event.action", "session_open")]),
     row("session_close", &[],
-        "pam_unix({process.name}:session): session closed for user {user.name}", &[("event.action", "session_close")]),
+        "pam_unix({pam.service}:session): session closed for user {user.name}", &[("event.action", "session_close")]),
 
     // ---- Cisco IOS (app key is the mnemonic) ----------------------------
     row("cisco_login_failed", &["SEC_LOGIN-4-LOGIN_FAILED"],

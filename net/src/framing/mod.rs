@@ -11,10 +11,15 @@
 //!
 //! # Rules
 //!
-//! * At a frame boundary, a digit starts an octet count; anything else starts
-//!   an LF frame. So an LF-framed message that begins with a digit is read
-//!   as a (malformed) count: that ambiguity is RFC 6587's, and senders that
-//!   start lines with digits must use octet counting.
+//! * The mode is detected per connection. At a frame boundary, a digit
+//!   starts an octet count; anything else starts an LF frame. A connection
+//!   whose first frame is LF-delimited, or whose count is malformed before
+//!   any octet-counted frame was delivered, is locked to LF framing: from
+//!   then on a line that begins with a digit (`081109 203615 INFO ...`) is
+//!   an LF frame, not a count. Only the first such line of a connection can
+//!   be lost to RFC 6587's ambiguity (counted as a malformed count). A
+//!   connection that has delivered octet-counted frames keeps detecting per
+//!   frame, so a trailing LF after a counted frame stays harmless.
 //! * A count is `NONZERO-DIGIT *DIGIT` of at most [`MSG_LEN_DIGITS_MAX`]
 //!   digits followed by one space. A count starting with `0`, with too many
 //!   digits, or followed by anything but a space is counted by reason in
@@ -129,6 +134,11 @@ pub struct Framer {
     max_frame_bytes: usize,
     carry: Vec<u8>,
     state: State,
+    /// The connection has shown it is not octet-counting (its first frame
+    /// was LF-delimited, or a count was malformed before any good one):
+    /// from then on every frame is LF-delimited, so lines that begin with a
+    /// digit are not misread as counts.
+    lf_only: bool,
     pub stats: FramerStats,
 }
 
@@ -146,12 +156,21 @@ impl Framer {
             max_frame_bytes,
             carry: Vec::new(),
             state: State::Start,
+            lf_only: false,
             stats: FramerStats::default(),
         }
     }
 
     pub fn max_frame_bytes(&self) -> usize {
         self.max_frame_bytes
+    }
+
+    /// Locks the connection to LF framing unless it has already delivered an
+    /// octet-counted frame (then each frame is still detected on its own).
+    fn lock_lf_if_unproven(&mut self) {
+        if self.stats.frames_octet_counted == 0 {
+            self.lf_only = true;
+        }
     }
 
     /// Bytes held over from earlier `feed` calls (a frame in progress).
@@ -220,9 +239,14 @@ impl Framer {
         match self.state {
             State::Start => {
                 debug_assert!(self.carry.is_empty());
+                if self.lf_only {
+                    self.state = State::Lf;
+                    return input;
+                }
                 match input[0] {
                     b'0' => {
                         self.stats.bad_count_zero += 1;
+                        self.lock_lf_if_unproven();
                         self.stats.bytes_skipped += 1;
                         self.state = State::SkipToLf;
                         &input[1..]
@@ -235,6 +259,7 @@ impl Framer {
                         &input[1..]
                     }
                     _ => {
+                        self.lock_lf_if_unproven();
                         self.state = State::Lf;
                         input
                     }
@@ -244,6 +269,7 @@ impl Framer {
                 b @ b'0'..=b'9' => {
                     if digits == MSG_LEN_DIGITS_MAX {
                         self.stats.bad_count_too_many_digits += 1;
+                        self.lock_lf_if_unproven();
                         self.stats.bytes_skipped += u64::from(digits) + 1;
                         self.state = State::SkipToLf;
                     } else {
@@ -265,6 +291,7 @@ impl Framer {
                 _ => {
                     // Not consumed: it may be the LF that resynchronises.
                     self.stats.bad_count_no_space += 1;
+                    self.lock_lf_if_unproven();
                     self.stats.bytes_skipped += u64::from(digits);
                     self.state = State::SkipToLf;
                     input
@@ -450,22 +477,30 @@ mod tests {
     }
 
     #[test]
-    fn lf_crlf_nul_and_octets_mixed() {
-        let (got, stats) = frames(64, b"<13>a\n<13>b\r\n9 <13>c\nd e\n<13>f\0\n\r\n5 <13>g");
+    fn octet_counted_connection_accepts_lf_frames_between_counts() {
+        let (got, stats) = frames(64, b"9 <13>c\nd e\n<13>f\0\n\r\n5 <13>g");
+        assert_eq!(got, vec![ok(b"<13>c\nd e"), ok(b"<13>f"), ok(b"<13>g")]);
+        assert_eq!(stats.frames_lf, 1);
+        assert_eq!(stats.frames_octet_counted, 2);
+        assert_eq!(stats.frames_empty, 3);
+        assert_eq!(stats.frames_unterminated_eof, 0);
+    }
+
+    #[test]
+    fn lf_connection_stays_lf_for_lines_that_start_with_digits() {
+        let (got, stats) = frames(64, b"<13>a\n<13>b\r\n9 <13>c\n081109 203615 INFO x\n");
         assert_eq!(
             got,
             vec![
                 ok(b"<13>a"),
                 ok(b"<13>b"),
-                ok(b"<13>c\nd e"),
-                ok(b"<13>f"),
-                ok(b"<13>g")
+                ok(b"9 <13>c"),
+                ok(b"081109 203615 INFO x")
             ]
         );
-        assert_eq!(stats.frames_lf, 3);
-        assert_eq!(stats.frames_octet_counted, 2);
-        assert_eq!(stats.frames_empty, 3);
-        assert_eq!(stats.frames_unterminated_eof, 0);
+        assert_eq!(stats.frames_lf, 4);
+        assert_eq!(stats.frames_octet_counted, 0);
+        assert_eq!(stats.bad_count_zero, 0);
     }
 
     #[test]
@@ -502,12 +537,22 @@ mod tests {
 
     #[test]
     fn bad_counts_resync_at_next_lf() {
-        let (got, stats) = frames(64, b"0 x\n1234567890 y\n12x z\n12\n<13>ok\n3 abc");
-        assert_eq!(got, vec![ok(b"<13>ok"), ok(b"abc")]);
+        // On a connection that has delivered octet-counted frames, each
+        // malformed count is counted and skipped up to the next LF.
+        let (got, stats) = frames(64, b"2 ok0 x\n1234567890 y\n12x z\n12\n<13>ok\n3 abc");
+        assert_eq!(got, vec![ok(b"ok"), ok(b"<13>ok"), ok(b"abc")]);
         assert_eq!(stats.bad_count_zero, 1);
         assert_eq!(stats.bad_count_too_many_digits, 1);
         assert_eq!(stats.bad_count_no_space, 2);
-        assert_eq!(stats.frames_lf + stats.frames_octet_counted, 2);
+        assert_eq!(stats.frames_lf + stats.frames_octet_counted, 3);
+    }
+
+    #[test]
+    fn a_bad_first_count_locks_the_connection_to_lf() {
+        let (got, stats) = frames(64, b"081109 first\n081109 second\n12 third\n");
+        assert_eq!(got, vec![ok(b"081109 second"), ok(b"12 third")]);
+        assert_eq!(stats.bad_count_zero, 1);
+        assert_eq!(stats.frames_lf, 2);
     }
 
     #[test]

@@ -1,0 +1,247 @@
+//! `/metrics`: the cores' counters in the Prometheus text format.
+//!
+//! Names follow `shardwatch_<name>_<unit>` (counters end in `_total`),
+//! labels stay low-cardinality (core, transport, reason, rule). Latency is
+//! exported as Prometheus histograms with fixed microsecond buckets
+//! (`stats::LATENCY_BUCKETS_US`), converted to seconds.
+
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+
+use crate::stats::{CoreStats, LatencyHistogram, LATENCY_BUCKETS_US};
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+fn per_core(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    cores: &[std::sync::Arc<CoreStats>],
+    value: impl Fn(&CoreStats) -> u64,
+) {
+    header(out, name, kind, help);
+    for (core, stats) in cores.iter().enumerate() {
+        let _ = writeln!(out, "{name}{{core=\"{core}\"}} {}", value(stats));
+    }
+}
+
+fn histogram(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    cores: &[std::sync::Arc<CoreStats>],
+    pick: impl Fn(&CoreStats) -> &LatencyHistogram,
+) {
+    header(out, name, "histogram", help);
+    for (core, stats) in cores.iter().enumerate() {
+        let (buckets, sum_us, count) = pick(stats).snapshot();
+        let mut cumulative = 0u64;
+        for (i, n) in buckets.iter().enumerate() {
+            cumulative += n;
+            let le = match LATENCY_BUCKETS_US.get(i) {
+                Some(us) => format!("{}", *us as f64 / 1e6),
+                None => "+Inf".to_string(),
+            };
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{core=\"{core}\",le=\"{le}\"}} {cumulative}"
+            );
+        }
+        let _ = writeln!(out, "{name}_sum{{core=\"{core}\"}} {}", sum_us as f64 / 1e6);
+        let _ = writeln!(out, "{name}_count{{core=\"{core}\"}} {count}");
+    }
+}
+
+/// Renders every metric.
+pub fn render(cores: &[std::sync::Arc<CoreStats>], alerts_by_rule: &[(String, u64)]) -> String {
+    let mut out = String::with_capacity(16 * 1024);
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+
+    header(
+        &mut out,
+        "shardwatch_events_received_total",
+        "counter",
+        "Syslog messages received, by transport and core.",
+    );
+    for (core, s) in cores.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "shardwatch_events_received_total{{core=\"{core}\",transport=\"udp\"}} {}",
+            load(&s.udp_datagrams)
+        );
+        let _ = writeln!(
+            out,
+            "shardwatch_events_received_total{{core=\"{core}\",transport=\"tcp\"}} {}",
+            load(&s.tcp_frames)
+        );
+    }
+    per_core(
+        &mut out,
+        "shardwatch_events_parsed_total",
+        "counter",
+        "Lines parsed and run through the stateless rules.",
+        cores,
+        |s| load(&s.events_parsed),
+    );
+    per_core(
+        &mut out,
+        "shardwatch_received_bytes_total",
+        "counter",
+        "TCP payload bytes read.",
+        cores,
+        |s| load(&s.tcp_bytes),
+    );
+    per_core(
+        &mut out,
+        "shardwatch_frames_truncated_total",
+        "counter",
+        "Frames cut at ingest.frame_bytes_max.",
+        cores,
+        |s| load(&s.frames_truncated),
+    );
+
+    header(
+        &mut out,
+        "shardwatch_events_quarantined_total",
+        "counter",
+        "Lines refused and written to quarantine, by reason.",
+    );
+    for (core, s) in cores.iter().enumerate() {
+        for (reason, n) in s.quarantined() {
+            let _ = writeln!(
+                out,
+                "shardwatch_events_quarantined_total{{core=\"{core}\",reason=\"{reason}\"}} {n}"
+            );
+        }
+    }
+    header(
+        &mut out,
+        "shardwatch_events_dropped_total",
+        "counter",
+        "Events or records dropped, by reason.",
+    );
+    for (core, s) in cores.iter().enumerate() {
+        for (reason, n) in s.dropped() {
+            let _ = writeln!(
+                out,
+                "shardwatch_events_dropped_total{{core=\"{core}\",reason=\"{reason}\"}} {n}"
+            );
+        }
+    }
+    per_core(
+        &mut out,
+        "shardwatch_tcp_connections_open",
+        "gauge",
+        "Open syslog TCP connections.",
+        cores,
+        |s| load(&s.tcp_connections_open),
+    );
+    per_core(
+        &mut out,
+        "shardwatch_tcp_connections_accepted_total",
+        "counter",
+        "Syslog TCP connections accepted.",
+        cores,
+        |s| load(&s.tcp_connections_accepted),
+    );
+    header(
+        &mut out,
+        "shardwatch_routed_records_total",
+        "counter",
+        "Records for stateful detectors, by whether they stayed on the reading core.",
+    );
+    for (core, s) in cores.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "shardwatch_routed_records_total{{core=\"{core}\",path=\"local\"}} {}",
+            load(&s.routed_local)
+        );
+        let _ = writeln!(
+            out,
+            "shardwatch_routed_records_total{{core=\"{core}\",path=\"remote\"}} {}",
+            load(&s.routed_remote)
+        );
+    }
+    // Pipeline depth: batches sent to a core that it has not processed yet.
+    header(
+        &mut out,
+        "shardwatch_pipeline_depth_batches",
+        "gauge",
+        "Routed batches queued for a core and not yet processed.",
+    );
+    for (core, s) in cores.iter().enumerate() {
+        let sent: u64 = cores
+            .iter()
+            .map(|peer| load(&peer.batches_sent[core]))
+            .sum();
+        let depth = sent.saturating_sub(load(&s.batches_received));
+        let _ = writeln!(
+            out,
+            "shardwatch_pipeline_depth_batches{{core=\"{core}\"}} {depth}"
+        );
+    }
+    per_core(
+        &mut out,
+        "shardwatch_shard_records_total",
+        "counter",
+        "Records processed by the shards a core owns.",
+        cores,
+        |s| load(&s.shard_records),
+    );
+    per_core(
+        &mut out,
+        "shardwatch_correlation_groups",
+        "gauge",
+        "Correlation groups held (updated each second).",
+        cores,
+        |s| load(&s.shard_groups),
+    );
+    per_core(
+        &mut out,
+        "shardwatch_correlation_groups_evicted_total",
+        "counter",
+        "Groups evicted at engine.groups_per_shard_max.",
+        cores,
+        |s| load(&s.groups_evicted),
+    );
+    per_core(
+        &mut out,
+        "shardwatch_alerts_raised_total",
+        "counter",
+        "Alerts raised, by core.",
+        cores,
+        |s| load(&s.alerts),
+    );
+    header(
+        &mut out,
+        "shardwatch_alerts_by_rule_total",
+        "counter",
+        "Alerts written, by rule id (from the alert log).",
+    );
+    for (rule, n) in alerts_by_rule {
+        let rule = rule.replace('\\', "\\\\").replace('"', "\\\"");
+        let _ = writeln!(
+            out,
+            "shardwatch_alerts_by_rule_total{{rule=\"{rule}\"}} {n}"
+        );
+    }
+    histogram(
+        &mut out,
+        "shardwatch_processing_lag_seconds",
+        "Receive to stateless detection done, per read batch.",
+        cores,
+        |s| &s.processing_lag,
+    );
+    histogram(
+        &mut out,
+        "shardwatch_detection_latency_seconds",
+        "Receive of the completing event to alert raised.",
+        cores,
+        |s| &s.detection_latency,
+    );
+    out
+}

@@ -1,0 +1,168 @@
+//! The HTTP API and metrics of a real node, over real HTTP.
+
+use std::net::UdpSocket;
+use std::time::Duration;
+
+use serde_json::Value;
+use shardwatch_tests::{http_get, ssh_failure, Appliance};
+
+const TOKEN: &str = "s3cret-token";
+
+fn metric_sum(scrape: &prometheus_parse::Scrape, name: &str, label: Option<(&str, &str)>) -> f64 {
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name)
+        .filter(|s| label.is_none_or(|(k, v)| s.labels.get(k) == Some(v)))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => 0.0,
+        })
+        .sum()
+}
+
+#[test]
+fn api_answers_with_auth_and_counts_what_was_sent() {
+    let app = Appliance::start("api", &["--cores", "2", "--api-token", TOKEN]).unwrap();
+    let api = app.api();
+
+    // Health needs no token; everything else does.
+    let (status, body) = http_get(api, "/health", None).unwrap();
+    assert_eq!(status, 200, "{body}");
+    let health: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["cores"], 2);
+    let (status, body) = http_get(api, "/metrics", None).unwrap();
+    assert_eq!(status, 401);
+    assert!(
+        body.contains("Bearer"),
+        "the refusal says what to send: {body}"
+    );
+    let (status, _) = http_get(api, "/api/alerts", Some("wrong")).unwrap();
+    assert_eq!(status, 401);
+
+    // Traffic: a brute force (10 failures), a bystander and a bad line.
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for i in 0..10 {
+        socket
+            .send_to(ssh_failure(i, "203.0.113.77", "root").as_bytes(), app.udp())
+            .unwrap();
+    }
+    socket
+        .send_to(ssh_failure(1, "198.51.100.1", "bob").as_bytes(), app.udp())
+        .unwrap();
+    socket.send_to(b"<777>broken", app.udp()).unwrap();
+    app.wait_for_alerts(1, Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(200));
+
+    let (status, body) = http_get(api, "/metrics", Some(TOKEN)).unwrap();
+    assert_eq!(status, 200);
+    let lines = body.lines().map(|l| Ok(l.to_string()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("valid Prometheus text");
+    assert_eq!(
+        metric_sum(
+            &scrape,
+            "shardwatch_events_received_total",
+            Some(("transport", "udp"))
+        ),
+        12.0
+    );
+    assert_eq!(
+        metric_sum(&scrape, "shardwatch_events_parsed_total", None),
+        11.0
+    );
+    assert_eq!(
+        metric_sum(
+            &scrape,
+            "shardwatch_events_quarantined_total",
+            Some(("reason", "bad_pri"))
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric_sum(&scrape, "shardwatch_alerts_raised_total", None),
+        1.0
+    );
+    assert_eq!(
+        metric_sum(&scrape, "shardwatch_shard_records_total", None),
+        11.0
+    );
+    assert!(body.contains("shardwatch_detection_latency_seconds_bucket"));
+
+    let (status, body) = http_get(api, "/api/alerts?rule=brute&limit=10", Some(TOKEN)).unwrap();
+    assert_eq!(status, 200, "{body}");
+    let page: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(page["total"], 1);
+    assert_eq!(page["items"][0]["group"]["source.ip"], "203.0.113.77");
+    let (_, body) = http_get(api, "/api/alerts?group=198.51.100.1", Some(TOKEN)).unwrap();
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["total"], 0);
+
+    // Bad input gets a clear 4xx with a JSON message.
+    let (status, body) = http_get(api, "/api/alerts?limit=0", Some(TOKEN)).unwrap();
+    assert_eq!(status, 400);
+    assert!(body.contains("limit"), "{body}");
+    let (status, body) = http_get(api, "/api/alerts?colour=red", Some(TOKEN)).unwrap();
+    assert_eq!(status, 400);
+    assert!(body.contains("colour"), "{body}");
+    let (status, _) = http_get(api, "/api/nothing-here", Some(TOKEN)).unwrap();
+    assert_eq!(status, 404);
+
+    let (status, body) = http_get(api, "/api/quarantine?reason=bad_pri", Some(TOKEN)).unwrap();
+    assert_eq!(status, 200);
+    let page: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(page["total"], 1);
+    assert_eq!(page["items"][0]["raw"], "<777>broken");
+
+    let (status, body) = http_get(api, "/api/rules", Some(TOKEN)).unwrap();
+    assert_eq!(status, 200);
+    let rules: Value = serde_json::from_str(&body).unwrap();
+    assert!(rules["correlations"].as_array().unwrap().len() >= 2);
+
+    let (status, body) = http_get(api, "/api/stats", Some(TOKEN)).unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["cores"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    let (status, body) = http_get(api, "/api/openapi.json", Some(TOKEN)).unwrap();
+    assert_eq!(status, 200);
+    let doc: Value = serde_json::from_str(&body).unwrap();
+    for path in [
+        "/health",
+        "/metrics",
+        "/api/alerts",
+        "/api/quarantine",
+        "/api/rules",
+        "/api/stats",
+    ] {
+        assert!(doc["paths"][path].is_object(), "openapi documents {path}");
+    }
+
+    let stopped = app.stop().unwrap();
+    assert!(stopped.exit_ok);
+}
+
+#[test]
+fn a_public_api_address_without_a_token_is_refused_at_start() {
+    let out = std::process::Command::new(shardwatch_tests::binary())
+        .args([
+            "run",
+            "--udp",
+            "127.0.0.1:0",
+            "--tcp",
+            "",
+            "--api",
+            "0.0.0.0:0",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("api.token"), "{stderr}");
+}
