@@ -764,19 +764,38 @@ pub struct GenConfig {
     pub scenarios: Vec<(&'static ScenarioDef, u32)>,
 }
 
-/// The default scenario mix: every row, three instances each.
-pub fn default_scenarios() -> Vec<(&'static ScenarioDef, u32)> {
-    SCENARIOS.iter().map(|s| (s, 3)).collect()
+/// Fewest instances per scenario row when no count is given.
+pub const SCENARIO_COUNT_MIN: u32 = 3;
+/// Background events per scenario instance when no count is given: enough
+/// instances in a long run for latency percentiles to mean something,
+/// while scenario traffic stays a small share of the corpus.
+pub const EVENTS_PER_SCENARIO_INSTANCE: u64 = 10_000;
+
+/// Instances per row when none is given: one per
+/// [`EVENTS_PER_SCENARIO_INSTANCE`] events, at least [`SCENARIO_COUNT_MIN`].
+pub fn default_count(events: u64) -> u32 {
+    let n = (events / EVENTS_PER_SCENARIO_INSTANCE).min(u64::from(SCENARIO_INSTANCES_MAX) / 16);
+    (n as u32).max(SCENARIO_COUNT_MIN)
 }
 
-/// Parses `name[=count],...` (or `all`, `none`) into scenario rows.
-pub fn parse_scenarios(text: &str) -> anyhow::Result<Vec<(&'static ScenarioDef, u32)>> {
+/// The default scenario mix for a small corpus: every row, three instances.
+#[cfg(test)]
+pub fn default_scenarios() -> Vec<(&'static ScenarioDef, u32)> {
+    SCENARIOS.iter().map(|s| (s, SCENARIO_COUNT_MIN)).collect()
+}
+
+/// Parses `name[=count],...` (or `all`, `none`) into scenario rows; a row
+/// without a count gets `default`.
+pub fn parse_scenarios(
+    text: &str,
+    default: u32,
+) -> anyhow::Result<Vec<(&'static ScenarioDef, u32)>> {
     let text = text.trim();
     if text.is_empty() || text == "none" {
         return Ok(Vec::new());
     }
     if text == "all" {
-        return Ok(default_scenarios());
+        return Ok(SCENARIOS.iter().map(|s| (s, default)).collect());
     }
     let mut out = Vec::new();
     for item in text.split(',') {
@@ -788,7 +807,7 @@ pub fn parse_scenarios(text: &str) -> anyhow::Result<Vec<(&'static ScenarioDef, 
                     .parse::<u32>()
                     .with_context(|| format!("bad scenario count in {item:?}"))?,
             ),
-            None => (item.trim(), 3),
+            None => (item.trim(), default),
         };
         let Some(def) = scenario(name) else {
             let known: Vec<&str> = SCENARIOS.iter().map(|s| s.name).collect();
@@ -946,15 +965,15 @@ impl Corpus {
                 }
             }
             starts.push(data.len());
-            self.times_ns[i] += shift_ns;
+            self.times_ns[i] = self.times_ns[i].saturating_add(shift_ns);
         }
         self.data = data;
         self.starts = starts;
         let meta = &mut self.truth.corpus;
-        meta.start_ns += shift_ns;
-        meta.end_ns += shift_ns;
+        meta.start_ns = meta.start_ns.saturating_add(shift_ns);
+        meta.end_ns = meta.end_ns.saturating_add(shift_ns);
         for entry in &mut self.truth.expected {
-            entry.completing_time_ns += shift_ns;
+            entry.completing_time_ns = entry.completing_time_ns.saturating_add(shift_ns);
         }
         skipped
     }
@@ -1270,10 +1289,12 @@ mod tests {
             generate(&config(5, 1)).is_err(),
             "fewer events than scenario steps"
         );
-        assert!(parse_scenarios("ssh_brute_force=x").is_err());
-        assert!(parse_scenarios("nope").is_err());
-        assert_eq!(parse_scenarios("none").unwrap().len(), 0);
-        let rows = parse_scenarios("su_failure=7, ssh_brute_force").unwrap();
+        assert!(parse_scenarios("ssh_brute_force=x", 3).is_err());
+        assert!(parse_scenarios("nope", 3).is_err());
+        assert_eq!(parse_scenarios("none", 3).unwrap().len(), 0);
+        assert_eq!(parse_scenarios("all", 9).unwrap()[2].1, 9);
+        assert_eq!((default_count(5_000), default_count(500_000)), (3, 50));
+        let rows = parse_scenarios("su_failure=7, ssh_brute_force", 3).unwrap();
         assert_eq!((rows[0].0.name, rows[0].1), ("su_failure", 7));
         assert_eq!((rows[1].0.name, rows[1].1), ("ssh_brute_force", 3));
     }

@@ -67,18 +67,19 @@ struct CorpusArgs {
     #[arg(long, default_value_t = 100.0)]
     event_rate: f64,
     /// Scenarios to inject: `all`, `none` or `name[=count],...`
-    /// (ssh_brute_force, sudo_failures, su_failure; default count 3).
+    /// (ssh_brute_force, sudo_failures, su_failure). Without a count a row
+    /// gets one instance per 10,000 events, at least 3.
     #[arg(long, default_value = "all")]
     scenarios: String,
 }
 
 impl CorpusArgs {
-    fn params(&self) -> anyhow::Result<GenParams> {
+    fn params(&self, events: u64) -> anyhow::Result<GenParams> {
         Ok(GenParams {
             entities: self.entities,
             seed: self.seed,
             event_rate: self.event_rate,
-            scenarios: corpus::parse_scenarios(&self.scenarios)?,
+            scenarios: corpus::parse_scenarios(&self.scenarios, corpus::default_count(events))?,
         })
     }
 }
@@ -91,7 +92,8 @@ struct GenArgs {
     /// Total events, scenario events included.
     #[arg(long)]
     events: u64,
-    /// First event time (RFC 3339); fixed by default so output is reproducible.
+    /// First event time (RFC 3339, or `now`); fixed by default so output is
+    /// reproducible.
     #[arg(long)]
     start: Option<String>,
     #[command(flatten)]
@@ -101,8 +103,8 @@ struct GenArgs {
 #[derive(Args, Clone)]
 struct LoadArgs {
     /// Events per second (paced, coordinated-omission safe) or `max`.
-    #[arg(long, default_value = "10000", value_parser = schedule::parse_rate)]
-    rate: Option<f64>,
+    #[arg(long, default_value = "10000", value_parser = parse_rate)]
+    rate: Rate,
     /// Stop after this long (`30s`, `2m`); with a numeric rate and no
     /// --events it also sets the event count.
     #[arg(long, value_parser = parse_duration_s)]
@@ -138,9 +140,15 @@ impl LoadArgs {
         targets: Vec<Target>,
         alerts: Option<AlertSource>,
     ) -> anyhow::Result<RunOptions> {
+        // Scenario counts scale with the events a generated corpus will hold.
+        let planned_events = match (self.events, self.duration, self.rate.0) {
+            (Some(n), _, _) => n,
+            (None, Some(d), Some(r)) => (d as f64 * r) as u64,
+            _ => 0,
+        };
         Ok(RunOptions {
             targets,
-            rate_eps: self.rate,
+            rate_eps: self.rate.0,
             events: self.events,
             duration_s: self.duration.map(|d| d as f64),
             connections: self.connections,
@@ -150,7 +158,7 @@ impl LoadArgs {
                 Framing::Lf
             },
             corpus: self.corpus.clone(),
-            gen: self.gen.params()?,
+            gen: self.gen.params(planned_events)?,
             alerts,
             drain_ms: self.drain_ms,
             progress: !self.quiet,
@@ -213,10 +221,19 @@ struct BatchArgs {
     #[arg(long, default_value_t = 2)]
     cores: usize,
     /// Send rate for the streaming bench.
-    #[arg(long, default_value = "20000", value_parser = schedule::parse_rate)]
-    rate: Option<f64>,
+    #[arg(long, default_value = "20000", value_parser = parse_rate)]
+    rate: Rate,
     #[arg(long)]
     out: PathBuf,
+}
+
+/// `--rate`: events per second, or None for `max`. A newtype because clap
+/// reads a bare `Option<f64>` field as "optional f64".
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Rate(Option<f64>);
+
+fn parse_rate(text: &str) -> Result<Rate, String> {
+    schedule::parse_rate(text).map(Rate)
 }
 
 /// Parses `300`, `300s`, `5m`, `1h` into seconds.
@@ -253,11 +270,12 @@ fn finish(report: &Report, out: &std::path::Path) -> anyhow::Result<()> {
 
 fn gen(args: GenArgs) -> anyhow::Result<()> {
     let start_ns = match &args.start {
+        Some(text) if text == "now" => clock::now_ns() / 1_000_000 * 1_000_000,
         Some(text) => timefmt::parse_rfc3339(text)
             .with_context(|| format!("--start {text:?} is not RFC 3339"))?,
         None => DEFAULT_START_NS,
     };
-    let params = args.corpus.params()?;
+    let params = args.corpus.params(args.events)?;
     let corpus = corpus::generate(&GenConfig {
         events: args.events,
         entities: params.entities,
@@ -361,7 +379,7 @@ fn batch_cmd(args: BatchArgs) -> anyhow::Result<()> {
             )?;
             let mut load = RunOptions {
                 targets: Vec::new(),
-                rate_eps: args.rate,
+                rate_eps: args.rate.0,
                 events: None,
                 duration_s: None,
                 connections: 1,
@@ -373,7 +391,7 @@ fn batch_cmd(args: BatchArgs) -> anyhow::Result<()> {
                     event_rate: 1.0,
                     scenarios: "none".into(),
                 }
-                .params()?,
+                .params(0)?,
                 alerts: None,
                 drain_ms: 5_000,
                 progress: true,
@@ -433,8 +451,48 @@ mod tests {
     }
 
     #[test]
-    fn cli_is_well_formed() {
+    fn cli_is_well_formed_and_parses_each_subcommand() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
+        let parse = |args: &[&str]| Cli::try_parse_from(args.iter().copied());
+        let cli = parse(&[
+            "x",
+            "run",
+            "--target",
+            "udp://127.0.0.1:9",
+            "--rate",
+            "max",
+            "--events",
+            "5",
+            "--out",
+            "o",
+        ])
+        .unwrap();
+        let Command::Run(run) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(run.load.rate, Rate(None));
+        let cli = parse(&["x", "bench", "--events", "5", "--out", "o"]).unwrap();
+        let Command::Bench(bench) = cli.command else {
+            panic!("not bench")
+        };
+        assert_eq!(bench.load.rate, Rate(Some(10_000.0)));
+        let cli = parse(&[
+            "x",
+            "batch",
+            "--corpus",
+            "c",
+            "--interval",
+            "60s",
+            "--out",
+            "o",
+        ])
+        .unwrap();
+        let Command::Batch(batch) = cli.command else {
+            panic!("not batch")
+        };
+        assert_eq!((batch.interval, batch.rate), (60, Rate(Some(20_000.0))));
+        assert!(parse(&["x", "gen", "--out", "f", "--events", "10", "--seed", "3"]).is_ok());
+        assert!(parse(&["x", "run", "--target", "udp://8.8.8.8:53", "--out", "o"]).is_err());
     }
 }

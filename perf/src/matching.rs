@@ -10,6 +10,8 @@
 //! positive. Precision counts duplicates against the appliance: a consumer
 //! would see them as noise.
 
+use std::collections::HashMap;
+
 use serde::Serialize;
 use serde_json::Value;
 
@@ -129,6 +131,70 @@ impl Matching {
     }
 }
 
+/// Bytes of a message's tail used to index single-event entries by sample.
+const SUFFIX_KEY_BYTES: usize = 16;
+
+fn suffix_key(text: &str) -> Option<&[u8]> {
+    let b = text.trim_end().as_bytes();
+    b.get(b.len().checked_sub(SUFFIX_KEY_BYTES)?..)
+}
+
+/// Which entries could match an alert: an exact superset of those for
+/// which [`alert_matches`] holds, found through indexes so that matching
+/// stays near-linear with thousands of scenarios and alerts.
+struct Index<'a> {
+    by_value: HashMap<&'a str, Vec<usize>>,
+    by_suffix: HashMap<&'a [u8], Vec<usize>>,
+    /// Entries whose message is shorter than the suffix key.
+    short: Vec<usize>,
+    /// Rank of each entry in completing order.
+    rank: Vec<usize>,
+}
+
+impl<'a> Index<'a> {
+    fn new(truth: &'a [TruthEntry]) -> Index<'a> {
+        let mut order: Vec<usize> = (0..truth.len()).collect();
+        order.sort_by_key(|&i| (truth[i].completing_index, i));
+        let mut rank = vec![0; truth.len()];
+        for (r, &i) in order.iter().enumerate() {
+            rank[i] = r;
+        }
+        let mut index = Index {
+            by_value: HashMap::new(),
+            by_suffix: HashMap::new(),
+            short: Vec::new(),
+            rank,
+        };
+        for (i, e) in truth.iter().enumerate() {
+            index
+                .by_value
+                .entry(e.group_value.as_str())
+                .or_default()
+                .push(i);
+            match suffix_key(&e.completing_message) {
+                Some(key) => index.by_suffix.entry(key).or_default().push(i),
+                None => index.short.push(i),
+            }
+        }
+        index
+    }
+
+    fn candidates(&self, alert: &ObservedAlert, out: &mut Vec<usize>) {
+        out.clear();
+        for (_, value) in &alert.group {
+            out.extend(self.by_value.get(value.as_str()).into_iter().flatten());
+        }
+        for sample in &alert.samples {
+            if let Some(key) = suffix_key(sample) {
+                out.extend(self.by_suffix.get(key).into_iter().flatten());
+            }
+        }
+        out.extend(&self.short);
+        out.sort_unstable_by_key(|&i| self.rank[i]);
+        out.dedup();
+    }
+}
+
 /// Matches `alerts` (in observed order) against `truth`.
 pub fn match_alerts(truth: &[TruthEntry], alerts: &[ObservedAlert]) -> Matching {
     let mut matching = Matching {
@@ -137,12 +203,13 @@ pub fn match_alerts(truth: &[TruthEntry], alerts: &[ObservedAlert]) -> Matching 
     };
     // Entries are tried in completing order so that two instances with the
     // same rule and group (possible in hand-written truth) pair up in time.
-    let mut order: Vec<usize> = (0..truth.len()).collect();
-    order.sort_by_key(|&i| (truth[i].completing_index, i));
+    let index = Index::new(truth);
+    let mut candidates = Vec::new();
     for (a, alert) in alerts.iter().enumerate() {
         let mut seen_matched = false;
         let mut claimed = false;
-        for &t in &order {
+        index.candidates(alert, &mut candidates);
+        for &t in &candidates {
             if !alert_matches(&truth[t], alert) {
                 continue;
             }
@@ -285,6 +352,49 @@ mod tests {
         let truth = vec![entry("su_failure", "Failed Su", "", "bob", 1)];
         let m = match_alerts(&truth, &[]);
         assert_eq!((m.recall(), m.precision()), (Some(0.0), None));
+    }
+
+    #[test]
+    fn indexed_matching_agrees_with_trying_every_entry() {
+        let mut truth = Vec::new();
+        let mut alerts = Vec::new();
+        for i in 0..200u64 {
+            let ip = format!("203.0.113.{}", i % 50);
+            truth.push(entry(
+                "ssh_brute_force",
+                "SSH Brute Force",
+                "source.ip",
+                &ip,
+                i,
+            ));
+            let user = format!("u{i}");
+            truth.push(entry("su_failure", "Failed Su", "", &user, 1_000 + i));
+            alerts.push(alert(
+                "SSH Brute Force From One Source",
+                &[("source.ip", &ip)],
+                "x",
+            ));
+            let line = format!("<86>Nov 30 00:00:01 h su[1]: FAILED su for root by {user}");
+            alerts.push(alert("Failed Su To Root", &[], &line));
+        }
+        truth.push(entry("su_failure", "Failed Su", "", "b", 5_000));
+        truth[400].completing_message = "x".into(); // shorter than the key
+        alerts.push(alert("Failed Su To Root", &[], "x"));
+        let m = match_alerts(&truth, &alerts);
+        // The brute-force reference: every alert against every entry.
+        let mut reference = vec![None; truth.len()];
+        let mut order: Vec<usize> = (0..truth.len()).collect();
+        order.sort_by_key(|&i| (truth[i].completing_index, i));
+        for (a, al) in alerts.iter().enumerate() {
+            if let Some(&t) = order
+                .iter()
+                .find(|&&t| reference[t].is_none() && alert_matches(&truth[t], al))
+            {
+                reference[t] = Some(a);
+            }
+        }
+        assert_eq!(m.matched, reference);
+        assert_eq!(m.recall(), Some(1.0));
     }
 
     #[test]

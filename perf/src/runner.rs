@@ -173,17 +173,30 @@ pub fn run_load(opts: &RunOptions) -> anyhow::Result<RunOutcome> {
             rate_eps: opts.rate_eps,
         },
         events,
-        duration_ns: opts.duration_s.map(|d| (d * 1e9) as i64),
+        // A paced run sends exactly rate x duration events (set above); only
+        // a flat-out run is cut by the clock.
+        duration_ns: opts
+            .duration_s
+            .filter(|_| opts.rate_eps.is_none())
+            .map(|d| (d * 1e9) as i64),
         connections: opts.connections,
         framing: opts.framing,
         progress: opts.progress,
     };
     let send = send::send(&corpus, &config, &Arc::new(AtomicU64::new(0)), &alerts_seen)?;
     // Map truth positions in the full list to the filtered list.
-    let full = &corpus.truth.expected;
-    let sent_truth: Vec<Option<usize>> = full
+    // `truth` is the in-order subsequence of entries that were sent.
+    let mut kept = 0usize;
+    let sent_truth: Vec<Option<usize>> = corpus
+        .truth
+        .expected
         .iter()
-        .map(|e| truth.iter().position(|t| t == e))
+        .map(|e| {
+            (e.completing_index < events).then(|| {
+                kept += 1;
+                kept - 1
+            })
+        })
         .collect();
 
     let (alerts, collect, matching) = match collector {
@@ -191,12 +204,17 @@ pub fn run_load(opts: &RunOptions) -> anyhow::Result<RunOutcome> {
         Some(collector) => {
             let deadline = clock::now_ns() + opts.drain_ms as i64 * 1_000_000;
             let mut settle_until: Option<i64> = None;
+            let mut checked_count = u64::MAX;
             loop {
                 let now = clock::now_ns();
                 if now >= deadline || settle_until.is_some_and(|s| now >= s) {
                     break;
                 }
-                if settle_until.is_none() {
+                // Re-match only when new alerts arrived: the machine is shared
+                // with the appliance under test.
+                let count = alerts_seen.load(std::sync::atomic::Ordering::Relaxed);
+                if settle_until.is_none() && count != checked_count {
+                    checked_count = count;
                     let m = match_alerts(&truth, &collector.snapshot());
                     if m.true_positives() == truth.len() {
                         settle_until = Some(now + SETTLE_NS);

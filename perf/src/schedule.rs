@@ -37,9 +37,13 @@ impl Schedule {
     /// below `n` having an intended time at or before `now_ns`, capped at
     /// `total`.
     pub fn due(&self, now_ns: i64, total: u64) -> u64 {
+        // Nothing is due before the start, flat out included, so that the
+        // measured duration starts at t0 in both modes.
+        if now_ns < self.t0_ns {
+            return 0;
+        }
         match self.rate_eps {
             None => total,
-            Some(_) if now_ns < self.t0_ns => 0,
             Some(rate) => {
                 let elapsed_s = (now_ns - self.t0_ns) as f64 / 1e9;
                 let mut n = ((elapsed_s * rate).floor() as u64)
@@ -70,10 +74,7 @@ impl Schedule {
     /// How long the sender may sleep before event `next` is due; zero when
     /// it is already due. Capped so progress output stays on time.
     pub fn sleep_ns(&self, next: u64, now_ns: i64, cap_ns: i64) -> i64 {
-        match self.rate_eps {
-            None => 0,
-            Some(_) => (self.intended_ns(next) - now_ns).clamp(0, cap_ns),
-        }
+        (self.intended_ns(next) - now_ns).clamp(0, cap_ns)
     }
 }
 
@@ -142,6 +143,8 @@ mod tests {
         };
         assert_eq!(flat.latency_origin_ns(5, 40_000_000), 40_000_000);
         assert_eq!(flat.due(0, 7), 7);
+        assert_eq!(flat.due(-1, 7), 0, "flat out also waits for t0");
+        assert_eq!(flat.sleep_ns(3, -10, 1_000), 10);
     }
 
     #[test]

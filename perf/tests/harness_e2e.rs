@@ -1,0 +1,182 @@
+//! End to end: the real `shardwatch` binary, driven by `shardwatch-load`
+//! over loopback UDP, must detect every injected scenario; background alone
+//! must raise nothing in `shardwatch replay`; and the batch comparison must
+//! run over the same corpus.
+//!
+//! The appliance is built with `cargo build -p shardwatch --bin shardwatch`
+//! first (a no-op when it is fresh), so this test always exercises the
+//! current sources of the other crates.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("perf/ sits inside the workspace")
+        .to_path_buf()
+}
+
+/// Builds the appliance and returns its path.
+fn appliance_binary() -> PathBuf {
+    let root = workspace_root();
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "-p", "shardwatch", "--bin", "shardwatch"])
+        .current_dir(&root)
+        .status()
+        .expect("cargo can be run");
+    assert!(status.success(), "the shardwatch binary does not build");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let binary = target.join("debug").join("shardwatch");
+    assert!(
+        binary.exists(),
+        "{} is missing after the build",
+        binary.display()
+    );
+    binary
+}
+
+fn load(args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_shardwatch-load"))
+        .args(args)
+        .output()
+        .expect("shardwatch-load runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "shardwatch-load {args:?} failed:\n{stderr}"
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn report(dir: &Path) -> Value {
+    for file in [
+        "report.json",
+        "summary.txt",
+        "latency_cdf.svg",
+        "throughput.svg",
+    ] {
+        assert!(
+            dir.join(file).is_file(),
+            "{file} missing in {}",
+            dir.display()
+        );
+    }
+    serde_json::from_slice(&std::fs::read(dir.join("report.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn bench_detects_every_scenario_and_background_stays_quiet() {
+    let binary = appliance_binary();
+    let scratch = std::env::temp_dir().join(format!("sw-harness-e2e-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&scratch);
+    std::fs::create_dir_all(&scratch).unwrap();
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let corpus = scratch.join("corpus.log");
+    let bench_out = scratch.join("bench");
+
+    // A corpus whose timeline starts now, so the appliance's wall-clock
+    // window expiry and replay's year inference both see recent events.
+    load(&[
+        "gen",
+        "--out",
+        &s(&corpus),
+        "--events",
+        "5000",
+        "--entities",
+        "50",
+        "--seed",
+        "7",
+        "--start",
+        "now",
+    ]);
+    let summary = load(&[
+        "bench",
+        "--binary",
+        &s(&binary),
+        "--cores",
+        "2",
+        "--transport",
+        "udp",
+        "--corpus",
+        &s(&corpus),
+        "--events",
+        "5000",
+        "--rate",
+        "20000",
+        "--drain-ms",
+        "10000",
+        "--out",
+        &s(&bench_out),
+        "--quiet",
+    ]);
+    let doc = report(&bench_out);
+    let detection = &doc["detection"];
+    assert_eq!(detection["expected"], 9, "{summary}");
+    assert_eq!(detection["recall"], 1.0, "{summary}");
+    for scenario in detection["scenarios"].as_array().unwrap() {
+        assert_eq!(scenario["recall"], 1.0, "{scenario}");
+        assert!(scenario["latency"]["count"].as_u64().unwrap() >= 1);
+    }
+    assert_eq!(detection["false_positives"], 0, "{summary}");
+    assert_eq!(doc["send"]["sent"], 5000);
+    assert_eq!(doc["appliance"]["clean_exit"], true, "{summary}");
+    assert!(doc["appliance"]["events_parsed"].as_u64().unwrap() > 0);
+
+    // Background alone: replay raises nothing.
+    let background = scratch.join("background.log");
+    load(&[
+        "gen",
+        "--out",
+        &s(&background),
+        "--events",
+        "20000",
+        "--entities",
+        "20",
+        "--scenarios",
+        "none",
+        "--start",
+        "now",
+    ]);
+    let replay = Command::new(&binary)
+        .arg("replay")
+        .arg(&background)
+        .output()
+        .unwrap();
+    assert!(replay.status.success());
+    let alerts = String::from_utf8_lossy(&replay.stdout);
+    assert_eq!(
+        alerts.lines().filter(|l| !l.trim().is_empty()).count(),
+        0,
+        "background fired:\n{alerts}"
+    );
+
+    // The batch model over the same corpus, against the bench's numbers.
+    let batch_out = scratch.join("batch");
+    load(&[
+        "batch",
+        "--corpus",
+        &s(&corpus),
+        "--interval",
+        "60s",
+        "--binary",
+        &s(&binary),
+        "--streaming-report",
+        &s(&bench_out.join("report.json")),
+        "--out",
+        &s(&batch_out),
+    ]);
+    let doc = report(&batch_out);
+    let batch = &doc["batch"];
+    assert_eq!(batch["outcome"]["recall"], 1.0, "{batch}");
+    let ratio = batch["batch_over_streaming"]["p50"].as_f64().unwrap();
+    assert!(
+        ratio > 1.0,
+        "a scheduled batch cannot beat streaming: {batch}"
+    );
+    std::fs::remove_dir_all(&scratch).unwrap();
+}
