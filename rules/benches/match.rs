@@ -1,5 +1,7 @@
-//! Per-event costs of the rules crate: the stateless pass with the built-in
-//! pack and with ~100 SigmaHQ Linux rules, and one correlation observe.
+//! Per-event costs of the rules crate: the stateless pass over a mixed
+//! Linux-syslog and Windows-JSON event set against 10, 100, 1000 and all
+//! loadable SigmaHQ rules (with the prefilter and with every rule
+//! evaluated), and one correlation observe.
 
 use std::fs;
 use std::hint::black_box;
@@ -43,10 +45,10 @@ fn collect_yml(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// Up to 100 SigmaHQ Linux rules that load, plus the built-in pack.
-fn sigmahq_linux_sources() -> Vec<RuleSource> {
-    let root =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/sigma/rules/linux");
+/// Every SigmaHQ rule file that loads on its own, in path order, after the
+/// built-in pack.
+fn sigmahq_sources() -> Vec<RuleSource> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/sigma/rules");
     let mut files = Vec::new();
     collect_yml(&root, &mut files);
     files.sort();
@@ -59,54 +61,149 @@ fn sigmahq_linux_sources() -> Vec<RuleSource> {
         if RuleSet::compile(std::slice::from_ref(&source)).is_ok() {
             sources.push(source);
         }
-        if sources.len() >= 100 {
-            break;
-        }
     }
     sources
 }
 
+/// A first slice of `sources` whose rules are a spread of products: every
+/// n-th file, so 100 rules are not 100 Linux rules.
+fn spread(sources: &[RuleSource], count: usize) -> Vec<RuleSource> {
+    if count >= sources.len() {
+        return sources.to_vec();
+    }
+    let step = sources.len() as f64 / count as f64;
+    (0..count)
+        .map(|i| sources[(i as f64 * step) as usize].clone())
+        .collect()
+}
+
+type OwnedEvent = (Vec<(&'static str, &'static [u8])>, &'static [u8]);
+
+/// A realistic mix: mostly Linux syslog (sshd, sudo, cron, kernel), some
+/// Windows events flattened to dotted fields (Sysmon process creation,
+/// Security logons, registry).
+fn mixed_events() -> Vec<OwnedEvent> {
+    vec![
+        (sshd_fields(), &SSHD_FAILURE[37..]),
+        (
+            vec![
+                ("host.name", b"host1"),
+                ("process.name", b"sshd"),
+                ("event.action", b"ssh_login"),
+                ("event.outcome", b"success"),
+                ("user.name", b"deploy"),
+                ("source.ip", b"10.1.2.3"),
+            ],
+            b"Accepted publickey for deploy from 10.1.2.3 port 50514 ssh2: ED25519 SHA256:abc",
+        ),
+        (cron_fields(), &CRON_LINE[37..]),
+        (
+            vec![("host.name", b"host2"), ("process.name", b"sudo"), ("user.name", b"bob")],
+            b"bob : TTY=pts/0 ; PWD=/home/bob ; USER=root ; COMMAND=/usr/bin/systemctl restart nginx",
+        ),
+        (
+            vec![("host.name", b"host3"), ("process.name", b"kernel")],
+            b"[12345.678] IN=eth0 OUT= MAC=00:11 SRC=203.0.113.9 DST=10.0.0.5 PROTO=TCP SPT=4444 DPT=22",
+        ),
+        (
+            vec![("host.name", b"host1"), ("process.name", b"systemd")],
+            b"Started Session 42 of user deploy.",
+        ),
+        (
+            vec![
+                ("Event.System.Channel", b"Microsoft-Windows-Sysmon/Operational"),
+                ("Event.System.EventID", b"1"),
+                ("Event.System.Computer", b"ws1.corp"),
+                ("Event.EventData.Image", b"C:\\Windows\\System32\\svchost.exe"),
+                ("Event.EventData.CommandLine", b"C:\\Windows\\system32\\svchost.exe -k netsvcs -p -s Schedule"),
+                ("Event.EventData.ParentImage", b"C:\\Windows\\System32\\services.exe"),
+                ("Event.EventData.User", b"NT AUTHORITY\\SYSTEM"),
+                ("Event.EventData.IntegrityLevel", b"System"),
+            ],
+            b"",
+        ),
+        (
+            vec![
+                ("Event.System.Channel", b"Security"),
+                ("Event.System.EventID", b"4624"),
+                ("Event.EventData.TargetUserName", b"alice"),
+                ("Event.EventData.IpAddress", b"10.0.0.20"),
+                ("Event.EventData.LogonType", b"3"),
+            ],
+            b"",
+        ),
+        (
+            vec![
+                ("Event.System.Channel", b"Microsoft-Windows-Sysmon/Operational"),
+                ("Event.System.EventID", b"13"),
+                ("Event.EventData.TargetObject", b"HKLM\\SOFTWARE\\Microsoft\\Windows\\CurrentVersion\\Run\\Updater"),
+                ("Event.EventData.Details", b"C:\\Program Files\\Updater\\upd.exe"),
+                ("Event.EventData.Image", b"C:\\Program Files\\Updater\\setup.exe"),
+            ],
+            b"",
+        ),
+        (
+            vec![
+                ("Event.System.Channel", b"Microsoft-Windows-Sysmon/Operational"),
+                ("Event.System.EventID", b"1"),
+                ("Event.EventData.Image", b"C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe"),
+                ("Event.EventData.CommandLine", b"powershell.exe -nop -w hidden -enc SQBFAFgAIAAoAE4AZQB3AC0ATwBiAGoAZQBjAHQAKQA="),
+                ("Event.EventData.ParentImage", b"C:\\Program Files\\Microsoft Office\\root\\Office16\\WINWORD.EXE"),
+            ],
+            b"",
+        ),
+    ]
+}
+
 fn bench_evaluate(c: &mut Criterion) {
-    let builtin = RuleSet::compile(&RuleSet::builtin_sources()).expect("built-in pack compiles");
-    let sigma = RuleSet::compile_lenient(&sigmahq_linux_sources()).0;
-    println!("sigmahq linux set: {} detections", sigma.detection_count());
-    let sshd = sshd_fields();
-    let cron = cron_fields();
-    let sshd_event = Event {
-        time_ns: 1,
-        fields: &sshd,
-        message: &SSHD_FAILURE[37..],
-        raw: SSHD_FAILURE,
-    };
-    let cron_event = Event {
-        time_ns: 1,
-        fields: &cron,
-        message: &CRON_LINE[37..],
-        raw: CRON_LINE,
-    };
+    let all = sigmahq_sources();
+    let events = mixed_events();
     let mut scratch = Scratch::new();
     let mut out = Vec::new();
-    for (name, rules, event) in [
-        ("evaluate/builtin/sshd_failure", &builtin, &sshd_event),
-        ("evaluate/builtin/non_matching", &builtin, &cron_event),
-        (
-            "evaluate/sigmahq_linux_100/sshd_failure",
-            &sigma,
-            &sshd_event,
-        ),
-        (
-            "evaluate/sigmahq_linux_100/non_matching",
-            &sigma,
-            &cron_event,
-        ),
-    ] {
-        c.bench_function(name, |b| {
+    let mut group = c.benchmark_group("evaluate_mixed_event");
+    for count in [10usize, 100, 1000, usize::MAX] {
+        let rules = RuleSet::compile_lenient(&spread(&all, count)).0;
+        let label = if count == usize::MAX {
+            format!("all_{}", rules.detection_count())
+        } else {
+            count.to_string()
+        };
+        println!(
+            "{label}: {} detections, {} prefiltered",
+            rules.detection_count(),
+            rules.prefiltered_count()
+        );
+        let mut i = 0usize;
+        group.bench_function(format!("prefilter/{label}"), |b| {
             b.iter(|| {
-                rules.evaluate(black_box(event), &mut scratch, &mut out);
+                let (fields, message) = &events[i % events.len()];
+                i += 1;
+                let event = Event {
+                    time_ns: 1,
+                    fields,
+                    message,
+                    raw: message,
+                };
+                rules.evaluate(black_box(&event), &mut scratch, &mut out);
+                black_box(out.len())
+            })
+        });
+        group.bench_function(format!("every_rule/{label}"), |b| {
+            b.iter(|| {
+                let (fields, message) = &events[i % events.len()];
+                i += 1;
+                let event = Event {
+                    time_ns: 1,
+                    fields,
+                    message,
+                    raw: message,
+                };
+                rules.evaluate_all(black_box(&event), &mut scratch, &mut out);
                 black_box(out.len())
             })
         });
     }
+    group.finish();
 }
 
 fn bench_observe(c: &mut Criterion) {

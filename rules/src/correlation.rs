@@ -1,58 +1,107 @@
-//! Event-count correlation state: per-shard, deterministic, checkpointable.
+//! Correlation state: per-shard, deterministic, checkpointable.
 //!
-//! This module owns the state machine of Sigma `event_count` correlations
-//! and the deterministic alert id. A [`CorrelationState`] belongs to one
-//! shard on one core: no locks, no clock, no IO. Time is the event time the
-//! engine passes in, and watermarks come in through
+//! This module owns the state machines of Sigma correlations
+//! (`event_count`, `value_count`, `temporal`, `temporal_ordered`), the
+//! feeding of correlation alerts into correlations that refer to them
+//! (chaining), and the deterministic alert id. A [`CorrelationState`]
+//! belongs to one shard on one core: no locks, no clock, no IO. Time is the
+//! event time the engine passes in, and watermarks come in through
 //! [`CorrelationState::advance`]. The state derives rkyv's traits so a shard
 //! can be checkpointed and moved between nodes; every collection in it is
 //! ordered (B-trees), so the same sequence of calls gives the same alerts,
-//! in the same order, with the same ids, on every node.
+//! in the same order, with the same ids, on every node. It must not read
+//! events itself: the engine (with [`RuleSet`]'s helpers) extracts group
+//! keys, input masks and values and passes them in an [`Observation`].
+//!
+//! ## Keys and reloads
+//!
+//! Groups are keyed by `(correlation hash, group key)`, where the hash is
+//! [`crate::CorrelationMeta::hash`] (xxh3-64 of the rule id), not the
+//! correlation's index: after a rule reload that keeps a rule, its groups
+//! carry on with the new [`RuleSet`], whatever index it now has. Each group
+//! also records the rule's definition fingerprint; a group whose rule
+//! changed under the same id is reset on its next observation, and groups
+//! of rules that are gone are dropped by `advance`.
 //!
 //! ## Window semantics
 //!
 //! A group is one correlation and one group key. Let `span` be the
-//! correlation's timespan.
+//! correlation's timespan. What is counted depends on the kind: events
+//! (`event_count`), distinct values of the condition field (`value_count`),
+//! or distinct inputs (`temporal`). `temporal_ordered` tracks ordered
+//! chains of inputs instead of a count.
 //!
-//! - **Eager conditions** (with a lower bound: `gt`, `gte`, `eq`, or a range
-//!   that has one) use a *sliding* window of `span` ending at the newest
-//!   event of the group. An event with time `t` is in the window when
-//!   `t >= newest - span` (both ends inclusive, so a window spans exactly
-//!   `span`). Events older than that drop out. An event that arrives out of
-//!   order (older than the group's newest) still counts if it is inside the
-//!   window; one that is already outside is ignored. The alert fires on the
+//! - **Eager conditions** (with a lower bound: `gt`, `gte`, `eq`, a range
+//!   that has one, and every temporal condition) use a *sliding* window of
+//!   `span` ending at the newest event of the group. An item with time `t`
+//!   is in the window when `t >= newest - span` (both ends inclusive, so a
+//!   window spans exactly `span`). Older items drop out. An event that
+//!   arrives out of order (older than the group's newest) still counts if it
+//!   is inside the window; one that is already outside is ignored. A value
+//!   or input seen again keeps its newest time. The alert fires on the
 //!   event that makes the count reach the lower bound, with `first_seen` the
-//!   oldest event time in the window and id
+//!   oldest item time in the window and id
 //!   `alert_id(rule id, group key, first_seen)`. The group's window is then
 //!   reset (emptied), so a continuing attack raises one new alert per further
-//!   threshold's worth of events, each with its own id. Because the count
-//!   grows by one per event, an eager range fires when the count enters it;
-//!   its upper bound can never cut in (documented doubt: a backend query
-//!   would reject a window that later overshoots the range).
-//!   Timestamps are kept per group in a sorted ring bounded by the threshold
-//!   (at most [`crate::EVENT_COUNT_THRESHOLD_MAX`]).
+//!   threshold's worth of items, each with its own id. Because the count
+//!   grows by at most one per event, an eager range fires when the count
+//!   enters it; its upper bound can never cut in (documented doubt: a
+//!   backend query would reject a window that later overshoots the range).
+//! - **`temporal_ordered`** keeps, per input position `p`, the newest start
+//!   time of a chain that has seen inputs `0..=p` in order (each at or after
+//!   the previous one) within `span` of that start. An event of input `p`
+//!   extends the chain of `p - 1`; an event matching several inputs extends
+//!   the highest positions first, so one event never counts as two steps.
+//!   The alert fires when the last position is reached; `first_seen` is the
+//!   chain's start.
 //! - **Closing conditions** (only an upper bound: `lt`, `lte`) can only be
-//!   decided when a window ends. The window is *tumbling*: it starts at the
-//!   group's first event and covers `[start, start + span]`. It closes when
-//!   an event arrives with `t > start + span` (that event then starts the
-//!   next window) or when [`CorrelationState::advance`] is called with
-//!   `now_ns > start + span`. On close the alert fires if the count is
-//!   within the bound; its id uses the window start. Out-of-order events
-//!   earlier than the start are counted in the current window. A group
-//!   exists only once it has an event, so "fewer than N" means "between 1
-//!   and N-1", as a grouped query would report it.
+//!   decided when a window ends, so their window is *tumbling*, as a
+//!   bucketed backend query is: it starts at the group's first event and
+//!   covers `[start, start + span]`. It closes when an event arrives with
+//!   `t > start + span` (that event then starts the next window) or when
+//!   [`CorrelationState::advance`] is called with `now_ns > start + span`.
+//!   On close the alert fires if the count is within the bound; its id uses
+//!   the window start. A group exists only once it has an event, so "fewer
+//!   than N" means "between 1 and N-1", as a grouped query would report it.
 //!
-//! Groups whose window can no longer change (eager: newest + span <
-//! `now_ns`; closing: closed) are dropped by `advance`. When a new group
-//! would exceed `groups_max`, the group with the oldest newest-event time is
-//! evicted without an alert and counted in [`CorrelationState::evicted_total`].
+//! ## Bounds
+//!
+//! Groups: when a new group would exceed `groups_max`, the group with the
+//! oldest newest-event time is evicted without an alert and counted in
+//! [`CorrelationState::evicted_total`]. Items per group: eager windows hold
+//! at most the threshold (at most [`crate::EVENT_COUNT_THRESHOLD_MAX`]);
+//! closing `value_count` windows hold at most [`VALUES_PER_GROUP_MAX`]
+//! distinct values, evicting the oldest and counting it in
+//! [`CorrelationState::values_evicted_total`]. Queued chained alerts: at
+//! most [`PENDING_ALERTS_MAX`], the rest counted in
+//! [`CorrelationState::pending_dropped_total`].
+//!
+//! ## Chaining
+//!
+//! When a correlation A fires, every correlation B that lists A is fed an
+//! observation at once, inside the same state: B's group key is A's (the
+//! rule set guarantees they are the same bytes, so B's group lives on the
+//! same shard), its input mask is A's position in B, its time A's
+//! `last_seen_ns` and its raw line A's newest sample. A's alert itself is
+//! emitted only if A is standalone (see
+//! [`crate::CorrelationMeta::standalone`]). Chains are acyclic and at most
+//! [`crate::CHAIN_DEPTH_MAX`] deep, so feeding ends.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
+use crate::correlation_rule::{CorrelationKind, CorrelationMeta, CountCondition, CHAIN_DEPTH_MAX};
 use crate::ruleset::RuleSet;
 
 /// The most raw lines kept per group and carried in an alert.
 pub const SAMPLES_MAX: usize = 5;
+
+/// The most distinct values a closing (`lt`/`lte`) `value_count` window
+/// keeps per group. Eager windows are bounded by their threshold instead.
+pub const VALUES_PER_GROUP_MAX: usize = 10_000;
+
+/// The most alerts [`CorrelationState::observe`] queues for the next
+/// [`CorrelationState::advance`] (chained alerts beyond the first).
+pub const PENDING_ALERTS_MAX: usize = 1024;
 
 /// A correlation alert: the condition of correlation `correlation` held for
 /// the group `group_key`.
@@ -64,7 +113,7 @@ pub struct CorrelationAlert {
     pub id: String,
     /// The group key (see [`RuleSet::group_key`]).
     pub group_key: Vec<u8>,
-    /// How many events were counted in the window.
+    /// How many events, distinct values or inputs were counted.
     pub count: u64,
     /// The oldest event time counted.
     pub first_seen_ns: i64,
@@ -73,6 +122,27 @@ pub struct CorrelationAlert {
     /// Up to [`SAMPLES_MAX`] raw lines of counted events, oldest first, the
     /// most recently observed ones.
     pub samples: Vec<Vec<u8>>,
+}
+
+/// One event (or chained alert) as one correlation sees it. The engine
+/// builds it from [`RuleSet::group_key_for`], [`RuleSet::input_mask`] and
+/// [`RuleSet::correlation_value`].
+#[derive(Clone, Copy, Debug)]
+pub struct Observation<'a> {
+    /// Index of the correlation in the rule set.
+    pub correlation: u32,
+    /// The group key.
+    pub group_key: &'a [u8],
+    /// Which of the correlation's inputs the event matched (bit = position
+    /// in `rules`). `temporal` kinds ignore an observation with mask zero.
+    pub input_mask: u64,
+    /// `value_count`: the value of the condition field; an observation
+    /// without one is not counted (an absent field has no value).
+    pub value: Option<&'a [u8]>,
+    /// Event time.
+    pub time_ns: i64,
+    /// The raw line, kept as a sample.
+    pub raw: &'a [u8],
 }
 
 /// A deterministic alert id: 32 lowercase hex digits of xxh3-128 over the
@@ -109,28 +179,118 @@ struct Sample {
     raw: Vec<u8>,
 }
 
+/// An alert waiting for the next `advance`, keyed by rule hash so that it
+/// survives a reload in between.
+#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+struct PendingAlert {
+    hash: u64,
+    id: String,
+    group_key: Vec<u8>,
+    count: u64,
+    first_seen_ns: i64,
+    last_seen_ns: i64,
+    samples: Vec<Vec<u8>>,
+}
+
 /// The state of one group.
 #[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 struct Group {
     /// Stable id of the group within this state, for the indices.
     gid: u64,
+    /// The definition fingerprint of the rule that made this group.
+    fingerprint: u64,
     /// The newest event time observed.
     newest_ns: i64,
     /// When `advance` may drop or close the group (see module docs).
     deadline_ns: i64,
     /// Closing conditions: the window start.
     window_start_ns: i64,
-    /// Closing conditions: events counted in the window.
+    /// Closing `event_count`: events counted in the window.
     count: u64,
     /// Closing conditions: oldest event time counted.
     window_first_ns: i64,
     /// Closing conditions: newest event time counted.
     window_last_ns: i64,
-    /// Eager conditions: event times in the window, sorted ascending, at
+    /// Eager `event_count`: event times in the window, sorted ascending, at
     /// most the threshold.
     times: VecDeque<i64>,
+    /// `value_count` and `temporal`: item (value bytes, or the input
+    /// position as one byte) to its newest time.
+    items: BTreeMap<Vec<u8>, i64>,
+    /// The same items ordered by time, for expiry and eviction.
+    items_by_time: BTreeSet<(i64, Vec<u8>)>,
+    /// `temporal_ordered`: per input position, `(chain start, time of the
+    /// step)` of the newest-starting chain that reached it.
+    chain: Vec<Option<(i64, i64)>>,
     /// The most recently observed raw lines.
     samples: VecDeque<Sample>,
+}
+
+impl Group {
+    fn new(gid: u64, fingerprint: u64, time_ns: i64, deadline_ns: i64, inputs: usize) -> Self {
+        Group {
+            gid,
+            fingerprint,
+            newest_ns: time_ns,
+            deadline_ns,
+            window_start_ns: time_ns,
+            count: 0,
+            window_first_ns: time_ns,
+            window_last_ns: time_ns,
+            times: VecDeque::new(),
+            items: BTreeMap::new(),
+            items_by_time: BTreeSet::new(),
+            chain: vec![None; inputs],
+            samples: VecDeque::new(),
+        }
+    }
+
+    /// Adds or refreshes an item; returns whether it was new.
+    fn touch_item(&mut self, item: &[u8], time_ns: i64) -> bool {
+        match self.items.get_mut(item) {
+            Some(seen_ns) if *seen_ns >= time_ns => false,
+            Some(seen_ns) => {
+                let removed = self.items_by_time.remove(&(*seen_ns, item.to_vec()));
+                debug_assert!(removed);
+                *seen_ns = time_ns;
+                self.items_by_time.insert((time_ns, item.to_vec()));
+                false
+            }
+            None => {
+                self.items.insert(item.to_vec(), time_ns);
+                self.items_by_time.insert((time_ns, item.to_vec()));
+                true
+            }
+        }
+    }
+
+    /// Drops the oldest item; returns whether there was one.
+    fn pop_oldest_item(&mut self) -> bool {
+        match self.items_by_time.pop_first() {
+            Some((_, item)) => {
+                let removed = self.items.remove(&item);
+                debug_assert!(removed.is_some());
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn clear_window(&mut self) {
+        self.times.clear();
+        self.items.clear();
+        self.items_by_time.clear();
+        self.chain.iter_mut().for_each(|step| *step = None);
+        self.samples.clear();
+        self.count = 0;
+    }
+
+    /// The oldest and newest item times, for alerts of item windows.
+    fn item_span(&self) -> Option<(i64, i64)> {
+        let first = self.items_by_time.first()?.0;
+        let last = self.items_by_time.last()?.0;
+        Some((first, last))
+    }
 }
 
 /// Per-shard correlation state. See the module docs.
@@ -138,15 +298,20 @@ struct Group {
 pub struct CorrelationState {
     groups_max: u64,
     evicted_total: u64,
+    values_evicted_total: u64,
+    incomplete_total: u64,
+    pending_dropped_total: u64,
     next_gid: u64,
-    /// Groups by correlation index, then group key.
-    groups: BTreeMap<u32, BTreeMap<Vec<u8>, Group>>,
+    /// Groups by correlation hash, then group key.
+    groups: BTreeMap<u64, BTreeMap<Vec<u8>, Group>>,
     /// `(newest_ns, gid)` of every group: eviction order.
     by_newest: BTreeSet<(i64, u64)>,
     /// `(deadline_ns, gid)` of every group: `advance` order.
     by_deadline: BTreeSet<(i64, u64)>,
-    /// gid to `(correlation, key)`, to find a group from the indices.
-    keys: BTreeMap<u64, (u32, Vec<u8>)>,
+    /// gid to `(correlation hash, key)`, to find a group from the indices.
+    keys: BTreeMap<u64, (u64, Vec<u8>)>,
+    /// Alerts raised by `observe` beyond the one it returns.
+    pending: VecDeque<PendingAlert>,
 }
 
 impl CorrelationState {
@@ -155,17 +320,40 @@ impl CorrelationState {
         CorrelationState {
             groups_max: groups_max.max(1) as u64,
             evicted_total: 0,
+            values_evicted_total: 0,
+            incomplete_total: 0,
+            pending_dropped_total: 0,
             next_gid: 0,
             groups: BTreeMap::new(),
             by_newest: BTreeSet::new(),
             by_deadline: BTreeSet::new(),
             keys: BTreeMap::new(),
+            pending: VecDeque::new(),
         }
     }
 
     /// How many groups were evicted because the cap was reached.
     pub fn evicted_total(&self) -> u64 {
         self.evicted_total
+    }
+
+    /// How many distinct values closing `value_count` windows evicted at
+    /// [`VALUES_PER_GROUP_MAX`].
+    pub fn values_evicted_total(&self) -> u64 {
+        self.values_evicted_total
+    }
+
+    /// How many observations could not be counted because they lacked what
+    /// the correlation kind needs (an input mask for temporal kinds, a
+    /// value for `value_count`).
+    pub fn incomplete_total(&self) -> u64 {
+        self.incomplete_total
+    }
+
+    /// How many chained alerts were dropped because the pending queue was
+    /// full (see [`PENDING_ALERTS_MAX`]).
+    pub fn pending_dropped_total(&self) -> u64 {
+        self.pending_dropped_total
     }
 
     /// How many groups are held.
@@ -175,10 +363,14 @@ impl CorrelationState {
 
     /// Feeds one event that matched a base rule of correlation
     /// `correlation`, with the group key from [`RuleSet::group_key`].
-    /// Returns an alert when the condition becomes true (eager) or when this
-    /// event closes a window whose count satisfies it (closing). A
-    /// correlation index out of range is a caller bug: debug builds assert,
-    /// release builds return `None`.
+    /// Returns the first alert this raises; further alerts (chained
+    /// correlations fed by it) are queued and come out of the next
+    /// [`CorrelationState::advance`]. This form knows no input mask or
+    /// value, so it fully serves `event_count`; `temporal` and
+    /// `value_count` need [`CorrelationState::observe_into`] (here they
+    /// count the observation in [`CorrelationState::incomplete_total`]).
+    /// A correlation index out of range is a caller bug: debug builds
+    /// assert, release builds return `None`.
     pub fn observe(
         &mut self,
         rules: &RuleSet,
@@ -187,84 +379,207 @@ impl CorrelationState {
         time_ns: i64,
         raw: &[u8],
     ) -> Option<CorrelationAlert> {
-        if correlation as usize >= rules.correlation_count() {
-            debug_assert!(false, "correlation {correlation} out of range");
-            return None;
+        let observation = Observation {
+            correlation,
+            group_key,
+            input_mask: 0,
+            value: None,
+            time_ns,
+            raw,
+        };
+        let mut out = Vec::new();
+        self.observe_into(rules, &observation, &mut out);
+        let mut alerts = out.into_iter();
+        let first = alerts.next();
+        for rest in alerts {
+            if let Some(meta) = rules.correlation_meta(rest.correlation) {
+                self.queue(meta.hash, rest);
+            }
         }
-        let meta = rules.correlation(correlation as usize);
+        first
+    }
+
+    /// Feeds one observation and appends every alert it raises to `out`,
+    /// in a deterministic order: the observed correlation's alert first
+    /// (if it fires and is standalone), then those of chained correlations,
+    /// depth first in rule set order.
+    pub fn observe_into(
+        &mut self,
+        rules: &RuleSet,
+        observation: &Observation<'_>,
+        out: &mut Vec<CorrelationAlert>,
+    ) {
+        let Some(meta) = rules.correlation_meta(observation.correlation) else {
+            debug_assert!(
+                false,
+                "correlation {} out of range",
+                observation.correlation
+            );
+            return;
+        };
+        let complete = match meta.kind {
+            CorrelationKind::EventCount => true,
+            CorrelationKind::ValueCount => observation.value.is_some(),
+            CorrelationKind::Temporal | CorrelationKind::TemporalOrdered => {
+                observation.input_mask != 0
+            }
+        };
+        if !complete {
+            self.incomplete_total += 1;
+            return;
+        }
+        self.feed(rules, observation, 0, out);
+    }
+
+    /// One observation of one correlation, then its chained feeds.
+    fn feed(
+        &mut self,
+        rules: &RuleSet,
+        observation: &Observation<'_>,
+        depth: usize,
+        out: &mut Vec<CorrelationAlert>,
+    ) {
+        if depth > CHAIN_DEPTH_MAX {
+            // The rule set refuses deeper chains, so this is unreachable;
+            // stop rather than recurse if that ever breaks.
+            debug_assert!(false, "chain deeper than the rule set allows");
+            return;
+        }
+        let Some(meta) = rules.correlation_meta(observation.correlation) else {
+            return;
+        };
+        let Some(alert) = self.step(meta, observation) else {
+            return;
+        };
+        self.fired(rules, meta, alert, depth, out);
+    }
+
+    /// Emits a fired alert (if standalone) and feeds the correlations that
+    /// chain on it.
+    fn fired(
+        &mut self,
+        rules: &RuleSet,
+        meta: &CorrelationMeta,
+        alert: CorrelationAlert,
+        depth: usize,
+        out: &mut Vec<CorrelationAlert>,
+    ) {
+        let chained = rules.chained(alert.correlation);
+        // The base alert goes out before what it completes, so the order
+        // reads as cause, then effect.
+        let feed_from = (!chained.is_empty()).then(|| {
+            (
+                alert.group_key.clone(),
+                alert.last_seen_ns,
+                alert.samples.last().cloned().unwrap_or_default(),
+            )
+        });
+        if meta.standalone {
+            out.push(alert);
+        }
+        let Some((key, time_ns, raw)) = feed_from else {
+            return;
+        };
+        for &(target, position) in chained {
+            let next = Observation {
+                correlation: target,
+                group_key: &key,
+                input_mask: 1u64 << position,
+                value: None,
+                time_ns,
+                raw: &raw,
+            };
+            self.feed(rules, &next, depth + 1, out);
+        }
+    }
+
+    /// Queues an alert for the next `advance`, counting it if full.
+    fn queue(&mut self, hash: u64, alert: CorrelationAlert) {
+        if self.pending.len() >= PENDING_ALERTS_MAX {
+            self.pending_dropped_total += 1;
+            return;
+        }
+        self.pending.push_back(PendingAlert {
+            hash,
+            id: alert.id,
+            group_key: alert.group_key,
+            count: alert.count,
+            first_seen_ns: alert.first_seen_ns,
+            last_seen_ns: alert.last_seen_ns,
+            samples: alert.samples,
+        });
+        debug_assert!(self.pending.len() <= PENDING_ALERTS_MAX);
+    }
+
+    /// Updates the group of one observation; returns its alert, if any.
+    fn step(
+        &mut self,
+        meta: &CorrelationMeta,
+        observation: &Observation<'_>,
+    ) -> Option<CorrelationAlert> {
+        let hash = meta.hash;
+        let key = observation.group_key;
+        let time_ns = observation.time_ns;
         let span_ns = meta.timespan_ns;
         let condition = meta.condition;
-        let exists = self
+        let existing = self
             .groups
-            .get(&correlation)
-            .is_some_and(|groups| groups.contains_key(group_key));
-        if !exists {
-            self.create(
-                correlation,
-                group_key,
-                time_ns,
-                span_ns,
-                condition.is_eager(),
-            );
+            .get(&hash)
+            .and_then(|groups| groups.get(key))
+            .map(|group| (group.gid, group.fingerprint));
+        match existing {
+            Some((_, fingerprint)) if fingerprint == meta.fingerprint => {}
+            Some((gid, _)) => {
+                // The rule changed under the same id: its old window means
+                // nothing to the new definition.
+                let _ = self.remove(gid);
+                self.create(meta, key, time_ns);
+            }
+            None => self.create(meta, key, time_ns),
         }
-        let group = self.groups.get_mut(&correlation)?.get_mut(group_key)?;
+        let mut values_evicted = 0u64;
+        let group = self.groups.get_mut(&hash)?.get_mut(key)?;
         let (old_newest, old_deadline) = (group.newest_ns, group.deadline_ns);
         group.newest_ns = group.newest_ns.max(time_ns);
 
-        let alert = if let Some(threshold) = condition.min {
+        let alert = if meta.kind == CorrelationKind::TemporalOrdered {
             group.deadline_ns = group.newest_ns.saturating_add(span_ns);
-            let window_low_ns = group.newest_ns.saturating_sub(span_ns);
-            if time_ns < window_low_ns {
-                // Late and already outside the window: not counted.
-                None
-            } else {
-                let at = group.times.partition_point(|&t| t <= time_ns);
-                group.times.insert(at, time_ns);
-                while group.times.front().is_some_and(|&t| t < window_low_ns) {
-                    group.times.pop_front();
-                }
-                push_sample(&mut group.samples, time_ns, raw);
-                let count = group.times.len() as u64;
-                debug_assert!(count <= threshold, "the window resets at the threshold");
-                if condition.holds(count) {
-                    let first_seen_ns = group.times.front().copied().unwrap_or(time_ns);
-                    let last_seen_ns = group.times.back().copied().unwrap_or(time_ns);
-                    let alert = CorrelationAlert {
-                        correlation,
-                        id: alert_id(&meta.id, group_key, first_seen_ns),
-                        group_key: group_key.to_vec(),
-                        count,
-                        first_seen_ns,
-                        last_seen_ns,
-                        samples: samples_since(&group.samples, first_seen_ns),
-                    };
-                    group.times.clear();
-                    group.samples.clear();
-                    Some(alert)
-                } else {
-                    None
-                }
-            }
+            step_ordered(meta, group, observation)
+        } else if condition.is_eager() {
+            group.deadline_ns = group.newest_ns.saturating_add(span_ns);
+            step_sliding(meta, group, observation)
         } else {
             let mut alert = None;
             if time_ns > group.window_start_ns.saturating_add(span_ns) {
-                alert = close_window(&meta.id, correlation, group_key, group, condition);
+                alert = close_window(meta, observation.correlation, key, group);
+                group.clear_window();
                 group.window_start_ns = time_ns;
                 group.window_first_ns = time_ns;
                 group.window_last_ns = time_ns;
-                group.count = 0;
-                group.samples.clear();
             }
-            group.count += 1;
             group.window_first_ns = group.window_first_ns.min(time_ns);
             group.window_last_ns = group.window_last_ns.max(time_ns);
             group.deadline_ns = group.window_start_ns.saturating_add(span_ns);
-            push_sample(&mut group.samples, time_ns, raw);
+            match meta.kind {
+                CorrelationKind::EventCount => group.count += 1,
+                _ => {
+                    let item = item_of(meta.kind, observation);
+                    for item in item.iter() {
+                        group.touch_item(item, time_ns);
+                    }
+                    while group.items.len() > VALUES_PER_GROUP_MAX {
+                        group.pop_oldest_item();
+                        values_evicted += 1;
+                    }
+                }
+            }
+            push_sample(&mut group.samples, time_ns, observation.raw);
             alert
         };
 
         let gid = group.gid;
         let (new_newest, new_deadline) = (group.newest_ns, group.deadline_ns);
+        self.values_evicted_total += values_evicted;
         if new_newest != old_newest {
             let removed = self.by_newest.remove(&(old_newest, gid));
             debug_assert!(removed);
@@ -280,7 +595,7 @@ impl CorrelationState {
 
     /// Creates an empty group for `(correlation, key)`, evicting the group
     /// with the oldest newest-event time if the cap is reached.
-    fn create(&mut self, correlation: u32, key: &[u8], time_ns: i64, span_ns: i64, eager: bool) {
+    fn create(&mut self, meta: &CorrelationMeta, key: &[u8], time_ns: i64) {
         if self.keys.len() as u64 >= self.groups_max {
             if let Some(&(_, victim)) = self.by_newest.first() {
                 self.remove(victim);
@@ -290,35 +605,30 @@ impl CorrelationState {
         debug_assert!((self.keys.len() as u64) < self.groups_max);
         let gid = self.next_gid;
         self.next_gid += 1;
-        let deadline_ns = time_ns.saturating_add(span_ns);
-        let group = Group {
+        let deadline_ns = time_ns.saturating_add(meta.timespan_ns);
+        let group = Group::new(
             gid,
-            newest_ns: time_ns,
+            meta.fingerprint,
+            time_ns,
             deadline_ns,
-            window_start_ns: time_ns,
-            count: 0,
-            window_first_ns: time_ns,
-            window_last_ns: time_ns,
-            times: VecDeque::new(),
-            samples: VecDeque::new(),
-        };
-        debug_assert!(eager || group.times.is_empty());
+            meta.inputs.len(),
+        );
         self.groups
-            .entry(correlation)
+            .entry(meta.hash)
             .or_default()
             .insert(key.to_vec(), group);
         self.by_newest.insert((time_ns, gid));
         self.by_deadline.insert((deadline_ns, gid));
-        self.keys.insert(gid, (correlation, key.to_vec()));
+        self.keys.insert(gid, (meta.hash, key.to_vec()));
     }
 
     /// Removes a group and its index entries, returning it.
-    fn remove(&mut self, gid: u64) -> Option<(u32, Vec<u8>, Group)> {
-        let (correlation, key) = self.keys.remove(&gid)?;
-        let groups = self.groups.get_mut(&correlation)?;
+    fn remove(&mut self, gid: u64) -> Option<(u64, Vec<u8>, Group)> {
+        let (hash, key) = self.keys.remove(&gid)?;
+        let groups = self.groups.get_mut(&hash)?;
         let group = groups.remove(&key)?;
         if groups.is_empty() {
-            self.groups.remove(&correlation);
+            self.groups.remove(&hash);
         }
         let removed_newest = self.by_newest.remove(&(group.newest_ns, gid));
         let removed_deadline = self.by_deadline.remove(&(group.deadline_ns, gid));
@@ -326,34 +636,54 @@ impl CorrelationState {
             removed_newest && removed_deadline,
             "group indices out of sync"
         );
-        Some((correlation, key, group))
+        Some((hash, key, group))
     }
 
-    /// Advances event time to the watermark `now_ns`: closes windows that
-    /// ended before it (appending the alerts of closing conditions that
-    /// hold to `out`, in deadline order) and drops groups that can no longer
-    /// change. Groups of correlations the rule set no longer has are dropped.
+    /// Advances event time to the watermark `now_ns`: first hands out the
+    /// alerts `observe` queued, then closes windows that ended before
+    /// `now_ns` (appending the alerts of closing conditions that hold to
+    /// `out`, in deadline order, followed by what they complete through
+    /// chaining) and drops groups that can no longer change. Groups of
+    /// correlations the rule set no longer has, or whose definition
+    /// changed, are dropped without an alert.
     pub fn advance(&mut self, rules: &RuleSet, now_ns: i64, out: &mut Vec<CorrelationAlert>) {
+        while let Some(pending) = self.pending.pop_front() {
+            if let Some(correlation) = rules.correlation_by_hash(pending.hash) {
+                out.push(CorrelationAlert {
+                    correlation,
+                    id: pending.id,
+                    group_key: pending.group_key,
+                    count: pending.count,
+                    first_seen_ns: pending.first_seen_ns,
+                    last_seen_ns: pending.last_seen_ns,
+                    samples: pending.samples,
+                });
+            }
+        }
         while let Some(&(deadline_ns, gid)) = self.by_deadline.first() {
             if deadline_ns >= now_ns {
                 break;
             }
-            let Some((correlation, key, mut group)) = self.remove(gid) else {
+            let Some((hash, key, group)) = self.remove(gid) else {
                 // Unreachable while the indices agree; stop rather than spin.
                 debug_assert!(false, "deadline index names a missing group");
                 self.by_deadline.remove(&(deadline_ns, gid));
                 continue;
             };
-            if (correlation as usize) >= rules.correlation_count() {
+            let Some(correlation) = rules.correlation_by_hash(hash) else {
+                continue;
+            };
+            let Some(meta) = rules.correlation_meta(correlation) else {
+                continue;
+            };
+            if meta.fingerprint != group.fingerprint
+                || meta.condition.is_eager()
+                || meta.kind == CorrelationKind::TemporalOrdered
+            {
                 continue;
             }
-            let meta = rules.correlation(correlation as usize);
-            if !meta.condition.is_eager() {
-                if let Some(alert) =
-                    close_window(&meta.id, correlation, &key, &mut group, meta.condition)
-                {
-                    out.push(alert);
-                }
+            if let Some(alert) = close_window(meta, correlation, &key, &group) {
+                self.fired(rules, meta, alert, 0, out);
             }
         }
     }
@@ -362,16 +692,22 @@ impl CorrelationState {
     /// of groups: for tests and after loading a checkpoint.
     pub fn check_invariants(&self) -> bool {
         let mut count = 0usize;
-        for (correlation, groups) in &self.groups {
+        for (hash, groups) in &self.groups {
             if groups.is_empty() {
                 return false;
             }
             for (key, group) in groups {
                 count += 1;
-                let consistent = self.keys.get(&group.gid) == Some(&(*correlation, key.clone()))
+                let consistent = self.keys.get(&group.gid) == Some(&(*hash, key.clone()))
                     && self.by_newest.contains(&(group.newest_ns, group.gid))
                     && self.by_deadline.contains(&(group.deadline_ns, group.gid))
                     && group.samples.len() <= SAMPLES_MAX
+                    && group.items.len() == group.items_by_time.len()
+                    && group.items.len() <= VALUES_PER_GROUP_MAX
+                    && group
+                        .items_by_time
+                        .iter()
+                        .all(|(t, item)| group.items.get(item) == Some(t))
                     && group
                         .times
                         .iter()
@@ -386,7 +722,136 @@ impl CorrelationState {
             && count == self.by_newest.len()
             && count == self.by_deadline.len()
             && count as u64 <= self.groups_max
+            && self.pending.len() <= PENDING_ALERTS_MAX
     }
+}
+
+/// The items an observation adds to a `value_count` or `temporal` window:
+/// the value, or one single-byte item per input position in the mask.
+fn item_of(kind: CorrelationKind, observation: &Observation<'_>) -> Vec<Vec<u8>> {
+    match kind {
+        CorrelationKind::ValueCount => observation.value.map(<[u8]>::to_vec).into_iter().collect(),
+        _ => (0..64u8)
+            .filter(|position| observation.input_mask & (1u64 << position) != 0)
+            .map(|position| vec![position])
+            .collect(),
+    }
+}
+
+/// Eager sliding window of `event_count`, `value_count` or `temporal`.
+fn step_sliding(
+    meta: &CorrelationMeta,
+    group: &mut Group,
+    observation: &Observation<'_>,
+) -> Option<CorrelationAlert> {
+    let time_ns = observation.time_ns;
+    let window_low_ns = group.newest_ns.saturating_sub(meta.timespan_ns);
+    if time_ns < window_low_ns {
+        // Late and already outside the window: not counted.
+        return None;
+    }
+    let count = if meta.kind == CorrelationKind::EventCount {
+        let at = group.times.partition_point(|&t| t <= time_ns);
+        group.times.insert(at, time_ns);
+        while group.times.front().is_some_and(|&t| t < window_low_ns) {
+            group.times.pop_front();
+        }
+        group.times.len() as u64
+    } else {
+        for item in item_of(meta.kind, observation) {
+            group.touch_item(&item, time_ns);
+        }
+        while group
+            .items_by_time
+            .first()
+            .is_some_and(|(t, _)| *t < window_low_ns)
+        {
+            group.pop_oldest_item();
+        }
+        group.items.len() as u64
+    };
+    push_sample(&mut group.samples, time_ns, observation.raw);
+    debug_assert!(
+        meta.condition.min.is_none_or(|min| count <= min),
+        "the window resets at the threshold"
+    );
+    if !meta.condition.holds(count) {
+        return None;
+    }
+    let (first_seen_ns, last_seen_ns) = if meta.kind == CorrelationKind::EventCount {
+        (
+            group.times.front().copied().unwrap_or(time_ns),
+            group.times.back().copied().unwrap_or(time_ns),
+        )
+    } else {
+        group.item_span().unwrap_or((time_ns, time_ns))
+    };
+    let alert = CorrelationAlert {
+        correlation: observation.correlation,
+        id: alert_id(&meta.id, observation.group_key, first_seen_ns),
+        group_key: observation.group_key.to_vec(),
+        count,
+        first_seen_ns,
+        last_seen_ns,
+        samples: samples_since(&group.samples, first_seen_ns),
+    };
+    group.clear_window();
+    Some(alert)
+}
+
+/// `temporal_ordered`: extends chains; see the module docs.
+fn step_ordered(
+    meta: &CorrelationMeta,
+    group: &mut Group,
+    observation: &Observation<'_>,
+) -> Option<CorrelationAlert> {
+    let time_ns = observation.time_ns;
+    let span_ns = meta.timespan_ns;
+    let last = group.chain.len().checked_sub(1)?;
+    // Highest positions first, so one event is never two steps.
+    for position in (0..group.chain.len()).rev() {
+        if observation.input_mask & (1u64 << position) == 0 {
+            continue;
+        }
+        let candidate = if position == 0 {
+            Some((time_ns, time_ns))
+        } else {
+            match group.chain[position - 1] {
+                Some((start, step))
+                    if step <= time_ns && start >= time_ns.saturating_sub(span_ns) =>
+                {
+                    Some((start, time_ns))
+                }
+                _ => None,
+            }
+        };
+        if let Some((start, step)) = candidate {
+            let better = group.chain[position].is_none_or(|(old_start, _)| start >= old_start);
+            if better {
+                group.chain[position] = Some((start, step));
+            }
+        }
+    }
+    // Chains that started before the window can no longer complete.
+    let window_low_ns = group.newest_ns.saturating_sub(span_ns);
+    for step in group.chain.iter_mut() {
+        if step.is_some_and(|(start, _)| start < window_low_ns) {
+            *step = None;
+        }
+    }
+    push_sample(&mut group.samples, time_ns, observation.raw);
+    let (first_seen_ns, last_seen_ns) = group.chain[last]?;
+    let alert = CorrelationAlert {
+        correlation: observation.correlation,
+        id: alert_id(&meta.id, observation.group_key, first_seen_ns),
+        group_key: observation.group_key.to_vec(),
+        count: group.chain.len() as u64,
+        first_seen_ns,
+        last_seen_ns,
+        samples: samples_since(&group.samples, first_seen_ns),
+    };
+    group.clear_window();
+    Some(alert)
 }
 
 /// Keeps the most recent [`SAMPLES_MAX`] raw lines, reusing the buffer of
@@ -417,21 +882,25 @@ fn samples_since(samples: &VecDeque<Sample>, first_ns: i64) -> Vec<Vec<u8>> {
 
 /// The alert of a closing condition's window, if its count holds.
 fn close_window(
-    rule_id: &str,
+    meta: &CorrelationMeta,
     correlation: u32,
     key: &[u8],
-    group: &mut Group,
-    condition: crate::ruleset::CountCondition,
+    group: &Group,
 ) -> Option<CorrelationAlert> {
+    let condition: CountCondition = meta.condition;
     debug_assert!(!condition.is_eager());
-    if group.count == 0 || !condition.holds(group.count) {
+    let count = match meta.kind {
+        CorrelationKind::EventCount => group.count,
+        _ => group.items.len() as u64,
+    };
+    if count == 0 || !condition.holds(count) {
         return None;
     }
     Some(CorrelationAlert {
         correlation,
-        id: alert_id(rule_id, key, group.window_start_ns),
+        id: alert_id(&meta.id, key, group.window_start_ns),
         group_key: key.to_vec(),
-        count: group.count,
+        count,
         first_seen_ns: group.window_first_ns,
         last_seen_ns: group.window_last_ns,
         samples: group.samples.iter().map(|s| s.raw.clone()).collect(),
@@ -609,5 +1078,211 @@ correlation:
         state.advance(&rules, i64::MIN, &mut out);
         state.advance(&rules, i64::MAX, &mut out);
         assert!(state.check_invariants());
+    }
+
+    fn compile(text: &str) -> RuleSet {
+        let source = RuleSource {
+            origin: "test".to_owned(),
+            text: text.to_owned(),
+        };
+        match RuleSet::compile(&[source]) {
+            Ok(rules) => rules,
+            Err(errors) => panic!("{errors:?}"),
+        }
+    }
+
+    const EXTRA: &str = r#"
+title: extra
+id: extra
+correlation:
+    type: event_count
+    rules: [base]
+    group-by: [source.ip]
+    timespan: 10s
+    condition:
+        gte: 1
+"#;
+
+    #[test]
+    fn state_survives_a_reload_that_keeps_the_rule() {
+        // Set B puts a new correlation *before* the kept ones, so their
+        // indices shift: state keyed by index would mix them up.
+        let set_a = rules();
+        let set_b = compile(&format!("{EXTRA}---{RULES}"));
+        let count_b = (0..set_b.correlation_count() as u32)
+            .find(|&i| set_b.correlation(i as usize).id == "count")
+            .unwrap_or(u32::MAX);
+        assert_ne!(count_b, 0, "the kept rule moved");
+        let mut reloaded = CorrelationState::new(16);
+        let mut unchanged = CorrelationState::new(16);
+        for state in [&mut reloaded, &mut unchanged] {
+            assert_eq!(state.observe(&set_a, 0, b"k", 0, b"1"), None);
+            assert_eq!(state.observe(&set_a, 0, b"k", S, b"2"), None);
+        }
+        let after_reload = reloaded.observe(&set_b, count_b, b"k", 2 * S, b"3");
+        let without_reload = unchanged.observe(&set_a, 0, b"k", 2 * S, b"3");
+        let (Some(after_reload), Some(without_reload)) = (after_reload, without_reload) else {
+            panic!("the kept rule lost its window");
+        };
+        assert_eq!(after_reload.id, without_reload.id);
+        assert_eq!(after_reload.count, 3);
+        assert_eq!(after_reload.correlation, count_b);
+        // A rule whose definition changed under the same id starts afresh.
+        let changed = compile(&RULES.replace("gte: 3", "gte: 4"));
+        let mut state = CorrelationState::new(16);
+        let _ = state.observe(&set_a, 0, b"k", 0, b"1");
+        let _ = state.observe(&set_a, 0, b"k", S, b"2");
+        assert_eq!(state.observe(&changed, 0, b"k", 2 * S, b"3"), None);
+        // Groups of a rule that is gone are dropped by advance.
+        let mut out = Vec::new();
+        let gone = compile(&format!(
+            "{EXTRA}---{}",
+            &RULES[..RULES.find("---").unwrap_or(0)]
+        ));
+        let mut state = CorrelationState::new(16);
+        let _ = state.observe(&set_a, 0, b"k", 0, b"1");
+        state.advance(&gone, 100 * S, &mut out);
+        assert!(out.is_empty());
+        assert_eq!(state.group_count(), 0);
+    }
+
+    const KINDS: &str = r#"
+title: a
+id: a
+name: a
+detection:
+    sel:
+        event.action: a
+    condition: sel
+---
+title: b
+id: b
+name: b
+detection:
+    sel:
+        event.action: b
+    condition: sel
+---
+title: values
+id: values
+correlation:
+    type: value_count
+    rules: [a]
+    group-by: [host]
+    timespan: 10s
+    condition: {field: user, gte: 3}
+---
+title: temporal
+id: temporal
+correlation:
+    type: temporal
+    rules: [a, b]
+    group-by: [host]
+    timespan: 10s
+---
+title: ordered
+id: ordered
+correlation:
+    type: temporal_ordered
+    rules: [a, b]
+    group-by: [host]
+    timespan: 10s
+---
+title: few values
+id: few-values
+correlation:
+    type: value_count
+    rules: [a]
+    group-by: [host]
+    timespan: 10s
+    condition: {field: user, lt: 5}
+"#;
+
+    #[test]
+    fn every_kind_round_trips_through_rkyv() {
+        let rules = compile(KINDS);
+        let mut state = CorrelationState::new(64);
+        let mut out = Vec::new();
+        let observe = |state: &mut CorrelationState,
+                       c: u32,
+                       mask: u64,
+                       user: &[u8],
+                       t: i64,
+                       out: &mut Vec<CorrelationAlert>| {
+            let observation = Observation {
+                correlation: c,
+                group_key: b"h",
+                input_mask: mask,
+                value: Some(user),
+                time_ns: t,
+                raw: b"line",
+            };
+            state.observe_into(&rules, &observation, out);
+        };
+        for c in 0..4 {
+            observe(&mut state, c, 1, b"u1", 0, &mut out);
+            observe(&mut state, c, 1, b"u2", S, &mut out);
+        }
+        assert!(out.is_empty());
+        assert!(state.check_invariants());
+        let bytes = match rkyv::to_bytes::<rkyv::rancor::Error>(&state) {
+            Ok(bytes) => bytes,
+            Err(error) => panic!("serialize: {error}"),
+        };
+        let mut restored: CorrelationState =
+            match rkyv::from_bytes::<CorrelationState, rkyv::rancor::Error>(&bytes[..]) {
+                Ok(restored) => restored,
+                Err(error) => panic!("deserialize: {error}"),
+            };
+        assert_eq!(restored, state);
+        assert!(restored.check_invariants());
+        let mut a = Vec::new();
+        let mut b = Vec::new();
+        for c in 0..4 {
+            observe(&mut state, c, 2, b"u3", 2 * S, &mut a);
+            observe(&mut restored, c, 2, b"u3", 2 * S, &mut b);
+        }
+        state.advance(&rules, 100 * S, &mut a);
+        restored.advance(&rules, 100 * S, &mut b);
+        assert_eq!(a, b);
+        // value_count fires on the third user, temporal and ordered on b,
+        // few-values closes with 3 users.
+        let fired: Vec<u32> = a.iter().map(|alert| alert.correlation).collect();
+        assert_eq!(fired, vec![0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn extreme_times_do_not_overflow_any_kind() {
+        let rules = compile(KINDS);
+        let mut state = CorrelationState::new(8);
+        let mut out = Vec::new();
+        for t in [i64::MIN, i64::MAX, 0, i64::MIN + 1, i64::MAX - 1] {
+            for c in 0..4 {
+                for mask in [1, 2, 3] {
+                    let observation = Observation {
+                        correlation: c,
+                        group_key: b"k",
+                        input_mask: mask,
+                        value: Some(b"v"),
+                        time_ns: t,
+                        raw: b"",
+                    };
+                    state.observe_into(&rules, &observation, &mut out);
+                }
+            }
+        }
+        state.advance(&rules, i64::MIN, &mut out);
+        state.advance(&rules, i64::MAX, &mut out);
+        assert!(state.check_invariants());
+    }
+
+    #[test]
+    fn observe_without_mask_or_value_is_counted_not_guessed() {
+        let rules = compile(KINDS);
+        let mut state = CorrelationState::new(4);
+        assert_eq!(state.observe(&rules, 0, b"h", 0, b""), None);
+        assert_eq!(state.observe(&rules, 1, b"h", 0, b""), None);
+        assert_eq!(state.incomplete_total(), 2);
+        assert_eq!(state.group_count(), 0);
     }
 }

@@ -16,11 +16,16 @@
 //! - keyword values are searched anywhere in the message (an implicit
 //!   `contains`), honouring wildcards.
 //!
-//! Modifiers run here: `contains`, `startswith`, `endswith`, `all`, `re`
-//! (with `i`, `m`, `s`), `cased`, `exists`, `cidr`, `fieldref`, `windash`
-//! and `base64offset`. Any other modifier (`base64`, `utf16le`, `wide`,
-//! `lt`/`gt`, `expand`, ...) fails the rule with
-//! `Unsupported { feature: "modifier:<name>" }`, never a silent mismatch.
+//! Modifiers run here, every one of the modifiers appendix (v2.1.0):
+//! `contains`, `startswith`, `endswith`, `all`, `exists`, `cased`, `neq`,
+//! `re` (with `i`, `m`, `s`), `windash`, `base64`, `base64offset`,
+//! `utf16le`/`wide`, `utf16be`, `utf16` (with a base64 modifier), `lt`,
+//! `lte`, `gt`, `gte`, the time parts `minute`, `hour`, `day`, `week`,
+//! `month`, `year` (of an ISO 8601 field value, or of the event time for
+//! the usual timestamp field names), `cidr`, `fieldref` and `expand`
+//! (placeholders come from [`DetectionContext`]). A modifier this module
+//! does not know fails the rule with `Unsupported { feature:
+//! "modifier:<name>" }`, never a silent mismatch.
 
 use aho_corasick::AhoCorasick;
 use serde_yaml_ng::Value;
@@ -28,7 +33,8 @@ use serde_yaml_ng::Value;
 use crate::condition::{parse_condition, Condition};
 use crate::error::RuleErrorKind;
 use crate::event::Event;
-use crate::pattern::{parse_glob, Anchor, Cidr, Pattern, Scratch};
+use crate::field::FieldName;
+use crate::pattern::{literal_glob, parse_glob, Anchor, Cidr, Pattern, Scratch};
 
 /// With at least this many plain `contains` values in one OR list, the list
 /// is compiled into one Aho-Corasick automaton instead of one finder each.
@@ -77,7 +83,7 @@ fn windash_variants(text: &str) -> Result<Vec<String>, RuleErrorKind> {
 }
 
 /// Standard base64 (RFC 4648, with padding).
-fn base64(bytes: &[u8]) -> String {
+fn base64_encode(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
@@ -101,13 +107,13 @@ fn base64(bytes: &[u8]) -> String {
 /// The `base64offset` expansion of pySigma: the value base64-encoded at the
 /// three possible offsets within a longer encoded text, with the characters
 /// that depend on unknown neighbours cut off.
-fn base64offset_variants(text: &str) -> Vec<String> {
+fn base64offset_variants(text: &[u8]) -> Vec<String> {
     const START: [usize; 3] = [0, 2, 3];
     (0..3)
         .map(|shift| {
             let mut input = vec![b' '; shift];
-            input.extend_from_slice(text.as_bytes());
-            let encoded = base64(&input);
+            input.extend_from_slice(text);
+            let encoded = base64_encode(&input);
             let cut_end = [0, 3, 2][(text.len() + shift) % 3];
             let end = encoded.len().saturating_sub(cut_end);
             encoded
@@ -118,6 +124,32 @@ fn base64offset_variants(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// A numeric comparison of the `lt`/`lte`/`gt`/`gte` modifiers (`Eq`
+/// where only a time part was given).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum NumericOp {
+    Eq,
+    Lt,
+    Lte,
+    Gt,
+    Gte,
+}
+
+impl NumericOp {
+    fn holds(self, value: f64, bound: f64) -> bool {
+        match self {
+            NumericOp::Eq => value == bound,
+            NumericOp::Lt => value < bound,
+            NumericOp::Lte => value <= bound,
+            NumericOp::Gt => value > bound,
+            NumericOp::Gte => value >= bound,
+        }
+    }
+}
+
+/// An automaton over plain `contains` needles, and the needles.
+type MergedNeedles = (AhoCorasick, Vec<Box<[u8]>>);
+
 /// What a compiled field test checks.
 #[derive(Clone, Debug)]
 enum Test {
@@ -126,7 +158,18 @@ enum Test {
     /// `|fieldref`: the value equals (ASCII case-insensitively, or exactly
     /// with `cased`) the value of any of these other fields. An absent field
     /// on either side does not match.
-    FieldRef(Vec<Box<str>>),
+    FieldRef(Vec<FieldName>),
+    /// Numeric modifiers and time parts: the field (or its time part) as a
+    /// number compared with any of `bounds`. A value that is not a number
+    /// (or not a timestamp, for time parts) does not match.
+    Numeric {
+        op: NumericOp,
+        bounds: Vec<f64>,
+        time_part: Option<TimePart>,
+        /// The field names the event time: use `Event::time_ns` when the
+        /// event does not carry it as a field.
+        timestamp_fallback: bool,
+    },
     /// One or more values.
     Values {
         /// `all` modifier: every pattern must match; otherwise any.
@@ -135,8 +178,9 @@ enum Test {
         null: bool,
         /// Patterns tried one by one.
         patterns: Vec<Pattern>,
-        /// Plain `contains` needles merged into one automaton (OR only).
-        needles: Option<AhoCorasick>,
+        /// Plain `contains` needles merged into one automaton (OR only),
+        /// and the needles themselves (for the rule set's prefilter).
+        needles: Option<MergedNeedles>,
     },
 }
 
@@ -144,9 +188,13 @@ enum Test {
 /// name means the event message (keyword search).
 #[derive(Clone, Debug)]
 struct FieldTest {
-    field: Box<str>,
+    /// The field, resolved per event (exact, alias, unique leaf).
+    field: FieldName,
     /// Case-sensitive (`cased`): the value is matched without folding.
     cased: bool,
+    /// `neq`: a present field must not match; an absent field never
+    /// matches (there is no value to differ).
+    negate: bool,
     test: Test,
 }
 
@@ -155,13 +203,20 @@ impl FieldTest {
         let value = if self.field.is_empty() {
             Some(event.message)
         } else {
-            event.get(&self.field)
+            self.field.resolve(event)
         };
+        if self.negate {
+            return value.is_some() && !self.test_value(event, value, scratch);
+        }
+        self.test_value(event, value, scratch)
+    }
+
+    fn test_value(&self, event: &Event<'_>, value: Option<&[u8]>, scratch: &mut Scratch) -> bool {
         match (&self.test, value) {
             (Test::Exists(expected), value) => value.is_some() == *expected,
             (Test::FieldRef(_), None) => false,
             (Test::FieldRef(others), Some(raw)) => others.iter().any(|other| {
-                event.get(other).is_some_and(|theirs| {
+                other.resolve(event).is_some_and(|theirs| {
                     if self.cased {
                         theirs == raw
                     } else {
@@ -169,6 +224,23 @@ impl FieldTest {
                     }
                 })
             }),
+            (
+                Test::Numeric {
+                    op,
+                    bounds,
+                    time_part,
+                    timestamp_fallback,
+                },
+                value,
+            ) => {
+                let number = match (time_part, value) {
+                    (None, Some(raw)) => parse_number(raw),
+                    (Some(part), Some(raw)) => parse_timestamp_ns(raw).map(|t| part.of(t)),
+                    (Some(part), None) if *timestamp_fallback => Some(part.of(event.time_ns)),
+                    (_, None) => None,
+                };
+                number.is_some_and(|number| bounds.iter().any(|&b| op.holds(number, b)))
+            }
             (Test::Values { null, .. }, None) => *null,
             (
                 Test::Values {
@@ -185,10 +257,175 @@ impl FieldTest {
                 }
                 needles
                     .as_ref()
-                    .is_some_and(|automaton| automaton.is_match(folded))
+                    .is_some_and(|(automaton, _)| automaton.is_match(folded))
                     || patterns.iter().any(|p| p.matches(folded, raw))
             }
         }
+    }
+}
+
+/// A field value as a number: ASCII decimal (integer or float), trimmed.
+fn parse_number(raw: &[u8]) -> Option<f64> {
+    let text = std::str::from_utf8(raw).ok()?.trim();
+    let number = text.parse::<f64>().ok()?;
+    number.is_finite().then_some(number)
+}
+
+/// A time part of the time modifiers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TimePart {
+    Minute,
+    Hour,
+    Day,
+    Week,
+    Month,
+    Year,
+}
+
+impl TimePart {
+    /// This part of a UTC time (ISO week for `Week`).
+    fn of(self, time_ns: i64) -> f64 {
+        let seconds = time_ns.div_euclid(1_000_000_000);
+        let days = seconds.div_euclid(86_400);
+        let second_of_day = seconds.rem_euclid(86_400);
+        let (year, month, day) = civil_from_days(days);
+        let value = match self {
+            TimePart::Minute => (second_of_day / 60) % 60,
+            TimePart::Hour => second_of_day / 3600,
+            TimePart::Day => day,
+            TimePart::Month => month,
+            TimePart::Year => year,
+            TimePart::Week => iso_week(days, year),
+        };
+        value as f64
+    }
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian
+/// (Howard Hinnant's algorithm), valid for the whole i64 nanosecond range.
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let mp = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    debug_assert!((1..=12).contains(&month) && (1..=31).contains(&day));
+    (year, month, day)
+}
+
+/// (year, month, day) to days since 1970-01-01.
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = year - i64::from(month <= 2);
+    let era = year.div_euclid(400);
+    let year_of_era = year.rem_euclid(400);
+    let mp = (month + 9) % 12;
+    let day_of_year = (153 * mp + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+/// The ISO 8601 week number (1 to 53) of a day.
+fn iso_week(days: i64, year: i64) -> i64 {
+    // 1970-01-01 was a Thursday; ISO weekdays run Monday=1 to Sunday=7.
+    let weekday = (days + 3).rem_euclid(7) + 1;
+    let thursday = days - weekday + 4;
+    let (thursday_year, _, _) = civil_from_days(thursday);
+    debug_assert!((thursday_year - year).abs() <= 1);
+    let year_start = days_from_civil(thursday_year, 1, 1);
+    (thursday - year_start) / 7 + 1
+}
+
+/// Parses the date and time at the start of an ISO 8601 / RFC 3339 text
+/// (`YYYY-MM-DD`, optionally `[T ]HH:MM[:SS]`), as UTC. Offsets and
+/// fractions are ignored, as the specification warns time modifiers do no
+/// time zone conversion.
+fn parse_timestamp_ns(raw: &[u8]) -> Option<i64> {
+    let number = |range: std::ops::Range<usize>| -> Option<i64> {
+        let digits = raw.get(range)?;
+        if !digits.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        std::str::from_utf8(digits).ok()?.parse().ok()
+    };
+    let year = number(0..4)?;
+    let month = number(5..7)?;
+    let day = number(8..10)?;
+    if raw.get(4) != Some(&b'-') || raw.get(7) != Some(&b'-') {
+        return None;
+    }
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) {
+        return None;
+    }
+    let (hour, minute, second) = match raw.get(10) {
+        Some(b'T' | b't' | b' ') => (
+            number(11..13)?,
+            number(14..16)?,
+            number(17..19).unwrap_or(0),
+        ),
+        _ => (0, 0, 0),
+    };
+    if hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    let days = days_from_civil(year, month, day);
+    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second;
+    seconds.checked_mul(1_000_000_000)
+}
+
+/// The shortest literal the prefilter accepts: shorter needles hit almost
+/// every value and only cost automaton time.
+const PREFILTER_LITERAL_BYTES_MIN: usize = 3;
+
+/// A literal one field must contain for a rule to match: the field name as
+/// written (empty: the message) and the ASCII-lowercased needle.
+pub(crate) type RequiredLiteral = (Box<str>, Box<[u8]>);
+
+impl FieldTest {
+    /// Literals of which at least one must occur in this test's field
+    /// (ASCII-folded) for the test to pass, or `None` where no such set is
+    /// known (regexes, CIDR, numbers, negation, null, short literals).
+    fn required_literals(&self) -> Option<Vec<RequiredLiteral>> {
+        if self.negate {
+            return None;
+        }
+        let Test::Values {
+            all,
+            null: false,
+            patterns,
+            needles,
+        } = &self.test
+        else {
+            return None;
+        };
+        let field: Box<str> = self.field.as_str().into();
+        let usable = |bytes: &[u8]| -> Option<RequiredLiteral> {
+            (bytes.len() >= PREFILTER_LITERAL_BYTES_MIN)
+                .then(|| (field.clone(), bytes.to_ascii_lowercase().into_boxed_slice()))
+        };
+        if *all {
+            // Every pattern must match, so any one literal is required:
+            // take the longest (the most selective).
+            return patterns
+                .iter()
+                .filter_map(|p| p.literal().and_then(|literal| usable(&literal)))
+                .max_by_key(|(_, needle)| needle.len())
+                .map(|literal| vec![literal]);
+        }
+        let mut out = Vec::with_capacity(patterns.len());
+        for pattern in patterns {
+            out.push(usable(pattern.literal()?.as_ref())?);
+        }
+        if let Some((_, list)) = needles {
+            for needle in list {
+                out.push(usable(needle)?);
+            }
+        }
+        (!out.is_empty()).then_some(out)
     }
 }
 
@@ -203,6 +440,22 @@ impl Selection {
         self.groups
             .iter()
             .any(|group| group.iter().all(|test| test.matches(event, scratch)))
+    }
+}
+
+impl Selection {
+    /// Per AND-group the test with the fewest required literals; the union
+    /// over groups. `None` if some group has no test with literals.
+    fn required_literals(&self) -> Option<Vec<RequiredLiteral>> {
+        let mut out = Vec::new();
+        for group in &self.groups {
+            let best = group
+                .iter()
+                .filter_map(FieldTest::required_literals)
+                .min_by_key(Vec::len)?;
+            out.extend(best);
+        }
+        Some(out)
     }
 }
 
@@ -224,8 +477,41 @@ impl Detection {
         })
     }
 
+    /// Literals of which at least one must occur (in its field, ASCII
+    /// case-insensitively) for the detection to match, or `None` if the
+    /// detection can match without any (then it is always evaluated).
+    pub(crate) fn required_literals(&self) -> Option<Vec<RequiredLiteral>> {
+        self.condition_literals(&self.condition)
+    }
+
+    fn condition_literals(&self, condition: &Condition) -> Option<Vec<RequiredLiteral>> {
+        match condition {
+            Condition::Selection(index) => {
+                self.selections.get(*index as usize)?.required_literals()
+            }
+            // A negation requires absence, never presence.
+            Condition::Not(_) => None,
+            // Any child's requirement is the whole AND's; the smallest set
+            // filters best.
+            Condition::And(children) => children
+                .iter()
+                .filter_map(|child| self.condition_literals(child))
+                .min_by_key(Vec::len),
+            Condition::Or(children) => {
+                let mut out = Vec::new();
+                for child in children {
+                    out.extend(self.condition_literals(child)?);
+                }
+                Some(out)
+            }
+        }
+    }
+
     /// Compiles the YAML value of a `detection:` key.
-    pub(crate) fn compile(section: &Value) -> Result<Detection, RuleErrorKind> {
+    pub(crate) fn compile(
+        section: &Value,
+        context: &DetectionContext<'_>,
+    ) -> Result<Detection, RuleErrorKind> {
         let Value::Mapping(map) = section else {
             return Err(RuleErrorKind::invalid("detection must be a map"));
         };
@@ -241,7 +527,7 @@ impl Detection {
                 "timeframe" => return Err(RuleErrorKind::unsupported("detection:timeframe")),
                 _ => {
                     names.push(name);
-                    selections.push(compile_selection(value)?);
+                    selections.push(compile_selection(value, context)?);
                 }
             }
         }
@@ -273,21 +559,27 @@ impl Detection {
     }
 }
 
-fn compile_selection(value: &Value) -> Result<Selection, RuleErrorKind> {
+fn compile_selection(
+    value: &Value,
+    context: &DetectionContext<'_>,
+) -> Result<Selection, RuleErrorKind> {
     let groups = match value {
-        Value::Mapping(_) => vec![compile_map(value)?],
+        Value::Mapping(_) => vec![compile_map(value, context)?],
         Value::Sequence(items) if items.is_empty() => {
             return Err(RuleErrorKind::invalid("selection is an empty list"))
         }
         Value::Sequence(items) if items.iter().all(|item| matches!(item, Value::Mapping(_))) => {
-            items.iter().map(compile_map).collect::<Result<_, _>>()?
+            items
+                .iter()
+                .map(|item| compile_map(item, context))
+                .collect::<Result<_, _>>()?
         }
         Value::Sequence(items) if items.iter().any(|item| matches!(item, Value::Mapping(_))) => {
             return Err(RuleErrorKind::unsupported("selection:mixed-list"))
         }
         // A list of plain values, or one plain value: keywords.
         Value::Sequence(_) | Value::String(_) | Value::Number(_) | Value::Bool(_) => {
-            vec![vec![compile_test("", &[], value)?]]
+            vec![vec![compile_test("", &[], value, context)?]]
         }
         Value::Null => return Err(RuleErrorKind::invalid("selection is empty")),
         Value::Tagged(_) => return Err(RuleErrorKind::unsupported("yaml:tag")),
@@ -295,7 +587,10 @@ fn compile_selection(value: &Value) -> Result<Selection, RuleErrorKind> {
     Ok(Selection { groups })
 }
 
-fn compile_map(value: &Value) -> Result<Vec<FieldTest>, RuleErrorKind> {
+fn compile_map(
+    value: &Value,
+    context: &DetectionContext<'_>,
+) -> Result<Vec<FieldTest>, RuleErrorKind> {
     let Value::Mapping(map) = value else {
         return Err(RuleErrorKind::invalid("selection entry must be a map"));
     };
@@ -317,7 +612,7 @@ fn compile_map(value: &Value) -> Result<Vec<FieldTest>, RuleErrorKind> {
         if field.is_empty() && modifiers.is_empty() {
             return Err(RuleErrorKind::invalid("empty field name"));
         }
-        tests.push(compile_test(field, &modifiers, values)?);
+        tests.push(compile_test(field, &modifiers, values, context)?);
     }
     Ok(tests)
 }
@@ -336,10 +631,94 @@ fn scalar_text(value: &Value) -> Result<Option<String>, RuleErrorKind> {
     }
 }
 
+/// Field names whose time parts fall back to the event time when the event
+/// does not carry them as a field: the usual names of "when it happened".
+const TIMESTAMP_FIELDS: &[&str] = &["@timestamp", "timestamp", "time", "_time", "UtcTime"];
+
+/// The most values one `expand` placeholder may produce in one value, so
+/// that a value with several placeholders cannot multiply without bound.
+const EXPANSIONS_MAX: usize = 1000;
+
+/// Compile-time inputs of a detection that do not come from the rule text.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct DetectionContext<'a> {
+    /// `expand` placeholders: name (without `%`) to values.
+    pub(crate) placeholders: &'a std::collections::BTreeMap<String, Vec<String>>,
+}
+
+/// Replaces every `%name%` in `text` by each of its values (the cartesian
+/// product over several placeholders). An unknown placeholder is an
+/// unsupported feature of this deployment, named so it can be configured.
+fn expand_placeholders(
+    text: &str,
+    context: &DetectionContext<'_>,
+) -> Result<Vec<String>, RuleErrorKind> {
+    let mut results = vec![String::new()];
+    let mut rest = text;
+    while let Some(start) = rest.find('%') {
+        let Some(length) = rest[start + 1..].find('%') else {
+            break;
+        };
+        let name = &rest[start + 1..start + 1 + length];
+        let values = context
+            .placeholders
+            .get(name)
+            .ok_or_else(|| RuleErrorKind::unsupported(format!("placeholder:{name}")))?;
+        if values.is_empty() {
+            return Err(RuleErrorKind::invalid(format!(
+                "placeholder '{name}' has no values"
+            )));
+        }
+        let prefix = &rest[..start];
+        let mut next = Vec::with_capacity(results.len() * values.len());
+        for partial in &results {
+            for value in values {
+                next.push(format!("{partial}{prefix}{value}"));
+            }
+        }
+        if next.len() > EXPANSIONS_MAX {
+            return Err(RuleErrorKind::unsupported(
+                "modifier:expand-too-many-values",
+            ));
+        }
+        results = next;
+        rest = &rest[start + 2 + length..];
+    }
+    for partial in &mut results {
+        partial.push_str(rest);
+    }
+    Ok(results)
+}
+
+/// UTF-16 encodings of the `utf16le`/`wide`, `utf16be` and `utf16`
+/// modifiers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Utf16 {
+    Le,
+    Be,
+    /// Little-endian with a byte order mark, as Windows writes it.
+    Bom,
+}
+
+fn utf16(text: &str, encoding: Utf16) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len() * 2 + 2);
+    if encoding == Utf16::Bom {
+        out.extend_from_slice(&[0xff, 0xfe]);
+    }
+    for unit in text.encode_utf16() {
+        match encoding {
+            Utf16::Be => out.extend_from_slice(&unit.to_be_bytes()),
+            Utf16::Le | Utf16::Bom => out.extend_from_slice(&unit.to_le_bytes()),
+        }
+    }
+    out
+}
+
 fn compile_test(
     field: &str,
     modifiers: &[&str],
     value: &Value,
+    context: &DetectionContext<'_>,
 ) -> Result<FieldTest, RuleErrorKind> {
     let keyword = field.is_empty();
     let mut anchor = if keyword {
@@ -355,6 +734,12 @@ fn compile_test(
     let mut fieldref = false;
     let mut windash = false;
     let mut base64offset = false;
+    let mut base64 = false;
+    let mut wide: Option<Utf16> = None;
+    let mut expand = false;
+    let mut negate = false;
+    let mut numeric: Option<NumericOp> = None;
+    let mut time_part: Option<TimePart> = None;
     let (mut regex_i, mut regex_m, mut regex_s) = (false, false, false);
     for modifier in modifiers {
         match *modifier {
@@ -362,6 +747,22 @@ fn compile_test(
             "fieldref" if !keyword => fieldref = true,
             "windash" => windash = true,
             "base64offset" => base64offset = true,
+            "base64" => base64 = true,
+            "utf16le" | "wide" => wide = Some(Utf16::Le),
+            "utf16be" => wide = Some(Utf16::Be),
+            "utf16" => wide = Some(Utf16::Bom),
+            "expand" => expand = true,
+            "neq" if !keyword => negate = true,
+            "lt" if !keyword => numeric = Some(NumericOp::Lt),
+            "lte" if !keyword => numeric = Some(NumericOp::Lte),
+            "gt" if !keyword => numeric = Some(NumericOp::Gt),
+            "gte" if !keyword => numeric = Some(NumericOp::Gte),
+            "minute" if !keyword => time_part = Some(TimePart::Minute),
+            "hour" if !keyword => time_part = Some(TimePart::Hour),
+            "day" if !keyword => time_part = Some(TimePart::Day),
+            "week" if !keyword => time_part = Some(TimePart::Week),
+            "month" if !keyword => time_part = Some(TimePart::Month),
+            "year" if !keyword => time_part = Some(TimePart::Year),
             "contains" => anchor = Anchor::Contains,
             "startswith" if !keyword => anchor = Anchor::StartsWith,
             "endswith" if !keyword => anchor = Anchor::EndsWith,
@@ -377,11 +778,16 @@ fn compile_test(
             }
         }
     }
+    let list: Vec<&Value> = match value {
+        Value::Sequence(items) => items.iter().collect(),
+        other => vec![other],
+    };
     if exists {
         return match value {
             Value::Bool(flag) if modifiers.len() == 1 && !keyword => Ok(FieldTest {
-                field: field.into(),
+                field: FieldName::new(field),
                 cased,
+                negate: false,
                 test: Test::Exists(*flag),
             }),
             _ => Err(RuleErrorKind::invalid(
@@ -392,49 +798,112 @@ fn compile_test(
     if fieldref {
         let extra = modifiers
             .iter()
-            .any(|m| !matches!(*m, "fieldref" | "cased"));
+            .any(|m| !matches!(*m, "fieldref" | "cased" | "neq"));
         if extra {
             return Err(RuleErrorKind::unsupported("modifier:fieldref-combined"));
         }
         let others = match value {
-            Value::String(other) => vec![other.as_str().into()],
+            Value::String(other) => vec![FieldName::new(other)],
             Value::Sequence(items) if !items.is_empty() => items
                 .iter()
                 .map(|item| match item {
-                    Value::String(other) => Ok(other.as_str().into()),
+                    Value::String(other) => Ok(FieldName::new(other)),
                     _ => Err(RuleErrorKind::invalid("'fieldref' takes field names")),
                 })
-                .collect::<Result<Vec<Box<str>>, _>>()?,
+                .collect::<Result<Vec<FieldName>, _>>()?,
             _ => return Err(RuleErrorKind::invalid("'fieldref' takes field names")),
         };
         return Ok(FieldTest {
-            field: field.into(),
+            field: FieldName::new(field),
             cased,
+            negate,
             test: Test::FieldRef(others),
         });
     }
-    if cidr && (modifiers.len() > 1 + usize::from(all)) {
+    if numeric.is_some() || time_part.is_some() {
+        let extra = modifiers.iter().any(|m| {
+            !matches!(
+                *m,
+                "lt" | "lte"
+                    | "gt"
+                    | "gte"
+                    | "neq"
+                    | "minute"
+                    | "hour"
+                    | "day"
+                    | "week"
+                    | "month"
+                    | "year"
+            )
+        });
+        if extra {
+            return Err(RuleErrorKind::invalid(
+                "numeric and time modifiers combine only with each other and 'neq'",
+            ));
+        }
+        if list.is_empty() || list.len() > FIELD_VALUES_MAX {
+            return Err(RuleErrorKind::invalid(format!(
+                "field '{field}' needs between 1 and {FIELD_VALUES_MAX} numbers"
+            )));
+        }
+        let mut bounds = Vec::with_capacity(list.len());
+        for item in &list {
+            let number = match item {
+                Value::Number(number) => number.as_f64(),
+                Value::String(text) => text.trim().parse::<f64>().ok(),
+                _ => None,
+            };
+            match number {
+                Some(number) if number.is_finite() => bounds.push(number),
+                _ => {
+                    return Err(RuleErrorKind::invalid(format!(
+                        "field '{field}' compares numbers, not {item:?}"
+                    )))
+                }
+            }
+        }
+        let timestamp_fallback = TIMESTAMP_FIELDS.contains(&field);
+        return Ok(FieldTest {
+            field: FieldName::new(field),
+            cased,
+            negate,
+            test: Test::Numeric {
+                op: numeric.unwrap_or(NumericOp::Eq),
+                bounds,
+                time_part,
+                timestamp_fallback,
+            },
+        });
+    }
+    if cidr && (modifiers.len() > 1 + usize::from(all) + usize::from(negate)) {
         return Err(RuleErrorKind::invalid("'cidr' combines only with 'all'"));
     }
     if base64offset && anchor != Anchor::Contains {
         return Err(RuleErrorKind::invalid("'base64offset' needs 'contains'"));
     }
-    if regex && (windash || base64offset) {
+    if base64offset && base64 {
         return Err(RuleErrorKind::invalid(
-            "'re' cannot combine with windash/base64offset",
+            "'base64' and 'base64offset' exclude each other",
         ));
     }
+    if regex && (windash || base64offset || base64 || wide.is_some() || expand) {
+        return Err(RuleErrorKind::invalid(
+            "'re' cannot combine with encodings or expansions",
+        ));
+    }
+    if wide.is_some() && !(base64 || base64offset) {
+        // Raw UTF-16 in a text field is possible but matching it after the
+        // engine's lossy UTF-8 view would be a guess.
+        return Err(RuleErrorKind::unsupported("modifier:utf16-without-base64"));
+    }
     // Base64 text is case-sensitive: folding it would match other bytes.
-    let cased = cased || base64offset;
+    let encoded = base64offset || base64;
+    let cased = cased || encoded;
     if regex && anchor != Anchor::Whole && !keyword {
         return Err(RuleErrorKind::invalid(
             "'re' cannot combine with contains/startswith/endswith",
         ));
     }
-    let list: Vec<&Value> = match value {
-        Value::Sequence(items) => items.iter().collect(),
-        other => vec![other],
-    };
     if list.is_empty() {
         return Err(RuleErrorKind::invalid(format!(
             "field '{field}' has an empty value list"
@@ -449,9 +918,9 @@ fn compile_test(
     let mut patterns = Vec::with_capacity(list.len());
     for item in list {
         let Some(text) = scalar_text(item)? else {
-            if keyword || regex {
+            if keyword || regex || negate {
                 return Err(RuleErrorKind::invalid(
-                    "null is only valid as a field value",
+                    "null is only valid as a plain field value",
                 ));
             }
             null = true;
@@ -465,16 +934,18 @@ fn compile_test(
             patterns.push(Pattern::Cidr(Cidr::parse(&text)?));
             continue;
         }
-        let mut variants = if windash {
-            windash_variants(&text)?
+        let texts = if expand {
+            expand_placeholders(&text, context)?
         } else {
             vec![text]
         };
-        if base64offset {
-            variants = variants
-                .iter()
-                .flat_map(|v| base64offset_variants(v))
-                .collect();
+        let mut variants = Vec::with_capacity(texts.len());
+        for text in texts {
+            if windash {
+                variants.extend(windash_variants(&text)?);
+            } else {
+                variants.push(text);
+            }
         }
         if all && variants.len() > 1 {
             // `all` over values whose variants are alternatives would need
@@ -482,7 +953,26 @@ fn compile_test(
             return Err(RuleErrorKind::unsupported("modifier:all-with-expansion"));
         }
         for variant in variants {
-            patterns.push(Pattern::from_tokens(&parse_glob(&variant, anchor, !cased)));
+            if encoded {
+                let bytes = match wide {
+                    Some(encoding) => utf16(&variant, encoding),
+                    None => variant.into_bytes(),
+                };
+                let encodings = if base64offset {
+                    base64offset_variants(&bytes)
+                } else {
+                    vec![base64_encode(&bytes)]
+                };
+                for encoding in encodings {
+                    patterns.push(Pattern::from_tokens(&literal_glob(
+                        encoding.as_bytes(),
+                        anchor,
+                        false,
+                    )));
+                }
+            } else {
+                patterns.push(Pattern::from_tokens(&parse_glob(&variant, anchor, !cased)));
+            }
         }
         if patterns.len() > FIELD_VALUES_MAX {
             return Err(RuleErrorKind::invalid(format!(
@@ -496,8 +986,9 @@ fn compile_test(
     let needles = merge_needles(all, &mut patterns)?;
     debug_assert!(null || !patterns.is_empty() || needles.is_some());
     Ok(FieldTest {
-        field: field.into(),
+        field: FieldName::new(field),
         cased,
+        negate,
         test: Test::Values {
             all,
             null,
@@ -512,7 +1003,7 @@ fn compile_test(
 fn merge_needles(
     all: bool,
     patterns: &mut Vec<Pattern>,
-) -> Result<Option<AhoCorasick>, RuleErrorKind> {
+) -> Result<Option<MergedNeedles>, RuleErrorKind> {
     let count = patterns
         .iter()
         .filter(|p| p.contains_needle().is_some())
@@ -527,7 +1018,8 @@ fn merge_needles(
     let automaton = AhoCorasick::new(&needles)
         .map_err(|error| RuleErrorKind::invalid(format!("pattern set: {error}")))?;
     patterns.retain(|p| p.contains_needle().is_none());
-    Ok(Some(automaton))
+    let needles = needles.into_iter().map(Vec::into_boxed_slice).collect();
+    Ok(Some((automaton, needles)))
 }
 
 #[cfg(test)]
@@ -549,19 +1041,50 @@ mod tests {
     }
 
     #[test]
+    fn time_parts_follow_the_calendar() {
+        const DAY_NS: i64 = 86_400 * 1_000_000_000;
+        let at = |y, m, d| days_from_civil(y, m, d) * DAY_NS;
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(days_from_civil(2024, 2, 29)), (2024, 2, 29));
+        // ISO weeks at year boundaries.
+        assert_eq!(TimePart::Week.of(at(2021, 1, 3)), 53.0);
+        assert_eq!(TimePart::Week.of(at(2021, 1, 4)), 1.0);
+        assert_eq!(TimePart::Week.of(at(2024, 12, 30)), 1.0);
+        assert_eq!(TimePart::Week.of(at(2026, 11, 27)), 48.0);
+        assert_eq!(TimePart::Year.of(at(1969, 12, 31)), 1969.0);
+        assert_eq!(TimePart::Hour.of(at(2026, 1, 1) - 1), 23.0);
+        assert_eq!(
+            parse_timestamp_ns(b"2026-11-27T04:30:59.123Z"),
+            Some(at(2026, 11, 27) + (4 * 3600 + 30 * 60 + 59) * 1_000_000_000)
+        );
+        for bad in [
+            &b"2026-13-01"[..],
+            b"26-11-27",
+            b"2026/11/27",
+            b"",
+            b"\xff\xfe",
+        ] {
+            assert_eq!(parse_timestamp_ns(bad), None);
+        }
+        // Extremes do not overflow.
+        let _ = TimePart::Week.of(i64::MIN);
+        let _ = TimePart::Week.of(i64::MAX);
+    }
+
+    #[test]
     fn base64_matches_rfc_4648() {
-        assert_eq!(base64(b""), "");
-        assert_eq!(base64(b"f"), "Zg==");
-        assert_eq!(base64(b"fo"), "Zm8=");
-        assert_eq!(base64(b"foo"), "Zm9v");
-        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+        assert_eq!(base64_encode(b""), "");
+        assert_eq!(base64_encode(b"f"), "Zg==");
+        assert_eq!(base64_encode(b"fo"), "Zm8=");
+        assert_eq!(base64_encode(b"foo"), "Zm9v");
+        assert_eq!(base64_encode(b"foobar"), "Zm9vYmFy");
     }
 
     #[test]
     fn base64offset_matches_pysigma() {
         // Checked against pySigma's formula run on "/bin/bash".
         assert_eq!(
-            base64offset_variants("/bin/bash"),
+            base64offset_variants(b"/bin/bash"),
             vec![
                 "L2Jpbi9iYXNo".to_owned(),
                 "9iaW4vYmFza".to_owned(),

@@ -30,12 +30,32 @@ const REGEX_SIZE_BYTES_MAX: usize = 10 << 20;
 #[derive(Debug, Default)]
 pub struct Scratch {
     folded: Vec<u8>,
+    /// The prefilter's candidate rules, one bit per detection.
+    candidates: Vec<u64>,
 }
 
 impl Scratch {
     /// An empty scratch space.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The fold buffer and the candidate bitset, borrowed apart so the
+    /// prefilter can fold a value and mark rules at once.
+    pub(crate) fn split(&mut self) -> (&mut Vec<u8>, &mut Vec<u64>) {
+        (&mut self.folded, &mut self.candidates)
+    }
+
+    /// Takes the candidate bitset out (so matching can use the fold buffer
+    /// while reading it); [`Scratch::restore_candidates`] puts it back.
+    pub(crate) fn take_candidates(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.candidates)
+    }
+
+    /// Returns the bitset taken by [`Scratch::take_candidates`], keeping its
+    /// allocation for the next event.
+    pub(crate) fn restore_candidates(&mut self, candidates: Vec<u64>) {
+        self.candidates = candidates;
     }
 
     /// ASCII-lowercases `value` into the scratch buffer and returns the copy.
@@ -123,6 +143,28 @@ pub(crate) fn parse_glob(text: &str, anchor: Anchor, fold: bool) -> Vec<GlobToke
     }
     // Consecutive stars mean the same as one; collapsing them keeps the
     // classification below simple and the glob matcher linear in practice.
+    tokens.dedup_by(|a, b| *a == GlobToken::Star && *b == GlobToken::Star);
+    tokens
+}
+
+/// Tokens for bytes that are all literal (an encoded value, where `*` or
+/// `?` in the output are data, not wildcards), anchored like
+/// [`parse_glob`].
+pub(crate) fn literal_glob(bytes: &[u8], anchor: Anchor, fold: bool) -> Vec<GlobToken> {
+    let mut tokens = Vec::with_capacity(bytes.len() + 2);
+    if matches!(anchor, Anchor::Contains | Anchor::EndsWith) {
+        tokens.push(GlobToken::Star);
+    }
+    tokens.extend(bytes.iter().map(|&byte| {
+        GlobToken::Byte(if fold {
+            byte.to_ascii_lowercase()
+        } else {
+            byte
+        })
+    }));
+    if matches!(anchor, Anchor::Contains | Anchor::StartsWith) {
+        tokens.push(GlobToken::Star);
+    }
     tokens.dedup_by(|a, b| *a == GlobToken::Star && *b == GlobToken::Star);
     tokens
 }
@@ -273,6 +315,36 @@ impl Pattern {
         match self {
             Pattern::Contains(finder) => Some(finder.needle()),
             _ => None,
+        }
+    }
+
+    /// A literal every matching value contains: the whole literal of the
+    /// anchored kinds, the longest literal run of a glob. `None` for
+    /// regexes and networks.
+    pub(crate) fn literal(&self) -> Option<std::borrow::Cow<'_, [u8]>> {
+        use std::borrow::Cow;
+        match self {
+            Pattern::Exact(bytes) | Pattern::Prefix(bytes) | Pattern::Suffix(bytes) => {
+                Some(Cow::Borrowed(bytes))
+            }
+            Pattern::Contains(finder) => Some(Cow::Borrowed(finder.needle())),
+            Pattern::Glob(tokens) => {
+                let mut best: Vec<u8> = Vec::new();
+                let mut run: Vec<u8> = Vec::new();
+                for token in tokens.iter().chain(std::iter::once(&GlobToken::Star)) {
+                    match token {
+                        GlobToken::Byte(byte) => run.push(*byte),
+                        GlobToken::One | GlobToken::Star => {
+                            if run.len() > best.len() {
+                                best = std::mem::take(&mut run);
+                            }
+                            run.clear();
+                        }
+                    }
+                }
+                Some(Cow::Owned(best))
+            }
+            Pattern::Regex(_) | Pattern::Cidr(_) => None,
         }
     }
 

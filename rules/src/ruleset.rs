@@ -2,10 +2,12 @@
 //!
 //! This module owns the whole path from rule text to a [`RuleSet`]: splitting
 //! sources into YAML documents, reading each document's metadata, compiling
-//! detections (via [`crate::detection`]) and event-count correlations,
-//! resolving correlation references by id or name, and deciding which
-//! detections raise alerts on their own. It also owns the group-key encoding
-//! that the engine uses to route events to correlation shards.
+//! detections (via `crate::detection`) with their log source condition and
+//! filters, correlations (via `crate::correlation_rule`), resolving
+//! references by id or name, building the prefilter (`crate::matcher`),
+//! and deciding which detections and correlations raise alerts on their
+//! own. It also owns the group-key encoding that the engine uses to route
+//! events to correlation shards.
 //!
 //! It must not read files (the engine passes text in [`RuleSource`]), read
 //! a clock, or keep per-event state: [`RuleSet`] is immutable once built
@@ -13,19 +15,18 @@
 //!
 //! ## Log sources
 //!
-//! A rule's `logsource` is parsed and kept in [`RuleMeta`]. In this first
-//! slice only these services restrict which events a rule sees, by requiring
-//! the `process.name` field (the syslog app name) to equal a value, compared
-//! case-insensitively:
+//! A rule's `logsource` is parsed and kept in [`RuleMeta`], and compiled
+//! by [`crate::logsource`] into a condition on the event that runs before
+//! the detection. A log source no mapping covers fails the rule with
+//! `Unsupported { feature: "logsource ..." }`; the table is in
+//! `rules/LOGSOURCES.md`.
 //!
-//! | `service` | `process.name` |
-//! |-----------|----------------|
-//! | `sshd`    | `sshd`         |
-//! | `sudo`    | `sudo`         |
-//! | `su`      | `su`           |
+//! ## Filters
 //!
-//! Every other log source is accepted and does not restrict: such a rule is
-//! evaluated against every event. Full log-source mapping is a later issue.
+//! A Sigma filter document (`filter: {rules: [...], selection..., condition}`)
+//! adds `and not <filter>` to each detection it names by id or name, after
+//! every source is read. A name that is not loaded is an error of the
+//! filter document; the filter's own `logsource` is informational.
 //!
 //! ## Group keys
 //!
@@ -34,32 +35,29 @@
 //! many value bytes. A field missing from the event is the length
 //! [`GROUP_VALUE_ABSENT`] with no bytes, so "absent" and "empty" differ.
 //! Values are taken as they arrived (no case folding). The encoding is
-//! self-delimiting, so equal keys mean equal value tuples.
+//! self-delimiting, so equal keys mean equal value tuples. With `aliases`,
+//! each `group-by` entry reads the field of the matched input, so events of
+//! different rules that share a logical group produce the same key bytes
+//! and therefore reach the same shard. Fields are resolved as in
+//! [`crate::field`].
 
 use std::collections::HashMap;
 
 use serde_yaml_ng::{Mapping, Value};
 
-use crate::detection::Detection;
+use crate::correlation_rule::{
+    self, read_correlation, CorrelationDraft, CorrelationInput, CorrelationKind, CorrelationMeta,
+    CountCondition, Resolved, CORRELATION_INPUTS_MAX,
+};
+use crate::detection::{Detection, DetectionContext};
 use crate::error::{RuleError, RuleErrorKind};
 use crate::event::Event;
+use crate::logsource::{resolve_logsource, LogsourceFilter, LogsourceMapping};
+use crate::matcher::Matcher;
 use crate::pattern::Scratch;
 
 /// The length marker of a group-by field that is absent from the event.
 pub const GROUP_VALUE_ABSENT: u32 = u32::MAX;
-
-/// The largest `gt`/`gte`/`eq` threshold of an event-count correlation. The
-/// correlation state keeps one timestamp per counted event up to the
-/// threshold, so this bounds the memory of one group.
-pub const EVENT_COUNT_THRESHOLD_MAX: u64 = 10_000;
-
-/// The longest correlation timespan accepted: a year. Longer windows would
-/// keep groups alive for longer than any checkpoint is meant to carry them.
-pub const TIMESPAN_NS_MAX: i64 = 366 * 24 * 3600 * 1_000_000_000;
-
-/// Services whose rules are restricted to one syslog app name. See the module
-/// docs.
-const SERVICE_PROCESS_NAMES: &[(&str, &str)] = &[("sshd", "sshd"), ("sudo", "sudo"), ("su", "su")];
 
 /// The built-in rule pack, compiled into the binary.
 const BUILTIN_FILES: &[(&str, &str)] = &[
@@ -80,6 +78,20 @@ const BUILTIN_FILES: &[(&str, &str)] = &[
         include_str!("../builtin/su_root_failure.yml"),
     ),
 ];
+
+/// Settings of a compilation that come from the engine's configuration
+/// rather than from rule text.
+#[derive(Clone, Debug, Default)]
+pub struct CompileOptions {
+    /// Values of `expand` placeholders: `%name%` in a value with the
+    /// `expand` modifier becomes each of `placeholders["name"]`. A rule
+    /// using a placeholder that is not here is reported as
+    /// `Unsupported { feature: "placeholder:<name>" }`.
+    pub placeholders: std::collections::BTreeMap<String, Vec<String>>,
+    /// Log source mappings from configuration, tried before the built-in
+    /// table (see `rules/LOGSOURCES.md`).
+    pub logsources: Vec<LogsourceMapping>,
+}
 
 /// Rule text and where it came from. A source may hold several YAML
 /// documents separated by `---`.
@@ -125,71 +137,99 @@ pub struct RuleMeta {
     pub standalone: bool,
 }
 
-/// A correlation condition as an inclusive range of counts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CountCondition {
-    /// The smallest count that satisfies the condition (`gt`, `gte`, `eq`).
-    pub min: Option<u64>,
-    /// The largest count that satisfies the condition (`lt`, `lte`, `eq`).
-    pub max: Option<u64>,
-}
-
-impl CountCondition {
-    /// Whether `count` satisfies the condition.
-    pub fn holds(&self, count: u64) -> bool {
-        self.min.is_none_or(|min| count >= min) && self.max.is_none_or(|max| count <= max)
-    }
-
-    /// Conditions with a lower bound are decided eagerly, on the event that
-    /// reaches it; conditions with only an upper bound can only be decided
-    /// when a window closes.
-    pub fn is_eager(&self) -> bool {
-        self.min.is_some()
-    }
-}
-
-/// The kinds of correlation this engine runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CorrelationKind {
-    /// `event_count`.
-    EventCount,
-}
-
-/// What the engine needs to know about a correlation rule.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CorrelationMeta {
-    /// The rule `id`.
-    pub id: String,
-    /// The rule `title`.
-    pub title: String,
-    /// The optional `name`.
-    pub name: Option<String>,
-    /// The `level`, as written.
-    pub level: Option<String>,
-    /// The `description`.
-    pub description: Option<String>,
-    /// The source the rule came from.
-    pub origin: String,
-    /// The correlation type.
-    pub kind: CorrelationKind,
-    /// The detections this correlation counts (indices into detections).
-    pub rules: Vec<u32>,
-    /// `group-by` field names, in order; the group key encodes them so.
-    pub group_by: Vec<String>,
-    /// `timespan` in nanoseconds (always positive).
-    pub timespan_ns: i64,
-    /// `condition`.
-    pub condition: CountCondition,
-    /// `generate`: the referenced rules also alert on their own.
-    pub generate: bool,
-}
-
 #[derive(Clone, Debug)]
 struct CompiledDetection {
     meta: RuleMeta,
-    /// Required `process.name`, ASCII-lowercased, from the log source.
-    process_name: Option<Box<[u8]>>,
+    /// The events the rule's `logsource` lets it see.
+    source_filter: LogsourceFilter,
     detection: Detection,
+    /// Sigma filters that name this rule: the rule matches only when none
+    /// of them does (`and not filter`).
+    exclusions: Vec<std::sync::Arc<Detection>>,
+}
+
+impl CompiledDetection {
+    fn matches(&self, event: &Event<'_>, scratch: &mut Scratch) -> bool {
+        self.source_filter.matches(event)
+            && self.detection.matches(event, scratch)
+            && !self
+                .exclusions
+                .iter()
+                .any(|filter| filter.matches(event, scratch))
+    }
+}
+
+/// A Sigma filter document, compiled, before it is attached to its rules.
+struct FilterDraft {
+    /// The rule ids or names of `filter.rules`.
+    rules: Vec<String>,
+    detection: std::sync::Arc<Detection>,
+}
+
+/// Reads a filter document (Sigma filters specification): `filter.rules`
+/// names the rules, the rest of `filter` is a detection section.
+fn read_filter(
+    map: &Mapping,
+    place: &mut Place,
+    options: &CompileOptions,
+) -> Result<FilterDraft, RuleErrorKind> {
+    let _ = read_common(map, place)?;
+    let Some(Value::Mapping(section)) = map.get("filter") else {
+        return Err(RuleErrorKind::invalid("'filter' must be a map"));
+    };
+    let rules = match section.get("rules") {
+        Some(Value::String(rule)) => vec![rule.clone()],
+        Some(Value::Sequence(items)) if !items.is_empty() => items
+            .iter()
+            .map(|item| match item {
+                Value::String(rule) => Ok(rule.clone()),
+                _ => Err(RuleErrorKind::invalid("'filter.rules' must list rule ids")),
+            })
+            .collect::<Result<_, _>>()?,
+        _ => return Err(RuleErrorKind::invalid("filter has no 'rules'")),
+    };
+    let mut detection = section.clone();
+    detection.remove("rules");
+    let context = DetectionContext {
+        placeholders: &options.placeholders,
+    };
+    let detection = Detection::compile(&Value::Mapping(detection), &context)?;
+    Ok(FilterDraft {
+        rules,
+        detection: std::sync::Arc::new(detection),
+    })
+}
+
+/// Attaches a filter to the detections it names. A name that is not a
+/// loaded detection is an error of the filter (a filter for a rule that
+/// failed to load is silently moot: that rule raises nothing anyway).
+fn apply_filter(
+    filter: &FilterDraft,
+    detections: &mut [CompiledDetection],
+    targets: &HashMap<String, Resolved>,
+) -> Result<(), RuleErrorKind> {
+    let mut unknown = Vec::new();
+    for rule in &filter.rules {
+        match targets.get(rule) {
+            Some(Resolved::Detection(index, _, _)) => {
+                if let Some(detection) = detections.get_mut(*index as usize) {
+                    detection.exclusions.push(filter.detection.clone());
+                }
+            }
+            Some(Resolved::Failed(_)) => {}
+            Some(Resolved::Draft(_)) => {
+                return Err(RuleErrorKind::invalid(format!(
+                    "filter names correlation '{rule}'; filters apply to detections"
+                )))
+            }
+            None => unknown.push(rule.as_str()),
+        }
+    }
+    if unknown.is_empty() {
+        Ok(())
+    } else {
+        Err(RuleErrorKind::UnknownReference(unknown.join(", ")))
+    }
 }
 
 /// A compiled, immutable set of detection and correlation rules.
@@ -199,6 +239,13 @@ pub struct RuleSet {
     correlations: Vec<CorrelationMeta>,
     /// For each detection, the correlations that count its matches.
     consumers: Vec<Vec<u32>>,
+    /// For each correlation, the correlations that list it as an input:
+    /// `(referencing correlation, input position)`.
+    chained: Vec<Vec<(u32, u8)>>,
+    /// Correlation index by [`CorrelationMeta::hash`].
+    by_hash: HashMap<u64, u32>,
+    /// The per-field prefilter over every detection.
+    matcher: Matcher,
 }
 
 /// Where one document of a source sits, for error messages.
@@ -222,139 +269,12 @@ impl Place {
     }
 }
 
-/// A correlation read from YAML, before its references are resolved.
-struct PendingCorrelation {
-    place: Place,
-    meta: CorrelationMeta,
-    references: Vec<String>,
-}
-
-/// What a rule id or name refers to while resolving correlations.
-#[derive(Clone, Debug)]
-enum Target {
-    Detection(u32),
-    Correlation,
-    /// The rule did not load, for this reason.
-    Failed(RuleErrorKind),
-}
-
 fn optional_string(map: &Mapping, key: &str) -> Result<Option<String>, RuleErrorKind> {
     match map.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(text)) => Ok(Some(text.clone())),
         Some(Value::Number(number)) => Ok(Some(number.to_string())),
         Some(_) => Err(RuleErrorKind::invalid(format!("'{key}' must be a string"))),
-    }
-}
-
-fn string_list(value: &Value, what: &str) -> Result<Vec<String>, RuleErrorKind> {
-    match value {
-        Value::String(text) => Ok(vec![text.clone()]),
-        Value::Sequence(items) => items
-            .iter()
-            .map(|item| match item {
-                Value::String(text) => Ok(text.clone()),
-                _ => Err(RuleErrorKind::invalid(format!(
-                    "'{what}' must list strings"
-                ))),
-            })
-            .collect(),
-        _ => Err(RuleErrorKind::invalid(format!(
-            "'{what}' must be a list of strings"
-        ))),
-    }
-}
-
-/// Parses a Sigma timespan: a positive integer and one of `s`, `m`, `h`, `d`.
-pub fn parse_timespan_ns(text: &str) -> Result<i64, RuleErrorKind> {
-    let text = text.trim();
-    let invalid = || RuleErrorKind::invalid(format!("timespan '{text}' is not <number><s|m|h|d>"));
-    let Some(unit) = text.chars().last() else {
-        return Err(invalid());
-    };
-    let unit_ns: i64 = match unit {
-        's' => 1_000_000_000,
-        'm' => 60 * 1_000_000_000,
-        'h' => 3600 * 1_000_000_000,
-        'd' => 86_400 * 1_000_000_000,
-        _ => return Err(invalid()),
-    };
-    let digits = &text[..text.len() - unit.len_utf8()];
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(invalid());
-    }
-    let count: i64 = digits.parse().map_err(|_| invalid())?;
-    let span_ns = count.checked_mul(unit_ns).ok_or_else(invalid)?;
-    if span_ns <= 0 || span_ns > TIMESPAN_NS_MAX {
-        return Err(RuleErrorKind::invalid(format!(
-            "timespan '{text}' must be positive and at most 366d"
-        )));
-    }
-    Ok(span_ns)
-}
-
-fn parse_count_condition(value: &Value) -> Result<CountCondition, RuleErrorKind> {
-    let Value::Mapping(map) = value else {
-        return Err(RuleErrorKind::invalid(
-            "correlation condition must be a map",
-        ));
-    };
-    let mut min: Option<u64> = None;
-    let mut max: Option<u64> = None;
-    let mut raise_min = |bound: u64| min = Some(min.map_or(bound, |m| m.max(bound)));
-    let mut lower_max = |bound: u64| max = Some(max.map_or(bound, |m| m.min(bound)));
-    for (key, bound) in map {
-        let Value::String(operator) = key else {
-            return Err(RuleErrorKind::invalid(
-                "correlation condition keys must be strings",
-            ));
-        };
-        if operator == "field" {
-            return Err(RuleErrorKind::unsupported("correlation-condition:field"));
-        }
-        let Some(bound) = bound.as_u64() else {
-            return Err(RuleErrorKind::invalid(format!(
-                "correlation condition '{operator}' needs a non-negative integer"
-            )));
-        };
-        match operator.as_str() {
-            "gt" => raise_min(
-                bound
-                    .checked_add(1)
-                    .ok_or_else(|| RuleErrorKind::invalid("'gt' bound too large"))?,
-            ),
-            "gte" => raise_min(bound),
-            "lt" if bound == 0 => return Err(RuleErrorKind::invalid("'lt: 0' is never true")),
-            "lt" => lower_max(bound - 1),
-            "lte" => lower_max(bound),
-            "eq" => {
-                raise_min(bound);
-                lower_max(bound);
-            }
-            "neq" => return Err(RuleErrorKind::unsupported("correlation-condition:neq")),
-            other => {
-                return Err(RuleErrorKind::invalid(format!(
-                    "unknown correlation condition '{other}'"
-                )))
-            }
-        }
-    }
-    // A group only exists once it has an event, so a lower bound of zero
-    // adds nothing to an upper bound and is meaningless on its own.
-    if min == Some(0) {
-        min = None;
-    }
-    match (min, max) {
-        (None, None) => Err(RuleErrorKind::invalid(
-            "correlation condition is always true or empty",
-        )),
-        (Some(min), Some(max)) if min > max => Err(RuleErrorKind::invalid(
-            "correlation condition range is empty",
-        )),
-        (Some(min), _) if min > EVENT_COUNT_THRESHOLD_MAX => Err(RuleErrorKind::unsupported(
-            "correlation:threshold-above-10000",
-        )),
-        _ => Ok(CountCondition { min, max }),
     }
 }
 
@@ -393,19 +313,61 @@ fn read_logsource(map: &Mapping) -> Result<LogSource, RuleErrorKind> {
     }
 }
 
-fn compile_detection(map: &Mapping, place: &mut Place) -> Result<CompiledDetection, RuleErrorKind> {
+/// Reads a correlation document: common metadata, then the section.
+fn read_correlation_document(
+    map: &Mapping,
+    place: &mut Place,
+) -> Result<CorrelationDraft, RuleErrorKind> {
+    let (id, title, name, level, description) = read_common(map, place)?;
+    let Some(Value::Mapping(section)) = map.get("correlation") else {
+        return Err(RuleErrorKind::invalid("'correlation' must be a map"));
+    };
+    let meta = CorrelationMeta {
+        id,
+        title,
+        name,
+        level,
+        description,
+        origin: place.origin.clone(),
+        kind: CorrelationKind::EventCount,
+        rules: Vec::new(),
+        inputs: Vec::new(),
+        group_by: Vec::new(),
+        group_fields: Vec::new(),
+        value_fields: Vec::new(),
+        timespan_ns: 1,
+        condition: CountCondition {
+            min: None,
+            max: None,
+        },
+        generate: false,
+        standalone: true,
+        hash: 0,
+        fingerprint: 0,
+    };
+    read_correlation(section, map, meta)
+}
+
+fn compile_detection(
+    map: &Mapping,
+    place: &mut Place,
+    options: &CompileOptions,
+) -> Result<CompiledDetection, RuleErrorKind> {
     let (id, title, name, level, description) = read_common(map, place)?;
     let logsource = read_logsource(map)?;
     let section = map
         .get("detection")
         .ok_or_else(|| RuleErrorKind::invalid("rule has no detection"))?;
-    let detection = Detection::compile(section)?;
-    let process_name = logsource.service.as_deref().and_then(|service| {
-        SERVICE_PROCESS_NAMES
-            .iter()
-            .find(|(known, _)| known.eq_ignore_ascii_case(service))
-            .map(|(_, process)| process.as_bytes().to_ascii_lowercase().into_boxed_slice())
-    });
+    let context = DetectionContext {
+        placeholders: &options.placeholders,
+    };
+    let detection = Detection::compile(section, &context)?;
+    let source_filter = resolve_logsource(
+        logsource.product.as_deref(),
+        logsource.category.as_deref(),
+        logsource.service.as_deref(),
+        &options.logsources,
+    )?;
     Ok(CompiledDetection {
         meta: RuleMeta {
             id,
@@ -417,71 +379,9 @@ fn compile_detection(map: &Mapping, place: &mut Place) -> Result<CompiledDetecti
             logsource,
             standalone: true,
         },
-        process_name,
+        source_filter,
         detection,
-    })
-}
-
-fn read_correlation(map: &Mapping, place: &mut Place) -> Result<PendingCorrelation, RuleErrorKind> {
-    let (id, title, name, level, description) = read_common(map, place)?;
-    let Some(Value::Mapping(section)) = map.get("correlation") else {
-        return Err(RuleErrorKind::invalid("'correlation' must be a map"));
-    };
-    match section.get("type") {
-        Some(Value::String(kind)) if kind == "event_count" => {}
-        Some(Value::String(kind)) => {
-            return Err(RuleErrorKind::unsupported(format!("correlation:{kind}")))
-        }
-        _ => return Err(RuleErrorKind::invalid("correlation has no type")),
-    }
-    if section.contains_key("aliases") {
-        return Err(RuleErrorKind::unsupported("correlation:aliases"));
-    }
-    let references = match section.get("rules") {
-        Some(value) => string_list(value, "rules")?,
-        None => return Err(RuleErrorKind::invalid("correlation has no rules")),
-    };
-    if references.is_empty() {
-        return Err(RuleErrorKind::invalid("correlation has no rules"));
-    }
-    let group_by = match section.get("group-by") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(value) => string_list(value, "group-by")?,
-    };
-    let timespan_ns = match section.get("timespan") {
-        Some(Value::String(text)) => parse_timespan_ns(text)?,
-        _ => return Err(RuleErrorKind::invalid("correlation has no timespan")),
-    };
-    let condition = match section.get("condition") {
-        Some(value) => parse_count_condition(value)?,
-        None => {
-            return Err(RuleErrorKind::invalid(
-                "event_count correlation has no condition",
-            ))
-        }
-    };
-    let generate = match section.get("generate").or_else(|| map.get("generate")) {
-        None => false,
-        Some(Value::Bool(flag)) => *flag,
-        Some(_) => return Err(RuleErrorKind::invalid("'generate' must be a boolean")),
-    };
-    Ok(PendingCorrelation {
-        place: place.clone(),
-        meta: CorrelationMeta {
-            id,
-            title,
-            name,
-            level,
-            description,
-            origin: place.origin.clone(),
-            kind: CorrelationKind::EventCount,
-            rules: Vec::new(),
-            group_by,
-            timespan_ns,
-            condition,
-            generate,
-        },
-        references,
+        exclusions: Vec::new(),
     })
 }
 
@@ -513,10 +413,20 @@ impl RuleSet {
     /// rule (YAML document). A correlation whose base rule failed fails too,
     /// with the base rule's reason where it was unsupported.
     pub fn compile_lenient(sources: &[RuleSource]) -> (RuleSet, Vec<RuleError>) {
+        RuleSet::compile_with(sources, &CompileOptions::default())
+    }
+
+    /// [`RuleSet::compile_lenient`] with options the engine loads from its
+    /// configuration (placeholders, extra log source mappings).
+    pub fn compile_with(
+        sources: &[RuleSource],
+        options: &CompileOptions,
+    ) -> (RuleSet, Vec<RuleError>) {
         let mut errors = Vec::new();
-        let mut detections = Vec::new();
-        let mut pending = Vec::new();
-        let mut targets: HashMap<String, Target> = HashMap::new();
+        let mut detections: Vec<CompiledDetection> = Vec::new();
+        let mut drafts: Vec<(Place, CorrelationDraft)> = Vec::new();
+        let mut targets: HashMap<String, Resolved> = HashMap::new();
+        let mut filters: Vec<(Place, FilterDraft)> = Vec::new();
 
         for source in sources {
             let documents = serde_yaml_ng::Deserializer::from_str(&source.text);
@@ -546,22 +456,37 @@ impl RuleSet {
                     }
                 };
                 let result = if map.contains_key("correlation") {
-                    read_correlation(&map, &mut place).map(|p| pending.push(p))
+                    read_correlation_document(&map, &mut place).and_then(|draft| {
+                        let index = drafts.len();
+                        register(
+                            &mut targets,
+                            &draft.meta.id,
+                            draft.meta.name.as_deref(),
+                            Resolved::Draft(index),
+                        )?;
+                        drafts.push((place.clone(), draft));
+                        Ok(())
+                    })
                 } else if map.contains_key("filter") {
-                    read_common(&map, &mut place)
-                        .and(Err(RuleErrorKind::unsupported("sigma-filter")))
+                    read_filter(&map, &mut place, options).map(|draft| {
+                        filters.push((place.clone(), draft));
+                    })
                 } else if map.contains_key("action") && !map.contains_key("detection") {
                     read_common(&map, &mut place)
                         .and(Err(RuleErrorKind::unsupported("action-document")))
                 } else {
-                    compile_detection(&map, &mut place).and_then(|compiled| {
+                    compile_detection(&map, &mut place, options).and_then(|compiled| {
                         let index = u32::try_from(detections.len())
                             .map_err(|_| RuleErrorKind::invalid("too many rules"))?;
                         register(
                             &mut targets,
                             &compiled.meta.id,
                             compiled.meta.name.as_deref(),
-                            Target::Detection(index),
+                            Resolved::Detection(
+                                index,
+                                compiled.meta.id.clone(),
+                                compiled.meta.name.clone(),
+                            ),
                         )?;
                         detections.push(compiled);
                         Ok(())
@@ -573,85 +498,87 @@ impl RuleSet {
                     if let Some(id) = &place.rule_id {
                         targets
                             .entry(id.clone())
-                            .or_insert(Target::Failed(kind.clone()));
+                            .or_insert(Resolved::Failed(kind.clone()));
                     }
                     if let Some(name) = optional_string(&map, "name").ok().flatten() {
-                        targets.entry(name).or_insert(Target::Failed(kind.clone()));
+                        targets
+                            .entry(name)
+                            .or_insert(Resolved::Failed(kind.clone()));
                     }
                     errors.push(place.error(kind));
                 }
             }
         }
 
-        // Correlation ids and names share the namespace with detections.
-        let mut registered = Vec::with_capacity(pending.len());
-        for correlation in pending {
-            match register(
-                &mut targets,
-                &correlation.meta.id,
-                correlation.meta.name.as_deref(),
-                Target::Correlation,
-            ) {
-                Ok(()) => registered.push(correlation),
-                Err(kind) => errors.push(correlation.place.error(kind)),
+        // Filters add `and not filter` to the detections they name; they
+        // are applied after every source is read, so a filter may come
+        // before its rules.
+        for (place, filter) in filters {
+            if let Err(kind) = apply_filter(&filter, &mut detections, &targets) {
+                errors.push(place.error(kind));
             }
         }
 
-        let mut correlations = Vec::with_capacity(registered.len());
+        let (places, drafts): (Vec<Place>, Vec<CorrelationDraft>) = drafts.into_iter().unzip();
+        let (mut correlations, failed) = correlation_rule::resolve(drafts, &targets);
+        for (index, kind) in failed {
+            errors.push(places[index].error(kind));
+        }
+
         let mut consumers = vec![Vec::new(); detections.len()];
+        let mut chained = vec![Vec::new(); correlations.len()];
         let mut generated = vec![false; detections.len()];
         let mut referenced = vec![false; detections.len()];
-        for mut correlation in registered {
-            let resolved: Result<Vec<u32>, RuleErrorKind> = correlation
-                .references
-                .iter()
-                .map(|reference| match targets.get(reference) {
-                    Some(Target::Detection(index)) => Ok(*index),
-                    Some(Target::Correlation) => {
-                        Err(RuleErrorKind::unsupported("correlation:chaining"))
-                    }
-                    Some(Target::Failed(RuleErrorKind::Unsupported { feature })) => {
-                        Err(RuleErrorKind::unsupported(feature.clone()))
-                    }
-                    Some(Target::Failed(_)) => Err(RuleErrorKind::invalid(format!(
-                        "refers to rule '{reference}', which failed to load"
-                    ))),
-                    None => Err(RuleErrorKind::UnknownReference(reference.clone())),
-                })
-                .collect();
-            let mut rules = match resolved {
-                Ok(rules) => rules,
-                Err(kind) => {
-                    errors.push(correlation.place.error(kind));
-                    continue;
-                }
-            };
-            rules.sort_unstable();
-            rules.dedup();
-            let Ok(index) = u32::try_from(correlations.len()) else {
-                errors.push(
-                    correlation
-                        .place
-                        .error(RuleErrorKind::invalid("too many rules")),
-                );
-                continue;
-            };
-            for &rule in &rules {
+        let mut correlation_generated = vec![false; correlations.len()];
+        let mut correlation_referenced = vec![false; correlations.len()];
+        let mut by_hash = HashMap::with_capacity(correlations.len());
+        for (index, correlation) in correlations.iter().enumerate() {
+            // Lossless: resolve() numbers correlations with u32.
+            let index = index as u32;
+            if by_hash.insert(correlation.hash, index).is_some() {
+                // Two ids with the same 64-bit hash: astronomically rare,
+                // but state keyed by the hash would mix them.
+                errors.push(RuleError {
+                    origin: correlation.origin.clone(),
+                    document: 0,
+                    rule_id: Some(correlation.id.clone()),
+                    title: Some(correlation.title.clone()),
+                    kind: RuleErrorKind::invalid("rule id hash collides with another rule"),
+                });
+            }
+            for &rule in &correlation.rules {
                 consumers[rule as usize].push(index);
                 referenced[rule as usize] = true;
-                generated[rule as usize] |= correlation.meta.generate;
+                generated[rule as usize] |= correlation.generate;
             }
-            correlation.meta.rules = rules;
-            correlations.push(correlation.meta);
+            for (position, input) in correlation.inputs.iter().enumerate() {
+                if let CorrelationInput::Correlation(base) = input {
+                    // Lossless: at most CORRELATION_INPUTS_MAX positions.
+                    chained[*base as usize].push((index, position as u8));
+                    correlation_referenced[*base as usize] = true;
+                    correlation_generated[*base as usize] |= correlation.generate;
+                }
+            }
         }
         for (i, detection) in detections.iter_mut().enumerate() {
             detection.meta.standalone = !referenced[i] || generated[i];
         }
+        for (i, correlation) in correlations.iter_mut().enumerate() {
+            correlation.standalone = !correlation_referenced[i] || correlation_generated[i];
+        }
 
+        let required: Vec<_> = detections
+            .iter()
+            .map(|d| d.detection.required_literals())
+            .collect();
+        let matcher = Matcher::build(&required);
         let rules = RuleSet {
+            matcher,
             detections,
             correlations,
             consumers,
+            chained,
+            by_hash,
         };
         rules.check_invariants();
         (rules, errors)
@@ -659,11 +586,24 @@ impl RuleSet {
 
     fn check_invariants(&self) {
         assert_eq!(self.consumers.len(), self.detections.len());
+        assert_eq!(self.chained.len(), self.correlations.len());
         for (index, correlation) in self.correlations.iter().enumerate() {
-            assert!(!correlation.rules.is_empty());
+            assert!(!correlation.inputs.is_empty());
+            assert!(correlation.inputs.len() <= CORRELATION_INPUTS_MAX);
+            assert_eq!(correlation.group_fields.len(), correlation.inputs.len());
             assert!(correlation.timespan_ns > 0);
             for &rule in &correlation.rules {
                 assert!(self.consumers[rule as usize].contains(&(index as u32)));
+            }
+            for input in &correlation.inputs {
+                if let CorrelationInput::Correlation(base) = input {
+                    // Chains point backwards in a topological sense; a
+                    // self-reference would recurse forever.
+                    assert_ne!(*base as usize, index);
+                    assert!(self.chained[*base as usize]
+                        .iter()
+                        .any(|(target, _)| *target as usize == index));
+                }
             }
         }
     }
@@ -695,19 +635,43 @@ impl RuleSet {
     /// nothing once `scratch` and `out` have grown to their working size.
     pub fn evaluate(&self, event: &Event<'_>, scratch: &mut Scratch, out: &mut Vec<u32>) {
         out.clear();
-        let process = event.get("process.name");
-        for (index, rule) in self.detections.iter().enumerate() {
-            if let Some(required) = &rule.process_name {
-                match process {
-                    Some(name) if name.eq_ignore_ascii_case(required) => {}
-                    _ => continue,
+        self.matcher.candidates(event, scratch);
+        let candidates = scratch.take_candidates();
+        for (word_index, &word) in candidates.iter().enumerate() {
+            let mut bits = word;
+            while bits != 0 {
+                let index = word_index * 64 + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                let Some(rule) = self.detections.get(index) else {
+                    debug_assert!(false, "candidate {index} out of range");
+                    continue;
+                };
+                if rule.matches(event, scratch) {
+                    // Lossless: compile refuses more than u32::MAX rules.
+                    out.push(index as u32);
                 }
             }
-            if rule.detection.matches(event, scratch) {
+        }
+        scratch.restore_candidates(candidates);
+    }
+
+    /// [`RuleSet::evaluate`] without the prefilter: every rule runs its
+    /// full detection. For tests that check the prefilter never drops a
+    /// match, and for measuring what it saves.
+    pub fn evaluate_all(&self, event: &Event<'_>, scratch: &mut Scratch, out: &mut Vec<u32>) {
+        out.clear();
+        for (index, rule) in self.detections.iter().enumerate() {
+            if rule.matches(event, scratch) {
                 // Lossless: compile refuses more than u32::MAX rules.
                 out.push(index as u32);
             }
         }
+    }
+
+    /// How many detections the prefilter guards (the rest run on every
+    /// event): a measure of how much it can save.
+    pub fn prefiltered_count(&self) -> usize {
+        self.matcher.guarded_count()
     }
 
     /// The correlations that count matches of `detection`. Empty for an
@@ -736,24 +700,122 @@ impl RuleSet {
     /// `out` (cleared first). See the module docs for the format. An index
     /// out of range is a caller bug: debug builds assert, release builds
     /// leave `out` empty.
+    ///
+    /// Without knowing which base rule matched, aliases are resolved for
+    /// the first detection input whose aliased fields are all present in
+    /// the event (the first detection input if none is complete). Callers
+    /// that know the matched rules should use [`RuleSet::group_key_for`].
     pub fn group_key(&self, correlation: u32, event: &Event<'_>, out: &mut Vec<u8>) {
         out.clear();
         let Some(meta) = self.correlations.get(correlation as usize) else {
             debug_assert!(false, "correlation {correlation} out of range");
             return;
         };
-        for field in &meta.group_by {
-            match event.get(field) {
-                Some(value) => {
-                    // A value can never be 4 GiB (frames are far smaller);
-                    // cut rather than collide with the absent marker.
-                    let length = value.len().min(GROUP_VALUE_ABSENT as usize - 1);
-                    out.extend_from_slice(&(length as u32).to_le_bytes());
-                    out.extend_from_slice(&value[..length]);
+        let position = self.alias_position(meta, u64::MAX, event);
+        encode_group(&meta.group_fields[position], event, out);
+    }
+
+    /// [`RuleSet::group_key`] for an event that matched `matched` (the
+    /// output of [`RuleSet::evaluate`]): aliases are those of the first
+    /// listed input that matched.
+    pub fn group_key_for(
+        &self,
+        correlation: u32,
+        matched: &[u32],
+        event: &Event<'_>,
+        out: &mut Vec<u8>,
+    ) {
+        out.clear();
+        let Some(meta) = self.correlations.get(correlation as usize) else {
+            debug_assert!(false, "correlation {correlation} out of range");
+            return;
+        };
+        let mask = self.input_mask(correlation, matched);
+        let position = self.alias_position(meta, mask, event);
+        encode_group(&meta.group_fields[position], event, out);
+    }
+
+    /// The input position whose field names read this event: the first
+    /// detection input in `mask` whose group fields are all present, else
+    /// the first detection input in `mask`, else position 0.
+    fn alias_position(&self, meta: &CorrelationMeta, mask: u64, event: &Event<'_>) -> usize {
+        let candidates = || {
+            meta.inputs
+                .iter()
+                .enumerate()
+                .filter(move |(position, input)| {
+                    mask & (1u64 << position) != 0
+                        && matches!(input, CorrelationInput::Detection(_))
+                })
+                .map(|(position, _)| position)
+        };
+        let complete = candidates().find(|&position| {
+            meta.group_fields[position]
+                .iter()
+                .all(|field| crate::field::resolve(event, field).is_some())
+        });
+        let position = complete.or_else(|| candidates().next()).unwrap_or(0);
+        debug_assert!(position < meta.group_fields.len());
+        position
+    }
+
+    /// The input mask of correlation `correlation` for an event that
+    /// matched `matched` (sorted detection indices, as from
+    /// [`RuleSet::evaluate`]): bit `i` is set when the correlation's `i`th
+    /// `rules` entry is a detection in `matched`. Zero for an index out of
+    /// range.
+    pub fn input_mask(&self, correlation: u32, matched: &[u32]) -> u64 {
+        let Some(meta) = self.correlations.get(correlation as usize) else {
+            return 0;
+        };
+        let mut mask = 0u64;
+        for (position, input) in meta.inputs.iter().enumerate() {
+            if let CorrelationInput::Detection(detection) = input {
+                if matched.binary_search(detection).is_ok() {
+                    mask |= 1u64 << position;
                 }
-                None => out.extend_from_slice(&GROUP_VALUE_ABSENT.to_le_bytes()),
             }
         }
+        mask
+    }
+
+    /// The `value_count` field value of `event` for correlation
+    /// `correlation` (aliases of the first matched input), or `None` for
+    /// other kinds, an absent field or an index out of range.
+    pub fn correlation_value<'e>(
+        &self,
+        correlation: u32,
+        matched: &[u32],
+        event: &Event<'e>,
+    ) -> Option<&'e [u8]> {
+        let meta = self.correlations.get(correlation as usize)?;
+        if meta.value_fields.is_empty() {
+            return None;
+        }
+        let mask = self.input_mask(correlation, matched);
+        let position = (0..meta.inputs.len())
+            .find(|position| mask & (1u64 << position) != 0)
+            .unwrap_or(0);
+        crate::field::resolve(event, meta.value_fields.get(position)?)
+    }
+
+    /// Correlation `i`'s metadata, or `None` out of range.
+    pub fn correlation_meta(&self, i: u32) -> Option<&CorrelationMeta> {
+        self.correlations.get(i as usize)
+    }
+
+    /// The correlations that list correlation `correlation` as an input,
+    /// with the input position: where its alerts are fed.
+    pub fn chained(&self, correlation: u32) -> &[(u32, u8)] {
+        self.chained
+            .get(correlation as usize)
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// The index of the correlation whose [`CorrelationMeta::hash`] is
+    /// `hash`: how state keyed by rule id finds its rule after a reload.
+    pub fn correlation_by_hash(&self, hash: u64) -> Option<u32> {
+        self.by_hash.get(&hash).copied()
     }
 
     /// Decodes a key made by [`RuleSet::group_key`] back into `(field,
@@ -791,18 +853,35 @@ impl RuleSet {
     }
 }
 
+/// Appends the group key of `fields` read from `event` (format in the
+/// module docs).
+fn encode_group(fields: &[String], event: &Event<'_>, out: &mut Vec<u8>) {
+    for field in fields {
+        match crate::field::resolve(event, field) {
+            Some(value) => {
+                // A value can never be 4 GiB (frames are far smaller); cut
+                // rather than collide with the absent marker.
+                let length = value.len().min(GROUP_VALUE_ABSENT as usize - 1);
+                out.extend_from_slice(&(length as u32).to_le_bytes());
+                out.extend_from_slice(&value[..length]);
+            }
+            None => out.extend_from_slice(&GROUP_VALUE_ABSENT.to_le_bytes()),
+        }
+    }
+}
+
 /// Records `id` (and `name`, if any) as referring to `target`, refusing
 /// duplicates of a rule that loaded.
 fn register(
-    targets: &mut HashMap<String, Target>,
+    targets: &mut HashMap<String, Resolved>,
     id: &str,
     name: Option<&str>,
-    target: Target,
+    target: Resolved,
 ) -> Result<(), RuleErrorKind> {
     for key in std::iter::once(id).chain(name) {
         if matches!(
             targets.get(key),
-            Some(Target::Detection(_) | Target::Correlation)
+            Some(Resolved::Detection(..) | Resolved::Draft(_))
         ) {
             return Err(RuleErrorKind::Duplicate(key.to_owned()));
         }

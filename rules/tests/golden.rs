@@ -1,7 +1,8 @@
 //! Data-driven tests: every folder under `tests/golden/` is one case.
 //!
 //! A case holds `rules.yml` (Sigma YAML, several documents allowed) and/or a
-//! `config.json` (`{"builtin": true, "groups_max": N}`), an `events.jsonl`
+//! `config.json` (`{"builtin": true, "groups_max": N, "placeholders":
+//! {"name": ["value", ..]}}`), an `events.jsonl`
 //! and the `expected.jsonl` it must produce. Each `events.jsonl` line is
 //! either an event, `{"time_ns": .., "fields": {..}, "message": "..",
 //! "raw": ".."}` (`raw` defaults to the message), or a watermark,
@@ -15,7 +16,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 use shardwatch_rules::{
-    event_alert_id, CorrelationAlert, CorrelationState, Event, RuleSet, RuleSource, Scratch,
+    event_alert_id, CompileOptions, CorrelationAlert, CorrelationState, Event, Observation,
+    RuleSet, RuleSource, Scratch,
 };
 
 fn alert_line(rules: &RuleSet, alert: &CorrelationAlert) -> Value {
@@ -64,7 +66,21 @@ fn run_case(dir: &Path) -> Result<Vec<String>, String> {
         });
     }
     let groups_max = config["groups_max"].as_u64().unwrap_or(1000) as usize;
-    let (rules, errors) = RuleSet::compile_lenient(&sources);
+    let mut options = CompileOptions::default();
+    if let Some(placeholders) = config["placeholders"].as_object() {
+        for (name, values) in placeholders {
+            let values = values
+                .as_array()
+                .map(|list| {
+                    list.iter()
+                        .filter_map(|v| v.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+            options.placeholders.insert(name.clone(), values);
+        }
+    }
+    let (rules, errors) = RuleSet::compile_with(&sources, &options);
     let mut lines = Vec::new();
     for error in &errors {
         lines.push(json!({
@@ -140,10 +156,18 @@ fn run_case(dir: &Path) -> Result<Vec<String>, String> {
         }
         rules.correlations_fed(&matched, &mut fed);
         for &correlation in &fed {
-            rules.group_key(correlation, &event, &mut key);
-            if let Some(alert) = state.observe(&rules, correlation, &key, time_ns, raw) {
-                lines.push(alert_line(&rules, &alert));
-            }
+            rules.group_key_for(correlation, &matched, &event, &mut key);
+            let observation = Observation {
+                correlation,
+                group_key: &key,
+                input_mask: rules.input_mask(correlation, &matched),
+                value: rules.correlation_value(correlation, &matched, &event),
+                time_ns,
+                raw,
+            };
+            closed.clear();
+            state.observe_into(&rules, &observation, &mut closed);
+            lines.extend(closed.iter().map(|alert| alert_line(&rules, alert)));
         }
         assert!(
             state.check_invariants(),

@@ -50,6 +50,21 @@ fn malformed_documents_are_errors() {
         "title: t\ncorrelation:\n  type: event_count\n  rules: [x]\n  timespan: 1m\n  condition: {neq: 3}".to_owned(),
         "title: t\ncorrelation:\n  type: event_count\n  rules: [x]\n  timespan: 1m\n  condition: {gte: 100001}".to_owned(),
         "title: t\ncorrelation:\n  type: event_count\n  rules: [x]\n  timespan: \u{e9}\n  condition: {gte: 1}".to_owned(),
+        "title: t\ncorrelation:\n  type: temporal\n  rules: [a, b]\n  timespan: 1m\n  aliases: 5".to_owned(),
+        "title: t\ncorrelation:\n  type: temporal\n  rules: [a]\n  timespan: 1m\n  aliases: {x: {nope: y}}".to_owned(),
+        "title: t\ncorrelation:\n  type: value_count\n  rules: [a]\n  timespan: 1m\n  condition: {gte: 2}".to_owned(),
+        "title: t\ncorrelation:\n  type: value_count\n  rules: [a]\n  timespan: 1m\n  condition: {field: [a, b], gte: 2}".to_owned(),
+        "title: t\ncorrelation:\n  type: temporal\n  rules: [a, b]\n  timespan: 1m\n  condition: {gte: 3}".to_owned(),
+        "title: t\ncorrelation:\n  type: temporal_ordered\n  rules: [a, b]\n  timespan: 1m\n  condition: {gte: 1}".to_owned(),
+        "title: t\ndetection:\n  sel:\n    a|expand: '%x%%y%%z%'\n  condition: sel".to_owned(),
+        "title: t\ndetection:\n  sel:\n    a|gt: abc\n  condition: sel".to_owned(),
+        "title: t\ndetection:\n  sel:\n    a|hour|re: x\n  condition: sel".to_owned(),
+        "title: t\ndetection:\n  sel:\n    a|neq: null\n  condition: sel".to_owned(),
+        "title: t\ndetection:\n  sel:\n    a|base64|base64offset|contains: x\n  condition: sel".to_owned(),
+        "title: t\nfilter: 5".to_owned(),
+        "title: t\nfilter:\n  rules: []\n  sel: {a: 1}\n  condition: sel".to_owned(),
+        "title: t\nfilter:\n  rules: [x]\n  condition: sel".to_owned(),
+        "title: t\nlogsource: {product: [a]}\ndetection:\n  sel: {a: 1}\n  condition: sel".to_owned(),
         deep_flow,
         deep_condition,
         laughs.to_owned(),
@@ -63,7 +78,7 @@ fn malformed_documents_are_errors() {
 }
 
 #[test]
-fn a_correlation_cannot_refer_to_itself_or_another_correlation() {
+fn a_correlation_cannot_refer_to_itself() {
     let text = "title: c\nid: c\ncorrelation:\n  type: event_count\n  rules: [c]\n  timespan: 1m\n  condition: {gte: 2}\n";
     let source = RuleSource {
         origin: "self".to_owned(),

@@ -116,6 +116,26 @@ detection:
     filter:
         never: x
 ---
+title: numeric, neq and a leaf-resolved Sigma field name
+id: kind-numeric-leaf
+detection:
+    sel:
+        source.port|gt: 1024
+        user.name|neq: admin
+        CommandLine|contains: 'nc -e'
+        SourceIp|cidr: 198.51.100.0/24
+    condition: sel
+---
+title: windows log source on a syslog event
+id: kind-logsource
+logsource:
+    product: windows
+    category: process_creation
+detection:
+    sel:
+        CommandLine|contains: 'nc'
+    condition: sel
+---
 title: keywords
 id: kind-keywords
 detection:
@@ -145,6 +165,8 @@ fn evaluate_does_not_allocate_after_warm_up() {
         ("user.name", b"ROOT"),
         ("source.ip", b"198.51.100.1"),
         ("cmd", b"curl x | nc -e /bin/sh abc zd LinPEAS"),
+        ("source.port", b"50022"),
+        ("Event.EventData.CommandLine", b"nc -e /bin/sh"),
     ];
     let event = Event {
         time_ns: 1,
@@ -165,8 +187,9 @@ fn evaluate_does_not_allocate_after_warm_up() {
         }
     }
     // Every rule is evaluated (no rule short-circuits another); these match:
-    // the sshd base rule, exact, regex, many, all, absent, cased, keywords.
-    assert_eq!(out.len(), 8);
+    // the sshd base rule, exact, regex, many, all, absent, cased,
+    // numeric-leaf, keywords (not the Windows log source one).
+    assert_eq!(out.len(), 9);
     COUNTING.with(|c| c.set(true));
     for _ in 0..1000 {
         rules.evaluate(&event, &mut scratch, &mut out);

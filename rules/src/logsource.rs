@@ -1,0 +1,396 @@
+//! Log source mapping: which events a rule's `logsource` lets it see.
+//!
+//! This module owns the translation of a Sigma `logsource` (product,
+//! category, service) into conditions on the event, from a built-in table
+//! ([`BUILTIN_LOGSOURCES`], documented in `rules/LOGSOURCES.md`) extended by
+//! [`LogsourceMapping`]s the engine loads from its configuration. It must
+//! not guess: a rule whose log source no mapping covers is refused at
+//! compile time (`Unsupported { feature: "logsource ..." }`) instead of
+//! being run against every event, so loading all of SigmaHQ does not turn
+//! Windows rules loose on Linux syslog.
+//!
+//! A mapping matches a rule when its product, category and service are each
+//! equal (ASCII case-insensitively) to the rule's, an absent one equal only
+//! to an absent one. Configured mappings are tried before the built-in ones,
+//! so configuration can override them. A rule with no `logsource` at all
+//! is not restricted (hand-written local rules often have none).
+//!
+//! A mapping's conditions are an OR of alternatives, each an AND of
+//! "field equals one of these values" (case-insensitive, fields resolved as
+//! in [`crate::field`]). No alternatives means no restriction.
+
+use crate::error::RuleErrorKind;
+use crate::event::Event;
+use crate::field::FieldName;
+
+/// One log source mapping, as the engine's configuration states it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LogsourceMapping {
+    /// `logsource.product` this mapping is for (`None`: the rule has none).
+    pub product: Option<String>,
+    /// `logsource.category` this mapping is for.
+    pub category: Option<String>,
+    /// `logsource.service` this mapping is for.
+    pub service: Option<String>,
+    /// OR of alternatives; each is an AND of `(field, any of values)`.
+    /// Empty: the rule sees every event.
+    pub conditions: Vec<Vec<(String, Vec<String>)>>,
+}
+
+/// One built-in row: product, category, service, and the conditions.
+type BuiltinRow = (
+    Option<&'static str>,
+    Option<&'static str>,
+    Option<&'static str>,
+    &'static [&'static [(&'static str, &'static [&'static str])]],
+);
+
+const SYSMON: &str = "Microsoft-Windows-Sysmon/Operational";
+
+/// The Windows Sysmon categories: the category and its Sysmon event ids.
+const SYSMON_CATEGORIES: &[(&str, &[&str])] = &[
+    ("network_connection", &["3"]),
+    ("process_termination", &["5"]),
+    ("driver_load", &["6"]),
+    ("image_load", &["7"]),
+    ("create_remote_thread", &["8"]),
+    ("raw_access_thread", &["9"]),
+    ("process_access", &["10"]),
+    ("file_event", &["11"]),
+    ("registry_add", &["12"]),
+    ("registry_delete", &["12"]),
+    ("registry_set", &["13"]),
+    ("registry_rename", &["14"]),
+    ("registry_event", &["12", "13", "14"]),
+    ("create_stream_hash", &["15"]),
+    ("pipe_created", &["17", "18"]),
+    ("wmi_event", &["19", "20", "21"]),
+    ("dns_query", &["22"]),
+    ("file_delete", &["23", "26"]),
+    ("file_change", &["2"]),
+    ("file_access", &["11"]),
+    ("sysmon_status", &["4", "16"]),
+    ("sysmon_error", &["255"]),
+];
+
+/// The built-in mappings. See `rules/LOGSOURCES.md`.
+pub const BUILTIN_LOGSOURCES: &[BuiltinRow] = &[
+    // Linux syslog: the syslog app name (`process.name`) says which daemon
+    // wrote the line.
+    (
+        Some("linux"),
+        None,
+        Some("sshd"),
+        &[&[("process.name", &["sshd"])]],
+    ),
+    (None, None, Some("sshd"), &[&[("process.name", &["sshd"])]]),
+    (
+        Some("linux"),
+        None,
+        Some("sudo"),
+        &[&[("process.name", &["sudo"])]],
+    ),
+    (
+        Some("linux"),
+        None,
+        Some("su"),
+        &[&[("process.name", &["su"])]],
+    ),
+    (
+        Some("linux"),
+        None,
+        Some("cron"),
+        &[&[("process.name", &["cron", "crond", "anacron"])]],
+    ),
+    (
+        Some("linux"),
+        None,
+        Some("auth"),
+        &[&[(
+            "process.name",
+            &[
+                "sshd",
+                "sudo",
+                "su",
+                "login",
+                "passwd",
+                "systemd-logind",
+                "unix_chkpwd",
+                "polkitd",
+                "useradd",
+                "userdel",
+                "usermod",
+                "groupadd",
+                "chpasswd",
+                "chage",
+            ],
+        )]],
+    ),
+    (
+        Some("linux"),
+        None,
+        Some("auditd"),
+        &[&[("process.name", &["auditd", "audispd", "audisp-syslog"])]],
+    ),
+    // Every line that reaches the appliance is syslog, and a bare
+    // `product: linux` cannot be checked (the host OS is unknown): neither
+    // restricts. Rules with these log sources search the message.
+    (Some("linux"), None, Some("syslog"), &[]),
+    (Some("linux"), None, None, &[]),
+    // Windows events forwarded as JSON: the event log channel.
+    (
+        Some("windows"),
+        None,
+        Some("security"),
+        &[&[("Channel", &["Security"])]],
+    ),
+    (
+        Some("windows"),
+        None,
+        Some("system"),
+        &[&[("Channel", &["System"])]],
+    ),
+    (
+        Some("windows"),
+        None,
+        Some("sysmon"),
+        &[&[("Channel", &[SYSMON])]],
+    ),
+    (
+        Some("windows"),
+        None,
+        Some("powershell"),
+        &[&[("Channel", &["Microsoft-Windows-PowerShell/Operational"])]],
+    ),
+    (
+        Some("windows"),
+        None,
+        Some("powershell-classic"),
+        &[&[("Channel", &["Windows PowerShell"])]],
+    ),
+    (
+        Some("windows"),
+        None,
+        Some("application"),
+        &[&[("Channel", &["Application"])]],
+    ),
+    (
+        Some("windows"),
+        Some("process_creation"),
+        None,
+        &[
+            &[("Channel", &[SYSMON]), ("EventID", &["1"])],
+            &[("Channel", &["Security"]), ("EventID", &["4688"])],
+        ],
+    ),
+    (
+        Some("windows"),
+        Some("ps_script"),
+        None,
+        &[&[
+            ("Channel", &["Microsoft-Windows-PowerShell/Operational"]),
+            ("EventID", &["4104"]),
+        ]],
+    ),
+    (
+        Some("windows"),
+        Some("ps_module"),
+        None,
+        &[&[
+            ("Channel", &["Microsoft-Windows-PowerShell/Operational"]),
+            ("EventID", &["4103"]),
+        ]],
+    ),
+    (
+        Some("windows"),
+        Some("ps_classic_start"),
+        None,
+        &[&[("Channel", &["Windows PowerShell"]), ("EventID", &["400"])]],
+    ),
+    // Network and web devices: the event category the engine's extractors
+    // (or the sender's JSON) set.
+    (
+        None,
+        Some("firewall"),
+        None,
+        &[&[("event.category", &["network", "firewall"])]],
+    ),
+    (
+        None,
+        Some("webserver"),
+        None,
+        &[&[("event.category", &["web"])]],
+    ),
+    (
+        None,
+        Some("proxy"),
+        None,
+        &[&[("event.category", &["proxy", "web"])]],
+    ),
+];
+
+/// A field and the lowercased values it may have.
+type FieldValues = (FieldName, Vec<Box<[u8]>>);
+
+/// The compiled condition of one rule's log source.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct LogsourceFilter {
+    /// OR of ANDs of (field, lowercased allowed values). Empty: no limit.
+    alternatives: Vec<Vec<FieldValues>>,
+}
+
+impl LogsourceFilter {
+    /// Whether the event is from this log source.
+    pub(crate) fn matches(&self, event: &Event<'_>) -> bool {
+        self.alternatives.is_empty()
+            || self.alternatives.iter().any(|all| {
+                all.iter().all(|(field, values)| {
+                    field.resolve(event).is_some_and(|value| {
+                        values
+                            .iter()
+                            .any(|allowed| value.eq_ignore_ascii_case(allowed))
+                    })
+                })
+            })
+    }
+
+    /// Whether the filter lets every event through.
+    #[cfg(test)]
+    pub(crate) fn is_open(&self) -> bool {
+        self.alternatives.is_empty()
+    }
+
+    fn compile<'a>(
+        alternatives: impl Iterator<Item = impl Iterator<Item = (&'a str, Vec<&'a str>)>>,
+    ) -> Self {
+        LogsourceFilter {
+            alternatives: alternatives
+                .map(|all| {
+                    all.map(|(field, values)| {
+                        (
+                            FieldName::new(field),
+                            values
+                                .into_iter()
+                                .map(|v| v.as_bytes().to_ascii_lowercase().into_boxed_slice())
+                                .collect(),
+                        )
+                    })
+                    .collect()
+                })
+                .collect(),
+        }
+    }
+}
+
+fn same(a: Option<&str>, b: Option<&str>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
+        _ => false,
+    }
+}
+
+/// The filter of a rule with this product, category and service, from the
+/// configured mappings first, then the built-in table.
+pub(crate) fn resolve_logsource(
+    product: Option<&str>,
+    category: Option<&str>,
+    service: Option<&str>,
+    extra: &[LogsourceMapping],
+) -> Result<LogsourceFilter, RuleErrorKind> {
+    if product.is_none() && category.is_none() && service.is_none() {
+        return Ok(LogsourceFilter::default());
+    }
+    let wanted = |p: Option<&str>, c: Option<&str>, s: Option<&str>| {
+        same(p, product) && same(c, category) && same(s, service)
+    };
+    if let Some(mapping) = extra.iter().find(|m| {
+        wanted(
+            m.product.as_deref(),
+            m.category.as_deref(),
+            m.service.as_deref(),
+        )
+    }) {
+        return Ok(LogsourceFilter::compile(mapping.conditions.iter().map(
+            |all| {
+                all.iter().map(|(field, values)| {
+                    (field.as_str(), values.iter().map(String::as_str).collect())
+                })
+            },
+        )));
+    }
+    if let Some((_, _, _, conditions)) = BUILTIN_LOGSOURCES
+        .iter()
+        .find(|(p, c, s, _)| wanted(*p, *c, *s))
+    {
+        return Ok(LogsourceFilter::compile(conditions.iter().map(|all| {
+            all.iter().map(|(field, values)| (*field, values.to_vec()))
+        })));
+    }
+    if same(product, Some("windows")) && service.is_none() {
+        if let Some((_, ids)) = category.and_then(|category| {
+            SYSMON_CATEGORIES
+                .iter()
+                .find(|(known, _)| known.eq_ignore_ascii_case(category))
+        }) {
+            return Ok(LogsourceFilter::compile(std::iter::once(
+                [("Channel", vec![SYSMON]), ("EventID", ids.to_vec())].into_iter(),
+            )));
+        }
+    }
+    Err(RuleErrorKind::unsupported(format!(
+        "logsource product={} category={} service={}",
+        product.unwrap_or("-"),
+        category.unwrap_or("-"),
+        service.unwrap_or("-")
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unmapped_log_sources_are_refused_not_opened() {
+        assert!(resolve_logsource(Some("linux"), Some("process_creation"), None, &[]).is_err());
+        assert!(resolve_logsource(Some("aws"), None, Some("cloudtrail"), &[]).is_err());
+        assert!(resolve_logsource(Some("linux"), None, None, &[]).is_ok_and(|f| f.is_open()));
+        assert!(resolve_logsource(None, None, None, &[]).is_ok_and(|f| f.is_open()));
+        let extra = LogsourceMapping {
+            product: Some("aws".to_owned()),
+            category: None,
+            service: Some("cloudtrail".to_owned()),
+            conditions: vec![vec![(
+                "event.provider".to_owned(),
+                vec!["cloudtrail".to_owned()],
+            )]],
+        };
+        assert!(
+            resolve_logsource(Some("AWS"), None, Some("cloudtrail"), &[extra])
+                .is_ok_and(|f| !f.is_open())
+        );
+    }
+
+    #[test]
+    fn process_creation_is_sysmon_1_or_security_4688() {
+        let filter = resolve_logsource(Some("windows"), Some("process_creation"), None, &[]);
+        let Ok(filter) = filter else {
+            panic!("process_creation is mapped")
+        };
+        let check = |fields: &[(&str, &[u8])]| {
+            filter.matches(&Event {
+                time_ns: 0,
+                fields,
+                message: b"",
+                raw: b"",
+            })
+        };
+        assert!(check(&[
+            ("Event.System.Channel", SYSMON.as_bytes()),
+            ("Event.System.EventID", b"1")
+        ]));
+        assert!(check(&[("Channel", b"security"), ("EventID", b"4688")]));
+        assert!(!check(&[("Channel", b"Security"), ("EventID", b"1")]));
+        assert!(!check(&[("process.name", b"sshd")]));
+    }
+}

@@ -1,0 +1,240 @@
+//! Alert suppression: folding repeats of one alert into the first.
+//!
+//! This module owns [`Suppressor`], the pure state the engine consults
+//! before it emits an alert: per rule and group, the first alert opens a
+//! window of a configured length, and every further alert of the same rule
+//! and group inside that window is folded into the first (its count goes
+//! up) instead of being emitted. It must not read a clock (the alert's
+//! event time is the argument), emit anything, or know alert formats; the
+//! engine decides what "fold" means for its outputs (e.g. update a count on
+//! the stored alert with the returned id).
+//!
+//! Windows are measured in event time and are fixed from the first alert:
+//! an alert at `t` folds into an open entry whose `first_ns <= t <=
+//! first_ns + window_ns`; one later than that opens a new entry (and is
+//! emitted). An alert older than the entry's start (out of order) folds
+//! too, since it belongs to the same burst. The state is bounded by
+//! `entries_max` (oldest-expiring entry evicted first, counted in
+//! [`Suppressor::evicted_total`]) and is rkyv-archivable so it can travel
+//! with a shard's checkpoint.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::correlation_rule::rule_id_hash;
+
+/// What the engine should do with an alert.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SuppressDecision {
+    /// Emit it: no open window for its rule and group.
+    Emit,
+    /// Do not emit it: fold it into the alert with this id, which has now
+    /// absorbed `count` alerts (itself included).
+    FoldInto {
+        /// The id of the first alert of the window.
+        id: String,
+        /// How many alerts the window has absorbed, the first included.
+        count: u64,
+    },
+}
+
+/// One open suppression window.
+#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+struct Entry {
+    id: String,
+    first_ns: i64,
+    until_ns: i64,
+    count: u64,
+}
+
+/// Per rule and group suppression windows. See the module docs.
+#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct Suppressor {
+    window_ns: i64,
+    entries_max: u64,
+    evicted_total: u64,
+    folded_total: u64,
+    /// `(rule id hash, group key)` to its open window.
+    entries: BTreeMap<(u64, Vec<u8>), Entry>,
+    /// `(until_ns, rule id hash, group key)`: expiry and eviction order.
+    by_until: BTreeSet<(i64, u64, Vec<u8>)>,
+}
+
+impl Suppressor {
+    /// A suppressor folding repeats within `window_ns` (at least 1 ns)
+    /// and holding at most `entries_max` windows (at least one).
+    pub fn new(window_ns: i64, entries_max: usize) -> Self {
+        Suppressor {
+            window_ns: window_ns.max(1),
+            entries_max: entries_max.max(1) as u64,
+            evicted_total: 0,
+            folded_total: 0,
+            entries: BTreeMap::new(),
+            by_until: BTreeSet::new(),
+        }
+    }
+
+    /// Decides about one alert of rule `rule_id` for group `group_key` (the
+    /// correlation group key, or for single-event alerts whatever the
+    /// engine groups them by, e.g. the host) with id `id` at event time
+    /// `time_ns`.
+    pub fn check(
+        &mut self,
+        rule_id: &str,
+        group_key: &[u8],
+        id: &str,
+        time_ns: i64,
+    ) -> SuppressDecision {
+        let key = (rule_id_hash(rule_id), group_key.to_vec());
+        if let Some(entry) = self.entries.get_mut(&key) {
+            if time_ns <= entry.until_ns {
+                entry.count += 1;
+                self.folded_total += 1;
+                return SuppressDecision::FoldInto {
+                    id: entry.id.clone(),
+                    count: entry.count,
+                };
+            }
+            // The window is over: this alert opens the next one.
+            let until_ns = entry.until_ns;
+            self.entries.remove(&key);
+            let removed = self.by_until.remove(&(until_ns, key.0, key.1.clone()));
+            debug_assert!(removed);
+        }
+        if self.entries.len() as u64 >= self.entries_max {
+            if let Some((until_ns, hash, group)) = self.by_until.pop_first() {
+                let removed = self.entries.remove(&(hash, group));
+                debug_assert!(removed.is_some_and(|e| e.until_ns == until_ns));
+                self.evicted_total += 1;
+            }
+        }
+        let until_ns = time_ns.saturating_add(self.window_ns);
+        self.by_until.insert((until_ns, key.0, key.1.clone()));
+        self.entries.insert(
+            key,
+            Entry {
+                id: id.to_owned(),
+                first_ns: time_ns,
+                until_ns,
+                count: 1,
+            },
+        );
+        debug_assert_eq!(self.entries.len(), self.by_until.len());
+        debug_assert!(self.entries.len() as u64 <= self.entries_max);
+        SuppressDecision::Emit
+    }
+
+    /// Drops windows that ended before `now_ns` (event-time watermark).
+    pub fn advance(&mut self, now_ns: i64) {
+        while let Some((until_ns, _, _)) = self.by_until.first() {
+            if *until_ns >= now_ns {
+                break;
+            }
+            if let Some((_, hash, group)) = self.by_until.pop_first() {
+                self.entries.remove(&(hash, group));
+            }
+        }
+        debug_assert_eq!(self.entries.len(), self.by_until.len());
+    }
+
+    /// Open windows.
+    pub fn entry_count(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Windows evicted at the cap before they ended.
+    pub fn evicted_total(&self) -> u64 {
+        self.evicted_total
+    }
+
+    /// Alerts folded instead of emitted.
+    pub fn folded_total(&self) -> u64 {
+        self.folded_total
+    }
+
+    /// Whether the two indices agree (tests and checkpoint loads).
+    pub fn check_invariants(&self) -> bool {
+        self.entries.len() == self.by_until.len()
+            && self.entries.len() as u64 <= self.entries_max
+            && self.entries.iter().all(|((hash, group), entry)| {
+                entry.count >= 1
+                    && entry.first_ns <= entry.until_ns
+                    && self
+                        .by_until
+                        .contains(&(entry.until_ns, *hash, group.clone()))
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: i64 = 1_000_000_000;
+
+    #[test]
+    fn repeats_fold_into_the_first_within_the_window() {
+        let mut s = Suppressor::new(60 * S, 16);
+        assert_eq!(s.check("r", b"g", "id1", 0), SuppressDecision::Emit);
+        assert_eq!(
+            s.check("r", b"g", "id2", 30 * S),
+            SuppressDecision::FoldInto {
+                id: "id1".to_owned(),
+                count: 2
+            }
+        );
+        // The window edge is inclusive.
+        assert_eq!(
+            s.check("r", b"g", "id3", 60 * S),
+            SuppressDecision::FoldInto {
+                id: "id1".to_owned(),
+                count: 3
+            }
+        );
+        // Another group and another rule are independent.
+        assert_eq!(s.check("r", b"h", "id4", 30 * S), SuppressDecision::Emit);
+        assert_eq!(s.check("q", b"g", "id5", 30 * S), SuppressDecision::Emit);
+        // One nanosecond past the window opens a new one.
+        assert_eq!(
+            s.check("r", b"g", "id6", 60 * S + 1),
+            SuppressDecision::Emit
+        );
+        assert_eq!(s.folded_total(), 2);
+        assert!(s.check_invariants());
+    }
+
+    #[test]
+    fn bounded_with_counted_eviction_and_advance() {
+        let mut s = Suppressor::new(10 * S, 2);
+        assert_eq!(s.check("r", b"a", "a", 0), SuppressDecision::Emit);
+        assert_eq!(s.check("r", b"b", "b", S), SuppressDecision::Emit);
+        assert_eq!(s.check("r", b"c", "c", 2 * S), SuppressDecision::Emit);
+        assert_eq!(s.evicted_total(), 1);
+        assert_eq!(s.entry_count(), 2);
+        // `a` was evicted, so it emits again.
+        assert_eq!(s.check("r", b"a", "a2", 3 * S), SuppressDecision::Emit);
+        s.advance(12 * S + 1);
+        assert_eq!(s.entry_count(), 1);
+        assert!(s.check_invariants());
+    }
+
+    #[test]
+    fn rkyv_round_trip() {
+        let mut s = Suppressor::new(10 * S, 8);
+        let _ = s.check("r", b"a", "a", 0);
+        let _ = s.check("r", b"a", "a", S);
+        let bytes = match rkyv::to_bytes::<rkyv::rancor::Error>(&s) {
+            Ok(bytes) => bytes,
+            Err(error) => panic!("serialize: {error}"),
+        };
+        let mut restored = match rkyv::from_bytes::<Suppressor, rkyv::rancor::Error>(&bytes[..]) {
+            Ok(restored) => restored,
+            Err(error) => panic!("deserialize: {error}"),
+        };
+        assert_eq!(restored, s);
+        assert!(restored.check_invariants());
+        assert_eq!(
+            restored.check("r", b"a", "x", 2 * S),
+            s.check("r", b"a", "x", 2 * S)
+        );
+    }
+}
