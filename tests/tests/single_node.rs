@@ -293,3 +293,68 @@ fn a_thousand_concurrent_tcp_connections() {
     assert_eq!(total(&stopped.stats, "tcp_connections_accepted"), 1000);
     assert_eq!(total(&stopped.stats, "events_parsed"), 1000);
 }
+
+#[test]
+fn config_file_and_extra_rules_are_honoured() {
+    let dir = temp_dir("config");
+    let rules = dir.join("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    std::fs::write(
+        rules.join("marker.yml"),
+        "title: Evil marker seen\n\
+         id: 0c1f5a52-3a53-4a55-9a86-4e0f1d3f8e01\n\
+         status: experimental\n\
+         logsource:\n  product: linux\n\
+         detection:\n  keywords:\n    - 'evil-marker'\n  condition: keywords\n\
+         level: high\n",
+    )
+    .unwrap();
+    let config = dir.join("shardwatch.toml");
+    std::fs::write(
+        &config,
+        "[engine]\nshards = 256\n\n[output]\nstdout = false\n",
+    )
+    .unwrap();
+    let app = Appliance::start(
+        "config",
+        &[
+            "--cores",
+            "2",
+            "--config",
+            config.to_str().unwrap(),
+            "--rules",
+            rules.to_str().unwrap(),
+        ],
+    )
+    .unwrap();
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .send_to(
+            b"<13>Nov 27 10:00:00 host app: this carries the evil-marker token",
+            app.udp(),
+        )
+        .unwrap();
+    for line in brute_force_lines("203.0.113.99", "198.51.100.99") {
+        socket.send_to(line.as_bytes(), app.udp()).unwrap();
+    }
+    app.wait_for_alerts(2, WAIT);
+    let stopped = app.stop().unwrap();
+    assert!(stopped.exit_ok);
+    assert!(
+        stopped.stdout_alerts.is_empty(),
+        "output.stdout = false in the file"
+    );
+    let alerts = read_jsonl(&stopped.data_dir.join("alerts.jsonl"));
+    let marker: Vec<_> = alerts
+        .iter()
+        .filter(|a| a["rule"]["title"] == "Evil marker seen")
+        .collect();
+    assert_eq!(marker.len(), 1, "{alerts:#?}");
+    assert_eq!(marker[0]["kind"], "detection");
+    let brute = brute_force_alerts(&alerts);
+    assert_eq!(brute.len(), 1);
+    assert!(
+        brute[0]["shard"].as_u64().unwrap() < 256,
+        "engine.shards = 256 in the file"
+    );
+}
