@@ -78,6 +78,7 @@ fn bench(c: &mut Criterion) {
     let record = record_bytes.iter().next().expect("the sshd line is routed");
     let mut states = ShardStates::new(10_000);
     let mut t = 0i64;
+    let mut fired = Vec::new();
     let mut observe = c.benchmark_group("shard");
     observe.throughput(Throughput::Elements(1));
     observe.bench_function("observe", |b| {
@@ -87,7 +88,8 @@ fn bench(c: &mut Criterion) {
                 time_ns: t,
                 ..record
             };
-            black_box(states.observe(&rules, &rec))
+            states.observe(&rules, &rec, &mut fired);
+            black_box(fired.drain(..).count())
         })
     });
     observe.finish();

@@ -96,15 +96,22 @@ impl Pipeline {
         // counts once for that correlation.
         self.rules
             .correlations_fed(&self.matched, &mut self.correlations);
+        // Input masks look rules up by binary search.
+        self.matched.sort_unstable();
         for &correlation in &self.correlations {
-            self.rules.group_key(correlation, &event, &mut self.key);
+            self.rules
+                .group_key_for(correlation, &self.matched, &event, &mut self.key);
             let (shard, owner) = self.map.place(&self.key);
             let record = RouteRecord {
                 shard,
                 correlation,
+                input_mask: self.rules.input_mask(correlation, &self.matched),
                 time_ns: event.time_ns,
                 received_ns,
                 key: &self.key,
+                value: self
+                    .rules
+                    .correlation_value(correlation, &self.matched, &event),
                 raw,
             };
             sink.route(&record, owner);

@@ -57,7 +57,9 @@ impl<W: FnMut(String)> EventSink for ReplaySink<'_, W> {
     }
 
     fn route(&mut self, record: &RouteRecord<'_>, _owner: u16) {
-        if let Some(alert) = self.shards.observe(self.rules, record) {
+        let mut fired = Vec::new();
+        self.shards.observe(self.rules, record, &mut fired);
+        for alert in fired {
             let raised = Raised {
                 core: 0,
                 shard: Some(record.shard),

@@ -7,9 +7,14 @@
 //! event. Record layout (all integers little-endian):
 //!
 //! ```text
-//! u16 shard | u32 correlation | i64 time_ns | i64 received_ns
-//! | u32 key_len | key bytes | u32 raw_len | raw bytes
+//! u16 shard | u32 correlation | u64 input_mask | i64 time_ns | i64 received_ns
+//! | u32 key_len | key bytes | u32 value_len (u32::MAX: no value) | value bytes
+//! | u32 raw_len | raw bytes
 //! ```
+//!
+//! `input_mask` says which of the correlation's base rules the event
+//! matched (temporal correlations need it); `value` is the field a
+//! `value_count` correlation counts distinct values of.
 //!
 //! The raw line travels with the record because the owning core keeps up to
 //! five raw lines per group as the alert's sample.
@@ -31,13 +36,17 @@ pub struct RouteBatch {
 pub struct RouteRecord<'a> {
     pub shard: u16,
     pub correlation: u32,
+    pub input_mask: u64,
     pub time_ns: i64,
     pub received_ns: i64,
     pub key: &'a [u8],
+    pub value: Option<&'a [u8]>,
     pub raw: &'a [u8],
 }
 
-const HEADER_BYTES: usize = 2 + 4 + 8 + 8;
+const HEADER_BYTES: usize = 2 + 4 + 8 + 8 + 8;
+/// Marks a record without a value.
+const NO_VALUE: u32 = u32::MAX;
 
 impl RouteBatch {
     pub fn records(&self) -> u32 {
@@ -56,16 +65,29 @@ impl RouteBatch {
     pub fn push(&mut self, record: &RouteRecord<'_>) {
         let key_len = u32::try_from(record.key.len()).expect("group keys are far below 4 GiB");
         let raw_len = u32::try_from(record.raw.len()).expect("frames are far below 4 GiB");
+        let value_len = match record.value {
+            Some(value) => {
+                let len = u32::try_from(value.len()).expect("values are far below 4 GiB");
+                assert_ne!(len, NO_VALUE, "a value of u32::MAX bytes cannot be encoded");
+                len
+            }
+            None => NO_VALUE,
+        };
+        let value = record.value.unwrap_or_default();
         self.bytes
-            .reserve(HEADER_BYTES + 8 + record.key.len() + record.raw.len());
+            .reserve(HEADER_BYTES + 12 + record.key.len() + value.len() + record.raw.len());
         self.bytes.extend_from_slice(&record.shard.to_le_bytes());
         self.bytes
             .extend_from_slice(&record.correlation.to_le_bytes());
+        self.bytes
+            .extend_from_slice(&record.input_mask.to_le_bytes());
         self.bytes.extend_from_slice(&record.time_ns.to_le_bytes());
         self.bytes
             .extend_from_slice(&record.received_ns.to_le_bytes());
         self.bytes.extend_from_slice(&key_len.to_le_bytes());
         self.bytes.extend_from_slice(record.key);
+        self.bytes.extend_from_slice(&value_len.to_le_bytes());
+        self.bytes.extend_from_slice(value);
         self.bytes.extend_from_slice(&raw_len.to_le_bytes());
         self.bytes.extend_from_slice(record.raw);
         self.records += 1;
@@ -120,18 +142,25 @@ impl<'a> Iterator for RouteIter<'a> {
         self.left -= 1;
         let shard = u16::from_le_bytes(self.take_array());
         let correlation = u32::from_le_bytes(self.take_array());
+        let input_mask = u64::from_le_bytes(self.take_array());
         let time_ns = i64::from_le_bytes(self.take_array());
         let received_ns = i64::from_le_bytes(self.take_array());
         let key_len = u32::from_le_bytes(self.take_array()) as usize;
         let key = self.take(key_len);
+        let value = match u32::from_le_bytes(self.take_array()) {
+            NO_VALUE => None,
+            len => Some(self.take(len as usize)),
+        };
         let raw_len = u32::from_le_bytes(self.take_array()) as usize;
         let raw = self.take(raw_len);
         Some(RouteRecord {
             shard,
             correlation,
+            input_mask,
             time_ns,
             received_ns,
             key,
+            value,
             raw,
         })
     }
@@ -147,24 +176,30 @@ mod tests {
         let a = RouteRecord {
             shard: 7,
             correlation: 1,
+            input_mask: 0b101,
             time_ns: -5,
             received_ns: 10,
             key: b"k1",
+            value: Some(b"alice"),
             raw: b"line one",
         };
         let b = RouteRecord {
             shard: 4095,
             correlation: 2,
+            input_mask: u64::MAX,
             time_ns: i64::MAX,
             received_ns: 0,
             key: b"",
+            value: Some(b""),
             raw: b"\xff\x00",
         };
+        let c = RouteRecord { value: None, ..a };
         batch.push(&a);
         batch.push(&b);
-        assert_eq!(batch.records(), 2);
+        batch.push(&c);
+        assert_eq!(batch.records(), 3);
         let back: Vec<_> = batch.iter().collect();
-        assert_eq!(back, vec![a, b]);
+        assert_eq!(back, vec![a, b, c]);
     }
 
     #[test]
@@ -173,9 +208,11 @@ mod tests {
         let rec = RouteRecord {
             shard: 0,
             correlation: 0,
+            input_mask: 1,
             time_ns: 0,
             received_ns: 0,
             key: b"k",
+            value: None,
             raw: b"r",
         };
         for _ in 0..BATCH_RECORDS_MAX - 1 {

@@ -40,7 +40,7 @@ use glommio::channels::shared_channel::ConnectedReceiver;
 use glommio::{LocalExecutorBuilder, Placement};
 use shardwatch_net::framing::Framer;
 use shardwatch_net::transport::{self, tcp::TCP_READ_BYTES, udp::UdpBatchReceiver};
-use shardwatch_rules::{Event, RuleSet};
+use shardwatch_rules::{CorrelationAlert, Event, RuleSet};
 use shardwatch_storage::quarantine::{QuarantineRecord, QuarantineWriter};
 
 use crate::alert::{render_correlation, render_detection, Raised};
@@ -125,6 +125,8 @@ struct Core {
     outgoing: RefCell<Vec<RouteBatch>>,
     /// Full batches waiting to be sent, with their destination.
     ready: RefCell<Vec<(usize, RouteBatch)>>,
+    /// Alerts a record completed; reused so observing allocates nothing.
+    fired: RefCell<Vec<CorrelationAlert>>,
     /// Rendered alerts waiting for the writer channel.
     pending_alerts: RefCell<Vec<AlertLine>>,
     stats: Arc<CoreStats>,
@@ -162,6 +164,7 @@ async fn core_main(
         outgoing: RefCell::new((0..cores).map(|_| RouteBatch::default()).collect()),
         ready: RefCell::new(Vec::new()),
         pending_alerts: RefCell::new(Vec::new()),
+        fired: RefCell::new(Vec::new()),
         stats: shared.stats[index].clone(),
         tcp_open: Cell::new(0),
         senders,
@@ -234,8 +237,11 @@ impl Core {
         debug_assert_eq!(usize::from(self.shared.map.owner(record.shard)), self.index);
         add(&self.stats.shard_records, 1);
         self.stats.shard_seen(record.shard);
-        let fired = self.shards.borrow_mut().observe(&self.shared.rules, record);
-        if let Some(alert) = fired {
+        let mut fired = self.fired.borrow_mut();
+        self.shards
+            .borrow_mut()
+            .observe(&self.shared.rules, record, &mut fired);
+        for alert in fired.drain(..) {
             let raised = Raised {
                 core: self.index,
                 shard: Some(record.shard),

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use shardwatch_rules::{CorrelationAlert, CorrelationState, RuleSet};
+use shardwatch_rules::{CorrelationAlert, CorrelationState, Observation, RuleSet};
 
 use crate::route::RouteRecord;
 
@@ -27,23 +27,27 @@ impl ShardStates {
         }
     }
 
-    /// Feeds one routed record to its shard.
+    /// Feeds one routed record to its shard; alerts it completes (and
+    /// alerts of correlations chained on those) are appended to `out`.
     pub fn observe(
         &mut self,
         rules: &RuleSet,
         record: &RouteRecord<'_>,
-    ) -> Option<CorrelationAlert> {
+        out: &mut Vec<CorrelationAlert>,
+    ) {
         let groups_max = self.groups_per_shard_max;
+        let observation = Observation {
+            correlation: record.correlation,
+            group_key: record.key,
+            input_mask: record.input_mask,
+            value: record.value,
+            time_ns: record.time_ns,
+            raw: record.raw,
+        };
         self.states
             .entry(record.shard)
             .or_insert_with(|| CorrelationState::new(groups_max))
-            .observe(
-                rules,
-                record.correlation,
-                record.key,
-                record.time_ns,
-                record.raw,
-            )
+            .observe_into(rules, &observation, out);
     }
 
     /// Advances every shard to `now_ns`, collecting alerts of windows that
