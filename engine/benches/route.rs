@@ -88,7 +88,7 @@ fn bench(c: &mut Criterion) {
                 time_ns: t,
                 ..record
             };
-            states.observe(&rules, &rec, &mut fired);
+            assert!(states.observe(&rules, &rec, &mut fired));
             black_box(fired.drain(..).count())
         })
     });

@@ -10,6 +10,7 @@ use shardwatch_storage::quarantine::QuarantineWriter;
 
 use crate::config::Config;
 use crate::control::{ApiState, ControlPlane};
+use crate::liverules::LiveRules;
 use crate::output::AlertWriter;
 use crate::server::{run_cores, CoreSockets, Shared};
 use crate::shardmap::ShardMap;
@@ -32,18 +33,22 @@ pub fn run(config: Config) -> anyhow::Result<Vec<CoreReport>> {
     crate::limits::raise_memlock(cores)?;
     let nofile = crate::limits::raise_nofile();
 
-    let (rules, errors) = crate::ruleload::load(config.rules.builtin, &config.rules.paths)?;
-    for error in &errors {
-        eprintln!("shardwatch: rule not loaded: {error}");
-    }
-    if rules.detection_count() == 0 {
-        anyhow::bail!("no rules loaded: enable rules.builtin or give --rules PATH");
-    }
-    let rules = Arc::new(rules);
-
     let data_dir = &config.storage.data_dir;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+    // Rules uploaded through the API live in the data directory and load
+    // like any other rules path.
+    let mut rule_paths = config.rules.paths.clone();
+    rule_paths.push(crate::liverules::ensure_api_rules_dir(data_dir)?);
+    let (live, errors) = LiveRules::load(config.rules.builtin, rule_paths)?;
+    for error in &errors {
+        eprintln!("shardwatch: rule not loaded: {error}");
+    }
+    let live = Arc::new(live);
+    let (_, rules) = live.snapshot();
+    if rules.detection_count() == 0 {
+        anyhow::bail!("no rules loaded: enable rules.builtin or give --rules PATH");
+    }
     let quarantine = Arc::new(QuarantineWriter::open(
         data_dir,
         config.storage.quarantine_bytes_max,
@@ -104,7 +109,7 @@ pub fn run(config: Config) -> anyhow::Result<Vec<CoreReport>> {
             addr,
             ApiState {
                 token: config.api.token.clone(),
-                rules: rules.clone(),
+                live: live.clone(),
                 stats: stats.clone(),
                 data_dir: data_dir.clone(),
                 alerts_by_rule: writer.by_rule.clone(),
@@ -126,16 +131,18 @@ pub fn run(config: Config) -> anyhow::Result<Vec<CoreReport>> {
         rules.correlation_count(),
         data_dir.display(),
     );
+    let watcher = start_rule_watcher(live.clone(), stop.clone(), config.rules.watch_interval_ms)?;
     let shared = Arc::new(Shared {
         stats,
         config: config.clone(),
-        rules,
+        live,
         map,
         quarantine: quarantine.clone(),
         alerts,
         stop,
     });
     let result = run_cores(shared.clone(), sockets);
+    let _ = watcher.join();
     // The cores stop only once `stop` is set, which also stops the API.
     if let Some(control) = control {
         if let Err(err) = control.join() {
@@ -153,4 +160,53 @@ pub fn run(config: Config) -> anyhow::Result<Vec<CoreReport>> {
         quarantine.written_total()
     );
     Ok(reports)
+}
+
+/// Reloads the rules when a rule file changes (polled every `interval_ms`;
+/// 0 turns polling off) or on SIGHUP, until `stop`.
+fn start_rule_watcher(
+    live: Arc<LiveRules>,
+    stop: Arc<AtomicBool>,
+    interval_ms: u64,
+) -> anyhow::Result<std::thread::JoinHandle<()>> {
+    use std::sync::atomic::Ordering;
+    let hangup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hangup.clone())
+        .context("cannot install the SIGHUP handler")?;
+    std::thread::Builder::new()
+        .name("sw-rules".into())
+        .spawn(move || {
+            let tick = std::time::Duration::from_millis(100);
+            let mut seen = crate::liverules::files_fingerprint(live.paths());
+            let mut waited_ms = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(tick);
+                waited_ms += 100;
+                let mut reason = None;
+                if hangup.swap(false, Ordering::Relaxed) {
+                    reason = Some("SIGHUP");
+                }
+                if interval_ms > 0 && waited_ms >= interval_ms {
+                    waited_ms = 0;
+                    let now = crate::liverules::files_fingerprint(live.paths());
+                    if now != seen {
+                        seen = now;
+                        reason = reason.or(Some("rule files changed"));
+                    }
+                }
+                if let Some(reason) = reason {
+                    match live.reload() {
+                        Ok(report) => eprintln!(
+                            "shardwatch: rules reloaded ({reason}): generation {} with {} detections, {} correlations, {} unsupported skipped",
+                            report.generation,
+                            report.detections,
+                            report.correlations,
+                            report.unsupported.len()
+                        ),
+                        Err(err) => eprintln!("shardwatch: {err} ({reason})"),
+                    }
+                }
+            }
+        })
+        .context("cannot start the rule watcher thread")
 }

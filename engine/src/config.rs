@@ -91,6 +91,9 @@ pub struct RulesConfig {
     pub builtin: bool,
     /// Extra rule files or directories (searched for `*.yml` / `*.yaml`).
     pub paths: Vec<PathBuf>,
+    /// How often rule files are checked for changes, which reloads the
+    /// rules; 0 turns watching off (SIGHUP and the API still reload).
+    pub watch_interval_ms: u64,
 }
 
 /// Where alerts go besides `<data_dir>/alerts.jsonl`.
@@ -139,6 +142,7 @@ impl Default for RulesConfig {
         RulesConfig {
             builtin: true,
             paths: Vec::new(),
+            watch_interval_ms: 1_000,
         }
     }
 }

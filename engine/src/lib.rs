@@ -11,6 +11,7 @@ pub mod app;
 pub mod config;
 pub mod control;
 pub mod limits;
+pub mod liverules;
 pub mod output;
 pub mod pipeline;
 pub mod replay;

@@ -48,6 +48,15 @@ enum Command {
 enum RulesCommand {
     /// Load every rule under PATH and report OK or why not, then totals.
     Check { path: PathBuf },
+    /// Ask a running node to reload its rules (POST /api/rules/reload).
+    Reload {
+        /// The node's API address.
+        #[arg(long, default_value = "127.0.0.1:9600")]
+        api: String,
+        /// Bearer token, if the node's API needs one.
+        #[arg(long)]
+        api_token: Option<String>,
+    },
 }
 
 #[derive(Args, Default)]
@@ -199,24 +208,109 @@ fn replay(file: PathBuf, rule_args: RuleArgs, config: Option<PathBuf>) -> anyhow
     Ok(())
 }
 
-fn rules_check(path: PathBuf) -> anyhow::Result<bool> {
-    let mut ok = 0usize;
-    let mut failed = 0usize;
-    for file in shardwatch::ruleload::rule_files(&path)? {
-        let sources = shardwatch::ruleload::sources(false, std::slice::from_ref(&file))?;
-        let (_rules, errors) = shardwatch_rules::RuleSet::compile_lenient(&sources);
-        if errors.is_empty() {
-            ok += 1;
-            println!("OK     {}", file.display());
-        } else {
-            failed += 1;
-            for error in errors {
-                println!("FAILED {error}");
+/// Line number (1-based) where YAML document `document` (0-based) of
+/// `text` starts, counting `---` separator lines.
+fn document_line(text: &str, document: usize) -> usize {
+    if document == 0 {
+        return 1;
+    }
+    let mut seen = 0;
+    for (i, line) in text.lines().enumerate() {
+        if line.trim_end() == "---" {
+            seen += 1;
+            if seen == document {
+                return i + 2;
             }
         }
     }
-    println!("total: {} files, {ok} ok, {failed} not loaded", ok + failed);
-    Ok(failed == 0)
+    1
+}
+
+/// `shardwatch rules check PATH`: compiles every rule file under PATH as
+/// one set (so correlations may refer to rules in other files), then prints
+/// one line per rule — OK, UNSUPPORTED with the feature, or ERROR with file
+/// and line — and the totals. Returns true when every rule loaded.
+fn rules_check(path: PathBuf) -> anyhow::Result<bool> {
+    let sources = shardwatch::ruleload::sources(false, std::slice::from_ref(&path))?;
+    let (rules, errors) = shardwatch_rules::RuleSet::compile_lenient(&sources);
+    let text_of: std::collections::HashMap<&str, &str> = sources
+        .iter()
+        .map(|s| (s.origin.as_str(), s.text.as_str()))
+        .collect();
+    let mut ok = 0usize;
+    for i in 0..rules.detection_count() {
+        let meta = rules.detection(i);
+        println!("OK          {}  {} ({})", meta.origin, meta.title, meta.id);
+        ok += 1;
+    }
+    for i in 0..rules.correlation_count() {
+        let meta = rules.correlation(i);
+        println!("OK          {}  {} ({})", meta.origin, meta.title, meta.id);
+        ok += 1;
+    }
+    let mut unsupported: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut failed = 0usize;
+    for error in &errors {
+        let line = text_of
+            .get(error.origin.as_str())
+            .map_or(1, |text| document_line(text, error.document));
+        let what = error.title.as_deref().unwrap_or("(untitled)");
+        match &error.kind {
+            shardwatch_rules::RuleErrorKind::Unsupported { feature } => {
+                // Group features by their first word (e.g. "logsource").
+                let family = feature
+                    .split([' ', ':'])
+                    .next()
+                    .unwrap_or(feature)
+                    .to_string();
+                *unsupported.entry(family).or_default() += 1;
+                println!("UNSUPPORTED {}:{line}  {what}: {feature}", error.origin);
+            }
+            kind => {
+                failed += 1;
+                println!("ERROR       {}:{line}  {what}: {kind}", error.origin);
+            }
+        }
+    }
+    let unsupported_total: usize = unsupported.values().sum();
+    println!(
+        "total: {} rules, {ok} ok, {unsupported_total} unsupported, {failed} errors",
+        ok + unsupported_total + failed
+    );
+    for (feature, count) in &unsupported {
+        println!("  unsupported {feature}: {count}");
+    }
+    Ok(unsupported_total == 0 && failed == 0)
+}
+
+/// `shardwatch rules reload`: one HTTP POST to the node's API.
+fn rules_reload(api: &str, token: Option<&str>) -> anyhow::Result<()> {
+    use std::io::Read;
+    let addr: std::net::SocketAddr = api
+        .parse()
+        .with_context(|| format!("--api {api:?} is not an IP:port address"))?;
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(5))
+        .with_context(|| format!("cannot reach the shardwatch API at {addr}"))?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(120)))?;
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    write!(
+        stream,
+        "POST /api/rules/reload HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let ok = head.starts_with("HTTP/1.1 200");
+    // The body may be chunked; print what a person needs: the JSON.
+    let json = body
+        .lines()
+        .find(|l| l.trim_start().starts_with('{'))
+        .unwrap_or(body);
+    println!("{json}");
+    if !ok {
+        anyhow::bail!("reload refused: {}", head.lines().next().unwrap_or(""));
+    }
+    Ok(())
 }
 
 fn main() {
@@ -236,6 +330,9 @@ fn main() {
             Ok(false) => std::process::exit(1),
             Err(e) => Err(e),
         },
+        Command::Rules {
+            command: RulesCommand::Reload { api, api_token },
+        } => rules_reload(&api, api_token.as_deref()),
     };
     if let Err(err) = result {
         eprintln!("shardwatch: error: {err:#}");

@@ -56,6 +56,11 @@ impl Pipeline {
         &self.rules
     }
 
+    /// Swaps in a new rule set (a reload); takes effect from the next line.
+    pub fn set_rules(&mut self, rules: Arc<RuleSet>) {
+        self.rules = rules;
+    }
+
     /// Processes one line. Returns the event time, or None when the line
     /// was quarantined.
     pub fn process(
@@ -104,7 +109,7 @@ impl Pipeline {
             let (shard, owner) = self.map.place(&self.key);
             let record = RouteRecord {
                 shard,
-                correlation,
+                rule_hash: self.rules.correlation(correlation as usize).hash,
                 input_mask: self.rules.input_mask(correlation, &self.matched),
                 time_ns: event.time_ns,
                 received_ns,

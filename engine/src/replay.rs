@@ -58,7 +58,11 @@ impl<W: FnMut(String)> EventSink for ReplaySink<'_, W> {
 
     fn route(&mut self, record: &RouteRecord<'_>, _owner: u16) {
         let mut fired = Vec::new();
-        self.shards.observe(self.rules, record, &mut fired);
+        let known = self.shards.observe(self.rules, record, &mut fired);
+        debug_assert!(
+            known,
+            "replay routes with the one rule set it observes with"
+        );
         for alert in fired {
             let raised = Raised {
                 core: 0,

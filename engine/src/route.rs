@@ -7,11 +7,14 @@
 //! event. Record layout (all integers little-endian):
 //!
 //! ```text
-//! u16 shard | u32 correlation | u64 input_mask | i64 time_ns | i64 received_ns
+//! u16 shard | u64 rule_hash | u64 input_mask | i64 time_ns | i64 received_ns
 //! | u32 key_len | key bytes | u32 value_len (u32::MAX: no value) | value bytes
 //! | u32 raw_len | raw bytes
 //! ```
 //!
+//! `rule_hash` names the correlation by a hash of its rule id, not by its
+//! index, so that cores running different generations of the rule set
+//! during a reload still agree on which rule a record is for.
 //! `input_mask` says which of the correlation's base rules the event
 //! matched (temporal correlations need it); `value` is the field a
 //! `value_count` correlation counts distinct values of.
@@ -35,7 +38,7 @@ pub struct RouteBatch {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RouteRecord<'a> {
     pub shard: u16,
-    pub correlation: u32,
+    pub rule_hash: u64,
     pub input_mask: u64,
     pub time_ns: i64,
     pub received_ns: i64,
@@ -44,7 +47,7 @@ pub struct RouteRecord<'a> {
     pub raw: &'a [u8],
 }
 
-const HEADER_BYTES: usize = 2 + 4 + 8 + 8 + 8;
+const HEADER_BYTES: usize = 2 + 8 + 8 + 8 + 8;
 /// Marks a record without a value.
 const NO_VALUE: u32 = u32::MAX;
 
@@ -78,7 +81,7 @@ impl RouteBatch {
             .reserve(HEADER_BYTES + 12 + record.key.len() + value.len() + record.raw.len());
         self.bytes.extend_from_slice(&record.shard.to_le_bytes());
         self.bytes
-            .extend_from_slice(&record.correlation.to_le_bytes());
+            .extend_from_slice(&record.rule_hash.to_le_bytes());
         self.bytes
             .extend_from_slice(&record.input_mask.to_le_bytes());
         self.bytes.extend_from_slice(&record.time_ns.to_le_bytes());
@@ -141,7 +144,7 @@ impl<'a> Iterator for RouteIter<'a> {
         }
         self.left -= 1;
         let shard = u16::from_le_bytes(self.take_array());
-        let correlation = u32::from_le_bytes(self.take_array());
+        let rule_hash = u64::from_le_bytes(self.take_array());
         let input_mask = u64::from_le_bytes(self.take_array());
         let time_ns = i64::from_le_bytes(self.take_array());
         let received_ns = i64::from_le_bytes(self.take_array());
@@ -155,7 +158,7 @@ impl<'a> Iterator for RouteIter<'a> {
         let raw = self.take(raw_len);
         Some(RouteRecord {
             shard,
-            correlation,
+            rule_hash,
             input_mask,
             time_ns,
             received_ns,
@@ -175,7 +178,7 @@ mod tests {
         let mut batch = RouteBatch::default();
         let a = RouteRecord {
             shard: 7,
-            correlation: 1,
+            rule_hash: 1,
             input_mask: 0b101,
             time_ns: -5,
             received_ns: 10,
@@ -185,7 +188,7 @@ mod tests {
         };
         let b = RouteRecord {
             shard: 4095,
-            correlation: 2,
+            rule_hash: u64::MAX,
             input_mask: u64::MAX,
             time_ns: i64::MAX,
             received_ns: 0,
@@ -207,7 +210,7 @@ mod tests {
         let mut batch = RouteBatch::default();
         let rec = RouteRecord {
             shard: 0,
-            correlation: 0,
+            rule_hash: 0,
             input_mask: 1,
             time_ns: 0,
             received_ns: 0,

@@ -45,6 +45,7 @@ use shardwatch_storage::quarantine::{QuarantineRecord, QuarantineWriter};
 
 use crate::alert::{render_correlation, render_detection, Raised};
 use crate::config::Config;
+use crate::liverules::LiveRules;
 use crate::output::AlertLine;
 use crate::pipeline::{EventSink, Pipeline};
 use crate::route::{RouteBatch, RouteRecord};
@@ -63,7 +64,7 @@ const DRAIN_CONNECTIONS_MAX: Duration = Duration::from_secs(5);
 /// What every core shares: immutable after start.
 pub struct Shared {
     pub config: Config,
-    pub rules: Arc<RuleSet>,
+    pub live: Arc<LiveRules>,
     pub map: Arc<ShardMap>,
     pub quarantine: Arc<QuarantineWriter>,
     pub alerts: flume::Sender<AlertLine>,
@@ -120,6 +121,9 @@ struct Core {
     shared: Arc<Shared>,
     senders: Senders<RouteBatch>,
     pipeline: RefCell<Pipeline>,
+    /// This core's view of the rules, swapped at batch boundaries.
+    rules: RefCell<Arc<RuleSet>>,
+    rules_generation: Cell<u64>,
     shards: RefCell<ShardStates>,
     /// The batch being filled for each peer core.
     outgoing: RefCell<Vec<RouteBatch>>,
@@ -153,10 +157,13 @@ async fn core_main(
         .await
         .map_err(|e| anyhow::anyhow!("core {index} could not join the channel mesh: {e}"))?;
     let cores = shared.map.cores() as usize;
+    let (generation, rules) = shared.live.snapshot();
     let core = Rc::new(Core {
         index,
+        rules: RefCell::new(rules.clone()),
+        rules_generation: Cell::new(generation),
         pipeline: RefCell::new(Pipeline::new(
-            shared.rules.clone(),
+            rules,
             shared.map.clone(),
             shared.config.ingest.default_utc_offset_s,
         )),
@@ -209,6 +216,19 @@ impl Core {
         self.shared.stop.load(Ordering::Relaxed)
     }
 
+    /// Picks up a reloaded rule set. Called at batch boundaries only, so a
+    /// batch is always evaluated by one set.
+    fn refresh_rules(&self) {
+        let generation = self.shared.live.generation();
+        if generation == self.rules_generation.get() {
+            return;
+        }
+        let (generation, rules) = self.shared.live.snapshot();
+        self.pipeline.borrow_mut().set_rules(rules.clone());
+        *self.rules.borrow_mut() = rules;
+        self.rules_generation.set(generation);
+    }
+
     /// Processes one frame read from `peer`.
     fn process_line(
         &self,
@@ -237,10 +257,12 @@ impl Core {
         debug_assert_eq!(usize::from(self.shared.map.owner(record.shard)), self.index);
         add(&self.stats.shard_records, 1);
         self.stats.shard_seen(record.shard);
+        let rules = self.rules.borrow();
         let mut fired = self.fired.borrow_mut();
-        self.shards
-            .borrow_mut()
-            .observe(&self.shared.rules, record, &mut fired);
+        let known = self.shards.borrow_mut().observe(&rules, record, &mut fired);
+        if !known {
+            self.stats.drop_events("rule_removed_in_flight", 1);
+        }
         for alert in fired.drain(..) {
             let raised = Raised {
                 core: self.index,
@@ -248,7 +270,7 @@ impl Core {
                 detected_ns: now_ns(),
                 received_ns: record.received_ns,
             };
-            let line = render_correlation(&self.shared.rules, &alert, &raised);
+            let line = render_correlation(&rules, &alert, &raised);
             self.raise(line, &raised);
         }
     }
@@ -340,7 +362,7 @@ impl EventSink for CoreSink<'_> {
             detected_ns: now_ns(),
             received_ns,
         };
-        let line = render_detection(&self.core.shared.rules, detection, event, &raised);
+        let line = render_detection(&self.core.rules.borrow(), detection, event, &raised);
         self.core.raise(line, &raised);
     }
 
@@ -363,6 +385,7 @@ impl EventSink for CoreSink<'_> {
 /// Receives batches from one peer core until it closes its sender.
 async fn serve_peer(core: Rc<Core>, rx: ConnectedReceiver<RouteBatch>) {
     while let Some(batch) = rx.recv().await {
+        core.refresh_rules();
         for record in batch.iter() {
             core.observe_local(&record);
         }
@@ -376,10 +399,12 @@ async fn tick_loop(core: Rc<Core>) {
     let mut fired = Vec::new();
     while !core.stopping() {
         glommio::timer::sleep(TICK_INTERVAL.min(READ_TIMEOUT)).await;
+        core.refresh_rules();
         fired.clear();
+        let rules = core.rules.borrow().clone();
         core.shards
             .borrow_mut()
-            .advance(&core.shared.rules, now_ns(), &mut fired);
+            .advance(&rules, now_ns(), &mut fired);
         for (shard, alert) in fired.drain(..) {
             let raised = Raised {
                 core: core.index,
@@ -387,7 +412,7 @@ async fn tick_loop(core: Rc<Core>) {
                 detected_ns: now_ns(),
                 received_ns: alert.last_seen_ns,
             };
-            let line = render_correlation(&core.shared.rules, &alert, &raised);
+            let line = render_correlation(&rules, &alert, &raised);
             core.raise(line, &raised);
         }
         // Quarantine records are buffered; make them visible within a tick.
@@ -416,6 +441,7 @@ async fn udp_loop(core: Rc<Core>, socket: std::net::UdpSocket) -> anyhow::Result
                 continue;
             }
         };
+        core.refresh_rules();
         add(&core.stats.udp_batches, 1);
         add(&core.stats.udp_datagrams, count as u64);
         let received_ns = now_ns();
@@ -510,6 +536,7 @@ async fn serve_connection(core: Rc<Core>, mut stream: glommio::net::TcpStream) {
             Err(err) if is_timeout(&err) => continue,
             Err(_) => break,
         };
+        core.refresh_rules();
         add(&core.stats.tcp_bytes, n as u64);
         let received_ns = now_ns();
         framer.feed(&buf[..n], |frame| {

@@ -29,15 +29,20 @@ impl ShardStates {
 
     /// Feeds one routed record to its shard; alerts it completes (and
     /// alerts of correlations chained on those) are appended to `out`.
+    /// Returns false when the record's rule is not in `rules` (it was
+    /// removed by a reload while the record was in flight).
     pub fn observe(
         &mut self,
         rules: &RuleSet,
         record: &RouteRecord<'_>,
         out: &mut Vec<CorrelationAlert>,
-    ) {
+    ) -> bool {
+        let Some(correlation) = rules.correlation_by_hash(record.rule_hash) else {
+            return false;
+        };
         let groups_max = self.groups_per_shard_max;
         let observation = Observation {
-            correlation: record.correlation,
+            correlation,
             group_key: record.key,
             input_mask: record.input_mask,
             value: record.value,
@@ -48,6 +53,7 @@ impl ShardStates {
             .entry(record.shard)
             .or_insert_with(|| CorrelationState::new(groups_max))
             .observe_into(rules, &observation, out);
+        true
     }
 
     /// Advances every shard to `now_ns`, collecting alerts of windows that

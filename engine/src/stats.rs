@@ -32,6 +32,7 @@ pub const DROP_REASONS: &[&str] = &[
     "framing_count_zero",
     "framing_count_too_many_digits",
     "framing_count_no_space",
+    "rule_removed_in_flight",
     "other",
 ];
 

@@ -9,17 +9,21 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use crate::liverules::{api_rules_dir, LiveRules};
+use axum::extract::{DefaultBodyLimit, Path};
 use axum::extract::{Query, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use shardwatch_rules::RuleSet;
 
 use crate::stats::CoreStats;
+
+/// Largest rule file accepted by `PUT /api/rules/{name}`.
+pub const RULE_BODY_BYTES_MAX: usize = 1024 * 1024;
 
 /// Most records one page of `/api/alerts` or `/api/quarantine` returns.
 pub const PAGE_LIMIT_MAX: usize = 1_000;
@@ -28,7 +32,7 @@ const PAGE_LIMIT_DEFAULT: usize = 100;
 /// What the API reads.
 pub struct ApiState {
     pub token: String,
-    pub rules: Arc<RuleSet>,
+    pub live: Arc<LiveRules>,
     pub stats: Vec<Arc<CoreStats>>,
     pub data_dir: PathBuf,
     pub alerts_by_rule: Arc<Mutex<BTreeMap<String, u64>>>,
@@ -66,6 +70,9 @@ pub fn router(state: Shared) -> Router {
         .route("/api/stats", get(stats))
         .route("/api/alerts", get(alerts))
         .route("/api/rules", get(rules))
+        .route("/api/rules/reload", post(reload_rules))
+        .route("/api/rules/{name}", put(put_rule).delete(delete_rule))
+        .layer(DefaultBodyLimit::max(RULE_BODY_BYTES_MAX))
         .route("/api/quarantine", get(quarantine))
         .route("/api/openapi.json", get(openapi))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
@@ -97,12 +104,13 @@ async fn auth(State(state): State<Shared>, request: Request, next: Next) -> Resp
 }
 
 async fn health(State(state): State<Shared>) -> Json<Value> {
+    let (generation, rules) = state.live.snapshot();
     Json(json!({
         "status": "ok",
         "uptime_s": state.started.elapsed().as_secs(),
         "cores": state.stats.len(),
         "shards": state.shards,
-        "rules": {"detections": state.rules.detection_count(), "correlations": state.rules.correlation_count()},
+        "rules": {"generation": generation, "detections": rules.detection_count(), "correlations": rules.correlation_count()},
     }))
 }
 
@@ -268,7 +276,7 @@ async fn quarantine(
 }
 
 async fn rules(State(state): State<Shared>) -> Json<Value> {
-    let rules = &state.rules;
+    let (generation, rules) = state.live.snapshot();
     let detections: Vec<Value> = (0..rules.detection_count())
         .map(|i| {
             let m = rules.detection(i);
@@ -282,7 +290,105 @@ async fn rules(State(state): State<Shared>) -> Json<Value> {
                    "group_by": m.group_by, "timespan_ns": m.timespan_ns})
         })
         .collect();
-    Json(json!({"detections": detections, "correlations": correlations}))
+    Json(json!({"generation": generation, "detections": detections, "correlations": correlations}))
+}
+
+/// Compiling is CPU work; it runs off the async runtime's thread.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| ApiError {
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        message: format!("rule compilation task failed: {e}"),
+    })
+}
+
+fn reload_response(
+    result: Result<crate::liverules::ReloadReport, crate::liverules::ReloadError>,
+) -> Response {
+    match result {
+        Ok(report) => Json(json!({"reloaded": true, "report": report})).into_response(),
+        Err(err) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({"error": err.to_string(), "errors": err.errors})),
+        )
+            .into_response(),
+    }
+}
+
+async fn reload_rules(State(state): State<Shared>) -> Response {
+    let live = state.live.clone();
+    match blocking(move || live.reload()).await {
+        Ok(result) => reload_response(result),
+        Err(err) => err.into_response(),
+    }
+}
+
+fn valid_rule_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// `PUT /api/rules/{name}`: validates the YAML body against the running
+/// sources, stores it as `<data>/rules.d/{name}.yml` and reloads.
+async fn put_rule(State(state): State<Shared>, Path(name): Path<String>, body: String) -> Response {
+    if !valid_rule_name(&name) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "a rule name is 1 to 64 letters, digits, '-' or '_'",
+        );
+    }
+    let path = api_rules_dir(&state.data_dir).join(format!("{name}.yml"));
+    let live = state.live.clone();
+    let result = blocking(move || -> Result<_, ApiError> {
+        let origin = path.display().to_string();
+        if let Err(err) = live.validate_with(&origin, &body) {
+            return Err(ApiError {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                message: err.errors.join("; "),
+            });
+        }
+        std::fs::write(&path, &body).map_err(|e| ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: format!("cannot write {}: {e}", path.display()),
+        })?;
+        Ok(live.reload())
+    })
+    .await;
+    match result {
+        Ok(Ok(reloaded)) => reload_response(reloaded),
+        Ok(Err(err)) | Err(err) => err.into_response(),
+    }
+}
+
+/// `DELETE /api/rules/{name}`: removes a rule stored through the API and
+/// reloads.
+async fn delete_rule(State(state): State<Shared>, Path(name): Path<String>) -> Response {
+    if !valid_rule_name(&name) {
+        return error(StatusCode::BAD_REQUEST, "no such API rule name");
+    }
+    let path = api_rules_dir(&state.data_dir).join(format!("{name}.yml"));
+    if !path.exists() {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("no rule {name} was stored through the API"),
+        );
+    }
+    let live = state.live.clone();
+    let result = blocking(move || -> Result<_, ApiError> {
+        std::fs::remove_file(&path).map_err(|e| ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: format!("cannot remove {}: {e}", path.display()),
+        })?;
+        Ok(live.reload())
+    })
+    .await;
+    match result {
+        Ok(Ok(reloaded)) => reload_response(reloaded),
+        Ok(Err(err)) | Err(err) => err.into_response(),
+    }
 }
 
 async fn openapi() -> Response {
