@@ -88,3 +88,71 @@ pub fn render_detection(
         line,
     }
 }
+
+/// Suppression in front of the outputs: per rule and group, repeats within
+/// `rules.suppress_window_ms` (event time) are folded into the first alert
+/// instead of being written. When a window that folded repeats closes, one
+/// `update` record carries the first alert's final count (consumers upsert
+/// by `id`). Groups: a correlation's group key; for single-event rules the
+/// event's `host.name`. Each core suppresses what it raises, so a rule's
+/// single-event alerts read on two cores fold per core.
+pub struct AlertGate {
+    suppressor: Option<shardwatch_rules::Suppressor>,
+    closed: Vec<(String, u64)>,
+}
+
+/// Most open suppression windows one core keeps; the oldest is evicted
+/// (and counted by the suppressor) beyond it.
+pub const SUPPRESS_WINDOWS_MAX: usize = 100_000;
+
+impl AlertGate {
+    /// A gate folding repeats within `window_ms`; 0 lets everything through.
+    pub fn new(window_ms: u64) -> Self {
+        AlertGate {
+            suppressor: (window_ms > 0).then(|| {
+                shardwatch_rules::Suppressor::new(
+                    i64::try_from(window_ms.saturating_mul(1_000_000)).unwrap_or(i64::MAX),
+                    SUPPRESS_WINDOWS_MAX,
+                )
+            }),
+            closed: Vec::new(),
+        }
+    }
+
+    /// Whether an alert should be written (true) or was folded (false).
+    pub fn admit(&mut self, rule_id: &str, group_key: &[u8], id: &str, time_ns: i64) -> bool {
+        match &mut self.suppressor {
+            None => true,
+            Some(s) => matches!(
+                s.check(rule_id, group_key, id, time_ns),
+                shardwatch_rules::SuppressDecision::Emit
+            ),
+        }
+    }
+
+    /// Closes windows that ended before `now_ns`, rendering an update for
+    /// each that folded repeats.
+    pub fn advance(&mut self, now_ns: i64, detected_ns: i64, mut emit: impl FnMut(AlertLine)) {
+        let Some(s) = &mut self.suppressor else {
+            return;
+        };
+        s.advance_closed(now_ns, &mut self.closed);
+        for (id, count) in self.closed.drain(..) {
+            emit(render_update(&id, count, detected_ns));
+        }
+    }
+}
+
+/// The record that publishes a suppressed alert's final count.
+pub fn render_update(id: &str, count: u64, detected_ns: i64) -> AlertLine {
+    AlertLine {
+        rule_id: String::new(),
+        line: json!({
+            "id": id,
+            "kind": "update",
+            "count": count,
+            "detected_at": rfc3339_ns(detected_ns),
+        })
+        .to_string(),
+    }
+}

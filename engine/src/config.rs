@@ -94,6 +94,9 @@ pub struct RulesConfig {
     /// How often rule files are checked for changes, which reloads the
     /// rules; 0 turns watching off (SIGHUP and the API still reload).
     pub watch_interval_ms: u64,
+    /// Per rule and group, repeats of an alert within this window (event
+    /// time) are folded into the first; 0 turns suppression off.
+    pub suppress_window_ms: u64,
 }
 
 /// Where alerts go besides `<data_dir>/alerts.jsonl`.
@@ -143,6 +146,7 @@ impl Default for RulesConfig {
             builtin: true,
             paths: Vec::new(),
             watch_interval_ms: 1_000,
+            suppress_window_ms: 0,
         }
     }
 }

@@ -196,14 +196,15 @@ fn replay(file: PathBuf, rule_args: RuleArgs, config: Option<PathBuf>) -> anyhow
         config.engine.shards,
         config.engine.groups_per_shard_max,
         config.ingest.default_utc_offset_s,
+        config.rules.suppress_window_ms,
         input,
         |line| {
             let _ = writeln!(out, "{line}");
         },
     )?;
     eprintln!(
-        "shardwatch: replay: lines={} quarantined={} alerts={}",
-        summary.lines, summary.quarantined, summary.alerts
+        "shardwatch: replay: lines={} quarantined={} alerts={} suppressed={}",
+        summary.lines, summary.quarantined, summary.alerts, summary.suppressed
     );
     Ok(())
 }

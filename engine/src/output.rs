@@ -55,8 +55,12 @@ impl AlertWriter {
                             // not stop the durable log: ignore write errors.
                             let _ = writeln!(out, "{}", alert.line);
                         }
-                        if let Ok(mut counts) = counts.lock() {
-                            *counts.entry(alert.rule_id).or_default() += 1;
+                        // Updates of suppressed alerts carry no rule id and
+                        // are not new alerts.
+                        if !alert.rule_id.is_empty() {
+                            if let Ok(mut counts) = counts.lock() {
+                                *counts.entry(alert.rule_id).or_default() += 1;
+                            }
                         }
                         written += 1;
                         line = rx.try_recv().ok();

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use shardwatch_rules::{Event, RuleSet};
 
-use crate::alert::{render_correlation, render_detection, Raised};
+use crate::alert::{render_correlation, render_detection, AlertGate, Raised};
 use crate::pipeline::{EventSink, Pipeline};
 use crate::route::RouteRecord;
 use crate::shard::ShardStates;
@@ -26,6 +26,8 @@ pub struct ReplaySummary {
     pub lines: u64,
     pub quarantined: u64,
     pub alerts: u64,
+    /// Alerts folded by suppression.
+    pub suppressed: u64,
 }
 
 struct ReplaySink<'a, W: FnMut(String)> {
@@ -33,6 +35,7 @@ struct ReplaySink<'a, W: FnMut(String)> {
     shards: &'a mut ShardStates,
     emit: &'a mut W,
     summary: &'a mut ReplaySummary,
+    gate: &'a mut AlertGate,
 }
 
 impl<W: FnMut(String)> EventSink for ReplaySink<'_, W> {
@@ -46,6 +49,13 @@ impl<W: FnMut(String)> EventSink for ReplaySink<'_, W> {
     }
 
     fn detection(&mut self, detection: u32, event: &Event<'_>, received_ns: i64) {
+        let rule_id = &self.rules.detection(detection as usize).id;
+        let id = shardwatch_rules::event_alert_id(rule_id, event.raw, event.time_ns);
+        let host = event.get("host.name").unwrap_or_default();
+        if !self.gate.admit(rule_id, host, &id, event.time_ns) {
+            self.summary.suppressed += 1;
+            return;
+        }
         let raised = Raised {
             core: 0,
             shard: None,
@@ -64,6 +74,14 @@ impl<W: FnMut(String)> EventSink for ReplaySink<'_, W> {
             "replay routes with the one rule set it observes with"
         );
         for alert in fired {
+            let rule_id = &self.rules.correlation(alert.correlation as usize).id;
+            if !self
+                .gate
+                .admit(rule_id, &alert.group_key, &alert.id, alert.first_seen_ns)
+            {
+                self.summary.suppressed += 1;
+                continue;
+            }
             let raised = Raised {
                 core: 0,
                 shard: Some(record.shard),
@@ -82,6 +100,7 @@ pub fn replay(
     shards: u32,
     groups_per_shard_max: usize,
     default_utc_offset_s: i32,
+    suppress_window_ms: u64,
     input: impl BufRead,
     mut emit: impl FnMut(String),
 ) -> anyhow::Result<ReplaySummary> {
@@ -91,6 +110,7 @@ pub fn replay(
     let mut summary = ReplaySummary::default();
     let mut fired = Vec::new();
     let mut advanced_ns = i64::MIN;
+    let mut gate = AlertGate::new(suppress_window_ms);
     for line in input.split(b'\n') {
         let mut line = line?;
         while matches!(line.last(), Some(b'\r' | 0)) {
@@ -106,6 +126,7 @@ pub fn replay(
             shards: &mut states,
             emit: &mut emit,
             summary: &mut summary,
+            gate: &mut gate,
         };
         let event_time_ns = pipeline.process(&line, received_ns, &mut sink);
         // Windows advance on event time: the newest event seen so far stands
@@ -116,9 +137,15 @@ pub fn replay(
             if time_ns >= advanced_ns.saturating_add(1_000_000_000) {
                 advanced_ns = time_ns;
                 states.advance(&rules, time_ns, &mut fired);
+                gate.advance(time_ns, now_ns(), |update| emit(update.line));
             }
         }
         for (shard, alert) in fired.drain(..) {
+            let rule_id = &rules.correlation(alert.correlation as usize).id;
+            if !gate.admit(rule_id, &alert.group_key, &alert.id, alert.first_seen_ns) {
+                summary.suppressed += 1;
+                continue;
+            }
             let raised = Raised {
                 core: 0,
                 shard: Some(shard),

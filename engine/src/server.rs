@@ -43,7 +43,7 @@ use shardwatch_net::transport::{self, tcp::TCP_READ_BYTES, udp::UdpBatchReceiver
 use shardwatch_rules::{CorrelationAlert, Event, RuleSet};
 use shardwatch_storage::quarantine::{QuarantineRecord, QuarantineWriter};
 
-use crate::alert::{render_correlation, render_detection, Raised};
+use crate::alert::{render_correlation, render_detection, AlertGate, Raised};
 use crate::config::Config;
 use crate::liverules::LiveRules;
 use crate::output::AlertLine;
@@ -129,6 +129,8 @@ struct Core {
     outgoing: RefCell<Vec<RouteBatch>>,
     /// Full batches waiting to be sent, with their destination.
     ready: RefCell<Vec<(usize, RouteBatch)>>,
+    /// Suppression of repeat alerts raised on this core.
+    gate: RefCell<AlertGate>,
     /// Alerts a record completed; reused so observing allocates nothing.
     fired: RefCell<Vec<CorrelationAlert>>,
     /// Rendered alerts waiting for the writer channel.
@@ -172,6 +174,7 @@ async fn core_main(
         ready: RefCell::new(Vec::new()),
         pending_alerts: RefCell::new(Vec::new()),
         fired: RefCell::new(Vec::new()),
+        gate: RefCell::new(AlertGate::new(shared.config.rules.suppress_window_ms)),
         stats: shared.stats[index].clone(),
         tcp_open: Cell::new(0),
         senders,
@@ -264,15 +267,36 @@ impl Core {
             self.stats.drop_events("rule_removed_in_flight", 1);
         }
         for alert in fired.drain(..) {
-            let raised = Raised {
-                core: self.index,
-                shard: Some(record.shard),
-                detected_ns: now_ns(),
-                received_ns: record.received_ns,
-            };
-            let line = render_correlation(&rules, &alert, &raised);
-            self.raise(line, &raised);
+            self.emit_correlation(&rules, &alert, record.shard, record.received_ns);
         }
+    }
+
+    /// Passes a correlation alert through suppression and, unless folded,
+    /// renders and queues it.
+    fn emit_correlation(
+        &self,
+        rules: &RuleSet,
+        alert: &CorrelationAlert,
+        shard: u16,
+        received_ns: i64,
+    ) {
+        let rule_id = &rules.correlation(alert.correlation as usize).id;
+        if !self
+            .gate
+            .borrow_mut()
+            .admit(rule_id, &alert.group_key, &alert.id, alert.first_seen_ns)
+        {
+            add(&self.stats.alerts_suppressed, 1);
+            return;
+        }
+        let raised = Raised {
+            core: self.index,
+            shard: Some(shard),
+            detected_ns: now_ns(),
+            received_ns,
+        };
+        let line = render_correlation(rules, alert, &raised);
+        self.raise(line, &raised);
     }
 
     /// Queues a rendered alert for the writer and records its latency.
@@ -356,13 +380,26 @@ impl EventSink for CoreSink<'_> {
     }
 
     fn detection(&mut self, detection: u32, event: &Event<'_>, received_ns: i64) {
+        let rules = self.core.rules.borrow();
+        let rule_id = &rules.detection(detection as usize).id;
+        let id = shardwatch_rules::event_alert_id(rule_id, event.raw, event.time_ns);
+        let host = event.get("host.name").unwrap_or_default();
+        if !self
+            .core
+            .gate
+            .borrow_mut()
+            .admit(rule_id, host, &id, event.time_ns)
+        {
+            add(&self.core.stats.alerts_suppressed, 1);
+            return;
+        }
         let raised = Raised {
             core: self.core.index,
             shard: None,
             detected_ns: now_ns(),
             received_ns,
         };
-        let line = render_detection(&self.core.rules.borrow(), detection, event, &raised);
+        let line = render_detection(&rules, detection, event, &raised);
         self.core.raise(line, &raised);
     }
 
@@ -406,19 +443,19 @@ async fn tick_loop(core: Rc<Core>) {
             .borrow_mut()
             .advance(&rules, now_ns(), &mut fired);
         for (shard, alert) in fired.drain(..) {
-            let raised = Raised {
-                core: core.index,
-                shard: Some(shard),
-                detected_ns: now_ns(),
-                received_ns: alert.last_seen_ns,
-            };
-            let line = render_correlation(&rules, &alert, &raised);
-            core.raise(line, &raised);
+            // A window that closed on the clock has no completing event;
+            // its latency is measured from its newest event.
+            let received_ns = alert.last_seen_ns;
+            core.emit_correlation(&rules, &alert, shard, received_ns);
         }
         // Quarantine records are buffered; make them visible within a tick.
         if let Err(err) = core.shared.quarantine.flush() {
             eprintln!("shardwatch: core {}: {err}", core.index);
         }
+        let now = now_ns();
+        core.gate.borrow_mut().advance(now, now, |line| {
+            core.pending_alerts.borrow_mut().push(line);
+        });
         let groups = core.shards.borrow().group_count() as u64;
         core.stats.shard_groups.store(groups, Ordering::Relaxed);
         core.flush_alerts().await;

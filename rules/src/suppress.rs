@@ -123,6 +123,26 @@ impl Suppressor {
         SuppressDecision::Emit
     }
 
+    /// Drops windows that ended before `now_ns` (event-time watermark) and
+    /// appends `(id, count)` of each closed window that folded repeats
+    /// (count above one) to `out`, so the engine can publish the final
+    /// count of the first alert.
+    pub fn advance_closed(&mut self, now_ns: i64, out: &mut Vec<(String, u64)>) {
+        while let Some((until_ns, _, _)) = self.by_until.first() {
+            if *until_ns >= now_ns {
+                break;
+            }
+            if let Some((_, hash, group)) = self.by_until.pop_first() {
+                if let Some(entry) = self.entries.remove(&(hash, group)) {
+                    if entry.count > 1 {
+                        out.push((entry.id, entry.count));
+                    }
+                }
+            }
+        }
+        debug_assert_eq!(self.entries.len(), self.by_until.len());
+    }
+
     /// Drops windows that ended before `now_ns` (event-time watermark).
     pub fn advance(&mut self, now_ns: i64) {
         while let Some((until_ns, _, _)) = self.by_until.first() {
@@ -167,6 +187,33 @@ impl Suppressor {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn closed_windows_report_their_folded_count() {
+        let mut s = super::Suppressor::new(100, 10);
+        assert_eq!(
+            s.check("r", b"g", "first", 0),
+            super::SuppressDecision::Emit
+        );
+        assert!(matches!(
+            s.check("r", b"g", "second", 50),
+            super::SuppressDecision::FoldInto { .. }
+        ));
+        assert_eq!(
+            s.check("r", b"h", "lonely", 10),
+            super::SuppressDecision::Emit
+        );
+        let mut closed = Vec::new();
+        s.advance_closed(99, &mut closed);
+        assert!(closed.is_empty(), "windows end at first + window");
+        s.advance_closed(200, &mut closed);
+        assert_eq!(
+            closed,
+            vec![("first".to_string(), 2)],
+            "a window without repeats is not reported"
+        );
+        assert_eq!(s.entry_count(), 0);
+    }
+
     use super::*;
 
     const S: i64 = 1_000_000_000;
