@@ -101,6 +101,8 @@ pub fn run(config: Config) -> anyhow::Result<Vec<CoreReport>> {
         config.output.alert_queue_max,
     )?;
     let map = Arc::new(ShardMap::new(1, config.engine.shards, cores as u32));
+    let outputs_stop = Arc::new(AtomicBool::new(false));
+    let outputs = start_outputs(&config, data_dir, outputs_stop.clone())?;
     let stats: Vec<Arc<CoreStats>> = (0..cores)
         .map(|_| Arc::new(CoreStats::new(cores, map.shards())))
         .collect();
@@ -114,6 +116,10 @@ pub fn run(config: Config) -> anyhow::Result<Vec<CoreReport>> {
                 data_dir: data_dir.clone(),
                 alerts_by_rule: writer.by_rule.clone(),
                 started: std::time::Instant::now(),
+                outputs: outputs
+                    .iter()
+                    .map(|o| (o.name.clone(), o.stats.clone()))
+                    .collect(),
                 shards: map.shards(),
             },
             stop.clone(),
@@ -152,6 +158,12 @@ pub fn run(config: Config) -> anyhow::Result<Vec<CoreReport>> {
     // The cores are gone; dropping the last sender lets the writer drain.
     drop(shared);
     let written = writer.join();
+    // Outputs read the alert log: now that the writer has flushed it, let
+    // them deliver what is left and stop.
+    outputs_stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for output in outputs {
+        output.join();
+    }
     quarantine.flush()?;
     let reports = result?;
     let written = written?;
@@ -209,4 +221,38 @@ fn start_rule_watcher(
             }
         })
         .context("cannot start the rule watcher thread")
+}
+
+/// Starts the configured alert outputs.
+fn start_outputs(
+    config: &Config,
+    data_dir: &std::path::Path,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<Vec<crate::outputs::OutputThread>> {
+    use crate::outputs::{self, Deliver};
+    let o = &config.outputs;
+    let mut wanted: Vec<Box<dyn Deliver>> = Vec::new();
+    if !o.webhook_url.is_empty() {
+        let token = (!o.webhook_token.is_empty()).then(|| o.webhook_token.clone());
+        wanted.push(Box::new(outputs::webhook::Webhook::new(
+            &o.webhook_url,
+            token,
+        )?));
+    }
+    if !o.syslog_forward.is_empty() {
+        wanted.push(Box::new(outputs::syslog::SyslogForward::new(
+            &o.syslog_forward,
+        )?));
+    }
+    if !o.file_path.is_empty() {
+        wanted.push(Box::new(outputs::file::RotatingFile::new(
+            std::path::PathBuf::from(&o.file_path),
+            o.file_rotate_bytes,
+            o.file_keep,
+        )));
+    }
+    wanted
+        .into_iter()
+        .map(|output| outputs::start(data_dir, output, stop.clone()))
+        .collect()
 }

@@ -20,7 +20,38 @@ pub struct Config {
     pub storage: StorageConfig,
     pub rules: RulesConfig,
     pub output: OutputConfig,
+    pub outputs: OutputsConfig,
     pub api: ApiConfig,
+}
+
+/// Alert outputs that read the alert log from their own cursor (see
+/// `outputs`); each is off while its target is empty.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutputsConfig {
+    /// `http://host:port/path`: alerts POSTed as JSON arrays.
+    pub webhook_url: String,
+    /// Bearer token sent to the webhook.
+    pub webhook_token: String,
+    /// `host:port`: alerts forwarded as RFC 5424 over TCP, octet-counted.
+    pub syslog_forward: String,
+    /// A JSON-lines file that rotates by size.
+    pub file_path: String,
+    pub file_rotate_bytes: u64,
+    pub file_keep: usize,
+}
+
+impl Default for OutputsConfig {
+    fn default() -> Self {
+        OutputsConfig {
+            webhook_url: String::new(),
+            webhook_token: String::new(),
+            syslog_forward: String::new(),
+            file_path: String::new(),
+            file_rotate_bytes: 100 * 1024 * 1024,
+            file_keep: 5,
+        }
+    }
 }
 
 /// The HTTP API and metrics endpoint.
@@ -169,6 +200,7 @@ impl Default for Config {
             storage: StorageConfig::default(),
             rules: RulesConfig::default(),
             output: OutputConfig::default(),
+            outputs: OutputsConfig::default(),
             api: ApiConfig::default(),
         }
     }

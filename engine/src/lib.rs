@@ -13,6 +13,7 @@ pub mod control;
 pub mod limits;
 pub mod liverules;
 pub mod output;
+pub mod outputs;
 pub mod pipeline;
 pub mod replay;
 pub mod route;

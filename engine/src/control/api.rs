@@ -37,6 +37,7 @@ pub struct ApiState {
     pub data_dir: PathBuf,
     pub alerts_by_rule: Arc<Mutex<BTreeMap<String, u64>>>,
     pub started: std::time::Instant,
+    pub outputs: Vec<(String, Arc<crate::outputs::OutputStats>)>,
     pub shards: u32,
 }
 
@@ -120,7 +121,8 @@ async fn metrics(State(state): State<Shared>) -> Response {
         .lock()
         .map(|m| m.iter().map(|(k, v)| (k.clone(), *v)).collect())
         .unwrap_or_default();
-    let body = super::metrics::render(&state.stats, &by_rule);
+    let mut body = super::metrics::render(&state.stats, &by_rule);
+    super::metrics::render_outputs(&mut body, &state.outputs);
     let mut response = body.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -245,3 +245,49 @@ pub fn render(cores: &[std::sync::Arc<CoreStats>], alerts_by_rule: &[(String, u6
     );
     out
 }
+
+/// Appends the alert outputs' counters.
+pub fn render_outputs(
+    out: &mut String,
+    outputs: &[(String, std::sync::Arc<crate::outputs::OutputStats>)],
+) {
+    header(
+        out,
+        "shardwatch_output_delivered_total",
+        "counter",
+        "Alerts delivered, by output.",
+    );
+    for (name, s) in outputs {
+        let _ = writeln!(
+            out,
+            "shardwatch_output_delivered_total{{output=\"{name}\"}} {}",
+            s.delivered.load(Ordering::Relaxed)
+        );
+    }
+    header(
+        out,
+        "shardwatch_output_failures_total",
+        "counter",
+        "Failed delivery attempts (each retried), by output.",
+    );
+    for (name, s) in outputs {
+        let _ = writeln!(
+            out,
+            "shardwatch_output_failures_total{{output=\"{name}\"}} {}",
+            s.failures.load(Ordering::Relaxed)
+        );
+    }
+    header(
+        out,
+        "shardwatch_output_backlog_bytes",
+        "gauge",
+        "Bytes of the alert log not yet delivered, by output.",
+    );
+    for (name, s) in outputs {
+        let _ = writeln!(
+            out,
+            "shardwatch_output_backlog_bytes{{output=\"{name}\"}} {}",
+            s.backlog_bytes.load(Ordering::Relaxed)
+        );
+    }
+}

@@ -1,0 +1,199 @@
+//! Alert outputs end to end: a webhook receiver that goes down mid-stream
+//! and comes back gets every alert exactly once; the syslog forward and the
+//! rotated file get every alert too.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use shardwatch_tests::{http_get, ssh_failure, temp_dir, Appliance};
+
+type Seen = Arc<Mutex<BTreeMap<String, u32>>>;
+
+/// A webhook receiver on `addr` that records alert ids until `down` is set.
+fn serve_webhook(
+    listener: TcpListener,
+    seen: Seen,
+    down: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    listener.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        while !down.load(Ordering::Relaxed) {
+            let (stream, _) = match listener.accept() {
+                Ok(conn) => conn,
+                Err(_) => {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                }
+            };
+            stream.set_nonblocking(false).unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap();
+                }
+                if line == "\r\n" {
+                    break;
+                }
+            }
+            let mut body = vec![0u8; length];
+            reader.read_exact(&mut body).unwrap();
+            let alerts: Vec<Value> = serde_json::from_slice(&body).unwrap();
+            {
+                let mut seen = seen.lock().unwrap();
+                for alert in alerts {
+                    *seen
+                        .entry(alert["id"].as_str().unwrap().to_string())
+                        .or_default() += 1;
+                }
+            }
+            let mut stream = stream;
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    })
+}
+
+fn send_brute_forces(app: &Appliance, first: u32, count: u32) {
+    let mut stream = TcpStream::connect(app.tcp()).unwrap();
+    let mut payload = String::new();
+    for k in first..first + count {
+        for i in 0..10 {
+            payload.push_str(&ssh_failure(i, &format!("192.0.2.{k}"), "root"));
+            payload.push('\n');
+        }
+    }
+    stream.write_all(payload.as_bytes()).unwrap();
+}
+
+fn wait_until(mut done: impl FnMut() -> bool, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn webhook_down_and_back_gets_every_alert_once_and_other_outputs_too() {
+    let dir = temp_dir("outputs");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let hook: SocketAddr = listener.local_addr().unwrap();
+    let syslog_listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let syslog_addr = syslog_listener.local_addr().unwrap();
+    let syslog_frames = Arc::new(Mutex::new(Vec::<String>::new()));
+    let frames = syslog_frames.clone();
+    std::thread::spawn(move || {
+        let (stream, _) = syslog_listener.accept().unwrap();
+        let mut reader = BufReader::new(stream);
+        loop {
+            // Octet-counted: digits, a space, then that many bytes.
+            let mut len = Vec::new();
+            if reader.read_until(b' ', &mut len).unwrap_or(0) == 0 {
+                break;
+            }
+            let n: usize = std::str::from_utf8(&len[..len.len() - 1])
+                .unwrap()
+                .parse()
+                .unwrap();
+            let mut msg = vec![0u8; n];
+            reader.read_exact(&mut msg).unwrap();
+            frames.lock().unwrap().push(String::from_utf8(msg).unwrap());
+        }
+    });
+    let file_out = dir.join("alerts-out.jsonl");
+    let config = dir.join("shardwatch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[outputs]\nwebhook_url = \"http://{hook}/alerts\"\nsyslog_forward = \"{syslog_addr}\"\n\
+             file_path = \"{}\"\nfile_rotate_bytes = 8000\nfile_keep = 50\n",
+            file_out.display()
+        ),
+    )
+    .unwrap();
+    let seen: Seen = Default::default();
+    let down = Arc::new(AtomicBool::new(false));
+    let receiver = serve_webhook(listener, seen.clone(), down.clone());
+    let app = Appliance::start(
+        "outputs",
+        &[
+            "--cores",
+            "2",
+            "--quiet",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    )
+    .unwrap();
+
+    send_brute_forces(&app, 1, 10);
+    wait_until(|| seen.lock().unwrap().len() == 10, "the first ten alerts");
+    // The receiver goes away; alerts keep being raised.
+    down.store(true, Ordering::Relaxed);
+    receiver.join().unwrap();
+    send_brute_forces(&app, 11, 10);
+    wait_until(|| app.alerts_file().len() == 20, "twenty alerts in the log");
+    std::thread::sleep(Duration::from_millis(800));
+    let (_, metrics) = http_get(app.api(), "/metrics", None).unwrap();
+    let failures: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("shardwatch_output_failures_total{output=\"webhook\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!(
+        failures >= 1.0,
+        "deliveries failed while the receiver was down"
+    );
+    assert_eq!(seen.lock().unwrap().len(), 10);
+    // It comes back on the same port.
+    let listener = TcpListener::bind(hook).unwrap();
+    down.store(false, Ordering::Relaxed);
+    let receiver = serve_webhook(listener, seen.clone(), down.clone());
+    send_brute_forces(&app, 21, 10);
+    wait_until(|| seen.lock().unwrap().len() == 30, "all thirty alerts");
+    wait_until(
+        || syslog_frames.lock().unwrap().len() == 30,
+        "thirty syslog frames",
+    );
+    let stopped = app.stop().unwrap();
+    assert!(stopped.exit_ok);
+    down.store(true, Ordering::Relaxed);
+    receiver.join().unwrap();
+    assert!(
+        seen.lock().unwrap().values().all(|&n| n == 1),
+        "no alert delivered twice"
+    );
+    for frame in syslog_frames.lock().unwrap().iter() {
+        assert!(
+            frame.starts_with("<131>1 "),
+            "local0.err for high alerts: {frame}"
+        );
+        assert!(frame.contains(" shardwatch - alert - {"));
+    }
+    // The rotated file holds every alert across its generations.
+    let mut lines = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("alerts-out.jsonl")
+        {
+            lines += std::fs::read_to_string(&path).unwrap().lines().count();
+        }
+    }
+    assert_eq!(lines, 30);
+    assert!(dir.join("alerts-out.jsonl.1").exists(), "the file rotated");
+}
