@@ -21,7 +21,37 @@ pub struct Config {
     pub rules: RulesConfig,
     pub output: OutputConfig,
     pub outputs: OutputsConfig,
+    pub limits: LimitsConfig,
     pub api: ApiConfig,
+}
+
+/// Per-source admission of syslog senders (see `sources`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// CIDR ranges allowed to send; empty allows every source.
+    pub allow: Vec<String>,
+    /// CIDR ranges refused (wins over `allow`).
+    pub deny: Vec<String>,
+    /// Events per second per source address; 0 turns the limit off. UDP
+    /// beyond it is dropped (counted); TCP is read more slowly.
+    pub source_rate_eps: u64,
+    /// Events a source may send at once before the rate applies.
+    pub source_burst: u64,
+    /// Source addresses tracked per core; beyond it idle ones are evicted.
+    pub sources_max: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            allow: Vec::new(),
+            deny: Vec::new(),
+            source_rate_eps: 0,
+            source_burst: 10_000,
+            sources_max: 65_536,
+        }
+    }
 }
 
 /// Alert outputs that read the alert log from their own cursor (see
@@ -201,6 +231,7 @@ impl Default for Config {
             rules: RulesConfig::default(),
             output: OutputConfig::default(),
             outputs: OutputsConfig::default(),
+            limits: LimitsConfig::default(),
             api: ApiConfig::default(),
         }
     }
@@ -243,6 +274,13 @@ impl Config {
                 );
             }
         }
+        crate::sources::Admission::new(
+            &self.limits.allow,
+            &self.limits.deny,
+            self.limits.source_rate_eps,
+            self.limits.source_burst,
+            self.limits.sources_max,
+        )?;
         if self.engine.shards == 0 || self.engine.shards > crate::shardmap::SHARDS_MAX {
             bail!("engine.shards must be in 1..=65536");
         }

@@ -21,5 +21,6 @@ pub mod ruleload;
 pub mod server;
 pub mod shard;
 pub mod shardmap;
+pub mod sources;
 pub mod stats;
 pub mod timefmt;

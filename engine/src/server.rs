@@ -51,6 +51,7 @@ use crate::pipeline::{EventSink, Pipeline};
 use crate::route::{RouteBatch, RouteRecord};
 use crate::shard::ShardStates;
 use crate::shardmap::ShardMap;
+use crate::sources::{Admission, Refusal};
 use crate::stats::{add, CoreReport, CoreStats};
 use crate::timefmt::now_ns;
 
@@ -129,6 +130,8 @@ struct Core {
     outgoing: RefCell<Vec<RouteBatch>>,
     /// Full batches waiting to be sent, with their destination.
     ready: RefCell<Vec<(usize, RouteBatch)>>,
+    /// Per-source allow/deny lists and rate limits.
+    admission: RefCell<Admission>,
     /// Suppression of repeat alerts raised on this core.
     gate: RefCell<AlertGate>,
     /// Alerts a record completed; reused so observing allocates nothing.
@@ -175,6 +178,13 @@ async fn core_main(
         pending_alerts: RefCell::new(Vec::new()),
         fired: RefCell::new(Vec::new()),
         gate: RefCell::new(AlertGate::new(shared.config.rules.suppress_window_ms)),
+        admission: RefCell::new(Admission::new(
+            &shared.config.limits.allow,
+            &shared.config.limits.deny,
+            shared.config.limits.source_rate_eps,
+            shared.config.limits.source_burst,
+            shared.config.limits.sources_max,
+        )?),
         stats: shared.stats[index].clone(),
         tcp_open: Cell::new(0),
         senders,
@@ -230,6 +240,18 @@ impl Core {
         self.pipeline.borrow_mut().set_rules(rules.clone());
         *self.rules.borrow_mut() = rules;
         self.rules_generation.set(generation);
+    }
+
+    /// Whether a datagram from `ip` is refused (lists or rate).
+    fn refuse_datagram(&self, ip: std::net::IpAddr, now_ns: i64) -> Option<Refusal> {
+        let mut admission = self.admission.borrow_mut();
+        if !admission.permitted(ip) {
+            return Some(Refusal::Denied);
+        }
+        if admission.limits_rate() && admission.take(ip, 1, now_ns) == 0 {
+            return Some(Refusal::RateLimited);
+        }
+        None
     }
 
     /// Processes one frame read from `peer`.
@@ -484,6 +506,10 @@ async fn udp_loop(core: Rc<Core>, socket: std::net::UdpSocket) -> anyhow::Result
         let received_ns = now_ns();
         for i in 0..count {
             let (bytes, peer) = rx.datagram(i);
+            if let Some(refusal) = core.refuse_datagram(peer.ip(), received_ns) {
+                core.stats.drop_events(refusal.reason(), 1);
+                continue;
+            }
             let bytes = if bytes.len() > frame_max {
                 add(&core.stats.frames_truncated, 1);
                 &bytes[..frame_max]
@@ -547,6 +573,12 @@ async fn tcp_accept_loop(core: Rc<Core>, listener: std::net::TcpListener) -> any
                 continue;
             }
         };
+        let peer_ip = transport::tcp::peer_of(&stream).ip();
+        if !core.admission.borrow().permitted(peer_ip) {
+            core.stats.drop_events(Refusal::Denied.reason(), 1);
+            drop(stream);
+            continue;
+        }
         add(&core.stats.tcp_connections_accepted, 1);
         core.tcp_open.set(core.tcp_open.get() + 1);
         core.stats
@@ -566,7 +598,17 @@ async fn serve_connection(core: Rc<Core>, mut stream: glommio::net::TcpStream) {
     let _ = stream.set_read_timeout(Some(READ_TIMEOUT));
     let mut framer = Framer::new(core.shared.config.ingest.frame_bytes_max);
     let mut buf = vec![0u8; TCP_READ_BYTES];
+    let rate_limited = core.admission.borrow().limits_rate();
     while !core.stopping() {
+        if rate_limited {
+            // Over its rate, a connection is read more slowly: TCP pushes
+            // the sender back instead of anything being dropped.
+            let wait_ns = core.admission.borrow().wait_ns(peer.ip(), 1);
+            if wait_ns > 0 {
+                glommio::timer::sleep(Duration::from_nanos(wait_ns as u64).min(READ_TIMEOUT)).await;
+                continue;
+            }
+        }
         let n = match stream.read(&mut buf).await {
             Ok(0) => break,
             Ok(n) => n,
@@ -576,7 +618,9 @@ async fn serve_connection(core: Rc<Core>, mut stream: glommio::net::TcpStream) {
         core.refresh_rules();
         add(&core.stats.tcp_bytes, n as u64);
         let received_ns = now_ns();
+        let mut frames = 0u64;
         framer.feed(&buf[..n], |frame| {
+            frames += 1;
             add(&core.stats.tcp_frames, 1);
             if frame.truncated {
                 add(&core.stats.frames_truncated, 1);
@@ -584,6 +628,11 @@ async fn serve_connection(core: Rc<Core>, mut stream: glommio::net::TcpStream) {
             core.process_line(frame.bytes, peer, "tcp", received_ns);
         });
         core.batch_done(received_ns);
+        if rate_limited {
+            core.admission
+                .borrow_mut()
+                .debit(peer.ip(), frames, received_ns);
+        }
         core.flush(WhenFull::Wait).await;
     }
     let received_ns = now_ns();

@@ -33,6 +33,8 @@ pub const DROP_REASONS: &[&str] = &[
     "framing_count_too_many_digits",
     "framing_count_no_space",
     "rule_removed_in_flight",
+    "source_denied",
+    "source_rate_limited",
     "other",
 ];
 
