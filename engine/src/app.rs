@@ -116,6 +116,7 @@ pub fn run(config: Config) -> anyhow::Result<Vec<CoreReport>> {
                 data_dir: data_dir.clone(),
                 alerts_by_rule: writer.by_rule.clone(),
                 started: std::time::Instant::now(),
+                stop: stop.clone(),
                 outputs: outputs
                     .iter()
                     .map(|o| (o.name.clone(), o.stats.clone()))

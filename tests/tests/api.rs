@@ -166,3 +166,51 @@ fn a_public_api_address_without_a_token_is_refused_at_start() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("api.token"), "{stderr}");
 }
+
+#[test]
+fn alert_stream_delivers_new_alerts_live() {
+    use std::io::{BufRead, BufReader, Write};
+    let app = Appliance::start("sse", &["--cores", "2", "--quiet"]).unwrap();
+    let mut stream = std::net::TcpStream::connect(app.api()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    write!(
+        stream,
+        "GET /api/alerts/stream HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n"
+    )
+    .unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut status = String::new();
+    reader.read_line(&mut status).unwrap();
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    // Alerts raised after the subscription arrive as `alert` events.
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for i in 0..10 {
+        socket
+            .send_to(ssh_failure(i, "203.0.113.88", "root").as_bytes(), app.udp())
+            .unwrap();
+    }
+    let mut saw_event = false;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            break;
+        }
+        if line.starts_with("event: alert") {
+            saw_event = true;
+        }
+        if let Some(data) = line.strip_prefix("data: ") {
+            let alert: Value = serde_json::from_str(data.trim()).unwrap();
+            assert!(saw_event);
+            assert_eq!(alert["group"]["source.ip"], "203.0.113.88");
+            break;
+        }
+    }
+    assert!(saw_event, "an alert event arrived on the stream");
+    // A subscriber still connected does not keep the node from stopping.
+    assert!(app.stop().unwrap().exit_ok);
+    drop(reader);
+    drop(stream);
+}

@@ -38,6 +38,8 @@ pub struct ApiState {
     pub alerts_by_rule: Arc<Mutex<BTreeMap<String, u64>>>,
     pub started: std::time::Instant,
     pub outputs: Vec<(String, Arc<crate::outputs::OutputStats>)>,
+    /// Set at shutdown: live streams end so the server can stop.
+    pub stop: Arc<std::sync::atomic::AtomicBool>,
     pub shards: u32,
 }
 
@@ -70,6 +72,7 @@ pub fn router(state: Shared) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/stats", get(stats))
         .route("/api/alerts", get(alerts))
+        .route("/api/alerts/stream", get(alert_stream))
         .route("/api/rules", get(rules))
         .route("/api/rules/reload", post(reload_rules))
         .route("/api/rules/{name}", put(put_rule).delete(delete_rule))
@@ -400,4 +403,92 @@ async fn openapi() -> Response {
         HeaderValue::from_static("application/json"),
     );
     response
+}
+
+/// How often the live stream looks for new alerts in the log.
+const STREAM_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamQuery {
+    /// `start` replays the whole log first; by default only new alerts.
+    from: Option<String>,
+}
+
+/// `GET /api/alerts/stream`: server-sent events, one `alert` event per
+/// alert line as it reaches the alert log (a keep-alive comment every 15 s).
+async fn alert_stream(
+    State(state): State<Shared>,
+    query: Result<Query<StreamQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    let Query(query) = match query {
+        Ok(q) => q,
+        Err(err) => return error(StatusCode::BAD_REQUEST, format!("bad query: {err}")),
+    };
+    let path = state.data_dir.join("alerts.jsonl");
+    let start = match query.from.as_deref() {
+        None | Some("now") => std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0),
+        Some("start") => 0,
+        Some(other) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("from={other}: use `start` or `now`"),
+            )
+        }
+    };
+    let stop = state.stop.clone();
+    let lines = futures_util::stream::unfold(
+        (path, start, std::collections::VecDeque::<String>::new()),
+        move |(path, mut offset, mut queue)| {
+            let stop = stop.clone();
+            async move {
+                loop {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        return None;
+                    }
+                    if let Some(line) = queue.pop_front() {
+                        let event = Event::default().event("alert").data(line);
+                        return Some((
+                            Ok::<_, std::convert::Infallible>(event),
+                            (path, offset, queue),
+                        ));
+                    }
+                    tokio::time::sleep(STREAM_POLL).await;
+                    let read_path = path.clone();
+                    let Ok(Some(fresh)) =
+                        tokio::task::spawn_blocking(move || read_from(&read_path, offset)).await
+                    else {
+                        continue;
+                    };
+                    // Only complete lines; a partial one waits for its newline.
+                    let complete = fresh.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+                    for line in fresh[..complete].split(|&b| b == b'\n') {
+                        if !line.is_empty() {
+                            queue.push_back(String::from_utf8_lossy(line).into_owned());
+                        }
+                    }
+                    offset += complete as u64;
+                }
+            }
+        },
+    );
+    Sse::new(lines)
+        .keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(15)))
+        .into_response()
+}
+
+/// Bytes of `path` after `offset` (at most 4 MiB), or None when there are
+/// none or the file cannot be read.
+fn read_from(path: &std::path::Path, offset: u64) -> Option<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path).ok()?;
+    let len = file.metadata().ok()?.len();
+    if len <= offset {
+        return None;
+    }
+    file.seek(SeekFrom::Start(offset)).ok()?;
+    let mut buf = vec![0u8; (len - offset).min(4 * 1024 * 1024) as usize];
+    file.read_exact(&mut buf).ok()?;
+    Some(buf)
 }

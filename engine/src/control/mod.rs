@@ -20,6 +20,9 @@ use anyhow::Context;
 
 pub use api::ApiState;
 
+/// How long open API connections get to finish at shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
+
 /// The running control thread.
 pub struct ControlPlane {
     thread: JoinHandle<anyhow::Result<()>>,
@@ -44,14 +47,28 @@ impl ControlPlane {
                 runtime.block_on(async move {
                     let listener = tokio::net::TcpListener::from_std(listener)?;
                     let router = api::router(Arc::new(state));
-                    axum::serve(listener, router)
-                        .with_graceful_shutdown(async move {
+                    let stopped = {
+                        let stop = stop.clone();
+                        async move {
                             while !stop.load(Ordering::Relaxed) {
                                 tokio::time::sleep(Duration::from_millis(100)).await;
                             }
-                        })
-                        .await
-                        .context("the HTTP API failed")
+                        }
+                    };
+                    let serve = axum::serve(listener, router).with_graceful_shutdown(stopped);
+                    // Graceful shutdown waits for open connections; a client
+                    // that keeps one open gets SHUTDOWN_GRACE, then the
+                    // runtime is dropped, which closes it.
+                    let deadline = async move {
+                        while !stop.load(Ordering::Relaxed) {
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                        tokio::time::sleep(SHUTDOWN_GRACE).await;
+                    };
+                    tokio::select! {
+                        served = serve => served.context("the HTTP API failed"),
+                        () = deadline => Ok(()),
+                    }
                 })
             })
             .context("cannot start the control thread")?;
