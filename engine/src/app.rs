@@ -117,6 +117,7 @@ pub fn run(config: Config) -> anyhow::Result<Vec<CoreReport>> {
                 alerts_by_rule: writer.by_rule.clone(),
                 started: std::time::Instant::now(),
                 stop: stop.clone(),
+                quarantine: quarantine.clone(),
                 outputs: outputs
                     .iter()
                     .map(|o| (o.name.clone(), o.stats.clone()))

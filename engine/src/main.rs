@@ -37,6 +37,21 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// List quarantined lines, oldest first, as JSON lines.
+    Quarantine {
+        /// The node's data directory.
+        #[arg(long, default_value = "./shardwatch-data")]
+        data_dir: PathBuf,
+        /// Only records with this reason (e.g. bad_pri).
+        #[arg(long)]
+        reason: Option<String>,
+        /// Only records from this source address (IP or IP:port).
+        #[arg(long)]
+        source: Option<String>,
+        /// At most this many records (the newest ones).
+        #[arg(long)]
+        limit: Option<usize>,
+    },
     /// Rule set tools.
     Rules {
         #[command(subcommand)]
@@ -176,6 +191,55 @@ fn parse(file: &str) -> anyhow::Result<()> {
         shardwatch_net::render::render_line(&line, &ctx, &mut rendered);
         writeln!(out, "{rendered}")?;
     }
+    Ok(())
+}
+
+/// `shardwatch quarantine`: the quarantine files of a data directory,
+/// oldest first, filtered, as JSON lines; a summary by reason on stderr.
+fn quarantine(
+    data_dir: &std::path::Path,
+    reason: Option<&str>,
+    source: Option<&str>,
+    limit: Option<usize>,
+) -> anyhow::Result<()> {
+    let mut matching = Vec::new();
+    let mut by_reason = std::collections::BTreeMap::<String, u64>::new();
+    for name in [
+        shardwatch_storage::quarantine::ROTATED_FILE,
+        shardwatch_storage::quarantine::CURRENT_FILE,
+    ] {
+        let path = data_dir.join(name);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(err) => return Err(err).with_context(|| format!("cannot read {}", path.display())),
+        };
+        for line in text.lines() {
+            let Ok(record) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
+            let r = record["reason"].as_str().unwrap_or_default();
+            let s = record["source"].as_str().unwrap_or_default();
+            if reason.is_some_and(|want| want != r) {
+                continue;
+            }
+            if source.is_some_and(|want| s != want && !s.starts_with(&format!("{want}:"))) {
+                continue;
+            }
+            *by_reason.entry(r.to_string()).or_default() += 1;
+            matching.push(line.to_string());
+        }
+    }
+    let skip = limit.map_or(0, |l| matching.len().saturating_sub(l));
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    for line in &matching[skip..] {
+        writeln!(out, "{line}")?;
+    }
+    eprintln!(
+        "shardwatch: quarantine: {} records {by_reason:?}",
+        matching.len()
+    );
     Ok(())
 }
 
@@ -319,6 +383,12 @@ fn main() {
     let result = match cli.command.unwrap_or(Command::Run(RunArgs::default())) {
         Command::Run(args) => run(args),
         Command::Parse { file } => parse(&file),
+        Command::Quarantine {
+            data_dir,
+            reason,
+            source,
+            limit,
+        } => quarantine(&data_dir, reason.as_deref(), source.as_deref(), limit),
         Command::Replay {
             file,
             rules,

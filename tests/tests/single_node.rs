@@ -212,6 +212,21 @@ fn malformed_lines_are_quarantined_with_reason() {
         .sum();
     assert_eq!(quarantined, 2);
     assert_eq!(total(&stopped.stats, "events_parsed"), 1);
+    // `shardwatch quarantine` lists and filters them.
+    let out = std::process::Command::new(shardwatch_tests::binary())
+        .arg("quarantine")
+        .arg("--data-dir")
+        .arg(&stopped.data_dir)
+        .args(["--reason", "bad_pri"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let listed: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["raw"], "<999>Nov 27 10:00:00 host app: bad pri");
 }
 
 #[test]

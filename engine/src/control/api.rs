@@ -38,6 +38,7 @@ pub struct ApiState {
     pub alerts_by_rule: Arc<Mutex<BTreeMap<String, u64>>>,
     pub started: std::time::Instant,
     pub outputs: Vec<(String, Arc<crate::outputs::OutputStats>)>,
+    pub quarantine: Arc<shardwatch_storage::quarantine::QuarantineWriter>,
     /// Set at shutdown: live streams end so the server can stop.
     pub stop: Arc<std::sync::atomic::AtomicBool>,
     pub shards: u32,
@@ -126,6 +127,7 @@ async fn metrics(State(state): State<Shared>) -> Response {
         .unwrap_or_default();
     let mut body = super::metrics::render(&state.stats, &by_rule);
     super::metrics::render_outputs(&mut body, &state.outputs);
+    super::metrics::render_quarantine(&mut body, &state.quarantine);
     let mut response = body.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -261,10 +263,16 @@ async fn quarantine(
         Ok(q) => q,
         Err(err) => return error(StatusCode::BAD_REQUEST, format!("bad query: {err}")),
     };
-    let all = match read_jsonl(&state.data_dir.join("quarantine.jsonl")) {
-        Ok(all) => all,
-        Err(err) => return err.into_response(),
-    };
+    let mut all = Vec::new();
+    for file in [
+        shardwatch_storage::quarantine::ROTATED_FILE,
+        shardwatch_storage::quarantine::CURRENT_FILE,
+    ] {
+        match read_jsonl(&state.data_dir.join(file)) {
+            Ok(records) => all.extend(records),
+            Err(err) => return err.into_response(),
+        }
+    }
     let matching: Vec<Value> = all
         .into_iter()
         .filter(|r| {

@@ -291,3 +291,40 @@ pub fn render_outputs(
         );
     }
 }
+
+/// Appends the quarantine file's counters.
+pub fn render_quarantine(out: &mut String, q: &shardwatch_storage::quarantine::QuarantineWriter) {
+    header(
+        out,
+        "shardwatch_quarantine_records_total",
+        "counter",
+        "Records written to quarantine.",
+    );
+    let _ = writeln!(
+        out,
+        "shardwatch_quarantine_records_total {}",
+        q.written_total()
+    );
+    header(
+        out,
+        "shardwatch_quarantine_evicted_total",
+        "counter",
+        "Quarantine records evicted, oldest first, at storage.quarantine_bytes_max.",
+    );
+    let _ = writeln!(
+        out,
+        "shardwatch_quarantine_evicted_total {}",
+        q.evicted_total()
+    );
+    header(
+        out,
+        "shardwatch_quarantine_refused_total",
+        "counter",
+        "Quarantine records refused (larger than half the cap).",
+    );
+    let _ = writeln!(
+        out,
+        "shardwatch_quarantine_refused_total {}",
+        q.refused_total()
+    );
+}
