@@ -1,0 +1,318 @@
+//! The schema registry: per source, the fields seen, their inferred types,
+//! counts, first and last seen, a version bumped when a new field appears,
+//! and type conflicts — recorded, never fatal.
+//!
+//! A source is `host/app` (syslog header), or `cef:vendor/product` /
+//! `leef:vendor/product` when the payload names its sender. Each core keeps
+//! its own registry (shared-nothing) and publishes a snapshot once a tick
+//! for the API; views merge the cores' snapshots.
+//!
+//! Cost on the hot path is kept small: an event whose set of field names
+//! this source has shown before (a fingerprint over the names) only bumps
+//! the source's event count, except one event in [`SAMPLE_EVERY`], which
+//! is fully observed (field counts, last seen, type inference). An event
+//! with a new set of names is always fully observed, so a new field is
+//! noticed on its first appearance. Field counts are therefore estimates
+//! (sampled, scaled) and say so in the output.
+//!
+//! Bounded: at most `sources_max` sources and `fields_max` fields per
+//! source; what does not fit is counted (`sources_overflow`,
+//! `fields_overflow`).
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+use shardwatch_net::value::infer;
+use xxhash_rust::xxh3::{xxh3_64, Xxh3Default};
+
+/// One event in this many is observed in full when its field set is known.
+pub const SAMPLE_EVERY: u64 = 64;
+/// Field-set fingerprints remembered per source.
+const FINGERPRINTS_MAX: usize = 64;
+
+/// What the registry knows about one field of one source.
+#[derive(Debug, Clone, Serialize)]
+pub struct FieldSchema {
+    /// The type seen most recently.
+    #[serde(rename = "type")]
+    pub ty: &'static str,
+    /// Observations (fully observed events only; see the module docs).
+    pub observed: u64,
+    pub first_seen_ns: i64,
+    pub last_seen_ns: i64,
+    /// The source version in which the field first appeared.
+    pub since_version: u64,
+    /// Other types seen for this field, with counts.
+    pub conflicts: BTreeMap<&'static str, u64>,
+}
+
+/// One source's schema.
+#[derive(Debug, Clone, Serialize)]
+pub struct SourceSchema {
+    pub source: String,
+    pub version: u64,
+    pub events: u64,
+    pub first_seen_ns: i64,
+    pub last_seen_ns: i64,
+    pub fields: BTreeMap<String, FieldSchema>,
+    #[serde(skip)]
+    fingerprints: Vec<u64>,
+    pub fields_overflow: u64,
+}
+
+/// One core's registry.
+#[derive(Debug)]
+pub struct SchemaRegistry {
+    sources: HashMap<u64, SourceSchema>,
+    sources_max: usize,
+    fields_max: usize,
+    pub sources_overflow: u64,
+    pub type_conflicts: u64,
+}
+
+/// The parts that name a source.
+#[derive(Debug, Clone, Copy)]
+pub enum SourceId<'a> {
+    /// Syslog host and app.
+    HostApp(&'a [u8], &'a [u8]),
+    /// A CEF or LEEF sender.
+    Vendor(&'static str, &'a [u8], &'a [u8]),
+}
+
+impl SourceId<'_> {
+    fn key(&self) -> u64 {
+        let mut h = Xxh3Default::new();
+        match self {
+            SourceId::HostApp(host, app) => {
+                h.update(b"h");
+                h.update(&(host.len() as u64).to_le_bytes());
+                h.update(host);
+                h.update(app);
+            }
+            SourceId::Vendor(kind, vendor, product) => {
+                h.update(kind.as_bytes());
+                h.update(&(vendor.len() as u64).to_le_bytes());
+                h.update(vendor);
+                h.update(product);
+            }
+        }
+        h.digest()
+    }
+
+    fn name(&self) -> String {
+        let lossy = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        match self {
+            SourceId::HostApp(host, app) => format!("{}/{}", lossy(host), lossy(app)),
+            SourceId::Vendor(kind, vendor, product) => {
+                format!("{kind}:{}/{}", lossy(vendor), lossy(product))
+            }
+        }
+    }
+}
+
+/// A fingerprint of the field names, in order.
+fn names_fingerprint(fields: &[(&str, &[u8])]) -> u64 {
+    let mut acc = fields.len() as u64;
+    for (name, _) in fields {
+        acc = acc.rotate_left(5) ^ xxh3_64(name.as_bytes());
+    }
+    acc
+}
+
+impl SchemaRegistry {
+    pub fn new(sources_max: usize, fields_max: usize) -> Self {
+        SchemaRegistry {
+            sources: HashMap::new(),
+            sources_max: sources_max.max(1),
+            fields_max: fields_max.max(1),
+            sources_overflow: 0,
+            type_conflicts: 0,
+        }
+    }
+
+    /// Records one event of `source` with `fields` at `time_ns`.
+    pub fn observe(&mut self, source: SourceId<'_>, fields: &[(&str, &[u8])], time_ns: i64) {
+        let key = source.key();
+        if !self.sources.contains_key(&key) {
+            if self.sources.len() >= self.sources_max {
+                self.sources_overflow += 1;
+                return;
+            }
+            self.sources.insert(
+                key,
+                SourceSchema {
+                    source: source.name(),
+                    version: 0,
+                    events: 0,
+                    first_seen_ns: time_ns,
+                    last_seen_ns: time_ns,
+                    fields: BTreeMap::new(),
+                    fingerprints: Vec::new(),
+                    fields_overflow: 0,
+                },
+            );
+        }
+        let Some(schema) = self.sources.get_mut(&key) else {
+            return;
+        };
+        schema.events += 1;
+        schema.last_seen_ns = schema.last_seen_ns.max(time_ns);
+        let fingerprint = names_fingerprint(fields);
+        let known = schema.fingerprints.contains(&fingerprint);
+        if known && schema.events % SAMPLE_EVERY != 0 {
+            return;
+        }
+        if !known {
+            if schema.fingerprints.len() == FINGERPRINTS_MAX {
+                schema.fingerprints.remove(0);
+            }
+            schema.fingerprints.push(fingerprint);
+        }
+        let mut new_field = false;
+        for (name, value) in fields {
+            let ty = infer(value).as_str();
+            match schema.fields.get_mut(*name) {
+                Some(field) => {
+                    field.observed += 1;
+                    field.last_seen_ns = field.last_seen_ns.max(time_ns);
+                    if field.ty != ty {
+                        // Ints widen to floats and anything to string
+                        // without being a conflict worth reporting.
+                        let widening = matches!((field.ty, ty), ("int", "float"));
+                        if !widening {
+                            *field.conflicts.entry(ty).or_default() += 1;
+                            self.type_conflicts += 1;
+                        }
+                        field.ty = ty;
+                    }
+                }
+                None => {
+                    if schema.fields.len() >= self.fields_max {
+                        schema.fields_overflow += 1;
+                        continue;
+                    }
+                    new_field = true;
+                    schema.fields.insert(
+                        (*name).to_string(),
+                        FieldSchema {
+                            ty,
+                            observed: 1,
+                            first_seen_ns: time_ns,
+                            last_seen_ns: time_ns,
+                            since_version: schema.version + 1,
+                            conflicts: BTreeMap::new(),
+                        },
+                    );
+                }
+            }
+        }
+        if new_field {
+            schema.version += 1;
+        }
+    }
+
+    /// The sources as they stand, sorted by name.
+    pub fn snapshot(&self) -> Vec<SourceSchema> {
+        let mut out: Vec<SourceSchema> = self.sources.values().cloned().collect();
+        out.sort_by(|a, b| a.source.cmp(&b.source));
+        out
+    }
+
+    pub fn source_count(&self) -> usize {
+        self.sources.len()
+    }
+}
+
+/// Merges several cores' snapshots of the same sources into one view.
+pub fn merge(snapshots: &[Vec<SourceSchema>]) -> Vec<SourceSchema> {
+    let mut by_name: BTreeMap<String, SourceSchema> = BTreeMap::new();
+    for snapshot in snapshots {
+        for source in snapshot {
+            match by_name.get_mut(&source.source) {
+                None => {
+                    by_name.insert(source.source.clone(), source.clone());
+                }
+                Some(merged) => {
+                    merged.version = merged.version.max(source.version);
+                    merged.events += source.events;
+                    merged.first_seen_ns = merged.first_seen_ns.min(source.first_seen_ns);
+                    merged.last_seen_ns = merged.last_seen_ns.max(source.last_seen_ns);
+                    merged.fields_overflow += source.fields_overflow;
+                    for (name, field) in &source.fields {
+                        match merged.fields.get_mut(name) {
+                            None => {
+                                merged.fields.insert(name.clone(), field.clone());
+                            }
+                            Some(m) => {
+                                m.observed += field.observed;
+                                m.first_seen_ns = m.first_seen_ns.min(field.first_seen_ns);
+                                if field.last_seen_ns > m.last_seen_ns {
+                                    m.last_seen_ns = field.last_seen_ns;
+                                    m.ty = field.ty;
+                                }
+                                for (ty, n) in &field.conflicts {
+                                    *m.conflicts.entry(ty).or_default() += n;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    by_name.into_values().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields<'a>(pairs: &'a [(&'a str, &'a str)]) -> Vec<(&'a str, &'a [u8])> {
+        pairs.iter().map(|(n, v)| (*n, v.as_bytes())).collect()
+    }
+
+    #[test]
+    fn new_fields_bump_the_version_and_conflicts_are_recorded() {
+        let mut r = SchemaRegistry::new(10, 10);
+        let src = SourceId::HostApp(b"fw1", b"kernel");
+        r.observe(src, &fields(&[("SRC", "10.0.0.1"), ("DPT", "22")]), 1);
+        r.observe(src, &fields(&[("SRC", "10.0.0.2"), ("DPT", "23")]), 2);
+        r.observe(src, &fields(&[("SRC", "10.0.0.3"), ("DPT", "ssh"), ("NEW", "x")]), 3);
+        let snap = r.snapshot();
+        assert_eq!(snap.len(), 1);
+        let s = &snap[0];
+        assert_eq!(s.source, "fw1/kernel");
+        assert_eq!(s.version, 2);
+        assert_eq!(s.events, 3);
+        assert_eq!(s.fields["SRC"].ty, "ip");
+        assert_eq!(s.fields["NEW"].since_version, 2);
+        assert_eq!(s.fields["DPT"].conflicts.get("string"), Some(&1));
+        assert_eq!(r.type_conflicts, 1);
+    }
+
+    #[test]
+    fn caps_count_what_does_not_fit() {
+        let mut r = SchemaRegistry::new(2, 1);
+        for host in [&b"a"[..], b"b", b"c"] {
+            r.observe(SourceId::HostApp(host, b"x"), &fields(&[("f", "1"), ("g", "2")]), 0);
+        }
+        assert_eq!(r.source_count(), 2);
+        assert_eq!(r.sources_overflow, 1);
+        assert!(r.snapshot().iter().all(|s| s.fields.len() == 1 && s.fields_overflow == 1));
+    }
+
+    #[test]
+    fn merging_cores_sums_counts() {
+        let mut a = SchemaRegistry::new(10, 10);
+        let mut b = SchemaRegistry::new(10, 10);
+        let src = SourceId::Vendor("cef", b"Acme", b"FW");
+        a.observe(src, &fields(&[("src", "1.2.3.4")]), 5);
+        b.observe(src, &fields(&[("src", "1.2.3.5"), ("act", "deny")]), 9);
+        let merged = merge(&[a.snapshot(), b.snapshot()]);
+        assert_eq!(merged.len(), 1);
+        assert_eq!(merged[0].source, "cef:Acme/FW");
+        assert_eq!(merged[0].events, 2);
+        assert_eq!(merged[0].fields["src"].observed, 2);
+        assert_eq!(merged[0].first_seen_ns, 5);
+    }
+}
