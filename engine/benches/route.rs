@@ -6,7 +6,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use shardwatch::pipeline::{EventSink, Pipeline};
+use shardwatch::pipeline::{EventSink, Pipeline, PipelineOptions};
 use shardwatch::route::{RouteBatch, RouteRecord};
 use shardwatch::shard::ShardStates;
 use shardwatch::shardmap::ShardMap;
@@ -61,7 +61,7 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("match_route");
     group.throughput(Throughput::Elements(1));
     for (name, line) in lines() {
-        let mut pipeline = Pipeline::new(rules.clone(), map.clone(), 0);
+        let mut pipeline = Pipeline::new(rules.clone(), map.clone(), PipelineOptions::default());
         let mut sink = CountingSink::default();
         group.bench_function(name, |b| {
             b.iter(|| pipeline.process(black_box(&line), 1_764_237_601_000_000_000, &mut sink))
@@ -71,7 +71,7 @@ fn bench(c: &mut Criterion) {
 
     // The owner side: one record into a shard's correlation state. Times
     // advance so windows keep sliding, as under a steady brute force.
-    let mut pipeline = Pipeline::new(rules.clone(), map.clone(), 0);
+    let mut pipeline = Pipeline::new(rules.clone(), map.clone(), PipelineOptions::default());
     let mut sink = CountingSink::default();
     pipeline.process(&lines()[0].1, 1_764_237_601_000_000_000, &mut sink);
     let record_bytes = sink.batch;

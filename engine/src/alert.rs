@@ -36,9 +36,14 @@ pub fn render_correlation(rules: &RuleSet, alert: &CorrelationAlert, raised: &Ra
         group.insert(field.to_string(), value.map(lossy).unwrap_or(Value::Null));
     }
     let sample: Vec<Value> = alert.samples.iter().map(|s| lossy(s)).collect();
-    let line = json!({
+    let kind = if meta.kind.is_anomaly() {
+        "anomaly"
+    } else {
+        "correlation"
+    };
+    let mut line = json!({
         "id": alert.id,
-        "kind": "correlation",
+        "kind": kind,
         "rule": {"id": meta.id, "title": meta.title, "level": meta.level},
         "group": group,
         "count": alert.count,
@@ -49,11 +54,17 @@ pub fn render_correlation(rules: &RuleSet, alert: &CorrelationAlert, raised: &Ra
         "core": raised.core,
         "shard": raised.shard,
         "sample": sample,
-    })
-    .to_string();
+    });
+    if meta.kind.is_anomaly() {
+        line["anomaly"] = json!({
+            "type": shardwatch_rules::kind_name(meta.kind),
+            "score": alert.score,
+            "reason": alert.reason,
+        });
+    }
     AlertLine {
         rule_id: meta.id.clone(),
-        line,
+        line: line.to_string(),
     }
 }
 

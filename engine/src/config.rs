@@ -22,7 +22,46 @@ pub struct Config {
     pub output: OutputConfig,
     pub outputs: OutputsConfig,
     pub limits: LimitsConfig,
+    pub normalize: NormalizeConfig,
+    pub schemas: SchemasConfig,
     pub api: ApiConfig,
+}
+
+/// Field aliases (see `normalize`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NormalizeConfig {
+    /// Use the built-in alias table.
+    pub builtin: bool,
+    /// Extra aliases, vendor name = common name; an empty common name
+    /// removes a built-in alias.
+    pub aliases: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for NormalizeConfig {
+    fn default() -> Self {
+        NormalizeConfig {
+            builtin: true,
+            aliases: Default::default(),
+        }
+    }
+}
+
+/// The schema registry's bounds (see `schema`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SchemasConfig {
+    pub sources_max: usize,
+    pub fields_per_source_max: usize,
+}
+
+impl Default for SchemasConfig {
+    fn default() -> Self {
+        SchemasConfig {
+            sources_max: 4_096,
+            fields_per_source_max: 512,
+        }
+    }
 }
 
 /// Per-source admission of syslog senders (see `sources`).
@@ -117,6 +156,9 @@ pub struct IngestConfig {
     /// Timezone offset, in seconds east of UTC, for timestamps that carry
     /// none (RFC 3164).
     pub default_utc_offset_s: i32,
+    /// Events whose time is further than this from their receive time are
+    /// flagged (`event.time_skewed`) and counted.
+    pub timestamp_skew_max_s: u64,
 }
 
 /// Executors, shards and queues.
@@ -133,6 +175,9 @@ pub struct EngineConfig {
     /// Cap on correlation groups held per shard; the oldest group is evicted
     /// (and counted) beyond it.
     pub groups_per_shard_max: usize,
+    /// Log-template mining: `auto` (while a `rare_template` rule is
+    /// loaded), `on` or `off`.
+    pub templates: crate::pipeline::TemplatesMode,
 }
 
 /// Where files go.
@@ -177,6 +222,7 @@ impl Default for IngestConfig {
             tcp: "0.0.0.0:5514".into(),
             frame_bytes_max: 64 * 1024,
             default_utc_offset_s: 0,
+            timestamp_skew_max_s: 86_400,
         }
     }
 }
@@ -188,6 +234,7 @@ impl Default for EngineConfig {
             shards: crate::shardmap::SHARDS_DEFAULT,
             route_queue_batches: 256,
             groups_per_shard_max: 10_000,
+            templates: crate::pipeline::TemplatesMode::Auto,
         }
     }
 }
@@ -232,6 +279,8 @@ impl Default for Config {
             output: OutputConfig::default(),
             outputs: OutputsConfig::default(),
             limits: LimitsConfig::default(),
+            normalize: NormalizeConfig::default(),
+            schemas: SchemasConfig::default(),
             api: ApiConfig::default(),
         }
     }
@@ -299,6 +348,23 @@ impl Config {
     /// The UDP address, if UDP is enabled.
     pub fn udp_addr(&self) -> Option<SocketAddr> {
         self.ingest.udp.parse().ok()
+    }
+
+    /// The pipeline options this configuration asks for.
+    pub fn pipeline_options(&self, keep_schemas: bool) -> crate::pipeline::PipelineOptions {
+        crate::pipeline::PipelineOptions {
+            default_utc_offset_s: self.ingest.default_utc_offset_s,
+            timestamp_skew_max_ns: i64::try_from(self.ingest.timestamp_skew_max_s)
+                .unwrap_or(i64::MAX / 1_000_000_000)
+                .saturating_mul(1_000_000_000),
+            aliases: std::sync::Arc::new(crate::normalize::Aliases::new(
+                self.normalize.builtin,
+                &self.normalize.aliases,
+            )),
+            schemas: keep_schemas
+                .then_some((self.schemas.sources_max, self.schemas.fields_per_source_max)),
+            templates: self.engine.templates,
+        }
     }
 
     /// The API address, if the API is enabled.

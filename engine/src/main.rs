@@ -37,6 +37,25 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// The schema registry of a log file (or, with --api, of a running
+    /// node): per source, fields, types, versions and conflicts, as JSON.
+    Schemas {
+        /// A log file to infer schemas from.
+        file: Option<PathBuf>,
+        /// Ask a running node instead (GET /api/schemas).
+        #[arg(long)]
+        api: Option<String>,
+        #[arg(long)]
+        api_token: Option<String>,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Mine log templates from a file with the online miner and print CSV
+    /// `LineId,EventId,EventTemplate` (the template each line ended up in).
+    Templates {
+        /// One message per line; syslog headers are parsed off first.
+        file: PathBuf,
+    },
     /// List quarantined lines, oldest first, as JSON lines.
     Quarantine {
         /// The node's data directory.
@@ -185,12 +204,83 @@ fn parse(file: &str) -> anyhow::Result<()> {
         default_offset_s: 0,
     };
     let mut rendered = String::new();
+    let mut scratch = shardwatch_net::DecodeScratch::new();
     for line in input.split(b'\n') {
         let line = line?;
         rendered.clear();
-        shardwatch_net::render::render_line(&line, &ctx, &mut rendered);
+        shardwatch_net::render::render_line(&line, &ctx, &mut scratch, &mut rendered);
         writeln!(out, "{rendered}")?;
     }
+    Ok(())
+}
+
+/// `shardwatch templates FILE`: the online miner over each line's message
+/// (the syslog header parsed off; a line without one is all message). The
+/// miner generalises templates as it goes, so each line is printed with
+/// the final template of the cluster it joined.
+fn templates(file: &std::path::Path) -> anyhow::Result<()> {
+    let text = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let ctx = shardwatch_net::syslog::ParseContext {
+        now_ns: shardwatch::timefmt::now_ns(),
+        default_offset_s: 0,
+    };
+    let mut miner = shardwatch_rules::TemplateMiner::default();
+    let mut clusters = Vec::new();
+    let mut finals: std::collections::HashMap<u32, (String, String)> = Default::default();
+    for line in text.split(|&b| b == b'\n') {
+        let line = shardwatch_net::syslog::trim_line_end(line);
+        if line.is_empty() {
+            continue;
+        }
+        let message = match shardwatch_net::syslog::parse(line, &ctx) {
+            Ok(parsed) => parsed.message,
+            Err(_) => line,
+        };
+        let found = miner.mine(message);
+        clusters.push(found.cluster);
+        let id = String::from_utf8_lossy(&found.id_hex()).into_owned();
+        finals.insert(found.cluster, (id, found.text.to_owned()));
+    }
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    writeln!(out, "LineId,EventId,EventTemplate")?;
+    for (i, cluster) in clusters.iter().enumerate() {
+        if let Some((id, template)) = finals.get(cluster) {
+            writeln!(out, "{},{id},\"{}\"", i + 1, template.replace('"', "\"\""))?;
+        }
+    }
+    eprintln!(
+        "shardwatch: templates: {} lines, {} templates",
+        clusters.len(),
+        miner.template_count()
+    );
+    Ok(())
+}
+
+/// `shardwatch schemas`: from a file (the same pipeline as replay) or from
+/// a running node's API.
+fn schemas(
+    file: Option<PathBuf>,
+    api: Option<String>,
+    token: Option<String>,
+    config: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    if let Some(api) = api {
+        let body = http_request(&api, "GET", "/api/schemas", token.as_deref())?;
+        println!("{body}");
+        return Ok(());
+    }
+    let Some(file) = file else {
+        anyhow::bail!("give a log FILE, or --api ADDR of a running node");
+    };
+    let config = load_config(config.as_ref())?;
+    let (rules, _) = shardwatch::ruleload::load(config.rules.builtin, &config.rules.paths)?;
+    let input = BufReader::new(
+        std::fs::File::open(&file).with_context(|| format!("cannot open {}", file.display()))?,
+    );
+    let mut registry = Vec::new();
+    shardwatch::replay::replay(Arc::new(rules), &config, input, |_| {}, Some(&mut registry))?;
+    println!("{}", serde_json::to_string_pretty(&registry)?);
     Ok(())
 }
 
@@ -257,14 +347,12 @@ fn replay(file: PathBuf, rule_args: RuleArgs, config: Option<PathBuf>) -> anyhow
     let mut out = stdout.lock();
     let summary = shardwatch::replay::replay(
         Arc::new(rules),
-        config.engine.shards,
-        config.engine.groups_per_shard_max,
-        config.ingest.default_utc_offset_s,
-        config.rules.suppress_window_ms,
+        &config,
         input,
         |line| {
             let _ = writeln!(out, "{line}");
         },
+        None,
     )?;
     eprintln!(
         "shardwatch: replay: lines={} quarantined={} alerts={} suppressed={}",
@@ -359,6 +447,19 @@ fn rules_check(path: PathBuf) -> anyhow::Result<bool> {
 
 /// `shardwatch rules reload`: one HTTP POST to the node's API.
 fn rules_reload(api: &str, token: Option<&str>) -> anyhow::Result<()> {
+    let body = http_request(api, "POST", "/api/rules/reload", token)?;
+    println!("{body}");
+    Ok(())
+}
+
+/// One HTTP/1.1 request to a node's API; the body of a 200 answer, or an
+/// error naming the status.
+fn http_request(
+    api: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+) -> anyhow::Result<String> {
     use std::io::Read;
     let addr: std::net::SocketAddr = api
         .parse()
@@ -369,22 +470,28 @@ fn rules_reload(api: &str, token: Option<&str>) -> anyhow::Result<()> {
     let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     write!(
         stream,
-        "POST /api/rules/reload HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
     )?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
     let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
     let ok = head.starts_with("HTTP/1.1 200");
-    // The body may be chunked; print what a person needs: the JSON.
+    // The body may be chunked; keep what a person needs: the JSON.
     let json = body
         .lines()
-        .find(|l| l.trim_start().starts_with('{'))
-        .unwrap_or(body);
-    println!("{json}");
+        .find(|l| {
+            let l = l.trim_start();
+            l.starts_with('{') || l.starts_with('[')
+        })
+        .unwrap_or(body)
+        .to_string();
     if !ok {
-        anyhow::bail!("reload refused: {}", head.lines().next().unwrap_or(""));
+        anyhow::bail!(
+            "{method} {path}: {} {json}",
+            head.lines().next().unwrap_or("")
+        );
     }
-    Ok(())
+    Ok(json)
 }
 
 fn main() {
@@ -392,6 +499,13 @@ fn main() {
     let result = match cli.command.unwrap_or(Command::Run(RunArgs::default())) {
         Command::Run(args) => run(args),
         Command::Parse { file } => parse(&file),
+        Command::Templates { file } => templates(&file),
+        Command::Schemas {
+            file,
+            api,
+            api_token,
+            config,
+        } => schemas(file, api, api_token, config),
         Command::Quarantine {
             data_dir,
             reason,

@@ -141,9 +141,17 @@ mod tests {
         fields.push("source.ip", b"already");
         fields.push("SRC", b"10.0.0.2");
         aliases.apply(&mut fields);
-        assert_eq!(fields.get("source.ip"), Some(&b"already"[..]), "an existing common name wins");
+        assert_eq!(
+            fields.get("source.ip"),
+            Some(&b"already"[..]),
+            "an existing common name wins"
+        );
         assert_eq!(fields.get("user.name"), Some(&b"alice"[..]));
-        assert_eq!(fields.get("src"), Some(&b"10.0.0.1"[..]), "the original stays");
+        assert_eq!(
+            fields.get("src"),
+            Some(&b"10.0.0.1"[..]),
+            "the original stays"
+        );
         assert_eq!(fields.len(), 5);
     }
 

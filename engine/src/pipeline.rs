@@ -13,9 +13,12 @@ use std::sync::Arc;
 
 use shardwatch_net::fields::Fields;
 use shardwatch_net::syslog::ParseContext;
-use shardwatch_rules::{Event, RuleSet, Scratch};
+use shardwatch_net::{DecodeScratch, Decoder};
+use shardwatch_rules::{Event, RuleSet, Scratch, TemplateMiner};
 
+use crate::normalize::Aliases;
 use crate::route::RouteRecord;
+use crate::schema::{SchemaRegistry, SourceId};
 use crate::shardmap::ShardMap;
 
 /// Where the results of one line go.
@@ -26,6 +29,53 @@ pub trait EventSink {
     fn detection(&mut self, detection: u32, event: &Event<'_>, received_ns: i64);
     /// A correlation wants this event; `owner` is the core owning the shard.
     fn route(&mut self, record: &RouteRecord<'_>, owner: u16);
+    /// The line was accepted but something about it is worth counting
+    /// (`timestamp_skew`, `fields_overflow`, or a decode issue such as
+    /// `json_too_deep`). Nothing is dropped.
+    fn flagged(&mut self, _reason: &'static str) {}
+}
+
+/// Options of a pipeline beyond rules and shard map.
+pub struct PipelineOptions {
+    pub default_utc_offset_s: i32,
+    /// Events whose time is further than this from their receive time are
+    /// flagged (`event.time_skewed: true`) and counted.
+    pub timestamp_skew_max_ns: i64,
+    pub aliases: Arc<Aliases>,
+    /// Keep a schema registry of what this pipeline sees.
+    pub schemas: Option<(usize, usize)>,
+    /// When to mine log templates (`template.id`, `template.text`,
+    /// `template.new` on every event).
+    pub templates: TemplatesMode,
+}
+
+/// When the per-core template miner runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TemplatesMode {
+    /// Only while the rule set has a `rare_template` anomaly rule: mining
+    /// costs ~200 ns per event, paid only when something uses it.
+    Auto,
+    On,
+    Off,
+}
+
+/// Whether `rules` needs template fields.
+fn rules_need_templates(rules: &RuleSet) -> bool {
+    (0..rules.correlation_count())
+        .any(|i| rules.correlation(i).kind == shardwatch_rules::CorrelationKind::RareTemplate)
+}
+
+impl Default for PipelineOptions {
+    fn default() -> Self {
+        PipelineOptions {
+            default_utc_offset_s: 0,
+            timestamp_skew_max_ns: 86_400 * 1_000_000_000,
+            aliases: Arc::new(Aliases::new(true, &Default::default())),
+            schemas: None,
+            templates: TemplatesMode::Auto,
+        }
+    }
 }
 
 /// Reusable per-core state for processing lines.
@@ -33,6 +83,13 @@ pub struct Pipeline {
     rules: Arc<RuleSet>,
     map: Arc<ShardMap>,
     default_utc_offset_s: i32,
+    timestamp_skew_max_ns: i64,
+    aliases: Arc<Aliases>,
+    registry: Option<SchemaRegistry>,
+    decode: DecodeScratch,
+    templates_mode: TemplatesMode,
+    miner: Option<TemplateMiner>,
+    template_hex: [u8; 16],
     scratch: Scratch,
     matched: Vec<u32>,
     correlations: Vec<u32>,
@@ -40,11 +97,25 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    pub fn new(rules: Arc<RuleSet>, map: Arc<ShardMap>, default_utc_offset_s: i32) -> Self {
+    pub fn new(rules: Arc<RuleSet>, map: Arc<ShardMap>, options: PipelineOptions) -> Self {
+        let miner = match options.templates {
+            TemplatesMode::On => Some(TemplateMiner::default()),
+            TemplatesMode::Off => None,
+            TemplatesMode::Auto => rules_need_templates(&rules).then(TemplateMiner::default),
+        };
         Pipeline {
             rules,
             map,
-            default_utc_offset_s,
+            default_utc_offset_s: options.default_utc_offset_s,
+            timestamp_skew_max_ns: options.timestamp_skew_max_ns,
+            aliases: options.aliases,
+            registry: options
+                .schemas
+                .map(|(sources, fields)| SchemaRegistry::new(sources, fields)),
+            decode: DecodeScratch::new(),
+            miner,
+            templates_mode: options.templates,
+            template_hex: [0; 16],
             scratch: Scratch::default(),
             matched: Vec::with_capacity(64),
             correlations: Vec::with_capacity(64),
@@ -56,9 +127,28 @@ impl Pipeline {
         &self.rules
     }
 
+    /// The schema registry, when this pipeline keeps one.
+    pub fn registry(&self) -> Option<&SchemaRegistry> {
+        self.registry.as_ref()
+    }
+
     /// Swaps in a new rule set (a reload); takes effect from the next line.
+    /// In `auto` mode the template miner starts or stops with it (a miner
+    /// that keeps running keeps what it learned).
     pub fn set_rules(&mut self, rules: Arc<RuleSet>) {
+        if self.templates_mode == TemplatesMode::Auto {
+            match (rules_need_templates(&rules), self.miner.is_some()) {
+                (true, false) => self.miner = Some(TemplateMiner::default()),
+                (false, true) => self.miner = None,
+                _ => {}
+            }
+        }
         self.rules = rules;
+    }
+
+    /// The template miner, when one runs.
+    pub fn miner(&self) -> Option<&TemplateMiner> {
+        self.miner.as_ref()
     }
 
     /// Processes one line. Returns the event time, or None when the line
@@ -74,15 +164,66 @@ impl Pipeline {
             default_offset_s: self.default_utc_offset_s,
         };
         let mut fields = Fields::new();
-        let message = match shardwatch_net::parse_and_extract(raw, &ctx, &mut fields) {
-            Ok(parsed) => parsed.syslog,
-            Err(err) => {
-                sink.quarantine(err.reason.as_str(), Some(err.offset), raw);
-                return None;
-            }
-        };
+        let parsed =
+            match shardwatch_net::parse_and_extract(raw, &ctx, &mut self.decode, &mut fields) {
+                Ok(parsed) => parsed,
+                Err(err) => {
+                    sink.quarantine(err.reason.as_str(), Some(err.offset), raw);
+                    return None;
+                }
+            };
+        let message = parsed.syslog;
+        if let Some(issue) = parsed.issue {
+            sink.flagged(issue.as_str());
+        }
+        // Structured payloads carry vendor names; give rules the common
+        // names beside them. Free-text rows already emit common names.
+        if matches!(
+            parsed.decoder,
+            Some(Decoder::Json | Decoder::Cef | Decoder::Leef | Decoder::Kv | Decoder::Csv)
+        ) {
+            self.aliases.apply(&mut fields);
+        }
+        let mining = self.miner.is_some();
+        if let Some(miner) = self.miner.as_mut() {
+            let found = miner.mine(message.message);
+            self.template_hex = found.id_hex();
+            fields.push("template.text", found.text.as_bytes());
+            fields.push(
+                "template.new",
+                if found.new_template {
+                    b"true"
+                } else {
+                    b"false"
+                },
+            );
+        }
+        if mining {
+            fields.push("template.id", &self.template_hex);
+        }
+        let time_ns = message.timestamp_ns.unwrap_or(received_ns);
+        if (time_ns - received_ns).abs() > self.timestamp_skew_max_ns {
+            fields.push("event.time_skewed", b"true");
+            sink.flagged("timestamp_skew");
+        }
+        if fields.overflow > 0 {
+            sink.flagged("fields_overflow");
+        }
+        if let Some(registry) = self.registry.as_mut() {
+            let source = match (parsed.source, parsed.decoder) {
+                (Some(source), Some(Decoder::Leef)) => {
+                    SourceId::Vendor("leef", source.vendor, source.product)
+                }
+                (Some(source), _) => SourceId::Vendor("cef", source.vendor, source.product),
+                (None, _) => SourceId::HostApp(
+                    message.hostname.unwrap_or(b"-"),
+                    message.app_name.or(message.cisco_mnemonic).unwrap_or(b"-"),
+                ),
+            };
+            registry.observe(source, fields.as_slice(), time_ns);
+        }
         let event = Event {
-            time_ns: message.timestamp_ns.unwrap_or(received_ns),
+            time_ns,
             fields: fields.as_slice(),
             message: message.message,
             raw,

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use shardwatch_rules::{Event, RuleSet};
 
 use crate::alert::{render_correlation, render_detection, AlertGate, Raised};
+use crate::config::Config;
 use crate::pipeline::{EventSink, Pipeline};
 use crate::route::RouteRecord;
 use crate::shard::ShardStates;
@@ -94,18 +95,25 @@ impl<W: FnMut(String)> EventSink for ReplaySink<'_, W> {
     }
 }
 
-/// Replays `input` through `rules`, handing each rendered alert to `emit`.
+/// Replays `input` through `rules` with the engine settings of `config`,
+/// handing each rendered alert to `emit`. With `registry_out`, the schema
+/// registry of what was seen is returned there.
 pub fn replay(
     rules: Arc<RuleSet>,
-    shards: u32,
-    groups_per_shard_max: usize,
-    default_utc_offset_s: i32,
-    suppress_window_ms: u64,
+    config: &Config,
     input: impl BufRead,
     mut emit: impl FnMut(String),
+    registry_out: Option<&mut Vec<crate::schema::SourceSchema>>,
 ) -> anyhow::Result<ReplaySummary> {
+    let shards = config.engine.shards;
+    let groups_per_shard_max = config.engine.groups_per_shard_max;
+    let suppress_window_ms = config.rules.suppress_window_ms;
     let map = Arc::new(ShardMap::new(0, shards, 1));
-    let mut pipeline = Pipeline::new(rules.clone(), map, default_utc_offset_s);
+    let mut pipeline = Pipeline::new(
+        rules.clone(),
+        map,
+        config.pipeline_options(registry_out.is_some()),
+    );
     let mut states = ShardStates::new(groups_per_shard_max);
     let mut summary = ReplaySummary::default();
     let mut fired = Vec::new();
@@ -155,6 +163,9 @@ pub fn replay(
             summary.alerts += 1;
             emit(render_correlation(&rules, &alert, &raised).line);
         }
+    }
+    if let (Some(out), Some(registry)) = (registry_out, pipeline.registry()) {
+        *out = registry.snapshot();
     }
     Ok(summary)
 }

@@ -277,7 +277,11 @@ mod tests {
         let src = SourceId::HostApp(b"fw1", b"kernel");
         r.observe(src, &fields(&[("SRC", "10.0.0.1"), ("DPT", "22")]), 1);
         r.observe(src, &fields(&[("SRC", "10.0.0.2"), ("DPT", "23")]), 2);
-        r.observe(src, &fields(&[("SRC", "10.0.0.3"), ("DPT", "ssh"), ("NEW", "x")]), 3);
+        r.observe(
+            src,
+            &fields(&[("SRC", "10.0.0.3"), ("DPT", "ssh"), ("NEW", "x")]),
+            3,
+        );
         let snap = r.snapshot();
         assert_eq!(snap.len(), 1);
         let s = &snap[0];
@@ -294,11 +298,18 @@ mod tests {
     fn caps_count_what_does_not_fit() {
         let mut r = SchemaRegistry::new(2, 1);
         for host in [&b"a"[..], b"b", b"c"] {
-            r.observe(SourceId::HostApp(host, b"x"), &fields(&[("f", "1"), ("g", "2")]), 0);
+            r.observe(
+                SourceId::HostApp(host, b"x"),
+                &fields(&[("f", "1"), ("g", "2")]),
+                0,
+            );
         }
         assert_eq!(r.source_count(), 2);
         assert_eq!(r.sources_overflow, 1);
-        assert!(r.snapshot().iter().all(|s| s.fields.len() == 1 && s.fields_overflow == 1));
+        assert!(r
+            .snapshot()
+            .iter()
+            .all(|s| s.fields.len() == 1 && s.fields_overflow == 1));
     }
 
     #[test]

@@ -170,7 +170,7 @@ async fn core_main(
         pipeline: RefCell::new(Pipeline::new(
             rules,
             shared.map.clone(),
-            shared.config.ingest.default_utc_offset_s,
+            shared.config.pipeline_options(true),
         )),
         shards: RefCell::new(ShardStates::new(shared.config.engine.groups_per_shard_max)),
         outgoing: RefCell::new((0..cores).map(|_| RouteBatch::default()).collect()),

@@ -1,13 +1,20 @@
 //! A fixed-capacity list of extracted fields, borrowed from the input line.
 //!
 //! Parsing and extraction fill one of these per event without touching the
-//! heap: names are `'static` (from the extractor table) or borrowed from the
-//! input, values are always slices of the input line or `'static` constants.
-//! When the capacity is reached further fields are refused and counted in
-//! `overflow`, never silently lost.
+//! heap: names are `'static` (from the extractor table and decoders),
+//! borrowed from the input (JSON keys, CEF/LEEF/kv keys), or built in the
+//! caller's [`crate::DecodeScratch`] arena (dotted JSON paths, `sd.*`
+//! names); values are slices of the input line, `'static` constants, or
+//! arena text (unescaped values, re-rendered numbers). When the capacity is
+//! reached further fields are refused and counted in `overflow`, never
+//! silently lost. Names may repeat (RFC 5424 allows repeated parameters);
+//! [`Fields::get`] returns the first.
 
 /// Most fields one event can carry; the rest are counted in `Fields::overflow`.
-pub const FIELDS_MAX: usize = 64;
+///
+/// JSON events (Winlogbeat, CloudTrail) carry 50 to 100 leaf fields, so the
+/// list holds 128; at 32 bytes a slot that is 4 KiB of uninitialised stack.
+pub const FIELDS_MAX: usize = 128;
 
 /// One extracted field: a name and the raw bytes of its value.
 pub type Field<'a> = (&'a str, &'a [u8]);
@@ -82,6 +89,24 @@ impl<'a> Fields<'a> {
 
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// Whether the next `push` would be refused.
+    pub fn is_full(&self) -> bool {
+        self.len == FIELDS_MAX
+    }
+
+    /// Counts a field that was refused without being built (decoders skip
+    /// building a name once the list is full).
+    pub fn count_overflow(&mut self) {
+        self.overflow = self.overflow.saturating_add(1);
+    }
+
+    /// Drops the fields after the first `len` (a decoder undoing what it
+    /// pushed when the payload turns out not to be its format).
+    pub(crate) fn truncate(&mut self, len: usize) {
+        debug_assert!(len <= self.len);
+        self.len = self.len.min(len);
     }
 
     pub fn clear(&mut self) {

@@ -4,20 +4,23 @@
 //! The field names and their order are a stable interface: every key is
 //! always present (`null` when absent), byte values are shown as lossy UTF-8
 //! (invalid bytes become U+FFFD), and an error renders as
-//! `{"error":{"reason":...,"offset":...},"raw":...}`. This is a display path:
+//! `{"error":{"reason":...,"offset":...},"raw":...}`. After the header
+//! parts come `decoder`, `rule`, `source` (`{"vendor":...,"product":...}`
+//! for CEF and LEEF) and `decode_issue`, then `fields` in the order they
+//! were produced. This is a display path:
 //! it allocates (the output `String`) and is not used on the hot path.
 
 use std::fmt::Write;
 
 use crate::fields::Fields;
 use crate::syslog::{write_rfc3339, ParseContext, ParseError};
-use crate::{parse_and_extract, ParsedLine};
+use crate::{parse_and_extract, DecodeScratch, ParsedLine};
 
 /// Parses, extracts and renders `line` as one JSON object (no newline)
-/// appended to `out`.
-pub fn render_line(line: &[u8], ctx: &ParseContext, out: &mut String) {
+/// appended to `out`; `scratch` is reused between lines.
+pub fn render_line(line: &[u8], ctx: &ParseContext, scratch: &mut DecodeScratch, out: &mut String) {
     let mut fields = Fields::new();
-    match parse_and_extract(line, ctx, &mut fields) {
+    match parse_and_extract(line, ctx, scratch, &mut fields) {
         Ok(parsed) => render_parsed(&parsed, &fields, out),
         Err(error) => render_error(line, &error, out),
     }
@@ -51,11 +54,21 @@ pub fn render_parsed(parsed: &ParsedLine<'_>, fields: &Fields<'_>, out: &mut Str
     write_bytes_field(out, "sequence", m.sequence);
     write_bytes_field(out, "cisco_mnemonic", m.cisco_mnemonic);
     write_bytes_field(out, "message", Some(m.message));
+    out.push_str(",\"decoder\":");
+    write_opt_str(out, parsed.decoder.map(|d| d.as_str()));
     out.push_str(",\"rule\":");
-    match parsed.rule {
-        Some(rule) => write_str(out, rule),
+    write_opt_str(out, parsed.rule);
+    out.push_str(",\"source\":");
+    match parsed.source {
+        Some(source) => {
+            write_bytes_field_first(out, "vendor", source.vendor);
+            write_bytes_field(out, "product", Some(source.product));
+            out.push('}');
+        }
         None => out.push_str("null"),
     }
+    out.push_str(",\"decode_issue\":");
+    write_opt_str(out, parsed.issue.map(|i| i.as_str()));
     out.push_str(",\"fields\":{");
     for (i, (name, value)) in fields.as_slice().iter().enumerate() {
         if i > 0 {
@@ -86,6 +99,19 @@ fn write_num(out: &mut String, key: &str, value: Option<i64>) {
         Some(v) => write!(out, ",\"{key}\":{v}"),
         None => write!(out, ",\"{key}\":null"),
     };
+}
+
+fn write_opt_str(out: &mut String, value: Option<&str>) {
+    match value {
+        Some(v) => write_str(out, v),
+        None => out.push_str("null"),
+    }
+}
+
+/// Opens an object with its first key.
+fn write_bytes_field_first(out: &mut String, key: &str, value: &[u8]) {
+    let _ = write!(out, "{{\"{key}\":");
+    write_str(out, &String::from_utf8_lossy(value));
 }
 
 fn write_bytes_field(out: &mut String, key: &str, value: Option<&[u8]>) {
@@ -122,13 +148,14 @@ mod tests {
     #[test]
     fn renders_valid_json_for_odd_bytes() {
         let ctx = ParseContext::default();
+        let mut scratch = DecodeScratch::new();
         for line in [
             &b"<13>Jan  1 00:00:00 h a[1]: \"q\" \\ \x01\x7f\xff"[..],
             b"<>",
             b"plain \t text",
         ] {
             let mut out = String::new();
-            render_line(line, &ctx, &mut out);
+            render_line(line, &ctx, &mut scratch, &mut out);
             let value: serde_json::Value = serde_json::from_str(&out).unwrap();
             assert!(value.is_object(), "{out}");
         }

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 use shardwatch_net::render::render_line;
 use shardwatch_net::syslog::ParseContext;
+use shardwatch_net::DecodeScratch;
 
 /// Receive time for every golden line: 2026-11-27T12:00:00Z.
 const CTX: ParseContext = ParseContext {
@@ -50,8 +51,11 @@ fn lines(input: &[u8]) -> Vec<&[u8]> {
 
 fn render_all(lines: &[&[u8]]) -> String {
     let mut out = String::new();
+    // One scratch for the whole file, as the engine keeps one per core: a
+    // line must not see what the previous one left in it.
+    let mut scratch = DecodeScratch::new();
     for line in lines {
-        render_line(line, &CTX, &mut out);
+        render_line(line, &CTX, &mut scratch, &mut out);
         out.push('\n');
     }
     out

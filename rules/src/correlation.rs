@@ -89,6 +89,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
+use crate::anomaly::{AnomalyBody, Counters, Finding};
+use crate::anomaly_rule::{AnomalyMetric, AnomalySpec};
 use crate::correlation_rule::{CorrelationKind, CorrelationMeta, CountCondition, CHAIN_DEPTH_MAX};
 use crate::ruleset::RuleSet;
 
@@ -105,7 +107,7 @@ pub const PENDING_ALERTS_MAX: usize = 1024;
 
 /// A correlation alert: the condition of correlation `correlation` held for
 /// the group `group_key`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct CorrelationAlert {
     /// Index of the correlation in the rule set.
     pub correlation: u32,
@@ -122,7 +124,19 @@ pub struct CorrelationAlert {
     /// Up to [`SAMPLES_MAX`] raw lines of counted events, oldest first, the
     /// most recently observed ones.
     pub samples: Vec<Vec<u8>>,
+    /// Anomaly rules: how anomalous the finding is. `baseline`: the signed
+    /// z-score of the bucket (positive for a spike); `outlier`: the
+    /// distance in cluster radii. `None` for Sigma correlations and for
+    /// `first_seen`/`rare_template` (a new value is not a matter of
+    /// degree). Always finite.
+    pub score: Option<f64>,
+    /// Anomaly rules: one sentence saying what was anomalous and against
+    /// which baseline. `None` for Sigma correlations.
+    pub reason: Option<String>,
 }
+
+/// Scores are always finite, so equality is reflexive.
+impl Eq for CorrelationAlert {}
 
 /// One event (or chained alert) as one correlation sees it. The engine
 /// builds it from [`RuleSet::group_key_for`], [`RuleSet::input_mask`] and
@@ -190,6 +204,10 @@ struct PendingAlert {
     first_seen_ns: i64,
     last_seen_ns: i64,
     samples: Vec<Vec<u8>>,
+    /// The score's bits (`f64::to_bits`), kept as an integer so the
+    /// pending queue stays `Eq`.
+    score_bits: Option<u64>,
+    reason: Option<String>,
 }
 
 /// The state of one group.
@@ -224,6 +242,8 @@ struct Group {
     chain: Vec<Option<(i64, i64)>>,
     /// The most recently observed raw lines.
     samples: VecDeque<Sample>,
+    /// Anomaly rules: the entity's detector state (see `crate::anomaly`).
+    anomaly: Option<Box<AnomalyBody>>,
 }
 
 impl Group {
@@ -242,6 +262,7 @@ impl Group {
             items_by_time: BTreeSet::new(),
             chain: vec![None; inputs],
             samples: VecDeque::new(),
+            anomaly: None,
         }
     }
 
@@ -312,6 +333,8 @@ pub struct CorrelationState {
     keys: BTreeMap<u64, (u64, Vec<u8>)>,
     /// Alerts raised by `observe` beyond the one it returns.
     pending: VecDeque<PendingAlert>,
+    /// Refusals of anomaly detectors.
+    anomaly_counters: Counters,
 }
 
 impl CorrelationState {
@@ -329,6 +352,7 @@ impl CorrelationState {
             by_deadline: BTreeSet::new(),
             keys: BTreeMap::new(),
             pending: VecDeque::new(),
+            anomaly_counters: Counters::default(),
         }
     }
 
@@ -356,7 +380,38 @@ impl CorrelationState {
         self.pending_dropped_total
     }
 
-    /// How many groups are held.
+    /// Anomaly rules: observations older than their entity's open bucket,
+    /// not counted into any bucket.
+    pub fn anomaly_late_total(&self) -> u64 {
+        self.anomaly_counters.late
+    }
+
+    /// Anomaly rules: empty buckets skipped without scoring after a gap
+    /// longer than [`crate::CATCH_UP_BUCKETS_MAX`] buckets.
+    pub fn anomaly_buckets_skipped_total(&self) -> u64 {
+        self.anomaly_counters.skipped
+    }
+
+    /// Anomaly rules: `first_seen`/`rare_template` values forgotten
+    /// because an entity held `values-max` of them.
+    pub fn anomaly_values_evicted_total(&self) -> u64 {
+        self.anomaly_counters.values_evicted
+    }
+
+    /// Anomaly rules: distinct values not tracked because a bucket held
+    /// [`crate::DISTINCT_PER_BUCKET_MAX`] of them.
+    pub fn anomaly_distinct_capped_total(&self) -> u64 {
+        self.anomaly_counters.distinct_capped
+    }
+
+    /// Anomaly rules: observations whose value was missing where needed or
+    /// not a number for `sum`.
+    pub fn anomaly_unusable_total(&self) -> u64 {
+        self.anomaly_counters.unusable
+    }
+
+    /// How many groups are held (correlation groups and anomaly entities
+    /// together; they share `groups_max`).
     pub fn group_count(&self) -> usize {
         self.keys.len()
     }
@@ -423,6 +478,17 @@ impl CorrelationState {
             CorrelationKind::Temporal | CorrelationKind::TemporalOrdered => {
                 observation.input_mask != 0
             }
+            CorrelationKind::FirstSeen | CorrelationKind::RareTemplate => {
+                observation.value.is_some()
+            }
+            CorrelationKind::Baseline => {
+                observation.value.is_some()
+                    || meta
+                        .anomaly
+                        .as_ref()
+                        .is_some_and(|spec| spec.metric == AnomalyMetric::Count)
+            }
+            CorrelationKind::Outlier => true,
         };
         if !complete {
             self.incomplete_total += 1;
@@ -448,10 +514,160 @@ impl CorrelationState {
         let Some(meta) = rules.correlation_meta(observation.correlation) else {
             return;
         };
+        if let Some(spec) = &meta.anomaly {
+            let mut alerts = Vec::new();
+            self.step_anomaly(meta, spec, observation, &mut alerts);
+            for alert in alerts {
+                self.fired(rules, meta, alert, depth, out);
+            }
+            return;
+        }
         let Some(alert) = self.step(meta, observation) else {
             return;
         };
         self.fired(rules, meta, alert, depth, out);
+    }
+
+    /// Makes sure the group of `(meta, key)` exists and was made by this
+    /// definition of the rule (else it is reset).
+    fn prepare_group(&mut self, meta: &CorrelationMeta, key: &[u8], time_ns: i64) {
+        let existing = self
+            .groups
+            .get(&meta.hash)
+            .and_then(|groups| groups.get(key))
+            .map(|group| (group.gid, group.fingerprint));
+        match existing {
+            Some((_, fingerprint)) if fingerprint == meta.fingerprint => {}
+            Some((gid, _)) => {
+                // The rule changed under the same id: its old state means
+                // nothing to the new definition.
+                let _ = self.remove(gid);
+                self.create(meta, key, time_ns);
+            }
+            None => self.create(meta, key, time_ns),
+        }
+    }
+
+    /// Moves a group's index entries after its times changed.
+    fn reindex(&mut self, gid: u64, old: (i64, i64), new: (i64, i64)) {
+        if new.0 != old.0 {
+            let removed = self.by_newest.remove(&(old.0, gid));
+            debug_assert!(removed);
+            self.by_newest.insert((new.0, gid));
+        }
+        if new.1 != old.1 {
+            let removed = self.by_deadline.remove(&(old.1, gid));
+            debug_assert!(removed);
+            self.by_deadline.insert((new.1, gid));
+        }
+    }
+
+    /// One observation of an anomaly rule; alerts go to `alerts`.
+    fn step_anomaly(
+        &mut self,
+        meta: &CorrelationMeta,
+        spec: &AnomalySpec,
+        observation: &Observation<'_>,
+        alerts: &mut Vec<CorrelationAlert>,
+    ) {
+        let key = observation.group_key;
+        let time_ns = observation.time_ns;
+        self.prepare_group(meta, key, time_ns);
+        let Some(group) = self
+            .groups
+            .get_mut(&meta.hash)
+            .and_then(|groups| groups.get_mut(key))
+        else {
+            debug_assert!(false, "prepare_group made no group");
+            return;
+        };
+        let old = (group.newest_ns, group.deadline_ns);
+        group.newest_ns = group.newest_ns.max(time_ns);
+        let body = group
+            .anomaly
+            .get_or_insert_with(|| Box::new(AnomalyBody::new(meta.kind, spec, time_ns)));
+        let mut findings = Vec::new();
+        body.observe(
+            meta,
+            spec,
+            observation.value,
+            time_ns,
+            &mut self.anomaly_counters,
+            &mut findings,
+        );
+        group.deadline_ns = body.deadline_ns(spec, group.newest_ns);
+        push_sample(&mut group.samples, time_ns, observation.raw);
+        for finding in findings {
+            alerts.push(anomaly_alert(
+                meta,
+                observation.correlation,
+                key,
+                group,
+                finding,
+            ));
+        }
+        let (gid, new) = (group.gid, (group.newest_ns, group.deadline_ns));
+        self.reindex(gid, old, new);
+    }
+
+    /// `advance` for one anomaly entity whose deadline passed: closes its
+    /// buckets and reindexes it. Returns false when the entity should be
+    /// dropped instead (expired, first-seen values all aged out, rule gone
+    /// or changed).
+    fn advance_anomaly(
+        &mut self,
+        rules: &RuleSet,
+        gid: u64,
+        now_ns: i64,
+        out: &mut Vec<CorrelationAlert>,
+    ) -> bool {
+        let Some((hash, key)) = self.keys.get(&gid) else {
+            return false;
+        };
+        let Some(correlation) = rules.correlation_by_hash(*hash) else {
+            return false;
+        };
+        let Some(meta) = rules.correlation_meta(correlation) else {
+            return false;
+        };
+        let Some(spec) = &meta.anomaly else {
+            return false;
+        };
+        let Some(group) = self
+            .groups
+            .get_mut(hash)
+            .and_then(|groups| groups.get_mut(key.as_slice()))
+        else {
+            return false;
+        };
+        if group.fingerprint != meta.fingerprint {
+            return false;
+        }
+        let Some(body) = group.anomaly.as_mut() else {
+            return false;
+        };
+        let mut findings = Vec::new();
+        let alive = body.advance(
+            meta,
+            spec,
+            now_ns,
+            &mut self.anomaly_counters,
+            &mut findings,
+        );
+        let old = (group.newest_ns, group.deadline_ns);
+        group.deadline_ns = body.deadline_ns(spec, group.newest_ns);
+        let mut alerts = Vec::with_capacity(findings.len());
+        for finding in findings {
+            alerts.push(anomaly_alert(meta, correlation, key, group, finding));
+        }
+        let new = (group.newest_ns, group.deadline_ns);
+        // Progress: a live entity's next deadline is at or after now.
+        debug_assert!(!alive || new.1 >= now_ns);
+        self.reindex(gid, old, new);
+        for alert in alerts {
+            self.fired(rules, meta, alert, 0, out);
+        }
+        alive && new.1 >= now_ns
     }
 
     /// Emits a fired alert (if standalone) and feeds the correlations that
@@ -507,6 +723,8 @@ impl CorrelationState {
             first_seen_ns: alert.first_seen_ns,
             last_seen_ns: alert.last_seen_ns,
             samples: alert.samples,
+            score_bits: alert.score.map(f64::to_bits),
+            reason: alert.reason,
         });
         debug_assert!(self.pending.len() <= PENDING_ALERTS_MAX);
     }
@@ -522,21 +740,7 @@ impl CorrelationState {
         let time_ns = observation.time_ns;
         let span_ns = meta.timespan_ns;
         let condition = meta.condition;
-        let existing = self
-            .groups
-            .get(&hash)
-            .and_then(|groups| groups.get(key))
-            .map(|group| (group.gid, group.fingerprint));
-        match existing {
-            Some((_, fingerprint)) if fingerprint == meta.fingerprint => {}
-            Some((gid, _)) => {
-                // The rule changed under the same id: its old window means
-                // nothing to the new definition.
-                let _ = self.remove(gid);
-                self.create(meta, key, time_ns);
-            }
-            None => self.create(meta, key, time_ns),
-        }
+        self.prepare_group(meta, key, time_ns);
         let mut values_evicted = 0u64;
         let group = self.groups.get_mut(&hash)?.get_mut(key)?;
         let (old_newest, old_deadline) = (group.newest_ns, group.deadline_ns);
@@ -580,16 +784,7 @@ impl CorrelationState {
         let gid = group.gid;
         let (new_newest, new_deadline) = (group.newest_ns, group.deadline_ns);
         self.values_evicted_total += values_evicted;
-        if new_newest != old_newest {
-            let removed = self.by_newest.remove(&(old_newest, gid));
-            debug_assert!(removed);
-            self.by_newest.insert((new_newest, gid));
-        }
-        if new_deadline != old_deadline {
-            let removed = self.by_deadline.remove(&(old_deadline, gid));
-            debug_assert!(removed);
-            self.by_deadline.insert((new_deadline, gid));
-        }
+        self.reindex(gid, (old_newest, old_deadline), (new_newest, new_deadline));
         alert
     }
 
@@ -657,12 +852,22 @@ impl CorrelationState {
                     first_seen_ns: pending.first_seen_ns,
                     last_seen_ns: pending.last_seen_ns,
                     samples: pending.samples,
+                    score: pending.score_bits.map(f64::from_bits),
+                    reason: pending.reason,
                 });
             }
         }
         while let Some(&(deadline_ns, gid)) = self.by_deadline.first() {
             if deadline_ns >= now_ns {
                 break;
+            }
+            let is_anomaly = self
+                .keys
+                .get(&gid)
+                .and_then(|(hash, key)| self.groups.get(hash)?.get(key.as_slice()))
+                .is_some_and(|group| group.anomaly.is_some());
+            if is_anomaly && self.advance_anomaly(rules, gid, now_ns, out) {
+                continue;
             }
             let Some((hash, key, group)) = self.remove(gid) else {
                 // Unreachable while the indices agree; stop rather than spin.
@@ -677,6 +882,7 @@ impl CorrelationState {
                 continue;
             };
             if meta.fingerprint != group.fingerprint
+                || meta.anomaly.is_some()
                 || meta.condition.is_eager()
                 || meta.kind == CorrelationKind::TemporalOrdered
             {
@@ -794,6 +1000,8 @@ fn step_sliding(
         first_seen_ns,
         last_seen_ns,
         samples: samples_since(&group.samples, first_seen_ns),
+        score: None,
+        reason: None,
     };
     group.clear_window();
     Some(alert)
@@ -849,9 +1057,42 @@ fn step_ordered(
         first_seen_ns,
         last_seen_ns,
         samples: samples_since(&group.samples, first_seen_ns),
+        score: None,
+        reason: None,
     };
     group.clear_window();
     Some(alert)
+}
+
+/// The alert of an anomaly finding: id over the rule, the group key (and
+/// the new value, for first-seen findings) and the window start.
+fn anomaly_alert(
+    meta: &CorrelationMeta,
+    correlation: u32,
+    key: &[u8],
+    group: &Group,
+    finding: Finding,
+) -> CorrelationAlert {
+    let id = if finding.id_extra.is_empty() {
+        alert_id(&meta.id, key, finding.window_start_ns)
+    } else {
+        let mut keyed = Vec::with_capacity(key.len() + 1 + finding.id_extra.len());
+        keyed.extend_from_slice(key);
+        keyed.push(0xff);
+        keyed.extend_from_slice(&finding.id_extra);
+        alert_id(&meta.id, &keyed, finding.window_start_ns)
+    };
+    CorrelationAlert {
+        correlation,
+        id,
+        group_key: key.to_vec(),
+        count: finding.count,
+        first_seen_ns: finding.first_seen_ns,
+        last_seen_ns: finding.last_seen_ns,
+        samples: samples_since(&group.samples, finding.first_seen_ns),
+        score: finding.score.filter(|s| s.is_finite()),
+        reason: Some(finding.reason),
+    }
 }
 
 /// Keeps the most recent [`SAMPLES_MAX`] raw lines, reusing the buffer of
@@ -904,6 +1145,8 @@ fn close_window(
         first_seen_ns: group.window_first_ns,
         last_seen_ns: group.window_last_ns,
         samples: group.samples.iter().map(|s| s.raw.clone()).collect(),
+        score: None,
+        reason: None,
     })
 }
 

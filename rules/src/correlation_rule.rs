@@ -104,6 +104,16 @@ pub enum CorrelationKind {
     /// `temporal_ordered`: every input seen per group in the window, in the
     /// order of `rules`.
     TemporalOrdered,
+    /// Anomaly `baseline`: a per-entity, per-bucket metric against its
+    /// EWMA and MAD history (see `rules/ANOMALY.md`).
+    Baseline,
+    /// Anomaly `first_seen`: a value never seen before for the entity.
+    FirstSeen,
+    /// Anomaly `rare_template`: `first_seen` over `template.id`.
+    RareTemplate,
+    /// Anomaly `outlier`: a per-bucket feature vector far from the
+    /// entity's streaming k-means centres.
+    Outlier,
 }
 
 impl CorrelationKind {
@@ -113,7 +123,17 @@ impl CorrelationKind {
             CorrelationKind::ValueCount => 2,
             CorrelationKind::Temporal => 3,
             CorrelationKind::TemporalOrdered => 4,
+            CorrelationKind::Baseline => 5,
+            CorrelationKind::FirstSeen => 6,
+            CorrelationKind::RareTemplate => 7,
+            CorrelationKind::Outlier => 8,
         }
+    }
+
+    /// Whether this is an anomaly detector (our `anomaly:` format) rather
+    /// than a Sigma correlation.
+    pub fn is_anomaly(self) -> bool {
+        self.tag() >= 5
     }
 }
 
@@ -174,6 +194,11 @@ pub struct CorrelationMeta {
     /// timespan and condition: a group whose fingerprint differs was made
     /// by another definition and is reset.
     pub fingerprint: u64,
+    /// Anomaly rules: the detector's settings. `None` for Sigma
+    /// correlations. For anomaly rules `timespan_ns` is the bucket width
+    /// (`baseline`, `outlier`) or the forget-after span (`first_seen`,
+    /// `rare_template`), and `condition` is unused.
+    pub anomaly: Option<Box<crate::anomaly_rule::AnomalySpec>>,
 }
 
 /// The stable 64-bit hash of a rule id that keys correlation state.
@@ -364,6 +389,17 @@ pub(crate) fn read_correlation(
     };
     let inputs_count = references.len() as u64;
     let condition = match (kind, condition) {
+        (
+            CorrelationKind::Baseline
+            | CorrelationKind::FirstSeen
+            | CorrelationKind::RareTemplate
+            | CorrelationKind::Outlier,
+            _,
+        ) => {
+            return Err(RuleErrorKind::invalid(
+                "anomaly types belong in an 'anomaly:' section",
+            ))
+        }
         (CorrelationKind::EventCount | CorrelationKind::ValueCount, None) => {
             return Err(RuleErrorKind::invalid(
                 "counting correlation has no condition (or one that is always true)",
@@ -602,6 +638,9 @@ pub(crate) fn resolve(
                                     "refers to a correlation that failed to load",
                                 ));
                             }
+                            if drafts[index].meta.anomaly.is_some() {
+                                return Err(RuleErrorKind::unsupported("anomaly:over-correlation"));
+                            }
                             if drafts[index].meta.kind == CorrelationKind::ValueCount {
                                 return Err(RuleErrorKind::unsupported(
                                     "correlation:value_count-over-correlation",
@@ -773,6 +812,11 @@ fn fingerprint<'a>(meta: &CorrelationMeta, input_ids: impl Iterator<Item = &'a s
     text(&meta.timespan_ns.to_le_bytes());
     text(&meta.condition.min.map_or(u64::MAX, |m| m).to_le_bytes());
     text(&meta.condition.max.map_or(u64::MAX, |m| m).to_le_bytes());
+    if let Some(spec) = &meta.anomaly {
+        // Debug output is a complete, deterministic rendering of the spec
+        // (floats print exactly), so any changed setting resets state.
+        text(format!("{spec:?}").as_bytes());
+    }
     hasher.digest()
 }
 

@@ -61,6 +61,16 @@ pub enum RuleErrorKind {
     /// A correlation refers to a rule id or name that is not loaded.
     #[error("unknown rule reference: {0}")]
     UnknownReference(String),
+    /// An anomaly rule (`anomaly:` section) has a missing, unknown or
+    /// out-of-range setting. `key` names the setting (`anomaly.bucket`,
+    /// `anomaly.threshold.zscore`, ...).
+    #[error("invalid anomaly rule: '{key}': {reason}")]
+    Anomaly {
+        /// The setting the error is about.
+        key: String,
+        /// What is wrong with it and what is accepted.
+        reason: String,
+    },
     /// Another rule loaded earlier has the same id or name.
     #[error("duplicate rule id or name: {0}")]
     Duplicate(String),
@@ -71,6 +81,14 @@ impl RuleErrorKind {
     pub(crate) fn unsupported(feature: impl Into<String>) -> Self {
         RuleErrorKind::Unsupported {
             feature: feature.into(),
+        }
+    }
+
+    /// Shorthand for an [`RuleErrorKind::Anomaly`] error.
+    pub(crate) fn anomaly(key: impl Into<String>, reason: impl Into<String>) -> Self {
+        RuleErrorKind::Anomaly {
+            key: key.into(),
+            reason: reason.into(),
         }
     }
 

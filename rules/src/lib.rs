@@ -29,6 +29,18 @@
 //! not guessed. Chained correlations are fed inside the state. Before
 //! emitting, [`Suppressor::check`] may fold repeats.
 //!
+//! Anomaly rules ride on exactly this path: each compiles into a
+//! [`CorrelationMeta`] with an anomaly [`CorrelationKind`]
+//! (`Baseline`, `FirstSeen`, `RareTemplate`, `Outlier`) and its settings in
+//! [`CorrelationMeta::anomaly`], fed by base detections (its `rules`, or a
+//! hidden detection compiled from its inline `detection`). Their alerts
+//! are [`CorrelationAlert`]s with [`CorrelationAlert::score`] and
+//! [`CorrelationAlert::reason`] set; buckets close on observations and on
+//! [`CorrelationState::advance`]. For `rare_template`, the engine mines
+//! each event's message with one [`TemplateMiner`] per core and adds
+//! `template.id` ([`TemplateMatch::id_hex`]), `template.text` and
+//! `template.new` (`true`/`false`) before evaluation.
+//!
 //! Code map:
 //! - [`event`]: the borrowed event view.
 //! - [`field`]: field name resolution (exact, alias table, unique leaf).
@@ -42,10 +54,17 @@
 //! - `ruleset`: loading, filters, compiling, the stateless pass, group keys.
 //! - `correlation_rule`: correlation definitions, aliases, reference and
 //!   chain resolution, stable rule hashes.
-//! - `correlation`: correlation windows, chaining, alerts, alert ids.
+//! - `correlation`: correlation windows, chaining, alerts, alert ids; the
+//!   group table that anomaly entities share.
+//! - `anomaly_rule`: the `anomaly:` format, validated into [`AnomalySpec`].
+//! - `anomaly`: per-entity anomaly state (baselines, first-seen sets,
+//!   streaming k-means), hosted inside correlation groups.
+//! - [`template`]: Drain-style online template mining.
 //! - `suppress`: [`Suppressor`].
 //! - `error`: [`RuleError`].
 
+mod anomaly;
+mod anomaly_rule;
 pub mod condition;
 mod correlation;
 mod correlation_rule;
@@ -58,10 +77,17 @@ mod matcher;
 mod pattern;
 mod ruleset;
 mod suppress;
+pub mod template;
 
+pub use anomaly::{CATCH_UP_BUCKETS_MAX, DISTINCT_PER_BUCKET_MAX};
+pub use anomaly_rule::{
+    kind_name, AnomalyMetric, AnomalySpec, Direction, Feature, Seasonality, BUCKET_NS_MIN,
+    HISTORY_BUCKETS_MAX, OUTLIER_CENTRES_MAX, SEASON_HISTORY_MAX, VALUES_PER_ENTITY_MAX,
+    WARMUP_BUCKETS_MAX,
+};
 pub use correlation::{
-    alert_id, event_alert_id, CorrelationAlert, CorrelationState, Observation, PENDING_ALERTS_MAX,
-    SAMPLES_MAX, VALUES_PER_GROUP_MAX,
+    alert_id, event_alert_id, ArchivedCorrelationState, CorrelationAlert, CorrelationState,
+    Observation, PENDING_ALERTS_MAX, SAMPLES_MAX, VALUES_PER_GROUP_MAX,
 };
 pub use correlation_rule::{
     parse_timespan_ns, rule_id_hash, CorrelationInput, CorrelationKind, CorrelationMeta,
@@ -74,3 +100,7 @@ pub use logsource::{LogsourceMapping, BUILTIN_LOGSOURCES};
 pub use pattern::Scratch;
 pub use ruleset::{CompileOptions, LogSource, RuleMeta, RuleSet, RuleSource, GROUP_VALUE_ABSENT};
 pub use suppress::{SuppressDecision, Suppressor};
+pub use template::{
+    id_hex, template_id, MinerConfig, TemplateMatch, TemplateMiner, TEMPLATE_ID_FIELD,
+    TEMPLATE_NEW_FIELD, TEMPLATE_TEXT_FIELD,
+};

@@ -45,6 +45,7 @@ use std::collections::HashMap;
 
 use serde_yaml_ng::{Mapping, Value};
 
+use crate::anomaly_rule::read_anomaly;
 use crate::correlation_rule::{
     self, read_correlation, CorrelationDraft, CorrelationInput, CorrelationKind, CorrelationMeta,
     CountCondition, Resolved, CORRELATION_INPUTS_MAX,
@@ -344,8 +345,79 @@ fn read_correlation_document(
         standalone: true,
         hash: 0,
         fingerprint: 0,
+        anomaly: None,
     };
     read_correlation(section, map, meta)
+}
+
+/// Reads an anomaly document (`rules/ANOMALY.md`): common metadata, an
+/// optional inline detection compiled into a hidden base detection
+/// (returned so the caller registers it), then the `anomaly:` section.
+fn read_anomaly_document(
+    map: &Mapping,
+    place: &mut Place,
+    options: &CompileOptions,
+) -> Result<(Option<CompiledDetection>, CorrelationDraft), RuleErrorKind> {
+    let (id, title, name, level, description) = read_common(map, place)?;
+    let Some(Value::Mapping(section)) = map.get("anomaly") else {
+        return Err(RuleErrorKind::anomaly("anomaly", "must be a map"));
+    };
+    let hidden = if map.contains_key("detection") {
+        // The hidden detection reads the document's own detection and
+        // logsource under an id no rule can take (ids never contain '#'
+        // followed by this suffix in our formats).
+        let mut hidden_map = Mapping::new();
+        hidden_map.insert(
+            Value::from("id"),
+            Value::from(format!("{id}#anomaly-input")),
+        );
+        hidden_map.insert(Value::from("title"), Value::from(title.clone()));
+        if let Some(level) = &level {
+            hidden_map.insert(Value::from("level"), Value::from(level.clone()));
+        }
+        for key in ["detection", "logsource"] {
+            if let Some(value) = map.get(key) {
+                hidden_map.insert(Value::from(key), value.clone());
+            }
+        }
+        let mut hidden_place = place.clone();
+        let compiled = compile_detection(&hidden_map, &mut hidden_place, options)?;
+        Some(compiled)
+    } else if map.contains_key("logsource") {
+        return Err(RuleErrorKind::anomaly(
+            "logsource",
+            "an anomaly rule's logsource needs an inline 'detection' to apply to",
+        ));
+    } else {
+        None
+    };
+    let meta = CorrelationMeta {
+        id,
+        title,
+        name,
+        level,
+        description,
+        origin: place.origin.clone(),
+        kind: CorrelationKind::Baseline,
+        rules: Vec::new(),
+        inputs: Vec::new(),
+        group_by: Vec::new(),
+        group_fields: Vec::new(),
+        value_fields: Vec::new(),
+        timespan_ns: 1,
+        condition: CountCondition {
+            min: None,
+            max: None,
+        },
+        generate: false,
+        standalone: true,
+        hash: 0,
+        fingerprint: 0,
+        anomaly: None,
+    };
+    let inline = hidden.as_ref().map(|h| h.meta.id.clone());
+    let draft = read_anomaly(section, meta, inline)?;
+    Ok((hidden, draft))
 }
 
 fn compile_detection(
@@ -455,7 +527,30 @@ impl RuleSet {
                         continue;
                     }
                 };
-                let result = if map.contains_key("correlation") {
+                let result = if map.contains_key("anomaly") {
+                    read_anomaly_document(&map, &mut place, options).and_then(|(hidden, draft)| {
+                        if let Some(compiled) = hidden {
+                            let index = u32::try_from(detections.len())
+                                .map_err(|_| RuleErrorKind::invalid("too many rules"))?;
+                            register(
+                                &mut targets,
+                                &compiled.meta.id,
+                                None,
+                                Resolved::Detection(index, compiled.meta.id.clone(), None),
+                            )?;
+                            detections.push(compiled);
+                        }
+                        let index = drafts.len();
+                        register(
+                            &mut targets,
+                            &draft.meta.id,
+                            draft.meta.name.as_deref(),
+                            Resolved::Draft(index),
+                        )?;
+                        drafts.push((place.clone(), draft));
+                        Ok(())
+                    })
+                } else if map.contains_key("correlation") {
                     read_correlation_document(&map, &mut place).and_then(|draft| {
                         let index = drafts.len();
                         register(

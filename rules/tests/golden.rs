@@ -8,6 +8,8 @@
 //! "raw": ".."}` (`raw` defaults to the message), or a watermark,
 //! `{"advance_ns": ..}`. The output lists rule errors first, then alerts in
 //! the order the engine would raise them, then a summary of the state.
+//! Anomaly rules (`anomaly:` documents) run through the same path; their
+//! alert lines add `score` (rounded to 3 decimals) and `reason`.
 //! `UPDATE_GOLDEN=1 cargo test -p shardwatch-rules --test golden` rewrites
 //! the expected files; read every changed line before keeping it.
 
@@ -37,7 +39,7 @@ fn alert_line(rules: &RuleSet, alert: &CorrelationAlert) -> Value {
         .iter()
         .map(|s| String::from_utf8_lossy(s).into_owned())
         .collect();
-    json!({
+    let mut line = json!({
         "kind": "correlation",
         "rule": meta.id,
         "title": meta.title,
@@ -47,7 +49,17 @@ fn alert_line(rules: &RuleSet, alert: &CorrelationAlert) -> Value {
         "last_seen_ns": alert.last_seen_ns,
         "id": alert.id,
         "samples": samples,
-    })
+    });
+    // Anomaly alerts carry a score and a reason; correlation lines stay
+    // as they were. Scores are rounded so the files do not pin the last
+    // bits of floating point.
+    if let Some(score) = alert.score {
+        line["score"] = json!((score * 1000.0).round() / 1000.0);
+    }
+    if let Some(reason) = &alert.reason {
+        line["reason"] = json!(reason);
+    }
+    line
 }
 
 fn run_case(dir: &Path) -> Result<Vec<String>, String> {

@@ -5,7 +5,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
-use shardwatch_rules::{Event, RuleSet, RuleSource, Scratch};
+use shardwatch_rules::{Event, RuleSet, RuleSource, Scratch, TemplateMiner};
 
 struct Counting;
 
@@ -210,4 +210,41 @@ fn evaluate_does_not_allocate_after_warm_up() {
     COUNTING.with(|c| c.set(false));
     drop(boxed);
     assert_eq!(ALLOCATIONS.with(Cell::get), 1);
+}
+
+/// The template miner runs on every event of the ingest path: once its
+/// templates exist, mining a message of a known template (with new
+/// variable values) must not allocate.
+#[test]
+fn mine_does_not_allocate_on_known_templates() {
+    let mut miner = TemplateMiner::default();
+    let messages: Vec<String> = (0..50)
+        .flat_map(|i| {
+            [
+                format!("Accepted password for alice from 10.0.0.{i} port {} ssh2", 40000 + i),
+                format!("proxy.example.com:{} close, {i} bytes (1.{i} KB) sent, 0 bytes received, lifetime <1 sec", 5000 + i),
+                format!("Receiving block blk_-{} src: /10.250.19.{i}:54106 dest: /10.250.19.102:50010", 1_000_000 + i),
+                format!("user=bob{i} uid={i} session opened at 0x{:x}", 0xdead_0000u64 + i as u64),
+            ]
+        })
+        .collect();
+    // Warm up: templates form and generalise.
+    for message in &messages {
+        let _ = miner.mine(message.as_bytes());
+    }
+    let before = ALLOCATIONS.with(Cell::get);
+    COUNTING.with(|c| c.set(true));
+    let mut ids = 0u64;
+    for message in &messages {
+        let found = miner.mine(message.as_bytes());
+        ids = ids.wrapping_add(found.id);
+        assert!(!found.new_template);
+    }
+    COUNTING.with(|c| c.set(false));
+    std::hint::black_box(ids);
+    assert_eq!(
+        ALLOCATIONS.with(Cell::get) - before,
+        0,
+        "mine allocated on a known template"
+    );
 }

@@ -34,6 +34,7 @@ fn reason(kind: &RuleErrorKind) -> String {
         RuleErrorKind::Duplicate(_) => "duplicate".to_owned(),
         RuleErrorKind::Invalid(text) => format!("invalid: {text}"),
         RuleErrorKind::Unsupported { feature } => feature.clone(),
+        RuleErrorKind::Anomaly { key, .. } => format!("anomaly: {key}"),
     }
 }
 

@@ -7,6 +7,7 @@ use shardwatch_net::extract::{extract, ROWS};
 use shardwatch_net::fields::Fields;
 use shardwatch_net::render::render_line;
 use shardwatch_net::syslog::ParseContext;
+use shardwatch_net::DecodeScratch;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&which, message)) = data.split_first() else {
@@ -32,6 +33,7 @@ fuzz_target!(|data: &[u8]| {
         assert!(in_message || constant);
     }
     let mut out = String::new();
-    render_line(message, &ParseContext::default(), &mut out);
+    let mut scratch = DecodeScratch::new();
+    render_line(message, &ParseContext::default(), &mut scratch, &mut out);
     assert!(out.starts_with('{') && out.ends_with('}'));
 });

@@ -4,13 +4,18 @@
 //!
 //! A static table of [`Row`]s ([`ROWS`], in `table.rs`) and the small
 //! interpreter that matches them against a message: adding a source is adding
-//! rows. It fills a [`Fields`] list with slices of the message and `'static`
+//! rows. Positional CSV messages (pfSense filterlog, PAN-OS) have their own
+//! declarative list in [`csv`]. The payload dispatcher
+//! ([`crate::decode::payload`]) calls both after JSON, CEF and LEEF had
+//! their turn and before key=value. It fills a [`Fields`] list with slices of the message and `'static`
 //! constants; it must not allocate, use regexes, or know about rules.
 //!
 //! # Row semantics
 //!
 //! Rows are tried in table order; the first row whose app list contains the
-//! app key (an empty list matches every app) and whose pattern matches wins,
+//! app key (an empty list matches every app; one `*` in an entry matches a
+//! run of bytes without `-`, for Cisco mnemonics whose severity an
+//! administrator can change) and whose pattern matches wins,
 //! so specific rows come before general ones. Leading spaces of the message
 //! are ignored (sudo indents its messages).
 //!
@@ -34,6 +39,7 @@
 //! check there are skipped rather than failing the row. Constants are added
 //! last, unless a capture already set the same field.
 
+pub mod csv;
 mod table;
 
 pub use table::ROWS;
@@ -103,7 +109,7 @@ pub fn extract_with<'a>(
     // matching most rows.
     let mut found = Found::default();
     for row in rows {
-        if !row.apps.is_empty() && !row.apps.iter().any(|a| a.as_bytes() == app) {
+        if !row.apps.is_empty() && !row.apps.iter().any(|a| app_matches(a.as_bytes(), app)) {
             continue;
         }
         found.len = 0;
@@ -123,6 +129,25 @@ pub fn extract_with<'a>(
         return Some(row.name);
     }
     None
+}
+
+/// Whether a row's app entry matches the app key. One `*` in the entry
+/// matches any run of bytes without `-` (`ASA-*-302013` matches every
+/// severity an administrator may have given message 302013).
+fn app_matches(entry: &[u8], app: &[u8]) -> bool {
+    // Most entries differ from the app in their first byte; no table entry
+    // starts with `*` (checked by tests), so that rejects without a search.
+    if entry.first() != app.first() {
+        return false;
+    }
+    let Some(star) = memchr(b'*', entry) else {
+        return entry == app;
+    };
+    let (prefix, suffix) = (&entry[..star], &entry[star + 1..]);
+    app.len() >= prefix.len() + suffix.len()
+        && app.starts_with(prefix)
+        && app.ends_with(suffix)
+        && !app[prefix.len()..app.len() - suffix.len()].contains(&b'-')
 }
 
 /// Fields found while matching one row, committed only if the row matches.

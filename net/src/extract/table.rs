@@ -7,6 +7,33 @@ const SSHD: &[&str] = &["sshd", "sshd-session", "sshd-auth"];
 const SUDO: &[&str] = &["sudo"];
 const SU: &[&str] = &["su", "su-l"];
 
+// Cisco ASA and Firepower Threat Defense share message ids and texts; the
+// severity digit is matched by `*` because administrators can change it.
+const ASA_BUILT: &[&str] = &[
+    "ASA-*-302013",
+    "ASA-*-302015",
+    "FTD-*-302013",
+    "FTD-*-302015",
+];
+const ASA_DENY_ACL: &[&str] = &["ASA-*-106023", "FTD-*-106023"];
+const ASA_DENY_NO_CONNECTION: &[&str] = &[
+    "ASA-*-106001",
+    "ASA-*-106015",
+    "FTD-*-106001",
+    "FTD-*-106015",
+];
+const ASA_ACL_LOG: &[&str] = &["ASA-*-106100", "FTD-*-106100"];
+const ASA_LOGIN_DENIED: &[&str] = &["ASA-*-605004", "FTD-*-605004"];
+const ASA_LOGIN_PERMITTED: &[&str] = &["ASA-*-605005", "FTD-*-605005"];
+const ASA_AAA_REJECTED: &[&str] = &[
+    "ASA-*-113005",
+    "ASA-*-113015",
+    "FTD-*-113005",
+    "FTD-*-113015",
+];
+const ASA_AAA_ACCEPTED: &[&str] = &["ASA-*-113004", "FTD-*-113004"];
+const ASA_COMMAND: &[&str] = &["ASA-*-111008", "FTD-*-111008"];
+
 const LOGIN_FAILURE: &[(&str, &str)] =
     &[("event.action", "ssh_login"), ("event.outcome", "failure")];
 const LOGIN_SUCCESS: &[(&str, &str)] =
@@ -253,4 +280,53 @@ pub static ROWS: &[Row] = &[
     row("cisco_login_success", &["SEC_LOGIN-5-LOGIN_SUCCESS"],
         "Login Success [user: {user.name*}] [Source: {source.ip}]",
         &[("event.action", "device_login"), ("event.outcome", "success")]),
+
+    // ---- Cisco ASA / FTD (app key is the mnemonic) ----------------------
+    // 302013/302015: an inbound connection's first address is the
+    // initiator (source); an outbound one's first address is the remote
+    // end (destination). `{_*}` skips the mapped address and an optional
+    // identity-firewall user.
+    row("asa_connection_built", ASA_BUILT,
+        "Built inbound {network.transport} connection {_} for {observer.ingress.interface.name}:{source.ip}/{source.port} {_*} to {observer.egress.interface.name}:{destination.ip}/{destination.port}",
+        &[("event.action", "connection_built"), ("network.direction", "inbound")]),
+    row("asa_connection_built", ASA_BUILT,
+        "Built outbound {network.transport} connection {_} for {observer.egress.interface.name}:{destination.ip}/{destination.port} {_*} to {observer.ingress.interface.name}:{source.ip}/{source.port}",
+        &[("event.action", "connection_built"), ("network.direction", "outbound")]),
+    row("asa_acl_deny", ASA_DENY_ACL,
+        "Deny {network.transport} src {observer.ingress.interface.name}:{source.ip}/{source.port} dst {observer.egress.interface.name}:{destination.ip}/{destination.port} by access-group \"{rule.name}\"",
+        &[("event.action", "acl_deny"), ("event.outcome", "failure")]),
+    // ICMP and other port-less protocols: `(type 8, code 0)` before `by`.
+    row("asa_acl_deny", ASA_DENY_ACL,
+        "Deny {network.transport} src {observer.ingress.interface.name}:{source.ip} dst {observer.egress.interface.name}:{destination.ip} {_*}by access-group \"{rule.name}\"",
+        &[("event.action", "acl_deny"), ("event.outcome", "failure")]),
+    row("asa_deny_no_connection", ASA_DENY_NO_CONNECTION,
+        "Inbound TCP connection denied from {source.ip}/{source.port} to {destination.ip}/{destination.port} flags {_*} on interface {observer.ingress.interface.name}",
+        &[("event.action", "connection_denied"), ("event.outcome", "failure"), ("network.transport", "tcp")]),
+    row("asa_deny_no_connection", ASA_DENY_NO_CONNECTION,
+        "Deny TCP (no connection) from {source.ip}/{source.port} to {destination.ip}/{destination.port} flags {_*} on interface {observer.ingress.interface.name}",
+        &[("event.action", "connection_denied"), ("event.outcome", "failure"), ("network.transport", "tcp")]),
+    row("asa_acl_log", ASA_ACL_LOG,
+        "access-list {rule.name} denied {network.transport} {observer.ingress.interface.name}/{source.ip}({source.port}) -> {observer.egress.interface.name}/{destination.ip}({destination.port})",
+        &[("event.action", "acl_deny"), ("event.outcome", "failure")]),
+    row("asa_acl_log", ASA_ACL_LOG,
+        "access-list {rule.name} permitted {network.transport} {observer.ingress.interface.name}/{source.ip}({source.port}) -> {observer.egress.interface.name}/{destination.ip}({destination.port})",
+        &[("event.action", "acl_permit"), ("event.outcome", "success")]),
+    row("asa_login_denied", ASA_LOGIN_DENIED,
+        "Login denied from {source.ip}/{source.port} to {observer.ingress.interface.name}:{destination.ip}/{network.protocol} for user \"{user.name*}\"",
+        &[("event.action", "device_login"), ("event.outcome", "failure")]),
+    row("asa_login_permitted", ASA_LOGIN_PERMITTED,
+        "Login permitted from {source.ip}/{source.port} to {observer.ingress.interface.name}:{destination.ip}/{network.protocol} for user \"{user.name*}\"",
+        &[("event.action", "device_login"), ("event.outcome", "success")]),
+    row("asa_aaa_rejected", ASA_AAA_REJECTED,
+        "AAA user authentication Rejected : reason = {event.reason*} : server = {_} : user = {user.name*} : user IP = {source.ip}",
+        &[("event.action", "aaa_auth"), ("event.outcome", "failure")]),
+    row("asa_aaa_rejected", ASA_AAA_REJECTED,
+        "AAA user authentication Rejected : reason = {event.reason*} : local database : user = {user.name*} : user IP = {source.ip}",
+        &[("event.action", "aaa_auth"), ("event.outcome", "failure")]),
+    row("asa_aaa_accepted", ASA_AAA_ACCEPTED,
+        "AAA user authentication Successful : server = {_} : user = {user.name*}",
+        &[("event.action", "aaa_auth"), ("event.outcome", "success")]),
+    row("asa_command", ASA_COMMAND,
+        "User '{user.name*}' executed the '{process.command_line*}' command",
+        &[("event.action", "device_command")]),
 ];

@@ -43,6 +43,13 @@ fn table_is_well_formed() {
         }
         assert!(captures + row.kv.len() <= ROW_FIELDS_MAX, "{}", row.name);
         assert!(pattern.first().is_some_and(|&b| b != b' '), "{}", row.name);
+        assert!(
+            row.apps
+                .iter()
+                .all(|a| !a.starts_with('*') && a.matches('*').count() <= 1),
+            "{}: app entries may hold one `*`, not first",
+            row.name
+        );
         assert_eq!(
             row.kv_style == KvStyle::None,
             row.kv.is_empty(),
@@ -169,4 +176,32 @@ fn literal_search_matches_memmem() {
             );
         }
     }
+}
+
+#[test]
+fn app_entries_with_a_star_match_one_dashless_run() {
+    assert!(app_matches(b"ASA-*-302013", b"ASA-6-302013"));
+    assert!(app_matches(b"ASA-*-302013", b"ASA-5-302013"));
+    assert!(!app_matches(b"ASA-*-302013", b"ASA-6-302014"));
+    assert!(!app_matches(b"ASA-*-302013", b"ASA-6-x-302013"));
+    assert!(!app_matches(b"ASA-*-302013", b"ASA-302013"));
+    assert!(app_matches(b"sshd", b"sshd"));
+    assert!(!app_matches(b"sshd", b"sshd2"));
+}
+
+#[test]
+fn asa_inbound_and_outbound_put_the_initiator_in_source() {
+    let (row, f) = run(
+        "ASA-6-302013",
+        "Built inbound TCP connection 1 for outside:203.0.113.5/51234 (203.0.113.5/51234) to inside:10.0.0.5/443 (10.0.0.5/443)",
+    );
+    assert_eq!(row, Some("asa_connection_built"));
+    assert_eq!(get(&f, "source.ip"), Some("203.0.113.5"));
+    assert_eq!(get(&f, "destination.port"), Some("443"));
+    let (_, f) = run(
+        "ASA-6-302013",
+        "Built outbound TCP connection 2 for outside:198.51.100.80/443 (198.51.100.80/443) to inside:10.0.0.25/60123 (198.51.100.2/60123)",
+    );
+    assert_eq!(get(&f, "source.ip"), Some("10.0.0.25"));
+    assert_eq!(get(&f, "destination.ip"), Some("198.51.100.80"));
 }

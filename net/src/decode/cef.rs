@@ -1,0 +1,269 @@
+//! ArcSight Common Event Format (CEF) payloads.
+//!
+//! # What this module owns
+//!
+//! `CEF:Version|Device Vendor|Device Product|Device Version|Device Event
+//! Class ID|Name|Severity|Extension`, read after a syslog header or alone:
+//!
+//! * The seven header fields become `cef.version`, `cef.device_vendor`,
+//!   `cef.device_product`, `cef.device_version`, `cef.signature_id`,
+//!   `cef.name` and `cef.severity`, with `\|` and `\\` unescaped. Fewer
+//!   than seven `|` is [`DecodeIssue::CefBadHeader`] and nothing is pushed.
+//! * The extension is `key=value` pairs separated by spaces. A value runs
+//!   until the space before the next `key=` (keys are
+//!   [`super::is_key_byte`] runs), so values may hold spaces and even
+//!   unescaped `=` inside a word (`request=http://h/?a=b`). Trailing spaces
+//!   are trimmed. Escapes in values: `\=`, `\\`, `\|`, `\n` (LF) and `\r`
+//!   (CR); other backslashes are kept.
+//! * Repeated keys: the first wins.
+//! * Custom labels: for every `xLabel=name` whose `x` is also present
+//!   (`cs1Label=Proxy cs1=squid`, likewise `cn1`, `cfp1`, `c6a1`,
+//!   `flexString1`, `deviceCustomDate1`, ...), the field `name` = value of
+//!   `x` is added after all extension pairs; `x` itself is kept.
+//!
+//! It must not allocate (unescaped text goes to the arena) or interpret
+//! values.
+
+use memchr::memchr2;
+
+use super::{is_key_byte, unescape, Arena, DecodeIssue, SeenKeys, Source, KEY_BYTES_MAX};
+use crate::fields::Fields;
+
+/// Header field names, in wire order (after `CEF:`).
+const HEADER_NAMES: [&str; 7] = [
+    "cef.version",
+    "cef.device_vendor",
+    "cef.device_product",
+    "cef.device_version",
+    "cef.signature_id",
+    "cef.name",
+    "cef.severity",
+];
+
+const HEADER_ESCAPES: &[(u8, u8)] = &[(b'|', b'|'), (b'\\', b'\\')];
+const EXTENSION_ESCAPES: &[(u8, u8)] = &[
+    (b'=', b'='),
+    (b'\\', b'\\'),
+    (b'|', b'|'),
+    (b'n', b'\n'),
+    (b'r', b'\r'),
+];
+
+/// Decodes `text`, which starts with `CEF:`. On `Err` nothing was pushed.
+pub fn decode<'a>(
+    text: &'a [u8],
+    arena: &mut Arena<'a>,
+    fields: &mut Fields<'a>,
+) -> Result<Source<'a>, DecodeIssue> {
+    debug_assert!(text.starts_with(b"CEF:"));
+    let mut header: [&'a [u8]; 7] = [b""; 7];
+    let mut at = 4;
+    for slot in &mut header {
+        let len = unescaped_pipe(&text[at..]).ok_or(DecodeIssue::CefBadHeader)?;
+        *slot = &text[at..at + len];
+        at += len + 1;
+    }
+    let extension = &text[at.min(text.len())..];
+    let start = fields.len();
+    let mut source = Source {
+        vendor: b"",
+        product: b"",
+    };
+    for (i, (name, raw)) in HEADER_NAMES.iter().zip(header).enumerate() {
+        let value = unescape(raw, HEADER_ESCAPES, arena).unwrap_or(raw);
+        match i {
+            1 => source.vendor = value,
+            2 => source.product = value,
+            _ => {}
+        }
+        fields.push(name, value);
+    }
+    pairs(extension, arena, fields, start);
+    labels(fields, start);
+    Ok(source)
+}
+
+/// Offset of the first `|` not escaped by a backslash.
+fn unescaped_pipe(text: &[u8]) -> Option<usize> {
+    let mut at = 0;
+    loop {
+        let i = memchr2(b'|', b'\\', text.get(at..)?)?;
+        if text[at + i] == b'|' {
+            return Some(at + i);
+        }
+        at += i + 2;
+    }
+}
+
+/// Reads space-separated `key=value` pairs where a value runs until the
+/// next ` key=`; pushes them (first occurrence of a key wins, judged among
+/// the fields from `start`). Shared with LEEF 1.0 senders that use spaces.
+pub(crate) fn pairs<'a>(
+    text: &'a [u8],
+    arena: &mut Arena<'a>,
+    fields: &mut Fields<'a>,
+    start: usize,
+) {
+    let mut seen = SeenKeys::new(start);
+    let mut at = 0;
+    loop {
+        while text.get(at) == Some(&b' ') {
+            at += 1;
+        }
+        if at >= text.len() {
+            return;
+        }
+        // The key: key bytes up to `=`.
+        let key_len = text[at..]
+            .iter()
+            .take(KEY_BYTES_MAX + 1)
+            .take_while(|&&b| is_key_byte(b))
+            .count();
+        if key_len == 0 || key_len > KEY_BYTES_MAX || text.get(at + key_len) != Some(&b'=') {
+            // Not a pair: skip to the next key-shaped start.
+            match next_key_start(text, at) {
+                Some(next) => {
+                    at = next;
+                    continue;
+                }
+                None => return,
+            }
+        }
+        let key = &text[at..at + key_len];
+        let value_start = at + key_len + 1;
+        let (value_end, next) = match next_key_start(text, value_start) {
+            Some(next) => (next, next),
+            None => (text.len(), text.len()),
+        };
+        let mut raw = &text[value_start..value_end.max(value_start)];
+        while let Some((&b' ', rest)) = raw.split_last() {
+            raw = rest;
+        }
+        if let Ok(key) = std::str::from_utf8(key) {
+            if fields.is_full() {
+                fields.count_overflow();
+            } else if !seen.seen(fields, key) {
+                let value = unescape(raw, EXTENSION_ESCAPES, arena).unwrap_or(raw);
+                fields.push(key, value);
+            }
+        }
+        at = next;
+    }
+}
+
+/// The start of the next ` key=` after `from`: the offset of the key's
+/// first byte. An `=` preceded by a backslash is escaped and does not
+/// count.
+fn next_key_start(text: &[u8], from: usize) -> Option<usize> {
+    let mut at = from;
+    loop {
+        let i = memchr2(b'=', b'\\', text.get(at..)?)?;
+        let eq = at + i;
+        if text[eq] == b'\\' {
+            at = eq + 2;
+            continue;
+        }
+        // Walk back over key bytes; a key starts after a space.
+        let key_start = text[..eq]
+            .iter()
+            .rposition(|&b| !is_key_byte(b))
+            .map_or(0, |i| i + 1);
+        if key_start > from
+            && key_start < eq
+            && eq - key_start <= KEY_BYTES_MAX
+            && text[key_start - 1] == b' '
+        {
+            return Some(key_start);
+        }
+        at = eq + 1;
+    }
+}
+
+/// Adds a field named by each `xLabel` value for the `x` it labels.
+fn labels(fields: &mut Fields<'_>, start: usize) {
+    let end = fields.len();
+    for i in start..end {
+        let (key, label) = fields.as_slice()[i];
+        let Some(base) = key.strip_suffix("Label") else {
+            continue;
+        };
+        if base.is_empty() || label.is_empty() {
+            continue;
+        }
+        let Ok(label) = std::str::from_utf8(label) else {
+            continue;
+        };
+        let value = fields.as_slice()[start..end]
+            .iter()
+            .find(|(n, _)| *n == base)
+            .map(|(_, v)| *v);
+        if let Some(value) = value {
+            fields.push(label, value);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(text: &str) -> Result<Vec<(String, String)>, DecodeIssue> {
+        let mut buffer = [0u8; 4096];
+        let mut arena = Arena::over(&mut buffer);
+        let mut fields = Fields::new();
+        decode(text.as_bytes(), &mut arena, &mut fields)?;
+        Ok(fields
+            .as_slice()
+            .iter()
+            .map(|(n, v)| (n.to_string(), String::from_utf8_lossy(v).into_owned()))
+            .collect())
+    }
+
+    fn ext(f: &[(String, String)]) -> Vec<(&str, &str)> {
+        f[7..]
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn spec_example() {
+        let f = run(r"CEF:0|Security|threatmanager|1.0|100|detected a \| in message|10|src=10.0.0.1 act=blocked a \= dst=1.1.1.1").unwrap();
+        assert_eq!(f[1].1, "Security");
+        assert_eq!(f[5].1, "detected a | in message");
+        assert_eq!(
+            ext(&f),
+            vec![
+                ("src", "10.0.0.1"),
+                ("act", "blocked a ="),
+                ("dst", "1.1.1.1")
+            ]
+        );
+    }
+
+    #[test]
+    fn values_with_spaces_equals_and_escapes() {
+        let f = run(r"CEF:0|V|P|1|2|N|5|msg=Detected a threat.\n No action needed  request=http://h/x?a=b&c=d cs1Label=Proxy Name cs1=squid 3 cs1=dup fname=c:\\x\=y").unwrap();
+        assert_eq!(
+            ext(&f),
+            vec![
+                ("msg", "Detected a threat.\n No action needed"),
+                ("request", "http://h/x?a=b&c=d"),
+                ("cs1Label", "Proxy Name"),
+                ("cs1", "squid 3"),
+                ("fname", r"c:\x=y"),
+                ("Proxy Name", "squid 3"),
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_headers_push_nothing() {
+        assert_eq!(run("CEF:0|a|b|c|d|e"), Err(DecodeIssue::CefBadHeader));
+        assert_eq!(run(r"CEF:0|a|b|c|d|e|f\|"), Err(DecodeIssue::CefBadHeader));
+        let f = run("CEF:0|a|b|c|d|e|f|").unwrap();
+        assert_eq!(f.len(), 7);
+        let f = run("CEF:0|a|b|c|d|e|f| junk =x =y k=v").unwrap();
+        assert_eq!(ext(&f), vec![("k", "v")]);
+    }
+}

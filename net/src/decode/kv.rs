@@ -1,0 +1,266 @@
+//! key=value payloads: netfilter/iptables (`IN=eth0 OUT= SRC=...`),
+//! FortiGate (`date=... devname="fw1" srcip=...`), and the many loggers
+//! that write `k=v` pairs; the fallback after every other decoder.
+//!
+//! # What this module owns
+//!
+//! * A pair is a key ([`super::is_key_byte`]s, at most
+//!   [`super::KEY_BYTES_MAX`]) directly followed by `=` at the start of a
+//!   whitespace-separated token. The value is either a double-quoted string
+//!   (`\"` and `\\` unescaped; it may hold spaces) or the rest of the token
+//!   up to the next space or tab, with one trailing `,` or `;` dropped
+//!   (`user=bob, ip=1.2.3.4`). Empty values are kept (`OUT=` is meaningful
+//!   to netfilter rules). Tokens that are not pairs (`SYN`, `[UFW BLOCK]`)
+//!   are skipped.
+//! * Repeated keys: the first wins, as in the free-text table, which also
+//!   stops an attacker-supplied repeat from overriding the real value.
+//! * The message is claimed only with at least [`KV_PAIRS_MIN`] pairs, so a
+//!   sentence with one `a=b` in it stays text.
+//! * The `k: v` and `k:v` forms are read only when the message has no
+//!   `k=v` pair and every token of it belongs to such a pair (`src: 1.2.3.4
+//!   dst: 5.6.7.8`); otherwise colons are too common in free text
+//!   (`error: connection refused`) to mean anything.
+//!
+//! It must not allocate (unescaped values go to the arena) or interpret
+//! values.
+
+use memchr::{memchr, memchr2};
+
+use super::{is_key_byte, unescape, Arena, SeenKeys, KEY_BYTES_MAX};
+use crate::fields::Fields;
+
+/// Fewest pairs for a message to count as key=value.
+pub const KV_PAIRS_MIN: usize = 2;
+
+const QUOTE_ESCAPES: &[(u8, u8)] = &[(b'"', b'"'), (b'\\', b'\\')];
+
+/// Decodes `text` as key=value pairs; returns whether it was claimed. When
+/// not claimed nothing was pushed.
+pub fn decode<'a>(text: &'a [u8], arena: &mut Arena<'a>, fields: &mut Fields<'a>) -> bool {
+    // Cheap refusal: no `=` and no `:` means no pairs of either form.
+    if memchr2(b'=', b':', text).is_none() {
+        return false;
+    }
+    let start = fields.len();
+    let mut pairs = 0usize;
+    if memchr(b'=', text).is_some() {
+        pairs = equals_pairs(text, arena, fields, start);
+    }
+    if pairs == 0 {
+        fields.truncate(start);
+        pairs = colon_pairs(text, arena, fields, start).unwrap_or(0);
+    }
+    if pairs < KV_PAIRS_MIN {
+        fields.truncate(start);
+        return false;
+    }
+    true
+}
+
+fn is_space(b: u8) -> bool {
+    b == b' ' || b == b'\t'
+}
+
+/// Length of the key at the start of `text`, if it is followed by `sep`.
+fn key_len(text: &[u8], sep: u8) -> Option<usize> {
+    let mut len = 0;
+    while len <= KEY_BYTES_MAX {
+        match text.get(len) {
+            Some(&b) if b == sep => return (len > 0).then_some(len),
+            Some(&b) if is_key_byte(b) => len += 1,
+            _ => return None,
+        }
+    }
+    None
+}
+
+/// Reads a value at the start of `text`: quoted, or up to whitespace.
+/// Returns the raw value (without quotes), whether it was quoted, and the
+/// bytes consumed.
+fn value(text: &[u8]) -> (&[u8], bool, usize) {
+    if text.first() == Some(&b'"') {
+        let mut at = 1;
+        while let Some(i) = text.get(at..).and_then(|rest| memchr2(b'"', b'\\', rest)) {
+            if text[at + i] == b'"' {
+                return (&text[1..at + i], true, at + i + 1);
+            }
+            at += i + 2;
+        }
+        // Unterminated: the value is the rest, without the quote.
+        return (&text[1..], true, text.len());
+    }
+    let len = memchr2(b' ', b'\t', text).unwrap_or(text.len());
+    let mut raw = &text[..len];
+    if let Some((&(b',' | b';'), rest)) = raw.split_last() {
+        raw = rest;
+    }
+    (raw, false, len)
+}
+
+/// Pushes one pair unless the key was already seen.
+fn push<'a>(
+    key: &'a [u8],
+    raw: &'a [u8],
+    quoted: bool,
+    arena: &mut Arena<'a>,
+    fields: &mut Fields<'a>,
+    seen: &mut SeenKeys,
+) {
+    let Ok(key) = std::str::from_utf8(key) else {
+        return;
+    };
+    if seen.seen(fields, key) {
+        return;
+    }
+    if fields.is_full() {
+        fields.count_overflow();
+        return;
+    }
+    let value = if quoted {
+        unescape(raw, QUOTE_ESCAPES, arena).unwrap_or(raw)
+    } else {
+        raw
+    };
+    fields.push(key, value);
+}
+
+/// The `k=v` pass; returns the pairs read (repeats included).
+fn equals_pairs<'a>(
+    text: &'a [u8],
+    arena: &mut Arena<'a>,
+    fields: &mut Fields<'a>,
+    start: usize,
+) -> usize {
+    let mut seen = SeenKeys::new(start);
+    let mut pairs = 0;
+    let mut at = 0;
+    while at < text.len() {
+        if is_space(text[at]) {
+            at += 1;
+            continue;
+        }
+        let rest = &text[at..];
+        if let Some(k) = key_len(rest, b'=') {
+            let (raw, quoted, used) = value(&rest[k + 1..]);
+            push(&rest[..k], raw, quoted, arena, fields, &mut seen);
+            pairs += 1;
+            at += k + 1 + used;
+        } else {
+            at += memchr2(b' ', b'\t', rest).unwrap_or(rest.len());
+        }
+    }
+    pairs
+}
+
+/// The `k: v` / `k:v` pass: `None` as soon as a token is not part of a
+/// pair.
+fn colon_pairs<'a>(
+    text: &'a [u8],
+    arena: &mut Arena<'a>,
+    fields: &mut Fields<'a>,
+    start: usize,
+) -> Option<usize> {
+    let mut seen = SeenKeys::new(start);
+    let mut pairs = 0;
+    let mut at = 0;
+    while at < text.len() {
+        if is_space(text[at]) {
+            at += 1;
+            continue;
+        }
+        let rest = &text[at..];
+        let k = key_len(rest, b':')?;
+        let mut value_at = k + 1;
+        while rest.get(value_at).is_some_and(|&b| is_space(b)) {
+            value_at += 1;
+        }
+        if value_at >= rest.len() {
+            return None;
+        }
+        let (raw, quoted, used) = value(&rest[value_at..]);
+        push(&rest[..k], raw, quoted, arena, fields, &mut seen);
+        pairs += 1;
+        at += value_at + used;
+    }
+    Some(pairs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(text: &str) -> Option<Vec<(String, String)>> {
+        let mut buffer = [0u8; 4096];
+        let mut arena = Arena::over(&mut buffer);
+        let mut fields = Fields::new();
+        if !decode(text.as_bytes(), &mut arena, &mut fields) {
+            assert!(fields.is_empty());
+            return None;
+        }
+        Some(
+            fields
+                .as_slice()
+                .iter()
+                .map(|(n, v)| (n.to_string(), String::from_utf8_lossy(v).into_owned()))
+                .collect(),
+        )
+    }
+
+    fn pairs(list: &[(&str, &str)]) -> Option<Vec<(String, String)>> {
+        Some(
+            list.iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn netfilter() {
+        assert_eq!(
+            run("[UFW BLOCK] IN=eth0 OUT= MAC=00:11 SRC=1.2.3.4 PROTO=TCP SPT=1 DPT=22 SYN URGP=0"),
+            pairs(&[
+                ("IN", "eth0"),
+                ("OUT", ""),
+                ("MAC", "00:11"),
+                ("SRC", "1.2.3.4"),
+                ("PROTO", "TCP"),
+                ("SPT", "1"),
+                ("DPT", "22"),
+                ("URGP", "0"),
+            ])
+        );
+    }
+
+    #[test]
+    fn quoted_values_and_first_wins() {
+        assert_eq!(
+            run(r#"devname="FG 100" msg="say \"hi\" \\ now" srcip=1.2.3.4, srcip=6.6.6.6 x="open"#),
+            pairs(&[
+                ("devname", "FG 100"),
+                ("msg", r#"say "hi" \ now"#),
+                ("srcip", "1.2.3.4"),
+                ("x", "open"),
+            ])
+        );
+    }
+
+    #[test]
+    fn one_pair_is_text() {
+        assert_eq!(run("retrying with timeout=5 soon"), None);
+        assert_eq!(run("error: connection refused"), None);
+        assert_eq!(run("no pairs here"), None);
+    }
+
+    #[test]
+    fn colon_form_only_when_every_token_is_a_pair() {
+        assert_eq!(
+            run("src: 1.2.3.4 dst:5.6.7.8 user: \"a b\""),
+            pairs(&[("src", "1.2.3.4"), ("dst", "5.6.7.8"), ("user", "a b")])
+        );
+        assert_eq!(run("src: 1.2.3.4 dst: 5.6.7.8 and more"), None);
+        assert_eq!(
+            run("time: 12:00:00 host: a"),
+            pairs(&[("time", "12:00:00"), ("host", "a")])
+        );
+    }
+}

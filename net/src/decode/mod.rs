@@ -1,0 +1,607 @@
+//! Payload decoders: JSON, CEF, LEEF, CSV layouts, key=value and RFC 5424
+//! structured data, chosen per message with no configuration.
+//!
+//! # What this module owns
+//!
+//! After the syslog header parse, [`payload`] looks at the message (the
+//! whole text of a Plain line) and picks one decoder by its first bytes:
+//!
+//! 1. `{` (or `@cee: {`): JSON ([`json`]). Invalid JSON is reported as
+//!    [`DecodeIssue::JsonInvalid`] and the message goes on to the steps
+//!    below as text.
+//! 2. `CEF:<digit>` at the start, or after a space within the first
+//!    [`MARKER_SEARCH_BYTES_MAX`] bytes: CEF ([`cef`]).
+//! 3. `LEEF:<digit>` the same way: LEEF ([`leef`]).
+//! 4. The free-text table ([`crate::extract`]), keyed on the app name.
+//! 5. The CSV layouts ([`crate::extract::csv`]): pfSense filterlog, PAN-OS.
+//! 6. key=value ([`kv`]) when the message holds at least two pairs.
+//!
+//! A decoder that recognised its marker but could not read the payload (a
+//! CEF header with too few `|`) claims nothing and names the problem in
+//! [`DecodeIssue`]; the later steps still run. Structured data
+//! ([`sd`]) is not a payload: its fields come before the payload's for
+//! every RFC 5424 line that has it.
+//!
+//! Decoders produce names as the sender wrote them (`sourceIPAddress`,
+//! `src`, `cs1Label`'s value); mapping them onto common names belongs to
+//! the engine. This module must not allocate per event once warm, read a
+//! clock, or know about rules: names and values that are not slices of the
+//! line (dotted JSON paths, unescaped values, numbers) are written into the
+//! caller's [`DecodeScratch`] arena.
+//!
+//! # The arena
+//!
+//! [`DecodeScratch`] owns a byte buffer that [`Arena`] hands out as
+//! disjoint `&'a mut [u8]` pieces (a bump allocator built on
+//! `split_at_mut`, no unsafe code). Before each line the buffer is grown to
+//! [`ARENA_BYTES_PER_LINE_BYTE`] times the line length (at least
+//! [`ARENA_BYTES_MIN`], at most [`ARENA_BYTES_MAX`]); growing is the only
+//! allocation, so a warm scratch allocates nothing. When a line needs more
+//! than that (long dotted names in deep JSON), the fields that do not fit
+//! are left out and [`DecodeIssue::ScratchFull`] says so.
+
+pub mod cef;
+pub mod json;
+pub mod kv;
+pub mod leef;
+pub mod sd;
+
+use crate::extract;
+use crate::fields::Fields;
+
+/// Which decoder produced a line's payload fields.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Decoder {
+    Json,
+    Cef,
+    Leef,
+    /// A row of the free-text table ([`crate::extract::ROWS`]).
+    Text,
+    /// A CSV layout ([`crate::extract::csv::LAYOUTS`]).
+    Csv,
+    Kv,
+}
+
+impl Decoder {
+    /// Every decoder, for pre-registering metric labels.
+    pub const ALL: [Decoder; 6] = [
+        Decoder::Json,
+        Decoder::Cef,
+        Decoder::Leef,
+        Decoder::Text,
+        Decoder::Csv,
+        Decoder::Kv,
+    ];
+
+    /// Stable lower-case name for output and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decoder::Json => "json",
+            Decoder::Cef => "cef",
+            Decoder::Leef => "leef",
+            Decoder::Text => "text",
+            Decoder::Csv => "csv",
+            Decoder::Kv => "kv",
+        }
+    }
+}
+
+/// Why a payload decode was partial, or why a recognised format was not
+/// decoded. The line is still accepted; the engine counts these.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DecodeIssue {
+    /// Starts like JSON but simd-json refused it (often a truncated frame).
+    JsonInvalid,
+    /// JSON nested deeper than [`json::JSON_DEPTH_MAX`]; the deeper parts
+    /// were left out.
+    JsonTooDeep,
+    /// `CEF:` marker with fewer than seven `|`-separated header fields.
+    CefBadHeader,
+    /// `LEEF:` marker with a malformed header.
+    LeefBadHeader,
+    /// The scratch arena ran out; some fields were left out.
+    ScratchFull,
+}
+
+impl DecodeIssue {
+    /// Every issue, for pre-registering metric labels.
+    pub const ALL: [DecodeIssue; 5] = [
+        DecodeIssue::JsonInvalid,
+        DecodeIssue::JsonTooDeep,
+        DecodeIssue::CefBadHeader,
+        DecodeIssue::LeefBadHeader,
+        DecodeIssue::ScratchFull,
+    ];
+
+    /// Stable snake_case name for output and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DecodeIssue::JsonInvalid => "json_invalid",
+            DecodeIssue::JsonTooDeep => "json_too_deep",
+            DecodeIssue::CefBadHeader => "cef_bad_header",
+            DecodeIssue::LeefBadHeader => "leef_bad_header",
+            DecodeIssue::ScratchFull => "scratch_full",
+        }
+    }
+}
+
+/// The sending product as a CEF or LEEF header names it, for a schema
+/// registry keyed per source. Values are as decoded (unescaped).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Source<'a> {
+    pub vendor: &'a [u8],
+    pub product: &'a [u8],
+}
+
+/// What [`payload`] found.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Payload<'a> {
+    pub decoder: Option<Decoder>,
+    /// The table row or CSV layout that matched.
+    pub rule: Option<&'static str>,
+    pub source: Option<Source<'a>>,
+    pub issue: Option<DecodeIssue>,
+}
+
+/// Smallest arena kept.
+pub const ARENA_BYTES_MIN: usize = 64 * 1024;
+/// Arena bytes reserved per byte of line (the JSON copy, dotted names,
+/// unescaped values, array texts).
+pub const ARENA_BYTES_PER_LINE_BYTE: usize = 4;
+/// Largest arena: four times the largest frame the engine accepts (16 MiB).
+pub const ARENA_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+/// How far into a message a `CEF:` or `LEEF:` marker is looked for (after
+/// a space), for senders that put their own prefix before it.
+pub const MARKER_SEARCH_BYTES_MAX: usize = 256;
+
+/// Caller-owned, reused scratch space for decoding: the arena, simd-json's
+/// buffers and tape. One per core; see the module docs.
+pub struct DecodeScratch {
+    arena: Vec<u8>,
+    json: json::JsonScratch,
+}
+
+impl Default for DecodeScratch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for DecodeScratch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DecodeScratch")
+            .field("arena_bytes", &self.arena.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl DecodeScratch {
+    /// A scratch with the smallest arena; it grows with the lines it sees.
+    pub fn new() -> Self {
+        DecodeScratch {
+            arena: vec![0; ARENA_BYTES_MIN],
+            json: json::JsonScratch::default(),
+        }
+    }
+
+    /// Current arena size in bytes.
+    pub fn arena_bytes(&self) -> usize {
+        self.arena.len()
+    }
+
+    /// Grows the arena for a line of `line_bytes` and splits the scratch into
+    /// its parts for one line.
+    pub(crate) fn prepare(&mut self, line_bytes: usize) -> (Arena<'_>, &mut json::JsonScratch) {
+        let want = line_bytes
+            .saturating_mul(ARENA_BYTES_PER_LINE_BYTE)
+            .clamp(ARENA_BYTES_MIN, ARENA_BYTES_MAX);
+        if self.arena.len() < want {
+            self.arena.resize(want, 0);
+        }
+        (
+            Arena {
+                free: &mut self.arena[..],
+                full: false,
+            },
+            &mut self.json,
+        )
+    }
+}
+
+/// A bump allocator over one line's share of the scratch; see the module
+/// docs. Every piece it returns lives as long as the scratch borrow.
+pub struct Arena<'a> {
+    free: &'a mut [u8],
+    /// A request did not fit.
+    pub full: bool,
+}
+
+impl<'a> Arena<'a> {
+    /// An arena over a caller's buffer (tests and fuzz targets).
+    pub fn over(buffer: &'a mut [u8]) -> Self {
+        Arena {
+            free: buffer,
+            full: false,
+        }
+    }
+
+    /// Bytes left.
+    pub fn remaining(&self) -> usize {
+        self.free.len()
+    }
+
+    /// Takes `n` bytes.
+    pub fn take(&mut self, n: usize) -> Option<&'a mut [u8]> {
+        if n > self.free.len() {
+            self.full = true;
+            return None;
+        }
+        let free = std::mem::take(&mut self.free);
+        let (head, tail) = free.split_at_mut(n);
+        self.free = tail;
+        Some(head)
+    }
+
+    /// Lets `write` fill a buffer of exactly `max` bytes and keeps as many
+    /// as it says it used; `None` from `write` gives everything back. When
+    /// fewer than `max` bytes are left nothing is written (and the arena is
+    /// marked full), so `write` may rely on the buffer's length.
+    pub fn fill(
+        &mut self,
+        max: usize,
+        write: impl FnOnce(&mut [u8]) -> Option<usize>,
+    ) -> Option<&'a [u8]> {
+        if max > self.free.len() {
+            self.full = true;
+            return None;
+        }
+        let free = std::mem::take(&mut self.free);
+        let used = write(&mut free[..max]).filter(|&used| used <= max);
+        let Some(used) = used else {
+            self.full = true;
+            self.free = free;
+            return None;
+        };
+        let (head, tail) = free.split_at_mut(used);
+        self.free = tail;
+        Some(head)
+    }
+
+    /// Concatenates `parts` (each valid UTF-8) into one name.
+    pub fn concat_str(&mut self, parts: &[&str]) -> Option<&'a str> {
+        let len = parts.iter().map(|p| p.len()).sum();
+        let buf = self.take(len)?;
+        let mut at = 0;
+        for part in parts {
+            buf[at..at + part.len()].copy_from_slice(part.as_bytes());
+            at += part.len();
+        }
+        debug_assert_eq!(at, len);
+        debug_assert!(std::str::from_utf8(buf).is_ok());
+        // SAFETY: `buf` is exactly the concatenation of `parts`, each valid
+        // UTF-8, and a concatenation of UTF-8 strings is UTF-8. Validating
+        // again cost a tenth of the JSON decode time.
+        Some(unsafe { std::str::from_utf8_unchecked(buf) })
+    }
+
+    /// Writes `prefix[0] . prefix[1] . ... . key`, then `.index` when
+    /// given: a dotted name, built without an intermediate list.
+    pub fn dotted(&mut self, prefix: &[&str], key: &str, index: Option<usize>) -> Option<&'a str> {
+        let mut digits = [0u8; 20];
+        let index_text = index.map(|i| decimal_digits(i as u64, &mut digits));
+        let len = prefix.iter().map(|p| p.len() + 1).sum::<usize>()
+            + key.len()
+            + index_text.map_or(0, |t| t.len() + 1);
+        let buf = self.take(len)?;
+        let mut at = 0;
+        let mut put = |bytes: &[u8]| {
+            buf[at..at + bytes.len()].copy_from_slice(bytes);
+            at += bytes.len();
+        };
+        for segment in prefix {
+            put(segment.as_bytes());
+            put(b".");
+        }
+        put(key.as_bytes());
+        if let Some(text) = index_text {
+            put(b".");
+            put(text);
+        }
+        debug_assert!(std::str::from_utf8(buf).is_ok());
+        // SAFETY: `buf` holds UTF-8 segments, ASCII dots and ASCII digits
+        // only, so it is UTF-8.
+        Some(unsafe { std::str::from_utf8_unchecked(buf) })
+    }
+
+    /// Writes `value` in decimal.
+    pub fn decimal(&mut self, value: u64) -> Option<&'a str> {
+        let mut digits = [0u8; 20];
+        let text = decimal_digits(value, &mut digits);
+        let buf = self.take(text.len())?;
+        buf.copy_from_slice(text);
+        // ASCII digits are UTF-8; checking 1-20 bytes costs little.
+        std::str::from_utf8(buf).ok()
+    }
+
+    /// Writes `args` (a number's `Display`/`Debug`) and returns the text.
+    pub fn format(&mut self, args: std::fmt::Arguments<'_>) -> Option<&'a str> {
+        use std::io::Write;
+        let bytes = self.fill(FORMAT_BYTES_MAX.min(self.free.len()), |buf| {
+            let len = buf.len();
+            let mut cursor = &mut buf[..];
+            cursor.write_fmt(args).ok()?;
+            Some(len - cursor.len())
+        })?;
+        std::str::from_utf8(bytes).ok()
+    }
+}
+
+/// `value` in decimal ASCII, written at the end of `digits`.
+fn decimal_digits(value: u64, digits: &mut [u8; 20]) -> &[u8] {
+    let mut at = digits.len();
+    let mut v = value;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    &digits[at..]
+}
+
+/// Longest formatted number (f64 `Debug` needs at most 24 bytes).
+const FORMAT_BYTES_MAX: usize = 64;
+
+/// Decodes `message` (of a line whose extraction key is `app`) with the
+/// decoder its first bytes select, appending to `fields`; see the module
+/// docs for the order.
+pub fn payload<'a>(
+    app: &[u8],
+    message: &'a [u8],
+    arena: &mut Arena<'a>,
+    json: &mut json::JsonScratch,
+    fields: &mut Fields<'a>,
+) -> Payload<'a> {
+    let mut out = Payload::default();
+    let start = message
+        .iter()
+        .position(|&b| b != b' ')
+        .unwrap_or(message.len());
+    let text = &message[start..];
+
+    let json_text = text.strip_prefix(b"@cee:").map_or(text, trim_start);
+    if json_text.first() == Some(&b'{') {
+        match json::decode(json_text, arena, json, fields) {
+            Ok(()) => {
+                out.decoder = Some(Decoder::Json);
+                out.issue = arena_issue(arena, json.issue);
+                return out;
+            }
+            Err(issue) => out.issue = Some(issue),
+        }
+    }
+    if let Some(at) = find_marker(text, b"CEF:") {
+        match cef::decode(&text[at..], arena, fields) {
+            Ok(source) => {
+                out.decoder = Some(Decoder::Cef);
+                out.source = Some(source);
+                out.issue = arena_issue(arena, None);
+                return out;
+            }
+            Err(issue) => out.issue = Some(issue),
+        }
+    }
+    if let Some(at) = find_marker(text, b"LEEF:") {
+        match leef::decode(&text[at..], arena, fields) {
+            Ok(source) => {
+                out.decoder = Some(Decoder::Leef);
+                out.source = Some(source);
+                out.issue = arena_issue(arena, None);
+                return out;
+            }
+            Err(issue) => out.issue = Some(issue),
+        }
+    }
+    if let Some(row) = extract::extract(app, message, fields) {
+        out.decoder = Some(Decoder::Text);
+        out.rule = Some(row);
+        return out;
+    }
+    if let Some(layout) = extract::csv::extract(app, text, arena, fields) {
+        out.decoder = Some(Decoder::Csv);
+        out.rule = Some(layout);
+        out.issue = arena_issue(arena, out.issue);
+        return out;
+    }
+    if kv::decode(text, arena, fields) {
+        out.decoder = Some(Decoder::Kv);
+        out.issue = arena_issue(arena, out.issue);
+    }
+    out
+}
+
+/// The issue to report: the decoder's own, else a full arena.
+fn arena_issue(arena: &Arena<'_>, issue: Option<DecodeIssue>) -> Option<DecodeIssue> {
+    issue.or(arena.full.then_some(DecodeIssue::ScratchFull))
+}
+
+fn trim_start(bytes: &[u8]) -> &[u8] {
+    let start = bytes.iter().position(|&b| b != b' ').unwrap_or(bytes.len());
+    &bytes[start..]
+}
+
+/// Finds `marker` (`CEF:` or `LEEF:`) followed by a digit at the start of
+/// `text`, or after a space within the first [`MARKER_SEARCH_BYTES_MAX`]
+/// bytes. Anchors on `:` with memchr: a message has few colons before its
+/// payload, and this avoids building a substring searcher per call.
+fn find_marker(text: &[u8], marker: &[u8]) -> Option<usize> {
+    debug_assert_eq!(marker.last(), Some(&b':'));
+    let window = &text[..text.len().min(MARKER_SEARCH_BYTES_MAX + marker.len())];
+    let head = marker.len() - 1;
+    for colon in memchr::memchr_iter(b':', window) {
+        let Some(at) = colon.checked_sub(head) else {
+            continue;
+        };
+        if at > MARKER_SEARCH_BYTES_MAX || &text[at..=colon] != marker {
+            continue;
+        }
+        let starts_token = at == 0 || text[at - 1] == b' ';
+        if starts_token && text.get(colon + 1).is_some_and(u8::is_ascii_digit) {
+            return Some(at);
+        }
+    }
+    None
+}
+
+/// Unescapes `raw` into the arena when it contains a backslash: `\` before
+/// a byte in `escapes` (given as pairs of escaped byte and result) becomes
+/// the result; any other backslash is kept as written. Without a backslash
+/// `raw` itself is returned.
+pub(crate) fn unescape<'a>(
+    raw: &'a [u8],
+    escapes: &[(u8, u8)],
+    arena: &mut Arena<'a>,
+) -> Option<&'a [u8]> {
+    if memchr::memchr(b'\\', raw).is_none() {
+        return Some(raw);
+    }
+    arena.fill(raw.len(), |buf| {
+        // Unescaping never lengthens: each escape pair gives one byte.
+        debug_assert_eq!(buf.len(), raw.len());
+        let mut out = 0;
+        let mut i = 0;
+        while i < raw.len() {
+            let b = raw[i];
+            if b == b'\\' {
+                if let Some(&(_, to)) = raw
+                    .get(i + 1)
+                    .and_then(|next| escapes.iter().find(|(from, _)| from == next))
+                {
+                    buf[out] = to;
+                    out += 1;
+                    i += 2;
+                    continue;
+                }
+            }
+            buf[out] = b;
+            out += 1;
+            i += 1;
+        }
+        Some(out)
+    })
+}
+
+/// Bytes allowed in a key read from text (CEF extensions, LEEF, kv).
+pub fn is_key_byte(b: u8) -> bool {
+    KEY_BYTES[usize::from(b)]
+}
+
+/// [`is_key_byte`] as a table: ASCII letters and digits, `_ . - @ [ ]`.
+static KEY_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] =
+            c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-' | b'@' | b'[' | b']');
+        b += 1;
+    }
+    table
+};
+
+/// Longest key read from text; longer `xxx=` runs are values, not keys.
+pub const KEY_BYTES_MAX: usize = 64;
+
+/// Whether `name` was already pushed at or after `from` (first wins).
+pub(crate) fn pushed_since(fields: &Fields<'_>, from: usize, name: &str) -> bool {
+    fields.as_slice()[from.min(fields.len())..]
+        .iter()
+        .any(|(n, _)| *n == name)
+}
+
+/// First-wins bookkeeping for one decoder's keys: a 128-bit filter of the
+/// keys already checked, so that the exact scan over the pushed fields
+/// (quadratic in the field count) runs only for likely repeats.
+pub(crate) struct SeenKeys {
+    bits: u128,
+    start: usize,
+}
+
+impl SeenKeys {
+    /// Tracks the keys pushed from field index `start` on.
+    pub(crate) fn new(start: usize) -> Self {
+        SeenKeys { bits: 0, start }
+    }
+
+    /// Whether `key` was already pushed by this decoder.
+    pub(crate) fn seen(&mut self, fields: &Fields<'_>, key: &str) -> bool {
+        let bytes = key.as_bytes();
+        let (first, last) = match (bytes.first(), bytes.last()) {
+            (Some(&f), Some(&l)) => (usize::from(f), usize::from(l)),
+            _ => (0, 0),
+        };
+        let bit = 1u128 << ((bytes.len() * 7 + first * 31 + last * 17) & 127);
+        if self.bits & bit == 0 {
+            self.bits |= bit;
+            return false;
+        }
+        pushed_since(fields, self.start, key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arena_hands_out_disjoint_pieces_and_refuses_when_full() {
+        let mut buffer = [0u8; 16];
+        let mut arena = Arena::over(&mut buffer);
+        let a = arena.concat_str(&["ab", ".", "c"]).unwrap();
+        let b = arena.decimal(1234).unwrap();
+        assert_eq!((a, b), ("ab.c", "1234"));
+        assert_eq!(arena.remaining(), 8);
+        assert!(arena.take(9).is_none());
+        assert!(arena.full);
+        let c = arena.format(format_args!("{:?}", 1.5f64)).unwrap();
+        assert_eq!(c, "1.5");
+        assert_eq!(a, "ab.c");
+    }
+
+    #[test]
+    fn a_full_arena_refuses_instead_of_writing_past_its_end() {
+        let mut buffer = [0u8; 4];
+        let mut arena = Arena::over(&mut buffer);
+        let esc = &[(b'n', b'\n')];
+        assert!(unescape(br"a\nbcdef", esc, &mut arena).is_none());
+        assert!(arena.full);
+        assert_eq!(arena.remaining(), 4);
+        assert_eq!(unescape(br"a\nb", esc, &mut arena), Some(&b"a\nb"[..]));
+    }
+
+    #[test]
+    fn unescape_only_when_needed() {
+        let mut buffer = [0u8; 64];
+        let mut arena = Arena::over(&mut buffer);
+        let esc = &[(b'=', b'='), (b'\\', b'\\'), (b'n', b'\n')];
+        let raw = b"plain";
+        let same = unescape(raw, esc, &mut arena).unwrap();
+        assert_eq!(same.as_ptr(), raw.as_ptr());
+        assert_eq!(
+            unescape(br"a\=b\\c\nd\x\", esc, &mut arena).unwrap(),
+            b"a=b\\c\nd\\x\\"
+        );
+    }
+
+    #[test]
+    fn markers_at_start_or_after_a_space() {
+        assert_eq!(find_marker(b"CEF:0|a", b"CEF:"), Some(0));
+        assert_eq!(find_marker(b"host CEF:1|a", b"CEF:"), Some(5));
+        assert_eq!(find_marker(b"xCEF:0|a", b"CEF:"), None);
+        assert_eq!(find_marker(b"CEF:x|a", b"CEF:"), None);
+        assert_eq!(find_marker(b"CEF:", b"CEF:"), None);
+    }
+}
