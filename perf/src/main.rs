@@ -12,6 +12,7 @@ mod collect;
 mod corpus;
 mod hist;
 mod matching;
+mod peers;
 mod report;
 mod rng;
 mod runner;
@@ -53,6 +54,9 @@ enum Command {
     Bench(BenchArgs),
     /// Compare streaming detection with a scheduled-batch SIEM model.
     Batch(BatchArgs),
+    /// Send the same corpus to rsyslog, syslog-ng and sec beside shardwatch
+    /// and compare events per second and CPU per event.
+    Peers(PeersArgs),
 }
 
 #[derive(Args, Clone)]
@@ -227,6 +231,48 @@ struct BatchArgs {
     out: PathBuf,
 }
 
+#[derive(Args)]
+struct PeersArgs {
+    /// A corpus written by `gen`.
+    #[arg(long)]
+    corpus: PathBuf,
+    /// The shardwatch binary.
+    #[arg(long, default_value = "target/release/shardwatch")]
+    binary: PathBuf,
+    /// Cores shardwatch runs on.
+    #[arg(long, default_value_t = 2)]
+    cores: usize,
+    /// Peers to run beside shardwatch: `all`, `none` or a comma-separated
+    /// list of rsyslog, syslog-ng, sec. Missing ones are reported as skipped.
+    #[arg(long, default_value = "all", value_parser = parse_peer_list)]
+    peers: PeerList,
+    /// rsyslogd to run (default: found in PATH or /usr/sbin).
+    #[arg(long)]
+    rsyslogd: Option<PathBuf>,
+    /// Directory syslog-ng-core was unpacked into by
+    /// perf/scripts/install-peers.sh (a system syslog-ng is used otherwise).
+    #[arg(long, default_value = peers::DEFAULT_SYSLOG_NG_DIR)]
+    syslog_ng_dir: PathBuf,
+    /// sec to run (default: found in PATH or /usr/bin).
+    #[arg(long)]
+    sec: Option<PathBuf>,
+    /// Keep each peer's scratch directory (config, output, stderr).
+    #[arg(long)]
+    keep: bool,
+    /// Directory for report.json, summary.txt and the SVG plots.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+/// `--peers`: a newtype because clap reads a bare `Vec` field as a
+/// repeatable argument.
+#[derive(Debug, Clone, PartialEq)]
+struct PeerList(Vec<peers::Peer>);
+
+fn parse_peer_list(text: &str) -> Result<PeerList, String> {
+    peers::parse_peers(text).map(PeerList)
+}
+
 /// `--rate`: events per second, or None for `max`. A newtype because clap
 /// reads a bare `Option<f64>` field as "optional f64".
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -329,6 +375,7 @@ fn bench_options(
         transport,
         keep_data,
         extra_args: Vec::new(),
+        watch_events: None,
     })
 }
 
@@ -421,6 +468,39 @@ fn batch_cmd(args: BatchArgs) -> anyhow::Result<()> {
     finish(&report, &args.out)
 }
 
+fn peers_cmd(args: PeersArgs) -> anyhow::Result<()> {
+    if !args.binary.exists() {
+        bail!(
+            "{} does not exist; build it with `cargo build --release -p shardwatch` or pass --binary",
+            args.binary.display()
+        );
+    }
+    let options = peers::PeersOptions {
+        corpus: args.corpus,
+        binary: args.binary,
+        cores: args.cores,
+        peers: args.peers.0,
+        paths: peers::PeerPaths {
+            rsyslogd: args.rsyslogd,
+            syslog_ng_dir: args.syslog_ng_dir,
+            sec: args.sec,
+        },
+        keep: args.keep,
+    };
+    let mut report = Report::new("peers");
+    let rows = peers::run_peers(&options, &mut report)?;
+    finish(&report, &args.out)?;
+    let failed: Vec<String> = rows
+        .iter()
+        .filter(|r| r.status == peers::Status::Failed)
+        .map(|r| format!("{}: {}", r.peer, r.reason.as_deref().unwrap_or("?")))
+        .collect();
+    if !failed.is_empty() {
+        bail!("{} run(s) failed: {}", failed.len(), failed.join("; "));
+    }
+    Ok(())
+}
+
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -428,6 +508,7 @@ fn main() {
         Command::Run(args) => run(args),
         Command::Bench(args) => bench_cmd(args),
         Command::Batch(args) => batch_cmd(args),
+        Command::Peers(args) => peers_cmd(args),
     };
     if let Err(err) = result {
         eprintln!("shardwatch-load: error: {err:#}");
