@@ -16,12 +16,13 @@ mod peers;
 mod report;
 mod rng;
 mod runner;
+mod scenario_rules;
 mod schedule;
 mod send;
 mod svg;
 mod timefmt;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
@@ -71,8 +72,9 @@ struct CorpusArgs {
     #[arg(long, default_value_t = 100.0)]
     event_rate: f64,
     /// Scenarios to inject: `all`, `none` or `name[=count],...`
-    /// (ssh_brute_force, sudo_failures, su_failure). Without a count a row
-    /// gets one instance per 10,000 events, at least 3.
+    /// (ssh_brute_force, sudo_failures, su_failure, password_spraying,
+    /// port_scan, lateral_movement). Without a count a row gets one instance
+    /// per 10,000 events, at least 3.
     #[arg(long, default_value = "all")]
     scenarios: String,
 }
@@ -136,6 +138,28 @@ struct LoadArgs {
     /// No progress lines on stderr.
     #[arg(long)]
     quiet: bool,
+    /// The scenario rule file (default: perf/rules/scenarios.yml). `bench`
+    /// passes it to the appliance with `--rules`; scenarios whose rules it
+    /// lacks are reported as `not loaded` instead of as misses.
+    #[arg(long)]
+    rules: Option<PathBuf>,
+}
+
+/// The scenario gate for `--rules` (or the default file), probing `binary`
+/// for the fields scenarios need when one is given.
+fn scenario_gate(rules: Option<&Path>, binary: Option<&Path>) -> scenario_rules::Gate {
+    let path = rules.map_or_else(scenario_rules::default_rules_path, Path::to_path_buf);
+    let file = scenario_rules::RuleFile::read(Some(&path));
+    if let Some(problem) = &file.problem {
+        eprintln!("shardwatch-load: warning: scenario rules not loaded: {problem}");
+    }
+    let gate = scenario_rules::Gate::new(file, binary);
+    if let Some(problem) = &gate.probe_problem {
+        eprintln!(
+            "shardwatch-load: warning: field probe failed, scoring every scenario: {problem}"
+        );
+    }
+    gate
 }
 
 impl LoadArgs {
@@ -143,6 +167,7 @@ impl LoadArgs {
         &self,
         targets: Vec<Target>,
         alerts: Option<AlertSource>,
+        binary: Option<&Path>,
     ) -> anyhow::Result<RunOptions> {
         // Scenario counts scale with the events a generated corpus will hold.
         let planned_events = match (self.events, self.duration, self.rate.0) {
@@ -166,6 +191,7 @@ impl LoadArgs {
             alerts,
             drain_ms: self.drain_ms,
             progress: !self.quiet,
+            gate: scenario_gate(self.rules.as_deref(), binary),
         })
     }
 }
@@ -224,6 +250,10 @@ struct BatchArgs {
     /// Cores for the streaming bench.
     #[arg(long, default_value_t = 2)]
     cores: usize,
+    /// The scenario rule file passed to replay and the streaming bench
+    /// (default: perf/rules/scenarios.yml).
+    #[arg(long)]
+    rules: Option<PathBuf>,
     /// Send rate for the streaming bench.
     #[arg(long, default_value = "20000", value_parser = parse_rate)]
     rate: Rate,
@@ -259,6 +289,10 @@ struct PeersArgs {
     /// Keep each peer's scratch directory (config, output, stderr).
     #[arg(long)]
     keep: bool,
+    /// The scenario rule file shardwatch loads (default:
+    /// perf/rules/scenarios.yml).
+    #[arg(long)]
+    rules: Option<PathBuf>,
     /// Directory for report.json, summary.txt and the SVG plots.
     #[arg(long)]
     out: PathBuf,
@@ -350,7 +384,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         (None, true) => Some(AlertSource::Stdin),
         (None, false) => None,
     };
-    let opts = args.load.options(args.targets.clone(), alerts)?;
+    let opts = args.load.options(args.targets.clone(), alerts, None)?;
     let outcome = runner::run_load(&opts)?;
     let mut report = Report::new("run");
     runner::add_to_report(&outcome, &opts, &mut report);
@@ -362,6 +396,7 @@ fn bench_options(
     cores: usize,
     transport: bench::Transport,
     keep_data: bool,
+    gate: &scenario_rules::Gate,
 ) -> anyhow::Result<bench::BenchOptions> {
     if !binary.exists() {
         bail!(
@@ -374,19 +409,20 @@ fn bench_options(
         cores,
         transport,
         keep_data,
-        extra_args: Vec::new(),
+        extra_args: gate.rules.appliance_args(),
         watch_events: None,
     })
 }
 
 fn bench_cmd(args: BenchArgs) -> anyhow::Result<()> {
+    let mut load = args.load.options(Vec::new(), None, Some(&args.binary))?;
     let options = bench_options(
         args.binary.clone(),
         args.cores,
         args.transport,
         args.keep_data,
+        &load.gate,
     )?;
-    let mut load = args.load.options(Vec::new(), None)?;
     let outcome = bench::bench(&options, &mut load)?;
     let mut report = Report::new("bench");
     bench::add_bench_to_report(&outcome, &options, &load, &mut report);
@@ -398,6 +434,7 @@ fn batch_cmd(args: BatchArgs) -> anyhow::Result<()> {
         bail!("{} does not exist; pass --binary", args.binary.display());
     }
     let mut report = Report::new("batch");
+    let gate = scenario_gate(args.rules.as_deref(), Some(&args.binary));
     let stream: Option<hist::LatencySummary> = match &args.streaming_report {
         Some(path) => {
             let doc: Value = serde_json::from_slice(
@@ -423,6 +460,7 @@ fn batch_cmd(args: BatchArgs) -> anyhow::Result<()> {
                 args.cores,
                 bench::Transport::Udp,
                 false,
+                &gate,
             )?;
             let mut load = RunOptions {
                 targets: Vec::new(),
@@ -442,6 +480,7 @@ fn batch_cmd(args: BatchArgs) -> anyhow::Result<()> {
                 alerts: None,
                 drain_ms: 5_000,
                 progress: true,
+                gate: gate.clone(),
             };
             let outcome = bench::bench(&options, &mut load)?;
             bench::add_bench_to_report(&outcome, &options, &load, &mut report);
@@ -461,6 +500,7 @@ fn batch_cmd(args: BatchArgs) -> anyhow::Result<()> {
             interval_s: args.interval,
             lookback_s: args.lookback,
             binary: args.binary.clone(),
+            gate,
         },
         &corpus,
     )?;
@@ -475,7 +515,9 @@ fn peers_cmd(args: PeersArgs) -> anyhow::Result<()> {
             args.binary.display()
         );
     }
+    let gate = scenario_gate(args.rules.as_deref(), Some(&args.binary));
     let options = peers::PeersOptions {
+        gate,
         corpus: args.corpus,
         binary: args.binary,
         cores: args.cores,

@@ -588,6 +588,8 @@ pub struct PeersOptions {
     pub paths: PeerPaths,
     /// Keep each peer's scratch directory (configs, outputs, stderr).
     pub keep: bool,
+    /// Scenario rules shardwatch loads and which expected alerts it scores.
+    pub gate: crate::scenario_rules::Gate,
 }
 
 /// A started peer daemon.
@@ -1019,7 +1021,10 @@ fn run_shardwatch(opts: &PeersOptions, events: u64, report: &mut Report) -> Peer
         cores: opts.cores,
         transport: bench::Transport::Tcp,
         keep_data: false,
-        extra_args: vec!["--api".into(), "127.0.0.1:0".into()],
+        extra_args: ["--api".to_string(), "127.0.0.1:0".to_string()]
+            .into_iter()
+            .chain(opts.gate.rules.appliance_args())
+            .collect(),
         watch_events: Some(events),
     };
     let mut load = RunOptions {
@@ -1039,6 +1044,7 @@ fn run_shardwatch(opts: &PeersOptions, events: u64, report: &mut Report) -> Peer
         alerts: None,
         drain_ms: 5_000,
         progress: false,
+        gate: opts.gate.clone(),
     };
     let outcome = match bench::bench(&options, &mut load) {
         Ok(o) => o,
