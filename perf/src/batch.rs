@@ -34,6 +34,7 @@ use crate::corpus::{Corpus, TruthEntry};
 use crate::hist::{human_us, LatencyHistogram, LatencySummary};
 use crate::matching::{alert_matches, parse_alert, ObservedAlert};
 use crate::report::{fraction, Report};
+use crate::scenario_rules::Gate;
 use crate::svg::Series;
 
 /// Most scheduled runs one comparison executes.
@@ -105,11 +106,16 @@ pub fn unexpected(truth: &[TruthEntry], runs: &[RunResult]) -> usize {
     keys.len()
 }
 
-fn replay(binary: &Path, chunk: &Path) -> anyhow::Result<(i64, Vec<ObservedAlert>)> {
+fn replay(
+    binary: &Path,
+    chunk: &Path,
+    extra: &[String],
+) -> anyhow::Result<(i64, Vec<ObservedAlert>)> {
     let started = Instant::now();
     let output = Command::new(binary)
         .arg("replay")
         .arg(chunk)
+        .args(extra)
         .output()
         .with_context(|| format!("cannot run {} replay", binary.display()))?;
     let runtime_ns = started.elapsed().as_nanos() as i64;
@@ -139,6 +145,8 @@ pub struct BatchOptions {
     pub interval_s: u64,
     pub lookback_s: u64,
     pub binary: PathBuf,
+    /// Scenario rules to load and which expected alerts to score.
+    pub gate: Gate,
 }
 
 /// The batch side of the comparison.
@@ -202,7 +210,8 @@ pub fn run_batch(opts: &BatchOptions, corpus: &Corpus) -> anyhow::Result<BatchOu
             bytes.push(b'\n');
         }
         std::fs::write(&chunk_path, &bytes)?;
-        let (runtime_ns, alerts) = replay(&opts.binary, &chunk_path)?;
+        let (runtime_ns, alerts) =
+            replay(&opts.binary, &chunk_path, &opts.gate.rules.appliance_args())?;
         runtime.record_us(runtime_ns / 1_000);
         eprintln!(
             "shardwatch-load: batch run {}/{}: {} lines, {:.1} ms, {} alerts",
@@ -220,7 +229,14 @@ pub fn run_batch(opts: &BatchOptions, corpus: &Corpus) -> anyhow::Result<BatchOu
         lines_searched += (w.to - w.from) as u64;
     }
     let _ = std::fs::remove_dir_all(&dir);
-    let truth = &corpus.truth.expected;
+    let (truth, excluded) = opts.gate.split(&corpus.truth.expected);
+    for (x, n) in &excluded {
+        eprintln!(
+            "shardwatch-load: {n} x {} ({}): {:?}, not scored: {}",
+            x.scenario, x.rule, x.status, x.reason
+        );
+    }
+    let truth = &truth;
     let latencies = attribute(truth, &runs);
     let mut histogram = LatencyHistogram::default();
     let mut names: Vec<&str> = Vec::new();

@@ -13,9 +13,12 @@ use serde_json::json;
 
 use crate::appliance::{scratch_dir, Appliance, Stopped};
 use crate::collect::AlertSource;
+use crate::peers::{process_cpu, watch_processed, CpuTimes};
 use crate::report::Report;
 use crate::runner::{add_to_report, run_load, RunOptions, RunOutcome};
 use crate::send::Target;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 /// Which listener the load goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -32,6 +35,10 @@ pub struct BenchOptions {
     pub transport: Transport,
     pub keep_data: bool,
     pub extra_args: Vec<String>,
+    /// Poll the appliance's `/metrics` (its API must be enabled, e.g.
+    /// `--api 127.0.0.1:0` in `extra_args`) and record when it has received
+    /// this many frames and has no routed batch queued.
+    pub watch_events: Option<u64>,
 }
 
 /// The result of one bench.
@@ -40,6 +47,12 @@ pub struct BenchOutcome {
     pub run: RunOutcome,
     pub stopped: Stopped,
     pub data_dir: PathBuf,
+    /// CPU the appliance used from the start of the load until just before
+    /// SIGTERM (all threads, from `/proc/<pid>/stat`); None when it could
+    /// not be read.
+    pub cpu: Option<CpuTimes>,
+    /// When `/metrics` first showed every watched event processed.
+    pub processed_ns: Option<i64>,
 }
 
 /// Runs one bench; `load.targets` and `load.alerts` are filled in here.
@@ -65,7 +78,23 @@ pub fn bench(bench: &BenchOptions, load: &mut RunOptions) -> anyhow::Result<Benc
     );
     load.targets = vec![target];
     load.alerts = Some(AlertSource::File(data_dir.join("alerts.jsonl")));
+    let cpu_start = process_cpu(appliance.pid()).ok();
+    let stop_watch = Arc::new(AtomicBool::new(false));
+    let api = l
+        .fields
+        .get("api")
+        .and_then(|a| a.parse::<std::net::SocketAddr>().ok());
+    let watcher = match (bench.watch_events, api) {
+        (Some(n), Some(api)) => Some(watch_processed(api, n, stop_watch.clone())),
+        _ => None,
+    };
     let run = run_load(load);
+    stop_watch.store(true, Ordering::Relaxed);
+    let processed_ns = watcher.and_then(|w| w.join().ok().flatten());
+    let cpu = match (cpu_start, process_cpu(appliance.pid()).ok()) {
+        (Some(start), Some(end)) => Some(end.since(start)),
+        _ => None,
+    };
     let stopped = appliance.stop()?;
     let run = run?;
     if !bench.keep_data {
@@ -75,6 +104,8 @@ pub fn bench(bench: &BenchOptions, load: &mut RunOptions) -> anyhow::Result<Benc
         run,
         stopped,
         data_dir,
+        cpu,
+        processed_ns,
     })
 }
 
@@ -110,6 +141,8 @@ pub fn add_bench_to_report(
             "dropped_total": stats.dropped_total(),
             "lost_before_receive": lost,
             "received_eps": received as f64 / duration_s,
+            "cpu": outcome.cpu,
+            "cpu_us_per_event": outcome.cpu.filter(|_| accepted > 0).map(|c| c.total_s() * 1e6 / accepted as f64),
             "parsed_eps": stats.events_parsed as f64 / duration_s,
             "sent_eps": sent as f64 / duration_s,
             "stats": stats,

@@ -12,15 +12,17 @@ mod collect;
 mod corpus;
 mod hist;
 mod matching;
+mod peers;
 mod report;
 mod rng;
 mod runner;
+mod scenario_rules;
 mod schedule;
 mod send;
 mod svg;
 mod timefmt;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
@@ -53,6 +55,9 @@ enum Command {
     Bench(BenchArgs),
     /// Compare streaming detection with a scheduled-batch SIEM model.
     Batch(BatchArgs),
+    /// Send the same corpus to rsyslog, syslog-ng and sec beside shardwatch
+    /// and compare events per second and CPU per event.
+    Peers(PeersArgs),
 }
 
 #[derive(Args, Clone)]
@@ -67,8 +72,9 @@ struct CorpusArgs {
     #[arg(long, default_value_t = 100.0)]
     event_rate: f64,
     /// Scenarios to inject: `all`, `none` or `name[=count],...`
-    /// (ssh_brute_force, sudo_failures, su_failure). Without a count a row
-    /// gets one instance per 10,000 events, at least 3.
+    /// (ssh_brute_force, sudo_failures, su_failure, password_spraying,
+    /// port_scan, lateral_movement). Without a count a row gets one instance
+    /// per 10,000 events, at least 3.
     #[arg(long, default_value = "all")]
     scenarios: String,
 }
@@ -132,6 +138,28 @@ struct LoadArgs {
     /// No progress lines on stderr.
     #[arg(long)]
     quiet: bool,
+    /// The scenario rule file (default: perf/rules/scenarios.yml). `bench`
+    /// passes it to the appliance with `--rules`; scenarios whose rules it
+    /// lacks are reported as `not loaded` instead of as misses.
+    #[arg(long)]
+    rules: Option<PathBuf>,
+}
+
+/// The scenario gate for `--rules` (or the default file), probing `binary`
+/// for the fields scenarios need when one is given.
+fn scenario_gate(rules: Option<&Path>, binary: Option<&Path>) -> scenario_rules::Gate {
+    let path = rules.map_or_else(scenario_rules::default_rules_path, Path::to_path_buf);
+    let file = scenario_rules::RuleFile::read(Some(&path));
+    if let Some(problem) = &file.problem {
+        eprintln!("shardwatch-load: warning: scenario rules not loaded: {problem}");
+    }
+    let gate = scenario_rules::Gate::new(file, binary);
+    if let Some(problem) = &gate.probe_problem {
+        eprintln!(
+            "shardwatch-load: warning: field probe failed, scoring every scenario: {problem}"
+        );
+    }
+    gate
 }
 
 impl LoadArgs {
@@ -139,6 +167,7 @@ impl LoadArgs {
         &self,
         targets: Vec<Target>,
         alerts: Option<AlertSource>,
+        binary: Option<&Path>,
     ) -> anyhow::Result<RunOptions> {
         // Scenario counts scale with the events a generated corpus will hold.
         let planned_events = match (self.events, self.duration, self.rate.0) {
@@ -162,6 +191,7 @@ impl LoadArgs {
             alerts,
             drain_ms: self.drain_ms,
             progress: !self.quiet,
+            gate: scenario_gate(self.rules.as_deref(), binary),
         })
     }
 }
@@ -220,11 +250,61 @@ struct BatchArgs {
     /// Cores for the streaming bench.
     #[arg(long, default_value_t = 2)]
     cores: usize,
+    /// The scenario rule file passed to replay and the streaming bench
+    /// (default: perf/rules/scenarios.yml).
+    #[arg(long)]
+    rules: Option<PathBuf>,
     /// Send rate for the streaming bench.
     #[arg(long, default_value = "20000", value_parser = parse_rate)]
     rate: Rate,
     #[arg(long)]
     out: PathBuf,
+}
+
+#[derive(Args)]
+struct PeersArgs {
+    /// A corpus written by `gen`.
+    #[arg(long)]
+    corpus: PathBuf,
+    /// The shardwatch binary.
+    #[arg(long, default_value = "target/release/shardwatch")]
+    binary: PathBuf,
+    /// Cores shardwatch runs on.
+    #[arg(long, default_value_t = 2)]
+    cores: usize,
+    /// Peers to run beside shardwatch: `all`, `none` or a comma-separated
+    /// list of rsyslog, syslog-ng, sec. Missing ones are reported as skipped.
+    #[arg(long, default_value = "all", value_parser = parse_peer_list)]
+    peers: PeerList,
+    /// rsyslogd to run (default: found in PATH or /usr/sbin).
+    #[arg(long)]
+    rsyslogd: Option<PathBuf>,
+    /// Directory syslog-ng-core was unpacked into by
+    /// perf/scripts/install-peers.sh (a system syslog-ng is used otherwise).
+    #[arg(long, default_value = peers::DEFAULT_SYSLOG_NG_DIR)]
+    syslog_ng_dir: PathBuf,
+    /// sec to run (default: found in PATH or /usr/bin).
+    #[arg(long)]
+    sec: Option<PathBuf>,
+    /// Keep each peer's scratch directory (config, output, stderr).
+    #[arg(long)]
+    keep: bool,
+    /// The scenario rule file shardwatch loads (default:
+    /// perf/rules/scenarios.yml).
+    #[arg(long)]
+    rules: Option<PathBuf>,
+    /// Directory for report.json, summary.txt and the SVG plots.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+/// `--peers`: a newtype because clap reads a bare `Vec` field as a
+/// repeatable argument.
+#[derive(Debug, Clone, PartialEq)]
+struct PeerList(Vec<peers::Peer>);
+
+fn parse_peer_list(text: &str) -> Result<PeerList, String> {
+    peers::parse_peers(text).map(PeerList)
 }
 
 /// `--rate`: events per second, or None for `max`. A newtype because clap
@@ -304,7 +384,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         (None, true) => Some(AlertSource::Stdin),
         (None, false) => None,
     };
-    let opts = args.load.options(args.targets.clone(), alerts)?;
+    let opts = args.load.options(args.targets.clone(), alerts, None)?;
     let outcome = runner::run_load(&opts)?;
     let mut report = Report::new("run");
     runner::add_to_report(&outcome, &opts, &mut report);
@@ -316,6 +396,7 @@ fn bench_options(
     cores: usize,
     transport: bench::Transport,
     keep_data: bool,
+    gate: &scenario_rules::Gate,
 ) -> anyhow::Result<bench::BenchOptions> {
     if !binary.exists() {
         bail!(
@@ -328,18 +409,20 @@ fn bench_options(
         cores,
         transport,
         keep_data,
-        extra_args: Vec::new(),
+        extra_args: gate.rules.appliance_args(),
+        watch_events: None,
     })
 }
 
 fn bench_cmd(args: BenchArgs) -> anyhow::Result<()> {
+    let mut load = args.load.options(Vec::new(), None, Some(&args.binary))?;
     let options = bench_options(
         args.binary.clone(),
         args.cores,
         args.transport,
         args.keep_data,
+        &load.gate,
     )?;
-    let mut load = args.load.options(Vec::new(), None)?;
     let outcome = bench::bench(&options, &mut load)?;
     let mut report = Report::new("bench");
     bench::add_bench_to_report(&outcome, &options, &load, &mut report);
@@ -351,6 +434,7 @@ fn batch_cmd(args: BatchArgs) -> anyhow::Result<()> {
         bail!("{} does not exist; pass --binary", args.binary.display());
     }
     let mut report = Report::new("batch");
+    let gate = scenario_gate(args.rules.as_deref(), Some(&args.binary));
     let stream: Option<hist::LatencySummary> = match &args.streaming_report {
         Some(path) => {
             let doc: Value = serde_json::from_slice(
@@ -376,6 +460,7 @@ fn batch_cmd(args: BatchArgs) -> anyhow::Result<()> {
                 args.cores,
                 bench::Transport::Udp,
                 false,
+                &gate,
             )?;
             let mut load = RunOptions {
                 targets: Vec::new(),
@@ -395,6 +480,7 @@ fn batch_cmd(args: BatchArgs) -> anyhow::Result<()> {
                 alerts: None,
                 drain_ms: 5_000,
                 progress: true,
+                gate: gate.clone(),
             };
             let outcome = bench::bench(&options, &mut load)?;
             bench::add_bench_to_report(&outcome, &options, &load, &mut report);
@@ -414,11 +500,47 @@ fn batch_cmd(args: BatchArgs) -> anyhow::Result<()> {
             interval_s: args.interval,
             lookback_s: args.lookback,
             binary: args.binary.clone(),
+            gate,
         },
         &corpus,
     )?;
     batch::add_to_report(&outcome, stream.as_ref(), &mut report);
     finish(&report, &args.out)
+}
+
+fn peers_cmd(args: PeersArgs) -> anyhow::Result<()> {
+    if !args.binary.exists() {
+        bail!(
+            "{} does not exist; build it with `cargo build --release -p shardwatch` or pass --binary",
+            args.binary.display()
+        );
+    }
+    let gate = scenario_gate(args.rules.as_deref(), Some(&args.binary));
+    let options = peers::PeersOptions {
+        gate,
+        corpus: args.corpus,
+        binary: args.binary,
+        cores: args.cores,
+        peers: args.peers.0,
+        paths: peers::PeerPaths {
+            rsyslogd: args.rsyslogd,
+            syslog_ng_dir: args.syslog_ng_dir,
+            sec: args.sec,
+        },
+        keep: args.keep,
+    };
+    let mut report = Report::new("peers");
+    let rows = peers::run_peers(&options, &mut report)?;
+    finish(&report, &args.out)?;
+    let failed: Vec<String> = rows
+        .iter()
+        .filter(|r| r.status == peers::Status::Failed)
+        .map(|r| format!("{}: {}", r.peer, r.reason.as_deref().unwrap_or("?")))
+        .collect();
+    if !failed.is_empty() {
+        bail!("{} run(s) failed: {}", failed.len(), failed.join("; "));
+    }
+    Ok(())
 }
 
 fn main() {
@@ -428,6 +550,7 @@ fn main() {
         Command::Run(args) => run(args),
         Command::Bench(args) => bench_cmd(args),
         Command::Batch(args) => batch_cmd(args),
+        Command::Peers(args) => peers_cmd(args),
     };
     if let Err(err) = result {
         eprintln!("shardwatch-load: error: {err:#}");

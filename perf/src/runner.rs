@@ -15,6 +15,7 @@ use crate::corpus::{self, Corpus, GenConfig, ScenarioDef, TruthEntry};
 use crate::hist::{human_us, LatencyHistogram, LatencySummary};
 use crate::matching::{match_alerts, Matching, ObservedAlert};
 use crate::report::{fraction, Report};
+use crate::scenario_rules::{Excluded, Gate};
 use crate::schedule::Schedule;
 use crate::send::{self, Framing, SendConfig, SendResult, Target, TIMELINE_BUCKET_NS};
 use crate::svg::Series;
@@ -51,6 +52,9 @@ pub struct RunOptions {
     pub alerts: Option<AlertSource>,
     pub drain_ms: u64,
     pub progress: bool,
+    /// Which expected alerts the appliance can raise (scenario rules
+    /// loaded, fields extracted); the others are reported, not scored.
+    pub gate: Gate,
 }
 
 /// Per-scenario results.
@@ -83,6 +87,9 @@ pub struct RunOutcome {
     pub overall_appliance: LatencyHistogram,
     pub retime_skipped: u64,
     pub warnings: Vec<String>,
+    /// Expected alerts left out of scoring (`not loaded`, `unsupported`),
+    /// with how many entries each row covers.
+    pub excluded: Vec<(Excluded, usize)>,
 }
 
 /// Loads or generates the corpus, with event times starting at `start_ns`.
@@ -149,14 +156,33 @@ pub fn run_load(opts: &RunOptions) -> anyhow::Result<RunOutcome> {
     for w in &warnings {
         eprintln!("shardwatch-load: warning: {w}");
     }
-    // Only scenarios whose completing event is inside the sent prefix count.
+    // Only scenarios whose completing event is inside the sent prefix, and
+    // whose rule the appliance can run, count.
+    let scored = |e: &TruthEntry| {
+        e.completing_index < events
+            && opts.gate.check(e).0 == crate::scenario_rules::Availability::Expected
+    };
     let truth: Vec<TruthEntry> = corpus
+        .truth
+        .expected
+        .iter()
+        .filter(|e| scored(e))
+        .cloned()
+        .collect();
+    let sent: Vec<TruthEntry> = corpus
         .truth
         .expected
         .iter()
         .filter(|e| e.completing_index < events)
         .cloned()
         .collect();
+    let (_, excluded) = opts.gate.split(&sent);
+    for (x, n) in &excluded {
+        eprintln!(
+            "shardwatch-load: {} x {} ({}): {:?}, not scored: {}",
+            n, x.scenario, x.rule, x.status, x.reason
+        );
+    }
 
     let collector = match &opts.alerts {
         Some(source) => Some(Collector::start(source.clone())?),
@@ -192,7 +218,7 @@ pub fn run_load(opts: &RunOptions) -> anyhow::Result<RunOutcome> {
         .expected
         .iter()
         .map(|e| {
-            (e.completing_index < events).then(|| {
+            scored(e).then(|| {
                 kept += 1;
                 kept - 1
             })
@@ -293,6 +319,7 @@ pub fn run_load(opts: &RunOptions) -> anyhow::Result<RunOutcome> {
         overall_appliance,
         retime_skipped,
         warnings,
+        excluded,
     })
 }
 
@@ -356,6 +383,14 @@ pub fn add_to_report(outcome: &RunOutcome, opts: &RunOptions, report: &mut Repor
                 "latency": outcome.overall.summary(),
                 "appliance_latency": outcome.overall_appliance.summary(),
                 "scenarios": outcome.scenarios,
+                "not_scored": outcome.excluded.iter().map(|(x, n)| json!({
+                    "scenario": x.scenario,
+                    "rule": x.rule,
+                    "status": x.status,
+                    "reason": x.reason,
+                    "entries": n,
+                })).collect::<Vec<_>>(),
+                "scenario_rules": opts.gate,
                 "collector": outcome.collect,
             }),
         );
@@ -396,6 +431,17 @@ pub fn add_to_report(outcome: &RunOutcome, opts: &RunOptions, report: &mut Repor
                     .map(|(x, y)| (x as f64, y))
                     .collect(),
             });
+        }
+        for (x, n) in &outcome.excluded {
+            let status = match x.status {
+                crate::scenario_rules::Availability::NotLoaded => "not loaded",
+                crate::scenario_rules::Availability::Unsupported => "unsupported",
+                crate::scenario_rules::Availability::Expected => "expected",
+            };
+            report.summary.push(format!(
+                "  {:<18} {status}: {n} expected alert(s) of rule {} not scored ({})",
+                x.scenario, x.rule, x.reason
+            ));
         }
     } else {
         report
