@@ -106,6 +106,7 @@ pub fn run(config: Config) -> anyhow::Result<Vec<CoreReport>> {
     let stats: Vec<Arc<CoreStats>> = (0..cores)
         .map(|_| Arc::new(CoreStats::new(cores, map.shards())))
         .collect();
+    let schemas: Vec<_> = (0..cores).map(|_| Arc::default()).collect();
     let control = match config.api_addr() {
         Some(addr) => Some(ControlPlane::start(
             addr,
@@ -118,6 +119,7 @@ pub fn run(config: Config) -> anyhow::Result<Vec<CoreReport>> {
                 started: std::time::Instant::now(),
                 stop: stop.clone(),
                 quarantine: quarantine.clone(),
+                schemas: schemas.clone(),
                 outputs: outputs
                     .iter()
                     .map(|o| (o.name.clone(), o.stats.clone()))
@@ -141,6 +143,7 @@ pub fn run(config: Config) -> anyhow::Result<Vec<CoreReport>> {
     );
     let watcher = start_rule_watcher(live.clone(), stop.clone(), config.rules.watch_interval_ms)?;
     let shared = Arc::new(Shared {
+        schemas: schemas.clone(),
         stats,
         config: config.clone(),
         live,

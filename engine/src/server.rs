@@ -72,6 +72,8 @@ pub struct Shared {
     pub stop: Arc<AtomicBool>,
     /// One per core, written by that core only, read by the control thread.
     pub stats: Vec<Arc<CoreStats>>,
+    /// Each core's schema registry, published about once a second.
+    pub schemas: Vec<Arc<std::sync::Mutex<Vec<crate::schema::SourceSchema>>>>,
 }
 
 /// One core's sockets, handed to its executor.
@@ -456,7 +458,22 @@ async fn serve_peer(core: Rc<Core>, rx: ConnectedReceiver<RouteBatch>) {
 /// Advances correlation windows on the wall clock until shutdown.
 async fn tick_loop(core: Rc<Core>) {
     let mut fired = Vec::new();
+    let mut ticks = 0u64;
     while !core.stopping() {
+        ticks += 1;
+        if ticks.is_multiple_of(5) {
+            // Publish this core's schema registry for the API: a copy once
+            // a second, never a lock on the event path.
+            let snapshot = core
+                .pipeline
+                .borrow()
+                .registry()
+                .map(|r| r.snapshot())
+                .unwrap_or_default();
+            if let Ok(mut published) = core.shared.schemas[core.index].lock() {
+                *published = snapshot;
+            }
+        }
         glommio::timer::sleep(TICK_INTERVAL.min(READ_TIMEOUT)).await;
         core.refresh_rules();
         fired.clear();

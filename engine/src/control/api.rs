@@ -39,6 +39,7 @@ pub struct ApiState {
     pub started: std::time::Instant,
     pub outputs: Vec<(String, Arc<crate::outputs::OutputStats>)>,
     pub quarantine: Arc<shardwatch_storage::quarantine::QuarantineWriter>,
+    pub schemas: Vec<Arc<Mutex<Vec<crate::schema::SourceSchema>>>>,
     /// Set at shutdown: live streams end so the server can stop.
     pub stop: Arc<std::sync::atomic::AtomicBool>,
     pub shards: u32,
@@ -72,6 +73,7 @@ pub fn router(state: Shared) -> Router {
     let protected = Router::new()
         .route("/metrics", get(metrics))
         .route("/api/stats", get(stats))
+        .route("/api/schemas", get(schemas))
         .route("/api/alerts", get(alerts))
         .route("/api/alerts/stream", get(alert_stream))
         .route("/api/rules", get(rules))
@@ -499,4 +501,16 @@ fn read_from(path: &std::path::Path, offset: u64) -> Option<Vec<u8>> {
     let mut buf = vec![0u8; (len - offset).min(4 * 1024 * 1024) as usize];
     file.read_exact(&mut buf).ok()?;
     Some(buf)
+}
+
+/// `GET /api/schemas`: every source's fields, types, versions and type
+/// conflicts, merged over the cores (published about once a second).
+async fn schemas(State(state): State<Shared>) -> Json<Value> {
+    let snapshots: Vec<Vec<crate::schema::SourceSchema>> = state
+        .schemas
+        .iter()
+        .map(|s| s.lock().map(|g| g.clone()).unwrap_or_default())
+        .collect();
+    let merged = crate::schema::merge(&snapshots);
+    Json(json!({"sources": merged}))
 }

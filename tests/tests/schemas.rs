@@ -1,0 +1,103 @@
+//! Schema-agnostic ingest end to end: a new source with fields nobody
+//! declared appears mid-stream, a rule on one of its (normalized) fields
+//! fires without a restart, and the schema registry shows the source.
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::time::Duration;
+
+use serde_json::Value;
+use shardwatch_tests::{http_get, read_jsonl, ssh_failure, temp_dir, Appliance};
+
+const RULES: &str = r#"title: Denied by the Acme firewall from a watched network
+id: 2f4a6c8e-1b3d-4f5a-8c7e-9d0b1a2c3e4f
+detection:
+    selection:
+        source.ip|cidr: 198.51.100.0/24
+        event.action: deny
+    condition: selection
+level: medium
+---
+title: Console login without MFA
+id: 3a5b7c9d-2e4f-4a6b-8c0d-1e2f3a4b5c6d
+detection:
+    selection:
+        eventName: ConsoleLogin
+        additionalEventData.MFAUsed: 'No'
+    condition: selection
+level: high
+"#;
+
+#[test]
+fn a_new_source_mid_stream_is_learned_and_its_fields_are_usable_by_rules() {
+    let dir = temp_dir("schemas");
+    let rules = dir.join("rules.yml");
+    std::fs::write(&rules, RULES).unwrap();
+    let app = Appliance::start(
+        "schemas",
+        &[
+            "--cores",
+            "2",
+            "--quiet",
+            "--rules",
+            rules.to_str().unwrap(),
+        ],
+    )
+    .unwrap();
+    let mut stream = TcpStream::connect(app.tcp()).unwrap();
+    let mut payload = String::new();
+    for i in 0..5 {
+        payload.push_str(&ssh_failure(i, "192.0.2.1", "root"));
+        payload.push('\n');
+    }
+    // Mid-stream: a CEF firewall and a CloudTrail JSON feed appear.
+    payload.push_str("<134>Nov 27 10:01:00 fw1 CEF:0|Acme|Firewall|5.1|100|Connection denied|5|src=198.51.100.23 dst=10.0.0.8 spt=40123 dpt=22 proto=TCP act=deny cs1Label=zone cs1=dmz\n");
+    payload.push_str(r#"<110>Nov 27 10:01:01 aws cloudtrail: {"eventVersion":"1.08","eventName":"ConsoleLogin","sourceIPAddress":"203.0.113.77","userIdentity":{"type":"IAMUser","userName":"bob"},"additionalEventData":{"MFAUsed":"No"},"responseElements":{"ConsoleLogin":"Success"}}"#);
+    payload.push('\n');
+    stream.write_all(payload.as_bytes()).unwrap();
+    drop(stream);
+    app.wait_for_alerts(2, Duration::from_secs(20));
+    // The registry is published about once a second.
+    std::thread::sleep(Duration::from_millis(1500));
+    let (status, body) = http_get(app.api(), "/api/schemas", None).unwrap();
+    assert_eq!(status, 200, "{body}");
+    let schemas: Value = serde_json::from_str(&body).unwrap();
+    let stopped = app.stop().unwrap();
+    assert!(stopped.exit_ok);
+
+    let alerts = read_jsonl(&stopped.data_dir.join("alerts.jsonl"));
+    let titles: Vec<&str> = alerts
+        .iter()
+        .filter_map(|a| a["rule"]["title"].as_str())
+        .collect();
+    assert!(
+        titles.contains(&"Denied by the Acme firewall from a watched network"),
+        "{alerts:#?}"
+    );
+    assert!(titles.contains(&"Console login without MFA"), "{alerts:#?}");
+
+    let sources = schemas["sources"].as_array().unwrap();
+    let find = |name: &str| {
+        sources
+            .iter()
+            .find(|s| s["source"] == name)
+            .unwrap_or_else(|| panic!("no source {name} in {schemas:#}"))
+    };
+    let cef = find("cef:Acme/Firewall");
+    assert_eq!(cef["fields"]["src"]["type"], "ip");
+    assert_eq!(
+        cef["fields"]["source.ip"]["type"], "ip",
+        "the common name is recorded too"
+    );
+    assert_eq!(cef["fields"]["dpt"]["type"], "int");
+    assert!(
+        cef["fields"]["zone"].is_object(),
+        "the CEF custom label became a field"
+    );
+    assert!(cef["version"].as_u64().unwrap() >= 1);
+    let trail = find("aws/cloudtrail");
+    assert_eq!(trail["fields"]["userIdentity.userName"]["type"], "string");
+    assert_eq!(trail["fields"]["user.name"]["type"], "string");
+    let ssh = find("bastion/sshd");
+    assert_eq!(ssh["events"], 5);
+}
