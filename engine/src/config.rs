@@ -232,7 +232,7 @@ impl Default for EngineConfig {
         EngineConfig {
             cores: 0,
             shards: crate::shardmap::SHARDS_DEFAULT,
-            route_queue_batches: 256,
+            route_queue_batches: 32,
             groups_per_shard_max: 10_000,
             templates: crate::pipeline::TemplatesMode::Auto,
         }

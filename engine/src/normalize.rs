@@ -10,9 +10,46 @@
 //! pay for the lookups.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
 
 use shardwatch_net::fields::Fields;
-use xxhash_rust::xxh3::Xxh3Builder;
+
+/// A small multiply-mix hasher for short field names: the alias lookup runs
+/// for every field of every structured event, where SipHash or a streaming
+/// xxh3 cost more than the rest of the lookup. The table is built from
+/// config and code, not from input, so flooding is not a concern.
+#[derive(Clone, Copy, Default)]
+pub struct NameHasher(u64);
+
+impl Hasher for NameHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word))
+                .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+        for &b in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// Builds [`NameHasher`]s.
+#[derive(Clone, Copy, Default)]
+pub struct NameHasherBuilder;
+
+impl BuildHasher for NameHasherBuilder {
+    type Hasher = NameHasher;
+    fn build_hasher(&self) -> NameHasher {
+        NameHasher::default()
+    }
+}
 
 /// The built-in aliases: (vendor name, common name).
 pub const BUILTIN_ALIASES: &[(&str, &str)] = &[
@@ -83,13 +120,13 @@ pub const BUILTIN_ALIASES: &[(&str, &str)] = &[
 
 /// The alias table in force.
 pub struct Aliases {
-    map: HashMap<String, String, Xxh3Builder>,
+    map: HashMap<String, String, NameHasherBuilder>,
 }
 
 impl Aliases {
     /// The built-in table (if `builtin`), then `overrides` on top.
     pub fn new(builtin: bool, overrides: &std::collections::BTreeMap<String, String>) -> Aliases {
-        let mut map = HashMap::with_hasher(Xxh3Builder::new());
+        let mut map = HashMap::with_hasher(NameHasherBuilder);
         if builtin {
             for (from, to) in BUILTIN_ALIASES {
                 map.insert((*from).to_string(), (*to).to_string());

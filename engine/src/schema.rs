@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 use shardwatch_net::value::infer;
-use xxhash_rust::xxh3::{xxh3_64, Xxh3Default};
+use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
 /// One event in this many is observed in full when its field set is known.
 pub const SAMPLE_EVERY: u64 = 64;
@@ -80,23 +80,15 @@ pub enum SourceId<'a> {
 }
 
 impl SourceId<'_> {
+    /// One-shot hashes (streaming xxh3 costs more to set up than these
+    /// short inputs take to hash).
     fn key(&self) -> u64 {
-        let mut h = Xxh3Default::new();
         match self {
-            SourceId::HostApp(host, app) => {
-                h.update(b"h");
-                h.update(&(host.len() as u64).to_le_bytes());
-                h.update(host);
-                h.update(app);
-            }
+            SourceId::HostApp(host, app) => xxh3_64_with_seed(app, xxh3_64(host)),
             SourceId::Vendor(kind, vendor, product) => {
-                h.update(kind.as_bytes());
-                h.update(&(vendor.len() as u64).to_le_bytes());
-                h.update(vendor);
-                h.update(product);
+                xxh3_64_with_seed(product, xxh3_64_with_seed(vendor, xxh3_64(kind.as_bytes())))
             }
         }
-        h.digest()
     }
 
     fn name(&self) -> String {
@@ -110,11 +102,22 @@ impl SourceId<'_> {
     }
 }
 
-/// A fingerprint of the field names, in order.
+/// A cheap fingerprint of the field names, in order: length plus the
+/// first and last eight bytes of each name, mixed. A collision only means
+/// an event is skipped as "known" (it is still counted, and the next
+/// sampled event observes it in full).
 fn names_fingerprint(fields: &[(&str, &[u8])]) -> u64 {
     let mut acc = fields.len() as u64;
     for (name, _) in fields {
-        acc = acc.rotate_left(5) ^ xxh3_64(name.as_bytes());
+        let b = name.as_bytes();
+        let mut head = [0u8; 8];
+        let mut tail = [0u8; 8];
+        let n = b.len().min(8);
+        head[..n].copy_from_slice(&b[..n]);
+        tail[..n].copy_from_slice(&b[b.len() - n..]);
+        let word =
+            u64::from_le_bytes(head) ^ u64::from_le_bytes(tail).rotate_left(29) ^ b.len() as u64;
+        acc = (acc.rotate_left(5) ^ word).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     }
     acc
 }

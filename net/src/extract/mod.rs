@@ -89,7 +89,52 @@ pub struct Row {
 /// and appends the fields of the first matching row to `out`. Returns the
 /// row's name, or `None` (and leaves `out` untouched) when no row matches.
 pub fn extract<'a>(app: &[u8], message: &'a [u8], out: &mut Fields<'a>) -> Option<&'static str> {
-    extract_with(ROWS, app, message, out)
+    // Most apps on a busy appliance (kernel, cron, web servers, JSON
+    // feeds) have no row of their own: for those only the rows that apply
+    // to every app can match, so scan just those (in table order).
+    let index = app_index();
+    if app_has_rows(index, app) {
+        extract_with(ROWS, app, message, out)
+    } else {
+        extract_with(&index.general, app, message, out)
+    }
+}
+
+/// The exact and wildcard app entries of [`ROWS`], and its rows that apply
+/// to every app.
+struct AppIndex {
+    exact: std::collections::HashSet<&'static [u8]>,
+    wildcards: Vec<&'static [u8]>,
+    general: Vec<Row>,
+}
+
+fn app_index() -> &'static AppIndex {
+    static INDEX: std::sync::OnceLock<AppIndex> = std::sync::OnceLock::new();
+    INDEX.get_or_init(|| {
+        let mut index = AppIndex {
+            exact: Default::default(),
+            wildcards: Vec::new(),
+            general: Vec::new(),
+        };
+        for row in ROWS {
+            if row.apps.is_empty() {
+                index.general.push(*row);
+            }
+            for app in row.apps {
+                if app.contains('*') {
+                    index.wildcards.push(app.as_bytes());
+                } else {
+                    index.exact.insert(app.as_bytes());
+                }
+            }
+        }
+        index
+    })
+}
+
+/// Whether some row of [`ROWS`] names `app` (exactly or by wildcard).
+fn app_has_rows(index: &AppIndex, app: &[u8]) -> bool {
+    index.exact.contains(app) || index.wildcards.iter().any(|w| app_matches(w, app))
 }
 
 /// [`extract`] over a given table (for tests and for callers with their own
@@ -391,3 +436,15 @@ pub fn looks_like_ip(value: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod index_tests {
+    #[test]
+    fn apps_without_rows_are_ruled_out_and_apps_with_rows_are_not() {
+        let index = super::app_index();
+        assert!(super::app_has_rows(index, b"sshd"));
+        assert!(super::app_has_rows(index, b"ASA-6-302013"));
+        assert!(!super::app_has_rows(index, b"kernel-never-a-row"));
+        assert!(!index.general.is_empty(), "pam rows apply to every app");
+    }
+}
