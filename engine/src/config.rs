@@ -159,6 +159,13 @@ pub struct IngestConfig {
     /// Events whose time is further than this from their receive time are
     /// flagged (`event.time_skewed`) and counted.
     pub timestamp_skew_max_s: u64,
+    /// Per sending host (the syslog HOSTNAME), the timezone of its
+    /// timestamps that carry none, in seconds east of UTC; overrides
+    /// `default_utc_offset_s` for that host.
+    pub timezones: std::collections::BTreeMap<String, i32>,
+    /// Quarantine lines without a syslog header (reason `missing_header`)
+    /// instead of accepting them as plain messages.
+    pub require_header: bool,
 }
 
 /// Executors, shards and queues.
@@ -223,6 +230,8 @@ impl Default for IngestConfig {
             frame_bytes_max: 64 * 1024,
             default_utc_offset_s: 0,
             timestamp_skew_max_s: 86_400,
+            timezones: Default::default(),
+            require_header: false,
         }
     }
 }
@@ -364,6 +373,13 @@ impl Config {
             schemas: keep_schemas
                 .then_some((self.schemas.sources_max, self.schemas.fields_per_source_max)),
             templates: self.engine.templates,
+            timezones: self
+                .ingest
+                .timezones
+                .iter()
+                .map(|(host, offset)| (host.as_bytes().to_vec(), *offset))
+                .collect(),
+            require_header: self.ingest.require_header,
         }
     }
 

@@ -47,6 +47,11 @@ pub struct PipelineOptions {
     /// When to mine log templates (`template.id`, `template.text`,
     /// `template.new` on every event).
     pub templates: TemplatesMode,
+    /// Per sending host, the timezone (seconds east of UTC) of timestamps
+    /// that carry none.
+    pub timezones: std::collections::HashMap<Vec<u8>, i32>,
+    /// Quarantine lines without a syslog header.
+    pub require_header: bool,
 }
 
 /// When the per-core template miner runs.
@@ -74,6 +79,8 @@ impl Default for PipelineOptions {
             aliases: Arc::new(Aliases::new(true, &Default::default())),
             schemas: None,
             templates: TemplatesMode::Auto,
+            timezones: Default::default(),
+            require_header: false,
         }
     }
 }
@@ -87,6 +94,8 @@ pub struct Pipeline {
     aliases: Arc<Aliases>,
     registry: Option<SchemaRegistry>,
     decode: DecodeScratch,
+    timezones: std::collections::HashMap<Vec<u8>, i32>,
+    require_header: bool,
     templates_mode: TemplatesMode,
     miner: Option<TemplateMiner>,
     template_hex: [u8; 16],
@@ -113,6 +122,8 @@ impl Pipeline {
                 .schemas
                 .map(|(sources, fields)| SchemaRegistry::new(sources, fields)),
             decode: DecodeScratch::new(),
+            timezones: options.timezones,
+            require_header: options.require_header,
             miner,
             templates_mode: options.templates,
             template_hex: [0; 16],
@@ -173,6 +184,10 @@ impl Pipeline {
                 }
             };
         let message = parsed.syslog;
+        if self.require_header && message.format == shardwatch_net::syslog::Format::Plain {
+            sink.quarantine("missing_header", Some(0), raw);
+            return None;
+        }
         if let Some(issue) = parsed.issue {
             sink.flagged(issue.as_str());
         }
@@ -201,7 +216,23 @@ impl Pipeline {
         if mining {
             fields.push("template.id", &self.template_hex);
         }
-        let time_ns = message.timestamp_ns.unwrap_or(received_ns);
+        let mut time_ns = message.timestamp_ns.unwrap_or(received_ns);
+        // A host with its own timezone: parse the header again with that
+        // zone (only for configured hosts, and only the header).
+        if let Some(&offset_s) = message
+            .hostname
+            .and_then(|host| self.timezones.get(host))
+        {
+            if offset_s != self.default_utc_offset_s {
+                let ctx = ParseContext {
+                    now_ns: received_ns,
+                    default_offset_s: offset_s,
+                };
+                if let Ok(again) = shardwatch_net::syslog::parse(raw, &ctx) {
+                    time_ns = again.timestamp_ns.unwrap_or(time_ns);
+                }
+            }
+        }
         if (time_ns - received_ns).abs() > self.timestamp_skew_max_ns {
             fields.push("event.time_skewed", b"true");
             sink.flagged("timestamp_skew");

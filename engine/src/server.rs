@@ -244,6 +244,18 @@ impl Core {
         self.rules_generation.set(generation);
     }
 
+    /// Records a frame cut at `ingest.frame_bytes_max` in quarantine (its
+    /// first bytes; the cut line is still processed), so an oversize
+    /// message is visible with its source, not only counted.
+    fn quarantine_oversize(&self, head: &[u8], peer: SocketAddr, transport: &'static str) {
+        let mut sink = CoreSink {
+            core: self,
+            peer,
+            transport,
+        };
+        sink.quarantine("oversize", Some(head.len()), head);
+    }
+
     /// Whether a datagram from `ip` is refused (lists or rate).
     fn refuse_datagram(&self, ip: std::net::IpAddr, now_ns: i64) -> Option<Refusal> {
         let mut admission = self.admission.borrow_mut();
@@ -403,6 +415,10 @@ impl EventSink for CoreSink<'_> {
         }
     }
 
+    fn flagged(&mut self, reason: &'static str) {
+        self.core.stats.flag(reason);
+    }
+
     fn detection(&mut self, detection: u32, event: &Event<'_>, received_ns: i64) {
         let rules = self.core.rules.borrow();
         let rule_id = &rules.detection(detection as usize).id;
@@ -529,6 +545,7 @@ async fn udp_loop(core: Rc<Core>, socket: std::net::UdpSocket) -> anyhow::Result
             }
             let bytes = if bytes.len() > frame_max {
                 add(&core.stats.frames_truncated, 1);
+                core.quarantine_oversize(&bytes[..frame_max], peer, "udp");
                 &bytes[..frame_max]
             } else {
                 bytes
@@ -641,6 +658,7 @@ async fn serve_connection(core: Rc<Core>, mut stream: glommio::net::TcpStream) {
             add(&core.stats.tcp_frames, 1);
             if frame.truncated {
                 add(&core.stats.frames_truncated, 1);
+                core.quarantine_oversize(frame.bytes, peer, "tcp");
             }
             core.process_line(frame.bytes, peer, "tcp", received_ns);
         });
@@ -656,7 +674,14 @@ async fn serve_connection(core: Rc<Core>, mut stream: glommio::net::TcpStream) {
     framer.finish(|frame| {
         add(&core.stats.tcp_frames, 1);
         if frame.truncated {
+            // An octet-counted frame the connection closed in the middle of.
             add(&core.stats.frames_truncated, 1);
+            let mut sink = CoreSink {
+                core: &core,
+                peer,
+                transport: "tcp",
+            };
+            sink.quarantine("incomplete_frame", Some(frame.bytes.len()), frame.bytes);
         }
         core.process_line(frame.bytes, peer, "tcp", received_ns);
     });

@@ -47,6 +47,22 @@ pub const QUARANTINE_REASONS: &[&str] = &[
     "bad_header",
     "field_too_long",
     "bad_structured_data",
+    "missing_header",
+    "oversize",
+    "incomplete_frame",
+    "other",
+];
+
+/// Reasons an accepted event was flagged: decoded partially, skewed time,
+/// more fields than fit.
+pub const FLAG_REASONS: &[&str] = &[
+    "timestamp_skew",
+    "fields_overflow",
+    "json_invalid",
+    "json_too_deep",
+    "cef_bad_header",
+    "leef_bad_header",
+    "scratch_full",
     "other",
 ];
 
@@ -122,6 +138,7 @@ pub struct CoreStats {
     pub groups_evicted: AtomicU64,
     quarantined: Vec<AtomicU64>,
     dropped: Vec<AtomicU64>,
+    flagged: Vec<AtomicU64>,
     /// Receive to detectors done, per read batch.
     pub processing_lag: LatencyHistogram,
     /// Receive of the completing event to alert raised.
@@ -156,6 +173,7 @@ impl CoreStats {
             alerts_suppressed: AtomicU64::new(0),
             groups_evicted: AtomicU64::new(0),
             quarantined: zeros(QUARANTINE_REASONS.len()),
+            flagged: zeros(FLAG_REASONS.len()),
             dropped: zeros(DROP_REASONS.len()),
             processing_lag: LatencyHistogram::default(),
             detection_latency: LatencyHistogram::default(),
@@ -174,6 +192,14 @@ impl CoreStats {
             &self.quarantined[Self::reason_index(QUARANTINE_REASONS, reason)],
             1,
         );
+    }
+
+    pub fn flag(&self, reason: &str) {
+        add(&self.flagged[Self::reason_index(FLAG_REASONS, reason)], 1);
+    }
+
+    pub fn flagged(&self) -> BTreeMap<String, u64> {
+        nonzero(FLAG_REASONS, &self.flagged)
     }
 
     pub fn drop_events(&self, reason: &str, n: u64) {
@@ -220,6 +246,7 @@ impl CoreStats {
             groups_evicted: load(&self.groups_evicted),
             quarantined: self.quarantined(),
             dropped: self.dropped(),
+            flagged: self.flagged(),
             shards_seen: self
                 .shards_seen
                 .iter()
@@ -266,6 +293,7 @@ pub struct CoreReport {
     pub groups_evicted: u64,
     pub quarantined: BTreeMap<String, u64>,
     pub dropped: BTreeMap<String, u64>,
+    pub flagged: BTreeMap<String, u64>,
     pub shards_seen: Vec<u16>,
 }
 

@@ -101,3 +101,93 @@ fn a_new_source_mid_stream_is_learned_and_its_fields_are_usable_by_rules() {
     let ssh = find("bastion/sshd");
     assert_eq!(ssh["events"], 5);
 }
+
+#[test]
+fn boundary_checks_quarantine_or_flag_with_a_reason() {
+    let dir = temp_dir("boundaries");
+    let rules = dir.join("marker.yml");
+    std::fs::write(
+        &rules,
+        "title: Tokyo marker\nid: 4b6c8d0e-2f1a-4c3b-9d5e-6f7a8b9c0d1e\n\
+         detection:\n  keywords:\n    - 'tokyo-marker'\n  condition: keywords\nlevel: low\n",
+    )
+    .unwrap();
+    let config = dir.join("shardwatch.toml");
+    std::fs::write(
+        &config,
+        "[ingest]\nframe_bytes_max = 1024\nrequire_header = true\ntimestamp_skew_max_s = 3600\n\
+         [ingest.timezones]\ntokyo = 32400\n",
+    )
+    .unwrap();
+    let app = Appliance::start(
+        "boundaries",
+        &[
+            "--cores",
+            "2",
+            "--quiet",
+            "--config",
+            config.to_str().unwrap(),
+            "--rules",
+            rules.to_str().unwrap(),
+        ],
+    )
+    .unwrap();
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let oversize = format!("<13>Nov 27 10:00:00 host app: {}", "x".repeat(2000));
+    socket.send_to(oversize.as_bytes(), app.udp()).unwrap();
+    socket.send_to(b"no header at all here", app.udp()).unwrap();
+    // 10:00 in Tokyo is 01:00 UTC.
+    socket
+        .send_to(
+            b"<13>2026-11-27T10:00:00 tokyo app: tokyo-marker",
+            app.udp(),
+        )
+        .unwrap();
+    socket
+        .send_to(
+            b"<13>Nov 27 10:00:00 tokyo app: tokyo-marker again",
+            app.udp(),
+        )
+        .unwrap();
+    // Far from the receive time: accepted, flagged, counted.
+    socket
+        .send_to(
+            b"<13>1 2001-01-01T00:00:00Z host app - - - from long ago",
+            app.udp(),
+        )
+        .unwrap();
+    app.wait_for_alerts(2, Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(500));
+    let stopped = app.stop().unwrap();
+    assert!(stopped.exit_ok);
+    let quarantine = read_jsonl(&stopped.data_dir.join("quarantine.jsonl"));
+    let reasons: Vec<&str> = quarantine
+        .iter()
+        .filter_map(|r| r["reason"].as_str())
+        .collect();
+    assert!(reasons.contains(&"oversize"), "{quarantine:#?}");
+    assert!(reasons.contains(&"missing_header"), "{quarantine:#?}");
+    let flagged: u64 = stopped
+        .stats
+        .iter()
+        .filter_map(|c| c["flagged"]["timestamp_skew"].as_u64())
+        .sum();
+    assert!(
+        flagged >= 1,
+        "the 2001 line is flagged as skewed: {:?}",
+        stopped.stats
+    );
+    let alerts = read_jsonl(&stopped.data_dir.join("alerts.jsonl"));
+    let tokyo: Vec<&Value> = alerts
+        .iter()
+        .filter(|a| a["rule"]["title"] == "Tokyo marker")
+        .collect();
+    assert_eq!(tokyo.len(), 2, "{alerts:#?}");
+    for alert in tokyo {
+        let first_seen = alert["first_seen"].as_str().unwrap();
+        assert!(
+            first_seen.contains("T01:00:00"),
+            "Tokyo 10:00 is 01:00 UTC: {first_seen}"
+        );
+    }
+}
