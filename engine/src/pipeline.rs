@@ -219,10 +219,7 @@ impl Pipeline {
         let mut time_ns = message.timestamp_ns.unwrap_or(received_ns);
         // A host with its own timezone: parse the header again with that
         // zone (only for configured hosts, and only the header).
-        if let Some(&offset_s) = message
-            .hostname
-            .and_then(|host| self.timezones.get(host))
-        {
+        if let Some(&offset_s) = message.hostname.and_then(|host| self.timezones.get(host)) {
             if offset_s != self.default_utc_offset_s {
                 let ctx = ParseContext {
                     now_ns: received_ns,

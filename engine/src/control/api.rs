@@ -63,6 +63,31 @@ pub struct ApiError {
     message: String,
 }
 
+/// A query string whose bad form is answered with a JSON 400 naming the
+/// problem (the one place every list endpoint parses its query).
+pub struct ApiQuery<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for ApiQuery<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(query)| ApiQuery(query))
+            .map_err(|err| ApiError {
+                status: StatusCode::BAD_REQUEST,
+                message: format!("bad query: {err}"),
+            })
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (self.status, Json(json!({"error": self.message}))).into_response()
@@ -206,14 +231,7 @@ fn page(
     ))
 }
 
-async fn alerts(
-    State(state): State<Shared>,
-    query: Result<Query<AlertQuery>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let Query(query) = match query {
-        Ok(q) => q,
-        Err(err) => return error(StatusCode::BAD_REQUEST, format!("bad query: {err}")),
-    };
+async fn alerts(State(state): State<Shared>, ApiQuery(query): ApiQuery<AlertQuery>) -> Response {
     let all = match read_jsonl(&state.data_dir.join("alerts.jsonl")) {
         Ok(all) => all,
         Err(err) => return err.into_response(),
@@ -259,12 +277,8 @@ pub struct QuarantineQuery {
 
 async fn quarantine(
     State(state): State<Shared>,
-    query: Result<Query<QuarantineQuery>, axum::extract::rejection::QueryRejection>,
+    ApiQuery(query): ApiQuery<QuarantineQuery>,
 ) -> Response {
-    let Query(query) = match query {
-        Ok(q) => q,
-        Err(err) => return error(StatusCode::BAD_REQUEST, format!("bad query: {err}")),
-    };
     let mut all = Vec::new();
     for file in [
         shardwatch_storage::quarantine::ROTATED_FILE,
@@ -429,13 +443,9 @@ pub struct StreamQuery {
 /// alert line as it reaches the alert log (a keep-alive comment every 15 s).
 async fn alert_stream(
     State(state): State<Shared>,
-    query: Result<Query<StreamQuery>, axum::extract::rejection::QueryRejection>,
+    ApiQuery(query): ApiQuery<StreamQuery>,
 ) -> Response {
     use axum::response::sse::{Event, KeepAlive, Sse};
-    let Query(query) = match query {
-        Ok(q) => q,
-        Err(err) => return error(StatusCode::BAD_REQUEST, format!("bad query: {err}")),
-    };
     let path = state.data_dir.join("alerts.jsonl");
     let start = match query.from.as_deref() {
         None | Some("now") => std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0),
