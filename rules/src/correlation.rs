@@ -47,12 +47,13 @@
 //!   grows by at most one per event, an eager range fires when the count
 //!   enters it; its upper bound can never cut in (documented doubt: a
 //!   backend query would reject a window that later overshoots the range).
-//! - **`temporal_ordered`** keeps, per input position `p`, the newest start
-//!   time of a chain that has seen inputs `0..=p` in order (each at or after
-//!   the previous one) within `span` of that start. An event of input `p`
-//!   extends the chain of `p - 1`; an event matching several inputs extends
-//!   the highest positions first, so one event never counts as two steps.
-//!   The alert fires when the last position is reached; `first_seen` is the
+//! - **`temporal_ordered`** remembers the group's input events inside the
+//!   window (time, input position, a per-window sequence number; at most
+//!   `ORDERED_EVENTS_MAX`) and fires on the event that completes a chain of
+//!   inputs `0..n` whose event times are in order (ties allowed, each step a
+//!   different event) within `span` of its start, preferring the latest
+//!   start. Order is event time, not arrival: a group's events reach its
+//!   shard from several ingest cores in any order. `first_seen` is the
 //!   chain's start.
 //! - **Closing conditions** (only an upper bound: `lt`, `lte`) can only be
 //!   decided when a window ends, so their window is *tumbling*, as a
@@ -1007,7 +1008,13 @@ fn step_sliding(
     Some(alert)
 }
 
-/// `temporal_ordered`: extends chains; see the module docs.
+/// Most input events a `temporal_ordered` group remembers inside its
+/// window; older ones are dropped first.
+pub const ORDERED_EVENTS_MAX: usize = 256;
+
+/// `temporal_ordered`: records the event under every input position it
+/// matches, then looks for an ordered chain in event time; see the module
+/// docs.
 fn step_ordered(
     meta: &CorrelationMeta,
     group: &mut Group,
@@ -1015,45 +1022,42 @@ fn step_ordered(
 ) -> Option<CorrelationAlert> {
     let time_ns = observation.time_ns;
     let span_ns = meta.timespan_ns;
-    let last = group.chain.len().checked_sub(1)?;
-    // Highest positions first, so one event is never two steps.
-    for position in (0..group.chain.len()).rev() {
-        if observation.input_mask & (1u64 << position) == 0 {
-            continue;
-        }
-        let candidate = if position == 0 {
-            Some((time_ns, time_ns))
-        } else {
-            match group.chain[position - 1] {
-                Some((start, step))
-                    if step <= time_ns && start >= time_ns.saturating_sub(span_ns) =>
-                {
-                    Some((start, time_ns))
-                }
-                _ => None,
-            }
-        };
-        if let Some((start, step)) = candidate {
-            let better = group.chain[position].is_none_or(|(old_start, _)| start >= old_start);
-            if better {
-                group.chain[position] = Some((start, step));
-            }
+    let inputs = group.chain.len();
+    if inputs == 0 {
+        return None;
+    }
+    // Each event gets a sequence number within the window, so one event
+    // can never stand for two steps even when steps share a timestamp.
+    let seq = group.count;
+    group.count += 1;
+    for position in 0..inputs {
+        if observation.input_mask & (1u64 << position) != 0 {
+            let mut tag = Vec::with_capacity(9);
+            tag.push(position as u8);
+            tag.extend_from_slice(&seq.to_le_bytes());
+            group.items.insert(tag.clone(), time_ns);
+            group.items_by_time.insert((time_ns, tag));
         }
     }
-    // Chains that started before the window can no longer complete.
+    // Events that can no longer share a window with the newest one go.
     let window_low_ns = group.newest_ns.saturating_sub(span_ns);
-    for step in group.chain.iter_mut() {
-        if step.is_some_and(|(start, _)| start < window_low_ns) {
-            *step = None;
+    while group
+        .items_by_time
+        .first()
+        .is_some_and(|(t, _)| *t < window_low_ns)
+        || group.items_by_time.len() > ORDERED_EVENTS_MAX
+    {
+        if let Some((_, tag)) = group.items_by_time.pop_first() {
+            group.items.remove(&tag);
         }
     }
     push_sample(&mut group.samples, time_ns, observation.raw);
-    let (first_seen_ns, last_seen_ns) = group.chain[last]?;
+    let (first_seen_ns, last_seen_ns) = ordered_chain(&group.items_by_time, inputs, span_ns)?;
     let alert = CorrelationAlert {
         correlation: observation.correlation,
         id: alert_id(&meta.id, observation.group_key, first_seen_ns),
         group_key: observation.group_key.to_vec(),
-        count: group.chain.len() as u64,
+        count: inputs as u64,
         first_seen_ns,
         last_seen_ns,
         samples: samples_since(&group.samples, first_seen_ns),
@@ -1062,6 +1066,54 @@ fn step_ordered(
     };
     group.clear_window();
     Some(alert)
+}
+
+/// Finds inputs `0..inputs` in order of event time (ties allowed, each a
+/// different event) within `span_ns`, preferring the latest start (the
+/// tightest chain). Entries are `(time, [position, seq…])`, ascending by
+/// time. Arrival order does not matter: events of one group can reach the
+/// owning shard from several ingest cores in any order, and the result is
+/// the same as if they had arrived sorted.
+fn ordered_chain(
+    entries: &BTreeSet<(i64, Vec<u8>)>,
+    inputs: usize,
+    span_ns: i64,
+) -> Option<(i64, i64)> {
+    let parse = |tag: &Vec<u8>| -> Option<(usize, u64)> {
+        let position = usize::from(*tag.first()?);
+        let seq = u64::from_le_bytes(tag.get(1..9)?.try_into().ok()?);
+        Some((position, seq))
+    };
+    let starts = entries.iter().rev().filter_map(|(t, tag)| {
+        parse(tag)
+            .filter(|(p, _)| *p == 0)
+            .map(|(_, seq)| (*t, seq))
+    });
+    for (start_ns, start_seq) in starts {
+        let mut last_ns = start_ns;
+        let mut used = vec![start_seq];
+        let mut complete = true;
+        for position in 1..inputs {
+            let next = entries.range((last_ns, Vec::new())..).find_map(|(t, tag)| {
+                let (p, seq) = parse(tag)?;
+                (p == position && !used.contains(&seq)).then_some((*t, seq))
+            });
+            match next {
+                Some((t, seq)) if t - start_ns <= span_ns => {
+                    last_ns = t;
+                    used.push(seq);
+                }
+                _ => {
+                    complete = false;
+                    break;
+                }
+            }
+        }
+        if complete {
+            return Some((start_ns, last_ns));
+        }
+    }
+    None
 }
 
 /// The alert of an anomaly finding: id over the rule, the group key (and
