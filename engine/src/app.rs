@@ -120,6 +120,7 @@ pub fn run(config: Config) -> anyhow::Result<Vec<CoreReport>> {
                 stop: stop.clone(),
                 quarantine: quarantine.clone(),
                 schemas: schemas.clone(),
+                udp_port: udp_bound.map(|a| a.port()),
                 outputs: outputs
                     .iter()
                     .map(|o| (o.name.clone(), o.stats.clone()))

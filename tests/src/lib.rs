@@ -166,6 +166,20 @@ impl Appliance {
         self.udp.expect("UDP is enabled")
     }
 
+    /// The appliance's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Resident memory of the appliance process, in KiB (from /proc).
+    pub fn rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+
     /// The API address; panics if the API is off (a test bug).
     pub fn api(&self) -> SocketAddr {
         self.api.expect("the API is enabled")

@@ -40,6 +40,8 @@ pub struct ApiState {
     pub outputs: Vec<(String, Arc<crate::outputs::OutputStats>)>,
     pub quarantine: Arc<shardwatch_storage::quarantine::QuarantineWriter>,
     pub schemas: Vec<Arc<Mutex<Vec<crate::schema::SourceSchema>>>>,
+    /// The syslog UDP port, for the kernel's drop counter.
+    pub udp_port: Option<u16>,
     /// Set at shutdown: live streams end so the server can stop.
     pub stop: Arc<std::sync::atomic::AtomicBool>,
     pub shards: u32,
@@ -155,6 +157,9 @@ async fn metrics(State(state): State<Shared>) -> Response {
     let mut body = super::metrics::render(&state.stats, &by_rule);
     super::metrics::render_outputs(&mut body, &state.outputs);
     super::metrics::render_quarantine(&mut body, &state.quarantine);
+    if let Some(port) = state.udp_port {
+        super::metrics::render_udp_kernel_drops(&mut body, port);
+    }
     let mut response = body.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

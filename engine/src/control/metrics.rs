@@ -328,3 +328,42 @@ pub fn render_quarantine(out: &mut String, q: &shardwatch_storage::quarantine::Q
         q.refused_total()
     );
 }
+
+/// Datagrams the kernel dropped for our UDP sockets (receive buffer full
+/// before a core read them), summed over the sockets bound to `port`, from
+/// the `drops` column of /proc/net/udp and /proc/net/udp6.
+pub fn udp_kernel_drops(port: u16) -> u64 {
+    let mut drops = 0u64;
+    for table in ["/proc/net/udp", "/proc/net/udp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let columns: Vec<&str> = line.split_whitespace().collect();
+            let Some(local) = columns.get(1) else {
+                continue;
+            };
+            let local_port = local
+                .rsplit(':')
+                .next()
+                .and_then(|p| u16::from_str_radix(p, 16).ok());
+            if local_port == Some(port) {
+                drops += columns
+                    .last()
+                    .and_then(|d| d.parse::<u64>().ok())
+                    .unwrap_or(0);
+            }
+        }
+    }
+    drops
+}
+
+/// Appends the kernel's UDP drop counter for our port.
+pub fn render_udp_kernel_drops(out: &mut String, port: u16) {
+    header(out, "shardwatch_udp_kernel_drops_total", "counter", "Datagrams the kernel dropped before a core read them (socket receive buffer full), from /proc/net/udp.");
+    let _ = writeln!(
+        out,
+        "shardwatch_udp_kernel_drops_total {}",
+        udp_kernel_drops(port)
+    );
+}
