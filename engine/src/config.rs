@@ -51,6 +51,8 @@ impl Default for NormalizeConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SchemasConfig {
+    /// Keep the registry at all (it costs a little per event).
+    pub enabled: bool,
     pub sources_max: usize,
     pub fields_per_source_max: usize,
 }
@@ -58,6 +60,7 @@ pub struct SchemasConfig {
 impl Default for SchemasConfig {
     fn default() -> Self {
         SchemasConfig {
+            enabled: true,
             sources_max: 4_096,
             fields_per_source_max: 512,
         }
