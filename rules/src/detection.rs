@@ -33,7 +33,7 @@ use serde_yaml_ng::Value;
 use crate::condition::{parse_condition, Condition};
 use crate::error::RuleErrorKind;
 use crate::event::Event;
-use crate::field::FieldName;
+use crate::field::{FieldName, FieldTableBuilder};
 use crate::pattern::{literal_glob, parse_glob, Anchor, Cidr, Pattern, Scratch};
 
 /// With at least this many plain `contains` values in one OR list, the list
@@ -203,7 +203,7 @@ impl FieldTest {
         let value = if self.field.is_empty() {
             Some(event.message)
         } else {
-            self.field.resolve(event)
+            scratch.field(&self.field, event)
         };
         if self.negate {
             return value.is_some() && !self.test_value(event, value, scratch);
@@ -216,7 +216,7 @@ impl FieldTest {
             (Test::Exists(expected), value) => value.is_some() == *expected,
             (Test::FieldRef(_), None) => false,
             (Test::FieldRef(others), Some(raw)) => others.iter().any(|other| {
-                other.resolve(event).is_some_and(|theirs| {
+                scratch.field(other, event).is_some_and(|theirs| {
                     if self.cased {
                         theirs == raw
                     } else {
@@ -386,6 +386,16 @@ const PREFILTER_LITERAL_BYTES_MIN: usize = 3;
 pub(crate) type RequiredLiteral = (Box<str>, Box<[u8]>);
 
 impl FieldTest {
+    /// Interns every field name this test reads.
+    fn intern_fields(&mut self, table: &mut FieldTableBuilder) {
+        table.intern(&mut self.field);
+        if let Test::FieldRef(others) = &mut self.test {
+            for other in others {
+                table.intern(other);
+            }
+        }
+    }
+
     /// Literals of which at least one must occur in this test's field
     /// (ASCII-folded) for the test to pass, or `None` where no such set is
     /// known (regexes, CIDR, numbers, negation, null, short literals).
@@ -467,7 +477,18 @@ pub(crate) struct Detection {
 }
 
 impl Detection {
-    /// Whether the event satisfies the condition.
+    /// Interns every field name the detection reads into `table`, so that
+    /// matching reads them from the scratch's field index.
+    pub(crate) fn intern_fields(&mut self, table: &mut FieldTableBuilder) {
+        for selection in &mut self.selections {
+            for test in selection.groups.iter_mut().flatten() {
+                test.intern_fields(table);
+            }
+        }
+    }
+
+    /// Whether the event satisfies the condition. `scratch` must have
+    /// indexed `event` under the table the detection was interned into.
     pub(crate) fn matches(&self, event: &Event<'_>, scratch: &mut Scratch) -> bool {
         let selections = &self.selections;
         self.condition.evaluate(&mut |index| {

@@ -19,8 +19,16 @@
 //!    resolve to nothing.
 //!
 //! The alias group of a name is looked up once at compile time
-//! (`FieldName::new`); evaluation scans the event's fields, which are few
-//! (the engine caps them), without allocating.
+//! (`FieldName::new`). A rule set then numbers every name its detections
+//! and prefilter read, with their alias groups (`FieldTableBuilder`), into
+//! a hash table from name bytes to id (`FieldTable`). Per event,
+//! `RuleSet::evaluate` indexes the event once (`FieldIndex::build`, kept
+//! in the caller's [`crate::Scratch`]): one probe per field name and one per
+//! part after a dot, recording per id the first exact field and the one
+//! (or ambiguous) leaf field. Every lookup after that is a few array reads
+//! (`FieldIndex::get`), with the same three steps and the same answers as
+//! the scan in [`resolve`], which paths outside `evaluate` still use.
+//! Neither allocates once the scratch has grown.
 
 use crate::event::Event;
 
@@ -99,13 +107,26 @@ fn aliases_of(name: &str) -> &'static [&'static str] {
         .unwrap_or(&[])
 }
 
+/// The id of a [`FieldName`] that no [`FieldTable`] has interned.
+pub(crate) const NO_ID: u32 = u32::MAX;
+
 /// A field name compiled for resolution. See the module docs.
+///
+/// Once interned into a rule set's [`FieldTable`], it also carries the ids
+/// that [`FieldIndex::get`] reads in O(1) per event.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct FieldName {
     name: Box<str>,
     /// The whole alias group (it contains `name` itself, which the exact
     /// step has already tried; trying it again costs one comparison).
     aliases: &'static [&'static str],
+    /// This name's id in its rule set's table, or [`NO_ID`].
+    id: u32,
+    /// The ids of the other names of the alias group, in table order.
+    alias_ids: Box<[u32]>,
+    /// The id whose leaf slot counts fields ending in `.<name>` or
+    /// `.<alias>` (the group's first name, or the name itself).
+    leaf: u32,
 }
 
 impl FieldName {
@@ -114,6 +135,9 @@ impl FieldName {
         FieldName {
             name: name.into(),
             aliases: aliases_of(name),
+            id: NO_ID,
+            alias_ids: Box::new([]),
+            leaf: NO_ID,
         }
     }
 
@@ -127,9 +151,350 @@ impl FieldName {
         self.name.is_empty()
     }
 
-    /// The value this name resolves to in `event`.
+    /// The value this name resolves to in `event`, by scanning its fields.
+    /// Hot paths read a [`FieldIndex`] instead.
     pub(crate) fn resolve<'a>(&self, event: &Event<'a>) -> Option<&'a [u8]> {
         resolve_with(event, &self.name, self.aliases)
+    }
+}
+
+/// While compiling a rule set: every field name a rule or the prefilter
+/// reads, and the names of their alias groups, numbered.
+#[derive(Debug, Default)]
+pub(crate) struct FieldTableBuilder {
+    ids: std::collections::HashMap<Box<str>, u32>,
+    names: Vec<Box<str>>,
+    leaf_of: Vec<u32>,
+}
+
+impl FieldTableBuilder {
+    fn id_of(&mut self, name: &str, leaf: Option<u32>) -> u32 {
+        if let Some(&id) = self.ids.get(name) {
+            return id;
+        }
+        // Lossless in practice: names come from rule text, and a table of
+        // four billion names could not be built in memory.
+        let id = u32::try_from(self.names.len()).unwrap_or(NO_ID - 1);
+        self.ids.insert(name.into(), id);
+        self.names.push(name.into());
+        self.leaf_of.push(leaf.unwrap_or(id));
+        id
+    }
+
+    /// Numbers `field`'s name and its alias group and stores the ids in
+    /// it. The empty name (the message) is left out. Idempotent.
+    pub(crate) fn intern(&mut self, field: &mut FieldName) {
+        if field.name.is_empty() {
+            return;
+        }
+        let mut group = Vec::with_capacity(field.aliases.len());
+        let mut leaf = None;
+        for alias in field.aliases {
+            let id = self.id_of(alias, leaf);
+            leaf.get_or_insert(id);
+            if **alias != *field.name {
+                group.push(id);
+            }
+        }
+        field.id = self.id_of(&field.name, leaf);
+        field.alias_ids = group.into_boxed_slice();
+        field.leaf = self.leaf_of[field.id as usize];
+    }
+
+    /// The finished lookup table.
+    pub(crate) fn finish(self) -> FieldTable {
+        let buckets_len = (self.names.len() * 4).next_power_of_two().max(16);
+        let mut buckets = vec![(0u32, NO_ID); buckets_len];
+        let mask = buckets_len - 1;
+        let shift = 64 - buckets_len.trailing_zeros();
+        let mut lengths = 0u64;
+        for (id, name) in self.names.iter().enumerate() {
+            lengths |= length_bit(name.len());
+            let hash = name_hash(name.as_bytes());
+            let mut at = (hash >> shift) as usize;
+            while buckets[at].1 != NO_ID {
+                at = (at + 1) & mask;
+            }
+            // Lossless: ids are u32 (see `id_of`); the tag is the low bits.
+            buckets[at] = (hash as u32, id as u32);
+        }
+        FieldTable {
+            names: self.names,
+            leaf_of: self.leaf_of,
+            buckets,
+            mask,
+            shift,
+            lengths,
+        }
+    }
+}
+
+/// A bit per name length below 63; bit 63 for every longer length.
+fn length_bit(len: usize) -> u64 {
+    1u64 << len.min(63)
+}
+
+/// A fast hash of a short name (multiply-rotate over 8-byte words; the
+/// tail is read as overlapping loads, never copied byte by byte).
+fn name_hash(bytes: &[u8]) -> u64 {
+    const K: u64 = 0x9E37_79B9_7F4A_7C15;
+    let word = |at: usize| {
+        let mut buf = [0u8; 8];
+        buf.copy_from_slice(&bytes[at..at + 8]);
+        u64::from_le_bytes(buf)
+    };
+    let half = |at: usize| {
+        let mut buf = [0u8; 4];
+        buf.copy_from_slice(&bytes[at..at + 4]);
+        u64::from(u32::from_le_bytes(buf))
+    };
+    let len = bytes.len();
+    let mut hash = (len as u64).wrapping_mul(K);
+    let tail = if len >= 8 {
+        let mut at = 0;
+        while at + 8 < len {
+            hash = (hash.rotate_left(23) ^ word(at)).wrapping_mul(K);
+            at += 8;
+        }
+        word(len - 8)
+    } else if len >= 4 {
+        half(0) | (half(len - 4) << 32)
+    } else if len > 0 {
+        u64::from(bytes[0]) | (u64::from(bytes[len / 2]) << 8) | (u64::from(bytes[len - 1]) << 16)
+    } else {
+        0
+    };
+    (hash.rotate_left(23) ^ tail).wrapping_mul(K)
+}
+
+/// `bytes[at..at + 8]` as a little-endian word.
+fn word_at(bytes: &[u8], at: usize) -> u64 {
+    let mut buf = [0u8; 8];
+    buf.copy_from_slice(&bytes[at..at + 8]);
+    u64::from_le_bytes(buf)
+}
+
+/// Byte equality, with word loads for names of 8 to 16 bytes (the usual
+/// lengths) rather than a library call.
+fn short_eq(a: &[u8], b: &[u8]) -> bool {
+    let len = a.len();
+    if len != b.len() {
+        return false;
+    }
+    if (8..=16).contains(&len) {
+        return word_at(a, 0) == word_at(b, 0) && word_at(a, len - 8) == word_at(b, len - 8);
+    }
+    a == b
+}
+
+/// Bit `i` set where `name[i]` is a dot, found a word at a time; `name`
+/// is at most 64 bytes long.
+fn dot_mask(name: &[u8]) -> u64 {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    const DOTS: u64 = 0x2e2e_2e2e_2e2e_2e2e;
+    let len = name.len();
+    debug_assert!(len <= 64);
+    if len < 8 {
+        let mut mask = 0u64;
+        for (at, _) in name.iter().enumerate().filter(|(_, b)| **b == b'.') {
+            mask |= 1 << at;
+        }
+        return mask;
+    }
+    let mut mask = 0u64;
+    let mut at = 0;
+    while at < len {
+        let start = at.min(len - 8);
+        let v = word_at(name, start) ^ DOTS;
+        // 0x80 in exactly the bytes of `v` that are zero (no borrow).
+        let mut zero = !(((v & LOW7) + LOW7) | v | LOW7);
+        while zero != 0 {
+            mask |= 1 << (start + zero.trailing_zeros() as usize / 8);
+            zero &= zero - 1;
+        }
+        at += 8;
+    }
+    mask
+}
+
+/// A rule set's field names, numbered, with an open-addressing table from
+/// name bytes to id. Immutable once built.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct FieldTable {
+    names: Vec<Box<str>>,
+    /// Per id, the id whose slot counts this name's leaf hits.
+    leaf_of: Vec<u32>,
+    /// `(upper hash bits, id)`, [`NO_ID`] for an empty bucket.
+    buckets: Vec<(u32, u32)>,
+    mask: usize,
+    /// The bucket of a hash is its top bits (the best mixed).
+    shift: u32,
+    /// [`length_bit`] of every name: most event names are skipped unhashed.
+    lengths: u64,
+}
+
+impl FieldTable {
+    /// The id of `name`, if a rule reads it.
+    fn find(&self, name: &[u8]) -> Option<u32> {
+        if self.lengths & length_bit(name.len()) == 0 {
+            return None;
+        }
+        let hash = name_hash(name);
+        // Truncation intended: the tag is the low bits.
+        let tag = hash as u32;
+        let mut at = (hash >> self.shift) as usize;
+        loop {
+            let (bucket_tag, id) = *self.buckets.get(at)?;
+            if id == NO_ID {
+                return None;
+            }
+            if bucket_tag == tag && short_eq(self.names.get(id as usize)?.as_bytes(), name) {
+                return Some(id);
+            }
+            at = (at + 1) & self.mask;
+        }
+    }
+
+    /// The number of names.
+    fn len(&self) -> usize {
+        self.names.len()
+    }
+}
+
+/// A field index value: not seen in this event.
+const ABSENT: u32 = u32::MAX;
+/// A leaf slot value: two fields end in this name.
+const AMBIGUOUS: u32 = u32::MAX - 1;
+
+/// One name's state for the current event.
+#[derive(Clone, Copy, Debug, Default)]
+struct Slot {
+    /// The event this slot was last written for; older slots read as empty.
+    generation: u32,
+    /// Index of the first field named exactly so, or [`ABSENT`].
+    exact: u32,
+    /// Index of the one field ending in `.<name>` (of this leaf group), or
+    /// [`ABSENT`] or [`AMBIGUOUS`].
+    leaf: u32,
+}
+
+/// Per-event index from field-name id to the event's field, built in one
+/// pass over the event's fields by [`FieldIndex::build`]. Lives in
+/// [`crate::Scratch`] and keeps its allocation between events.
+#[derive(Debug, Default)]
+pub(crate) struct FieldIndex {
+    slots: Vec<Slot>,
+    generation: u32,
+}
+
+impl FieldIndex {
+    /// Indexes `event` under `table`: every field whose name, or whose
+    /// name's part after a dot, is in the table. Allocates only to grow.
+    pub(crate) fn build(&mut self, table: &FieldTable, event: &Event<'_>) {
+        if self.slots.len() < table.len() {
+            self.slots.resize(table.len(), Slot::default());
+        }
+        self.generation = self.generation.wrapping_add(1);
+        if self.generation == 0 {
+            self.slots.fill(Slot::default());
+            self.generation = 1;
+        }
+        if table.len() == 0 {
+            return;
+        }
+        let generation = self.generation;
+        // Field indices at AMBIGUOUS and above cannot be stored; an event
+        // that large cannot be built in memory anyway.
+        for (index, (name, _)) in event.fields.iter().enumerate().take(AMBIGUOUS as usize) {
+            // Lossless: bounded by `take` above.
+            let index = index as u32;
+            let name = name.as_bytes();
+            if let Some(id) = table.find(name) {
+                let slot = self.slot(id, generation);
+                if slot.exact == ABSENT {
+                    slot.exact = index;
+                }
+                // Touch the group's leaf slot too: a group with an untouched
+                // leaf slot has no value at all (`get`'s fast path).
+                let leaf = table.leaf_of.get(id as usize).copied().unwrap_or(id);
+                self.slot(leaf, generation);
+            }
+            if name.len() <= 64 {
+                let mut dots = dot_mask(name);
+                while dots != 0 {
+                    let dot = dots.trailing_zeros() as usize;
+                    dots &= dots - 1;
+                    self.leaf_hit(table, &name[dot + 1..], index, generation);
+                }
+            } else {
+                for dot in (0..name.len()).filter(|&at| name[at] == b'.') {
+                    self.leaf_hit(table, &name[dot + 1..], index, generation);
+                }
+            }
+        }
+    }
+
+    /// Field `index` ends in `.<leaf>`: count it for `leaf`'s group.
+    fn leaf_hit(&mut self, table: &FieldTable, leaf: &[u8], index: u32, generation: u32) {
+        let Some(id) = table.find(leaf) else {
+            return;
+        };
+        let leaf = table.leaf_of.get(id as usize).copied().unwrap_or(id);
+        let slot = self.slot(leaf, generation);
+        if slot.leaf == ABSENT {
+            slot.leaf = index;
+        } else if slot.leaf != index {
+            slot.leaf = AMBIGUOUS;
+        }
+    }
+
+    fn slot(&mut self, id: u32, generation: u32) -> &mut Slot {
+        let slot = &mut self.slots[id as usize];
+        if slot.generation != generation {
+            *slot = Slot {
+                generation,
+                exact: ABSENT,
+                leaf: ABSENT,
+            };
+        }
+        slot
+    }
+
+    #[inline]
+    fn read(&self, id: u32) -> Option<&Slot> {
+        self.slots
+            .get(id as usize)
+            .filter(|slot| slot.generation == self.generation)
+    }
+
+    /// The value `field` resolves to in `event` (exact, alias table,
+    /// unique leaf), which must be the event last indexed with the table
+    /// that interned `field`. A name not interned is resolved by scanning.
+    #[inline]
+    pub(crate) fn get<'a>(&self, field: &FieldName, event: &Event<'a>) -> Option<&'a [u8]> {
+        if field.id == NO_ID {
+            return field.resolve(event);
+        }
+        let value = |index: u32| event.fields.get(index as usize).map(|(_, value)| *value);
+        // No name of the group, exact or as a leaf, is in the event.
+        let leaf = self.read(field.leaf)?;
+        if let Some(slot) = self.read(field.id) {
+            if slot.exact != ABSENT {
+                return value(slot.exact);
+            }
+        }
+        for &alias in field.alias_ids.iter() {
+            if let Some(slot) = self.read(alias) {
+                if slot.exact != ABSENT {
+                    return value(slot.exact);
+                }
+            }
+        }
+        if leaf.leaf < AMBIGUOUS {
+            value(leaf.leaf)
+        } else {
+            None
+        }
     }
 }
 
@@ -210,6 +575,110 @@ mod tests {
         assert_eq!(resolve(&e, "Line"), None, "a leaf is a whole segment");
         assert_eq!(resolve(&e, ""), None);
         assert_eq!(FieldName::new("User").resolve(&e), None);
+    }
+
+    /// Longer than the 64 bytes `dot_mask` covers, with leaves past it.
+    const LONG: &str =
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.q.CommandLine.data.x";
+
+    #[test]
+    fn dot_mask_finds_every_dot() {
+        let names = [
+            "",
+            ".",
+            "a.b",
+            "abcdefg.",
+            ".abcdefgh",
+            "abcdefgh.",
+            "a.b.c.d.e.f.g.h.i",
+            "Event.EventData.CommandLine",
+            "0123456789012345678901234567890123456789012345678901234567.9.1",
+        ];
+        for name in names {
+            let want = name
+                .bytes()
+                .enumerate()
+                .filter(|(_, b)| *b == b'.')
+                .fold(0u64, |mask, (at, _)| mask | 1 << at);
+            assert_eq!(dot_mask(name.as_bytes()), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn index_resolves_as_the_scan_does() {
+        // Rule names: plain, aliased (all positions of a group), dotted,
+        // names that are only leaves, and one no event carries.
+        let rule_names = [
+            "CommandLine",
+            "process.command_line",
+            "SourceIp",
+            "src",
+            "c-ip",
+            "source.ip",
+            "User",
+            "user.name",
+            "Dup",
+            "Line",
+            "EventID",
+            "data.x",
+            "x",
+            "ip",
+            "never",
+        ];
+        let mut builder = FieldTableBuilder::default();
+        let mut names: Vec<FieldName> = rule_names.iter().map(|n| FieldName::new(n)).collect();
+        for name in &mut names {
+            builder.intern(name);
+            builder.intern(name);
+        }
+        let not_interned = FieldName::new("Image");
+        let table = builder.finish();
+        let events: &[&[(&str, &[u8])]] = &[
+            &[],
+            &[("source.ip", b"1"), ("SourceIp", b"2"), ("a.src", b"3")],
+            &[("a.src", b"3")],
+            &[("a.src", b"3"), ("b.c-ip", b"4")],
+            &[("a.src", b"3"), ("a.src", b"5")],
+            &[("x.source.ip", b"6")],
+            &[("Event.EventData.CommandLine", b"c"), ("CommandLine", b"d")],
+            &[("Event.EventData.CommandLine", b"c")],
+            &[("e.process.command_line", b"c"), ("f.CommandLine", b"d")],
+            &[("a.Dup", b"1"), ("b.Dup", b"2"), ("Dup", b"3")],
+            &[("a.Dup", b"1"), ("b.Dup", b"2")],
+            &[("user.name", b"u"), ("User", b"v"), ("x.User", b"w")],
+            &[("TargetUserName", b"t"), ("UserName", b"n")],
+            &[("k.data.x", b"1"), ("data.x", b"2"), ("z.x", b"3")],
+            &[("k.data.x", b"1")],
+            &[("k.data.x", b"1"), ("z.x", b"3")],
+            &[(".", b"1"), ("..x", b"2"), ("x.", b"3"), ("", b"4")],
+            &[("Event.System.EventID", b"1"), ("EventID", b"4688")],
+            &[("Image", b"i"), ("a.Image", b"j")],
+            &[("EventID", b"1"), ("EventID", b"2")],
+            &[(LONG, b"l")],
+            &[(LONG, b"l"), ("q.data.x", b"m")],
+            &[("abcdefg.x", b"1"), ("a.b.c.d.e.f.g.h.i.x", b"2")],
+        ];
+        let mut index = FieldIndex::default();
+        for fields in events {
+            let e = event(fields);
+            index.build(&table, &e);
+            for name in names.iter().chain([&not_interned]) {
+                assert_eq!(
+                    index.get(name, &e),
+                    resolve(&e, name.as_str()),
+                    "{} in {fields:?}",
+                    name.as_str()
+                );
+            }
+        }
+        // A stale index of another table reads nothing it should not.
+        let mut other = FieldTableBuilder::default();
+        let mut fresh = FieldName::new("zzz");
+        other.intern(&mut fresh);
+        let other = other.finish();
+        let e = event(&[("zzz", b"1")]);
+        index.build(&other, &e);
+        assert_eq!(index.get(&fresh, &e), Some(&b"1"[..]));
     }
 
     #[test]

@@ -21,7 +21,8 @@
 
 use crate::error::RuleErrorKind;
 use crate::event::Event;
-use crate::field::FieldName;
+use crate::field::{FieldName, FieldTableBuilder};
+use crate::pattern::Scratch;
 
 /// One log source mapping, as the engine's configuration states it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -240,12 +241,20 @@ pub(crate) struct LogsourceFilter {
 }
 
 impl LogsourceFilter {
-    /// Whether the event is from this log source.
-    pub(crate) fn matches(&self, event: &Event<'_>) -> bool {
+    /// Interns every field name the filter reads into `table`.
+    pub(crate) fn intern_fields(&mut self, table: &mut FieldTableBuilder) {
+        for (field, _) in self.alternatives.iter_mut().flatten() {
+            table.intern(field);
+        }
+    }
+
+    /// Whether the event is from this log source (`scratch` as for
+    /// `Detection::matches`).
+    pub(crate) fn matches(&self, event: &Event<'_>, scratch: &Scratch) -> bool {
         self.alternatives.is_empty()
             || self.alternatives.iter().any(|all| {
                 all.iter().all(|(field, values)| {
-                    field.resolve(event).is_some_and(|value| {
+                    scratch.field(field, event).is_some_and(|value| {
                         values
                             .iter()
                             .any(|allowed| value.eq_ignore_ascii_case(allowed))
@@ -378,12 +387,15 @@ mod tests {
             panic!("process_creation is mapped")
         };
         let check = |fields: &[(&str, &[u8])]| {
-            filter.matches(&Event {
-                time_ns: 0,
-                fields,
-                message: b"",
-                raw: b"",
-            })
+            filter.matches(
+                &Event {
+                    time_ns: 0,
+                    fields,
+                    message: b"",
+                    raw: b"",
+                },
+                &Scratch::new(),
+            )
         };
         assert!(check(&[
             ("Event.System.Channel", SYSMON.as_bytes()),

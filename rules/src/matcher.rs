@@ -4,8 +4,9 @@
 //! with the rule count. At compile time every detection's *required
 //! literals* (a set of (field, needle) of which at least one must occur for
 //! the rule to match, from `Detection::required_literals`) are merged, per
-//! field name, into one automaton. Per event, each automaton runs once over
-//! its field's folded value, and only the rules whose literals hit (plus the
+//! field name, into one ASCII case-insensitive automaton. Per event, each
+//! automaton runs once over its field's value (read from the scratch's field
+//! index), and only the rules whose literals hit (plus the
 //! rules that have no required literals, which are always evaluated) are
 //! evaluated fully. It must not decide a match: it only narrows the set of
 //! rules to evaluate, so a rule it lets through still runs its full
@@ -22,7 +23,7 @@ use aho_corasick::AhoCorasick;
 use crate::detection::RequiredLiteral;
 
 use crate::event::Event;
-use crate::field::FieldName;
+use crate::field::{FieldName, FieldTableBuilder};
 use crate::pattern::Scratch;
 
 /// While building: needle to pattern index, and owners per pattern.
@@ -50,7 +51,11 @@ impl Matcher {
     /// always evaluate). An automaton that fails to build (it cannot with
     /// these sizes, but the library returns a `Result`) leaves its rules
     /// always evaluated instead.
-    pub(crate) fn build(required: &[Option<Vec<RequiredLiteral>>]) -> Matcher {
+    /// Field names are interned into `table`.
+    pub(crate) fn build(
+        required: &[Option<Vec<RequiredLiteral>>],
+        table: &mut FieldTableBuilder,
+    ) -> Matcher {
         let words = required.len().div_ceil(64);
         let mut always = vec![0u64; words];
         // Field name -> (needle -> pattern index, owners per pattern).
@@ -81,12 +86,22 @@ impl Matcher {
             for (needle, at) in index {
                 needles[at] = needle;
             }
-            match AhoCorasick::new(&needles) {
-                Ok(automaton) => fields.push(FieldAutomaton {
-                    field: FieldName::new(field),
-                    automaton,
-                    owners,
-                }),
+            // Needles are ASCII-lowercased; matching them ASCII
+            // case-insensitively equals matching the folded value, without
+            // folding a copy of every value per event.
+            match AhoCorasick::builder()
+                .ascii_case_insensitive(true)
+                .build(&needles)
+            {
+                Ok(automaton) => {
+                    let mut field = FieldName::new(field);
+                    table.intern(&mut field);
+                    fields.push(FieldAutomaton {
+                        field,
+                        automaton,
+                        owners,
+                    });
+                }
                 Err(_) => {
                     for rule in owners.into_iter().flatten() {
                         always[rule as usize / 64] |= 1 << (rule % 64);
@@ -101,27 +116,29 @@ impl Matcher {
         }
     }
 
-    /// Fills `scratch`'s candidate bitset for `event`.
+    /// Fills `scratch`'s candidate bitset for `event`, which `scratch` must
+    /// have indexed under the table the matcher was built with.
     pub(crate) fn candidates(&self, event: &Event<'_>, scratch: &mut Scratch) {
-        let (folded, candidates) = scratch.split();
-        candidates.clear();
-        candidates.extend_from_slice(&self.always);
+        {
+            let (_, candidates) = scratch.split();
+            candidates.clear();
+            candidates.extend_from_slice(&self.always);
+        }
         for field in &self.fields {
             let value = if field.field.is_empty() {
                 Some(event.message)
             } else {
-                field.field.resolve(event)
+                scratch.field(&field.field, event)
             };
             let Some(value) = value else { continue };
-            folded.clear();
-            folded.extend(value.iter().map(u8::to_ascii_lowercase));
-            for hit in field.automaton.find_overlapping_iter(folded.as_slice()) {
+            let (_, candidates) = scratch.split();
+            for hit in field.automaton.find_overlapping_iter(value) {
                 for &rule in &field.owners[hit.pattern().as_usize()] {
                     candidates[rule as usize / 64] |= 1 << (rule % 64);
                 }
             }
         }
-        debug_assert_eq!(candidates.len(), self.rules.div_ceil(64));
+        debug_assert_eq!(scratch.split().1.len(), self.rules.div_ceil(64));
     }
 
     /// How many rules have required literals (are prefiltered).

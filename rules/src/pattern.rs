@@ -16,6 +16,8 @@
 use memchr::memmem;
 
 use crate::error::RuleErrorKind;
+use crate::event::Event;
+use crate::field::{FieldIndex, FieldName, FieldTable};
 
 /// Size limit for one compiled regular expression. Rules come from outside,
 /// so a pathological pattern must fail to compile rather than take the
@@ -32,6 +34,8 @@ pub struct Scratch {
     folded: Vec<u8>,
     /// The prefilter's candidate rules, one bit per detection.
     candidates: Vec<u64>,
+    /// The current event's fields by field-name id.
+    fields: FieldIndex,
 }
 
 impl Scratch {
@@ -56,6 +60,19 @@ impl Scratch {
     /// allocation for the next event.
     pub(crate) fn restore_candidates(&mut self, candidates: Vec<u64>) {
         self.candidates = candidates;
+    }
+
+    /// Indexes `event`'s fields under `table`; [`Scratch::field`] then
+    /// reads them in O(1) until the next call.
+    pub(crate) fn index_fields(&mut self, table: &FieldTable, event: &Event<'_>) {
+        self.fields.build(table, event);
+    }
+
+    /// The value `field` resolves to in `event`, the event last indexed by
+    /// [`Scratch::index_fields`].
+    #[inline]
+    pub(crate) fn field<'a>(&self, field: &FieldName, event: &Event<'a>) -> Option<&'a [u8]> {
+        self.fields.get(field, event)
     }
 
     /// ASCII-lowercases `value` into the scratch buffer and returns the copy.

@@ -53,6 +53,7 @@ use crate::correlation_rule::{
 use crate::detection::{Detection, DetectionContext};
 use crate::error::{RuleError, RuleErrorKind};
 use crate::event::Event;
+use crate::field::{FieldTable, FieldTableBuilder};
 use crate::logsource::{resolve_logsource, LogsourceFilter, LogsourceMapping};
 use crate::matcher::Matcher;
 use crate::pattern::Scratch;
@@ -151,7 +152,7 @@ struct CompiledDetection {
 
 impl CompiledDetection {
     fn matches(&self, event: &Event<'_>, scratch: &mut Scratch) -> bool {
-        self.source_filter.matches(event)
+        self.source_filter.matches(event, scratch)
             && self.detection.matches(event, scratch)
             && !self
                 .exclusions
@@ -247,6 +248,9 @@ pub struct RuleSet {
     by_hash: HashMap<u64, u32>,
     /// The per-field prefilter over every detection.
     matcher: Matcher,
+    /// Every field name the detections and the prefilter read, numbered;
+    /// each event is indexed under it once per evaluation.
+    fields: FieldTable,
 }
 
 /// Where one document of a source sits, for error messages.
@@ -666,9 +670,20 @@ impl RuleSet {
             .iter()
             .map(|d| d.detection.required_literals())
             .collect();
-        let matcher = Matcher::build(&required);
+        // Number every field name read per event; a filter shared by several
+        // detections is interned once per holder (`make_mut` clones it).
+        let mut table = FieldTableBuilder::default();
+        for detection in &mut detections {
+            detection.source_filter.intern_fields(&mut table);
+            detection.detection.intern_fields(&mut table);
+            for exclusion in &mut detection.exclusions {
+                std::sync::Arc::make_mut(exclusion).intern_fields(&mut table);
+            }
+        }
+        let matcher = Matcher::build(&required, &mut table);
         let rules = RuleSet {
             matcher,
+            fields: table.finish(),
             detections,
             correlations,
             consumers,
@@ -730,6 +745,7 @@ impl RuleSet {
     /// nothing once `scratch` and `out` have grown to their working size.
     pub fn evaluate(&self, event: &Event<'_>, scratch: &mut Scratch, out: &mut Vec<u32>) {
         out.clear();
+        scratch.index_fields(&self.fields, event);
         self.matcher.candidates(event, scratch);
         let candidates = scratch.take_candidates();
         for (word_index, &word) in candidates.iter().enumerate() {
@@ -755,6 +771,7 @@ impl RuleSet {
     /// match, and for measuring what it saves.
     pub fn evaluate_all(&self, event: &Event<'_>, scratch: &mut Scratch, out: &mut Vec<u32>) {
         out.clear();
+        scratch.index_fields(&self.fields, event);
         for (index, rule) in self.detections.iter().enumerate() {
             if rule.matches(event, scratch) {
                 // Lossless: compile refuses more than u32::MAX rules.
