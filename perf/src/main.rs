@@ -73,7 +73,8 @@ struct CorpusArgs {
     event_rate: f64,
     /// Scenarios to inject: `all`, `none` or `name[=count],...`
     /// (ssh_brute_force, sudo_failures, su_failure, password_spraying,
-    /// port_scan, lateral_movement). Without a count a row gets one instance
+    /// port_scan, lateral_movement, host_silent, new_network,
+    /// rare_template). Without a count a row gets one instance
     /// per 10,000 events, at least 3.
     #[arg(long, default_value = "all")]
     scenarios: String,
@@ -138,21 +139,30 @@ struct LoadArgs {
     /// No progress lines on stderr.
     #[arg(long)]
     quiet: bool,
-    /// The scenario rule file (default: perf/rules/scenarios.yml). `bench`
-    /// passes it to the appliance with `--rules`; scenarios whose rules it
-    /// lacks are reported as `not loaded` instead of as misses.
+    /// The scenario rule file or directory (default:
+    /// perf/rules/scenarios.yml; `perf/rules` adds the anomaly rules;
+    /// `none` loads only the built-in pack). `bench` passes it to the
+    /// appliance with `--rules`; scenarios whose rules it lacks are
+    /// reported as `not loaded` instead of as misses.
     #[arg(long)]
     rules: Option<PathBuf>,
 }
 
 /// The scenario gate for `--rules` (or the default file), probing `binary`
 /// for the fields scenarios need when one is given.
+/// `--rules none` loads no scenario rules (the built-in pack only), and the
+/// rows that need them are reported as `not loaded` without a warning.
 fn scenario_gate(rules: Option<&Path>, binary: Option<&Path>) -> scenario_rules::Gate {
-    let path = rules.map_or_else(scenario_rules::default_rules_path, Path::to_path_buf);
-    let file = scenario_rules::RuleFile::read(Some(&path));
-    if let Some(problem) = &file.problem {
-        eprintln!("shardwatch-load: warning: scenario rules not loaded: {problem}");
-    }
+    let file = if rules.is_some_and(|p| p == Path::new(scenario_rules::RULES_NONE)) {
+        scenario_rules::RuleFile::read(None)
+    } else {
+        let path = rules.map_or_else(scenario_rules::default_rules_path, Path::to_path_buf);
+        let file = scenario_rules::RuleFile::read(Some(&path));
+        if let Some(problem) = &file.problem {
+            eprintln!("shardwatch-load: warning: scenario rules not loaded: {problem}");
+        }
+        file
+    };
     let gate = scenario_rules::Gate::new(file, binary);
     if let Some(problem) = &gate.probe_problem {
         eprintln!(
@@ -289,8 +299,8 @@ struct PeersArgs {
     /// Keep each peer's scratch directory (config, output, stderr).
     #[arg(long)]
     keep: bool,
-    /// The scenario rule file shardwatch loads (default:
-    /// perf/rules/scenarios.yml).
+    /// The scenario rule file or directory shardwatch loads (default:
+    /// perf/rules/scenarios.yml; `none`: the built-in pack only).
     #[arg(long)]
     rules: Option<PathBuf>,
     /// Directory for report.json, summary.txt and the SVG plots.

@@ -38,6 +38,8 @@ use crate::rng::Rng;
 
 /// Where the scenario rules live inside the package.
 pub const RULES_RELATIVE: &str = "rules/scenarios.yml";
+/// The `--rules` value that loads no scenario rules at all.
+pub const RULES_NONE: &str = "none";
 /// Largest rule file read.
 pub const RULES_BYTES_MAX: u64 = 4 * 1024 * 1024;
 /// How long `shardwatch parse -` may take on the probe lines.
@@ -84,6 +86,7 @@ impl RuleFile {
             ..RuleFile::default()
         };
         let text = match std::fs::metadata(path) {
+            Ok(m) if m.is_dir() => read_rule_dir(path),
             Ok(m) if !m.is_file() => Err(format!("{} is not a file", path.display())),
             Ok(m) if m.len() > RULES_BYTES_MAX => Err(format!(
                 "{} is larger than {RULES_BYTES_MAX} bytes",
@@ -130,6 +133,42 @@ impl RuleFile {
             _ => Vec::new(),
         }
     }
+}
+
+/// Reads every `.yml` and `.yaml` file directly inside `dir` (as the
+/// appliance's `--rules DIR` loads them), in name order, joined into one
+/// text; at most [`RULES_BYTES_MAX`] bytes in all.
+fn read_rule_dir(dir: &Path) -> Result<String, String> {
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.is_file()
+                && p.extension().is_some_and(|x| {
+                    x.eq_ignore_ascii_case("yml") || x.eq_ignore_ascii_case("yaml")
+                })
+        })
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(format!("{} holds no .yml or .yaml file", dir.display()));
+    }
+    let mut text = String::new();
+    for file in files {
+        let part = std::fs::read_to_string(&file)
+            .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+        if (text.len() + part.len()) as u64 > RULES_BYTES_MAX {
+            return Err(format!(
+                "the rule files in {} are larger than {RULES_BYTES_MAX} bytes together",
+                dir.display()
+            ));
+        }
+        text.push_str(&part);
+        text.push('\n');
+    }
+    Ok(text)
 }
 
 /// Whether an expected alert can be scored.
@@ -378,8 +417,12 @@ mod tests {
     }
 
     #[test]
-    fn the_shipped_rule_file_defines_every_scenario_rule() {
-        let file = RuleFile::read(Some(&default_rules_path()));
+    fn the_shipped_rule_directory_defines_every_scenario_rule() {
+        let dir = default_rules_path()
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let file = RuleFile::read(Some(&dir));
         assert_eq!(file.problem, None);
         for def in &SCENARIOS {
             for e in def.expects {
@@ -389,6 +432,21 @@ mod tests {
             }
         }
         assert_eq!(file.appliance_args()[0], "--rules");
+        // The default file alone leaves the anomaly rows not loaded.
+        let default = RuleFile::read(Some(&default_rules_path()));
+        assert_eq!(default.problem, None);
+        assert!(default.has(crate::corpus::RULE_LATERAL_MOVEMENT));
+        assert!(!default.has(crate::corpus::RULE_HOST_SILENT));
+    }
+
+    #[test]
+    fn a_directory_without_rule_files_is_refused() {
+        let dir = std::env::temp_dir().join(format!("sw-perf-norules-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = RuleFile::read(Some(&dir));
+        assert!(file.problem.is_some());
+        assert!(file.appliance_args().is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
