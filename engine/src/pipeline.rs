@@ -65,6 +65,53 @@ pub enum TemplatesMode {
     Off,
 }
 
+/// One mined template, copied out of the miner so that the miner itself is
+/// not lent to the event's fields (two mining sites, one per mode, must not
+/// hold it at once).
+#[derive(Default)]
+struct MinedTemplate {
+    text: Vec<u8>,
+    hex: [u8; 16],
+    new_template: bool,
+}
+
+impl MinedTemplate {
+    /// Mines `message` into this buffer; false when no miner runs.
+    fn mine(&mut self, miner: &mut Option<TemplateMiner>, message: &[u8]) -> bool {
+        let Some(miner) = miner.as_mut() else {
+            return false;
+        };
+        let found = miner.mine(message);
+        self.text.clear();
+        self.text.extend_from_slice(found.text.as_bytes());
+        self.hex = found.id_hex();
+        self.new_template = found.new_template;
+        true
+    }
+
+    /// Adds `template.text`, `template.new` and `template.id` to `fields`.
+    fn push_into<'a>(&'a self, fields: &mut Fields<'a>) {
+        fields.push("template.text", &self.text);
+        fields.push(
+            "template.new",
+            if self.new_template { b"true" } else { b"false" },
+        );
+        fields.push("template.id", &self.hex);
+    }
+}
+
+/// Per detection, whether one of its consumers is a rare_template rule.
+fn template_feeds(rules: &RuleSet) -> Vec<bool> {
+    (0..rules.detection_count())
+        .map(|d| {
+            rules.consumers(d as u32).iter().any(|&c| {
+                rules.correlation(c as usize).kind
+                    == shardwatch_rules::CorrelationKind::RareTemplate
+            })
+        })
+        .collect()
+}
+
 /// Whether `rules` needs template fields.
 fn rules_need_templates(rules: &RuleSet) -> bool {
     (0..rules.correlation_count())
@@ -98,7 +145,13 @@ pub struct Pipeline {
     require_header: bool,
     templates_mode: TemplatesMode,
     miner: Option<TemplateMiner>,
-    template_hex: [u8; 16],
+    /// Per detection: does it feed a rare_template rule (then its matches
+    /// are mined in `auto` mode)?
+    template_feeds: Vec<bool>,
+    /// Templates mined before the stateless pass (`on`) and after it
+    /// (`auto`); two buffers because each is lent to the event's fields.
+    mined_before: MinedTemplate,
+    mined_after: MinedTemplate,
     scratch: Scratch,
     matched: Vec<u32>,
     correlations: Vec<u32>,
@@ -107,6 +160,7 @@ pub struct Pipeline {
 
 impl Pipeline {
     pub fn new(rules: Arc<RuleSet>, map: Arc<ShardMap>, options: PipelineOptions) -> Self {
+        let feeds = template_feeds(&rules);
         let miner = match options.templates {
             TemplatesMode::On => Some(TemplateMiner::default()),
             TemplatesMode::Off => None,
@@ -126,7 +180,9 @@ impl Pipeline {
             require_header: options.require_header,
             miner,
             templates_mode: options.templates,
-            template_hex: [0; 16],
+            template_feeds: feeds,
+            mined_before: MinedTemplate::default(),
+            mined_after: MinedTemplate::default(),
             scratch: Scratch::default(),
             matched: Vec::with_capacity(64),
             correlations: Vec::with_capacity(64),
@@ -154,6 +210,7 @@ impl Pipeline {
                 _ => {}
             }
         }
+        self.template_feeds = template_feeds(&rules);
         self.rules = rules;
     }
 
@@ -199,22 +256,16 @@ impl Pipeline {
         ) {
             self.aliases.apply(&mut fields);
         }
-        let mining = self.miner.is_some();
-        if let Some(miner) = self.miner.as_mut() {
-            let found = miner.mine(message.message);
-            self.template_hex = found.id_hex();
-            fields.push("template.text", found.text.as_bytes());
-            fields.push(
-                "template.new",
-                if found.new_template {
-                    b"true"
-                } else {
-                    b"false"
-                },
-            );
-        }
-        if mining {
-            fields.push("template.id", &self.template_hex);
+        // `on`: every line is mined before the rules see it, so any rule may
+        // use template fields. `auto`: only lines that a rare_template rule's
+        // input selects are mined, after the stateless pass (below).
+        let have_miner = self.miner.is_some();
+        let mut mined = false;
+        if self.templates_mode == TemplatesMode::On
+            && self.mined_before.mine(&mut self.miner, message.message)
+        {
+            mined = true;
+            self.mined_before.push_into(&mut fields);
         }
         let mut time_ns = message.timestamp_ns.unwrap_or(received_ns);
         // A host with its own timezone: parse the header again with that
@@ -250,7 +301,7 @@ impl Pipeline {
             };
             registry.observe(source, fields.as_slice(), time_ns);
         }
-        let event = Event {
+        let mut event = Event {
             time_ns,
             fields: fields.as_slice(),
             message: message.message,
@@ -260,6 +311,26 @@ impl Pipeline {
             .evaluate(&event, &mut self.scratch, &mut self.matched);
         if self.matched.is_empty() {
             return Some(event.time_ns);
+        }
+        if !mined
+            && have_miner
+            && self.matched.iter().any(|&d| {
+                self.template_feeds
+                    .get(d as usize)
+                    .copied()
+                    .unwrap_or(false)
+            })
+        {
+            let time_ns = event.time_ns;
+            if self.mined_after.mine(&mut self.miner, message.message) {
+                self.mined_after.push_into(&mut fields);
+            }
+            event = Event {
+                time_ns,
+                fields: fields.as_slice(),
+                message: message.message,
+                raw,
+            };
         }
         for &detection in &self.matched {
             if self.rules.detection(detection as usize).standalone {
