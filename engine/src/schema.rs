@@ -7,12 +7,15 @@
 //! its own registry (shared-nothing) and publishes a snapshot once a tick
 //! for the API; views merge the cores' snapshots.
 //!
-//! Cost on the hot path is kept small: an event whose set of field names
-//! this source has shown before (a fingerprint over the names) only bumps
-//! the source's event count, except one event in [`SAMPLE_EVERY`], which
-//! is fully observed (field counts, last seen, type inference). An event
-//! with a new set of names is always fully observed, so a new field is
-//! noticed on its first appearance. Field counts are therefore estimates
+//! Cost on the hot path is kept small: an event with as many fields as
+//! the source's previous event is only counted, except one in
+//! [`CHECK_EVERY`], whose field names are fingerprinted; an event whose
+//! set of field names this source has shown before only bumps the event
+//! count, except one in [`SAMPLE_EVERY`], which is fully observed (field
+//! counts, last seen, type inference). An event with a new set of names is
+//! fully observed when it is checked, so a new field is noticed on its
+//! first appearance when the field count changes, and within
+//! [`CHECK_EVERY`] events of that source otherwise. Field counts are therefore estimates
 //! (sampled, scaled) and say so in the output.
 //!
 //! Bounded: at most `sources_max` sources and `fields_max` fields per
@@ -27,6 +30,9 @@ use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
 /// One event in this many is observed in full when its field set is known.
 pub const SAMPLE_EVERY: u64 = 64;
+/// An event with the same field count as the source's previous one has
+/// its field names fingerprinted only one time in this many.
+pub const CHECK_EVERY: u64 = 8;
 /// Field-set fingerprints remembered per source.
 const FINGERPRINTS_MAX: usize = 64;
 
@@ -57,6 +63,9 @@ pub struct SourceSchema {
     pub fields: BTreeMap<String, FieldSchema>,
     #[serde(skip)]
     fingerprints: Vec<u64>,
+    /// Field count of the last event, for the cheapest "nothing new" test.
+    #[serde(skip)]
+    last_len: usize,
     pub fields_overflow: u64,
 }
 
@@ -151,6 +160,7 @@ impl SchemaRegistry {
                     last_seen_ns: time_ns,
                     fields: BTreeMap::new(),
                     fingerprints: Vec::new(),
+                    last_len: usize::MAX,
                     fields_overflow: 0,
                 },
             );
@@ -160,6 +170,14 @@ impl SchemaRegistry {
         };
         schema.events += 1;
         schema.last_seen_ns = schema.last_seen_ns.max(time_ns);
+        // Cheapest path: same field count as the last event of this source,
+        // and not one of the events checked in full. A new field set with
+        // the same count is still noticed within CHECK_EVERY events.
+        let same_len = fields.len() == schema.last_len;
+        schema.last_len = fields.len();
+        if same_len && schema.events % CHECK_EVERY != 0 && schema.events % SAMPLE_EVERY != 0 {
+            return;
+        }
         let fingerprint = names_fingerprint(fields);
         let known = schema.fingerprints.contains(&fingerprint);
         if known && schema.events % SAMPLE_EVERY != 0 {
