@@ -101,6 +101,8 @@ impl MinedTemplate {
 }
 
 /// Per detection, whether one of its consumers is a rare_template rule.
+/// A rare_template rule always has a detection input (anomaly rules cannot
+/// take correlations), so "any true" is also "the rules need templates".
 fn template_feeds(rules: &RuleSet) -> Vec<bool> {
     (0..rules.detection_count())
         .map(|d| {
@@ -110,12 +112,6 @@ fn template_feeds(rules: &RuleSet) -> Vec<bool> {
             })
         })
         .collect()
-}
-
-/// Whether `rules` needs template fields.
-fn rules_need_templates(rules: &RuleSet) -> bool {
-    (0..rules.correlation_count())
-        .any(|i| rules.correlation(i).kind == shardwatch_rules::CorrelationKind::RareTemplate)
 }
 
 impl Default for PipelineOptions {
@@ -164,7 +160,7 @@ impl Pipeline {
         let miner = match options.templates {
             TemplatesMode::On => Some(TemplateMiner::default()),
             TemplatesMode::Off => None,
-            TemplatesMode::Auto => rules_need_templates(&rules).then(TemplateMiner::default),
+            TemplatesMode::Auto => feeds.iter().any(|&f| f).then(TemplateMiner::default),
         };
         Pipeline {
             rules,
@@ -203,14 +199,15 @@ impl Pipeline {
     /// In `auto` mode the template miner starts or stops with it (a miner
     /// that keeps running keeps what it learned).
     pub fn set_rules(&mut self, rules: Arc<RuleSet>) {
+        let feeds = template_feeds(&rules);
         if self.templates_mode == TemplatesMode::Auto {
-            match (rules_need_templates(&rules), self.miner.is_some()) {
+            match (feeds.iter().any(|&f| f), self.miner.is_some()) {
                 (true, false) => self.miner = Some(TemplateMiner::default()),
                 (false, true) => self.miner = None,
                 _ => {}
             }
         }
-        self.template_feeds = template_feeds(&rules);
+        self.template_feeds = feeds;
         self.rules = rules;
     }
 

@@ -201,6 +201,47 @@ pub struct CorrelationMeta {
     pub anomaly: Option<Box<crate::anomaly_rule::AnomalySpec>>,
 }
 
+impl CorrelationMeta {
+    /// The meta of a rule being read, before its correlation or anomaly
+    /// section fills in inputs, grouping, window and condition.
+    pub(crate) fn draft(
+        (id, title, name, level, description): (
+            String,
+            String,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        ),
+        origin: String,
+        kind: CorrelationKind,
+    ) -> Self {
+        CorrelationMeta {
+            id,
+            title,
+            name,
+            level,
+            description,
+            origin,
+            kind,
+            rules: Vec::new(),
+            inputs: Vec::new(),
+            group_by: Vec::new(),
+            group_fields: Vec::new(),
+            value_fields: Vec::new(),
+            timespan_ns: 1,
+            condition: CountCondition {
+                min: None,
+                max: None,
+            },
+            generate: false,
+            standalone: true,
+            hash: 0,
+            fingerprint: 0,
+            anomaly: None,
+        }
+    }
+}
+
 /// The stable 64-bit hash of a rule id that keys correlation state.
 pub fn rule_id_hash(id: &str) -> u64 {
     xxhash_rust::xxh3::xxh3_64(id.as_bytes())

@@ -48,7 +48,7 @@ use serde_yaml_ng::{Mapping, Value};
 use crate::anomaly_rule::read_anomaly;
 use crate::correlation_rule::{
     self, read_correlation, CorrelationDraft, CorrelationInput, CorrelationKind, CorrelationMeta,
-    CountCondition, Resolved, CORRELATION_INPUTS_MAX,
+    Resolved, CORRELATION_INPUTS_MAX,
 };
 use crate::detection::{Detection, DetectionContext};
 use crate::error::{RuleError, RuleErrorKind};
@@ -327,30 +327,11 @@ fn read_correlation_document(
     let Some(Value::Mapping(section)) = map.get("correlation") else {
         return Err(RuleErrorKind::invalid("'correlation' must be a map"));
     };
-    let meta = CorrelationMeta {
-        id,
-        title,
-        name,
-        level,
-        description,
-        origin: place.origin.clone(),
-        kind: CorrelationKind::EventCount,
-        rules: Vec::new(),
-        inputs: Vec::new(),
-        group_by: Vec::new(),
-        group_fields: Vec::new(),
-        value_fields: Vec::new(),
-        timespan_ns: 1,
-        condition: CountCondition {
-            min: None,
-            max: None,
-        },
-        generate: false,
-        standalone: true,
-        hash: 0,
-        fingerprint: 0,
-        anomaly: None,
-    };
+    let meta = CorrelationMeta::draft(
+        (id, title, name, level, description),
+        place.origin.clone(),
+        CorrelationKind::EventCount,
+    );
     read_correlation(section, map, meta)
 }
 
@@ -395,30 +376,11 @@ fn read_anomaly_document(
     } else {
         None
     };
-    let meta = CorrelationMeta {
-        id,
-        title,
-        name,
-        level,
-        description,
-        origin: place.origin.clone(),
-        kind: CorrelationKind::Baseline,
-        rules: Vec::new(),
-        inputs: Vec::new(),
-        group_by: Vec::new(),
-        group_fields: Vec::new(),
-        value_fields: Vec::new(),
-        timespan_ns: 1,
-        condition: CountCondition {
-            min: None,
-            max: None,
-        },
-        generate: false,
-        standalone: true,
-        hash: 0,
-        fingerprint: 0,
-        anomaly: None,
-    };
+    let meta = CorrelationMeta::draft(
+        (id, title, name, level, description),
+        place.origin.clone(),
+        CorrelationKind::Baseline,
+    );
     let inline = hidden.as_ref().map(|h| h.meta.id.clone());
     let draft = read_anomaly(section, meta, inline)?;
     Ok((hidden, draft))
