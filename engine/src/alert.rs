@@ -64,7 +64,9 @@ pub fn render_correlation(rules: &RuleSet, alert: &CorrelationAlert, raised: &Ra
     }
     AlertLine {
         rule_id: meta.id.clone(),
+        id: alert.id.clone(),
         line: line.to_string(),
+        barrier: None,
     }
 }
 
@@ -96,7 +98,9 @@ pub fn render_detection(
     .to_string();
     AlertLine {
         rule_id: meta.id.clone(),
+        id,
         line,
+        barrier: None,
     }
 }
 
@@ -158,6 +162,8 @@ impl AlertGate {
 pub fn render_update(id: &str, count: u64, detected_ns: i64) -> AlertLine {
     AlertLine {
         rule_id: String::new(),
+        id: id.to_string(),
+        barrier: None,
         line: json!({
             "id": id,
             "kind": "update",

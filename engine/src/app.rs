@@ -95,6 +95,15 @@ pub fn run(config: Config) -> anyhow::Result<Vec<CoreReport>> {
             .context("cannot install signal handlers")?;
     }
 
+    let recovery = Arc::new(crate::durable::plan(
+        data_dir,
+        cores,
+        config.engine.shards,
+        config.storage.journal,
+    )?);
+    for finding in &recovery.findings {
+        eprintln!("shardwatch: recovery: {finding}");
+    }
     let (alerts, writer) = AlertWriter::start(
         alert_log,
         config.output.stdout,
@@ -126,6 +135,8 @@ pub fn run(config: Config) -> anyhow::Result<Vec<CoreReport>> {
                     .map(|o| (o.name.clone(), o.stats.clone()))
                     .collect(),
                 shards: map.shards(),
+                recovery: recovery.clone(),
+                alert_duplicates: writer.duplicates.clone(),
             },
             stop.clone(),
         )?),
@@ -152,6 +163,7 @@ pub fn run(config: Config) -> anyhow::Result<Vec<CoreReport>> {
         quarantine: quarantine.clone(),
         alerts,
         stop,
+        recovery,
     });
     let result = run_cores(shared.clone(), sockets);
     let _ = watcher.join();
@@ -235,28 +247,8 @@ fn start_outputs(
     data_dir: &std::path::Path,
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<Vec<crate::outputs::OutputThread>> {
-    use crate::outputs::{self, Deliver};
-    let o = &config.outputs;
-    let mut wanted: Vec<Box<dyn Deliver>> = Vec::new();
-    if !o.webhook_url.is_empty() {
-        let token = (!o.webhook_token.is_empty()).then(|| o.webhook_token.clone());
-        wanted.push(Box::new(outputs::webhook::Webhook::new(
-            &o.webhook_url,
-            token,
-        )?));
-    }
-    if !o.syslog_forward.is_empty() {
-        wanted.push(Box::new(outputs::syslog::SyslogForward::new(
-            &o.syslog_forward,
-        )?));
-    }
-    if !o.file_path.is_empty() {
-        wanted.push(Box::new(outputs::file::RotatingFile::new(
-            std::path::PathBuf::from(&o.file_path),
-            o.file_rotate_bytes,
-            o.file_keep,
-        )));
-    }
+    use crate::outputs;
+    let wanted = outputs::from_config(&config.outputs)?;
     wanted
         .into_iter()
         .map(|output| outputs::start(data_dir, output, stop.clone()))

@@ -101,12 +101,31 @@ impl Default for LimitsConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OutputsConfig {
-    /// `http://host:port/path`: alerts POSTed as JSON arrays.
+    /// `http://host:port/path` or `https://host:port/path` (port 80 or 443
+    /// when left out): alerts POSTed as JSON arrays. `https` uses the
+    /// `tls_*` keys below.
     pub webhook_url: String,
     /// Bearer token sent to the webhook.
     pub webhook_token: String,
     /// `host:port`: alerts forwarded as RFC 5424 over TCP, octet-counted.
     pub syslog_forward: String,
+    /// Speak TLS to `syslog_forward` (RFC 5425: the same octet-counted
+    /// frames inside TLS; 6514 is its usual port), with the `tls_*` keys.
+    pub syslog_forward_tls: bool,
+    /// PEM file of the CA(s) that must have signed the certificate of a TLS
+    /// output's receiver (the `https://` webhook, the TLS syslog forward).
+    /// Required for TLS outputs: the appliance has no built-in trust roots.
+    pub tls_ca_file: String,
+    /// PEM client certificate (chain) that TLS outputs present, for
+    /// receivers that require mutual TLS; empty: none. Goes with
+    /// `tls_client_key`.
+    pub tls_client_cert: String,
+    /// PEM private key of `tls_client_cert`.
+    pub tls_client_key: String,
+    /// The name a TLS output's receiver certificate must carry (DNS name or
+    /// IP address); empty: the host part of `webhook_url` or
+    /// `syslog_forward`.
+    pub tls_server_name: String,
     /// A JSON-lines file that rotates by size.
     pub file_path: String,
     pub file_rotate_bytes: u64,
@@ -119,6 +138,11 @@ impl Default for OutputsConfig {
             webhook_url: String::new(),
             webhook_token: String::new(),
             syslog_forward: String::new(),
+            syslog_forward_tls: false,
+            tls_ca_file: String::new(),
+            tls_client_cert: String::new(),
+            tls_client_key: String::new(),
+            tls_server_name: String::new(),
             file_path: String::new(),
             file_rotate_bytes: 100 * 1024 * 1024,
             file_keep: 5,
@@ -154,6 +178,21 @@ pub struct IngestConfig {
     pub udp: String,
     /// TCP syslog address (RFC 6587 framing); empty disables TCP.
     pub tcp: String,
+    /// RELP address (rsyslog's reliable protocol: a message is acknowledged
+    /// once journaled); empty disables RELP.
+    pub relp: String,
+    /// TLS syslog address (RFC 5425, octet-counted or LF framing inside
+    /// TLS); empty disables it. Needs `tls_cert` and `tls_key`.
+    pub tls: String,
+    /// PEM certificate chain and private key of the TLS listener.
+    pub tls_cert: String,
+    pub tls_key: String,
+    /// PEM CA certificates; when set, client certificates are verified
+    /// against them.
+    pub tls_client_ca: String,
+    /// Refuse TLS clients without a valid certificate (needs
+    /// `tls_client_ca`).
+    pub tls_require_client_cert: bool,
     /// Longest frame accepted; longer frames are cut here and counted.
     pub frame_bytes_max: usize,
     /// Timezone offset, in seconds east of UTC, for timestamps that carry
@@ -197,6 +236,26 @@ pub struct StorageConfig {
     pub data_dir: PathBuf,
     /// Cap on the quarantine file; records past it are refused and counted.
     pub quarantine_bytes_max: u64,
+    /// Journal every accepted line (per core, `<data_dir>/journal/core-N`)
+    /// so a restart replays what the last checkpoint does not cover.
+    pub journal: bool,
+    /// `fdatasync` the journal after every batch (0) or at most this many
+    /// milliseconds apart. Either way a batch is written (direct IO, which
+    /// survives the process being killed) before its routed records and
+    /// alerts leave the core; RELP acknowledges only synced lines.
+    pub journal_fsync_ms: u64,
+    /// A journal segment is closed and the next started past this size.
+    pub journal_segment_bytes: u64,
+    /// Per core, journal segments beyond this total size, or older than
+    /// `journal_retain_s`, are deleted once every checkpoint covers them.
+    pub journal_retain_bytes: u64,
+    pub journal_retain_s: u64,
+    /// How often each core checkpoints its shard state; 0 turns
+    /// checkpoints off (a restart then replays the whole retained journal).
+    pub checkpoint_interval_ms: u64,
+    /// Checkpoints kept per core (older ones are the fallback when the
+    /// newest fails validation).
+    pub checkpoints_keep: usize,
 }
 
 /// Which rules run.
@@ -230,6 +289,12 @@ impl Default for IngestConfig {
         IngestConfig {
             udp: "0.0.0.0:5514".into(),
             tcp: "0.0.0.0:5514".into(),
+            relp: String::new(),
+            tls: String::new(),
+            tls_cert: String::new(),
+            tls_key: String::new(),
+            tls_client_ca: String::new(),
+            tls_require_client_cert: false,
             frame_bytes_max: 64 * 1024,
             default_utc_offset_s: 0,
             timestamp_skew_max_s: 86_400,
@@ -256,6 +321,13 @@ impl Default for StorageConfig {
         StorageConfig {
             data_dir: PathBuf::from("./shardwatch-data"),
             quarantine_bytes_max: shardwatch_storage::quarantine::QUARANTINE_BYTES_MAX_DEFAULT,
+            journal: true,
+            journal_fsync_ms: 50,
+            journal_segment_bytes: 64 * 1024 * 1024,
+            journal_retain_bytes: 1024 * 1024 * 1024,
+            journal_retain_s: 7 * 86_400,
+            checkpoint_interval_ms: 10_000,
+            checkpoints_keep: 3,
         }
     }
 }
@@ -308,15 +380,35 @@ impl Config {
 
     /// Checks values that the types alone do not.
     pub fn validate(&self) -> anyhow::Result<()> {
-        if self.ingest.udp.is_empty() && self.ingest.tcp.is_empty() {
-            bail!("both ingest.udp and ingest.tcp are empty: nothing would listen");
+        if self.ingest.udp.is_empty()
+            && self.ingest.tcp.is_empty()
+            && self.ingest.relp.is_empty()
+            && self.ingest.tls.is_empty()
+        {
+            bail!("ingest.udp, ingest.tcp, ingest.relp and ingest.tls are all empty: nothing would listen");
         }
-        for (name, addr) in [("udp", &self.ingest.udp), ("tcp", &self.ingest.tcp)] {
+        for (name, addr) in [
+            ("udp", &self.ingest.udp),
+            ("tcp", &self.ingest.tcp),
+            ("relp", &self.ingest.relp),
+            ("tls", &self.ingest.tls),
+        ] {
             if !addr.is_empty() {
                 addr.parse::<SocketAddr>().with_context(|| {
                     format!("ingest.{name} = {addr:?} is not an IP:port address")
                 })?;
             }
+        }
+        if !self.ingest.tls.is_empty()
+            && (self.ingest.tls_cert.is_empty() || self.ingest.tls_key.is_empty())
+        {
+            bail!("ingest.tls is set, so ingest.tls_cert and ingest.tls_key must name PEM files");
+        }
+        if self.ingest.tls_require_client_cert && self.ingest.tls_client_ca.is_empty() {
+            bail!("ingest.tls_require_client_cert needs ingest.tls_client_ca (the CA that signs client certificates)");
+        }
+        if self.storage.journal_segment_bytes < 64 * 1024 {
+            bail!("storage.journal_segment_bytes must be at least 64 KiB");
         }
         if !(1024..=16 * 1024 * 1024).contains(&self.ingest.frame_bytes_max) {
             bail!("ingest.frame_bytes_max must be between 1 KiB and 16 MiB");
@@ -360,6 +452,14 @@ impl Config {
     /// The UDP address, if UDP is enabled.
     pub fn udp_addr(&self) -> Option<SocketAddr> {
         self.ingest.udp.parse().ok()
+    }
+
+    pub fn relp_addr(&self) -> Option<SocketAddr> {
+        self.ingest.relp.parse().ok()
+    }
+
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.ingest.tls.parse().ok()
     }
 
     /// The pipeline options this configuration asks for.

@@ -10,6 +10,7 @@ pub mod alert;
 pub mod app;
 pub mod config;
 pub mod control;
+pub mod durable;
 pub mod limits;
 pub mod liverules;
 pub mod normalize;

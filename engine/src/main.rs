@@ -22,7 +22,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a node (the default when no command is given).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print what the appliance sees in each line, as one JSON object per line.
     Parse {
         /// A file of syslog lines, or - for standard input.
@@ -76,6 +76,30 @@ enum Command {
         #[command(subcommand)]
         command: RulesCommand,
     },
+    /// Event journal tools (read-only; safe while a node runs).
+    Journal {
+        #[command(subcommand)]
+        command: JournalCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum JournalCommand {
+    /// Validate every core's journal and report segments, records and
+    /// what is torn or corrupt.
+    Check {
+        #[arg(long, default_value = "./shardwatch-data")]
+        data_dir: PathBuf,
+    },
+    /// Print the journaled lines, one per line, in receive order over all
+    /// cores (the input `shardwatch replay` takes).
+    Dump {
+        #[arg(long, default_value = "./shardwatch-data")]
+        data_dir: PathBuf,
+        /// Only this core's journal.
+        #[arg(long)]
+        core: Option<usize>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -114,6 +138,33 @@ struct RunArgs {
     /// TCP syslog address (empty string disables TCP).
     #[arg(long, value_name = "ADDR")]
     tcp: Option<String>,
+    /// RELP address (empty string disables RELP).
+    #[arg(long, value_name = "ADDR")]
+    relp: Option<String>,
+    /// TLS syslog address (RFC 5425); needs --tls-cert and --tls-key.
+    #[arg(long, value_name = "ADDR")]
+    tls: Option<String>,
+    /// PEM certificate chain of the TLS listener.
+    #[arg(long, value_name = "FILE")]
+    tls_cert: Option<String>,
+    /// PEM private key of the TLS listener.
+    #[arg(long, value_name = "FILE")]
+    tls_key: Option<String>,
+    /// PEM CA that signs client certificates (verified when given).
+    #[arg(long, value_name = "FILE")]
+    tls_client_ca: Option<String>,
+    /// Refuse TLS clients without a certificate.
+    #[arg(long)]
+    tls_require_client_cert: bool,
+    /// Do not journal received lines (no replay after a crash).
+    #[arg(long)]
+    no_journal: bool,
+    /// Journal fsync interval in ms (0: after every batch).
+    #[arg(long, value_name = "MS")]
+    journal_fsync_ms: Option<u64>,
+    /// Checkpoint interval in ms (0: no checkpoints).
+    #[arg(long, value_name = "MS")]
+    checkpoint_ms: Option<u64>,
     /// HTTP API address (empty string disables the API).
     #[arg(long, value_name = "ADDR")]
     api: Option<String>,
@@ -160,6 +211,33 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     if let Some(tcp) = args.tcp {
         config.ingest.tcp = tcp;
+    }
+    if let Some(relp) = args.relp {
+        config.ingest.relp = relp;
+    }
+    if let Some(tls) = args.tls {
+        config.ingest.tls = tls;
+    }
+    if let Some(cert) = args.tls_cert {
+        config.ingest.tls_cert = cert;
+    }
+    if let Some(key) = args.tls_key {
+        config.ingest.tls_key = key;
+    }
+    if let Some(ca) = args.tls_client_ca {
+        config.ingest.tls_client_ca = ca;
+    }
+    if args.tls_require_client_cert {
+        config.ingest.tls_require_client_cert = true;
+    }
+    if args.no_journal {
+        config.storage.journal = false;
+    }
+    if let Some(ms) = args.journal_fsync_ms {
+        config.storage.journal_fsync_ms = ms;
+    }
+    if let Some(ms) = args.checkpoint_ms {
+        config.storage.checkpoint_interval_ms = ms;
     }
     if let Some(api) = args.api {
         config.api.listen = api;
@@ -494,10 +572,71 @@ fn http_request(
     Ok(json)
 }
 
+/// The core journal directories under `data_dir`, by core.
+fn journal_cores(data_dir: &std::path::Path, only: Option<usize>) -> Vec<(usize, PathBuf)> {
+    (0..)
+        .map(|core| (core, shardwatch::durable::journal_dir(data_dir, core)))
+        .take_while(|(_, dir)| dir.exists())
+        .filter(|(core, _)| only.is_none_or(|o| o == *core))
+        .collect()
+}
+
+fn journal_check(data_dir: &std::path::Path) -> anyhow::Result<()> {
+    let cores = journal_cores(data_dir, None);
+    if cores.is_empty() {
+        anyhow::bail!("no journal under {}", data_dir.join("journal").display());
+    }
+    let mut clean = true;
+    for (core, dir) in cores {
+        let report = shardwatch_storage::journal::scan(&dir, 0, |_| {})?;
+        println!(
+            "core {core}: {} segments, {} records, sequences {}..={}, torn tails {} ({} bytes), corrupt stretches {} ({} bytes skipped), bad segments {}",
+            report.segments,
+            report.records,
+            report.first_seq.unwrap_or(0),
+            report.last_seq.unwrap_or(0),
+            report.torn_tails,
+            report.torn_bytes,
+            report.corrupt_stretches,
+            report.skipped_bytes,
+            report.bad_segments
+        );
+        for problem in &report.problems {
+            println!("  {problem}");
+        }
+        clean &= report.problems.is_empty();
+    }
+    if !clean {
+        std::process::exit(2);
+    }
+    Ok(())
+}
+
+fn journal_dump(data_dir: &std::path::Path, only: Option<usize>) -> anyhow::Result<()> {
+    let mut lines: Vec<(i64, usize, u64, Vec<u8>)> = Vec::new();
+    for (core, dir) in journal_cores(data_dir, only) {
+        let report = shardwatch_storage::journal::scan(&dir, 0, |entry| {
+            lines.push((entry.received_ns, core, entry.seq, entry.line.to_vec()));
+        })?;
+        for problem in &report.problems {
+            eprintln!("shardwatch: journal core {core}: {problem}");
+        }
+    }
+    lines.sort_by_key(|(received, core, seq, _)| (*received, *core, *seq));
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    for (_, _, _, line) in lines {
+        out.write_all(&line)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
 fn main() {
     let cli = Cli::parse();
-    let result = match cli.command.unwrap_or(Command::Run(RunArgs::default())) {
-        Command::Run(args) => run(args),
+    let result = match cli.command.unwrap_or(Command::Run(Box::default())) {
+        Command::Run(args) => run(*args),
         Command::Parse { file } => parse(&file),
         Command::Templates { file } => templates(&file),
         Command::Schemas {
@@ -527,6 +666,12 @@ fn main() {
         Command::Rules {
             command: RulesCommand::Reload { api, api_token },
         } => rules_reload(&api, api_token.as_deref()),
+        Command::Journal {
+            command: JournalCommand::Check { data_dir },
+        } => journal_check(&data_dir),
+        Command::Journal {
+            command: JournalCommand::Dump { data_dir, core },
+        } => journal_dump(&data_dir, core),
     };
     if let Err(err) = result {
         eprintln!("shardwatch: error: {err:#}");

@@ -32,6 +32,14 @@ pub const BATCH_BYTES_MAX: usize = 256 * 1024;
 pub struct RouteBatch {
     bytes: Vec<u8>,
     records: u32,
+    /// The core that sent the batch.
+    pub source: u16,
+    /// The journal sequence of the line that gave the first record.
+    pub first_seq: u64,
+    /// Every record of `source`'s journal at or below this sequence meant
+    /// for the destination was sent in this batch or before it (see
+    /// `durable`). 0 without a journal.
+    pub stamp: u64,
 }
 
 /// One decoded record, borrowing from its batch.

@@ -17,10 +17,18 @@
 //! `route_queue_full`) and TCP ingest waits, which stops reading the socket
 //! and so pushes back on the sender.
 //!
+//! Durability (see [`crate::durable`]): each core appends every accepted
+//! line to its journal, writes the journal before a batch's routed records
+//! and alerts leave the core, stamps routed batches with the journal
+//! position they complete, and checkpoints its shards on the tick task. At
+//! start, before ingest opens, each core restores its checkpoint and
+//! replays its journal past what the checkpoints cover.
+//!
 //! Shutdown (SIGINT/SIGTERM): ingest tasks stop reading within one read
 //! timeout, frame what they already hold, send their last batches and close
-//! their senders; receivers drain until every peer has closed; alerts are
-//! flushed and the log fsynced before the process exits 0.
+//! their senders; receivers drain until every peer has closed; a last
+//! checkpoint is taken, alerts are flushed and the log fsynced before the
+//! process exits 0.
 //!
 //! **Architecture Invariant**: no lock and no atomic read-modify-write sits
 //! on the per-event path; cores share only immutable `Arc`s (rules, shard
@@ -41,10 +49,12 @@ use glommio::{LocalExecutorBuilder, Placement};
 use shardwatch_net::framing::Framer;
 use shardwatch_net::transport::{self, tcp::TCP_READ_BYTES, udp::UdpBatchReceiver};
 use shardwatch_rules::{CorrelationAlert, Event, RuleSet};
+use shardwatch_storage::journal::{FsyncPolicy, Journal, JournalOptions};
 use shardwatch_storage::quarantine::{QuarantineRecord, QuarantineWriter};
 
 use crate::alert::{render_correlation, render_detection, AlertGate, Raised};
 use crate::config::Config;
+use crate::durable::{self, RecoveryPlan};
 use crate::liverules::LiveRules;
 use crate::output::AlertLine;
 use crate::pipeline::{EventSink, Pipeline};
@@ -74,6 +84,8 @@ pub struct Shared {
     pub stats: Vec<Arc<CoreStats>>,
     /// Each core's schema registry, published about once a second.
     pub schemas: Vec<Arc<std::sync::Mutex<Vec<crate::schema::SourceSchema>>>>,
+    /// Where each core starts from (checkpoint, journal position).
+    pub recovery: Arc<RecoveryPlan>,
 }
 
 /// One core's sockets, handed to its executor.
@@ -138,10 +150,29 @@ struct Core {
     gate: RefCell<AlertGate>,
     /// Alerts a record completed; reused so observing allocates nothing.
     fired: RefCell<Vec<CorrelationAlert>>,
-    /// Rendered alerts waiting for the writer channel.
-    pending_alerts: RefCell<Vec<AlertLine>>,
+    /// Rendered alerts waiting for the writer channel, each with the
+    /// journal sequence that must be written before it may leave.
+    pending_alerts: RefCell<Vec<(u64, AlertLine)>>,
     stats: Arc<CoreStats>,
     tcp_open: Cell<u64>,
+    /// This core's journal; `None` when `storage.journal` is off.
+    journal: Option<Journal>,
+    /// The journal sequence of the line being processed (0 when the work
+    /// at hand does not come from this core's journal).
+    seq: Cell<u64>,
+    /// While the journal is replayed at start: per destination core, the
+    /// sequence at or below which that core's checkpoint already holds
+    /// this core's records.
+    replay_floors: RefCell<Option<Vec<u64>>>,
+    /// Per source core, the highest batch stamp applied here; a checkpoint
+    /// records it as what it covers.
+    applied: RefCell<Vec<u64>>,
+    /// Per peer, the first sequences of batches taken for sending and not
+    /// yet accepted by the channel (stamps must stay below them).
+    in_flight: RefCell<Vec<Vec<u64>>>,
+    /// Per peer, the last stamp sent.
+    stamp_sent: RefCell<Vec<u64>>,
+    checkpoint_generation: Cell<u64>,
 }
 
 /// What to do when a peer's channel is full.
@@ -164,7 +195,41 @@ async fn core_main(
         .await
         .map_err(|e| anyhow::anyhow!("core {index} could not join the channel mesh: {e}"))?;
     let cores = shared.map.cores() as usize;
+    let recovery = shared.recovery.cores[index]
+        .lock()
+        .ok()
+        .and_then(|mut r| r.take())
+        .unwrap_or_default();
+    let journal = if shared.config.storage.journal {
+        let storage = &shared.config.storage;
+        let options = JournalOptions {
+            segment_bytes: storage.journal_segment_bytes,
+            fsync: match storage.journal_fsync_ms {
+                0 => FsyncPolicy::EveryCommit,
+                ms => FsyncPolicy::Interval(Duration::from_millis(ms)),
+            },
+        };
+        Some(
+            Journal::open(
+                &durable::journal_dir(&storage.data_dir, index),
+                index as u32,
+                recovery.next_seq.max(1),
+                options,
+            )
+            .await
+            .with_context(|| format!("core {index}: cannot open the journal"))?,
+        )
+    } else {
+        None
+    };
     let (generation, rules) = shared.live.snapshot();
+    let mut shard_states = ShardStates::new(shared.config.engine.groups_per_shard_max);
+    shard_states.restore(recovery.states);
+    let applied = if recovery.applied.len() == cores {
+        recovery.applied
+    } else {
+        vec![0; cores]
+    };
     let core = Rc::new(Core {
         index,
         rules: RefCell::new(rules.clone()),
@@ -174,7 +239,7 @@ async fn core_main(
             shared.map.clone(),
             shared.config.pipeline_options(true),
         )),
-        shards: RefCell::new(ShardStates::new(shared.config.engine.groups_per_shard_max)),
+        shards: RefCell::new(shard_states),
         outgoing: RefCell::new((0..cores).map(|_| RouteBatch::default()).collect()),
         ready: RefCell::new(Vec::new()),
         pending_alerts: RefCell::new(Vec::new()),
@@ -189,6 +254,13 @@ async fn core_main(
         )?),
         stats: shared.stats[index].clone(),
         tcp_open: Cell::new(0),
+        journal,
+        seq: Cell::new(0),
+        replay_floors: RefCell::new(None),
+        stamp_sent: RefCell::new(applied.clone()),
+        applied: RefCell::new(applied),
+        in_flight: RefCell::new(vec![Vec::new(); cores]),
+        checkpoint_generation: Cell::new(recovery.generation),
         senders,
         shared,
     });
@@ -196,6 +268,26 @@ async fn core_main(
     let mut peer_tasks = Vec::new();
     for (_peer, rx) in receivers.streams() {
         peer_tasks.push(glommio::spawn_local(serve_peer(core.clone(), rx)));
+    }
+    if core.journal.is_some() {
+        let started = std::time::Instant::now();
+        core.replay_journal(recovery.replay_from, recovery.floors)
+            .await
+            .with_context(|| format!("core {index}: journal replay failed"))?;
+        let took = started.elapsed();
+        core.stats
+            .recovery_ms
+            .store(took.as_millis() as u64, Ordering::Relaxed);
+        let replayed = core.stats.replayed_lines.load(Ordering::Relaxed);
+        if replayed > 0 || recovery.generation > 0 {
+            eprintln!(
+                "shardwatch: core {index}: recovered in {} ms: checkpoint generation {}, replayed {replayed} journal lines from sequence {} ({} records already in checkpoints skipped)",
+                took.as_millis(),
+                recovery.generation,
+                recovery.replay_from,
+                core.stats.replay_skipped.load(Ordering::Relaxed),
+            );
+        }
     }
     let tick = glommio::spawn_local(tick_loop(core.clone()));
     let udp = sockets
@@ -219,7 +311,17 @@ async fn core_main(
         task.await;
     }
     tick.await;
+    // Every peer has closed: this checkpoint covers everything, so a
+    // restart replays nothing.
+    if let Err(err) = core.checkpoint().await {
+        eprintln!("shardwatch: core {index}: last checkpoint failed: {err:#}");
+    }
     core.flush_alerts().await;
+    if let Some(journal) = &core.journal {
+        if let Err(err) = journal.close().await {
+            eprintln!("shardwatch: core {index}: {err}");
+        }
+    }
     core.stats
         .groups_evicted
         .store(core.shards.borrow().evicted_total(), Ordering::Relaxed);
@@ -276,6 +378,18 @@ impl Core {
         transport: &'static str,
         received_ns: i64,
     ) {
+        if let Some(journal) = &self.journal {
+            if self.replay_floors.borrow().is_none() {
+                let seq = journal.append(
+                    received_ns,
+                    durable::transport_code(transport),
+                    Some(peer),
+                    raw,
+                );
+                add(&self.stats.journal_lines, 1);
+                self.seq.set(seq);
+            }
+        }
         let mut sink = CoreSink {
             core: self,
             peer,
@@ -342,7 +456,9 @@ impl Core {
         self.stats
             .detection_latency
             .record_us(latency_ns as u64 / 1_000);
-        self.pending_alerts.borrow_mut().push(line);
+        self.pending_alerts
+            .borrow_mut()
+            .push((self.seq.get(), line));
     }
 
     /// Records receive-to-detected lag for a batch read at `received_ns`.
@@ -351,7 +467,61 @@ impl Core {
         self.stats.processing_lag.record_us(lag_ns as u64 / 1_000);
     }
 
-    /// Sends every non-empty batch and pending alert.
+    /// The journal position of this core: the last line appended, or the
+    /// line being replayed.
+    fn position(&self) -> u64 {
+        match &self.journal {
+            Some(journal) if self.replay_floors.borrow().is_none() => journal.last_seq(),
+            Some(_) => self.seq.get(),
+            None => 0,
+        }
+    }
+
+    /// The journal sequence up to which lines are written (everything,
+    /// without a journal or while replaying).
+    fn written_position(&self) -> u64 {
+        match &self.journal {
+            Some(journal) if self.replay_floors.borrow().is_none() => journal.written_seq(),
+            _ => u64::MAX,
+        }
+    }
+
+    /// Writes the journal's pending lines (group commit), syncing under
+    /// the policy; errors are counted and logged, detection goes on.
+    async fn commit_journal(&self, force_sync: bool) {
+        let Some(journal) = &self.journal else { return };
+        if self.replay_floors.borrow().is_some() {
+            return;
+        }
+        let result = if force_sync {
+            journal.sync().await
+        } else {
+            journal.commit().await
+        };
+        match result {
+            Ok(info) => {
+                if info.bytes_written > 0 {
+                    add(&self.stats.journal_commits, 1);
+                    add(&self.stats.journal_bytes, info.bytes_written);
+                }
+                if let Some(took) = info.synced {
+                    self.stats.journal_fsync.record_us(took.as_micros() as u64);
+                }
+            }
+            Err(err) => {
+                if self.stats.journal_errors.load(Ordering::Relaxed) == 0 {
+                    eprintln!(
+                        "shardwatch: core {}: journal write failed: {err}",
+                        self.index
+                    );
+                }
+                add(&self.stats.journal_errors, 1);
+            }
+        }
+    }
+
+    /// Sends every non-empty batch and pending alert. The lines they came
+    /// from are written to the journal first.
     async fn flush(&self, when_full: WhenFull) {
         let mut batches = std::mem::take(&mut *self.ready.borrow_mut());
         for (peer, batch) in self.outgoing.borrow_mut().iter_mut().enumerate() {
@@ -359,13 +529,23 @@ impl Core {
                 batches.push((peer, std::mem::take(batch)));
             }
         }
-        for (peer, batch) in batches {
+        let upto = self.position();
+        for (peer, batch) in &batches {
+            self.in_flight.borrow_mut()[*peer].push(batch.first_seq);
+        }
+        self.commit_journal(false).await;
+        self.flush_alerts().await;
+        for (peer, mut batch) in batches {
+            self.stamp(peer, &mut batch, upto);
             let records = u64::from(batch.records());
             add(&self.stats.batches_sent[peer], 1);
+            let first_seq = batch.first_seq;
+            let stamp = batch.stamp;
             let sent = match when_full {
                 WhenFull::Wait => self.senders.send_to(peer, batch).await.is_ok(),
                 WhenFull::Drop => self.senders.try_send_to(peer, batch).is_ok(),
             };
+            self.landed(peer, first_seq, stamp);
             if sent {
                 add(&self.stats.routed_remote, records);
             } else if when_full == WhenFull::Drop {
@@ -374,16 +554,218 @@ impl Core {
                 self.stats.drop_events("route_channel_closed", records);
             }
         }
-        self.flush_alerts().await;
     }
 
+    /// Sets a batch's source and stamp: `upto` (every record of it is at
+    /// or below), lowered below any other batch for the same peer still on
+    /// its way, so the stamp never covers a record not yet handed over.
+    fn stamp(&self, peer: usize, batch: &mut RouteBatch, upto: u64) {
+        let in_flight = self.in_flight.borrow();
+        let mut own_skipped = false;
+        let mut stamp = upto;
+        for &first in &in_flight[peer] {
+            if !own_skipped && first == batch.first_seq {
+                own_skipped = true;
+                continue;
+            }
+            stamp = stamp.min(first.saturating_sub(1));
+        }
+        batch.source = self.index as u16;
+        batch.stamp = stamp;
+    }
+
+    /// A batch for `peer` left the core (or was dropped).
+    fn landed(&self, peer: usize, first_seq: u64, stamp: u64) {
+        let mut in_flight = self.in_flight.borrow_mut();
+        if let Some(at) = in_flight[peer].iter().position(|&f| f == first_seq) {
+            in_flight[peer].swap_remove(at);
+        }
+        let mut sent = self.stamp_sent.borrow_mut();
+        sent[peer] = sent[peer].max(stamp);
+    }
+
+    /// Sends the pending alerts whose lines are written to the journal.
     async fn flush_alerts(&self) {
-        let lines = std::mem::take(&mut *self.pending_alerts.borrow_mut());
+        let written = self.written_position();
+        let lines: Vec<AlertLine> = {
+            let mut pending = self.pending_alerts.borrow_mut();
+            if pending.iter().all(|(dep, _)| *dep <= written) {
+                pending.drain(..).map(|(_, line)| line).collect()
+            } else {
+                let (ready, waiting): (Vec<_>, Vec<_>) =
+                    pending.drain(..).partition(|(dep, _)| *dep <= written);
+                *pending = waiting;
+                ready.into_iter().map(|(_, line)| line).collect()
+            }
+        };
         for line in lines {
             if self.shared.alerts.send_async(line).await.is_err() {
                 self.stats.drop_events("alert_writer_gone", 1);
             }
         }
+    }
+
+    /// Tells peers how far this core's journal has been handed over when
+    /// no batch did lately: an empty stamped batch, never waited for.
+    fn send_stamps(&self) {
+        if self.journal.is_none() || self.replay_floors.borrow().is_some() {
+            return;
+        }
+        let position = self.journal.as_ref().map_or(0, |j| j.written_seq());
+        for peer in 0..self.in_flight.borrow().len() {
+            if peer == self.index
+                || !self.in_flight.borrow()[peer].is_empty()
+                || !self.outgoing.borrow()[peer].is_empty()
+                || self.ready.borrow().iter().any(|(p, _)| *p == peer)
+                || self.stamp_sent.borrow()[peer] >= position
+            {
+                continue;
+            }
+            let mut batch = RouteBatch::default();
+            batch.source = self.index as u16;
+            batch.stamp = position;
+            if self.senders.try_send_to(peer, batch).is_ok() {
+                self.stamp_sent.borrow_mut()[peer] = position;
+            }
+        }
+    }
+
+    /// Writes a checkpoint of this core's shards: snapshot, make the lines
+    /// it covers durable, have every alert raised so far fsynced, then the
+    /// file (off the executor), then journal retention.
+    async fn checkpoint(&self) -> anyhow::Result<()> {
+        if self.replay_floors.borrow().is_some() {
+            return Ok(());
+        }
+        let started = std::time::Instant::now();
+        let config = &self.shared.config;
+        let cores = self.shared.map.cores();
+        let mut covered = self.applied.borrow().clone();
+        covered[self.index] = self.position();
+        let checkpoint = durable::CoreCheckpoint {
+            format: durable::CHECKPOINT_FORMAT,
+            core: self.index as u32,
+            cores,
+            shards: self.shared.map.shards(),
+            taken_unix_ns: now_ns(),
+            covered: covered.clone(),
+            states: self.shards.borrow().snapshot(),
+        };
+        self.commit_journal(true).await;
+        self.flush_alerts().await;
+        let (ack, acked) = flume::bounded(1);
+        self.shared
+            .alerts
+            .send_async(AlertLine::barrier(ack))
+            .await
+            .map_err(|_| anyhow::anyhow!("the alert writer is gone"))?;
+        acked
+            .recv_async()
+            .await
+            .map_err(|_| anyhow::anyhow!("the alert writer stopped before the barrier"))?;
+        let generation = self.checkpoint_generation.get() + 1;
+        let dir = durable::checkpoint_dir(&config.storage.data_dir, self.index);
+        let keep = config.storage.checkpoints_keep;
+        let bytes = glommio::executor()
+            .spawn_blocking(move || -> anyhow::Result<u64> {
+                let payload = checkpoint.encode()?;
+                shardwatch_storage::checkpoint::write(&dir, generation, &payload, keep)?;
+                Ok(payload.len() as u64)
+            })
+            .await?;
+        self.checkpoint_generation.set(generation);
+        self.shared.recovery.publish_covered(self.index, &covered);
+        add(&self.stats.checkpoints_written, 1);
+        self.stats.checkpoint_bytes.store(bytes, Ordering::Relaxed);
+        self.stats
+            .checkpoint_duration
+            .record_us(started.elapsed().as_micros() as u64);
+        if self.journal.is_some() {
+            let floor = self.shared.recovery.covered_by_all(self.index);
+            let dir = durable::journal_dir(&config.storage.data_dir, self.index);
+            let (max_bytes, max_age) = (
+                config.storage.journal_retain_bytes,
+                Duration::from_secs(config.storage.journal_retain_s),
+            );
+            glommio::executor()
+                .spawn_blocking(move || {
+                    shardwatch_storage::journal::retain(&dir, max_bytes, max_age, floor)
+                })
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Replays this core's journal from `from` through the pipeline, with
+    /// records for each owner applied only past that owner's checkpoint.
+    async fn replay_journal(&self, from: u64, floors: Vec<u64>) -> anyhow::Result<()> {
+        let dir = durable::journal_dir(&self.shared.config.storage.data_dir, self.index);
+        let segments = shardwatch_storage::journal::segments(&dir)?;
+        if segments.is_empty() {
+            return Ok(());
+        }
+        let floors = if floors.len() == self.shared.map.cores() as usize {
+            floors
+        } else {
+            vec![0; self.shared.map.cores() as usize]
+        };
+        *self.replay_floors.borrow_mut() = Some(floors);
+        let mut lines = 0u64;
+        for (i, (first, path)) in segments.iter().enumerate() {
+            if segments.get(i + 1).is_some_and(|(next, _)| *next <= from) {
+                continue;
+            }
+            let bytes =
+                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let mut entries = Vec::new();
+            let mut report = shardwatch_storage::journal::ScanReport::default();
+            shardwatch_storage::journal::scan_segment_bytes(
+                path,
+                &bytes,
+                *first,
+                from,
+                &mut report,
+                &mut |entry| {
+                    entries.push((
+                        entry.seq,
+                        entry.received_ns,
+                        entry.transport,
+                        entry.peer,
+                        entry.line.to_vec(),
+                    ))
+                },
+            );
+            self.shared
+                .recovery
+                .stats
+                .replayed_bytes
+                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            for chunk in entries.chunks(256) {
+                self.refresh_rules();
+                for (seq, received_ns, transport, peer, line) in chunk {
+                    self.seq.set(*seq);
+                    let peer = peer.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+                    self.process_line(
+                        line,
+                        peer,
+                        durable::transport_name(*transport),
+                        *received_ns,
+                    );
+                }
+                lines += chunk.len() as u64;
+                self.flush(WhenFull::Wait).await;
+            }
+        }
+        self.flush(WhenFull::Wait).await;
+        *self.replay_floors.borrow_mut() = None;
+        self.seq.set(0);
+        add(&self.stats.replayed_lines, lines);
+        self.shared
+            .recovery
+            .stats
+            .replayed_lines
+            .fetch_add(lines, Ordering::Relaxed);
+        Ok(())
     }
 }
 
@@ -445,12 +827,22 @@ impl EventSink for CoreSink<'_> {
 
     fn route(&mut self, record: &RouteRecord<'_>, owner: u16) {
         let owner = usize::from(owner);
+        if let Some(floors) = &*self.core.replay_floors.borrow() {
+            // Replaying: the owner's checkpoint already holds this record.
+            if self.core.seq.get() <= floors[owner] {
+                add(&self.core.stats.replay_skipped, 1);
+                return;
+            }
+        }
         if owner == self.core.index {
             add(&self.core.stats.routed_local, 1);
             self.core.observe_local(record);
             return;
         }
         let mut outgoing = self.core.outgoing.borrow_mut();
+        if outgoing[owner].is_empty() {
+            outgoing[owner].first_seq = self.core.seq.get();
+        }
         outgoing[owner].push(record);
         if outgoing[owner].is_full() {
             let full = std::mem::take(&mut outgoing[owner]);
@@ -463,10 +855,22 @@ impl EventSink for CoreSink<'_> {
 async fn serve_peer(core: Rc<Core>, rx: ConnectedReceiver<RouteBatch>) {
     while let Some(batch) = rx.recv().await {
         core.refresh_rules();
+        // Alerts raised here depend on lines of the peer's journal, which
+        // the peer wrote before sending.
+        core.seq.set(0);
         for record in batch.iter() {
             core.observe_local(&record);
         }
-        add(&core.stats.batches_received, 1);
+        {
+            let mut applied = core.applied.borrow_mut();
+            let source = usize::from(batch.source);
+            if source < applied.len() {
+                applied[source] = applied[source].max(batch.stamp);
+            }
+        }
+        if !batch.is_empty() {
+            add(&core.stats.batches_received, 1);
+        }
         core.flush_alerts().await;
     }
 }
@@ -475,6 +879,8 @@ async fn serve_peer(core: Rc<Core>, rx: ConnectedReceiver<RouteBatch>) {
 async fn tick_loop(core: Rc<Core>) {
     let mut fired = Vec::new();
     let mut ticks = 0u64;
+    let checkpoint_every = Duration::from_millis(core.shared.config.storage.checkpoint_interval_ms);
+    let mut last_checkpoint = std::time::Instant::now();
     while !core.stopping() {
         ticks += 1;
         if ticks.is_multiple_of(5) {
@@ -492,8 +898,24 @@ async fn tick_loop(core: Rc<Core>) {
         }
         glommio::timer::sleep(TICK_INTERVAL.min(READ_TIMEOUT)).await;
         core.refresh_rules();
+        // Lines of an idle connection are written (and synced when due)
+        // within a tick.
+        core.commit_journal(false).await;
+        core.send_stamps();
+        if !checkpoint_every.is_zero() && last_checkpoint.elapsed() >= checkpoint_every {
+            last_checkpoint = std::time::Instant::now();
+            if let Err(err) = core.checkpoint().await {
+                add(&core.stats.checkpoint_errors, 1);
+                eprintln!(
+                    "shardwatch: core {}: checkpoint failed: {err:#}",
+                    core.index
+                );
+            }
+        }
         fired.clear();
         let rules = core.rules.borrow().clone();
+        // Alerts of windows closed by the clock depend on no new line.
+        core.seq.set(0);
         core.shards
             .borrow_mut()
             .advance(&rules, now_ns(), &mut fired);
@@ -509,7 +931,7 @@ async fn tick_loop(core: Rc<Core>) {
         }
         let now = now_ns();
         core.gate.borrow_mut().advance(now, now, |line| {
-            core.pending_alerts.borrow_mut().push(line);
+            core.pending_alerts.borrow_mut().push((0, line));
         });
         let groups = core.shards.borrow().group_count() as u64;
         core.stats.shard_groups.store(groups, Ordering::Relaxed);

@@ -75,6 +75,27 @@ impl ShardStates {
         out.sort_by_key(|(shard, alert)| (*shard, alert.first_seen_ns));
     }
 
+    /// Copies of every shard's state, in shard order, for a checkpoint.
+    pub fn snapshot(&self) -> Vec<crate::durable::ShardSnapshot> {
+        let mut out: Vec<_> = self
+            .states
+            .iter()
+            .map(|(&shard, state)| crate::durable::ShardSnapshot {
+                shard,
+                state: state.clone(),
+            })
+            .collect();
+        out.sort_by_key(|s| s.shard);
+        out
+    }
+
+    /// Replaces the states of the given shards (from a checkpoint).
+    pub fn restore(&mut self, states: Vec<(u16, CorrelationState)>) {
+        for (shard, state) in states {
+            self.states.insert(shard, state);
+        }
+    }
+
     /// Groups evicted at the per-shard cap, over all shards.
     pub fn evicted_total(&self) -> u64 {
         self.states.values().map(|s| s.evicted_total()).sum()

@@ -146,6 +146,26 @@ pub struct CoreStats {
     /// Shards that processed at least one record here (one bit per shard),
     /// so tests can check that a key's events all landed on its owner core.
     shards_seen: Vec<AtomicU64>,
+    /// Lines appended to this core's journal.
+    pub journal_lines: AtomicU64,
+    /// Bytes handed to the device by journal commits.
+    pub journal_bytes: AtomicU64,
+    pub journal_commits: AtomicU64,
+    pub journal_errors: AtomicU64,
+    /// Duration of each journal `fdatasync`.
+    pub journal_fsync: LatencyHistogram,
+    pub checkpoints_written: AtomicU64,
+    pub checkpoint_errors: AtomicU64,
+    /// Size of the last checkpoint written.
+    pub checkpoint_bytes: AtomicU64,
+    /// Snapshot to checkpoint file renamed into place.
+    pub checkpoint_duration: LatencyHistogram,
+    /// Lines replayed from the journal at start.
+    pub replayed_lines: AtomicU64,
+    /// Replayed records not applied because a checkpoint already held them.
+    pub replay_skipped: AtomicU64,
+    /// Time this core spent replaying its journal at start.
+    pub recovery_ms: AtomicU64,
 }
 
 fn zeros(n: usize) -> Vec<AtomicU64> {
@@ -178,6 +198,18 @@ impl CoreStats {
             processing_lag: LatencyHistogram::default(),
             detection_latency: LatencyHistogram::default(),
             shards_seen: zeros((shards as usize).div_ceil(64)),
+            journal_lines: AtomicU64::new(0),
+            journal_bytes: AtomicU64::new(0),
+            journal_commits: AtomicU64::new(0),
+            journal_errors: AtomicU64::new(0),
+            journal_fsync: LatencyHistogram::default(),
+            checkpoints_written: AtomicU64::new(0),
+            checkpoint_errors: AtomicU64::new(0),
+            checkpoint_bytes: AtomicU64::new(0),
+            checkpoint_duration: LatencyHistogram::default(),
+            replayed_lines: AtomicU64::new(0),
+            replay_skipped: AtomicU64::new(0),
+            recovery_ms: AtomicU64::new(0),
         }
     }
 
@@ -247,6 +279,15 @@ impl CoreStats {
             quarantined: self.quarantined(),
             dropped: self.dropped(),
             flagged: self.flagged(),
+            journal_lines: load(&self.journal_lines),
+            journal_bytes: load(&self.journal_bytes),
+            journal_errors: load(&self.journal_errors),
+            checkpoints_written: load(&self.checkpoints_written),
+            checkpoint_errors: load(&self.checkpoint_errors),
+            checkpoint_bytes: load(&self.checkpoint_bytes),
+            replayed_lines: load(&self.replayed_lines),
+            replay_skipped: load(&self.replay_skipped),
+            recovery_ms: load(&self.recovery_ms),
             shards_seen: self
                 .shards_seen
                 .iter()
@@ -294,6 +335,15 @@ pub struct CoreReport {
     pub quarantined: BTreeMap<String, u64>,
     pub dropped: BTreeMap<String, u64>,
     pub flagged: BTreeMap<String, u64>,
+    pub journal_lines: u64,
+    pub journal_bytes: u64,
+    pub journal_errors: u64,
+    pub checkpoints_written: u64,
+    pub checkpoint_errors: u64,
+    pub checkpoint_bytes: u64,
+    pub replayed_lines: u64,
+    pub replay_skipped: u64,
+    pub recovery_ms: u64,
     pub shards_seen: Vec<u16>,
 }
 

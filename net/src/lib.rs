@@ -9,13 +9,22 @@
 //! as JSON. [`parse_and_extract`] is the one code path the engine and the
 //! golden tests share. None of it allocates per event once its
 //! [`DecodeScratch`] is warm, except `render`.
+//!
+//! - [`relp`]: RELP (rsyslog's reliable protocol) framing, open-offer
+//!   checks and the server's answers; pure, no IO.
+//!
+//! Besides parsing: [`transport`] holds the sockets, and [`tls`] builds the
+//! rustls configs of syslog over TLS (RFC 5425) and of the TLS alert
+//! outputs from PEM files.
 
 pub mod decode;
 pub mod extract;
 pub mod fields;
 pub mod framing;
+pub mod relp;
 pub mod render;
 pub mod syslog;
+pub mod tls;
 pub mod transport;
 pub mod value;
 

@@ -7,8 +7,13 @@
 //! - [`quarantine`]: lines that could not be accepted, with raw bytes,
 //!   source and reason, as JSON lines.
 //! - [`alerts`]: the append-only alert log (`alerts.jsonl`).
+//! - [`journal`]: per-core segment files of received lines (glommio DMA
+//!   writes, CRC32C per record, torn-tail repair, retention).
+//! - [`checkpoint`]: atomically written, validated checkpoint files.
 
 pub mod alerts;
+pub mod checkpoint;
+pub mod journal;
 pub mod quarantine;
 
 use std::path::PathBuf;

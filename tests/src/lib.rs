@@ -62,6 +62,8 @@ pub struct Appliance {
     pub udp: Option<SocketAddr>,
     pub tcp: Option<SocketAddr>,
     pub api: Option<SocketAddr>,
+    pub relp: Option<SocketAddr>,
+    pub tls: Option<SocketAddr>,
     pub data_dir: PathBuf,
     stderr_lines: mpsc::Receiver<String>,
     stdout_thread: Option<std::thread::JoinHandle<String>>,
@@ -83,7 +85,11 @@ impl Appliance {
     /// Starts `shardwatch run` on loopback port 0 with `extra` arguments and
     /// waits for its listening line.
     pub fn start(name: &str, extra: &[&str]) -> anyhow::Result<Appliance> {
-        let data_dir = temp_dir(name);
+        Appliance::start_in(temp_dir(name), extra)
+    }
+
+    /// Starts `shardwatch run` over an existing data directory (a restart).
+    pub fn start_in(data_dir: PathBuf, extra: &[&str]) -> anyhow::Result<Appliance> {
         // Tests run side by side, so the API takes a free port unless the
         // test picks one.
         let api: &[&str] = if extra.contains(&"--api") {
@@ -124,6 +130,8 @@ impl Appliance {
             udp: None,
             tcp: None,
             api: None,
+            relp: None,
+            tls: None,
             data_dir,
             stderr_lines: rx,
             stdout_thread: Some(stdout_thread),
@@ -149,6 +157,12 @@ impl Appliance {
                     }
                     if let Some(addr) = part.strip_prefix("api=") {
                         appliance.api = addr.parse().ok();
+                    }
+                    if let Some(addr) = part.strip_prefix("relp=") {
+                        appliance.relp = addr.parse().ok();
+                    }
+                    if let Some(addr) = part.strip_prefix("tls=") {
+                        appliance.tls = addr.parse().ok();
                     }
                 }
                 return Ok(appliance);
@@ -200,6 +214,42 @@ impl Appliance {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Stderr lines read so far (the listening line and before).
+    pub fn stderr_so_far(&mut self) -> Vec<String> {
+        while let Ok(line) = self.stderr_lines.try_recv() {
+            self.stderr_seen.push(line);
+        }
+        self.stderr_seen.clone()
+    }
+
+    /// Waits until a stderr line contains `needle`; returns it.
+    pub fn wait_stderr(&mut self, needle: &str, timeout: Duration) -> Option<String> {
+        if let Some(line) = self.stderr_seen.iter().find(|l| l.contains(needle)) {
+            return Some(line.clone());
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self.stderr_lines.recv_timeout(left).ok()?;
+            self.stderr_seen.push(line.clone());
+            if line.contains(needle) {
+                return Some(line);
+            }
+        }
+    }
+
+    /// Kills the process with SIGKILL (a crash) and waits for it; returns
+    /// its stderr.
+    pub fn kill_hard(mut self) -> Vec<String> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let mut stderr = std::mem::take(&mut self.stderr_seen);
+        while let Ok(line) = self.stderr_lines.recv_timeout(Duration::from_millis(500)) {
+            stderr.push(line);
+        }
+        stderr
     }
 
     /// Sends SIGTERM and waits for a clean exit.

@@ -45,6 +45,8 @@ pub struct ApiState {
     /// Set at shutdown: live streams end so the server can stop.
     pub stop: Arc<std::sync::atomic::AtomicBool>,
     pub shards: u32,
+    pub recovery: Arc<crate::durable::RecoveryPlan>,
+    pub alert_duplicates: Arc<std::sync::atomic::AtomicU64>,
 }
 
 type Shared = Arc<ApiState>;
@@ -157,6 +159,14 @@ async fn metrics(State(state): State<Shared>) -> Response {
     let mut body = super::metrics::render(&state.stats, &by_rule);
     super::metrics::render_outputs(&mut body, &state.outputs);
     super::metrics::render_quarantine(&mut body, &state.quarantine);
+    super::metrics::render_durability(
+        &mut body,
+        &state.stats,
+        &state.recovery,
+        state
+            .alert_duplicates
+            .load(std::sync::atomic::Ordering::Relaxed),
+    );
     if let Some(port) = state.udp_port {
         super::metrics::render_udp_kernel_drops(&mut body, port);
     }

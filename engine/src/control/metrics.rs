@@ -293,6 +293,151 @@ pub fn render_outputs(
 }
 
 /// Appends the quarantine file's counters.
+/// Journal, checkpoint and recovery metrics.
+pub fn render_durability(
+    out: &mut String,
+    cores: &[std::sync::Arc<CoreStats>],
+    recovery: &crate::durable::RecoveryPlan,
+    alert_duplicates: u64,
+) {
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+    per_core(
+        out,
+        "shardwatch_journal_lines_total",
+        "counter",
+        "Lines appended to the core's journal.",
+        cores,
+        |s| load(&s.journal_lines),
+    );
+    per_core(
+        out,
+        "shardwatch_journal_written_bytes_total",
+        "counter",
+        "Bytes the journal handed to the device (block-aligned).",
+        cores,
+        |s| load(&s.journal_bytes),
+    );
+    per_core(
+        out,
+        "shardwatch_journal_errors_total",
+        "counter",
+        "Journal writes or syncs that failed.",
+        cores,
+        |s| load(&s.journal_errors),
+    );
+    histogram(
+        out,
+        "shardwatch_journal_fsync_seconds",
+        "Duration of each journal fdatasync.",
+        cores,
+        |s| &s.journal_fsync,
+    );
+    per_core(
+        out,
+        "shardwatch_checkpoints_written_total",
+        "counter",
+        "Shard-state checkpoints written.",
+        cores,
+        |s| load(&s.checkpoints_written),
+    );
+    per_core(
+        out,
+        "shardwatch_checkpoint_errors_total",
+        "counter",
+        "Checkpoints that failed.",
+        cores,
+        |s| load(&s.checkpoint_errors),
+    );
+    per_core(
+        out,
+        "shardwatch_checkpoint_size_bytes",
+        "gauge",
+        "Size of the core's last checkpoint.",
+        cores,
+        |s| load(&s.checkpoint_bytes),
+    );
+    histogram(
+        out,
+        "shardwatch_checkpoint_duration_seconds",
+        "Snapshot to checkpoint file in place (including the journal sync and alert barrier).",
+        cores,
+        |s| &s.checkpoint_duration,
+    );
+    per_core(
+        out,
+        "shardwatch_recovery_replayed_lines_total",
+        "counter",
+        "Journal lines replayed at start.",
+        cores,
+        |s| load(&s.replayed_lines),
+    );
+    per_core(
+        out,
+        "shardwatch_recovery_skipped_records_total",
+        "counter",
+        "Replayed records not applied because a checkpoint held them.",
+        cores,
+        |s| load(&s.replay_skipped),
+    );
+    let ms = cores
+        .iter()
+        .map(|s| load(&s.recovery_ms))
+        .max()
+        .unwrap_or(0);
+    header(
+        out,
+        "shardwatch_recovery_duration_seconds",
+        "gauge",
+        "Time the slowest core spent replaying its journal at start.",
+    );
+    let _ = writeln!(
+        out,
+        "shardwatch_recovery_duration_seconds {}",
+        ms as f64 / 1e3
+    );
+    let st = &recovery.stats;
+    for (name, help, value) in [
+        (
+            "shardwatch_journal_torn_tails_total",
+            "Journal segments whose tail was torn at start (truncated).",
+            load(&st.journal_torn_tails),
+        ),
+        (
+            "shardwatch_journal_torn_bytes_total",
+            "Bytes of torn journal tails truncated at start.",
+            load(&st.journal_torn_bytes),
+        ),
+        (
+            "shardwatch_journal_skipped_bytes_total",
+            "Bytes of corrupt journal records skipped at start.",
+            load(&st.journal_skipped_bytes),
+        ),
+        (
+            "shardwatch_journal_bad_segments_total",
+            "Journal segments refused whole (bad header or version).",
+            load(&st.journal_bad_segments),
+        ),
+        (
+            "shardwatch_checkpoints_rejected_total",
+            "Checkpoints refused at start (corrupt, other topology); an older one was used.",
+            load(&st.checkpoints_rejected),
+        ),
+        (
+            "shardwatch_checkpoints_restored_total",
+            "Checkpoints restored at start.",
+            load(&st.checkpoints_restored),
+        ),
+        (
+            "shardwatch_alerts_duplicate_total",
+            "Alerts dropped by the writer because their id was already in the log.",
+            alert_duplicates,
+        ),
+    ] {
+        header(out, name, "counter", help);
+        let _ = writeln!(out, "{name} {value}");
+    }
+}
+
 pub fn render_quarantine(out: &mut String, q: &shardwatch_storage::quarantine::QuarantineWriter) {
     header(
         out,

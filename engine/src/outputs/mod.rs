@@ -10,20 +10,30 @@
 //! past its cursor (`shardwatch_output_backlog_bytes{output}`). Delivery is
 //! at least once across a crash between a delivery and its cursor write;
 //! alert ids are deterministic, so receivers can drop repeats.
+//!
+//! The webhook (`https://`) and the syslog forward (`syslog_forward_tls`,
+//! RFC 5425) can speak TLS; both use the `tls_*` keys of `[outputs]` through
+//! [`OutputTls`]. [`from_config`] builds every configured output.
 
 pub mod file;
 pub mod syslog;
 pub mod webhook;
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection, StreamOwned};
+use shardwatch_net::tls::{client_config, TlsClientSettings};
+
+use crate::config::OutputsConfig;
 
 /// Most alerts one delivery carries.
 pub const BATCH_ALERTS_MAX: usize = 500;
@@ -37,6 +47,224 @@ pub trait Deliver: Send {
     fn name(&self) -> &str;
     /// Delivers every line or fails as a whole (the batch is retried).
     fn deliver(&mut self, lines: &[String]) -> anyhow::Result<()>;
+}
+
+/// The outputs `o` turns on (each is off while its target is empty). The
+/// TLS files are read here, so a missing or bad one fails the start.
+pub fn from_config(o: &OutputsConfig) -> anyhow::Result<Vec<Box<dyn Deliver>>> {
+    let mut outputs: Vec<Box<dyn Deliver>> = Vec::new();
+    let wants_tls = (o.syslog_forward_tls && !o.syslog_forward.is_empty())
+        || o.webhook_url.starts_with("https://");
+    let tls = wants_tls.then(|| OutputTls::from_config(o)).transpose()?;
+    if !o.webhook_url.is_empty() {
+        let token = (!o.webhook_token.is_empty()).then(|| o.webhook_token.clone());
+        outputs.push(Box::new(webhook::Webhook::new_with_tls(
+            &o.webhook_url,
+            token,
+            tls.as_ref(),
+        )?));
+    }
+    if !o.syslog_forward.is_empty() {
+        let tls = if o.syslog_forward_tls {
+            tls.as_ref()
+        } else {
+            None
+        };
+        outputs.push(Box::new(syslog::SyslogForward::new_with_tls(
+            &o.syslog_forward,
+            tls,
+        )?));
+    }
+    if !o.file_path.is_empty() {
+        outputs.push(Box::new(file::RotatingFile::new(
+            PathBuf::from(&o.file_path),
+            o.file_rotate_bytes,
+            o.file_keep,
+        )));
+    }
+    Ok(outputs)
+}
+
+/// The TLS client side the outputs share: the receivers' CA, an optional
+/// client certificate, and the name receivers' certificates must carry.
+#[derive(Clone)]
+pub struct OutputTls {
+    pub config: Arc<ClientConfig>,
+    /// Empty: the host part of each output's target.
+    pub server_name: String,
+}
+
+impl OutputTls {
+    /// From the `tls_*` keys of `[outputs]`; reads the PEM files now.
+    pub fn from_config(o: &OutputsConfig) -> anyhow::Result<OutputTls> {
+        if o.tls_ca_file.is_empty() {
+            bail!(
+                "TLS outputs need outputs.tls_ca_file: a PEM file with the CA that signed \
+                 the receiver's certificate (there are no built-in trust roots)"
+            );
+        }
+        let path = |s: &str| (!s.is_empty()).then(|| PathBuf::from(s));
+        let config = client_config(&TlsClientSettings {
+            ca_file: path(&o.tls_ca_file),
+            client_cert_file: path(&o.tls_client_cert),
+            client_key_file: path(&o.tls_client_key),
+        })
+        .context("outputs TLS")?;
+        Ok(OutputTls {
+            config,
+            server_name: o.tls_server_name.clone(),
+        })
+    }
+
+    /// The peer of an output whose target host is `host`.
+    pub(crate) fn peer(&self, host: &str) -> anyhow::Result<TlsPeer> {
+        let name = if self.server_name.is_empty() {
+            host
+        } else {
+            &self.server_name
+        };
+        let name = name.trim_start_matches('[').trim_end_matches(']');
+        let server_name = ServerName::try_from(name.to_string())
+            .with_context(|| format!("TLS server name {name:?} is not a DNS name or IP address"))?;
+        Ok(TlsPeer {
+            config: self.config.clone(),
+            server_name,
+        })
+    }
+}
+
+/// One output's TLS receiver: whom to trust and the name to expect.
+pub(crate) struct TlsPeer {
+    config: Arc<ClientConfig>,
+    server_name: ServerName<'static>,
+}
+
+/// `host[:port]` or `[v6]:port` as host and port (`default_port` when
+/// there is none). The host keeps IPv6 brackets.
+pub(crate) fn split_host_port(authority: &str, default_port: u16) -> anyhow::Result<(&str, u16)> {
+    let (host, port) = match authority.rfind(':') {
+        Some(i) if !authority[i..].contains(']') => (&authority[..i], Some(&authority[i + 1..])),
+        _ => (authority, None),
+    };
+    if host.is_empty() {
+        bail!("no host in {authority:?}");
+    }
+    let port = match port {
+        Some(p) => p
+            .parse()
+            .with_context(|| format!("bad port in {authority:?}"))?,
+        None => default_port,
+    };
+    Ok((host, port))
+}
+
+/// A connection of an output: plain TCP, or TLS over it.
+pub(crate) enum Connection {
+    Plain(TcpStream),
+    Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
+}
+
+impl Connection {
+    /// Connects to `addr` (`timeout` for the connect and for each read and
+    /// write) and, with `tls`, completes the handshake now, so that a
+    /// certificate problem shows as a connect error.
+    pub(crate) fn open(
+        addr: SocketAddr,
+        timeout: Duration,
+        tls: Option<&TlsPeer>,
+    ) -> anyhow::Result<Connection> {
+        let tcp = TcpStream::connect_timeout(&addr, timeout)
+            .with_context(|| format!("cannot connect to {addr}"))?;
+        tcp.set_read_timeout(Some(timeout))?;
+        tcp.set_write_timeout(Some(timeout))?;
+        let Some(peer) = tls else {
+            return Ok(Connection::Plain(tcp));
+        };
+        let conn = ClientConnection::new(peer.config.clone(), peer.server_name.clone())
+            .context("cannot start a TLS connection")?;
+        let mut stream = StreamOwned::new(conn, tcp);
+        while stream.conn.is_handshaking() {
+            stream.conn.complete_io(&mut stream.sock).with_context(|| {
+                format!(
+                    "TLS handshake with {addr} (expecting a certificate for {}) failed",
+                    peer.server_name.to_str()
+                )
+            })?;
+        }
+        Ok(Connection::Tls(Box::new(stream)))
+    }
+
+    /// For a client that only writes: waits up to `wait` for the receiver
+    /// to refuse the connection. With TLS 1.3 the server checks the client
+    /// certificate after the client considers the handshake done, so a
+    /// refusal (no or wrong client certificate) would otherwise show only
+    /// after the first batch was written and taken as delivered. Returns at
+    /// the first bytes from the receiver (its session tickets mean it
+    /// accepted), at a refusal (an error), or after `wait`.
+    pub(crate) fn check_accepted(&mut self, wait: Duration) -> anyhow::Result<()> {
+        let Connection::Tls(stream) = self else {
+            return Ok(());
+        };
+        if stream.conn.protocol_version() != Some(rustls::ProtocolVersion::TLSv1_3) {
+            return Ok(());
+        }
+        let restore = stream.sock.read_timeout()?;
+        stream.sock.set_read_timeout(Some(wait))?;
+        let read = stream.conn.read_tls(&mut stream.sock);
+        stream.sock.set_read_timeout(restore)?;
+        match read {
+            Ok(0) => bail!("the receiver closed the connection after the TLS handshake"),
+            Ok(_) => {
+                stream
+                    .conn
+                    .process_new_packets()
+                    .context("the receiver refused the TLS connection")?;
+                Ok(())
+            }
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                Ok(())
+            }
+            Err(err) => Err(err).context("reading from the receiver after the TLS handshake"),
+        }
+    }
+
+    /// Ends a TLS session politely (best effort); a no-op for plain TCP.
+    pub(crate) fn close(&mut self) {
+        if let Connection::Tls(stream) = self {
+            stream.conn.send_close_notify();
+            let _ = stream.flush();
+        }
+    }
+}
+
+impl Read for Connection {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Connection::Plain(s) => s.read(buf),
+            Connection::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Connection {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Connection::Plain(s) => s.write(buf),
+            Connection::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Connection::Plain(s) => s.flush(),
+            Connection::Tls(s) => s.flush(),
+        }
+    }
 }
 
 /// Live numbers of one output, read by `/metrics`.
@@ -212,4 +440,109 @@ pub fn start(
         stats,
         thread,
     })
+}
+
+#[cfg(test)]
+pub(crate) mod test_pki {
+    //! Certificates for the TLS output tests, and a one-connection TLS
+    //! receiver.
+
+    use std::net::{SocketAddr, TcpListener, TcpStream};
+    use std::path::{Path, PathBuf};
+    use std::sync::Arc;
+    use std::thread::JoinHandle;
+
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+    use rustls::{ServerConfig, ServerConnection, StreamOwned};
+    use shardwatch_net::tls::{server_config, TlsServerSettings};
+
+    pub(crate) type TlsServerStream = StreamOwned<ServerConnection, TcpStream>;
+
+    /// A CA, a server certificate for `localhost` and `127.0.0.1`, and a
+    /// client certificate, as PEM files in a fresh directory.
+    pub(crate) struct Pki {
+        pub dir: PathBuf,
+        pub ca_file: PathBuf,
+        pub server: (PathBuf, PathBuf),
+        pub client: (PathBuf, PathBuf),
+    }
+
+    fn issue(
+        dir: &Path,
+        file: &str,
+        names: &[&str],
+        ca: &CertifiedIssuer<'_, KeyPair>,
+    ) -> (PathBuf, PathBuf) {
+        let params =
+            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, ca).unwrap();
+        let paths = (
+            dir.join(format!("{file}.crt")),
+            dir.join(format!("{file}.key")),
+        );
+        std::fs::write(&paths.0, cert.pem()).unwrap();
+        std::fs::write(&paths.1, key.serialize_pem()).unwrap();
+        paths
+    }
+
+    pub(crate) fn pki(name: &str) -> Pki {
+        let dir = std::env::temp_dir().join(format!("sw-out-tls-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "outputs test CA");
+        let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+        let ca_file = dir.join("ca.pem");
+        std::fs::write(&ca_file, ca.pem()).unwrap();
+        let server = issue(&dir, "server", &["localhost", "127.0.0.1"], &ca);
+        let client = issue(&dir, "client", &["shardwatch.example"], &ca);
+        Pki {
+            dir,
+            ca_file,
+            server,
+            client,
+        }
+    }
+
+    impl Pki {
+        /// The receiver's config; `mutual`: it requires a client certificate.
+        pub(crate) fn server_config(&self, mutual: bool) -> Arc<ServerConfig> {
+            server_config(&TlsServerSettings {
+                cert_file: self.server.0.clone(),
+                key_file: self.server.1.clone(),
+                client_ca_file: mutual.then(|| self.ca_file.clone()),
+                require_client_cert: mutual,
+            })
+            .unwrap()
+        }
+    }
+
+    impl Drop for Pki {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    /// A TLS receiver on 127.0.0.1 that accepts one connection and hands
+    /// its stream to `serve` (the handshake happens on the first read).
+    pub(crate) fn serve_once<T: Send + 'static>(
+        config: Arc<ServerConfig>,
+        serve: impl FnOnce(&mut TlsServerStream) -> T + Send + 'static,
+    ) -> (SocketAddr, JoinHandle<T>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let thread = std::thread::spawn(move || {
+            let (tcp, _) = listener.accept().unwrap();
+            tcp.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+                .unwrap();
+            let conn = ServerConnection::new(config).unwrap();
+            serve(&mut StreamOwned::new(conn, tcp))
+        });
+        (addr, thread)
+    }
 }

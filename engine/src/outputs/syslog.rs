@@ -1,27 +1,48 @@
 //! The syslog forward output: each alert as one RFC 5424 message over TCP
 //! with octet-counted framing (RFC 6587), so a SIEM's syslog input takes
-//! it as is. The connection is kept and re-opened after a failure.
+//! it as is; optionally inside TLS (RFC 5425, the same framing). The
+//! connection is kept and re-opened after a failure.
 
 use std::io::Write;
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 use anyhow::Context;
 
-use super::Deliver;
+use super::{Connection, Deliver, OutputTls, TlsPeer};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a new TLS 1.3 connection waits for the receiver to refuse the
+/// client certificate (see [`Connection::check_accepted`]).
+const TLS_REFUSAL_WAIT: Duration = Duration::from_secs(1);
 /// local0: the facility SIEMs expect appliances to use.
 const FACILITY_LOCAL0: u8 = 16;
 
 pub struct SyslogForward {
     addr: SocketAddr,
     hostname: String,
-    stream: Option<TcpStream>,
+    tls: Option<TlsPeer>,
+    stream: Option<Connection>,
 }
 
 impl SyslogForward {
+    /// Forwards to `target` (`host:port`) over plain TCP.
     pub fn new(target: &str) -> anyhow::Result<SyslogForward> {
+        SyslogForward::new_with_tls(target, None)
+    }
+
+    /// Forwards to `target` (`host:port`), over TLS when `tls` is set; the
+    /// receiver's certificate must then carry `tls.server_name`, or the
+    /// host of `target` when that is empty.
+    pub fn new_with_tls(target: &str, tls: Option<&OutputTls>) -> anyhow::Result<SyslogForward> {
+        let tls = match tls {
+            Some(tls) => {
+                let (host, _) = super::split_host_port(target, 6514)
+                    .with_context(|| format!("bad syslog forward target {target:?}"))?;
+                Some(tls.peer(host)?)
+            }
+            None => None,
+        };
         let addr = target
             .to_socket_addrs()
             .with_context(|| format!("cannot resolve syslog forward target {target}"))?
@@ -35,6 +56,7 @@ impl SyslogForward {
         Ok(SyslogForward {
             addr,
             hostname,
+            tls,
             stream: None,
         })
     }
@@ -69,9 +91,8 @@ impl Deliver for SyslogForward {
 
     fn deliver(&mut self, lines: &[String]) -> anyhow::Result<()> {
         if self.stream.is_none() {
-            let stream = TcpStream::connect_timeout(&self.addr, CONNECT_TIMEOUT)
-                .with_context(|| format!("cannot connect to {}", self.addr))?;
-            stream.set_write_timeout(Some(CONNECT_TIMEOUT))?;
+            let mut stream = Connection::open(self.addr, CONNECT_TIMEOUT, self.tls.as_ref())?;
+            stream.check_accepted(TLS_REFUSAL_WAIT)?;
             self.stream = Some(stream);
         }
         let mut payload = Vec::new();
@@ -94,6 +115,118 @@ impl Deliver for SyslogForward {
 
 #[cfg(test)]
 mod tests {
+    use std::io::{BufRead, BufReader, Read};
+
+    use super::super::{from_config, test_pki};
+    use crate::config::OutputsConfig;
+
+    /// Reads `count` octet-counted frames.
+    fn read_frames(stream: &mut impl Read, count: usize) -> std::io::Result<Vec<String>> {
+        let mut reader = BufReader::new(stream);
+        let mut frames = Vec::new();
+        while frames.len() < count {
+            let mut len = Vec::new();
+            reader.read_until(b' ', &mut len)?;
+            let n: usize = std::str::from_utf8(&len[..len.len().saturating_sub(1)])
+                .unwrap()
+                .parse()
+                .unwrap();
+            let mut msg = vec![0u8; n];
+            reader.read_exact(&mut msg)?;
+            frames.push(String::from_utf8(msg).unwrap());
+        }
+        Ok(frames)
+    }
+
+    fn tls_config(target: std::net::SocketAddr, pki: &test_pki::Pki) -> OutputsConfig {
+        OutputsConfig {
+            syslog_forward: target.to_string(),
+            syslog_forward_tls: true,
+            tls_ca_file: pki.ca_file.display().to_string(),
+            ..OutputsConfig::default()
+        }
+    }
+
+    #[test]
+    fn syslog_forward_over_tls_sends_octet_counted_frames() {
+        let pki = test_pki::pki("syslog-tls");
+        let (addr, receiver) =
+            test_pki::serve_once(pki.server_config(false), |s| read_frames(s, 2));
+        // The certificate names 127.0.0.1, the host of the target.
+        let mut outputs = from_config(&tls_config(addr, &pki)).unwrap();
+        assert_eq!(outputs.len(), 1);
+        let lines = vec![
+            r#"{"id":"a","rule":{"level":"high"},"detected_at":"2026-11-27T10:00:00Z"}"#
+                .to_string(),
+            r#"{"id":"b","rule":{"level":"low"}}"#.to_string(),
+        ];
+        outputs[0].deliver(&lines).unwrap();
+        let frames = receiver.join().unwrap().unwrap();
+        assert!(
+            frames[0].starts_with("<131>1 2026-11-27T10:00:00Z "),
+            "{}",
+            frames[0]
+        );
+        assert!(frames[0].ends_with(&format!(" shardwatch - alert - {}", lines[0])));
+        assert!(frames[1].starts_with("<133>1 - "), "{}", frames[1]);
+        assert!(frames[1].ends_with(&lines[1]));
+    }
+
+    #[test]
+    fn syslog_forward_over_tls_presents_a_client_certificate_or_fails() {
+        let pki = test_pki::pki("syslog-mtls");
+        let (addr, receiver) = test_pki::serve_once(pki.server_config(true), |s| {
+            let frames = read_frames(s, 1);
+            (frames, s.conn.peer_certificates().map(<[_]>::len))
+        });
+        let mut config = tls_config(addr, &pki);
+        config.tls_client_cert = pki.client.0.display().to_string();
+        config.tls_client_key = pki.client.1.display().to_string();
+        let mut outputs = from_config(&config).unwrap();
+        outputs[0].deliver(&[r#"{"id":"a"}"#.to_string()]).unwrap();
+        let (frames, client_chain) = receiver.join().unwrap();
+        assert!(frames.unwrap()[0].ends_with(r#"{"id":"a"}"#));
+        assert_eq!(client_chain, Some(1));
+
+        // Without a client certificate the receiver refuses, and the batch
+        // fails (to be retried) instead of being taken as delivered.
+        let (addr, receiver) = test_pki::serve_once(pki.server_config(true), |s| read_frames(s, 1));
+        let mut outputs = from_config(&tls_config(addr, &pki)).unwrap();
+        let err = outputs[0]
+            .deliver(&[r#"{"id":"a"}"#.to_string()])
+            .unwrap_err();
+        let text = format!("{err:#}");
+        assert!(text.contains("refused"), "{text}");
+        assert!(receiver.join().unwrap().is_err());
+    }
+
+    #[test]
+    fn syslog_forward_over_tls_checks_the_server_name_and_needs_a_ca() {
+        let pki = test_pki::pki("syslog-name");
+        let (addr, receiver) =
+            test_pki::serve_once(pki.server_config(false), |s| read_frames(s, 1));
+        let mut config = tls_config(addr, &pki);
+        config.tls_server_name = "siem.example".into();
+        let mut outputs = from_config(&config).unwrap();
+        let err = outputs[0]
+            .deliver(&[r#"{"id":"a"}"#.to_string()])
+            .unwrap_err();
+        let text = format!("{err:#}");
+        assert!(text.contains("TLS handshake"), "{text}");
+        assert!(text.contains("siem.example"), "{text}");
+        assert!(receiver.join().unwrap().is_err());
+
+        config.tls_ca_file.clear();
+        let err = from_config(&config).err().unwrap();
+        assert!(
+            format!("{err:#}").contains("outputs.tls_ca_file"),
+            "{err:#}"
+        );
+        // Plain TCP needs no CA.
+        config.syslog_forward_tls = false;
+        assert_eq!(from_config(&config).unwrap().len(), 1);
+    }
+
     #[test]
     fn frames_are_octet_counted_5424_with_level_severity() {
         let frame = super::frame(

@@ -1,0 +1,283 @@
+//! Checkpoint files: opaque payloads (the engine's rkyv archives) written
+//! atomically and validated on load.
+//!
+//! # Format (version 1)
+//!
+//! `<dir>/<generation:020>.ckpt`, where generations grow by one per write:
+//!
+//! ```text
+//! "SWCHKPT1" version:u32 crc:u32 len:u64 generation:u64 zero-pad to 32 bytes | payload (len bytes)
+//! ```
+//!
+//! `crc` is CRC32C of the payload. The payload starts at offset 32, and is
+//! read back into a 16-byte-aligned buffer, as rkyv requires.
+//!
+//! Writing: temp file `<name>.tmp`, write, fsync, rename, fsync the
+//! directory; then all but the newest `keep` checkpoints are deleted. A crash
+//! at any point leaves either the old or the new checkpoint complete.
+//!
+//! Loading: newest first; a file that fails its header, length, CRC or the
+//! caller's own validation (rkyv bytecheck) is skipped with a reason, and the
+//! previous one is tried.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use rkyv::util::AlignedVec;
+
+use crate::StorageError;
+
+const MAGIC: &[u8; 8] = b"SWCHKPT1";
+const VERSION: u32 = 1;
+const HEADER_BYTES: usize = 32;
+const SUFFIX: &str = ".ckpt";
+
+/// A checkpoint payload read back, aligned for rkyv.
+#[derive(Debug)]
+pub struct Loaded {
+    pub generation: u64,
+    pub path: PathBuf,
+    pub payload: AlignedVec<16>,
+}
+
+/// The outcome of [`load_latest`].
+#[derive(Debug, Default)]
+pub struct LoadReport {
+    /// The newest checkpoint that passed every check.
+    pub loaded: Option<Loaded>,
+    /// Newer checkpoints that were refused, with the reason.
+    pub rejected: Vec<(PathBuf, String)>,
+}
+
+/// The checkpoint files of `dir`, oldest first, with their generations.
+pub fn list(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StorageError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(StorageError::Open {
+                path: dir.to_path_buf(),
+                source,
+            })
+        }
+    };
+    let mut out = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(SUFFIX)) else {
+            continue;
+        };
+        if let Ok(generation) = stem.parse::<u64>() {
+            out.push((generation, entry.path()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Writes `payload` as checkpoint `generation` atomically, then deletes all
+/// but the newest `keep` checkpoints. Returns the file written.
+pub fn write(
+    dir: &Path,
+    generation: u64,
+    payload: &[u8],
+    keep: usize,
+) -> Result<PathBuf, StorageError> {
+    std::fs::create_dir_all(dir).map_err(|source| StorageError::CreateDir {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let path = dir.join(format!("{generation:020}{SUFFIX}"));
+    let temp = dir.join(format!("{generation:020}{SUFFIX}.tmp"));
+    let write_err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| StorageError::Write { path, source }
+    };
+    let mut header = Vec::with_capacity(HEADER_BYTES);
+    header.extend_from_slice(MAGIC);
+    header.extend_from_slice(&VERSION.to_le_bytes());
+    header.extend_from_slice(&crc32c::crc32c(payload).to_le_bytes());
+    header.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    header.extend_from_slice(&generation.to_le_bytes());
+    header.resize(HEADER_BYTES, 0);
+    {
+        let mut file = std::fs::File::create(&temp).map_err(write_err(&temp))?;
+        file.write_all(&header)
+            .and_then(|()| file.write_all(payload))
+            .and_then(|()| file.sync_all())
+            .map_err(write_err(&temp))?;
+    }
+    std::fs::rename(&temp, &path).map_err(write_err(&path))?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(write_err(dir))?;
+    let all = list(dir)?;
+    if all.len() > keep.max(1) {
+        for (_, old) in &all[..all.len() - keep.max(1)] {
+            let _ = std::fs::remove_file(old);
+        }
+    }
+    Ok(path)
+}
+
+/// Reads and checks one checkpoint file (header, length, CRC).
+pub fn read(path: &Path) -> Result<(u64, AlignedVec<16>), String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
+    if bytes.len() < HEADER_BYTES || &bytes[..8] != MAGIC {
+        return Err("not a checkpoint (bad header)".into());
+    }
+    let version = u32::from_le_bytes(bytes[8..12].try_into().unwrap_or_default());
+    if version != VERSION {
+        return Err(format!(
+            "checkpoint format version {version}, this build reads {VERSION}"
+        ));
+    }
+    let crc = u32::from_le_bytes(bytes[12..16].try_into().unwrap_or_default());
+    let len = u64::from_le_bytes(bytes[16..24].try_into().unwrap_or_default());
+    let generation = u64::from_le_bytes(bytes[24..32].try_into().unwrap_or_default());
+    let payload = &bytes[HEADER_BYTES..];
+    if payload.len() as u64 != len {
+        return Err(format!(
+            "payload is {} bytes, the header says {len} (truncated or extended)",
+            payload.len()
+        ));
+    }
+    if crc32c::crc32c(payload) != crc {
+        return Err("checksum mismatch".into());
+    }
+    let mut aligned = AlignedVec::<16>::with_capacity(payload.len());
+    aligned.extend_from_slice(payload);
+    Ok((generation, aligned))
+}
+
+/// Loads the newest checkpoint of `dir` that passes the file checks and
+/// `validate` (the caller's bytecheck); newer ones that fail are reported.
+/// Temp files of an interrupted write are removed.
+pub fn load_latest(
+    dir: &Path,
+    mut validate: impl FnMut(&[u8]) -> Result<(), String>,
+) -> Result<LoadReport, StorageError> {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().ends_with(".tmp") {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+    let mut report = LoadReport::default();
+    for (_, path) in list(dir)?.into_iter().rev() {
+        match read(&path)
+            .and_then(|(generation, payload)| validate(&payload).map(|()| (generation, payload)))
+        {
+            Ok((generation, payload)) => {
+                report.loaded = Some(Loaded {
+                    generation,
+                    path,
+                    payload,
+                });
+                break;
+            }
+            Err(reason) => report.rejected.push((path, reason)),
+        }
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "sw-checkpoint-{name}-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    fn accept(_: &[u8]) -> Result<(), String> {
+        Ok(())
+    }
+
+    #[test]
+    fn the_newest_checkpoint_loads_and_old_ones_are_pruned() {
+        let dir = temp_dir("newest");
+        for generation in 1..=5u64 {
+            write(&dir, generation, &generation.to_le_bytes().repeat(10), 2).unwrap();
+        }
+        assert_eq!(
+            list(&dir)
+                .unwrap()
+                .iter()
+                .map(|(g, _)| *g)
+                .collect::<Vec<_>>(),
+            vec![4, 5]
+        );
+        let report = load_latest(&dir, accept).unwrap();
+        let loaded = report.loaded.unwrap();
+        assert_eq!(loaded.generation, 5);
+        assert_eq!(&loaded.payload[..8], &5u64.to_le_bytes());
+        assert_eq!(loaded.payload.as_ptr() as usize % 16, 0);
+        assert!(report.rejected.is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_corrupt_checkpoint_falls_back_to_the_previous_with_a_reason() {
+        let dir = temp_dir("corrupt");
+        write(&dir, 1, b"first state", 3).unwrap();
+        let newest = write(&dir, 2, b"second state", 3).unwrap();
+        let mut bytes = std::fs::read(&newest).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        std::fs::write(&newest, &bytes).unwrap();
+        let report = load_latest(&dir, accept).unwrap();
+        assert_eq!(report.loaded.unwrap().generation, 1);
+        assert_eq!(report.rejected.len(), 1);
+        assert!(report.rejected[0].1.contains("checksum"));
+        // Truncation is named as such.
+        std::fs::write(&newest, &bytes[..bytes.len() - 3]).unwrap();
+        let report = load_latest(&dir, accept).unwrap();
+        assert!(
+            report.rejected[0].1.contains("truncated"),
+            "{:?}",
+            report.rejected
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_callers_validation_can_refuse_a_checkpoint() {
+        let dir = temp_dir("validate");
+        write(&dir, 1, b"good", 3).unwrap();
+        write(&dir, 2, b"bad!", 3).unwrap();
+        let report = load_latest(&dir, |payload| {
+            if payload == b"bad!" {
+                Err("bytecheck failed".into())
+            } else {
+                Ok(())
+            }
+        })
+        .unwrap();
+        assert_eq!(report.loaded.unwrap().generation, 1);
+        assert_eq!(report.rejected[0].1, "bytecheck failed");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_interrupted_write_leaves_the_old_checkpoint_and_its_temp_is_cleaned() {
+        let dir = temp_dir("interrupted");
+        write(&dir, 1, b"complete", 3).unwrap();
+        std::fs::write(dir.join("00000000000000000002.ckpt.tmp"), b"half").unwrap();
+        let report = load_latest(&dir, accept).unwrap();
+        assert_eq!(report.loaded.unwrap().generation, 1);
+        assert!(!dir.join("00000000000000000002.ckpt.tmp").exists());
+        assert!(load_latest(&temp_dir("empty"), accept)
+            .unwrap()
+            .loaded
+            .is_none());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,276 @@
+//! Durability end to end: the journal, checkpoints and recovery of the real
+//! binary, killed with SIGKILL under load and restarted over the same data
+//! directory.
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::Command;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use shardwatch_tests::{binary, replay, ssh_failure, temp_dir, Appliance};
+
+/// The brute-force scenario over many sources: line `i` of the stream.
+fn scenario(sources: u32, rounds: u32) -> Vec<String> {
+    let mut lines = Vec::new();
+    for round in 0..rounds {
+        for source in 0..sources {
+            let ip = format!("10.9.{}.{}", source / 200, source % 200 + 1);
+            lines.push(ssh_failure(round * 7 + source % 7, &ip, "root"));
+        }
+    }
+    lines
+}
+
+/// `shardwatch journal dump` of a data directory, written to a file.
+fn dump_journal(data_dir: &Path, out: &Path) {
+    let output = Command::new(binary())
+        .args(["journal", "dump", "--data-dir"])
+        .arg(data_dir)
+        .output()
+        .expect("run journal dump");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    std::fs::write(out, &output.stdout).unwrap();
+}
+
+fn ids(alerts: &[Value]) -> Vec<String> {
+    alerts
+        .iter()
+        .filter(|a| a["kind"] != "update")
+        .filter_map(|a| a["id"].as_str().map(str::to_string))
+        .collect()
+}
+
+fn assert_no_duplicates(ids: &[String]) {
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for id in ids {
+        *counts.entry(id).or_default() += 1;
+    }
+    let dups: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        dups.is_empty(),
+        "duplicate alert ids at the output: {dups:?}"
+    );
+}
+
+const FLAGS: &[&str] = &[
+    "--cores",
+    "2",
+    "--quiet",
+    "--checkpoint-ms",
+    "300",
+    "--journal-fsync-ms",
+    "20",
+];
+
+/// Sends `lines` over TCP starting at `from`, at about `per_ms` lines per
+/// millisecond, until the lines run out or a write fails; returns the index
+/// of the first line not known to be written.
+fn send_until_error(addr: SocketAddr, lines: &[String], from: usize, per_ms: usize) -> usize {
+    let Ok(mut stream) = TcpStream::connect(addr) else {
+        return from;
+    };
+    let started = Instant::now();
+    let mut next = from;
+    while next < lines.len() {
+        let end = (next + per_ms).min(lines.len());
+        let mut chunk = String::new();
+        for line in &lines[next..end] {
+            chunk.push_str(line);
+            chunk.push('\n');
+        }
+        if stream.write_all(chunk.as_bytes()).is_err() {
+            return next;
+        }
+        next = end;
+        let due = Duration::from_millis(((next - from) / per_ms) as u64);
+        if let Some(wait) = due.checked_sub(started.elapsed()) {
+            std::thread::sleep(wait);
+        }
+    }
+    next
+}
+
+#[test]
+fn kill_9_under_load_then_restart_gives_the_alerts_of_an_uninterrupted_run_once() {
+    let lines = scenario(300, 24);
+    let node = Appliance::start("durable-kill9", FLAGS).unwrap();
+    let data_dir = node.data_dir.clone();
+    let addr = node.tcp();
+    let (tx, rx) = mpsc::channel::<SocketAddr>();
+    let all = lines.clone();
+    let sender = std::thread::spawn(move || {
+        // First run: about 3 s of lines; the node is killed in the middle.
+        let mut next = send_until_error(addr, &all, 0, 3);
+        // Second run: resend from where the writes failed.
+        let addr = rx.recv().unwrap();
+        while next < all.len() {
+            next = send_until_error(addr, &all, next, 10);
+        }
+    });
+    std::thread::sleep(Duration::from_millis(1_500));
+    let before = node.alerts_file();
+    node.kill_hard();
+    assert!(
+        !before.is_empty(),
+        "alerts fired before the kill, so the restart has some to repeat"
+    );
+
+    let mut node = Appliance::start_in(data_dir.clone(), FLAGS).unwrap();
+    let recovered = node.wait_stderr("recovered in", Duration::from_secs(30));
+    assert!(
+        recovered.is_some(),
+        "the restart reports its recovery: {:?}",
+        node.stderr_so_far()
+    );
+    eprintln!("{}", node.stderr_so_far().join("\n"));
+    tx.send(node.tcp()).unwrap();
+    sender.join().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let stopped = node.stop().unwrap();
+    assert!(stopped.exit_ok);
+    eprintln!(
+        "alerts before the kill: {}; after: {}",
+        before.len(),
+        shardwatch_tests::read_jsonl(&data_dir.join("alerts.jsonl")).len()
+    );
+
+    let actual = ids(&shardwatch_tests::read_jsonl(
+        &data_dir.join("alerts.jsonl"),
+    ));
+    assert_no_duplicates(&actual);
+    let journaled = data_dir.join("journaled.log");
+    dump_journal(&data_dir, &journaled);
+    let journaled_lines = std::fs::read_to_string(&journaled).unwrap().lines().count();
+    assert!(
+        journaled_lines >= lines.len() * 9 / 10,
+        "most lines reached the journal: {journaled_lines} of {}",
+        lines.len()
+    );
+    let expected: BTreeSet<String> = ids(&replay(&journaled).unwrap()).into_iter().collect();
+    let actual: BTreeSet<String> = actual.into_iter().collect();
+    assert!(
+        expected.len() >= 300,
+        "every source fired: {}",
+        expected.len()
+    );
+    let missing: Vec<_> = expected.difference(&actual).collect();
+    let extra: Vec<_> = actual.difference(&expected).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "alerts after recovery differ from an uninterrupted run over the journal: {} missing {:?}, {} extra {:?}",
+        missing.len(),
+        missing.iter().take(5).collect::<Vec<_>>(),
+        extra.len(),
+        extra.iter().take(5).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn corrupt_checkpoints_and_torn_journal_tails_are_skipped_with_reasons() {
+    let lines = scenario(50, 12);
+    let node = Appliance::start("durable-corrupt", FLAGS).unwrap();
+    let data_dir = node.data_dir.clone();
+    let mut stream = TcpStream::connect(node.tcp()).unwrap();
+    for chunk in lines.chunks(100) {
+        stream
+            .write_all((chunk.join("\n") + "\n").as_bytes())
+            .unwrap();
+        // Several checkpoints are written along the way.
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    drop(stream);
+    std::thread::sleep(Duration::from_millis(500));
+    let stopped = node.stop().unwrap();
+    assert!(stopped.exit_ok);
+    let first_run = ids(&shardwatch_tests::read_jsonl(
+        &data_dir.join("alerts.jsonl"),
+    ));
+    assert_no_duplicates(&first_run);
+    assert!(first_run.len() >= 50);
+
+    // Flip a byte in the newest checkpoint of every core, and add a torn
+    // record to the end of every journal's last segment.
+    for core in 0..2 {
+        let dir = data_dir.join("checkpoints").join(format!("core-{core}"));
+        let mut checkpoints: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        checkpoints.sort();
+        assert!(
+            checkpoints.len() >= 2,
+            "older checkpoints are kept: {checkpoints:?}"
+        );
+        let newest = checkpoints.last().unwrap();
+        let mut bytes = std::fs::read(newest).unwrap();
+        let at = bytes.len() / 2;
+        bytes[at] ^= 0x5a;
+        std::fs::write(newest, bytes).unwrap();
+
+        let dir = data_dir.join("journal").join(format!("core-{core}"));
+        let mut segments: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        segments.sort();
+        let last = segments.last().unwrap();
+        let mut file = std::fs::OpenOptions::new().append(true).open(last).unwrap();
+        // A length that promises more than is there: a write cut short.
+        file.write_all(&[200, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7])
+            .unwrap();
+    }
+
+    let mut node = Appliance::start_in(data_dir.clone(), FLAGS).unwrap();
+    let stderr = node.stderr_so_far();
+    let refused = stderr
+        .iter()
+        .filter(|l| l.contains("refused") && l.contains("checksum"))
+        .count();
+    assert_eq!(
+        refused, 2,
+        "each core names its refused checkpoint: {stderr:?}"
+    );
+    let torn = stderr.iter().filter(|l| l.contains("torn tail")).count();
+    assert_eq!(torn, 2, "each core names its torn journal tail: {stderr:?}");
+    // The metrics count what recovery skipped.
+    let (_, metrics) = shardwatch_tests::http_get(node.api(), "/metrics", None).unwrap();
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(-1.0)
+    };
+    assert_eq!(
+        value("shardwatch_checkpoints_rejected_total"),
+        2.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        value("shardwatch_journal_torn_tails_total"),
+        2.0,
+        "{metrics}"
+    );
+    let stopped = node.stop().unwrap();
+    assert!(stopped.exit_ok);
+    // Recovery from the older checkpoints replayed more of the journal and
+    // raised some alerts again: the log still holds each id once.
+    let after = ids(&shardwatch_tests::read_jsonl(
+        &data_dir.join("alerts.jsonl"),
+    ));
+    assert_no_duplicates(&after);
+    assert_eq!(
+        after.iter().collect::<BTreeSet<_>>(),
+        first_run.iter().collect::<BTreeSet<_>>()
+    );
+    let _ = std::fs::remove_dir_all(temp_dir("durable-corrupt"));
+}
