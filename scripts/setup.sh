@@ -8,6 +8,8 @@ command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
 command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
 # The interop tests use a real rsyslog as the syslog client.
 command -v rsyslogd >/dev/null 2>&1 || [ -x /usr/sbin/rsyslogd ] || need_apt+=(rsyslog)
+# The RELP interop test uses rsyslog's omrelp output module.
+ls /usr/lib/*/rsyslog/omrelp.so /usr/lib/rsyslog/omrelp.so >/dev/null 2>&1 || need_apt+=(rsyslog-relp)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq

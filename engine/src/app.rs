@@ -71,6 +71,42 @@ pub fn run(config: Config) -> anyhow::Result<Vec<CoreReport>> {
             .collect(),
         None => (0..cores).map(|_| None).collect(),
     };
+    let bind_stream = |addr: Option<std::net::SocketAddr>,
+                       name: &str|
+     -> anyhow::Result<Vec<Option<std::net::TcpListener>>> {
+        Ok(match addr {
+            Some(addr) => transport::bind_tcp_group(addr, cores)
+                .with_context(|| format!("cannot bind {name} {addr}"))?
+                .into_iter()
+                .map(Some)
+                .collect(),
+            None => (0..cores).map(|_| None).collect(),
+        })
+    };
+    let mut relp = bind_stream(config.relp_addr(), "RELP")?;
+    let mut tls = bind_stream(config.tls_addr(), "TLS")?;
+    let tls_config = match config.tls_addr() {
+        Some(_) => {
+            let path = |p: &str| (!p.is_empty()).then(|| std::path::PathBuf::from(p));
+            Some(
+                shardwatch_net::tls::server_config(&shardwatch_net::tls::TlsServerSettings {
+                    cert_file: config.ingest.tls_cert.clone().into(),
+                    key_file: config.ingest.tls_key.clone().into(),
+                    client_ca_file: path(&config.ingest.tls_client_ca),
+                    require_client_cert: config.ingest.tls_require_client_cert,
+                })
+                .context("cannot set up TLS ingest")?,
+            )
+        }
+        None => None,
+    };
+    let first_addr = |v: &[Option<std::net::TcpListener>]| {
+        v.first()
+            .and_then(|s| s.as_ref())
+            .and_then(|s| s.local_addr().ok())
+    };
+    let relp_bound = first_addr(&relp);
+    let tls_bound = first_addr(&tls);
     let udp_bound = udp
         .first()
         .and_then(|s| s.as_ref())
@@ -83,6 +119,8 @@ pub fn run(config: Config) -> anyhow::Result<Vec<CoreReport>> {
         .map(|i| CoreSockets {
             udp: udp[i].take(),
             tcp: tcp[i].take(),
+            relp: relp[i].take(),
+            tls: tls[i].take(),
         })
         .collect();
 
@@ -143,8 +181,17 @@ pub fn run(config: Config) -> anyhow::Result<Vec<CoreReport>> {
         None => None,
     };
     let show = |a: Option<std::net::SocketAddr>| a.map_or("off".to_string(), |a| a.to_string());
+    // RELP and TLS appear only when on, so the line stays as it was for
+    // plain syslog.
+    let mut extra_listeners = String::new();
+    if let Some(addr) = relp_bound {
+        extra_listeners.push_str(&format!(" relp={addr}"));
+    }
+    if let Some(addr) = tls_bound {
+        extra_listeners.push_str(&format!(" tls={addr}"));
+    }
     eprintln!(
-        "shardwatch: listening udp={} tcp={} api={} cores={cores} shards={} rules={}+{} data={} nofile={nofile}",
+        "shardwatch: listening udp={} tcp={}{extra_listeners} api={} cores={cores} shards={} rules={}+{} data={} nofile={nofile}",
         show(udp_bound),
         show(tcp_bound),
         show(control.as_ref().map(|c| c.addr)),
@@ -164,6 +211,7 @@ pub fn run(config: Config) -> anyhow::Result<Vec<CoreReport>> {
         alerts,
         stop,
         recovery,
+        tls: tls_config,
     });
     let result = run_cores(shared.clone(), sockets);
     let _ = watcher.join();

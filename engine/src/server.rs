@@ -69,6 +69,8 @@ use crate::timefmt::now_ns;
 const READ_TIMEOUT: Duration = Duration::from_millis(200);
 /// How often correlation windows are advanced on the wall clock.
 const TICK_INTERVAL: Duration = Duration::from_secs(1);
+/// How long a TLS client may take to finish its handshake.
+const TLS_HANDSHAKE_MAX: Duration = Duration::from_secs(10);
 /// How long shutdown waits for open TCP connections to finish their frames.
 const DRAIN_CONNECTIONS_MAX: Duration = Duration::from_secs(5);
 
@@ -86,12 +88,37 @@ pub struct Shared {
     pub schemas: Vec<Arc<std::sync::Mutex<Vec<crate::schema::SourceSchema>>>>,
     /// Where each core starts from (checkpoint, journal position).
     pub recovery: Arc<RecoveryPlan>,
+    /// The TLS listener's configuration, when TLS ingest is on.
+    pub tls: Option<Arc<shardwatch_net::tls::rustls::ServerConfig>>,
 }
 
 /// One core's sockets, handed to its executor.
 pub struct CoreSockets {
     pub udp: Option<std::net::UdpSocket>,
     pub tcp: Option<std::net::TcpListener>,
+    pub relp: Option<std::net::TcpListener>,
+    pub tls: Option<std::net::TcpListener>,
+}
+
+/// Which protocol a listener's connections speak.
+#[derive(Clone)]
+enum Listener {
+    /// Syslog over TCP (RFC 6587 framing).
+    Tcp,
+    /// RELP: each message acknowledged once journaled.
+    Relp,
+    /// Syslog over TLS (RFC 5425): a handshake, then RFC 6587 framing.
+    Tls(shardwatch_net::tls::TlsAcceptor),
+}
+
+impl Listener {
+    fn name(&self) -> &'static str {
+        match self {
+            Listener::Tcp => "tcp",
+            Listener::Relp => "relp",
+            Listener::Tls(_) => "tls",
+        }
+    }
 }
 
 /// Starts one executor per core and waits for them all to stop.
@@ -293,16 +320,36 @@ async fn core_main(
     let udp = sockets
         .udp
         .map(|socket| glommio::spawn_local(udp_loop(core.clone(), socket)));
-    let tcp = sockets
-        .tcp
-        .map(|listener| glommio::spawn_local(tcp_accept_loop(core.clone(), listener)));
+    let mut listeners = Vec::new();
+    if let Some(listener) = sockets.tcp {
+        listeners.push((listener, Listener::Tcp));
+    }
+    if let Some(listener) = sockets.relp {
+        listeners.push((listener, Listener::Relp));
+    }
+    if let (Some(listener), Some(config)) = (sockets.tls, core.shared.tls.clone()) {
+        listeners.push((
+            listener,
+            Listener::Tls(shardwatch_net::tls::acceptor(config)),
+        ));
+    }
+    let accept_tasks: Vec<_> = listeners
+        .into_iter()
+        .map(|(listener, kind)| {
+            let name = kind.name();
+            (
+                name,
+                glommio::spawn_local(accept_loop(core.clone(), listener, kind)),
+            )
+        })
+        .collect();
     if let Some(task) = udp {
         task.await
             .with_context(|| format!("core {index}: UDP ingest failed"))?;
     }
-    if let Some(task) = tcp {
+    for (name, task) in accept_tasks {
         task.await
-            .with_context(|| format!("core {index}: TCP ingest failed"))?;
+            .with_context(|| format!("core {index}: {name} ingest failed"))?;
     }
     // Ingest has stopped: send what is left, then tell peers we are done.
     core.flush(WhenFull::Wait).await;
@@ -1006,7 +1053,11 @@ fn is_timeout(err: &std::io::Error) -> bool {
     )
 }
 
-async fn tcp_accept_loop(core: Rc<Core>, listener: std::net::TcpListener) -> anyhow::Result<()> {
+async fn accept_loop(
+    core: Rc<Core>,
+    listener: std::net::TcpListener,
+    kind: Listener,
+) -> anyhow::Result<()> {
     let listener =
         transport::tcp::adopt_listener(listener).context("cannot adopt the TCP listener")?;
     while !core.stopping() {
@@ -1040,7 +1091,19 @@ async fn tcp_accept_loop(core: Rc<Core>, listener: std::net::TcpListener) -> any
         core.stats
             .tcp_connections_open
             .store(core.tcp_open.get(), Ordering::Relaxed);
-        glommio::spawn_local(serve_connection(core.clone(), stream)).detach();
+        match &kind {
+            Listener::Tcp => {
+                let peer = transport::tcp::peer_of(&stream);
+                let _ = stream.set_read_timeout(Some(READ_TIMEOUT));
+                glommio::spawn_local(serve_connection(core.clone(), stream, peer, "tcp")).detach();
+            }
+            Listener::Relp => {
+                glommio::spawn_local(serve_relp(core.clone(), stream)).detach();
+            }
+            Listener::Tls(acceptor) => {
+                glommio::spawn_local(serve_tls(core.clone(), stream, acceptor.clone())).detach();
+            }
+        }
     }
     let deadline = std::time::Instant::now() + DRAIN_CONNECTIONS_MAX;
     while core.tcp_open.get() > 0 && std::time::Instant::now() < deadline {
@@ -1049,9 +1112,172 @@ async fn tcp_accept_loop(core: Rc<Core>, listener: std::net::TcpListener) -> any
     Ok(())
 }
 
-async fn serve_connection(core: Rc<Core>, mut stream: glommio::net::TcpStream) {
+/// The connection ended: one fewer open.
+fn connection_closed(core: &Core) {
+    core.tcp_open.set(core.tcp_open.get() - 1);
+    core.stats
+        .tcp_connections_open
+        .store(core.tcp_open.get(), Ordering::Relaxed);
+}
+
+/// TLS syslog: the handshake (bounded in time), then the same framing as
+/// plain TCP inside the session.
+async fn serve_tls(
+    core: Rc<Core>,
+    stream: glommio::net::TcpStream,
+    acceptor: shardwatch_net::tls::TlsAcceptor,
+) {
+    let peer = transport::tcp::peer_of(&stream);
+    let _ = stream.set_read_timeout(Some(TLS_HANDSHAKE_MAX));
+    match acceptor.accept(stream).await {
+        Ok(session) => {
+            add(&core.stats.tls_sessions, 1);
+            let _ = session.get_ref().0.set_read_timeout(Some(READ_TIMEOUT));
+            serve_connection(core, session, peer, "tls").await;
+        }
+        Err(err) => {
+            // A refused or broken handshake: counted, the reason logged
+            // once per reason class is enough for an operator.
+            if core.stats.tls_handshake_failures.load(Ordering::Relaxed) < 5 {
+                eprintln!(
+                    "shardwatch: core {}: TLS handshake with {peer} failed: {err}",
+                    core.index
+                );
+            }
+            add(&core.stats.tls_handshake_failures, 1);
+            connection_closed(&core);
+        }
+    }
+}
+
+/// RELP: frames parsed, each `syslog` message processed like a TCP line,
+/// and answered `200 OK` only once its journal record is durable under the
+/// fsync policy. Answers leave in TXNR order. A protocol error closes the
+/// connection without answering what is pending, so the client resends it.
+async fn serve_relp(core: Rc<Core>, mut stream: glommio::net::TcpStream) {
+    use futures_lite::AsyncWriteExt;
+    use shardwatch_net::relp::{self, RelpCommand, RelpFramer};
     let peer = transport::tcp::peer_of(&stream);
     let _ = stream.set_read_timeout(Some(READ_TIMEOUT));
+    let frame_max = core.shared.config.ingest.frame_bytes_max;
+    let mut framer = RelpFramer::new(frame_max.max(relp::DATA_LEN_MAX_DEFAULT)).check_sequence();
+    let mut buf = vec![0u8; TCP_READ_BYTES];
+    let mut opened = false;
+    let mut out = Vec::new();
+    // Answers of one read, in order: (txnr, what to say).
+    enum Answer {
+        Ok,
+        Open,
+        Error(&'static str),
+    }
+    let mut answers: Vec<(u64, Answer)> = Vec::new();
+    'connection: while !core.stopping() {
+        let n = match stream.read(&mut buf).await {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(err) if is_timeout(&err) => continue,
+            Err(_) => break,
+        };
+        core.refresh_rules();
+        add(&core.stats.tcp_bytes, n as u64);
+        let received_ns = now_ns();
+        let mut close_after = false;
+        answers.clear();
+        let fed = framer.feed(&buf[..n], |frame| {
+            if close_after {
+                return;
+            }
+            match frame.command {
+                RelpCommand::Open => match relp::open_offers_ok(frame.data) {
+                    Ok(()) => {
+                        opened = true;
+                        answers.push((frame.txnr, Answer::Open));
+                    }
+                    Err(reason) => {
+                        core.stats.drop_events(reason, 1);
+                        answers.push((frame.txnr, Answer::Error("unsupported offers")));
+                        close_after = true;
+                    }
+                },
+                RelpCommand::Syslog if opened => {
+                    add(&core.stats.relp_messages, 1);
+                    let line = trim_line(frame.data);
+                    if line.len() > frame_max {
+                        add(&core.stats.frames_truncated, 1);
+                        core.quarantine_oversize(&line[..frame_max], peer, "relp");
+                    }
+                    core.process_line(
+                        &line[..line.len().min(frame_max)],
+                        peer,
+                        "relp",
+                        received_ns,
+                    );
+                    answers.push((frame.txnr, Answer::Ok));
+                }
+                RelpCommand::Syslog => {
+                    core.stats.drop_events("relp_no_open", 1);
+                    answers.push((frame.txnr, Answer::Error("open the session first")));
+                    close_after = true;
+                }
+                RelpCommand::Close => {
+                    answers.push((frame.txnr, Answer::Ok));
+                    close_after = true;
+                }
+                _ => {
+                    core.stats.drop_events("relp_bad_command", 1);
+                    answers.push((frame.txnr, Answer::Error("command not supported")));
+                }
+            }
+        });
+        core.batch_done(received_ns);
+        // Lines are journaled (written) by the flush; wait until they are
+        // durable under the policy before acknowledging them.
+        let upto = core.position();
+        core.flush(WhenFull::Wait).await;
+        if let Some(journal) = &core.journal {
+            if journal.wait_durable(upto).await.is_err() {
+                add(&core.stats.journal_errors, 1);
+                break 'connection;
+            }
+        }
+        out.clear();
+        for (txnr, answer) in &answers {
+            match answer {
+                Answer::Ok => relp::write_ok(*txnr, &mut out),
+                Answer::Open => relp::write_open_response(*txnr, &mut out),
+                Answer::Error(message) => relp::write_error(*txnr, 500, message, &mut out),
+            }
+        }
+        add(&core.stats.relp_acks, answers.len() as u64);
+        if stream.write_all(&out).await.is_err() {
+            break;
+        }
+        if let Err(err) = fed {
+            core.stats.drop_events(err.reason(), 1);
+            break;
+        }
+        if close_after {
+            break;
+        }
+    }
+    if core.stopping() {
+        // Tell the client to reconnect later rather than wait for answers.
+        out.clear();
+        relp::write_serverclose(&mut out);
+        let _ = stream.write_all(&out).await;
+    }
+    let _ = stream.close().await;
+    connection_closed(&core);
+}
+
+async fn serve_connection<S>(
+    core: Rc<Core>,
+    mut stream: S,
+    peer: SocketAddr,
+    transport: &'static str,
+) where
+    S: futures_lite::AsyncRead + Unpin,
+{
     let mut framer = Framer::new(core.shared.config.ingest.frame_bytes_max);
     let mut buf = vec![0u8; TCP_READ_BYTES];
     let rate_limited = core.admission.borrow().limits_rate();
@@ -1080,9 +1306,9 @@ async fn serve_connection(core: Rc<Core>, mut stream: glommio::net::TcpStream) {
             add(&core.stats.tcp_frames, 1);
             if frame.truncated {
                 add(&core.stats.frames_truncated, 1);
-                core.quarantine_oversize(frame.bytes, peer, "tcp");
+                core.quarantine_oversize(frame.bytes, peer, transport);
             }
-            core.process_line(frame.bytes, peer, "tcp", received_ns);
+            core.process_line(frame.bytes, peer, transport, received_ns);
         });
         core.batch_done(received_ns);
         if rate_limited {
@@ -1101,11 +1327,11 @@ async fn serve_connection(core: Rc<Core>, mut stream: glommio::net::TcpStream) {
             let mut sink = CoreSink {
                 core: &core,
                 peer,
-                transport: "tcp",
+                transport,
             };
             sink.quarantine("incomplete_frame", Some(frame.bytes.len()), frame.bytes);
         }
-        core.process_line(frame.bytes, peer, "tcp", received_ns);
+        core.process_line(frame.bytes, peer, transport, received_ns);
     });
     // Bytes the framer had to skip after a malformed octet count are counted
     // by reason; they are not a line, so there is nothing to quarantine.
@@ -1115,8 +1341,5 @@ async fn serve_connection(core: Rc<Core>, mut stream: glommio::net::TcpStream) {
         }
     }
     core.flush(WhenFull::Wait).await;
-    core.tcp_open.set(core.tcp_open.get() - 1);
-    core.stats
-        .tcp_connections_open
-        .store(core.tcp_open.get(), Ordering::Relaxed);
+    connection_closed(&core);
 }

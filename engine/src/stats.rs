@@ -35,6 +35,16 @@ pub const DROP_REASONS: &[&str] = &[
     "rule_removed_in_flight",
     "source_denied",
     "source_rate_limited",
+    "relp_bad_txnr",
+    "relp_bad_command",
+    "relp_bad_datalen",
+    "relp_data_too_long",
+    "relp_missing_trailer",
+    "relp_txnr_out_of_sequence",
+    "relp_open_no_version",
+    "relp_open_bad_version",
+    "relp_open_no_syslog",
+    "relp_no_open",
     "other",
 ];
 
@@ -146,6 +156,12 @@ pub struct CoreStats {
     /// Shards that processed at least one record here (one bit per shard),
     /// so tests can check that a key's events all landed on its owner core.
     shards_seen: Vec<AtomicU64>,
+    /// RELP `syslog` messages received and answers sent.
+    pub relp_messages: AtomicU64,
+    pub relp_acks: AtomicU64,
+    /// TLS sessions established and handshakes that failed.
+    pub tls_sessions: AtomicU64,
+    pub tls_handshake_failures: AtomicU64,
     /// Lines appended to this core's journal.
     pub journal_lines: AtomicU64,
     /// Bytes handed to the device by journal commits.
@@ -198,6 +214,10 @@ impl CoreStats {
             processing_lag: LatencyHistogram::default(),
             detection_latency: LatencyHistogram::default(),
             shards_seen: zeros((shards as usize).div_ceil(64)),
+            relp_messages: AtomicU64::new(0),
+            relp_acks: AtomicU64::new(0),
+            tls_sessions: AtomicU64::new(0),
+            tls_handshake_failures: AtomicU64::new(0),
             journal_lines: AtomicU64::new(0),
             journal_bytes: AtomicU64::new(0),
             journal_commits: AtomicU64::new(0),
@@ -279,6 +299,10 @@ impl CoreStats {
             quarantined: self.quarantined(),
             dropped: self.dropped(),
             flagged: self.flagged(),
+            relp_messages: load(&self.relp_messages),
+            relp_acks: load(&self.relp_acks),
+            tls_sessions: load(&self.tls_sessions),
+            tls_handshake_failures: load(&self.tls_handshake_failures),
             journal_lines: load(&self.journal_lines),
             journal_bytes: load(&self.journal_bytes),
             journal_errors: load(&self.journal_errors),
@@ -335,6 +359,10 @@ pub struct CoreReport {
     pub quarantined: BTreeMap<String, u64>,
     pub dropped: BTreeMap<String, u64>,
     pub flagged: BTreeMap<String, u64>,
+    pub relp_messages: u64,
+    pub relp_acks: u64,
+    pub tls_sessions: u64,
+    pub tls_handshake_failures: u64,
     pub journal_lines: u64,
     pub journal_bytes: u64,
     pub journal_errors: u64,

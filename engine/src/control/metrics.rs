@@ -65,7 +65,7 @@ pub fn render(cores: &[std::sync::Arc<CoreStats>], alerts_by_rule: &[(String, u6
         &mut out,
         "shardwatch_events_received_total",
         "counter",
-        "Syslog messages received, by transport and core.",
+        "Syslog messages received, by transport and core (TLS sessions count under tcp).",
     );
     for (core, s) in cores.iter().enumerate() {
         let _ = writeln!(
@@ -77,6 +77,11 @@ pub fn render(cores: &[std::sync::Arc<CoreStats>], alerts_by_rule: &[(String, u6
             out,
             "shardwatch_events_received_total{{core=\"{core}\",transport=\"tcp\"}} {}",
             load(&s.tcp_frames)
+        );
+        let _ = writeln!(
+            out,
+            "shardwatch_events_received_total{{core=\"{core}\",transport=\"relp\"}} {}",
+            load(&s.relp_messages)
         );
     }
     per_core(
