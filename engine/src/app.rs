@@ -63,14 +63,6 @@ pub fn run(config: Config) -> anyhow::Result<Vec<CoreReport>> {
             .collect(),
         None => (0..cores).map(|_| None).collect(),
     };
-    let mut tcp: Vec<Option<std::net::TcpListener>> = match config.tcp_addr() {
-        Some(addr) => transport::bind_tcp_group(addr, cores)
-            .with_context(|| format!("cannot bind TCP {addr}"))?
-            .into_iter()
-            .map(Some)
-            .collect(),
-        None => (0..cores).map(|_| None).collect(),
-    };
     let bind_stream = |addr: Option<std::net::SocketAddr>,
                        name: &str|
      -> anyhow::Result<Vec<Option<std::net::TcpListener>>> {
@@ -83,6 +75,7 @@ pub fn run(config: Config) -> anyhow::Result<Vec<CoreReport>> {
             None => (0..cores).map(|_| None).collect(),
         })
     };
+    let mut tcp = bind_stream(config.tcp_addr(), "TCP")?;
     let mut relp = bind_stream(config.relp_addr(), "RELP")?;
     let mut tls = bind_stream(config.tls_addr(), "TLS")?;
     let tls_config = match config.tls_addr() {

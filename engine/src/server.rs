@@ -1112,6 +1112,32 @@ async fn accept_loop(
     Ok(())
 }
 
+/// What one read of a connection gave.
+enum Read {
+    Bytes(usize),
+    /// The read timed out (a chance to check for shutdown).
+    Again,
+    Closed,
+}
+
+/// Reads what a stream connection has; on bytes, picks up a reloaded rule
+/// set (a batch boundary) and counts them.
+async fn read_some<S>(core: &Core, stream: &mut S, buf: &mut [u8]) -> Read
+where
+    S: futures_lite::AsyncRead + Unpin,
+{
+    match stream.read(buf).await {
+        Ok(0) => Read::Closed,
+        Ok(n) => {
+            core.refresh_rules();
+            add(&core.stats.tcp_bytes, n as u64);
+            Read::Bytes(n)
+        }
+        Err(err) if is_timeout(&err) => Read::Again,
+        Err(_) => Read::Closed,
+    }
+}
+
 /// The connection ended: one fewer open.
 fn connection_closed(core: &Core) {
     core.tcp_open.set(core.tcp_open.get() - 1);
@@ -1172,14 +1198,11 @@ async fn serve_relp(core: Rc<Core>, mut stream: glommio::net::TcpStream) {
     }
     let mut answers: Vec<(u64, Answer)> = Vec::new();
     'connection: while !core.stopping() {
-        let n = match stream.read(&mut buf).await {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(err) if is_timeout(&err) => continue,
-            Err(_) => break,
+        let n = match read_some(&core, &mut stream, &mut buf).await {
+            Read::Bytes(n) => n,
+            Read::Again => continue,
+            Read::Closed => break,
         };
-        core.refresh_rules();
-        add(&core.stats.tcp_bytes, n as u64);
         let received_ns = now_ns();
         let mut close_after = false;
         answers.clear();
@@ -1291,14 +1314,11 @@ async fn serve_connection<S>(
                 continue;
             }
         }
-        let n = match stream.read(&mut buf).await {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(err) if is_timeout(&err) => continue,
-            Err(_) => break,
+        let n = match read_some(&core, &mut stream, &mut buf).await {
+            Read::Bytes(n) => n,
+            Read::Again => continue,
+            Read::Closed => break,
         };
-        core.refresh_rules();
-        add(&core.stats.tcp_bytes, n as u64);
         let received_ns = now_ns();
         let mut frames = 0u64;
         framer.feed(&buf[..n], |frame| {

@@ -415,3 +415,44 @@ fn dechunk(mut body: &str) -> String {
     }
     out
 }
+
+/// The rsyslogd binary; panics with the fix when it is not installed.
+pub fn rsyslogd() -> PathBuf {
+    for candidate in ["/usr/sbin/rsyslogd", "/sbin/rsyslogd"] {
+        if Path::new(candidate).exists() {
+            return PathBuf::from(candidate);
+        }
+    }
+    panic!("rsyslogd is not installed: run scripts/setup.sh (it installs the rsyslog package)");
+}
+
+/// A real rsyslogd in the foreground with `conf`, killed on drop.
+pub struct Rsyslog {
+    child: Child,
+}
+
+impl Rsyslog {
+    /// Writes `conf` into `dir` and starts rsyslogd on it.
+    pub fn start(dir: &Path, conf: &str) -> Rsyslog {
+        let conf_path = dir.join("rsyslog.conf");
+        std::fs::write(&conf_path, conf).expect("write rsyslog.conf");
+        let child = Command::new(rsyslogd())
+            .arg("-n")
+            .arg("-f")
+            .arg(&conf_path)
+            .arg("-i")
+            .arg(dir.join("rsyslog.pid"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start rsyslogd");
+        Rsyslog { child }
+    }
+}
+
+impl Drop for Rsyslog {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -7,32 +7,12 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
-use shardwatch_tests::{binary, ssh_failure, temp_dir, Appliance};
-
-struct Rsyslog {
-    child: Child,
-}
-
-impl Drop for Rsyslog {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn rsyslogd() -> PathBuf {
-    for candidate in ["/usr/sbin/rsyslogd", "/sbin/rsyslogd"] {
-        if Path::new(candidate).exists() {
-            return PathBuf::from(candidate);
-        }
-    }
-    panic!("rsyslogd is not installed: run scripts/setup.sh");
-}
+use shardwatch_tests::{binary, ssh_failure, temp_dir, Appliance, Rsyslog};
 
 /// Marker numbers of the journaled RELP test lines, with how often each
 /// appears.
@@ -96,19 +76,7 @@ input(type="imfile" File="{input}" Tag="app:" Facility="local0" Severity="info" 
         port = relp.port(),
         input = input.display(),
     );
-    let conf_path = dir.join("rsyslog.conf");
-    std::fs::write(&conf_path, conf).unwrap();
-    let _rsyslog = Rsyslog {
-        child: Command::new(rsyslogd())
-            .args(["-n", "-f"])
-            .arg(&conf_path)
-            .arg("-i")
-            .arg(dir.join("rsyslog.pid"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start rsyslogd"),
-    };
+    let _rsyslog = Rsyslog::start(&dir, &conf);
     std::thread::sleep(Duration::from_millis(1_500));
     let mut text = String::new();
     for n in 0..N {

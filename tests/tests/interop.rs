@@ -2,31 +2,9 @@
 //! octet-counted RFC 5424 framing and once with LF-framed traditional
 //! (RFC 3164) forwarding. `scripts/setup.sh` installs rsyslog.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use shardwatch_tests::{read_jsonl, temp_dir, Appliance};
-
-fn rsyslogd() -> PathBuf {
-    for candidate in ["/usr/sbin/rsyslogd", "/sbin/rsyslogd"] {
-        if Path::new(candidate).exists() {
-            return PathBuf::from(candidate);
-        }
-    }
-    panic!("rsyslogd is not installed: run scripts/setup.sh (it installs the rsyslog package)");
-}
-
-struct Rsyslog {
-    child: Child,
-}
-
-impl Drop for Rsyslog {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use shardwatch_tests::{read_jsonl, temp_dir, Appliance, Rsyslog};
 
 #[test]
 fn rsyslog_forwards_octet_counted_5424_and_lf_3164() {
@@ -57,20 +35,7 @@ input(type="imfile" File="{lf}" Tag="sshd:" Facility="auth" Severity="info" rule
         octet = octet_input.display(),
         lf = lf_input.display(),
     );
-    let conf_path = dir.join("rsyslog.conf");
-    std::fs::write(&conf_path, conf).unwrap();
-    let _rsyslog = Rsyslog {
-        child: Command::new(rsyslogd())
-            .arg("-n")
-            .arg("-f")
-            .arg(&conf_path)
-            .arg("-i")
-            .arg(dir.join("rsyslog.pid"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start rsyslogd"),
-    };
+    let _rsyslog = Rsyslog::start(&dir, &conf);
     // imfile polls; give it a moment to open the files.
     std::thread::sleep(Duration::from_millis(1500));
     let mut octet = String::new();
