@@ -71,6 +71,10 @@ const READ_TIMEOUT: Duration = Duration::from_millis(200);
 const TICK_INTERVAL: Duration = Duration::from_secs(1);
 /// How long a TLS client may take to finish its handshake.
 const TLS_HANDSHAKE_MAX: Duration = Duration::from_secs(10);
+/// How long a connection keeps being read after a stop signal while
+/// data still arrives (below `DRAIN_CONNECTIONS_MAX`, which the accept
+/// loop waits for all connections).
+const CONNECTION_DRAIN_MAX: Duration = Duration::from_secs(4);
 /// How long shutdown waits for open TCP connections to finish their frames.
 const DRAIN_CONNECTIONS_MAX: Duration = Duration::from_secs(5);
 
@@ -931,6 +935,18 @@ async fn tick_loop(core: Rc<Core>) {
     while !core.stopping() {
         ticks += 1;
         if ticks.is_multiple_of(5) {
+            // State memory by detector kind: one walk over the groups,
+            // about once a second, never on the event path.
+            let kinds = crate::stats::STATE_KINDS.len();
+            let (mut bytes, mut groups) = (vec![0u64; kinds], vec![0u64; kinds]);
+            let rules = core.rules.borrow().clone();
+            core.shards
+                .borrow()
+                .memory_by_kind(&rules, &mut bytes, &mut groups);
+            for kind in 0..kinds {
+                core.stats.state_bytes[kind].store(bytes[kind], Ordering::Relaxed);
+                core.stats.state_groups[kind].store(groups[kind], Ordering::Relaxed);
+            }
             // Publish this core's schema registry for the API: a copy once
             // a second, never a lock on the event path.
             let snapshot = core
@@ -1304,8 +1320,19 @@ async fn serve_connection<S>(
     let mut framer = Framer::new(core.shared.config.ingest.frame_bytes_max);
     let mut buf = vec![0u8; TCP_READ_BYTES];
     let rate_limited = core.admission.borrow().limits_rate();
-    while !core.stopping() {
-        if rate_limited {
+    // At shutdown a connection is read until it goes quiet (one read
+    // timeout) or for at most CONNECTION_DRAIN_MAX, so what a sender had
+    // already written is not left unread in the socket.
+    let mut drain_until: Option<std::time::Instant> = None;
+    loop {
+        if core.stopping() {
+            let until = *drain_until
+                .get_or_insert_with(|| std::time::Instant::now() + CONNECTION_DRAIN_MAX);
+            if std::time::Instant::now() >= until {
+                break;
+            }
+        }
+        if rate_limited && drain_until.is_none() {
             // Over its rate, a connection is read more slowly: TCP pushes
             // the sender back instead of anything being dropped.
             let wait_ns = core.admission.borrow().wait_ns(peer.ip(), 1);
@@ -1316,6 +1343,7 @@ async fn serve_connection<S>(
         }
         let n = match read_some(&core, &mut stream, &mut buf).await {
             Read::Bytes(n) => n,
+            Read::Again if core.stopping() => break,
             Read::Again => continue,
             Read::Closed => break,
         };

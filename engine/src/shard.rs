@@ -96,6 +96,25 @@ impl ShardStates {
         }
     }
 
+    /// Estimated state bytes and groups per detector kind (indices into
+    /// `stats::STATE_KINDS`; the last is what no one rule owns).
+    pub fn memory_by_kind(&self, rules: &RuleSet, bytes: &mut [u64], groups: &mut [u64]) {
+        let shared = crate::stats::STATE_KINDS.len() - 1;
+        for state in self.states.values() {
+            state.memory_by_correlation(|hash, count, size| {
+                let kind = rules
+                    .correlation_by_hash(hash)
+                    .map(|c| shardwatch_rules::kind_name(rules.correlation(c as usize).kind))
+                    .and_then(|name| crate::stats::STATE_KINDS.iter().position(|k| *k == name))
+                    // A rule removed by a reload whose groups still age out.
+                    .unwrap_or(shared);
+                bytes[kind] += size as u64;
+                groups[kind] += count as u64;
+            });
+            bytes[shared] += state.memory_shared() as u64;
+        }
+    }
+
     /// Groups evicted at the per-shard cap, over all shards.
     pub fn evicted_total(&self) -> u64 {
         self.states.values().map(|s| s.evicted_total()).sum()

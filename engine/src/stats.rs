@@ -76,6 +76,20 @@ pub const FLAG_REASONS: &[&str] = &[
     "other",
 ];
 
+/// Detector kinds, as the `kind` label of the state-memory metrics; the
+/// last entry holds what no single rule owns (indices, pending alerts).
+pub const STATE_KINDS: &[&str] = &[
+    "event_count",
+    "value_count",
+    "temporal",
+    "temporal_ordered",
+    "baseline",
+    "first_seen",
+    "rare_template",
+    "outlier",
+    "shared",
+];
+
 /// Upper bounds, in microseconds, of the latency histogram buckets
 /// (Prometheus `le`); the last bucket is +Inf.
 pub const LATENCY_BUCKETS_US: &[u64] = &[
@@ -182,6 +196,11 @@ pub struct CoreStats {
     pub replay_skipped: AtomicU64,
     /// Time this core spent replaying its journal at start.
     pub recovery_ms: AtomicU64,
+    /// Estimated bytes of correlation state held, by `STATE_KINDS`
+    /// (refreshed about once a second).
+    pub state_bytes: Vec<AtomicU64>,
+    /// Correlation groups held, by `STATE_KINDS`.
+    pub state_groups: Vec<AtomicU64>,
 }
 
 fn zeros(n: usize) -> Vec<AtomicU64> {
@@ -230,6 +249,8 @@ impl CoreStats {
             replayed_lines: AtomicU64::new(0),
             replay_skipped: AtomicU64::new(0),
             recovery_ms: AtomicU64::new(0),
+            state_bytes: zeros(STATE_KINDS.len()),
+            state_groups: zeros(STATE_KINDS.len()),
         }
     }
 
@@ -312,6 +333,7 @@ impl CoreStats {
             replayed_lines: load(&self.replayed_lines),
             replay_skipped: load(&self.replay_skipped),
             recovery_ms: load(&self.recovery_ms),
+            state_bytes: nonzero(STATE_KINDS, &self.state_bytes),
             shards_seen: self
                 .shards_seen
                 .iter()
@@ -372,6 +394,8 @@ pub struct CoreReport {
     pub replayed_lines: u64,
     pub replay_skipped: u64,
     pub recovery_ms: u64,
+    /// Estimated correlation-state bytes by detector kind.
+    pub state_bytes: BTreeMap<String, u64>,
     pub shards_seen: Vec<u16>,
 }
 

@@ -1,7 +1,7 @@
 //! Starting and stopping the real `shardwatch` binary, and reading its
 //! listening and stats lines.
 //!
-//! The appliance prints `shardwatch: listening udp=… tcp=… cores=…` on
+//! The appliance prints `shardwatch: listening udp=… tcp=… [relp=… tls=…] cores=…` on
 //! stderr once bound (ports resolved from `:0`), and on SIGTERM drains and
 //! prints `shardwatch: stats [per-core JSON]`. Both are parsed here so the
 //! harness never guesses ports or sleeps for readiness.
@@ -34,10 +34,13 @@ pub const STDERR_LINE_BYTES_MAX: usize = 4 * 1024 * 1024;
 pub struct Listening {
     pub udp: Option<SocketAddr>,
     pub tcp: Option<SocketAddr>,
+    /// Present only when the appliance runs with `--relp` / `--tls`.
+    pub relp: Option<SocketAddr>,
+    pub tls: Option<SocketAddr>,
     pub fields: BTreeMap<String, String>,
 }
 
-/// Parses `shardwatch: listening udp=ADDR tcp=ADDR key=value...`.
+/// Parses `shardwatch: listening udp=ADDR tcp=ADDR [relp=ADDR tls=ADDR] key=value...`.
 pub fn parse_listening(line: &str) -> Option<Listening> {
     let rest = line.trim().strip_prefix("shardwatch: listening ")?;
     let fields: BTreeMap<String, String> = rest
@@ -49,6 +52,8 @@ pub fn parse_listening(line: &str) -> Option<Listening> {
     Some(Listening {
         udp: addr("udp"),
         tcp: addr("tcp"),
+        relp: addr("relp"),
+        tls: addr("tls"),
         fields,
     })
 }
@@ -60,6 +65,11 @@ pub struct ApplianceStats {
     pub events_parsed: u64,
     pub udp_datagrams: u64,
     pub tcp_frames: u64,
+    /// RELP `syslog` messages received and answers sent.
+    pub relp_messages: u64,
+    pub relp_acks: u64,
+    pub tls_sessions: u64,
+    pub tls_handshake_failures: u64,
     pub frames_truncated: u64,
     pub alerts: u64,
     pub dropped: BTreeMap<String, u64>,
@@ -96,6 +106,10 @@ pub fn parse_stats(line: &str) -> Option<ApplianceStats> {
             .push(num(core, "events_parsed"));
         stats.udp_datagrams += num(core, "udp_datagrams");
         stats.tcp_frames += num(core, "tcp_frames");
+        stats.relp_messages += num(core, "relp_messages");
+        stats.relp_acks += num(core, "relp_acks");
+        stats.tls_sessions += num(core, "tls_sessions");
+        stats.tls_handshake_failures += num(core, "tls_handshake_failures");
         stats.frames_truncated += num(core, "frames_truncated");
         stats.alerts += num(core, "alerts");
         for (field, map) in [
@@ -188,6 +202,8 @@ impl Appliance {
             listening: Listening {
                 udp: None,
                 tcp: None,
+                relp: None,
+                tls: None,
                 fields: BTreeMap::new(),
             },
             lines: rx,
@@ -314,6 +330,13 @@ mod tests {
         assert_eq!(l.fields["cores"], "2");
         let off = parse_listening("shardwatch: listening udp=off tcp=127.0.0.1:1").unwrap();
         assert_eq!(off.udp, None);
+        assert_eq!((off.relp, off.tls), (None, None));
+        let on = parse_listening(
+            "shardwatch: listening udp=127.0.0.1:1 tcp=127.0.0.1:2 relp=127.0.0.1:3 tls=127.0.0.1:4 api=off cores=1",
+        )
+        .unwrap();
+        assert_eq!(on.relp, Some("127.0.0.1:3".parse().unwrap()));
+        assert_eq!(on.tls, Some("127.0.0.1:4".parse().unwrap()));
         assert_eq!(parse_listening("shardwatch: stats []"), None);
     }
 

@@ -25,6 +25,10 @@ use std::sync::Arc;
 pub enum Transport {
     Udp,
     Tcp,
+    /// RELP (`--relp 127.0.0.1:0` is added to the appliance's arguments).
+    Relp,
+    /// Syslog over TLS (`--tls 127.0.0.1:0 --tls-cert --tls-key`).
+    Tls,
 }
 
 /// `bench` options beyond the load itself.
@@ -39,6 +43,8 @@ pub struct BenchOptions {
     /// `--api 127.0.0.1:0` in `extra_args`) and record when it has received
     /// this many frames and has no routed batch queued.
     pub watch_events: Option<u64>,
+    /// The appliance's TLS certificate and key (`--transport tls`).
+    pub tls_server: Option<(PathBuf, PathBuf)>,
 }
 
 /// The result of one bench.
@@ -58,11 +64,33 @@ pub struct BenchOutcome {
 /// Runs one bench; `load.targets` and `load.alerts` are filled in here.
 pub fn bench(bench: &BenchOptions, load: &mut RunOptions) -> anyhow::Result<BenchOutcome> {
     let data_dir = scratch_dir("bench");
-    let appliance = Appliance::start(&bench.binary, bench.cores, &data_dir, &bench.extra_args)?;
+    let mut args = bench.extra_args.clone();
+    // The API on a free port, so benches can run side by side (and beside
+    // a node on the default port) unless the caller chose one.
+    if !args.iter().any(|a| a == "--api") {
+        args.extend(["--api".to_string(), "127.0.0.1:0".to_string()]);
+    }
+    match bench.transport {
+        Transport::Udp | Transport::Tcp => {}
+        Transport::Relp => args.extend(["--relp".to_string(), "127.0.0.1:0".to_string()]),
+        Transport::Tls => {
+            let Some((cert, key)) = &bench.tls_server else {
+                anyhow::bail!("--transport tls needs the appliance's certificate and key");
+            };
+            args.extend(["--tls".to_string(), "127.0.0.1:0".to_string()]);
+            args.push("--tls-cert".into());
+            args.push(cert.display().to_string());
+            args.push("--tls-key".into());
+            args.push(key.display().to_string());
+        }
+    }
+    let appliance = Appliance::start(&bench.binary, bench.cores, &data_dir, &args)?;
     let l = &appliance.listening;
     let target = match bench.transport {
         Transport::Udp => l.udp.map(Target::Udp),
         Transport::Tcp => l.tcp.map(Target::Tcp),
+        Transport::Relp => l.relp.map(Target::Relp),
+        Transport::Tls => l.tls.map(Target::Tls),
     };
     let Some(target) = target else {
         anyhow::bail!(
@@ -122,7 +150,9 @@ pub fn add_bench_to_report(
     let stats = outcome.stopped.stats.clone().unwrap_or_default();
     let received = match bench.transport {
         Transport::Udp => stats.udp_datagrams,
-        Transport::Tcp => stats.tcp_frames,
+        // TLS frames go through the TCP framer and are counted with it.
+        Transport::Tcp | Transport::Tls => stats.tcp_frames,
+        Transport::Relp => stats.relp_messages,
     };
     let accepted = stats.events_parsed + stats.quarantined_total();
     let lost = sent.saturating_sub(received);
@@ -141,6 +171,10 @@ pub fn add_bench_to_report(
             "dropped_total": stats.dropped_total(),
             "lost_before_receive": lost,
             "received_eps": received as f64 / duration_s,
+            "relp_messages": stats.relp_messages,
+            "relp_acks": stats.relp_acks,
+            "tls_sessions": stats.tls_sessions,
+            "tls_handshake_failures": stats.tls_handshake_failures,
             "cpu": outcome.cpu,
             "cpu_us_per_event": outcome.cpu.filter(|_| accepted > 0).map(|c| c.total_s() * 1e6 / accepted as f64),
             "parsed_eps": stats.events_parsed as f64 / duration_s,

@@ -13,6 +13,7 @@ mod corpus;
 mod hist;
 mod matching;
 mod peers;
+mod relp_client;
 mod report;
 mod rng;
 mod runner;
@@ -21,6 +22,7 @@ mod schedule;
 mod send;
 mod svg;
 mod timefmt;
+mod tls_client;
 
 use std::path::{Path, PathBuf};
 
@@ -32,7 +34,8 @@ use crate::collect::AlertSource;
 use crate::corpus::{Corpus, GenConfig, DEFAULT_START_NS};
 use crate::report::Report;
 use crate::runner::{GenParams, RunOptions};
-use crate::send::{Framing, Target};
+use crate::send::{Framing, SessionOptions, Target};
+use crate::tls_client::TlsOptions;
 
 #[derive(Parser)]
 #[command(
@@ -122,9 +125,27 @@ struct LoadArgs {
     /// Sockets (UDP) or connections (TCP) per target.
     #[arg(long, default_value_t = 1)]
     connections: usize,
-    /// TCP framing `LEN SP MSG` instead of LF-terminated lines.
+    /// TCP and TLS framing `LEN SP MSG` instead of LF-terminated lines.
     #[arg(long)]
     octet_counting: bool,
+    /// RELP: most unacknowledged frames per connection (librelp's default
+    /// is 128).
+    #[arg(long, default_value_t = relp_client::RELP_WINDOW_DEFAULT as u64,
+          value_parser = clap::value_parser!(u64).range(1..=relp_client::RELP_WINDOW_MAX as u64))]
+    relp_window: u64,
+    /// TLS: PEM CA the appliance's certificate must chain to (required for
+    /// `tls://` targets; `bench --transport tls` makes its own).
+    #[arg(long)]
+    tls_ca: Option<PathBuf>,
+    /// TLS: PEM client certificate, for an appliance that asks for one.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// TLS: PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// TLS: the name the appliance's certificate is checked against.
+    #[arg(long, default_value = tls_client::SERVER_NAME_DEFAULT)]
+    tls_server_name: String,
     /// A corpus written by `gen`; without it one is generated in memory.
     #[arg(long)]
     corpus: Option<PathBuf>,
@@ -196,6 +217,15 @@ impl LoadArgs {
             } else {
                 Framing::Lf
             },
+            session: SessionOptions {
+                relp_window: self.relp_window as usize,
+                tls: TlsOptions {
+                    ca_file: self.tls_ca.clone(),
+                    cert_file: self.tls_cert.clone(),
+                    key_file: self.tls_key.clone(),
+                    server_name: self.tls_server_name.clone(),
+                },
+            },
             corpus: self.corpus.clone(),
             gen: self.gen.params(planned_events)?,
             alerts,
@@ -208,7 +238,8 @@ impl LoadArgs {
 
 #[derive(Args)]
 struct RunArgs {
-    /// `udp://127.0.0.1:PORT` or `tcp://127.0.0.1:PORT` (repeatable; loopback only).
+    /// `udp://`, `tcp://`, `relp://` or `tls://` then `127.0.0.1:PORT`
+    /// (repeatable; loopback only).
     #[arg(long = "target", required = true, value_parser = send::parse_target)]
     targets: Vec<Target>,
     /// The appliance's alerts.jsonl to tail (read from its current end).
@@ -229,6 +260,9 @@ struct BenchArgs {
     /// Cores the appliance runs on (`--cores`).
     #[arg(long, default_value_t = 2)]
     cores: usize,
+    /// Listener the load goes to; `relp` and `tls` are switched on in the
+    /// appliance for the run (`tls` with a throwaway CA and certificate
+    /// written to --out).
     #[arg(long, value_enum, default_value = "udp")]
     transport: bench::Transport,
     /// Keep the appliance's data directory and print its path.
@@ -421,18 +455,33 @@ fn bench_options(
         keep_data,
         extra_args: gate.rules.appliance_args(),
         watch_events: None,
+        tls_server: None,
     })
 }
 
 fn bench_cmd(args: BenchArgs) -> anyhow::Result<()> {
     let mut load = args.load.options(Vec::new(), None, Some(&args.binary))?;
-    let options = bench_options(
+    let mut options = bench_options(
         args.binary.clone(),
         args.cores,
         args.transport,
         args.keep_data,
         &load.gate,
     )?;
+    if args.transport == bench::Transport::Tls {
+        let tls = &args.load;
+        if tls.tls_ca.is_some() || tls.tls_cert.is_some() {
+            bail!("bench --transport tls makes its own CA and certificates; --tls-ca, --tls-cert and --tls-key are for `run`");
+        }
+        let certs = tls_client::write_bench_certs(&args.load.out)?;
+        eprintln!(
+            "shardwatch-load: throwaway TLS CA {} and server certificate {}",
+            certs.ca.display(),
+            certs.server_cert.display()
+        );
+        load.session.tls.ca_file = Some(certs.ca);
+        options.tls_server = Some((certs.server_cert, certs.server_key));
+    }
     let outcome = bench::bench(&options, &mut load)?;
     let mut report = Report::new("bench");
     bench::add_bench_to_report(&outcome, &options, &load, &mut report);
@@ -479,6 +528,7 @@ fn batch_cmd(args: BatchArgs) -> anyhow::Result<()> {
                 duration_s: None,
                 connections: 1,
                 framing: Framing::Lf,
+                session: SessionOptions::default(),
                 corpus: Some(args.corpus.clone()),
                 gen: CorpusArgs {
                     entities: 1,

@@ -770,6 +770,7 @@ fn drive_daemon(
         duration_ns: None,
         connections: 1,
         framing: Framing::Lf,
+        session: send::SessionOptions::default(),
         progress: false,
     };
     let zero = Arc::new(AtomicU64::new(0));
@@ -1026,6 +1027,7 @@ fn run_shardwatch(opts: &PeersOptions, events: u64, report: &mut Report) -> Peer
             .chain(opts.gate.rules.appliance_args())
             .collect(),
         watch_events: Some(events),
+        tls_server: None,
     };
     let mut load = RunOptions {
         targets: Vec::new(),
@@ -1034,6 +1036,7 @@ fn run_shardwatch(opts: &PeersOptions, events: u64, report: &mut Report) -> Peer
         duration_s: None,
         connections: 1,
         framing: Framing::Lf,
+        session: send::SessionOptions::default(),
         corpus: Some(opts.corpus.clone()),
         gen: crate::runner::GenParams {
             entities: 1,

@@ -17,7 +17,9 @@ use crate::matching::{match_alerts, Matching, ObservedAlert};
 use crate::report::{fraction, Report};
 use crate::scenario_rules::{Excluded, Gate};
 use crate::schedule::Schedule;
-use crate::send::{self, Framing, SendConfig, SendResult, Target, TIMELINE_BUCKET_NS};
+use crate::send::{
+    self, Framing, SendConfig, SendResult, SessionOptions, Target, TIMELINE_BUCKET_NS,
+};
 use crate::svg::Series;
 
 /// Time between deciding the start and the first intended send, so that
@@ -47,6 +49,8 @@ pub struct RunOptions {
     pub duration_s: Option<f64>,
     pub connections: usize,
     pub framing: Framing,
+    /// RELP window and TLS client settings.
+    pub session: SessionOptions,
     pub corpus: Option<PathBuf>,
     pub gen: GenParams,
     pub alerts: Option<AlertSource>,
@@ -207,6 +211,7 @@ pub fn run_load(opts: &RunOptions) -> anyhow::Result<RunOutcome> {
             .map(|d| (d * 1e9) as i64),
         connections: opts.connections,
         framing: opts.framing,
+        session: opts.session.clone(),
         progress: opts.progress,
     };
     let send = send::send(&corpus, &config, &Arc::new(AtomicU64::new(0)), &alerts_seen)?;
@@ -336,6 +341,8 @@ pub fn add_to_report(outcome: &RunOutcome, opts: &RunOptions, report: &mut Repor
             "latency_origin": if opts.rate_eps.is_some() { "intended send time (coordinated-omission safe)" } else { "actual send time (flat out)" },
             "connections": opts.connections,
             "framing": format!("{:?}", opts.framing),
+            "relp_window": opts.targets.iter().any(|t| matches!(t, Target::Relp(_))).then_some(opts.session.relp_window),
+            "tls_server_name": opts.targets.iter().any(|t| matches!(t, Target::Tls(_))).then_some(&opts.session.tls.server_name),
             "corpus": opts.corpus.as_ref().map(|p| p.display().to_string()),
             "corpus_meta": outcome.corpus_meta,
             "retime_skipped": outcome.retime_skipped,
@@ -353,6 +360,7 @@ pub fn add_to_report(outcome: &RunOutcome, opts: &RunOptions, report: &mut Repor
             "behind_max_ms": s.behind_max_ns as f64 / 1e6,
             "timeline_bucket_ms": TIMELINE_BUCKET_NS / 1_000_000,
             "timeline_sent": s.timeline,
+            "relp": s.relp,
         }),
     );
     report.summary.push(format!(
@@ -365,6 +373,26 @@ pub fn add_to_report(outcome: &RunOutcome, opts: &RunOptions, report: &mut Repor
         s.send_errors,
         s.behind_max_ns as f64 / 1e6
     ));
+    if let Some(r) = &s.relp {
+        let l = &r.ack_latency;
+        report.summary.push(format!(
+            "relp: {} of {} acknowledged ({:.0}/s), {} refused, {} unacknowledged, {}/{} sessions closed cleanly, window {}; ack latency p50 {} p99 {} max {}",
+            r.acked,
+            r.sent,
+            r.acked as f64 / s.duration_s(),
+            r.refused,
+            r.unacked,
+            r.closed_cleanly,
+            r.sessions,
+            opts.session.relp_window,
+            crate::hist::human_us(l.p50_us),
+            crate::hist::human_us(l.p99_us),
+            crate::hist::human_us(l.max_us),
+        ));
+        for e in &r.errors {
+            report.summary.push(format!("warning: relp: {e}"));
+        }
+    }
     for w in &outcome.warnings {
         report.summary.push(format!("warning: {w}"));
     }

@@ -1,6 +1,7 @@
-//! The sender: paced or flat-out syslog over UDP (`sendmmsg` batches) and
-//! TCP (large writes over several connections), recording when each
-//! scenario's completing event left.
+//! The sender: paced or flat-out syslog over UDP (`sendmmsg` batches), TCP
+//! and TLS (large writes over several connections) and RELP (windowed,
+//! acknowledged sessions), recording when each scenario's completing event
+//! left.
 //!
 //! One thread sends for every lane (a lane is one UDP socket or one TCP
 //! connection): the machine this runs on is small and shared, and a single
@@ -20,7 +21,9 @@ use serde::Serialize;
 
 use crate::clock;
 use crate::corpus::Corpus;
+use crate::relp_client::{RelpLane, RelpStats, RelpSummary, RELP_WINDOW_DEFAULT};
 use crate::schedule::Schedule;
+use crate::tls_client::{self, TlsOptions, TlsStream};
 
 /// Most datagrams per `sendmmsg` call.
 pub const UDP_BATCH_MAX: usize = 64;
@@ -46,6 +49,8 @@ const UDP_SNDBUF_BYTES: libc::c_int = 4 * 1024 * 1024;
 pub enum Target {
     Udp(SocketAddr),
     Tcp(SocketAddr),
+    Relp(SocketAddr),
+    Tls(SocketAddr),
 }
 
 impl std::fmt::Display for Target {
@@ -53,11 +58,13 @@ impl std::fmt::Display for Target {
         match self {
             Target::Udp(a) => write!(f, "udp://{a}"),
             Target::Tcp(a) => write!(f, "tcp://{a}"),
+            Target::Relp(a) => write!(f, "relp://{a}"),
+            Target::Tls(a) => write!(f, "tls://{a}"),
         }
     }
 }
 
-/// Parses `udp://HOST:PORT` or `tcp://HOST:PORT`. Only loopback addresses
+/// Parses `udp://`, `tcp://`, `relp://` or `tls://` then `HOST:PORT`. Only loopback addresses
 /// are accepted: the harness is a load generator and must never be pointed
 /// at someone else's network by a typo.
 pub fn parse_target(text: &str) -> Result<Target, String> {
@@ -79,11 +86,15 @@ pub fn parse_target(text: &str) -> Result<Target, String> {
     match scheme {
         "udp" => Ok(Target::Udp(addr)),
         "tcp" => Ok(Target::Tcp(addr)),
-        _ => Err(format!("target {text:?}: scheme must be udp or tcp")),
+        "relp" => Ok(Target::Relp(addr)),
+        "tls" => Ok(Target::Tls(addr)),
+        _ => Err(format!(
+            "target {text:?}: scheme must be udp, tcp, relp or tls"
+        )),
     }
 }
 
-/// How TCP frames are delimited (RFC 6587).
+/// How TCP (and TLS) frames are delimited (RFC 6587).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Framing {
     /// Each message followed by LF.
@@ -103,8 +114,27 @@ pub struct SendConfig {
     pub duration_ns: Option<i64>,
     pub connections: usize,
     pub framing: Framing,
+    /// RELP window and TLS client settings.
+    pub session: SessionOptions,
     /// Print a progress line on stderr once per second.
     pub progress: bool,
+}
+
+/// Settings of the session transports (RELP, TLS).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionOptions {
+    /// Most unacknowledged RELP frames per connection.
+    pub relp_window: usize,
+    pub tls: TlsOptions,
+}
+
+impl Default for SessionOptions {
+    fn default() -> Self {
+        SessionOptions {
+            relp_window: RELP_WINDOW_DEFAULT,
+            tls: TlsOptions::default(),
+        }
+    }
 }
 
 /// When one scenario's completing event left.
@@ -130,6 +160,8 @@ pub struct SendResult {
     pub completing: Vec<CompletingSend>,
     /// Events sent per [`TIMELINE_BUCKET_NS`] since the start.
     pub timeline: Vec<u64>,
+    /// RELP sessions: acknowledgements and their latency (RELP targets only).
+    pub relp: Option<RelpSummary>,
 }
 
 impl SendResult {
@@ -141,15 +173,26 @@ impl SendResult {
 enum Lane {
     Udp(UdpSocket),
     Tcp(TcpStream),
+    Relp(Box<RelpLane>),
+    Tls(Box<TlsStream>),
 }
 
-fn open_lanes(targets: &[Target], connections: usize) -> anyhow::Result<Vec<Lane>> {
+fn open_lanes(
+    targets: &[Target],
+    connections: usize,
+    session: &SessionOptions,
+) -> anyhow::Result<Vec<Lane>> {
     if targets.is_empty() {
         bail!("no --target given");
     }
     if connections == 0 || connections > CONNECTIONS_MAX {
         bail!("--connections must be between 1 and {CONNECTIONS_MAX}");
     }
+    let tls_config = if targets.iter().any(|t| matches!(t, Target::Tls(_))) {
+        Some(tls_client::config(&session.tls)?)
+    } else {
+        None
+    };
     let mut lanes = Vec::new();
     for target in targets {
         for _ in 0..connections {
@@ -182,6 +225,20 @@ fn open_lanes(targets: &[Target], connections: usize) -> anyhow::Result<Vec<Lane
                         .with_context(|| format!("cannot connect TCP to {addr}"))?;
                     stream.set_nodelay(true)?;
                     lanes.push(Lane::Tcp(stream));
+                }
+                Target::Relp(addr) => {
+                    lanes.push(Lane::Relp(Box::new(RelpLane::connect(
+                        addr,
+                        session.relp_window,
+                    )?)));
+                }
+                Target::Tls(addr) => {
+                    let config = tls_config.clone().expect("built above for TLS targets");
+                    lanes.push(Lane::Tls(Box::new(tls_client::connect(
+                        addr,
+                        config,
+                        &session.tls.server_name,
+                    )?)));
                 }
             }
         }
@@ -262,7 +319,7 @@ pub fn send(
     alerts_seen: &Arc<AtomicU64>,
 ) -> anyhow::Result<SendResult> {
     let total = config.events.min(corpus.len() as u64);
-    let mut lanes = open_lanes(&config.targets, config.connections)?;
+    let mut lanes = open_lanes(&config.targets, config.connections, &config.session)?;
     // Completing events in corpus order, so the sender walks them with one
     // cursor instead of a lookup per event.
     let mut completing: Vec<(u64, usize)> = corpus
@@ -282,6 +339,10 @@ pub fn send(
     };
     let batch_max = if lanes.iter().all(|l| matches!(l, Lane::Udp(_))) {
         UDP_BATCH_MAX
+    } else if lanes.iter().any(|l| matches!(l, Lane::Relp(_))) {
+        // A RELP batch may wait for answers: keep it to one window so the
+        // duration and progress lines are checked on time.
+        config.session.relp_window.clamp(1, 4096)
     } else {
         // TCP batches are cut by bytes below; this only bounds the loop.
         4096
@@ -343,6 +404,22 @@ pub fn send(
                     .context("TCP write failed (did the appliance close the connection?)")?;
                 (cut - next, 0, buffer.len() as u64)
             }
+            Lane::Tls(stream) => {
+                buffer.clear();
+                let mut cut = next;
+                while cut < end && buffer.len() < TCP_WRITE_BYTES_MAX {
+                    frame(corpus.line(cut as usize), config.framing, &mut buffer);
+                    cut += 1;
+                }
+                stream
+                    .write_all(&buffer)
+                    .context("TLS write failed (did the appliance close the connection?)")?;
+                (cut - next, 0, buffer.len() as u64)
+            }
+            Lane::Relp(relp) => {
+                let bytes = relp.send((next..end).map(|i| corpus.line(i as usize)))?;
+                (end - next, 0, bytes)
+            }
         };
         let sent_ns = clock::now_ns();
         let batch_end = next + sent;
@@ -372,13 +449,24 @@ pub fn send(
         next = batch_end;
         lane = (lane + 1) % lanes.len();
     }
-    for lane in &mut lanes {
-        if let Lane::Tcp(stream) = lane {
-            let _ = stream.flush();
-            let _ = stream.shutdown(std::net::Shutdown::Write);
+    let mut relp: Option<RelpStats> = None;
+    for lane in lanes {
+        match lane {
+            Lane::Tcp(mut stream) => {
+                let _ = stream.flush();
+                let _ = stream.shutdown(std::net::Shutdown::Write);
+            }
+            Lane::Tls(mut stream) => tls_client::close(&mut stream),
+            Lane::Relp(lane) => relp
+                .get_or_insert_with(RelpStats::default)
+                .merge(&lane.finish()),
+            Lane::Udp(_) => {}
         }
     }
+    // For RELP this is after every answer came back (close is answered
+    // last), so a flat-out rate is an acknowledged rate.
     result.finished_ns = clock::now_ns();
+    result.relp = relp.map(|r| r.summary());
     Ok(result)
 }
 
@@ -464,6 +552,7 @@ mod tests {
             duration_ns: None,
             connections: 1,
             framing: Framing::Lf,
+            session: SessionOptions::default(),
             progress: false,
         };
         let counter = Arc::new(AtomicU64::new(0));
@@ -522,6 +611,7 @@ mod tests {
             duration_ns: None,
             connections: 2,
             framing: Framing::Lf,
+            session: SessionOptions::default(),
             progress: false,
         };
         let counter = Arc::new(AtomicU64::new(0));

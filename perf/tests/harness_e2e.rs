@@ -196,3 +196,56 @@ fn bench_detects_every_scenario_and_background_stays_quiet() {
     );
     std::fs::remove_dir_all(&scratch).unwrap();
 }
+
+/// RELP and TLS through the harness: every RELP message acknowledged, and
+/// the appliance received every message sent over either transport.
+#[test]
+fn bench_over_relp_and_tls_delivers_every_event() {
+    let binary = appliance_binary();
+    let scratch = std::env::temp_dir().join(format!("sw-harness-reliable-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&scratch);
+    std::fs::create_dir_all(&scratch).unwrap();
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    for transport in ["relp", "tls"] {
+        let out = scratch.join(transport);
+        let summary = load(&[
+            "bench",
+            "--binary",
+            &s(&binary),
+            "--cores",
+            "2",
+            "--transport",
+            transport,
+            "--events",
+            "3000",
+            "--rate",
+            "20000",
+            "--drain-ms",
+            "3000",
+            "--out",
+            &s(&out),
+            "--quiet",
+        ]);
+        let doc = report(&out);
+        let sent = doc["send"]["sent"].as_u64().unwrap();
+        assert_eq!(sent, 3000, "{summary}");
+        assert_eq!(
+            doc["appliance"]["received"].as_u64(),
+            Some(sent),
+            "{transport}: {summary}"
+        );
+        if transport == "relp" {
+            assert_eq!(
+                doc["send"]["relp"]["acked"].as_u64(),
+                Some(sent),
+                "{summary}"
+            );
+            assert_eq!(
+                doc["send"]["relp"]["unacked"].as_u64(),
+                Some(0),
+                "{summary}"
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+}

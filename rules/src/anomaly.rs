@@ -57,6 +57,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::IpAddr;
 
 use crate::anomaly_rule::{AnomalyMetric, AnomalySpec, Feature, Seasonality};
+use crate::correlation::{btree_bytes, heap_block};
 use crate::correlation_rule::{CorrelationKind, CorrelationMeta};
 
 /// The most distinct values one bucket tracks for `distinct` metrics and
@@ -434,7 +435,49 @@ impl AnomalyBody {
     }
 }
 
+impl AnomalyBody {
+    /// The estimated heap bytes this body owns (not its own struct, which
+    /// the group boxes and counts), in the terms of
+    /// [`crate::CorrelationState::memory_by_correlation`]: the open
+    /// bucket's distinct-value hashes, the baseline slots and their rings
+    /// or the outlier centres and their points, or the first-seen value
+    /// set and its time index. O(slots + centres), no allocation.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        match self {
+            AnomalyBody::Bucketed(body) => body.heap_bytes(),
+            AnomalyBody::FirstSeen(body) => body.heap_bytes(),
+        }
+    }
+}
+
+impl Bucketed {
+    fn heap_bytes(&self) -> usize {
+        let model = match &self.model {
+            Model::Baseline { slots, .. } => {
+                let rings: usize = slots
+                    .iter()
+                    .map(|slot| heap_block(slot.ring.capacity() * size_of::<f64>()))
+                    .sum();
+                heap_block(slots.capacity() * size_of::<Slot>()) + rings
+            }
+            Model::Outlier { centres } => {
+                let points: usize = centres
+                    .iter()
+                    .map(|centre| heap_block(centre.point.capacity() * size_of::<f64>()))
+                    .sum();
+                heap_block(centres.capacity() * size_of::<Centre>()) + points
+            }
+        };
+        heap_block(self.acc.distinct.capacity() * size_of::<u64>()) + model
+    }
+}
+
 impl FirstSeenBody {
+    fn heap_bytes(&self) -> usize {
+        btree_bytes::<u64, i64>(self.values.len())
+            + btree_bytes::<(i64, u64), ()>(self.by_time.len())
+    }
+
     fn observe(
         &mut self,
         meta: &CorrelationMeta,

@@ -108,6 +108,8 @@ struct WriterState {
     written_seq: u64,
     durable_seq: u64,
     last_sync: Instant,
+    /// Bytes in `buf` not yet written (a new segment's header counts).
+    dirty: bool,
     /// A segment to close (its last bytes, their position) before the
     /// current one can be written.
     segment_first_seq: u64,
@@ -154,6 +156,7 @@ impl Journal {
                 written_seq: next_seq - 1,
                 durable_seq: next_seq - 1,
                 last_sync: Instant::now(),
+                dirty: true,
                 segment_first_seq: next_seq,
             }),
             lock: Semaphore::new(1),
@@ -185,6 +188,7 @@ impl Journal {
             line,
         };
         encode_record(&entry, &mut state.buf);
+        state.dirty = true;
         seq
     }
 
@@ -223,25 +227,17 @@ impl Journal {
         self.commit_inner(true).await
     }
 
-    /// Waits until `seq` is durable under the policy: written and, for
-    /// `EveryCommit`, synced; for `Interval`, synced by the next sync due.
+    /// Waits until `seq` is durable (synced). A waiter does not wait for
+    /// the interval: it syncs now, and concurrent waiters share that sync
+    /// (commits are serialized, so a waiter whose record was written by an
+    /// earlier waiter's sync returns without another). The interval policy
+    /// bounds how often lines nobody waits for are synced.
     pub async fn wait_durable(&self, seq: u64) -> Result<(), StorageError> {
-        loop {
-            if self.durable_seq() >= seq {
-                return Ok(());
-            }
-            if self.written_seq() < seq || self.sync_due() {
-                self.commit_inner(self.sync_due()).await?;
-                continue;
-            }
-            let wait = match self.options.fsync {
-                FsyncPolicy::Interval(every) => {
-                    every.saturating_sub(self.state.borrow().last_sync.elapsed())
-                }
-                FsyncPolicy::EveryCommit => Duration::ZERO,
-            };
-            glommio::timer::sleep(wait.max(Duration::from_micros(100))).await;
+        let seq = seq.min(self.last_seq());
+        while self.durable_seq() < seq {
+            self.sync().await?;
         }
+        Ok(())
     }
 
     async fn commit_inner(&self, force_sync: bool) -> Result<CommitInfo, StorageError> {
@@ -255,7 +251,12 @@ impl Journal {
         // the write is in flight; they stay in `buf` behind it).
         let (file, dma, pos, taken, upto) = {
             let state = self.state.borrow();
-            if state.written_seq == state.last_seq && !force_sync && !self.sync_due() {
+            // Nothing new to write, and nothing written to sync: an idle
+            // journal costs no IO.
+            let nothing_new = !state.dirty;
+            if nothing_new
+                && (state.durable_seq == state.last_seq || (!force_sync && !self.sync_due()))
+            {
                 return Ok(info);
             }
             let file = state.file.clone().expect("the journal has an open segment");
@@ -267,7 +268,8 @@ impl Journal {
             bytes[taken..].fill(0);
             (file, dma, state.buf_pos, taken, state.last_seq)
         };
-        if upto > self.state.borrow().written_seq || taken > 0 {
+        let dirty = self.state.borrow().dirty;
+        if dirty {
             info.bytes_written = dma.len() as u64;
             file.write_at(dma, pos).await.map_err(|e| self.error(e))?;
         }
@@ -282,6 +284,8 @@ impl Journal {
         {
             let mut state = self.state.borrow_mut();
             state.written_seq = state.written_seq.max(upto);
+            // Appends during the write are still to be written.
+            state.dirty = state.last_seq != upto;
             if sync {
                 state.durable_seq = state.durable_seq.max(upto);
                 state.last_sync = Instant::now();
@@ -319,6 +323,7 @@ impl Journal {
         buf.extend_from_slice(&carried);
         state.buf = buf;
         state.buf_pos = 0;
+        state.dirty = true;
         state.file = Some(Rc::new(next));
         state.segment_first_seq = next_first;
         Ok(())
@@ -977,6 +982,19 @@ mod tests {
         assert_eq!(report.deleted_segments, 2);
         let (lines, _) = read_all(&dir);
         assert_eq!(lines.first().unwrap().0, before[2].0);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_journal_closed_without_records_is_a_valid_empty_segment() {
+        let dir = temp_dir("empty");
+        write_lines(&dir, 0, OPTIONS);
+        let report = repair(&dir).unwrap();
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        assert_eq!(
+            (report.segments, report.records, report.next_seq()),
+            (1, 0, 1)
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -90,6 +90,44 @@ fn api_answers_with_auth_and_counts_what_was_sent() {
         11.0
     );
     assert!(body.contains("shardwatch_detection_latency_seconds_bucket"));
+    // Every datagram was journaled, the bad line too (the journal keeps
+    // what arrived, not what parsed).
+    assert_eq!(
+        metric_sum(&scrape, "shardwatch_journal_lines_total", None),
+        12.0
+    );
+    // State memory by detector kind is refreshed about once a second.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let scrape = loop {
+        let (_, body) = http_get(api, "/metrics", Some(TOKEN)).unwrap();
+        let scrape =
+            prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string()))).unwrap();
+        let groups = metric_sum(
+            &scrape,
+            "shardwatch_state_groups",
+            Some(("kind", "event_count")),
+        );
+        if groups > 0.0 || std::time::Instant::now() > deadline {
+            break scrape;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // One brute-force group per source address.
+    assert_eq!(
+        metric_sum(
+            &scrape,
+            "shardwatch_state_groups",
+            Some(("kind", "event_count"))
+        ),
+        2.0
+    );
+    assert!(
+        metric_sum(
+            &scrape,
+            "shardwatch_state_memory_bytes",
+            Some(("kind", "event_count"))
+        ) > 2.0 * 100.0
+    );
 
     let (status, body) = http_get(api, "/api/alerts?rule=brute&limit=10", Some(TOKEN)).unwrap();
     assert_eq!(status, 200, "{body}");

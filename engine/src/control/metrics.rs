@@ -298,6 +298,43 @@ pub fn render_outputs(
 }
 
 /// Appends the quarantine file's counters.
+/// Correlation state held, by detector kind (an estimate: struct sizes
+/// plus heap contents, see `CorrelationState::memory_by_correlation`).
+pub fn render_state_memory(out: &mut String, cores: &[std::sync::Arc<CoreStats>]) {
+    use crate::stats::STATE_KINDS;
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+    header(
+        out,
+        "shardwatch_state_memory_bytes",
+        "gauge",
+        "Estimated bytes of correlation and anomaly state, by detector kind (shared: indices and pending alerts).",
+    );
+    for (core, s) in cores.iter().enumerate() {
+        for (i, kind) in STATE_KINDS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "shardwatch_state_memory_bytes{{core=\"{core}\",kind=\"{kind}\"}} {}",
+                load(&s.state_bytes[i])
+            );
+        }
+    }
+    header(
+        out,
+        "shardwatch_state_groups",
+        "gauge",
+        "Correlation groups (entities) held, by detector kind.",
+    );
+    for (core, s) in cores.iter().enumerate() {
+        for (i, kind) in STATE_KINDS.iter().enumerate().take(STATE_KINDS.len() - 1) {
+            let _ = writeln!(
+                out,
+                "shardwatch_state_groups{{core=\"{core}\",kind=\"{kind}\"}} {}",
+                load(&s.state_groups[i])
+            );
+        }
+    }
+}
+
 /// Journal, checkpoint and recovery metrics.
 pub fn render_durability(
     out: &mut String,
