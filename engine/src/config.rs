@@ -82,6 +82,13 @@ pub struct LimitsConfig {
     pub source_burst: u64,
     /// Source addresses tracked per core; beyond it idle ones are evicted.
     pub sources_max: usize,
+    /// Bound on correlation and anomaly state for the whole node, in bytes
+    /// (estimated; split evenly over the cores). About once a second (every
+    /// tick above three quarters of it) each core turns its share into a
+    /// cap on groups per shard from the bytes per group it holds, so a
+    /// new group past the cap evicts the stalest at once (counted in
+    /// `groups_evicted`). 0: only `engine.groups_per_shard_max` applies.
+    pub state_memory_bytes_max: u64,
 }
 
 impl Default for LimitsConfig {
@@ -92,6 +99,7 @@ impl Default for LimitsConfig {
             source_rate_eps: 0,
             source_burst: 10_000,
             sources_max: 65_536,
+            state_memory_bytes_max: 1024 * 1024 * 1024,
         }
     }
 }

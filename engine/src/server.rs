@@ -69,6 +69,10 @@ use crate::timefmt::now_ns;
 const READ_TIMEOUT: Duration = Duration::from_millis(200);
 /// How often correlation windows are advanced on the wall clock.
 const TICK_INTERVAL: Duration = Duration::from_secs(1);
+/// Bytes per correlation group assumed before the first measurement (a
+/// brute-force group with one sample measures about 900, indices
+/// included; a prior too low lets state overshoot until the first check).
+const BYTES_PER_GROUP_PRIOR: u64 = 1024;
 /// How long a TLS client may take to finish its handshake.
 const TLS_HANDSHAKE_MAX: Duration = Duration::from_secs(10);
 /// How long a connection keeps being read after a stop signal while
@@ -204,6 +208,9 @@ struct Core {
     /// Per peer, the last stamp sent.
     stamp_sent: RefCell<Vec<u64>>,
     checkpoint_generation: Cell<u64>,
+    /// Estimated bytes per correlation group, as last measured (a prior
+    /// until then); turns `limits.state_memory_bytes_max` into a group cap.
+    bytes_per_group: Cell<u64>,
 }
 
 /// What to do when a peer's channel is full.
@@ -292,9 +299,17 @@ async fn core_main(
         applied: RefCell::new(applied),
         in_flight: RefCell::new(vec![Vec::new(); cores]),
         checkpoint_generation: Cell::new(recovery.generation),
+        bytes_per_group: Cell::new(BYTES_PER_GROUP_PRIOR),
         senders,
         shared,
     });
+    // Under a memory bound the group cap holds from the first event, with
+    // a prior for the bytes per group until the first measurement.
+    let budget = core.shared.config.limits.state_memory_bytes_max / cores as u64;
+    if budget > 0 {
+        let cap = core.groups_cap_for(budget);
+        core.shards.borrow_mut().set_groups_cap(cap);
+    }
 
     let mut peer_tasks = Vec::new();
     for (_peer, rx) in receivers.streams() {
@@ -656,6 +671,50 @@ impl Core {
         }
     }
 
+    /// Publishes the state memory by detector kind and keeps it under
+    /// `budget` bytes (0: no bound): the bytes per group seen now turn the
+    /// budget into a cap on groups per shard (at most the configured one),
+    /// so from here on every new group past it evicts the stalest one at
+    /// once instead of waiting for the next check. Returns the bytes held.
+    fn account_state(&self, budget: u64) -> u64 {
+        let kinds = crate::stats::STATE_KINDS.len();
+        let (mut bytes, mut groups) = (vec![0u64; kinds], vec![0u64; kinds]);
+        let rules = self.rules.borrow().clone();
+        self.shards
+            .borrow()
+            .memory_by_kind(&rules, &mut bytes, &mut groups);
+        let total: u64 = bytes.iter().sum();
+        let group_total: u64 = groups.iter().sum();
+        if let Some(per_group) = total.checked_div(group_total) {
+            self.bytes_per_group.set(per_group.max(1));
+        }
+        if budget > 0 {
+            let cap = self.groups_cap_for(budget);
+            let mut shards = self.shards.borrow_mut();
+            if cap != shards.groups_cap() {
+                let evicted = shards.set_groups_cap(cap);
+                if evicted > 0 {
+                    add(&self.stats.state_evictions, 1);
+                    add(&self.stats.state_groups_evicted, evicted);
+                }
+            }
+        }
+        for kind in 0..kinds {
+            self.stats.state_bytes[kind].store(bytes[kind], Ordering::Relaxed);
+            self.stats.state_groups[kind].store(groups[kind], Ordering::Relaxed);
+        }
+        total
+    }
+
+    /// The cap on groups per shard that keeps this core's state near 90%
+    /// of `budget` at the bytes per group last measured.
+    fn groups_cap_for(&self, budget: u64) -> usize {
+        let configured = self.shared.config.engine.groups_per_shard_max;
+        let allowed = (budget as f64 * 0.9 / self.bytes_per_group.get() as f64) as u64;
+        let owned = u64::from(self.shared.map.shards() / self.shared.map.cores()).max(1);
+        ((allowed / owned) as usize).clamp(1, configured)
+    }
+
     /// Tells peers how far this core's journal has been handed over when
     /// no batch did lately: an empty stamped batch, never waited for.
     fn send_stamps(&self) {
@@ -931,22 +990,20 @@ async fn tick_loop(core: Rc<Core>) {
     let mut fired = Vec::new();
     let mut ticks = 0u64;
     let checkpoint_every = Duration::from_millis(core.shared.config.storage.checkpoint_interval_ms);
+    let mut state_bytes = 0u64;
     let mut last_checkpoint = std::time::Instant::now();
     while !core.stopping() {
         ticks += 1;
+        let budget = core.shared.config.limits.state_memory_bytes_max
+            / u64::from(core.shared.map.cores()).max(1);
+        // A cheap estimate every tick (groups held times the bytes per
+        // group last measured); the full walk once a second, or at once
+        // when the estimate nears the bound.
+        let estimate = core.shards.borrow().group_count() as u64 * core.bytes_per_group.get();
+        if ticks.is_multiple_of(5) || (budget > 0 && estimate.max(state_bytes) * 4 > budget * 3) {
+            state_bytes = core.account_state(budget);
+        }
         if ticks.is_multiple_of(5) {
-            // State memory by detector kind: one walk over the groups,
-            // about once a second, never on the event path.
-            let kinds = crate::stats::STATE_KINDS.len();
-            let (mut bytes, mut groups) = (vec![0u64; kinds], vec![0u64; kinds]);
-            let rules = core.rules.borrow().clone();
-            core.shards
-                .borrow()
-                .memory_by_kind(&rules, &mut bytes, &mut groups);
-            for kind in 0..kinds {
-                core.stats.state_bytes[kind].store(bytes[kind], Ordering::Relaxed);
-                core.stats.state_groups[kind].store(groups[kind], Ordering::Relaxed);
-            }
             // Publish this core's schema registry for the API: a copy once
             // a second, never a lock on the event path.
             let snapshot = core

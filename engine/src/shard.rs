@@ -115,6 +115,23 @@ impl ShardStates {
         }
     }
 
+    /// The cap on groups per shard now in force (the configured cap, or
+    /// lower under a memory bound).
+    pub fn groups_cap(&self) -> usize {
+        self.groups_per_shard_max
+    }
+
+    /// Sets the cap on groups per shard for every shard, present and
+    /// future; shards over it evict their stalest groups at once. Returns
+    /// how many groups went.
+    pub fn set_groups_cap(&mut self, cap: usize) -> u64 {
+        self.groups_per_shard_max = cap.max(1);
+        self.states
+            .values_mut()
+            .map(|state| state.set_groups_max(cap.max(1)) as u64)
+            .sum()
+    }
+
     /// Groups evicted at the per-shard cap, over all shards.
     pub fn evicted_total(&self) -> u64 {
         self.states.values().map(|s| s.evicted_total()).sum()

@@ -201,6 +201,10 @@ pub struct CoreStats {
     pub state_bytes: Vec<AtomicU64>,
     /// Correlation groups held, by `STATE_KINDS`.
     pub state_groups: Vec<AtomicU64>,
+    /// Times the state-memory bound made this core evict, and the groups
+    /// it evicted for it.
+    pub state_evictions: AtomicU64,
+    pub state_groups_evicted: AtomicU64,
 }
 
 fn zeros(n: usize) -> Vec<AtomicU64> {
@@ -251,6 +255,8 @@ impl CoreStats {
             recovery_ms: AtomicU64::new(0),
             state_bytes: zeros(STATE_KINDS.len()),
             state_groups: zeros(STATE_KINDS.len()),
+            state_evictions: AtomicU64::new(0),
+            state_groups_evicted: AtomicU64::new(0),
         }
     }
 
@@ -334,6 +340,8 @@ impl CoreStats {
             replay_skipped: load(&self.replay_skipped),
             recovery_ms: load(&self.recovery_ms),
             state_bytes: nonzero(STATE_KINDS, &self.state_bytes),
+            state_evictions: load(&self.state_evictions),
+            state_groups_evicted: load(&self.state_groups_evicted),
             shards_seen: self
                 .shards_seen
                 .iter()
@@ -396,6 +404,8 @@ pub struct CoreReport {
     pub recovery_ms: u64,
     /// Estimated correlation-state bytes by detector kind.
     pub state_bytes: BTreeMap<String, u64>,
+    pub state_evictions: u64,
+    pub state_groups_evicted: u64,
     pub shards_seen: Vec<u16>,
 }
 

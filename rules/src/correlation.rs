@@ -914,6 +914,35 @@ impl CorrelationState {
         alert
     }
 
+    /// Changes the cap on groups (at least one); groups beyond a lower cap
+    /// are evicted at once, stalest first (counted). Returns how many went.
+    pub fn set_groups_max(&mut self, groups_max: usize) -> usize {
+        self.groups_max = groups_max.max(1) as u64;
+        let over = (self.keys.len() as u64).saturating_sub(self.groups_max);
+        self.evict_oldest(over as usize)
+    }
+
+    pub fn groups_max(&self) -> usize {
+        self.groups_max as usize
+    }
+
+    /// Evicts up to `n` groups, those with the oldest newest-event time
+    /// first (as the per-shard cap does), counting them in
+    /// [`CorrelationState::evicted_total`]; returns how many went. For a
+    /// memory budget over many shards.
+    pub fn evict_oldest(&mut self, n: usize) -> usize {
+        let mut evicted = 0;
+        while evicted < n {
+            let Some(&(_, victim)) = self.by_newest.first() else {
+                break;
+            };
+            self.remove(victim);
+            self.evicted_total += 1;
+            evicted += 1;
+        }
+        evicted
+    }
+
     /// Creates an empty group for `(correlation, key)`, evicting the group
     /// with the oldest newest-event time if the cap is reached.
     fn create(&mut self, meta: &CorrelationMeta, key: &[u8], time_ns: i64) {
@@ -1469,6 +1498,28 @@ correlation:
         assert_eq!(out[0].correlation, 1);
         assert_eq!(out[0].count, 1);
         assert!(state.check_invariants());
+    }
+
+    #[test]
+    fn evict_oldest_drops_the_stalest_groups_and_counts_them() {
+        let rules = rules();
+        let mut state = CorrelationState::new(100);
+        for i in 0..10u8 {
+            let _ = state.observe(&rules, 0, &[b'k', i], i64::from(i) * S, b"");
+        }
+        assert_eq!(state.group_count(), 10);
+        assert_eq!(state.evict_oldest(4), 4);
+        assert_eq!(state.group_count(), 6);
+        assert_eq!(state.evicted_total(), 4);
+        assert!(state.check_invariants());
+        assert_eq!(state.set_groups_max(2), 4);
+        assert_eq!(state.group_count(), 2);
+        // New groups now evict to stay at the cap.
+        let _ = state.observe(&rules, 0, b"new", 20 * S, b"");
+        assert_eq!(state.group_count(), 2);
+        assert_eq!(state.evicted_total(), 9);
+        assert_eq!(state.evict_oldest(100), 2);
+        assert_eq!(state.group_count(), 0);
     }
 
     #[test]

@@ -135,3 +135,109 @@ fn a_flood_of_new_entities_is_bounded_and_real_attacks_still_alert() {
         "overload: sent {sent}, received {received}, kernel drops {kernel_drops}, dropped by us (counted) {dropped}, groups evicted {evicted}, max RSS {max_rss} KiB"
     );
 }
+
+/// Sum of a metric's samples on a `/metrics` page.
+fn metric_total(page: &str, name: &str) -> f64 {
+    page.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[test]
+fn the_state_memory_bound_holds_under_an_entity_explosion() {
+    const BOUND: u64 = 4_000_000;
+    let dir = temp_dir("state-bound");
+    let config = dir.join("shardwatch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[engine]\ngroups_per_shard_max = 100000\n[limits]\nstate_memory_bytes_max = {BOUND}\n"
+        ),
+    )
+    .unwrap();
+    let app = Appliance::start(
+        "state-bound",
+        // Fewer shards than the default 4,096: a shard holds at least one
+        // group (and a B-tree node is allocated whole), so the bound must
+        // be well above shards x one group to be reachable.
+        &[
+            "--cores",
+            "2",
+            "--shards",
+            "256",
+            "--quiet",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    )
+    .unwrap();
+    let udp = app.udp();
+    let flood = std::thread::spawn(move || {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut sent = 0u64;
+        let deadline = Instant::now() + Duration::from_secs(4);
+        while Instant::now() < deadline {
+            let ip = format!(
+                "10.{}.{}.{}",
+                (sent >> 16) & 255,
+                (sent >> 8) & 255,
+                sent & 255
+            );
+            let _ = socket.send_to(
+                ssh_failure((sent % 3000) as u32, &ip, "root").as_bytes(),
+                udp,
+            );
+            sent += 1;
+            if sent.is_multiple_of(64) {
+                // Paced a little, so the kernel delivers most of it.
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
+        sent
+    });
+    let mut highest = 0f64;
+    let mut samples = 0;
+    while !flood.is_finished() {
+        std::thread::sleep(Duration::from_millis(250));
+        let (_, page) = shardwatch_tests::http_get(app.api(), "/metrics", None).unwrap();
+        highest = highest.max(metric_total(&page, "shardwatch_state_memory_bytes"));
+        samples += 1;
+    }
+    let sent = flood.join().unwrap();
+    // A real brute force afterwards still alerts.
+    let mut stream = TcpStream::connect(app.tcp()).unwrap();
+    for i in 0..10 {
+        stream
+            .write_all(format!("{}\n", ssh_failure(i, "203.0.113.250", "admin")).as_bytes())
+            .unwrap();
+    }
+    drop(stream);
+    let alerts = app.wait_for_alerts(1, Duration::from_secs(10));
+    let (_, page) = shardwatch_tests::http_get(app.api(), "/metrics", None).unwrap();
+    let groups = metric_total(&page, "shardwatch_state_groups");
+    let stopped = app.stop().unwrap();
+    assert!(stopped.exit_ok);
+    // The cap evicts as groups are created (and a lowered cap at once).
+    let evicted = total(&stopped.stats, "groups_evicted") as f64;
+    eprintln!(
+        "state bound: sent {sent}, highest state estimate {highest:.0} B over {samples} samples (bound {BOUND}), groups now {groups}, evicted for the bound {evicted}"
+    );
+    assert!(sent > 50_000, "the flood was a flood: {sent}");
+    assert!(
+        evicted > 10_000.0,
+        "the bound evicted (and counted) groups: {evicted}"
+    );
+    // Enforcement is by a cap derived from the bytes per group, so the
+    // estimate may overshoot a little between checks, never by much.
+    assert!(
+        highest > 0.0 && highest <= BOUND as f64 * 1.25,
+        "state stayed near its bound: {highest} > {BOUND}"
+    );
+    assert!(
+        alerts
+            .iter()
+            .any(|a| a["group"]["source.ip"] == "203.0.113.250"),
+        "{alerts:#?}"
+    );
+}

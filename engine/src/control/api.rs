@@ -160,6 +160,7 @@ async fn metrics(State(state): State<Shared>) -> Response {
     super::metrics::render_outputs(&mut body, &state.outputs);
     super::metrics::render_quarantine(&mut body, &state.quarantine);
     super::metrics::render_state_memory(&mut body, &state.stats);
+    super::metrics::render_state_evictions(&mut body, &state.stats);
     super::metrics::render_durability(
         &mut body,
         &state.stats,

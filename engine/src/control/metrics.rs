@@ -335,6 +335,27 @@ pub fn render_state_memory(out: &mut String, cores: &[std::sync::Arc<CoreStats>]
     }
 }
 
+/// Evictions forced by `limits.state_memory_bytes_max`.
+pub fn render_state_evictions(out: &mut String, cores: &[std::sync::Arc<CoreStats>]) {
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+    per_core(
+        out,
+        "shardwatch_state_memory_evictions_total",
+        "counter",
+        "Times the state-memory bound made the core evict groups.",
+        cores,
+        |s| load(&s.state_evictions),
+    );
+    per_core(
+        out,
+        "shardwatch_state_memory_groups_evicted_total",
+        "counter",
+        "Groups evicted to stay under limits.state_memory_bytes_max.",
+        cores,
+        |s| load(&s.state_groups_evicted),
+    );
+}
+
 /// Journal, checkpoint and recovery metrics.
 pub fn render_durability(
     out: &mut String,
