@@ -138,6 +138,9 @@ pub struct RecoveryStats {
     pub recovery_ms: AtomicU64,
     /// Bytes of journal read by the replay.
     pub replayed_bytes: AtomicU64,
+    /// Time the plan took (validating every journal, loading checkpoints),
+    /// before any core started replaying.
+    pub plan_ms: AtomicU64,
 }
 
 /// The recovery plan for every core, computed on the main thread before
@@ -180,6 +183,7 @@ pub fn plan(
     shards: u32,
     journal_on: bool,
 ) -> anyhow::Result<RecoveryPlan> {
+    let started = std::time::Instant::now();
     let stats = RecoveryStats::default();
     let mut findings = Vec::new();
     let mut next_seq = vec![1u64; cores];
@@ -321,6 +325,9 @@ pub fn plan(
             generation,
         })));
     }
+    stats
+        .plan_ms
+        .store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
     Ok(RecoveryPlan {
         cores: per_core,
         findings,

@@ -326,8 +326,10 @@ async fn core_main(
             .store(took.as_millis() as u64, Ordering::Relaxed);
         let replayed = core.stats.replayed_lines.load(Ordering::Relaxed);
         if replayed > 0 || recovery.generation > 0 {
+            let plan_ms = core.shared.recovery.stats.plan_ms.load(Ordering::Relaxed);
             eprintln!(
-                "shardwatch: core {index}: recovered in {} ms: checkpoint generation {}, replayed {replayed} journal lines from sequence {} ({} records already in checkpoints skipped)",
+                "shardwatch: core {index}: recovered in {} ms ({plan_ms} ms validating journals and loading checkpoints, then {} ms replaying): checkpoint generation {}, replayed {replayed} journal lines from sequence {} ({} records already in checkpoints skipped)",
+                plan_ms + took.as_millis() as u64,
                 took.as_millis(),
                 recovery.generation,
                 recovery.replay_from,
@@ -336,6 +338,13 @@ async fn core_main(
         }
     }
     let tick = glommio::spawn_local(tick_loop(core.clone()));
+    // Interval fsyncs run on their own task, so no ingest task waits for
+    // one.
+    let syncer = core
+        .journal
+        .as_ref()
+        .and_then(|j| j.sync_interval())
+        .map(|every| glommio::spawn_local(journal_sync_loop(core.clone(), every)));
     let udp = sockets
         .udp
         .map(|socket| glommio::spawn_local(udp_loop(core.clone(), socket)));
@@ -377,6 +386,9 @@ async fn core_main(
         task.await;
     }
     tick.await;
+    if let Some(task) = syncer {
+        task.await;
+    }
     // Every peer has closed: this checkpoint covers everything, so a
     // restart replays nothing.
     if let Err(err) = core.checkpoint().await {
@@ -982,6 +994,17 @@ async fn serve_peer(core: Rc<Core>, rx: ConnectedReceiver<RouteBatch>) {
             add(&core.stats.batches_received, 1);
         }
         core.flush_alerts().await;
+    }
+}
+
+/// Syncs the journal every `every` while lines are waiting to be durable,
+/// until shutdown (closing the journal syncs the rest).
+async fn journal_sync_loop(core: Rc<Core>, every: Duration) {
+    while !core.stopping() {
+        glommio::timer::sleep(every.min(READ_TIMEOUT)).await;
+        if core.journal.as_ref().is_some_and(|j| j.sync_due()) {
+            core.commit_journal(true).await;
+        }
     }
 }
 

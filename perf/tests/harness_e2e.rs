@@ -12,6 +12,10 @@ use std::process::Command;
 
 use serde_json::Value;
 
+/// Benches measure timing-sensitive things (UDP at a paced rate): two at
+/// once on a 2-core machine starve each other, so they take turns.
+static ONE_BENCH_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -71,6 +75,7 @@ fn report(dir: &Path) -> Value {
 
 #[test]
 fn bench_detects_every_scenario_and_background_stays_quiet() {
+    let _alone = ONE_BENCH_AT_A_TIME.lock();
     let binary = appliance_binary();
     let scratch = std::env::temp_dir().join(format!("sw-harness-e2e-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&scratch);
@@ -201,6 +206,7 @@ fn bench_detects_every_scenario_and_background_stays_quiet() {
 /// the appliance received every message sent over either transport.
 #[test]
 fn bench_over_relp_and_tls_delivers_every_event() {
+    let _alone = ONE_BENCH_AT_A_TIME.lock();
     let binary = appliance_binary();
     let scratch = std::env::temp_dir().join(format!("sw-harness-reliable-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&scratch);

@@ -208,15 +208,30 @@ impl Journal {
         self.state.borrow().durable_seq
     }
 
-    /// Whether a commit now would sync under the policy.
-    fn sync_due(&self) -> bool {
+    /// Whether an interval sync is due: written lines are not all durable
+    /// and the interval since the last sync has passed. (Under
+    /// `EveryCommit` every commit syncs, so none is ever due.)
+    pub fn sync_due(&self) -> bool {
         match self.options.fsync {
-            FsyncPolicy::EveryCommit => true,
-            FsyncPolicy::Interval(every) => self.state.borrow().last_sync.elapsed() >= every,
+            FsyncPolicy::EveryCommit => false,
+            FsyncPolicy::Interval(every) => {
+                let state = self.state.borrow();
+                state.durable_seq < state.last_seq && state.last_sync.elapsed() >= every
+            }
         }
     }
 
-    /// Writes everything appended so far and syncs if the policy says so.
+    /// The interval of an `Interval` policy.
+    pub fn sync_interval(&self) -> Option<Duration> {
+        match self.options.fsync {
+            FsyncPolicy::EveryCommit => None,
+            FsyncPolicy::Interval(every) => Some(every),
+        }
+    }
+
+    /// Writes everything appended so far; syncs only under `EveryCommit`
+    /// (an `Interval` policy is served by whoever calls [`Journal::sync`]
+    /// when [`Journal::sync_due`]).
     pub async fn commit(&self) -> Result<CommitInfo, StorageError> {
         let force = false;
         self.commit_inner(force).await
@@ -241,65 +256,74 @@ impl Journal {
     }
 
     async fn commit_inner(&self, force_sync: bool) -> Result<CommitInfo, StorageError> {
-        let _permit = self
-            .lock
-            .acquire_permit(1)
-            .await
-            .map_err(|e| self.error(e))?;
         let mut info = CommitInfo::default();
-        // Take what is pending (synchronously: appends may continue while
-        // the write is in flight; they stay in `buf` behind it).
-        let (file, dma, pos, taken, upto) = {
-            let state = self.state.borrow();
-            // Nothing new to write, and nothing written to sync: an idle
-            // journal costs no IO.
-            let nothing_new = !state.dirty;
-            if nothing_new
-                && (state.durable_seq == state.last_seq || (!force_sync && !self.sync_due()))
-            {
-                return Ok(info);
+        // Writes are serialized (a partial block must never be written out
+        // of order); the fdatasync after them is not, so a sync never holds
+        // up the next batch's write.
+        let (file, upto) = {
+            let _permit = self
+                .lock
+                .acquire_permit(1)
+                .await
+                .map_err(|e| self.error(e))?;
+            if self.state.borrow().dirty {
+                // Take what is pending (synchronously: appends may continue
+                // while the write is in flight; they stay in `buf` behind it).
+                let (file, dma, pos, taken, upto) = {
+                    let state = self.state.borrow();
+                    let file = state.file.clone().expect("the journal has an open segment");
+                    let taken = state.buf.len();
+                    let padded = align_up(taken as u64, self.alignment) as usize;
+                    let mut dma = file.alloc_dma_buffer(padded);
+                    let bytes = dma.as_bytes_mut();
+                    bytes[..taken].copy_from_slice(&state.buf);
+                    bytes[taken..].fill(0);
+                    (file, dma, state.buf_pos, taken, state.last_seq)
+                };
+                info.bytes_written = dma.len() as u64;
+                file.write_at(dma, pos).await.map_err(|e| self.error(e))?;
+                let end = pos + taken as u64;
+                {
+                    let mut state = self.state.borrow_mut();
+                    state.written_seq = state.written_seq.max(upto);
+                    // Appends during the write are still to be written.
+                    state.dirty = state.last_seq != upto;
+                    // Keep the partial last block (it is rewritten next
+                    // time) and whatever was appended during the write.
+                    let keep_from = align_down(taken as u64, self.alignment) as usize;
+                    state.buf.drain(..keep_from);
+                    state.buf_pos = pos + keep_from as u64;
+                }
+                if end >= self.options.segment_bytes {
+                    // A full segment is synced and closed before the next.
+                    let started = Instant::now();
+                    file.fdatasync().await.map_err(|e| self.error(e))?;
+                    info.synced = Some(started.elapsed());
+                    self.mark_durable(upto);
+                    self.roll(&file, end).await?;
+                    return Ok(info);
+                }
+                (file, upto)
+            } else {
+                let state = self.state.borrow();
+                let file = state.file.clone().expect("the journal has an open segment");
+                (file, state.written_seq)
             }
-            let file = state.file.clone().expect("the journal has an open segment");
-            let taken = state.buf.len();
-            let padded = align_up(taken as u64, self.alignment) as usize;
-            let mut dma = file.alloc_dma_buffer(padded);
-            let bytes = dma.as_bytes_mut();
-            bytes[..taken].copy_from_slice(&state.buf);
-            bytes[taken..].fill(0);
-            (file, dma, state.buf_pos, taken, state.last_seq)
         };
-        let dirty = self.state.borrow().dirty;
-        if dirty {
-            info.bytes_written = dma.len() as u64;
-            file.write_at(dma, pos).await.map_err(|e| self.error(e))?;
-        }
-        let end = pos + taken as u64;
-        let roll = end >= self.options.segment_bytes;
-        let sync = force_sync || self.sync_due() || roll;
-        if sync {
+        let wants_sync = force_sync || self.options.fsync == FsyncPolicy::EveryCommit;
+        if wants_sync && self.durable_seq() < upto {
             let started = Instant::now();
             file.fdatasync().await.map_err(|e| self.error(e))?;
             info.synced = Some(started.elapsed());
-        }
-        {
-            let mut state = self.state.borrow_mut();
-            state.written_seq = state.written_seq.max(upto);
-            // Appends during the write are still to be written.
-            state.dirty = state.last_seq != upto;
-            if sync {
-                state.durable_seq = state.durable_seq.max(upto);
-                state.last_sync = Instant::now();
-            }
-            // Keep the partial last block (it is rewritten next time) and
-            // whatever was appended during the write.
-            let keep_from = align_down(taken as u64, self.alignment) as usize;
-            state.buf.drain(..keep_from);
-            state.buf_pos = pos + keep_from as u64;
-        }
-        if roll {
-            self.roll(&file, end).await?;
+            self.mark_durable(upto);
         }
         Ok(info)
+    }
+
+    fn mark_durable(&self, upto: u64) {
+        let mut state = self.state.borrow_mut();
+        state.durable_seq = state.durable_seq.max(upto);
+        state.last_sync = Instant::now();
     }
 
     /// Closes the full segment at its logical `end` and starts the next.
