@@ -448,24 +448,37 @@ impl Core {
         None
     }
 
-    /// Processes one frame read from `peer`.
+    /// Processes one frame read from `peer`. Returns false when the line
+    /// could not be journaled (the journal's unwritten tail is full); it
+    /// was still processed.
     fn process_line(
         &self,
         raw: &[u8],
         peer: SocketAddr,
         transport: &'static str,
         received_ns: i64,
-    ) {
+    ) -> bool {
+        let mut journaled = true;
         if let Some(journal) = &self.journal {
             if self.replay_floors.borrow().is_none() {
-                let seq = journal.append(
+                match journal.append(
                     received_ns,
                     durable::transport_code(transport),
                     Some(peer),
                     raw,
-                );
-                add(&self.stats.journal_lines, 1);
-                self.seq.set(seq);
+                ) {
+                    Some(seq) => {
+                        add(&self.stats.journal_lines, 1);
+                        self.seq.set(seq);
+                    }
+                    None => {
+                        // The journal cannot keep up (or cannot write):
+                        // the line is still detected on, not journaled.
+                        self.stats.drop_events("journal_backlog", 1);
+                        self.seq.set(journal.last_seq());
+                        journaled = false;
+                    }
+                }
             }
         }
         let mut sink = CoreSink {
@@ -481,6 +494,7 @@ impl Core {
         {
             add(&self.stats.events_parsed, 1);
         }
+        journaled
     }
 
     /// Feeds one record to a shard this core owns.
@@ -867,7 +881,7 @@ impl Core {
                 for (seq, received_ns, transport, peer, line) in chunk {
                     self.seq.set(*seq);
                     let peer = peer.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
-                    self.process_line(
+                    let _ = self.process_line(
                         line,
                         peer,
                         durable::transport_name(*transport),
@@ -1115,7 +1129,7 @@ async fn udp_loop(core: Rc<Core>, socket: std::net::UdpSocket) -> anyhow::Result
             } else {
                 bytes
             };
-            core.process_line(trim_line(bytes), peer, "udp", received_ns);
+            let _ = core.process_line(trim_line(bytes), peer, "udp", received_ns);
         }
         core.batch_done(received_ns);
         core.flush(WhenFull::Drop).await;
@@ -1325,13 +1339,18 @@ async fn serve_relp(core: Rc<Core>, mut stream: glommio::net::TcpStream) {
                         add(&core.stats.frames_truncated, 1);
                         core.quarantine_oversize(&line[..frame_max], peer, "relp");
                     }
-                    core.process_line(
+                    if core.process_line(
                         &line[..line.len().min(frame_max)],
                         peer,
                         "relp",
                         received_ns,
-                    );
-                    answers.push((frame.txnr, Answer::Ok));
+                    ) {
+                        answers.push((frame.txnr, Answer::Ok));
+                    } else {
+                        // Not journaled: no answer, and the connection
+                        // closes after this read, so the client resends.
+                        close_after = true;
+                    }
                 }
                 RelpCommand::Syslog => {
                     core.stats.drop_events("relp_no_open", 1);
@@ -1436,7 +1455,7 @@ async fn serve_connection<S>(
                 add(&core.stats.frames_truncated, 1);
                 core.quarantine_oversize(frame.bytes, peer, transport);
             }
-            core.process_line(frame.bytes, peer, transport, received_ns);
+            let _ = core.process_line(frame.bytes, peer, transport, received_ns);
         });
         core.batch_done(received_ns);
         if rate_limited {
@@ -1459,7 +1478,7 @@ async fn serve_connection<S>(
             };
             sink.quarantine("incomplete_frame", Some(frame.bytes.len()), frame.bytes);
         }
-        core.process_line(frame.bytes, peer, transport, received_ns);
+        let _ = core.process_line(frame.bytes, peer, transport, received_ns);
     });
     // Bytes the framer had to skip after a malformed octet count are counted
     // by reason; they are not a line, so there is nothing to quarantine.

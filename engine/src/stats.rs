@@ -45,6 +45,7 @@ pub const DROP_REASONS: &[&str] = &[
     "relp_open_bad_version",
     "relp_open_no_syslog",
     "relp_no_open",
+    "journal_backlog",
     "other",
 ];
 

@@ -123,6 +123,12 @@ pub fn write(
 /// Reads and checks one checkpoint file (header, length, CRC).
 pub fn read(path: &Path) -> Result<(u64, AlignedVec<16>), String> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
+    parse(&bytes)
+}
+
+/// Checks a checkpoint file's bytes (header, length, CRC) and returns its
+/// generation and payload, aligned for rkyv.
+pub fn parse(bytes: &[u8]) -> Result<(u64, AlignedVec<16>), String> {
     if bytes.len() < HEADER_BYTES || &bytes[..8] != MAGIC {
         return Err("not a checkpoint (bad header)".into());
     }

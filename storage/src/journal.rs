@@ -58,6 +58,10 @@ const RECORD_HEAD: usize = 8;
 const BODY_FIXED: usize = 8 + 8 + 1 + 1 + 2 + 16;
 /// Longest line a record may carry; a longer `len` is corruption.
 pub const LINE_BYTES_MAX: usize = 1 << 20;
+/// Most bytes appended but not yet written. Past it (writes failing, such
+/// as a full disk, or a device far slower than ingest) appends are refused
+/// so memory stays bounded; the caller counts what it could not journal.
+pub const TAIL_BYTES_MAX: usize = 64 << 20;
 const SEGMENT_SUFFIX: &str = ".wal";
 
 /// When the journal `fdatasync`s.
@@ -168,16 +172,20 @@ impl Journal {
     }
 
     /// Appends one line; returns its sequence number. It reaches the file
-    /// at the next [`Journal::commit`].
+    /// at the next [`Journal::commit`]. `None` when [`TAIL_BYTES_MAX`]
+    /// bytes already wait to be written: nothing was appended.
     pub fn append(
         &self,
         received_ns: i64,
         transport: u8,
         peer: Option<SocketAddr>,
         line: &[u8],
-    ) -> u64 {
+    ) -> Option<u64> {
         let line = &line[..line.len().min(LINE_BYTES_MAX)];
         let mut state = self.state.borrow_mut();
+        if state.buf.len() >= TAIL_BYTES_MAX {
+            return None;
+        }
         state.last_seq += 1;
         let seq = state.last_seq;
         let entry = JournalEntry {
@@ -189,7 +197,7 @@ impl Journal {
         };
         encode_record(&entry, &mut state.buf);
         state.dirty = true;
-        seq
+        Some(seq)
     }
 
     /// The last sequence number appended.
@@ -849,7 +857,9 @@ mod tests {
             let journal = Journal::open(&dir, 0, 1, options).await.unwrap();
             let peer: SocketAddr = "192.0.2.7:514".parse().unwrap();
             for i in 0..lines {
-                journal.append(i as i64, 1, Some(peer), format!("line {i}").as_bytes());
+                journal
+                    .append(i as i64, 1, Some(peer), format!("line {i}").as_bytes())
+                    .unwrap();
                 if i % 7 == 0 {
                     journal.commit().await.unwrap();
                 }
@@ -916,7 +926,7 @@ mod tests {
         let dir2 = dir.clone();
         run(move || async move {
             let journal = Journal::open(&dir2, 0, 2_001, small).await.unwrap();
-            assert_eq!(journal.append(0, 1, None, b"after restart"), 2_001);
+            assert_eq!(journal.append(0, 1, None, b"after restart"), Some(2_001));
             journal.close().await.unwrap();
         });
         let (lines, report) = read_all(&dir);
@@ -1010,6 +1020,28 @@ mod tests {
     }
 
     #[test]
+    fn appends_are_refused_past_the_unwritten_tail_cap() {
+        let dir = temp_dir("cap");
+        let dir2 = dir.clone();
+        run(move || async move {
+            let journal = Journal::open(&dir2, 0, 1, OPTIONS).await.unwrap();
+            let line = vec![b'x'; LINE_BYTES_MAX];
+            let mut appended = 0;
+            while journal.append(0, 1, None, &line).is_some() {
+                appended += 1;
+                assert!(appended <= TAIL_BYTES_MAX / LINE_BYTES_MAX);
+            }
+            // Each record is a little over a line, after the header.
+            assert_eq!(appended, TAIL_BYTES_MAX / LINE_BYTES_MAX);
+            // Once written, appends are taken again.
+            journal.commit().await.unwrap();
+            assert!(journal.append(0, 1, None, b"again").is_some());
+            journal.close().await.unwrap();
+        });
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn a_journal_closed_without_records_is_a_valid_empty_segment() {
         let dir = temp_dir("empty");
         write_lines(&dir, 0, OPTIONS);
@@ -1032,7 +1064,7 @@ mod tests {
         };
         run(move || async move {
             let journal = Journal::open(&dir2, 0, 1, options).await.unwrap();
-            let seq = journal.append(1, 1, None, b"x");
+            let seq = journal.append(1, 1, None, b"x").unwrap();
             journal.commit().await.unwrap();
             assert_eq!(journal.written_seq(), seq);
             journal.wait_durable(seq).await.unwrap();
