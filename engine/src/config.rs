@@ -260,6 +260,8 @@ pub struct StorageConfig {
     pub journal_retain_s: u64,
     /// How often each core checkpoints its shard state; 0 turns
     /// checkpoints off (a restart then replays the whole retained journal).
+    /// A core whose checkpoints take long (a large state, a slow core)
+    /// spaces them at least ten times their duration apart.
     pub checkpoint_interval_ms: u64,
     /// Checkpoints kept per core (older ones are the fallback when the
     /// newest fails validation).

@@ -33,8 +33,9 @@ use std::sync::Mutex;
 use shardwatch_rules::CorrelationState;
 use shardwatch_storage::{checkpoint, journal};
 
-/// Format version of [`CoreCheckpoint`].
-pub const CHECKPOINT_FORMAT: u32 = 1;
+/// Format version of [`CoreCheckpoint`] (2: shard blocks serialized from
+/// the live state).
+pub const CHECKPOINT_FORMAT: u32 = 2;
 
 /// Transport codes stored in journal records.
 pub fn transport_code(transport: &str) -> u8 {
@@ -58,43 +59,142 @@ pub fn transport_name(code: u8) -> &'static str {
 }
 
 /// One shard's state in a checkpoint.
-#[derive(Debug, Clone, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[derive(Debug, Clone)]
 pub struct ShardSnapshot {
     pub shard: u16,
     pub state: CorrelationState,
 }
 
-/// One core's checkpoint: its shards and the journal positions they cover.
+/// What a checkpoint says about itself: the rkyv archive at the head of
+/// the payload.
 #[derive(Debug, Clone, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
-pub struct CoreCheckpoint {
+pub struct CheckpointHeader {
     pub format: u32,
     pub core: u32,
     pub cores: u32,
     pub shards: u32,
     pub taken_unix_ns: i64,
     /// Per source core: the last journal sequence whose records for this
-    /// core's shards are in `states`.
+    /// core's shards are in the checkpoint.
     pub covered: Vec<u64>,
+    /// How many shard blocks follow.
+    pub shard_count: u32,
+}
+
+/// One core's checkpoint, read back: its shards and the journal positions
+/// they cover.
+///
+/// Payload layout (all offsets multiples of 16, so every archive is read
+/// in place from the 16-byte-aligned payload):
+///
+/// ```text
+/// header_len:u32 zero:u32*3 | header (rkyv CheckpointHeader) | pad to 16
+/// per shard: shard:u16 zero:u16 len:u32 zero:u64 | state (rkyv CorrelationState, len bytes) | pad to 16
+/// ```
+///
+/// Each shard is serialized straight from the live state (no copy of the
+/// whole state first), so a checkpoint costs one archive's worth of memory.
+#[derive(Debug, Clone)]
+pub struct CoreCheckpoint {
+    pub header: CheckpointHeader,
     pub states: Vec<ShardSnapshot>,
 }
 
+fn pad16(out: &mut Vec<u8>) {
+    out.resize(out.len().div_ceil(16) * 16, 0);
+}
+
+/// A payload's header archive and its shard blocks `(shard, archive)`.
+type PayloadParts<'a> = (&'a [u8], Vec<(u16, &'a [u8])>);
+
+/// The parts of a payload, after checking the framing.
+fn split_payload(bytes: &[u8]) -> Result<PayloadParts<'_>, String> {
+    let u32_at = |at: usize| -> Result<usize, String> {
+        bytes
+            .get(at..at + 4)
+            .map(|b| u32::from_le_bytes(b.try_into().unwrap_or_default()) as usize)
+            .ok_or_else(|| "checkpoint payload truncated".to_string())
+    };
+    let header_len = u32_at(0)?;
+    let header = bytes
+        .get(16..16 + header_len)
+        .ok_or("checkpoint header truncated")?;
+    let mut at = (16 + header_len).div_ceil(16) * 16;
+    let mut shards = Vec::new();
+    while at < bytes.len() {
+        let head = bytes
+            .get(at..at + 16)
+            .ok_or("shard block header truncated")?;
+        let shard = u16::from_le_bytes([head[0], head[1]]);
+        let len = u32::from_le_bytes(head[4..8].try_into().unwrap_or_default()) as usize;
+        let state = bytes
+            .get(at + 16..at + 16 + len)
+            .ok_or_else(|| format!("shard {shard}'s state truncated"))?;
+        shards.push((shard, state));
+        at = (at + 16 + len).div_ceil(16) * 16;
+    }
+    Ok((header, shards))
+}
+
 impl CoreCheckpoint {
-    pub fn encode(&self) -> anyhow::Result<Vec<u8>> {
-        rkyv::to_bytes::<rkyv::rancor::Error>(self)
-            .map(|bytes| bytes.to_vec())
-            .map_err(|e| anyhow::anyhow!("cannot serialize the checkpoint: {e}"))
+    /// Serializes `header` and every `(shard, state)` into one payload.
+    pub fn encode<'a>(
+        header: &CheckpointHeader,
+        states: impl Iterator<Item = (u16, &'a CorrelationState)>,
+    ) -> anyhow::Result<Vec<u8>> {
+        let archive_err =
+            |e: rkyv::rancor::Error| anyhow::anyhow!("cannot serialize the checkpoint: {e}");
+        let head = rkyv::to_bytes::<rkyv::rancor::Error>(header).map_err(archive_err)?;
+        let mut out = Vec::with_capacity(16 + head.len());
+        out.extend_from_slice(&(head.len() as u32).to_le_bytes());
+        out.resize(16, 0);
+        out.extend_from_slice(&head);
+        pad16(&mut out);
+        for (shard, state) in states {
+            let bytes = rkyv::to_bytes::<rkyv::rancor::Error>(state).map_err(archive_err)?;
+            out.extend_from_slice(&shard.to_le_bytes());
+            out.extend_from_slice(&[0, 0]);
+            out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+            out.extend_from_slice(&[0; 8]);
+            out.extend_from_slice(&bytes);
+            pad16(&mut out);
+        }
+        Ok(out)
     }
 
-    /// Checks an archive (bytecheck) without deserializing it.
-    pub fn validate(bytes: &[u8]) -> Result<(), String> {
-        rkyv::access::<ArchivedCoreCheckpoint, rkyv::rancor::Error>(bytes)
-            .map(|_| ())
-            .map_err(|e| format!("archive validation failed: {e}"))
+    /// Checks a payload (framing and every archive, bytecheck) without
+    /// deserializing it; returns the header. `bytes` must be 16-byte
+    /// aligned.
+    pub fn validate(bytes: &[u8]) -> Result<&ArchivedCheckpointHeader, String> {
+        let (header, shards) = split_payload(bytes)?;
+        let header = rkyv::access::<ArchivedCheckpointHeader, rkyv::rancor::Error>(header)
+            .map_err(|e| format!("header archive validation failed: {e}"))?;
+        if header.shard_count.to_native() as usize != shards.len() {
+            return Err(format!(
+                "header lists {} shards, the payload holds {}",
+                header.shard_count.to_native(),
+                shards.len()
+            ));
+        }
+        for (shard, state) in shards {
+            rkyv::access::<shardwatch_rules::ArchivedCorrelationState, rkyv::rancor::Error>(state)
+                .map_err(|e| format!("shard {shard}: archive validation failed: {e}"))?;
+        }
+        Ok(header)
     }
 
+    /// Reads a payload that passed [`CoreCheckpoint::validate`].
     pub fn decode(bytes: &[u8]) -> Result<CoreCheckpoint, String> {
-        rkyv::from_bytes::<CoreCheckpoint, rkyv::rancor::Error>(bytes)
-            .map_err(|e| format!("archive validation failed: {e}"))
+        let (header, shards) = split_payload(bytes)?;
+        let header = rkyv::from_bytes::<CheckpointHeader, rkyv::rancor::Error>(header)
+            .map_err(|e| format!("header archive validation failed: {e}"))?;
+        let mut states = Vec::with_capacity(shards.len());
+        for (shard, bytes) in shards {
+            let state = rkyv::from_bytes::<CorrelationState, rkyv::rancor::Error>(bytes)
+                .map_err(|e| format!("shard {shard}: archive validation failed: {e}"))?;
+            states.push(ShardSnapshot { shard, state });
+        }
+        Ok(CoreCheckpoint { header, states })
     }
 }
 
@@ -229,26 +329,24 @@ pub fn plan(
     for core in 0..cores {
         let dir = checkpoint_dir(data_dir, core);
         let report = checkpoint::load_latest(&dir, |bytes| {
-            let archived = rkyv::access::<ArchivedCoreCheckpoint, rkyv::rancor::Error>(bytes)
-                .map_err(|e| format!("archive validation failed: {e}"))?;
-            if archived.format.to_native() != CHECKPOINT_FORMAT {
+            let header = CoreCheckpoint::validate(bytes)?;
+            if header.format.to_native() != CHECKPOINT_FORMAT {
                 return Err(format!(
                     "checkpoint format {}, this build reads {CHECKPOINT_FORMAT}",
-                    archived.format.to_native()
+                    header.format.to_native()
                 ));
             }
-            if archived.cores.to_native() as usize != cores || archived.shards.to_native() != shards
-            {
+            if header.cores.to_native() as usize != cores || header.shards.to_native() != shards {
                 return Err(format!(
                     "taken with {} cores and {} shards, this run has {cores} and {shards}",
-                    archived.cores.to_native(),
-                    archived.shards.to_native()
+                    header.cores.to_native(),
+                    header.shards.to_native()
                 ));
             }
-            if archived.core.to_native() as usize != core {
+            if header.core.to_native() as usize != core {
                 return Err(format!(
                     "belongs to core {}, found in core {core}'s directory",
-                    archived.core.to_native()
+                    header.core.to_native()
                 ));
             }
             Ok(())
@@ -288,7 +386,7 @@ pub fn plan(
     let covered: Vec<AtomicU64> = (0..cores * cores).map(|_| AtomicU64::new(0)).collect();
     for (dst, checkpoint) in checkpoints.iter().enumerate() {
         if let Some((_, c)) = checkpoint {
-            for (src, &seq) in c.covered.iter().enumerate().take(cores) {
+            for (src, &seq) in c.header.covered.iter().enumerate().take(cores) {
                 // A checkpoint cannot cover more than the journal holds
                 // (a journal deleted by hand): clamp, so replay still runs.
                 let seq = seq.min(next_seq[src] - 1);
@@ -340,34 +438,46 @@ pub fn plan(
 mod tests {
     use super::*;
 
-    fn checkpoint(core: u32, cores: u32, covered: Vec<u64>) -> CoreCheckpoint {
-        CoreCheckpoint {
+    fn checkpoint(core: u32, cores: u32, covered: Vec<u64>) -> Vec<u8> {
+        let header = CheckpointHeader {
             format: CHECKPOINT_FORMAT,
             core,
             cores,
             shards: 64,
             taken_unix_ns: 1,
             covered,
-            states: vec![ShardSnapshot {
-                shard: 3,
-                state: CorrelationState::new(10),
-            }],
-        }
+            shard_count: 2,
+        };
+        let (a, b) = (CorrelationState::new(10), CorrelationState::new(20));
+        CoreCheckpoint::encode(&header, [(3u16, &a), (9u16, &b)].into_iter()).unwrap()
     }
 
     #[test]
     fn a_checkpoint_round_trips_and_garbage_fails_validation() {
-        let bytes = checkpoint(0, 2, vec![5, 7]).encode().unwrap();
+        let bytes = checkpoint(0, 2, vec![5, 7]);
         let mut aligned = rkyv::util::AlignedVec::<16>::new();
         aligned.extend_from_slice(&bytes);
         CoreCheckpoint::validate(&aligned).unwrap();
         let back = CoreCheckpoint::decode(&aligned).unwrap();
-        assert_eq!(back.covered, vec![5, 7]);
-        assert_eq!(back.states[0].shard, 3);
+        assert_eq!(back.header.covered, vec![5, 7]);
+        assert_eq!(
+            back.states.iter().map(|s| s.shard).collect::<Vec<_>>(),
+            vec![3, 9]
+        );
+        assert_eq!(back.states[1].state, CorrelationState::new(20));
+        // A header length past the end, and a payload cut inside a shard
+        // block, are refused (the file's CRC catches flipped bits before
+        // this; the framing and bytecheck catch what a CRC cannot).
         let mut broken = aligned.clone();
-        let len = broken.len();
-        broken[len - 4..].copy_from_slice(&[0xff; 4]);
+        broken[0..4].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(CoreCheckpoint::validate(&broken).is_err());
+        let len = aligned.len();
+        assert!(CoreCheckpoint::validate(&aligned[..len - 40]).is_err());
+        // Garbage over the header archive's root (its relative pointers).
+        let mut garbage = aligned.clone();
+        let header_end = 16 + u32::from_le_bytes(aligned[0..4].try_into().unwrap()) as usize;
+        garbage[header_end - 16..header_end].copy_from_slice(&[0xab; 16]);
+        assert!(CoreCheckpoint::validate(&garbage).is_err());
     }
 
     #[test]
@@ -397,7 +507,7 @@ mod tests {
         }
         // Core 0 covers (0: 8, 1: 15); core 1 covers (0: 6, 1: 18).
         for (core, covered) in [(0u32, vec![8, 15]), (1, vec![6, 18])] {
-            let bytes = checkpoint(core, 2, covered).encode().unwrap();
+            let bytes = checkpoint(core, 2, covered);
             checkpoint::write(&checkpoint_dir(&dir, core as usize), 1, &bytes, 3).unwrap();
         }
         let plan = plan(&dir, 2, 64, true).unwrap();
@@ -412,7 +522,7 @@ mod tests {
             (21, 16, vec![15, 18])
         );
         assert_eq!(c0.applied, vec![8, 15]);
-        assert_eq!(c0.states.len(), 1);
+        assert_eq!(c0.states.len(), 2);
         assert_eq!(plan.covered_by_all(1), 15);
         // A run with another core count refuses the checkpoints, says why
         // and replays everything.

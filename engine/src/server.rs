@@ -73,6 +73,9 @@ const TICK_INTERVAL: Duration = Duration::from_secs(1);
 /// brute-force group with one sample measures about 900, indices
 /// included; a prior too low lets state overshoot until the first check).
 const BYTES_PER_GROUP_PRIOR: u64 = 1024;
+/// Checkpoints are spaced at least this many times their own duration
+/// apart (at most a tenth of the core), whatever `checkpoint_interval_ms`.
+const CHECKPOINT_DUTY_INVERSE: u32 = 10;
 /// How long a TLS client may take to finish its handshake.
 const TLS_HANDSHAKE_MAX: Duration = Duration::from_secs(10);
 /// How long a connection keeps being read after a stop signal while
@@ -778,14 +781,21 @@ impl Core {
         let cores = self.shared.map.cores();
         let mut covered = self.applied.borrow().clone();
         covered[self.index] = self.position();
-        let checkpoint = durable::CoreCheckpoint {
-            format: durable::CHECKPOINT_FORMAT,
-            core: self.index as u32,
-            cores,
-            shards: self.shared.map.shards(),
-            taken_unix_ns: now_ns(),
-            covered: covered.clone(),
-            states: self.shards.borrow().snapshot(),
+        // Serialized straight from the live state, synchronously: the
+        // snapshot is one instant, and no copy of the whole state is made.
+        let payload = {
+            let shards = self.shards.borrow();
+            let states = shards.states();
+            let header = durable::CheckpointHeader {
+                format: durable::CHECKPOINT_FORMAT,
+                core: self.index as u32,
+                cores,
+                shards: self.shared.map.shards(),
+                taken_unix_ns: now_ns(),
+                covered: covered.clone(),
+                shard_count: states.len() as u32,
+            };
+            durable::CoreCheckpoint::encode(&header, states.into_iter())?
         };
         self.commit_journal(true).await;
         self.flush_alerts().await;
@@ -802,11 +812,11 @@ impl Core {
         let generation = self.checkpoint_generation.get() + 1;
         let dir = durable::checkpoint_dir(&config.storage.data_dir, self.index);
         let keep = config.storage.checkpoints_keep;
-        let bytes = glommio::executor()
-            .spawn_blocking(move || -> anyhow::Result<u64> {
-                let payload = checkpoint.encode()?;
+        let bytes = payload.len() as u64;
+        glommio::executor()
+            .spawn_blocking(move || -> anyhow::Result<()> {
                 shardwatch_storage::checkpoint::write(&dir, generation, &payload, keep)?;
-                Ok(payload.len() as u64)
+                Ok(())
             })
             .await?;
         self.checkpoint_generation.set(generation);
@@ -1008,6 +1018,7 @@ async fn serve_peer(core: Rc<Core>, rx: ConnectedReceiver<RouteBatch>) {
             add(&core.stats.batches_received, 1);
         }
         core.flush_alerts().await;
+        yield_turn().await;
     }
 }
 
@@ -1029,6 +1040,10 @@ async fn tick_loop(core: Rc<Core>) {
     let checkpoint_every = Duration::from_millis(core.shared.config.storage.checkpoint_interval_ms);
     let mut state_bytes = 0u64;
     let mut last_checkpoint = std::time::Instant::now();
+    // How long the last checkpoint took: a state so large (or a core so
+    // slow) that checkpoints take long spaces them out, so they never take
+    // more than 1 / CHECKPOINT_DUTY_INVERSE of the core.
+    let mut checkpoint_took = Duration::ZERO;
     while !core.stopping() {
         ticks += 1;
         let budget = core.shared.config.limits.state_memory_bytes_max
@@ -1059,7 +1074,10 @@ async fn tick_loop(core: Rc<Core>) {
         // within a tick.
         core.commit_journal(false).await;
         core.send_stamps();
-        if !checkpoint_every.is_zero() && last_checkpoint.elapsed() >= checkpoint_every {
+        if !checkpoint_every.is_zero()
+            && last_checkpoint.elapsed()
+                >= checkpoint_every.max(checkpoint_took * CHECKPOINT_DUTY_INVERSE)
+        {
             last_checkpoint = std::time::Instant::now();
             if let Err(err) = core.checkpoint().await {
                 add(&core.stats.checkpoint_errors, 1);
@@ -1068,6 +1086,7 @@ async fn tick_loop(core: Rc<Core>) {
                     core.index
                 );
             }
+            checkpoint_took = last_checkpoint.elapsed();
         }
         fired.clear();
         let rules = core.rules.borrow().clone();
@@ -1092,6 +1111,8 @@ async fn tick_loop(core: Rc<Core>) {
         });
         let groups = core.shards.borrow().group_count() as u64;
         core.stats.shard_groups.store(groups, Ordering::Relaxed);
+        let evicted = core.shards.borrow().evicted_total();
+        core.stats.groups_evicted.store(evicted, Ordering::Relaxed);
         core.flush_alerts().await;
     }
 }
@@ -1133,6 +1154,7 @@ async fn udp_loop(core: Rc<Core>, socket: std::net::UdpSocket) -> anyhow::Result
         }
         core.batch_done(received_ns);
         core.flush(WhenFull::Drop).await;
+        yield_turn().await;
     }
     Ok(())
 }
@@ -1246,6 +1268,15 @@ where
         Err(err) if is_timeout(&err) => Read::Again,
         Err(_) => Read::Closed,
     }
+}
+
+/// Lets the core's other tasks run. A socket that always has data makes
+/// its read return at once, so without this a UDP flood (or one busy TCP
+/// connection) would keep every other task on the core from running: other
+/// connections, the tick (window expiry, the state bound, checkpoints) and
+/// peer batches. Each ingest loop yields after every batch.
+async fn yield_turn() {
+    futures_lite::future::yield_now().await;
 }
 
 /// The connection ended: one fewer open.
@@ -1397,6 +1428,7 @@ async fn serve_relp(core: Rc<Core>, mut stream: glommio::net::TcpStream) {
         if close_after {
             break;
         }
+        yield_turn().await;
     }
     if core.stopping() {
         // Tell the client to reconnect later rather than wait for answers.
@@ -1464,6 +1496,7 @@ async fn serve_connection<S>(
                 .debit(peer.ip(), frames, received_ns);
         }
         core.flush(WhenFull::Wait).await;
+        yield_turn().await;
     }
     let received_ns = now_ns();
     framer.finish(|frame| {

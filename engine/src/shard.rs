@@ -75,17 +75,14 @@ impl ShardStates {
         out.sort_by_key(|(shard, alert)| (*shard, alert.first_seen_ns));
     }
 
-    /// Copies of every shard's state, in shard order, for a checkpoint.
-    pub fn snapshot(&self) -> Vec<crate::durable::ShardSnapshot> {
+    /// Every shard's state, in shard order, for a checkpoint.
+    pub fn states(&self) -> Vec<(u16, &CorrelationState)> {
         let mut out: Vec<_> = self
             .states
             .iter()
-            .map(|(&shard, state)| crate::durable::ShardSnapshot {
-                shard,
-                state: state.clone(),
-            })
+            .map(|(&shard, state)| (shard, state))
             .collect();
-        out.sort_by_key(|s| s.shard);
+        out.sort_by_key(|(shard, _)| *shard);
         out
     }
 
