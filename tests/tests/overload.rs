@@ -241,3 +241,58 @@ fn the_state_memory_bound_holds_under_an_entity_explosion() {
         "{alerts:#?}"
     );
 }
+
+/// TCP events received so far, from `/metrics`.
+fn tcp_received(app: &Appliance) -> f64 {
+    let (_, page) = shardwatch_tests::http_get(app.api(), "/metrics", None).unwrap();
+    page.lines()
+        .filter(|l| {
+            l.starts_with("shardwatch_events_received_total{") && l.contains("transport=\"tcp\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[test]
+fn a_udp_flood_does_not_starve_tcp_on_the_same_core() {
+    // One core: the flooded UDP socket and the TCP connection share it.
+    // Without the journal the UDP loop has no IO of its own to wait on.
+    let app = Appliance::start("starve", &["--cores", "1", "--quiet", "--no-journal"]).unwrap();
+    let udp = app.udp();
+    let stop = Arc::new(AtomicBool::new(false));
+    let flooding = stop.clone();
+    let flood = std::thread::spawn(move || {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let line = ssh_failure(1, "10.1.1.1", "root");
+        let mut sent = 0u64;
+        while !flooding.load(Ordering::Relaxed) {
+            let _ = socket.send_to(line.as_bytes(), udp);
+            sent += 1;
+        }
+        sent
+    });
+    std::thread::sleep(Duration::from_millis(1000));
+    let mut stream = TcpStream::connect(app.tcp()).unwrap();
+    for i in 0..10 {
+        stream
+            .write_all(format!("{}\n", ssh_failure(i, "203.0.113.99", "admin")).as_bytes())
+            .unwrap();
+    }
+    // Read within a few seconds although the UDP socket never empties.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut read = 0.0;
+    while read < 10.0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        read = tcp_received(&app);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let sent = flood.join().unwrap();
+    drop(stream);
+    let stopped = app.stop().unwrap();
+    assert!(stopped.exit_ok);
+    assert!(sent > 50_000, "the flood was a flood: {sent}");
+    assert_eq!(
+        read, 10.0,
+        "TCP lines read during a UDP flood on the same core"
+    );
+}
