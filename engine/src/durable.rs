@@ -11,17 +11,21 @@
 //! source for that destination has already been sent. The destination
 //! keeps, per source core, the highest stamp it has applied (`applied`).
 //!
-//! A checkpoint of core B holds the state of every shard B owns and the
-//! vector `covered` = `applied` at the instant of the snapshot (with B's own
-//! entry set to B's last appended sequence). Before the file is written, B
-//! makes its journal written up to that sequence and has the alert writer
-//! fsync every alert raised so far, so everything the checkpoint covers
-//! has its alerts on disk.
+//! A checkpoint of core B holds the state of every shard B owns, written
+//! one shard at a time while ingest goes on between slices; each shard's
+//! block records `covered` = `applied` at the moment it was serialized
+//! (with B's own entry set to B's last appended sequence), so it says
+//! exactly which records that shard's state reflects. Before the file is
+//! written, B syncs its journal up to its position and has the alert
+//! writer fsync every alert raised so far, so everything the checkpoint
+//! covers has its alerts on disk.
 //!
 //! Recovery: load each core's newest valid checkpoint (falling back to an
 //! older one), restore its shards, then each core A replays its journal
-//! from `min over B of covered_B[A] + 1`. A replayed record for owner B is
-//! applied only if its sequence is above `covered_B[A]`; stateless
+//! from the lowest position any block covers plus one. A replayed record
+//! for shard s is applied only if its sequence is above what s's block
+//! covers (for a shard without a block, what its owner's checkpoint
+//! covered when it began); stateless
 //! detections are re-run for every replayed line. Alerts raised again get
 //! the ids they had (ids are deterministic), and the alert writer drops
 //! ids already in the log, so nothing reaches the outputs twice.
@@ -33,9 +37,9 @@ use std::sync::Mutex;
 use shardwatch_rules::CorrelationState;
 use shardwatch_storage::{checkpoint, journal};
 
-/// Format version of [`CoreCheckpoint`] (2: shard blocks serialized from
-/// the live state).
-pub const CHECKPOINT_FORMAT: u32 = 2;
+/// Format version of [`CoreCheckpoint`] (3: shard blocks serialized one
+/// at a time from the live state, each with the positions it covers).
+pub const CHECKPOINT_FORMAT: u32 = 3;
 
 /// Transport codes stored in journal records.
 pub fn transport_code(transport: &str) -> u8 {
@@ -58,15 +62,17 @@ pub fn transport_name(code: u8) -> &'static str {
     }
 }
 
-/// One shard's state in a checkpoint.
+/// One shard's state in a checkpoint, with the journal positions (per
+/// source core) its state covers.
 #[derive(Debug, Clone)]
 pub struct ShardSnapshot {
     pub shard: u16,
+    pub covered: Vec<u64>,
     pub state: CorrelationState,
 }
 
-/// What a checkpoint says about itself: the rkyv archive at the head of
-/// the payload.
+/// What a checkpoint says about itself: the rkyv archive at the end of the
+/// payload.
 #[derive(Debug, Clone, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct CheckpointHeader {
     pub format: u32,
@@ -74,26 +80,30 @@ pub struct CheckpointHeader {
     pub cores: u32,
     pub shards: u32,
     pub taken_unix_ns: i64,
-    /// Per source core: the last journal sequence whose records for this
-    /// core's shards are in the checkpoint.
+    /// Per source core, the journal position when the checkpoint began:
+    /// what a shard without a block (no state then) covers, and the lowest
+    /// any block covers.
     pub covered: Vec<u64>,
-    /// How many shard blocks follow.
+    /// How many shard blocks precede the header.
     pub shard_count: u32,
 }
 
-/// One core's checkpoint, read back: its shards and the journal positions
-/// they cover.
+/// One core's checkpoint, read back.
 ///
-/// Payload layout (all offsets multiples of 16, so every archive is read
-/// in place from the 16-byte-aligned payload):
+/// Payload layout (every part starts at a multiple of 16, so each archive
+/// is read in place from the 16-byte-aligned payload):
 ///
 /// ```text
-/// header_len:u32 zero:u32*3 | header (rkyv CheckpointHeader) | pad to 16
-/// per shard: shard:u16 zero:u16 len:u32 zero:u64 | state (rkyv CorrelationState, len bytes) | pad to 16
+/// per shard: shard:u16 zero:u16 len:u32 ncovered:u32 zero:u32
+///            covered:u64*ncovered pad16 | state (rkyv CorrelationState, len bytes) pad16
+/// header (rkyv CheckpointHeader) pad16
+/// trailer: header_len:u32 zero:u32 header_offset:u64
 /// ```
 ///
-/// Each shard is serialized straight from the live state (no copy of the
-/// whole state first), so a checkpoint costs one archive's worth of memory.
+/// A checkpoint is written shard by shard from the live state, letting
+/// ingest run between slices: each block records the positions its shard
+/// covers at the moment it was serialized, so the checkpoint needs no
+/// stop-the-core snapshot and no copy of the whole state.
 #[derive(Debug, Clone)]
 pub struct CoreCheckpoint {
     pub header: CheckpointHeader,
@@ -104,79 +114,126 @@ fn pad16(out: &mut Vec<u8>) {
     out.resize(out.len().div_ceil(16) * 16, 0);
 }
 
-/// A payload's header archive and its shard blocks `(shard, archive)`.
-type PayloadParts<'a> = (&'a [u8], Vec<(u16, &'a [u8])>);
+/// Builds a checkpoint payload one shard at a time.
+#[derive(Debug, Default)]
+pub struct CheckpointEncoder {
+    out: Vec<u8>,
+    shards: u32,
+}
 
-/// The parts of a payload, after checking the framing.
-fn split_payload(bytes: &[u8]) -> Result<PayloadParts<'_>, String> {
-    let u32_at = |at: usize| -> Result<usize, String> {
-        bytes
-            .get(at..at + 4)
-            .map(|b| u32::from_le_bytes(b.try_into().unwrap_or_default()) as usize)
-            .ok_or_else(|| "checkpoint payload truncated".to_string())
-    };
-    let header_len = u32_at(0)?;
+fn archive_err(e: rkyv::rancor::Error) -> anyhow::Error {
+    anyhow::anyhow!("cannot serialize the checkpoint: {e}")
+}
+
+impl CheckpointEncoder {
+    /// An encoder whose buffer holds `bytes` before it grows.
+    pub fn with_capacity(bytes: usize) -> Self {
+        CheckpointEncoder {
+            out: Vec::with_capacity(bytes),
+            shards: 0,
+        }
+    }
+
+    pub fn push_shard(
+        &mut self,
+        shard: u16,
+        covered: &[u64],
+        state: &CorrelationState,
+    ) -> anyhow::Result<()> {
+        let bytes = rkyv::to_bytes::<rkyv::rancor::Error>(state).map_err(archive_err)?;
+        let out = &mut self.out;
+        out.extend_from_slice(&shard.to_le_bytes());
+        out.extend_from_slice(&[0, 0]);
+        out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(covered.len() as u32).to_le_bytes());
+        out.extend_from_slice(&[0; 4]);
+        for seq in covered {
+            out.extend_from_slice(&seq.to_le_bytes());
+        }
+        pad16(out);
+        out.extend_from_slice(&bytes);
+        pad16(out);
+        self.shards += 1;
+        Ok(())
+    }
+
+    /// Appends the header (its `shard_count` set here) and the trailer.
+    pub fn finish(mut self, mut header: CheckpointHeader) -> anyhow::Result<Vec<u8>> {
+        header.shard_count = self.shards;
+        let head = rkyv::to_bytes::<rkyv::rancor::Error>(&header).map_err(archive_err)?;
+        let offset = self.out.len() as u64;
+        self.out.extend_from_slice(&head);
+        pad16(&mut self.out);
+        self.out
+            .extend_from_slice(&(head.len() as u32).to_le_bytes());
+        self.out.extend_from_slice(&[0; 4]);
+        self.out.extend_from_slice(&offset.to_le_bytes());
+        Ok(self.out)
+    }
+}
+
+/// A shard block of a payload: shard, covered positions, state archive.
+type Block<'a> = (u16, Vec<u64>, &'a [u8]);
+
+/// The header archive and the shard blocks of a payload, after checking
+/// the framing.
+fn split_payload(bytes: &[u8]) -> Result<(&[u8], Vec<Block<'_>>), String> {
+    let truncated = || "checkpoint payload truncated".to_string();
+    if bytes.len() < 16 {
+        return Err(truncated());
+    }
+    let trailer = &bytes[bytes.len() - 16..];
+    let header_len = u32::from_le_bytes(trailer[0..4].try_into().unwrap_or_default()) as usize;
+    let header_at = u64::from_le_bytes(trailer[8..16].try_into().unwrap_or_default()) as usize;
     let header = bytes
-        .get(16..16 + header_len)
-        .ok_or("checkpoint header truncated")?;
-    let mut at = (16 + header_len).div_ceil(16) * 16;
-    let mut shards = Vec::new();
-    while at < bytes.len() {
-        let head = bytes
-            .get(at..at + 16)
-            .ok_or("shard block header truncated")?;
+        .get(header_at..header_at.saturating_add(header_len))
+        .filter(|_| header_at.is_multiple_of(16) && header_at + header_len <= bytes.len() - 16)
+        .ok_or("checkpoint header out of bounds")?;
+    let mut blocks = Vec::new();
+    let mut at = 0usize;
+    while at < header_at {
+        let head = bytes.get(at..at + 16).ok_or_else(truncated)?;
         let shard = u16::from_le_bytes([head[0], head[1]]);
         let len = u32::from_le_bytes(head[4..8].try_into().unwrap_or_default()) as usize;
+        let ncovered = u32::from_le_bytes(head[8..12].try_into().unwrap_or_default()) as usize;
+        if ncovered > 4096 {
+            return Err(format!("shard {shard}: {ncovered} covered positions"));
+        }
+        let covered_at = at + 16;
+        let covered_bytes = bytes
+            .get(covered_at..covered_at + ncovered * 8)
+            .ok_or_else(truncated)?;
+        let covered = covered_bytes
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default()))
+            .collect();
+        let state_at = (covered_at + ncovered * 8).div_ceil(16) * 16;
         let state = bytes
-            .get(at + 16..at + 16 + len)
-            .ok_or_else(|| format!("shard {shard}'s state truncated"))?;
-        shards.push((shard, state));
-        at = (at + 16 + len).div_ceil(16) * 16;
+            .get(state_at..state_at.saturating_add(len))
+            .filter(|_| state_at + len <= header_at)
+            .ok_or_else(|| format!("shard {shard}'s state out of bounds"))?;
+        blocks.push((shard, covered, state));
+        at = (state_at + len).div_ceil(16) * 16;
     }
-    Ok((header, shards))
+    Ok((header, blocks))
 }
 
 impl CoreCheckpoint {
-    /// Serializes `header` and every `(shard, state)` into one payload.
-    pub fn encode<'a>(
-        header: &CheckpointHeader,
-        states: impl Iterator<Item = (u16, &'a CorrelationState)>,
-    ) -> anyhow::Result<Vec<u8>> {
-        let archive_err =
-            |e: rkyv::rancor::Error| anyhow::anyhow!("cannot serialize the checkpoint: {e}");
-        let head = rkyv::to_bytes::<rkyv::rancor::Error>(header).map_err(archive_err)?;
-        let mut out = Vec::with_capacity(16 + head.len());
-        out.extend_from_slice(&(head.len() as u32).to_le_bytes());
-        out.resize(16, 0);
-        out.extend_from_slice(&head);
-        pad16(&mut out);
-        for (shard, state) in states {
-            let bytes = rkyv::to_bytes::<rkyv::rancor::Error>(state).map_err(archive_err)?;
-            out.extend_from_slice(&shard.to_le_bytes());
-            out.extend_from_slice(&[0, 0]);
-            out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
-            out.extend_from_slice(&[0; 8]);
-            out.extend_from_slice(&bytes);
-            pad16(&mut out);
-        }
-        Ok(out)
-    }
-
     /// Checks a payload (framing and every archive, bytecheck) without
     /// deserializing it; returns the header. `bytes` must be 16-byte
     /// aligned.
     pub fn validate(bytes: &[u8]) -> Result<&ArchivedCheckpointHeader, String> {
-        let (header, shards) = split_payload(bytes)?;
+        let (header, blocks) = split_payload(bytes)?;
         let header = rkyv::access::<ArchivedCheckpointHeader, rkyv::rancor::Error>(header)
             .map_err(|e| format!("header archive validation failed: {e}"))?;
-        if header.shard_count.to_native() as usize != shards.len() {
+        if header.shard_count.to_native() as usize != blocks.len() {
             return Err(format!(
                 "header lists {} shards, the payload holds {}",
                 header.shard_count.to_native(),
-                shards.len()
+                blocks.len()
             ));
         }
-        for (shard, state) in shards {
+        for (shard, _, state) in blocks {
             rkyv::access::<shardwatch_rules::ArchivedCorrelationState, rkyv::rancor::Error>(state)
                 .map_err(|e| format!("shard {shard}: archive validation failed: {e}"))?;
         }
@@ -185,14 +242,18 @@ impl CoreCheckpoint {
 
     /// Reads a payload that passed [`CoreCheckpoint::validate`].
     pub fn decode(bytes: &[u8]) -> Result<CoreCheckpoint, String> {
-        let (header, shards) = split_payload(bytes)?;
+        let (header, blocks) = split_payload(bytes)?;
         let header = rkyv::from_bytes::<CheckpointHeader, rkyv::rancor::Error>(header)
             .map_err(|e| format!("header archive validation failed: {e}"))?;
-        let mut states = Vec::with_capacity(shards.len());
-        for (shard, bytes) in shards {
+        let mut states = Vec::with_capacity(blocks.len());
+        for (shard, covered, bytes) in blocks {
             let state = rkyv::from_bytes::<CorrelationState, rkyv::rancor::Error>(bytes)
                 .map_err(|e| format!("shard {shard}: archive validation failed: {e}"))?;
-            states.push(ShardSnapshot { shard, state });
+            states.push(ShardSnapshot {
+                shard,
+                covered,
+                state,
+            });
         }
         Ok(CoreCheckpoint { header, states })
     }
@@ -213,10 +274,8 @@ pub struct CoreRecovery {
     pub next_seq: u64,
     /// The first sequence of this core's journal to replay.
     pub replay_from: u64,
-    /// Per destination core: records of this core's journal at or below
-    /// this sequence are already in that core's checkpoint.
-    pub floors: Vec<u64>,
-    /// This core's `applied` vector from its checkpoint.
+    /// This core's `applied` vector from its checkpoint (what its lowest
+    /// block covers).
     pub applied: Vec<u64>,
     pub states: Vec<(u16, CorrelationState)>,
     /// The generation of the checkpoint restored (0: none).
@@ -249,10 +308,15 @@ pub struct RecoveryPlan {
     pub cores: Vec<Mutex<Option<CoreRecovery>>>,
     /// What was found, one line each, for the log.
     pub findings: Vec<String>,
-    /// `covered[dst * cores + src]` of the newest checkpoint of each core,
-    /// kept current as checkpoints are written; journal retention deletes
-    /// only what every checkpoint covers.
+    /// `covered[dst * cores + src]` of the newest checkpoint of each core
+    /// (the lowest any of its blocks covers), kept current as checkpoints
+    /// are written; journal retention deletes only what every checkpoint
+    /// covers.
     pub covered: Vec<AtomicU64>,
+    /// Per shard with a block in a restored checkpoint: the positions (per
+    /// source core) its state covers. Shards without a block are covered
+    /// up to their owner's `covered` row.
+    pub shard_floors: std::collections::HashMap<u16, Vec<u64>>,
     pub stats: RecoveryStats,
 }
 
@@ -265,6 +329,19 @@ impl RecoveryPlan {
             .map(|dst| self.covered[dst * cores + source].load(Ordering::Relaxed))
             .min()
             .unwrap_or(0)
+    }
+
+    /// While replaying: records of `source`'s journal at or below this
+    /// sequence, for `shard` (owned by `owner`), are already in the
+    /// restored checkpoint.
+    pub fn replay_floor(&self, shard: u16, owner: usize, source: usize) -> u64 {
+        match self.shard_floors.get(&shard) {
+            Some(covered) => covered.get(source).copied().unwrap_or(0),
+            None => {
+                let cores = self.cores.len();
+                self.covered[owner * cores + source].load(Ordering::Relaxed)
+            }
+        }
     }
 
     pub fn publish_covered(&self, dst: usize, covered: &[u64]) {
@@ -383,24 +460,46 @@ pub fn plan(
         checkpoints.push(loaded);
     }
 
+    // A checkpoint cannot cover more than the journal holds (a journal
+    // deleted by hand): clamp, so replay still runs.
+    let clamp = |covered: &[u64]| -> Vec<u64> {
+        (0..cores)
+            .map(|src| {
+                covered
+                    .get(src)
+                    .copied()
+                    .unwrap_or(0)
+                    .min(next_seq[src] - 1)
+            })
+            .collect()
+    };
     let covered: Vec<AtomicU64> = (0..cores * cores).map(|_| AtomicU64::new(0)).collect();
+    let mut shard_floors = std::collections::HashMap::new();
     for (dst, checkpoint) in checkpoints.iter().enumerate() {
         if let Some((_, c)) = checkpoint {
-            for (src, &seq) in c.header.covered.iter().enumerate().take(cores) {
-                // A checkpoint cannot cover more than the journal holds
-                // (a journal deleted by hand): clamp, so replay still runs.
-                let seq = seq.min(next_seq[src] - 1);
+            // Blocks cover at least what the header does (positions only
+            // grow while a checkpoint is written); the header is the row.
+            let mut row = clamp(&c.header.covered);
+            for block in &c.states {
+                let block_covered = clamp(&block.covered);
+                for (low, &seq) in row.iter_mut().zip(&block_covered) {
+                    *low = (*low).min(seq);
+                }
+                shard_floors.insert(block.shard, block_covered);
+            }
+            for (src, &seq) in row.iter().enumerate() {
                 covered[dst * cores + src].store(seq, Ordering::Relaxed);
             }
         }
     }
     let mut per_core = Vec::with_capacity(cores);
     for (core, checkpoint) in checkpoints.into_iter().enumerate() {
-        let floors: Vec<u64> = (0..cores)
+        let lowest = (0..cores)
             .map(|dst| covered[dst * cores + core].load(Ordering::Relaxed))
-            .collect();
+            .min()
+            .unwrap_or(0);
         let replay_from = if journal_on {
-            floors.iter().copied().min().unwrap_or(0) + 1
+            lowest + 1
         } else {
             next_seq[core]
         };
@@ -417,7 +516,6 @@ pub fn plan(
         per_core.push(Mutex::new(Some(CoreRecovery {
             next_seq: next_seq[core],
             replay_from,
-            floors,
             applied,
             states,
             generation,
@@ -430,6 +528,7 @@ pub fn plan(
         cores: per_core,
         findings,
         covered,
+        shard_floors,
         stats,
     })
 }
@@ -445,11 +544,18 @@ mod tests {
             cores,
             shards: 64,
             taken_unix_ns: 1,
-            covered,
-            shard_count: 2,
+            covered: covered.clone(),
+            shard_count: 0,
         };
         let (a, b) = (CorrelationState::new(10), CorrelationState::new(20));
-        CoreCheckpoint::encode(&header, [(3u16, &a), (9u16, &b)].into_iter()).unwrap()
+        // Shard 3 at the header's positions, shard 9 a little later.
+        let later: Vec<u64> = covered.iter().map(|c| c + 1).collect();
+        let mut encoder = CheckpointEncoder::default();
+        // Each core owns its own shards: 3 and 9, 103 and 109, ...
+        let base = core as u16 * 100;
+        encoder.push_shard(base + 3, &covered, &a).unwrap();
+        encoder.push_shard(base + 9, &later, &b).unwrap();
+        encoder.finish(header).unwrap()
     }
 
     #[test]
@@ -460,23 +566,28 @@ mod tests {
         CoreCheckpoint::validate(&aligned).unwrap();
         let back = CoreCheckpoint::decode(&aligned).unwrap();
         assert_eq!(back.header.covered, vec![5, 7]);
+        assert_eq!(back.header.shard_count, 2);
+        assert_eq!(back.states[1].covered, vec![6, 8]);
         assert_eq!(
             back.states.iter().map(|s| s.shard).collect::<Vec<_>>(),
             vec![3, 9]
         );
         assert_eq!(back.states[1].state, CorrelationState::new(20));
-        // A header length past the end, and a payload cut inside a shard
-        // block, are refused (the file's CRC catches flipped bits before
-        // this; the framing and bytecheck catch what a CRC cannot).
-        let mut broken = aligned.clone();
-        broken[0..4].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(CoreCheckpoint::validate(&broken).is_err());
+        // A trailer pointing past the end, a payload cut inside a block,
+        // and garbage over the header's root are refused (the file's CRC
+        // catches flipped bits before this; the framing and bytecheck
+        // catch what a CRC cannot).
         let len = aligned.len();
-        assert!(CoreCheckpoint::validate(&aligned[..len - 40]).is_err());
-        // Garbage over the header archive's root (its relative pointers).
+        let mut broken = aligned.clone();
+        broken[len - 8..].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(CoreCheckpoint::validate(&broken).is_err());
+        assert!(CoreCheckpoint::validate(&aligned[16..]).is_err());
+        let header_at = u64::from_le_bytes(aligned[len - 8..].try_into().unwrap()) as usize;
+        let header_len =
+            u32::from_le_bytes(aligned[len - 16..len - 12].try_into().unwrap()) as usize;
         let mut garbage = aligned.clone();
-        let header_end = 16 + u32::from_le_bytes(aligned[0..4].try_into().unwrap()) as usize;
-        garbage[header_end - 16..header_end].copy_from_slice(&[0xab; 16]);
+        let end = header_at + header_len;
+        garbage[end - 16..end].copy_from_slice(&[0xab; 16]);
         assert!(CoreCheckpoint::validate(&garbage).is_err());
     }
 
@@ -513,17 +624,17 @@ mod tests {
         let plan = plan(&dir, 2, 64, true).unwrap();
         let c0 = plan.cores[0].lock().unwrap().take().unwrap();
         let c1 = plan.cores[1].lock().unwrap().take().unwrap();
-        assert_eq!(
-            (c0.next_seq, c0.replay_from, c0.floors.clone()),
-            (11, 7, vec![8, 6])
-        );
-        assert_eq!(
-            (c1.next_seq, c1.replay_from, c1.floors.clone()),
-            (21, 16, vec![15, 18])
-        );
+        assert_eq!((c0.next_seq, c0.replay_from), (11, 7));
+        assert_eq!((c1.next_seq, c1.replay_from), (21, 16));
         assert_eq!(c0.applied, vec![8, 15]);
         assert_eq!(c0.states.len(), 2);
         assert_eq!(plan.covered_by_all(1), 15);
+        // Shard 9's block was written after the header's positions: it
+        // covers one more of each journal; a shard without a block takes
+        // its owner's row.
+        assert_eq!(plan.replay_floor(9, 0, 0), 9);
+        assert_eq!(plan.replay_floor(3, 0, 0), 8);
+        assert_eq!(plan.replay_floor(40, 1, 0), 6);
         // A run with another core count refuses the checkpoints, says why
         // and replays everything.
         let other = super::plan(&dir, 1, 64, true).unwrap();

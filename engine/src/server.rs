@@ -76,6 +76,9 @@ const BYTES_PER_GROUP_PRIOR: u64 = 1024;
 /// Checkpoints are spaced at least this many times their own duration
 /// apart (at most a tenth of the core), whatever `checkpoint_interval_ms`.
 const CHECKPOINT_DUTY_INVERSE: u32 = 10;
+/// A checkpoint serializes shards for at most this long before letting
+/// the core's other tasks run.
+const CHECKPOINT_SLICE: Duration = Duration::from_micros(500);
 /// How long a TLS client may take to finish its handshake.
 const TLS_HANDSHAKE_MAX: Duration = Duration::from_secs(10);
 /// How long a connection keeps being read after a stop signal while
@@ -154,6 +157,9 @@ pub fn run_cores(
         let mesh = mesh.clone();
         let handle = LocalExecutorBuilder::new(placement)
             .name(&format!("sw-core-{index}"))
+            // The blocking pool writes checkpoint files: left unpinned, so
+            // a large write does not take the core's own CPU.
+            .blocking_thread_pool_placement(glommio::PoolPlacement::Unbound(1))
             .spawn(move || async move { core_main(index, shared, core_sockets, mesh).await })
             .map_err(|e| anyhow::anyhow!("cannot start the executor for core {index}: {e}"))?;
         handles.push(handle);
@@ -198,10 +204,9 @@ struct Core {
     /// The journal sequence of the line being processed (0 when the work
     /// at hand does not come from this core's journal).
     seq: Cell<u64>,
-    /// While the journal is replayed at start: per destination core, the
-    /// sequence at or below which that core's checkpoint already holds
-    /// this core's records.
-    replay_floors: RefCell<Option<Vec<u64>>>,
+    /// While the journal is replayed at start (records the restored
+    /// checkpoints hold are skipped: `RecoveryPlan::replay_floor`).
+    replaying: Cell<bool>,
     /// Per source core, the highest batch stamp applied here; a checkpoint
     /// records it as what it covers.
     applied: RefCell<Vec<u64>>,
@@ -297,7 +302,7 @@ async fn core_main(
         tcp_open: Cell::new(0),
         journal,
         seq: Cell::new(0),
-        replay_floors: RefCell::new(None),
+        replaying: Cell::new(false),
         stamp_sent: RefCell::new(applied.clone()),
         applied: RefCell::new(applied),
         in_flight: RefCell::new(vec![Vec::new(); cores]),
@@ -320,7 +325,7 @@ async fn core_main(
     }
     if core.journal.is_some() {
         let started = std::time::Instant::now();
-        core.replay_journal(recovery.replay_from, recovery.floors)
+        core.replay_journal(recovery.replay_from)
             .await
             .with_context(|| format!("core {index}: journal replay failed"))?;
         let took = started.elapsed();
@@ -463,7 +468,7 @@ impl Core {
     ) -> bool {
         let mut journaled = true;
         if let Some(journal) = &self.journal {
-            if self.replay_floors.borrow().is_none() {
+            if !self.replaying.get() {
                 match journal.append(
                     received_ns,
                     durable::transport_code(transport),
@@ -566,7 +571,7 @@ impl Core {
     /// line being replayed.
     fn position(&self) -> u64 {
         match &self.journal {
-            Some(journal) if self.replay_floors.borrow().is_none() => journal.last_seq(),
+            Some(journal) if !self.replaying.get() => journal.last_seq(),
             Some(_) => self.seq.get(),
             None => 0,
         }
@@ -576,7 +581,7 @@ impl Core {
     /// without a journal or while replaying).
     fn written_position(&self) -> u64 {
         match &self.journal {
-            Some(journal) if self.replay_floors.borrow().is_none() => journal.written_seq(),
+            Some(journal) if !self.replaying.get() => journal.written_seq(),
             _ => u64::MAX,
         }
     }
@@ -585,7 +590,7 @@ impl Core {
     /// the policy; errors are counted and logged, detection goes on.
     async fn commit_journal(&self, force_sync: bool) {
         let Some(journal) = &self.journal else { return };
-        if self.replay_floors.borrow().is_some() {
+        if self.replaying.get() {
             return;
         }
         let result = if force_sync {
@@ -747,7 +752,7 @@ impl Core {
     /// Tells peers how far this core's journal has been handed over when
     /// no batch did lately: an empty stamped batch, never waited for.
     fn send_stamps(&self) {
-        if self.journal.is_none() || self.replay_floors.borrow().is_some() {
+        if self.journal.is_none() || self.replaying.get() {
             return;
         }
         let position = self.journal.as_ref().map_or(0, |j| j.written_seq());
@@ -769,34 +774,58 @@ impl Core {
         }
     }
 
+    /// Per source core, what this core's shards have applied now (its own
+    /// entry: the last line appended).
+    fn covered_now(&self) -> Vec<u64> {
+        let mut covered = self.applied.borrow().clone();
+        covered[self.index] = self.position();
+        covered
+    }
+
     /// Writes a checkpoint of this core's shards: snapshot, make the lines
     /// it covers durable, have every alert raised so far fsynced, then the
     /// file (off the executor), then journal retention.
     async fn checkpoint(&self) -> anyhow::Result<()> {
-        if self.replay_floors.borrow().is_some() {
+        if self.replaying.get() {
             return Ok(());
         }
         let started = std::time::Instant::now();
         let config = &self.shared.config;
         let cores = self.shared.map.cores();
-        let mut covered = self.applied.borrow().clone();
-        covered[self.index] = self.position();
-        // Serialized straight from the live state, synchronously: the
-        // snapshot is one instant, and no copy of the whole state is made.
-        let payload = {
-            let shards = self.shards.borrow();
-            let states = shards.states();
-            let header = durable::CheckpointHeader {
-                format: durable::CHECKPOINT_FORMAT,
-                core: self.index as u32,
-                cores,
-                shards: self.shared.map.shards(),
-                taken_unix_ns: now_ns(),
-                covered: covered.clone(),
-                shard_count: states.len() as u32,
-            };
-            durable::CoreCheckpoint::encode(&header, states.into_iter())?
-        };
+        let covered = self.covered_now();
+        // Shard by shard from the live state, yielding to ingest between
+        // slices: each block records what its shard covers when it is
+        // serialized, so there is no stop-the-core snapshot and no copy
+        // of the whole state.
+        let ids = self.shards.borrow().shard_ids();
+        // Sized like the last one, so a large state is not copied again
+        // and again as the buffer grows.
+        let mut encoder = durable::CheckpointEncoder::with_capacity(
+            (self.stats.checkpoint_bytes.load(Ordering::Relaxed) as usize)
+                .saturating_add(self.stats.checkpoint_bytes.load(Ordering::Relaxed) as usize / 8),
+        );
+        let mut slice = std::time::Instant::now();
+        for shard in ids {
+            {
+                let shards = self.shards.borrow();
+                if let Some(state) = shards.get(shard) {
+                    encoder.push_shard(shard, &self.covered_now(), state)?;
+                }
+            }
+            if slice.elapsed() >= CHECKPOINT_SLICE {
+                yield_turn().await;
+                slice = std::time::Instant::now();
+            }
+        }
+        let payload = encoder.finish(durable::CheckpointHeader {
+            format: durable::CHECKPOINT_FORMAT,
+            core: self.index as u32,
+            cores,
+            shards: self.shared.map.shards(),
+            taken_unix_ns: now_ns(),
+            covered: covered.clone(),
+            shard_count: 0,
+        })?;
         self.commit_journal(true).await;
         self.flush_alerts().await;
         let (ack, acked) = flume::bounded(1);
@@ -844,18 +873,14 @@ impl Core {
 
     /// Replays this core's journal from `from` through the pipeline, with
     /// records for each owner applied only past that owner's checkpoint.
-    async fn replay_journal(&self, from: u64, floors: Vec<u64>) -> anyhow::Result<()> {
+    async fn replay_journal(&self, from: u64) -> anyhow::Result<()> {
         let dir = durable::journal_dir(&self.shared.config.storage.data_dir, self.index);
         let segments = shardwatch_storage::journal::segments(&dir)?;
         if segments.is_empty() {
             return Ok(());
         }
-        let floors = if floors.len() == self.shared.map.cores() as usize {
-            floors
-        } else {
-            vec![0; self.shared.map.cores() as usize]
-        };
-        *self.replay_floors.borrow_mut() = Some(floors);
+        // The floors come from the recovery plan.
+        self.replaying.set(true);
         let mut lines = 0u64;
         for (i, (first, path)) in segments.iter().enumerate() {
             if segments.get(i + 1).is_some_and(|(next, _)| *next <= from) {
@@ -903,7 +928,7 @@ impl Core {
             }
         }
         self.flush(WhenFull::Wait).await;
-        *self.replay_floors.borrow_mut() = None;
+        self.replaying.set(false);
         self.seq.set(0);
         add(&self.stats.replayed_lines, lines);
         self.shared
@@ -973,9 +998,14 @@ impl EventSink for CoreSink<'_> {
 
     fn route(&mut self, record: &RouteRecord<'_>, owner: u16) {
         let owner = usize::from(owner);
-        if let Some(floors) = &*self.core.replay_floors.borrow() {
+        if self.core.replaying.get() {
             // Replaying: the owner's checkpoint already holds this record.
-            if self.core.seq.get() <= floors[owner] {
+            let floor =
+                self.core
+                    .shared
+                    .recovery
+                    .replay_floor(record.shard, owner, self.core.index);
+            if self.core.seq.get() <= floor {
                 add(&self.core.stats.replay_skipped, 1);
                 return;
             }

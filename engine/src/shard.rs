@@ -75,15 +75,16 @@ impl ShardStates {
         out.sort_by_key(|(shard, alert)| (*shard, alert.first_seen_ns));
     }
 
-    /// Every shard's state, in shard order, for a checkpoint.
-    pub fn states(&self) -> Vec<(u16, &CorrelationState)> {
-        let mut out: Vec<_> = self
-            .states
-            .iter()
-            .map(|(&shard, state)| (shard, state))
-            .collect();
-        out.sort_by_key(|(shard, _)| *shard);
-        out
+    /// The shards that hold state, in order, for a checkpoint.
+    pub fn shard_ids(&self) -> Vec<u16> {
+        let mut ids: Vec<u16> = self.states.keys().copied().collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// One shard's state.
+    pub fn get(&self, shard: u16) -> Option<&CorrelationState> {
+        self.states.get(&shard)
     }
 
     /// Replaces the states of the given shards (from a checkpoint).
