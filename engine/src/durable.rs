@@ -114,10 +114,13 @@ fn pad16(out: &mut Vec<u8>) {
     out.resize(out.len().div_ceil(16) * 16, 0);
 }
 
-/// Builds a checkpoint payload one shard at a time.
+/// Builds a checkpoint payload one shard at a time, as a list of chunks
+/// (one per shard block, then the header and trailer), so a large state
+/// never means one large buffer that has to be grown and copied.
 #[derive(Debug, Default)]
 pub struct CheckpointEncoder {
-    out: Vec<u8>,
+    chunks: Vec<Vec<u8>>,
+    bytes: usize,
     shards: u32,
 }
 
@@ -126,14 +129,6 @@ fn archive_err(e: rkyv::rancor::Error) -> anyhow::Error {
 }
 
 impl CheckpointEncoder {
-    /// An encoder whose buffer holds `bytes` before it grows.
-    pub fn with_capacity(bytes: usize) -> Self {
-        CheckpointEncoder {
-            out: Vec::with_capacity(bytes),
-            shards: 0,
-        }
-    }
-
     pub fn push_shard(
         &mut self,
         shard: u16,
@@ -141,7 +136,8 @@ impl CheckpointEncoder {
         state: &CorrelationState,
     ) -> anyhow::Result<()> {
         let bytes = rkyv::to_bytes::<rkyv::rancor::Error>(state).map_err(archive_err)?;
-        let out = &mut self.out;
+        let state_at = (16 + covered.len() * 8).div_ceil(16) * 16;
+        let mut out = Vec::with_capacity((state_at + bytes.len()).div_ceil(16) * 16);
         out.extend_from_slice(&shard.to_le_bytes());
         out.extend_from_slice(&[0, 0]);
         out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
@@ -150,25 +146,29 @@ impl CheckpointEncoder {
         for seq in covered {
             out.extend_from_slice(&seq.to_le_bytes());
         }
-        pad16(out);
+        pad16(&mut out);
         out.extend_from_slice(&bytes);
-        pad16(out);
+        pad16(&mut out);
+        self.bytes += out.len();
+        self.chunks.push(out);
         self.shards += 1;
         Ok(())
     }
 
-    /// Appends the header (its `shard_count` set here) and the trailer.
-    pub fn finish(mut self, mut header: CheckpointHeader) -> anyhow::Result<Vec<u8>> {
+    /// Appends the header (its `shard_count` set here) and the trailer;
+    /// the payload is the chunks in order.
+    pub fn finish(mut self, mut header: CheckpointHeader) -> anyhow::Result<Vec<Vec<u8>>> {
         header.shard_count = self.shards;
         let head = rkyv::to_bytes::<rkyv::rancor::Error>(&header).map_err(archive_err)?;
-        let offset = self.out.len() as u64;
-        self.out.extend_from_slice(&head);
-        pad16(&mut self.out);
-        self.out
-            .extend_from_slice(&(head.len() as u32).to_le_bytes());
-        self.out.extend_from_slice(&[0; 4]);
-        self.out.extend_from_slice(&offset.to_le_bytes());
-        Ok(self.out)
+        let offset = self.bytes as u64;
+        let mut tail = Vec::with_capacity(head.len() + 32);
+        tail.extend_from_slice(&head);
+        pad16(&mut tail);
+        tail.extend_from_slice(&(head.len() as u32).to_le_bytes());
+        tail.extend_from_slice(&[0; 4]);
+        tail.extend_from_slice(&offset.to_le_bytes());
+        self.chunks.push(tail);
+        Ok(self.chunks)
     }
 }
 
@@ -555,7 +555,7 @@ mod tests {
         let base = core as u16 * 100;
         encoder.push_shard(base + 3, &covered, &a).unwrap();
         encoder.push_shard(base + 9, &later, &b).unwrap();
-        encoder.finish(header).unwrap()
+        encoder.finish(header).unwrap().concat()
     }
 
     #[test]

@@ -798,12 +798,7 @@ impl Core {
         // serialized, so there is no stop-the-core snapshot and no copy
         // of the whole state.
         let ids = self.shards.borrow().shard_ids();
-        // Sized like the last one, so a large state is not copied again
-        // and again as the buffer grows.
-        let mut encoder = durable::CheckpointEncoder::with_capacity(
-            (self.stats.checkpoint_bytes.load(Ordering::Relaxed) as usize)
-                .saturating_add(self.stats.checkpoint_bytes.load(Ordering::Relaxed) as usize / 8),
-        );
+        let mut encoder = durable::CheckpointEncoder::default();
         let mut slice = std::time::Instant::now();
         for shard in ids {
             {
@@ -841,10 +836,10 @@ impl Core {
         let generation = self.checkpoint_generation.get() + 1;
         let dir = durable::checkpoint_dir(&config.storage.data_dir, self.index);
         let keep = config.storage.checkpoints_keep;
-        let bytes = payload.len() as u64;
+        let bytes: u64 = payload.iter().map(|c| c.len() as u64).sum();
         glommio::executor()
             .spawn_blocking(move || -> anyhow::Result<()> {
-                shardwatch_storage::checkpoint::write(&dir, generation, &payload, keep)?;
+                shardwatch_storage::checkpoint::write_chunks(&dir, generation, &payload, keep)?;
                 Ok(())
             })
             .await?;

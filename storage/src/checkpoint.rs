@@ -83,6 +83,17 @@ pub fn write(
     payload: &[u8],
     keep: usize,
 ) -> Result<PathBuf, StorageError> {
+    write_chunks(dir, generation, &[payload], keep)
+}
+
+/// [`write`] for a payload given as consecutive chunks (written in order,
+/// never joined in memory).
+pub fn write_chunks<C: AsRef<[u8]>>(
+    dir: &Path,
+    generation: u64,
+    chunks: &[C],
+    keep: usize,
+) -> Result<PathBuf, StorageError> {
     std::fs::create_dir_all(dir).map_err(|source| StorageError::CreateDir {
         path: dir.to_path_buf(),
         source,
@@ -93,19 +104,28 @@ pub fn write(
         let path = path.to_path_buf();
         move |source| StorageError::Write { path, source }
     };
+    let len: u64 = chunks.iter().map(|c| c.as_ref().len() as u64).sum();
+    let crc = chunks
+        .iter()
+        .fold(0u32, |crc, c| crc32c::crc32c_append(crc, c.as_ref()));
     let mut header = Vec::with_capacity(HEADER_BYTES);
     header.extend_from_slice(MAGIC);
     header.extend_from_slice(&VERSION.to_le_bytes());
-    header.extend_from_slice(&crc32c::crc32c(payload).to_le_bytes());
-    header.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    header.extend_from_slice(&crc.to_le_bytes());
+    header.extend_from_slice(&len.to_le_bytes());
     header.extend_from_slice(&generation.to_le_bytes());
     header.resize(HEADER_BYTES, 0);
     {
-        let mut file = std::fs::File::create(&temp).map_err(write_err(&temp))?;
-        file.write_all(&header)
-            .and_then(|()| file.write_all(payload))
-            .and_then(|()| file.sync_all())
-            .map_err(write_err(&temp))?;
+        let file = std::fs::File::create(&temp).map_err(write_err(&temp))?;
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+        out.write_all(&header).map_err(write_err(&temp))?;
+        for chunk in chunks {
+            out.write_all(chunk.as_ref()).map_err(write_err(&temp))?;
+        }
+        let file = out
+            .into_inner()
+            .map_err(|e| write_err(&temp)(e.into_error()))?;
+        file.sync_all().map_err(write_err(&temp))?;
     }
     std::fs::rename(&temp, &path).map_err(write_err(&path))?;
     std::fs::File::open(dir)
@@ -227,6 +247,15 @@ mod tests {
         assert_eq!(&loaded.payload[..8], &5u64.to_le_bytes());
         assert_eq!(loaded.payload.as_ptr() as usize % 16, 0);
         assert!(report.rejected.is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn chunks_are_written_as_one_payload() {
+        let dir = temp_dir("chunks");
+        write_chunks(&dir, 1, &[b"abc".as_slice(), b"", b"defg"], 3).unwrap();
+        let report = load_latest(&dir, accept).unwrap();
+        assert_eq!(&report.loaded.unwrap().payload[..], b"abcdefg");
         let _ = std::fs::remove_dir_all(&dir);
     }
 
