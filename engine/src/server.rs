@@ -79,6 +79,8 @@ const CHECKPOINT_DUTY_INVERSE: u32 = 10;
 /// A checkpoint serializes shards for at most this long before letting
 /// the core's other tasks run.
 const CHECKPOINT_SLICE: Duration = Duration::from_micros(500);
+/// Most datagrams a busy UDP socket reads between flushes.
+const UDP_FLUSH_DATAGRAMS: usize = 512;
 /// How long a TLS client may take to finish its handshake.
 const TLS_HANDSHAKE_MAX: Duration = Duration::from_secs(10);
 /// How long a connection keeps being read after a stop signal while
@@ -1146,10 +1148,19 @@ async fn udp_loop(core: Rc<Core>, socket: std::net::UdpSocket) -> anyhow::Result
     let mut rx = UdpBatchReceiver::adopt(socket).context("cannot adopt the UDP socket")?;
     rx.set_read_timeout(Some(READ_TIMEOUT))?;
     let frame_max = core.shared.config.ingest.frame_bytes_max;
+    // Datagrams processed since the last flush (journal group commit,
+    // alerts, routed batches).
+    let mut unflushed = 0usize;
     while !core.stopping() {
         let count = match rx.recv_batch().await {
             Ok(count) => count,
-            Err(err) if is_timeout(&err) => continue,
+            Err(err) if is_timeout(&err) => {
+                if unflushed > 0 {
+                    core.flush(WhenFull::Drop).await;
+                    unflushed = 0;
+                }
+                continue;
+            }
             Err(err) => {
                 // A UDP socket error (such as ICMP feedback) concerns one
                 // datagram, not the socket: count it and keep reading.
@@ -1178,7 +1189,15 @@ async fn udp_loop(core: Rc<Core>, socket: std::net::UdpSocket) -> anyhow::Result
             let _ = core.process_line(trim_line(bytes), peer, "udp", received_ns);
         }
         core.batch_done(received_ns);
-        core.flush(WhenFull::Drop).await;
+        // A full read means more is waiting: keep reading up to
+        // UDP_FLUSH_DATAGRAMS before the flush, so a busy socket pays one
+        // journal write (and one send per peer) per few hundred datagrams
+        // instead of per recvmmsg.
+        unflushed += count;
+        if count < transport::udp::UDP_BATCH_MAX || unflushed >= UDP_FLUSH_DATAGRAMS {
+            core.flush(WhenFull::Drop).await;
+            unflushed = 0;
+        }
         yield_turn().await;
     }
     Ok(())
