@@ -748,6 +748,45 @@ pub fn repair(dir: &Path) -> Result<ScanReport, StorageError> {
     Ok(report)
 }
 
+/// [`repair`] for the end of the journal only: the newest segments back to
+/// the first that holds a valid record (a crash can only tear the segment
+/// being written). Start-up uses it so older segments are read once, by
+/// the replay, instead of twice; `shardwatch journal check` reads them all.
+/// The report's `next_seq` is right even when every segment is empty.
+pub fn repair_tail(dir: &Path) -> Result<ScanReport, StorageError> {
+    let mut report = ScanReport::default();
+    let segs = segments(dir)?;
+    for (first, path) in segs.iter().rev() {
+        let bytes = std::fs::read(path).map_err(|source| StorageError::Open {
+            path: path.clone(),
+            source,
+        })?;
+        report.segments += 1;
+        let torn_before = report.torn_tails;
+        let records_before = report.records;
+        let Some(scan) = scan_segment(path, &bytes, *first, u64::MAX, &mut report, &mut |_| {})
+        else {
+            continue;
+        };
+        if scan.valid_end < bytes.len()
+            && (report.torn_tails > torn_before
+                || trailing_zeros(&bytes) == bytes.len() - scan.valid_end)
+        {
+            truncate(path, scan.valid_end as u64)?;
+        }
+        if report.records > records_before {
+            break;
+        }
+    }
+    if report.last_seq.is_none() {
+        // Only empty segments: continue after the newest one's start.
+        if let Some((first, _)) = segs.last() {
+            report.last_seq = Some(first.saturating_sub(1));
+        }
+    }
+    Ok(report)
+}
+
 fn truncate(path: &Path, len: u64) -> Result<(), StorageError> {
     std::fs::OpenOptions::new()
         .write(true)
@@ -962,6 +1001,44 @@ mod tests {
         assert_eq!(again.torn_tails, 0);
         assert_eq!(again.records, 49);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn repair_tail_reads_only_the_newest_segments_and_keeps_the_sequence() {
+        let dir = temp_dir("tail");
+        let small = JournalOptions {
+            segment_bytes: 4096,
+            fsync: FsyncPolicy::EveryCommit,
+        };
+        write_lines(&dir, 500, small);
+        let segs = segments(&dir).unwrap();
+        assert!(segs.len() > 3);
+        // Tear the newest segment; an empty segment after it (a start
+        // that crashed before writing) must not reset the sequence.
+        // (The newest segment with records: closing may have rolled into
+        // an empty one.)
+        let newest = segs
+            .iter()
+            .rev()
+            .map(|(_, p)| p.clone())
+            .find(|p| std::fs::metadata(p).unwrap().len() > HEADER_BYTES as u64)
+            .unwrap();
+        let len = std::fs::metadata(&newest).unwrap().len();
+        truncate(&newest, len - 3).unwrap();
+        let mut empty = segment_header(0, 501);
+        empty.truncate(HEADER_BYTES);
+        std::fs::write(dir.join(segment_name(501)), &empty).unwrap();
+        let report = repair_tail(&dir).unwrap();
+        assert_eq!(report.torn_tails, 1);
+        assert_eq!(report.next_seq(), 500);
+        assert!(report.segments <= 3, "read {} segments", report.segments);
+        // Everything empty: the sequence continues after the newest start.
+        let only_empty = temp_dir("tail-empty");
+        std::fs::create_dir_all(&only_empty).unwrap();
+        std::fs::write(only_empty.join(segment_name(42)), segment_header(0, 42)).unwrap();
+        assert_eq!(repair_tail(&only_empty).unwrap().next_seq(), 42);
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(&only_empty);
     }
 
     #[test]
