@@ -620,6 +620,11 @@ fn scan_segment(
     report: &mut ScanReport,
     on_record: &mut impl FnMut(&JournalEntry<'_>),
 ) -> Option<SegmentScan> {
+    if bytes.iter().all(|&b| b == 0) {
+        // Created but never written (a crash before the first commit):
+        // an empty segment, not a damaged one.
+        return Some(SegmentScan { valid_end: 0 });
+    }
     if bytes.len() < HEADER_BYTES || &bytes[..8] != MAGIC {
         report.bad_segments += 1;
         report.problems.push(format!(
