@@ -302,6 +302,21 @@ pub struct RecoveryStats {
     pub plan_ms: AtomicU64,
 }
 
+impl RecoveryStats {
+    /// Adds what a journal scan found (torn tails, corrupt stretches, bad
+    /// segments) to the counters.
+    pub fn count_scan(&self, report: &journal::ScanReport) {
+        self.journal_torn_tails
+            .fetch_add(report.torn_tails, Ordering::Relaxed);
+        self.journal_torn_bytes
+            .fetch_add(report.torn_bytes, Ordering::Relaxed);
+        self.journal_skipped_bytes
+            .fetch_add(report.skipped_bytes, Ordering::Relaxed);
+        self.journal_bad_segments
+            .fetch_add(report.bad_segments, Ordering::Relaxed);
+    }
+}
+
 /// The recovery plan for every core, computed on the main thread before
 /// the executors start.
 pub struct RecoveryPlan {
@@ -367,18 +382,7 @@ pub fn plan(
     for (core, next) in next_seq.iter_mut().enumerate() {
         let dir = journal_dir(data_dir, core);
         let report = journal::repair_tail(&dir)?;
-        stats
-            .journal_torn_tails
-            .fetch_add(report.torn_tails, Ordering::Relaxed);
-        stats
-            .journal_torn_bytes
-            .fetch_add(report.torn_bytes, Ordering::Relaxed);
-        stats
-            .journal_skipped_bytes
-            .fetch_add(report.skipped_bytes, Ordering::Relaxed);
-        stats
-            .journal_bad_segments
-            .fetch_add(report.bad_segments, Ordering::Relaxed);
+        stats.count_scan(&report);
         for problem in &report.problems {
             findings.push(format!("journal core {core}: {problem}"));
         }

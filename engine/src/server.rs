@@ -904,19 +904,7 @@ impl Core {
                 },
             );
             // Older segments are validated here, as they are replayed.
-            let stats = &self.shared.recovery.stats;
-            stats
-                .journal_skipped_bytes
-                .fetch_add(report.skipped_bytes, Ordering::Relaxed);
-            stats
-                .journal_torn_tails
-                .fetch_add(report.torn_tails, Ordering::Relaxed);
-            stats
-                .journal_torn_bytes
-                .fetch_add(report.torn_bytes, Ordering::Relaxed);
-            stats
-                .journal_bad_segments
-                .fetch_add(report.bad_segments, Ordering::Relaxed);
+            self.shared.recovery.stats.count_scan(&report);
             for problem in &report.problems {
                 eprintln!(
                     "shardwatch: recovery: journal core {}: {problem}",

@@ -310,6 +310,25 @@ fn frame(line: &[u8], framing: Framing, out: &mut Vec<u8>) {
     }
 }
 
+/// Frames corpus lines `next..end` into `buffer` (cleared first) until it
+/// holds [`TCP_WRITE_BYTES_MAX`]; returns the index after the last line
+/// taken. One write's worth for a TCP or TLS lane.
+fn fill_stream_buffer(
+    corpus: &Corpus,
+    next: u64,
+    end: u64,
+    framing: Framing,
+    buffer: &mut Vec<u8>,
+) -> u64 {
+    buffer.clear();
+    let mut cut = next;
+    while cut < end && buffer.len() < TCP_WRITE_BYTES_MAX {
+        frame(corpus.line(cut as usize), framing, buffer);
+        cut += 1;
+    }
+    cut
+}
+
 /// Sends the first `config.events` lines of `corpus`. `sent_counter` is
 /// updated as batches leave and `alerts_seen` read for progress lines.
 pub fn send(
@@ -393,24 +412,14 @@ pub fn send(
                 (end - next, failed, bytes)
             }
             Lane::Tcp(stream) => {
-                buffer.clear();
-                let mut cut = next;
-                while cut < end && buffer.len() < TCP_WRITE_BYTES_MAX {
-                    frame(corpus.line(cut as usize), config.framing, &mut buffer);
-                    cut += 1;
-                }
+                let cut = fill_stream_buffer(corpus, next, end, config.framing, &mut buffer);
                 stream
                     .write_all(&buffer)
                     .context("TCP write failed (did the appliance close the connection?)")?;
                 (cut - next, 0, buffer.len() as u64)
             }
             Lane::Tls(stream) => {
-                buffer.clear();
-                let mut cut = next;
-                while cut < end && buffer.len() < TCP_WRITE_BYTES_MAX {
-                    frame(corpus.line(cut as usize), config.framing, &mut buffer);
-                    cut += 1;
-                }
+                let cut = fill_stream_buffer(corpus, next, end, config.framing, &mut buffer);
                 stream
                     .write_all(&buffer)
                     .context("TLS write failed (did the appliance close the connection?)")?;
