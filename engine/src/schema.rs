@@ -69,10 +69,34 @@ pub struct SourceSchema {
     pub fields_overflow: u64,
 }
 
+/// Source keys are xxh3 hashes already: the map uses them as they are
+/// instead of hashing them again with SipHash on every event.
+#[derive(Debug, Default, Clone, Copy)]
+struct KeyIsHash(u64);
+
+impl std::hash::Hasher for KeyIsHash {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u64 keys are hashed; fold anything else in, to stay correct.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = value;
+    }
+}
+
+type SourceMap = HashMap<u64, SourceSchema, std::hash::BuildHasherDefault<KeyIsHash>>;
+
 /// One core's registry.
 #[derive(Debug)]
 pub struct SchemaRegistry {
-    sources: HashMap<u64, SourceSchema>,
+    sources: SourceMap,
     sources_max: usize,
     fields_max: usize,
     pub sources_overflow: u64,
@@ -134,7 +158,7 @@ fn names_fingerprint(fields: &[(&str, &[u8])]) -> u64 {
 impl SchemaRegistry {
     pub fn new(sources_max: usize, fields_max: usize) -> Self {
         SchemaRegistry {
-            sources: HashMap::new(),
+            sources: SourceMap::default(),
             sources_max: sources_max.max(1),
             fields_max: fields_max.max(1),
             sources_overflow: 0,
@@ -145,28 +169,24 @@ impl SchemaRegistry {
     /// Records one event of `source` with `fields` at `time_ns`.
     pub fn observe(&mut self, source: SourceId<'_>, fields: &[(&str, &[u8])], time_ns: i64) {
         let key = source.key();
-        if !self.sources.contains_key(&key) {
-            if self.sources.len() >= self.sources_max {
+        let sources_full = self.sources.len() >= self.sources_max;
+        let schema = match self.sources.entry(key) {
+            std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+            std::collections::hash_map::Entry::Vacant(_) if sources_full => {
                 self.sources_overflow += 1;
                 return;
             }
-            self.sources.insert(
-                key,
-                SourceSchema {
-                    source: source.name(),
-                    version: 0,
-                    events: 0,
-                    first_seen_ns: time_ns,
-                    last_seen_ns: time_ns,
-                    fields: BTreeMap::new(),
-                    fingerprints: Vec::new(),
-                    last_len: usize::MAX,
-                    fields_overflow: 0,
-                },
-            );
-        }
-        let Some(schema) = self.sources.get_mut(&key) else {
-            return;
+            std::collections::hash_map::Entry::Vacant(entry) => entry.insert(SourceSchema {
+                source: source.name(),
+                version: 0,
+                events: 0,
+                first_seen_ns: time_ns,
+                last_seen_ns: time_ns,
+                fields: BTreeMap::new(),
+                fingerprints: Vec::new(),
+                last_len: usize::MAX,
+                fields_overflow: 0,
+            }),
         };
         schema.events += 1;
         schema.last_seen_ns = schema.last_seen_ns.max(time_ns);
