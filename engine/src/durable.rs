@@ -120,7 +120,10 @@ fn pad16(out: &mut Vec<u8>) {
 #[derive(Debug, Default)]
 pub struct CheckpointEncoder {
     chunks: Vec<Vec<u8>>,
+    /// Bytes of every block so far (the header's offset).
     bytes: usize,
+    /// Bytes of the blocks not yet taken by [`CheckpointEncoder::take_chunks`].
+    pending: usize,
     shards: u32,
 }
 
@@ -150,13 +153,26 @@ impl CheckpointEncoder {
         out.extend_from_slice(&bytes);
         pad16(&mut out);
         self.bytes += out.len();
+        self.pending += out.len();
         self.chunks.push(out);
         self.shards += 1;
         Ok(())
     }
 
+    /// Bytes of blocks waiting to be taken.
+    pub fn pending_bytes(&self) -> usize {
+        self.pending
+    }
+
+    /// The blocks encoded since the last call, in order, to be written out
+    /// (so a large state is never held serialized whole).
+    pub fn take_chunks(&mut self) -> Vec<Vec<u8>> {
+        self.pending = 0;
+        std::mem::take(&mut self.chunks)
+    }
+
     /// Appends the header (its `shard_count` set here) and the trailer;
-    /// the payload is the chunks in order.
+    /// the payload is every chunk taken before, then these, in order.
     pub fn finish(mut self, mut header: CheckpointHeader) -> anyhow::Result<Vec<Vec<u8>>> {
         header.shard_count = self.shards;
         let head = rkyv::to_bytes::<rkyv::rancor::Error>(&header).map_err(archive_err)?;

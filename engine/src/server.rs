@@ -81,6 +81,8 @@ const CHECKPOINT_DUTY_INVERSE: u32 = 10;
 const CHECKPOINT_SLICE: Duration = Duration::from_micros(500);
 /// Most datagrams a busy UDP socket reads between flushes.
 const UDP_FLUSH_DATAGRAMS: usize = 512;
+/// Serialized checkpoint bytes handed to the file at a time.
+const CHECKPOINT_WRITE_BYTES: usize = 4 << 20;
 /// How long a TLS client may take to finish its handshake.
 const TLS_HANDSHAKE_MAX: Duration = Duration::from_secs(10);
 /// How long a connection keeps being read after a stop signal while
@@ -800,6 +802,17 @@ impl Core {
         // serialized, so there is no stop-the-core snapshot and no copy
         // of the whole state.
         let ids = self.shards.borrow().shard_ids();
+        let generation = self.checkpoint_generation.get() + 1;
+        let dir = durable::checkpoint_dir(&config.storage.data_dir, self.index);
+        let keep = config.storage.checkpoints_keep;
+        // The file is written as the shards are serialized (on the blocking
+        // thread, a few MiB at a time), so the serialized state is never
+        // held whole; it becomes the checkpoint only at the final rename.
+        let mut writer = glommio::executor()
+            .spawn_blocking(move || {
+                shardwatch_storage::checkpoint::CheckpointWriter::create(&dir, generation)
+            })
+            .await?;
         let mut encoder = durable::CheckpointEncoder::default();
         let mut slice = std::time::Instant::now();
         for shard in ids {
@@ -809,11 +822,16 @@ impl Core {
                     encoder.push_shard(shard, &self.covered_now(), state)?;
                 }
             }
-            if slice.elapsed() >= CHECKPOINT_SLICE {
+            if encoder.pending_bytes() >= CHECKPOINT_WRITE_BYTES {
+                let chunks = encoder.take_chunks();
+                writer = write_checkpoint_chunks(writer, chunks).await?;
+                slice = std::time::Instant::now();
+            } else if slice.elapsed() >= CHECKPOINT_SLICE {
                 yield_turn().await;
                 slice = std::time::Instant::now();
             }
         }
+        let mut chunks = encoder.take_chunks();
         let payload = encoder.finish(durable::CheckpointHeader {
             format: durable::CHECKPOINT_FORMAT,
             core: self.index as u32,
@@ -823,6 +841,8 @@ impl Core {
             covered: covered.clone(),
             shard_count: 0,
         })?;
+        chunks.extend(payload);
+        writer = write_checkpoint_chunks(writer, chunks).await?;
         self.commit_journal(true).await;
         self.flush_alerts().await;
         let (ack, acked) = flume::bounded(1);
@@ -835,15 +855,9 @@ impl Core {
             .recv_async()
             .await
             .map_err(|_| anyhow::anyhow!("the alert writer stopped before the barrier"))?;
-        let generation = self.checkpoint_generation.get() + 1;
-        let dir = durable::checkpoint_dir(&config.storage.data_dir, self.index);
-        let keep = config.storage.checkpoints_keep;
-        let bytes: u64 = payload.iter().map(|c| c.len() as u64).sum();
+        let bytes = writer.len();
         glommio::executor()
-            .spawn_blocking(move || -> anyhow::Result<()> {
-                shardwatch_storage::checkpoint::write_chunks(&dir, generation, &payload, keep)?;
-                Ok(())
-            })
+            .spawn_blocking(move || writer.finish(keep))
             .await?;
         self.checkpoint_generation.set(generation);
         self.shared.recovery.publish_covered(self.index, &covered);
@@ -1055,6 +1069,21 @@ async fn serve_peer(core: Rc<Core>, rx: ConnectedReceiver<RouteBatch>) {
         core.flush_alerts().await;
         yield_turn().await;
     }
+}
+
+/// Appends checkpoint chunks on the blocking thread; hands the writer back.
+async fn write_checkpoint_chunks(
+    mut writer: shardwatch_storage::checkpoint::CheckpointWriter,
+    chunks: Vec<Vec<u8>>,
+) -> anyhow::Result<shardwatch_storage::checkpoint::CheckpointWriter> {
+    glommio::executor()
+        .spawn_blocking(move || -> anyhow::Result<_> {
+            for chunk in &chunks {
+                writer.append(chunk)?;
+            }
+            Ok(writer)
+        })
+        .await
 }
 
 /// Syncs the journal every `every` while lines are waiting to be durable,

@@ -94,50 +94,114 @@ pub fn write_chunks<C: AsRef<[u8]>>(
     chunks: &[C],
     keep: usize,
 ) -> Result<PathBuf, StorageError> {
-    std::fs::create_dir_all(dir).map_err(|source| StorageError::CreateDir {
-        path: dir.to_path_buf(),
-        source,
-    })?;
-    let path = dir.join(format!("{generation:020}{SUFFIX}"));
-    let temp = dir.join(format!("{generation:020}{SUFFIX}.tmp"));
-    let write_err = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| StorageError::Write { path, source }
-    };
-    let len: u64 = chunks.iter().map(|c| c.as_ref().len() as u64).sum();
-    let crc = chunks
-        .iter()
-        .fold(0u32, |crc, c| crc32c::crc32c_append(crc, c.as_ref()));
-    let mut header = Vec::with_capacity(HEADER_BYTES);
-    header.extend_from_slice(MAGIC);
-    header.extend_from_slice(&VERSION.to_le_bytes());
-    header.extend_from_slice(&crc.to_le_bytes());
-    header.extend_from_slice(&len.to_le_bytes());
-    header.extend_from_slice(&generation.to_le_bytes());
-    header.resize(HEADER_BYTES, 0);
-    {
-        let file = std::fs::File::create(&temp).map_err(write_err(&temp))?;
+    let mut writer = CheckpointWriter::create(dir, generation)?;
+    for chunk in chunks {
+        writer.append(chunk.as_ref())?;
+    }
+    writer.finish(keep)
+}
+
+/// A checkpoint written as its payload is produced, so the payload never
+/// has to be held in memory whole: chunks go to `<name>.tmp` as they come
+/// (the CRC and length accumulate), and [`CheckpointWriter::finish`] writes
+/// the header, fsyncs, renames and fsyncs the directory. Dropped unfinished,
+/// it leaves only a temp file, removed at the next load.
+#[derive(Debug)]
+pub struct CheckpointWriter {
+    dir: PathBuf,
+    generation: u64,
+    temp: PathBuf,
+    out: std::io::BufWriter<std::fs::File>,
+    crc: u32,
+    len: u64,
+}
+
+impl CheckpointWriter {
+    pub fn create(dir: &Path, generation: u64) -> Result<CheckpointWriter, StorageError> {
+        std::fs::create_dir_all(dir).map_err(|source| StorageError::CreateDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let temp = dir.join(format!("{generation:020}{SUFFIX}.tmp"));
+        let file = std::fs::File::create(&temp).map_err(|source| StorageError::Write {
+            path: temp.clone(),
+            source,
+        })?;
         let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
-        out.write_all(&header).map_err(write_err(&temp))?;
-        for chunk in chunks {
-            out.write_all(chunk.as_ref()).map_err(write_err(&temp))?;
-        }
-        let file = out
+        // The header's place; its contents are known at the end.
+        out.write_all(&[0; HEADER_BYTES])
+            .map_err(|source| StorageError::Write {
+                path: temp.clone(),
+                source,
+            })?;
+        Ok(CheckpointWriter {
+            dir: dir.to_path_buf(),
+            generation,
+            temp,
+            out,
+            crc: 0,
+            len: 0,
+        })
+    }
+
+    pub fn append(&mut self, chunk: &[u8]) -> Result<(), StorageError> {
+        self.crc = crc32c::crc32c_append(self.crc, chunk);
+        self.len += chunk.len() as u64;
+        self.out
+            .write_all(chunk)
+            .map_err(|source| StorageError::Write {
+                path: self.temp.clone(),
+                source,
+            })
+    }
+
+    /// Bytes of payload appended so far.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Writes the header, makes the file durable and puts it in place,
+    /// then deletes all but the newest `keep` checkpoints.
+    pub fn finish(self, keep: usize) -> Result<PathBuf, StorageError> {
+        use std::io::{Seek, SeekFrom};
+        let temp = self.temp.clone();
+        let write_err = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| StorageError::Write { path, source }
+        };
+        let mut header = Vec::with_capacity(HEADER_BYTES);
+        header.extend_from_slice(MAGIC);
+        header.extend_from_slice(&VERSION.to_le_bytes());
+        header.extend_from_slice(&self.crc.to_le_bytes());
+        header.extend_from_slice(&self.len.to_le_bytes());
+        header.extend_from_slice(&self.generation.to_le_bytes());
+        header.resize(HEADER_BYTES, 0);
+        let mut file = self
+            .out
             .into_inner()
             .map_err(|e| write_err(&temp)(e.into_error()))?;
-        file.sync_all().map_err(write_err(&temp))?;
-    }
-    std::fs::rename(&temp, &path).map_err(write_err(&path))?;
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(write_err(dir))?;
-    let all = list(dir)?;
-    if all.len() > keep.max(1) {
-        for (_, old) in &all[..all.len() - keep.max(1)] {
-            let _ = std::fs::remove_file(old);
+        file.seek(SeekFrom::Start(0))
+            .and_then(|_| file.write_all(&header))
+            .and_then(|()| file.sync_all())
+            .map_err(write_err(&temp))?;
+        drop(file);
+        let path = self.dir.join(format!("{:020}{SUFFIX}", self.generation));
+        std::fs::rename(&temp, &path).map_err(write_err(&path))?;
+        std::fs::File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(write_err(&self.dir))?;
+        let all = list(&self.dir)?;
+        if all.len() > keep.max(1) {
+            for (_, old) in &all[..all.len() - keep.max(1)] {
+                let _ = std::fs::remove_file(old);
+            }
         }
+        Ok(path)
     }
-    Ok(path)
 }
 
 /// Reads and checks one checkpoint file (header, length, CRC).
