@@ -235,28 +235,7 @@ fn split_payload(bytes: &[u8]) -> Result<(&[u8], Vec<Block<'_>>), String> {
 }
 
 impl CoreCheckpoint {
-    /// Checks a payload (framing and every archive, bytecheck) without
-    /// deserializing it; returns the header. `bytes` must be 16-byte
-    /// aligned.
-    pub fn validate(bytes: &[u8]) -> Result<&ArchivedCheckpointHeader, String> {
-        let (header, blocks) = split_payload(bytes)?;
-        let header = rkyv::access::<ArchivedCheckpointHeader, rkyv::rancor::Error>(header)
-            .map_err(|e| format!("header archive validation failed: {e}"))?;
-        if header.shard_count.to_native() as usize != blocks.len() {
-            return Err(format!(
-                "header lists {} shards, the payload holds {}",
-                header.shard_count.to_native(),
-                blocks.len()
-            ));
-        }
-        for (shard, _, state) in blocks {
-            rkyv::access::<shardwatch_rules::ArchivedCorrelationState, rkyv::rancor::Error>(state)
-                .map_err(|e| format!("shard {shard}: archive validation failed: {e}"))?;
-        }
-        Ok(header)
-    }
-
-    /// Reads a payload that passed [`CoreCheckpoint::validate`].
+    /// Reads a payload, validating every archive (bytecheck) as it goes.
     pub fn decode(bytes: &[u8]) -> Result<CoreCheckpoint, String> {
         let (header, blocks) = split_payload(bytes)?;
         let header = rkyv::from_bytes::<CheckpointHeader, rkyv::rancor::Error>(header)
@@ -424,27 +403,38 @@ pub fn plan(
     let mut checkpoints: Vec<Option<(u64, CoreCheckpoint)>> = Vec::with_capacity(cores);
     for core in 0..cores {
         let dir = checkpoint_dir(data_dir, core);
+        // Decoding validates every archive (bytecheck), so the payload is
+        // checked and read in one pass; the accepted one is kept.
+        let mut decoded = None;
         let report = checkpoint::load_latest(&dir, |bytes| {
-            let header = CoreCheckpoint::validate(bytes)?;
-            if header.format.to_native() != CHECKPOINT_FORMAT {
+            let checkpoint = CoreCheckpoint::decode(bytes)?;
+            let header = &checkpoint.header;
+            if header.format != CHECKPOINT_FORMAT {
                 return Err(format!(
                     "checkpoint format {}, this build reads {CHECKPOINT_FORMAT}",
-                    header.format.to_native()
+                    header.format
                 ));
             }
-            if header.cores.to_native() as usize != cores || header.shards.to_native() != shards {
+            if header.cores as usize != cores || header.shards != shards {
                 return Err(format!(
                     "taken with {} cores and {} shards, this run has {cores} and {shards}",
-                    header.cores.to_native(),
-                    header.shards.to_native()
+                    header.cores, header.shards
                 ));
             }
-            if header.core.to_native() as usize != core {
+            if header.core as usize != core {
                 return Err(format!(
                     "belongs to core {}, found in core {core}'s directory",
-                    header.core.to_native()
+                    header.core
                 ));
             }
+            if header.shard_count as usize != checkpoint.states.len() {
+                return Err(format!(
+                    "header lists {} shards, the payload holds {}",
+                    header.shard_count,
+                    checkpoint.states.len()
+                ));
+            }
+            decoded = Some(checkpoint);
             Ok(())
         })?;
         for (path, reason) in &report.rejected {
@@ -454,28 +444,15 @@ pub fn plan(
                 path.display()
             ));
         }
-        let loaded = match report.loaded {
-            Some(loaded) => match CoreCheckpoint::decode(&loaded.payload) {
-                Ok(checkpoint) => {
-                    stats.checkpoints_restored.fetch_add(1, Ordering::Relaxed);
-                    findings.push(format!(
-                        "checkpoint core {core}: generation {} ({} shards) restored",
-                        loaded.generation,
-                        checkpoint.states.len()
-                    ));
-                    Some((loaded.generation, checkpoint))
-                }
-                Err(reason) => {
-                    stats.checkpoints_rejected.fetch_add(1, Ordering::Relaxed);
-                    findings.push(format!(
-                        "checkpoint {} refused: {reason}",
-                        loaded.path.display()
-                    ));
-                    None
-                }
-            },
-            None => None,
-        };
+        let loaded = report.loaded.zip(decoded).map(|(loaded, checkpoint)| {
+            stats.checkpoints_restored.fetch_add(1, Ordering::Relaxed);
+            findings.push(format!(
+                "checkpoint core {core}: generation {} ({} shards) restored",
+                loaded.generation,
+                checkpoint.states.len()
+            ));
+            (loaded.generation, checkpoint)
+        });
         checkpoints.push(loaded);
     }
 
@@ -582,7 +559,6 @@ mod tests {
         let bytes = checkpoint(0, 2, vec![5, 7]);
         let mut aligned = rkyv::util::AlignedVec::<16>::new();
         aligned.extend_from_slice(&bytes);
-        CoreCheckpoint::validate(&aligned).unwrap();
         let back = CoreCheckpoint::decode(&aligned).unwrap();
         assert_eq!(back.header.covered, vec![5, 7]);
         assert_eq!(back.header.shard_count, 2);
@@ -599,15 +575,15 @@ mod tests {
         let len = aligned.len();
         let mut broken = aligned.clone();
         broken[len - 8..].copy_from_slice(&u64::MAX.to_le_bytes());
-        assert!(CoreCheckpoint::validate(&broken).is_err());
-        assert!(CoreCheckpoint::validate(&aligned[16..]).is_err());
+        assert!(CoreCheckpoint::decode(&broken).is_err());
+        assert!(CoreCheckpoint::decode(&aligned[16..]).is_err());
         let header_at = u64::from_le_bytes(aligned[len - 8..].try_into().unwrap()) as usize;
         let header_len =
             u32::from_le_bytes(aligned[len - 16..len - 12].try_into().unwrap()) as usize;
         let mut garbage = aligned.clone();
         let end = header_at + header_len;
         garbage[end - 16..end].copy_from_slice(&[0xab; 16]);
-        assert!(CoreCheckpoint::validate(&garbage).is_err());
+        assert!(CoreCheckpoint::decode(&garbage).is_err());
     }
 
     #[test]

@@ -16,32 +16,9 @@ use serde_json::Value;
 /// once on a 2-core machine starve each other, so they take turns.
 static ONE_BENCH_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("perf/ sits inside the workspace")
-        .to_path_buf()
-}
-
-/// Builds the appliance and returns its path.
+/// The appliance binary (built once, or `SHARDWATCH_BIN`).
 fn appliance_binary() -> PathBuf {
-    let root = workspace_root();
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "-p", "shardwatch", "--bin", "shardwatch"])
-        .current_dir(&root)
-        .status()
-        .expect("cargo can be run");
-    assert!(status.success(), "the shardwatch binary does not build");
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    let binary = target.join("debug").join("shardwatch");
-    assert!(
-        binary.exists(),
-        "{} is missing after the build",
-        binary.display()
-    );
-    binary
+    shardwatch_tests::binary().to_path_buf()
 }
 
 fn load(args: &[&str]) -> String {

@@ -7,31 +7,14 @@
 //! build made elsewhere), otherwise it is built with `cargo build -p
 //! shardwatch --bin shardwatch` (a no-op when fresh).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use serde_json::Value;
 
+/// The appliance binary (built once, or `SHARDWATCH_BIN`).
 fn appliance_binary() -> PathBuf {
-    if let Some(bin) = std::env::var_os("SHARDWATCH_BIN") {
-        let bin = PathBuf::from(bin);
-        assert!(bin.is_file(), "SHARDWATCH_BIN={} is missing", bin.display());
-        return bin;
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("perf/ sits inside the workspace")
-        .to_path_buf();
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "-p", "shardwatch", "--bin", "shardwatch"])
-        .current_dir(&root)
-        .status()
-        .expect("cargo can be run");
-    assert!(status.success(), "the shardwatch binary does not build");
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    target.join("debug").join("shardwatch")
+    shardwatch_tests::binary().to_path_buf()
 }
 
 #[test]

@@ -19,28 +19,9 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("perf/ sits inside the workspace")
-        .to_path_buf()
-}
-
+/// The appliance binary (built once, or `SHARDWATCH_BIN`).
 fn appliance_binary() -> PathBuf {
-    if let Some(bin) = std::env::var_os("SHARDWATCH_BIN") {
-        return PathBuf::from(bin);
-    }
-    let root = workspace_root();
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "-p", "shardwatch", "--bin", "shardwatch"])
-        .current_dir(&root)
-        .status()
-        .expect("cargo can be run");
-    assert!(status.success(), "the shardwatch binary does not build");
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    target.join("debug").join("shardwatch")
+    shardwatch_tests::binary().to_path_buf()
 }
 
 fn rules_file() -> PathBuf {

@@ -34,7 +34,7 @@
 //! [`scan`] validates every record (length bounds, CRC, increasing
 //! sequence). An invalid record in the middle of a segment is skipped by
 //! searching forward for the next valid one (counted in bytes); an invalid
-//! tail is a torn write, counted and, by [`repair`], truncated. Neither is
+//! tail is a torn write, counted and, by [`repair_tail`], truncated. Neither is
 //! fatal.
 
 use std::cell::RefCell;
@@ -133,7 +133,7 @@ pub struct Journal {
 impl Journal {
     /// Opens a new segment in `dir` whose first record will be `next_seq`
     /// (1 for an empty journal, else one past the last valid record found
-    /// by [`repair`]).
+    /// by [`repair_tail`]).
     pub async fn open(
         dir: &Path,
         core: u32,
@@ -724,40 +724,14 @@ fn resync(bytes: &[u8], last: u64) -> Option<usize> {
         .find(|&at| matches!(decode_record(&bytes[at..]), Ok((entry, _)) if entry.seq > last))
 }
 
-/// Validates the journal in `dir` and truncates each segment after its last
-/// valid record (torn tails), so appending can resume safely. Returns what
-/// was found; call it before [`Journal::open`] and start at
-/// [`ScanReport::next_seq`].
-pub fn repair(dir: &Path) -> Result<ScanReport, StorageError> {
-    let mut report = ScanReport::default();
-    for (first, path) in segments(dir)? {
-        let bytes = std::fs::read(&path).map_err(|source| StorageError::Open {
-            path: path.clone(),
-            source,
-        })?;
-        report.segments += 1;
-        let torn_before = report.torn_tails;
-        let Some(scan) = scan_segment(&path, &bytes, first, u64::MAX, &mut report, &mut |_| {})
-        else {
-            continue;
-        };
-        if scan.valid_end < bytes.len() && report.torn_tails > torn_before {
-            truncate(&path, scan.valid_end as u64)?;
-        } else if scan.valid_end < bytes.len()
-            && trailing_zeros(&bytes) == bytes.len() - scan.valid_end
-        {
-            // Only zero padding after the last record: trim it too.
-            truncate(&path, scan.valid_end as u64)?;
-        }
-    }
-    Ok(report)
-}
-
-/// [`repair`] for the end of the journal only: the newest segments back to
-/// the first that holds a valid record (a crash can only tear the segment
-/// being written). Start-up uses it so older segments are read once, by
-/// the replay, instead of twice; `shardwatch journal check` reads them all.
-/// The report's `next_seq` is right even when every segment is empty.
+/// Validates the end of the journal in `dir` and truncates a torn tail
+/// (after the last valid record), so appending can resume safely: the
+/// newest segments back to the first that holds a valid record (a crash
+/// can only tear the segment being written). Older segments are read
+/// once, by the replay, which validates them as it goes; `shardwatch
+/// journal check` ([`scan`]) reads them all. Call it before
+/// [`Journal::open`] and start at [`ScanReport::next_seq`], which is right
+/// even when every segment is empty.
 pub fn repair_tail(dir: &Path) -> Result<ScanReport, StorageError> {
     let mut report = ScanReport::default();
     let segs = segments(dir)?;
@@ -965,7 +939,7 @@ mod tests {
         };
         write_lines(&dir, 2_000, small);
         assert!(segments(&dir).unwrap().len() > 3);
-        let report = repair(&dir).unwrap();
+        let report = repair_tail(&dir).unwrap();
         assert_eq!(report.next_seq(), 2_001);
         let dir2 = dir.clone();
         run(move || async move {
@@ -993,7 +967,7 @@ mod tests {
         let len = std::fs::metadata(&path).unwrap().len();
         // Cut the last record in half.
         truncate(&path, len - 5).unwrap();
-        let report = repair(&dir).unwrap();
+        let report = repair_tail(&dir).unwrap();
         assert_eq!(report.torn_tails, 1);
         assert_eq!(report.last_seq, Some(49));
         assert!(
@@ -1002,7 +976,7 @@ mod tests {
             report.problems
         );
         // Repaired: a second pass finds nothing wrong.
-        let again = repair(&dir).unwrap();
+        let again = repair_tail(&dir).unwrap();
         assert_eq!(again.torn_tails, 0);
         assert_eq!(again.records, 49);
         let _ = std::fs::remove_dir_all(&dir);
@@ -1071,7 +1045,7 @@ mod tests {
         let mut bytes = std::fs::read(&path).unwrap();
         bytes.extend_from_slice(&[0xAB; 300]);
         std::fs::write(&path, &bytes).unwrap();
-        let report = repair(&dir).unwrap();
+        let report = repair_tail(&dir).unwrap();
         assert_eq!(report.torn_tails, 1);
         assert_eq!(report.torn_bytes, 300);
         assert_eq!(report.records, 20);
@@ -1127,7 +1101,7 @@ mod tests {
     fn a_journal_closed_without_records_is_a_valid_empty_segment() {
         let dir = temp_dir("empty");
         write_lines(&dir, 0, OPTIONS);
-        let report = repair(&dir).unwrap();
+        let report = repair_tail(&dir).unwrap();
         assert!(report.problems.is_empty(), "{:?}", report.problems);
         assert_eq!(
             (report.segments, report.records, report.next_seq()),

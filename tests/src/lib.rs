@@ -25,10 +25,16 @@ pub fn workspace_root() -> PathBuf {
 }
 
 /// Builds the `shardwatch` binary once per test process (a no-op when it is
-/// fresh) and returns its path.
+/// fresh) and returns its path; `SHARDWATCH_BIN` names a prebuilt one
+/// instead (a release build, for measurements).
 pub fn binary() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("SHARDWATCH_BIN") {
+            let bin = PathBuf::from(bin);
+            assert!(bin.is_file(), "SHARDWATCH_BIN={} is missing", bin.display());
+            return bin;
+        }
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)
             .args(["build", "-p", "shardwatch", "--bin", "shardwatch"])
