@@ -379,11 +379,12 @@ fn parse_timestamp_ns(raw: &[u8]) -> Option<i64> {
 
 /// The shortest literal the prefilter accepts: shorter needles hit almost
 /// every value and only cost automaton time.
-const PREFILTER_LITERAL_BYTES_MIN: usize = 3;
+pub(crate) const PREFILTER_LITERAL_BYTES_MIN: usize = 3;
 
 /// A literal one field must contain for a rule to match: the field name as
-/// written (empty: the message) and the ASCII-lowercased needle.
-pub(crate) type RequiredLiteral = (Box<str>, Box<[u8]>);
+/// written (empty: the message), the ASCII-lowercased needle, and where in
+/// the value it must be (`Whole`, `StartsWith`, `EndsWith` or anywhere).
+pub(crate) type RequiredLiteral = (Box<str>, Box<[u8]>, Anchor);
 
 impl FieldTest {
     /// Interns every field name this test reads.
@@ -413,26 +414,36 @@ impl FieldTest {
             return None;
         };
         let field: Box<str> = self.field.as_str().into();
-        let usable = |bytes: &[u8]| -> Option<RequiredLiteral> {
-            (bytes.len() >= PREFILTER_LITERAL_BYTES_MIN)
-                .then(|| (field.clone(), bytes.to_ascii_lowercase().into_boxed_slice()))
+        let usable = |bytes: &[u8], anchor: Anchor| -> Option<RequiredLiteral> {
+            (bytes.len() >= PREFILTER_LITERAL_BYTES_MIN).then(|| {
+                (
+                    field.clone(),
+                    bytes.to_ascii_lowercase().into_boxed_slice(),
+                    anchor,
+                )
+            })
         };
         if *all {
             // Every pattern must match, so any one literal is required:
             // take the longest (the most selective).
             return patterns
                 .iter()
-                .filter_map(|p| p.literal().and_then(|literal| usable(&literal)))
-                .max_by_key(|(_, needle)| needle.len())
+                .filter_map(|p| {
+                    p.literal()
+                        .and_then(|literal| usable(&literal, p.literal_anchor()))
+                })
+                .max_by_key(|(_, needle, _)| needle.len())
                 .map(|literal| vec![literal]);
         }
         let mut out = Vec::with_capacity(patterns.len());
         for pattern in patterns {
-            out.push(usable(pattern.literal()?.as_ref())?);
+            for literal in pattern.literals()? {
+                out.push(usable(&literal, pattern.literal_anchor())?);
+            }
         }
         if let Some((_, list)) = needles {
             for needle in list {
-                out.push(usable(needle)?);
+                out.push(usable(needle, Anchor::Contains)?);
             }
         }
         (!out.is_empty()).then_some(out)

@@ -207,9 +207,10 @@ impl FieldTableBuilder {
         let mut buckets = vec![(0u32, NO_ID); buckets_len];
         let mask = buckets_len - 1;
         let shift = 64 - buckets_len.trailing_zeros();
-        let mut lengths = 0u64;
+        let mut sketch = [0u64; SKETCH_WORDS];
         for (id, name) in self.names.iter().enumerate() {
-            lengths |= length_bit(name.len());
+            let (word, bit) = sketch_bit(name.as_bytes());
+            sketch[word] |= bit;
             let hash = name_hash(name.as_bytes());
             let mut at = (hash >> shift) as usize;
             while buckets[at].1 != NO_ID {
@@ -224,19 +225,14 @@ impl FieldTableBuilder {
             buckets,
             mask,
             shift,
-            lengths,
+            sketch,
         }
     }
 }
 
-/// A bit per name length below 63; bit 63 for every longer length.
-fn length_bit(len: usize) -> u64 {
-    1u64 << len.min(63)
-}
-
 /// A fast hash of a short name (multiply-rotate over 8-byte words; the
 /// tail is read as overlapping loads, never copied byte by byte).
-fn name_hash(bytes: &[u8]) -> u64 {
+pub(crate) fn name_hash(bytes: &[u8]) -> u64 {
     const K: u64 = 0x9E37_79B9_7F4A_7C15;
     let word = |at: usize| {
         let mut buf = [0u8; 8];
@@ -274,17 +270,28 @@ fn word_at(bytes: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(buf)
 }
 
-/// Byte equality, with word loads for names of 8 to 16 bytes (the usual
-/// lengths) rather than a library call.
-fn short_eq(a: &[u8], b: &[u8]) -> bool {
+/// `bytes[at..at + 4]` as a little-endian word.
+fn half_at(bytes: &[u8], at: usize) -> u32 {
+    let mut buf = [0u8; 4];
+    buf.copy_from_slice(&bytes[at..at + 4]);
+    u32::from_le_bytes(buf)
+}
+
+/// Byte equality, with (overlapping) word loads for names of up to 16
+/// bytes (the usual lengths) rather than a library call.
+pub(crate) fn short_eq(a: &[u8], b: &[u8]) -> bool {
     let len = a.len();
     if len != b.len() {
         return false;
     }
-    if (8..=16).contains(&len) {
-        return word_at(a, 0) == word_at(b, 0) && word_at(a, len - 8) == word_at(b, len - 8);
+    match len {
+        0 => true,
+        // First, middle and last cover every byte of 1 to 3.
+        1..=3 => a[0] == b[0] && a[len / 2] == b[len / 2] && a[len - 1] == b[len - 1],
+        4..=7 => half_at(a, 0) == half_at(b, 0) && half_at(a, len - 4) == half_at(b, len - 4),
+        8..=16 => word_at(a, 0) == word_at(b, 0) && word_at(a, len - 8) == word_at(b, len - 8),
+        _ => a == b,
     }
-    a == b
 }
 
 /// Bit `i` set where `name[i]` is a dot, found a word at a time; `name`
@@ -329,14 +336,31 @@ pub(crate) struct FieldTable {
     mask: usize,
     /// The bucket of a hash is its top bits (the best mixed).
     shift: u32,
-    /// [`length_bit`] of every name: most event names are skipped unhashed.
-    lengths: u64,
+    /// [`sketch_bit`] of every name set: most event names are skipped
+    /// unhashed.
+    sketch: [u64; SKETCH_WORDS],
+}
+
+/// Words of [`FieldTable`]'s name sketch (1,024 bits).
+const SKETCH_WORDS: usize = 16;
+
+/// A name's bit in the sketch, from its length and its first and last
+/// bytes (no pass over the name): `(word, bit mask)`.
+#[inline]
+fn sketch_bit(name: &[u8]) -> (usize, u64) {
+    let first = name.first().copied().unwrap_or(0);
+    let last = name.last().copied().unwrap_or(0);
+    let key = (name.len() as u64) | (u64::from(first) << 16) | (u64::from(last) << 24);
+    // Top 10 bits of a multiplicative hash: 1,024 positions.
+    let at = (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 54) as usize;
+    (at / 64, 1u64 << (at % 64))
 }
 
 impl FieldTable {
     /// The id of `name`, if a rule reads it.
     fn find(&self, name: &[u8]) -> Option<u32> {
-        if self.lengths & length_bit(name.len()) == 0 {
+        let (word, bit) = sketch_bit(name);
+        if self.sketch[word] & bit == 0 {
             return None;
         }
         let hash = name_hash(name);

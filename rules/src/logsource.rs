@@ -21,7 +21,7 @@
 
 use crate::error::RuleErrorKind;
 use crate::event::Event;
-use crate::field::{FieldName, FieldTableBuilder};
+use crate::field::{name_hash, short_eq, FieldName, FieldTableBuilder};
 use crate::pattern::Scratch;
 
 /// One log source mapping, as the engine's configuration states it.
@@ -234,7 +234,7 @@ pub const BUILTIN_LOGSOURCES: &[BuiltinRow] = &[
 type FieldValues = (FieldName, Vec<Box<[u8]>>);
 
 /// The compiled condition of one rule's log source.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct LogsourceFilter {
     /// OR of ANDs of (field, lowercased allowed values). Empty: no limit.
     alternatives: Vec<Vec<FieldValues>>,
@@ -288,6 +288,160 @@ impl LogsourceFilter {
                 })
                 .collect(),
         }
+    }
+}
+
+/// Every distinct log source filter of a rule set, compiled together so
+/// that one pass per event decides them all: each distinct
+/// "field is one of these values" term is a bit, each field the filters
+/// read is looked up once, its value (ASCII-folded) found in a sorted
+/// table of the values any term allows, giving the terms it satisfies;
+/// a filter admits the event when one of its alternatives has all its
+/// terms' bits. Same answers as [`LogsourceFilter::matches`] on every
+/// filter (tested).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct LogsourceClassifier {
+    /// Per distinct field the filters read: its allowed values.
+    fields: Vec<ClassifiedField>,
+    /// Every filter's alternatives as `(term mask, filter)`, flat.
+    alternatives: Vec<(u128, u32)>,
+    /// Filters with no alternatives (they admit every event).
+    open: u128,
+    filter_count: usize,
+}
+
+#[derive(Clone, Debug)]
+struct ClassifiedField {
+    field: FieldName,
+    /// Allowed values (lowercased) and the terms each satisfies.
+    values: Vec<(Box<[u8]>, u128)>,
+    /// `(name_hash(value), index into values)`, sorted.
+    by_hash: Vec<(u64, u32)>,
+    longest: usize,
+}
+
+impl LogsourceClassifier {
+    /// The most distinct terms the classifier can hold.
+    const TERMS_MAX: usize = 128;
+    /// The most filters the classifier can decide.
+    const FILTERS_MAX: usize = 128;
+    /// The longest allowed value the classifier folds on the stack.
+    const VALUE_MAX: usize = 64;
+
+    /// Compiles `filters` (interned already), or `None` when they hold
+    /// more distinct terms than fit (callers then run each filter).
+    pub(crate) fn build(filters: &[&LogsourceFilter]) -> Option<Self> {
+        if filters.len() > Self::FILTERS_MAX {
+            return None;
+        }
+        let mut terms: Vec<(&FieldName, &[Box<[u8]>])> = Vec::new();
+        let mut alternatives = Vec::new();
+        let mut open = 0u128;
+        for (at_filter, filter) in filters.iter().enumerate() {
+            if filter.alternatives.is_empty() {
+                open |= 1u128 << at_filter;
+            }
+            for all in &filter.alternatives {
+                let mut mask = 0u128;
+                for (field, values) in all {
+                    let at = match terms
+                        .iter()
+                        .position(|(f, v)| *f == field && *v == values.as_slice())
+                    {
+                        Some(at) => at,
+                        None => {
+                            terms.push((field, values));
+                            terms.len() - 1
+                        }
+                    };
+                    if at >= Self::TERMS_MAX || values.iter().any(|v| v.len() > Self::VALUE_MAX) {
+                        return None;
+                    }
+                    mask |= 1u128 << at;
+                }
+                // Lossless: at most FILTERS_MAX filters.
+                alternatives.push((mask, at_filter as u32));
+            }
+        }
+        let mut fields: Vec<ClassifiedField> = Vec::new();
+        for (bit, (field, values)) in terms.iter().enumerate() {
+            let at = match fields.iter().position(|f| f.field == **field) {
+                Some(at) => at,
+                None => {
+                    fields.push(ClassifiedField {
+                        field: (*field).clone(),
+                        values: Vec::new(),
+                        by_hash: Vec::new(),
+                        longest: 0,
+                    });
+                    fields.len() - 1
+                }
+            };
+            let entry = &mut fields[at];
+            for value in values.iter() {
+                match entry.values.iter_mut().find(|(v, _)| v == value) {
+                    Some((_, mask)) => *mask |= 1u128 << bit,
+                    None => entry.values.push((value.clone(), 1u128 << bit)),
+                }
+                entry.longest = entry.longest.max(value.len());
+            }
+        }
+        for field in &mut fields {
+            // Lossless: a rule set's values number far below u32::MAX.
+            field.by_hash = (field.values.iter().enumerate())
+                .map(|(at, (value, _))| (name_hash(value), at as u32))
+                .collect();
+            field.by_hash.sort_unstable();
+        }
+        Some(LogsourceClassifier {
+            fields,
+            alternatives,
+            open,
+            filter_count: filters.len(),
+        })
+    }
+
+    /// The filters (bit `i`: filter `i` of `build`'s input) that admit
+    /// `event` (`scratch` as for `Detection::matches`).
+    pub(crate) fn admitted(&self, event: &Event<'_>, scratch: &Scratch) -> u128 {
+        let terms = self.terms(event, scratch);
+        let mut admitted = self.open;
+        for &(all, filter) in &self.alternatives {
+            if all & terms == all {
+                admitted |= 1u128 << filter;
+            }
+        }
+        debug_assert!(self.filter_count >= 128 || admitted >> self.filter_count == 0);
+        admitted
+    }
+
+    /// The terms `event` satisfies.
+    fn terms(&self, event: &Event<'_>, scratch: &Scratch) -> u128 {
+        let mut terms = 0u128;
+        let mut folded = [0u8; Self::VALUE_MAX];
+        for field in &self.fields {
+            let Some(value) = scratch.field(&field.field, event) else {
+                continue;
+            };
+            if value.len() > field.longest {
+                continue;
+            }
+            let folded = &mut folded[..value.len()];
+            folded.copy_from_slice(value);
+            folded.make_ascii_lowercase();
+            let hash = name_hash(folded);
+            let first = field.by_hash.partition_point(|&(h, _)| h < hash);
+            for &(_, at) in field.by_hash[first..]
+                .iter()
+                .take_while(|(h, _)| *h == hash)
+            {
+                let (known, mask) = &field.values[at as usize];
+                if short_eq(known, folded) {
+                    terms |= mask;
+                }
+            }
+        }
+        terms
     }
 }
 
@@ -378,6 +532,85 @@ mod tests {
             resolve_logsource(Some("AWS"), None, Some("cloudtrail"), &[extra])
                 .is_ok_and(|f| !f.is_open())
         );
+    }
+
+    /// Every built-in filter plus configured ones with shared and
+    /// overlapping terms, classified together, agree with running each
+    /// filter on events of every source, in any case.
+    #[test]
+    fn the_classifier_agrees_with_every_filter() {
+        let mut filters: Vec<LogsourceFilter> = BUILTIN_LOGSOURCES
+            .iter()
+            .map(|(p, c, s, _)| resolve_logsource(*p, *c, *s, &[]).unwrap_or_default())
+            .collect();
+        for (category, _) in SYSMON_CATEGORIES {
+            filters.extend(resolve_logsource(
+                Some("windows"),
+                Some(category),
+                None,
+                &[],
+            ));
+        }
+        let extra = LogsourceMapping {
+            product: Some("custom".to_owned()),
+            category: None,
+            service: None,
+            conditions: vec![
+                vec![
+                    ("process.name".to_owned(), vec!["sshd".to_owned()]),
+                    ("host.name".to_owned(), vec!["bastion".to_owned()]),
+                ],
+                vec![("Channel".to_owned(), vec![])],
+            ],
+        };
+        filters.extend(resolve_logsource(Some("custom"), None, None, &[extra]));
+        let mut table = FieldTableBuilder::default();
+        for filter in &mut filters {
+            filter.intern_fields(&mut table);
+        }
+        let table = table.finish();
+        let refs: Vec<&LogsourceFilter> = filters.iter().collect();
+        let Some(classifier) = LogsourceClassifier::build(&refs) else {
+            panic!("the built-in table fits the classifier")
+        };
+        let events: &[&[(&str, &[u8])]] = &[
+            &[("process.name", b"sshd")],
+            &[("process.name", b"SSHD"), ("host.name", b"Bastion")],
+            &[("process.name", b"crond")],
+            &[("process.name", b"auditd")],
+            &[("Channel", b"security"), ("EventID", b"4688")],
+            &[
+                ("Event.System.Channel", SYSMON.as_bytes()),
+                ("Event.System.EventID", b"1"),
+            ],
+            &[("Channel", SYSMON.as_bytes()), ("EventID", b"13")],
+            &[("Channel", SYSMON.as_bytes()), ("EventID", b"26")],
+            &[
+                ("Channel", b"Microsoft-Windows-PowerShell/Operational"),
+                ("EventID", b"4104"),
+            ],
+            &[("Channel", b"Windows PowerShell"), ("EventID", b"400")],
+            &[("event.category", b"web")],
+            &[("event.category", b"Firewall")],
+            &[("Channel", b"System")],
+            &[],
+        ];
+        let mut scratch = Scratch::new();
+        for fields in events {
+            let event = Event {
+                time_ns: 0,
+                fields,
+                message: b"",
+                raw: b"",
+            };
+            scratch.index_fields(&table, &event);
+            let admitted = classifier.admitted(&event, &scratch);
+            for (at, filter) in filters.iter().enumerate() {
+                let want = filter.matches(&event, &scratch);
+                assert_eq!(admitted >> at & 1 == 1, want, "filter {at} on {fields:?}");
+            }
+            assert!(admitted != 0, "open filters admit {fields:?}");
+        }
     }
 
     #[test]

@@ -15,6 +15,7 @@
 
 use memchr::memmem;
 
+use crate::detection::PREFILTER_LITERAL_BYTES_MIN;
 use crate::error::RuleErrorKind;
 use crate::event::Event;
 use crate::field::{FieldIndex, FieldName, FieldTable};
@@ -99,7 +100,7 @@ pub(crate) enum GlobToken {
 
 /// How a value string is anchored, from the `contains`, `startswith` and
 /// `endswith` modifiers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) enum Anchor {
     /// The whole value must match.
     Whole,
@@ -186,6 +187,31 @@ pub(crate) fn literal_glob(bytes: &[u8], anchor: Anchor, fold: bool) -> Vec<Glob
     tokens
 }
 
+/// The most prefix literals a regex may contribute to the prefilter;
+/// beyond that it is evaluated on every event of its log source.
+const REGEX_LITERALS_MAX: usize = 32;
+
+/// Literals of which every match of `hir` contains one: its prefix
+/// literals (every match starts with one of them), ASCII-lowercased and
+/// deduplicated. `None` when the set is infinite, too large, or holds a
+/// literal too short to be selective (an empty one means the regex can
+/// match anywhere).
+fn regex_literals(hir: &regex_syntax::hir::Hir) -> Option<Box<[Box<[u8]>]>> {
+    let mut extractor = regex_syntax::hir::literal::Extractor::new();
+    extractor.limit_total(REGEX_LITERALS_MAX * 8);
+    let seq = extractor.extract(hir);
+    let literals = seq.literals()?;
+    let mut out: Vec<Box<[u8]>> = literals
+        .iter()
+        .map(|literal| literal.as_bytes().to_ascii_lowercase().into_boxed_slice())
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    let selective = out.iter().all(|l| l.len() >= PREFILTER_LITERAL_BYTES_MIN);
+    (selective && !out.is_empty() && out.len() <= REGEX_LITERALS_MAX)
+        .then(|| out.into_boxed_slice())
+}
+
 /// A compiled matcher for one value string.
 #[derive(Clone, Debug)]
 pub(crate) enum Pattern {
@@ -200,7 +226,10 @@ pub(crate) enum Pattern {
     /// Anything else with wildcards.
     Glob(Box<[GlobToken]>),
     /// A `|re` regular expression, matched against the original bytes.
-    Regex(regex::bytes::Regex),
+    /// A regex, and literals of which every match contains one (from
+    /// its prefixes; `None` where no finite set is known), for the
+    /// prefilter.
+    Regex(regex::bytes::Regex, Option<Box<[Box<[u8]>]>>),
     /// A `|cidr` network: the value must parse as an IP address inside it.
     Cidr(Cidr),
 }
@@ -316,14 +345,25 @@ impl Pattern {
         multi_line: bool,
         dot_all: bool,
     ) -> Result<Pattern, RuleErrorKind> {
-        regex::bytes::RegexBuilder::new(text)
+        let regex = regex::bytes::RegexBuilder::new(text)
             .case_insensitive(insensitive)
             .multi_line(multi_line)
             .dot_matches_new_line(dot_all)
             .size_limit(REGEX_SIZE_BYTES_MAX)
             .build()
-            .map(Pattern::Regex)
-            .map_err(|error| RuleErrorKind::Regex(error.to_string()))
+            .map_err(|error| RuleErrorKind::Regex(error.to_string()))?;
+        // Parsed case-sensitively on purpose: the prefilter folds needles
+        // and matches them ASCII case-insensitively anyway, and `(?i)`
+        // would only multiply the variants.
+        let literals = regex_syntax::ParserBuilder::new()
+            .multi_line(multi_line)
+            .dot_matches_new_line(dot_all)
+            .utf8(false)
+            .build()
+            .parse(text)
+            .ok()
+            .and_then(|hir| regex_literals(&hir));
+        Ok(Pattern::Regex(regex, literals))
     }
 
     /// The literal needle of a plain `contains` pattern, used to merge many
@@ -361,7 +401,34 @@ impl Pattern {
                 }
                 Some(Cow::Owned(best))
             }
-            Pattern::Regex(_) | Pattern::Cidr(_) => None,
+            Pattern::Regex(..) | Pattern::Cidr(_) => None,
+        }
+    }
+
+    /// Where [`Pattern::literal`] (and [`Pattern::literals`]) must sit in
+    /// a value this pattern matches.
+    pub(crate) fn literal_anchor(&self) -> Anchor {
+        match self {
+            Pattern::Exact(_) => Anchor::Whole,
+            Pattern::Prefix(_) => Anchor::StartsWith,
+            Pattern::Suffix(_) => Anchor::EndsWith,
+            Pattern::Contains(_) | Pattern::Glob(_) | Pattern::Regex(..) | Pattern::Cidr(_) => {
+                Anchor::Contains
+            }
+        }
+    }
+
+    /// Literals (ASCII-lowercased) of which every value this pattern
+    /// matches contains one, or `None` where no such set is known. For all
+    /// but regexes, the one [`Pattern::literal`].
+    pub(crate) fn literals(&self) -> Option<Vec<std::borrow::Cow<'_, [u8]>>> {
+        match self {
+            Pattern::Regex(_, literals) => literals.as_ref().map(|all| {
+                all.iter()
+                    .map(|l| std::borrow::Cow::Borrowed(&l[..]))
+                    .collect()
+            }),
+            _ => self.literal().map(|literal| vec![literal]),
         }
     }
 
@@ -375,7 +442,7 @@ impl Pattern {
             Pattern::Suffix(bytes) => folded.ends_with(bytes),
             Pattern::Contains(finder) => finder.find(folded).is_some(),
             Pattern::Glob(tokens) => glob_matches(tokens, folded),
-            Pattern::Regex(regex) => regex.is_match(raw),
+            Pattern::Regex(regex, _) => regex.is_match(raw),
             Pattern::Cidr(network) => network.contains(raw),
         }
     }
@@ -450,6 +517,62 @@ mod tests {
 
     fn pattern(text: &str, anchor: Anchor) -> Pattern {
         Pattern::from_tokens(&parse_glob(text, anchor, true))
+    }
+
+    fn regex_needles(text: &str, insensitive: bool) -> Option<Vec<String>> {
+        let Ok(regex) = Pattern::regex(text, insensitive, false, false) else {
+            panic!("{text} compiles");
+        };
+        regex.literals().map(|all| {
+            all.iter()
+                .map(|l| String::from_utf8_lossy(l).into_owned())
+                .collect()
+        })
+    }
+
+    #[test]
+    fn regex_literals_are_what_every_match_contains() {
+        assert_eq!(
+            regex_needles(r"ipconfig\s+/all", false),
+            Some(vec!["ipconfig".to_owned()])
+        );
+        assert_eq!(
+            regex_needles(r"(?:Net|arp)\s+-a", true),
+            Some(vec!["arp".to_owned(), "net".to_owned()])
+        );
+        // Anchors are zero-width: the literal still starts every match.
+        assert_eq!(
+            regex_needles(r"^cmd\.exe", false),
+            Some(vec!["cmd.exe".to_owned()])
+        );
+        // Nothing selective: a class first, an optional start, a short
+        // alternative, or a regex that matches the empty string.
+        assert_eq!(regex_needles(r"[a-z]+\.exe", false), None);
+        assert_eq!(regex_needles(r".*evil", false), None);
+        assert_eq!(regex_needles(r"ab|cdef", false), None);
+        assert_eq!(regex_needles(r"(abc)?", false), None);
+        // Whatever the set, every match must contain one of its needles.
+        let cases: &[(&str, &[&str])] = &[
+            (r"ipconfig\s+/all", &["IPCONFIG   /all", "x ipconfig /all"]),
+            (r"(?i)mimi(katz|dogz)", &["MimiKatz.exe", "run mimidogz"]),
+            (
+                r"(psexec|paexec)\.exe",
+                &["PsExec.exe", "c:\\paexec.exe -s"],
+            ),
+            (r"(foo|bar)baz", &["foobaz", "xbarbaz"]),
+        ];
+        for (text, values) in cases {
+            let Some(needles) = regex_needles(text, false) else {
+                panic!("{text} has needles")
+            };
+            for value in *values {
+                let folded = value.to_ascii_lowercase();
+                assert!(
+                    needles.iter().any(|n| folded.contains(n.as_str())),
+                    "{text} matches {value} but none of {needles:?} is in it"
+                );
+            }
+        }
     }
 
     fn matches(text: &str, anchor: Anchor, value: &[u8]) -> bool {

@@ -152,8 +152,14 @@ struct CompiledDetection {
 
 impl CompiledDetection {
     fn matches(&self, event: &Event<'_>, scratch: &mut Scratch) -> bool {
-        self.source_filter.matches(event, scratch)
-            && self.detection.matches(event, scratch)
+        self.source_filter.matches(event, scratch) && self.matches_admitted(event, scratch)
+    }
+
+    /// [`CompiledDetection::matches`] for an event the rule's log source
+    /// filter is known to admit (a prefilter candidate).
+    fn matches_admitted(&self, event: &Event<'_>, scratch: &mut Scratch) -> bool {
+        debug_assert!(self.source_filter.matches(event, scratch));
+        self.detection.matches(event, scratch)
             && !self
                 .exclusions
                 .iter()
@@ -642,7 +648,8 @@ impl RuleSet {
                 std::sync::Arc::make_mut(exclusion).intern_fields(&mut table);
             }
         }
-        let matcher = Matcher::build(&required, &mut table);
+        let filters: Vec<&LogsourceFilter> = detections.iter().map(|d| &d.source_filter).collect();
+        let matcher = Matcher::build(&filters, &required, &mut table);
         let rules = RuleSet {
             matcher,
             fields: table.finish(),
@@ -719,7 +726,7 @@ impl RuleSet {
                     debug_assert!(false, "candidate {index} out of range");
                     continue;
                 };
-                if rule.matches(event, scratch) {
+                if rule.matches_admitted(event, scratch) {
                     // Lossless: compile refuses more than u32::MAX rules.
                     out.push(index as u32);
                 }
@@ -746,6 +753,12 @@ impl RuleSet {
     /// event): a measure of how much it can save.
     pub fn prefiltered_count(&self) -> usize {
         self.matcher.guarded_count()
+    }
+
+    /// How many distinct log source filters the detections fall into (the
+    /// prefilter's partitions; see `matcher`).
+    pub fn logsource_group_count(&self) -> usize {
+        self.matcher.group_count()
     }
 
     /// The correlations that count matches of `detection`. Empty for an

@@ -340,6 +340,35 @@ pub fn ssh_failure(second: u32, ip: &str, user: &str) -> String {
     )
 }
 
+/// The current UTC time as an RFC 3164 timestamp (`Nov 27 10:00:05`), for
+/// tests whose assertions depend on state the node expires by its wall
+/// clock (fixed-date lines grow older than every window as days pass).
+pub fn syslog_time_now() -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let seconds = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, of_day) = (seconds / 86_400, seconds % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    format!(
+        "{} {:>2} {:02}:{:02}:{:02}",
+        MONTHS[(month - 1) as usize],
+        day,
+        of_day / 3600,
+        of_day % 3600 / 60,
+        of_day % 60
+    )
+}
+
 /// Runs `shardwatch replay` over `file` and returns its alerts.
 pub fn replay(file: &Path) -> anyhow::Result<Vec<Value>> {
     let out = Command::new(binary())

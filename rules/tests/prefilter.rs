@@ -1,0 +1,123 @@
+//! The prefilter never changes a verdict: `evaluate` (log source groups,
+//! direct needle tests, automata) equals `evaluate_all` (every rule's full
+//! detection) on values that put each needle at, beside and across the
+//! edges its anchor cares about, in mixed case, for a field with few
+//! needles (tested directly) and one with many (an automaton).
+
+use shardwatch_rules::{Event, RuleSet, RuleSource, Scratch};
+
+fn rule(id: usize, logsource: &str, detection: &str) -> RuleSource {
+    RuleSource {
+        origin: format!("rule{id}.yml"),
+        text: format!(
+            "title: r{id}\nid: 00000000-0000-0000-0000-{id:012}\n{logsource}\ndetection:\n{detection}\n"
+        ),
+    }
+}
+
+fn rules() -> Vec<RuleSource> {
+    let process = "logsource:\n  product: windows\n  category: process_creation";
+    let sshd = "logsource:\n  product: linux\n  service: sshd";
+    let none = "";
+    let mut out = vec![
+        rule(1, process, "  sel:\n    Image|endswith: '\\whoami.exe'\n  condition: sel"),
+        rule(2, process, "  sel:\n    Image|startswith: 'C:\\Tools\\'\n  condition: sel"),
+        rule(3, process, "  sel:\n    OriginalFileName: 'whoami.exe'\n  condition: sel"),
+        rule(4, process, "  sel:\n    CommandLine|contains: '/priv'\n  condition: sel"),
+        rule(5, process, "  sel:\n    CommandLine|re: 'net\\s+user'\n  condition: sel"),
+        rule(6, process, "  sel:\n    CommandLine|contains|all:\n      - 'dump'\n      - 'lsass'\n  condition: sel"),
+        rule(7, sshd, "  keywords:\n    - 'Failed password'\n  condition: keywords"),
+        rule(8, sshd, "  sel:\n    user.name|endswith: 'admin'\n  condition: sel"),
+        rule(9, none, "  sel:\n    host.name: 'bastion'\n  condition: sel"),
+        rule(10, process, "  sel:\n    Image|endswith: '.exe'\n  filter:\n    Image|startswith: 'C:\\Windows\\'\n  condition: sel and not filter"),
+    ];
+    // Twelve needles on ParentImage: more than a field tests directly.
+    for (i, name) in [
+        "winword", "excel", "powerpnt", "outlook", "msaccess", "mspub", "visio", "onenote",
+        "wordpad", "mshta", "wscript", "cscript",
+    ]
+    .iter()
+    .enumerate()
+    {
+        out.push(rule(
+            20 + i,
+            process,
+            &format!("  sel:\n    ParentImage|endswith: '\\{name}.exe'\n  condition: sel"),
+        ));
+    }
+    out
+}
+
+#[test]
+fn the_prefilter_agrees_with_evaluating_every_rule() {
+    let (rules, errors) = RuleSet::compile_lenient(&rules());
+    assert!(errors.is_empty(), "{errors:?}");
+    assert!(rules.logsource_group_count() >= 3);
+    let process = [
+        ("Channel", "Microsoft-Windows-Sysmon/Operational"),
+        ("EventID", "1"),
+    ];
+    let values = [
+        "whoami.exe",
+        "\\whoami.exe",
+        "C:\\Windows\\System32\\WHOAMI.EXE",
+        "C:\\Windows\\System32\\whoami.exe ",
+        "C:\\Tools\\x.exe",
+        "c:\\tools\\",
+        "C:\\Tool",
+        "whoami /PRIV",
+        "cmd /c net   user bob",
+        "NET USER",
+        "procdump -ma lsass.exe out.DMP",
+        "lsass",
+        "C:\\Program Files\\Microsoft Office\\WINWORD.EXE",
+        "C:\\x\\cscript.exe",
+        "C:\\x\\cscript.ex",
+        "",
+    ];
+    let fields = ["Image", "OriginalFileName", "CommandLine", "ParentImage"];
+    let mut scratch = Scratch::new();
+    let (mut fast, mut full) = (Vec::new(), Vec::new());
+    let mut matched = 0;
+    let mut check = |fields: &[(&str, &[u8])], message: &[u8]| {
+        let event = Event {
+            time_ns: 1,
+            fields,
+            message,
+            raw: message,
+        };
+        rules.evaluate(&event, &mut scratch, &mut fast);
+        rules.evaluate_all(&event, &mut scratch, &mut full);
+        assert_eq!(fast, full, "{fields:?} {message:?}");
+        matched += fast.len();
+    };
+    for field in fields {
+        for value in values {
+            let mut event: Vec<(&str, &[u8])> =
+                process.iter().map(|(k, v)| (*k, v.as_bytes())).collect();
+            event.push((field, value.as_bytes()));
+            check(&event, b"");
+            // The same value outside the log source: nothing may match.
+            check(&[(field, value.as_bytes())], b"");
+        }
+    }
+    for (user, message) in [
+        ("Admin", "Failed password for Admin"),
+        ("root", "FAILED PASSWORD for root"),
+        ("administrator", "Accepted password"),
+    ] {
+        check(
+            &[("process.name", b"sshd"), ("user.name", user.as_bytes())],
+            message.as_bytes(),
+        );
+        check(
+            &[("process.name", b"sudo"), ("user.name", user.as_bytes())],
+            message.as_bytes(),
+        );
+        check(&[("host.name", b"BASTION")], message.as_bytes());
+    }
+    assert!(
+        matched >= 20,
+        "the values were meant to match often: {matched}"
+    );
+}
