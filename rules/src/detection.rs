@@ -1047,7 +1047,12 @@ fn merge_needles(
         .iter()
         .filter_map(|p| p.contains_needle().map(<[u8]>::to_vec))
         .collect();
-    let automaton = AhoCorasick::new(&needles)
+    // Only whether some needle occurs matters, which every match kind
+    // answers alike; leftmost-first lets the library put its SIMD (Teddy)
+    // prefilter in front, which standard semantics do not get.
+    let automaton = AhoCorasick::builder()
+        .match_kind(aho_corasick::MatchKind::LeftmostFirst)
+        .build(&needles)
         .map_err(|error| RuleErrorKind::invalid(format!("pattern set: {error}")))?;
     patterns.retain(|p| p.contains_needle().is_none());
     let needles = needles.into_iter().map(Vec::into_boxed_slice).collect();

@@ -33,7 +33,7 @@
 //! admits `e`. `tests/prefilter.rs` and `tests/sigmahq.rs` check this
 //! against evaluating every rule.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use aho_corasick::AhoCorasick;
 use memchr::memmem;
@@ -48,13 +48,38 @@ use crate::pattern::{Anchor, Scratch};
 /// While building: (needle, anchor) to its owners, per field.
 type NeedleTable<'a> = BTreeMap<(&'a [u8], Anchor), Vec<u32>>;
 
-/// Up to this many distinct needles on one field are tested one by one
-/// (anchored ones by a comparison at their end of the value, the others
-/// by a SIMD substring search over the value folded once); more go into
-/// one Aho-Corasick automaton. Starting an automaton search costs more
-/// than a few direct tests, and an anchored test reads only its needle's
-/// length of the value.
+/// A field with at most this many needles tests them one by one. Past it,
+/// anchored needles with at most this many of their kind are still tested
+/// one by one (a test reads only the needle's length at its end of the
+/// value); more go into an anchored automaton.
 const DIRECT_NEEDLES_MAX: usize = 8;
+
+/// Substring needles past [`DIRECT_NEEDLES_MAX`] on a field are searched
+/// one by one when at most this many, else all at once
+/// ([`ContainsSet`]).
+const DIRECT_CONTAINS_MAX: usize = 2;
+
+/// Suffix needles longer than this are searched as substrings (the
+/// reversed tail of a value is copied to a stack buffer of this size).
+const SUFFIX_BYTES_MAX: usize = 128;
+
+/// Up to this many hits a packed search restarts after each one; past it,
+/// the rest of the value goes to the overlapping automaton (a value made
+/// of needles would otherwise cost one search start per byte).
+const PACKED_RESTARTS_MAX: usize = 16;
+
+/// The most needles one packed searcher takes (the library's own
+/// heuristic stops at 64; past it Teddy verifies more false hits, which
+/// still costs less than an automaton step per byte, up to about here).
+const PACKED_PATTERNS_MAX: usize = 256;
+
+/// Sets candidate bit `rule` for each of `rules`.
+#[inline]
+fn mark(candidates: &mut [u64], rules: &[u32]) {
+    for &rule in rules {
+        candidates[rule as usize / 64] |= 1 << (rule % 64);
+    }
+}
 
 /// One needle tested directly, and the rules it admits.
 #[derive(Clone, Debug)]
@@ -86,25 +111,308 @@ impl DirectNeedle {
     }
 }
 
-/// How one field's needles are searched.
+/// Many anchored needles of one field in one automaton searched anchored
+/// (it stops at the first byte no needle continues with): whole-value
+/// and prefix needles over the value, or suffix needles reversed over the
+/// value's reversed tail.
 #[derive(Clone, Debug)]
-enum Probe {
-    /// A few needles, tested one by one.
-    Direct(Vec<DirectNeedle>),
-    /// Many needles (anchors dropped: each is searched anywhere, which
-    /// admits a superset) in one automaton, and per automaton pattern the
-    /// rules it admits.
-    Automaton {
-        automaton: AhoCorasick,
-        owners: Vec<Vec<u32>>,
-    },
+struct AnchoredSet {
+    automaton: AhoCorasick,
+    /// Per pattern: rules for which it is a prefix (or reversed suffix).
+    prefix_owners: Vec<Vec<u32>>,
+    /// Per pattern: rules for which it must be the whole value.
+    whole_owners: Vec<Vec<u32>>,
 }
 
-/// One field's needles and the rules they admit.
+impl AnchoredSet {
+    /// The set over `needles` (`(bytes, whole, owners)`, bytes already
+    /// reversed for suffixes), or `None` if the automaton cannot be built.
+    fn build(needles: &[(Vec<u8>, bool, &[u32])]) -> Option<AnchoredSet> {
+        let mut patterns: Vec<&[u8]> = Vec::new();
+        let mut prefix_owners: Vec<Vec<u32>> = Vec::new();
+        let mut whole_owners: Vec<Vec<u32>> = Vec::new();
+        for (bytes, whole, owners) in needles {
+            let at = match patterns.iter().position(|p| *p == &bytes[..]) {
+                Some(at) => at,
+                None => {
+                    patterns.push(bytes);
+                    prefix_owners.push(Vec::new());
+                    whole_owners.push(Vec::new());
+                    patterns.len() - 1
+                }
+            };
+            let list = if *whole {
+                &mut whole_owners[at]
+            } else {
+                &mut prefix_owners[at]
+            };
+            list.extend_from_slice(owners);
+        }
+        let automaton = AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .start_kind(aho_corasick::StartKind::Anchored)
+            .build(&patterns)
+            .ok()?;
+        Some(AnchoredSet {
+            automaton,
+            prefix_owners,
+            whole_owners,
+        })
+    }
+
+    /// Marks the owners of every pattern that starts `haystack` (a whole
+    /// pattern only where it is all of it).
+    fn mark(&self, haystack: &[u8], candidates: &mut [u64]) {
+        let input = aho_corasick::Input::new(haystack).anchored(aho_corasick::Anchored::Yes);
+        let mut state = aho_corasick::automaton::OverlappingState::start();
+        loop {
+            if self
+                .automaton
+                .try_find_overlapping(input.clone(), &mut state)
+                .is_err()
+            {
+                // Cannot happen: built for anchored searches.
+                debug_assert!(false, "anchored search refused");
+                for owners in self.prefix_owners.iter().chain(&self.whole_owners) {
+                    mark(candidates, owners);
+                }
+                return;
+            }
+            let Some(hit) = state.get_match() else { return };
+            let at = hit.pattern().as_usize();
+            mark(candidates, &self.prefix_owners[at]);
+            if hit.end() == haystack.len() {
+                mark(candidates, &self.whole_owners[at]);
+            }
+        }
+    }
+}
+
+/// Many substring needles of one field: a SIMD (Teddy) searcher where the
+/// library builds one (see [`Packed`]), and an overlapping automaton.
+#[derive(Clone, Debug)]
+struct ContainsSet {
+    automaton: AhoCorasick,
+    owners: Vec<Vec<u32>>,
+    packed: Option<Packed>,
+}
+
+impl ContainsSet {
+    fn build(needles: &[(&[u8], &[u32])]) -> Option<ContainsSet> {
+        let patterns: Vec<&[u8]> = needles.iter().map(|(bytes, _)| *bytes).collect();
+        let owners: Vec<Vec<u32>> = needles.iter().map(|(_, o)| o.to_vec()).collect();
+        // Needles are ASCII-lowercased; matching them ASCII
+        // case-insensitively equals matching the folded value.
+        let automaton = AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .build(&patterns)
+            .ok()?;
+        let packed = Packed::build(&patterns, &owners);
+        Some(ContainsSet {
+            automaton,
+            owners,
+            packed,
+        })
+    }
+
+    /// Marks the owners of every needle in `value`; `folded` is `value`
+    /// ASCII-lowercased.
+    fn mark(&self, value: &[u8], folded: &[u8], candidates: &mut [u64]) {
+        // Where the overlapping automaton takes over.
+        let mut rest = 0;
+        if let Some(packed) = &self.packed {
+            let mut at = 0;
+            let mut restarts = 0;
+            rest = loop {
+                if restarts == PACKED_RESTARTS_MAX {
+                    break at;
+                }
+                let span = aho_corasick::Span::from(at..folded.len());
+                let Some(hit) = packed.searcher.find_in(folded, span) else {
+                    break value.len();
+                };
+                mark(candidates, &packed.owners[hit.pattern().as_usize()]);
+                at = hit.start() + 1;
+                restarts += 1;
+            };
+        }
+        if rest < value.len() {
+            let input = aho_corasick::Input::new(value).span(rest..value.len());
+            for hit in self.automaton.find_overlapping_iter(input) {
+                mark(candidates, &self.owners[hit.pattern().as_usize()]);
+            }
+        }
+    }
+}
+
+/// Every needle that occurs in a (folded) value, found with a
+/// leftmost-longest SIMD search restarted one byte after each hit's start:
+/// no needle starts between the restart point and the next hit (it is the
+/// leftmost), and every needle starting at a hit's position is a prefix of
+/// the longest one there, so `owners` of a pattern lists the rules of all
+/// its prefix needles too. Same set of needles as the overlapping
+/// automaton, at a fraction of its per-byte cost.
+#[derive(Clone, Debug)]
+struct Packed {
+    searcher: aho_corasick::packed::Searcher,
+    owners: Vec<Vec<u32>>,
+}
+
+impl Packed {
+    /// The packed searcher over `patterns` (ASCII-lowercased) with each
+    /// pattern's owners widened to those of its prefix patterns, or `None`
+    /// where the library builds none (too many patterns, no SIMD).
+    fn build(patterns: &[&[u8]], owners: &[Vec<u32>]) -> Option<Packed> {
+        if patterns.len() > PACKED_PATTERNS_MAX {
+            return None;
+        }
+        let searcher = aho_corasick::packed::Config::new()
+            .match_kind(aho_corasick::packed::MatchKind::LeftmostLongest)
+            .heuristic_pattern_limits(false)
+            .builder()
+            .extend(patterns)
+            .build()?;
+        let owners = patterns
+            .iter()
+            .map(|pattern| {
+                let mut all: Vec<u32> = (patterns.iter().zip(owners))
+                    .filter(|(other, _)| pattern.starts_with(other))
+                    .flat_map(|(_, rules)| rules.iter().copied())
+                    .collect();
+                all.sort_unstable();
+                all.dedup();
+                all
+            })
+            .collect();
+        Some(Packed { searcher, owners })
+    }
+}
+
+/// One field's needles and the rules they admit, split by how they are
+/// searched.
 #[derive(Clone, Debug)]
 struct FieldAutomaton {
     field: FieldName,
-    probe: Probe,
+    /// Tested one by one.
+    direct: Vec<DirectNeedle>,
+    /// Whole-value and prefix needles, too many to test one by one.
+    starts: Option<AnchoredSet>,
+    /// Suffix needles (reversed), too many to test one by one.
+    ends: Option<AnchoredSet>,
+    /// Substring needles, too many to search one by one.
+    contains: Option<ContainsSet>,
+}
+
+impl FieldAutomaton {
+    /// Compiles `needles` of field `field`, or returns the rules it could
+    /// not build a searcher for (they must be evaluated always).
+    fn build(field: FieldName, needles: &NeedleTable<'_>) -> (FieldAutomaton, Vec<u32>) {
+        let mut out = FieldAutomaton {
+            field,
+            direct: Vec::new(),
+            starts: None,
+            ends: None,
+            contains: None,
+        };
+        let direct = |(needle, anchor): (&[u8], Anchor), owners: &[u32]| DirectNeedle {
+            needle: needle.into(),
+            anchor,
+            finder: (anchor == Anchor::Contains).then(|| memmem::Finder::new(needle).into_owned()),
+            owners: owners.to_vec(),
+        };
+        if needles.len() <= DIRECT_NEEDLES_MAX {
+            out.direct = needles.iter().map(|(k, o)| direct(*k, o)).collect();
+            return (out, Vec::new());
+        }
+        let mut starts: Vec<(Vec<u8>, bool, &[u32])> = Vec::new();
+        let mut ends: Vec<(Vec<u8>, bool, &[u32])> = Vec::new();
+        let mut contains: Vec<(&[u8], &[u32])> = Vec::new();
+        for (&(needle, anchor), owners) in needles {
+            match anchor {
+                Anchor::Whole | Anchor::StartsWith => {
+                    starts.push((needle.to_vec(), anchor == Anchor::Whole, owners));
+                }
+                Anchor::EndsWith if needle.len() <= SUFFIX_BYTES_MAX => {
+                    ends.push((needle.iter().rev().copied().collect(), false, owners));
+                }
+                Anchor::EndsWith | Anchor::Contains => contains.push((needle, owners)),
+            }
+        }
+        let mut failed = Vec::new();
+        let mut anchored = |list: Vec<(Vec<u8>, bool, &[u32])>, reversed: bool| {
+            if list.len() <= DIRECT_NEEDLES_MAX {
+                for (bytes, whole, owners) in list {
+                    let bytes: Vec<u8> = if reversed {
+                        bytes.into_iter().rev().collect()
+                    } else {
+                        bytes
+                    };
+                    let anchor = match (reversed, whole) {
+                        (true, _) => Anchor::EndsWith,
+                        (false, true) => Anchor::Whole,
+                        (false, false) => Anchor::StartsWith,
+                    };
+                    out.direct.push(direct((&bytes, anchor), owners));
+                }
+                return None;
+            }
+            let set = AnchoredSet::build(&list);
+            if set.is_none() {
+                failed.extend(list.iter().flat_map(|(_, _, o)| o.iter().copied()));
+            }
+            set
+        };
+        out.starts = anchored(starts, false);
+        out.ends = anchored(ends, true);
+        if contains.len() <= DIRECT_CONTAINS_MAX {
+            for (needle, owners) in contains {
+                out.direct.push(direct((needle, Anchor::Contains), owners));
+            }
+        } else {
+            out.contains = ContainsSet::build(&contains);
+            if out.contains.is_none() {
+                failed.extend(contains.iter().flat_map(|(_, o)| o.iter().copied()));
+            }
+        }
+        (out, failed)
+    }
+
+    /// Marks the rules whose needles occur in `value`. `folded` is scratch
+    /// space (it ends up holding `value` ASCII-lowercased when a substring
+    /// needle needed it).
+    fn mark(&self, value: &[u8], folded: &mut Vec<u8>, candidates: &mut [u64]) {
+        if let Some(starts) = &self.starts {
+            starts.mark(value, candidates);
+        }
+        if let Some(ends) = &self.ends {
+            let mut reversed = [0u8; SUFFIX_BYTES_MAX];
+            let tail = &value[value.len().saturating_sub(SUFFIX_BYTES_MAX)..];
+            for (to, from) in reversed.iter_mut().zip(tail.iter().rev()) {
+                *to = *from;
+            }
+            ends.mark(&reversed[..tail.len()], candidates);
+        }
+        let mut folded_now = false;
+        let mut fold = |folded: &mut Vec<u8>| {
+            if !folded_now {
+                folded.clear();
+                folded.extend(value.iter().map(u8::to_ascii_lowercase));
+                folded_now = true;
+            }
+        };
+        for needle in &self.direct {
+            if needle.anchor == Anchor::Contains {
+                fold(folded);
+            }
+            if needle.hit(value, folded) {
+                mark(candidates, &needle.owners);
+            }
+        }
+        if let Some(contains) = &self.contains {
+            fold(folded);
+            contains.mark(value, folded, candidates);
+        }
+    }
 }
 
 /// The detections of one log source: its filter, its automata, and the
@@ -221,9 +529,7 @@ impl SourceGroup {
     /// Marks this group's candidates for `event`, which its filter admits.
     fn candidates(&self, event: &Event<'_>, scratch: &mut Scratch) {
         let (_, candidates) = scratch.split();
-        for &rule in &self.always {
-            candidates[rule as usize / 64] |= 1 << (rule % 64);
-        }
+        mark(candidates, &self.always);
         for field in &self.fields {
             let value = if field.field.is_empty() {
                 Some(event.message)
@@ -232,30 +538,7 @@ impl SourceGroup {
             };
             let Some(value) = value else { continue };
             let (folded, candidates) = scratch.split();
-            match &field.probe {
-                Probe::Direct(needles) => {
-                    let mut folded_now = false;
-                    for needle in needles {
-                        if needle.anchor == Anchor::Contains && !folded_now {
-                            folded.clear();
-                            folded.extend(value.iter().map(u8::to_ascii_lowercase));
-                            folded_now = true;
-                        }
-                        if needle.hit(value, folded) {
-                            for &rule in &needle.owners {
-                                candidates[rule as usize / 64] |= 1 << (rule % 64);
-                            }
-                        }
-                    }
-                }
-                Probe::Automaton { automaton, owners } => {
-                    for hit in automaton.find_overlapping_iter(value) {
-                        for &rule in &owners[hit.pattern().as_usize()] {
-                            candidates[rule as usize / 64] |= 1 << (rule % 64);
-                        }
-                    }
-                }
-            }
+            field.mark(value, folded, candidates);
         }
     }
 
@@ -287,65 +570,17 @@ impl SourceGroup {
                 }
             }
         }
-        let mut guarded = members.len() - always.len();
         let mut fields = Vec::with_capacity(by_field.len());
-        for (name, needles) in by_field {
-            let probe = if needles.len() <= DIRECT_NEEDLES_MAX {
-                Some(Probe::Direct(
-                    needles
-                        .into_iter()
-                        .map(|((needle, anchor), owners)| DirectNeedle {
-                            needle: needle.into(),
-                            anchor,
-                            finder: (anchor == Anchor::Contains)
-                                .then(|| memmem::Finder::new(needle).into_owned()),
-                            owners,
-                        })
-                        .collect(),
-                ))
-            } else {
-                // Anchors dropped: one pattern per distinct needle.
-                let mut patterns: Vec<&[u8]> = Vec::new();
-                let mut owners: Vec<Vec<u32>> = Vec::new();
-                let mut index: HashMap<&[u8], usize> = HashMap::new();
-                for ((needle, _), rules) in &needles {
-                    let at = *index.entry(needle).or_insert_with(|| {
-                        patterns.push(needle);
-                        owners.push(Vec::new());
-                        patterns.len() - 1
-                    });
-                    owners[at].extend_from_slice(rules);
-                }
-                for list in &mut owners {
-                    list.sort_unstable();
-                    list.dedup();
-                }
-                // Needles are ASCII-lowercased; matching them ASCII
-                // case-insensitively equals matching the folded value,
-                // without folding a copy of every value per event.
-                match AhoCorasick::builder()
-                    .ascii_case_insensitive(true)
-                    .build(&patterns)
-                {
-                    Ok(automaton) => Some(Probe::Automaton { automaton, owners }),
-                    Err(_) => {
-                        for rule in owners.into_iter().flatten() {
-                            if !always.contains(&rule) {
-                                always.push(rule);
-                                guarded -= 1;
-                            }
-                        }
-                        None
-                    }
-                }
-            };
-            if let Some(probe) = probe {
-                let mut field = FieldName::new(name);
-                table.intern(&mut field);
-                fields.push(FieldAutomaton { field, probe });
-            }
+        for (name, needles) in &by_field {
+            let mut field = FieldName::new(name);
+            table.intern(&mut field);
+            let (field, failed) = FieldAutomaton::build(field, needles);
+            always.extend(failed);
+            fields.push(field);
         }
         always.sort_unstable();
+        always.dedup();
+        let guarded = members.len() - always.len();
         let group = SourceGroup {
             filter: filter.clone(),
             fields,

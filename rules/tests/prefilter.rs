@@ -45,6 +45,53 @@ fn rules() -> Vec<RuleSource> {
             &format!("  sel:\n    ParentImage|endswith: '\\{name}.exe'\n  condition: sel"),
         ));
     }
+    // Ten more on CommandLine, overlapping and prefixes of each other, so
+    // that field searches with the packed searcher and its prefix
+    // closure (and falls back to the automaton after many hits).
+    for (i, needle) in [
+        "netsh",
+        "netsh int",
+        "sh interface",
+        "netstat",
+        "stat -an",
+        "tstat",
+        "-an",
+        "abcab",
+        "bcabc",
+        "cabca",
+    ]
+    .iter()
+    .enumerate()
+    {
+        out.push(rule(
+            40 + i,
+            process,
+            &format!("  sel:\n    CommandLine|contains: '{needle}'\n  condition: sel"),
+        ));
+    }
+    // Ten whole-value and prefix needles on OriginalFileName, prefixes of
+    // each other: an anchored automaton.
+    for (i, (modifier, value)) in [
+        ("", "cmd.exe"),
+        ("", "cmd.exe.mui"),
+        ("", "net.exe"),
+        ("", "net1.exe"),
+        ("|startswith", "net"),
+        ("|startswith", "netsh"),
+        ("", "psexec.c"),
+        ("|startswith", "psexe"),
+        ("", "rundll32.exe"),
+        ("|startswith", "rundll"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        out.push(rule(
+            60 + i,
+            process,
+            &format!("  sel:\n    OriginalFileName{modifier}: '{value}'\n  condition: sel"),
+        ));
+    }
     out
 }
 
@@ -73,6 +120,19 @@ fn the_prefilter_agrees_with_evaluating_every_rule() {
         "C:\\Program Files\\Microsoft Office\\WINWORD.EXE",
         "C:\\x\\cscript.exe",
         "C:\\x\\cscript.ex",
+        "NETSH INTERFACE show",
+        "netstat -an",
+        "NetStat",
+        "CMD.EXE",
+        "cmd.exe.mui",
+        "cmd.ex",
+        "NET.exe",
+        "netsh.exe",
+        "PsExec.c",
+        "psexec.com",
+        "rundll32.exe ",
+        "xx-an",
+        "abcabcabcabcabcabcabcabcabcabcabcabcabcabcabcabcabcabcabcabcabc -an",
         "",
     ];
     let fields = ["Image", "OriginalFileName", "CommandLine", "ParentImage"];
