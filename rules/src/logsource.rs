@@ -315,7 +315,8 @@ struct ClassifiedField {
     field: FieldName,
     /// Allowed values (lowercased) and the terms each satisfies.
     values: Vec<(Box<[u8]>, u128)>,
-    /// `(name_hash(value), index into values)`, sorted.
+    /// Open-addressing table (a power of two, at most half full) of
+    /// `(name_hash(value), index into values)`; `u32::MAX` marks a free slot.
     by_hash: Vec<(u64, u32)>,
     longest: usize,
 }
@@ -387,11 +388,18 @@ impl LogsourceClassifier {
             }
         }
         for field in &mut fields {
-            // Lossless: a rule set's values number far below u32::MAX.
-            field.by_hash = (field.values.iter().enumerate())
-                .map(|(at, (value, _))| (name_hash(value), at as u32))
-                .collect();
-            field.by_hash.sort_unstable();
+            let slots = (field.values.len() * 2).next_power_of_two().max(8);
+            field.by_hash = vec![(0, u32::MAX); slots];
+            for (at, (value, _)) in field.values.iter().enumerate() {
+                let hash = name_hash(value);
+                // Truncation intended: the low bits pick the slot.
+                let mut slot = hash as usize & (slots - 1);
+                while field.by_hash[slot].1 != u32::MAX {
+                    slot = (slot + 1) & (slots - 1);
+                }
+                // Lossless: a rule set's values number far below u32::MAX.
+                field.by_hash[slot] = (hash, at as u32);
+            }
         }
         Some(LogsourceClassifier {
             fields,
@@ -430,15 +438,22 @@ impl LogsourceClassifier {
             folded.copy_from_slice(value);
             folded.make_ascii_lowercase();
             let hash = name_hash(folded);
-            let first = field.by_hash.partition_point(|&(h, _)| h < hash);
-            for &(_, at) in field.by_hash[first..]
-                .iter()
-                .take_while(|(h, _)| *h == hash)
-            {
-                let (known, mask) = &field.values[at as usize];
-                if short_eq(known, folded) {
-                    terms |= mask;
+            let mask = field.by_hash.len() - 1;
+            // Truncation intended: the low bits pick the slot.
+            let mut slot = hash as usize & mask;
+            loop {
+                let (known_hash, at) = field.by_hash[slot];
+                if at == u32::MAX {
+                    break;
                 }
+                if known_hash == hash {
+                    let (known, satisfied) = &field.values[at as usize];
+                    if short_eq(known, folded) {
+                        terms |= satisfied;
+                        break;
+                    }
+                }
+                slot = (slot + 1) & mask;
             }
         }
         terms
