@@ -76,6 +76,15 @@ const BYTES_PER_GROUP_PRIOR: u64 = 1024;
 /// Checkpoints are spaced at least this many times their own duration
 /// apart (at most a tenth of the core), whatever `checkpoint_interval_ms`.
 const CHECKPOINT_DUTY_INVERSE: u32 = 10;
+
+/// The full walk of the state that measures its memory (`account_state`)
+/// starts no sooner than this many times its last duration after it, so
+/// it takes at most 1/20 of the core however large the state. Without
+/// it, a state near its bound was walked every tick: the overload run
+/// found 36% of a throttled core there after a flood, and the node could
+/// not keep up with half its normal rate. Between walks the per-shard
+/// group cap (from the bytes per group last measured) holds the bound.
+const STATE_WALK_DUTY_INVERSE: u32 = 20;
 /// A checkpoint serializes shards for at most this long before letting
 /// the core's other tasks run.
 const CHECKPOINT_SLICE: Duration = Duration::from_micros(500);
@@ -1108,6 +1117,9 @@ async fn tick_loop(core: Rc<Core>) {
     // slow) that checkpoints take long spaces them out, so they never take
     // more than 1 / CHECKPOINT_DUTY_INVERSE of the core.
     let mut checkpoint_took = Duration::ZERO;
+    // The state walk's last start and duration (see STATE_WALK_DUTY_INVERSE).
+    let mut last_walk = std::time::Instant::now();
+    let mut walk_took = Duration::ZERO;
     while !core.stopping() {
         ticks += 1;
         let budget = core.shared.config.limits.state_memory_bytes_max
@@ -1116,8 +1128,13 @@ async fn tick_loop(core: Rc<Core>) {
         // group last measured); the full walk once a second, or at once
         // when the estimate nears the bound.
         let estimate = core.shards.borrow().group_count() as u64 * core.bytes_per_group.get();
-        if ticks.is_multiple_of(5) || (budget > 0 && estimate.max(state_bytes) * 4 > budget * 3) {
+        let due =
+            ticks.is_multiple_of(5) || (budget > 0 && estimate.max(state_bytes) * 4 > budget * 3);
+        if due && last_walk.elapsed() >= walk_took * STATE_WALK_DUTY_INVERSE {
+            let started = std::time::Instant::now();
             state_bytes = core.account_state(budget);
+            walk_took = started.elapsed();
+            last_walk = std::time::Instant::now();
         }
         if ticks.is_multiple_of(5) {
             // Publish this core's schema registry for the API: a copy once
