@@ -38,8 +38,11 @@ use shardwatch_rules::CorrelationState;
 use shardwatch_storage::{checkpoint, journal};
 
 /// Format version of [`CoreCheckpoint`] (3: shard blocks serialized one
-/// at a time from the live state, each with the positions it covers).
-pub const CHECKPOINT_FORMAT: u32 = 3;
+/// at a time from the live state, each with the positions it covers; 4:
+/// correlation groups carry whether they are protected from eviction). A
+/// checkpoint of another format is refused (logged, counted) and the
+/// journal replayed instead.
+pub const CHECKPOINT_FORMAT: u32 = 4;
 
 /// Transport codes stored in journal records.
 pub fn transport_code(transport: &str) -> u8 {

@@ -67,9 +67,13 @@
 //!
 //! ## Bounds
 //!
-//! Groups: when a new group would exceed `groups_max`, the group with the
-//! oldest newest-event time is evicted without an alert and counted in
-//! [`CorrelationState::evicted_total`]. Items per group: eager windows hold
+//! Groups: when a new group would exceed `groups_max`, a group is evicted
+//! without an alert and counted in [`CorrelationState::evicted_total`]:
+//! the one with the oldest newest-event time among the groups that have
+//! seen a single observation, and only when there are none, among those
+//! that have seen more ("protected"). An entity explosion (every key new)
+//! thus churns through its own single-event groups while groups with
+//! progress, such as an attack sequence under way, stay. Items per group: eager windows hold
 //! at most the threshold (at most [`crate::EVENT_COUNT_THRESHOLD_MAX`]);
 //! closing `value_count` windows hold at most [`VALUES_PER_GROUP_MAX`]
 //! distinct values, evicting the oldest and counting it in
@@ -269,6 +273,11 @@ struct Group {
     newest_ns: i64,
     /// When `advance` may drop or close the group (see module docs).
     deadline_ns: i64,
+    /// Whether the group has had a second observation. The cap evicts
+    /// every unprotected group before any protected one: a sender
+    /// spraying new keys (one observation each) pushes out its own groups,
+    /// not an attack in progress.
+    protected: bool,
     /// Closing conditions: the window start.
     window_start_ns: i64,
     /// Closing `event_count`: events counted in the window.
@@ -301,6 +310,7 @@ impl Group {
             fingerprint,
             newest_ns: time_ns,
             deadline_ns,
+            protected: false,
             window_start_ns: time_ns,
             count: 0,
             window_first_ns: time_ns,
@@ -401,8 +411,9 @@ pub struct CorrelationState {
     next_gid: u64,
     /// Groups by correlation hash, then group key.
     groups: BTreeMap<u64, BTreeMap<Vec<u8>, Group>>,
-    /// `(newest_ns, gid)` of every group: eviction order.
-    by_newest: BTreeSet<(i64, u64)>,
+    /// `(protected, newest_ns, gid)` of every group: eviction order (the
+    /// stalest unprotected group first, then the stalest protected one).
+    by_newest: BTreeSet<(bool, i64, u64)>,
     /// `(deadline_ns, gid)` of every group: `advance` order.
     by_deadline: BTreeSet<(i64, u64)>,
     /// gid to `(correlation hash, key)`, to find a group from the indices.
@@ -534,7 +545,7 @@ impl CorrelationState {
             .sum();
         let pending: usize = self.pending.iter().map(PendingAlert::heap_bytes).sum();
         btree_bytes::<u64, BTreeMap<Vec<u8>, Group>>(self.groups.len())
-            + btree_bytes::<(i64, u64), ()>(self.by_newest.len())
+            + btree_bytes::<(bool, i64, u64), ()>(self.by_newest.len())
             + btree_bytes::<(i64, u64), ()>(self.by_deadline.len())
             + btree_bytes::<u64, (u64, Vec<u8>)>(self.keys.len())
             + keys
@@ -655,36 +666,42 @@ impl CorrelationState {
     }
 
     /// Makes sure the group of `(meta, key)` exists and was made by this
-    /// definition of the rule (else it is reset).
-    fn prepare_group(&mut self, meta: &CorrelationMeta, key: &[u8], time_ns: i64) {
+    /// definition of the rule (else it is reset). Returns whether the
+    /// group was made now.
+    fn prepare_group(&mut self, meta: &CorrelationMeta, key: &[u8], time_ns: i64) -> bool {
         let existing = self
             .groups
             .get(&meta.hash)
             .and_then(|groups| groups.get(key))
             .map(|group| (group.gid, group.fingerprint));
         match existing {
-            Some((_, fingerprint)) if fingerprint == meta.fingerprint => {}
+            Some((_, fingerprint)) if fingerprint == meta.fingerprint => false,
             Some((gid, _)) => {
                 // The rule changed under the same id: its old state means
                 // nothing to the new definition.
                 let _ = self.remove(gid);
                 self.create(meta, key, time_ns);
+                true
             }
-            None => self.create(meta, key, time_ns),
+            None => {
+                self.create(meta, key, time_ns);
+                true
+            }
         }
     }
 
-    /// Moves a group's index entries after its times changed.
-    fn reindex(&mut self, gid: u64, old: (i64, i64), new: (i64, i64)) {
-        if new.0 != old.0 {
-            let removed = self.by_newest.remove(&(old.0, gid));
+    /// Moves a group's index entries after its `(protected, newest_ns,
+    /// deadline_ns)` changed.
+    fn reindex(&mut self, gid: u64, old: (bool, i64, i64), new: (bool, i64, i64)) {
+        if (new.0, new.1) != (old.0, old.1) {
+            let removed = self.by_newest.remove(&(old.0, old.1, gid));
             debug_assert!(removed);
-            self.by_newest.insert((new.0, gid));
+            self.by_newest.insert((new.0, new.1, gid));
         }
-        if new.1 != old.1 {
-            let removed = self.by_deadline.remove(&(old.1, gid));
+        if new.2 != old.2 {
+            let removed = self.by_deadline.remove(&(old.2, gid));
             debug_assert!(removed);
-            self.by_deadline.insert((new.1, gid));
+            self.by_deadline.insert((new.2, gid));
         }
     }
 
@@ -698,7 +715,7 @@ impl CorrelationState {
     ) {
         let key = observation.group_key;
         let time_ns = observation.time_ns;
-        self.prepare_group(meta, key, time_ns);
+        let created = self.prepare_group(meta, key, time_ns);
         let Some(group) = self
             .groups
             .get_mut(&meta.hash)
@@ -707,7 +724,8 @@ impl CorrelationState {
             debug_assert!(false, "prepare_group made no group");
             return;
         };
-        let old = (group.newest_ns, group.deadline_ns);
+        let old = (group.protected, group.newest_ns, group.deadline_ns);
+        group.protected |= !created;
         group.newest_ns = group.newest_ns.max(time_ns);
         let body = group
             .anomaly
@@ -732,7 +750,8 @@ impl CorrelationState {
                 finding,
             ));
         }
-        let (gid, new) = (group.gid, (group.newest_ns, group.deadline_ns));
+        let new = (group.protected, group.newest_ns, group.deadline_ns);
+        let gid = group.gid;
         self.reindex(gid, old, new);
     }
 
@@ -780,20 +799,20 @@ impl CorrelationState {
             &mut self.anomaly_counters,
             &mut findings,
         );
-        let old = (group.newest_ns, group.deadline_ns);
+        let old = (group.protected, group.newest_ns, group.deadline_ns);
         group.deadline_ns = body.deadline_ns(spec, group.newest_ns);
         let mut alerts = Vec::with_capacity(findings.len());
         for finding in findings {
             alerts.push(anomaly_alert(meta, correlation, key, group, finding));
         }
-        let new = (group.newest_ns, group.deadline_ns);
+        let new = (group.protected, group.newest_ns, group.deadline_ns);
         // Progress: a live entity's next deadline is at or after now.
-        debug_assert!(!alive || new.1 >= now_ns);
+        debug_assert!(!alive || new.2 >= now_ns);
         self.reindex(gid, old, new);
         for alert in alerts {
             self.fired(rules, meta, alert, 0, out);
         }
-        alive && new.1 >= now_ns
+        alive && new.2 >= now_ns
     }
 
     /// Emits a fired alert (if standalone) and feeds the correlations that
@@ -866,10 +885,11 @@ impl CorrelationState {
         let time_ns = observation.time_ns;
         let span_ns = meta.timespan_ns;
         let condition = meta.condition;
-        self.prepare_group(meta, key, time_ns);
+        let created = self.prepare_group(meta, key, time_ns);
         let mut values_evicted = 0u64;
         let group = self.groups.get_mut(&hash)?.get_mut(key)?;
-        let (old_newest, old_deadline) = (group.newest_ns, group.deadline_ns);
+        let old = (group.protected, group.newest_ns, group.deadline_ns);
+        group.protected |= !created;
         group.newest_ns = group.newest_ns.max(time_ns);
 
         let alert = if meta.kind == CorrelationKind::TemporalOrdered {
@@ -908,9 +928,9 @@ impl CorrelationState {
         };
 
         let gid = group.gid;
-        let (new_newest, new_deadline) = (group.newest_ns, group.deadline_ns);
+        let new = (group.protected, group.newest_ns, group.deadline_ns);
         self.values_evicted_total += values_evicted;
-        self.reindex(gid, (old_newest, old_deadline), (new_newest, new_deadline));
+        self.reindex(gid, old, new);
         alert
     }
 
@@ -926,14 +946,14 @@ impl CorrelationState {
         self.groups_max as usize
     }
 
-    /// Evicts up to `n` groups, those with the oldest newest-event time
-    /// first (as the per-shard cap does), counting them in
+    /// Evicts up to `n` groups in the cap's order (the stalest
+    /// single-observation groups first, see the module docs), counting them in
     /// [`CorrelationState::evicted_total`]; returns how many went. For a
     /// memory budget over many shards.
     pub fn evict_oldest(&mut self, n: usize) -> usize {
         let mut evicted = 0;
         while evicted < n {
-            let Some(&(_, victim)) = self.by_newest.first() else {
+            let Some(&(_, _, victim)) = self.by_newest.first() else {
                 break;
             };
             self.remove(victim);
@@ -943,11 +963,11 @@ impl CorrelationState {
         evicted
     }
 
-    /// Creates an empty group for `(correlation, key)`, evicting the group
-    /// with the oldest newest-event time if the cap is reached.
+    /// Creates an empty group for `(correlation, key)`, evicting one (in
+    /// the cap's order, see the module docs) if the cap is reached.
     fn create(&mut self, meta: &CorrelationMeta, key: &[u8], time_ns: i64) {
         if self.keys.len() as u64 >= self.groups_max {
-            if let Some(&(_, victim)) = self.by_newest.first() {
+            if let Some(&(_, _, victim)) = self.by_newest.first() {
                 self.remove(victim);
                 self.evicted_total += 1;
             }
@@ -967,7 +987,7 @@ impl CorrelationState {
             .entry(meta.hash)
             .or_default()
             .insert(key.to_vec(), group);
-        self.by_newest.insert((time_ns, gid));
+        self.by_newest.insert((false, time_ns, gid));
         self.by_deadline.insert((deadline_ns, gid));
         self.keys.insert(gid, (meta.hash, key.to_vec()));
     }
@@ -980,7 +1000,9 @@ impl CorrelationState {
         if groups.is_empty() {
             self.groups.remove(&hash);
         }
-        let removed_newest = self.by_newest.remove(&(group.newest_ns, gid));
+        let removed_newest = self
+            .by_newest
+            .remove(&(group.protected, group.newest_ns, gid));
         let removed_deadline = self.by_deadline.remove(&(group.deadline_ns, gid));
         assert!(
             removed_newest && removed_deadline,
@@ -1060,7 +1082,9 @@ impl CorrelationState {
             for (key, group) in groups {
                 count += 1;
                 let consistent = self.keys.get(&group.gid) == Some(&(*hash, key.clone()))
-                    && self.by_newest.contains(&(group.newest_ns, group.gid))
+                    && self
+                        .by_newest
+                        .contains(&(group.protected, group.newest_ns, group.gid))
                     && self.by_deadline.contains(&(group.deadline_ns, group.gid))
                     && group.samples.len() <= SAMPLES_MAX
                     && group.items.len() == group.items_by_time.len()
@@ -1498,6 +1522,43 @@ correlation:
         assert_eq!(out[0].correlation, 1);
         assert_eq!(out[0].count, 1);
         assert!(state.check_invariants());
+    }
+
+    /// An entity explosion at the cap evicts its own single-event groups,
+    /// never a group with progress, however stale.
+    #[test]
+    fn groups_with_a_second_event_outlive_a_spray_of_new_keys() {
+        let rules = rules();
+        let mut state = CorrelationState::new(4);
+        // An attacker's group with two events, then nothing for a while.
+        let _ = state.observe(&rules, 0, b"attacker", 0, b"");
+        let _ = state.observe(&rules, 0, b"attacker", S, b"");
+        // A spray of new keys, each seen once, all newer.
+        for i in 0..1000u32 {
+            let key = format!("spray-{i}");
+            let _ = state.observe(&rules, 0, key.as_bytes(), 2 * S + i64::from(i), b"");
+            assert!(state.check_invariants());
+        }
+        assert_eq!(state.group_count(), 4);
+        assert_eq!(state.evicted_total(), 997);
+        // The attacker's group survived: its third event (threshold 3)
+        // completes it, counting from its first.
+        let Some(alert) = state.observe(&rules, 0, b"attacker", 3 * S, b"") else {
+            panic!("the attacker's two earlier events were evicted")
+        };
+        assert_eq!(alert.group_key, b"attacker");
+        assert_eq!((alert.count, alert.first_seen_ns), (3, 0));
+        // With only protected groups left, the stalest of them goes.
+        let mut state = CorrelationState::new(2);
+        for key in [&b"a"[..], b"b"] {
+            let _ = state.observe(&rules, 0, key, 0, b"");
+            let _ = state.observe(&rules, 0, key, S, b"");
+        }
+        let _ = state.observe(&rules, 0, b"a", 2 * S, b"");
+        let _ = state.observe(&rules, 0, b"c", 3 * S, b"");
+        assert_eq!(state.evicted_total(), 1);
+        assert!(state.check_invariants());
+        assert_eq!(state.group_count(), 2);
     }
 
     #[test]
