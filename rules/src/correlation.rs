@@ -69,11 +69,13 @@
 //!
 //! Groups: when a new group would exceed `groups_max`, a group is evicted
 //! without an alert and counted in [`CorrelationState::evicted_total`]:
-//! the one with the oldest newest-event time among the groups that have
-//! seen a single observation, and only when there are none, among those
-//! that have seen more ("protected"). An entity explosion (every key new)
-//! thus churns through its own single-event groups while groups with
-//! progress, such as an attack sequence under way, stay. Items per group: eager windows hold
+//! from the rule that holds the most groups in this state, the one with
+//! the oldest newest-event time among its groups that have seen a single
+//! observation, and only when there are none, among those that have seen
+//! more ("protected"). An entity explosion (every key new) thus churns
+//! through its own rule's single-event groups, while other rules' groups
+//! (a lateral-movement sequence waiting for its next step) and groups with
+//! progress (a brute force under way) stay. Items per group: eager windows hold
 //! at most the threshold (at most [`crate::EVENT_COUNT_THRESHOLD_MAX`]);
 //! closing `value_count` windows hold at most [`VALUES_PER_GROUP_MAX`]
 //! distinct values, evicting the oldest and counting it in
@@ -411,9 +413,10 @@ pub struct CorrelationState {
     next_gid: u64,
     /// Groups by correlation hash, then group key.
     groups: BTreeMap<u64, BTreeMap<Vec<u8>, Group>>,
-    /// `(protected, newest_ns, gid)` of every group: eviction order (the
-    /// stalest unprotected group first, then the stalest protected one).
-    by_newest: BTreeSet<(bool, i64, u64)>,
+    /// `(correlation hash, protected, newest_ns, gid)` of every group:
+    /// eviction order within a rule (its stalest unprotected group first,
+    /// then its stalest protected one).
+    by_newest: BTreeSet<(u64, bool, i64, u64)>,
     /// `(deadline_ns, gid)` of every group: `advance` order.
     by_deadline: BTreeSet<(i64, u64)>,
     /// gid to `(correlation hash, key)`, to find a group from the indices.
@@ -545,7 +548,7 @@ impl CorrelationState {
             .sum();
         let pending: usize = self.pending.iter().map(PendingAlert::heap_bytes).sum();
         btree_bytes::<u64, BTreeMap<Vec<u8>, Group>>(self.groups.len())
-            + btree_bytes::<(bool, i64, u64), ()>(self.by_newest.len())
+            + btree_bytes::<(u64, bool, i64, u64), ()>(self.by_newest.len())
             + btree_bytes::<(i64, u64), ()>(self.by_deadline.len())
             + btree_bytes::<u64, (u64, Vec<u8>)>(self.keys.len())
             + keys
@@ -692,11 +695,11 @@ impl CorrelationState {
 
     /// Moves a group's index entries after its `(protected, newest_ns,
     /// deadline_ns)` changed.
-    fn reindex(&mut self, gid: u64, old: (bool, i64, i64), new: (bool, i64, i64)) {
+    fn reindex(&mut self, hash: u64, gid: u64, old: (bool, i64, i64), new: (bool, i64, i64)) {
         if (new.0, new.1) != (old.0, old.1) {
-            let removed = self.by_newest.remove(&(old.0, old.1, gid));
+            let removed = self.by_newest.remove(&(hash, old.0, old.1, gid));
             debug_assert!(removed);
-            self.by_newest.insert((new.0, new.1, gid));
+            self.by_newest.insert((hash, new.0, new.1, gid));
         }
         if new.2 != old.2 {
             let removed = self.by_deadline.remove(&(old.2, gid));
@@ -752,7 +755,7 @@ impl CorrelationState {
         }
         let new = (group.protected, group.newest_ns, group.deadline_ns);
         let gid = group.gid;
-        self.reindex(gid, old, new);
+        self.reindex(meta.hash, gid, old, new);
     }
 
     /// `advance` for one anomaly entity whose deadline passed: closes its
@@ -808,7 +811,7 @@ impl CorrelationState {
         let new = (group.protected, group.newest_ns, group.deadline_ns);
         // Progress: a live entity's next deadline is at or after now.
         debug_assert!(!alive || new.2 >= now_ns);
-        self.reindex(gid, old, new);
+        self.reindex(meta.hash, gid, old, new);
         for alert in alerts {
             self.fired(rules, meta, alert, 0, out);
         }
@@ -930,7 +933,7 @@ impl CorrelationState {
         let gid = group.gid;
         let new = (group.protected, group.newest_ns, group.deadline_ns);
         self.values_evicted_total += values_evicted;
-        self.reindex(gid, old, new);
+        self.reindex(hash, gid, old, new);
         alert
     }
 
@@ -953,7 +956,7 @@ impl CorrelationState {
     pub fn evict_oldest(&mut self, n: usize) -> usize {
         let mut evicted = 0;
         while evicted < n {
-            let Some(&(_, _, victim)) = self.by_newest.first() else {
+            let Some(victim) = self.victim() else {
                 break;
             };
             self.remove(victim);
@@ -963,11 +966,21 @@ impl CorrelationState {
         evicted
     }
 
+    /// The group the cap evicts next: in the rule holding the most groups
+    /// here, its stalest unprotected group, else its stalest protected one
+    /// (see the module docs).
+    fn victim(&self) -> Option<u64> {
+        let (&hash, _) = self.groups.iter().max_by_key(|(_, groups)| groups.len())?;
+        let first = self.by_newest.range((hash, false, i64::MIN, 0)..).next()?;
+        debug_assert_eq!(first.0, hash, "a rule with groups has index entries");
+        (first.0 == hash).then_some(first.3)
+    }
+
     /// Creates an empty group for `(correlation, key)`, evicting one (in
     /// the cap's order, see the module docs) if the cap is reached.
     fn create(&mut self, meta: &CorrelationMeta, key: &[u8], time_ns: i64) {
         if self.keys.len() as u64 >= self.groups_max {
-            if let Some(&(_, _, victim)) = self.by_newest.first() {
+            if let Some(victim) = self.victim() {
                 self.remove(victim);
                 self.evicted_total += 1;
             }
@@ -987,7 +1000,7 @@ impl CorrelationState {
             .entry(meta.hash)
             .or_default()
             .insert(key.to_vec(), group);
-        self.by_newest.insert((false, time_ns, gid));
+        self.by_newest.insert((meta.hash, false, time_ns, gid));
         self.by_deadline.insert((deadline_ns, gid));
         self.keys.insert(gid, (meta.hash, key.to_vec()));
     }
@@ -1002,7 +1015,7 @@ impl CorrelationState {
         }
         let removed_newest = self
             .by_newest
-            .remove(&(group.protected, group.newest_ns, gid));
+            .remove(&(hash, group.protected, group.newest_ns, gid));
         let removed_deadline = self.by_deadline.remove(&(group.deadline_ns, gid));
         assert!(
             removed_newest && removed_deadline,
@@ -1082,9 +1095,12 @@ impl CorrelationState {
             for (key, group) in groups {
                 count += 1;
                 let consistent = self.keys.get(&group.gid) == Some(&(*hash, key.clone()))
-                    && self
-                        .by_newest
-                        .contains(&(group.protected, group.newest_ns, group.gid))
+                    && self.by_newest.contains(&(
+                        *hash,
+                        group.protected,
+                        group.newest_ns,
+                        group.gid,
+                    ))
                     && self.by_deadline.contains(&(group.deadline_ns, group.gid))
                     && group.samples.len() <= SAMPLES_MAX
                     && group.items.len() == group.items_by_time.len()
@@ -1559,6 +1575,32 @@ correlation:
         assert_eq!(state.evicted_total(), 1);
         assert!(state.check_invariants());
         assert_eq!(state.group_count(), 2);
+    }
+
+    /// At the cap the rule holding the most groups gives one up: a spray
+    /// through one rule never evicts another rule's lone group.
+    #[test]
+    fn a_spray_through_one_rule_evicts_its_own_groups() {
+        let rules = rules();
+        let mut state = CorrelationState::new(8);
+        // Rule 1 ("few": closing, lte 2) holds one stale group.
+        let _ = state.observe(&rules, 1, b"sequence", 0, b"");
+        for i in 0..1000u32 {
+            let key = format!("spray-{i}");
+            let _ = state.observe(&rules, 0, key.as_bytes(), S + i64::from(i), b"");
+        }
+        assert!(state.check_invariants());
+        assert_eq!(state.group_count(), 8);
+        let mut held = Vec::new();
+        state.memory_by_correlation(|hash, count, _| held.push((hash, count)));
+        let few = rules.correlation(1).hash;
+        assert!(held.contains(&(few, 1)), "{held:?}");
+        // Lowering the cap takes from the largest rule too.
+        assert_eq!(state.set_groups_max(2), 6);
+        let mut held = Vec::new();
+        state.memory_by_correlation(|hash, count, _| held.push((hash, count)));
+        assert!(held.contains(&(few, 1)), "{held:?}");
+        assert!(state.check_invariants());
     }
 
     #[test]
