@@ -333,23 +333,47 @@ pub fn total(stats: &[Value], counter: &str) -> u64 {
 /// An sshd failed-password line in RFC 3164 form.
 pub fn ssh_failure(second: u32, ip: &str, user: &str) -> String {
     format!(
-        "<38>Nov 27 10:{:02}:{:02} bastion sshd[4242]: Failed password for {user} from {ip} port {} ssh2",
-        second / 60,
-        second % 60,
+        "<38>{} bastion sshd[4242]: Failed password for {user} from {ip} port {} ssh2",
+        syslog_stamp(second),
         40000 + second
     )
 }
 
 /// The current UTC time as an RFC 3164 timestamp (`Nov 27 10:00:05`), for
 /// tests whose assertions depend on state the node expires by its wall
-/// clock (fixed-date lines grow older than every window as days pass).
+/// clock.
 pub fn syslog_time_now() -> String {
+    rfc3164_stamp(unix_seconds_now())
+}
+
+/// An RFC 3164 timestamp `second` seconds after the start of the minute in
+/// which this test process first asked (the same base for every call, so
+/// lines built twice are equal). Test lines are stamped with it rather
+/// than a fixed date: the node advances correlation windows by its wall
+/// clock, and lines dated hours back have their groups closed at the next
+/// tick (every fixed-date brute-force test failed once the date was an
+/// hour old). Lines may run ahead of the clock (up to an hour in the
+/// overload test), which the node accepts.
+pub fn syslog_stamp(second: u32) -> String {
+    static BASE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let base = *BASE.get_or_init(|| {
+        let now = unix_seconds_now();
+        now - now % 60
+    });
+    rfc3164_stamp(base + u64::from(second))
+}
+
+fn unix_seconds_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// `seconds` since the Unix epoch as an RFC 3164 timestamp (UTC).
+fn rfc3164_stamp(seconds: u64) -> String {
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
-    let seconds = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
     let (days, of_day) = (seconds / 86_400, seconds % 86_400);
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
     let z = days + 719_468;

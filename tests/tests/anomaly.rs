@@ -8,7 +8,7 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use serde_json::Value;
-use shardwatch_tests::{read_jsonl, temp_dir, Appliance};
+use shardwatch_tests::{read_jsonl, syslog_stamp, temp_dir, Appliance};
 
 const RULES: &str = r#"title: User logs in from a new network
 id: 5e0b8f2c-0d7a-4f0e-8c54-0b1d2b7a9c33
@@ -37,11 +37,17 @@ level: high
 "#;
 
 fn accepted(minute: u32, user: &str, ip: &str) -> String {
-    format!("<38>Nov 27 11:{minute:02}:00 bastion sshd[7]: Accepted publickey for {user} from {ip} port 50000 ssh2")
+    format!(
+        "<38>{} bastion sshd[7]: Accepted publickey for {user} from {ip} port 50000 ssh2",
+        syslog_stamp(3600 + minute * 60)
+    )
 }
 
 fn webapp(minute: u32, second: u32, text: &str) -> String {
-    format!("<14>Nov 27 11:{minute:02}:{second:02} web1 webapp[9]: {text}")
+    format!(
+        "<14>{} web1 webapp[9]: {text}",
+        syslog_stamp(3600 + minute * 60 + second)
+    )
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use serde_json::Value;
-use shardwatch_tests::{read_jsonl, replay, ssh_failure, temp_dir, Appliance};
+use shardwatch_tests::{read_jsonl, replay, ssh_failure, syslog_stamp, temp_dir, Appliance};
 
 const RULES: &str = r#"title: SSH Login Accepted
 id: 6b0f0e1e-54a4-4a1b-9b9e-2f4c8b1d7a10
@@ -81,15 +81,15 @@ fn value_count_and_temporal_ordered_fire_in_streaming_and_replay() {
     // Another address: failures then a success, but only two users.
     lines.push(ssh_failure(10, "203.0.113.61", "root"));
     lines.push(ssh_failure(11, "203.0.113.61", "admin"));
-    lines.push(
-        "<38>Nov 27 10:00:20 bastion sshd[4242]: Accepted password for admin from 203.0.113.61 port 40020 ssh2"
-            .to_string(),
-    );
+    lines.push(format!(
+        "<38>{} bastion sshd[4242]: Accepted password for admin from 203.0.113.61 port 40020 ssh2",
+        syslog_stamp(20)
+    ));
     // A success with no failures before it: no ordered alert.
-    lines.push(
-        "<38>Nov 27 10:00:21 bastion sshd[4242]: Accepted password for alice from 198.51.100.62 port 40021 ssh2"
-            .to_string(),
-    );
+    lines.push(format!(
+        "<38>{} bastion sshd[4242]: Accepted password for alice from 198.51.100.62 port 40021 ssh2",
+        syslog_stamp(21)
+    ));
     let input = dir.join("input.log");
     std::fs::write(&input, lines.join("\n") + "\n").unwrap();
 

@@ -6,7 +6,7 @@ use std::net::{TcpStream, UdpSocket};
 use std::time::Duration;
 
 use serde_json::Value;
-use shardwatch_tests::{read_jsonl, replay, ssh_failure, temp_dir, total, Appliance};
+use shardwatch_tests::{read_jsonl, replay, ssh_failure, syslog_stamp, temp_dir, total, Appliance};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -242,12 +242,12 @@ fn streaming_and_replay_raise_the_same_alerts() {
         ));
         if i % 5 == 0 {
             lines.push(format!(
-                "<85>Nov 27 10:00:{:02} bastion sudo: pam_unix(sudo:auth): authentication failure; logname=alice uid=1000 euid=0 tty=/dev/pts/0 ruser=alice rhost=  user=alice",
-                i
+                "<85>{} bastion sudo: pam_unix(sudo:auth): authentication failure; logname=alice uid=1000 euid=0 tty=/dev/pts/0 ruser=alice rhost=  user=alice",
+                syslog_stamp(i)
             ));
             lines.push(format!(
-                "<85>Nov 27 10:00:{:02} bastion su: FAILED su for root by mallory",
-                i
+                "<85>{} bastion su: FAILED su for root by mallory",
+                syslog_stamp(i)
             ));
         }
     }
@@ -413,7 +413,7 @@ fn suppression_folds_repeats_and_publishes_the_final_count() {
         .map(|i| ssh_failure(i, "203.0.113.90", "root"))
         .collect();
     // An unrelated line 20 minutes later closes the window.
-    lines.push("<13>Nov 27 10:40:00 host app: later".to_string());
+    lines.push(format!("<13>{} host app: later", syslog_stamp(40 * 60)));
     std::fs::write(&input, lines.join("\n") + "\n").unwrap();
     let out = std::process::Command::new(shardwatch_tests::binary())
         .args([
