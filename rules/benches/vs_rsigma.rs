@@ -439,6 +439,38 @@ fn disagreements(rules: &[Common], events: &[TestEvent]) -> BTreeMap<String, Vec
     found
 }
 
+/// Our matches over `events` (fields from `fields`, message from `timed`).
+fn ours_matches(
+    rules: &RuleSet,
+    fields: &[Vec<(&str, &[u8])>],
+    timed: &[TestEvent],
+    scratch: &mut Scratch,
+    out: &mut Vec<u32>,
+) -> usize {
+    let mut n = 0;
+    for (fields, event) in fields.iter().zip(timed) {
+        let message = event.message.as_bytes();
+        let event = Event {
+            time_ns: 1,
+            fields,
+            message,
+            raw: message,
+        };
+        rules.evaluate(black_box(&event), scratch, out);
+        n += out.len();
+    }
+    black_box(n)
+}
+
+/// rsigma's matches over `events`.
+fn theirs_matches<E: rsigma_eval::Event>(engine: &Engine, events: &[E]) -> usize {
+    let n = events
+        .iter()
+        .map(|event| engine.evaluate(black_box(event)).len())
+        .sum();
+    black_box(n)
+}
+
 fn bench_vs_rsigma(c: &mut Criterion) {
     println!(
         "rsigma-eval 0.23.0 / rsigma-parser 0.23.0 vs shardwatch-rules {}",
@@ -493,25 +525,9 @@ fn bench_vs_rsigma(c: &mut Criterion) {
             rules.len().to_string()
         };
         let pair = build(&rules);
-        if rules.len() <= 10 {
-            for r in &rules {
-                eprintln!("RULE {}", r.source.origin);
-            }
-        }
         let mut scratch = Scratch::new();
         let mut out = Vec::new();
-        let mut matched = 0;
-        for (fields, event) in ours_events.iter().zip(&timed) {
-            let message = event.message.as_bytes();
-            let event = Event {
-                time_ns: 1,
-                fields,
-                message,
-                raw: message,
-            };
-            pair.ours.evaluate(&event, &mut scratch, &mut out);
-            matched += out.len();
-        }
+        let matched = ours_matches(&pair.ours, &ours_events, &timed, &mut scratch, &mut out);
         println!(
             "{label}: {} rules, {} prefiltered by ours in {} log source groups, {matched} matches over {} events",
             rules.len(),
@@ -519,91 +535,28 @@ fn bench_vs_rsigma(c: &mut Criterion) {
             pair.ours.logsource_group_count(),
             timed.len()
         );
-        group.bench_function(format!("{label}/shardwatch"), |b| {
-            b.iter(|| {
-                let mut n = 0;
-                for (fields, event) in ours_events.iter().zip(&timed) {
-                    let message = event.message.as_bytes();
-                    let event = Event {
-                        time_ns: 1,
-                        fields,
-                        message,
-                        raw: message,
-                    };
-                    pair.ours
-                        .evaluate(black_box(&event), &mut scratch, &mut out);
-                    n += out.len();
-                }
-                black_box(n)
-            })
-        });
-        // The same comparison on the Linux syslog events and on the
-        // Windows events apart: where each engine spends its time.
-        for (subset, range) in [("linux", 0..6), ("windows", 6..timed.len())] {
-            group.bench_function(format!("{label}/shardwatch_{subset}"), |b| {
-                b.iter(|| {
-                    let mut n = 0;
-                    let events = ours_events[range.clone()].iter().zip(&timed[range.clone()]);
-                    for (fields, event) in events {
-                        let message = event.message.as_bytes();
-                        let event = Event {
-                            time_ns: 1,
-                            fields,
-                            message,
-                            raw: message,
-                        };
-                        pair.ours
-                            .evaluate(black_box(&event), &mut scratch, &mut out);
-                        n += out.len();
-                    }
-                    black_box(n)
-                })
+        // Every event, then the Linux syslog events and the Windows events
+        // apart (where each engine spends its time), then the dotted form.
+        let subsets = [
+            ("", 0..timed.len()),
+            ("_linux", 0..6),
+            ("_windows", 6..timed.len()),
+        ];
+        for (subset, range) in subsets {
+            let (fields, events) = (&ours_events[range.clone()], &timed[range.clone()]);
+            group.bench_function(format!("{label}/shardwatch{subset}"), |b| {
+                b.iter(|| ours_matches(&pair.ours, fields, events, &mut scratch, &mut out))
             });
-            group.bench_function(format!("{label}/rsigma_kv_{subset}"), |b| {
-                b.iter(|| {
-                    let mut n = 0;
-                    for event in &kv_events[range.clone()] {
-                        n += pair.theirs.evaluate(black_box(event)).len();
-                    }
-                    black_box(n)
-                })
+            let kv = &kv_events[range];
+            group.bench_function(format!("{label}/rsigma_kv{subset}"), |b| {
+                b.iter(|| theirs_matches(&pair.theirs, kv))
             });
         }
         group.bench_function(format!("{label}/shardwatch_dotted"), |b| {
-            b.iter(|| {
-                let mut n = 0;
-                for (fields, event) in dotted_events.iter().zip(&timed) {
-                    let message = event.message.as_bytes();
-                    let event = Event {
-                        time_ns: 1,
-                        fields,
-                        message,
-                        raw: message,
-                    };
-                    pair.ours
-                        .evaluate(black_box(&event), &mut scratch, &mut out);
-                    n += out.len();
-                }
-                black_box(n)
-            })
+            b.iter(|| ours_matches(&pair.ours, &dotted_events, &timed, &mut scratch, &mut out))
         });
         group.bench_function(format!("{label}/rsigma_json"), |b| {
-            b.iter(|| {
-                let mut n = 0;
-                for event in &json_events {
-                    n += pair.theirs.evaluate(black_box(event)).len();
-                }
-                black_box(n)
-            })
-        });
-        group.bench_function(format!("{label}/rsigma_kv"), |b| {
-            b.iter(|| {
-                let mut n = 0;
-                for event in &kv_events {
-                    n += pair.theirs.evaluate(black_box(event)).len();
-                }
-                black_box(n)
-            })
+            b.iter(|| theirs_matches(&pair.theirs, &json_events))
         });
     }
     group.finish();
