@@ -307,6 +307,14 @@ now_col() {
 }
 # jq on a sender's report.
 rep() { jq -r "$2" "$LOGS/$1/report.json"; }
+# Sends corpus $1 (baseline or recover) over UDP at RECOVER_RATE for P2_S s,
+# scoring the node's alerts; the report goes to $LOGS/$1-udp.
+attack_over_udp() {
+    "$LOAD" run --target "udp://$UDP" --rate "$RECOVER_RATE" --duration "${P2_S}s" \
+        --corpus "$CORPUS/$1.log" --rules "$RULES" --alerts "$NODE_DATA/alerts.jsonl" \
+        --quiet --out "$LOGS/$1-udp" >"$LOGS/$1-udp.stdout" 2>&1 \
+        || die "the $1 sender failed; see $LOGS/$1-udp.stdout"
+}
 
 # ---------------------------------------------------------------- phase 0
 log "phase 0: generating $P0_EVENTS background events over $FLOOD_ENTITIES entities"
@@ -386,10 +394,7 @@ log "phase 1a: baseline, $RECOVER_RATE/s over UDP for $P2_S s before the flood"
 B_KD0=$(now_col kernel_drops)
 B_UDP0=$(now_col udp_recv)
 phase baseline
-"$LOAD" run --target "udp://$UDP" --rate "$RECOVER_RATE" --duration "${P2_S}s" \
-    --corpus "$CORPUS/baseline.log" --rules "$RULES" --alerts "$NODE_DATA/alerts.jsonl" \
-    --quiet --out "$LOGS/baseline-udp" >"$LOGS/baseline-udp.stdout" 2>&1 \
-    || die "the baseline sender failed; see $LOGS/baseline-udp.stdout"
+attack_over_udp baseline
 B_KD1=$(now_col kernel_drops)
 B_UDP1=$(now_col udp_recv)
 phase baseline-settle
@@ -436,10 +441,7 @@ P2_KD0=$(now_col kernel_drops)
 P2_DROP0=$(now_col dropped)
 P2_UDP0=$(now_col udp_recv)
 phase recover
-"$LOAD" run --target "udp://$UDP" --rate "$RECOVER_RATE" --duration "${P2_S}s" \
-    --corpus "$CORPUS/recover.log" --rules "$RULES" --alerts "$NODE_DATA/alerts.jsonl" \
-    --quiet --out "$LOGS/recover-udp" >"$LOGS/recover-udp.stdout" 2>&1 \
-    || die "the recovery sender failed; see $LOGS/recover-udp.stdout"
+attack_over_udp recover
 P2_KD1=$(now_col kernel_drops)
 P2_DROP1=$(now_col dropped)
 P2_UDP1=$(now_col udp_recv)
