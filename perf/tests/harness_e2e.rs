@@ -54,9 +54,7 @@ fn report(dir: &Path) -> Value {
 fn bench_detects_every_scenario_and_background_stays_quiet() {
     let _alone = ONE_BENCH_AT_A_TIME.lock();
     let binary = appliance_binary();
-    let scratch = std::env::temp_dir().join(format!("sw-harness-e2e-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&scratch);
-    std::fs::create_dir_all(&scratch).unwrap();
+    let scratch = shardwatch_tests::temp_dir("harness-e2e");
     let s = |p: &Path| p.to_str().unwrap().to_string();
     let corpus = scratch.join("corpus.log");
     let bench_out = scratch.join("bench");
@@ -185,9 +183,7 @@ fn bench_detects_every_scenario_and_background_stays_quiet() {
 fn bench_over_relp_and_tls_delivers_every_event() {
     let _alone = ONE_BENCH_AT_A_TIME.lock();
     let binary = appliance_binary();
-    let scratch = std::env::temp_dir().join(format!("sw-harness-reliable-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&scratch);
-    std::fs::create_dir_all(&scratch).unwrap();
+    let scratch = shardwatch_tests::temp_dir("harness-reliable");
     let s = |p: &Path| p.to_str().unwrap().to_string();
     for transport in ["relp", "tls"] {
         let out = scratch.join(transport);

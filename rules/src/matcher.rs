@@ -48,6 +48,9 @@ use crate::pattern::{Anchor, Scratch};
 /// While building: (needle, anchor) to its owners, per field.
 type NeedleTable<'a> = BTreeMap<(&'a [u8], Anchor), Vec<u32>>;
 
+/// One entry of a [`NeedleTable`], borrowed: needle, anchor, owners.
+type Needle<'a> = (&'a [u8], Anchor, &'a [u32]);
+
 /// A field with at most this many needles tests them one by one. Past it,
 /// anchored needles with at most this many of their kind are still tested
 /// one by one (a test reads only the needle's length at its end of the
@@ -125,23 +128,28 @@ struct AnchoredSet {
 }
 
 impl AnchoredSet {
-    /// The set over `needles` (`(bytes, whole, owners)`, bytes already
-    /// reversed for suffixes), or `None` if the automaton cannot be built.
-    fn build(needles: &[(Vec<u8>, bool, &[u32])]) -> Option<AnchoredSet> {
-        let mut patterns: Vec<&[u8]> = Vec::new();
+    /// The set over `needles` (whole-value and prefix needles, or with
+    /// `reversed` suffix needles, searched reversed over the value's
+    /// reversed tail), in [`NeedleTable`] order: a needle listed both as
+    /// the whole value and as a prefix comes twice in a row. `None` if the
+    /// automaton cannot be built.
+    fn build(needles: &[Needle<'_>], reversed: bool) -> Option<AnchoredSet> {
+        let mut patterns: Vec<Vec<u8>> = Vec::new();
         let mut prefix_owners: Vec<Vec<u32>> = Vec::new();
         let mut whole_owners: Vec<Vec<u32>> = Vec::new();
-        for (bytes, whole, owners) in needles {
-            let at = match patterns.iter().position(|p| *p == &bytes[..]) {
-                Some(at) => at,
-                None => {
-                    patterns.push(bytes);
-                    prefix_owners.push(Vec::new());
-                    whole_owners.push(Vec::new());
-                    patterns.len() - 1
-                }
+        for &(needle, anchor, owners) in needles {
+            let bytes: Vec<u8> = if reversed {
+                needle.iter().rev().copied().collect()
+            } else {
+                needle.to_vec()
             };
-            let list = if *whole {
+            if patterns.last() != Some(&bytes) {
+                patterns.push(bytes);
+                prefix_owners.push(Vec::new());
+                whole_owners.push(Vec::new());
+            }
+            let at = patterns.len() - 1;
+            let list = if anchor == Anchor::Whole {
                 &mut whole_owners[at]
             } else {
                 &mut prefix_owners[at]
@@ -198,9 +206,10 @@ struct ContainsSet {
 }
 
 impl ContainsSet {
-    fn build(needles: &[(&[u8], &[u32])]) -> Option<ContainsSet> {
-        let patterns: Vec<&[u8]> = needles.iter().map(|(bytes, _)| *bytes).collect();
-        let owners: Vec<Vec<u32>> = needles.iter().map(|(_, o)| o.to_vec()).collect();
+    /// The set over `needles`, each searched anywhere whatever its anchor.
+    fn build(needles: &[Needle<'_>]) -> Option<ContainsSet> {
+        let patterns: Vec<&[u8]> = needles.iter().map(|(bytes, _, _)| *bytes).collect();
+        let owners: Vec<Vec<u32>> = needles.iter().map(|(_, _, o)| o.to_vec()).collect();
         // Needles are ASCII-lowercased; matching them ASCII
         // case-insensitively equals matching the folded value.
         let automaton = AhoCorasick::builder()
@@ -314,64 +323,54 @@ impl FieldAutomaton {
             ends: None,
             contains: None,
         };
-        let direct = |(needle, anchor): (&[u8], Anchor), owners: &[u32]| DirectNeedle {
+        let direct = |&(needle, anchor, owners): &Needle<'_>| DirectNeedle {
             needle: needle.into(),
             anchor,
             finder: (anchor == Anchor::Contains).then(|| memmem::Finder::new(needle).into_owned()),
             owners: owners.to_vec(),
         };
-        if needles.len() <= DIRECT_NEEDLES_MAX {
-            out.direct = needles.iter().map(|(k, o)| direct(*k, o)).collect();
+        let all: Vec<Needle<'_>> = needles
+            .iter()
+            .map(|(&(needle, anchor), owners)| (needle, anchor, owners.as_slice()))
+            .collect();
+        if all.len() <= DIRECT_NEEDLES_MAX {
+            out.direct = all.iter().map(direct).collect();
             return (out, Vec::new());
         }
-        let mut starts: Vec<(Vec<u8>, bool, &[u32])> = Vec::new();
-        let mut ends: Vec<(Vec<u8>, bool, &[u32])> = Vec::new();
-        let mut contains: Vec<(&[u8], &[u32])> = Vec::new();
-        for (&(needle, anchor), owners) in needles {
+        let (mut starts, mut ends, mut contains) = (Vec::new(), Vec::new(), Vec::new());
+        for (needle, anchor, owners) in all {
             match anchor {
-                Anchor::Whole | Anchor::StartsWith => {
-                    starts.push((needle.to_vec(), anchor == Anchor::Whole, owners));
-                }
+                Anchor::Whole | Anchor::StartsWith => starts.push((needle, anchor, owners)),
                 Anchor::EndsWith if needle.len() <= SUFFIX_BYTES_MAX => {
-                    ends.push((needle.iter().rev().copied().collect(), false, owners));
+                    ends.push((needle, anchor, owners));
                 }
-                Anchor::EndsWith | Anchor::Contains => contains.push((needle, owners)),
+                Anchor::EndsWith | Anchor::Contains => {
+                    contains.push((needle, Anchor::Contains, owners));
+                }
             }
         }
         let mut failed = Vec::new();
-        let mut anchored = |list: Vec<(Vec<u8>, bool, &[u32])>, reversed: bool| {
+        for (list, reversed) in [(starts, false), (ends, true)] {
             if list.len() <= DIRECT_NEEDLES_MAX {
-                for (bytes, whole, owners) in list {
-                    let bytes: Vec<u8> = if reversed {
-                        bytes.into_iter().rev().collect()
-                    } else {
-                        bytes
-                    };
-                    let anchor = match (reversed, whole) {
-                        (true, _) => Anchor::EndsWith,
-                        (false, true) => Anchor::Whole,
-                        (false, false) => Anchor::StartsWith,
-                    };
-                    out.direct.push(direct((&bytes, anchor), owners));
-                }
-                return None;
+                out.direct.extend(list.iter().map(direct));
+                continue;
             }
-            let set = AnchoredSet::build(&list);
+            let set = AnchoredSet::build(&list, reversed);
             if set.is_none() {
                 failed.extend(list.iter().flat_map(|(_, _, o)| o.iter().copied()));
             }
-            set
-        };
-        out.starts = anchored(starts, false);
-        out.ends = anchored(ends, true);
-        if contains.len() <= DIRECT_CONTAINS_MAX {
-            for (needle, owners) in contains {
-                out.direct.push(direct((needle, Anchor::Contains), owners));
+            if reversed {
+                out.ends = set;
+            } else {
+                out.starts = set;
             }
+        }
+        if contains.len() <= DIRECT_CONTAINS_MAX {
+            out.direct.extend(contains.iter().map(direct));
         } else {
             out.contains = ContainsSet::build(&contains);
             if out.contains.is_none() {
-                failed.extend(contains.iter().flat_map(|(_, o)| o.iter().copied()));
+                failed.extend(contains.iter().flat_map(|(_, _, o)| o.iter().copied()));
             }
         }
         (out, failed)

@@ -339,13 +339,6 @@ pub fn ssh_failure(second: u32, ip: &str, user: &str) -> String {
     )
 }
 
-/// The current UTC time as an RFC 3164 timestamp (`Nov 27 10:00:05`), for
-/// tests whose assertions depend on state the node expires by its wall
-/// clock.
-pub fn syslog_time_now() -> String {
-    rfc3164_stamp(unix_seconds_now())
-}
-
 /// An RFC 3164 timestamp `second` seconds after the start of the minute in
 /// which this test process first asked (the same base for every call, so
 /// lines built twice are equal). Test lines are stamped with it rather

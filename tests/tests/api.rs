@@ -4,7 +4,7 @@ use std::net::UdpSocket;
 use std::time::Duration;
 
 use serde_json::Value;
-use shardwatch_tests::{http_get, ssh_failure, syslog_time_now, Appliance};
+use shardwatch_tests::{http_get, ssh_failure, Appliance};
 
 const TOKEN: &str = "s3cret-token";
 
@@ -44,21 +44,14 @@ fn api_answers_with_auth_and_counts_what_was_sent() {
     assert_eq!(status, 401);
 
     // Traffic: a brute force (10 failures), a bystander and a bad line.
-    // The brute force is stamped now: the state metric below counts groups
-    // the node has not yet expired by its clock.
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let now = syslog_time_now();
-    let failure = |ip: &str, user: &str, port: u32| {
-        format!(
-            "<38>{now} bastion sshd[4242]: Failed password for {user} from {ip} port {port} ssh2"
-        )
-    };
     for i in 0..10 {
-        let line = failure("203.0.113.77", "root", 40000 + i);
-        socket.send_to(line.as_bytes(), app.udp()).unwrap();
+        socket
+            .send_to(ssh_failure(i, "203.0.113.77", "root").as_bytes(), app.udp())
+            .unwrap();
     }
     socket
-        .send_to(failure("198.51.100.1", "bob", 40001).as_bytes(), app.udp())
+        .send_to(ssh_failure(1, "198.51.100.1", "bob").as_bytes(), app.udp())
         .unwrap();
     socket.send_to(b"<777>broken", app.udp()).unwrap();
     app.wait_for_alerts(1, Duration::from_secs(20));
