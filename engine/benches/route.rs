@@ -76,7 +76,7 @@ fn bench(c: &mut Criterion) {
     pipeline.process(&lines()[0].1, 1_764_237_601_000_000_000, &mut sink);
     let record_bytes = sink.batch;
     let record = record_bytes.iter().next().expect("the sshd line is routed");
-    let mut states = ShardStates::new(10_000);
+    let mut states = ShardStates::new(10_000, 0);
     let mut t = 0i64;
     let mut fired = Vec::new();
     let mut observe = c.benchmark_group("shard");

@@ -232,6 +232,12 @@ pub struct EngineConfig {
     /// Cap on correlation groups held per shard; the oldest group is evicted
     /// (and counted) beyond it.
     pub groups_per_shard_max: usize,
+    /// Cap on one rule's correlation groups per shard (at most
+    /// `groups_per_shard_max` counts): a rule at it evicts its own stalest
+    /// group (counted) for a new one. 0: no cap of its own, the shard's
+    /// cap alone bounds it (and at that cap the rule holding the most
+    /// groups gives one up).
+    pub groups_per_rule_per_shard_max: usize,
     /// Log-template mining: `auto` (while a `rare_template` rule is
     /// loaded), `on` or `off`.
     pub templates: crate::pipeline::TemplatesMode,
@@ -321,6 +327,7 @@ impl Default for EngineConfig {
             shards: crate::shardmap::SHARDS_DEFAULT,
             route_queue_batches: 32,
             groups_per_shard_max: 10_000,
+            groups_per_rule_per_shard_max: 0,
             templates: crate::pipeline::TemplatesMode::Auto,
         }
     }

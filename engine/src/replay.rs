@@ -106,7 +106,6 @@ pub fn replay(
     registry_out: Option<&mut Vec<crate::schema::SourceSchema>>,
 ) -> anyhow::Result<ReplaySummary> {
     let shards = config.engine.shards;
-    let groups_per_shard_max = config.engine.groups_per_shard_max;
     let suppress_window_ms = config.rules.suppress_window_ms;
     let map = Arc::new(ShardMap::new(0, shards, 1));
     let mut pipeline = Pipeline::new(
@@ -114,7 +113,10 @@ pub fn replay(
         map,
         config.pipeline_options(registry_out.is_some()),
     );
-    let mut states = ShardStates::new(groups_per_shard_max);
+    let mut states = ShardStates::new(
+        config.engine.groups_per_shard_max,
+        config.engine.groups_per_rule_per_shard_max,
+    );
     let mut summary = ReplaySummary::default();
     let mut fired = Vec::new();
     let mut advanced_ns = i64::MIN;

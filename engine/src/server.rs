@@ -282,7 +282,10 @@ async fn core_main(
         None
     };
     let (generation, rules) = shared.live.snapshot();
-    let mut shard_states = ShardStates::new(shared.config.engine.groups_per_shard_max);
+    let mut shard_states = ShardStates::new(
+        shared.config.engine.groups_per_shard_max,
+        shared.config.engine.groups_per_rule_per_shard_max,
+    );
     shard_states.restore(recovery.states);
     let applied = if recovery.applied.len() == cores {
         recovery.applied

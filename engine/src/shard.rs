@@ -16,15 +16,28 @@ use crate::route::RouteRecord;
 pub struct ShardStates {
     states: HashMap<u16, CorrelationState>,
     groups_per_shard_max: usize,
+    /// Cap on one rule's groups in a shard (0: the shard cap alone).
+    groups_per_rule_max: usize,
 }
 
 impl ShardStates {
-    pub fn new(groups_per_shard_max: usize) -> Self {
+    /// No shards yet; each shard will hold at most `groups_per_shard_max`
+    /// groups, at most `groups_per_rule_max` of one rule (0: no cap of
+    /// its own).
+    pub fn new(groups_per_shard_max: usize, groups_per_rule_max: usize) -> Self {
         assert!(groups_per_shard_max > 0);
         ShardStates {
             states: HashMap::new(),
             groups_per_shard_max,
+            groups_per_rule_max,
         }
+    }
+
+    /// A new shard's empty state under the caps.
+    fn empty_state(&self) -> CorrelationState {
+        let mut state = CorrelationState::new(self.groups_per_shard_max);
+        state.set_rule_groups_max(self.groups_per_rule_max);
+        state
     }
 
     /// Feeds one routed record to its shard; alerts it completes (and
@@ -40,7 +53,6 @@ impl ShardStates {
         let Some(correlation) = rules.correlation_by_hash(record.rule_hash) else {
             return false;
         };
-        let groups_max = self.groups_per_shard_max;
         let observation = Observation {
             correlation,
             group_key: record.key,
@@ -49,10 +61,13 @@ impl ShardStates {
             time_ns: record.time_ns,
             raw: record.raw,
         };
-        self.states
-            .entry(record.shard)
-            .or_insert_with(|| CorrelationState::new(groups_max))
-            .observe_into(rules, &observation, out);
+        if !self.states.contains_key(&record.shard) {
+            let state = self.empty_state();
+            self.states.insert(record.shard, state);
+        }
+        if let Some(state) = self.states.get_mut(&record.shard) {
+            state.observe_into(rules, &observation, out);
+        }
         true
     }
 
@@ -88,8 +103,11 @@ impl ShardStates {
     }
 
     /// Replaces the states of the given shards (from a checkpoint).
+    /// The configured rule cap applies to them (it is configuration, not
+    /// state: a restart may change it).
     pub fn restore(&mut self, states: Vec<(u16, CorrelationState)>) {
-        for (shard, state) in states {
+        for (shard, mut state) in states {
+            state.set_rule_groups_max(self.groups_per_rule_max);
             self.states.insert(shard, state);
         }
     }

@@ -75,7 +75,12 @@
 //! more ("protected"). An entity explosion (every key new) thus churns
 //! through its own rule's single-event groups, while other rules' groups
 //! (a lateral-movement sequence waiting for its next step) and groups with
-//! progress (a brute force under way) stay. Items per group: eager windows hold
+//! progress (a brute force under way) stay. A second, lower cap may bound
+//! each rule on its own (`rule_groups_max`, see
+//! [`CorrelationState::set_rule_groups_max`]): a rule at it gives up its
+//! own stalest group (same order) for a new one, counted the same way, so
+//! one rule never holds more than its share of the shard whatever the
+//! other rules hold. Items per group: eager windows hold
 //! at most the threshold (at most [`crate::EVENT_COUNT_THRESHOLD_MAX`]);
 //! closing `value_count` windows hold at most [`VALUES_PER_GROUP_MAX`]
 //! distinct values, evicting the oldest and counting it in
@@ -406,6 +411,9 @@ impl Group {
 #[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct CorrelationState {
     groups_max: u64,
+    /// Cap on the groups of one correlation (`u64::MAX`: none but
+    /// `groups_max`).
+    rule_groups_max: u64,
     evicted_total: u64,
     values_evicted_total: u64,
     incomplete_total: u64,
@@ -432,6 +440,7 @@ impl CorrelationState {
     pub fn new(groups_max: usize) -> Self {
         CorrelationState {
             groups_max: groups_max.max(1) as u64,
+            rule_groups_max: u64::MAX,
             evicted_total: 0,
             values_evicted_total: 0,
             incomplete_total: 0,
@@ -949,6 +958,42 @@ impl CorrelationState {
         self.groups_max as usize
     }
 
+    /// Sets the cap on the groups one correlation may hold here (at least
+    /// one; a value above the shard's cap, or 0, means the shard's cap
+    /// alone). A rule over a lower cap gives up its stalest groups at once
+    /// (counted); returns how many went.
+    pub fn set_rule_groups_max(&mut self, rule_groups_max: usize) -> usize {
+        self.rule_groups_max = if rule_groups_max == 0 {
+            u64::MAX
+        } else {
+            rule_groups_max as u64
+        };
+        let mut evicted = 0;
+        let over: Vec<(u64, usize)> = self
+            .groups
+            .iter()
+            .filter(|(_, groups)| groups.len() as u64 > self.rule_groups_max)
+            .map(|(&hash, groups)| (hash, groups.len() - self.rule_groups_max as usize))
+            .collect();
+        for (hash, count) in over {
+            for _ in 0..count {
+                let Some(victim) = self.stalest_of(hash) else {
+                    break;
+                };
+                self.remove(victim);
+                self.evicted_total += 1;
+                evicted += 1;
+            }
+        }
+        evicted
+    }
+
+    /// The cap on one correlation's groups in force: the rule cap, never
+    /// above the shard's cap.
+    pub fn rule_groups_max(&self) -> usize {
+        self.rule_groups_max.min(self.groups_max) as usize
+    }
+
     /// Evicts up to `n` groups in the cap's order (the stalest
     /// single-observation groups first, see the module docs), counting them in
     /// [`CorrelationState::evicted_total`]; returns how many went. For a
@@ -971,14 +1016,31 @@ impl CorrelationState {
     /// (see the module docs).
     fn victim(&self) -> Option<u64> {
         let (&hash, _) = self.groups.iter().max_by_key(|(_, groups)| groups.len())?;
+        self.stalest_of(hash)
+    }
+
+    /// Correlation `hash`'s group the caps evict first: its stalest
+    /// unprotected group, else its stalest protected one.
+    fn stalest_of(&self, hash: u64) -> Option<u64> {
         let first = self.by_newest.range((hash, false, i64::MIN, 0)..).next()?;
-        debug_assert_eq!(first.0, hash, "a rule with groups has index entries");
+        debug_assert!(
+            first.0 != hash || self.groups.get(&hash).is_some_and(|g| !g.is_empty()),
+            "index entries belong to held groups"
+        );
         (first.0 == hash).then_some(first.3)
     }
 
     /// Creates an empty group for `(correlation, key)`, evicting one (in
-    /// the cap's order, see the module docs) if the cap is reached.
+    /// the caps' order, see the module docs) if a cap is reached: the
+    /// rule's own stalest group at the rule cap, else the shard's victim.
     fn create(&mut self, meta: &CorrelationMeta, key: &[u8], time_ns: i64) {
+        let held = self.groups.get(&meta.hash).map_or(0, BTreeMap::len) as u64;
+        if held >= self.rule_groups_max {
+            if let Some(victim) = self.stalest_of(meta.hash) {
+                self.remove(victim);
+                self.evicted_total += 1;
+            }
+        }
         if self.keys.len() as u64 >= self.groups_max {
             if let Some(victim) = self.victim() {
                 self.remove(victim);
@@ -1123,6 +1185,10 @@ impl CorrelationState {
             && count == self.by_newest.len()
             && count == self.by_deadline.len()
             && count as u64 <= self.groups_max
+            && self
+                .groups
+                .values()
+                .all(|groups| groups.len() as u64 <= self.rule_groups_max)
             && self.pending.len() <= PENDING_ALERTS_MAX
     }
 }
@@ -1600,6 +1666,34 @@ correlation:
         let mut held = Vec::new();
         state.memory_by_correlation(|hash, count, _| held.push((hash, count)));
         assert!(held.contains(&(few, 1)), "{held:?}");
+        assert!(state.check_invariants());
+    }
+
+    /// The rule cap bounds one rule's groups while the shard has room:
+    /// its own stalest group goes, another rule's groups stay.
+    #[test]
+    fn the_rule_cap_bounds_one_rule_and_spares_the_others() {
+        let rules = rules();
+        let mut state = CorrelationState::new(100);
+        let _ = state.observe(&rules, 1, b"sequence", 0, b"");
+        let _ = state.observe(&rules, 1, b"other", 0, b"");
+        assert_eq!(state.set_rule_groups_max(3), 0);
+        assert_eq!(state.rule_groups_max(), 3);
+        for i in 0..10u8 {
+            let _ = state.observe(&rules, 0, &[b'k', i], S + i64::from(i), b"");
+            assert!(state.check_invariants());
+        }
+        let mut held = Vec::new();
+        state.memory_by_correlation(|hash, count, _| held.push((hash, count)));
+        let (spray, few) = (rules.correlation(0).hash, rules.correlation(1).hash);
+        assert!(held.contains(&(spray, 3)), "{held:?}");
+        assert!(held.contains(&(few, 2)), "{held:?}");
+        assert_eq!(state.evicted_total(), 7);
+        // Lowering the rule cap evicts at once; 0 lifts it to the shard cap.
+        assert_eq!(state.set_rule_groups_max(1), 3);
+        assert_eq!(state.group_count(), 2);
+        assert_eq!(state.set_rule_groups_max(0), 0);
+        assert_eq!(state.rule_groups_max(), 100);
         assert!(state.check_invariants());
     }
 

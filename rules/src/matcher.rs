@@ -74,7 +74,14 @@ const PACKED_RESTARTS_MAX: usize = 16;
 /// The most needles one packed searcher takes (the library's own
 /// heuristic stops at 64; past it Teddy verifies more false hits, which
 /// still costs less than an automaton step per byte, up to about here).
+/// More needles are searched by a leftmost-longest DFA restarted the same
+/// way (see [`Restarted`]).
 const PACKED_PATTERNS_MAX: usize = 256;
+
+/// The most needles a restarted DFA takes; past it only the overlapping
+/// automaton searches (a DFA over this many needles of SigmaHQ's lengths
+/// is a few MiB, built once per rule set).
+const RESTARTED_DFA_PATTERNS_MAX: usize = 4_096;
 
 /// Sets candidate bit `rule` for each of `rules`.
 #[inline]
@@ -196,13 +203,14 @@ impl AnchoredSet {
     }
 }
 
-/// Many substring needles of one field: a SIMD (Teddy) searcher where the
-/// library builds one (see [`Packed`]), and an overlapping automaton.
+/// Many substring needles of one field: a leftmost-longest searcher
+/// restarted after each hit (see [`Restarted`]), and an overlapping
+/// automaton for what is left after [`PACKED_RESTARTS_MAX`] hits.
 #[derive(Clone, Debug)]
 struct ContainsSet {
     automaton: AhoCorasick,
     owners: Vec<Vec<u32>>,
-    packed: Option<Packed>,
+    restarted: Option<Restarted>,
 }
 
 impl ContainsSet {
@@ -216,11 +224,11 @@ impl ContainsSet {
             .ascii_case_insensitive(true)
             .build(&patterns)
             .ok()?;
-        let packed = Packed::build(&patterns, &owners);
+        let restarted = Restarted::build(&patterns, &owners);
         Some(ContainsSet {
             automaton,
             owners,
-            packed,
+            restarted,
         })
     }
 
@@ -229,18 +237,17 @@ impl ContainsSet {
     fn mark(&self, value: &[u8], folded: &[u8], candidates: &mut [u64]) {
         // Where the overlapping automaton takes over.
         let mut rest = 0;
-        if let Some(packed) = &self.packed {
+        if let Some(restarted) = &self.restarted {
             let mut at = 0;
             let mut restarts = 0;
             rest = loop {
                 if restarts == PACKED_RESTARTS_MAX {
                     break at;
                 }
-                let span = aho_corasick::Span::from(at..folded.len());
-                let Some(hit) = packed.searcher.find_in(folded, span) else {
+                let Some(hit) = restarted.find(folded, at) else {
                     break value.len();
                 };
-                mark(candidates, &packed.owners[hit.pattern().as_usize()]);
+                mark(candidates, &restarted.owners[hit.pattern().as_usize()]);
                 at = hit.start() + 1;
                 restarts += 1;
             };
@@ -255,32 +262,49 @@ impl ContainsSet {
 }
 
 /// Every needle that occurs in a (folded) value, found with a
-/// leftmost-longest SIMD search restarted one byte after each hit's start:
+/// leftmost-longest search restarted one byte after each hit's start:
 /// no needle starts between the restart point and the next hit (it is the
 /// leftmost), and every needle starting at a hit's position is a prefix of
 /// the longest one there, so `owners` of a pattern lists the rules of all
 /// its prefix needles too. Same set of needles as the overlapping
-/// automaton, at a fraction of its per-byte cost.
+/// automaton, at a fraction of its per-byte cost: a SIMD (Teddy) searcher
+/// for up to [`PACKED_PATTERNS_MAX`] needles, a DFA (one table step per
+/// byte, where the overlapping automaton walks an NFA and its match
+/// lists) for more.
 #[derive(Clone, Debug)]
-struct Packed {
-    searcher: aho_corasick::packed::Searcher,
+struct Restarted {
+    searcher: LeftmostLongest,
     owners: Vec<Vec<u32>>,
 }
 
-impl Packed {
-    /// The packed searcher over `patterns` (ASCII-lowercased) with each
-    /// pattern's owners widened to those of its prefix patterns, or `None`
-    /// where the library builds none (too many patterns, no SIMD).
-    fn build(patterns: &[&[u8]], owners: &[Vec<u32>]) -> Option<Packed> {
-        if patterns.len() > PACKED_PATTERNS_MAX {
+/// The searcher of a [`Restarted`] set.
+#[derive(Clone, Debug)]
+enum LeftmostLongest {
+    Packed(aho_corasick::packed::Searcher),
+    Dfa(AhoCorasick),
+}
+
+impl Restarted {
+    /// The searcher over `patterns` (ASCII-lowercased) with each pattern's
+    /// owners widened to those of its prefix patterns, or `None` where
+    /// none is built (too many patterns, or the library refuses).
+    fn build(patterns: &[&[u8]], owners: &[Vec<u32>]) -> Option<Restarted> {
+        let searcher = if patterns.len() <= PACKED_PATTERNS_MAX {
+            let packed = aho_corasick::packed::Config::new()
+                .match_kind(aho_corasick::packed::MatchKind::LeftmostLongest)
+                .heuristic_pattern_limits(false)
+                .builder()
+                .extend(patterns)
+                .build();
+            match packed {
+                Some(packed) => LeftmostLongest::Packed(packed),
+                None => LeftmostLongest::Dfa(Self::dfa(patterns)?),
+            }
+        } else if patterns.len() <= RESTARTED_DFA_PATTERNS_MAX {
+            LeftmostLongest::Dfa(Self::dfa(patterns)?)
+        } else {
             return None;
-        }
-        let searcher = aho_corasick::packed::Config::new()
-            .match_kind(aho_corasick::packed::MatchKind::LeftmostLongest)
-            .heuristic_pattern_limits(false)
-            .builder()
-            .extend(patterns)
-            .build()?;
+        };
         let owners = patterns
             .iter()
             .map(|pattern| {
@@ -293,7 +317,31 @@ impl Packed {
                 all
             })
             .collect();
-        Some(Packed { searcher, owners })
+        Some(Restarted { searcher, owners })
+    }
+
+    /// A leftmost-longest DFA over `patterns` (already folded: the value
+    /// it searches is folded too, so no case-insensitive states).
+    fn dfa(patterns: &[&[u8]]) -> Option<AhoCorasick> {
+        AhoCorasick::builder()
+            .match_kind(aho_corasick::MatchKind::LeftmostLongest)
+            .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+            .byte_classes(true)
+            .build(patterns)
+            .ok()
+    }
+
+    /// The leftmost-longest needle in `folded[at..]`.
+    #[inline]
+    fn find(&self, folded: &[u8], at: usize) -> Option<aho_corasick::Match> {
+        match &self.searcher {
+            LeftmostLongest::Packed(packed) => {
+                packed.find_in(folded, aho_corasick::Span::from(at..folded.len()))
+            }
+            LeftmostLongest::Dfa(dfa) => {
+                dfa.find(aho_corasick::Input::new(folded).span(at..folded.len()))
+            }
+        }
     }
 }
 

@@ -181,3 +181,80 @@ fn the_prefilter_agrees_with_evaluating_every_rule() {
         "the values were meant to match often: {matched}"
     );
 }
+
+/// A field with more substring needles than one packed searcher takes:
+/// the restarted leftmost-longest DFA and its prefix closure must find
+/// every needle the overlapping automaton would, including needles that
+/// overlap, nest and share prefixes, and past the restart limit.
+#[test]
+fn a_dfa_over_many_needles_agrees_with_evaluating_every_rule() {
+    let process = "logsource:\n  product: windows\n  category: process_creation";
+    let mut needles: Vec<String> = (0..300).map(|i| format!("tok{i:03}x")).collect();
+    needles.extend(
+        [
+            "netsh",
+            "netsh int",
+            "sh interface",
+            "netstat",
+            "stat -an",
+            "tstat",
+            "-an",
+            "abcab",
+            "bcabc",
+            "cabca",
+            "tok001",
+            "ok00",
+        ]
+        .iter()
+        .map(|needle| (*needle).to_owned()),
+    );
+    let sources: Vec<RuleSource> = needles
+        .iter()
+        .enumerate()
+        .map(|(i, needle)| {
+            rule(
+                1000 + i,
+                process,
+                &format!("  sel:\n    CommandLine|contains: '{needle}'\n  condition: sel"),
+            )
+        })
+        .collect();
+    let (rules, errors) = RuleSet::compile_lenient(&sources);
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(rules.prefiltered_count(), needles.len());
+    let values = [
+        "tok001x",
+        "TOK001X tok299x",
+        "xtok00tok001tok002x",
+        "NETSH INTERFACE show",
+        "netstat -an",
+        "abcabcabcabcabcabcabcabcabcabcabcabcabcabcabcabcabcabcabcabcabc -an",
+        "tok000xtok001xtok002xtok003xtok004xtok005xtok006xtok007xtok008xtok009xtok010xtok011xtok012xtok013xtok014xtok015xtok016xtok017xtok018x",
+        "ok00 tok1",
+        "",
+    ];
+    let mut scratch = Scratch::new();
+    let (mut fast, mut full) = (Vec::new(), Vec::new());
+    let mut matched = 0;
+    for value in values {
+        let fields: [(&str, &[u8]); 3] = [
+            ("Channel", b"Microsoft-Windows-Sysmon/Operational"),
+            ("EventID", b"1"),
+            ("CommandLine", value.as_bytes()),
+        ];
+        let event = Event {
+            time_ns: 1,
+            fields: &fields,
+            message: b"",
+            raw: b"",
+        };
+        rules.evaluate(&event, &mut scratch, &mut fast);
+        rules.evaluate_all(&event, &mut scratch, &mut full);
+        assert_eq!(fast, full, "{value:?}");
+        matched += fast.len();
+    }
+    assert!(
+        matched >= 40,
+        "the values were meant to match often: {matched}"
+    );
+}
