@@ -23,6 +23,7 @@
 //! `fields_overflow`).
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
 use shardwatch_net::value::infer;
@@ -264,6 +265,60 @@ impl SchemaRegistry {
     }
 }
 
+/// One core's schema registry as the API last asked for it.
+///
+/// A copy of a registry with thousands of sources takes milliseconds, all
+/// of it on the core (it owns the registry), so it is made only when
+/// `/api/schemas` asks: the request takes a ticket, the core's tick sees
+/// it, copies and answers it; the request waits for every core's answer
+/// (see [`SCHEMA_WAIT_MAX`]). Nothing is copied while nobody asks.
+#[derive(Debug, Default)]
+pub struct SchemaBoard {
+    copy: std::sync::Mutex<Vec<SourceSchema>>,
+    /// The newest ticket handed out.
+    requested: AtomicU64,
+    /// The newest ticket the copy answers.
+    answered: AtomicU64,
+}
+
+/// How long `/api/schemas` waits for the cores' fresh copies before it
+/// answers with the copies they have (a core that is stopping, or stalled).
+pub const SCHEMA_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(2);
+
+impl SchemaBoard {
+    /// API side: asks for a fresh copy; the ticket to wait for.
+    pub fn request(&self) -> u64 {
+        self.requested.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// Whether the copy answers `ticket` (or a later request).
+    pub fn answered(&self, ticket: u64) -> bool {
+        self.answered.load(Ordering::Acquire) >= ticket
+    }
+
+    /// Core side: the newest unanswered ticket, if any.
+    pub fn wanted(&self) -> Option<u64> {
+        let requested = self.requested.load(Ordering::Acquire);
+        (requested > self.answered.load(Ordering::Acquire)).then_some(requested)
+    }
+
+    /// Core side: `copy` answers every ticket up to `ticket`.
+    pub fn publish(&self, ticket: u64, copy: Vec<SourceSchema>) {
+        if let Ok(mut held) = self.copy.lock() {
+            *held = copy;
+        }
+        self.answered.fetch_max(ticket, Ordering::AcqRel);
+    }
+
+    /// The copy last published.
+    pub fn copy(&self) -> Vec<SourceSchema> {
+        self.copy
+            .lock()
+            .map(|held| held.clone())
+            .unwrap_or_default()
+    }
+}
+
 /// Merges several cores' snapshots of the same sources into one view.
 pub fn merge(snapshots: &[Vec<SourceSchema>]) -> Vec<SourceSchema> {
     let mut by_name: BTreeMap<String, SourceSchema> = BTreeMap::new();
@@ -366,5 +421,27 @@ mod tests {
         assert_eq!(merged[0].events, 2);
         assert_eq!(merged[0].fields["src"].observed, 2);
         assert_eq!(merged[0].first_seen_ns, 5);
+    }
+
+    #[test]
+    fn the_board_copies_only_when_asked_and_answers_every_ticket_up_to_its_own() {
+        let board = SchemaBoard::default();
+        assert_eq!(board.wanted(), None);
+        let mut r = SchemaRegistry::new(10, 10);
+        r.observe(SourceId::HostApp(b"h", b"a"), &fields(&[("k", "v")]), 1);
+        let first = board.request();
+        let second = board.request();
+        assert!(!board.answered(first));
+        // The core answers the newest ticket, which covers the older one.
+        assert_eq!(board.wanted(), Some(second));
+        board.publish(second, r.snapshot());
+        assert!(board.answered(first) && board.answered(second));
+        assert_eq!(board.wanted(), None);
+        assert_eq!(board.copy().len(), 1);
+        // A late answer to an old ticket does not take the board back.
+        let third = board.request();
+        board.publish(first, Vec::new());
+        assert!(!board.answered(third));
+        assert_eq!(board.wanted(), Some(third));
     }
 }

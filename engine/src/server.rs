@@ -85,9 +85,10 @@ const CHECKPOINT_DUTY_INVERSE: u32 = 10;
 /// not keep up with half its normal rate. Between walks the per-shard
 /// group cap (from the bytes per group last measured) holds the bound.
 const STATE_WALK_DUTY_INVERSE: u32 = 20;
-/// A checkpoint serializes shards for at most this long before letting
-/// the core's other tasks run.
-const CHECKPOINT_SLICE: Duration = Duration::from_micros(500);
+/// A checkpoint serializes shards, and the state walk measures them, for
+/// at most this long before letting the core's other tasks run (one
+/// shard is the smallest step).
+const BACKGROUND_SLICE: Duration = Duration::from_micros(500);
 /// Most datagrams a busy UDP socket reads between flushes.
 const UDP_FLUSH_DATAGRAMS: usize = 512;
 /// Serialized checkpoint bytes handed to the file at a time.
@@ -111,8 +112,8 @@ pub struct Shared {
     pub stop: Arc<AtomicBool>,
     /// One per core, written by that core only, read by the control thread.
     pub stats: Vec<Arc<CoreStats>>,
-    /// Each core's schema registry, published about once a second.
-    pub schemas: Vec<Arc<std::sync::Mutex<Vec<crate::schema::SourceSchema>>>>,
+    /// Each core's schema registry, copied when the API asks.
+    pub schemas: Vec<Arc<crate::schema::SchemaBoard>>,
     /// Where each core starts from (checkpoint, journal position).
     pub recovery: Arc<RecoveryPlan>,
     /// The TLS listener's configuration, when TLS ingest is on.
@@ -726,13 +727,30 @@ impl Core {
     /// budget into a cap on groups per shard (at most the configured one),
     /// so from here on every new group past it evicts the stalest one at
     /// once instead of waiting for the next check. Returns the bytes held.
-    fn account_state(&self, budget: u64) -> u64 {
+    ///
+    /// The walk goes shard by shard and yields every `BACKGROUND_SLICE`
+    /// (a full walk of a large state took tens of milliseconds, all of it
+    /// a stall for ingest on this core); shards created meanwhile count
+    /// from the next walk. Also returns the time spent walking, without
+    /// the turns given to other tasks.
+    async fn account_state(&self, budget: u64) -> (u64, Duration) {
         let kinds = crate::stats::STATE_KINDS.len();
         let (mut bytes, mut groups) = (vec![0u64; kinds], vec![0u64; kinds]);
         let rules = self.rules.borrow().clone();
-        self.shards
-            .borrow()
-            .memory_by_kind(&rules, &mut bytes, &mut groups);
+        let ids = self.shards.borrow().shard_ids();
+        let mut busy = Duration::ZERO;
+        let mut slice = std::time::Instant::now();
+        for shard in ids {
+            self.shards
+                .borrow()
+                .memory_of(shard, &rules, &mut bytes, &mut groups);
+            if slice.elapsed() >= BACKGROUND_SLICE {
+                busy += slice.elapsed();
+                yield_turn().await;
+                slice = std::time::Instant::now();
+            }
+        }
+        busy += slice.elapsed();
         let total: u64 = bytes.iter().sum();
         let group_total: u64 = groups.iter().sum();
         if let Some(per_group) = total.checked_div(group_total) {
@@ -753,7 +771,7 @@ impl Core {
             self.stats.state_bytes[kind].store(bytes[kind], Ordering::Relaxed);
             self.stats.state_groups[kind].store(groups[kind], Ordering::Relaxed);
         }
-        total
+        (total, busy)
     }
 
     /// The cap on groups per shard that keeps this core's state near 90%
@@ -838,7 +856,7 @@ impl Core {
                 let chunks = encoder.take_chunks();
                 writer = write_checkpoint_chunks(writer, chunks).await?;
                 slice = std::time::Instant::now();
-            } else if slice.elapsed() >= CHECKPOINT_SLICE {
+            } else if slice.elapsed() >= BACKGROUND_SLICE {
                 yield_turn().await;
                 slice = std::time::Instant::now();
             }
@@ -1134,23 +1152,21 @@ async fn tick_loop(core: Rc<Core>) {
         let due =
             ticks.is_multiple_of(5) || (budget > 0 && estimate.max(state_bytes) * 4 > budget * 3);
         if due && last_walk.elapsed() >= walk_took * STATE_WALK_DUTY_INVERSE {
-            let started = std::time::Instant::now();
-            state_bytes = core.account_state(budget);
-            walk_took = started.elapsed();
+            (state_bytes, walk_took) = core.account_state(budget).await;
             last_walk = std::time::Instant::now();
         }
-        if ticks.is_multiple_of(5) {
-            // Publish this core's schema registry for the API: a copy once
-            // a second, never a lock on the event path.
+        let board = &core.shared.schemas[core.index];
+        if let Some(ticket) = board.wanted() {
+            // The API asked for this core's schema registry: a copy, made
+            // only then (milliseconds with thousands of sources), never a
+            // lock on the event path.
             let snapshot = core
                 .pipeline
                 .borrow()
                 .registry()
                 .map(|r| r.snapshot())
                 .unwrap_or_default();
-            if let Ok(mut published) = core.shared.schemas[core.index].lock() {
-                *published = snapshot;
-            }
+            board.publish(ticket, snapshot);
         }
         glommio::timer::sleep(TICK_INTERVAL.min(READ_TIMEOUT)).await;
         core.refresh_rules();

@@ -112,11 +112,14 @@ impl ShardStates {
         }
     }
 
-    /// Estimated state bytes and groups per detector kind (indices into
-    /// `stats::STATE_KINDS`; the last is what no one rule owns).
-    pub fn memory_by_kind(&self, rules: &RuleSet, bytes: &mut [u64], groups: &mut [u64]) {
+    /// Adds shard `shard`'s estimated state bytes and groups per detector
+    /// kind to `bytes` and `groups` (indices into `stats::STATE_KINDS`;
+    /// the last is what no one rule owns). A shard without state adds
+    /// nothing. One shard at a time, so a walk over all of them can let
+    /// the core's other tasks run between shards.
+    pub fn memory_of(&self, shard: u16, rules: &RuleSet, bytes: &mut [u64], groups: &mut [u64]) {
         let shared = crate::stats::STATE_KINDS.len() - 1;
-        for state in self.states.values() {
+        if let Some(state) = self.states.get(&shard) {
             state.memory_by_correlation(|hash, count, size| {
                 let kind = rules
                     .correlation_by_hash(hash)

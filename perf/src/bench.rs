@@ -59,6 +59,45 @@ pub struct BenchOutcome {
     pub cpu: Option<CpuTimes>,
     /// When `/metrics` first showed every watched event processed.
     pub processed_ns: Option<i64>,
+    /// The CPUs the harness's threads were kept on (those the appliance's
+    /// pinned cores leave free); empty when none were left, so harness and
+    /// appliance shared CPUs.
+    pub harness_cpus: Vec<usize>,
+}
+
+/// The online CPUs, in order, from the calling thread's affinity mask.
+fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; the call writes at
+    // most size_of::<cpu_set_t>() bytes into it.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let ok =
+        unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    if ok != 0 {
+        return Vec::new();
+    }
+    (0..libc::CPU_SETSIZE as usize)
+        // SAFETY: `cpu` is below CPU_SETSIZE, the set's size.
+        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
+        .collect()
+}
+
+/// Keeps the calling thread, and every thread it spawns from now on, on
+/// `cpus`. False when the kernel refused.
+fn pin_to(cpus: &[usize]) -> bool {
+    // SAFETY: as in `allowed_cpus`; CPU_SET is given indices below
+    // CPU_SETSIZE only.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for &cpu in cpus.iter().filter(|&&cpu| cpu < libc::CPU_SETSIZE as usize) {
+        unsafe { libc::CPU_SET(cpu, &mut set) };
+    }
+    unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0 }
+}
+
+/// The CPUs an appliance started with `--cores cores` leaves free: it pins
+/// core `i` to the `i`-th online CPU, so the rest (of those this process
+/// may use).
+fn free_cpus(online: &[usize], cores: usize) -> Vec<usize> {
+    online.iter().skip(cores).copied().collect()
 }
 
 /// Runs one bench; `load.targets` and `load.alerts` are filled in here.
@@ -106,6 +145,21 @@ pub fn bench(bench: &BenchOptions, load: &mut RunOptions) -> anyhow::Result<Benc
     );
     load.targets = vec![target];
     load.alerts = Some(AlertSource::File(data_dir.join("alerts.jsonl")));
+    // The harness (senders, alert collector) keeps off the appliance's
+    // CPUs where any are left, so it does not take the CPU it measures;
+    // the mask is put back after the run.
+    let online = allowed_cpus();
+    let free = free_cpus(&online, bench.cores);
+    let harness_cpus = if !free.is_empty() && pin_to(&free) {
+        eprintln!("shardwatch-load: harness threads on CPUs {free:?}");
+        free
+    } else {
+        eprintln!(
+            "shardwatch-load: no CPU left beside the appliance's {} cores: harness and appliance share CPUs",
+            bench.cores
+        );
+        Vec::new()
+    };
     let cpu_start = process_cpu(appliance.pid()).ok();
     let stop_watch = Arc::new(AtomicBool::new(false));
     let api = l
@@ -123,6 +177,9 @@ pub fn bench(bench: &BenchOptions, load: &mut RunOptions) -> anyhow::Result<Benc
         (Some(start), Some(end)) => Some(end.since(start)),
         _ => None,
     };
+    if !harness_cpus.is_empty() {
+        pin_to(&online);
+    }
     let stopped = appliance.stop()?;
     let run = run?;
     if !bench.keep_data {
@@ -134,6 +191,7 @@ pub fn bench(bench: &BenchOptions, load: &mut RunOptions) -> anyhow::Result<Benc
         data_dir,
         cpu,
         processed_ns,
+        harness_cpus,
     })
 }
 
@@ -176,6 +234,7 @@ pub fn add_bench_to_report(
             "tls_sessions": stats.tls_sessions,
             "tls_handshake_failures": stats.tls_handshake_failures,
             "cpu": outcome.cpu,
+            "harness_cpus": outcome.harness_cpus,
             "cpu_us_per_event": outcome.cpu.filter(|_| accepted > 0).map(|c| c.total_s() * 1e6 / accepted as f64),
             "parsed_eps": stats.events_parsed as f64 / duration_s,
             "sent_eps": sent as f64 / duration_s,
@@ -195,10 +254,52 @@ pub fn add_bench_to_report(
         stats.dropped,
         outcome.stopped.exit_code,
     ));
+    if let Some(cpu) = outcome.cpu.filter(|_| accepted > 0) {
+        let us_per_event = cpu.total_s() * 1e6 / accepted as f64;
+        let placement = if outcome.harness_cpus.is_empty() {
+            "harness on the same CPUs".to_string()
+        } else {
+            format!("harness on CPUs {:?}", outcome.harness_cpus)
+        };
+        report.summary.push(format!(
+            "appliance CPU: {us_per_event:.2} us per event ({:.2} s user + {:.2} s sys over {accepted} events; {placement}): about {:.0} events/s per fully busy core",
+            cpu.user_s,
+            cpu.sys_s,
+            1e6 / us_per_event,
+        ));
+    }
     if accepted < received {
         report.summary.push(format!(
             "note: {} received frames were neither parsed nor quarantined",
             received - accepted
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_harness_takes_the_cpus_after_the_appliances_cores() {
+        assert_eq!(free_cpus(&[0, 1, 2, 3], 1), vec![1, 2, 3]);
+        assert_eq!(free_cpus(&[0, 1], 2), Vec::<usize>::new());
+        assert_eq!(free_cpus(&[2, 5, 7], 2), vec![7]);
+        assert_eq!(free_cpus(&[], 1), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn pinning_keeps_the_thread_on_the_cpus_given() {
+        let online = allowed_cpus();
+        assert!(!online.is_empty());
+        let last = *online.last().unwrap();
+        // A thread of its own, so the test runner's threads keep their mask.
+        let seen = std::thread::spawn(move || {
+            assert!(pin_to(&[last]));
+            allowed_cpus()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(seen, vec![last]);
     }
 }

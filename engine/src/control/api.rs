@@ -39,7 +39,7 @@ pub struct ApiState {
     pub started: std::time::Instant,
     pub outputs: Vec<(String, Arc<crate::outputs::OutputStats>)>,
     pub quarantine: Arc<shardwatch_storage::quarantine::QuarantineWriter>,
-    pub schemas: Vec<Arc<Mutex<Vec<crate::schema::SourceSchema>>>>,
+    pub schemas: Vec<Arc<crate::schema::SchemaBoard>>,
     /// The syslog UDP port, for the kernel's drop counter.
     pub udp_port: Option<u16>,
     /// Set at shutdown: live streams end so the server can stop.
@@ -531,13 +531,19 @@ fn read_from(path: &std::path::Path, offset: u64) -> Option<Vec<u8>> {
 }
 
 /// `GET /api/schemas`: every source's fields, types, versions and type
-/// conflicts, merged over the cores (published about once a second).
+/// conflicts, merged over the cores: each core copies its registry when
+/// asked (within a tick), and the answer waits for those copies up to
+/// `SCHEMA_WAIT_MAX` (then it uses the last copies a core made).
 async fn schemas(State(state): State<Shared>) -> Json<Value> {
-    let snapshots: Vec<Vec<crate::schema::SourceSchema>> = state
-        .schemas
-        .iter()
-        .map(|s| s.lock().map(|g| g.clone()).unwrap_or_default())
-        .collect();
+    let tickets: Vec<u64> = state.schemas.iter().map(|board| board.request()).collect();
+    let asked = std::time::Instant::now();
+    while asked.elapsed() < crate::schema::SCHEMA_WAIT_MAX
+        && !(state.schemas.iter().zip(&tickets)).all(|(board, &ticket)| board.answered(ticket))
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let snapshots: Vec<Vec<crate::schema::SourceSchema>> =
+        state.schemas.iter().map(|board| board.copy()).collect();
     let merged = crate::schema::merge(&snapshots);
     Json(json!({"sources": merged}))
 }

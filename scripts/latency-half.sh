@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# latency-half.sh — detection latency at half the maximum rate (#8), with
+# the harness kept off the node's CPUs.
+#
+#   1. the maximum: `shardwatch-load bench --cores $CORES --transport tcp
+#      --rate max --events $MAX_EVENTS` (scenario rules loaded, journal and
+#      checkpoints on); `appliance.received_eps` of its report. Skipped when
+#      RATE is given.
+#   2. a node started by hand (`shardwatch run --cores $CORES`, TCP only,
+#      scenario rules, journal and checkpoints as configured by default; it
+#      pins core i to CPU i) and `shardwatch-load run --rate RATE` (half the
+#      maximum) for $SEND_S seconds under `taskset` on the CPUs the node
+#      leaves free (none on a 2-CPU machine with CORES=2: then they share),
+#      alerts read from the node's alerts.jsonl.
+#   Each of REPS rounds runs every binary in BINS once, in turn, so drift
+#   hits them alike; the summary lists each run's latency percentiles.
+#
+# Run (after `cargo build --release -p shardwatch -p shardwatch-perf`):
+#   scripts/latency-half.sh                                # results in target/latency-half/
+#   BINS="/tmp/old-shardwatch target/release/shardwatch" REPS=3 scripts/latency-half.sh
+# Knobs (environment): BINS (target/release/shardwatch), LOAD
+# (target/release/shardwatch-load), CORES (1), RATE (measured), MAX_EVENTS
+# (2000000), SEND_S (15), REPS (1), OUT (target/latency-half), NODE_ARGS
+# (extra `shardwatch run` flags, e.g. "--checkpoint-ms 0").
+# Writes $OUT/summary.txt and per run $OUT/<round>-<n>/ (the harness's
+# report.json and summary.txt, the node's stderr).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BINS=${BINS:-target/release/shardwatch}
+LOAD=${LOAD:-target/release/shardwatch-load}
+CORES=${CORES:-1}
+MAX_EVENTS=${MAX_EVENTS:-2000000}
+SEND_S=${SEND_S:-15}
+REPS=${REPS:-1}
+OUT=${OUT:-target/latency-half}
+NODE_ARGS=${NODE_ARGS:-}
+RULES=perf/rules/scenarios.yml
+
+for b in $BINS "$LOAD"; do
+  [ -x "$b" ] || { echo "latency-half: $b missing (cargo build --release -p shardwatch -p shardwatch-perf)" >&2; exit 1; }
+done
+rm -rf "$OUT"
+mkdir -p "$OUT"
+summary=$OUT/summary.txt
+: >"$summary"
+say() { echo "$*" | tee -a "$summary"; }
+
+online=$(nproc)
+free=""
+if [ "$online" -gt "$CORES" ]; then
+  free=$(seq -s, "$CORES" $((online - 1)))
+fi
+pin() { if [ -n "$free" ]; then taskset -c "$free" "$@"; else "$@"; fi; }
+
+say "latency-half: $(date -u +%FT%TZ) $(uname -n), $online CPUs, node --cores $CORES, harness on CPUs ${free:-(shared)}"
+first_bin=${BINS%% *}
+if [ -z "${RATE:-}" ]; then
+  pin "$LOAD" bench --binary "$first_bin" --cores "$CORES" --transport tcp --rate max \
+    --events "$MAX_EVENTS" --out "$OUT/max" --quiet >/dev/null
+  max=$(python3 -c "import json,sys; print(int(json.load(open(sys.argv[1]))['appliance']['received_eps']))" "$OUT/max/report.json")
+  RATE=$((max / 2))
+  say "maximum (bench --rate max, $first_bin): $max events/s; half: $RATE"
+fi
+
+run_one() {
+  local bin=$1 dir=$2
+  mkdir -p "$dir/data"
+  "$bin" run --cores "$CORES" --udp "" --tcp 127.0.0.1:0 --api 127.0.0.1:0 \
+    --data-dir "$dir/data" --rules "$RULES" --quiet $NODE_ARGS 2>"$dir/node.stderr" &
+  local node=$!
+  local addr=""
+  for _ in $(seq 1 100); do
+    addr=$(grep -o 'tcp=[0-9.:]*' "$dir/node.stderr" 2>/dev/null | head -1 | cut -d= -f2 || true)
+    [ -n "$addr" ] && break
+    sleep 0.1
+  done
+  if [ -z "$addr" ]; then
+    kill "$node" 2>/dev/null || true
+    echo "latency-half: node did not listen (see $dir/node.stderr)" >&2
+    return 1
+  fi
+  pin "$LOAD" run --target "tcp://$addr" --rate "$RATE" --duration "${SEND_S}s" \
+    --alerts "$dir/data/alerts.jsonl" --rules "$RULES" --out "$dir/run" --quiet >/dev/null || true
+  kill -TERM "$node"
+  wait "$node" || true
+  local line
+  line=$(python3 - "$dir/run/report.json" <<'EOF'
+import json, sys
+d = json.load(open(sys.argv[1])).get("detection", {})
+def ms(src, key):
+    v = (src or {}).get(key)
+    return "-" if v is None else f"{v / 1000:.2f}"
+h, a = d.get("latency"), d.get("appliance_latency")
+print(f"harness p50 {ms(h, 'p50_us')} p90 {ms(h, 'p90_us')} p99 {ms(h, 'p99_us')} max {ms(h, 'max_us')} ms; "
+      f"node p50 {ms(a, 'p50_us')} p99 {ms(a, 'p99_us')} max {ms(a, 'max_us')} ms; "
+      f"precision {d.get('precision')} recall {d.get('recall')}")
+EOF
+)
+  say "  $bin: $line"
+}
+
+for round in $(seq 1 "$REPS"); do
+  say "round $round, $RATE events/s for ${SEND_S}s:"
+  n=0
+  for bin in $BINS; do
+    n=$((n + 1))
+    run_one "$bin" "$OUT/$round-$n"
+  done
+done
