@@ -56,7 +56,8 @@ pin() { if [ -n "$free" ]; then taskset -c "$free" "$@"; else "$@"; fi; }
 say "latency-half: $(date -u +%FT%TZ) $(uname -n), $online CPUs, node --cores $CORES, harness on CPUs ${free:-(shared)}"
 first_bin=${BINS%% *}
 if [ -z "${RATE:-}" ]; then
-  pin "$LOAD" bench --binary "$first_bin" --cores "$CORES" --transport tcp --rate max \
+  # bench keeps its own threads off the node's CPUs.
+  "$LOAD" bench --binary "$first_bin" --cores "$CORES" --transport tcp --rate max \
     --events "$MAX_EVENTS" --out "$OUT/max" --quiet >/dev/null
   max=$(python3 -c "import json,sys; print(int(json.load(open(sys.argv[1]))['appliance']['received_eps']))" "$OUT/max/report.json")
   RATE=$((max / 2))

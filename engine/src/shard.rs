@@ -165,3 +165,70 @@ impl ShardStates {
         self.states.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shardwatch_rules::RuleSource;
+
+    const RULES: &str = r#"
+title: base
+id: base
+detection:
+    sel:
+        event.action: x
+    condition: sel
+---
+title: count
+id: count
+correlation:
+    type: event_count
+    rules: [base]
+    group-by: [source.ip]
+    timespan: 10s
+    condition:
+        gte: 3
+"#;
+
+    /// Both caps reach every shard's state, the ones created later and
+    /// the ones restored from a checkpoint: the per-rule cap binds first.
+    #[test]
+    fn the_rule_cap_reaches_new_and_restored_shards() {
+        let source = RuleSource {
+            origin: "test".to_owned(),
+            text: RULES.to_owned(),
+        };
+        let rules = RuleSet::compile(&[source]).unwrap();
+        let hash = rules.correlation(0).hash;
+        let mut shards = ShardStates::new(100, 3);
+        let mut out = Vec::new();
+        let mut feed = |shards: &mut ShardStates, shard: u16, keys: std::ops::Range<u8>| {
+            for i in keys {
+                let key = [b'k', i];
+                let record = RouteRecord {
+                    shard,
+                    rule_hash: hash,
+                    input_mask: 1,
+                    time_ns: i64::from(i),
+                    received_ns: 0,
+                    key: &key,
+                    value: None,
+                    raw: b"",
+                };
+                assert!(shards.observe(&rules, &record, &mut out));
+            }
+        };
+        feed(&mut shards, 7, 0..10);
+        assert_eq!(shards.group_count(), 3);
+        assert_eq!(shards.evicted_total(), 7);
+        // A restored shard held more than the cap: it gives up the rest.
+        let mut plain = ShardStates::new(100, 0);
+        feed(&mut plain, 9, 0..6);
+        assert_eq!(plain.group_count(), 6);
+        let restored = plain.get(9).cloned().expect("shard 9 holds state");
+        shards.restore(vec![(9, restored)]);
+        assert_eq!(shards.group_count(), 6);
+        assert_eq!(shards.evicted_total(), 7 + 3);
+        assert!(out.is_empty());
+    }
+}

@@ -93,11 +93,40 @@ fn pin_to(cpus: &[usize]) -> bool {
     unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0 }
 }
 
+/// The online CPUs, from `/sys/devices/system/cpu/online` (`0-3,6`), the
+/// list the appliance pins its cores from. Empty when it cannot be read.
+fn online_cpus() -> Vec<usize> {
+    std::fs::read_to_string("/sys/devices/system/cpu/online")
+        .map(|text| parse_cpu_list(&text))
+        .unwrap_or_default()
+}
+
+/// A kernel CPU list (`0-3,6`) as CPU numbers; parts that do not parse are
+/// left out.
+fn parse_cpu_list(text: &str) -> Vec<usize> {
+    let mut cpus = Vec::new();
+    for part in text.trim().split(',').filter(|p| !p.is_empty()) {
+        let bounds = match part.split_once('-') {
+            Some((first, last)) => first.parse::<usize>().ok().zip(last.parse::<usize>().ok()),
+            None => part.parse::<usize>().ok().map(|cpu| (cpu, cpu)),
+        };
+        if let Some((first, last)) = bounds {
+            cpus.extend(first..=last.min(first + 4096));
+        }
+    }
+    cpus
+}
+
 /// The CPUs an appliance started with `--cores cores` leaves free: it pins
-/// core `i` to the `i`-th online CPU, so the rest (of those this process
-/// may use).
-fn free_cpus(online: &[usize], cores: usize) -> Vec<usize> {
-    online.iter().skip(cores).copied().collect()
+/// core `i` to the `i`-th online CPU, so the online CPUs after the first
+/// `cores`, of those this process may use (`allowed`).
+fn free_cpus(online: &[usize], cores: usize, allowed: &[usize]) -> Vec<usize> {
+    online
+        .iter()
+        .skip(cores)
+        .copied()
+        .filter(|cpu| allowed.contains(cpu))
+        .collect()
 }
 
 /// Runs one bench; `load.targets` and `load.alerts` are filled in here.
@@ -148,8 +177,8 @@ pub fn bench(bench: &BenchOptions, load: &mut RunOptions) -> anyhow::Result<Benc
     // The harness (senders, alert collector) keeps off the appliance's
     // CPUs where any are left, so it does not take the CPU it measures;
     // the mask is put back after the run.
-    let online = allowed_cpus();
-    let free = free_cpus(&online, bench.cores);
+    let allowed = allowed_cpus();
+    let free = free_cpus(&online_cpus(), bench.cores, &allowed);
     let harness_cpus = if !free.is_empty() && pin_to(&free) {
         eprintln!("shardwatch-load: harness threads on CPUs {free:?}");
         free
@@ -178,7 +207,7 @@ pub fn bench(bench: &BenchOptions, load: &mut RunOptions) -> anyhow::Result<Benc
         _ => None,
     };
     if !harness_cpus.is_empty() {
-        pin_to(&online);
+        pin_to(&allowed);
     }
     let stopped = appliance.stop()?;
     let run = run?;
@@ -282,10 +311,22 @@ mod tests {
 
     #[test]
     fn the_harness_takes_the_cpus_after_the_appliances_cores() {
-        assert_eq!(free_cpus(&[0, 1, 2, 3], 1), vec![1, 2, 3]);
-        assert_eq!(free_cpus(&[0, 1], 2), Vec::<usize>::new());
-        assert_eq!(free_cpus(&[2, 5, 7], 2), vec![7]);
-        assert_eq!(free_cpus(&[], 1), Vec::<usize>::new());
+        let all = [0, 1, 2, 3, 5, 7];
+        assert_eq!(free_cpus(&[0, 1, 2, 3], 1, &all), vec![1, 2, 3]);
+        assert_eq!(free_cpus(&[0, 1], 2, &all), Vec::<usize>::new());
+        assert_eq!(free_cpus(&[2, 5, 7], 2, &all), vec![7]);
+        assert_eq!(free_cpus(&[], 1, &all), Vec::<usize>::new());
+        // Started under `taskset -c 1`: still only CPU 1, never 0.
+        assert_eq!(free_cpus(&[0, 1, 2], 1, &[1]), vec![1]);
+    }
+
+    #[test]
+    fn kernel_cpu_lists_parse() {
+        assert_eq!(parse_cpu_list("0-3,6\n"), vec![0, 1, 2, 3, 6]);
+        assert_eq!(parse_cpu_list("0"), vec![0]);
+        assert_eq!(parse_cpu_list(""), Vec::<usize>::new());
+        assert_eq!(parse_cpu_list("x,2"), vec![2]);
+        assert!(!online_cpus().is_empty());
     }
 
     #[test]
