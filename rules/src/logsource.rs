@@ -21,7 +21,7 @@
 
 use crate::error::RuleErrorKind;
 use crate::event::Event;
-use crate::field::{name_hash, short_eq, FieldName, FieldTableBuilder};
+use crate::field::{folded_eq, folded_hash, name_hash, FieldName, FieldTableBuilder};
 use crate::pattern::Scratch;
 
 /// One log source mapping, as the engine's configuration states it.
@@ -426,7 +426,6 @@ impl LogsourceClassifier {
     /// The terms `event` satisfies.
     fn terms(&self, event: &Event<'_>, scratch: &Scratch) -> u128 {
         let mut terms = 0u128;
-        let mut folded = [0u8; Self::VALUE_MAX];
         for field in &self.fields {
             let Some(value) = scratch.field(&field.field, event) else {
                 continue;
@@ -434,10 +433,8 @@ impl LogsourceClassifier {
             if value.len() > field.longest {
                 continue;
             }
-            let folded = &mut folded[..value.len()];
-            folded.copy_from_slice(value);
-            folded.make_ascii_lowercase();
-            let hash = name_hash(folded);
+            // Hashed and compared as if lowercased, without a copy.
+            let hash = folded_hash(value);
             let mask = field.by_hash.len() - 1;
             // Truncation intended: the low bits pick the slot.
             let mut slot = hash as usize & mask;
@@ -448,7 +445,7 @@ impl LogsourceClassifier {
                 }
                 if known_hash == hash {
                     let (known, satisfied) = &field.values[at as usize];
-                    if short_eq(known, folded) {
+                    if folded_eq(known, value) {
                         terms |= satisfied;
                         break;
                     }
