@@ -315,13 +315,25 @@ pub(crate) fn folded_eq(lower: &[u8], value: &[u8]) -> bool {
     let folded_half = |at: usize| lower_word(u64::from(half_at(value, at)));
     match len {
         0 => true,
-        1..=3 => lower.iter().zip(value).all(|(l, v)| *l == v.to_ascii_lowercase()),
+        1..=3 => lower
+            .iter()
+            .zip(value)
+            .all(|(l, v)| *l == v.to_ascii_lowercase()),
         4..=7 => {
             u64::from(half_at(lower, 0)) == folded_half(0)
                 && u64::from(half_at(lower, len - 4)) == folded_half(len - 4)
         }
-        8..=16 => word_at(lower, 0) == folded(0) && word_at(lower, len - 8) == folded(len - 8),
-        _ => lower.eq_ignore_ascii_case(value),
+        _ => {
+            // Whole words, then the last eight bytes (overlapping).
+            let mut at = 0;
+            while at + 8 < len {
+                if word_at(lower, at) != folded(at) {
+                    return false;
+                }
+                at += 8;
+            }
+            word_at(lower, len - 8) == folded(len - 8)
+        }
     }
 }
 
@@ -879,7 +891,8 @@ mod tests {
         for byte in 0..=255u8 {
             for len in [1usize, 2, 3, 4, 7, 8, 9, 16, 17, 40] {
                 for at in [0, len / 2, len - 1] {
-                    let mut value = b"aZ@[`{x_0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghij"[..len].to_vec();
+                    let mut value =
+                        b"aZ@[`{x_0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghij"[..len].to_vec();
                     value[at] = byte;
                     values.push(value);
                 }
@@ -889,7 +902,11 @@ mod tests {
             let lower = value.to_ascii_lowercase();
             assert_eq!(folded_hash(value), name_hash(&lower), "{value:?}");
             assert!(folded_eq(&lower, value), "{value:?}");
-            for other in [&b"aZ@[`{x_0123"[..], b"A", b"microsoft-windows-sysmon/operational"] {
+            for other in [
+                &b"aZ@[`{x_0123"[..],
+                b"A",
+                b"microsoft-windows-sysmon/operational",
+            ] {
                 assert_eq!(
                     folded_eq(&lower, other),
                     lower == other.to_ascii_lowercase(),
