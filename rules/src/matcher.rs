@@ -78,6 +78,11 @@ const PACKED_RESTARTS_MAX: usize = 16;
 /// way (see [`Restarted`]).
 const PACKED_PATTERNS_MAX: usize = 256;
 
+/// Past [`PACKED_PATTERNS_MAX`] substring needles on a field, each is
+/// searched by at most this many of its first bytes (see
+/// `ContainsSet::build`).
+const SEARCHED_PREFIX_BYTES_MAX: usize = 8;
+
 /// The most needles a restarted DFA takes; past it only the overlapping
 /// automaton searches (a DFA over this many needles of SigmaHQ's lengths
 /// is a few MiB, built once per rule set).
@@ -224,7 +229,32 @@ impl ContainsSet {
             .ascii_case_insensitive(true)
             .build(&patterns)
             .ok()?;
-        let restarted = Restarted::build(&patterns, &owners);
+        let restarted = if patterns.len() > PACKED_PATTERNS_MAX {
+            // Searched by their first bytes only (a needle that occurs has
+            // its prefix occur, so no candidate is lost; the few extra
+            // ones are evaluated and fail): the DFA then has at most
+            // SEARCHED_PREFIX_BYTES_MAX states per needle instead of one
+            // per byte of the long base64 and UTF-16 variants (or, merged,
+            // the prefixes are few enough for Teddy). Measured at 100
+            // SigmaHQ rules it neither sped up nor slowed the search: it
+            // bounds the DFA's memory.
+            let mut prefixes: BTreeMap<&[u8], Vec<u32>> = BTreeMap::new();
+            for (pattern, rules) in patterns.iter().zip(&owners) {
+                let prefix = &pattern[..pattern.len().min(SEARCHED_PREFIX_BYTES_MAX)];
+                prefixes.entry(prefix).or_default().extend_from_slice(rules);
+            }
+            let (prefixes, prefix_owners): (Vec<&[u8]>, Vec<Vec<u32>>) = prefixes
+                .into_iter()
+                .map(|(prefix, mut rules)| {
+                    rules.sort_unstable();
+                    rules.dedup();
+                    (prefix, rules)
+                })
+                .unzip();
+            Restarted::build(&prefixes, &prefix_owners)
+        } else {
+            Restarted::build(&patterns, &owners)
+        };
         Some(ContainsSet {
             automaton,
             owners,

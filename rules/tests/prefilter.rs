@@ -204,6 +204,12 @@ fn a_dfa_over_many_needles_agrees_with_evaluating_every_rule() {
             "cabca",
             "tok001",
             "ok00",
+            // Longer than the searched prefix, sharing it, and one a
+            // prefix of another past it.
+            "sqbfafgaiaaoae4azqb3",
+            "sqbfafgaiaaoae4azqb4",
+            "sqbfafgaiaaoae4",
+            "sqbfafgaxx",
         ]
         .iter()
         .map(|needle| (*needle).to_owned()),
@@ -231,6 +237,10 @@ fn a_dfa_over_many_needles_agrees_with_evaluating_every_rule() {
         "abcabcabcabcabcabcabcabcabcabcabcabcabcabcabcabcabcabcabcabcabc -an",
         "tok000xtok001xtok002xtok003xtok004xtok005xtok006xtok007xtok008xtok009xtok010xtok011xtok012xtok013xtok014xtok015xtok016xtok017xtok018x",
         "ok00 tok1",
+        "-enc SQBFAFgAIAAoAE4AZQB3AC0ATwBiAGoAZQBjAHQAKQA=",
+        "-enc SQBFAFgAIAAoAE4AZQB4",
+        "-enc SQBFAFgA only the prefix",
+        "sqbfafgaxx sqbfafgaiaaoae4azqb",
         "",
     ];
     let mut scratch = Scratch::new();
