@@ -15,6 +15,20 @@ fn rule(id: usize, logsource: &str, detection: &str) -> RuleSource {
     }
 }
 
+/// Substring needles that overlap and are prefixes of each other.
+const OVERLAPPING_NEEDLES: [&str; 10] = [
+    "netsh",
+    "netsh int",
+    "sh interface",
+    "netstat",
+    "stat -an",
+    "tstat",
+    "-an",
+    "abcab",
+    "bcabc",
+    "cabca",
+];
+
 fn rules() -> Vec<RuleSource> {
     let process = "logsource:\n  product: windows\n  category: process_creation";
     let sshd = "logsource:\n  product: linux\n  service: sshd";
@@ -48,21 +62,7 @@ fn rules() -> Vec<RuleSource> {
     // Ten more on CommandLine, overlapping and prefixes of each other, so
     // that field searches with the packed searcher and its prefix
     // closure (and falls back to the automaton after many hits).
-    for (i, needle) in [
-        "netsh",
-        "netsh int",
-        "sh interface",
-        "netstat",
-        "stat -an",
-        "tstat",
-        "-an",
-        "abcab",
-        "bcabc",
-        "cabca",
-    ]
-    .iter()
-    .enumerate()
-    {
+    for (i, needle) in OVERLAPPING_NEEDLES.iter().enumerate() {
         out.push(rule(
             40 + i,
             process,
@@ -191,17 +191,12 @@ fn a_dfa_over_many_needles_agrees_with_evaluating_every_rule() {
     let process = "logsource:\n  product: windows\n  category: process_creation";
     let mut needles: Vec<String> = (0..300).map(|i| format!("tok{i:03}x")).collect();
     needles.extend(
+        OVERLAPPING_NEEDLES
+            .iter()
+            .map(|needle| (*needle).to_owned()),
+    );
+    needles.extend(
         [
-            "netsh",
-            "netsh int",
-            "sh interface",
-            "netstat",
-            "stat -an",
-            "tstat",
-            "-an",
-            "abcab",
-            "bcabc",
-            "cabca",
             "tok001",
             "ok00",
             // Longer than the searched prefix, sharing it, and one a
