@@ -73,6 +73,15 @@ const TICK_INTERVAL: Duration = Duration::from_secs(1);
 /// brute-force group with one sample measures about 900, indices
 /// included; a prior too low lets state overshoot until the first check).
 const BYTES_PER_GROUP_PRIOR: u64 = 1024;
+/// A due checkpoint waits while the core is behind its input (a read came
+/// back full within `BEHIND_RECENT`), for at most this many times the
+/// spacing it would otherwise have: the journal keeps every line meanwhile,
+/// so a crash replays at most this much more, and an overloaded core
+/// spends its time on ingest instead (the overload run's recovery phase
+/// lost a third of a throttled core to checkpointing the flood's state).
+const CHECKPOINT_POSTPONE_MAX: u32 = 4;
+/// How recent a full read must be for the core to count as behind.
+const BEHIND_RECENT: Duration = Duration::from_secs(2);
 /// Checkpoints are spaced at least this many times their own duration
 /// apart (at most a tenth of the core), whatever `checkpoint_interval_ms`.
 const CHECKPOINT_DUTY_INVERSE: u32 = 10;
@@ -233,6 +242,10 @@ struct Core {
     /// Estimated bytes per correlation group, as last measured (a prior
     /// until then); turns `limits.state_memory_bytes_max` into a group cap.
     bytes_per_group: Cell<u64>,
+    /// When a read last came back full (a UDP socket that did not empty
+    /// within `UDP_FLUSH_DATAGRAMS`, a TCP read that filled its buffer):
+    /// more was waiting, so the core is behind. Postpones checkpoints.
+    behind_at: Cell<Option<std::time::Instant>>,
 }
 
 /// What to do when a peer's channel is full.
@@ -325,6 +338,7 @@ async fn core_main(
         in_flight: RefCell::new(vec![Vec::new(); cores]),
         checkpoint_generation: Cell::new(recovery.generation),
         bytes_per_group: Cell::new(BYTES_PER_GROUP_PRIOR),
+        behind_at: Cell::new(None),
         senders,
         shared,
     });
@@ -1138,6 +1152,8 @@ async fn tick_loop(core: Rc<Core>) {
     // slow) that checkpoints take long spaces them out, so they never take
     // more than 1 / CHECKPOINT_DUTY_INVERSE of the core.
     let mut checkpoint_took = Duration::ZERO;
+    // Whether the checkpoint due now has been counted as postponed.
+    let mut postponing = false;
     // The state walk's last start and duration (see STATE_WALK_DUTY_INVERSE).
     let mut last_walk = std::time::Instant::now();
     let mut walk_took = Duration::ZERO;
@@ -1174,10 +1190,20 @@ async fn tick_loop(core: Rc<Core>) {
         // within a tick.
         core.commit_journal(false).await;
         core.send_stamps();
-        if !checkpoint_every.is_zero()
-            && last_checkpoint.elapsed()
-                >= checkpoint_every.max(checkpoint_took * CHECKPOINT_DUTY_INVERSE)
-        {
+        let spacing = checkpoint_every.max(checkpoint_took * CHECKPOINT_DUTY_INVERSE);
+        let behind = core
+            .behind_at
+            .get()
+            .is_some_and(|at| at.elapsed() < BEHIND_RECENT);
+        let since = last_checkpoint.elapsed();
+        let checkpoint_due = !checkpoint_every.is_zero() && since >= spacing;
+        if checkpoint_due && behind && since < spacing * CHECKPOINT_POSTPONE_MAX {
+            if !postponing {
+                add(&core.stats.checkpoints_postponed, 1);
+                postponing = true;
+            }
+        } else if checkpoint_due {
+            postponing = false;
             last_checkpoint = std::time::Instant::now();
             if let Err(err) = core.checkpoint().await {
                 add(&core.stats.checkpoint_errors, 1);
@@ -1268,6 +1294,9 @@ async fn udp_loop(core: Rc<Core>, socket: std::net::UdpSocket) -> anyhow::Result
         // instead of per recvmmsg.
         unflushed += count;
         if count < transport::udp::UDP_BATCH_MAX || unflushed >= UDP_FLUSH_DATAGRAMS {
+            if count == transport::udp::UDP_BATCH_MAX {
+                core.behind_at.set(Some(std::time::Instant::now()));
+            }
             core.flush(WhenFull::Drop).await;
             unflushed = 0;
         }
@@ -1380,6 +1409,9 @@ where
         Ok(n) => {
             core.refresh_rules();
             add(&core.stats.tcp_bytes, n as u64);
+            if n == buf.len() {
+                core.behind_at.set(Some(std::time::Instant::now()));
+            }
             Read::Bytes(n)
         }
         Err(err) if is_timeout(&err) => Read::Again,

@@ -187,6 +187,8 @@ pub struct CoreStats {
     pub journal_fsync: LatencyHistogram,
     pub checkpoints_written: AtomicU64,
     pub checkpoint_errors: AtomicU64,
+    /// Due checkpoints that waited because the core was behind its input.
+    pub checkpoints_postponed: AtomicU64,
     /// Size of the last checkpoint written.
     pub checkpoint_bytes: AtomicU64,
     /// Snapshot to checkpoint file renamed into place.
@@ -249,6 +251,7 @@ impl CoreStats {
             journal_fsync: LatencyHistogram::default(),
             checkpoints_written: AtomicU64::new(0),
             checkpoint_errors: AtomicU64::new(0),
+            checkpoints_postponed: AtomicU64::new(0),
             checkpoint_bytes: AtomicU64::new(0),
             checkpoint_duration: LatencyHistogram::default(),
             replayed_lines: AtomicU64::new(0),
@@ -336,6 +339,7 @@ impl CoreStats {
             journal_errors: load(&self.journal_errors),
             checkpoints_written: load(&self.checkpoints_written),
             checkpoint_errors: load(&self.checkpoint_errors),
+            checkpoints_postponed: load(&self.checkpoints_postponed),
             checkpoint_bytes: load(&self.checkpoint_bytes),
             replayed_lines: load(&self.replayed_lines),
             replay_skipped: load(&self.replay_skipped),
@@ -399,6 +403,7 @@ pub struct CoreReport {
     pub journal_errors: u64,
     pub checkpoints_written: u64,
     pub checkpoint_errors: u64,
+    pub checkpoints_postponed: u64,
     pub checkpoint_bytes: u64,
     pub replayed_lines: u64,
     pub replay_skipped: u64,

@@ -413,6 +413,14 @@ pub fn render_durability(
     );
     per_core(
         out,
+        "shardwatch_checkpoints_postponed_total",
+        "counter",
+        "Due checkpoints that waited because the core was behind its input (at most 4 times their spacing).",
+        cores,
+        |s| load(&s.checkpoints_postponed),
+    );
+    per_core(
+        out,
         "shardwatch_checkpoint_size_bytes",
         "gauge",
         "Size of the core's last checkpoint.",
