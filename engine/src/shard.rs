@@ -12,6 +12,14 @@ use shardwatch_rules::{CorrelationAlert, CorrelationState, Observation, RuleSet}
 
 use crate::route::RouteRecord;
 
+/// A new shard's empty state under the caps (`groups_per_rule_max` 0: the
+/// shard cap alone).
+fn empty_state(groups_per_shard_max: usize, groups_per_rule_max: usize) -> CorrelationState {
+    let mut state = CorrelationState::new(groups_per_shard_max);
+    state.set_rule_groups_max(groups_per_rule_max);
+    state
+}
+
 /// The shard states of one core.
 pub struct ShardStates {
     states: HashMap<u16, CorrelationState>,
@@ -31,13 +39,6 @@ impl ShardStates {
             groups_per_shard_max,
             groups_per_rule_max,
         }
-    }
-
-    /// A new shard's empty state under the caps.
-    fn empty_state(&self) -> CorrelationState {
-        let mut state = CorrelationState::new(self.groups_per_shard_max);
-        state.set_rule_groups_max(self.groups_per_rule_max);
-        state
     }
 
     /// Feeds one routed record to its shard; alerts it completes (and
@@ -61,13 +62,11 @@ impl ShardStates {
             time_ns: record.time_ns,
             raw: record.raw,
         };
-        if !self.states.contains_key(&record.shard) {
-            let state = self.empty_state();
-            self.states.insert(record.shard, state);
-        }
-        if let Some(state) = self.states.get_mut(&record.shard) {
-            state.observe_into(rules, &observation, out);
-        }
+        let (shard_max, rule_max) = (self.groups_per_shard_max, self.groups_per_rule_max);
+        self.states
+            .entry(record.shard)
+            .or_insert_with(|| empty_state(shard_max, rule_max))
+            .observe_into(rules, &observation, out);
         true
     }
 
@@ -169,37 +168,19 @@ impl ShardStates {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shardwatch_rules::RuleSource;
-
-    const RULES: &str = r#"
-title: base
-id: base
-detection:
-    sel:
-        event.action: x
-    condition: sel
----
-title: count
-id: count
-correlation:
-    type: event_count
-    rules: [base]
-    group-by: [source.ip]
-    timespan: 10s
-    condition:
-        gte: 3
-"#;
+    use shardwatch_rules::CorrelationKind;
 
     /// Both caps reach every shard's state, the ones created later and
     /// the ones restored from a checkpoint: the per-rule cap binds first.
     #[test]
     fn the_rule_cap_reaches_new_and_restored_shards() {
-        let source = RuleSource {
-            origin: "test".to_owned(),
-            text: RULES.to_owned(),
-        };
-        let rules = RuleSet::compile(&[source]).unwrap();
-        let hash = rules.correlation(0).hash;
+        let rules = RuleSet::compile(&RuleSet::builtin_sources()).unwrap();
+        // An event_count rule: every record with a key makes a group.
+        let hash = (0..rules.correlation_count())
+            .map(|i| rules.correlation(i))
+            .find(|c| c.kind == CorrelationKind::EventCount)
+            .expect("the built-in pack counts events")
+            .hash;
         let mut shards = ShardStates::new(100, 3);
         let mut out = Vec::new();
         let mut feed = |shards: &mut ShardStates, shard: u16, keys: std::ops::Range<u8>| {

@@ -663,11 +663,7 @@ impl FieldIndex {
                 }
             };
             if resolution.exact != NO_ID {
-                let slot = self.slot(resolution.exact, generation);
-                if slot.exact == ABSENT {
-                    slot.exact = index;
-                }
-                self.slot(resolution.exact_leaf, generation);
+                self.exact_hit(resolution.exact, resolution.exact_leaf, index, generation);
             }
             for &leaf in resolution.leaves.iter().take_while(|&&leaf| leaf != NO_ID) {
                 self.leaf_slot_hit(leaf, index, generation);
@@ -679,14 +675,8 @@ impl FieldIndex {
     /// cache cannot hold).
     fn index_name(&mut self, table: &FieldTable, name: &[u8], index: u32, generation: u32) {
         if let Some(id) = table.find(name) {
-            let slot = self.slot(id, generation);
-            if slot.exact == ABSENT {
-                slot.exact = index;
-            }
-            // Touch the group's leaf slot too: a group with an untouched
-            // leaf slot has no value at all (`get`'s fast path).
             let leaf = table.leaf_of.get(id as usize).copied().unwrap_or(id);
-            self.slot(leaf, generation);
+            self.exact_hit(id, leaf, index, generation);
         }
         if name.len() <= 64 {
             let mut dots = dot_mask(name);
@@ -700,6 +690,18 @@ impl FieldIndex {
                 self.leaf_hit(table, &name[dot + 1..], index, generation);
             }
         }
+    }
+
+    /// Field `index` is named exactly as id `id`, whose group's leaf slot
+    /// is `leaf`: the first such field wins, and the leaf slot is touched
+    /// too (a group with an untouched leaf slot has no value at all,
+    /// `get`'s fast path).
+    fn exact_hit(&mut self, id: u32, leaf: u32, index: u32, generation: u32) {
+        let slot = self.slot(id, generation);
+        if slot.exact == ABSENT {
+            slot.exact = index;
+        }
+        self.slot(leaf, generation);
     }
 
     /// Field `index` ends in `.<leaf>`: count it for `leaf`'s group.
