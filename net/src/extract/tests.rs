@@ -180,13 +180,13 @@ fn literal_search_matches_memmem() {
 
 #[test]
 fn app_entries_with_a_star_match_one_dashless_run() {
-    assert!(app_matches(b"ASA-*-302013", b"ASA-6-302013"));
-    assert!(app_matches(b"ASA-*-302013", b"ASA-5-302013"));
-    assert!(!app_matches(b"ASA-*-302013", b"ASA-6-302014"));
-    assert!(!app_matches(b"ASA-*-302013", b"ASA-6-x-302013"));
-    assert!(!app_matches(b"ASA-*-302013", b"ASA-302013"));
-    assert!(app_matches(b"sshd", b"sshd"));
-    assert!(!app_matches(b"sshd", b"sshd2"));
+    assert!(app_matches("ASA-*-302013", b"ASA-6-302013"));
+    assert!(app_matches("ASA-*-302013", b"ASA-5-302013"));
+    assert!(!app_matches("ASA-*-302013", b"ASA-6-302014"));
+    assert!(!app_matches("ASA-*-302013", b"ASA-6-x-302013"));
+    assert!(!app_matches("ASA-*-302013", b"ASA-302013"));
+    assert!(app_matches("sshd", b"sshd"));
+    assert!(!app_matches("sshd", b"sshd2"));
 }
 
 #[test]
@@ -204,4 +204,24 @@ fn asa_inbound_and_outbound_put_the_initiator_in_source() {
     );
     assert_eq!(get(&f, "source.ip"), Some("10.0.0.25"));
     assert_eq!(get(&f, "destination.ip"), Some("198.51.100.80"));
+}
+
+#[test]
+fn short_compares_agree_with_slice_equality() {
+    let text: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    for len in 0..=text.len() {
+        let a = &text[..len];
+        assert!(same_bytes(a, a), "{len}");
+        assert!(begins_with(text, a), "{len}");
+        for at in 0..len {
+            let mut b = a.to_vec();
+            b[at] ^= 0x20;
+            assert!(!same_bytes(a, &b), "{len} {at}");
+            assert!(!begins_with(text, &b), "{len} {at}");
+        }
+        if len > 0 {
+            assert!(!same_bytes(a, &text[..len - 1]));
+            assert!(!begins_with(&text[..len - 1], a));
+        }
+    }
 }
