@@ -108,6 +108,10 @@ pub struct Table {
     exact: Vec<(&'static [u8], Vec<u16>)>,
     /// Rows with at least one wildcard app entry.
     wildcard_rows: Vec<u16>,
+    /// The first bytes of wildcard app entries: an app key starting with
+    /// another byte (most of them: `kernel`, `cron`, CEF vendors) skips the
+    /// wildcard rows without comparing entries.
+    wildcard_first: [bool; 256],
     /// Rows that apply to every app.
     general: Vec<u16>,
 }
@@ -206,7 +210,41 @@ struct Capture {
     slot: Slot,
     greedy: bool,
     check: Check,
-    delimiter: Option<&'static [u8]>,
+    delimiter: Option<Delimiter>,
+}
+
+/// A capture's delimiter, with its `memmem` searcher built once when it is
+/// longer than [`SHORT_NEEDLE_BYTES_MAX`] (building one per search cost more
+/// than the search).
+struct Delimiter {
+    text: &'static [u8],
+    forward: Option<memmem::Finder<'static>>,
+    reverse: Option<memmem::FinderRev<'static>>,
+}
+
+impl Delimiter {
+    fn new(text: &'static [u8], greedy: bool) -> Self {
+        let long = text.len() > SHORT_NEEDLE_BYTES_MAX;
+        Delimiter {
+            text,
+            forward: (long && !greedy).then(|| memmem::Finder::new(text)),
+            reverse: (long && greedy).then(|| memmem::FinderRev::new(text)),
+        }
+    }
+
+    fn find(&self, hay: &[u8]) -> Option<usize> {
+        match &self.forward {
+            Some(finder) => finder.find(hay),
+            None => find_literal(hay, self.text),
+        }
+    }
+
+    fn rfind(&self, hay: &[u8]) -> Option<usize> {
+        match &self.reverse {
+            Some(finder) => finder.rfind(hay),
+            None => rfind_literal(hay, self.text),
+        }
+    }
 }
 
 struct CompiledKv {
@@ -250,7 +288,7 @@ impl Table {
             while let Some((piece, next)) = next_piece(pattern, pos) {
                 match piece {
                     Piece::Literal(lit) => match captures.last_mut() {
-                        Some(last) => last.delimiter = Some(lit),
+                        Some(last) => last.delimiter = Some(Delimiter::new(lit, last.greedy)),
                         None => prefix = lit,
                     },
                     Piece::Capture { name, greedy } => {
@@ -306,6 +344,19 @@ impl Table {
             })
             .map(index)
             .collect();
+        let mut wildcard_first = [false; 256];
+        for row in &compiled {
+            for app in &row.apps {
+                if let AppEntry::Wildcard { prefix, .. } = app {
+                    // No table entry starts with `*` (checked by tests);
+                    // one that did would be tried for every app.
+                    match prefix.first() {
+                        Some(&b) => wildcard_first[usize::from(b)] = true,
+                        None => wildcard_first = [true; 256],
+                    }
+                }
+            }
+        }
         let mut exact: Vec<(&'static [u8], Vec<u16>)> = Vec::new();
         for row in &compiled {
             for app in &row.apps {
@@ -328,6 +379,7 @@ impl Table {
             rows: compiled,
             exact,
             wildcard_rows,
+            wildcard_first,
             general,
         }
     }
@@ -352,6 +404,12 @@ impl Table {
         }
         // Apps named only by wildcard entries (Cisco mnemonics): the rows
         // whose entries match, merged in table order with the general rows.
+        if !app
+            .first()
+            .is_some_and(|&b| self.wildcard_first[usize::from(b)])
+        {
+            return self.first_match(self.general.iter().copied(), message, &mut found, out);
+        }
         let mut wild = self
             .wildcard_rows
             .iter()
@@ -452,18 +510,18 @@ fn match_row<'a>(row: &CompiledRow, message: &'a [u8], found: &mut Found<'a>) ->
     let mut m = row.prefix.len();
     for capture in &row.captures {
         let rest = &message[m..];
-        let (value_len, consumed) = match capture.delimiter {
-            Some(lit) => {
+        let (value_len, consumed) = match &capture.delimiter {
+            Some(delimiter) => {
                 let at = if capture.greedy {
-                    rfind_literal(rest, lit)?
+                    delimiter.rfind(rest)?
                 } else {
-                    let at = find_literal(rest, lit)?;
+                    let at = delimiter.find(rest)?;
                     if memchr(b' ', &rest[..at]).is_some() {
                         return None;
                     }
                     at
                 };
-                (at, at + lit.len())
+                (at, at + delimiter.text.len())
             }
             None if capture.greedy => (rest.len(), rest.len()),
             None => {
