@@ -139,7 +139,7 @@ pub(crate) fn pairs<'a>(
         while let Some((&b' ', rest)) = raw.split_last() {
             raw = rest;
         }
-        if let Ok(key) = std::str::from_utf8(key) {
+        if let Some(key) = super::key_text(key) {
             if fields.is_full() {
                 fields.count_overflow();
             } else if !seen.seen(fields, key) {

@@ -106,7 +106,7 @@ fn push<'a>(
     fields: &mut Fields<'a>,
     seen: &mut SeenKeys,
 ) {
-    let Ok(key) = std::str::from_utf8(key) else {
+    let Some(key) = super::key_text(key) else {
         return;
     };
     if seen.seen(fields, key) {

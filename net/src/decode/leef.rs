@@ -103,7 +103,7 @@ fn push_attribute<'a>(piece: &'a [u8], fields: &mut Fields<'a>, seen: &mut SeenK
     if key.is_empty() || key.len() > KEY_BYTES_MAX || !key.iter().all(|&b| is_key_byte(b)) {
         return;
     }
-    let Ok(key) = std::str::from_utf8(key) else {
+    let Some(key) = super::key_text(key) else {
         return;
     };
     if fields.is_full() {

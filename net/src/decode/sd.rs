@@ -26,7 +26,7 @@ pub fn decode<'a>(sd: &'a [u8], arena: &mut Arena<'a>, fields: &mut Fields<'a>) 
         let Some(id_len) = rest.iter().position(|&b| b == b' ' || b == b']') else {
             return;
         };
-        let Ok(id) = std::str::from_utf8(&rest[..id_len]) else {
+        let Some(id) = super::key_text(&rest[..id_len]) else {
             return;
         };
         at += 1 + id_len;
@@ -34,7 +34,7 @@ pub fn decode<'a>(sd: &'a [u8], arena: &mut Arena<'a>, fields: &mut Fields<'a>) 
         while sd.get(at) == Some(&b' ') {
             let rest = &sd[at + 1..];
             let Some(eq) = memchr(b'=', rest) else { return };
-            let Ok(param) = std::str::from_utf8(&rest[..eq]) else {
+            let Some(param) = super::key_text(&rest[..eq]) else {
                 return;
             };
             let value_start = at + 1 + eq + 2;
