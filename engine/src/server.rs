@@ -95,9 +95,23 @@ const CHECKPOINT_DUTY_INVERSE: u32 = 10;
 /// group cap (from the bytes per group last measured) holds the bound.
 const STATE_WALK_DUTY_INVERSE: u32 = 20;
 /// A checkpoint serializes shards, and the state walk measures them, for
-/// at most this long before letting the core's other tasks run (one
-/// shard is the smallest step).
+/// at most this long before yielding (one shard is the smallest step); in
+/// the background queue the executor's preemption
+/// ([`BACKGROUND_PREEMPT`]) then lets ingest read its sockets.
 const BACKGROUND_SLICE: Duration = Duration::from_micros(500);
+/// Checkpoints and the state walk run in their own task queue with these
+/// shares against the default queue's 1000 (ingest, ticks, peers): when
+/// both have work the background gets about a tenth of the core, and all
+/// of what ingest leaves. In the default queue their slices did not help
+/// ingest: a task that yields stays runnable, so glommio kept running the
+/// queue (the yielding task and the tasks already woken) until its 100 ms
+/// preemption timer, without looking at the sockets in between.
+const BACKGROUND_SHARES: usize = 100;
+/// While background work is queued, the executor stops running a queue
+/// after this long and polls for I/O (glommio's timer is the smallest
+/// latency any active queue asks for), so a checkpoint holds a socket
+/// unread for about this long at a time.
+const BACKGROUND_PREEMPT: Duration = Duration::from_millis(1);
 /// Most datagrams a busy UDP socket reads between flushes.
 const UDP_FLUSH_DATAGRAMS: usize = 512;
 /// Serialized checkpoint bytes handed to the file at a time.
@@ -246,6 +260,9 @@ struct Core {
     /// within `UDP_FLUSH_DATAGRAMS`, a TCP read that filled its buffer):
     /// more was waiting, so the core is behind. Postpones checkpoints.
     behind_at: Cell<Option<std::time::Instant>>,
+    /// The task queue of checkpoints and the state walk (see
+    /// [`BACKGROUND_SHARES`]).
+    background: glommio::TaskQueueHandle,
 }
 
 /// What to do when a peer's channel is full.
@@ -339,6 +356,11 @@ async fn core_main(
         checkpoint_generation: Cell::new(recovery.generation),
         bytes_per_group: Cell::new(BYTES_PER_GROUP_PRIOR),
         behind_at: Cell::new(None),
+        background: glommio::executor().create_task_queue(
+            glommio::Shares::Static(BACKGROUND_SHARES),
+            glommio::Latency::Matters(BACKGROUND_PREEMPT),
+            "background",
+        ),
         senders,
         shared,
     });
@@ -1168,7 +1190,8 @@ async fn tick_loop(core: Rc<Core>) {
         let due =
             ticks.is_multiple_of(5) || (budget > 0 && estimate.max(state_bytes) * 4 > budget * 3);
         if due && last_walk.elapsed() >= walk_took * STATE_WALK_DUTY_INVERSE {
-            (state_bytes, walk_took) = core.account_state(budget).await;
+            (state_bytes, walk_took) =
+                in_background(&core, |c| async move { c.account_state(budget).await }).await;
             last_walk = std::time::Instant::now();
         }
         let board = &core.shared.schemas[core.index];
@@ -1205,7 +1228,8 @@ async fn tick_loop(core: Rc<Core>) {
         } else if checkpoint_due {
             postponing = false;
             last_checkpoint = std::time::Instant::now();
-            if let Err(err) = core.checkpoint().await {
+            let result = in_background(&core, |c| async move { c.checkpoint().await }).await;
+            if let Err(err) = result {
                 add(&core.stats.checkpoint_errors, 1);
                 eprintln!(
                     "shardwatch: core {}: checkpoint failed: {err:#}",
@@ -1424,6 +1448,19 @@ where
 /// connection) would keep every other task on the core from running: other
 /// connections, the tick (window expiry, the state bound, checkpoints) and
 /// peer batches. Each ingest loop yields after every batch.
+/// Runs `work(core)` in the core's background task queue and waits for it;
+/// inline should the executor refuse the queue.
+async fn in_background<T, F>(core: &Rc<Core>, work: impl Fn(Rc<Core>) -> F) -> T
+where
+    T: 'static,
+    F: std::future::Future<Output = T> + 'static,
+{
+    match glommio::spawn_local_into(work(core.clone()), core.background) {
+        Ok(task) => task.await,
+        Err(_) => work(core.clone()).await,
+    }
+}
+
 async fn yield_turn() {
     futures_lite::future::yield_now().await;
 }
