@@ -234,6 +234,40 @@ fn bench_observe(c: &mut Criterion) {
             black_box(state.observe(&rules, 0, &keys[i], time_ns, SSHD_FAILURE))
         })
     });
+
+    // A state as large as an overloaded core holds (the overload run's
+    // ~147 k groups): updates of existing groups in a scattered order, and
+    // new keys at the cap, each evicting the stalest group.
+    const LARGE: u32 = 131_072;
+    let large_key = |i: u32| {
+        let mut k = key.clone();
+        k.extend_from_slice(&i.to_le_bytes());
+        k
+    };
+    let mut state = CorrelationState::new(LARGE as usize);
+    let mut time_ns = 0i64;
+    for i in 0..LARGE {
+        time_ns += 1_000;
+        state.observe(&rules, 0, &large_key(i), time_ns, SSHD_FAILURE);
+    }
+    let mut step = 0u32;
+    c.bench_function("observe/ssh_brute_force/131072_groups_update", |b| {
+        b.iter(|| {
+            time_ns += 1_000;
+            // An odd multiplier visits every key in a scattered order.
+            step = step.wrapping_add(1);
+            let k = large_key(step.wrapping_mul(2_654_435_761) % LARGE);
+            black_box(state.observe(&rules, 0, &k, time_ns, SSHD_FAILURE))
+        })
+    });
+    let mut fresh = LARGE;
+    c.bench_function("observe/ssh_brute_force/131072_groups_new_at_cap", |b| {
+        b.iter(|| {
+            time_ns += 1_000;
+            fresh = fresh.wrapping_add(1);
+            black_box(state.observe(&rules, 0, &large_key(fresh), time_ns, SSHD_FAILURE))
+        })
+    });
 }
 
 criterion_group!(benches, bench_evaluate, bench_observe);
