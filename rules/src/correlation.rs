@@ -99,7 +99,7 @@
 //! [`crate::CorrelationMeta::standalone`]). Chains are acyclic and at most
 //! [`crate::CHAIN_DEPTH_MAX`] deep, so feeding ends.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use crate::anomaly::{AnomalyBody, Counters, Finding};
 use crate::anomaly_rule::{AnomalyMetric, AnomalySpec};
@@ -150,6 +150,24 @@ pub(crate) fn btree_bytes<K, V>(len: usize) -> usize {
     let nodes = (len + len / 2).div_ceil(BTREE_NODE_CAPACITY);
     nodes * heap_block(BTREE_NODE_HEADER + BTREE_NODE_CAPACITY * (size_of::<K>() + size_of::<V>()))
 }
+
+/// Estimated heap bytes of a `HashMap<K, V>` holding `len` entries: the
+/// swiss table's power-of-two buckets at most 7/8 full, one control byte
+/// per bucket (plus a group's worth), in one block.
+pub(crate) fn hash_bytes<K, V>(len: usize) -> usize {
+    if len == 0 {
+        return 0;
+    }
+    let buckets = (len * 8 / 7 + 1).next_power_of_two().max(4);
+    heap_block(buckets * (size_of::<K>() + size_of::<V>() + 1) + 16)
+}
+
+/// A correlation's groups by key. Hashed, not ordered: with a hundred
+/// thousand groups a B-tree lookup by key was several dependent cache
+/// misses of the per-event path (eviction and expiry go by the ordered
+/// indices, not by this map). SipHash with a random key: group keys come
+/// from event fields an attacker chooses.
+type GroupMap = HashMap<Vec<u8>, Group>;
 
 /// A correlation alert: the condition of correlation `correlation` held for
 /// the group `group_key`.
@@ -269,6 +287,37 @@ impl PendingAlert {
     }
 }
 
+/// Brings a group's index entries up to date after its `protected`,
+/// `newest_ns` or `deadline_ns` changed, lazily: an entry whose new place
+/// is later in its index (a newer event, a group becoming protected, a
+/// later deadline: what nearly every observation does) stays where it is,
+/// and is moved when it comes first (see `CorrelationState::stalest_of`
+/// and `CorrelationState::advance`); one whose new place is earlier is
+/// moved now. Moving both entries on every event was four B-tree
+/// operations on the per-event path, each a chain of cache misses on a
+/// large state.
+fn reindex(
+    by_newest: &mut BTreeSet<(u64, bool, i64, u64)>,
+    by_deadline: &mut BTreeSet<(i64, u64)>,
+    hash: u64,
+    group: &mut Group,
+) {
+    let at = group.indexed;
+    if (group.protected, group.newest_ns) < (at.protected, at.newest_ns) {
+        let removed = by_newest.remove(&(hash, at.protected, at.newest_ns, group.gid));
+        debug_assert!(removed);
+        by_newest.insert((hash, group.protected, group.newest_ns, group.gid));
+        group.indexed.protected = group.protected;
+        group.indexed.newest_ns = group.newest_ns;
+    }
+    if group.deadline_ns < at.deadline_ns {
+        let removed = by_deadline.remove(&(at.deadline_ns, group.gid));
+        debug_assert!(removed);
+        by_deadline.insert((group.deadline_ns, group.gid));
+        group.indexed.deadline_ns = group.deadline_ns;
+    }
+}
+
 /// The state of one group.
 #[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 struct Group {
@@ -308,6 +357,17 @@ struct Group {
     samples: VecDeque<Sample>,
     /// Anomaly rules: the entity's detector state (see `crate::anomaly`).
     anomaly: Option<Box<AnomalyBody>>,
+    /// Where the group's entries in `by_newest` and `by_deadline` are; at
+    /// or before where its fields would put them (see [`reindex`]).
+    indexed: Indexed,
+}
+
+/// The values a group's index entries were filed under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+struct Indexed {
+    protected: bool,
+    newest_ns: i64,
+    deadline_ns: i64,
 }
 
 impl Group {
@@ -328,6 +388,11 @@ impl Group {
             chain: vec![None; inputs],
             samples: VecDeque::new(),
             anomaly: None,
+            indexed: Indexed {
+                protected: false,
+                newest_ns: time_ns,
+                deadline_ns,
+            },
         }
     }
 
@@ -420,7 +485,7 @@ pub struct CorrelationState {
     pending_dropped_total: u64,
     next_gid: u64,
     /// Groups by correlation hash, then group key.
-    groups: BTreeMap<u64, BTreeMap<Vec<u8>, Group>>,
+    groups: BTreeMap<u64, GroupMap>,
     /// `(correlation hash, protected, newest_ns, gid)` of every group:
     /// eviction order within a rule (its stalest unprotected group first,
     /// then its stalest protected one).
@@ -428,7 +493,7 @@ pub struct CorrelationState {
     /// `(deadline_ns, gid)` of every group: `advance` order.
     by_deadline: BTreeSet<(i64, u64)>,
     /// gid to `(correlation hash, key)`, to find a group from the indices.
-    keys: BTreeMap<u64, (u64, Vec<u8>)>,
+    keys: HashMap<u64, (u64, Vec<u8>)>,
     /// Alerts raised by `observe` beyond the one it returns.
     pending: VecDeque<PendingAlert>,
     /// Refusals of anomaly detectors.
@@ -449,7 +514,7 @@ impl CorrelationState {
             groups: BTreeMap::new(),
             by_newest: BTreeSet::new(),
             by_deadline: BTreeSet::new(),
-            keys: BTreeMap::new(),
+            keys: HashMap::new(),
             pending: VecDeque::new(),
             anomaly_counters: Counters::default(),
         }
@@ -534,7 +599,7 @@ impl CorrelationState {
     /// items), no allocation.
     pub fn memory_by_correlation(&self, mut f: impl FnMut(u64, usize, usize)) {
         for (&hash, groups) in &self.groups {
-            let mut bytes = btree_bytes::<Vec<u8>, Group>(groups.len());
+            let mut bytes = hash_bytes::<Vec<u8>, Group>(groups.len());
             for (key, group) in groups {
                 bytes += heap_block(key.capacity()) + group.heap_bytes();
             }
@@ -556,10 +621,10 @@ impl CorrelationState {
             .map(|(_, key)| heap_block(key.capacity()))
             .sum();
         let pending: usize = self.pending.iter().map(PendingAlert::heap_bytes).sum();
-        btree_bytes::<u64, BTreeMap<Vec<u8>, Group>>(self.groups.len())
+        btree_bytes::<u64, GroupMap>(self.groups.len())
             + btree_bytes::<(u64, bool, i64, u64), ()>(self.by_newest.len())
             + btree_bytes::<(i64, u64), ()>(self.by_deadline.len())
-            + btree_bytes::<u64, (u64, Vec<u8>)>(self.keys.len())
+            + hash_bytes::<u64, (u64, Vec<u8>)>(self.keys.len())
             + keys
             + heap_block(self.pending.capacity() * size_of::<PendingAlert>())
             + pending
@@ -702,21 +767,6 @@ impl CorrelationState {
         }
     }
 
-    /// Moves a group's index entries after its `(protected, newest_ns,
-    /// deadline_ns)` changed.
-    fn reindex(&mut self, hash: u64, gid: u64, old: (bool, i64, i64), new: (bool, i64, i64)) {
-        if (new.0, new.1) != (old.0, old.1) {
-            let removed = self.by_newest.remove(&(hash, old.0, old.1, gid));
-            debug_assert!(removed);
-            self.by_newest.insert((hash, new.0, new.1, gid));
-        }
-        if new.2 != old.2 {
-            let removed = self.by_deadline.remove(&(old.2, gid));
-            debug_assert!(removed);
-            self.by_deadline.insert((new.2, gid));
-        }
-    }
-
     /// One observation of an anomaly rule; alerts go to `alerts`.
     fn step_anomaly(
         &mut self,
@@ -736,7 +786,6 @@ impl CorrelationState {
             debug_assert!(false, "prepare_group made no group");
             return;
         };
-        let old = (group.protected, group.newest_ns, group.deadline_ns);
         group.protected |= !created;
         group.newest_ns = group.newest_ns.max(time_ns);
         let body = group
@@ -762,9 +811,7 @@ impl CorrelationState {
                 finding,
             ));
         }
-        let new = (group.protected, group.newest_ns, group.deadline_ns);
-        let gid = group.gid;
-        self.reindex(meta.hash, gid, old, new);
+        reindex(&mut self.by_newest, &mut self.by_deadline, meta.hash, group);
     }
 
     /// `advance` for one anomaly entity whose deadline passed: closes its
@@ -811,20 +858,29 @@ impl CorrelationState {
             &mut self.anomaly_counters,
             &mut findings,
         );
-        let old = (group.protected, group.newest_ns, group.deadline_ns);
         group.deadline_ns = body.deadline_ns(spec, group.newest_ns);
         let mut alerts = Vec::with_capacity(findings.len());
         for finding in findings {
             alerts.push(anomaly_alert(meta, correlation, key, group, finding));
         }
-        let new = (group.protected, group.newest_ns, group.deadline_ns);
+        let deadline_ns = group.deadline_ns;
         // Progress: a live entity's next deadline is at or after now.
-        debug_assert!(!alive || new.2 >= now_ns);
-        self.reindex(meta.hash, gid, old, new);
+        debug_assert!(!alive || deadline_ns >= now_ns);
+        // Advance found this entity by its deadline entry, which is due:
+        // refile it now (a later deadline is not left to the lazy path,
+        // which would find the entry due again at once).
+        let at = group.indexed.deadline_ns;
+        if deadline_ns != at {
+            let removed = self.by_deadline.remove(&(at, gid));
+            debug_assert!(removed);
+            self.by_deadline.insert((deadline_ns, gid));
+            group.indexed.deadline_ns = deadline_ns;
+        }
+        reindex(&mut self.by_newest, &mut self.by_deadline, meta.hash, group);
         for alert in alerts {
             self.fired(rules, meta, alert, 0, out);
         }
-        alive && new.2 >= now_ns
+        alive && deadline_ns >= now_ns
     }
 
     /// Emits a fired alert (if standalone) and feeds the correlations that
@@ -900,7 +956,6 @@ impl CorrelationState {
         let created = self.prepare_group(meta, key, time_ns);
         let mut values_evicted = 0u64;
         let group = self.groups.get_mut(&hash)?.get_mut(key)?;
-        let old = (group.protected, group.newest_ns, group.deadline_ns);
         group.protected |= !created;
         group.newest_ns = group.newest_ns.max(time_ns);
 
@@ -939,10 +994,8 @@ impl CorrelationState {
             alert
         };
 
-        let gid = group.gid;
-        let new = (group.protected, group.newest_ns, group.deadline_ns);
+        reindex(&mut self.by_newest, &mut self.by_deadline, hash, group);
         self.values_evicted_total += values_evicted;
-        self.reindex(hash, gid, old, new);
         alert
     }
 
@@ -1014,27 +1067,48 @@ impl CorrelationState {
     /// The group the cap evicts next: in the rule holding the most groups
     /// here, its stalest unprotected group, else its stalest protected one
     /// (see the module docs).
-    fn victim(&self) -> Option<u64> {
+    fn victim(&mut self) -> Option<u64> {
         let (&hash, _) = self.groups.iter().max_by_key(|(_, groups)| groups.len())?;
         self.stalest_of(hash)
     }
 
     /// Correlation `hash`'s group the caps evict first: its stalest
-    /// unprotected group, else its stalest protected one.
-    fn stalest_of(&self, hash: u64) -> Option<u64> {
-        let first = self.by_newest.range((hash, false, i64::MIN, 0)..).next()?;
-        debug_assert!(
-            first.0 != hash || self.groups.get(&hash).is_some_and(|g| !g.is_empty()),
-            "index entries belong to held groups"
-        );
-        (first.0 == hash).then_some(first.3)
+    /// unprotected group, else its stalest protected one. Entries left
+    /// behind by [`reindex`] are moved to their place on the way.
+    fn stalest_of(&mut self, hash: u64) -> Option<u64> {
+        loop {
+            let &first = self.by_newest.range((hash, false, i64::MIN, 0)..).next()?;
+            if first.0 != hash {
+                return None;
+            }
+            let gid = first.3;
+            let Some(group) = self
+                .keys
+                .get(&gid)
+                .and_then(|(h, key)| self.groups.get_mut(h)?.get_mut(key.as_slice()))
+            else {
+                // Unreachable while the indices agree; drop the entry
+                // rather than name a group that is not there.
+                debug_assert!(false, "index entries belong to held groups");
+                self.by_newest.remove(&first);
+                continue;
+            };
+            if (group.protected, group.newest_ns) == (first.1, first.2) {
+                return Some(gid);
+            }
+            self.by_newest.remove(&first);
+            self.by_newest
+                .insert((hash, group.protected, group.newest_ns, gid));
+            group.indexed.protected = group.protected;
+            group.indexed.newest_ns = group.newest_ns;
+        }
     }
 
     /// Creates an empty group for `(correlation, key)`, evicting one (in
     /// the caps' order, see the module docs) if a cap is reached: the
     /// rule's own stalest group at the rule cap, else the shard's victim.
     fn create(&mut self, meta: &CorrelationMeta, key: &[u8], time_ns: i64) {
-        let held = self.groups.get(&meta.hash).map_or(0, BTreeMap::len) as u64;
+        let held = self.groups.get(&meta.hash).map_or(0, HashMap::len) as u64;
         if held >= self.rule_groups_max {
             if let Some(victim) = self.stalest_of(meta.hash) {
                 self.remove(victim);
@@ -1075,10 +1149,11 @@ impl CorrelationState {
         if groups.is_empty() {
             self.groups.remove(&hash);
         }
+        let at = group.indexed;
         let removed_newest = self
             .by_newest
-            .remove(&(hash, group.protected, group.newest_ns, gid));
-        let removed_deadline = self.by_deadline.remove(&(group.deadline_ns, gid));
+            .remove(&(hash, at.protected, at.newest_ns, gid));
+        let removed_deadline = self.by_deadline.remove(&(at.deadline_ns, gid));
         assert!(
             removed_newest && removed_deadline,
             "group indices out of sync"
@@ -1112,6 +1187,19 @@ impl CorrelationState {
         while let Some(&(deadline_ns, gid)) = self.by_deadline.first() {
             if deadline_ns >= now_ns {
                 break;
+            }
+            let group = self
+                .keys
+                .get(&gid)
+                .and_then(|(hash, key)| self.groups.get_mut(hash)?.get_mut(key.as_slice()));
+            if let Some(group) = group {
+                if group.deadline_ns != deadline_ns {
+                    // Left behind by `reindex`: file it where it belongs.
+                    self.by_deadline.remove(&(deadline_ns, gid));
+                    self.by_deadline.insert((group.deadline_ns, gid));
+                    group.indexed.deadline_ns = group.deadline_ns;
+                    continue;
+                }
             }
             let is_anomaly = self
                 .keys
@@ -1156,14 +1244,14 @@ impl CorrelationState {
             }
             for (key, group) in groups {
                 count += 1;
+                let at = group.indexed;
                 let consistent = self.keys.get(&group.gid) == Some(&(*hash, key.clone()))
-                    && self.by_newest.contains(&(
-                        *hash,
-                        group.protected,
-                        group.newest_ns,
-                        group.gid,
-                    ))
-                    && self.by_deadline.contains(&(group.deadline_ns, group.gid))
+                    && self
+                        .by_newest
+                        .contains(&(*hash, at.protected, at.newest_ns, group.gid))
+                    && self.by_deadline.contains(&(at.deadline_ns, group.gid))
+                    && (at.protected, at.newest_ns) <= (group.protected, group.newest_ns)
+                    && at.deadline_ns <= group.deadline_ns
                     && group.samples.len() <= SAMPLES_MAX
                     && group.items.len() == group.items_by_time.len()
                     && group.items.len() <= VALUES_PER_GROUP_MAX
@@ -1732,6 +1820,94 @@ correlation:
         let mut out = Vec::new();
         state.advance(&rules, i64::MAX, &mut out);
         assert_eq!(state.group_count(), 0);
+    }
+
+    /// The group the caps should evict, computed from the groups' own
+    /// fields (not the indices): in the rule holding the most groups (the
+    /// last such in hash order, as `max_by_key` picks), the smallest
+    /// `(protected, newest_ns, gid)`.
+    fn expected_victim(state: &CorrelationState) -> Option<u64> {
+        let (_, groups) = state.groups.iter().max_by_key(|(_, g)| g.len())?;
+        groups
+            .values()
+            .map(|g| (g.protected, g.newest_ns, g.gid))
+            .min()
+            .map(|(_, _, gid)| gid)
+    }
+
+    #[test]
+    fn lazy_index_entries_evict_and_expire_as_eager_ones_would() {
+        let rules = rules();
+        let correlations = rules.correlation_count().min(3) as u32;
+        assert!(correlations >= 2);
+        let mut state = CorrelationState::new(40);
+        // A deterministic scramble (no rand dependency here).
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut time_ns = 0i64;
+        let mut out = Vec::new();
+        let mut evictions_checked = 0;
+        for step in 0..20_000 {
+            let r = next();
+            // Mostly forward in time, sometimes the same instant or an
+            // older event (out of order).
+            match r % 10 {
+                0 => time_ns -= (r >> 8) as i64 % (5 * S),
+                1 => {}
+                _ => time_ns += (r >> 8) as i64 % (3 * S),
+            }
+            let correlation = ((r >> 40) % u64::from(correlations)) as u32;
+            let key = format!("k{}", (r >> 48) % 120);
+            let exists = rules
+                .correlation_meta(correlation)
+                .and_then(|meta| state.groups.get(&meta.hash))
+                .is_some_and(|groups| groups.contains_key(key.as_bytes()));
+            let at_cap = state.group_count() as u64 >= state.groups_max;
+            let victim = (!exists && at_cap)
+                .then(|| expected_victim(&state))
+                .flatten();
+            let _ = state.observe(&rules, correlation, key.as_bytes(), time_ns, b"");
+            if let Some(victim) = victim {
+                assert!(
+                    !state.keys.contains_key(&victim),
+                    "step {step}: wrong victim"
+                );
+                evictions_checked += 1;
+            }
+            assert!(state.check_invariants(), "step {step}");
+            if step % 97 == 0 {
+                let now_ns = time_ns - 20 * S;
+                let not_due: Vec<u64> = state
+                    .groups
+                    .values()
+                    .flat_map(|groups| groups.values())
+                    .filter(|group| group.deadline_ns >= now_ns)
+                    .map(|group| group.gid)
+                    .collect();
+                state.advance(&rules, now_ns, &mut out);
+                assert!(state.check_invariants(), "step {step}");
+                for gid in not_due {
+                    assert!(
+                        state.keys.contains_key(&gid),
+                        "step {step}: advance dropped a group not yet due"
+                    );
+                }
+                for groups in state.groups.values() {
+                    for group in groups.values() {
+                        assert!(
+                            group.deadline_ns >= now_ns || group.anomaly.is_some(),
+                            "step {step}: a due group survived advance"
+                        );
+                    }
+                }
+            }
+        }
+        assert!(evictions_checked > 1_000, "{evictions_checked}");
     }
 
     #[test]
