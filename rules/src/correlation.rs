@@ -151,14 +151,16 @@ pub(crate) fn btree_bytes<K, V>(len: usize) -> usize {
     nodes * heap_block(BTREE_NODE_HEADER + BTREE_NODE_CAPACITY * (size_of::<K>() + size_of::<V>()))
 }
 
-/// Estimated heap bytes of a `HashMap<K, V>` holding `len` entries: the
-/// swiss table's power-of-two buckets at most 7/8 full, one control byte
-/// per bucket (plus a group's worth), in one block.
-pub(crate) fn hash_bytes<K, V>(len: usize) -> usize {
-    if len == 0 {
+/// Estimated heap bytes of a `HashMap<K, V>` of `capacity` (its
+/// `capacity()`, not its length: the table keeps its buckets after
+/// removals, and after a flood most of them are empty): the swiss table's
+/// power-of-two buckets (capacity is 7/8 of them), one control byte per
+/// bucket plus a group's worth, in one block.
+pub(crate) fn hash_bytes<K, V>(capacity: usize) -> usize {
+    if capacity == 0 {
         return 0;
     }
-    let buckets = (len * 8 / 7 + 1).next_power_of_two().max(4);
+    let buckets = (capacity * 8 / 7).next_power_of_two().max(4);
     heap_block(buckets * (size_of::<K>() + size_of::<V>() + 1) + 16)
 }
 
@@ -166,8 +168,11 @@ pub(crate) fn hash_bytes<K, V>(len: usize) -> usize {
 /// thousand groups a B-tree lookup by key was several dependent cache
 /// misses of the per-event path (eviction and expiry go by the ordered
 /// indices, not by this map). SipHash with a random key: group keys come
-/// from event fields an attacker chooses.
-type GroupMap = HashMap<Vec<u8>, Group>;
+/// from event fields an attacker chooses. Groups are boxed: a table keeps
+/// its buckets after removals and is up to half empty after growing, and
+/// with the groups inline (240 bytes each) that slack put a flooded node's
+/// RSS 3% over its state bound.
+type GroupMap = HashMap<Vec<u8>, Box<Group>>;
 
 /// A correlation alert: the condition of correlation `correlation` held for
 /// the group `group_key`.
@@ -599,9 +604,11 @@ impl CorrelationState {
     /// items), no allocation.
     pub fn memory_by_correlation(&self, mut f: impl FnMut(u64, usize, usize)) {
         for (&hash, groups) in &self.groups {
-            let mut bytes = hash_bytes::<Vec<u8>, Group>(groups.len());
+            let mut bytes = hash_bytes::<Vec<u8>, Box<Group>>(groups.capacity());
             for (key, group) in groups {
-                bytes += heap_block(key.capacity()) + group.heap_bytes();
+                bytes += heap_block(key.capacity())
+                    + heap_block(size_of::<Group>())
+                    + group.heap_bytes();
             }
             f(hash, groups.len(), bytes);
         }
@@ -624,7 +631,7 @@ impl CorrelationState {
         btree_bytes::<u64, GroupMap>(self.groups.len())
             + btree_bytes::<(u64, bool, i64, u64), ()>(self.by_newest.len())
             + btree_bytes::<(i64, u64), ()>(self.by_deadline.len())
-            + hash_bytes::<u64, (u64, Vec<u8>)>(self.keys.len())
+            + hash_bytes::<u64, (u64, Vec<u8>)>(self.keys.capacity())
             + keys
             + heap_block(self.pending.capacity() * size_of::<PendingAlert>())
             + pending
@@ -1135,7 +1142,7 @@ impl CorrelationState {
         self.groups
             .entry(meta.hash)
             .or_default()
-            .insert(key.to_vec(), group);
+            .insert(key.to_vec(), Box::new(group));
         self.by_newest.insert((meta.hash, false, time_ns, gid));
         self.by_deadline.insert((deadline_ns, gid));
         self.keys.insert(gid, (meta.hash, key.to_vec()));
@@ -1158,7 +1165,7 @@ impl CorrelationState {
             removed_newest && removed_deadline,
             "group indices out of sync"
         );
-        Some((hash, key, group))
+        Some((hash, key, *group))
     }
 
     /// Advances event time to the watermark `now_ns`: first hands out the
