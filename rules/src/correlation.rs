@@ -167,12 +167,39 @@ pub(crate) fn hash_bytes<K, V>(capacity: usize) -> usize {
 /// A correlation's groups by key. Hashed, not ordered: with a hundred
 /// thousand groups a B-tree lookup by key was several dependent cache
 /// misses of the per-event path (eviction and expiry go by the ordered
-/// indices, not by this map). SipHash with a random key: group keys come
-/// from event fields an attacker chooses. Groups are boxed: a table keeps
+/// indices, not by this map). aHash with per-process random keys: group
+/// keys come from event fields an attacker chooses, so the hash must be
+/// keyed (SipHash was the other choice; it took 3% of a core with the
+/// scenario rules). Groups are boxed: a table keeps
 /// its buckets after removals and is up to half empty after growing, and
 /// with the groups inline (240 bytes each) that slack put a flooded node's
 /// RSS 3% over its state bound.
-type GroupMap = HashMap<Vec<u8>, Box<Group>>;
+type GroupMap = HashMap<Vec<u8>, Box<Group>, ahash::RandomState>;
+
+/// Hashes group ids (`keys`): sequence numbers this state hands out, not
+/// input, so one multiply suffices.
+#[derive(Default, Clone, Copy)]
+struct GidHasher(u64);
+
+impl std::hash::Hasher for GidHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        // The high bits pick hashbrown's bucket and the top seven its tag:
+        // a multiply spreads sequential ids over both.
+        self.0 = (self.0 ^ value).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type GidMap = HashMap<u64, (u64, Vec<u8>), std::hash::BuildHasherDefault<GidHasher>>;
 
 /// A correlation alert: the condition of correlation `correlation` held for
 /// the group `group_key`.
@@ -498,7 +525,7 @@ pub struct CorrelationState {
     /// `(deadline_ns, gid)` of every group: `advance` order.
     by_deadline: BTreeSet<(i64, u64)>,
     /// gid to `(correlation hash, key)`, to find a group from the indices.
-    keys: HashMap<u64, (u64, Vec<u8>)>,
+    keys: GidMap,
     /// Alerts raised by `observe` beyond the one it returns.
     pending: VecDeque<PendingAlert>,
     /// Refusals of anomaly detectors.
@@ -519,7 +546,7 @@ impl CorrelationState {
             groups: BTreeMap::new(),
             by_newest: BTreeSet::new(),
             by_deadline: BTreeSet::new(),
-            keys: HashMap::new(),
+            keys: GidMap::default(),
             pending: VecDeque::new(),
             anomaly_counters: Counters::default(),
         }
