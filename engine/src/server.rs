@@ -1443,11 +1443,6 @@ where
     }
 }
 
-/// Lets the core's other tasks run. A socket that always has data makes
-/// its read return at once, so without this a UDP flood (or one busy TCP
-/// connection) would keep every other task on the core from running: other
-/// connections, the tick (window expiry, the state bound, checkpoints) and
-/// peer batches. Each ingest loop yields after every batch.
 /// Runs `work(core)` in the core's background task queue and waits for it;
 /// inline should the executor refuse the queue.
 async fn in_background<T, F>(core: &Rc<Core>, work: impl Fn(Rc<Core>) -> F) -> T
@@ -1461,6 +1456,14 @@ where
     }
 }
 
+/// Lets the core's other runnable tasks run (those whose I/O or timer
+/// completed when the executor last polled; it polls again when its queues
+/// run dry or a preemption timer fires, see [`BACKGROUND_SHARES`]). A
+/// socket that always has data makes its read return at once, so without
+/// this a UDP flood (or one busy TCP connection) would keep every other
+/// task on the core from running: other connections, the tick (window
+/// expiry, the state bound, checkpoints) and peer batches. Each ingest
+/// loop yields after every batch.
 async fn yield_turn() {
     futures_lite::future::yield_now().await;
 }
