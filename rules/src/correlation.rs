@@ -902,7 +902,8 @@ impl CorrelationState {
         debug_assert!(!alive || deadline_ns >= now_ns);
         // Advance found this entity by its deadline entry, which is due:
         // refile it now (a later deadline is not left to the lazy path,
-        // which would find the entry due again at once).
+        // which would find the entry due again at once). Only the deadline
+        // changed here, so its `by_newest` entry stays as it is.
         let at = group.indexed.deadline_ns;
         if deadline_ns != at {
             let removed = self.by_deadline.remove(&(at, gid));
@@ -910,7 +911,6 @@ impl CorrelationState {
             self.by_deadline.insert((deadline_ns, gid));
             group.indexed.deadline_ns = deadline_ns;
         }
-        reindex(&mut self.by_newest, &mut self.by_deadline, meta.hash, group);
         for alert in alerts {
             self.fired(rules, meta, alert, 0, out);
         }
@@ -1226,6 +1226,7 @@ impl CorrelationState {
                 .keys
                 .get(&gid)
                 .and_then(|(hash, key)| self.groups.get_mut(hash)?.get_mut(key.as_slice()));
+            let mut is_anomaly = false;
             if let Some(group) = group {
                 if group.deadline_ns != deadline_ns {
                     // Left behind by `reindex`: file it where it belongs.
@@ -1234,12 +1235,8 @@ impl CorrelationState {
                     group.indexed.deadline_ns = group.deadline_ns;
                     continue;
                 }
+                is_anomaly = group.anomaly.is_some();
             }
-            let is_anomaly = self
-                .keys
-                .get(&gid)
-                .and_then(|(hash, key)| self.groups.get(hash)?.get(key.as_slice()))
-                .is_some_and(|group| group.anomaly.is_some());
             if is_anomaly && self.advance_anomaly(rules, gid, now_ns, out) {
                 continue;
             }
