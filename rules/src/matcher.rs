@@ -14,7 +14,8 @@
 //! one (an anchored needle is one comparison at its end of the value; the
 //! others a SIMD substring search over the value folded once); a field
 //! with more gets one ASCII case-insensitive automaton over all its
-//! needles, searched anywhere. Per event, one pass of the
+//! needles, searched anywhere (two, in fact: needles with a byte past
+//! ASCII are searched only in values that have one). Per event, one pass of the
 //! `LogsourceClassifier` decides every group's log source filter; only the
 //! admitted groups probe their fields (values read from the scratch's
 //! field index). The rules whose literals hit (plus the rules of admitted
@@ -386,8 +387,13 @@ struct FieldAutomaton {
     starts: Option<AnchoredSet>,
     /// Suffix needles (reversed), too many to test one by one.
     ends: Option<AnchoredSet>,
-    /// Substring needles, too many to search one by one.
+    /// Substring needles of ASCII bytes only, too many to search one by
+    /// one.
     contains: Option<ContainsSet>,
+    /// Substring needles with a byte past ASCII (emoji, accented words),
+    /// too many to search one by one: searched only in a value that has
+    /// such a byte, which most values (command lines, paths) do not.
+    contains_wide: Option<ContainsSet>,
 }
 
 impl FieldAutomaton {
@@ -400,6 +406,7 @@ impl FieldAutomaton {
             starts: None,
             ends: None,
             contains: None,
+            contains_wide: None,
         };
         let direct = |&(needle, anchor, owners): &Needle<'_>| DirectNeedle {
             needle: needle.into(),
@@ -445,10 +452,19 @@ impl FieldAutomaton {
         }
         if contains.len() <= DIRECT_CONTAINS_MAX {
             out.direct.extend(contains.iter().map(direct));
-        } else {
-            out.contains = ContainsSet::build(&contains);
-            if out.contains.is_none() {
-                failed.extend(contains.iter().flat_map(|(_, _, o)| o.iter().copied()));
+            return (out, failed);
+        }
+        let (ascii, wide): (Vec<Needle<'_>>, Vec<Needle<'_>>) = contains
+            .into_iter()
+            .partition(|(needle, _, _)| needle.is_ascii());
+        for (list, slot) in [(ascii, &mut out.contains), (wide, &mut out.contains_wide)] {
+            if list.len() <= DIRECT_CONTAINS_MAX {
+                out.direct.extend(list.iter().map(direct));
+                continue;
+            }
+            *slot = ContainsSet::build(&list);
+            if slot.is_none() {
+                failed.extend(list.iter().flat_map(|(_, _, o)| o.iter().copied()));
             }
         }
         (out, failed)
@@ -488,6 +504,11 @@ impl FieldAutomaton {
         if let Some(contains) = &self.contains {
             fold(folded);
             contains.mark(value, folded, candidates);
+        }
+        // A needle with a byte past ASCII occurs only where that byte does.
+        if let Some(wide) = self.contains_wide.as_ref().filter(|_| !value.is_ascii()) {
+            fold(folded);
+            wide.mark(value, folded, candidates);
         }
     }
 }

@@ -263,3 +263,78 @@ fn a_dfa_over_many_needles_agrees_with_evaluating_every_rule() {
         "the values were meant to match often: {matched}"
     );
 }
+
+/// Substring needles with bytes past ASCII (emoji, accented words) are
+/// searched apart from the ASCII ones, and only in values that have such
+/// a byte: verdicts must not change for ASCII values, values with the
+/// needles, values with other non-ASCII bytes, or needles that begin with
+/// ASCII and end past it.
+#[test]
+fn needles_past_ascii_agree_with_evaluating_every_rule() {
+    let process = "logsource:\n  product: windows\n  category: process_creation";
+    let wide = [
+        "🔥",
+        "🐍",
+        "#\u{fe0f}\u{20e3}",
+        "1\u{fe0f}\u{20e3}",
+        "café",
+        "naïve",
+        "über",
+        "straße",
+    ];
+    let ascii = ["whoami", "netsh", "-enc", "lsass"];
+    let sources: Vec<RuleSource> = wide
+        .iter()
+        .chain(&ascii)
+        .enumerate()
+        .map(|(i, needle)| {
+            rule(
+                2000 + i,
+                process,
+                &format!("  sel:\n    CommandLine|contains: '{needle}'\n  condition: sel"),
+            )
+        })
+        .collect();
+    let (rules, errors) = RuleSet::compile_lenient(&sources);
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(rules.prefiltered_count(), wide.len() + ascii.len());
+    let values = [
+        "whoami /priv",
+        "WHOAMI 🔥",
+        "echo 🔥🐍",
+        "echo #\u{fe0f}\u{20e3} and 1",
+        "echo # and 1\u{fe0f}",
+        "CAFÉ au lait",
+        "Café au lait",
+        "a naïve netsh",
+        "ÜBER über",
+        "strasse straße",
+        "emoji 😀 only",
+        "é",
+        "",
+    ];
+    let mut scratch = Scratch::new();
+    let (mut fast, mut full) = (Vec::new(), Vec::new());
+    let mut matched = 0;
+    for value in values {
+        let fields: [(&str, &[u8]); 3] = [
+            ("Channel", b"Microsoft-Windows-Sysmon/Operational"),
+            ("EventID", b"1"),
+            ("CommandLine", value.as_bytes()),
+        ];
+        let event = Event {
+            time_ns: 1,
+            fields: &fields,
+            message: b"",
+            raw: b"",
+        };
+        rules.evaluate(&event, &mut scratch, &mut fast);
+        rules.evaluate_all(&event, &mut scratch, &mut full);
+        assert_eq!(fast, full, "{value:?}");
+        matched += fast.len();
+    }
+    assert!(
+        matched >= 10,
+        "the values were meant to match often: {matched}"
+    );
+}
