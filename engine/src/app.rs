@@ -56,11 +56,21 @@ pub fn run(config: Config) -> anyhow::Result<Vec<CoreReport>> {
     let alert_log = AlertLog::open(data_dir)?;
 
     let mut udp: Vec<Option<std::net::UdpSocket>> = match config.udp_addr() {
-        Some(addr) => transport::bind_udp_group(addr, cores)
-            .with_context(|| format!("cannot bind UDP {addr}"))?
-            .into_iter()
-            .map(Some)
-            .collect(),
+        Some(addr) => {
+            let asked = config.ingest.udp_recv_buffer_bytes;
+            let group = transport::bind_udp_group(addr, cores, asked)
+                .with_context(|| format!("cannot bind UDP {addr}"))?;
+            // The kernel reports twice what it was asked (its own
+            // accounting); a capped buffer is reported as what it holds.
+            if group.capped && group.recv_buffer_bytes < 2 * asked {
+                eprintln!(
+                    "shardwatch: UDP receive buffer is {} KiB per socket, not the {} KiB asked (ingest.udp_recv_buffer_bytes): capped by net.core.rmem_max; run with CAP_NET_ADMIN or raise that sysctl, or bursts are dropped sooner (shardwatch_udp_kernel_drops_total)",
+                    group.recv_buffer_bytes / 2 / 1024,
+                    asked / 1024,
+                );
+            }
+            group.sockets.into_iter().map(Some).collect()
+        }
         None => (0..cores).map(|_| None).collect(),
     };
     let bind_stream = |addr: Option<std::net::SocketAddr>,
@@ -184,7 +194,7 @@ pub fn run(config: Config) -> anyhow::Result<Vec<CoreReport>> {
         extra_listeners.push_str(&format!(" tls={addr}"));
     }
     eprintln!(
-        "shardwatch: listening udp={} tcp={}{extra_listeners} api={} cores={cores} shards={} rules={}+{} data={} nofile={nofile}",
+        "shardwatch: listening udp={} tcp={}{extra_listeners} api={} cores={cores} shards={} rules={}+{} data={} nofile={nofile} cpus={}",
         show(udp_bound),
         show(tcp_bound),
         show(control.as_ref().map(|c| c.addr)),
@@ -192,6 +202,7 @@ pub fn run(config: Config) -> anyhow::Result<Vec<CoreReport>> {
         rules.detection_count(),
         rules.correlation_count(),
         data_dir.display(),
+        core_cpu_list(cores),
     );
     let watcher = start_rule_watcher(live.clone(), stop.clone(), config.rules.watch_interval_ms)?;
     let shared = Arc::new(Shared {
@@ -294,4 +305,17 @@ fn start_outputs(
         .into_iter()
         .map(|output| outputs::start(data_dir, output, stop.clone()))
         .collect()
+}
+
+/// The CPU each core is pinned to, in core order (`0,1`), as
+/// `server::run_cores` pins them; `unpinned` when no CPU list is known.
+fn core_cpu_list(cores: usize) -> String {
+    let cpus = crate::server::core_cpus();
+    if cpus.is_empty() {
+        return "unpinned".into();
+    }
+    (0..cores)
+        .map(|core| cpus[core % cpus.len()].to_string())
+        .collect::<Vec<_>>()
+        .join(",")
 }

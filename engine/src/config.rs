@@ -201,6 +201,12 @@ pub struct IngestConfig {
     /// Refuse TLS clients without a valid certificate (needs
     /// `tls_client_ca`).
     pub tls_require_client_cert: bool,
+    /// Receive buffer asked for each core's UDP socket, in bytes: what
+    /// absorbs a burst while a core is busy. Set past
+    /// `net.core.rmem_max` with SO_RCVBUFFORCE when the process may
+    /// (CAP_NET_ADMIN, e.g. root), else capped there (logged at start).
+    /// 0 keeps the kernel's default.
+    pub udp_recv_buffer_bytes: usize,
     /// Longest frame accepted; longer frames are cut here and counted.
     pub frame_bytes_max: usize,
     /// Timezone offset, in seconds east of UTC, for timestamps that carry
@@ -311,6 +317,7 @@ impl Default for IngestConfig {
             tls_key: String::new(),
             tls_client_ca: String::new(),
             tls_require_client_cert: false,
+            udp_recv_buffer_bytes: shardwatch_net::transport::UDP_RECV_BUFFER_BYTES,
             frame_bytes_max: 64 * 1024,
             default_utc_offset_s: 0,
             timestamp_skew_max_s: 86_400,
@@ -426,6 +433,11 @@ impl Config {
         }
         if self.storage.journal_segment_bytes < 64 * 1024 {
             bail!("storage.journal_segment_bytes must be at least 64 KiB");
+        }
+        if self.ingest.udp_recv_buffer_bytes > 1 << 30 {
+            bail!(
+                "ingest.udp_recv_buffer_bytes must be at most 1 GiB (0 keeps the kernel's default)"
+            );
         }
         if !(1024..=16 * 1024 * 1024).contains(&self.ingest.frame_bytes_max) {
             bail!("ingest.frame_bytes_max must be between 1 KiB and 16 MiB");

@@ -172,6 +172,36 @@ impl Listener {
     }
 }
 
+/// The CPUs cores are pinned to, in order: core `i` runs on
+/// `cpus[i % cpus.len()]`. They are the CPUs the process may run on (its
+/// affinity mask, so `taskset` and cgroup cpusets are honoured), in
+/// ascending order, so the same command pins the same way every time;
+/// else the online CPUs, sorted (glommio lists them from a hash set, in an
+/// order that changes from run to run). Empty: cores are left unpinned.
+pub fn core_cpus() -> Vec<usize> {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; the call writes at
+    // most size_of::<cpu_set_t>() bytes into it.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let ok =
+        unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    let mut cpus: Vec<usize> = if ok == 0 {
+        (0..libc::CPU_SETSIZE as usize)
+            // SAFETY: `cpu` is below CPU_SETSIZE, the set's size.
+            .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    if cpus.is_empty() {
+        cpus = glommio::CpuSet::online()
+            .map(|set| set.iter().map(|loc| loc.cpu).collect())
+            .unwrap_or_default();
+        cpus.sort_unstable();
+        cpus.dedup();
+    }
+    cpus
+}
+
 /// Starts one executor per core and waits for them all to stop.
 pub fn run_cores(
     shared: Arc<Shared>,
@@ -179,9 +209,7 @@ pub fn run_cores(
 ) -> anyhow::Result<Vec<CoreReport>> {
     let cores = sockets.len();
     assert_eq!(cores as u32, shared.map.cores());
-    let cpus: Vec<usize> = glommio::CpuSet::online()
-        .map(|set| set.iter().map(|loc| loc.cpu).collect())
-        .unwrap_or_default();
+    let cpus = core_cpus();
     let mesh = MeshBuilder::<RouteBatch, _>::full(cores, shared.config.engine.route_queue_batches);
     let mut handles = Vec::with_capacity(cores);
     for (index, core_sockets) in sockets.into_iter().enumerate() {

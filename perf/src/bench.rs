@@ -93,14 +93,6 @@ fn pin_to(cpus: &[usize]) -> bool {
     unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0 }
 }
 
-/// The online CPUs, from `/sys/devices/system/cpu/online` (`0-3,6`), the
-/// list the appliance pins its cores from. Empty when it cannot be read.
-fn online_cpus() -> Vec<usize> {
-    std::fs::read_to_string("/sys/devices/system/cpu/online")
-        .map(|text| parse_cpu_list(&text))
-        .unwrap_or_default()
-}
-
 /// A kernel CPU list (`0-3,6`) as CPU numbers; parts that do not parse are
 /// left out.
 fn parse_cpu_list(text: &str) -> Vec<usize> {
@@ -117,16 +109,20 @@ fn parse_cpu_list(text: &str) -> Vec<usize> {
     cpus
 }
 
-/// The CPUs an appliance started with `--cores cores` leaves free: it pins
-/// core `i` to the `i`-th online CPU, so the online CPUs after the first
-/// `cores`, of those this process may use (`allowed`).
-fn free_cpus(online: &[usize], cores: usize, allowed: &[usize]) -> Vec<usize> {
-    online
-        .iter()
-        .skip(cores)
-        .copied()
-        .filter(|cpu| allowed.contains(cpu))
-        .collect()
+/// The CPUs the harness may take beside an appliance whose cores are
+/// pinned to `appliance` (its listening line's `cpus=0,1`; `None` for a
+/// binary that does not say, which pins core `i` to the `i`-th CPU of its
+/// affinity mask, inherited from `allowed`, the harness's own): those of
+/// `allowed` its cores leave free.
+fn free_cpus(appliance: Option<&[usize]>, cores: usize, allowed: &[usize]) -> Vec<usize> {
+    match appliance {
+        Some(taken) => allowed
+            .iter()
+            .copied()
+            .filter(|cpu| !taken.contains(cpu))
+            .collect(),
+        None => allowed.iter().skip(cores).copied().collect(),
+    }
 }
 
 /// Runs one bench; `load.targets` and `load.alerts` are filled in here.
@@ -178,7 +174,12 @@ pub fn bench(bench: &BenchOptions, load: &mut RunOptions) -> anyhow::Result<Benc
     // CPUs where any are left, so it does not take the CPU it measures;
     // the mask is put back after the run.
     let allowed = allowed_cpus();
-    let free = free_cpus(&online_cpus(), bench.cores, &allowed);
+    let appliance_cpus = l
+        .fields
+        .get("cpus")
+        .filter(|list| *list != "unpinned")
+        .map(|list| parse_cpu_list(list));
+    let free = free_cpus(appliance_cpus.as_deref(), bench.cores, &allowed);
     let harness_cpus = if !free.is_empty() && pin_to(&free) {
         eprintln!("shardwatch-load: harness threads on CPUs {free:?}");
         free
@@ -310,14 +311,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_harness_takes_the_cpus_after_the_appliances_cores() {
+    fn the_harness_takes_the_cpus_the_appliance_leaves() {
         let all = [0, 1, 2, 3, 5, 7];
-        assert_eq!(free_cpus(&[0, 1, 2, 3], 1, &all), vec![1, 2, 3]);
-        assert_eq!(free_cpus(&[0, 1], 2, &all), Vec::<usize>::new());
-        assert_eq!(free_cpus(&[2, 5, 7], 2, &all), vec![7]);
-        assert_eq!(free_cpus(&[], 1, &all), Vec::<usize>::new());
-        // Started under `taskset -c 1`: still only CPU 1, never 0.
-        assert_eq!(free_cpus(&[0, 1, 2], 1, &[1]), vec![1]);
+        // As the appliance reports them, in whatever order.
+        assert_eq!(free_cpus(Some(&[1]), 1, &all), vec![0, 2, 3, 5, 7]);
+        assert_eq!(free_cpus(Some(&[3, 0]), 2, &all), vec![1, 2, 5, 7]);
+        assert_eq!(free_cpus(Some(&[0, 1]), 2, &[0, 1]), Vec::<usize>::new());
+        // A binary that does not say: the first `cores` of the mask.
+        assert_eq!(free_cpus(None, 1, &all), vec![1, 2, 3, 5, 7]);
+        assert_eq!(free_cpus(None, 2, &[0, 1]), Vec::<usize>::new());
+        // Started under `taskset -c 1,2`: never 0.
+        assert_eq!(free_cpus(None, 1, &[1, 2]), vec![2]);
     }
 
     #[test]
@@ -326,7 +330,6 @@ mod tests {
         assert_eq!(parse_cpu_list("0"), vec![0]);
         assert_eq!(parse_cpu_list(""), Vec::<usize>::new());
         assert_eq!(parse_cpu_list("x,2"), vec![2]);
-        assert!(!online_cpus().is_empty());
     }
 
     #[test]

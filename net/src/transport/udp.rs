@@ -175,7 +175,9 @@ mod tests {
 
     #[test]
     fn a_burst_arrives_as_one_batch_with_senders() {
-        let sockets = super::super::bind_udp_group("127.0.0.1:0".parse().unwrap(), 1).unwrap();
+        let sockets = super::super::bind_udp_group("127.0.0.1:0".parse().unwrap(), 1, 1 << 20)
+            .unwrap()
+            .sockets;
         let addr = sockets[0].local_addr().unwrap();
         let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let sender_addr = sender.local_addr().unwrap();
