@@ -443,6 +443,7 @@ mod tests {
             rule_title: "SSH Brute Force From One Source".into(),
             group: vec![("source.ip".into(), value.into())],
             latency_us: None,
+            detected_ns: None,
             samples: vec![],
         }
     }

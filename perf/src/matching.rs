@@ -32,6 +32,9 @@ pub struct ObservedAlert {
     pub group: Vec<(String, String)>,
     /// The appliance's own receive-to-detect latency, when present.
     pub latency_us: Option<i64>,
+    /// When the appliance raised it (`detected_at`, its clock: the same
+    /// machine's UTC), when present.
+    pub detected_ns: Option<i64>,
     pub samples: Vec<String>,
 }
 
@@ -66,6 +69,10 @@ pub fn parse_alert(line: &str, observed_ns: i64) -> Option<ObservedAlert> {
         rule_title: rule.get("title").map(text).unwrap_or_default(),
         group,
         latency_us: object.get("latency_us").and_then(Value::as_i64),
+        detected_ns: object
+            .get("detected_at")
+            .and_then(Value::as_str)
+            .and_then(crate::timefmt::parse_rfc3339),
         samples,
     })
 }
@@ -259,6 +266,7 @@ mod tests {
             "id": "x", "kind": "correlation",
             "rule": {"id": "r-1", "title": title, "level": "high"},
             "group": group, "count": 10, "latency_us": 42,
+            "detected_at": "2026-12-03T14:10:22.175556218Z",
             "sample": [sample],
         });
         parse_alert(&line.to_string(), 7).unwrap()
@@ -278,6 +286,11 @@ mod tests {
         );
         assert_eq!(a.latency_us, Some(42));
         assert_eq!(a.observed_ns, 7);
+        assert_eq!(
+            a.detected_ns,
+            crate::timefmt::parse_rfc3339("2026-12-03T14:10:22.175556218Z")
+        );
+        assert!(a.detected_ns.is_some());
         for junk in ["", "not json", "[1,2]", "{\"id\":1}", "{\"rule\":3}"] {
             assert_eq!(parse_alert(junk, 0), None, "{junk}");
         }

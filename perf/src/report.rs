@@ -18,6 +18,8 @@ pub struct Report {
     pub summary: Vec<String>,
     pub cdf: Vec<Series>,
     pub throughput: Vec<Series>,
+    /// More files to write beside the four: (file name, content).
+    pub extra_files: Vec<(String, String)>,
 }
 
 /// CPU model name from /proc/cpuinfo, when it can be read.
@@ -121,6 +123,12 @@ impl Report {
         )
         .with_context(|| format!("cannot write {}", tput_path.display()))?;
         paths.push(tput_path);
+        for (name, content) in &self.extra_files {
+            let path = dir.join(name);
+            std::fs::write(&path, content)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            paths.push(path);
+        }
         Ok(paths)
     }
 }

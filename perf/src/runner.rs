@@ -94,6 +94,49 @@ pub struct RunOutcome {
     /// Expected alerts left out of scoring (`not loaded`, `unsupported`),
     /// with how many entries each row covers.
     pub excluded: Vec<(Excluded, usize)>,
+    /// Every scored detection, in send order (`detections.csv`).
+    pub detections: Vec<DetectionRow>,
+}
+
+/// One detected scenario instance: when its completing event was due,
+/// when the appliance raised the alert and when the harness read it, so a
+/// latency tail can be placed in time and split into before and after
+/// detection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DetectionRow {
+    pub scenario: String,
+    /// The completing event's intended send time (UTC ns).
+    pub sent_ns: i64,
+    /// The alert's `detected_at` (the appliance's clock, same machine).
+    pub detected_ns: Option<i64>,
+    /// When the collector read the alert (UTC ns).
+    pub observed_ns: i64,
+    /// The appliance's own receive-to-detect latency.
+    pub appliance_us: Option<i64>,
+}
+
+/// `detections.csv`: one row per detection, times in µs since `start_ns`
+/// (the first event's intended send time), so rows line up with the
+/// throughput plot; `sent_to_detected_us` is what happened before the
+/// alert existed (sender, socket, appliance), `detected_to_observed_us`
+/// after it (alert log, collector).
+pub fn detections_csv(rows: &[DetectionRow], start_ns: i64) -> String {
+    let mut out = String::from(
+        "scenario,sent_us,latency_us,sent_to_detected_us,detected_to_observed_us,appliance_us\n",
+    );
+    let opt = |v: Option<i64>| v.map_or(String::new(), |v| v.to_string());
+    for r in rows {
+        out.push_str(&format!(
+            "{},{},{},{},{},{}\n",
+            r.scenario,
+            (r.sent_ns - start_ns) / 1_000,
+            (r.observed_ns - r.sent_ns) / 1_000,
+            opt(r.detected_ns.map(|d| (d - r.sent_ns) / 1_000)),
+            opt(r.detected_ns.map(|d| (r.observed_ns - d) / 1_000)),
+            opt(r.appliance_us),
+        ));
+    }
+    out
 }
 
 /// Loads or generates the corpus, with event times starting at `start_ns`.
@@ -262,6 +305,7 @@ pub fn run_load(opts: &RunOptions) -> anyhow::Result<RunOutcome> {
     let mut overall = LatencyHistogram::default();
     let mut overall_appliance = LatencyHistogram::default();
     let mut per: Vec<(LatencyHistogram, LatencyHistogram)> = vec![Default::default(); truth.len()];
+    let mut detections = Vec::new();
     if let Some(m) = &matching {
         for c in &send.completing {
             let Some(t) = sent_truth[c.truth_index] else {
@@ -270,6 +314,13 @@ pub fn run_load(opts: &RunOptions) -> anyhow::Result<RunOutcome> {
             let Some(a) = m.matched[t] else { continue };
             let alert = &alerts[a];
             let latency_us = (alert.observed_ns - c.origin_ns) / 1_000;
+            detections.push(DetectionRow {
+                scenario: truth[t].scenario.clone(),
+                sent_ns: c.origin_ns,
+                detected_ns: alert.detected_ns,
+                observed_ns: alert.observed_ns,
+                appliance_us: alert.latency_us,
+            });
             per[t].0.record_us(latency_us);
             overall.record_us(latency_us);
             if let Some(us) = alert.latency_us {
@@ -325,6 +376,7 @@ pub fn run_load(opts: &RunOptions) -> anyhow::Result<RunOutcome> {
         retime_skipped,
         warnings,
         excluded,
+        detections,
     })
 }
 
@@ -397,6 +449,19 @@ pub fn add_to_report(outcome: &RunOutcome, opts: &RunOptions, report: &mut Repor
         report.summary.push(format!("warning: {w}"));
     }
     if let Some(m) = &outcome.matching {
+        // Where the latency went: before the alert existed (sender, socket,
+        // appliance) or after (alert log, collector).
+        let mut split = (LatencyHistogram::default(), LatencyHistogram::default());
+        for r in &outcome.detections {
+            if let Some(d) = r.detected_ns {
+                split.0.record_us((d - r.sent_ns) / 1_000);
+                split.1.record_us((r.observed_ns - d) / 1_000);
+            }
+        }
+        report.extra_files.push((
+            "detections.csv".into(),
+            detections_csv(&outcome.detections, outcome.send.started_ns),
+        ));
         report.body.insert(
             "detection".into(),
             json!({
@@ -410,6 +475,10 @@ pub fn add_to_report(outcome: &RunOutcome, opts: &RunOptions, report: &mut Repor
                 "recall": m.recall(),
                 "latency": outcome.overall.summary(),
                 "appliance_latency": outcome.overall_appliance.summary(),
+                "latency_split": {
+                    "sent_to_detected": split.0.summary(),
+                    "detected_to_observed": split.1.summary(),
+                },
                 "scenarios": outcome.scenarios,
                 "not_scored": outcome.excluded.iter().map(|(x, n)| json!({
                     "scenario": x.scenario,
@@ -435,6 +504,18 @@ pub fn add_to_report(outcome: &RunOutcome, opts: &RunOptions, report: &mut Repor
         report.summary.push(
             "detection latency (alert observed - completing event's intended send time):".into(),
         );
+        let (before, after) = (split.0.summary(), split.1.summary());
+        if before.count > 0 {
+            report.summary.push(format!(
+                "  split: intended send -> detected_at p50 {} p99 {} max {}; detected_at -> observed p50 {} p99 {} max {} (per detection: detections.csv)",
+                human_us(before.p50_us),
+                human_us(before.p99_us),
+                human_us(before.max_us),
+                human_us(after.p50_us),
+                human_us(after.p99_us),
+                human_us(after.max_us),
+            ));
+        }
         for sc in &outcome.scenarios {
             let l = &sc.latency;
             report.summary.push(format!(
@@ -486,4 +567,36 @@ pub fn add_to_report(outcome: &RunOutcome, opts: &RunOptions, report: &mut Repor
             .map(|(i, &n)| (i as f64 * bucket_s, n as f64 / bucket_s))
             .collect(),
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detections_csv_splits_each_latency_at_the_alerts_own_time() {
+        let start = 1_000_000_000_000;
+        let rows = [
+            DetectionRow {
+                scenario: "ssh_brute_force".into(),
+                sent_ns: start + 2_000_000,
+                detected_ns: Some(start + 2_500_000),
+                observed_ns: start + 3_000_000,
+                appliance_us: Some(40),
+            },
+            DetectionRow {
+                scenario: "port_scan".into(),
+                sent_ns: start + 10_000_000,
+                detected_ns: None,
+                observed_ns: start + 90_000_000,
+                appliance_us: None,
+            },
+        ];
+        assert_eq!(
+            detections_csv(&rows, start),
+            "scenario,sent_us,latency_us,sent_to_detected_us,detected_to_observed_us,appliance_us\n\
+             ssh_brute_force,2000,1000,500,500,40\n\
+             port_scan,10000,80000,,,\n"
+        );
+    }
 }
