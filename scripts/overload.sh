@@ -305,6 +305,20 @@ now_col() {
         if [[ $c == "$1" ]]; then cut -f"$i" <<<"$row"; return; fi
     done
 }
+# Waits (at most 30 s) until the node's UDP read counter holds still for a
+# second: datagrams still queued in the socket's receive buffer (32 MiB by
+# default, seconds of a throttled core's reading) are neither read nor
+# dropped yet, and would show as unaccounted.
+udp_drained() {
+    local last now i
+    last=$(now_col udp_recv)
+    for i in $(seq 1 30); do
+        sleep 1
+        now=$(now_col udp_recv)
+        [[ $now == "$last" ]] && return
+        last=$now
+    done
+}
 # jq on a sender's report.
 rep() { jq -r "$2" "$LOGS/$1/report.json"; }
 # Sends corpus $1 (baseline or recover) over UDP at RECOVER_RATE for P2_S s,
@@ -426,7 +440,8 @@ ATTACK_PID=$!
 SENDER_PIDS+=("$ATTACK_PID")
 for p in "${FLOOD_PIDS[@]}"; do wait "$p" || die "a flood sender failed; see $LOGS/flood-*.stderr"; done
 phase after-flood
-sleep 2
+sleep 1
+udp_drained
 # Phase-1 UDP accounting, before phase 2 sends anything more over UDP.
 P1_UDP_RECV=$(($(now_col udp_recv) - B_UDP1))
 P1_KD=$(($(now_col kernel_drops) - B_KD1))
@@ -442,6 +457,7 @@ P2_DROP0=$(now_col dropped)
 P2_UDP0=$(now_col udp_recv)
 phase recover
 attack_over_udp recover
+udp_drained
 P2_KD1=$(now_col kernel_drops)
 P2_DROP1=$(now_col dropped)
 P2_UDP1=$(now_col udp_recv)
