@@ -410,6 +410,10 @@ pub fn add_to_report(outcome: &RunOutcome, opts: &RunOptions, report: &mut Repor
             "duration_s": s.duration_s(),
             "achieved_eps": achieved,
             "behind_max_ms": s.behind_max_ns as f64 / 1e6,
+            // UTC ns: the origin of `detections.csv`'s `sent_us` and of
+            // the timeline, to line them up with the appliance's logs.
+            "started_ns": s.started_ns,
+            "finished_ns": s.finished_ns,
             "timeline_bucket_ms": TIMELINE_BUCKET_NS / 1_000_000,
             "timeline_sent": s.timeline,
             "relp": s.relp,
