@@ -306,9 +306,10 @@ now_col() {
     done
 }
 # Waits (at most 30 s) until the node's UDP read counter holds still for a
-# second: datagrams still queued in the socket's receive buffer (32 MiB by
-# default, seconds of a throttled core's reading) are neither read nor
-# dropped yet, and would show as unaccounted.
+# second: datagrams still queued in the socket's receive buffer (with a
+# large `ingest.udp_recv_buffer_bytes`, seconds of a throttled core's
+# reading) are neither read nor dropped yet, and would show as
+# unaccounted.
 udp_drained() {
     local last now i
     last=$(now_col udp_recv)

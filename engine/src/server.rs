@@ -1325,25 +1325,7 @@ async fn udp_loop(core: Rc<Core>, socket: std::net::UdpSocket) -> anyhow::Result
             }
         };
         core.refresh_rules();
-        add(&core.stats.udp_batches, 1);
-        add(&core.stats.udp_datagrams, count as u64);
-        let received_ns = now_ns();
-        for i in 0..count {
-            let (bytes, peer) = rx.datagram(i);
-            if let Some(refusal) = core.refuse_datagram(peer.ip(), received_ns) {
-                core.stats.drop_events(refusal.reason(), 1);
-                continue;
-            }
-            let bytes = if bytes.len() > frame_max {
-                add(&core.stats.frames_truncated, 1);
-                core.quarantine_oversize(&bytes[..frame_max], peer, "udp");
-                &bytes[..frame_max]
-            } else {
-                bytes
-            };
-            let _ = core.process_line(trim_line(bytes), peer, "udp", received_ns);
-        }
-        core.batch_done(received_ns);
+        process_datagrams(&core, &rx, count, frame_max);
         // A full read means more is waiting: keep reading up to
         // UDP_FLUSH_DATAGRAMS before the flush, so a busy socket pays one
         // journal write (and one send per peer) per few hundred datagrams
@@ -1358,7 +1340,59 @@ async fn udp_loop(core: Rc<Core>, socket: std::net::UdpSocket) -> anyhow::Result
         }
         yield_turn().await;
     }
+    // Stopping: what the socket still holds was sent to this node. It is
+    // processed for as long as connections get to go quiet; what is left
+    // then is read and counted as dropped (`udp_unread_at_shutdown`), never freed with
+    // the socket unseen (a large buffer holds seconds of a busy core's
+    // reading).
+    let deadline = std::time::Instant::now() + CONNECTION_DRAIN_MAX;
+    loop {
+        let count = rx.recv_queued();
+        if count == 0 {
+            break;
+        }
+        if std::time::Instant::now() < deadline {
+            process_datagrams(&core, &rx, count, frame_max);
+        } else {
+            add(&core.stats.udp_batches, 1);
+            add(&core.stats.udp_datagrams, count as u64);
+            core.stats
+                .drop_events("udp_unread_at_shutdown", count as u64);
+        }
+        unflushed += count;
+        if unflushed >= UDP_FLUSH_DATAGRAMS {
+            core.flush(WhenFull::Drop).await;
+            unflushed = 0;
+        }
+    }
+    if unflushed > 0 {
+        core.flush(WhenFull::Drop).await;
+    }
     Ok(())
+}
+
+/// Counts and processes datagrams `0..count` of the receiver's current
+/// batch, received now.
+fn process_datagrams(core: &Core, rx: &UdpBatchReceiver, count: usize, frame_max: usize) {
+    add(&core.stats.udp_batches, 1);
+    add(&core.stats.udp_datagrams, count as u64);
+    let received_ns = now_ns();
+    for i in 0..count {
+        let (bytes, peer) = rx.datagram(i);
+        if let Some(refusal) = core.refuse_datagram(peer.ip(), received_ns) {
+            core.stats.drop_events(refusal.reason(), 1);
+            continue;
+        }
+        let bytes = if bytes.len() > frame_max {
+            add(&core.stats.frames_truncated, 1);
+            core.quarantine_oversize(&bytes[..frame_max], peer, "udp");
+            &bytes[..frame_max]
+        } else {
+            bytes
+        };
+        let _ = core.process_line(trim_line(bytes), peer, "udp", received_ns);
+    }
+    core.batch_done(received_ns);
 }
 
 /// A datagram may carry a trailing newline (logger, rsyslog omfwd).

@@ -46,6 +46,7 @@ pub const DROP_REASONS: &[&str] = &[
     "relp_open_no_syslog",
     "relp_no_open",
     "journal_backlog",
+    "udp_unread_at_shutdown",
     "other",
 ];
 

@@ -114,7 +114,19 @@ pub struct CheckpointWriter {
     out: std::io::BufWriter<std::fs::File>,
     crc: u32,
     len: u64,
+    /// File offsets: writeback was started for everything before
+    /// `started`, and finished for everything before `settled`.
+    started: u64,
+    settled: u64,
 }
+
+/// Writeback of a checkpoint is started every this many bytes, and the
+/// previous range waited for, so at most about twice this is dirty in the
+/// page cache at a time. Without it a checkpoint of a few hundred MB sat
+/// dirty until the final fsync (or the kernel's flusher) wrote it all at
+/// once, and the journal's direct writes queued behind that burst: at
+/// 211 k events/s the node stopped reading for tens of ms per checkpoint.
+pub const WRITEBACK_STEP_BYTES: u64 = 8 << 20;
 
 impl CheckpointWriter {
     pub fn create(dir: &Path, generation: u64) -> Result<CheckpointWriter, StorageError> {
@@ -141,7 +153,53 @@ impl CheckpointWriter {
             out,
             crc: 0,
             len: 0,
+            started: 0,
+            settled: 0,
         })
+    }
+
+    /// Starts writeback of what was written since the last step and waits
+    /// for the step before it, once [`WRITEBACK_STEP_BYTES`] have gathered
+    /// (`sync_file_range`: no metadata, no durability promise; `finish`'s
+    /// fsync gives that). A kernel that refuses the call only loses the
+    /// pacing.
+    fn pace_writeback(&mut self) -> Result<(), StorageError> {
+        use std::os::fd::AsRawFd;
+        let written = HEADER_BYTES as u64 + self.len;
+        if written - self.started < WRITEBACK_STEP_BYTES {
+            return Ok(());
+        }
+        self.out.flush().map_err(|source| StorageError::Write {
+            path: self.temp.clone(),
+            source,
+        })?;
+        let fd = self.out.get_ref().as_raw_fd();
+        let range = |from: u64, to: u64| {
+            (
+                libc::off64_t::try_from(from).unwrap_or(libc::off64_t::MAX),
+                libc::off64_t::try_from(to - from).unwrap_or(0),
+            )
+        };
+        // SAFETY: an open descriptor; sync_file_range reads nothing from
+        // user memory.
+        unsafe {
+            let (at, len) = range(self.started, written);
+            libc::sync_file_range(fd, at, len, libc::SYNC_FILE_RANGE_WRITE);
+            if self.started > self.settled {
+                let (at, len) = range(self.settled, self.started);
+                libc::sync_file_range(
+                    fd,
+                    at,
+                    len,
+                    libc::SYNC_FILE_RANGE_WAIT_BEFORE
+                        | libc::SYNC_FILE_RANGE_WRITE
+                        | libc::SYNC_FILE_RANGE_WAIT_AFTER,
+                );
+            }
+        }
+        self.settled = self.started;
+        self.started = written;
+        Ok(())
     }
 
     pub fn append(&mut self, chunk: &[u8]) -> Result<(), StorageError> {
@@ -152,7 +210,8 @@ impl CheckpointWriter {
             .map_err(|source| StorageError::Write {
                 path: self.temp.clone(),
                 source,
-            })
+            })?;
+        self.pace_writeback()
     }
 
     /// Bytes of payload appended so far.
@@ -321,6 +380,36 @@ mod tests {
         let report = load_latest(&dir, accept).unwrap();
         assert_eq!(&report.loaded.unwrap().payload[..], b"abcdefg");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A payload several writeback steps long, in uneven chunks, reads
+    /// back whole (the paced writeback flushes the buffered writer at step
+    /// boundaries; nothing may be lost or reordered there).
+    #[test]
+    fn a_payload_past_several_writeback_steps_reads_back_whole() {
+        let dir = temp_dir("paced");
+        let total = 3 * WRITEBACK_STEP_BYTES as usize + 12_345;
+        let payload: Vec<u8> = (0..total).map(|i| (i * 7 + i / 4099) as u8).collect();
+        let mut writer = CheckpointWriter::create(&dir, 1).unwrap();
+        let mut at = 0;
+        let mut step = 1;
+        while at < payload.len() {
+            let end = (at + step).min(payload.len());
+            writer.append(&payload[at..end]).unwrap();
+            at = end;
+            step = step * 3 % (5 << 20) + 1;
+        }
+        assert!(
+            writer.started >= 2 * WRITEBACK_STEP_BYTES,
+            "{}",
+            writer.started
+        );
+        assert!(writer.settled > 0);
+        writer.finish(3).unwrap();
+        let report = load_latest(&dir, accept).unwrap();
+        let loaded = report.loaded.unwrap();
+        assert!(loaded.payload[..] == payload[..]);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

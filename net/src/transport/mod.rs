@@ -24,9 +24,11 @@ pub const TCP_BACKLOG: i32 = 1024;
 /// (`ingest.udp_recv_buffer_bytes`). A burst larger than the buffer while
 /// a core is busy is lost in the kernel (counted by the kernel as
 /// RcvbufErrors, and by the appliance as `shardwatch_udp_kernel_drops_total`),
-/// so it is generous: at the loopback sender's ceiling (~340 k datagrams/s
-/// of ~200 bytes, each held at ~1 KiB of kernel accounting) 32 MiB covers
-/// about 0.1 s of a core that does not read.
+/// so it is generous: at the loopback sender's ceiling (~340 k datagrams/s)
+/// 12 of 12 runs lost nothing with 32 MiB, against 5 of 6 with 16 MiB and
+/// 2 of 6 with 4 MiB (BENCHMARKS.md). The price: under a sustained flood a
+/// full buffer is also a queue that fresh datagrams wait behind once the
+/// flood stops (seconds for a throttled core).
 pub const UDP_RECV_BUFFER_BYTES: usize = 32 * 1024 * 1024;
 
 /// A bound UDP socket group and the receive buffer each socket got.

@@ -75,6 +75,15 @@ impl UdpBatchReceiver {
         Ok(self.count)
     }
 
+    /// Takes what is already queued, up to [`UDP_BATCH_MAX`], without
+    /// waiting (0 when the socket is empty): for draining the socket at
+    /// shutdown, when nothing more is awaited.
+    pub fn recv_queued(&mut self) -> usize {
+        self.count = 0;
+        self.drain_queued();
+        self.count
+    }
+
     /// Datagram `i` of the current batch and its sender.
     pub fn datagram(&self, i: usize) -> (&[u8], SocketAddr) {
         assert!(
