@@ -304,3 +304,54 @@ fn a_udp_flood_does_not_starve_tcp_on_the_same_core() {
         "TCP lines read during a UDP flood on the same core"
     );
 }
+
+/// Datagrams still queued in a core's socket when the node is told to stop
+/// are read: processed while the drain lasts, counted as dropped
+/// (`udp_unread_at_shutdown`) past it, never freed with the socket unseen.
+/// A burst far faster than this debug build reads, then SIGTERM at once:
+/// every datagram is read by a core or counted by the kernel.
+#[test]
+fn datagrams_queued_at_shutdown_are_read_or_counted() {
+    let dir = temp_dir("udp-shutdown");
+    let config = dir.join("shardwatch.toml");
+    std::fs::write(&config, "[ingest]\nudp_recv_buffer_bytes = 8388608\n").unwrap();
+    let app = Appliance::start(
+        "udp-shutdown",
+        &[
+            "--cores",
+            "1",
+            "--quiet",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    )
+    .unwrap();
+    let udp = app.udp();
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut sent = 0u64;
+    for i in 0..30_000u32 {
+        let line = ssh_failure(i % 3000, "192.0.2.77", "root");
+        if socket.send_to(line.as_bytes(), udp).is_ok() {
+            sent += 1;
+        }
+    }
+    // The burst is over: the kernel's drop count is final.
+    let (_, metrics) = shardwatch_tests::http_get(app.api(), "/metrics", None).unwrap();
+    let kernel_drops: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("shardwatch_udp_kernel_drops_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap();
+    let stopped = app.stop().unwrap();
+    assert!(stopped.exit_ok);
+    let received = total(&stopped.stats, "udp_datagrams");
+    assert!(
+        received < sent,
+        "the burst was meant to outrun the node: sent {sent}, read {received}"
+    );
+    assert_eq!(
+        received + kernel_drops,
+        sent,
+        "sent {sent}, read {received}, kernel drops {kernel_drops}"
+    );
+}
