@@ -99,12 +99,7 @@ fn a_flood_of_new_entities_is_bounded_and_real_attacks_still_alert() {
         std::thread::sleep(Duration::from_millis(50));
     }
     max_rss = max_rss.max(app.rss_kib().unwrap_or(0));
-    let (_, metrics) = shardwatch_tests::http_get(app.api(), "/metrics", None).unwrap();
-    let kernel_drops: u64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("shardwatch_udp_kernel_drops_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap();
+    let kernel_drops = udp_kernel_drops(&app);
     let stopped = app.stop().unwrap();
     assert!(stopped.exit_ok);
     let alerts = read_jsonl(&stopped.data_dir.join("alerts.jsonl"));
@@ -142,6 +137,16 @@ fn a_flood_of_new_entities_is_bounded_and_real_attacks_still_alert() {
     eprintln!(
         "overload: sent {sent}, received {received}, kernel drops {kernel_drops}, dropped by us (counted) {dropped}, groups evicted {evicted}, max RSS {max_rss} KiB"
     );
+}
+
+/// `shardwatch_udp_kernel_drops_total` from the node's `/metrics`.
+fn udp_kernel_drops(app: &Appliance) -> u64 {
+    let (_, metrics) = shardwatch_tests::http_get(app.api(), "/metrics", None).unwrap();
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("shardwatch_udp_kernel_drops_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap()
 }
 
 /// Sum of a metric's samples on a `/metrics` page.
@@ -336,12 +341,7 @@ fn datagrams_queued_at_shutdown_are_read_or_counted() {
         }
     }
     // The burst is over: the kernel's drop count is final.
-    let (_, metrics) = shardwatch_tests::http_get(app.api(), "/metrics", None).unwrap();
-    let kernel_drops: u64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("shardwatch_udp_kernel_drops_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap();
+    let kernel_drops = udp_kernel_drops(&app);
     let stopped = app.stop().unwrap();
     assert!(stopped.exit_ok);
     let received = total(&stopped.stats, "udp_datagrams");
