@@ -69,7 +69,8 @@
 # below), RULES (perf/rules/scenarios.yml, loaded by the node and used by
 # the scorer), ATTACK_DRAIN_MS (30000; the wait ends early once every
 # expected alert arrived), KEEP_CORPUS (0: corpora deleted at
-# the end), KEEP_DATA (0: the nodes' data dirs deleted at the end), REV
+# the end), KEEP_DATA (0: the nodes' data dirs deleted at the end), S_FIXED
+# (empty: the rates follow phase 0's S; a number: they use it), REV
 # (what the summary names as the build; default HEAD and the count of
 # uncommitted source files). The binaries are copied to $OUT/bin first, so
 # a rebuild during the run changes nothing. OUT is replaced (only if it is
@@ -114,6 +115,9 @@ ATTACK_DRAIN_MS=${ATTACK_DRAIN_MS:-30000}
 SCENARIO_ENTITIES=${SCENARIO_ENTITIES:-100000}
 KEEP_CORPUS=${KEEP_CORPUS:-0}
 KEEP_DATA=${KEEP_DATA:-0}
+# When set, the rates use this S instead of phase 0's (still measured and
+# reported), so runs of different builds or minutes face the same load.
+S_FIXED=${S_FIXED:-}
 
 SW=$BIN_DIR/shardwatch
 LOAD=$BIN_DIR/shardwatch-load
@@ -359,6 +363,10 @@ read -r S P0_WINDOW < <(awk -F'\t' -v end="$P0_END" '
 [[ $S -gt 0 ]] || die "phase 0 measured no throughput; see $OUT/p0-samples.tsv"
 P0_SENT=$(rep p0-send .send.sent)
 log "phase 0: S = $S events/s (over ${P0_WINDOW} s; sender sent $P0_SENT), node exit $P0_RC"
+if [[ -n $S_FIXED ]]; then
+    log "phase 0: using S_FIXED = $S_FIXED instead of the measured $S"
+    S=$S_FIXED
+fi
 [[ $P0_SENT -lt $P0_EVENTS ]] || log "warning: phase 0 sent the whole corpus; raise P0_EVENTS"
 
 # ---------------------------------------------------------- corpora for 1, 2
