@@ -193,6 +193,7 @@ pub fn run(config: Config) -> anyhow::Result<Vec<CoreReport>> {
     if let Some(addr) = tls_bound {
         extra_listeners.push_str(&format!(" tls={addr}"));
     }
+    let cpus = crate::server::core_cpus(cores);
     eprintln!(
         "shardwatch: listening udp={} tcp={}{extra_listeners} api={} cores={cores} shards={} rules={}+{} data={} nofile={nofile} cpus={}",
         show(udp_bound),
@@ -202,7 +203,7 @@ pub fn run(config: Config) -> anyhow::Result<Vec<CoreReport>> {
         rules.detection_count(),
         rules.correlation_count(),
         data_dir.display(),
-        core_cpu_list(cores),
+        core_cpu_list(&cpus),
     );
     let watcher = start_rule_watcher(live.clone(), stop.clone(), config.rules.watch_interval_ms)?;
     let shared = Arc::new(Shared {
@@ -217,7 +218,7 @@ pub fn run(config: Config) -> anyhow::Result<Vec<CoreReport>> {
         recovery,
         tls: tls_config,
     });
-    let result = run_cores(shared.clone(), sockets);
+    let result = run_cores(shared.clone(), sockets, &cpus);
     let _ = watcher.join();
     // The cores stop only once `stop` is set, which also stops the API.
     if let Some(control) = control {
@@ -307,15 +308,15 @@ fn start_outputs(
         .collect()
 }
 
-/// The CPU each core is pinned to, in core order (`0,1`), as
-/// `server::run_cores` pins them; `unpinned` when no CPU list is known.
-fn core_cpu_list(cores: usize) -> String {
-    let cpus = crate::server::core_cpus();
-    if cpus.is_empty() {
+/// The CPU each core is pinned to, in core order (`0,1`);
+/// `unpinned` when no CPU list is known.
+fn core_cpu_list(cpus: &[Option<usize>]) -> String {
+    if cpus.iter().any(Option::is_none) {
         return "unpinned".into();
     }
-    (0..cores)
-        .map(|core| cpus[core % cpus.len()].to_string())
+    cpus.iter()
+        .flatten()
+        .map(usize::to_string)
         .collect::<Vec<_>>()
         .join(",")
 }

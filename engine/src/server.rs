@@ -176,13 +176,23 @@ impl Listener {
     }
 }
 
-/// The CPUs cores are pinned to, in order: core `i` runs on
-/// `cpus[i % cpus.len()]`. They are the CPUs the process may run on (its
-/// affinity mask, so `taskset` and cgroup cpusets are honoured), in
-/// ascending order, so the same command pins the same way every time;
-/// else the online CPUs, sorted (glommio lists them from a hash set, in an
-/// order that changes from run to run). Empty: cores are left unpinned.
-pub fn core_cpus() -> Vec<usize> {
+/// The CPU each of `cores` cores is pinned to (`None`: unpinned, when no
+/// CPU list is known): core `i` runs on the `i`-th CPU (wrapping) of those
+/// the process may run on (its affinity mask, so `taskset` and cgroup
+/// cpusets are honoured), in ascending order, so the same command pins
+/// the same way every time; else of the online CPUs, sorted (glommio lists
+/// them from a hash set, in an order that changes from run to run).
+/// Computed once at start: [`run_cores`] pins by it and the listening line
+/// reports it.
+pub fn core_cpus(cores: usize) -> Vec<Option<usize>> {
+    let cpus = allowed_cpus();
+    (0..cores)
+        .map(|core| (!cpus.is_empty()).then(|| cpus[core % cpus.len()]))
+        .collect()
+}
+
+/// The CPUs the process may run on, ascending (see [`core_cpus`]).
+fn allowed_cpus() -> Vec<usize> {
     // SAFETY: a zeroed cpu_set_t is a valid empty set; the call writes at
     // most size_of::<cpu_set_t>() bytes into it.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
@@ -207,21 +217,19 @@ pub fn core_cpus() -> Vec<usize> {
 }
 
 /// Starts one executor per core and waits for them all to stop.
+/// Core `i` is pinned to `cpus[i]` (from [`core_cpus`]).
 pub fn run_cores(
     shared: Arc<Shared>,
     sockets: Vec<CoreSockets>,
+    cpus: &[Option<usize>],
 ) -> anyhow::Result<Vec<CoreReport>> {
     let cores = sockets.len();
     assert_eq!(cores as u32, shared.map.cores());
-    let cpus = core_cpus();
+    assert_eq!(cpus.len(), cores);
     let mesh = MeshBuilder::<RouteBatch, _>::full(cores, shared.config.engine.route_queue_batches);
     let mut handles = Vec::with_capacity(cores);
     for (index, core_sockets) in sockets.into_iter().enumerate() {
-        let placement = if cpus.is_empty() {
-            Placement::Unbound
-        } else {
-            Placement::Fixed(cpus[index % cpus.len()])
-        };
+        let placement = cpus[index].map_or(Placement::Unbound, Placement::Fixed);
         let shared = shared.clone();
         let mesh = mesh.clone();
         let handle = LocalExecutorBuilder::new(placement)
