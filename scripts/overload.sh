@@ -70,7 +70,9 @@
 # the scorer), ATTACK_DRAIN_MS (30000; the wait ends early once every
 # expected alert arrived), KEEP_CORPUS (0: corpora deleted at
 # the end), KEEP_DATA (0: the nodes' data dirs deleted at the end), S_FIXED
-# (empty: the rates follow phase 0's S; a number: they use it), REV
+# (empty: the rates follow phase 0's S; a number: they use it), PERF (0;
+# 1: `perf record -g` of the node during the baseline and the recovery,
+# to $OUT/perf-baseline.data and $OUT/perf-recover.data), REV
 # (what the summary names as the build; default HEAD and the count of
 # uncommitted source files). The binaries are copied to $OUT/bin first, so
 # a rebuild during the run changes nothing. OUT is replaced (only if it is
@@ -118,6 +120,7 @@ KEEP_DATA=${KEEP_DATA:-0}
 # When set, the rates use this S instead of phase 0's (still measured and
 # reported), so runs of different builds or minutes face the same load.
 S_FIXED=${S_FIXED:-}
+PERF=${PERF:-0}
 
 SW=$BIN_DIR/shardwatch
 LOAD=$BIN_DIR/shardwatch-load
@@ -129,6 +132,7 @@ die() { log "$*"; exit 1; }
 now() { date +%s.%N; }
 
 for c in curl jq awk; do command -v "$c" >/dev/null || die "needs $c"; done
+if [[ $PERF == 1 ]]; then command -v perf >/dev/null || die "PERF=1 needs perf"; fi
 [[ -w $CG_ROOT ]] || die "needs root and cgroup v1 at $CG_ROOT"
 T_START=$(now)
 
@@ -329,10 +333,16 @@ rep() { jq -r "$2" "$LOGS/$1/report.json"; }
 # Sends corpus $1 (baseline or recover) over UDP at RECOVER_RATE for P2_S s,
 # scoring the node's alerts; the report goes to $LOGS/$1-udp.
 attack_over_udp() {
+    local perf_pid=""
+    if [[ $PERF == 1 ]]; then
+        perf record -q -F 499 -g -p "$NODE_PID" -o "$OUT/perf-$1.data" >/dev/null 2>&1 &
+        perf_pid=$!
+    fi
     "$LOAD" run --target "udp://$UDP" --rate "$RECOVER_RATE" --duration "${P2_S}s" \
         --corpus "$CORPUS/$1.log" --rules "$RULES" --alerts "$NODE_DATA/alerts.jsonl" \
         --quiet --out "$LOGS/$1-udp" >"$LOGS/$1-udp.stdout" 2>&1 \
         || die "the $1 sender failed; see $LOGS/$1-udp.stdout"
+    if [[ -n $perf_pid ]]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
 }
 
 # ---------------------------------------------------------------- phase 0

@@ -41,10 +41,12 @@ use shardwatch_storage::{checkpoint, journal};
 /// at a time from the live state, each with the positions it covers; 4:
 /// correlation groups carry whether they are protected from eviction; 5:
 /// the state carries its per-rule group cap; 6: groups and the gid table
-/// are hash maps, and groups carry where their index entries are). A
-/// checkpoint of another format is refused (logged, counted) and the
-/// journal replayed instead.
-pub const CHECKPOINT_FORMAT: u32 = 6;
+/// are hash maps, and groups carry where their index entries are; 7: a
+/// group's window items are one set that is a sorted vector while small,
+/// and groups no longer carry an unused per-input chain). A checkpoint of
+/// another format is refused (logged, counted) and the journal replayed
+/// instead.
+pub const CHECKPOINT_FORMAT: u32 = 7;
 
 /// Transport codes stored in journal records.
 pub fn transport_code(transport: &str) -> u8 {

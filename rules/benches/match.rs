@@ -1,14 +1,16 @@
 //! Per-event costs of the rules crate: the stateless pass over a mixed
 //! Linux-syslog and Windows-JSON event set against 10, 100, 1000 and all
 //! loadable SigmaHQ rules (with the prefilter and with every rule
-//! evaluated), and one correlation observe.
+//! evaluated), one correlation observe, and the creation and expiry of
+//! the single-observation groups a flood leaves.
 
 use std::fs;
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, Criterion};
-use shardwatch_rules::{CorrelationState, Event, RuleSet, RuleSource, Scratch};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use shardwatch_rules::{CorrelationState, Event, Observation, RuleSet, RuleSource, Scratch};
 
 const SSHD_FAILURE: &[u8] =
     b"<38>Nov 27 04:00:00 host1 sshd[100]: Failed password for root from 198.51.100.10 port 50022 ssh2";
@@ -270,5 +272,95 @@ fn bench_observe(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench_evaluate, bench_observe);
+/// The port-scan correlation of the load harness (`value_count` of
+/// destination ports per source and destination over one minute), alone.
+const PORT_SCAN: &str = r#"
+title: Netfilter Packet
+name: bench_packet
+logsource: {product: linux}
+detection:
+    selection: {app: kernel}
+    condition: selection
+---
+title: Port Scan
+correlation:
+    type: value_count
+    rules: [bench_packet]
+    group-by: [SRC, DST]
+    timespan: 1m
+    condition: {field: DPT, gte: 20}
+"#;
+
+const PACKET: &[u8] = b"<4>Nov 27 04:00:00 fw1 kernel: [UFW BLOCK] IN=eth0 OUT= SRC=203.0.113.7 DST=10.0.0.5 PROTO=TCP SPT=40000 DPT=22";
+
+/// The life of the groups a flood leaves: one observation each in a
+/// `value_count` state at its cap (every new key evicts the stalest), and
+/// their expiry when their window has passed (`advance`), per group.
+fn bench_value_count_groups(c: &mut Criterion) {
+    let source = RuleSource {
+        origin: "bench:port_scan".into(),
+        text: PORT_SCAN.into(),
+    };
+    let rules = RuleSet::compile(&[source]).expect("port scan rule compiles");
+    let key = |i: u32| format!("203.0.{}.{}\x1f10.0.0.5", i >> 8, i & 255).into_bytes();
+    const GROUPS: u32 = 131_072;
+    let fill = |state: &mut CorrelationState, from: u32, to: u32, time_ns: &mut i64| {
+        for i in from..to {
+            *time_ns += 1_000;
+            let k = key(i);
+            let observation = Observation {
+                correlation: 0,
+                group_key: &k,
+                input_mask: 1,
+                value: Some(b"22"),
+                time_ns: *time_ns,
+                raw: PACKET,
+            };
+            let mut out = Vec::new();
+            state.observe_into(&rules, &observation, &mut out);
+        }
+    };
+    let mut state = CorrelationState::new(GROUPS as usize);
+    let mut time_ns = 0i64;
+    fill(&mut state, 0, GROUPS, &mut time_ns);
+    let mut fresh = GROUPS;
+    let mut group = c.benchmark_group("value_count");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("131072_groups_new_at_cap", |b| {
+        b.iter(|| {
+            fresh = fresh.wrapping_add(1);
+            fill(&mut state, fresh, fresh + 1, &mut time_ns);
+            black_box(state.group_count())
+        })
+    });
+    drop(state);
+    // Expiry: a state filled to its cap twice over (the first half evicted,
+    // as in a flood), then every group expired by one advance.
+    group.throughput(Throughput::Elements(u64::from(GROUPS)));
+    group.sample_size(10);
+    group.bench_function("131072_groups_expire", |b| {
+        b.iter_custom(|iters| {
+            let mut took = Duration::ZERO;
+            for _ in 0..iters {
+                let mut state = CorrelationState::new(GROUPS as usize);
+                let mut time_ns = 0i64;
+                fill(&mut state, 0, 2 * GROUPS, &mut time_ns);
+                let mut out = Vec::new();
+                let start = Instant::now();
+                state.advance(&rules, i64::MAX, &mut out);
+                took += start.elapsed();
+                assert_eq!(state.group_count(), 0);
+            }
+            took
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    bench_evaluate,
+    bench_observe,
+    bench_value_count_groups
+);
 criterion_main!(benches);

@@ -104,6 +104,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use crate::anomaly::{AnomalyBody, Counters, Finding};
 use crate::anomaly_rule::{AnomalyMetric, AnomalySpec};
 use crate::correlation_rule::{CorrelationKind, CorrelationMeta, CountCondition, CHAIN_DEPTH_MAX};
+use crate::items::ItemSet;
 use crate::ruleset::RuleSet;
 
 /// The most raw lines kept per group and carried in an alert.
@@ -377,14 +378,10 @@ struct Group {
     /// Eager `event_count`: event times in the window, sorted ascending, at
     /// most the threshold.
     times: VecDeque<i64>,
-    /// `value_count` and `temporal`: item (value bytes, or the input
-    /// position as one byte) to its newest time.
-    items: BTreeMap<Vec<u8>, i64>,
-    /// The same items ordered by time, for expiry and eviction.
-    items_by_time: BTreeSet<(i64, Vec<u8>)>,
-    /// `temporal_ordered`: per input position, `(chain start, time of the
-    /// step)` of the newest-starting chain that reached it.
-    chain: Vec<Option<(i64, i64)>>,
+    /// `value_count` and `temporal`: items (value bytes, or the input
+    /// position as one byte) with their newest times; `temporal_ordered`:
+    /// its steps (input position and sequence number).
+    items: ItemSet,
     /// The most recently observed raw lines.
     samples: VecDeque<Sample>,
     /// Anomaly rules: the entity's detector state (see `crate::anomaly`).
@@ -403,7 +400,7 @@ struct Indexed {
 }
 
 impl Group {
-    fn new(gid: u64, fingerprint: u64, time_ns: i64, deadline_ns: i64, inputs: usize) -> Self {
+    fn new(gid: u64, fingerprint: u64, time_ns: i64, deadline_ns: i64) -> Self {
         Group {
             gid,
             fingerprint,
@@ -415,9 +412,7 @@ impl Group {
             window_first_ns: time_ns,
             window_last_ns: time_ns,
             times: VecDeque::new(),
-            items: BTreeMap::new(),
-            items_by_time: BTreeSet::new(),
-            chain: vec![None; inputs],
+            items: ItemSet::default(),
             samples: VecDeque::new(),
             anomaly: None,
             indexed: Indexed {
@@ -428,42 +423,9 @@ impl Group {
         }
     }
 
-    /// Adds or refreshes an item; returns whether it was new.
-    fn touch_item(&mut self, item: &[u8], time_ns: i64) -> bool {
-        match self.items.get_mut(item) {
-            Some(seen_ns) if *seen_ns >= time_ns => false,
-            Some(seen_ns) => {
-                let removed = self.items_by_time.remove(&(*seen_ns, item.to_vec()));
-                debug_assert!(removed);
-                *seen_ns = time_ns;
-                self.items_by_time.insert((time_ns, item.to_vec()));
-                false
-            }
-            None => {
-                self.items.insert(item.to_vec(), time_ns);
-                self.items_by_time.insert((time_ns, item.to_vec()));
-                true
-            }
-        }
-    }
-
-    /// Drops the oldest item; returns whether there was one.
-    fn pop_oldest_item(&mut self) -> bool {
-        match self.items_by_time.pop_first() {
-            Some((_, item)) => {
-                let removed = self.items.remove(&item);
-                debug_assert!(removed.is_some());
-                true
-            }
-            None => false,
-        }
-    }
-
     fn clear_window(&mut self) {
         self.times.clear();
         self.items.clear();
-        self.items_by_time.clear();
-        self.chain.iter_mut().for_each(|step| *step = None);
         self.samples.clear();
         self.count = 0;
     }
@@ -471,12 +433,6 @@ impl Group {
     /// The estimated heap bytes this group owns (its own struct lives in
     /// its map's node and is counted there). O(items), allocation-free.
     fn heap_bytes(&self) -> usize {
-        let items: usize = self.items.keys().map(|k| heap_block(k.capacity())).sum();
-        let by_time: usize = self
-            .items_by_time
-            .iter()
-            .map(|(_, k)| heap_block(k.capacity()))
-            .sum();
         let samples: usize = self
             .samples
             .iter()
@@ -486,21 +442,10 @@ impl Group {
             heap_block(size_of::<AnomalyBody>()) + body.heap_bytes()
         });
         heap_block(self.times.capacity() * size_of::<i64>())
-            + btree_bytes::<Vec<u8>, i64>(self.items.len())
-            + items
-            + btree_bytes::<(i64, Vec<u8>), ()>(self.items_by_time.len())
-            + by_time
-            + heap_block(self.chain.capacity() * size_of::<Option<(i64, i64)>>())
+            + self.items.heap_bytes()
             + heap_block(self.samples.capacity() * size_of::<Sample>())
             + samples
             + anomaly
-    }
-
-    /// The oldest and newest item times, for alerts of item windows.
-    fn item_span(&self) -> Option<(i64, i64)> {
-        let first = self.items_by_time.first()?.0;
-        let last = self.items_by_time.last()?.0;
-        Some((first, last))
     }
 }
 
@@ -1014,12 +959,11 @@ impl CorrelationState {
             match meta.kind {
                 CorrelationKind::EventCount => group.count += 1,
                 _ => {
-                    let item = item_of(meta.kind, observation);
-                    for item in item.iter() {
-                        group.touch_item(item, time_ns);
-                    }
+                    for_each_item(meta.kind, observation, |item| {
+                        group.items.touch(item, time_ns);
+                    });
                     while group.items.len() > VALUES_PER_GROUP_MAX {
-                        group.pop_oldest_item();
+                        group.items.pop_oldest();
                         values_evicted += 1;
                     }
                 }
@@ -1159,13 +1103,7 @@ impl CorrelationState {
         let gid = self.next_gid;
         self.next_gid += 1;
         let deadline_ns = time_ns.saturating_add(meta.timespan_ns);
-        let group = Group::new(
-            gid,
-            meta.fingerprint,
-            time_ns,
-            deadline_ns,
-            meta.inputs.len(),
-        );
+        let group = Group::new(gid, meta.fingerprint, time_ns, deadline_ns);
         self.groups
             .entry(meta.hash)
             .or_default()
@@ -1284,12 +1222,8 @@ impl CorrelationState {
                     && (at.protected, at.newest_ns) <= (group.protected, group.newest_ns)
                     && at.deadline_ns <= group.deadline_ns
                     && group.samples.len() <= SAMPLES_MAX
-                    && group.items.len() == group.items_by_time.len()
                     && group.items.len() <= VALUES_PER_GROUP_MAX
-                    && group
-                        .items_by_time
-                        .iter()
-                        .all(|(t, item)| group.items.get(item) == Some(t))
+                    && group.items.is_consistent()
                     && group
                         .times
                         .iter()
@@ -1314,13 +1248,20 @@ impl CorrelationState {
 
 /// The items an observation adds to a `value_count` or `temporal` window:
 /// the value, or one single-byte item per input position in the mask.
-fn item_of(kind: CorrelationKind, observation: &Observation<'_>) -> Vec<Vec<u8>> {
+fn for_each_item(kind: CorrelationKind, observation: &Observation<'_>, mut f: impl FnMut(&[u8])) {
     match kind {
-        CorrelationKind::ValueCount => observation.value.map(<[u8]>::to_vec).into_iter().collect(),
-        _ => (0..64u8)
-            .filter(|position| observation.input_mask & (1u64 << position) != 0)
-            .map(|position| vec![position])
-            .collect(),
+        CorrelationKind::ValueCount => {
+            if let Some(value) = observation.value {
+                f(value);
+            }
+        }
+        _ => {
+            for position in 0..64u8 {
+                if observation.input_mask & (1u64 << position) != 0 {
+                    f(&[position]);
+                }
+            }
+        }
     }
 }
 
@@ -1344,15 +1285,11 @@ fn step_sliding(
         }
         group.times.len() as u64
     } else {
-        for item in item_of(meta.kind, observation) {
-            group.touch_item(&item, time_ns);
-        }
-        while group
-            .items_by_time
-            .first()
-            .is_some_and(|(t, _)| *t < window_low_ns)
-        {
-            group.pop_oldest_item();
+        for_each_item(meta.kind, observation, |item| {
+            group.items.touch(item, time_ns);
+        });
+        while group.items.oldest_ns().is_some_and(|t| t < window_low_ns) {
+            group.items.pop_oldest();
         }
         group.items.len() as u64
     };
@@ -1370,7 +1307,7 @@ fn step_sliding(
             group.times.back().copied().unwrap_or(time_ns),
         )
     } else {
-        group.item_span().unwrap_or((time_ns, time_ns))
+        group.items.span().unwrap_or((time_ns, time_ns))
     };
     let alert = CorrelationAlert {
         correlation: observation.correlation,
@@ -1401,7 +1338,7 @@ fn step_ordered(
 ) -> Option<CorrelationAlert> {
     let time_ns = observation.time_ns;
     let span_ns = meta.timespan_ns;
-    let inputs = group.chain.len();
+    let inputs = meta.inputs.len();
     if inputs == 0 {
         return None;
     }
@@ -1414,24 +1351,18 @@ fn step_ordered(
             let mut tag = Vec::with_capacity(9);
             tag.push(position as u8);
             tag.extend_from_slice(&seq.to_le_bytes());
-            group.items.insert(tag.clone(), time_ns);
-            group.items_by_time.insert((time_ns, tag));
+            group.items.touch(&tag, time_ns);
         }
     }
     // Events that can no longer share a window with the newest one go.
     let window_low_ns = group.newest_ns.saturating_sub(span_ns);
-    while group
-        .items_by_time
-        .first()
-        .is_some_and(|(t, _)| *t < window_low_ns)
-        || group.items_by_time.len() > ORDERED_EVENTS_MAX
+    while group.items.oldest_ns().is_some_and(|t| t < window_low_ns)
+        || group.items.len() > ORDERED_EVENTS_MAX
     {
-        if let Some((_, tag)) = group.items_by_time.pop_first() {
-            group.items.remove(&tag);
-        }
+        group.items.pop_oldest();
     }
     push_sample(&mut group.samples, time_ns, observation.raw);
-    let (first_seen_ns, last_seen_ns) = ordered_chain(&group.items_by_time, inputs, span_ns)?;
+    let (first_seen_ns, last_seen_ns) = ordered_chain(&group.items, inputs, span_ns)?;
     let alert = CorrelationAlert {
         correlation: observation.correlation,
         id: alert_id(&meta.id, observation.group_key, first_seen_ns),
@@ -1453,17 +1384,13 @@ fn step_ordered(
 /// time. Arrival order does not matter: events of one group can reach the
 /// owning shard from several ingest cores in any order, and the result is
 /// the same as if they had arrived sorted.
-fn ordered_chain(
-    entries: &BTreeSet<(i64, Vec<u8>)>,
-    inputs: usize,
-    span_ns: i64,
-) -> Option<(i64, i64)> {
+fn ordered_chain(entries: &ItemSet, inputs: usize, span_ns: i64) -> Option<(i64, i64)> {
     let parse = |tag: &Vec<u8>| -> Option<(usize, u64)> {
         let position = usize::from(*tag.first()?);
         let seq = u64::from_le_bytes(tag.get(1..9)?.try_into().ok()?);
         Some((position, seq))
     };
-    let starts = entries.iter().rev().filter_map(|(t, tag)| {
+    let starts = entries.entries().rev().filter_map(|(t, tag)| {
         parse(tag)
             .filter(|(p, _)| *p == 0)
             .map(|(_, seq)| (*t, seq))
@@ -1473,7 +1400,7 @@ fn ordered_chain(
         let mut used = vec![start_seq];
         let mut complete = true;
         for position in 1..inputs {
-            let next = entries.range((last_ns, Vec::new())..).find_map(|(t, tag)| {
+            let next = entries.entries_from(last_ns).find_map(|(t, tag)| {
                 let (p, seq) = parse(tag)?;
                 (p == position && !used.contains(&seq)).then_some((*t, seq))
             });
@@ -1532,6 +1459,11 @@ fn push_sample(samples: &mut VecDeque<Sample>, time_ns: i64, raw: &[u8]) {
     let mut buffer = if samples.len() >= SAMPLES_MAX {
         samples.pop_front().map(|s| s.raw).unwrap_or_default()
     } else {
+        if samples.capacity() == 0 {
+            // Most groups never see a second event (a flood of new keys):
+            // room for one, not the four a first push would reserve.
+            samples.reserve_exact(1);
+        }
         Vec::with_capacity(raw.len())
     };
     buffer.clear();

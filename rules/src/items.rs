@@ -1,0 +1,364 @@
+//! The distinct items of one correlation window (`value_count` values,
+//! `temporal` input positions, `temporal_ordered` steps), each with the
+//! newest time it was seen, ordered by `(time, item)` for expiry, eviction
+//! and the ordered-chain search.
+//!
+//! Nearly every group holds one item: a flood of new keys (the overload
+//! case) makes groups that see one event and are evicted or expire. Two
+//! B-trees per group (by item, by time) cost two ~350-byte nodes and two
+//! copies of the item for that one entry, allocated when the group is made
+//! and freed when it goes; a criterion bench put a `value_count` group's
+//! creation at a full state at 2.1 µs. So a window of up to
+//! [`FEW_ITEMS_MAX`] items is one sorted vector (one block, one copy of
+//! each item, a linear scan that is a few compares), and only a larger one
+//! switches to the two trees. Both forms keep the same order, so which form
+//! a window is in never changes what it reports.
+
+use std::collections::{btree_set, BTreeMap, BTreeSet};
+
+use crate::correlation::{btree_bytes, heap_block};
+
+/// Most items a window keeps in its vector form; one more switches it to
+/// the trees.
+pub(crate) const FEW_ITEMS_MAX: usize = 16;
+
+/// A window of many items goes back to the vector form when popping
+/// leaves this many (not at [`FEW_ITEMS_MAX`], so a window at the edge
+/// does not switch on every event).
+const FEW_AGAIN: usize = FEW_ITEMS_MAX / 2;
+
+/// The items of a window with their newest times; see the module docs.
+#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub(crate) enum ItemSet {
+    /// At most [`FEW_ITEMS_MAX`] `(time, item)` entries, ascending, each
+    /// item once.
+    Few(Vec<(i64, Vec<u8>)>),
+    /// Item to its time, and the same entries ordered by `(time, item)`.
+    Many {
+        by_item: BTreeMap<Vec<u8>, i64>,
+        by_time: BTreeSet<(i64, Vec<u8>)>,
+    },
+}
+
+impl Default for ItemSet {
+    fn default() -> Self {
+        ItemSet::Few(Vec::new())
+    }
+}
+
+/// Entries of an [`ItemSet`] in ascending `(time, item)` order.
+pub(crate) enum Entries<'a> {
+    Few(std::slice::Iter<'a, (i64, Vec<u8>)>),
+    Many(btree_set::Iter<'a, (i64, Vec<u8>)>),
+    ManyFrom(btree_set::Range<'a, (i64, Vec<u8>)>),
+}
+
+impl<'a> Iterator for Entries<'a> {
+    type Item = &'a (i64, Vec<u8>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            Entries::Few(it) => it.next(),
+            Entries::Many(it) => it.next(),
+            Entries::ManyFrom(it) => it.next(),
+        }
+    }
+}
+
+impl DoubleEndedIterator for Entries<'_> {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        match self {
+            Entries::Few(it) => it.next_back(),
+            Entries::Many(it) => it.next_back(),
+            Entries::ManyFrom(it) => it.next_back(),
+        }
+    }
+}
+
+impl ItemSet {
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            ItemSet::Few(entries) => entries.len(),
+            ItemSet::Many { by_item, .. } => by_item.len(),
+        }
+    }
+
+    /// Adds `item` seen at `time_ns`, or moves an item seen earlier to
+    /// that time (a later sighting of it changes nothing). Returns whether
+    /// the item was new.
+    pub(crate) fn touch(&mut self, item: &[u8], time_ns: i64) -> bool {
+        match self {
+            ItemSet::Few(entries) => {
+                match entries.iter().position(|(_, held)| held.as_slice() == item) {
+                    Some(at) if entries[at].0 >= time_ns => false,
+                    Some(at) => {
+                        let (_, held) = entries.remove(at);
+                        insert_sorted(entries, time_ns, held);
+                        false
+                    }
+                    None if entries.len() < FEW_ITEMS_MAX => {
+                        if entries.capacity() == 0 {
+                            // Most windows never see a second item.
+                            entries.reserve_exact(1);
+                        }
+                        insert_sorted(entries, time_ns, item.to_vec());
+                        true
+                    }
+                    None => {
+                        let mut by_item = BTreeMap::new();
+                        let mut by_time = BTreeSet::new();
+                        for (t, held) in entries.drain(..) {
+                            by_item.insert(held.clone(), t);
+                            by_time.insert((t, held));
+                        }
+                        by_item.insert(item.to_vec(), time_ns);
+                        by_time.insert((time_ns, item.to_vec()));
+                        *self = ItemSet::Many { by_item, by_time };
+                        true
+                    }
+                }
+            }
+            ItemSet::Many { by_item, by_time } => match by_item.get_mut(item) {
+                Some(seen_ns) if *seen_ns >= time_ns => false,
+                Some(seen_ns) => {
+                    let removed = by_time.remove(&(*seen_ns, item.to_vec()));
+                    debug_assert!(removed);
+                    *seen_ns = time_ns;
+                    by_time.insert((time_ns, item.to_vec()));
+                    false
+                }
+                None => {
+                    by_item.insert(item.to_vec(), time_ns);
+                    by_time.insert((time_ns, item.to_vec()));
+                    true
+                }
+            },
+        }
+    }
+
+    /// Drops the oldest entry; returns whether there was one.
+    pub(crate) fn pop_oldest(&mut self) -> bool {
+        match self {
+            ItemSet::Few(entries) => {
+                if entries.is_empty() {
+                    return false;
+                }
+                entries.remove(0);
+                true
+            }
+            ItemSet::Many { by_item, by_time } => {
+                let Some((_, item)) = by_time.pop_first() else {
+                    return false;
+                };
+                let removed = by_item.remove(&item);
+                debug_assert!(removed.is_some());
+                if by_time.len() <= FEW_AGAIN {
+                    let few = std::mem::take(by_time).into_iter().collect();
+                    *self = ItemSet::Few(few);
+                }
+                true
+            }
+        }
+    }
+
+    /// The oldest entry's time.
+    pub(crate) fn oldest_ns(&self) -> Option<i64> {
+        self.entries().next().map(|(t, _)| *t)
+    }
+
+    /// The oldest and newest entry times.
+    pub(crate) fn span(&self) -> Option<(i64, i64)> {
+        let mut entries = self.entries();
+        let first = entries.next()?.0;
+        let last = entries.next_back().map_or(first, |(t, _)| *t);
+        Some((first, last))
+    }
+
+    /// Every entry, ascending.
+    pub(crate) fn entries(&self) -> Entries<'_> {
+        match self {
+            ItemSet::Few(entries) => Entries::Few(entries.iter()),
+            ItemSet::Many { by_time, .. } => Entries::Many(by_time.iter()),
+        }
+    }
+
+    /// The entries at or after `time_ns`, ascending.
+    pub(crate) fn entries_from(&self, time_ns: i64) -> Entries<'_> {
+        match self {
+            ItemSet::Few(entries) => {
+                let at = entries.partition_point(|(t, _)| *t < time_ns);
+                Entries::Few(entries[at..].iter())
+            }
+            ItemSet::Many { by_time, .. } => {
+                Entries::ManyFrom(by_time.range((time_ns, Vec::new())..))
+            }
+        }
+    }
+
+    /// Empties the set, giving back its memory.
+    pub(crate) fn clear(&mut self) {
+        *self = ItemSet::default();
+    }
+
+    /// The estimated heap bytes the set owns. O(items), allocation-free.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        match self {
+            ItemSet::Few(entries) => {
+                heap_block(entries.capacity() * size_of::<(i64, Vec<u8>)>())
+                    + entries
+                        .iter()
+                        .map(|(_, item)| heap_block(item.capacity()))
+                        .sum::<usize>()
+            }
+            ItemSet::Many { by_item, by_time } => {
+                let items: usize = by_item.keys().map(|k| heap_block(k.capacity())).sum();
+                let times: usize = by_time.iter().map(|(_, k)| heap_block(k.capacity())).sum();
+                btree_bytes::<Vec<u8>, i64>(by_item.len())
+                    + items
+                    + btree_bytes::<(i64, Vec<u8>), ()>(by_time.len())
+                    + times
+            }
+        }
+    }
+
+    /// Whether the form's invariants hold (ascending, each item once, the
+    /// two trees in agreement). Linear: for tests and checkpoints.
+    pub(crate) fn is_consistent(&self) -> bool {
+        match self {
+            ItemSet::Few(entries) => {
+                entries.len() <= FEW_ITEMS_MAX
+                    && entries.windows(2).all(|w| w[0] < w[1])
+                    && entries
+                        .iter()
+                        .enumerate()
+                        .all(|(i, (_, a))| entries[..i].iter().all(|(_, b)| a != b))
+            }
+            ItemSet::Many { by_item, by_time } => {
+                by_item.len() == by_time.len()
+                    && by_time.iter().all(|(t, item)| by_item.get(item) == Some(t))
+            }
+        }
+    }
+}
+
+/// Inserts `(time_ns, item)` at its place in ascending entries.
+fn insert_sorted(entries: &mut Vec<(i64, Vec<u8>)>, time_ns: i64, item: Vec<u8>) {
+    let at =
+        entries.partition_point(|(t, held)| (*t, held.as_slice()) < (time_ns, item.as_slice()));
+    entries.insert(at, (time_ns, item));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The two B-trees the set replaced, as the reference.
+    #[derive(Default)]
+    struct Reference {
+        by_item: BTreeMap<Vec<u8>, i64>,
+        by_time: BTreeSet<(i64, Vec<u8>)>,
+    }
+
+    impl Reference {
+        fn touch(&mut self, item: &[u8], time_ns: i64) -> bool {
+            match self.by_item.get_mut(item) {
+                Some(seen) if *seen >= time_ns => false,
+                Some(seen) => {
+                    self.by_time.remove(&(*seen, item.to_vec()));
+                    *seen = time_ns;
+                    self.by_time.insert((time_ns, item.to_vec()));
+                    false
+                }
+                None => {
+                    self.by_item.insert(item.to_vec(), time_ns);
+                    self.by_time.insert((time_ns, item.to_vec()));
+                    true
+                }
+            }
+        }
+
+        fn pop_oldest(&mut self) -> bool {
+            match self.by_time.pop_first() {
+                Some((_, item)) => self.by_item.remove(&item).is_some(),
+                None => false,
+            }
+        }
+    }
+
+    /// Random touches and pops across both forms and back agree with the
+    /// two trees step by step: the result of each call, the length, the
+    /// entries in order, the entries from a time, and the span.
+    #[test]
+    fn agrees_with_two_trees_across_both_forms() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut set = ItemSet::default();
+        let mut reference = Reference::default();
+        let mut switches = 0;
+        let mut was_few = true;
+        for step in 0..50_000 {
+            let roll = next();
+            // Phases that grow past the vector form and shrink back.
+            let growing = (step / 2_000) % 2 == 0;
+            let pop = if growing {
+                roll % 8 == 0
+            } else {
+                roll % 3 != 0
+            };
+            if pop {
+                assert_eq!(set.pop_oldest(), reference.pop_oldest(), "step {step}");
+            } else {
+                let item = format!("v{}", (roll >> 8) % 40).into_bytes();
+                let time_ns = ((roll >> 20) % 64) as i64;
+                assert_eq!(
+                    set.touch(&item, time_ns),
+                    reference.touch(&item, time_ns),
+                    "step {step}"
+                );
+            }
+            assert!(set.is_consistent(), "step {step}");
+            assert_eq!(set.len(), reference.by_item.len(), "step {step}");
+            let ours: Vec<_> = set.entries().cloned().collect();
+            let theirs: Vec<_> = reference.by_time.iter().cloned().collect();
+            assert_eq!(ours, theirs, "step {step}");
+            let from = ((roll >> 40) % 64) as i64;
+            let ours: Vec<_> = set.entries_from(from).cloned().collect();
+            let theirs: Vec<_> = reference
+                .by_time
+                .range((from, Vec::new())..)
+                .cloned()
+                .collect();
+            assert_eq!(ours, theirs, "step {step}");
+            let span = reference
+                .by_time
+                .first()
+                .map(|(a, _)| (*a, reference.by_time.last().map_or(*a, |(b, _)| *b)));
+            assert_eq!(set.span(), span, "step {step}");
+            assert_eq!(set.oldest_ns(), span.map(|(a, _)| a), "step {step}");
+            let few = matches!(set, ItemSet::Few(_));
+            if few != was_few {
+                switches += 1;
+                was_few = few;
+            }
+        }
+        assert!(switches >= 4, "both forms exercised ({switches} switches)");
+    }
+
+    #[test]
+    fn one_item_is_one_small_block() {
+        let mut set = ItemSet::default();
+        assert!(set.touch(b"22", 5));
+        assert!(matches!(&set, ItemSet::Few(entries) if entries.capacity() == 1));
+        assert_eq!(
+            set.heap_bytes(),
+            heap_block(size_of::<(i64, Vec<u8>)>()) + heap_block(2)
+        );
+        set.clear();
+        assert_eq!(set.heap_bytes(), 0);
+    }
+}
