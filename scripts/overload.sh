@@ -328,6 +328,13 @@ udp_drained() {
         last=$now
     done
 }
+# The node's CPU time so far (user + system, all threads), in ms.
+CLK_TCK=$(getconf CLK_TCK)
+node_cpu_ms() {
+    awk -v hz="$CLK_TCK" '{sub(/.*\) /, ""); printf "%.0f", ($12 + $13) * 1000 / hz}' "/proc/$NODE_PID/stat"
+}
+# CPU µs per datagram read: $1 CPU ms, $2 datagrams.
+per_datagram_us() { awk -v c="$1" -v n="$2" 'BEGIN {if (n > 0) printf "%.1f", c * 1000 / n; else print "-"}'; }
 # jq on a sender's report.
 rep() { jq -r "$2" "$LOGS/$1/report.json"; }
 # Sends corpus $1 (baseline or recover) over UDP at RECOVER_RATE for P2_S s,
@@ -426,10 +433,12 @@ IDLE_RSS=$(awk '/^VmRSS:/ {print $2}' "/proc/$NODE_PID/status")
 log "phase 1a: baseline, $RECOVER_RATE/s over UDP for $P2_S s before the flood"
 B_KD0=$(now_col kernel_drops)
 B_UDP0=$(now_col udp_recv)
+B_CPU0=$(node_cpu_ms)
 phase baseline
 attack_over_udp baseline
 B_KD1=$(now_col kernel_drops)
 B_UDP1=$(now_col udp_recv)
+B_CPU1=$(node_cpu_ms)
 phase baseline-settle
 sleep "$SETTLE_S"
 log "phase 1: idle RSS $IDLE_RSS KiB; flood $FLOOD_RATE/s over UDP ($FLOOD_SENDERS x $PER_SENDER/s) for $FLOOD_S s, attack $ATTACK_RATE/s over TCP"
@@ -474,12 +483,14 @@ sleep "$SETTLE_S"
 P2_KD0=$(now_col kernel_drops)
 P2_DROP0=$(now_col dropped)
 P2_UDP0=$(now_col udp_recv)
+P2_CPU0=$(node_cpu_ms)
 phase recover
 attack_over_udp recover
 udp_drained
 P2_KD1=$(now_col kernel_drops)
 P2_DROP1=$(now_col dropped)
 P2_UDP1=$(now_col udp_recv)
+P2_CPU1=$(node_cpu_ms)
 phase stopping
 sleep 1
 stop_sampler
@@ -607,10 +618,12 @@ EXIT_OK=$( [[ $P1_RC == 0 ]] && echo 1 || echo 0)
     echo "phase 1a — baseline before the flood: third attack corpus ($BASELINE_SCENARIOS) over UDP at S/$RECOVER_DIV for $P2_S s on the phase-1 node"
     echo "  sent $B_SENT at $B_ACH/s; the node read $((B_UDP1 - B_UDP0)) of them, the kernel dropped $((B_KD1 - B_KD0)) (share $B_DROP_SHARE); checkpoints took $CKPT_IN_B s of the phase"
     echo "  recall $B_REC ($B_TP/$B_EXP), precision $B_PREC"
+    echo "  node CPU $((B_CPU1 - B_CPU0)) ms: $(per_datagram_us $((B_CPU1 - B_CPU0)) $((B_UDP1 - B_UDP0))) µs per datagram read"
     echo
     echo "phase 2 — recovery: fresh attack corpus ($RECOVER_SCENARIOS) over UDP at S/$RECOVER_DIV for $P2_S s, ${SETTLE_S} s after the attack sender's drain"
     echo "  sent $R_SENT at $R_ACH/s; the node read $((P2_UDP1 - P2_UDP0)) of them, the kernel dropped $((P2_KD1 - P2_KD0)); checkpoints took $CKPT_IN_P2 s of the phase"
     echo "  recall $R_REC ($R_TP/$R_EXP), precision $R_PREC: $(yes_no "$R_OK")"
+    echo "  node CPU $((P2_CPU1 - P2_CPU0)) ms (until its read counter held still): $(per_datagram_us $((P2_CPU1 - P2_CPU0)) $((P2_UDP1 - P2_UDP0))) µs per datagram read"
     echo "  kernel drops $P2_KD0 -> $P2_KD1 (share $R_DROP_SHARE), node drops $P2_DROP0 -> $P2_DROP1: drops stopped: $(yes_no "$DROPS_STOP")"
     echo "  back to the baseline (recall and drop share within 0.05 of phase 1a's): $(yes_no "$NORMAL_OK")"
     echo
