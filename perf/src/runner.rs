@@ -509,6 +509,21 @@ pub fn add_to_report(outcome: &RunOutcome, opts: &RunOptions, report: &mut Repor
             "detection latency (alert observed - completing event's intended send time):".into(),
         );
         let (before, after) = (split.0.summary(), split.1.summary());
+        if let Some(c) = &outcome.collect {
+            report.summary.push(format!(
+                "  observer: {}, {} priority",
+                if c.inotify {
+                    "woken by inotify on each write"
+                } else {
+                    "polling the file every 250 us"
+                },
+                if c.realtime_priority {
+                    "real-time (SCHED_FIFO)"
+                } else {
+                    "normal"
+                }
+            ));
+        }
         if before.count > 0 {
             report.summary.push(format!(
                 "  split: intended send -> detected_at p50 {} p99 {} max {}; detected_at -> observed p50 {} p99 {} max {} (per detection: detections.csv)",
