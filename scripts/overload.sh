@@ -532,6 +532,17 @@ ALERTS_IN_FLOOD=$(col_delta "$S1" alerts '^flood$')
 CKPT_IN_FLOOD=$(col_delta "$S1" checkpoints '^flood$')
 CKPTS=$(last_col "$S1" checkpoints)
 CKPT_IN_P2=$(col_delta "$S1" checkpoint_s '^recover$')
+# Share of the CPU quota's periods in which the node was throttled during
+# phase $1 (a regex): near 100% means it used its whole quota, so it was
+# at its limit at that rate.
+throttled_share() {
+    local periods secs
+    periods=$(col_delta "$S1" nr_throttled "$1")
+    secs=$(col_delta "$S1" t_s "$1")
+    awk -v n="$periods" -v s="$secs" -v p="$PERIOD_US" 'BEGIN {if (s > 0) printf "%.0f%%", 100 * n / (s * 1e6 / p); else print "-"}'
+}
+THR_B=$(throttled_share '^baseline$')
+THR_P2=$(throttled_share '^recover$')
 # The node's own counters at its stop (`shardwatch: stats [...]` on stderr):
 # groups_evicted is stored there at shutdown, so /metrics shows it as 0
 # while the node runs.
@@ -618,12 +629,12 @@ EXIT_OK=$( [[ $P1_RC == 0 ]] && echo 1 || echo 0)
     echo "phase 1a — baseline before the flood: third attack corpus ($BASELINE_SCENARIOS) over UDP at S/$RECOVER_DIV for $P2_S s on the phase-1 node"
     echo "  sent $B_SENT at $B_ACH/s; the node read $((B_UDP1 - B_UDP0)) of them, the kernel dropped $((B_KD1 - B_KD0)) (share $B_DROP_SHARE); checkpoints took $CKPT_IN_B s of the phase"
     echo "  recall $B_REC ($B_TP/$B_EXP), precision $B_PREC"
-    echo "  node CPU $((B_CPU1 - B_CPU0)) ms: $(per_datagram_us $((B_CPU1 - B_CPU0)) $((B_UDP1 - B_UDP0))) µs per datagram read"
+    echo "  node CPU $((B_CPU1 - B_CPU0)) ms: $(per_datagram_us $((B_CPU1 - B_CPU0)) $((B_UDP1 - B_UDP0))) µs per datagram read; throttled in $THR_B of the quota's periods"
     echo
     echo "phase 2 — recovery: fresh attack corpus ($RECOVER_SCENARIOS) over UDP at S/$RECOVER_DIV for $P2_S s, ${SETTLE_S} s after the attack sender's drain"
     echo "  sent $R_SENT at $R_ACH/s; the node read $((P2_UDP1 - P2_UDP0)) of them, the kernel dropped $((P2_KD1 - P2_KD0)); checkpoints took $CKPT_IN_P2 s of the phase"
     echo "  recall $R_REC ($R_TP/$R_EXP), precision $R_PREC: $(yes_no "$R_OK")"
-    echo "  node CPU $((P2_CPU1 - P2_CPU0)) ms (until its read counter held still): $(per_datagram_us $((P2_CPU1 - P2_CPU0)) $((P2_UDP1 - P2_UDP0))) µs per datagram read"
+    echo "  node CPU $((P2_CPU1 - P2_CPU0)) ms (until its read counter held still): $(per_datagram_us $((P2_CPU1 - P2_CPU0)) $((P2_UDP1 - P2_UDP0))) µs per datagram read; throttled in $THR_P2 of the quota's periods"
     echo "  kernel drops $P2_KD0 -> $P2_KD1 (share $R_DROP_SHARE), node drops $P2_DROP0 -> $P2_DROP1: drops stopped: $(yes_no "$DROPS_STOP")"
     echo "  back to the baseline (recall and drop share within 0.05 of phase 1a's): $(yes_no "$NORMAL_OK")"
     echo
