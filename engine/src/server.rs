@@ -120,6 +120,9 @@ const BACKGROUND_PAUSE: Duration = Duration::from_micros(20);
 const UDP_FLUSH_DATAGRAMS: usize = 512;
 /// Serialized checkpoint bytes handed to the file at a time.
 const CHECKPOINT_WRITE_BYTES: usize = 4 << 20;
+/// Longest a core's executor sleeps without looking at what other threads
+/// handed it (see [`heartbeat`]).
+const HEARTBEAT: Duration = Duration::from_millis(50);
 /// How long a TLS client may take to finish its handshake.
 const TLS_HANDSHAKE_MAX: Duration = Duration::from_secs(10);
 /// How long a connection keeps being read after a stop signal while
@@ -438,6 +441,8 @@ async fn core_main(
             );
         }
     }
+    // Dropped with the executor when this function returns.
+    glommio::spawn_local(heartbeat()).detach();
     let tick = glommio::spawn_local(tick_loop(core.clone()));
     // Interval fsyncs run on their own task, so no ingest task waits for
     // one.
@@ -1200,6 +1205,23 @@ async fn journal_sync_loop(core: Rc<Core>, every: Duration) {
         if core.journal.as_ref().is_some_and(|j| j.sync_due()) {
             core.commit_journal(true).await;
         }
+    }
+}
+
+/// Keeps a timer armed on the core for its whole life: every
+/// [`HEARTBEAT`] the executor wakes and looks again at what other threads
+/// handed it (blocking-pool results, wakes of tasks waiting on channels
+/// from the alert writer or the control thread). glommio parks the core's
+/// thread in `io_uring_enter` without a timeout when no task waits on a
+/// timer, so a wake-up from another thread that went missing then left
+/// the core asleep for good: overload run 32 (BENCHMARKS.md) saw a core
+/// stop reading every socket for five minutes with data queued, idle in
+/// that wait, until a debugger attaching interrupted the syscall, after
+/// which it carried on where it was. With this timer such a stall lasts at
+/// most one beat. The cause of the missing wake is not known.
+async fn heartbeat() {
+    loop {
+        glommio::timer::sleep(HEARTBEAT).await;
     }
 }
 
