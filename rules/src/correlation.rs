@@ -562,8 +562,8 @@ impl CorrelationState {
     /// (`hash` is [`crate::CorrelationMeta::hash`], `groups` its group
     /// count), in hash order. `bytes` counts the group table's nodes (each
     /// group's struct with its key), the key bytes, and what each group
-    /// owns: window times, items and their time index, the ordered chain,
-    /// samples and the boxed anomaly body. What every correlation shares
+    /// owns: window times, the window's items (a vector while few, two
+    /// B-trees beyond), samples and the boxed anomaly body. What every correlation shares
     /// is in [`CorrelationState::memory_shared`].
     ///
     /// An estimate, not a measurement: `size_of` of each element times the
