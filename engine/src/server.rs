@@ -415,6 +415,9 @@ async fn core_main(
         core.shards.borrow_mut().set_groups_cap(cap);
     }
 
+    // From here to the end (replay included); dropped with the executor
+    // when this function returns.
+    glommio::spawn_local(heartbeat(core.stats.clone())).detach();
     let mut peer_tasks = Vec::new();
     for (_peer, rx) in receivers.streams() {
         peer_tasks.push(glommio::spawn_local(serve_peer(core.clone(), rx)));
@@ -441,8 +444,6 @@ async fn core_main(
             );
         }
     }
-    // Dropped with the executor when this function returns.
-    glommio::spawn_local(heartbeat()).detach();
     let tick = glommio::spawn_local(tick_loop(core.clone()));
     // Interval fsyncs run on their own task, so no ingest task waits for
     // one.
@@ -1218,9 +1219,14 @@ async fn journal_sync_loop(core: Rc<Core>, every: Duration) {
 /// stop reading every socket for five minutes with data queued, idle in
 /// that wait, until a debugger attaching interrupted the syscall, after
 /// which it carried on where it was. With this timer such a stall lasts at
-/// most one beat. The cause of the missing wake is not known.
-async fn heartbeat() {
+/// most one beat. The cause of the missing wake is not known. Each beat
+/// is stamped in the core's stats, so a core stuck for any other reason
+/// shows in `/health` and in `shardwatch_core_heartbeat_age_seconds`.
+async fn heartbeat(stats: Arc<CoreStats>) {
     loop {
+        stats
+            .heartbeat_unix_ns
+            .store(now_ns().max(1) as u64, Ordering::Relaxed);
         glommio::timer::sleep(HEARTBEAT).await;
     }
 }

@@ -209,6 +209,10 @@ pub struct CoreStats {
     /// it evicted for it.
     pub state_evictions: AtomicU64,
     pub state_groups_evicted: AtomicU64,
+    /// When the core's heartbeat task last ran (Unix ns; 0: not yet). A
+    /// core whose executor is stuck stops moving it: `/health` and
+    /// `shardwatch_core_heartbeat_age_seconds` report the age.
+    pub heartbeat_unix_ns: AtomicU64,
 }
 
 fn zeros(n: usize) -> Vec<AtomicU64> {
@@ -262,6 +266,16 @@ impl CoreStats {
             state_groups: zeros(STATE_KINDS.len()),
             state_evictions: AtomicU64::new(0),
             state_groups_evicted: AtomicU64::new(0),
+            heartbeat_unix_ns: AtomicU64::new(0),
+        }
+    }
+
+    /// Seconds since the core's heartbeat last ran at `now_unix_ns`, or
+    /// `None` before its first beat (the core is still starting).
+    pub fn heartbeat_age_s(&self, now_unix_ns: u64) -> Option<f64> {
+        match self.heartbeat_unix_ns.load(Ordering::Relaxed) {
+            0 => None,
+            at => Some(now_unix_ns.saturating_sub(at) as f64 / 1e9),
         }
     }
 

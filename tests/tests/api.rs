@@ -34,6 +34,29 @@ fn api_answers_with_auth_and_counts_what_was_sent() {
     let health: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(health["status"], "ok");
     assert_eq!(health["cores"], 2);
+    // Both cores' heartbeats run (every 50 ms), so neither is stalled; a
+    // core may be a beat away from its first one when the node listens.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let health = loop {
+        let (_, body) = http_get(api, "/health", None).unwrap();
+        let health: Value = serde_json::from_str(&body).unwrap();
+        let beaten = health["core_heartbeat_age_s"]
+            .as_array()
+            .is_some_and(|ages| ages.iter().all(Value::is_f64));
+        if beaten || std::time::Instant::now() > deadline {
+            break health;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let ages = health["core_heartbeat_age_s"].as_array().unwrap();
+    assert_eq!(ages.len(), 2, "{health}");
+    for age in ages {
+        let age = age
+            .as_f64()
+            .unwrap_or_else(|| panic!("no heartbeat: {health}"));
+        assert!((0.0..5.0).contains(&age), "{health}");
+    }
+    assert_eq!(health["stalled_cores"], serde_json::json!([]));
     let (status, body) = http_get(api, "/metrics", None).unwrap();
     assert_eq!(status, 401);
     assert!(
@@ -90,6 +113,14 @@ fn api_answers_with_auth_and_counts_what_was_sent() {
         11.0
     );
     assert!(body.contains("shardwatch_detection_latency_seconds_bucket"));
+    for core in ["0", "1"] {
+        let age = metric_sum(
+            &scrape,
+            "shardwatch_core_heartbeat_age_seconds",
+            Some(("core", core)),
+        );
+        assert!((0.0..5.0).contains(&age), "core {core}: {age}");
+    }
     // Every datagram was journaled, the bad line too (the journal keeps
     // what arrived, not what parsed).
     assert_eq!(

@@ -139,15 +139,39 @@ async fn auth(State(state): State<Shared>, request: Request, next: Next) -> Resp
     }
 }
 
-async fn health(State(state): State<Shared>) -> Json<Value> {
+/// A core whose heartbeat (see `server::heartbeat`, every 50 ms) is older
+/// than this is reported stalled by `/health`.
+pub const CORE_STALLED_AFTER_S: f64 = 5.0;
+
+/// The cores whose heartbeat is older than [`CORE_STALLED_AFTER_S`]; a
+/// core that has not beaten yet is starting, not stalled.
+fn stalled_cores(ages: &[Option<f64>]) -> Vec<usize> {
+    ages.iter()
+        .enumerate()
+        .filter(|(_, age)| age.is_some_and(|a| a > CORE_STALLED_AFTER_S))
+        .map(|(core, _)| core)
+        .collect()
+}
+
+async fn health(State(state): State<Shared>) -> Response {
     let (generation, rules) = state.live.snapshot();
-    Json(json!({
-        "status": "ok",
+    let now = crate::timefmt::now_ns().max(0) as u64;
+    let ages: Vec<Option<f64>> = state.stats.iter().map(|s| s.heartbeat_age_s(now)).collect();
+    let stalled = stalled_cores(&ages);
+    let body = Json(json!({
+        "status": if stalled.is_empty() { "ok" } else { "degraded" },
         "uptime_s": state.started.elapsed().as_secs(),
         "cores": state.stats.len(),
         "shards": state.shards,
         "rules": {"generation": generation, "detections": rules.detection_count(), "correlations": rules.correlation_count()},
-    }))
+        "core_heartbeat_age_s": ages,
+        "stalled_cores": stalled,
+    }));
+    if stalled.is_empty() {
+        body.into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
+    }
 }
 
 async fn metrics(State(state): State<Shared>) -> Response {
@@ -161,6 +185,7 @@ async fn metrics(State(state): State<Shared>) -> Response {
     super::metrics::render_quarantine(&mut body, &state.quarantine);
     super::metrics::render_state_memory(&mut body, &state.stats);
     super::metrics::render_state_evictions(&mut body, &state.stats);
+    super::metrics::render_heartbeats(&mut body, &state.stats);
     super::metrics::render_durability(
         &mut body,
         &state.stats,
@@ -546,4 +571,22 @@ async fn schemas(State(state): State<Shared>) -> Json<Value> {
         state.schemas.iter().map(|board| board.copy()).collect();
     let merged = crate::schema::merge(&snapshots);
     Json(json!({"sources": merged}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_core_is_stalled_only_past_the_limit_and_after_its_first_beat() {
+        let ages = [
+            Some(0.05),
+            None,
+            Some(CORE_STALLED_AFTER_S),
+            Some(CORE_STALLED_AFTER_S + 0.001),
+            Some(330.0),
+        ];
+        assert_eq!(stalled_cores(&ages), vec![3, 4]);
+        assert!(stalled_cores(&[Some(0.0), None]).is_empty());
+    }
 }

@@ -29,6 +29,25 @@ fn per_core(
     }
 }
 
+/// `shardwatch_core_heartbeat_age_seconds{core}`: how long ago each core's
+/// heartbeat task last ran (every 50 ms on a core that runs; a core not
+/// started yet is left out).
+pub fn render_heartbeats(out: &mut String, cores: &[std::sync::Arc<CoreStats>]) {
+    let name = "shardwatch_core_heartbeat_age_seconds";
+    header(
+        out,
+        name,
+        "gauge",
+        "Seconds since the core's executor last ran its heartbeat task (every 50 ms); a growing value is a stuck core.",
+    );
+    let now = crate::timefmt::now_ns().max(0) as u64;
+    for (core, stats) in cores.iter().enumerate() {
+        if let Some(age) = stats.heartbeat_age_s(now) {
+            let _ = writeln!(out, "{name}{{core=\"{core}\"}} {age:.3}");
+        }
+    }
+}
+
 fn histogram(
     out: &mut String,
     name: &str,
