@@ -21,7 +21,9 @@
 # Knobs (environment): BINS (target/release/shardwatch), LOAD
 # (target/release/shardwatch-load), CORES (1), RATE (measured), MAX_EVENTS
 # (2000000), SEND_S (15), REPS (1), OUT (target/latency-half), NODE_ARGS
-# (extra `shardwatch run` flags, e.g. "--checkpoint-ms 0").
+# (extra `shardwatch run` flags, e.g. "--checkpoint-ms 0"), KEEP_DATA (0:
+# each node's data dir, journal and checkpoints, several GB per run, is
+# deleted once its run is scored; 1 keeps it).
 # Writes $OUT/summary.txt and per run $OUT/<round>-<n>/ (the harness's
 # report.json and summary.txt, the node's stderr).
 set -euo pipefail
@@ -35,6 +37,7 @@ SEND_S=${SEND_S:-15}
 REPS=${REPS:-1}
 OUT=${OUT:-target/latency-half}
 NODE_ARGS=${NODE_ARGS:-}
+KEEP_DATA=${KEEP_DATA:-0}
 RULES=perf/rules/scenarios.yml
 
 for b in $BINS "$LOAD"; do
@@ -99,6 +102,7 @@ print(f"harness p50 {ms(h, 'p50_us')} p90 {ms(h, 'p90_us')} p99 {ms(h, 'p99_us')
 EOF
 )
   say "  $bin: $line"
+  if [ "$KEEP_DATA" != 1 ]; then rm -rf "$dir/data"; fi
 }
 
 for round in $(seq 1 "$REPS"); do
