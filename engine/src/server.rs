@@ -856,6 +856,39 @@ impl Core {
         (total, busy)
     }
 
+    /// Closes the correlation windows that ended before `now_ns` and drops
+    /// the groups that can no longer change, emitting the alerts of
+    /// closing conditions: shard by shard in [`BACKGROUND_SLICE`] slices
+    /// (call it in the background queue). After a flood this is a wave of
+    /// groups expiring (the recovery profile of overload run 27 had it at
+    /// 20% of the core); in one synchronous pass it held ingest off for as
+    /// long, in slices ingest reads its sockets in between and goes first.
+    async fn expire_windows(&self, now_ns: i64) {
+        let rules = self.rules.borrow().clone();
+        let ids = self.shards.borrow().shard_ids();
+        let mut fired = Vec::new();
+        let mut slice = std::time::Instant::now();
+        for shard in ids {
+            fired.clear();
+            self.shards
+                .borrow_mut()
+                .advance_shard(shard, &rules, now_ns, &mut fired);
+            // Alerts of windows closed by the clock depend on no new line
+            // (set per shard: ingest runs between slices and moves it).
+            self.seq.set(0);
+            for alert in fired.drain(..) {
+                // A window that closed on the clock has no completing
+                // event; its latency is measured from its newest event.
+                let received_ns = alert.last_seen_ns;
+                self.emit_correlation(&rules, &alert, shard, received_ns);
+            }
+            if slice.elapsed() >= BACKGROUND_SLICE {
+                background_pause().await;
+                slice = std::time::Instant::now();
+            }
+        }
+    }
+
     /// The cap on groups per shard that keeps this core's state near 90%
     /// of `budget` at the bytes per group last measured.
     fn groups_cap_for(&self, budget: u64) -> usize {
@@ -1233,7 +1266,6 @@ async fn heartbeat(stats: Arc<CoreStats>) {
 
 /// Advances correlation windows on the wall clock until shutdown.
 async fn tick_loop(core: Rc<Core>) {
-    let mut fired = Vec::new();
     let mut ticks = 0u64;
     let checkpoint_every = Duration::from_millis(core.shared.config.storage.checkpoint_interval_ms);
     let mut state_bytes = 0u64;
@@ -1306,19 +1338,7 @@ async fn tick_loop(core: Rc<Core>) {
             }
             checkpoint_took = last_checkpoint.elapsed();
         }
-        fired.clear();
-        let rules = core.rules.borrow().clone();
-        // Alerts of windows closed by the clock depend on no new line.
-        core.seq.set(0);
-        core.shards
-            .borrow_mut()
-            .advance(&rules, now_ns(), &mut fired);
-        for (shard, alert) in fired.drain(..) {
-            // A window that closed on the clock has no completing event;
-            // its latency is measured from its newest event.
-            let received_ns = alert.last_seen_ns;
-            core.emit_correlation(&rules, &alert, shard, received_ns);
-        }
+        in_background(&core, |c| async move { c.expire_windows(now_ns()).await }).await;
         // Quarantine records are buffered; make them visible within a tick.
         if let Err(err) = core.shared.quarantine.flush() {
             eprintln!("shardwatch: core {}: {err}", core.index);

@@ -148,3 +148,68 @@ fn value_count_and_temporal_ordered_fire_in_streaming_and_replay() {
     // The plain replay helper (built-in rules only) sees neither.
     assert!(titles(&replay(&input).unwrap()).is_empty());
 }
+
+/// A closing condition (`lte`) can only be decided when its window ends,
+/// which the node finds on its wall clock (the tick's expiry pass, run in
+/// the core's background queue shard by shard): the source with two
+/// failures alerts once its one-second window has passed, the one with
+/// three does not.
+#[test]
+fn a_closing_condition_fires_when_its_window_ends_on_the_clock() {
+    let dir = temp_dir("closing");
+    let rules = dir.join("rules.yml");
+    std::fs::write(
+        &rules,
+        r#"title: Few Failed Logins
+id: 2b7e4c1a-9d3f-4e5a-8b6c-1f0a2d3e4c5b
+correlation:
+    type: event_count
+    rules:
+        - shardwatch_sshd_failed_login
+    group-by:
+        - source.ip
+    timespan: 1s
+    condition:
+        lte: 2
+level: low
+"#,
+    )
+    .unwrap();
+    let app = Appliance::start(
+        "closing",
+        &[
+            "--cores",
+            "2",
+            "--quiet",
+            "--rules",
+            rules.to_str().unwrap(),
+        ],
+    )
+    .unwrap();
+    let mut lines = Vec::new();
+    for (second, ip, user) in [
+        (0, "203.0.113.70", "alice"),
+        (0, "203.0.113.70", "bob"),
+        (0, "203.0.113.71", "alice"),
+        (0, "203.0.113.71", "bob"),
+        (0, "203.0.113.71", "carol"),
+    ] {
+        lines.push(ssh_failure(second, ip, user));
+    }
+    let mut stream = TcpStream::connect(app.tcp()).unwrap();
+    stream
+        .write_all((lines.join("\n") + "\n").as_bytes())
+        .unwrap();
+    drop(stream);
+    app.wait_for_alerts(1, Duration::from_secs(20));
+    // Another tick or two: the three-failure window must stay silent.
+    std::thread::sleep(Duration::from_millis(1500));
+    let stopped = app.stop().unwrap();
+    assert!(stopped.exit_ok);
+    let streamed = read_jsonl(&stopped.data_dir.join("alerts.jsonl"));
+    let expected: BTreeSet<(String, String)> =
+        [("Few Failed Logins".to_string(), "203.0.113.70".to_string())].into();
+    assert_eq!(titles(&streamed), expected, "{streamed:#?}");
+    assert_eq!(streamed.len(), 1, "{streamed:#?}");
+    assert_eq!(streamed[0]["count"], 2);
+}
