@@ -65,6 +65,21 @@ fn titles(alerts: &[Value]) -> BTreeSet<(String, String)> {
         .collect()
 }
 
+/// A 2-core node running the rules in `rules` beside the built-in pack.
+fn start_with_rules(name: &str, rules: &std::path::Path) -> Appliance {
+    Appliance::start(
+        name,
+        &[
+            "--cores",
+            "2",
+            "--quiet",
+            "--rules",
+            rules.to_str().unwrap(),
+        ],
+    )
+    .unwrap()
+}
+
 #[test]
 fn value_count_and_temporal_ordered_fire_in_streaming_and_replay() {
     let dir = temp_dir("correlations");
@@ -93,17 +108,7 @@ fn value_count_and_temporal_ordered_fire_in_streaming_and_replay() {
     let input = dir.join("input.log");
     std::fs::write(&input, lines.join("\n") + "\n").unwrap();
 
-    let app = Appliance::start(
-        "correlations",
-        &[
-            "--cores",
-            "2",
-            "--quiet",
-            "--rules",
-            rules.to_str().unwrap(),
-        ],
-    )
-    .unwrap();
+    let app = start_with_rules("correlations", &rules);
     let mut stream = TcpStream::connect(app.tcp()).unwrap();
     stream.write_all(&std::fs::read(&input).unwrap()).unwrap();
     drop(stream);
@@ -175,17 +180,7 @@ level: low
 "#,
     )
     .unwrap();
-    let app = Appliance::start(
-        "closing",
-        &[
-            "--cores",
-            "2",
-            "--quiet",
-            "--rules",
-            rules.to_str().unwrap(),
-        ],
-    )
-    .unwrap();
+    let app = start_with_rules("closing", &rules);
     let mut lines = Vec::new();
     for (second, ip, user) in [
         (0, "203.0.113.70", "alice"),
