@@ -247,12 +247,12 @@ stop_node() {
 
 # One /metrics scrape reduced to the columns of samples.tsv (sums over
 # cores and labels), tab-separated; NA columns when the scrape failed.
-COLUMNS_M="udp_recv tcp_recv parsed kernel_drops dropped dropped_by_reason quarantined state_bytes state_groups corr_groups corr_evicted state_evicted pipeline_depth alerts checkpoints checkpoint_s"
+COLUMNS_M="udp_recv tcp_recv parsed kernel_drops dropped dropped_by_reason quarantined state_bytes state_groups corr_groups corr_evicted state_evicted pipeline_depth alerts checkpoints checkpoint_s heartbeat_ms"
 scrape() {
     local page
     page=$(curl -s --max-time 2 "http://$API/metrics" || true)
     if [[ -z $page ]]; then
-        printf 'NA\tNA\tNA\tNA\tNA\tNA\tNA\tNA\tNA\tNA\tNA\tNA\tNA\tNA\tNA\tNA\n'
+        printf 'NA\tNA\tNA\tNA\tNA\tNA\tNA\tNA\tNA\tNA\tNA\tNA\tNA\tNA\tNA\tNA\tNA\n'
         return
     fi
     awk '
@@ -273,12 +273,13 @@ scrape() {
         /^shardwatch_alerts_raised_total\{/ { al += $2; next }
         /^shardwatch_checkpoints_written_total\{/ { ck += $2; next }
         /^shardwatch_checkpoint_duration_seconds_sum\{/ { cs += $2; next }
+        /^shardwatch_core_heartbeat_age_seconds\{/ { if ($2 * 1000 > hb) hb = $2 * 1000; next }
         END {
             reasons = ""
             for (r in by) reasons = reasons (reasons == "" ? "" : ",") r "=" by[r]
             if (reasons == "") reasons = "-"
-            printf "%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t%s\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t%.3f\n",
-                udp, tcp, parsed, kd, dropped, reasons, q, sb, sg, cg, ce, se, pd, al, ck, cs
+            printf "%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t%s\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t%.3f\t%.0f\n",
+                udp, tcp, parsed, kd, dropped, reasons, q, sb, sg, cg, ce, se, pd, al, ck, cs, hb
         }' <<<"$page"
 }
 
@@ -553,6 +554,9 @@ STOP_STATS=$(sed -n 's/^shardwatch: stats //p' "$LOGS/p1.stderr" | tail -1)
 EVICTED_STOP=$(jq '[.[].groups_evicted] | add' <<<"${STOP_STATS:-[]}")
 CKPT_S=$(last_col "$S1" checkpoint_s)
 MAX_GROUPS=$(col_max "$S1" state_groups '.')
+# The largest age of a core's heartbeat (stamped every 50 ms while its
+# executor runs) any sample saw: seconds mean a stalled core (run 32).
+HB_MAX=$(col_max "$S1" heartbeat_ms '.')
 MAX_DEPTH=$(col_max "$S1" pipeline_depth '.')
 LAST_DROPS=$(last_col "$S1" dropped_by_reason)
 CORR_EVICTED=$(last_col "$S1" corr_evicted)
@@ -628,6 +632,7 @@ EXIT_OK=$( [[ $P1_RC == 0 ]] && echo 1 || echo 0)
     echo "  state estimate (shardwatch_state_memory_bytes, sum): max $MAX_STATE B of $STATE_BOUND B: under: $(yes_no "$STATE_OK"); state groups max $MAX_GROUPS"
     echo "  groups evicted: $EVICTED_STOP in all (groups_evicted in the stats at stop; /metrics shardwatch_correlation_groups_evicted_total read $CORR_EVICTED), $STATE_EVICTED of them when the byte bound lowered the cap (shardwatch_state_memory_groups_evicted_total)"
     echo "  pipeline depth max $MAX_DEPTH batches; quarantined $QUARANTINED; checkpoints $CKPTS taking $CKPT_S s in all; cgroup throttled ${THROTTLED_MS} ms in all"
+    echo "  core heartbeat age max ${HB_MAX} ms over the samples (beats every 50 ms; a throttled core sleeps up to 90 ms): no core stalled: $(yes_no "$([[ $HB_MAX -lt 5000 ]] && echo 1 || echo 0)")"
     echo
     echo "phase 1a — baseline before the flood: third attack corpus ($BASELINE_SCENARIOS) over UDP at S/$RECOVER_DIV for $P2_S s on the phase-1 node"
     echo "  sent $B_SENT at $B_ACH/s; the node read $((B_UDP1 - B_UDP0)) of them, the kernel dropped $((B_KD1 - B_KD0)) (share $B_DROP_SHARE); checkpoints took $CKPT_IN_B s of the phase"
