@@ -78,12 +78,41 @@ fn api_answers_with_auth_and_counts_what_was_sent() {
         .unwrap();
     socket.send_to(b"<777>broken", app.udp()).unwrap();
     app.wait_for_alerts(1, Duration::from_secs(20));
-    std::thread::sleep(Duration::from_millis(200));
 
-    let (status, body) = http_get(api, "/metrics", Some(TOKEN)).unwrap();
-    assert_eq!(status, 200);
-    let lines = body.lines().map(|l| Ok(l.to_string()));
-    let scrape = prometheus_parse::Scrape::parse(lines).expect("valid Prometheus text");
+    // The alert can be in the log before the bystander and the bad line
+    // (sent after the tenth failure, possibly routed to the other core's
+    // shards) are counted: wait until every count asserted below is in.
+    let counts = |scrape: &prometheus_parse::Scrape| {
+        [
+            metric_sum(
+                scrape,
+                "shardwatch_events_received_total",
+                Some(("transport", "udp")),
+            ),
+            metric_sum(scrape, "shardwatch_events_parsed_total", None),
+            metric_sum(
+                scrape,
+                "shardwatch_events_quarantined_total",
+                Some(("reason", "bad_pri")),
+            ),
+            metric_sum(scrape, "shardwatch_alerts_raised_total", None),
+            metric_sum(scrape, "shardwatch_shard_records_total", None),
+            metric_sum(scrape, "shardwatch_journal_lines_total", None),
+        ]
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let (body, scrape) = loop {
+        let (status, body) = http_get(api, "/metrics", Some(TOKEN)).unwrap();
+        assert_eq!(status, 200);
+        let lines = body.lines().map(|l| Ok(l.to_string()));
+        let scrape = prometheus_parse::Scrape::parse(lines).expect("valid Prometheus text");
+        if counts(&scrape) == [12.0, 11.0, 1.0, 1.0, 11.0, 12.0]
+            || std::time::Instant::now() > deadline
+        {
+            break (body, scrape);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     assert_eq!(
         metric_sum(
             &scrape,
@@ -179,9 +208,18 @@ fn api_answers_with_auth_and_counts_what_was_sent() {
     let (status, _) = http_get(api, "/api/nothing-here", Some(TOKEN)).unwrap();
     assert_eq!(status, 404);
 
-    let (status, body) = http_get(api, "/api/quarantine?reason=bad_pri", Some(TOKEN)).unwrap();
-    assert_eq!(status, 200);
-    let page: Value = serde_json::from_str(&body).unwrap();
+    // Quarantine records are buffered and reach the file (which the API
+    // reads) at the core's next tick: wait for the record.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let page = loop {
+        let (status, body) = http_get(api, "/api/quarantine?reason=bad_pri", Some(TOKEN)).unwrap();
+        assert_eq!(status, 200);
+        let page: Value = serde_json::from_str(&body).unwrap();
+        if page["total"] == 1 || std::time::Instant::now() > deadline {
+            break page;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     assert_eq!(page["total"], 1);
     assert_eq!(page["items"][0]["raw"], "<777>broken");
 

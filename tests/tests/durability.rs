@@ -98,6 +98,25 @@ fn send_until_error(addr: SocketAddr, lines: &[String], from: usize, per_ms: usi
     next
 }
 
+/// Sum over the samples of `/metrics` whose line starts with `prefix` and
+/// contains `label`.
+fn metric_sum(node: &Appliance, prefix: &str, label: &str) -> f64 {
+    let (_, page) = shardwatch_tests::http_get(node.api(), "/metrics", None).unwrap();
+    page.lines()
+        .filter(|l| l.starts_with(prefix) && l.contains(label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// `shardwatch_checkpoints_written_total` of each core.
+fn checkpoints_written(node: &Appliance) -> Vec<f64> {
+    let (_, page) = shardwatch_tests::http_get(node.api(), "/metrics", None).unwrap();
+    page.lines()
+        .filter(|l| l.starts_with("shardwatch_checkpoints_written_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .collect()
+}
+
 #[test]
 fn kill_9_under_load_then_restart_gives_the_alerts_of_an_uninterrupted_run_once() {
     let lines = scenario(300, 24);
@@ -109,14 +128,17 @@ fn kill_9_under_load_then_restart_gives_the_alerts_of_an_uninterrupted_run_once(
     let sender = std::thread::spawn(move || {
         // First run: about 3 s of lines; the node is killed in the middle.
         let mut next = send_until_error(addr, &all, 0, 3);
+        let resent_from = next;
         // Second run: resend from where the writes failed.
         let addr = rx.recv().unwrap();
         while next < all.len() {
             next = send_until_error(addr, &all, next, 10);
         }
+        resent_from
     });
     std::thread::sleep(Duration::from_millis(1_500));
-    let before = node.alerts_file();
+    // A slow node may not have raised its first alert yet: wait for one.
+    let before = node.wait_for_alerts(1, Duration::from_secs(30));
     node.kill_hard();
     assert!(
         !before.is_empty(),
@@ -132,8 +154,20 @@ fn kill_9_under_load_then_restart_gives_the_alerts_of_an_uninterrupted_run_once(
     );
     eprintln!("{}", node.stderr_so_far().join("\n"));
     tx.send(node.tcp()).unwrap();
-    sender.join().unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    let resent_from = sender.join().unwrap();
+    // Wait until the restarted node has read every line resent to it (a
+    // connection not yet accepted at SIGTERM is never read).
+    let resent = (lines.len() - resent_from) as f64;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while metric_sum(
+        &node,
+        "shardwatch_events_received_total{",
+        "transport=\"tcp\"",
+    ) < resent
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let stopped = node.stop().unwrap();
     assert!(stopped.exit_ok);
     eprintln!(
@@ -188,6 +222,17 @@ fn corrupt_checkpoints_and_torn_journal_tails_are_skipped_with_reasons() {
     }
     drop(stream);
     std::thread::sleep(Duration::from_millis(500));
+    // Each core must keep an older checkpoint beside the one taken at
+    // stop (checked below): wait until each has written one on its tick.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let written = checkpoints_written(&node);
+        let each = written.len() == 2 && written.iter().all(|&n| n >= 1.0);
+        if each || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let stopped = node.stop().unwrap();
     assert!(stopped.exit_ok);
     let first_run = ids(&shardwatch_tests::read_jsonl(

@@ -143,14 +143,23 @@ fn webhook_down_and_back_gets_every_alert_once_and_other_outputs_too() {
     receiver.join().unwrap();
     send_brute_forces(&app, 11, 10);
     wait_until(|| app.alerts_file().len() == 20, "twenty alerts in the log");
-    std::thread::sleep(Duration::from_millis(800));
-    let (_, metrics) = http_get(app.api(), "/metrics", None).unwrap();
-    let failures: f64 = metrics
-        .lines()
-        .find(|l| l.starts_with("shardwatch_output_failures_total{output=\"webhook\"}"))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap();
+    // The webhook thread finds the new alerts on its own poll and counts a
+    // failed delivery only then: wait for it.
+    let webhook_failures = || -> f64 {
+        let (_, metrics) = http_get(app.api(), "/metrics", None).unwrap();
+        metrics
+            .lines()
+            .find(|l| l.starts_with("shardwatch_output_failures_total{output=\"webhook\"}"))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut failures = webhook_failures();
+    while failures < 1.0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        failures = webhook_failures();
+    }
     assert!(
         failures >= 1.0,
         "deliveries failed while the receiver was down"

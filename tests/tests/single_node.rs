@@ -300,7 +300,24 @@ fn a_thousand_concurrent_tcp_connections() {
         let line = format!("<13>Nov 27 10:00:00 host{i} app: hello from connection {i}\n");
         stream.write_all(line.as_bytes()).unwrap();
     }
-    std::thread::sleep(Duration::from_millis(500));
+    // A connection still in the listen backlog at SIGTERM is never
+    // accepted: wait until every connection is accepted and its line parsed.
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let (_, page) = shardwatch_tests::http_get(app.api(), "/metrics", None).unwrap();
+        let sum = |name: &str| -> f64 {
+            page.lines()
+                .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum()
+        };
+        let accepted = sum("shardwatch_tcp_connections_accepted_total");
+        let parsed = sum("shardwatch_events_parsed_total");
+        if (accepted == 1000.0 && parsed == 1000.0) || std::time::Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
     drop(streams);
     std::thread::sleep(Duration::from_millis(300));
     let stopped = app.stop().unwrap();
