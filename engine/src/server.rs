@@ -129,6 +129,10 @@ const TLS_HANDSHAKE_MAX: Duration = Duration::from_secs(10);
 /// data still arrives (below `DRAIN_CONNECTIONS_MAX`, which the accept
 /// loop waits for all connections).
 const CONNECTION_DRAIN_MAX: Duration = Duration::from_secs(4);
+/// Longest a stopping core spends accepting the connections still in its
+/// listener's queue (each is accepted without waiting; a sender that keeps
+/// connecting could otherwise hold the loop).
+const BACKLOG_DRAIN_MAX: Duration = Duration::from_secs(1);
 /// How long shutdown waits for open TCP connections to finish their frames.
 const DRAIN_CONNECTIONS_MAX: Duration = Duration::from_secs(5);
 
@@ -1482,6 +1486,11 @@ async fn accept_loop(
     listener: std::net::TcpListener,
     kind: Listener,
 ) -> anyhow::Result<()> {
+    // A second descriptor of the same socket, read without the executor
+    // at shutdown (see below).
+    let pending = listener
+        .try_clone()
+        .context("cannot clone the TCP listener")?;
     let listener =
         transport::tcp::adopt_listener(listener).context("cannot adopt the TCP listener")?;
     while !core.stopping() {
@@ -1504,36 +1513,60 @@ async fn accept_loop(
                 continue;
             }
         };
-        let peer_ip = transport::tcp::peer_of(&stream).ip();
-        if !core.admission.borrow().permitted(peer_ip) {
-            core.stats.drop_events(Refusal::Denied.reason(), 1);
-            drop(stream);
-            continue;
-        }
-        add(&core.stats.tcp_connections_accepted, 1);
-        core.tcp_open.set(core.tcp_open.get() + 1);
-        core.stats
-            .tcp_connections_open
-            .store(core.tcp_open.get(), Ordering::Relaxed);
-        match &kind {
-            Listener::Tcp => {
-                let peer = transport::tcp::peer_of(&stream);
-                let _ = stream.set_read_timeout(Some(READ_TIMEOUT));
-                glommio::spawn_local(serve_connection(core.clone(), stream, peer, "tcp")).detach();
-            }
-            Listener::Relp => {
-                glommio::spawn_local(serve_relp(core.clone(), stream)).detach();
-            }
-            Listener::Tls(acceptor) => {
-                glommio::spawn_local(serve_tls(core.clone(), stream, acceptor.clone())).detach();
+        serve_accepted(&core, stream, &kind);
+    }
+    // Stopping: connections the kernel completed but this loop had not
+    // accepted yet were sent to this node (their first bytes are already
+    // acknowledged to the sender): accept them and drain them like the open
+    // ones, rather than reset them with the listener. Then close the
+    // listener, so later connection attempts are refused at once.
+    let drain_until = std::time::Instant::now() + BACKLOG_DRAIN_MAX;
+    while std::time::Instant::now() < drain_until {
+        match transport::tcp::accept_pending(&pending) {
+            Ok(Some(stream)) => serve_accepted(&core, stream, &kind),
+            Ok(None) => break,
+            Err(err) => {
+                eprintln!("shardwatch: core {}: accept failed: {err}", core.index);
+                core.stats.drop_events("tcp_accept_error", 1);
+                break;
             }
         }
     }
+    drop(pending);
+    drop(listener);
     let deadline = std::time::Instant::now() + DRAIN_CONNECTIONS_MAX;
     while core.tcp_open.get() > 0 && std::time::Instant::now() < deadline {
         glommio::timer::sleep(Duration::from_millis(10)).await;
     }
     Ok(())
+}
+
+/// Admits (or refuses) a connection `kind`'s listener accepted and starts
+/// serving it on this core.
+fn serve_accepted(core: &Rc<Core>, stream: glommio::net::TcpStream, kind: &Listener) {
+    let peer_ip = transport::tcp::peer_of(&stream).ip();
+    if !core.admission.borrow().permitted(peer_ip) {
+        core.stats.drop_events(Refusal::Denied.reason(), 1);
+        return;
+    }
+    add(&core.stats.tcp_connections_accepted, 1);
+    core.tcp_open.set(core.tcp_open.get() + 1);
+    core.stats
+        .tcp_connections_open
+        .store(core.tcp_open.get(), Ordering::Relaxed);
+    match kind {
+        Listener::Tcp => {
+            let peer = transport::tcp::peer_of(&stream);
+            let _ = stream.set_read_timeout(Some(READ_TIMEOUT));
+            glommio::spawn_local(serve_connection(core.clone(), stream, peer, "tcp")).detach();
+        }
+        Listener::Relp => {
+            glommio::spawn_local(serve_relp(core.clone(), stream)).detach();
+        }
+        Listener::Tls(acceptor) => {
+            glommio::spawn_local(serve_tls(core.clone(), stream, acceptor.clone())).detach();
+        }
+    }
 }
 
 /// What one read of a connection gave.

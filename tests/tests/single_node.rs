@@ -327,6 +327,37 @@ fn a_thousand_concurrent_tcp_connections() {
 }
 
 #[test]
+fn connections_still_queued_at_stop_are_read_not_reset() {
+    // The node is paused (SIGSTOP) while the connections are made, so the
+    // kernel completes their handshakes and holds their lines in the
+    // listeners' accept queues, unaccepted, when SIGTERM arrives.
+    let app = Appliance::start("queued", &["--cores", "2", "--quiet"]).unwrap();
+    let pid = app.pid() as libc::pid_t;
+    // SAFETY: signals to our own child process.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    let mut streams = Vec::new();
+    for i in 0..200 {
+        let mut stream = TcpStream::connect(app.tcp()).unwrap();
+        let line = format!("<13>Nov 27 10:00:00 host{i} app: queued connection {i}\n");
+        stream.write_all(line.as_bytes()).unwrap();
+        streams.push(stream);
+    }
+    // SIGTERM (sent by `stop`) stays pending while the node is paused; it
+    // is delivered when SIGCONT resumes it.
+    let resume = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        // SAFETY: as above.
+        unsafe { libc::kill(pid, libc::SIGCONT) };
+    });
+    let stopped = app.stop().unwrap();
+    resume.join().unwrap();
+    drop(streams);
+    assert!(stopped.exit_ok);
+    assert_eq!(total(&stopped.stats, "tcp_connections_accepted"), 200);
+    assert_eq!(total(&stopped.stats, "events_parsed"), 200);
+}
+
+#[test]
 fn config_file_and_extra_rules_are_honoured() {
     let dir = temp_dir("config");
     let rules = dir.join("rules");

@@ -21,6 +21,29 @@ pub fn adopt_listener(listener: std::net::TcpListener) -> io::Result<glommio::ne
     Ok(unsafe { glommio::net::TcpListener::from_raw_fd(listener.into_raw_fd()) })
 }
 
+/// Accepts one connection the kernel already completed on `listener` (a
+/// non-blocking clone of a listener adopted with [`adopt_listener`], so
+/// both share one accept queue) without waiting: `Ok(None)` when none is
+/// pending. For shutdown, when the executor's own accept is no longer
+/// awaited: a connection left in the queue would be reset with the
+/// listener, its acknowledged bytes unread.
+pub fn accept_pending(
+    listener: &std::net::TcpListener,
+) -> io::Result<Option<glommio::net::TcpStream>> {
+    match listener.accept() {
+        Ok((stream, _)) => {
+            stream.set_nonblocking(true)?;
+            // SAFETY: as in `adopt_listener`: an fd just accepted and owned,
+            // handed over once.
+            Ok(Some(unsafe {
+                glommio::net::TcpStream::from_raw_fd(stream.into_raw_fd())
+            }))
+        }
+        Err(err) if err.kind() == io::ErrorKind::WouldBlock => Ok(None),
+        Err(err) => Err(err),
+    }
+}
+
 /// The peer address of an accepted stream, or the unspecified address when
 /// the kernel no longer knows it (the peer already reset).
 pub fn peer_of(stream: &glommio::net::TcpStream) -> SocketAddr {
