@@ -21,7 +21,9 @@
 # Knobs (environment): BINS (target/release/shardwatch), LOAD
 # (target/release/shardwatch-load), CORES (1), RATE (measured), MAX_EVENTS
 # (2000000), SEND_S (15), REPS (1), OUT (target/latency-half), NODE_ARGS
-# (extra `shardwatch run` flags, e.g. "--checkpoint-ms 0"), KEEP_DATA (0:
+# (extra `shardwatch run` flags, e.g. "--checkpoint-ms 0"), PRIOS (0; e.g.
+# "0 2" runs each build at both), PRIO_COMM (a regular expression over the
+# node's thread names that PRIOS applies to; all by default), KEEP_DATA (0:
 # each node's data dir, journal and checkpoints, several GB per run, is
 # deleted once its run is scored; 1 keeps it).
 # Writes $OUT/summary.txt and per run $OUT/<round>-<n>/ (the harness's
@@ -37,6 +39,10 @@ SEND_S=${SEND_S:-15}
 REPS=${REPS:-1}
 OUT=${OUT:-target/latency-half}
 NODE_ARGS=${NODE_ARGS:-}
+# Real-time priorities to run the node's threads at, in turn (0: the
+# default scheduler; N: SCHED_FIFO priority N for every thread of the
+# node whose name matches PRIO_COMM, set with chrt once it listens).
+PRIOS=${PRIOS:-0}
 KEEP_DATA=${KEEP_DATA:-0}
 RULES=perf/rules/scenarios.yml
 
@@ -68,7 +74,7 @@ if [ -z "${RATE:-}" ]; then
 fi
 
 run_one() {
-  local bin=$1 dir=$2
+  local bin=$1 dir=$2 prio=$3
   mkdir -p "$dir/data"
   "$bin" run --cores "$CORES" --udp "" --tcp 127.0.0.1:0 --api 127.0.0.1:0 \
     --data-dir "$dir/data" --rules "$RULES" --quiet $NODE_ARGS 2>"$dir/node.stderr" &
@@ -83,6 +89,11 @@ run_one() {
     kill "$node" 2>/dev/null || true
     echo "latency-half: node did not listen (see $dir/node.stderr)" >&2
     return 1
+  fi
+  if [ "$prio" -gt 0 ]; then
+    for task in /proc/"$node"/task/*; do
+      if grep -qE "${PRIO_COMM:-.}" "$task/comm"; then chrt -f -p "$prio" "${task##*/}" >/dev/null; fi
+    done
   fi
   pin "$LOAD" run --target "tcp://$addr" --rate "$RATE" --duration "${SEND_S}s" \
     --alerts "$dir/data/alerts.jsonl" --rules "$RULES" --out "$dir/run" --quiet >/dev/null || true
@@ -101,7 +112,7 @@ print(f"harness p50 {ms(h, 'p50_us')} p90 {ms(h, 'p90_us')} p99 {ms(h, 'p99_us')
       f"precision {d.get('precision')} recall {d.get('recall')}")
 EOF
 )
-  say "  $bin: $line"
+  say "  $bin (prio $prio): $line"
   if [ "$KEEP_DATA" != 1 ]; then rm -rf "$dir/data"; fi
 }
 
@@ -109,7 +120,9 @@ for round in $(seq 1 "$REPS"); do
   say "round $round, $RATE events/s for ${SEND_S}s:"
   n=0
   for bin in $BINS; do
-    n=$((n + 1))
-    run_one "$bin" "$OUT/$round-$n"
+    for prio in $PRIOS; do
+      n=$((n + 1))
+      run_one "$bin" "$OUT/$round-$n" "$prio"
+    done
   done
 done
