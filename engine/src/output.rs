@@ -102,6 +102,9 @@ pub struct AlertWriter {
     pub by_rule: AlertsByRule,
     /// Alerts dropped because their id was already in the log.
     pub duplicates: Arc<AtomicU64>,
+    /// Woken (`notify_waiters`) each time new lines reach the log file, so
+    /// live readers (`/api/alerts/stream`) need not poll it.
+    pub written: Arc<tokio::sync::Notify>,
 }
 
 impl AlertWriter {
@@ -116,6 +119,8 @@ impl AlertWriter {
         let counts = by_rule.clone();
         let duplicates = Arc::new(AtomicU64::new(0));
         let dropped = duplicates.clone();
+        let written_notify = Arc::new(tokio::sync::Notify::new());
+        let notify = written_notify.clone();
         let mut seen = SeenIds::load(log.path())?;
         let thread = std::thread::Builder::new()
             .name("sw-alerts".into())
@@ -155,6 +160,7 @@ impl AlertWriter {
                         line = rx.try_recv().ok();
                     }
                     log.flush(false)?;
+                    notify.notify_waiters();
                     let _ = out.flush();
                 }
                 log.flush(true)?;
@@ -167,6 +173,7 @@ impl AlertWriter {
                 thread,
                 by_rule,
                 duplicates,
+                written: written_notify,
             },
         ))
     }

@@ -12,11 +12,14 @@ use std::path::PathBuf;
 use serde_json::json;
 
 use crate::appliance::{scratch_dir, Appliance, Stopped};
+use anyhow::Context;
+
 use crate::collect::AlertSource;
 use crate::peers::{process_cpu, watch_processed, CpuTimes};
 use crate::report::Report;
 use crate::runner::{add_to_report, run_load, RunOptions, RunOutcome};
 use crate::send::Target;
+use crate::sse::StreamTarget;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -29,6 +32,16 @@ pub enum Transport {
     Relp,
     /// Syslog over TLS (`--tls 127.0.0.1:0 --tls-cert --tls-key`).
     Tls,
+}
+
+/// How `bench` collects the appliance's alerts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum AlertsVia {
+    /// Tail its `alerts.jsonl` (inotify).
+    #[default]
+    File,
+    /// Subscribe to its live stream, `GET /api/alerts/stream`.
+    Stream,
 }
 
 /// `bench` options beyond the load itself.
@@ -45,6 +58,7 @@ pub struct BenchOptions {
     pub watch_events: Option<u64>,
     /// The appliance's TLS certificate and key (`--transport tls`).
     pub tls_server: Option<(PathBuf, PathBuf)>,
+    pub alerts_via: AlertsVia,
 }
 
 /// The result of one bench.
@@ -169,7 +183,21 @@ pub fn bench(bench: &BenchOptions, load: &mut RunOptions) -> anyhow::Result<Benc
         data_dir.display()
     );
     load.targets = vec![target];
-    load.alerts = Some(AlertSource::File(data_dir.join("alerts.jsonl")));
+    load.alerts = Some(match bench.alerts_via {
+        AlertsVia::File => AlertSource::File(data_dir.join("alerts.jsonl")),
+        AlertsVia::Stream => {
+            let api = l
+                .fields
+                .get("api")
+                .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+                .context("--alerts-via stream needs the appliance's API address")?;
+            AlertSource::Stream(StreamTarget {
+                addr: api,
+                path: crate::sse::STREAM_PATH.to_string(),
+                token: None,
+            })
+        }
+    });
     // The harness (senders, alert collector) keeps off the appliance's
     // CPUs where any are left, so it does not take the CPU it measures;
     // the mask is put back after the run.

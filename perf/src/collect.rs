@@ -25,6 +25,7 @@ use serde::Serialize;
 
 use crate::clock;
 use crate::matching::{parse_alert, ObservedAlert};
+use crate::sse::{self, Dechunker, SseParser, StreamTarget, Subscription};
 
 /// Idle poll interval of the file tail: the resolution it adds to latency.
 pub const TAIL_POLL_NS: i64 = 250_000;
@@ -104,6 +105,8 @@ pub enum AlertSource {
     File(PathBuf),
     /// Read alert lines from stdin, e.g. `shardwatch run | shardwatch-load run --alerts-stdin`.
     Stdin,
+    /// Subscribe to the appliance's live alert stream (server-sent events).
+    Stream(StreamTarget),
 }
 
 /// Counters of what the collector skipped.
@@ -119,6 +122,11 @@ pub struct CollectStats {
     /// Whether it slept on an inotify watch (else it polled every
     /// [`TAIL_POLL_NS`]).
     pub inotify: bool,
+    /// Where alerts came from: `file`, `stdin` or `stream`.
+    pub source: &'static str,
+    /// Why a live stream ended before the collector was stopped (closed by
+    /// the appliance, a read error, a malformed body); empty otherwise.
+    pub stream_error: String,
 }
 
 #[derive(Default)]
@@ -190,6 +198,7 @@ impl Shared {
 fn tail_file(path: PathBuf, mut offset: u64, shared: Arc<Shared>, seen: Arc<AtomicU64>) {
     let mut stats = CollectStats {
         realtime_priority: realtime_priority(),
+        source: "file",
         ..CollectStats::default()
     };
     let mut file: Option<std::fs::File> = None;
@@ -253,7 +262,10 @@ fn read_stdin(shared: Arc<Shared>, seen: Arc<AtomicU64>) {
     let stdin = std::io::stdin();
     let mut lock = stdin.lock();
     let mut line = Vec::new();
-    let mut stats = CollectStats::default();
+    let mut stats = CollectStats {
+        source: "stdin",
+        ..CollectStats::default()
+    };
     loop {
         line.clear();
         // Bounded read: at most ALERT_LINE_BYTES_MAX bytes per line.
@@ -280,6 +292,78 @@ fn read_stdin(shared: Arc<Shared>, seen: Arc<AtomicU64>) {
     }
 }
 
+/// Reads the answered subscription `sub` until the collector stops or the
+/// stream ends; each `alert` event's data is one alert line.
+fn read_stream(sub: Subscription, shared: Arc<Shared>, seen: Arc<AtomicU64>) {
+    let mut stats = CollectStats {
+        realtime_priority: realtime_priority(),
+        source: "stream",
+        ..CollectStats::default()
+    };
+    let Subscription {
+        mut stream,
+        chunked,
+        body_start,
+    } = sub;
+    let mut dechunker = Dechunker::default();
+    let mut parser = SseParser::new(ALERT_LINE_BYTES_MAX);
+    let mut body = Vec::new();
+    let mut chunk = vec![0u8; READ_CHUNK_BYTES];
+    let mut input = body_start;
+    // Short reads, so the stop flag is seen; a stopping collector reads
+    // until the stream has been quiet for one of them.
+    let _ = stream.set_read_timeout(Some(std::time::Duration::from_millis(WATCH_WAIT_MS as u64)));
+    loop {
+        let body = if chunked {
+            body.clear();
+            if let Err(err) = dechunker.push(&input, &mut body) {
+                stats.stream_error = format!("malformed chunked body: {err}");
+                break;
+            }
+            &body[..]
+        } else {
+            &input[..]
+        };
+        parser.push(body, |kind, data| {
+            if kind == b"alert" {
+                shared.accept(data, &mut stats, &seen);
+            }
+        });
+        if dechunker.done() {
+            stats.stream_error = "the appliance ended the stream".into();
+            break;
+        }
+        let stopping = shared.stop.load(Ordering::Acquire);
+        match stream.read(&mut chunk) {
+            Ok(0) => {
+                if !stopping {
+                    stats.stream_error = "the appliance closed the stream".into();
+                }
+                break;
+            }
+            Ok(n) => input = chunk[..n].to_vec(),
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                if stopping {
+                    break;
+                }
+                input.clear();
+            }
+            Err(err) => {
+                stats.stream_error = format!("read failed: {err}");
+                break;
+            }
+        }
+    }
+    stats.oversized += parser.oversized;
+    let mut s = shared.stats.lock().unwrap_or_else(|e| e.into_inner());
+    *s = stats;
+}
+
 impl Collector {
     /// Starts collecting from `source`.
     pub fn start(source: AlertSource) -> anyhow::Result<Collector> {
@@ -299,6 +383,14 @@ impl Collector {
             AlertSource::Stdin => std::thread::Builder::new()
                 .name("alert-stdin".into())
                 .spawn(move || read_stdin(s, c))?,
+            AlertSource::Stream(target) => {
+                // Answered before any event is sent: the appliance starts
+                // the stream at its log's end when it answers.
+                let sub = sse::subscribe(&target)?;
+                std::thread::Builder::new()
+                    .name("alert-stream".into())
+                    .spawn(move || read_stream(sub, s, c))?
+            }
         };
         Ok(Collector {
             shared,

@@ -20,6 +20,7 @@ mod runner;
 mod scenario_rules;
 mod schedule;
 mod send;
+mod sse;
 mod svg;
 mod timefmt;
 mod tls_client;
@@ -243,11 +244,19 @@ struct RunArgs {
     #[arg(long = "target", required = true, value_parser = send::parse_target)]
     targets: Vec<Target>,
     /// The appliance's alerts.jsonl to tail (read from its current end).
-    #[arg(long, conflicts_with = "alerts_stdin")]
+    #[arg(long, conflicts_with_all = ["alerts_stdin", "alerts_url"])]
     alerts: Option<PathBuf>,
     /// Read alert JSON lines from stdin instead.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "alerts_url")]
     alerts_stdin: bool,
+    /// Subscribe to the appliance's live alert stream instead:
+    /// `http://127.0.0.1:9600` (path `/api/alerts/stream` by default).
+    #[arg(long)]
+    alerts_url: Option<String>,
+    /// Bearer token for the live stream (an appliance started with
+    /// `--api-token`).
+    #[arg(long, requires = "alerts_url")]
+    alerts_token: Option<String>,
     #[command(flatten)]
     load: LoadArgs,
 }
@@ -268,6 +277,10 @@ struct BenchArgs {
     /// Keep the appliance's data directory and print its path.
     #[arg(long)]
     keep_data: bool,
+    /// How alerts are collected: tail the appliance's alerts.jsonl, or
+    /// subscribe to its live stream (`GET /api/alerts/stream`).
+    #[arg(long, value_enum, default_value = "file")]
+    alerts_via: bench::AlertsVia,
     #[command(flatten)]
     load: LoadArgs,
 }
@@ -423,10 +436,14 @@ fn gen(args: GenArgs) -> anyhow::Result<()> {
 }
 
 fn run(args: RunArgs) -> anyhow::Result<()> {
-    let alerts = match (&args.alerts, args.alerts_stdin) {
-        (Some(path), _) => Some(AlertSource::File(path.clone())),
-        (None, true) => Some(AlertSource::Stdin),
-        (None, false) => None,
+    let alerts = match (&args.alerts, args.alerts_stdin, &args.alerts_url) {
+        (Some(path), _, _) => Some(AlertSource::File(path.clone())),
+        (None, true, _) => Some(AlertSource::Stdin),
+        (None, false, Some(url)) => Some(AlertSource::Stream(sse::StreamTarget::parse(
+            url,
+            args.alerts_token.clone(),
+        )?)),
+        (None, false, None) => None,
     };
     let opts = args.load.options(args.targets.clone(), alerts, None)?;
     let outcome = runner::run_load(&opts)?;
@@ -456,6 +473,7 @@ fn bench_options(
         extra_args: gate.rules.appliance_args(),
         watch_events: None,
         tls_server: None,
+        alerts_via: bench::AlertsVia::File,
     })
 }
 
@@ -482,6 +500,7 @@ fn bench_cmd(args: BenchArgs) -> anyhow::Result<()> {
         load.session.tls.ca_file = Some(certs.ca);
         options.tls_server = Some((certs.server_cert, certs.server_key));
     }
+    options.alerts_via = args.alerts_via;
     let outcome = bench::bench(&options, &mut load)?;
     let mut report = Report::new("bench");
     bench::add_bench_to_report(&outcome, &options, &load, &mut report);

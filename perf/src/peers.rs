@@ -1028,6 +1028,7 @@ fn run_shardwatch(opts: &PeersOptions, events: u64, report: &mut Report) -> Peer
             .collect(),
         watch_events: Some(events),
         tls_server: None,
+        alerts_via: crate::bench::AlertsVia::File,
     };
     let mut load = RunOptions {
         targets: Vec::new(),

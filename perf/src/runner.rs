@@ -511,16 +511,22 @@ pub fn add_to_report(outcome: &RunOutcome, opts: &RunOptions, report: &mut Repor
         let (before, after) = (split.0.summary(), split.1.summary());
         if let Some(c) = &outcome.collect {
             report.summary.push(format!(
-                "  observer: {}, {} priority",
-                if c.inotify {
-                    "woken by inotify on each write"
-                } else {
-                    "polling the file every 250 us"
+                "  observer: {}, {} priority{}",
+                match (c.source, c.inotify) {
+                    ("stream", _) => "subscribed to the live stream (/api/alerts/stream)",
+                    ("stdin", _) => "reading stdin",
+                    (_, true) => "woken by inotify on each write",
+                    (_, false) => "polling the file every 250 us",
                 },
                 if c.realtime_priority {
                     "real-time (SCHED_FIFO)"
                 } else {
                     "normal"
+                },
+                if c.stream_error.is_empty() {
+                    String::new()
+                } else {
+                    format!("; the stream ended early: {}", c.stream_error)
                 }
             ));
         }

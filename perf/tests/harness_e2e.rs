@@ -228,3 +228,91 @@ fn bench_over_relp_and_tls_delivers_every_event() {
     }
     let _ = std::fs::remove_dir_all(&scratch);
 }
+
+/// The harness subscribed to the appliance's live alert stream (as for a
+/// node whose alert log is on another machine): every scenario detected,
+/// the collector reports the stream, and a wrong token is refused before
+/// any event is sent.
+#[test]
+fn run_scores_alerts_from_the_live_stream() {
+    let _alone = ONE_BENCH_AT_A_TIME.lock();
+    let token = "harness-stream-token";
+    let rules = shardwatch_tests::workspace_root().join("perf/rules/scenarios.yml");
+    let app = shardwatch_tests::Appliance::start(
+        "harness-stream",
+        &[
+            "--cores",
+            "1",
+            "--quiet",
+            "--api-token",
+            token,
+            "--rules",
+            rules.to_str().unwrap(),
+        ],
+    )
+    .unwrap();
+    let scratch = shardwatch_tests::temp_dir("harness-stream-out");
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let url = format!("http://{}", app.api());
+    let target = format!("tcp://{}", app.tcp());
+    let out = scratch.join("run");
+    let summary = load(&[
+        "run",
+        "--target",
+        &target,
+        "--alerts-url",
+        &url,
+        "--alerts-token",
+        token,
+        "--events",
+        "3000",
+        "--entities",
+        "50",
+        "--rate",
+        "20000",
+        "--drain-ms",
+        "10000",
+        "--out",
+        &s(&out),
+        "--quiet",
+    ]);
+    let doc = report(&out);
+    let detection = &doc["detection"];
+    assert_eq!(detection["collector"]["source"], "stream", "{summary}");
+    assert_eq!(detection["collector"]["stream_error"], "", "{summary}");
+    assert!(detection["expected"].as_u64().unwrap() >= 6, "{summary}");
+    assert_eq!(detection["recall"], 1.0, "{summary}");
+    assert_eq!(detection["false_positives"], 0, "{summary}");
+
+    let refused = Command::new(env!("CARGO_BIN_EXE_shardwatch-load"))
+        .args([
+            "run",
+            "--target",
+            &target,
+            "--alerts-url",
+            &url,
+            "--alerts-token",
+            "wrong",
+            "--events",
+            "3000",
+            "--entities",
+            "50",
+            "--out",
+            &s(&scratch.join("refused")),
+            "--quiet",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(stderr.contains("401"), "{stderr}");
+    let stopped = app.stop().unwrap();
+    assert!(stopped.exit_ok);
+    // Nothing of the refused run reached the node: its events were never
+    // sent.
+    assert_eq!(
+        shardwatch_tests::total(&stopped.stats, "events_parsed"),
+        3000
+    );
+    let _ = std::fs::remove_dir_all(&scratch);
+}

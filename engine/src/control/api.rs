@@ -47,6 +47,8 @@ pub struct ApiState {
     pub shards: u32,
     pub recovery: Arc<crate::durable::RecoveryPlan>,
     pub alert_duplicates: Arc<std::sync::atomic::AtomicU64>,
+    /// Woken when the alert writer has written new lines.
+    pub alerts_written: Arc<tokio::sync::Notify>,
 }
 
 type Shared = Arc<ApiState>;
@@ -471,7 +473,9 @@ async fn openapi() -> Response {
     response
 }
 
-/// How often the live stream looks for new alerts in the log.
+/// How often the live stream looks for new alerts in the log when the
+/// alert writer's wake-up ([`ApiState::alerts_written`]) does not come
+/// first (it comes on every write; the poll notices the stop flag).
 const STREAM_POLL: std::time::Duration = std::time::Duration::from_millis(50);
 
 #[derive(Debug, Deserialize)]
@@ -500,10 +504,12 @@ async fn alert_stream(
         }
     };
     let stop = state.stop.clone();
+    let written = state.alerts_written.clone();
     let lines = futures_util::stream::unfold(
         (path, start, std::collections::VecDeque::<String>::new()),
         move |(path, mut offset, mut queue)| {
             let stop = stop.clone();
+            let written = written.clone();
             async move {
                 loop {
                     if stop.load(std::sync::atomic::Ordering::Relaxed) {
@@ -516,15 +522,29 @@ async fn alert_stream(
                             (path, offset, queue),
                         ));
                     }
-                    tokio::time::sleep(STREAM_POLL).await;
+                    // Registered before the read, so a write that lands
+                    // after it still wakes the wait below; the poll is the
+                    // fallback (and notices the stop flag).
+                    let notified = written.notified();
+                    tokio::pin!(notified);
+                    notified.as_mut().enable();
                     let read_path = path.clone();
-                    let Ok(Some(fresh)) =
-                        tokio::task::spawn_blocking(move || read_from(&read_path, offset)).await
-                    else {
+                    let fresh = tokio::task::spawn_blocking(move || read_from(&read_path, offset))
+                        .await
+                        .ok()
+                        .flatten();
+                    // Only complete lines; a partial one waits for its newline.
+                    let complete = fresh
+                        .as_ref()
+                        .and_then(|fresh| fresh.iter().rposition(|&b| b == b'\n'))
+                        .map_or(0, |i| i + 1);
+                    let Some(fresh) = fresh.filter(|_| complete > 0) else {
+                        tokio::select! {
+                            _ = &mut notified => {}
+                            _ = tokio::time::sleep(STREAM_POLL) => {}
+                        }
                         continue;
                     };
-                    // Only complete lines; a partial one waits for its newline.
-                    let complete = fresh.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
                     for line in fresh[..complete].split(|&b| b == b'\n') {
                         if !line.is_empty() {
                             queue.push_back(String::from_utf8_lossy(line).into_owned());
