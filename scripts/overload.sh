@@ -49,8 +49,11 @@
 #      phase 1's, see RECOVER_SCENARIOS below) over UDP paced at
 #      S / RECOVER_DIV for P2_S s with --alerts: recall and the share of
 #      datagrams dropped should be what the baseline measured (recall 1.0
-#      and no drops where the node keeps up with that rate at all). Then
-#      SIGTERM: the node should exit 0.
+#      and no drops where the node keeps up with that rate at all), and so
+#      should its detection latency (a node that keeps up in volume only
+#      by working through a queue in its socket buffer alerts seconds
+#      late: "back in time" compares the medians). Then SIGTERM: the node
+#      should exit 0.
 # Every corpus is generated with `--start now` and an --event-rate equal to
 # the rate it is sent at, so event time tracks the wall clock (correlation
 # groups are evicted by their newest event time; a corpus whose event time
@@ -593,6 +596,10 @@ R_REC=$(rep $R '.detection.recall')
 R_PREC=$(rep $R '.detection.precision')
 R_TP=$(rep $R '.detection.true_positives')
 R_EXP=$(rep $R '.detection.expected')
+# Detection latency (ms) of the baseline and the recovery, overall.
+lat_ms() { rep "$1" ".detection.latency.$2 // 0 | . / 1000 | floor"; }
+B_P50=$(lat_ms $B p50_us); B_P99=$(lat_ms $B p99_us)
+R_P50=$(lat_ms $R p50_us); R_P99=$(lat_ms $R p99_us)
 
 yes_no() { if [[ $1 == 1 ]]; then echo yes; else echo NO; fi; }
 TCP_OK=$( [[ $FINAL_TCP_RECV == "$A_SENT" ]] && echo 1 || echo 0)
@@ -606,6 +613,11 @@ B_DROP_SHARE=$(awk -v d=$((B_KD1 - B_KD0)) -v s="$B_SENT" 'BEGIN{printf "%.3f", 
 R_DROP_SHARE=$(awk -v d=$((P2_KD1 - P2_KD0)) -v s="$R_SENT" 'BEGIN{printf "%.3f", (s > 0) ? d / s : 0}')
 NORMAL_OK=$(awk -v r="$R_REC" -v b="$B_REC" -v rd="$R_DROP_SHARE" -v bd="$B_DROP_SHARE" \
     'BEGIN{print ((r >= b - 0.05 && rd <= bd + 0.05) ? 1 : 0)}')
+# Back in time: a node that keeps up in volume only by working through a
+# queue in its socket buffer detects seconds late. The recovery's median
+# latency within twice the baseline's plus 100 ms (the quota's throttling
+# alone puts the baseline at tens of ms).
+LATENCY_OK=$(awk -v r="$R_P50" -v b="$B_P50" 'BEGIN{print ((r <= 2 * b + 100) ? 1 : 0)}')
 DROPS_STOP=$( [[ $P2_KD1 == "$P2_KD0" && $P2_DROP1 == "$P2_DROP0" ]] && echo 1 || echo 0)
 EXIT_OK=$( [[ $P1_RC == 0 ]] && echo 1 || echo 0)
 
@@ -636,7 +648,7 @@ EXIT_OK=$( [[ $P1_RC == 0 ]] && echo 1 || echo 0)
     echo
     echo "phase 1a — baseline before the flood: third attack corpus ($BASELINE_SCENARIOS) over UDP at S/$RECOVER_DIV for $P2_S s on the phase-1 node"
     echo "  sent $B_SENT at $B_ACH/s; the node read $((B_UDP1 - B_UDP0)) of them, the kernel dropped $((B_KD1 - B_KD0)) (share $B_DROP_SHARE); checkpoints took $CKPT_IN_B s of the phase"
-    echo "  recall $B_REC ($B_TP/$B_EXP), precision $B_PREC"
+    echo "  recall $B_REC ($B_TP/$B_EXP), precision $B_PREC; detection latency p50 $B_P50 ms, p99 $B_P99 ms"
     echo "  node CPU $((B_CPU1 - B_CPU0)) ms: $(per_datagram_us $((B_CPU1 - B_CPU0)) $((B_UDP1 - B_UDP0))) µs per datagram read; throttled in $THR_B of the quota's periods"
     echo
     echo "phase 2 — recovery: fresh attack corpus ($RECOVER_SCENARIOS) over UDP at S/$RECOVER_DIV for $P2_S s, ${SETTLE_S} s after the attack sender's drain"
@@ -645,6 +657,7 @@ EXIT_OK=$( [[ $P1_RC == 0 ]] && echo 1 || echo 0)
     echo "  node CPU $((P2_CPU1 - P2_CPU0)) ms (until its read counter held still): $(per_datagram_us $((P2_CPU1 - P2_CPU0)) $((P2_UDP1 - P2_UDP0))) µs per datagram read; throttled in $THR_P2 of the quota's periods"
     echo "  kernel drops $P2_KD0 -> $P2_KD1 (share $R_DROP_SHARE), node drops $P2_DROP0 -> $P2_DROP1: drops stopped: $(yes_no "$DROPS_STOP")"
     echo "  back to the baseline (recall and drop share within 0.05 of phase 1a's): $(yes_no "$NORMAL_OK")"
+    echo "  detection latency p50 $R_P50 ms, p99 $R_P99 ms (baseline $B_P50 / $B_P99 ms): back in time (p50 at most twice the baseline's + 100 ms): $(yes_no "$LATENCY_OK")"
     echo
     echo "SIGTERM: node exit $P1_RC after ${NODE_STOP_S} s: clean: $(yes_no "$EXIT_OK")"
     echo "runtime ${RUNTIME} s"
