@@ -307,7 +307,7 @@ fn read_stream(sub: Subscription, shared: Arc<Shared>, seen: Arc<AtomicU64>) {
     } = sub;
     let mut dechunker = Dechunker::default();
     let mut parser = SseParser::new(ALERT_LINE_BYTES_MAX);
-    let mut body = Vec::new();
+    let mut decoded = Vec::new();
     let mut chunk = vec![0u8; READ_CHUNK_BYTES];
     let mut input = body_start;
     // Short reads, so the stop flag is seen; a stopping collector reads
@@ -315,12 +315,12 @@ fn read_stream(sub: Subscription, shared: Arc<Shared>, seen: Arc<AtomicU64>) {
     let _ = stream.set_read_timeout(Some(std::time::Duration::from_millis(WATCH_WAIT_MS as u64)));
     loop {
         let body = if chunked {
-            body.clear();
-            if let Err(err) = dechunker.push(&input, &mut body) {
+            decoded.clear();
+            if let Err(err) = dechunker.push(&input, &mut decoded) {
                 stats.stream_error = format!("malformed chunked body: {err}");
                 break;
             }
-            &body[..]
+            &decoded[..]
         } else {
             &input[..]
         };
@@ -341,7 +341,10 @@ fn read_stream(sub: Subscription, shared: Arc<Shared>, seen: Arc<AtomicU64>) {
                 }
                 break;
             }
-            Ok(n) => input = chunk[..n].to_vec(),
+            Ok(n) => {
+                input.clear();
+                input.extend_from_slice(&chunk[..n]);
+            }
             Err(err)
                 if matches!(
                     err.kind(),
