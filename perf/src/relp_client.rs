@@ -622,7 +622,10 @@ mod tests {
             let mut sink = Vec::new();
             let _ = s.read_to_end(&mut sink);
         });
-        let mut lane = RelpLane::connect_with_timeout(addr, 4, 200_000_000).unwrap();
+        // The same timeout bounds the open's answer, which the server
+        // thread gives at once: 1 s leaves a loaded machine room to
+        // schedule it, and the silent window then costs the test 1 s.
+        let mut lane = RelpLane::connect_with_timeout(addr, 4, 1_000_000_000).unwrap();
         let msgs = lines(10);
         let err = lane.send(msgs.iter().map(Vec::as_slice)).unwrap_err();
         assert!(err.to_string().contains("no answer"), "{err:#}");
