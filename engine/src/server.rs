@@ -1487,9 +1487,12 @@ async fn accept_loop(
     kind: Listener,
 ) -> anyhow::Result<()> {
     // A second descriptor of the same socket, read without the executor
-    // at shutdown (see below).
+    // at shutdown (see below); non-blocking, so an empty queue ends it.
     let pending = listener
         .try_clone()
+        .context("cannot clone the TCP listener")?;
+    pending
+        .set_nonblocking(true)
         .context("cannot clone the TCP listener")?;
     let listener =
         transport::tcp::adopt_listener(listener).context("cannot adopt the TCP listener")?;

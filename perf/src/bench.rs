@@ -183,14 +183,14 @@ pub fn bench(bench: &BenchOptions, load: &mut RunOptions) -> anyhow::Result<Benc
         data_dir.display()
     );
     load.targets = vec![target];
+    let api = l
+        .fields
+        .get("api")
+        .and_then(|a| a.parse::<std::net::SocketAddr>().ok());
     load.alerts = Some(match bench.alerts_via {
         AlertsVia::File => AlertSource::File(data_dir.join("alerts.jsonl")),
         AlertsVia::Stream => {
-            let api = l
-                .fields
-                .get("api")
-                .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
-                .context("--alerts-via stream needs the appliance's API address")?;
+            let api = api.context("--alerts-via stream needs the appliance's API address")?;
             AlertSource::Stream(StreamTarget {
                 addr: api,
                 path: crate::sse::STREAM_PATH.to_string(),
@@ -220,10 +220,6 @@ pub fn bench(bench: &BenchOptions, load: &mut RunOptions) -> anyhow::Result<Benc
     };
     let cpu_start = process_cpu(appliance.pid()).ok();
     let stop_watch = Arc::new(AtomicBool::new(false));
-    let api = l
-        .fields
-        .get("api")
-        .and_then(|a| a.parse::<std::net::SocketAddr>().ok());
     let watcher = match (bench.watch_events, api) {
         (Some(n), Some(api)) => Some(watch_processed(api, n, stop_watch.clone())),
         _ => None,

@@ -176,6 +176,13 @@ impl Appliance {
         }
     }
 
+    /// The node's `/metrics` page (read without a token: loopback API).
+    pub fn metrics(&self) -> String {
+        http_get(self.api(), "/metrics", None)
+            .expect("the API answers /metrics")
+            .1
+    }
+
     /// The TCP address; panics if TCP is off (a test bug).
     pub fn tcp(&self) -> SocketAddr {
         self.tcp.expect("TCP is enabled")
@@ -401,6 +408,24 @@ pub fn replay(file: &Path) -> anyhow::Result<Vec<Value>> {
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).context("replay line is not JSON"))
         .collect()
+}
+
+/// The values of metric `name`'s samples on a Prometheus text page whose
+/// label text contains `label` (`""`: every sample), in page order.
+pub fn metric_values(page: &str, name: &str, label: &str) -> Vec<f64> {
+    page.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(['{', ' ']))
+                && l.contains(label)
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .collect()
+}
+
+/// The sum of [`metric_values`].
+pub fn metric_sum(page: &str, name: &str, label: &str) -> f64 {
+    metric_values(page, name, label).iter().sum()
 }
 
 /// One HTTP/1.1 GET over a plain socket: (status, body). Enough for tests of

@@ -98,25 +98,6 @@ fn send_until_error(addr: SocketAddr, lines: &[String], from: usize, per_ms: usi
     next
 }
 
-/// Sum over the samples of `/metrics` whose line starts with `prefix` and
-/// contains `label`.
-fn metric_sum(node: &Appliance, prefix: &str, label: &str) -> f64 {
-    let (_, page) = shardwatch_tests::http_get(node.api(), "/metrics", None).unwrap();
-    page.lines()
-        .filter(|l| l.starts_with(prefix) && l.contains(label))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
-/// `shardwatch_checkpoints_written_total` of each core.
-fn checkpoints_written(node: &Appliance) -> Vec<f64> {
-    let (_, page) = shardwatch_tests::http_get(node.api(), "/metrics", None).unwrap();
-    page.lines()
-        .filter(|l| l.starts_with("shardwatch_checkpoints_written_total{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .collect()
-}
-
 #[test]
 fn kill_9_under_load_then_restart_gives_the_alerts_of_an_uninterrupted_run_once() {
     let lines = scenario(300, 24);
@@ -159,9 +140,9 @@ fn kill_9_under_load_then_restart_gives_the_alerts_of_an_uninterrupted_run_once(
     // connection not yet accepted at SIGTERM is never read).
     let resent = (lines.len() - resent_from) as f64;
     let deadline = Instant::now() + Duration::from_secs(30);
-    while metric_sum(
-        &node,
-        "shardwatch_events_received_total{",
+    while shardwatch_tests::metric_sum(
+        &node.metrics(),
+        "shardwatch_events_received_total",
         "transport=\"tcp\"",
     ) < resent
         && Instant::now() < deadline
@@ -226,7 +207,11 @@ fn corrupt_checkpoints_and_torn_journal_tails_are_skipped_with_reasons() {
     // stop (checked below): wait until each has written one on its tick.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let written = checkpoints_written(&node);
+        let written = shardwatch_tests::metric_values(
+            &node.metrics(),
+            "shardwatch_checkpoints_written_total",
+            "",
+        );
         let each = written.len() == 2 && written.iter().all(|&n| n >= 1.0);
         if each || Instant::now() > deadline {
             break;

@@ -85,15 +85,11 @@ fn a_flood_of_new_entities_is_bounded_and_real_attacks_still_alert() {
     // wait until every flood datagram was read by a core or dropped.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let (_, page) = shardwatch_tests::http_get(app.api(), "/metrics", None).unwrap();
-        let read: f64 = page
-            .lines()
-            .filter(|l| {
-                l.starts_with("shardwatch_events_received_total{")
-                    && l.contains("transport=\"udp\"")
-            })
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum();
+        let read = shardwatch_tests::metric_sum(
+            &app.metrics(),
+            "shardwatch_events_received_total",
+            "transport=\"udp\"",
+        );
         let drained = read as u64 + udp_kernel_drops(&app) >= sent;
         if drained || Instant::now() > deadline {
             break;
@@ -167,14 +163,6 @@ fn udp_kernel_drops(app: &Appliance) -> u64 {
         .unwrap()
 }
 
-/// Sum of a metric's samples on a `/metrics` page.
-fn metric_total(page: &str, name: &str) -> f64 {
-    page.lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 #[test]
 fn the_state_memory_bound_holds_under_an_entity_explosion() {
     const BOUND: u64 = 4_000_000;
@@ -231,8 +219,12 @@ fn the_state_memory_bound_holds_under_an_entity_explosion() {
     let mut samples = 0;
     while !flood.is_finished() {
         std::thread::sleep(Duration::from_millis(250));
-        let (_, page) = shardwatch_tests::http_get(app.api(), "/metrics", None).unwrap();
-        highest = highest.max(metric_total(&page, "shardwatch_state_memory_bytes"));
+        let page = app.metrics();
+        highest = highest.max(shardwatch_tests::metric_sum(
+            &page,
+            "shardwatch_state_memory_bytes",
+            "",
+        ));
         samples += 1;
     }
     let sent = flood.join().unwrap();
@@ -246,8 +238,8 @@ fn the_state_memory_bound_holds_under_an_entity_explosion() {
     drop(stream);
     // The flood's backlog may still be ahead of these lines on a slow node.
     let alerts = app.wait_for_alerts(1, Duration::from_secs(30));
-    let (_, page) = shardwatch_tests::http_get(app.api(), "/metrics", None).unwrap();
-    let groups = metric_total(&page, "shardwatch_state_groups");
+    let page = app.metrics();
+    let groups = shardwatch_tests::metric_sum(&page, "shardwatch_state_groups", "");
     let stopped = app.stop().unwrap();
     assert!(stopped.exit_ok);
     // The cap evicts as groups are created (and a lowered cap at once).
@@ -276,13 +268,11 @@ fn the_state_memory_bound_holds_under_an_entity_explosion() {
 
 /// TCP events received so far, from `/metrics`.
 fn tcp_received(app: &Appliance) -> f64 {
-    let (_, page) = shardwatch_tests::http_get(app.api(), "/metrics", None).unwrap();
-    page.lines()
-        .filter(|l| {
-            l.starts_with("shardwatch_events_received_total{") && l.contains("transport=\"tcp\"")
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    shardwatch_tests::metric_sum(
+        &app.metrics(),
+        "shardwatch_events_received_total",
+        "transport=\"tcp\"",
+    )
 }
 
 #[test]

@@ -304,13 +304,8 @@ fn a_thousand_concurrent_tcp_connections() {
     // accepted: wait until every connection is accepted and its line parsed.
     let deadline = std::time::Instant::now() + WAIT;
     loop {
-        let (_, page) = shardwatch_tests::http_get(app.api(), "/metrics", None).unwrap();
-        let sum = |name: &str| -> f64 {
-            page.lines()
-                .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
-                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-                .sum()
-        };
+        let page = app.metrics();
+        let sum = |name: &str| shardwatch_tests::metric_sum(&page, name, "");
         let accepted = sum("shardwatch_tcp_connections_accepted_total");
         let parsed = sum("shardwatch_events_parsed_total");
         if (accepted == 1000.0 && parsed == 1000.0) || std::time::Instant::now() > deadline {
