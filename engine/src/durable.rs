@@ -30,6 +30,7 @@
 //! the ids they had (ids are deterministic), and the alert writer drops
 //! ids already in the log, so nothing reaches the outputs twice.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -43,10 +44,11 @@ use shardwatch_storage::{checkpoint, journal};
 /// the state carries its per-rule group cap; 6: groups and the gid table
 /// are hash maps, and groups carry where their index entries are; 7: a
 /// group's window items are one set that is a sorted vector while small,
-/// and groups no longer carry an unused per-input chain). A checkpoint of
-/// another format is refused (logged, counted) and the journal replayed
-/// instead.
-pub const CHECKPOINT_FORMAT: u32 = 7;
+/// and groups no longer carry an unused per-input chain; 8: each
+/// correlation's groups are a list, and the indices and gid table are not
+/// archived but rebuilt on restore). A checkpoint of another format is
+/// refused (logged, counted) and the journal replayed instead.
+pub const CHECKPOINT_FORMAT: u32 = 8;
 
 /// Transport codes stored in journal records.
 pub fn transport_code(transport: &str) -> u8 {
@@ -132,6 +134,10 @@ pub struct CheckpointEncoder {
     /// Bytes of the blocks not yet taken by [`CheckpointEncoder::take_chunks`].
     pending: usize,
     shards: u32,
+    /// Each shard's block size at the last checkpoint, so its buffer is
+    /// allocated once at about the right size (growing a buffer of tens
+    /// of MiB by doubling copies it over and over).
+    size_hints: HashMap<u16, usize>,
 }
 
 fn archive_err(e: rkyv::rancor::Error) -> anyhow::Error {
@@ -139,26 +145,47 @@ fn archive_err(e: rkyv::rancor::Error) -> anyhow::Error {
 }
 
 impl CheckpointEncoder {
+    /// An encoder that sizes each shard's buffer from `hints` (what
+    /// [`CheckpointEncoder::take_size_hints`] returned last time).
+    pub fn with_size_hints(size_hints: HashMap<u16, usize>) -> Self {
+        CheckpointEncoder {
+            size_hints,
+            ..CheckpointEncoder::default()
+        }
+    }
+
+    /// Each shard's block size this time, for the next encoder.
+    pub fn take_size_hints(&mut self) -> HashMap<u16, usize> {
+        std::mem::take(&mut self.size_hints)
+    }
+
     pub fn push_shard(
         &mut self,
         shard: u16,
         covered: &[u64],
         state: &CorrelationState,
     ) -> anyhow::Result<()> {
-        let bytes = rkyv::to_bytes::<rkyv::rancor::Error>(state).map_err(archive_err)?;
+        // The state is archived straight after the block's header, in the
+        // block's own buffer (no second copy); its length is filled in
+        // after. The buffer starts at this shard's size last time.
         let state_at = (16 + covered.len() * 8).div_ceil(16) * 16;
-        let mut out = Vec::with_capacity((state_at + bytes.len()).div_ceil(16) * 16);
+        let hint = self.size_hints.get(&shard).copied().unwrap_or(0);
+        let mut out = Vec::with_capacity(state_at.max(hint));
         out.extend_from_slice(&shard.to_le_bytes());
         out.extend_from_slice(&[0, 0]);
-        out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+        out.extend_from_slice(&[0; 4]);
         out.extend_from_slice(&(covered.len() as u32).to_le_bytes());
         out.extend_from_slice(&[0; 4]);
         for seq in covered {
             out.extend_from_slice(&seq.to_le_bytes());
         }
         pad16(&mut out);
-        out.extend_from_slice(&bytes);
+        let (mut out, len) = state.archive_into(out).map_err(archive_err)?;
+        let len = u32::try_from(len)
+            .map_err(|_| anyhow::anyhow!("shard {shard}'s state archive is over 4 GiB"))?;
+        out[4..8].copy_from_slice(&len.to_le_bytes());
         pad16(&mut out);
+        self.size_hints.insert(shard, out.len());
         self.bytes += out.len();
         self.pending += out.len();
         self.chunks.push(out);
@@ -249,8 +276,8 @@ impl CoreCheckpoint {
             .map_err(|e| format!("header archive validation failed: {e}"))?;
         let mut states = Vec::with_capacity(blocks.len());
         for (shard, covered, bytes) in blocks {
-            let state = rkyv::from_bytes::<CorrelationState, rkyv::rancor::Error>(bytes)
-                .map_err(|e| format!("shard {shard}: archive validation failed: {e}"))?;
+            let state =
+                CorrelationState::restore(bytes).map_err(|e| format!("shard {shard}: {e}"))?;
             states.push(ShardSnapshot {
                 shard,
                 covered,

@@ -35,6 +35,7 @@
 //! map) and the bounded channels.
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -300,6 +301,8 @@ struct Core {
     /// Per peer, the last stamp sent.
     stamp_sent: RefCell<Vec<u64>>,
     checkpoint_generation: Cell<u64>,
+    /// Each shard's checkpoint block size last time (buffer sizes).
+    checkpoint_size_hints: RefCell<HashMap<u16, usize>>,
     /// Estimated bytes per correlation group, as last measured (a prior
     /// until then); turns `limits.state_memory_bytes_max` into a group cap.
     bytes_per_group: Cell<u64>,
@@ -401,6 +404,7 @@ async fn core_main(
         applied: RefCell::new(applied),
         in_flight: RefCell::new(vec![Vec::new(); cores]),
         checkpoint_generation: Cell::new(recovery.generation),
+        checkpoint_size_hints: RefCell::new(HashMap::new()),
         bytes_per_group: Cell::new(BYTES_PER_GROUP_PRIOR),
         behind_at: Cell::new(None),
         background: glommio::executor().create_task_queue(
@@ -962,7 +966,8 @@ impl Core {
                 shardwatch_storage::checkpoint::CheckpointWriter::create(&dir, generation)
             })
             .await?;
-        let mut encoder = durable::CheckpointEncoder::default();
+        let mut encoder =
+            durable::CheckpointEncoder::with_size_hints(self.checkpoint_size_hints.take());
         let mut slice = std::time::Instant::now();
         for shard in ids {
             {
@@ -980,6 +985,8 @@ impl Core {
                 slice = std::time::Instant::now();
             }
         }
+        self.checkpoint_size_hints
+            .replace(encoder.take_size_hints());
         let mut chunks = encoder.take_chunks();
         let payload = encoder.finish(durable::CheckpointHeader {
             format: durable::CHECKPOINT_FORMAT,

@@ -333,6 +333,44 @@ fn bench_value_count_groups(c: &mut Criterion) {
             black_box(state.group_count())
         })
     });
+    // A checkpoint of that state (one shard's block: what the core
+    // archives per shard, into a buffer sized from its last checkpoint),
+    // and its restore (validated, indices rebuilt), per group.
+    group.throughput(Throughput::Elements(u64::from(GROUPS)));
+    group.sample_size(10);
+    let archive = |state: &CorrelationState, hint: usize| {
+        let (bytes, _) = state
+            .archive_into(Vec::with_capacity(hint))
+            .expect("archives");
+        let mut aligned = rkyv::util::AlignedVec::<16>::with_capacity(bytes.len());
+        aligned.extend_from_slice(&bytes);
+        aligned
+    };
+    let hint = archive(&state, 0).len();
+    group.bench_function("131072_groups_archive", |b| {
+        b.iter(|| {
+            let (bytes, len) = state
+                .archive_into(Vec::with_capacity(hint))
+                .expect("archives");
+            black_box((bytes.len(), len))
+        })
+    });
+    let bytes = archive(&state, hint);
+    let mut estimate = state.memory_shared();
+    state.memory_by_correlation(|_, _, bytes| estimate += bytes);
+    println!(
+        "value_count state of {} groups: {} bytes archived ({:.0} per group), heap estimate {estimate} bytes",
+        state.group_count(),
+        bytes.len(),
+        bytes.len() as f64 / f64::from(GROUPS),
+    );
+    group.bench_function("131072_groups_restore", |b| {
+        b.iter(|| {
+            let restored = CorrelationState::restore(&bytes).expect("restores");
+            black_box(restored.group_count())
+        })
+    });
+    drop(bytes);
     drop(state);
     // Expiry: a state filled to its cap twice over (the first half evicted,
     // as in a flood), then every group expired by one advance.

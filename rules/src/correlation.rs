@@ -6,10 +6,13 @@
 //! (chaining), and the deterministic alert id. A [`CorrelationState`]
 //! belongs to one shard on one core: no locks, no clock, no IO. Time is the
 //! event time the engine passes in, and watermarks come in through
-//! [`CorrelationState::advance`]. The state derives rkyv's traits so a shard
-//! can be checkpointed and moved between nodes; every collection in it is
-//! ordered (B-trees), so the same sequence of calls gives the same alerts,
-//! in the same order, with the same ids, on every node. It must not read
+//! [`CorrelationState::advance`]. The state archives with rkyv
+//! ([`CorrelationState::archive_into`], [`CorrelationState::restore`]:
+//! the derived indices are rebuilt, not archived) so a shard can be
+//! checkpointed and moved between nodes; whatever decides an order (which
+//! group expires or is evicted first) is an ordered index, so the same
+//! sequence of calls gives the same alerts, in the same order, with the
+//! same ids, on every node. It must not read
 //! events itself: the engine (with [`RuleSet`]'s helpers) extracts group
 //! keys, input masks and values and passes them in an [`Observation`].
 //!
@@ -461,15 +464,23 @@ pub struct CorrelationState {
     incomplete_total: u64,
     pending_dropped_total: u64,
     next_gid: u64,
-    /// Groups by correlation hash, then group key.
+    /// Groups by correlation hash, then group key. Archived as a list of
+    /// entries per correlation, not as rkyv's hash table (building one
+    /// was most of a checkpoint's time).
+    #[rkyv(with = rkyv::with::MapKV<rkyv::with::Identity, rkyv::with::AsVec>)]
     groups: BTreeMap<u64, GroupMap>,
     /// `(correlation hash, protected, newest_ns, gid)` of every group:
     /// eviction order within a rule (its stalest unprotected group first,
-    /// then its stalest protected one).
+    /// then its stalest protected one). Not archived: rebuilt from each
+    /// group's `indexed` by [`CorrelationState::restore`], like the two
+    /// below.
+    #[rkyv(with = rkyv::with::Skip)]
     by_newest: BTreeSet<(u64, bool, i64, u64)>,
     /// `(deadline_ns, gid)` of every group: `advance` order.
+    #[rkyv(with = rkyv::with::Skip)]
     by_deadline: BTreeSet<(i64, u64)>,
     /// gid to `(correlation hash, key)`, to find a group from the indices.
+    #[rkyv(with = rkyv::with::Skip)]
     keys: GidMap,
     /// Alerts raised by `observe` beyond the one it returns.
     pending: VecDeque<PendingAlert>,
@@ -495,6 +506,62 @@ impl CorrelationState {
             pending: VecDeque::new(),
             anomaly_counters: Counters::default(),
         }
+    }
+
+    /// Appends the state's archive (rkyv, for a checkpoint) to `out`,
+    /// which must be 16-byte aligned where the archive starts (its length
+    /// a multiple of 16): the archive is position-independent, so it can
+    /// follow a header in the same buffer. The indices are left out (they
+    /// are rebuilt on restore), and each correlation's groups are written
+    /// as a list. Returns the buffer and the archive's length.
+    pub fn archive_into(&self, out: Vec<u8>) -> Result<(Vec<u8>, usize), rkyv::rancor::Error> {
+        debug_assert_eq!(out.len() % 16, 0);
+        let start = out.len();
+        let out = rkyv::api::high::to_bytes_in::<_, rkyv::rancor::Error>(self, out)?;
+        let len = out.len() - start;
+        Ok((out, len))
+    }
+
+    /// The state archived by [`CorrelationState::archive_into`], from
+    /// `bytes` (16-byte aligned), validated (bytecheck) before anything is
+    /// read, with its indices rebuilt. Fails on a malformed archive and on
+    /// one whose groups are inconsistent (a group id used twice).
+    pub fn restore(bytes: &[u8]) -> Result<CorrelationState, String> {
+        let mut state = rkyv::from_bytes::<CorrelationState, rkyv::rancor::Error>(bytes)
+            .map_err(|e| format!("archive validation failed: {e}"))?;
+        state.rebuild_indices()?;
+        Ok(state)
+    }
+
+    /// Files every group in the indices where its `indexed` says it was
+    /// filed (so a restored state equals the one archived, lazily placed
+    /// entries included), and its key under its id.
+    fn rebuild_indices(&mut self) -> Result<(), String> {
+        let groups: usize = self.groups.values().map(|groups| groups.len()).sum();
+        self.keys = GidMap::with_capacity_and_hasher(groups, Default::default());
+        // Collected, then built in bulk (sorted once), not inserted one by one.
+        let mut by_newest = Vec::with_capacity(groups);
+        let mut by_deadline = Vec::with_capacity(groups);
+        for (&hash, groups) in &self.groups {
+            for (key, group) in groups {
+                let at = group.indexed;
+                if self.keys.insert(group.gid, (hash, key.clone())).is_some()
+                    || group.gid >= self.next_gid
+                {
+                    return Err(format!(
+                        "group id {} used twice or past the next id {}",
+                        group.gid, self.next_gid
+                    ));
+                }
+                by_newest.push((hash, at.protected, at.newest_ns, group.gid));
+                by_deadline.push((at.deadline_ns, group.gid));
+            }
+        }
+        by_newest.sort_unstable();
+        by_deadline.sort_unstable();
+        self.by_newest = by_newest.into_iter().collect();
+        self.by_deadline = by_deadline.into_iter().collect();
+        Ok(())
     }
 
     /// How many groups were evicted because the cap was reached.
@@ -1581,20 +1648,14 @@ correlation:
             }
         }
         assert!(state.check_invariants());
-        let bytes = match rkyv::to_bytes::<rkyv::rancor::Error>(&state) {
-            Ok(bytes) => bytes,
-            Err(error) => panic!("serialize: {error}"),
+        let bytes = archive(&state);
+        if let Err(error) = rkyv::access::<ArchivedCorrelationState, rkyv::rancor::Error>(&bytes) {
+            panic!("access: {error}");
+        }
+        let mut restored = match CorrelationState::restore(&bytes) {
+            Ok(restored) => restored,
+            Err(error) => panic!("restore: {error}"),
         };
-        let archived = match rkyv::access::<ArchivedCorrelationState, rkyv::rancor::Error>(&bytes) {
-            Ok(archived) => archived,
-            Err(error) => panic!("access: {error}"),
-        };
-        assert_eq!(archived.keys.len(), state.group_count());
-        let mut restored: CorrelationState =
-            match rkyv::deserialize::<CorrelationState, rkyv::rancor::Error>(archived) {
-                Ok(restored) => restored,
-                Err(error) => panic!("deserialize: {error}"),
-            };
         assert_eq!(restored, state);
         assert!(restored.check_invariants());
         // The restored state carries on exactly as the original would.
@@ -1609,6 +1670,59 @@ correlation:
         let mut aligned = rkyv::util::AlignedVec::<16>::new();
         aligned.extend_from_slice(&corrupt);
         let _ = rkyv::access::<ArchivedCorrelationState, rkyv::rancor::Error>(&aligned);
+        let _ = CorrelationState::restore(&aligned);
+    }
+
+    /// `state`'s archive, 16-byte aligned.
+    fn archive(state: &CorrelationState) -> rkyv::util::AlignedVec<16> {
+        let (bytes, len) = match state.archive_into(Vec::new()) {
+            Ok(archived) => archived,
+            Err(error) => panic!("serialize: {error}"),
+        };
+        assert_eq!(len, bytes.len());
+        let mut aligned = rkyv::util::AlignedVec::<16>::new();
+        aligned.extend_from_slice(&bytes);
+        aligned
+    }
+
+    #[test]
+    fn archive_after_a_header_restores_and_a_reused_id_is_refused() {
+        let rules = rules();
+        let mut state = CorrelationState::new(16);
+        for (i, ip) in [b"a", b"b", b"a", b"c"].iter().enumerate() {
+            let _ = state.observe(&rules, 0, &ip[..], i as i64 * S, b"line");
+        }
+        // After 32 bytes of something else, as a checkpoint block puts it.
+        let (bytes, len) = match state.archive_into(vec![7u8; 32]) {
+            Ok(archived) => archived,
+            Err(error) => panic!("serialize: {error}"),
+        };
+        assert_eq!(bytes.len(), 32 + len);
+        let mut aligned = rkyv::util::AlignedVec::<16>::new();
+        aligned.extend_from_slice(&bytes[32..]);
+        let restored = match CorrelationState::restore(&aligned) {
+            Ok(restored) => restored,
+            Err(error) => panic!("restore: {error}"),
+        };
+        assert_eq!(restored, state);
+        assert!(restored.check_invariants());
+        // Two groups with one id: a restored state could not index them.
+        let mut twice = state.clone();
+        let gids: Vec<u64> = twice
+            .groups
+            .values()
+            .flat_map(|groups| groups.values().map(|group| group.gid))
+            .collect();
+        assert!(gids.len() >= 2);
+        for groups in twice.groups.values_mut() {
+            for group in groups.values_mut() {
+                group.gid = gids[0];
+            }
+        }
+        match CorrelationState::restore(&archive(&twice)) {
+            Ok(_) => panic!("a reused group id restored"),
+            Err(error) => assert!(error.contains("used twice"), "{error}"),
+        }
     }
 
     #[test]
@@ -2032,15 +2146,10 @@ correlation:
         }
         assert!(out.is_empty());
         assert!(state.check_invariants());
-        let bytes = match rkyv::to_bytes::<rkyv::rancor::Error>(&state) {
-            Ok(bytes) => bytes,
-            Err(error) => panic!("serialize: {error}"),
+        let mut restored = match CorrelationState::restore(&archive(&state)) {
+            Ok(restored) => restored,
+            Err(error) => panic!("restore: {error}"),
         };
-        let mut restored: CorrelationState =
-            match rkyv::from_bytes::<CorrelationState, rkyv::rancor::Error>(&bytes[..]) {
-                Ok(restored) => restored,
-                Err(error) => panic!("deserialize: {error}"),
-            };
         assert_eq!(restored, state);
         assert!(restored.check_invariants());
         let mut a = Vec::new();

@@ -274,16 +274,18 @@ fn anomaly_state_round_trips_through_rkyv() {
     let mut state = CorrelationState::new(1000);
     let before = run(&rules, &mut state, 0, 1500);
     assert!(state.group_count() > 0);
-    let bytes = match rkyv::to_bytes::<rkyv::rancor::Error>(&state) {
-        Ok(bytes) => bytes,
+    let (archived, _) = match state.archive_into(Vec::new()) {
+        Ok(archived) => archived,
         Err(error) => panic!("serialize: {error}"),
     };
+    let mut bytes = rkyv::util::AlignedVec::<16>::new();
+    bytes.extend_from_slice(&archived);
     if let Err(error) = rkyv::access::<ArchivedCorrelationState, rkyv::rancor::Error>(&bytes) {
         panic!("access: {error}");
     }
-    let mut restored = match rkyv::from_bytes::<CorrelationState, rkyv::rancor::Error>(&bytes) {
+    let mut restored = match CorrelationState::restore(&bytes) {
         Ok(restored) => restored,
-        Err(error) => panic!("deserialize: {error}"),
+        Err(error) => panic!("restore: {error}"),
     };
     assert_eq!(restored, state);
     assert!(restored.check_invariants());
