@@ -1,6 +1,8 @@
 //! Match + route per event: the ingest core's whole per-line cost (parse,
 //! extract, stateless rules, group key, shard placement) with the built-in
-//! rule pack, and the owning core's per-record cost (correlation observe).
+//! rule pack, the owning core's per-record cost (correlation observe), and
+//! what the metrics add to them (the same `CoreStats` calls the core makes
+//! per TCP line, per read batch and per alert).
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -10,6 +12,8 @@ use shardwatch::pipeline::{EventSink, Pipeline, PipelineOptions};
 use shardwatch::route::{RouteBatch, RouteRecord};
 use shardwatch::shard::ShardStates;
 use shardwatch::shardmap::ShardMap;
+use shardwatch::stats::{add, CoreStats};
+use shardwatch::timefmt::now_ns;
 use shardwatch_rules::{Event, RuleSet};
 
 /// Counts what the pipeline hands out and batches routed records, as the
@@ -93,6 +97,47 @@ fn bench(c: &mut Criterion) {
         })
     });
     observe.finish();
+
+    // Metrics on the hot path: per TCP line the core counts the frame, the
+    // journaled line, the parsed event and (on the owner) the shard record
+    // and marks its shard seen; per read batch it reads the clock and
+    // records the processing lag; per alert it counts it and records its
+    // detection latency.
+    let stats = CoreStats::new(2, 4096);
+    let mut metrics = c.benchmark_group("metrics");
+    metrics.throughput(Throughput::Elements(1));
+    let mut shard = 0u16;
+    metrics.bench_function("per_line", |b| {
+        b.iter(|| {
+            shard = (shard + 1) & 4095;
+            add(&stats.tcp_frames, 1);
+            add(&stats.journal_lines, 1);
+            add(&stats.events_parsed, 1);
+            add(&stats.shard_records, 1);
+            stats.shard_seen(black_box(shard));
+        })
+    });
+    let received_ns = now_ns();
+    metrics.bench_function("per_batch", |b| {
+        b.iter(|| {
+            let lag_ns = (now_ns() - black_box(received_ns)).max(0);
+            stats.processing_lag.record_us(lag_ns as u64 / 1_000);
+        })
+    });
+    let mut us = 0u64;
+    metrics.bench_function("per_alert", |b| {
+        b.iter(|| {
+            us = (us + 37) % 100_000;
+            add(&stats.alerts, 1);
+            stats.detection_latency.record_us(black_box(us));
+        })
+    });
+    metrics.finish();
+    black_box(
+        stats
+            .events_parsed
+            .load(std::sync::atomic::Ordering::Relaxed),
+    );
 }
 
 criterion_group!(benches, bench);

@@ -3,12 +3,17 @@
 //! Each core is the only writer of its [`CoreStats`]: increments are a
 //! relaxed load and store (no locked read-modify-write, so no cross-core
 //! cache traffic on the hot path), and the control thread reads them with
-//! relaxed loads for `/metrics` and `/api/stats`. Every event that does not
+//! relaxed loads for `/metrics` and `/api/stats`. Latency histograms are
+//! hdrhistograms behind a mutex that only a read of `/metrics` contends
+//! (recorded per read batch and per alert, not per event). Every event that does not
 //! become a normal parse is counted under a named reason: quarantine reasons
 //! come from the parser, drop reasons from the queues that refused work.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use hdrhistogram::Histogram;
 
 use serde::Serialize;
 
@@ -99,43 +104,103 @@ pub const LATENCY_BUCKETS_US: &[u64] = &[
     1_000_000, 5_000_000,
 ];
 
-/// A fixed-bucket latency histogram with one writer.
+/// Quantiles exported beside each latency histogram's buckets (1.0 is the
+/// maximum recorded).
+pub const LATENCY_QUANTILES: &[f64] = &[0.5, 0.9, 0.99, 0.999, 1.0];
+
+/// Largest latency a histogram tells apart, in microseconds (an hour);
+/// longer ones are recorded as this.
+const LATENCY_MAX_US: u64 = 3_600_000_000;
+
+/// A latency histogram with one writer (its core) and the control thread
+/// as reader: an hdrhistogram (three significant digits, 1 µs to an hour)
+/// behind a mutex that only a `/metrics` read ever contends, plus the
+/// exact sum. Recording costs an uncontended lock and the histogram's
+/// own increment (see BENCHMARKS.md, "Metrics on the hot path").
 pub struct LatencyHistogram {
-    buckets: Vec<AtomicU64>,
-    sum_us: AtomicU64,
-    count: AtomicU64,
+    inner: Mutex<Recorded>,
+}
+
+struct Recorded {
+    histogram: Histogram<u64>,
+    sum_us: u64,
+}
+
+/// What a [`LatencyHistogram`] holds at one moment.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LatencySnapshot {
+    /// Values at or below each bound of [`LATENCY_BUCKETS_US`]
+    /// (cumulative, as Prometheus `le` buckets), then the total.
+    pub cumulative: Vec<u64>,
+    pub sum_us: u64,
+    pub count: u64,
+    /// The value at each of [`LATENCY_QUANTILES`], in microseconds (0
+    /// while empty).
+    pub quantiles_us: Vec<u64>,
 }
 
 impl Default for LatencyHistogram {
     fn default() -> Self {
+        // Constant bounds hdrhistogram accepts (1 <= low, high >= 2 low,
+        // 3 digits); a unit test builds one.
+        let histogram = Histogram::new_with_bounds(1, LATENCY_MAX_US, 3)
+            .expect("constant histogram bounds are valid");
         LatencyHistogram {
-            buckets: (0..=LATENCY_BUCKETS_US.len())
-                .map(|_| AtomicU64::new(0))
-                .collect(),
-            sum_us: AtomicU64::new(0),
-            count: AtomicU64::new(0),
+            inner: Mutex::new(Recorded {
+                histogram,
+                sum_us: 0,
+            }),
         }
     }
 }
 
 impl LatencyHistogram {
-    pub fn record_us(&self, us: u64) {
-        let bucket = LATENCY_BUCKETS_US.partition_point(|&le| le < us);
-        add(&self.buckets[bucket], 1);
-        add(&self.sum_us, us);
-        add(&self.count, 1);
+    fn lock(&self) -> std::sync::MutexGuard<'_, Recorded> {
+        // A panic while holding it cannot leave the histogram torn in a
+        // way that matters for metrics: keep using it.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Per-bucket counts (not cumulative), the sum and the count.
-    pub fn snapshot(&self) -> (Vec<u64>, u64, u64) {
-        (
-            self.buckets
-                .iter()
-                .map(|b| b.load(Ordering::Relaxed))
-                .collect(),
-            self.sum_us.load(Ordering::Relaxed),
-            self.count.load(Ordering::Relaxed),
-        )
+    pub fn record_us(&self, us: u64) {
+        let mut recorded = self.lock();
+        recorded.histogram.saturating_record(us.min(LATENCY_MAX_US));
+        recorded.sum_us = recorded.sum_us.wrapping_add(us);
+    }
+
+    /// Buckets, sum, count and quantiles as of now.
+    pub fn snapshot(&self) -> LatencySnapshot {
+        let recorded = self.lock();
+        let histogram = &recorded.histogram;
+        let count = histogram.len();
+        let mut cumulative: Vec<u64> = LATENCY_BUCKETS_US
+            .iter()
+            .map(|&le| {
+                if histogram.is_empty() {
+                    0
+                } else {
+                    histogram.count_between(0, le)
+                }
+            })
+            .collect();
+        cumulative.push(count);
+        let quantiles_us = LATENCY_QUANTILES
+            .iter()
+            .map(|&q| {
+                if histogram.is_empty() {
+                    0
+                } else if q >= 1.0 {
+                    histogram.max()
+                } else {
+                    histogram.value_at_quantile(q)
+                }
+            })
+            .collect();
+        LatencySnapshot {
+            cumulative,
+            sum_us: recorded.sum_us,
+            count,
+            quantiles_us,
+        }
     }
 }
 
@@ -451,15 +516,37 @@ mod tests {
         h.record_us(10);
         h.record_us(11);
         h.record_us(10_000_000);
-        let (buckets, sum, count) = h.snapshot();
-        assert_eq!(buckets[0], 1, "10 us falls in le=10");
-        assert_eq!(buckets[1], 1, "11 us falls in le=25");
+        let snap = h.snapshot();
+        assert_eq!(snap.cumulative[0], 1, "10 us falls in le=10");
+        assert_eq!(snap.cumulative[1], 2, "11 us falls in le=25");
+        assert_eq!(snap.cumulative[LATENCY_BUCKETS_US.len() - 1], 2);
         assert_eq!(
-            buckets[LATENCY_BUCKETS_US.len()],
-            1,
-            "beyond the last bound is +Inf"
+            snap.cumulative[LATENCY_BUCKETS_US.len()],
+            3,
+            "beyond the last bound only the total counts it"
         );
-        assert_eq!((sum, count), (10_000_021, 3));
+        assert_eq!((snap.sum_us, snap.count), (10_000_021, 3));
+    }
+
+    #[test]
+    fn histogram_quantiles_within_three_digits() {
+        let h = LatencyHistogram::default();
+        assert_eq!(h.snapshot().quantiles_us, vec![0; LATENCY_QUANTILES.len()]);
+        for us in 1..=10_000u64 {
+            h.record_us(us);
+        }
+        // Beyond the hour the histogram tells apart: recorded as an hour.
+        h.record_us(u64::MAX / 2);
+        let snap = h.snapshot();
+        let at = |q: f64| {
+            let i = LATENCY_QUANTILES.iter().position(|&x| x == q).unwrap();
+            snap.quantiles_us[i]
+        };
+        let close = |got: u64, want: u64| got.abs_diff(want) * 1000 <= want;
+        assert!(close(at(0.5), 5_000), "p50 {}", at(0.5));
+        assert!(close(at(0.99), 9_900), "p99 {}", at(0.99));
+        assert!(close(at(1.0), LATENCY_MAX_US), "max {}", at(1.0));
+        assert_eq!(snap.count, 10_001);
     }
 
     #[test]

@@ -142,6 +142,42 @@ fn api_answers_with_auth_and_counts_what_was_sent() {
         11.0
     );
     assert!(body.contains("shardwatch_detection_latency_seconds_bucket"));
+    // The one alert is the one detection-latency sample: the histogram's
+    // count, its +Inf bucket and its quantile gauges (from the same
+    // hdrhistogram) agree.
+    let counts: Vec<f64> = scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == "shardwatch_detection_latency_seconds")
+        .filter_map(|s| match &s.value {
+            prometheus_parse::Value::Histogram(buckets) => buckets
+                .iter()
+                .find(|b| b.less_than.is_infinite())
+                .map(|b| b.count),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(counts.len(), 2, "one histogram per core");
+    assert_eq!(counts.iter().sum::<f64>(), 1.0);
+    let quantile = |q: &str| -> Vec<f64> {
+        scrape
+            .samples
+            .iter()
+            .filter(|s| s.metric == "shardwatch_detection_latency_quantile_seconds")
+            .filter(|s| s.labels.get("quantile") == Some(q))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Gauge(v) => v,
+                _ => f64::NAN,
+            })
+            .collect()
+    };
+    let (p50, max) = (quantile("0.5"), quantile("1"));
+    assert_eq!((p50.len(), max.len()), (2, 2), "a gauge per core");
+    // One core raised it: its p50 is its max and above 0; the other is 0.
+    let raised: Vec<usize> = (0..2).filter(|&c| max[c] > 0.0).collect();
+    assert_eq!(raised.len(), 1, "{max:?}");
+    assert_eq!(p50[raised[0]], max[raised[0]]);
+    assert!(max[raised[0]] < 60.0, "{max:?}");
     for core in ["0", "1"] {
         let age = metric_sum(
             &scrape,

@@ -2,13 +2,17 @@
 //!
 //! Names follow `shardwatch_<name>_<unit>` (counters end in `_total`),
 //! labels stay low-cardinality (core, transport, reason, rule). Latency is
-//! exported as Prometheus histograms with fixed microsecond buckets
-//! (`stats::LATENCY_BUCKETS_US`), converted to seconds.
+//! recorded per core in an hdrhistogram and exported as Prometheus
+//! histograms with fixed microsecond buckets (`stats::LATENCY_BUCKETS_US`),
+//! converted to seconds, plus its quantiles (`stats::LATENCY_QUANTILES`)
+//! as a `..._quantile_seconds` gauge family.
 
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
-use crate::stats::{CoreStats, LatencyHistogram, LATENCY_BUCKETS_US};
+use crate::stats::{
+    CoreStats, LatencyHistogram, LatencySnapshot, LATENCY_BUCKETS_US, LATENCY_QUANTILES,
+};
 
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
@@ -48,6 +52,10 @@ pub fn render_heartbeats(out: &mut String, cores: &[std::sync::Arc<CoreStats>]) 
     }
 }
 
+/// A latency histogram per core as Prometheus buckets (from the core's
+/// hdrhistogram, so a bucket's bound is exact to three digits), then the
+/// same data's quantiles as a gauge family `<name without _seconds>_quantile_seconds`
+/// with a `quantile` label (1 is the maximum); both since the node started.
 fn histogram(
     out: &mut String,
     name: &str,
@@ -56,11 +64,9 @@ fn histogram(
     pick: impl Fn(&CoreStats) -> &LatencyHistogram,
 ) {
     header(out, name, "histogram", help);
-    for (core, stats) in cores.iter().enumerate() {
-        let (buckets, sum_us, count) = pick(stats).snapshot();
-        let mut cumulative = 0u64;
-        for (i, n) in buckets.iter().enumerate() {
-            cumulative += n;
+    let snapshots: Vec<LatencySnapshot> = cores.iter().map(|s| pick(s).snapshot()).collect();
+    for (core, snap) in snapshots.iter().enumerate() {
+        for (i, cumulative) in snap.cumulative.iter().enumerate() {
             let le = match LATENCY_BUCKETS_US.get(i) {
                 Some(us) => format!("{}", *us as f64 / 1e6),
                 None => "+Inf".to_string(),
@@ -70,8 +76,29 @@ fn histogram(
                 "{name}_bucket{{core=\"{core}\",le=\"{le}\"}} {cumulative}"
             );
         }
-        let _ = writeln!(out, "{name}_sum{{core=\"{core}\"}} {}", sum_us as f64 / 1e6);
-        let _ = writeln!(out, "{name}_count{{core=\"{core}\"}} {count}");
+        let _ = writeln!(
+            out,
+            "{name}_sum{{core=\"{core}\"}} {}",
+            snap.sum_us as f64 / 1e6
+        );
+        let _ = writeln!(out, "{name}_count{{core=\"{core}\"}} {}", snap.count);
+    }
+    let stem = name.strip_suffix("_seconds").unwrap_or(name);
+    let quantiles = format!("{stem}_quantile_seconds");
+    header(
+        out,
+        &quantiles,
+        "gauge",
+        &format!("Quantiles of {name} since start (quantile 1 is the maximum; 0 while empty)."),
+    );
+    for (core, snap) in snapshots.iter().enumerate() {
+        for (q, us) in LATENCY_QUANTILES.iter().zip(&snap.quantiles_us) {
+            let _ = writeln!(
+                out,
+                "{quantiles}{{core=\"{core}\",quantile=\"{q}\"}} {}",
+                *us as f64 / 1e6
+            );
+        }
     }
 }
 
