@@ -354,6 +354,10 @@ fn reindex(
     }
 }
 
+/// Group ids are handed out one per group created, so no real state comes
+/// near this; a restored state past it is refused, so ids never wrap.
+const GID_MAX: u64 = 1 << 62;
+
 /// The state of one group.
 #[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 struct Group {
@@ -524,12 +528,24 @@ impl CorrelationState {
 
     /// The state archived by [`CorrelationState::archive_into`], from
     /// `bytes` (16-byte aligned), validated (bytecheck) before anything is
-    /// read, with its indices rebuilt. Fails on a malformed archive and on
-    /// one whose groups are inconsistent (a group id used twice).
+    /// read, with its indices rebuilt. Fails on a malformed archive, on
+    /// one whose groups are inconsistent (a group id used twice) and on one
+    /// that breaks the state's invariants (see
+    /// [`CorrelationState::check_invariants`]): a state that passes them is
+    /// one this code could have made, so using it cannot panic.
     pub fn restore(bytes: &[u8]) -> Result<CorrelationState, String> {
         let mut state = rkyv::from_bytes::<CorrelationState, rkyv::rancor::Error>(bytes)
             .map_err(|e| format!("archive validation failed: {e}"))?;
+        if state.next_gid > GID_MAX {
+            return Err(format!(
+                "next group id {} is past any real state",
+                state.next_gid
+            ));
+        }
         state.rebuild_indices()?;
+        if !state.check_invariants() {
+            return Err("the archived state breaks its invariants".into());
+        }
         Ok(state)
     }
 
@@ -751,7 +767,7 @@ impl CorrelationState {
             CorrelationKind::Outlier => true,
         };
         if !complete {
-            self.incomplete_total += 1;
+            self.incomplete_total = self.incomplete_total.wrapping_add(1);
             return;
         }
         self.feed(rules, observation, 0, out);
@@ -971,7 +987,7 @@ impl CorrelationState {
     /// Queues an alert for the next `advance`, counting it if full.
     fn queue(&mut self, hash: u64, alert: CorrelationAlert) {
         if self.pending.len() >= PENDING_ALERTS_MAX {
-            self.pending_dropped_total += 1;
+            self.pending_dropped_total = self.pending_dropped_total.wrapping_add(1);
             return;
         }
         self.pending.push_back(PendingAlert {
@@ -1024,7 +1040,7 @@ impl CorrelationState {
             group.window_last_ns = group.window_last_ns.max(time_ns);
             group.deadline_ns = group.window_start_ns.saturating_add(span_ns);
             match meta.kind {
-                CorrelationKind::EventCount => group.count += 1,
+                CorrelationKind::EventCount => group.count = group.count.saturating_add(1),
                 _ => {
                     for_each_item(meta.kind, observation, |item| {
                         group.items.touch(item, time_ns);
@@ -1040,7 +1056,7 @@ impl CorrelationState {
         };
 
         reindex(&mut self.by_newest, &mut self.by_deadline, hash, group);
-        self.values_evicted_total += values_evicted;
+        self.values_evicted_total = self.values_evicted_total.wrapping_add(values_evicted);
         alert
     }
 
@@ -1079,7 +1095,7 @@ impl CorrelationState {
                     break;
                 };
                 self.remove(victim);
-                self.evicted_total += 1;
+                self.evicted_total = self.evicted_total.wrapping_add(1);
                 evicted += 1;
             }
         }
@@ -1103,7 +1119,7 @@ impl CorrelationState {
                 break;
             };
             self.remove(victim);
-            self.evicted_total += 1;
+            self.evicted_total = self.evicted_total.wrapping_add(1);
             evicted += 1;
         }
         evicted
@@ -1157,13 +1173,13 @@ impl CorrelationState {
         if held >= self.rule_groups_max {
             if let Some(victim) = self.stalest_of(meta.hash) {
                 self.remove(victim);
-                self.evicted_total += 1;
+                self.evicted_total = self.evicted_total.wrapping_add(1);
             }
         }
         if self.keys.len() as u64 >= self.groups_max {
             if let Some(victim) = self.victim() {
                 self.remove(victim);
-                self.evicted_total += 1;
+                self.evicted_total = self.evicted_total.wrapping_add(1);
             }
         }
         debug_assert!((self.keys.len() as u64) < self.groups_max);
@@ -1301,7 +1317,9 @@ impl CorrelationState {
                 }
             }
         }
-        count == self.keys.len()
+        self.groups_max >= 1
+            && self.rule_groups_max >= 1
+            && count == self.keys.len()
             && count == self.by_newest.len()
             && count == self.by_deadline.len()
             && count as u64 <= self.groups_max
@@ -1412,7 +1430,7 @@ fn step_ordered(
     // Each event gets a sequence number within the window, so one event
     // can never stand for two steps even when steps share a timestamp.
     let seq = group.count;
-    group.count += 1;
+    group.count = group.count.wrapping_add(1);
     for position in 0..inputs {
         if observation.input_mask & (1u64 << position) != 0 {
             let mut tag = Vec::with_capacity(9);
@@ -1722,6 +1740,20 @@ correlation:
         match CorrelationState::restore(&archive(&twice)) {
             Ok(_) => panic!("a reused group id restored"),
             Err(error) => assert!(error.contains("used twice"), "{error}"),
+        }
+        // States no code path makes are refused too, so using one cannot
+        // panic: ids about to wrap, a cap of no groups.
+        let mut ids = state.clone();
+        ids.next_gid = GID_MAX + 1;
+        match CorrelationState::restore(&archive(&ids)) {
+            Ok(_) => panic!("ids about to wrap restored"),
+            Err(error) => assert!(error.contains("next group id"), "{error}"),
+        }
+        let mut cap = state.clone();
+        cap.groups_max = 0;
+        match CorrelationState::restore(&archive(&cap)) {
+            Ok(_) => panic!("a cap of no groups restored"),
+            Err(error) => assert!(error.contains("invariants"), "{error}"),
         }
     }
 

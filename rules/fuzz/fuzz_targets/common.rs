@@ -1,0 +1,64 @@
+//! What both targets drive a rule set and a state with: a few events of
+//! the shapes the engine hands rules (Linux syslog fields, a Windows
+//! event), and every correlation fed from them.
+
+use shardwatch_rules::{CorrelationState, Event, Observation, RuleSet, Scratch};
+
+/// Linux and Windows field sets with their messages.
+const EVENTS: &[(&[(&str, &[u8])], &[u8])] = &[
+    (
+        &[
+            ("host.name", b"host1"),
+            ("process.name", b"sshd"),
+            ("app", b"sshd"),
+            ("user.name", b"root"),
+            ("source.ip", b"198.51.100.10"),
+        ],
+        b"Failed password for root from 198.51.100.10 port 50022 ssh2",
+    ),
+    (
+        &[
+            ("Channel", b"Security"),
+            ("EventID", b"4625"),
+            ("Event.EventData.TargetUserName", b"admin"),
+            ("CommandLine", b"cmd.exe /c whoami"),
+        ],
+        b"",
+    ),
+];
+
+/// Evaluates every event under `rules` and feeds each correlation of the
+/// rule set with each event's group key and value at increasing times,
+/// then advances past every window. Must not panic, whatever the rules.
+pub fn drive(rules: &RuleSet, state: &mut CorrelationState) {
+    let mut scratch = Scratch::new();
+    let mut matched = Vec::new();
+    let mut alerts = Vec::new();
+    let mut key = Vec::new();
+    for round in 0..3i64 {
+        for (i, (fields, message)) in EVENTS.iter().enumerate() {
+            let time_ns = (round * 10 + i as i64) * 1_000_000_000;
+            let event = Event {
+                time_ns,
+                fields,
+                message,
+                raw: message,
+            };
+            rules.evaluate(&event, &mut scratch, &mut matched);
+            for correlation in 0..rules.correlation_count() as u32 {
+                rules.group_key(correlation, &event, &mut key);
+                let observation = Observation {
+                    correlation,
+                    group_key: &key,
+                    input_mask: rules.input_mask(correlation, &matched) | 1,
+                    value: rules.correlation_value(correlation, &matched, &event),
+                    time_ns,
+                    raw: message,
+                };
+                state.observe_into(rules, &observation, &mut alerts);
+            }
+        }
+        state.advance(rules, (round * 10 + 5) * 1_000_000_000, &mut alerts);
+    }
+    state.advance(rules, i64::MAX, &mut alerts);
+}
