@@ -5,9 +5,10 @@
 //! cache traffic on the hot path), and the control thread reads them with
 //! relaxed loads for `/metrics` and `/api/stats`. Latency histograms are
 //! hdrhistograms behind a mutex that only a read of `/metrics` contends
-//! (recorded per read batch and per alert, not per event). Every event that does not
-//! become a normal parse is counted under a named reason: quarantine reasons
-//! come from the parser, drop reasons from the queues that refused work.
+//! (recorded per read batch and per alert, not per event). Every event
+//! that does not become a normal parse is counted under a named reason:
+//! quarantine reasons come from the parser, drop reasons from the queues
+//! that refused work.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -172,23 +173,16 @@ impl LatencyHistogram {
         let recorded = self.lock();
         let histogram = &recorded.histogram;
         let count = histogram.len();
+        // An empty hdrhistogram answers 0 to all of these.
         let mut cumulative: Vec<u64> = LATENCY_BUCKETS_US
             .iter()
-            .map(|&le| {
-                if histogram.is_empty() {
-                    0
-                } else {
-                    histogram.count_between(0, le)
-                }
-            })
+            .map(|&le| histogram.count_between(0, le))
             .collect();
         cumulative.push(count);
         let quantiles_us = LATENCY_QUANTILES
             .iter()
             .map(|&q| {
-                if histogram.is_empty() {
-                    0
-                } else if q >= 1.0 {
+                if q >= 1.0 {
                     histogram.max()
                 } else {
                     histogram.value_at_quantile(q)
