@@ -114,7 +114,8 @@ pub const LATENCY_QUANTILES: &[f64] = &[0.5, 0.9, 0.99, 0.999, 1.0];
 const LATENCY_MAX_US: u64 = 3_600_000_000;
 
 /// A latency histogram with one writer (its core) and the control thread
-/// as reader: an hdrhistogram (three significant digits, 1 µs to an hour)
+/// as reader: an hdrhistogram (two significant digits, i.e. within 1%,
+/// 1 µs to an hour; exact below 256 µs; 26 KiB of counts)
 /// behind a mutex that only a `/metrics` read ever contends, plus the
 /// exact sum. Recording costs an uncontended lock and the histogram's
 /// own increment (see BENCHMARKS.md, "Metrics on the hot path").
@@ -143,8 +144,10 @@ pub struct LatencySnapshot {
 impl Default for LatencyHistogram {
     fn default() -> Self {
         // Constant bounds hdrhistogram accepts (1 <= low, high >= 2 low,
-        // 3 digits); a unit test builds one.
-        let histogram = Histogram::new_with_bounds(1, LATENCY_MAX_US, 3)
+        // 2 digits); a unit test builds one. Two digits, not three: three
+        // took 188 KiB of counts per histogram (four per core) and seven
+        // times as long to copy for a `/metrics` read.
+        let histogram = Histogram::new_with_bounds(1, LATENCY_MAX_US, 2)
             .expect("constant histogram bounds are valid");
         LatencyHistogram {
             inner: Mutex::new(Recorded {
@@ -170,8 +173,13 @@ impl LatencyHistogram {
 
     /// Buckets, sum, count and quantiles as of now.
     pub fn snapshot(&self) -> LatencySnapshot {
-        let recorded = self.lock();
-        let histogram = &recorded.histogram;
+        // Copied under the lock (a memcpy of its counts), read outside it:
+        // the buckets and quantiles below walk the counts several times,
+        // and the core's next record must not wait for that.
+        let (histogram, sum_us) = {
+            let recorded = self.lock();
+            (recorded.histogram.clone(), recorded.sum_us)
+        };
         let count = histogram.len();
         // An empty hdrhistogram answers 0 to all of these.
         let mut cumulative: Vec<u64> = LATENCY_BUCKETS_US
@@ -191,7 +199,7 @@ impl LatencyHistogram {
             .collect();
         LatencySnapshot {
             cumulative,
-            sum_us: recorded.sum_us,
+            sum_us,
             count,
             quantiles_us,
         }
@@ -523,7 +531,7 @@ mod tests {
     }
 
     #[test]
-    fn histogram_quantiles_within_three_digits() {
+    fn histogram_quantiles_within_two_digits() {
         let h = LatencyHistogram::default();
         assert_eq!(h.snapshot().quantiles_us, vec![0; LATENCY_QUANTILES.len()]);
         for us in 1..=10_000u64 {
@@ -536,7 +544,7 @@ mod tests {
             let i = LATENCY_QUANTILES.iter().position(|&x| x == q).unwrap();
             snap.quantiles_us[i]
         };
-        let close = |got: u64, want: u64| got.abs_diff(want) * 1000 <= want;
+        let close = |got: u64, want: u64| got.abs_diff(want) * 100 <= want;
         assert!(close(at(0.5), 5_000), "p50 {}", at(0.5));
         assert!(close(at(0.99), 9_900), "p99 {}", at(0.99));
         assert!(close(at(1.0), LATENCY_MAX_US), "max {}", at(1.0));

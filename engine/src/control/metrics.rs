@@ -53,7 +53,7 @@ pub fn render_heartbeats(out: &mut String, cores: &[std::sync::Arc<CoreStats>]) 
 }
 
 /// A latency histogram per core as Prometheus buckets (from the core's
-/// hdrhistogram, so a bucket's bound is exact to three digits), then the
+/// hdrhistogram, so a bucket's bound holds to two digits, within 1%), then the
 /// same data's quantiles as a gauge family `<name without _seconds>_quantile_seconds`
 /// with a `quantile` label (1 is the maximum); both since the node started.
 fn histogram(
