@@ -410,6 +410,21 @@ pub fn replay(file: &Path) -> anyhow::Result<Vec<Value>> {
         .collect()
 }
 
+/// Calls `probe` every `every` until it reports done or `timeout` has
+/// passed, and returns its last value: the caller asserts on that, so a
+/// timeout fails with what was last seen. For whatever a node does
+/// asynchronously (a tick, a walk, a connection still being accepted).
+pub fn poll<T>(timeout: Duration, every: Duration, mut probe: impl FnMut() -> (T, bool)) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let (value, done) = probe();
+        if done || Instant::now() > deadline {
+            return value;
+        }
+        std::thread::sleep(every);
+    }
+}
+
 /// The values of metric `name`'s samples on a Prometheus text page whose
 /// label text contains `label` (`""`: every sample), in page order.
 pub fn metric_values(page: &str, name: &str, label: &str) -> Vec<f64> {

@@ -4,7 +4,7 @@ use std::net::UdpSocket;
 use std::time::Duration;
 
 use serde_json::Value;
-use shardwatch_tests::{http_get, ssh_failure, Appliance};
+use shardwatch_tests::{http_get, poll, ssh_failure, Appliance};
 
 const TOKEN: &str = "s3cret-token";
 
@@ -36,18 +36,14 @@ fn api_answers_with_auth_and_counts_what_was_sent() {
     assert_eq!(health["cores"], 2);
     // Both cores' heartbeats run (every 50 ms), so neither is stalled; a
     // core may be a beat away from its first one when the node listens.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let health = loop {
+    let health = poll(Duration::from_secs(10), Duration::from_millis(20), || {
         let (_, body) = http_get(api, "/health", None).unwrap();
         let health: Value = serde_json::from_str(&body).unwrap();
         let beaten = health["core_heartbeat_age_s"]
             .as_array()
             .is_some_and(|ages| ages.iter().all(Value::is_f64));
-        if beaten || std::time::Instant::now() > deadline {
-            break health;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+        (health, beaten)
+    });
     let ages = health["core_heartbeat_age_s"].as_array().unwrap();
     assert_eq!(ages.len(), 2, "{health}");
     for age in ages {
@@ -100,19 +96,14 @@ fn api_answers_with_auth_and_counts_what_was_sent() {
             metric_sum(scrape, "shardwatch_journal_lines_total", None),
         ]
     };
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let (body, scrape) = loop {
+    let (body, scrape) = poll(Duration::from_secs(20), Duration::from_millis(50), || {
         let (status, body) = http_get(api, "/metrics", Some(TOKEN)).unwrap();
         assert_eq!(status, 200);
         let lines = body.lines().map(|l| Ok(l.to_string()));
         let scrape = prometheus_parse::Scrape::parse(lines).expect("valid Prometheus text");
-        if counts(&scrape) == [12.0, 11.0, 1.0, 1.0, 11.0, 12.0]
-            || std::time::Instant::now() > deadline
-        {
-            break (body, scrape);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+        let done = counts(&scrape) == [12.0, 11.0, 1.0, 1.0, 11.0, 12.0];
+        ((body, scrape), done)
+    });
     assert_eq!(
         metric_sum(
             &scrape,
@@ -194,8 +185,7 @@ fn api_answers_with_auth_and_counts_what_was_sent() {
     );
     // State memory by detector kind is refreshed about once a second, by
     // each core on its own walk: wait until both cores' groups are counted.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let scrape = loop {
+    let scrape = poll(Duration::from_secs(10), Duration::from_millis(100), || {
         let (_, body) = http_get(api, "/metrics", Some(TOKEN)).unwrap();
         let scrape =
             prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string()))).unwrap();
@@ -204,11 +194,8 @@ fn api_answers_with_auth_and_counts_what_was_sent() {
             "shardwatch_state_groups",
             Some(("kind", "event_count")),
         );
-        if groups >= 2.0 || std::time::Instant::now() > deadline {
-            break scrape;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+        (scrape, groups >= 2.0)
+    });
     // One brute-force group per source address.
     assert_eq!(
         metric_sum(
@@ -246,16 +233,13 @@ fn api_answers_with_auth_and_counts_what_was_sent() {
 
     // Quarantine records are buffered and reach the file (which the API
     // reads) at the core's next tick: wait for the record.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let page = loop {
+    let page = poll(Duration::from_secs(20), Duration::from_millis(50), || {
         let (status, body) = http_get(api, "/api/quarantine?reason=bad_pri", Some(TOKEN)).unwrap();
         assert_eq!(status, 200);
         let page: Value = serde_json::from_str(&body).unwrap();
-        if page["total"] == 1 || std::time::Instant::now() > deadline {
-            break page;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+        let done = page["total"] == 1;
+        (page, done)
+    });
     assert_eq!(page["total"], 1);
     assert_eq!(page["items"][0]["raw"], "<777>broken");
 

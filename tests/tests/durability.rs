@@ -205,19 +205,14 @@ fn corrupt_checkpoints_and_torn_journal_tails_are_skipped_with_reasons() {
     std::thread::sleep(Duration::from_millis(500));
     // Each core must keep an older checkpoint beside the one taken at
     // stop (checked below): wait until each has written one on its tick.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    shardwatch_tests::poll(Duration::from_secs(30), Duration::from_millis(50), || {
         let written = shardwatch_tests::metric_values(
             &node.metrics(),
             "shardwatch_checkpoints_written_total",
             "",
         );
-        let each = written.len() == 2 && written.iter().all(|&n| n >= 1.0);
-        if each || Instant::now() > deadline {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        ((), written.len() == 2 && written.iter().all(|&n| n >= 1.0))
+    });
     let stopped = node.stop().unwrap();
     assert!(stopped.exit_ok);
     let first_run = ids(&shardwatch_tests::read_jsonl(

@@ -83,19 +83,14 @@ fn a_flood_of_new_entities_is_bounded_and_real_attacks_still_alert() {
     // After the flood: normal service. Datagrams sent while the flood's
     // backlog still fills the socket buffer are dropped by the kernel, so
     // wait until every flood datagram was read by a core or dropped.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    shardwatch_tests::poll(Duration::from_secs(30), Duration::from_millis(100), || {
         let read = shardwatch_tests::metric_sum(
             &app.metrics(),
             "shardwatch_events_received_total",
             "transport=\"udp\"",
         );
-        let drained = read as u64 + udp_kernel_drops(&app) >= sent;
-        if drained || Instant::now() > deadline {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        ((), read as u64 + udp_kernel_drops(&app) >= sent)
+    });
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     for i in 0..10 {
         socket

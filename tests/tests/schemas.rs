@@ -60,21 +60,18 @@ fn a_new_source_mid_stream_is_learned_and_its_fields_are_usable_by_rules() {
     // Each core copies its registry at its next tick once asked; past 2 s
     // the API answers with the copies it has (none yet from a core that is
     // slow to tick): ask again until the sources checked below are there.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let schemas = loop {
-        let (status, body) = http_get(app.api(), "/api/schemas", None).unwrap();
-        assert_eq!(status, 200, "{body}");
-        let schemas: Value = serde_json::from_str(&body).unwrap();
-        let sources = schemas["sources"].as_array().cloned().unwrap_or_default();
-        let has = |name: &str| sources.iter().find(|s| s["source"] == name);
-        let complete = has("cef:Acme/Firewall").is_some()
-            && has("aws/cloudtrail").is_some()
-            && has("bastion/sshd").is_some_and(|s| s["events"] == 5);
-        if complete || std::time::Instant::now() > deadline {
-            break schemas;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let schemas =
+        shardwatch_tests::poll(Duration::from_secs(30), Duration::from_millis(100), || {
+            let (status, body) = http_get(app.api(), "/api/schemas", None).unwrap();
+            assert_eq!(status, 200, "{body}");
+            let schemas: Value = serde_json::from_str(&body).unwrap();
+            let sources = schemas["sources"].as_array().cloned().unwrap_or_default();
+            let has = |name: &str| sources.iter().find(|s| s["source"] == name);
+            let complete = has("cef:Acme/Firewall").is_some()
+                && has("aws/cloudtrail").is_some()
+                && has("bastion/sshd").is_some_and(|s| s["events"] == 5);
+            (schemas, complete)
+        });
     let stopped = app.stop().unwrap();
     assert!(stopped.exit_ok);
 

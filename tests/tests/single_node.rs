@@ -302,17 +302,13 @@ fn a_thousand_concurrent_tcp_connections() {
     }
     // A connection still in the listen backlog at SIGTERM is never
     // accepted: wait until every connection is accepted and its line parsed.
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
+    shardwatch_tests::poll(WAIT, Duration::from_millis(50), || {
         let page = app.metrics();
         let sum = |name: &str| shardwatch_tests::metric_sum(&page, name, "");
         let accepted = sum("shardwatch_tcp_connections_accepted_total");
         let parsed = sum("shardwatch_events_parsed_total");
-        if (accepted == 1000.0 && parsed == 1000.0) || std::time::Instant::now() > deadline {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        ((), accepted == 1000.0 && parsed == 1000.0)
+    });
     drop(streams);
     std::thread::sleep(Duration::from_millis(300));
     let stopped = app.stop().unwrap();
