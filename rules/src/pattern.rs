@@ -187,18 +187,56 @@ pub(crate) fn literal_glob(bytes: &[u8], anchor: Anchor, fold: bool) -> Vec<Glob
     tokens
 }
 
-/// The most prefix literals a regex may contribute to the prefilter;
+/// The most literals a regex may contribute to the prefilter;
 /// beyond that it is evaluated on every event of its log source.
 const REGEX_LITERALS_MAX: usize = 32;
 
-/// Literals of which every match of `hir` contains one: its prefix
-/// literals (every match starts with one of them), ASCII-lowercased and
-/// deduplicated. `None` when the set is infinite, too large, or holds a
-/// literal too short to be selective (an empty one means the regex can
-/// match anywhere).
+/// Literals of which every match of `hir` contains one, ASCII-lowercased
+/// and deduplicated: the most selective of its prefix literals (every
+/// match starts with one), its suffix literals (every match ends with
+/// one), and, for a concatenation, the prefix literals of each part (every
+/// match contains a match of each part). `net\s+config` is searched for
+/// `config` rather than `net`, which `netsvcs` and `netstat` contain.
+/// `None` when no set is finite, small enough and made of literals long
+/// enough to be selective (an empty literal means the regex can match
+/// anywhere).
 fn regex_literals(hir: &regex_syntax::hir::Hir) -> Option<Box<[Box<[u8]>]>> {
+    use regex_syntax::hir::literal::ExtractKind;
+    use regex_syntax::hir::HirKind;
+    let mut top = hir;
+    while let HirKind::Capture(capture) = top.kind() {
+        top = &capture.sub;
+    }
+    let parts: &[regex_syntax::hir::Hir] = match top.kind() {
+        HirKind::Concat(parts) => parts,
+        _ => &[],
+    };
+    let whole = [(top, ExtractKind::Prefix), (top, ExtractKind::Suffix)];
+    let mut best: Option<(LiteralScore, Vec<Box<[u8]>>)> = None;
+    for (part, kind) in whole
+        .into_iter()
+        .chain(parts.iter().map(|part| (part, ExtractKind::Prefix)))
+    {
+        let Some(set) = literal_set(part, kind) else {
+            continue;
+        };
+        let score = LiteralScore::of(&set);
+        if best.as_ref().is_none_or(|(known, _)| score > *known) {
+            best = Some((score, set));
+        }
+    }
+    best.map(|(_, set)| set.into_boxed_slice())
+}
+
+/// The literals `extract` finds in `hir` (every match of `hir` starts, or
+/// ends, with one), lowercased, if they are few enough and each long
+/// enough to prefilter on.
+fn literal_set(
+    hir: &regex_syntax::hir::Hir,
+    kind: regex_syntax::hir::literal::ExtractKind,
+) -> Option<Vec<Box<[u8]>>> {
     let mut extractor = regex_syntax::hir::literal::Extractor::new();
-    extractor.limit_total(REGEX_LITERALS_MAX * 8);
+    extractor.kind(kind).limit_total(REGEX_LITERALS_MAX * 8);
     let seq = extractor.extract(hir);
     let literals = seq.literals()?;
     let mut out: Vec<Box<[u8]>> = literals
@@ -208,8 +246,28 @@ fn regex_literals(hir: &regex_syntax::hir::Hir) -> Option<Box<[Box<[u8]>]>> {
     out.sort_unstable();
     out.dedup();
     let selective = out.iter().all(|l| l.len() >= PREFILTER_LITERAL_BYTES_MIN);
-    (selective && !out.is_empty() && out.len() <= REGEX_LITERALS_MAX)
-        .then(|| out.into_boxed_slice())
+    (selective && !out.is_empty() && out.len() <= REGEX_LITERALS_MAX).then_some(out)
+}
+
+/// How selective a literal set is, best highest: its shortest literal
+/// (past eight bytes every length is rare enough), then fewer literals,
+/// then the shortest literal's full length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct LiteralScore {
+    shortest_capped: usize,
+    fewer: std::cmp::Reverse<usize>,
+    shortest: usize,
+}
+
+impl LiteralScore {
+    fn of(set: &[Box<[u8]>]) -> LiteralScore {
+        let shortest = set.iter().map(|l| l.len()).min().unwrap_or(0);
+        LiteralScore {
+            shortest_capped: shortest.min(8),
+            fewer: std::cmp::Reverse(set.len()),
+            shortest,
+        }
+    }
 }
 
 /// A compiled matcher for one value string.
@@ -226,9 +284,9 @@ pub(crate) enum Pattern {
     /// Anything else with wildcards.
     Glob(Box<[GlobToken]>),
     /// A `|re` regular expression, matched against the original bytes.
-    /// A regex, and literals of which every match contains one (from
-    /// its prefixes; `None` where no finite set is known), for the
-    /// prefilter.
+    /// A regex, and literals of which every match contains one (its
+    /// prefixes, suffixes or a part's; `None` where no selective finite
+    /// set is known), for the prefilter.
     Regex(regex::bytes::Regex, Option<Box<[Box<[u8]>]>>),
     /// A `|cidr` network: the value must parse as an IP address inside it.
     Cidr(Cidr),
@@ -545,10 +603,31 @@ mod tests {
             regex_needles(r"^cmd\.exe", false),
             Some(vec!["cmd.exe".to_owned()])
         );
-        // Nothing selective: a class first, an optional start, a short
-        // alternative, or a regex that matches the empty string.
-        assert_eq!(regex_needles(r"[a-z]+\.exe", false), None);
-        assert_eq!(regex_needles(r".*evil", false), None);
+        // The most selective set: the suffix where the prefix is short or
+        // unknown, a literal from the middle where both ends are classes.
+        assert_eq!(
+            regex_needles(r"net\s+config", false),
+            Some(vec!["config".to_owned()])
+        );
+        assert_eq!(
+            regex_needles(r"[a-z]+\.exe", false),
+            Some(vec![".exe".to_owned()])
+        );
+        assert_eq!(
+            regex_needles(r".*evil", false),
+            Some(vec!["evil".to_owned()])
+        );
+        assert_eq!(
+            regex_needles(r"\d+\s+-enc\s+\w+", false),
+            Some(vec!["-enc".to_owned()])
+        );
+        assert_eq!(
+            regex_needles(r"(cmd|pwsh)\.exe\s+/c", false),
+            Some(vec!["cmd.exe".to_owned(), "pwsh.exe".to_owned()])
+        );
+        // Nothing selective: classes at both ends and no literal between,
+        // a short alternative, or a regex that matches the empty string.
+        assert_eq!(regex_needles(r"[a-z]+\d+", false), None);
         assert_eq!(regex_needles(r"ab|cdef", false), None);
         assert_eq!(regex_needles(r"(abc)?", false), None);
         // Whatever the set, every match must contain one of its needles.
@@ -560,12 +639,27 @@ mod tests {
                 &["PsExec.exe", "c:\\paexec.exe -s"],
             ),
             (r"(foo|bar)baz", &["foobaz", "xbarbaz"]),
+            (r"net\s+config", &["NET  config", "x net config y"]),
+            (r"[a-z]+\.exe", &["a.exe", "C:\\x\\evil.exe /q"]),
+            (r"\d+\s+-enc\s+\w+", &["1 -enc SQBF", "x 42  -enc abc"]),
+            (
+                r"(?i)(cmd|pwsh)\.exe\s+/c",
+                &["CMD.EXE /c", "pwsh.exe   /C x"],
+            ),
+            (r"^(abc|abd)+xyz$", &["abcxyz", "abdabcxyz"]),
         ];
         for (text, values) in cases {
             let Some(needles) = regex_needles(text, false) else {
                 panic!("{text} has needles")
             };
+            // Case-insensitively, as a `re|i` rule matches: needles are
+            // found in the folded value.
+            let regex = regex::RegexBuilder::new(text)
+                .case_insensitive(true)
+                .build()
+                .expect("test regex compiles");
             for value in *values {
+                assert!(regex.is_match(value), "{text} must match {value}");
                 let folded = value.to_ascii_lowercase();
                 assert!(
                     needles.iter().any(|n| folded.contains(n.as_str())),
