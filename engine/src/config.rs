@@ -294,6 +294,102 @@ pub struct RulesConfig {
     /// Per rule and group, repeats of an alert within this window (event
     /// time) are folded into the first; 0 turns suppression off.
     pub suppress_window_ms: u64,
+    /// Values of `|expand` placeholders: `%name%` in a rule value becomes
+    /// each of the listed values. A rule using a placeholder not listed
+    /// here is skipped as unsupported (`placeholder:<name>`).
+    pub placeholders: std::collections::BTreeMap<String, Vec<String>>,
+    /// Log source mappings tried before the built-in table
+    /// (`rules/LOGSOURCES.md`): a rule whose product, category and service
+    /// equal a mapping's sees only events that meet its conditions.
+    pub logsources: Vec<LogsourceConfig>,
+}
+
+/// One `[[rules.logsources]]` entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogsourceConfig {
+    /// The rule's `logsource.product` this applies to (absent: the rule
+    /// has none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub product: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// Alternatives (OR), each a table of field = value or [values] (AND
+    /// over its fields). Empty: the rule sees every event.
+    pub conditions: Vec<std::collections::BTreeMap<String, OneOrMany>>,
+}
+
+/// A value or a list of values in the configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn values(&self) -> Vec<String> {
+        match self {
+            OneOrMany::One(value) => vec![value.clone()],
+            OneOrMany::Many(values) => values.clone(),
+        }
+    }
+}
+
+impl RulesConfig {
+    /// The compile options these settings give (placeholders, log source
+    /// mappings); refuses a mapping that cannot mean anything.
+    pub fn compile_options(&self) -> anyhow::Result<shardwatch_rules::CompileOptions> {
+        let mut logsources = Vec::with_capacity(self.logsources.len());
+        for (at, entry) in self.logsources.iter().enumerate() {
+            let what = || {
+                format!(
+                    "rules.logsources[{at}] (product={} category={} service={})",
+                    entry.product.as_deref().unwrap_or("-"),
+                    entry.category.as_deref().unwrap_or("-"),
+                    entry.service.as_deref().unwrap_or("-")
+                )
+            };
+            if entry.product.is_none() && entry.category.is_none() && entry.service.is_none() {
+                bail!("{}: names no product, category or service", what());
+            }
+            let mut conditions = Vec::with_capacity(entry.conditions.len());
+            for alternative in &entry.conditions {
+                if alternative.is_empty() {
+                    bail!("{}: an empty condition table would admit every event; leave `conditions` empty for that", what());
+                }
+                let mut all = Vec::with_capacity(alternative.len());
+                for (field, values) in alternative {
+                    let values = values.values();
+                    if field.is_empty() || values.is_empty() {
+                        bail!(
+                            "{}: field {field:?} needs a name and at least one value",
+                            what()
+                        );
+                    }
+                    all.push((field.clone(), values));
+                }
+                conditions.push(all);
+            }
+            logsources.push(shardwatch_rules::LogsourceMapping {
+                product: entry.product.clone(),
+                category: entry.category.clone(),
+                service: entry.service.clone(),
+                conditions,
+            });
+        }
+        for (name, values) in &self.placeholders {
+            if values.is_empty() {
+                bail!("rules.placeholders.{name} is empty: list at least one value");
+            }
+        }
+        Ok(shardwatch_rules::CompileOptions {
+            placeholders: self.placeholders.clone(),
+            logsources,
+        })
+    }
 }
 
 /// Where alerts go besides `<data_dir>/alerts.jsonl`.
@@ -363,6 +459,8 @@ impl Default for RulesConfig {
             paths: Vec::new(),
             watch_interval_ms: 1_000,
             suppress_window_ms: 0,
+            placeholders: Default::default(),
+            logsources: Vec::new(),
         }
     }
 }
@@ -404,6 +502,7 @@ impl Config {
 
     /// Checks values that the types alone do not.
     pub fn validate(&self) -> anyhow::Result<()> {
+        self.rules.compile_options()?;
         if self.ingest.udp.is_empty()
             && self.ingest.tcp.is_empty()
             && self.ingest.relp.is_empty()
@@ -560,5 +659,86 @@ mod tests {
         assert!(err.contains("api.token"), "{err}");
         config.api.token = "secret".into();
         config.validate().unwrap();
+    }
+
+    #[test]
+    fn placeholders_and_log_sources_become_compile_options() {
+        let config: Config = toml::from_str(
+            r#"
+[rules.placeholders]
+admins = ["alice", "root"]
+
+[[rules.logsources]]
+product = "aws"
+service = "cloudtrail"
+conditions = [ { "process.name" = "cloudtrail" }, { "event.provider" = ["a", "b"], "x" = "y" } ]
+
+[[rules.logsources]]
+category = "antivirus"
+conditions = []
+"#,
+        )
+        .unwrap();
+        config.validate().unwrap();
+        let options = config.rules.compile_options().unwrap();
+        assert_eq!(options.placeholders["admins"], ["alice", "root"]);
+        assert_eq!(options.logsources.len(), 2);
+        let trail = &options.logsources[0];
+        assert_eq!(trail.product.as_deref(), Some("aws"));
+        assert_eq!(trail.category, None);
+        assert_eq!(
+            trail.conditions,
+            vec![
+                vec![("process.name".to_owned(), vec!["cloudtrail".to_owned()])],
+                vec![
+                    (
+                        "event.provider".to_owned(),
+                        vec!["a".to_owned(), "b".to_owned()]
+                    ),
+                    ("x".to_owned(), vec!["y".to_owned()]),
+                ],
+            ]
+        );
+        assert!(options.logsources[1].conditions.is_empty());
+
+        // Entries that cannot mean anything are refused, named.
+        for (text, needle) in [
+            (
+                "[[rules.logsources]]
+conditions = []
+",
+                "names no product",
+            ),
+            (
+                "[[rules.logsources]]
+product = \"p\"
+conditions = [ {} ]
+",
+                "empty condition table",
+            ),
+            (
+                "[[rules.logsources]]
+product = \"p\"
+conditions = [ { f = [] } ]
+",
+                "at least one value",
+            ),
+            (
+                "[rules.placeholders]
+admins = []
+",
+                "rules.placeholders.admins",
+            ),
+        ] {
+            let config: Config = toml::from_str(text).unwrap();
+            let err = format!("{:#}", config.validate().unwrap_err());
+            assert!(err.contains(needle), "{text}: {err}");
+        }
+        assert!(toml::from_str::<Config>(
+            "[[rules.logsources]]
+product = \"p\"
+"
+        )
+        .is_err());
     }
 }

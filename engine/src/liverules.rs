@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use anyhow::Context;
-use shardwatch_rules::{RuleError, RuleErrorKind, RuleSet};
+use shardwatch_rules::{CompileOptions, RuleError, RuleErrorKind, RuleSet};
 
 /// What a reload did.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -44,6 +44,9 @@ pub struct ReloadError {
 pub struct LiveRules {
     builtin: bool,
     paths: Vec<PathBuf>,
+    /// Placeholders and log source mappings from the configuration, used
+    /// by every reload.
+    options: CompileOptions,
     current: Mutex<Arc<RuleSet>>,
     generation: AtomicU64,
     /// Serialises reloads so two triggers cannot interleave.
@@ -65,12 +68,17 @@ fn split(errors: Vec<RuleError>) -> (Vec<String>, Vec<String>) {
 impl LiveRules {
     /// Loads the first set. At start-up a rule that fails is reported and
     /// skipped (so one bad file does not keep the appliance down).
-    pub fn load(builtin: bool, paths: Vec<PathBuf>) -> anyhow::Result<(LiveRules, Vec<RuleError>)> {
-        let (rules, errors) = crate::ruleload::load(builtin, &paths)?;
+    pub fn load(
+        builtin: bool,
+        paths: Vec<PathBuf>,
+        options: CompileOptions,
+    ) -> anyhow::Result<(LiveRules, Vec<RuleError>)> {
+        let (rules, errors) = crate::ruleload::load(builtin, &paths, &options)?;
         Ok((
             LiveRules {
                 builtin,
                 paths,
+                options,
                 current: Mutex::new(Arc::new(rules)),
                 generation: AtomicU64::new(1),
                 reloading: Mutex::new(()),
@@ -102,7 +110,7 @@ impl LiveRules {
             crate::ruleload::sources(self.builtin, &self.paths).map_err(|e| ReloadError {
                 errors: vec![format!("{e:#}")],
             })?;
-        let (rules, errors) = RuleSet::compile_lenient(&sources);
+        let (rules, errors) = RuleSet::compile_with(&sources, &self.options);
         let (unsupported, failed) = split(errors);
         if !failed.is_empty() {
             return Err(ReloadError { errors: failed });
@@ -139,7 +147,7 @@ impl LiveRules {
             origin: origin.to_string(),
             text: text.to_string(),
         });
-        let (_, errors) = RuleSet::compile_lenient(&sources);
+        let (_, errors) = RuleSet::compile_with(&sources, &self.options);
         let mine: Vec<RuleError> = errors.into_iter().filter(|e| e.origin == origin).collect();
         let (unsupported, failed) = split(mine);
         let problems: Vec<String> = failed.into_iter().chain(unsupported).collect();

@@ -105,7 +105,13 @@ enum JournalCommand {
 #[derive(Subcommand)]
 enum RulesCommand {
     /// Load every rule under PATH and report OK or why not, then totals.
-    Check { path: PathBuf },
+    Check {
+        path: PathBuf,
+        /// Take `rules.placeholders` and `rules.logsources` from this
+        /// configuration file, as a node started with it would.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Ask a running node to reload its rules (POST /api/rules/reload).
     Reload {
         /// The node's API address.
@@ -352,7 +358,11 @@ fn schemas(
         anyhow::bail!("give a log FILE, or --api ADDR of a running node");
     };
     let config = load_config(config.as_ref())?;
-    let (rules, _) = shardwatch::ruleload::load(config.rules.builtin, &config.rules.paths)?;
+    let (rules, _) = shardwatch::ruleload::load(
+        config.rules.builtin,
+        &config.rules.paths,
+        &config.rules.compile_options()?,
+    )?;
     let input = BufReader::new(
         std::fs::File::open(&file).with_context(|| format!("cannot open {}", file.display()))?,
     );
@@ -414,7 +424,11 @@ fn quarantine(
 fn replay(file: PathBuf, rule_args: RuleArgs, config: Option<PathBuf>) -> anyhow::Result<()> {
     let mut config = load_config(config.as_ref())?;
     apply_rule_args(&mut config, &rule_args);
-    let (rules, errors) = shardwatch::ruleload::load(config.rules.builtin, &config.rules.paths)?;
+    let (rules, errors) = shardwatch::ruleload::load(
+        config.rules.builtin,
+        &config.rules.paths,
+        &config.rules.compile_options()?,
+    )?;
     for error in &errors {
         eprintln!("shardwatch: rule not loaded: {error}");
     }
@@ -461,11 +475,12 @@ fn document_line(text: &str, document: usize) -> usize {
 /// one set (so correlations may refer to rules in other files), then prints
 /// one line per rule — OK, UNSUPPORTED with the feature, or ERROR with file
 /// and line — and the totals. Returns true when every rule loaded.
-fn rules_check(path: PathBuf) -> anyhow::Result<bool> {
+fn rules_check(path: PathBuf, config: Option<PathBuf>) -> anyhow::Result<bool> {
+    let options = load_config(config.as_ref())?.rules.compile_options()?;
     // The built-in pack is compiled alongside (rules may refer to its base
     // rules by name, as they can in a running node) but not reported.
     let sources = shardwatch::ruleload::sources(true, std::slice::from_ref(&path))?;
-    let (rules, errors) = shardwatch_rules::RuleSet::compile_lenient(&sources);
+    let (rules, errors) = shardwatch_rules::RuleSet::compile_with(&sources, &options);
     let builtin = |origin: &str| origin.starts_with("builtin:");
     let text_of: std::collections::HashMap<&str, &str> = sources
         .iter()
@@ -657,8 +672,8 @@ fn main() {
             config,
         } => replay(file, rules, config),
         Command::Rules {
-            command: RulesCommand::Check { path },
-        } => match rules_check(path) {
+            command: RulesCommand::Check { path, config },
+        } => match rules_check(path, config) {
             Ok(true) => Ok(()),
             Ok(false) => std::process::exit(1),
             Err(e) => Err(e),

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use shardwatch_rules::{RuleError, RuleSet, RuleSource};
+use shardwatch_rules::{CompileOptions, RuleError, RuleSet, RuleSource};
 
 /// Rule files under `path`: the file itself, or every `*.yml` / `*.yaml`
 /// below a directory, in sorted order so loading is deterministic.
@@ -56,8 +56,13 @@ pub fn sources(builtin: bool, paths: &[PathBuf]) -> anyhow::Result<Vec<RuleSourc
     Ok(sources)
 }
 
-/// Compiles what loads, returning the errors of what did not.
-pub fn load(builtin: bool, paths: &[PathBuf]) -> anyhow::Result<(RuleSet, Vec<RuleError>)> {
+/// Compiles what loads under `options` (the configuration's placeholders
+/// and log source mappings), returning the errors of what did not.
+pub fn load(
+    builtin: bool,
+    paths: &[PathBuf],
+    options: &CompileOptions,
+) -> anyhow::Result<(RuleSet, Vec<RuleError>)> {
     let sources = sources(builtin, paths)?;
-    Ok(RuleSet::compile_lenient(&sources))
+    Ok(RuleSet::compile_with(&sources, options))
 }

@@ -48,6 +48,12 @@ type BuiltinRow = (
 
 const SYSMON: &str = "Microsoft-Windows-Sysmon/Operational";
 
+/// Windows PowerShell 5 and PowerShell 7 (Core) operational logs.
+const POWERSHELL_CHANNELS: &[&str] = &[
+    "Microsoft-Windows-PowerShell/Operational",
+    "PowerShellCore/Operational",
+];
+
 /// The Windows Sysmon categories: the category and its Sysmon event ids.
 const SYSMON_CATEGORIES: &[(&str, &[&str])] = &[
     ("network_connection", &["3"]),
@@ -68,10 +74,179 @@ const SYSMON_CATEGORIES: &[(&str, &[&str])] = &[
     ("wmi_event", &["19", "20", "21"]),
     ("dns_query", &["22"]),
     ("file_delete", &["23", "26"]),
+    ("clipboard_capture", &["24"]),
+    ("process_tampering", &["25"]),
+    ("file_delete_detected", &["26"]),
+    ("file_block_executable", &["27"]),
+    ("file_block_shredding", &["28"]),
+    ("file_executable_detected", &["29"]),
     ("file_change", &["2"]),
     ("file_access", &["11"]),
     ("sysmon_status", &["4", "16"]),
     ("sysmon_error", &["255"]),
+];
+
+/// `product: windows` services of the Sigma taxonomy appendix (plus the
+/// two spellings SigmaHQ rules use that it does not list): the service
+/// and the event log channels it means.
+const WINDOWS_SERVICES: &[(&str, &[&str])] = &[
+    (
+        "application-experience",
+        &[
+            "Microsoft-Windows-Application-Experience/Program-Telemetry",
+            "Microsoft-Windows-Application-Experience/Program-Compatibility-Assistant",
+        ],
+    ),
+    (
+        "applocker",
+        &[
+            "Microsoft-Windows-AppLocker/MSI and Script",
+            "Microsoft-Windows-AppLocker/EXE and DLL",
+            "Microsoft-Windows-AppLocker/Packaged app-Deployment",
+            "Microsoft-Windows-AppLocker/Packaged app-Execution",
+        ],
+    ),
+    (
+        "appmodel-runtime",
+        &["Microsoft-Windows-AppModel-Runtime/Admin"],
+    ),
+    (
+        "appxdeployment-server",
+        &["Microsoft-Windows-AppXDeploymentServer/Operational"],
+    ),
+    (
+        "appxpackaging-om",
+        &["Microsoft-Windows-AppxPackaging/Operational"],
+    ),
+    (
+        "bitlocker",
+        &["Microsoft-Windows-BitLocker/BitLocker Management"],
+    ),
+    (
+        "bits-client",
+        &["Microsoft-Windows-Bits-Client/Operational"],
+    ),
+    ("capi2", &["Microsoft-Windows-CAPI2/Operational"]),
+    (
+        "certificateservicesclient-lifecycle-system",
+        &["Microsoft-Windows-CertificateServicesClient-Lifecycle-System/Operational"],
+    ),
+    (
+        "codeintegrity-operational",
+        &["Microsoft-Windows-CodeIntegrity/Operational"],
+    ),
+    ("dhcp", &["Microsoft-Windows-DHCP-Server/Operational"]),
+    (
+        "diagnosis-scripted",
+        &["Microsoft-Windows-Diagnosis-Scripted/Operational"],
+    ),
+    (
+        "dns-client",
+        &["Microsoft-Windows-DNS Client Events/Operational"],
+    ),
+    ("dns-server", &["DNS Server"]),
+    (
+        "dns-server-analytic",
+        &["Microsoft-Windows-DNS-Server/Analytical"],
+    ),
+    ("dns-server-audit", &["Microsoft-Windows-DNS-Server/Audit"]),
+    (
+        "driver-framework",
+        &["Microsoft-Windows-DriverFrameworks-UserMode/Operational"],
+    ),
+    (
+        "firewall-as",
+        &["Microsoft-Windows-Windows Firewall With Advanced Security/Firewall"],
+    ),
+    ("hyper-v-worker", &["Microsoft-Windows-Hyper-V-Worker"]),
+    (
+        "iis-configuration",
+        &["Microsoft-IIS-Configuration/Operational"],
+    ),
+    (
+        "kernel-event-tracing",
+        &["Microsoft-Windows-Kernel-EventTracing"],
+    ),
+    (
+        "kernel-shimengine",
+        &[
+            "Microsoft-Windows-Kernel-ShimEngine/Operational",
+            "Microsoft-Windows-Kernel-ShimEngine/Diagnostic",
+            "WinEventLog:Microsoft-Windows-Kernel-ShimEngine/Diagnostic",
+        ],
+    ),
+    ("ldap", &["Microsoft-Windows-LDAP-Client/Debug"]),
+    ("lsa-server", &["Microsoft-Windows-LSA/Operational"]),
+    ("msexchange-management", &["MSExchange Management"]),
+    ("ntfs", &["Microsoft-Windows-Ntfs/Operational"]),
+    ("ntlm", &["Microsoft-Windows-NTLM/Operational"]),
+    ("openssh", &["OpenSSH/Operational"]),
+    (
+        "printservice-admin",
+        &["Microsoft-Windows-PrintService/Admin"],
+    ),
+    (
+        "printservice-operational",
+        &["Microsoft-Windows-PrintService/Operational"],
+    ),
+    (
+        "security-mitigations",
+        &[
+            "Microsoft-Windows-Security-Mitigations/Kernel Mode",
+            "Microsoft-Windows-Security-Mitigations/User Mode",
+        ],
+    ),
+    ("sense", &["Microsoft-Windows-SENSE/Operational"]),
+    (
+        "servicebus-client",
+        &[
+            "Microsoft-ServiceBus-Client/Operational",
+            "Microsoft-ServiceBus-Client/Admin",
+        ],
+    ),
+    (
+        "microsoft-servicebus-client",
+        &[
+            "Microsoft-ServiceBus-Client/Operational",
+            "Microsoft-ServiceBus-Client/Admin",
+        ],
+    ),
+    ("shell-core", &["Microsoft-Windows-Shell-Core/Operational"]),
+    (
+        "smbclient-security",
+        &["Microsoft-Windows-SmbClient/Security"],
+    ),
+    (
+        "smbserver-connectivity",
+        &["Microsoft-Windows-SmbServer/Connectivity"],
+    ),
+    (
+        "taskscheduler",
+        &["Microsoft-Windows-TaskScheduler/Operational"],
+    ),
+    (
+        "terminalservices-localsessionmanager",
+        &["Microsoft-Windows-TerminalServices-LocalSessionManager/Operational"],
+    ),
+    ("vhdmp", &["Microsoft-Windows-VHDMP/Operational"]),
+    (
+        "windefend",
+        &["Microsoft-Windows-Windows Defender/Operational"],
+    ),
+    ("wmi", &["Microsoft-Windows-WMI-Activity/Operational"]),
+];
+
+/// Sysmon for Linux's event log channel.
+const LINUX_SYSMON: &str = "Linux-Sysmon/Operational";
+
+/// `product: linux` categories of the taxonomy appendix, which Sysmon for
+/// Linux records: the category and its event id.
+const LINUX_SYSMON_CATEGORIES: &[(&str, &[&str])] = &[
+    ("process_creation", &["1"]),
+    ("network_connection", &["3"]),
+    ("process_termination", &["5"]),
+    ("file_event", &["11"]),
+    ("file_delete", &["23"]),
 ];
 
 /// The built-in mappings. See `rules/LOGSOURCES.md`.
@@ -133,6 +308,46 @@ pub const BUILTIN_LOGSOURCES: &[BuiltinRow] = &[
         Some("auditd"),
         &[&[("process.name", &["auditd", "audispd", "audisp-syslog"])]],
     ),
+    (
+        Some("linux"),
+        None,
+        Some("vsftpd"),
+        &[&[("process.name", &["vsftpd"])]],
+    ),
+    (
+        Some("linux"),
+        None,
+        Some("clamav"),
+        &[&[(
+            "process.name",
+            &[
+                "clamd",
+                "freshclam",
+                "clamav-milter",
+                "clamonacc",
+                "clamscan",
+            ],
+        )]],
+    ),
+    (
+        Some("linux"),
+        None,
+        Some("guacamole"),
+        &[&[("process.name", &["guacd"])]],
+    ),
+    // Web servers' error logs sent to syslog: the daemon's tag.
+    (
+        None,
+        None,
+        Some("apache"),
+        &[&[("process.name", &["apache", "apache2", "httpd"])]],
+    ),
+    (
+        None,
+        None,
+        Some("nginx"),
+        &[&[("process.name", &["nginx"])]],
+    ),
     // Every line that reaches the appliance is syslog, and a bare
     // `product: linux` cannot be checked (the host OS is unknown): neither
     // restricts. Rules with these log sources search the message.
@@ -188,25 +403,31 @@ pub const BUILTIN_LOGSOURCES: &[BuiltinRow] = &[
         Some("windows"),
         Some("ps_script"),
         None,
-        &[&[
-            ("Channel", &["Microsoft-Windows-PowerShell/Operational"]),
-            ("EventID", &["4104"]),
-        ]],
+        &[&[("Channel", POWERSHELL_CHANNELS), ("EventID", &["4104"])]],
     ),
     (
         Some("windows"),
         Some("ps_module"),
         None,
-        &[&[
-            ("Channel", &["Microsoft-Windows-PowerShell/Operational"]),
-            ("EventID", &["4103"]),
-        ]],
+        &[&[("Channel", POWERSHELL_CHANNELS), ("EventID", &["4103"])]],
     ),
     (
         Some("windows"),
         Some("ps_classic_start"),
         None,
         &[&[("Channel", &["Windows PowerShell"]), ("EventID", &["400"])]],
+    ),
+    (
+        Some("windows"),
+        Some("ps_classic_provider_start"),
+        None,
+        &[&[("Channel", &["Windows PowerShell"]), ("EventID", &["600"])]],
+    ),
+    (
+        Some("windows"),
+        Some("ps_classic_script"),
+        None,
+        &[&[("Channel", &["Windows PowerShell"]), ("EventID", &["800"])]],
     ),
     // Network and web devices: the event category the engine's extractors
     // (or the sender's JSON) set.
@@ -326,8 +547,10 @@ impl LogsourceClassifier {
     const TERMS_MAX: usize = 128;
     /// The most filters the classifier can decide.
     const FILTERS_MAX: usize = 128;
-    /// The longest allowed value the classifier folds on the stack.
-    const VALUE_MAX: usize = 64;
+    /// The longest allowed value the classifier takes (hashed and compared
+    /// folded in place, so only a sanity bound: Windows channel names
+    /// reach 72 bytes).
+    const VALUE_MAX: usize = 256;
 
     /// Compiles `filters` (interned already), or `None` when they hold
     /// more distinct terms than fit (callers then run each filter).
@@ -502,14 +725,32 @@ pub(crate) fn resolve_logsource(
             all.iter().map(|(field, values)| (*field, values.to_vec()))
         })));
     }
-    if same(product, Some("windows")) && service.is_none() {
-        if let Some((_, ids)) = category.and_then(|category| {
-            SYSMON_CATEGORIES
+    let find = |table: &'static [(&str, &'static [&'static str])], wanted: Option<&str>| {
+        wanted.and_then(|wanted| {
+            table
                 .iter()
-                .find(|(known, _)| known.eq_ignore_ascii_case(category))
-        }) {
+                .find(|(known, _)| known.eq_ignore_ascii_case(wanted))
+                .map(|(_, values)| values.to_vec())
+        })
+    };
+    let sysmon_table = if same(product, Some("windows")) {
+        Some((SYSMON_CATEGORIES, SYSMON))
+    } else if same(product, Some("linux")) {
+        Some((LINUX_SYSMON_CATEGORIES, LINUX_SYSMON))
+    } else {
+        None
+    };
+    if let Some((table, channel)) = sysmon_table.filter(|_| service.is_none()) {
+        if let Some(ids) = find(table, category) {
             return Ok(LogsourceFilter::compile(std::iter::once(
-                [("Channel", vec![SYSMON]), ("EventID", ids.to_vec())].into_iter(),
+                [("Channel", vec![channel]), ("EventID", ids)].into_iter(),
+            )));
+        }
+    }
+    if same(product, Some("windows")) && category.is_none() {
+        if let Some(channels) = find(WINDOWS_SERVICES, service) {
+            return Ok(LogsourceFilter::compile(std::iter::once(
+                [("Channel", channels)].into_iter(),
             )));
         }
     }
@@ -527,7 +768,9 @@ mod tests {
 
     #[test]
     fn unmapped_log_sources_are_refused_not_opened() {
-        assert!(resolve_logsource(Some("linux"), Some("process_creation"), None, &[]).is_err());
+        assert!(resolve_logsource(Some("macos"), Some("process_creation"), None, &[]).is_err());
+        assert!(resolve_logsource(Some("linux"), Some("image_load"), None, &[]).is_err());
+        assert!(resolve_logsource(Some("windows"), None, Some("no-such-log"), &[]).is_err());
         assert!(resolve_logsource(Some("aws"), None, Some("cloudtrail"), &[]).is_err());
         assert!(resolve_logsource(Some("linux"), None, None, &[]).is_ok_and(|f| f.is_open()));
         assert!(resolve_logsource(None, None, None, &[]).is_ok_and(|f| f.is_open()));
@@ -546,6 +789,45 @@ mod tests {
         );
     }
 
+    #[test]
+    fn windows_services_map_to_their_channels() {
+        for (service, channels) in WINDOWS_SERVICES {
+            let Ok(filter) = resolve_logsource(Some("Windows"), None, Some(service), &[]) else {
+                panic!("{service} is mapped")
+            };
+            assert!(!filter.is_open(), "{service}");
+            let mut table = FieldTableBuilder::default();
+            let mut filter = filter;
+            filter.intern_fields(&mut table);
+            let table = table.finish();
+            let mut scratch = Scratch::new();
+            let mut admits = |channel: &[u8]| {
+                let fields: &[(&str, &[u8])] = &[("Event.System.Channel", channel)];
+                let event = Event {
+                    time_ns: 0,
+                    fields,
+                    message: b"",
+                    raw: b"",
+                };
+                scratch.index_fields(&table, &event);
+                filter.matches(&event, &scratch)
+            };
+            for channel in *channels {
+                assert!(admits(channel.as_bytes()), "{service}: {channel}");
+                assert!(
+                    admits(channel.to_ascii_uppercase().as_bytes()),
+                    "{service}: {channel}"
+                );
+            }
+            assert!(!admits(b"Security"), "{service} is not Security");
+            assert!(!admits(SYSMON.as_bytes()), "{service} is not Sysmon");
+        }
+        // A service with a category, or a category of another product, is
+        // not one of these.
+        assert!(resolve_logsource(Some("windows"), Some("x"), Some("windefend"), &[]).is_err());
+        assert!(resolve_logsource(Some("linux"), None, Some("windefend"), &[]).is_err());
+    }
+
     /// Every built-in filter plus configured ones with shared and
     /// overlapping terms, classified together, agree with running each
     /// filter on events of every source, in any case.
@@ -562,6 +844,12 @@ mod tests {
                 None,
                 &[],
             ));
+        }
+        for (category, _) in LINUX_SYSMON_CATEGORIES {
+            filters.extend(resolve_logsource(Some("linux"), Some(category), None, &[]));
+        }
+        for (service, _) in WINDOWS_SERVICES {
+            filters.extend(resolve_logsource(Some("windows"), None, Some(service), &[]));
         }
         let extra = LogsourceMapping {
             product: Some("custom".to_owned()),
@@ -602,6 +890,17 @@ mod tests {
                 ("EventID", b"4104"),
             ],
             &[("Channel", b"Windows PowerShell"), ("EventID", b"400")],
+            &[("Channel", b"Windows PowerShell"), ("EventID", b"600")],
+            &[
+                ("Channel", b"PowerShellCore/Operational"),
+                ("EventID", b"4103"),
+            ],
+            &[("Channel", LINUX_SYSMON.as_bytes()), ("EventID", b"1")],
+            &[("Channel", LINUX_SYSMON.as_bytes()), ("EventID", b"11")],
+            &[("Channel", b"Microsoft-Windows-Windows Defender/Operational")],
+            &[("Channel", b"Microsoft-Windows-AppLocker/EXE and DLL")],
+            &[("process.name", b"vsftpd")],
+            &[("process.name", b"httpd")],
             &[("event.category", b"web")],
             &[("event.category", b"Firewall")],
             &[("Channel", b"System")],

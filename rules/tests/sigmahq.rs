@@ -44,6 +44,32 @@ type OwnedEvent = (Vec<(&'static str, &'static [u8])>, &'static [u8]);
 /// Linux syslog events and Windows events flattened to dotted fields.
 fn mixed_events() -> Vec<OwnedEvent> {
     vec![
+        // Sysmon for Linux (taxonomy: linux process_creation is its
+        // event 1) and a Windows service log (windefend).
+        (
+            vec![
+                ("Event.System.Channel", b"Linux-Sysmon/Operational"),
+                ("Event.System.EventID", b"1"),
+                ("Event.EventData.Image", b"/usr/bin/base64"),
+                ("Event.EventData.CommandLine", b"base64 -d /tmp/payload.b64"),
+                ("Event.EventData.User", b"www-data"),
+            ],
+            b"",
+        ),
+        (
+            vec![
+                (
+                    "Event.System.Channel",
+                    b"Microsoft-Windows-Windows Defender/Operational",
+                ),
+                ("Event.System.EventID", b"5001"),
+            ],
+            b"",
+        ),
+        (
+            vec![("process.name", b"vsftpd")],
+            b"Connection refused: too many sessions for this address.",
+        ),
         (
             vec![
                 ("process.name", b"sshd"),
@@ -229,4 +255,17 @@ fn sigmahq_rules_load_or_give_a_reason() {
         );
     }
     println!("matches per mixed event: {matched_titles:#?}");
+    // The taxonomy's log sources reach their rules: Sysmon for Linux
+    // process creation, a Windows service channel, a Linux daemon.
+    for (at, title) in [
+        (0, "Decode Base64 Encoded Text"),
+        (1, "Windows Defender Real-time Protection Disabled"),
+        (2, "Suspicious VSFTPD Error Messages"),
+    ] {
+        assert!(
+            matched_titles[at].iter().any(|t| t == title),
+            "event {at} should match {title:?}: {:?}",
+            matched_titles[at]
+        );
+    }
 }
