@@ -249,7 +249,14 @@ impl Pipeline {
         // names beside them. Free-text rows already emit common names.
         if matches!(
             parsed.decoder,
-            Some(Decoder::Json | Decoder::Cef | Decoder::Leef | Decoder::Kv | Decoder::Csv)
+            Some(
+                Decoder::Json
+                    | Decoder::Xml
+                    | Decoder::Cef
+                    | Decoder::Leef
+                    | Decoder::Kv
+                    | Decoder::Csv
+            )
         ) {
             self.aliases.apply(&mut fields);
         }

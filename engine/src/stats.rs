@@ -81,6 +81,8 @@ pub const FLAG_REASONS: &[&str] = &[
     "cef_bad_header",
     "leef_bad_header",
     "scratch_full",
+    "xml_invalid",
+    "xml_too_deep",
     "other",
 ];
 
@@ -500,6 +502,17 @@ pub struct CoreReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_decode_issue_has_its_own_flag_reason() {
+        for issue in shardwatch_net::decode::DecodeIssue::ALL {
+            assert!(
+                FLAG_REASONS.contains(&issue.as_str()),
+                "{} would be counted as other",
+                issue.as_str()
+            );
+        }
+    }
 
     #[test]
     fn unknown_reasons_count_as_other() {

@@ -70,6 +70,7 @@ fn corpus(files: &[&str], decoder: Decoder) -> Corpus {
 fn bench(c: &mut Criterion) {
     let sets: &[(&str, &[&str], Decoder)] = &[
         ("json", &["json.log"], Decoder::Json),
+        ("xml", &["xml.log"], Decoder::Xml),
         ("cef", &["cef.log"], Decoder::Cef),
         ("leef", &["leef.log"], Decoder::Leef),
         ("kv", &["kv.log"], Decoder::Kv),

@@ -201,3 +201,91 @@ fn boundary_checks_quarantine_or_flag_with_a_reason() {
         );
     }
 }
+
+/// Sysmon for Linux writes its events to syslog as Windows event XML; the
+/// SigmaHQ rule for them (logsource linux/process_creation, which the
+/// taxonomy maps to Sysmon for Linux event 1) must fire on the raw line.
+/// A broken document is flagged and still reaches keyword rules as text.
+#[test]
+fn sysmon_for_linux_xml_over_syslog_reaches_sigmahq_rules() {
+    let rule = shardwatch_tests::workspace_root().join(
+        "../shared/data/sigma/rules/linux/process_creation/proc_creation_lnx_base64_decode.yml",
+    );
+    if !rule.exists() {
+        println!("no SigmaHQ rules at {}; nothing to check", rule.display());
+        return;
+    }
+    let dir = temp_dir("sysmon-linux");
+    let marker = dir.join("marker.yml");
+    std::fs::write(
+        &marker,
+        "title: Broken XML marker\nid: 5c7d9e1f-3a2b-4d4c-8e6f-7a8b9c0d1e2f\n\
+         detection:\n  keywords:\n    - 'xml-marker'\n  condition: keywords\nlevel: low\n",
+    )
+    .unwrap();
+    let app = Appliance::start(
+        "sysmon-linux",
+        &[
+            "--cores",
+            "2",
+            "--quiet",
+            "--rules",
+            rule.to_str().unwrap(),
+            "--rules",
+            marker.to_str().unwrap(),
+        ],
+    )
+    .unwrap();
+    let event = |image: &str, command_line: &str| {
+        format!(
+            "<Event><System><Provider Name=\"Linux-Sysmon\" Guid=\"{{ff032593-a8d3-4f13-b0d6-01fc615a0f97}}\"/>\
+             <EventID>1</EventID><Version>5</Version><Level>4</Level><Task>1</Task><Opcode>0</Opcode>\
+             <Keywords>0x8000000000000000</Keywords><TimeCreated SystemTime=\"2026-12-03T10:01:02.123456000Z\"/>\
+             <EventRecordID>42</EventRecordID><Correlation/><Execution ProcessID=\"812\" ThreadID=\"812\"/>\
+             <Channel>Linux-Sysmon/Operational</Channel><Computer>web1</Computer><Security UserId=\"0\"/></System>\
+             <EventData><Data Name=\"RuleName\">-</Data><Data Name=\"ProcessId\">4242</Data>\
+             <Data Name=\"Image\">{image}</Data><Data Name=\"CommandLine\">{command_line}</Data>\
+             <Data Name=\"User\">www-data</Data><Data Name=\"ParentImage\">/usr/bin/bash</Data></EventData></Event>"
+        )
+    };
+    let mut payload = String::new();
+    // RFC 5424, as rsyslog forwards it, and RFC 3164.
+    payload.push_str(&format!(
+        "<14>1 2026-12-03T10:01:02.125Z web1 sysmon - - - {}\n",
+        event("/usr/bin/base64", "base64 -d /tmp/p.b64")
+    ));
+    payload.push_str(&format!(
+        "<14>Dec  3 10:01:03 web1 sysmon: {}\n",
+        event("/usr/bin/base64", "base64 --decode /tmp/q.b64")
+    ));
+    // Not a decode: the rule must not fire.
+    payload.push_str(&format!(
+        "<14>Dec  3 10:01:04 web1 sysmon: {}\n",
+        event("/usr/bin/ls", "ls -d /tmp")
+    ));
+    payload.push_str("<14>Dec  3 10:01:05 web1 sysmon: <Event><System>xml-marker</Event>\n");
+    let mut stream = TcpStream::connect(app.tcp()).unwrap();
+    stream.write_all(payload.as_bytes()).unwrap();
+    drop(stream);
+    app.wait_for_alerts(3, Duration::from_secs(20));
+    let stopped = app.stop().unwrap();
+    assert!(stopped.exit_ok);
+    let alerts = read_jsonl(&stopped.data_dir.join("alerts.jsonl"));
+    let decodes: Vec<&Value> = alerts
+        .iter()
+        .filter(|a| a["rule"]["title"] == "Decode Base64 Encoded Text")
+        .collect();
+    assert_eq!(decodes.len(), 2, "{alerts:#?}");
+    assert!(
+        alerts
+            .iter()
+            .any(|a| a["rule"]["title"] == "Broken XML marker"),
+        "{alerts:#?}"
+    );
+    let flagged: u64 = stopped
+        .stats
+        .iter()
+        .filter_map(|c| c["flagged"]["xml_invalid"].as_u64())
+        .sum();
+    assert_eq!(flagged, 1, "{:?}", stopped.stats);
+}

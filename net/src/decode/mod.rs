@@ -9,12 +9,15 @@
 //! 1. `{` (or `@cee: {`): JSON ([`json`]). Invalid JSON is reported as
 //!    [`DecodeIssue::JsonInvalid`] and the message goes on to the steps
 //!    below as text.
-//! 2. `CEF:<digit>` at the start, or after a space within the first
+//! 2. `<Event` or `<?xml`: Windows event XML ([`xml`]: Sysmon for Linux,
+//!    forwarded Windows events); a document that is not well-formed is
+//!    [`DecodeIssue::XmlInvalid`] and goes on as text.
+//! 3. `CEF:<digit>` at the start, or after a space within the first
 //!    [`MARKER_SEARCH_BYTES_MAX`] bytes: CEF ([`cef`]).
-//! 3. `LEEF:<digit>` the same way: LEEF ([`leef`]).
-//! 4. The free-text table ([`crate::extract`]), keyed on the app name.
-//! 5. The CSV layouts ([`crate::extract::csv`]): pfSense filterlog, PAN-OS.
-//! 6. key=value ([`kv`]) when the message holds at least two pairs.
+//! 4. `LEEF:<digit>` the same way: LEEF ([`leef`]).
+//! 5. The free-text table ([`crate::extract`]), keyed on the app name.
+//! 6. The CSV layouts ([`crate::extract::csv`]): pfSense filterlog, PAN-OS.
+//! 7. key=value ([`kv`]) when the message holds at least two pairs.
 //!
 //! A decoder that recognised its marker but could not read the payload (a
 //! CEF header with too few `|`) claims nothing and names the problem in
@@ -45,6 +48,7 @@ pub mod json;
 pub mod kv;
 pub mod leef;
 pub mod sd;
+pub mod xml;
 
 use crate::extract;
 use crate::fields::Fields;
@@ -60,12 +64,15 @@ pub enum Decoder {
     /// A CSV layout ([`crate::extract::csv::LAYOUTS`]).
     Csv,
     Kv,
+    /// Windows event XML ([`xml`]).
+    Xml,
 }
 
 impl Decoder {
     /// Every decoder, for pre-registering metric labels.
-    pub const ALL: [Decoder; 6] = [
+    pub const ALL: [Decoder; 7] = [
         Decoder::Json,
+        Decoder::Xml,
         Decoder::Cef,
         Decoder::Leef,
         Decoder::Text,
@@ -82,6 +89,7 @@ impl Decoder {
             Decoder::Text => "text",
             Decoder::Csv => "csv",
             Decoder::Kv => "kv",
+            Decoder::Xml => "xml",
         }
     }
 }
@@ -101,16 +109,23 @@ pub enum DecodeIssue {
     LeefBadHeader,
     /// The scratch arena ran out; some fields were left out.
     ScratchFull,
+    /// Starts like an XML event but is not well-formed (see [`xml`]).
+    XmlInvalid,
+    /// XML nested deeper than [`xml::XML_DEPTH_MAX`]; the deeper parts
+    /// were left out.
+    XmlTooDeep,
 }
 
 impl DecodeIssue {
     /// Every issue, for pre-registering metric labels.
-    pub const ALL: [DecodeIssue; 5] = [
+    pub const ALL: [DecodeIssue; 7] = [
         DecodeIssue::JsonInvalid,
         DecodeIssue::JsonTooDeep,
         DecodeIssue::CefBadHeader,
         DecodeIssue::LeefBadHeader,
         DecodeIssue::ScratchFull,
+        DecodeIssue::XmlInvalid,
+        DecodeIssue::XmlTooDeep,
     ];
 
     /// Stable snake_case name for output and metric labels.
@@ -121,6 +136,8 @@ impl DecodeIssue {
             DecodeIssue::CefBadHeader => "cef_bad_header",
             DecodeIssue::LeefBadHeader => "leef_bad_header",
             DecodeIssue::ScratchFull => "scratch_full",
+            DecodeIssue::XmlInvalid => "xml_invalid",
+            DecodeIssue::XmlTooDeep => "xml_too_deep",
         }
     }
 }
@@ -383,6 +400,17 @@ pub fn payload<'a>(
             Err(issue) => out.issue = Some(issue),
         }
     }
+    if xml::looks_like_event(text) {
+        let document = trim_end(text);
+        match xml::decode(document, arena, fields) {
+            Ok(issue) => {
+                out.decoder = Some(Decoder::Xml);
+                out.issue = arena_issue(arena, issue);
+                return out;
+            }
+            Err(issue) => out.issue = Some(issue),
+        }
+    }
     if let Some(at) = find_marker(text, b"CEF:") {
         match cef::decode(&text[at..], arena, fields) {
             Ok(source) => {
@@ -426,6 +454,14 @@ pub fn payload<'a>(
 /// The issue to report: the decoder's own, else a full arena.
 fn arena_issue(arena: &Arena<'_>, issue: Option<DecodeIssue>) -> Option<DecodeIssue> {
     issue.or(arena.full.then_some(DecodeIssue::ScratchFull))
+}
+
+fn trim_end(bytes: &[u8]) -> &[u8] {
+    let end = bytes
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(0, |at| at + 1);
+    &bytes[..end]
 }
 
 fn trim_start(bytes: &[u8]) -> &[u8] {
