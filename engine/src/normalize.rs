@@ -6,8 +6,13 @@
 //! only when the event does not already carry it. The built-in table can be
 //! extended or overridden in the config (`[normalize] aliases`).
 //! Free-text extraction already emits common names, so only events whose
-//! payload a structured decoder (JSON, CEF, LEEF, key=value, CSV) produced
-//! pay for the lookups.
+//! payload a structured decoder (JSON, XML, CEF, LEEF, key=value, CSV)
+//! produced pay for the lookups.
+//!
+//! The same pass recognises audit-record formats by field names of their
+//! own ([`BUILTIN_DATASETS`]: AWS CloudTrail, Okta, GitHub, Bitbucket) and
+//! adds `event.dataset` for them, which the built-in log source table maps
+//! Sigma's cloud log sources onto.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
@@ -118,56 +123,215 @@ pub const BUILTIN_ALIASES: &[(&str, &str)] = &[
     ("EventID", "event.code"),
 ];
 
+/// A field a dataset's records always have, and what its value must end
+/// with (if anything).
+pub type DatasetMarker = (&'static str, Option<&'static str>);
+
+/// Audit-record formats recognised by field names of their own, named by
+/// the ECS `event.dataset` value an event of that format gets (unless it
+/// carries one): `(dataset, markers)`, where every marker field must be
+/// present and, with a suffix, end with it (ASCII case-insensitively).
+/// The built-in log source table maps Sigma's cloud log sources onto these
+/// (`rules/LOGSOURCES.md`), so such feeds need no configuration.
+pub const BUILTIN_DATASETS: &[(&str, &[DatasetMarker])] = &[
+    // AWS CloudTrail records: every one names its API's endpoint.
+    (
+        "aws.cloudtrail",
+        &[
+            ("eventVersion", None),
+            ("eventSource", Some(".amazonaws.com")),
+        ],
+    ),
+    // Okta System Log events.
+    (
+        "okta.system",
+        &[
+            ("eventType", None),
+            ("published", None),
+            ("actor.alternateId", None),
+        ],
+    ),
+    // GitHub organization / enterprise audit log (streamed or exported).
+    (
+        "github.audit",
+        &[("action", None), ("actor", None), ("_document_id", None)],
+    ),
+    // Bitbucket audit log.
+    (
+        "bitbucket.audit",
+        &[("auditType.category", None), ("auditType.action", None)],
+    ),
+];
+
+/// What the table knows about one field name.
+#[derive(Default)]
+struct Entry {
+    /// The common name it is aliased to.
+    common: Option<String>,
+    /// Dataset markers it is: (bit, required suffix of the value).
+    markers: Vec<(u32, Option<&'static str>)>,
+}
+
 /// The alias table in force.
 pub struct Aliases {
-    map: HashMap<String, String, NameHasherBuilder>,
+    map: HashMap<String, Entry, NameHasherBuilder>,
+    /// Per dataset of [`BUILTIN_DATASETS`] (when the built-in table is on):
+    /// its name and the marker bits it needs.
+    datasets: Vec<(&'static str, u32)>,
 }
 
 impl Aliases {
     /// The built-in table (if `builtin`), then `overrides` on top.
     pub fn new(builtin: bool, overrides: &std::collections::BTreeMap<String, String>) -> Aliases {
-        let mut map = HashMap::with_hasher(NameHasherBuilder);
+        let mut map: HashMap<String, Entry, NameHasherBuilder> =
+            HashMap::with_hasher(NameHasherBuilder);
+        let mut datasets = Vec::new();
         if builtin {
             for (from, to) in BUILTIN_ALIASES {
-                map.insert((*from).to_string(), (*to).to_string());
+                map.entry((*from).to_string()).or_default().common = Some((*to).to_string());
+            }
+            let mut bit = 0u32;
+            for (dataset, markers) in BUILTIN_DATASETS {
+                let mut mask = 0u32;
+                for (field, suffix) in *markers {
+                    debug_assert!(bit < 32, "at most 32 markers in all");
+                    map.entry((*field).to_string())
+                        .or_default()
+                        .markers
+                        .push((1 << bit, *suffix));
+                    mask |= 1 << bit;
+                    bit += 1;
+                }
+                datasets.push((*dataset, mask));
             }
         }
         for (from, to) in overrides {
-            if to.is_empty() {
-                map.remove(from);
-            } else {
-                map.insert(from.clone(), to.clone());
-            }
+            let entry = map.entry(from.clone()).or_default();
+            entry.common = (!to.is_empty()).then(|| to.clone());
         }
-        Aliases { map }
+        map.retain(|_, entry| entry.common.is_some() || !entry.markers.is_empty());
+        Aliases { map, datasets }
     }
 
+    /// The number of aliased names.
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.map.values().filter(|e| e.common.is_some()).count()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.len() == 0
     }
 
     /// Adds the common name of every aliased field to `fields`, unless the
-    /// event already has a field of that name.
+    /// event already has a field of that name; then `event.dataset` when
+    /// the fields are those of a format in [`BUILTIN_DATASETS`] and the
+    /// event has none.
     pub fn apply<'a>(&'a self, fields: &mut Fields<'a>) {
         let present = fields.len();
+        let mut seen = 0u32;
         for i in 0..present {
             let (name, value) = fields.as_slice()[i];
-            if let Some(common) = self.map.get(name) {
+            let Some(entry) = self.map.get(name) else {
+                continue;
+            };
+            if let Some(common) = &entry.common {
                 if fields.get(common).is_none() {
                     fields.push(common.as_str(), value);
                 }
+            }
+            for &(bit, suffix) in &entry.markers {
+                if suffix.is_none_or(|suffix| ends_with_ignore_case(value, suffix.as_bytes())) {
+                    seen |= bit;
+                }
+            }
+        }
+        if seen == 0 {
+            return;
+        }
+        if let Some(&(dataset, _)) = self.datasets.iter().find(|(_, mask)| seen & mask == *mask) {
+            if fields.get("event.dataset").is_none() {
+                fields.push("event.dataset", dataset.as_bytes());
             }
         }
     }
 }
 
+fn ends_with_ignore_case(value: &[u8], suffix: &[u8]) -> bool {
+    value.len() >= suffix.len() && value[value.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn audit_formats_get_their_dataset() {
+        let aliases = Aliases::new(true, &Default::default());
+        let dataset = |pairs: &[(&'static str, &'static [u8])]| {
+            let mut fields = Fields::new();
+            for (name, value) in pairs {
+                fields.push(name, value);
+            }
+            aliases.apply(&mut fields);
+            fields
+                .get("event.dataset")
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+        };
+        let trail: &[(&str, &[u8])] = &[
+            ("eventVersion", b"1.08"),
+            ("eventSource", b"cloudtrail.AMAZONAWS.com"),
+            ("eventName", b"StopLogging"),
+        ];
+        assert_eq!(dataset(trail).as_deref(), Some("aws.cloudtrail"));
+        // Not CloudTrail without its markers, or with another endpoint.
+        assert_eq!(dataset(&trail[1..]), None);
+        assert_eq!(
+            dataset(&[("eventVersion", b"1"), ("eventSource", b"example.com")]),
+            None
+        );
+        assert_eq!(
+            dataset(&[
+                ("actor.alternateId", b"alice@example.com"),
+                ("eventType", b"user.session.start"),
+                ("published", b"2026-12-03T10:00:00Z"),
+            ])
+            .as_deref(),
+            Some("okta.system")
+        );
+        assert_eq!(
+            dataset(&[
+                ("action", b"org.update_member"),
+                ("actor", b"octocat"),
+                ("_document_id", b"x1"),
+            ])
+            .as_deref(),
+            Some("github.audit")
+        );
+        assert_eq!(
+            dataset(&[
+                ("auditType.category", b"Permissions"),
+                ("auditType.action", b"Global permission changed"),
+            ])
+            .as_deref(),
+            Some("bitbucket.audit")
+        );
+        // A sender's own dataset wins.
+        let mut fields = Fields::new();
+        for (name, value) in trail {
+            fields.push(name, value);
+        }
+        fields.push("event.dataset", b"mine");
+        aliases.apply(&mut fields);
+        assert_eq!(fields.get("event.dataset"), Some(&b"mine"[..]));
+        // Without the built-in table, no datasets either.
+        let none = Aliases::new(false, &Default::default());
+        let mut fields = Fields::new();
+        for (name, value) in trail {
+            fields.push(name, value);
+        }
+        none.apply(&mut fields);
+        assert_eq!(fields.get("event.dataset"), None);
+    }
 
     #[test]
     fn common_names_are_added_beside_the_originals() {

@@ -429,6 +429,33 @@ pub const BUILTIN_LOGSOURCES: &[BuiltinRow] = &[
         None,
         &[&[("Channel", &["Windows PowerShell"]), ("EventID", &["800"])]],
     ),
+    // Cloud and SaaS audit records, which the engine recognises by their
+    // own field names and marks with the ECS dataset (`event.dataset`;
+    // Elastic's integrations use the same values).
+    (
+        Some("aws"),
+        None,
+        Some("cloudtrail"),
+        &[&[("event.dataset", &["aws.cloudtrail"])]],
+    ),
+    (
+        Some("okta"),
+        None,
+        Some("okta"),
+        &[&[("event.dataset", &["okta.system"])]],
+    ),
+    (
+        Some("github"),
+        None,
+        Some("audit"),
+        &[&[("event.dataset", &["github.audit"])]],
+    ),
+    (
+        Some("bitbucket"),
+        None,
+        Some("audit"),
+        &[&[("event.dataset", &["bitbucket.audit"])]],
+    ),
     // Network and web devices: the event category the engine's extractors
     // (or the sender's JSON) set.
     (
@@ -771,7 +798,7 @@ mod tests {
         assert!(resolve_logsource(Some("macos"), Some("process_creation"), None, &[]).is_err());
         assert!(resolve_logsource(Some("linux"), Some("image_load"), None, &[]).is_err());
         assert!(resolve_logsource(Some("windows"), None, Some("no-such-log"), &[]).is_err());
-        assert!(resolve_logsource(Some("aws"), None, Some("cloudtrail"), &[]).is_err());
+        assert!(resolve_logsource(Some("azure"), None, Some("auditlogs"), &[]).is_err());
         assert!(resolve_logsource(Some("linux"), None, None, &[]).is_ok_and(|f| f.is_open()));
         assert!(resolve_logsource(None, None, None, &[]).is_ok_and(|f| f.is_open()));
         let extra = LogsourceMapping {
@@ -900,6 +927,8 @@ mod tests {
             &[("Channel", b"Microsoft-Windows-Windows Defender/Operational")],
             &[("Channel", b"Microsoft-Windows-AppLocker/EXE and DLL")],
             &[("process.name", b"vsftpd")],
+            &[("event.dataset", b"aws.cloudtrail")],
+            &[("event.dataset", b"OKTA.system")],
             &[("process.name", b"httpd")],
             &[("event.category", b"web")],
             &[("event.category", b"Firewall")],

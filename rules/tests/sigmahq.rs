@@ -70,6 +70,16 @@ fn mixed_events() -> Vec<OwnedEvent> {
             vec![("process.name", b"vsftpd")],
             b"Connection refused: too many sessions for this address.",
         ),
+        // A CloudTrail record as the engine marks it (`event.dataset`).
+        (
+            vec![
+                ("eventVersion", b"1.09"),
+                ("eventSource", b"cloudtrail.amazonaws.com"),
+                ("eventName", b"StopLogging"),
+                ("event.dataset", b"aws.cloudtrail"),
+            ],
+            b"",
+        ),
         (
             vec![
                 ("process.name", b"sshd"),
@@ -261,6 +271,7 @@ fn sigmahq_rules_load_or_give_a_reason() {
         (0, "Decode Base64 Encoded Text"),
         (1, "Windows Defender Real-time Protection Disabled"),
         (2, "Suspicious VSFTPD Error Messages"),
+        (3, "AWS CloudTrail Important Change"),
     ] {
         assert!(
             matched_titles[at].iter().any(|t| t == title),

@@ -14,8 +14,8 @@ use shardwatch_tests::{binary, read_jsonl, ssh_failure, temp_dir, Appliance};
 const RULES: &str = r#"title: Console login without MFA
 id: 7c1e4a2b-5d3f-4e6a-9b8c-0d1e2f3a4b5c
 logsource:
-    product: aws
-    service: cloudtrail
+    product: examplecorp
+    service: audit
 detection:
     selection:
         eventName: ConsoleLogin
@@ -41,12 +41,12 @@ const CONFIG: &str = r#"[rules.placeholders]
 admins = ["alice", "root"]
 
 [[rules.logsources]]
-product = "aws"
-service = "cloudtrail"
-conditions = [ { "process.name" = "cloudtrail" } ]
+product = "examplecorp"
+service = "audit"
+conditions = [ { "process.name" = "examplecorp" } ]
 "#;
 
-const TRAIL: &str = r#"{"eventVersion":"1.08","eventName":"ConsoleLogin","sourceIPAddress":"203.0.113.77","userIdentity":{"type":"IAMUser","userName":"bob"},"additionalEventData":{"MFAUsed":"No"}}"#;
+const AUDIT: &str = r#"{"eventName":"ConsoleLogin","sourceIPAddress":"203.0.113.77","user":"bob","additionalEventData":{"MFAUsed":"No"}}"#;
 
 fn rules_check(rules: &Path, config: Option<&Path>) -> (bool, String) {
     let mut command = Command::new(binary());
@@ -76,7 +76,7 @@ fn configured_placeholders_and_log_sources_reach_the_rules() {
     let (ok, text) = rules_check(&rules, None);
     assert!(!ok, "{text}");
     assert!(
-        text.contains("logsource product=aws category=- service=cloudtrail"),
+        text.contains("logsource product=examplecorp category=- service=audit"),
         "{text}"
     );
     assert!(text.contains("placeholder:admins"), "{text}");
@@ -89,7 +89,7 @@ fn configured_placeholders_and_log_sources_reach_the_rules() {
     let bad = dir.join("bad.toml");
     std::fs::write(
         &bad,
-        "[[rules.logsources]]\nproduct = \"aws\"\nservice = \"cloudtrail\"\nconditions = [ {} ]\n",
+        "[[rules.logsources]]\nproduct = \"examplecorp\"\nservice = \"audit\"\nconditions = [ {} ]\n",
     )
     .unwrap();
     let (ok, text) = rules_check(&rules, Some(&bad));
@@ -111,10 +111,10 @@ fn configured_placeholders_and_log_sources_reach_the_rules() {
     .unwrap();
     let mut stream = TcpStream::connect(app.tcp()).unwrap();
     let mut payload = String::new();
-    // The mapped source (app name `cloudtrail`) and the same record from
+    // The mapped source (app name `examplecorp`) and the same record from
     // another app, which the mapping keeps from the rule.
-    payload.push_str(&format!("<110>Nov 27 10:01:01 aws cloudtrail: {TRAIL}\n"));
-    payload.push_str(&format!("<110>Nov 27 10:01:02 aws replayer: {TRAIL}\n"));
+    payload.push_str(&format!("<110>Nov 27 10:01:01 sso examplecorp: {AUDIT}\n"));
+    payload.push_str(&format!("<110>Nov 27 10:01:02 sso replayer: {AUDIT}\n"));
     // An admin from the placeholder list, and a user who is not one.
     payload.push_str(&ssh_failure(1, "192.0.2.1", "root"));
     payload.push('\n');
@@ -138,7 +138,7 @@ fn configured_placeholders_and_log_sources_reach_the_rules() {
     assert!(
         trail[0]["sample"][0]
             .as_str()
-            .is_some_and(|line| line.contains(" cloudtrail: ")),
+            .is_some_and(|line| line.contains(" examplecorp: ")),
         "{alerts:#?}"
     );
     let admins = fired("Failed password for an admin account");

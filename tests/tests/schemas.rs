@@ -289,3 +289,71 @@ fn sysmon_for_linux_xml_over_syslog_reaches_sigmahq_rules() {
         .sum();
     assert_eq!(flagged, 1, "{:?}", stopped.stats);
 }
+
+/// Cloud audit feeds work without configuration: a CloudTrail record and
+/// an Okta System Log event, forwarded as JSON over syslog, are recognised
+/// by their own fields (`event.dataset`) and fire the SigmaHQ rules for
+/// their log sources; the same CloudTrail fields without CloudTrail's
+/// markers do not.
+#[test]
+fn cloud_audit_records_reach_sigmahq_rules_without_configuration() {
+    let root = shardwatch_tests::workspace_root().join("../shared/data/sigma/rules");
+    let trail_rule = root.join("cloud/aws/cloudtrail/aws_cloudtrail_disable_logging.yml");
+    let okta_rule = root.join("identity/okta/okta_admin_role_assignment_created.yml");
+    if !trail_rule.exists() || !okta_rule.exists() {
+        println!(
+            "no SigmaHQ rules under {}; nothing to check",
+            root.display()
+        );
+        return;
+    }
+    let app = Appliance::start(
+        "cloud-audit",
+        &[
+            "--cores",
+            "2",
+            "--quiet",
+            "--rules",
+            trail_rule.to_str().unwrap(),
+            "--rules",
+            okta_rule.to_str().unwrap(),
+        ],
+    )
+    .unwrap();
+    let trail = |version: &str| {
+        format!(
+            r#"{{{version}"eventTime":"2026-12-03T10:00:00Z","eventSource":"cloudtrail.amazonaws.com","eventName":"StopLogging","awsRegion":"eu-west-1","sourceIPAddress":"203.0.113.9","userIdentity":{{"type":"IAMUser","userName":"mallory"}},"requestParameters":{{"name":"org-trail"}}}}"#
+        )
+    };
+    let okta = r#"{"uuid":"5a1b2c3d-0000-4000-8000-000000000001","published":"2026-12-03T10:00:01.000Z","eventType":"iam.resourceset.bindings.add","version":"0","severity":"INFO","displayMessage":"Add resource set binding","actor":{"id":"00u1","type":"User","alternateId":"admin@example.com","displayName":"Admin"},"outcome":{"result":"SUCCESS"}}"#;
+    let mut payload = String::new();
+    payload.push_str(&format!(
+        "<110>Dec  3 10:00:00 collector cloudtrail: {}\n",
+        trail(r#""eventVersion":"1.09","#)
+    ));
+    // No eventVersion: not recognisably CloudTrail, so not for the rule.
+    payload.push_str(&format!(
+        "<110>Dec  3 10:00:00 collector cloudtrail: {}\n",
+        trail("")
+    ));
+    payload.push_str(&format!("<110>Dec  3 10:00:01 collector okta: {okta}\n"));
+    let mut stream = TcpStream::connect(app.tcp()).unwrap();
+    stream.write_all(payload.as_bytes()).unwrap();
+    drop(stream);
+    app.wait_for_alerts(2, Duration::from_secs(20));
+    let stopped = app.stop().unwrap();
+    assert!(stopped.exit_ok);
+    let alerts = read_jsonl(&stopped.data_dir.join("alerts.jsonl"));
+    let count = |title: &str| {
+        alerts
+            .iter()
+            .filter(|a| a["rule"]["title"] == title)
+            .count()
+    };
+    assert_eq!(count("AWS CloudTrail Important Change"), 1, "{alerts:#?}");
+    assert_eq!(
+        count("Okta Admin Role Assignment Created"),
+        1,
+        "{alerts:#?}"
+    );
+}
