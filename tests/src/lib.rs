@@ -265,6 +265,19 @@ impl Appliance {
         stderr
     }
 
+    /// Writes `payload` over one TCP connection, waits for `alerts` alerts
+    /// (or 20 s), then stops the node, which must exit cleanly; returns
+    /// every alert in its alert log, and how it stopped.
+    pub fn send_tcp_then_stop(self, payload: &str, alerts: usize) -> (Vec<Value>, Stopped) {
+        let mut stream = std::net::TcpStream::connect(self.tcp()).expect("connect to the node");
+        std::io::Write::write_all(&mut stream, payload.as_bytes()).expect("send the payload");
+        drop(stream);
+        self.wait_for_alerts(alerts, Duration::from_secs(20));
+        let stopped = self.stop().expect("stop the node");
+        assert!(stopped.exit_ok, "unclean exit: {:?}", stopped.stderr);
+        (read_jsonl(&stopped.data_dir.join("alerts.jsonl")), stopped)
+    }
+
     /// Sends SIGTERM and waits for a clean exit.
     pub fn stop(mut self) -> anyhow::Result<Stopped> {
         // SAFETY: kill only sends a signal to our own child process.

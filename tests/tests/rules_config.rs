@@ -3,13 +3,10 @@
 //! `[[rules.logsources]]` maps a log source the built-in table does not
 //! know, in a running node and in `shardwatch rules check --config`.
 
-use std::io::Write;
-use std::net::TcpStream;
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
-use shardwatch_tests::{binary, read_jsonl, ssh_failure, temp_dir, Appliance};
+use shardwatch_tests::{binary, ssh_failure, temp_dir, Appliance};
 
 const RULES: &str = r#"title: Console login without MFA
 id: 7c1e4a2b-5d3f-4e6a-9b8c-0d1e2f3a4b5c
@@ -109,7 +106,6 @@ fn configured_placeholders_and_log_sources_reach_the_rules() {
         ],
     )
     .unwrap();
-    let mut stream = TcpStream::connect(app.tcp()).unwrap();
     let mut payload = String::new();
     // The mapped source (app name `examplecorp`) and the same record from
     // another app, which the mapping keeps from the rule.
@@ -120,13 +116,7 @@ fn configured_placeholders_and_log_sources_reach_the_rules() {
     payload.push('\n');
     payload.push_str(&ssh_failure(2, "192.0.2.2", "mallory"));
     payload.push('\n');
-    stream.write_all(payload.as_bytes()).unwrap();
-    drop(stream);
-    app.wait_for_alerts(2, Duration::from_secs(20));
-    let stopped = app.stop().unwrap();
-    assert!(stopped.exit_ok);
-
-    let alerts = read_jsonl(&stopped.data_dir.join("alerts.jsonl"));
+    let (alerts, _) = app.send_tcp_then_stop(&payload, 2);
     let fired = |title: &str| {
         alerts
             .iter()

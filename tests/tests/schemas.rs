@@ -264,13 +264,7 @@ fn sysmon_for_linux_xml_over_syslog_reaches_sigmahq_rules() {
         event("/usr/bin/ls", "ls -d /tmp")
     ));
     payload.push_str("<14>Dec  3 10:01:05 web1 sysmon: <Event><System>xml-marker</Event>\n");
-    let mut stream = TcpStream::connect(app.tcp()).unwrap();
-    stream.write_all(payload.as_bytes()).unwrap();
-    drop(stream);
-    app.wait_for_alerts(3, Duration::from_secs(20));
-    let stopped = app.stop().unwrap();
-    assert!(stopped.exit_ok);
-    let alerts = read_jsonl(&stopped.data_dir.join("alerts.jsonl"));
+    let (alerts, stopped) = app.send_tcp_then_stop(&payload, 3);
     let decodes: Vec<&Value> = alerts
         .iter()
         .filter(|a| a["rule"]["title"] == "Decode Base64 Encoded Text")
@@ -337,13 +331,7 @@ fn cloud_audit_records_reach_sigmahq_rules_without_configuration() {
         trail("")
     ));
     payload.push_str(&format!("<110>Dec  3 10:00:01 collector okta: {okta}\n"));
-    let mut stream = TcpStream::connect(app.tcp()).unwrap();
-    stream.write_all(payload.as_bytes()).unwrap();
-    drop(stream);
-    app.wait_for_alerts(2, Duration::from_secs(20));
-    let stopped = app.stop().unwrap();
-    assert!(stopped.exit_ok);
-    let alerts = read_jsonl(&stopped.data_dir.join("alerts.jsonl"));
+    let (alerts, _) = app.send_tcp_then_stop(&payload, 2);
     let count = |title: &str| {
         alerts
             .iter()
