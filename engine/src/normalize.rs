@@ -10,7 +10,8 @@
 //! produced pay for the lookups.
 //!
 //! The same pass recognises audit-record formats by field names of their
-//! own ([`BUILTIN_DATASETS`]: AWS CloudTrail, Okta, GitHub, Bitbucket) and
+//! own ([`BUILTIN_DATASETS`]: AWS CloudTrail, Okta, GitHub, Bitbucket,
+//! Azure activity logs) and
 //! adds `event.dataset` for them, which the built-in log source table maps
 //! Sigma's cloud log sources onto.
 
@@ -123,9 +124,32 @@ pub const BUILTIN_ALIASES: &[(&str, &str)] = &[
     ("EventID", "event.code"),
 ];
 
-/// A field a dataset's records always have, and what its value must end
-/// with (if anything).
-pub type DatasetMarker = (&'static str, Option<&'static str>);
+/// What a dataset marker field's value must be (ASCII case-insensitively).
+#[derive(Clone, Copy, Debug)]
+pub enum MarkerValue {
+    Any,
+    EndsWith(&'static str),
+    OneOf(&'static [&'static str]),
+}
+
+impl MarkerValue {
+    fn admits(self, value: &[u8]) -> bool {
+        match self {
+            MarkerValue::Any => true,
+            MarkerValue::EndsWith(suffix) => {
+                let suffix = suffix.as_bytes();
+                value.len() >= suffix.len()
+                    && value[value.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+            }
+            MarkerValue::OneOf(values) => values
+                .iter()
+                .any(|known| known.as_bytes().eq_ignore_ascii_case(value)),
+        }
+    }
+}
+
+/// A field a dataset's records always have, and what its value must be.
+pub type DatasetMarker = (&'static str, MarkerValue);
 
 /// Audit-record formats recognised by field names of their own, named by
 /// the ECS `event.dataset` value an event of that format gets (unless it
@@ -138,28 +162,58 @@ pub const BUILTIN_DATASETS: &[(&str, &[DatasetMarker])] = &[
     (
         "aws.cloudtrail",
         &[
-            ("eventVersion", None),
-            ("eventSource", Some(".amazonaws.com")),
+            ("eventVersion", MarkerValue::Any),
+            ("eventSource", MarkerValue::EndsWith(".amazonaws.com")),
         ],
     ),
     // Okta System Log events.
     (
         "okta.system",
         &[
-            ("eventType", None),
-            ("published", None),
-            ("actor.alternateId", None),
+            ("eventType", MarkerValue::Any),
+            ("published", MarkerValue::Any),
+            ("actor.alternateId", MarkerValue::Any),
         ],
     ),
     // GitHub organization / enterprise audit log (streamed or exported).
     (
         "github.audit",
-        &[("action", None), ("actor", None), ("_document_id", None)],
+        &[
+            ("action", MarkerValue::Any),
+            ("actor", MarkerValue::Any),
+            ("_document_id", MarkerValue::Any),
+        ],
     ),
     // Bitbucket audit log.
     (
         "bitbucket.audit",
-        &[("auditType.category", None), ("auditType.action", None)],
+        &[
+            ("auditType.category", MarkerValue::Any),
+            ("auditType.action", MarkerValue::Any),
+        ],
+    ),
+    // Azure activity log records (one per line, as Event Hub exports are
+    // split by forwarders): the activity log's own categories.
+    (
+        "azure.activitylogs",
+        &[
+            ("operationName", MarkerValue::Any),
+            ("resourceId", MarkerValue::Any),
+            ("correlationId", MarkerValue::Any),
+            (
+                "category",
+                MarkerValue::OneOf(&[
+                    "Administrative",
+                    "Security",
+                    "ServiceHealth",
+                    "Alert",
+                    "Recommendation",
+                    "Policy",
+                    "Autoscale",
+                    "ResourceHealth",
+                ]),
+            ),
+        ],
     ),
 ];
 
@@ -168,8 +222,8 @@ pub const BUILTIN_DATASETS: &[(&str, &[DatasetMarker])] = &[
 struct Entry {
     /// The common name it is aliased to.
     common: Option<String>,
-    /// Dataset markers it is: (bit, required suffix of the value).
-    markers: Vec<(u32, Option<&'static str>)>,
+    /// Dataset markers it is: (bit, what the value must be).
+    markers: Vec<(u32, MarkerValue)>,
 }
 
 /// The alias table in force.
@@ -193,12 +247,12 @@ impl Aliases {
             let mut bit = 0u32;
             for (dataset, markers) in BUILTIN_DATASETS {
                 let mut mask = 0u32;
-                for (field, suffix) in *markers {
+                for (field, value) in *markers {
                     debug_assert!(bit < 32, "at most 32 markers in all");
                     map.entry((*field).to_string())
                         .or_default()
                         .markers
-                        .push((1 << bit, *suffix));
+                        .push((1 << bit, *value));
                     mask |= 1 << bit;
                     bit += 1;
                 }
@@ -239,8 +293,8 @@ impl Aliases {
                     fields.push(common.as_str(), value);
                 }
             }
-            for &(bit, suffix) in &entry.markers {
-                if suffix.is_none_or(|suffix| ends_with_ignore_case(value, suffix.as_bytes())) {
+            for &(bit, want) in &entry.markers {
+                if want.admits(value) {
                     seen |= bit;
                 }
             }
@@ -254,10 +308,6 @@ impl Aliases {
             }
         }
     }
-}
-
-fn ends_with_ignore_case(value: &[u8], suffix: &[u8]) -> bool {
-    value.len() >= suffix.len() && value[value.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
 }
 
 #[cfg(test)]
@@ -315,6 +365,18 @@ mod tests {
             .as_deref(),
             Some("bitbucket.audit")
         );
+        let activity: &[(&str, &[u8])] = &[
+            ("time", b"2026-12-03T10:00:00Z"),
+            ("resourceId", b"/SUBSCRIPTIONS/X/RESOURCEGROUPS/RG"),
+            ("operationName", b"MICROSOFT.NETWORK/AZUREFIREWALLS/DELETE"),
+            ("category", b"administrative"),
+            ("correlationId", b"c1"),
+        ];
+        assert_eq!(dataset(activity).as_deref(), Some("azure.activitylogs"));
+        // Entra audit logs share the envelope but not the category.
+        let mut audit = activity.to_vec();
+        audit[3] = ("category", b"AuditLogs");
+        assert_eq!(dataset(&audit), None);
         // A sender's own dataset wins.
         let mut fields = Fields::new();
         for (name, value) in trail {

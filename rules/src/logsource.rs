@@ -456,6 +456,12 @@ pub const BUILTIN_LOGSOURCES: &[BuiltinRow] = &[
         Some("audit"),
         &[&[("event.dataset", &["bitbucket.audit"])]],
     ),
+    (
+        Some("azure"),
+        None,
+        Some("activitylogs"),
+        &[&[("event.dataset", &["azure.activitylogs"])]],
+    ),
     // Network and web devices: the event category the engine's extractors
     // (or the sender's JSON) set.
     (

@@ -284,8 +284,9 @@ fn sysmon_for_linux_xml_over_syslog_reaches_sigmahq_rules() {
     assert_eq!(flagged, 1, "{:?}", stopped.stats);
 }
 
-/// Cloud audit feeds work without configuration: a CloudTrail record and
-/// an Okta System Log event, forwarded as JSON over syslog, are recognised
+/// Cloud audit feeds work without configuration: a CloudTrail record, an
+/// Okta System Log event and an Azure activity log record, forwarded as
+/// JSON over syslog, are recognised
 /// by their own fields (`event.dataset`) and fire the SigmaHQ rules for
 /// their log sources; the same CloudTrail fields without CloudTrail's
 /// markers do not.
@@ -294,7 +295,8 @@ fn cloud_audit_records_reach_sigmahq_rules_without_configuration() {
     let root = shardwatch_tests::workspace_root().join("../shared/data/sigma/rules");
     let trail_rule = root.join("cloud/aws/cloudtrail/aws_cloudtrail_disable_logging.yml");
     let okta_rule = root.join("identity/okta/okta_admin_role_assignment_created.yml");
-    if !trail_rule.exists() || !okta_rule.exists() {
+    let azure_rule = root.join("cloud/azure/activity_logs/azure_firewall_modified_or_deleted.yml");
+    if !trail_rule.exists() || !okta_rule.exists() || !azure_rule.exists() {
         println!(
             "no SigmaHQ rules under {}; nothing to check",
             root.display()
@@ -311,6 +313,8 @@ fn cloud_audit_records_reach_sigmahq_rules_without_configuration() {
             trail_rule.to_str().unwrap(),
             "--rules",
             okta_rule.to_str().unwrap(),
+            "--rules",
+            azure_rule.to_str().unwrap(),
         ],
     )
     .unwrap();
@@ -331,7 +335,21 @@ fn cloud_audit_records_reach_sigmahq_rules_without_configuration() {
         trail("")
     ));
     payload.push_str(&format!("<110>Dec  3 10:00:01 collector okta: {okta}\n"));
-    let (alerts, _) = app.send_tcp_then_stop(&payload, 2);
+    let activity = |category: &str| {
+        format!(
+            r#"{{"time":"2026-12-03T10:00:02Z","resourceId":"/SUBSCRIPTIONS/0000/RESOURCEGROUPS/NET/PROVIDERS/MICROSOFT.NETWORK/AZUREFIREWALLS/FW1","operationName":"MICROSOFT.NETWORK/AZUREFIREWALLS/DELETE","category":"{category}","resultType":"Success","correlationId":"7f1e","callerIpAddress":"203.0.113.9"}}"#
+        )
+    };
+    payload.push_str(&format!(
+        "<110>Dec  3 10:00:02 collector azure: {}\n",
+        activity("Administrative")
+    ));
+    // The same envelope with an Entra audit category is not an activity log.
+    payload.push_str(&format!(
+        "<110>Dec  3 10:00:02 collector azure: {}\n",
+        activity("AuditLogs")
+    ));
+    let (alerts, _) = app.send_tcp_then_stop(&payload, 3);
     let count = |title: &str| {
         alerts
             .iter()
@@ -341,6 +359,11 @@ fn cloud_audit_records_reach_sigmahq_rules_without_configuration() {
     assert_eq!(count("AWS CloudTrail Important Change"), 1, "{alerts:#?}");
     assert_eq!(
         count("Okta Admin Role Assignment Created"),
+        1,
+        "{alerts:#?}"
+    );
+    assert_eq!(
+        count("Azure Firewall Modified or Deleted"),
         1,
         "{alerts:#?}"
     );
