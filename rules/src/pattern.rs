@@ -410,10 +410,13 @@ impl Pattern {
             .size_limit(REGEX_SIZE_BYTES_MAX)
             .build()
             .map_err(|error| RuleErrorKind::Regex(error.to_string()))?;
-        // Parsed case-sensitively on purpose: the prefilter folds needles
-        // and matches them ASCII case-insensitively anyway, and `(?i)`
-        // would only multiply the variants.
+        // Parsed with the regex's own case sensitivity: case-insensitive
+        // matching folds Unicode simple cases, so `k` also matches the
+        // Kelvin sign (U+212A) and `s` the long s (U+017F), which ASCII
+        // folding of the value does not turn into `k` and `s`; the
+        // extractor lists those variants as needles of their own.
         let literals = regex_syntax::ParserBuilder::new()
+            .case_insensitive(insensitive)
             .multi_line(multi_line)
             .dot_matches_new_line(dot_all)
             .utf8(false)
@@ -586,6 +589,33 @@ mod tests {
                 .map(|l| String::from_utf8_lossy(l).into_owned())
                 .collect()
         })
+    }
+
+    #[test]
+    fn case_insensitive_regex_needles_cover_unicode_case_folding() {
+        // `re|i`: the regex matches the Kelvin sign for `k` and the long s
+        // for `s`; a value spelled so must still contain a needle.
+        for (text, value) in [
+            ("mimikatz", "run MIMI\u{212A}ATZ.exe"),
+            (
+                r"^C:\\Users\\[^\\]+\\NTUSER\.DAT$",
+                "C:\\Users\\bob\\ntu\u{17F}er.dat",
+            ),
+        ] {
+            let Some(needles) = regex_needles(text, true) else {
+                panic!("{text} has needles")
+            };
+            let regex = regex::RegexBuilder::new(text)
+                .case_insensitive(true)
+                .build()
+                .expect("test regex compiles");
+            assert!(regex.is_match(value), "{text} must match {value}");
+            let folded = value.to_ascii_lowercase();
+            assert!(
+                needles.iter().any(|n| folded.contains(n.as_str())),
+                "{text} matches {value} but none of {needles:?} is in it"
+            );
+        }
     }
 
     #[test]
