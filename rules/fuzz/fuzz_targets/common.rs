@@ -29,10 +29,12 @@ const EVENTS: &[(&[(&str, &[u8])], &[u8])] = &[
 
 /// Evaluates every event under `rules` and feeds each correlation of the
 /// rule set with each event's group key and value at increasing times,
-/// then advances past every window. Must not panic, whatever the rules.
+/// then advances past every window. Must not panic, whatever the rules,
+/// and the prefiltered evaluation must equal evaluating every rule.
 pub fn drive(rules: &RuleSet, state: &mut CorrelationState) {
     let mut scratch = Scratch::new();
     let mut matched = Vec::new();
+    let mut every = Vec::new();
     let mut alerts = Vec::new();
     let mut key = Vec::new();
     for round in 0..3i64 {
@@ -45,6 +47,10 @@ pub fn drive(rules: &RuleSet, state: &mut CorrelationState) {
                 raw: message,
             };
             rules.evaluate(&event, &mut scratch, &mut matched);
+            // The prefilter (needles from literals and regexes) must never
+            // change what matches.
+            rules.evaluate_all(&event, &mut scratch, &mut every);
+            assert_eq!(matched, every, "the prefilter changed the matches");
             for correlation in 0..rules.correlation_count() as u32 {
                 rules.group_key(correlation, &event, &mut key);
                 let observation = Observation {
