@@ -11,7 +11,7 @@
 //!
 //! The same pass recognises audit-record formats by field names of their
 //! own ([`BUILTIN_DATASETS`]: AWS CloudTrail, Okta, GitHub, Bitbucket,
-//! Azure activity logs) and
+//! Azure activity logs, OpenCanary) and
 //! adds `event.dataset` for them, which the built-in log source table maps
 //! Sigma's cloud log sources onto.
 
@@ -190,6 +190,16 @@ pub const BUILTIN_DATASETS: &[(&str, &[DatasetMarker])] = &[
         &[
             ("auditType.category", MarkerValue::Any),
             ("auditType.action", MarkerValue::Any),
+        ],
+    ),
+    // OpenCanary honeypot events (its JSON log lines).
+    (
+        "opencanary",
+        &[
+            ("logtype", MarkerValue::Any),
+            ("node_id", MarkerValue::Any),
+            ("local_time", MarkerValue::Any),
+            ("dst_port", MarkerValue::Any),
         ],
     ),
     // Azure activity log records (one per line, as Event Hub exports are
@@ -377,6 +387,17 @@ mod tests {
         let mut audit = activity.to_vec();
         audit[3] = ("category", b"AuditLogs");
         assert_eq!(dataset(&audit), None);
+        assert_eq!(
+            dataset(&[
+                ("dst_host", b"10.0.0.5"),
+                ("dst_port", b"21"),
+                ("local_time", b"2026-12-03 10:00:00.000000"),
+                ("logtype", b"2000"),
+                ("node_id", b"canary-1"),
+            ])
+            .as_deref(),
+            Some("opencanary")
+        );
         // A sender's own dataset wins.
         let mut fields = Fields::new();
         for (name, value) in trail {

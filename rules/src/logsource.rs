@@ -462,6 +462,12 @@ pub const BUILTIN_LOGSOURCES: &[BuiltinRow] = &[
         Some("activitylogs"),
         &[&[("event.dataset", &["azure.activitylogs"])]],
     ),
+    (
+        Some("opencanary"),
+        Some("application"),
+        None,
+        &[&[("event.dataset", &["opencanary"])]],
+    ),
     // Network and web devices: the event category the engine's extractors
     // (or the sender's JSON) set.
     (

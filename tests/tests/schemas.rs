@@ -284,9 +284,10 @@ fn sysmon_for_linux_xml_over_syslog_reaches_sigmahq_rules() {
     assert_eq!(flagged, 1, "{:?}", stopped.stats);
 }
 
-/// Cloud audit feeds work without configuration: a CloudTrail record, an
-/// Okta System Log event and an Azure activity log record, forwarded as
-/// JSON over syslog, are recognised
+/// Cloud audit and honeypot feeds work without configuration: a
+/// CloudTrail record, an Okta System Log event, an Azure activity log
+/// record and an OpenCanary event, forwarded as JSON over syslog, are
+/// recognised
 /// by their own fields (`event.dataset`) and fire the SigmaHQ rules for
 /// their log sources; the same CloudTrail fields without CloudTrail's
 /// markers do not.
@@ -296,7 +297,9 @@ fn cloud_audit_records_reach_sigmahq_rules_without_configuration() {
     let trail_rule = root.join("cloud/aws/cloudtrail/aws_cloudtrail_disable_logging.yml");
     let okta_rule = root.join("identity/okta/okta_admin_role_assignment_created.yml");
     let azure_rule = root.join("cloud/azure/activity_logs/azure_firewall_modified_or_deleted.yml");
-    if !trail_rule.exists() || !okta_rule.exists() || !azure_rule.exists() {
+    let canary_rule = root.join("application/opencanary/opencanary_portscan_nmap_fin_scan.yml");
+    let rules = [&trail_rule, &okta_rule, &azure_rule, &canary_rule];
+    if rules.iter().any(|rule| !rule.exists()) {
         println!(
             "no SigmaHQ rules under {}; nothing to check",
             root.display()
@@ -315,6 +318,8 @@ fn cloud_audit_records_reach_sigmahq_rules_without_configuration() {
             okta_rule.to_str().unwrap(),
             "--rules",
             azure_rule.to_str().unwrap(),
+            "--rules",
+            canary_rule.to_str().unwrap(),
         ],
     )
     .unwrap();
@@ -349,7 +354,10 @@ fn cloud_audit_records_reach_sigmahq_rules_without_configuration() {
         "<110>Dec  3 10:00:02 collector azure: {}\n",
         activity("AuditLogs")
     ));
-    let (alerts, _) = app.send_tcp_then_stop(&payload, 3);
+    payload.push_str(
+        "<134>Dec  3 10:00:03 canary1 opencanaryd: {\"dst_host\": \"10.0.0.5\", \"dst_port\": -1, \"local_time\": \"2026-12-03 10:00:03.000000\", \"logdata\": {}, \"logtype\": 5005, \"node_id\": \"canary-1\", \"src_host\": \"203.0.113.50\", \"src_port\": -1}\n",
+    );
+    let (alerts, _) = app.send_tcp_then_stop(&payload, 4);
     let count = |title: &str| {
         alerts
             .iter()
@@ -367,4 +375,5 @@ fn cloud_audit_records_reach_sigmahq_rules_without_configuration() {
         1,
         "{alerts:#?}"
     );
+    assert_eq!(count("OpenCanary - NMAP FIN Scan"), 1, "{alerts:#?}");
 }
