@@ -11,7 +11,7 @@
 //!
 //! The same pass recognises audit-record formats by field names of their
 //! own ([`BUILTIN_DATASETS`]: AWS CloudTrail, Okta, GitHub, Bitbucket,
-//! Azure activity logs, OpenCanary) and
+//! Azure activity logs, Kubernetes audit, OpenCanary) and
 //! adds `event.dataset` for them, which the built-in log source table maps
 //! Sigma's cloud log sources onto.
 
@@ -190,6 +190,18 @@ pub const BUILTIN_DATASETS: &[(&str, &[DatasetMarker])] = &[
         &[
             ("auditType.category", MarkerValue::Any),
             ("auditType.action", MarkerValue::Any),
+        ],
+    ),
+    // Kubernetes API server audit events.
+    (
+        "kubernetes.audit_logs",
+        &[
+            ("kind", MarkerValue::OneOf(&["Event"])),
+            (
+                "apiVersion",
+                MarkerValue::OneOf(&["audit.k8s.io/v1", "audit.k8s.io/v1beta1"]),
+            ),
+            ("auditID", MarkerValue::Any),
         ],
     ),
     // OpenCanary honeypot events (its JSON log lines).
@@ -397,6 +409,17 @@ mod tests {
             ])
             .as_deref(),
             Some("opencanary")
+        );
+        assert_eq!(
+            dataset(&[
+                ("kind", b"Event"),
+                ("apiVersion", b"audit.k8s.io/v1"),
+                ("auditID", b"6f1c"),
+                ("verb", b"delete"),
+                ("objectRef.resource", b"events"),
+            ])
+            .as_deref(),
+            Some("kubernetes.audit_logs")
         );
         // A sender's own dataset wins.
         let mut fields = Fields::new();

@@ -468,6 +468,18 @@ pub const BUILTIN_LOGSOURCES: &[BuiltinRow] = &[
         None,
         &[&[("event.dataset", &["opencanary"])]],
     ),
+    (
+        Some("kubernetes"),
+        Some("application"),
+        Some("audit"),
+        &[&[("event.dataset", &["kubernetes.audit_logs"])]],
+    ),
+    (
+        Some("kubernetes"),
+        None,
+        Some("audit"),
+        &[&[("event.dataset", &["kubernetes.audit_logs"])]],
+    ),
     // Network and web devices: the event category the engine's extractors
     // (or the sender's JSON) set.
     (

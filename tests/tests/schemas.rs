@@ -286,8 +286,8 @@ fn sysmon_for_linux_xml_over_syslog_reaches_sigmahq_rules() {
 
 /// Cloud audit and honeypot feeds work without configuration: a
 /// CloudTrail record, an Okta System Log event, an Azure activity log
-/// record and an OpenCanary event, forwarded as JSON over syslog, are
-/// recognised
+/// record, a Kubernetes audit event and an OpenCanary event, forwarded as
+/// JSON over syslog, are recognised
 /// by their own fields (`event.dataset`) and fire the SigmaHQ rules for
 /// their log sources; the same CloudTrail fields without CloudTrail's
 /// markers do not.
@@ -298,7 +298,14 @@ fn cloud_audit_records_reach_sigmahq_rules_without_configuration() {
     let okta_rule = root.join("identity/okta/okta_admin_role_assignment_created.yml");
     let azure_rule = root.join("cloud/azure/activity_logs/azure_firewall_modified_or_deleted.yml");
     let canary_rule = root.join("application/opencanary/opencanary_portscan_nmap_fin_scan.yml");
-    let rules = [&trail_rule, &okta_rule, &azure_rule, &canary_rule];
+    let k8s_rule = root.join("application/kubernetes/audit/kubernetes_audit_events_deleted.yml");
+    let rules = [
+        &trail_rule,
+        &okta_rule,
+        &azure_rule,
+        &canary_rule,
+        &k8s_rule,
+    ];
     if rules.iter().any(|rule| !rule.exists()) {
         println!(
             "no SigmaHQ rules under {}; nothing to check",
@@ -320,6 +327,8 @@ fn cloud_audit_records_reach_sigmahq_rules_without_configuration() {
             azure_rule.to_str().unwrap(),
             "--rules",
             canary_rule.to_str().unwrap(),
+            "--rules",
+            k8s_rule.to_str().unwrap(),
         ],
     )
     .unwrap();
@@ -357,7 +366,10 @@ fn cloud_audit_records_reach_sigmahq_rules_without_configuration() {
     payload.push_str(
         "<134>Dec  3 10:00:03 canary1 opencanaryd: {\"dst_host\": \"10.0.0.5\", \"dst_port\": -1, \"local_time\": \"2026-12-03 10:00:03.000000\", \"logdata\": {}, \"logtype\": 5005, \"node_id\": \"canary-1\", \"src_host\": \"203.0.113.50\", \"src_port\": -1}\n",
     );
-    let (alerts, _) = app.send_tcp_then_stop(&payload, 4);
+    payload.push_str(
+        "<134>Dec  3 10:00:04 master1 kube-apiserver-audit: {\"kind\":\"Event\",\"apiVersion\":\"audit.k8s.io/v1\",\"level\":\"Metadata\",\"auditID\":\"6f1c2d3e\",\"stage\":\"ResponseComplete\",\"requestURI\":\"/api/v1/namespaces/default/events\",\"verb\":\"delete\",\"user\":{\"username\":\"mallory\"},\"objectRef\":{\"resource\":\"events\",\"namespace\":\"default\",\"apiVersion\":\"v1\"},\"responseStatus\":{\"code\":200}}\n",
+    );
+    let (alerts, _) = app.send_tcp_then_stop(&payload, 5);
     let count = |title: &str| {
         alerts
             .iter()
@@ -376,4 +388,5 @@ fn cloud_audit_records_reach_sigmahq_rules_without_configuration() {
         "{alerts:#?}"
     );
     assert_eq!(count("OpenCanary - NMAP FIN Scan"), 1, "{alerts:#?}");
+    assert_eq!(count("Kubernetes Events Deleted"), 1, "{alerts:#?}");
 }
