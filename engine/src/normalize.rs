@@ -11,7 +11,7 @@
 //!
 //! The same pass recognises audit-record formats by field names of their
 //! own ([`BUILTIN_DATASETS`]: AWS CloudTrail, Okta, GitHub, Bitbucket,
-//! Azure activity logs, Kubernetes audit, OpenCanary) and
+//! Azure activity logs, Kubernetes audit, Zeek, OpenCanary) and
 //! adds `event.dataset` for them, which the built-in log source table maps
 //! Sigma's cloud log sources onto.
 
@@ -204,6 +204,62 @@ pub const BUILTIN_DATASETS: &[(&str, &[DatasetMarker])] = &[
             ("auditID", MarkerValue::Any),
         ],
     ),
+    // Zeek logs written as JSON, told apart by a field only that log has.
+    (
+        "zeek.dns",
+        &[
+            ("uid", MarkerValue::Any),
+            ("id.orig_h", MarkerValue::Any),
+            ("trans_id", MarkerValue::Any),
+        ],
+    ),
+    (
+        "zeek.http",
+        &[
+            ("uid", MarkerValue::Any),
+            ("id.orig_h", MarkerValue::Any),
+            ("trans_depth", MarkerValue::Any),
+        ],
+    ),
+    (
+        "zeek.smb_files",
+        &[
+            ("uid", MarkerValue::Any),
+            (
+                "action",
+                MarkerValue::OneOf(&[
+                    "SMB::FILE_OPEN",
+                    "SMB::FILE_READ",
+                    "SMB::FILE_WRITE",
+                    "SMB::FILE_DELETE",
+                    "SMB::FILE_RENAME",
+                    "SMB::FILE_CLOSE",
+                    "SMB::FILE_SET_ATTRIBUTE",
+                    "SMB::PRINT_OPEN",
+                    "SMB::PRINT_READ",
+                    "SMB::PRINT_WRITE",
+                    "SMB::PRINT_CLOSE",
+                ]),
+            ),
+        ],
+    ),
+    (
+        "zeek.dce_rpc",
+        &[
+            ("uid", MarkerValue::Any),
+            ("id.orig_h", MarkerValue::Any),
+            ("endpoint", MarkerValue::Any),
+            ("operation", MarkerValue::Any),
+        ],
+    ),
+    (
+        "zeek.kerberos",
+        &[
+            ("uid", MarkerValue::Any),
+            ("id.orig_h", MarkerValue::Any),
+            ("request_type", MarkerValue::OneOf(&["AS", "TGS"])),
+        ],
+    ),
     // OpenCanary honeypot events (its JSON log lines).
     (
         "opencanary",
@@ -245,7 +301,7 @@ struct Entry {
     /// The common name it is aliased to.
     common: Option<String>,
     /// Dataset markers it is: (bit, what the value must be).
-    markers: Vec<(u32, MarkerValue)>,
+    markers: Vec<(u64, MarkerValue)>,
 }
 
 /// The alias table in force.
@@ -253,7 +309,7 @@ pub struct Aliases {
     map: HashMap<String, Entry, NameHasherBuilder>,
     /// Per dataset of [`BUILTIN_DATASETS`] (when the built-in table is on):
     /// its name and the marker bits it needs.
-    datasets: Vec<(&'static str, u32)>,
+    datasets: Vec<(&'static str, u64)>,
 }
 
 impl Aliases {
@@ -268,14 +324,14 @@ impl Aliases {
             }
             let mut bit = 0u32;
             for (dataset, markers) in BUILTIN_DATASETS {
-                let mut mask = 0u32;
+                let mut mask = 0u64;
                 for (field, value) in *markers {
-                    debug_assert!(bit < 32, "at most 32 markers in all");
+                    assert!(bit < 64, "at most 64 dataset markers in all");
                     map.entry((*field).to_string())
                         .or_default()
                         .markers
-                        .push((1 << bit, *value));
-                    mask |= 1 << bit;
+                        .push((1u64 << bit, *value));
+                    mask |= 1u64 << bit;
                     bit += 1;
                 }
                 datasets.push((*dataset, mask));
@@ -304,7 +360,7 @@ impl Aliases {
     /// event has none.
     pub fn apply<'a>(&'a self, fields: &mut Fields<'a>) {
         let present = fields.len();
-        let mut seen = 0u32;
+        let mut seen = 0u64;
         for i in 0..present {
             let (name, value) = fields.as_slice()[i];
             let Some(entry) = self.map.get(name) else {
@@ -421,6 +477,38 @@ mod tests {
             .as_deref(),
             Some("kubernetes.audit_logs")
         );
+        let zeek = |extra: &'static [(&'static str, &'static [u8])]| {
+            let mut pairs: Vec<(&'static str, &'static [u8])> = vec![
+                ("ts", b"1796292000.1"),
+                ("uid", b"CHhAvVGS1DHFjwGM9"),
+                ("id.orig_h", b"10.0.0.5"),
+                ("id.resp_h", b"10.0.0.1"),
+            ];
+            pairs.extend_from_slice(extra);
+            dataset(&pairs)
+        };
+        assert_eq!(
+            zeek(&[("trans_id", b"4242"), ("query", b"example.com")]).as_deref(),
+            Some("zeek.dns")
+        );
+        assert_eq!(
+            zeek(&[("trans_depth", b"1"), ("method", b"GET")]).as_deref(),
+            Some("zeek.http")
+        );
+        assert_eq!(
+            zeek(&[("action", b"SMB::FILE_OPEN"), ("name", b"x.exe")]).as_deref(),
+            Some("zeek.smb_files")
+        );
+        assert_eq!(
+            zeek(&[("endpoint", b"drsuapi"), ("operation", b"DRSReplicaAdd")]).as_deref(),
+            Some("zeek.dce_rpc")
+        );
+        assert_eq!(
+            zeek(&[("request_type", b"TGS"), ("service", b"krbtgt/CORP")]).as_deref(),
+            Some("zeek.kerberos")
+        );
+        // A firewall's `action` is not an SMB file action.
+        assert_eq!(zeek(&[("action", b"deny")]), None);
         // A sender's own dataset wins.
         let mut fields = Fields::new();
         for (name, value) in trail {

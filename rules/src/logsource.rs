@@ -469,6 +469,36 @@ pub const BUILTIN_LOGSOURCES: &[BuiltinRow] = &[
         &[&[("event.dataset", &["opencanary"])]],
     ),
     (
+        Some("zeek"),
+        None,
+        Some("dns"),
+        &[&[("event.dataset", &["zeek.dns"])]],
+    ),
+    (
+        Some("zeek"),
+        None,
+        Some("http"),
+        &[&[("event.dataset", &["zeek.http"])]],
+    ),
+    (
+        Some("zeek"),
+        None,
+        Some("smb_files"),
+        &[&[("event.dataset", &["zeek.smb_files"])]],
+    ),
+    (
+        Some("zeek"),
+        None,
+        Some("dce_rpc"),
+        &[&[("event.dataset", &["zeek.dce_rpc"])]],
+    ),
+    (
+        Some("zeek"),
+        None,
+        Some("kerberos"),
+        &[&[("event.dataset", &["zeek.kerberos"])]],
+    ),
+    (
         Some("kubernetes"),
         Some("application"),
         Some("audit"),

@@ -621,6 +621,12 @@ impl Matcher {
     pub(crate) fn group_count(&self) -> usize {
         self.groups.len()
     }
+
+    /// Whether the groups' filters are decided together in one pass (the
+    /// classifier), rather than one by one.
+    pub(crate) fn is_classified(&self) -> bool {
+        self.classifier.is_some()
+    }
 }
 
 impl SourceGroup {

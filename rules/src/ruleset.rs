@@ -761,6 +761,13 @@ impl RuleSet {
         self.matcher.group_count()
     }
 
+    /// Whether every log source filter is decided in one pass per event
+    /// (false past the classifier's 128 filters or terms: each filter then
+    /// runs on its own, which is slower).
+    pub fn logsource_classified(&self) -> bool {
+        self.matcher.is_classified()
+    }
+
     /// The correlations that count matches of `detection`. Empty for an
     /// index out of range.
     pub fn consumers(&self, detection: u32) -> &[u32] {

@@ -240,6 +240,12 @@ fn sigmahq_rules_load_or_give_a_reason() {
     );
     println!("errors by reason: {invalid:#?}");
     assert!(rules.detection_count() > 0);
+    // Every SigmaHQ log source the table maps fits the one-pass classifier.
+    assert!(
+        rules.logsource_classified(),
+        "{} log source groups no longer fit the classifier",
+        rules.logsource_group_count()
+    );
 
     // Every loaded rule also runs: the prefilter must agree with evaluating
     // every rule, and nothing may panic on hostile bytes.

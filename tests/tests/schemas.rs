@@ -286,8 +286,8 @@ fn sysmon_for_linux_xml_over_syslog_reaches_sigmahq_rules() {
 
 /// Cloud audit and honeypot feeds work without configuration: a
 /// CloudTrail record, an Okta System Log event, an Azure activity log
-/// record, a Kubernetes audit event and an OpenCanary event, forwarded as
-/// JSON over syslog, are recognised
+/// record, a Kubernetes audit event, a Zeek smb_files record and an
+/// OpenCanary event, forwarded as JSON over syslog, are recognised
 /// by their own fields (`event.dataset`) and fire the SigmaHQ rules for
 /// their log sources; the same CloudTrail fields without CloudTrail's
 /// markers do not.
@@ -299,12 +299,15 @@ fn cloud_audit_records_reach_sigmahq_rules_without_configuration() {
     let azure_rule = root.join("cloud/azure/activity_logs/azure_firewall_modified_or_deleted.yml");
     let canary_rule = root.join("application/opencanary/opencanary_portscan_nmap_fin_scan.yml");
     let k8s_rule = root.join("application/kubernetes/audit/kubernetes_audit_events_deleted.yml");
+    let zeek_rule =
+        root.join("network/zeek/zeek_smb_converted_win_susp_raccess_sensitive_fext.yml");
     let rules = [
         &trail_rule,
         &okta_rule,
         &azure_rule,
         &canary_rule,
         &k8s_rule,
+        &zeek_rule,
     ];
     if rules.iter().any(|rule| !rule.exists()) {
         println!(
@@ -329,6 +332,8 @@ fn cloud_audit_records_reach_sigmahq_rules_without_configuration() {
             canary_rule.to_str().unwrap(),
             "--rules",
             k8s_rule.to_str().unwrap(),
+            "--rules",
+            zeek_rule.to_str().unwrap(),
         ],
     )
     .unwrap();
@@ -369,7 +374,10 @@ fn cloud_audit_records_reach_sigmahq_rules_without_configuration() {
     payload.push_str(
         "<134>Dec  3 10:00:04 master1 kube-apiserver-audit: {\"kind\":\"Event\",\"apiVersion\":\"audit.k8s.io/v1\",\"level\":\"Metadata\",\"auditID\":\"6f1c2d3e\",\"stage\":\"ResponseComplete\",\"requestURI\":\"/api/v1/namespaces/default/events\",\"verb\":\"delete\",\"user\":{\"username\":\"mallory\"},\"objectRef\":{\"resource\":\"events\",\"namespace\":\"default\",\"apiVersion\":\"v1\"},\"responseStatus\":{\"code\":200}}\n",
     );
-    let (alerts, _) = app.send_tcp_then_stop(&payload, 5);
+    payload.push_str(
+        "<134>Dec  3 10:00:05 sensor1 zeek: {\"ts\":1796292005.1,\"uid\":\"CHhAvVGS1DHFjwGM9\",\"id.orig_h\":\"10.0.0.5\",\"id.orig_p\":50123,\"id.resp_h\":\"10.0.0.9\",\"id.resp_p\":445,\"fuid\":\"F1\",\"action\":\"SMB::FILE_OPEN\",\"path\":\"\\\\\\\\fs1\\\\share\",\"name\":\"mail\\\\archive.pst\",\"size\":1048576}\n",
+    );
+    let (alerts, _) = app.send_tcp_then_stop(&payload, 6);
     let count = |title: &str| {
         alerts
             .iter()
@@ -389,4 +397,9 @@ fn cloud_audit_records_reach_sigmahq_rules_without_configuration() {
     );
     assert_eq!(count("OpenCanary - NMAP FIN Scan"), 1, "{alerts:#?}");
     assert_eq!(count("Kubernetes Events Deleted"), 1, "{alerts:#?}");
+    assert_eq!(
+        count("Suspicious Access to Sensitive File Extensions - Zeek"),
+        1,
+        "{alerts:#?}"
+    );
 }
