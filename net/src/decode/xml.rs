@@ -197,8 +197,23 @@ impl<'a> Walk<'_, 'a> {
         }
         let raw_name = self.name()?;
         let local = local_name(raw_name);
-        // Attributes first: a named Data element takes its name from one.
-        let attributes_at = self.at;
+        let fields_here = depth < XML_DEPTH_MAX;
+        if !fields_here {
+            self.too_deep = true;
+        }
+        // A Data element is named by its `Name` attribute (or numbered),
+        // known only once its attributes are read; any other element by
+        // its tag, so its attributes become fields as they are read.
+        let data = depth > 0 && is_data(local);
+        let mut own_name = if data || !fields_here {
+            None
+        } else {
+            key_text(local)
+        };
+        if let Some(name) = own_name {
+            self.path[depth] = name;
+            self.unnamed[depth] = 0;
+        }
         let mut data_name: Option<&'a [u8]> = None;
         let self_closing = loop {
             let before = self.at;
@@ -223,45 +238,35 @@ impl<'a> Walk<'_, 'a> {
                         return Err(());
                     }
                     let (name, value) = self.attribute()?;
-                    if is_data(local) && local_name(name) == b"Name" {
-                        data_name.get_or_insert(value);
+                    if data {
+                        if local_name(name) == b"Name" {
+                            data_name.get_or_insert(value);
+                        }
+                    } else if own_name.is_some() {
+                        self.attribute_field(name, value, depth);
                     }
                 }
             }
         };
-        let attributes_end = self.at;
-        // This element's field name and place in the path.
-        let own_name = if depth == 0 {
-            key_text(local)
-        } else if let Some(value) = data_name {
-            self.unescape(value).and_then(key_text)
-        } else if is_data(local) {
-            // Unnamed Data elements: numbered per parent, within a bound.
-            let parent = depth - 1;
-            let index = self.unnamed.get(parent).copied().unwrap_or(0);
-            if let Some(slot) = self.unnamed.get_mut(parent) {
-                *slot += 1;
-            }
-            if index < UNNAMED_DATA_MAX {
-                self.numbered(local, index)
-            } else {
-                self.fields.count_overflow();
-                None
-            }
-        } else {
-            key_text(local)
-        };
-        let fields_here = depth < XML_DEPTH_MAX;
-        if !fields_here {
-            self.too_deep = true;
-        }
-        let own_name = own_name.filter(|_| fields_here);
-        if let Some(name) = own_name {
-            self.path[depth] = name;
-            self.unnamed[depth] = 0;
-            // Attributes of a non-Data element as `path.attribute`.
-            if data_name.is_none() && !is_data(local) {
-                self.attributes_as_fields(attributes_at, attributes_end, depth)?;
+        if data && fields_here {
+            own_name = match data_name {
+                Some(value) => self.unescape(value).and_then(key_text),
+                None => {
+                    // Unnamed Data elements: numbered per parent, within a
+                    // bound.
+                    let index = self.unnamed[depth - 1];
+                    self.unnamed[depth - 1] += 1;
+                    if index < UNNAMED_DATA_MAX {
+                        self.numbered(local, index)
+                    } else {
+                        self.fields.count_overflow();
+                        None
+                    }
+                }
+            };
+            if let Some(name) = own_name {
+                self.path[depth] = name;
+                self.unnamed[depth] = 0;
             }
         }
         if self_closing {
@@ -302,37 +307,26 @@ impl<'a> Walk<'_, 'a> {
         self.arena.concat_str(&[local, ".", digits])
     }
 
-    /// Pushes the attributes between `from` and `to` (already checked by
-    /// [`Walk::element`]) as `path[..=depth].attribute`.
-    fn attributes_as_fields(&mut self, from: usize, to: usize, depth: usize) -> Step {
-        let saved = self.at;
-        self.at = from;
-        loop {
-            self.skip_whitespace();
-            if self.at >= to || matches!(self.rest().first(), Some(b'>' | b'/')) {
-                break;
-            }
-            let (name, value) = self.attribute()?;
-            let is_namespace = name == b"xmlns" || name.starts_with(b"xmlns:");
-            if is_namespace {
-                continue;
-            }
-            let Some(key) = key_text(local_name(name)) else {
-                continue;
-            };
-            if self.fields.is_full() {
-                self.fields.count_overflow();
-                continue;
-            }
-            let Some(value) = self.unescape(value) else {
-                continue;
-            };
-            if let Some(name) = self.arena.dotted(&self.path[..=depth], key, None) {
-                self.fields.push(name, value);
-            }
+    /// Pushes attribute `name` = `value` of the element at `depth` (whose
+    /// name is `path[depth]`) as `path[..=depth].attribute`; namespace
+    /// declarations give nothing.
+    fn attribute_field(&mut self, name: &'a [u8], value: &'a [u8], depth: usize) {
+        if name == b"xmlns" || name.starts_with(b"xmlns:") {
+            return;
         }
-        self.at = saved;
-        Ok(())
+        let Some(key) = key_text(local_name(name)) else {
+            return;
+        };
+        if self.fields.is_full() {
+            self.fields.count_overflow();
+            return;
+        }
+        let Some(value) = self.unescape(value) else {
+            return;
+        };
+        if let Some(name) = self.arena.dotted(&self.path[..=depth], key, None) {
+            self.fields.push(name, value);
+        }
     }
 
     /// `name = "value"` (or single quotes) at the cursor: the name and the
