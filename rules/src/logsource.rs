@@ -249,6 +249,49 @@ const LINUX_SYSMON_CATEGORIES: &[(&str, &[&str])] = &[
     ("file_delete", &["23"]),
 ];
 
+/// Product, category, service and the `event.dataset` value they mean.
+type DatasetRow = (
+    Option<&'static str>,
+    Option<&'static str>,
+    Option<&'static str>,
+    &'static str,
+);
+
+/// Cloud, SaaS, sensor and honeypot records, which the engine recognises
+/// by field names of their own and marks with the ECS dataset
+/// (`event.dataset`; Elastic's integrations use the same values): product,
+/// category, service, and the dataset value.
+const DATASET_LOGSOURCES: &[DatasetRow] = &[
+    (Some("aws"), None, Some("cloudtrail"), "aws.cloudtrail"),
+    (Some("okta"), None, Some("okta"), "okta.system"),
+    (Some("github"), None, Some("audit"), "github.audit"),
+    (Some("bitbucket"), None, Some("audit"), "bitbucket.audit"),
+    (
+        Some("azure"),
+        None,
+        Some("activitylogs"),
+        "azure.activitylogs",
+    ),
+    (Some("opencanary"), Some("application"), None, "opencanary"),
+    (Some("zeek"), None, Some("dns"), "zeek.dns"),
+    (Some("zeek"), None, Some("http"), "zeek.http"),
+    (Some("zeek"), None, Some("smb_files"), "zeek.smb_files"),
+    (Some("zeek"), None, Some("dce_rpc"), "zeek.dce_rpc"),
+    (Some("zeek"), None, Some("kerberos"), "zeek.kerberos"),
+    (
+        Some("kubernetes"),
+        Some("application"),
+        Some("audit"),
+        "kubernetes.audit_logs",
+    ),
+    (
+        Some("kubernetes"),
+        None,
+        Some("audit"),
+        "kubernetes.audit_logs",
+    ),
+];
+
 /// The built-in mappings. See `rules/LOGSOURCES.md`.
 pub const BUILTIN_LOGSOURCES: &[BuiltinRow] = &[
     // Linux syslog: the syslog app name (`process.name`) says which daemon
@@ -428,87 +471,6 @@ pub const BUILTIN_LOGSOURCES: &[BuiltinRow] = &[
         Some("ps_classic_script"),
         None,
         &[&[("Channel", &["Windows PowerShell"]), ("EventID", &["800"])]],
-    ),
-    // Cloud and SaaS audit records, which the engine recognises by their
-    // own field names and marks with the ECS dataset (`event.dataset`;
-    // Elastic's integrations use the same values).
-    (
-        Some("aws"),
-        None,
-        Some("cloudtrail"),
-        &[&[("event.dataset", &["aws.cloudtrail"])]],
-    ),
-    (
-        Some("okta"),
-        None,
-        Some("okta"),
-        &[&[("event.dataset", &["okta.system"])]],
-    ),
-    (
-        Some("github"),
-        None,
-        Some("audit"),
-        &[&[("event.dataset", &["github.audit"])]],
-    ),
-    (
-        Some("bitbucket"),
-        None,
-        Some("audit"),
-        &[&[("event.dataset", &["bitbucket.audit"])]],
-    ),
-    (
-        Some("azure"),
-        None,
-        Some("activitylogs"),
-        &[&[("event.dataset", &["azure.activitylogs"])]],
-    ),
-    (
-        Some("opencanary"),
-        Some("application"),
-        None,
-        &[&[("event.dataset", &["opencanary"])]],
-    ),
-    (
-        Some("zeek"),
-        None,
-        Some("dns"),
-        &[&[("event.dataset", &["zeek.dns"])]],
-    ),
-    (
-        Some("zeek"),
-        None,
-        Some("http"),
-        &[&[("event.dataset", &["zeek.http"])]],
-    ),
-    (
-        Some("zeek"),
-        None,
-        Some("smb_files"),
-        &[&[("event.dataset", &["zeek.smb_files"])]],
-    ),
-    (
-        Some("zeek"),
-        None,
-        Some("dce_rpc"),
-        &[&[("event.dataset", &["zeek.dce_rpc"])]],
-    ),
-    (
-        Some("zeek"),
-        None,
-        Some("kerberos"),
-        &[&[("event.dataset", &["zeek.kerberos"])]],
-    ),
-    (
-        Some("kubernetes"),
-        Some("application"),
-        Some("audit"),
-        &[&[("event.dataset", &["kubernetes.audit_logs"])]],
-    ),
-    (
-        Some("kubernetes"),
-        None,
-        Some("audit"),
-        &[&[("event.dataset", &["kubernetes.audit_logs"])]],
     ),
     // Network and web devices: the event category the engine's extractors
     // (or the sender's JSON) set.
@@ -806,6 +768,14 @@ pub(crate) fn resolve_logsource(
             all.iter().map(|(field, values)| (*field, values.to_vec()))
         })));
     }
+    if let Some((_, _, _, dataset)) = DATASET_LOGSOURCES
+        .iter()
+        .find(|(p, c, s, _)| wanted(*p, *c, *s))
+    {
+        return Ok(LogsourceFilter::compile(std::iter::once(
+            [("event.dataset", vec![*dataset])].into_iter(),
+        )));
+    }
     let find = |table: &'static [(&str, &'static [&'static str])], wanted: Option<&str>| {
         wanted.and_then(|wanted| {
             table
@@ -928,6 +898,9 @@ mod tests {
         }
         for (category, _) in LINUX_SYSMON_CATEGORIES {
             filters.extend(resolve_logsource(Some("linux"), Some(category), None, &[]));
+        }
+        for (p, c, s, _) in DATASET_LOGSOURCES {
+            filters.extend(resolve_logsource(*p, *c, *s, &[]));
         }
         for (service, _) in WINDOWS_SERVICES {
             filters.extend(resolve_logsource(Some("windows"), None, Some(service), &[]));
