@@ -143,17 +143,33 @@ impl SourceId<'_> {
 fn names_fingerprint(fields: &[(&str, &[u8])]) -> u64 {
     let mut acc = fields.len() as u64;
     for (name, _) in fields {
-        let b = name.as_bytes();
-        let mut head = [0u8; 8];
-        let mut tail = [0u8; 8];
-        let n = b.len().min(8);
-        head[..n].copy_from_slice(&b[..n]);
-        tail[..n].copy_from_slice(&b[b.len() - n..]);
-        let word =
-            u64::from_le_bytes(head) ^ u64::from_le_bytes(tail).rotate_left(29) ^ b.len() as u64;
+        let word = name_word(name.as_bytes());
         acc = (acc.rotate_left(5) ^ word).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     }
     acc
+}
+
+/// One word for a name: its length and its first and last eight bytes
+/// (overlapping loads, no copy; shorter names by their first, middle and
+/// last bytes or four-byte halves).
+fn name_word(b: &[u8]) -> u64 {
+    let len = b.len() as u64;
+    let load8 = |at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap_or([0; 8]));
+    let load4 = |at: usize| {
+        u64::from(u32::from_le_bytes(
+            b[at..at + 4].try_into().unwrap_or([0; 4]),
+        ))
+    };
+    let (head, tail) = match b.len() {
+        8.. => (load8(0), load8(b.len() - 8)),
+        4..=7 => (load4(0), load4(b.len() - 4)),
+        1..=3 => (
+            u64::from(b[0]) | u64::from(b[b.len() / 2]) << 8,
+            u64::from(b[b.len() - 1]),
+        ),
+        0 => (0, 0),
+    };
+    head ^ tail.rotate_left(29) ^ len.rotate_left(59)
 }
 
 impl SchemaRegistry {
@@ -365,6 +381,56 @@ mod tests {
 
     fn fields<'a>(pairs: &'a [(&'a str, &'a str)]) -> Vec<(&'a str, &'a [u8])> {
         pairs.iter().map(|(n, v)| (*n, v.as_bytes())).collect()
+    }
+
+    #[test]
+    fn fingerprints_tell_typical_name_sets_apart() {
+        let names = [
+            "",
+            "a",
+            "b",
+            "ab",
+            "ba",
+            "abc",
+            "acb",
+            "src",
+            "dst",
+            "spt",
+            "dpt",
+            "user",
+            "usr",
+            "host",
+            "hosts",
+            "source.ip",
+            "source.port",
+            "destination.ip",
+            "destination.port",
+            "Event.EventData.CommandLine",
+            "Event.EventData.Image",
+            "Event.System.EventID",
+            "event.dataset",
+            "act",
+            "action",
+            "msg",
+            "message",
+        ];
+        let mut seen = std::collections::HashMap::new();
+        for name in names {
+            let fp = names_fingerprint(&[(name, b"")]);
+            assert_eq!(seen.insert(fp, name), None, "{name} collides");
+        }
+        // Pairs, in both orders: order is part of the set's identity.
+        let mut pairs = std::collections::HashSet::new();
+        for a in names {
+            for b in names {
+                assert!(pairs.insert(names_fingerprint(&[(a, b""), (b, b"")])));
+            }
+        }
+        // Values do not count.
+        assert_eq!(
+            names_fingerprint(&[("src", b"1.2.3.4")]),
+            names_fingerprint(&[("src", b"5.6.7.8")])
+        );
     }
 
     #[test]

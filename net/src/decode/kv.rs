@@ -61,6 +61,21 @@ fn is_space(b: u8) -> bool {
     b == b' ' || b == b'\t'
 }
 
+/// Bytes scanned one at a time before handing a token to memchr: most
+/// values are short, and setting up a vector search costs more than
+/// reading them.
+const SHORT_TOKEN_BYTES: usize = 24;
+
+/// Length of the token at the start of `text`: up to the first space or
+/// tab, or all of it.
+fn token_len(text: &[u8]) -> usize {
+    let head = text.len().min(SHORT_TOKEN_BYTES);
+    if let Some(i) = text[..head].iter().position(|&b| is_space(b)) {
+        return i;
+    }
+    head + memchr2(b' ', b'\t', &text[head..]).unwrap_or(text.len() - head)
+}
+
 /// Length of the key at the start of `text`, if it is followed by `sep`.
 fn key_len(text: &[u8], sep: u8) -> Option<usize> {
     let mut len = 0;
@@ -89,7 +104,7 @@ fn value(text: &[u8]) -> (&[u8], bool, usize) {
         // Unterminated: the value is the rest, without the quote.
         return (&text[1..], true, text.len());
     }
-    let len = memchr2(b' ', b'\t', text).unwrap_or(text.len());
+    let len = token_len(text);
     let mut raw = &text[..len];
     if let Some((&(b',' | b';'), rest)) = raw.split_last() {
         raw = rest;
@@ -146,7 +161,7 @@ fn equals_pairs<'a>(
             pairs += 1;
             at += k + 1 + used;
         } else {
-            at += memchr2(b' ', b'\t', rest).unwrap_or(rest.len());
+            at += token_len(rest);
         }
     }
     pairs
@@ -188,6 +203,19 @@ fn colon_pairs<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn token_length_on_both_sides_of_the_short_scan() {
+        for len in 0..80 {
+            for end in [b' ', b'\t'] {
+                let mut text = vec![b'x'; len];
+                assert_eq!(token_len(&text), len);
+                text.push(end);
+                text.extend_from_slice(b"more words");
+                assert_eq!(token_len(&text), len, "{len}");
+            }
+        }
+    }
 
     fn run(text: &str) -> Option<Vec<(String, String)>> {
         let mut buffer = [0u8; 4096];

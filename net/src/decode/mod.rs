@@ -411,7 +411,8 @@ pub fn payload<'a>(
             Err(issue) => out.issue = Some(issue),
         }
     }
-    if let Some(at) = find_marker(text, b"CEF:") {
+    let (cef_at, leef_at) = find_markers(text);
+    if let Some(at) = cef_at {
         match cef::decode(&text[at..], arena, fields) {
             Ok(source) => {
                 out.decoder = Some(Decoder::Cef);
@@ -422,7 +423,7 @@ pub fn payload<'a>(
             Err(issue) => out.issue = Some(issue),
         }
     }
-    if let Some(at) = find_marker(text, b"LEEF:") {
+    if let Some(at) = leef_at {
         match leef::decode(&text[at..], arena, fields) {
             Ok(source) => {
                 out.decoder = Some(Decoder::Leef);
@@ -469,27 +470,40 @@ fn trim_start(bytes: &[u8]) -> &[u8] {
     &bytes[start..]
 }
 
-/// Finds `marker` (`CEF:` or `LEEF:`) followed by a digit at the start of
-/// `text`, or after a space within the first [`MARKER_SEARCH_BYTES_MAX`]
-/// bytes. Anchors on `:` with memchr: a message has few colons before its
-/// payload, and this avoids building a substring searcher per call.
-fn find_marker(text: &[u8], marker: &[u8]) -> Option<usize> {
-    debug_assert_eq!(marker.last(), Some(&b':'));
-    let window = &text[..text.len().min(MARKER_SEARCH_BYTES_MAX + marker.len())];
-    let head = marker.len() - 1;
+/// Finds the payload markers `CEF:` and `LEEF:` followed by a digit, each
+/// at the start of `text` or after a space within the first
+/// [`MARKER_SEARCH_BYTES_MAX`] bytes: the first of each, in one pass.
+/// Anchors on `:` with memchr (a message has few colons before its
+/// payload) and tests the bytes before a colon directly, which rejects
+/// most colons on their first byte.
+fn find_markers(text: &[u8]) -> (Option<usize>, Option<usize>) {
+    let window = &text[..text.len().min(MARKER_SEARCH_BYTES_MAX + b"LEEF:".len())];
+    let mut leef = None;
     for colon in memchr::memchr_iter(b':', window) {
-        let Some(at) = colon.checked_sub(head) else {
-            continue;
-        };
-        if at > MARKER_SEARCH_BYTES_MAX || &text[at..=colon] != marker {
+        // Both markers end in `EF:`.
+        if colon < 3 || text[colon - 1] != b'F' || text[colon - 2] != b'E' {
             continue;
         }
-        let starts_token = at == 0 || text[at - 1] == b' ';
-        if starts_token && text.get(colon + 1).is_some_and(u8::is_ascii_digit) {
-            return Some(at);
+        if !text.get(colon + 1).is_some_and(u8::is_ascii_digit) {
+            continue;
+        }
+        let starts_token = |at: usize| at == 0 || text[at - 1] == b' ';
+        match text[colon - 3] {
+            b'C' if colon - 3 <= MARKER_SEARCH_BYTES_MAX && starts_token(colon - 3) => {
+                return (Some(colon - 3), leef);
+            }
+            b'E' if leef.is_none()
+                && colon >= 4
+                && text[colon - 4] == b'L'
+                && colon - 4 <= MARKER_SEARCH_BYTES_MAX
+                && starts_token(colon - 4) =>
+            {
+                leef = Some(colon - 4);
+            }
+            _ => {}
         }
     }
-    None
+    (None, leef)
 }
 
 /// Unescapes `raw` into the arena when it contains a backslash: `\` before
@@ -656,10 +670,36 @@ mod tests {
 
     #[test]
     fn markers_at_start_or_after_a_space() {
-        assert_eq!(find_marker(b"CEF:0|a", b"CEF:"), Some(0));
-        assert_eq!(find_marker(b"host CEF:1|a", b"CEF:"), Some(5));
-        assert_eq!(find_marker(b"xCEF:0|a", b"CEF:"), None);
-        assert_eq!(find_marker(b"CEF:x|a", b"CEF:"), None);
-        assert_eq!(find_marker(b"CEF:", b"CEF:"), None);
+        let cef = |text: &[u8]| find_markers(text).0;
+        let leef = |text: &[u8]| find_markers(text).1;
+        assert_eq!(cef(b"CEF:0|a"), Some(0));
+        assert_eq!(cef(b"host CEF:1|a"), Some(5));
+        assert_eq!(cef(b"xCEF:0|a"), None);
+        assert_eq!(cef(b"CEF:x|a"), None);
+        assert_eq!(cef(b"CEF:"), None);
+        assert_eq!(leef(b"LEEF:2.0|a"), Some(0));
+        assert_eq!(leef(b"h LEEF:1.0|a"), Some(2));
+        assert_eq!(leef(b"xLEEF:1.0|a"), None);
+        assert_eq!(leef(b"EEF:1.0|a"), None);
+        assert_eq!(cef(b"EEF:1.0|a"), None);
+        // Both present: the first of each, whichever comes first.
+        assert_eq!(
+            find_markers(b"LEEF:1.0|x CEF:0|y LEEF:2.0|z"),
+            (Some(11), Some(0))
+        );
+        assert_eq!(find_markers(b"CEF:0|y LEEF:2.0|z").0, Some(0));
+        // The window: a marker starting at the last allowed byte counts,
+        // one byte later does not.
+        let mut at_edge = vec![b'a'; MARKER_SEARCH_BYTES_MAX - 1];
+        at_edge.extend_from_slice(b" CEF:0|a");
+        assert_eq!(cef(&at_edge), Some(MARKER_SEARCH_BYTES_MAX));
+        let mut past = vec![b'a'; MARKER_SEARCH_BYTES_MAX];
+        past.extend_from_slice(b" CEF:0|a");
+        assert_eq!(cef(&past), None);
+        let mut leef_edge = vec![b'a'; MARKER_SEARCH_BYTES_MAX - 1];
+        leef_edge.extend_from_slice(b" LEEF:1.0|a");
+        assert_eq!(leef(&leef_edge), Some(MARKER_SEARCH_BYTES_MAX));
+        leef_edge.insert(0, b'a');
+        assert_eq!(leef(&leef_edge), None);
     }
 }

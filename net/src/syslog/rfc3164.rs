@@ -23,6 +23,20 @@ const MONTHS: [&[u8; 3]; 12] = [
     b"jan", b"feb", b"mar", b"apr", b"may", b"jun", b"jul", b"aug", b"sep", b"oct", b"nov", b"dec",
 ];
 
+/// The month (0-11) a three-letter name gives, in any case. Every byte of
+/// a month name is a letter, and `b | 0x20` equals a lowercase letter only
+/// for that letter in either case, so one OR and one compare of the packed
+/// bytes per month does what a case-insensitive compare does.
+fn month_of(name: &[u8]) -> Option<usize> {
+    let &[a, b, c] = name else {
+        return None;
+    };
+    let packed = u32::from_le_bytes([a, b, c, 0]) | 0x20_2020;
+    MONTHS
+        .iter()
+        .position(|m| u32::from_le_bytes([m[0], m[1], m[2], 0]) == packed)
+}
+
 /// Zone names seen after Cisco and BSD timestamps, with their offsets.
 const ZONES: [(&[u8], i32); 12] = [
     (b"UTC", 0),
@@ -330,11 +344,7 @@ fn is_shape_complete(line: &[u8], pos: usize) -> bool {
 
 /// `Mmm dd [yyyy ]hh:mm:ss[.fff][ ZONE]` at `pos`.
 fn bsd_at(line: &[u8], pos: usize, ctx: &ParseContext) -> Result<Option<(i64, usize)>, ParseError> {
-    let Some(month) = line.get(pos..pos + 3).and_then(|m| {
-        MONTHS
-            .iter()
-            .position(|name| m.eq_ignore_ascii_case(&name[..]))
-    }) else {
+    let Some(month) = line.get(pos..pos + 3).and_then(month_of) else {
         return Ok(None);
     };
     let mut at = pos + 3;
@@ -417,6 +427,37 @@ mod tests {
         now_ns: NOW_S * NS_PER_S,
         default_offset_s: 0,
     };
+
+    #[test]
+    fn month_names_in_any_case_and_nothing_else() {
+        use super::month_of;
+        for (i, name) in super::MONTHS.iter().enumerate() {
+            assert_eq!(month_of(&name[..]), Some(i));
+            assert_eq!(month_of(&name.to_ascii_uppercase()), Some(i));
+            let mut title = **name;
+            title[0] = title[0].to_ascii_uppercase();
+            assert_eq!(month_of(&title), Some(i));
+        }
+        // Every three-byte string that is no month name in any case: the
+        // OR trick must not let a non-letter through (`@` | 0x20 is a
+        // backquote, `J` | 0x20 is `j`).
+        let mut hits = 0;
+        for a in 0..=255u8 {
+            for b in 0..=255u8 {
+                for c in b"nbrylgptvcNBRYLGPTVC@.\x0e".iter().copied() {
+                    let text = [a, b, c];
+                    let want = super::MONTHS
+                        .iter()
+                        .position(|m| text.eq_ignore_ascii_case(&m[..]));
+                    assert_eq!(month_of(&text), want, "{text:?}");
+                    hits += usize::from(want.is_some());
+                }
+            }
+        }
+        assert_eq!(hits, 12 * 8);
+        assert_eq!(month_of(b"ja"), None);
+        assert_eq!(month_of(b"janu"), None);
+    }
 
     fn s(b: Option<&[u8]>) -> Option<&str> {
         b.map(|b| std::str::from_utf8(b).unwrap())

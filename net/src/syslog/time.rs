@@ -121,6 +121,15 @@ pub const YEAR_INFERENCE_FUTURE_S_MAX: i64 = 7 * S_PER_DAY;
 pub(crate) fn infer_year_ns(mut wall: WallTime, offset_s: i64, now_ns: i64) -> Option<i64> {
     let year_now = year_at(now_ns, offset_s);
     let latest_ns = now_ns.saturating_add(YEAR_INFERENCE_FUTURE_S_MAX * NS_PER_S);
+    // The usual case in one conversion: the date in the current year is
+    // not in the future, and the next year's is more than a (short) year
+    // later, so past `latest_ns` too.
+    wall.year = year_now;
+    if let Some(ns) = wall.to_unix_ns(offset_s) {
+        if ns <= latest_ns && ns.saturating_add(365 * S_PER_DAY * NS_PER_S) > latest_ns {
+            return Some(ns);
+        }
+    }
     for year in [year_now + 1, year_now, year_now - 1] {
         wall.year = year;
         match wall.to_unix_ns(offset_s) {
@@ -234,6 +243,47 @@ mod tests {
             infer_year_ns(wall(0, 3, 1, 0), 3600, now),
             Some(ns(2026, 3, 1, 0) - 3600 * NS_PER_S)
         );
+    }
+
+    /// The definition the fast path must agree with: of the next, current
+    /// and previous year, the most recent not past the future bound.
+    fn infer_year_by_definition(mut wall: WallTime, offset_s: i64, now_ns: i64) -> Option<i64> {
+        let year_now = year_at(now_ns, offset_s);
+        let latest_ns = now_ns + YEAR_INFERENCE_FUTURE_S_MAX * NS_PER_S;
+        [year_now + 1, year_now, year_now - 1]
+            .into_iter()
+            .find_map(|year| {
+                wall.year = year;
+                wall.to_unix_ns(offset_s).filter(|&ns| ns <= latest_ns)
+            })
+    }
+
+    #[test]
+    fn year_inference_fast_path_agrees_with_the_definition() {
+        // Receive times every 5 h 17 min over 2027-2029 (a leap year in
+        // the middle), each month's first, 28th, 29th and last day at two
+        // hours, and offsets on both sides of UTC.
+        let start = ns(2027, 1, 1, 0);
+        let end = ns(2029, 12, 31, 23);
+        let mut checked = 0;
+        for now in (start..end).step_by((5 * 3600 + 17 * 60) as usize * NS_PER_S as usize) {
+            for month in 1..=12 {
+                for day in [1, 28, 29, 30, 31] {
+                    for hour in [0, 23] {
+                        for offset_s in [-8 * 3600, 0, 9 * 3600 + 1800] {
+                            let w = wall(0, month, day, hour);
+                            assert_eq!(
+                                infer_year_ns(w, offset_s, now),
+                                infer_year_by_definition(w, offset_s, now),
+                                "{w:?} offset {offset_s} now {now}"
+                            );
+                            checked += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert!(checked > 1_000_000);
     }
 
     #[test]
