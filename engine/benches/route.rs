@@ -54,6 +54,19 @@ fn lines() -> Vec<(&'static str, Vec<u8>)> {
             "rfc5424_no_match",
             b"<165>1 2026-11-27T10:00:01.003Z mymachine.example.com evntslog - ID47 [exampleSDID@32473 iut=\"3\" eventSource=\"Application\"] An application event".to_vec(),
         ),
+        // Structured payloads: decoded, then aliased (and dataset-tagged).
+        (
+            "cef_firewall",
+            b"<134>Nov 27 10:00:01 fw-01 CEF:0|Palo Alto Networks|PAN-OS|10.2.4|TRAFFIC|end|3|rt=1795996800077 src=10.0.1.91 dst=100.116.138.55 spt=53262 dpt=443 proto=TCP act=allow suser=corp\\carol4 cs1Label=Rule cs1=allow-web cnt=1".to_vec(),
+        ),
+        (
+            "kv_fortigate",
+            b"<189>Nov 27 10:00:01 fgt-edge date=2026-11-27 time=10:00:01 devname=\"fgt-edge\" logid=\"0000000013\" type=\"traffic\" subtype=\"forward\" srcip=10.0.1.20 srcport=51234 dstip=93.184.216.34 dstport=443 action=\"accept\" service=\"HTTPS\" sentbyte=1200 rcvdbyte=5400".to_vec(),
+        ),
+        (
+            "json_cloudtrail",
+            b"<110>1 2026-11-27T10:00:01.028933Z audit-collector cloudtrail - - - {\"eventVersion\":\"1.08\",\"eventTime\":\"2026-11-27T10:00:01.028933Z\",\"eventSource\":\"s3.amazonaws.com\",\"eventName\":\"GetObject\",\"awsRegion\":\"eu-west-1\",\"sourceIPAddress\":\"10.0.1.69\",\"userIdentity\":{\"type\":\"IAMUser\",\"userName\":\"judy1\",\"accountId\":\"123456789012\"},\"requestID\":\"535ac5b25c93a248\",\"readOnly\":true}".to_vec(),
+        ),
     ]
 }
 

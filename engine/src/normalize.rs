@@ -15,47 +15,10 @@
 //! adds `event.dataset` for them, which the built-in log source table maps
 //! Sigma's cloud log sources onto.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasher, Hasher};
+use std::collections::{BTreeMap, HashMap};
 
 use shardwatch_net::fields::Fields;
-
-/// A small multiply-mix hasher for short field names: the alias lookup runs
-/// for every field of every structured event, where SipHash or a streaming
-/// xxh3 cost more than the rest of the lookup. The table is built from
-/// config and code, not from input, so flooding is not a concern.
-#[derive(Clone, Copy, Default)]
-pub struct NameHasher(u64);
-
-impl Hasher for NameHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for chunk in &mut chunks {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(chunk);
-            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word))
-                .wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-        for &b in chunks.remainder() {
-            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-/// Builds [`NameHasher`]s.
-#[derive(Clone, Copy, Default)]
-pub struct NameHasherBuilder;
-
-impl BuildHasher for NameHasherBuilder {
-    type Hasher = NameHasher;
-    fn build_hasher(&self) -> NameHasher {
-        NameHasher::default()
-    }
-}
+use shardwatch_rules::field::NameKey;
 
 /// The built-in aliases: (vendor name, common name).
 pub const BUILTIN_ALIASES: &[(&str, &str)] = &[
@@ -304,9 +267,77 @@ struct Entry {
     markers: Vec<(u64, MarkerValue)>,
 }
 
+/// Names to entries, looked up once per field of every structured event.
+/// Names of up to [`NameKey::BYTES_MAX`] bytes (nearly all) are found by
+/// their [`NameKey`] in an open-addressing table of (hash, entry) slots,
+/// which a miss usually leaves after one slot and one compare; longer ones
+/// in a hash map.
+struct NameTable {
+    /// (key hash, entry + 1; 0 for an empty slot), a power of two long.
+    slots: Vec<(u64, u32)>,
+    keys: Vec<NameKey>,
+    entries: Vec<Entry>,
+    long: HashMap<String, u32>,
+}
+
+impl NameTable {
+    fn new(map: BTreeMap<String, Entry>) -> NameTable {
+        let mut table = NameTable {
+            // At most a quarter full: probes stay short.
+            slots: vec![(0, 0); (map.len() * 4).next_power_of_two().max(16)],
+            keys: Vec::new(),
+            entries: Vec::new(),
+            long: HashMap::new(),
+        };
+        let mask = table.slots.len() - 1;
+        for (name, entry) in map {
+            let index = u32::try_from(table.entries.len()).expect("fewer than 2^32 aliases");
+            let key = NameKey::of(name.as_bytes());
+            match key {
+                Some(key) => {
+                    let hash = key.hash();
+                    let mut at = (hash >> 32) as usize & mask;
+                    while table.slots[at].1 != 0 {
+                        at = (at + 1) & mask;
+                    }
+                    table.slots[at] = (hash, index + 1);
+                }
+                None => {
+                    table.long.insert(name, index);
+                }
+            }
+            // Long names' places in `keys` are never compared.
+            table.keys.push(key.unwrap_or_default());
+            table.entries.push(entry);
+        }
+        table
+    }
+
+    #[inline]
+    fn get(&self, name: &str) -> Option<&Entry> {
+        let Some(key) = NameKey::of(name.as_bytes()) else {
+            return self.long.get(name).map(|&i| &self.entries[i as usize]);
+        };
+        let hash = key.hash();
+        let mask = self.slots.len() - 1;
+        let mut at = (hash >> 32) as usize & mask;
+        loop {
+            let (slot_hash, index) = self.slots[at];
+            if index == 0 {
+                return None;
+            }
+            let index = (index - 1) as usize;
+            if slot_hash == hash && self.keys[index].matches(&key) {
+                return Some(&self.entries[index]);
+            }
+            at = (at + 1) & mask;
+        }
+    }
+}
+
 /// The alias table in force.
 pub struct Aliases {
-    map: HashMap<String, Entry, NameHasherBuilder>,
+    map: NameTable,
     /// Per dataset of [`BUILTIN_DATASETS`] (when the built-in table is on):
     /// its name and the marker bits it needs.
     datasets: Vec<(&'static str, u64)>,
@@ -314,9 +345,8 @@ pub struct Aliases {
 
 impl Aliases {
     /// The built-in table (if `builtin`), then `overrides` on top.
-    pub fn new(builtin: bool, overrides: &std::collections::BTreeMap<String, String>) -> Aliases {
-        let mut map: HashMap<String, Entry, NameHasherBuilder> =
-            HashMap::with_hasher(NameHasherBuilder);
+    pub fn new(builtin: bool, overrides: &BTreeMap<String, String>) -> Aliases {
+        let mut map: BTreeMap<String, Entry> = BTreeMap::new();
         let mut datasets = Vec::new();
         if builtin {
             for (from, to) in BUILTIN_ALIASES {
@@ -342,12 +372,19 @@ impl Aliases {
             entry.common = (!to.is_empty()).then(|| to.clone());
         }
         map.retain(|_, entry| entry.common.is_some() || !entry.markers.is_empty());
-        Aliases { map, datasets }
+        Aliases {
+            map: NameTable::new(map),
+            datasets,
+        }
     }
 
     /// The number of aliased names.
     pub fn len(&self) -> usize {
-        self.map.values().filter(|e| e.common.is_some()).count()
+        self.map
+            .entries
+            .iter()
+            .filter(|e| e.common.is_some())
+            .count()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -391,6 +428,53 @@ impl Aliases {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn name_table_finds_every_name_and_nothing_else() {
+        let long = "a.field.name.longer.than.thirty-two.bytes";
+        assert!(long.len() > NameKey::BYTES_MAX);
+        let mut overrides: BTreeMap<String, String> = BTreeMap::new();
+        overrides.insert(long.into(), "x.long".into());
+        overrides.insert("y".into(), "x.short".into());
+        let aliases = Aliases::new(true, &overrides);
+        let mut names: Vec<String> = BUILTIN_ALIASES.iter().map(|(f, _)| f.to_string()).collect();
+        names.extend(
+            BUILTIN_DATASETS
+                .iter()
+                .flat_map(|(_, m)| m.iter().map(|(f, _)| f.to_string())),
+        );
+        names.push(long.into());
+        names.push("y".into());
+        for name in &names {
+            assert!(aliases.map.get(name).is_some(), "{name}");
+            // Near misses: one byte changed at each end, one longer, one
+            // shorter.
+            let mut changed = name.clone().into_bytes();
+            for at in [0, changed.len() - 1] {
+                let was = changed[at];
+                changed[at] = b'~';
+                let text = String::from_utf8(changed.clone()).unwrap();
+                assert_eq!(aliases.map.get(&text).is_some(), names.contains(&text));
+                changed[at] = was;
+            }
+            let longer = format!("{name}z");
+            assert_eq!(aliases.map.get(&longer).is_some(), names.contains(&longer));
+            let shorter = &name[..name.len() - 1];
+            assert_eq!(
+                aliases.map.get(shorter).is_some(),
+                names.iter().any(|n| n == shorter)
+            );
+        }
+        assert_eq!(
+            aliases.map.get(long).and_then(|e| e.common.as_deref()),
+            Some("x.long")
+        );
+        assert_eq!(
+            aliases.map.get("src").and_then(|e| e.common.as_deref()),
+            Some("source.ip")
+        );
+        assert!(aliases.map.get("").is_none());
+    }
 
     #[test]
     fn audit_formats_get_their_dataset() {

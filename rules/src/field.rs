@@ -492,19 +492,23 @@ const NAME_CACHE_ENTRIES: usize = 256;
 /// more is resolved afresh each time.
 const CACHED_LEAVES_MAX: usize = 2;
 
-/// A name of at most [`CACHED_NAME_BYTES_MAX`] bytes held in words: its
+/// A name of at most [`NameKey::BYTES_MAX`] bytes held in words: its
 /// length and overlapping loads that together cover every byte, so two
-/// keys are equal exactly when the names are.
+/// keys are equal exactly when the names are. Comparing two keys is five
+/// XORs; the engine's alias table looks names up by it too.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct NameKey {
+pub struct NameKey {
     len: u64,
     words: [u64; 4],
 }
 
 impl NameKey {
-    /// The key of `name`, or `None` if it is too long to cache.
+    /// The longest name a key holds.
+    pub const BYTES_MAX: usize = CACHED_NAME_BYTES_MAX;
+
+    /// The key of `name`, or `None` if it is longer than [`Self::BYTES_MAX`].
     #[inline]
-    fn of(name: &[u8]) -> Option<NameKey> {
+    pub fn of(name: &[u8]) -> Option<NameKey> {
         let len = name.len();
         let mut words = [0u64; 4];
         match len {
@@ -541,20 +545,27 @@ impl NameKey {
     /// stored word by word, which stalls on store forwarding (half the
     /// index's time in a profile).
     #[inline]
-    fn matches(&self, other: &NameKey) -> bool {
+    pub fn matches(&self, other: &NameKey) -> bool {
         let [a, b, c, d] = self.words;
         let [e, f, g, h] = other.words;
         ((a ^ e) | (b ^ f) | (c ^ g) | (d ^ h) | (self.len ^ other.len)) == 0
     }
 
-    /// The cache entry this key lives in.
+    /// A multiplicative hash of the key: take its top bits for a table
+    /// index.
     #[inline]
-    fn entry(&self) -> usize {
+    pub fn hash(&self) -> u64 {
         const K: u64 = 0x9E37_79B9_7F4A_7C15;
         let [a, b, c, d] = self.words;
         let mixed = a ^ b.rotate_left(17) ^ c.rotate_left(31) ^ d.rotate_left(47) ^ self.len;
-        // Top bits of a multiplicative hash: NAME_CACHE_ENTRIES (2^8) entries.
-        (mixed.wrapping_mul(K) >> (64 - NAME_CACHE_ENTRIES.trailing_zeros())) as usize
+        mixed.wrapping_mul(K)
+    }
+
+    /// The cache entry this key lives in.
+    #[inline]
+    fn entry(&self) -> usize {
+        // Top bits: NAME_CACHE_ENTRIES (2^8) entries.
+        (self.hash() >> (64 - NAME_CACHE_ENTRIES.trailing_zeros())) as usize
     }
 }
 
