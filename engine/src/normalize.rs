@@ -335,6 +335,18 @@ impl NameTable {
     }
 }
 
+/// A name's bit in a 128-bit filter of names: from its length and its
+/// first and last bytes.
+#[inline]
+fn name_bit(name: &str) -> u128 {
+    let bytes = name.as_bytes();
+    let (first, last) = match (bytes.first(), bytes.last()) {
+        (Some(&f), Some(&l)) => (usize::from(f), usize::from(l)),
+        _ => (0, 0),
+    };
+    1u128 << ((bytes.len() * 7 + first * 31 + last * 17) & 127)
+}
+
 /// The alias table in force.
 pub struct Aliases {
     map: NameTable,
@@ -398,14 +410,22 @@ impl Aliases {
     pub fn apply<'a>(&'a self, fields: &mut Fields<'a>) {
         let present = fields.len();
         let mut seen = 0u64;
+        // Names the event has, as a 128-bit filter: most common names are
+        // not there, which the filter says without reading every field.
+        let mut names = 0u128;
+        for &(name, _) in fields.as_slice() {
+            names |= name_bit(name);
+        }
         for i in 0..present {
             let (name, value) = fields.as_slice()[i];
             let Some(entry) = self.map.get(name) else {
                 continue;
             };
             if let Some(common) = &entry.common {
-                if fields.get(common).is_none() {
+                let bit = name_bit(common);
+                if names & bit == 0 || fields.get(common).is_none() {
                     fields.push(common.as_str(), value);
+                    names |= bit;
                 }
             }
             for &(bit, want) in &entry.markers {
@@ -632,6 +652,21 @@ mod tests {
             "the original stays"
         );
         assert_eq!(fields.len(), 5);
+        // Two vendor names for one common name: the first gives it, once.
+        let mut fields = Fields::new();
+        fields.push("src", b"10.0.0.1");
+        fields.push("SRC", b"10.0.0.2");
+        fields.push("sourceIPAddress", b"10.0.0.3");
+        aliases.apply(&mut fields);
+        assert_eq!(fields.get("source.ip"), Some(&b"10.0.0.1"[..]));
+        assert_eq!(
+            fields
+                .as_slice()
+                .iter()
+                .filter(|(n, _)| *n == "source.ip")
+                .count(),
+            1
+        );
     }
 
     #[test]

@@ -24,8 +24,6 @@
 //! It must not allocate (unescaped text goes to the arena) or interpret
 //! values.
 
-use memchr::memchr2;
-
 use super::{is_key_byte, unescape, Arena, DecodeIssue, SeenKeys, Source, KEY_BYTES_MAX};
 use crate::fields::Fields;
 
@@ -87,7 +85,7 @@ pub fn decode<'a>(
 fn unescaped_pipe(text: &[u8]) -> Option<usize> {
     let mut at = 0;
     loop {
-        let i = memchr2(b'|', b'\\', text.get(at..)?)?;
+        let i = super::find_byte2(b'|', b'\\', text.get(at..)?)?;
         if text[at + i] == b'|' {
             return Some(at + i);
         }
@@ -106,33 +104,50 @@ pub(crate) fn pairs<'a>(
 ) {
     let mut seen = SeenKeys::new(start);
     let mut at = 0;
+    // The key found by the last value's search (start, `=`), so that it is
+    // not read again.
+    let mut found: Option<(usize, usize)> = None;
     loop {
-        while text.get(at) == Some(&b' ') {
-            at += 1;
-        }
-        if at >= text.len() {
-            return;
-        }
-        // The key: key bytes up to `=`.
-        let key_len = text[at..]
-            .iter()
-            .take(KEY_BYTES_MAX + 1)
-            .take_while(|&&b| is_key_byte(b))
-            .count();
-        if key_len == 0 || key_len > KEY_BYTES_MAX || text.get(at + key_len) != Some(&b'=') {
-            // Not a pair: skip to the next key-shaped start.
-            match next_key_start(text, at) {
-                Some(next) => {
-                    at = next;
-                    continue;
-                }
-                None => return,
+        let key_len = match found.take() {
+            Some((key_start, eq)) => {
+                debug_assert_eq!(key_start, at);
+                eq - key_start
             }
-        }
+            None => {
+                while text.get(at) == Some(&b' ') {
+                    at += 1;
+                }
+                if at >= text.len() {
+                    return;
+                }
+                // The key: key bytes up to `=`.
+                let key_len = text[at..]
+                    .iter()
+                    .take(KEY_BYTES_MAX + 1)
+                    .take_while(|&&b| is_key_byte(b))
+                    .count();
+                if key_len == 0 || key_len > KEY_BYTES_MAX || text.get(at + key_len) != Some(&b'=')
+                {
+                    // Not a pair: skip to the next key-shaped start.
+                    match next_key_start(text, at) {
+                        Some(next) => {
+                            at = next.0;
+                            found = Some(next);
+                            continue;
+                        }
+                        None => return,
+                    }
+                }
+                key_len
+            }
+        };
         let key = &text[at..at + key_len];
         let value_start = at + key_len + 1;
         let (value_end, next) = match next_key_start(text, value_start) {
-            Some(next) => (next, next),
+            Some(next) => {
+                found = Some(next);
+                (next.0, next.0)
+            }
             None => (text.len(), text.len()),
         };
         let mut raw = &text[value_start..value_end.max(value_start)];
@@ -151,13 +166,13 @@ pub(crate) fn pairs<'a>(
     }
 }
 
-/// The start of the next ` key=` after `from`: the offset of the key's
-/// first byte. An `=` preceded by a backslash is escaped and does not
+/// The next ` key=` after `from`: the offsets of the key's first byte and
+/// of its `=`. An `=` preceded by a backslash is escaped and does not
 /// count.
-fn next_key_start(text: &[u8], from: usize) -> Option<usize> {
+fn next_key_start(text: &[u8], from: usize) -> Option<(usize, usize)> {
     let mut at = from;
     loop {
-        let i = memchr2(b'=', b'\\', text.get(at..)?)?;
+        let i = super::find_byte2(b'=', b'\\', text.get(at..)?)?;
         let eq = at + i;
         if text[eq] == b'\\' {
             at = eq + 2;
@@ -173,7 +188,7 @@ fn next_key_start(text: &[u8], from: usize) -> Option<usize> {
             && eq - key_start <= KEY_BYTES_MAX
             && text[key_start - 1] == b' '
         {
-            return Some(key_start);
+            return Some((key_start, eq));
         }
         at = eq + 1;
     }

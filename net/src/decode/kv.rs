@@ -26,7 +26,7 @@
 
 use memchr::{memchr, memchr2};
 
-use super::{is_key_byte, unescape, Arena, SeenKeys, KEY_BYTES_MAX};
+use super::{find_byte2, is_key_byte, unescape, Arena, SeenKeys, KEY_BYTES_MAX};
 use crate::fields::Fields;
 
 /// Fewest pairs for a message to count as key=value.
@@ -61,19 +61,10 @@ fn is_space(b: u8) -> bool {
     b == b' ' || b == b'\t'
 }
 
-/// Bytes scanned one at a time before handing a token to memchr: most
-/// values are short, and setting up a vector search costs more than
-/// reading them.
-const SHORT_TOKEN_BYTES: usize = 24;
-
 /// Length of the token at the start of `text`: up to the first space or
 /// tab, or all of it.
 fn token_len(text: &[u8]) -> usize {
-    let head = text.len().min(SHORT_TOKEN_BYTES);
-    if let Some(i) = text[..head].iter().position(|&b| is_space(b)) {
-        return i;
-    }
-    head + memchr2(b' ', b'\t', &text[head..]).unwrap_or(text.len() - head)
+    find_byte2(b' ', b'\t', text).unwrap_or(text.len())
 }
 
 /// Length of the key at the start of `text`, if it is followed by `sep`.
@@ -95,7 +86,10 @@ fn key_len(text: &[u8], sep: u8) -> Option<usize> {
 fn value(text: &[u8]) -> (&[u8], bool, usize) {
     if text.first() == Some(&b'"') {
         let mut at = 1;
-        while let Some(i) = text.get(at..).and_then(|rest| memchr2(b'"', b'\\', rest)) {
+        while let Some(i) = text
+            .get(at..)
+            .and_then(|rest| find_byte2(b'"', b'\\', rest))
+        {
             if text[at + i] == b'"' {
                 return (&text[1..at + i], true, at + i + 1);
             }

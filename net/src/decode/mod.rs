@@ -506,6 +506,33 @@ fn find_markers(text: &[u8]) -> (Option<usize>, Option<usize>) {
     (None, leef)
 }
 
+/// Bytes compared one at a time before a search is handed to memchr: most
+/// keys and values are short, and setting up a vector search costs more
+/// than reading them.
+const SHORT_SCAN_BYTES: usize = 24;
+
+/// `memchr(needle, hay)`, reading the first [`SHORT_SCAN_BYTES`] bytes
+/// directly.
+#[inline]
+pub(crate) fn find_byte(needle: u8, hay: &[u8]) -> Option<usize> {
+    let head = hay.len().min(SHORT_SCAN_BYTES);
+    if let Some(i) = hay[..head].iter().position(|&b| b == needle) {
+        return Some(i);
+    }
+    memchr::memchr(needle, &hay[head..]).map(|i| head + i)
+}
+
+/// `memchr2(a, b, hay)`, reading the first [`SHORT_SCAN_BYTES`] bytes
+/// directly.
+#[inline]
+pub(crate) fn find_byte2(a: u8, b: u8, hay: &[u8]) -> Option<usize> {
+    let head = hay.len().min(SHORT_SCAN_BYTES);
+    if let Some(i) = hay[..head].iter().position(|&x| x == a || x == b) {
+        return Some(i);
+    }
+    memchr::memchr2(a, b, &hay[head..]).map(|i| head + i)
+}
+
 /// Unescapes `raw` into the arena when it contains a backslash: `\` before
 /// a byte in `escapes` (given as pairs of escaped byte and result) becomes
 /// the result; any other backslash is kept as written. Without a backslash
@@ -515,7 +542,7 @@ pub(crate) fn unescape<'a>(
     escapes: &[(u8, u8)],
     arena: &mut Arena<'a>,
 ) -> Option<&'a [u8]> {
-    if memchr::memchr(b'\\', raw).is_none() {
+    if find_byte(b'\\', raw).is_none() {
         return Some(raw);
     }
     arena.fill(raw.len(), |buf| {
@@ -652,6 +679,22 @@ mod tests {
         assert_eq!(key_text("clé".as_bytes()), Some("clé"));
         assert_eq!(key_text(b""), Some(""));
         assert_eq!(key_text(b"a\xffb"), None);
+    }
+
+    #[test]
+    fn short_searches_agree_with_memchr() {
+        for len in 0..80 {
+            for at in 0..=len {
+                let mut hay = vec![b'x'; len];
+                if at < len {
+                    hay[at] = b'=';
+                }
+                let want = memchr::memchr(b'=', &hay);
+                assert_eq!(find_byte(b'=', &hay), want, "{len} {at}");
+                assert_eq!(find_byte2(b'=', b'\\', &hay), want, "{len} {at}");
+                assert_eq!(find_byte2(b'\\', b'=', &hay), want, "{len} {at}");
+            }
+        }
     }
 
     #[test]
