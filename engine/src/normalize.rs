@@ -410,22 +410,26 @@ impl Aliases {
     pub fn apply<'a>(&'a self, fields: &mut Fields<'a>) {
         let present = fields.len();
         let mut seen = 0u64;
-        // Names the event has, as a 128-bit filter: most common names are
-        // not there, which the filter says without reading every field.
-        let mut names = 0u128;
-        for &(name, _) in fields.as_slice() {
-            names |= name_bit(name);
-        }
+        // Names the event has, as a 128-bit filter made when the first
+        // aliased field is met: most common names are not there, which the
+        // filter says without reading every field.
+        let mut names: Option<u128> = None;
         for i in 0..present {
             let (name, value) = fields.as_slice()[i];
             let Some(entry) = self.map.get(name) else {
                 continue;
             };
             if let Some(common) = &entry.common {
+                let filter = names.get_or_insert_with(|| {
+                    fields
+                        .as_slice()
+                        .iter()
+                        .fold(0, |bits, &(name, _)| bits | name_bit(name))
+                });
                 let bit = name_bit(common);
-                if names & bit == 0 || fields.get(common).is_none() {
+                if *filter & bit == 0 || fields.get(common).is_none() {
                     fields.push(common.as_str(), value);
-                    names |= bit;
+                    *filter |= bit;
                 }
             }
             for &(bit, want) in &entry.markers {

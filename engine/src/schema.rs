@@ -8,14 +8,15 @@
 //! for the API; views merge the cores' snapshots.
 //!
 //! Cost on the hot path is kept small: an event with as many fields as
-//! the source's previous event is only counted, except one in
-//! [`CHECK_EVERY`], whose field names are fingerprinted; an event whose
+//! one of the source's last [`RECENT_LENS`] distinct field counts is only
+//! counted, except one in [`CHECK_EVERY`], whose field names are
+//! fingerprinted; an event whose
 //! set of field names this source has shown before only bumps the event
 //! count, except one in [`SAMPLE_EVERY`], which is fully observed (field
 //! counts, last seen, type inference). An event with a new set of names is
 //! fully observed when it is checked, so a new field is noticed on its
-//! first appearance when the field count changes, and within
-//! [`CHECK_EVERY`] events of that source otherwise. Field counts are therefore estimates
+//! first appearance when it brings a field count the source has not had
+//! lately, and within [`CHECK_EVERY`] events of that source otherwise. Field counts are therefore estimates
 //! (sampled, scaled) and say so in the output.
 //!
 //! Bounded: at most `sources_max` sources and `fields_max` fields per
@@ -34,6 +35,10 @@ pub const SAMPLE_EVERY: u64 = 64;
 /// An event with the same field count as the source's previous one has
 /// its field names fingerprinted only one time in this many.
 pub const CHECK_EVERY: u64 = 8;
+/// Distinct field counts remembered per source for the cheapest test (a
+/// source's messages usually come in a few shapes: sshd's failures,
+/// acceptances and disconnects).
+pub const RECENT_LENS: usize = 4;
 /// Field-set fingerprints remembered per source.
 const FINGERPRINTS_MAX: usize = 64;
 
@@ -64,9 +69,13 @@ pub struct SourceSchema {
     pub fields: BTreeMap<String, FieldSchema>,
     #[serde(skip)]
     fingerprints: Vec<u64>,
-    /// Field count of the last event, for the cheapest "nothing new" test.
+    /// The last distinct field counts, for the cheapest "nothing new" test
+    /// (`u32::MAX` for none yet).
     #[serde(skip)]
-    last_len: usize,
+    recent_lens: [u32; RECENT_LENS],
+    /// Where the next new count goes in `recent_lens`.
+    #[serde(skip)]
+    recent_next: usize,
     pub fields_overflow: u64,
 }
 
@@ -201,18 +210,23 @@ impl SchemaRegistry {
                 last_seen_ns: time_ns,
                 fields: BTreeMap::new(),
                 fingerprints: Vec::new(),
-                last_len: usize::MAX,
+                recent_lens: [u32::MAX; RECENT_LENS],
+                recent_next: 0,
                 fields_overflow: 0,
             }),
         };
         schema.events += 1;
         schema.last_seen_ns = schema.last_seen_ns.max(time_ns);
-        // Cheapest path: same field count as the last event of this source,
-        // and not one of the events checked in full. A new field set with
-        // the same count is still noticed within CHECK_EVERY events.
-        let same_len = fields.len() == schema.last_len;
-        schema.last_len = fields.len();
-        if same_len && schema.events % CHECK_EVERY != 0 && schema.events % SAMPLE_EVERY != 0 {
+        // Cheapest path: a field count this source had lately, and not one
+        // of the events checked in full. A new field set with such a count
+        // is still noticed within CHECK_EVERY events.
+        let len = u32::try_from(fields.len()).unwrap_or(u32::MAX - 1);
+        let recent = schema.recent_lens.contains(&len);
+        if !recent {
+            schema.recent_lens[schema.recent_next] = len;
+            schema.recent_next = (schema.recent_next + 1) % RECENT_LENS;
+        }
+        if recent && schema.events % CHECK_EVERY != 0 && schema.events % SAMPLE_EVERY != 0 {
             return;
         }
         let fingerprint = names_fingerprint(fields);
@@ -454,6 +468,37 @@ mod tests {
         assert_eq!(s.fields["NEW"].since_version, 2);
         assert_eq!(s.fields["DPT"].conflicts.get("string"), Some(&1));
         assert_eq!(r.type_conflicts, 1);
+    }
+
+    #[test]
+    fn new_shapes_are_noticed_at_once_or_within_check_every() {
+        let mut r = SchemaRegistry::new(10, 100);
+        let src = SourceId::HostApp(b"bastion", b"sshd");
+        let two = fields(&[("user", "a"), ("src", "1.2.3.4")]);
+        let three = fields(&[("user", "a"), ("src", "1.2.3.4"), ("port", "22")]);
+        // Two shapes in turn: both counts stay recent.
+        for t in 0..40 {
+            r.observe(src, if t % 2 == 0 { &two } else { &three }, t);
+        }
+        let version = r.snapshot()[0].version;
+        assert_eq!(version, 2);
+        // A new field with a count not seen lately: noticed on its first event.
+        let four = fields(&[
+            ("user", "a"),
+            ("src", "1.2.3.4"),
+            ("port", "22"),
+            ("k", "v"),
+        ]);
+        r.observe(src, &four, 40);
+        assert!(r.snapshot()[0].fields.contains_key("k"));
+        // A new field set with a recent count: within CHECK_EVERY events.
+        let other_two = fields(&[("user", "a"), ("method", "publickey")]);
+        for t in 0..CHECK_EVERY as i64 {
+            r.observe(src, &other_two, 41 + t);
+        }
+        let snap = r.snapshot();
+        assert!(snap[0].fields.contains_key("method"));
+        assert_eq!(snap[0].events, 41 + CHECK_EVERY);
     }
 
     #[test]
