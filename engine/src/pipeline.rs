@@ -245,6 +245,23 @@ impl Pipeline {
         if let Some(issue) = parsed.issue {
             sink.flagged(issue.as_str());
         }
+        // The schema registry counts the event after the rules have run;
+        // its slot for the source is fetched from memory meanwhile.
+        let schema_source = self.registry.as_ref().map(|registry| {
+            let source = match (parsed.source, parsed.decoder) {
+                (Some(source), Some(Decoder::Leef)) => {
+                    SourceId::Vendor("leef", source.vendor, source.product)
+                }
+                (Some(source), _) => SourceId::Vendor("cef", source.vendor, source.product),
+                (None, _) => SourceId::HostApp(
+                    message.hostname.unwrap_or(b"-"),
+                    message.app_name.or(message.cisco_mnemonic).unwrap_or(b"-"),
+                ),
+            };
+            let key = source.key();
+            registry.prefetch(key);
+            (source, key)
+        });
         // Structured payloads carry vendor names; give rules the common
         // names beside them. Free-text rows already emit common names.
         if matches!(
@@ -292,19 +309,6 @@ impl Pipeline {
         if fields.overflow > 0 {
             sink.flagged("fields_overflow");
         }
-        if let Some(registry) = self.registry.as_mut() {
-            let source = match (parsed.source, parsed.decoder) {
-                (Some(source), Some(Decoder::Leef)) => {
-                    SourceId::Vendor("leef", source.vendor, source.product)
-                }
-                (Some(source), _) => SourceId::Vendor("cef", source.vendor, source.product),
-                (None, _) => SourceId::HostApp(
-                    message.hostname.unwrap_or(b"-"),
-                    message.app_name.or(message.cisco_mnemonic).unwrap_or(b"-"),
-                ),
-            };
-            registry.observe(source, fields.as_slice(), time_ns);
-        }
         let mut event = Event {
             time_ns,
             fields: fields.as_slice(),
@@ -313,6 +317,9 @@ impl Pipeline {
         };
         self.rules
             .evaluate(&event, &mut self.scratch, &mut self.matched);
+        if let (Some(registry), Some((source, key))) = (self.registry.as_mut(), schema_source) {
+            registry.observe_keyed(key, source, fields.as_slice(), time_ns);
+        }
         if self.matched.is_empty() {
             return Some(event.time_ns);
         }

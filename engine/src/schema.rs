@@ -23,7 +23,7 @@
 //! source; what does not fit is counted (`sources_overflow`,
 //! `fields_overflow`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
@@ -67,46 +67,65 @@ pub struct SourceSchema {
     pub first_seen_ns: i64,
     pub last_seen_ns: i64,
     pub fields: BTreeMap<String, FieldSchema>,
+    /// Every field-set fingerprint remembered (the newest few are also
+    /// in the source's slot).
     #[serde(skip)]
     fingerprints: Vec<u64>,
-    /// The last distinct field counts, for the cheapest "nothing new" test
-    /// (`u32::MAX` for none yet).
-    #[serde(skip)]
-    recent_lens: [u32; RECENT_LENS],
-    /// Where the next new count goes in `recent_lens`.
-    #[serde(skip)]
-    recent_next: usize,
     pub fields_overflow: u64,
 }
 
-/// Source keys are xxh3 hashes already: the map uses them as they are
-/// instead of hashing them again with SipHash on every event.
-#[derive(Debug, Default, Clone, Copy)]
-struct KeyIsHash(u64);
+/// Field-set fingerprints kept in a source's slot.
+const SLOT_FINGERPRINTS: usize = 3;
+/// `Slot::index` of an empty slot.
+const EMPTY: u32 = u32::MAX;
 
-impl std::hash::Hasher for KeyIsHash {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        // Only u64 keys are hashed; fold anything else in, to stay correct.
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-
-    fn write_u64(&mut self, value: u64) {
-        self.0 = value;
-    }
+/// What every event of a source touches, in one cache line: the source's
+/// key, its event count and last time, and the field counts and field-set
+/// fingerprints it had lately. The rest of the source's schema is read
+/// only for the events checked in full. The pipeline prefetches the slot
+/// as soon as the header is parsed ([`SchemaRegistry::prefetch`]), so
+/// that the line has arrived when the event is counted.
+#[derive(Debug, Clone, Copy)]
+#[repr(C, align(64))]
+struct Slot {
+    key: u64,
+    events: u64,
+    last_seen_ns: i64,
+    recent_fingerprints: [u64; SLOT_FINGERPRINTS],
+    /// Field counts (saturated at `u16::MAX - 1`; `u16::MAX` for none yet).
+    recent_lens: [u16; RECENT_LENS],
+    /// The source's place in `SchemaRegistry::sources`, or [`EMPTY`].
+    index: u32,
+    next_len: u8,
+    next_fingerprint: u8,
 }
 
-type SourceMap = HashMap<u64, SourceSchema, std::hash::BuildHasherDefault<KeyIsHash>>;
+const _: () = assert!(std::mem::size_of::<Slot>() == 64);
+
+const EMPTY_SLOT: Slot = Slot {
+    key: 0,
+    events: 0,
+    last_seen_ns: 0,
+    recent_fingerprints: [0; SLOT_FINGERPRINTS],
+    recent_lens: [u16::MAX; RECENT_LENS],
+    index: EMPTY,
+    next_len: 0,
+    next_fingerprint: 0,
+};
+
+/// A source's key: its identity hashed once per event, for
+/// [`SchemaRegistry::prefetch`] and [`SchemaRegistry::observe_keyed`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SourceKey(u64);
 
 /// One core's registry.
 #[derive(Debug)]
 pub struct SchemaRegistry {
-    sources: SourceMap,
+    /// Open addressing with linear probing on the key's low bits (keys are
+    /// xxh3 hashes already); at most half full, a power of two long.
+    slots: Vec<Slot>,
+    /// The full schemas, in order of first appearance.
+    sources: Vec<SourceSchema>,
     sources_max: usize,
     fields_max: usize,
     pub sources_overflow: u64,
@@ -125,13 +144,13 @@ pub enum SourceId<'a> {
 impl SourceId<'_> {
     /// One-shot hashes (streaming xxh3 costs more to set up than these
     /// short inputs take to hash).
-    fn key(&self) -> u64 {
-        match self {
+    pub fn key(&self) -> SourceKey {
+        SourceKey(match self {
             SourceId::HostApp(host, app) => xxh3_64_with_seed(app, xxh3_64(host)),
             SourceId::Vendor(kind, vendor, product) => {
                 xxh3_64_with_seed(product, xxh3_64_with_seed(vendor, xxh3_64(kind.as_bytes())))
             }
-        }
+        })
     }
 
     fn name(&self) -> String {
@@ -184,7 +203,8 @@ fn name_word(b: &[u8]) -> u64 {
 impl SchemaRegistry {
     pub fn new(sources_max: usize, fields_max: usize) -> Self {
         SchemaRegistry {
-            sources: SourceMap::default(),
+            slots: vec![EMPTY_SLOT; 64],
+            sources: Vec::new(),
             sources_max: sources_max.max(1),
             fields_max: fields_max.max(1),
             sources_overflow: 0,
@@ -192,17 +212,75 @@ impl SchemaRegistry {
         }
     }
 
+    /// Where `key` is, or the empty slot where it would go.
+    #[inline]
+    fn probe(&self, key: u64) -> usize {
+        let mask = self.slots.len() - 1;
+        let mut at = key as usize & mask;
+        loop {
+            let slot = &self.slots[at];
+            if slot.index == EMPTY || slot.key == key {
+                return at;
+            }
+            at = (at + 1) & mask;
+        }
+    }
+
+    /// Asks the CPU to bring `key`'s slot into the cache (its first probe
+    /// position, where nearly every key is found). Nothing else happens.
+    #[inline]
+    pub fn prefetch(&self, key: SourceKey) {
+        let at = key.0 as usize & (self.slots.len() - 1);
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            let ptr = self.slots[at..].as_ptr().cast::<i8>();
+            // SAFETY: a prefetch reads nothing and cannot fault; the
+            // pointer is to a live slot anyway.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(ptr) };
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = at;
+    }
+
+    /// Doubles the slot table and places every source again.
+    fn grow(&mut self) {
+        let doubled = vec![EMPTY_SLOT; self.slots.len() * 2];
+        let old = std::mem::replace(&mut self.slots, doubled);
+        for slot in old.into_iter().filter(|s| s.index != EMPTY) {
+            let at = self.probe(slot.key);
+            self.slots[at] = slot;
+        }
+    }
+
     /// Records one event of `source` with `fields` at `time_ns`.
     pub fn observe(&mut self, source: SourceId<'_>, fields: &[(&str, &[u8])], time_ns: i64) {
-        let key = source.key();
-        let sources_full = self.sources.len() >= self.sources_max;
-        let schema = match self.sources.entry(key) {
-            std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
-            std::collections::hash_map::Entry::Vacant(_) if sources_full => {
+        self.observe_keyed(source.key(), source, fields, time_ns);
+    }
+
+    /// [`SchemaRegistry::observe`] with the source's key already made
+    /// (`key` must be `source.key()`).
+    pub fn observe_keyed(
+        &mut self,
+        key: SourceKey,
+        source: SourceId<'_>,
+        fields: &[(&str, &[u8])],
+        time_ns: i64,
+    ) {
+        debug_assert_eq!(key, source.key());
+        let key = key.0;
+        let mut at = self.probe(key);
+        if self.slots[at].index == EMPTY {
+            if self.sources.len() >= self.sources_max {
                 self.sources_overflow += 1;
                 return;
             }
-            std::collections::hash_map::Entry::Vacant(entry) => entry.insert(SourceSchema {
+            if (self.sources.len() + 1) * 2 > self.slots.len() {
+                self.grow();
+                at = self.probe(key);
+            }
+            let index = u32::try_from(self.sources.len()).unwrap_or(EMPTY - 1);
+            self.sources.push(SourceSchema {
                 source: source.name(),
                 version: 0,
                 events: 0,
@@ -210,28 +288,46 @@ impl SchemaRegistry {
                 last_seen_ns: time_ns,
                 fields: BTreeMap::new(),
                 fingerprints: Vec::new(),
-                recent_lens: [u32::MAX; RECENT_LENS],
-                recent_next: 0,
                 fields_overflow: 0,
-            }),
-        };
-        schema.events += 1;
-        schema.last_seen_ns = schema.last_seen_ns.max(time_ns);
+            });
+            self.slots[at] = Slot {
+                key,
+                index,
+                last_seen_ns: time_ns,
+                ..EMPTY_SLOT
+            };
+        }
+        let slot = &mut self.slots[at];
+        slot.events += 1;
+        slot.last_seen_ns = slot.last_seen_ns.max(time_ns);
+        let events = slot.events;
         // Cheapest path: a field count this source had lately, and not one
         // of the events checked in full. A new field set with such a count
         // is still noticed within CHECK_EVERY events.
-        let len = u32::try_from(fields.len()).unwrap_or(u32::MAX - 1);
-        let recent = schema.recent_lens.contains(&len);
+        let len = u16::try_from(fields.len()).map_or(u16::MAX - 1, |n| n.min(u16::MAX - 1));
+        let recent = slot.recent_lens.contains(&len);
         if !recent {
-            schema.recent_lens[schema.recent_next] = len;
-            schema.recent_next = (schema.recent_next + 1) % RECENT_LENS;
+            slot.recent_lens[usize::from(slot.next_len)] = len;
+            slot.next_len = (slot.next_len + 1) % RECENT_LENS as u8;
         }
-        if recent && schema.events % CHECK_EVERY != 0 && schema.events % SAMPLE_EVERY != 0 {
+        if recent && !events.is_multiple_of(CHECK_EVERY) && !events.is_multiple_of(SAMPLE_EVERY) {
             return;
         }
         let fingerprint = names_fingerprint(fields);
-        let known = schema.fingerprints.contains(&fingerprint);
-        if known && schema.events % SAMPLE_EVERY != 0 {
+        let sampled = events.is_multiple_of(SAMPLE_EVERY);
+        // An empty place holds 0, the fingerprint of no fields: such an
+        // event has nothing to register anyway.
+        let in_slot = slot.recent_fingerprints.contains(&fingerprint);
+        if in_slot && !sampled {
+            return;
+        }
+        if !in_slot {
+            slot.recent_fingerprints[usize::from(slot.next_fingerprint)] = fingerprint;
+            slot.next_fingerprint = (slot.next_fingerprint + 1) % SLOT_FINGERPRINTS as u8;
+        }
+        let schema = &mut self.sources[slot.index as usize];
+        let known = in_slot || schema.fingerprints.contains(&fingerprint);
+        if known && !sampled {
             return;
         }
         if !known {
@@ -285,7 +381,12 @@ impl SchemaRegistry {
 
     /// The sources as they stand, sorted by name.
     pub fn snapshot(&self) -> Vec<SourceSchema> {
-        let mut out: Vec<SourceSchema> = self.sources.values().cloned().collect();
+        let mut out: Vec<SourceSchema> = self.sources.clone();
+        for slot in self.slots.iter().filter(|s| s.index != EMPTY) {
+            let schema = &mut out[slot.index as usize];
+            schema.events = slot.events;
+            schema.last_seen_ns = slot.last_seen_ns;
+        }
         out.sort_by(|a, b| a.source.cmp(&b.source));
         out
     }
@@ -499,6 +600,37 @@ mod tests {
         let snap = r.snapshot();
         assert!(snap[0].fields.contains_key("method"));
         assert_eq!(snap[0].events, 41 + CHECK_EVERY);
+    }
+
+    #[test]
+    fn thousands_of_sources_grow_the_table_and_keep_their_counts() {
+        let mut r = SchemaRegistry::new(5_000, 10);
+        let hosts: Vec<String> = (0..3_000).map(|i| format!("host-{i}")).collect();
+        for round in 0..3 {
+            for (i, host) in hosts.iter().enumerate() {
+                // Each source's own number of events: 1 + i % 3 per round.
+                for _ in 0..=(i % 3) {
+                    r.observe(
+                        SourceId::HostApp(host.as_bytes(), b"app"),
+                        &fields(&[("k", "v")]),
+                        round,
+                    );
+                }
+            }
+        }
+        assert_eq!(r.source_count(), 3_000);
+        assert!(r.slots.len() >= 6_000 && r.slots.len().is_power_of_two());
+        let snap = r.snapshot();
+        for (i, host) in hosts.iter().enumerate() {
+            let schema = snap
+                .iter()
+                .find(|s| s.source == format!("{host}/app"))
+                .expect("every source kept");
+            assert_eq!(schema.events, 3 * (1 + i as u64 % 3), "{host}");
+            assert_eq!(schema.last_seen_ns, 2);
+            assert_eq!(schema.first_seen_ns, 0);
+            assert!(schema.fields.contains_key("k"));
+        }
     }
 
     #[test]
