@@ -114,6 +114,26 @@ pub struct Table {
     wildcard_first: [bool; 256],
     /// Rows that apply to every app.
     general: Vec<u16>,
+    /// Per entry of `exact`: its name's length, first and last bytes
+    /// packed, so that the search compares names only when these agree.
+    exact_keys: Vec<u32>,
+    /// Per row: the first byte its prefix needs, or [`ANY_FIRST`] for a
+    /// pattern that starts with a capture. Rows whose first byte the
+    /// message does not start with are passed over without reading them.
+    row_first: Vec<u16>,
+}
+
+/// `Table::row_first` of a row without a literal prefix.
+const ANY_FIRST: u16 = 256;
+
+/// An app name's length, first and last bytes, packed.
+fn app_key(name: &[u8]) -> u32 {
+    match (name.first(), name.last()) {
+        (Some(&first), Some(&last)) => {
+            (name.len().min(0xffff) as u32) << 16 | u32::from(first) << 8 | u32::from(last)
+        }
+        _ => 0,
+    }
 }
 
 struct CompiledRow {
@@ -375,12 +395,19 @@ impl Table {
                 }
             }
         }
+        let exact_keys = exact.iter().map(|(name, _)| app_key(name)).collect();
+        let row_first = compiled
+            .iter()
+            .map(|row| row.prefix.first().map_or(ANY_FIRST, |&b| u16::from(b)))
+            .collect();
         Table {
             rows: compiled,
             exact,
             wildcard_rows,
             wildcard_first,
             general,
+            exact_keys,
+            row_first,
         }
     }
 
@@ -399,7 +426,13 @@ impl Table {
         // One scratch list for all rows: zeroing it per row costs more than
         // matching most rows.
         let mut found = Found::default();
-        if let Some((_, rows)) = self.exact.iter().find(|(name, _)| same_bytes(name, app)) {
+        let key = app_key(app);
+        let exact = self
+            .exact_keys
+            .iter()
+            .zip(&self.exact)
+            .find(|&(&k, (name, _))| k == key && same_bytes(name, app));
+        if let Some((_, (_, rows))) = exact {
             return self.first_match(rows.iter().copied(), message, &mut found, out);
         }
         // Apps named only by wildcard entries (Cisco mnemonics): the rows
@@ -437,7 +470,12 @@ impl Table {
         found: &mut Found<'a>,
         out: &mut Fields<'a>,
     ) -> Option<&'static str> {
+        let first = message.first().map_or(ANY_FIRST, |&b| u16::from(b));
         for i in rows {
+            let need = self.row_first[usize::from(i)];
+            if need != ANY_FIRST && need != first {
+                continue;
+            }
             let row = &self.rows[usize::from(i)];
             found.len = 0;
             let Some(end) = match_row(row, message, found) else {
