@@ -178,7 +178,7 @@ fn after_space(line: &[u8], pos: usize) -> Option<usize> {
 /// The token (up to the next space or the end) at `pos`.
 fn token(line: &[u8], pos: usize) -> &[u8] {
     let rest = line.get(pos..).unwrap_or_default();
-    &rest[..memchr(b' ', rest).unwrap_or(rest.len())]
+    &rest[..crate::decode::find_byte(b' ', rest).unwrap_or(rest.len())]
 }
 
 /// `000123: ` — a leading sequence number; returns the digits and the

@@ -2,7 +2,7 @@
 //! and the structured data are validated; any violation is an error naming
 //! the offset.
 
-use memchr::{memchr, memchr2};
+use memchr::memchr2;
 
 use super::{
     digits, parse_rfc3339, strip_bom, Format, ParseContext, ParseError, ParseErrorReason,
@@ -84,7 +84,7 @@ fn header_field(
     len_max: usize,
 ) -> Result<(Option<&[u8]>, usize), ParseError> {
     let rest = line.get(pos..).unwrap_or_default();
-    let Some(len) = memchr(b' ', rest) else {
+    let Some(len) = crate::decode::find_byte(b' ', rest) else {
         return Err(ParseError::new(ParseErrorReason::BadHeader, line.len()));
     };
     let field = &rest[..len];

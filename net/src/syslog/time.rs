@@ -97,9 +97,24 @@ impl WallTime {
 }
 
 /// The year of the wall clock at `offset_s` east of UTC at instant `now_ns`.
+/// The last day asked about and its year are kept per thread: lines
+/// arrive with receive times of the same day, one after another.
 fn year_at(now_ns: i64, offset_s: i64) -> i64 {
+    use std::cell::Cell;
+    thread_local! {
+        static LAST_DAY: Cell<(i64, i64)> = const { Cell::new((i64::MIN, 0)) };
+    }
     let local_s = now_ns.div_euclid(NS_PER_S).saturating_add(offset_s);
-    civil_from_days(local_s.div_euclid(S_PER_DAY)).0
+    let day = local_s.div_euclid(S_PER_DAY);
+    LAST_DAY.with(|last| {
+        let (last_day, year) = last.get();
+        if last_day == day {
+            return year;
+        }
+        let year = civil_from_days(day).0;
+        last.set((day, year));
+        year
+    })
 }
 
 /// How far after the receive time a year-less timestamp may land before the
@@ -284,6 +299,23 @@ mod tests {
             }
         }
         assert!(checked > 1_000_000);
+    }
+
+    #[test]
+    fn remembered_year_is_the_year_of_each_day_asked() {
+        // Back and forth across New Year and across offsets: the kept day
+        // must never answer for another day.
+        let new_year = ns(2027, 1, 1, 0);
+        for step in [-1i64, 1, -3_600, 3_600, -86_399, 86_401] {
+            for offset_s in [-12 * 3600, 0, 14 * 3600] {
+                for k in -5..5 {
+                    let now = new_year + (k * step).abs() * NS_PER_S * step.signum();
+                    let local_s = now.div_euclid(NS_PER_S) + offset_s;
+                    let want = civil_from_days(local_s.div_euclid(S_PER_DAY)).0;
+                    assert_eq!(year_at(now, offset_s), want, "{now} {offset_s}");
+                }
+            }
+        }
     }
 
     #[test]
