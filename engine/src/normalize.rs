@@ -263,6 +263,8 @@ pub const BUILTIN_DATASETS: &[(&str, &[DatasetMarker])] = &[
 struct Entry {
     /// The common name it is aliased to.
     common: Option<String>,
+    /// `name_bit` of the common name.
+    common_bit: u128,
     /// Dataset markers it is: (bit, what the value must be).
     markers: Vec<(u64, MarkerValue)>,
 }
@@ -308,37 +310,56 @@ impl NameTable {
             }
             // Long names' places in `keys` are never compared.
             table.keys.push(key.unwrap_or_default());
-            table.entries.push(entry);
+            table.entries.push(Entry {
+                common_bit: entry.common.as_deref().map_or(0, name_bit),
+                ..entry
+            });
         }
         table
     }
 
-    #[inline]
+    #[cfg(test)]
     fn get(&self, name: &str) -> Option<&Entry> {
+        self.find(name).1.map(|i| &self.entries[i])
+    }
+
+    /// The name's bit in an event's name filter ([`name_bit`]) and its
+    /// entry's index, from one reading of the name.
+    #[inline]
+    fn find(&self, name: &str) -> (u128, Option<usize>) {
         let Some(key) = NameKey::of(name.as_bytes()) else {
-            return self.long.get(name).map(|&i| &self.entries[i as usize]);
+            let index = self.long.get(name).map(|&i| i as usize);
+            return (long_name_bit(name), index);
         };
         let hash = key.hash();
+        let bit = 1u128 << (hash >> 57);
         let mask = self.slots.len() - 1;
         let mut at = (hash >> 32) as usize & mask;
         loop {
             let (slot_hash, index) = self.slots[at];
             if index == 0 {
-                return None;
+                return (bit, None);
             }
             let index = (index - 1) as usize;
             if slot_hash == hash && self.keys[index].matches(&key) {
-                return Some(&self.entries[index]);
+                return (bit, Some(index));
             }
             at = (at + 1) & mask;
         }
     }
 }
 
-/// A name's bit in a 128-bit filter of names: from its length and its
-/// first and last bytes.
-#[inline]
+/// A name's bit in a 128-bit filter of an event's names: the top seven
+/// bits of its [`NameKey`] hash (made anyway for the table lookup), or for
+/// a longer name a mix of its length and first and last bytes.
 fn name_bit(name: &str) -> u128 {
+    match NameKey::of(name.as_bytes()) {
+        Some(key) => 1u128 << (key.hash() >> 57),
+        None => long_name_bit(name),
+    }
+}
+
+fn long_name_bit(name: &str) -> u128 {
     let bytes = name.as_bytes();
     let (first, last) = match (bytes.first(), bytes.last()) {
         (Some(&f), Some(&l)) => (usize::from(f), usize::from(l)),
@@ -346,6 +367,10 @@ fn name_bit(name: &str) -> u128 {
     };
     1u128 << ((bytes.len() * 7 + first * 31 + last * 17) & 127)
 }
+
+/// Aliased fields one event may add in the fast path; more are checked
+/// one by one as they are met.
+const PENDING_MAX: usize = 32;
 
 /// The alias table in force.
 pub struct Aliases {
@@ -410,32 +435,52 @@ impl Aliases {
     pub fn apply<'a>(&'a self, fields: &mut Fields<'a>) {
         let present = fields.len();
         let mut seen = 0u64;
-        // Names the event has, as a 128-bit filter made when the first
-        // aliased field is met: most common names are not there, which the
-        // filter says without reading every field.
-        let mut names: Option<u128> = None;
+        // Names the event has, as a 128-bit filter made while the names
+        // are looked up: most common names are not there, which the filter
+        // says without reading every field. The common names are added
+        // after the pass, in field order, once the filter holds every name.
+        let mut names = 0u128;
+        let mut pending = [(0u16, 0u16); PENDING_MAX];
+        let mut pending_len = 0;
+        // The first aliased field that did not fit in `pending`: it and
+        // the aliased fields after it are looked up again after the pass.
+        let mut overflow_from = present;
         for i in 0..present {
             let (name, value) = fields.as_slice()[i];
-            let Some(entry) = self.map.get(name) else {
+            let (bit, index) = self.map.find(name);
+            names |= bit;
+            let Some(index) = index else {
                 continue;
             };
-            if let Some(common) = &entry.common {
-                let filter = names.get_or_insert_with(|| {
-                    fields
-                        .as_slice()
-                        .iter()
-                        .fold(0, |bits, &(name, _)| bits | name_bit(name))
-                });
-                let bit = name_bit(common);
-                if *filter & bit == 0 || fields.get(common).is_none() {
-                    fields.push(common.as_str(), value);
-                    *filter |= bit;
+            let entry = &self.map.entries[index];
+            if entry.common.is_some() && overflow_from == present {
+                match (u16::try_from(i), u16::try_from(index)) {
+                    (Ok(field), Ok(entry)) if pending_len < PENDING_MAX => {
+                        pending[pending_len] = (field, entry);
+                        pending_len += 1;
+                    }
+                    _ => overflow_from = i,
                 }
             }
             for &(bit, want) in &entry.markers {
                 if want.admits(value) {
                     seen |= bit;
                 }
+            }
+        }
+        for &(field, entry) in &pending[..pending_len] {
+            let value = fields.as_slice()[usize::from(field)].1;
+            self.add_common(
+                fields,
+                &self.map.entries[usize::from(entry)],
+                value,
+                &mut names,
+            );
+        }
+        for i in overflow_from..present {
+            let (name, value) = fields.as_slice()[i];
+            if let (_, Some(index)) = self.map.find(name) {
+                self.add_common(fields, &self.map.entries[index], value, &mut names);
             }
         }
         if seen == 0 {
@@ -445,6 +490,25 @@ impl Aliases {
             if fields.get("event.dataset").is_none() {
                 fields.push("event.dataset", dataset.as_bytes());
             }
+        }
+    }
+
+    /// Adds `entry`'s common name with `value` unless the event has a
+    /// field of that name already.
+    #[inline]
+    fn add_common<'a>(
+        &'a self,
+        fields: &mut Fields<'a>,
+        entry: &'a Entry,
+        value: &'a [u8],
+        names: &mut u128,
+    ) {
+        let Some(common) = &entry.common else {
+            return;
+        };
+        if *names & entry.common_bit == 0 || fields.get(common).is_none() {
+            fields.push(common.as_str(), value);
+            *names |= entry.common_bit;
         }
     }
 }
@@ -671,6 +735,58 @@ mod tests {
                 .count(),
             1
         );
+    }
+
+    #[test]
+    fn many_aliased_fields_keep_field_order_and_first_wins() {
+        // More aliased fields than the fast path holds: the rest are
+        // handled after the pass, with the same results.
+        let n = PENDING_MAX + 8;
+        let mut overrides = BTreeMap::new();
+        for i in 0..n {
+            overrides.insert(format!("v{i}"), format!("c{i}"));
+        }
+        overrides.insert("w5".to_string(), "c5".to_string());
+        overrides.insert(format!("w{}", n - 3), format!("c{}", n - 3));
+        let aliases = Aliases::new(false, &overrides);
+        let names: Vec<String> = (0..n).map(|i| format!("v{i}")).collect();
+        let values: Vec<String> = (0..n).map(|i| format!("x{i}")).collect();
+        let late_dup = format!("w{}", n - 3);
+        let present = format!("c{}", n - 10);
+        let mut fields = Fields::new();
+        for (name, value) in names.iter().zip(&values) {
+            fields.push(name, value.as_bytes());
+        }
+        fields.push("w5", b"dup");
+        fields.push(&late_dup, b"late");
+        fields.push(&present, b"given");
+        aliases.apply(&mut fields);
+        assert_eq!(fields.overflow, 0);
+        for i in 0..n {
+            let want = if i == n - 10 {
+                "given".to_string()
+            } else {
+                format!("x{i}")
+            };
+            let common = format!("c{i}");
+            let got: Vec<&[u8]> = fields
+                .as_slice()
+                .iter()
+                .filter(|(name, _)| *name == common)
+                .map(|(_, v)| *v)
+                .collect();
+            assert_eq!(got, vec![want.as_bytes()], "{common}");
+        }
+        // Commons are added in the order of the fields that gave them.
+        let added: Vec<&str> = fields.as_slice()[n + 3..]
+            .iter()
+            .map(|(name, _)| *name)
+            .collect();
+        let expected: Vec<String> = (0..n)
+            .filter(|&i| i != n - 10)
+            .map(|i| format!("c{i}"))
+            .collect();
+        assert_eq!(added, expected);
     }
 
     #[test]
