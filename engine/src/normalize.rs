@@ -790,6 +790,64 @@ mod tests {
     }
 
     #[test]
+    fn random_events_get_what_the_plain_definition_gives() {
+        // The definition: for each original field in order, its common
+        // name is added unless a field of that name is present by then.
+        let mut overrides = BTreeMap::new();
+        overrides.insert("clientip".to_string(), "source.ip".to_string());
+        overrides.insert("dst".to_string(), String::new());
+        let long = "a.vendor.name.well.past.thirty.two.bytes".to_string();
+        overrides.insert(long.clone(), "destination.ip".to_string());
+        let aliases = Aliases::new(true, &overrides);
+        let mut table: BTreeMap<&str, Option<&str>> = BUILTIN_ALIASES
+            .iter()
+            .map(|&(from, to)| (from, Some(to)))
+            .collect();
+        for (from, to) in &overrides {
+            table.insert(from, (!to.is_empty()).then_some(to.as_str()));
+        }
+        let mut pool: Vec<String> = table.keys().map(|k| k.to_string()).collect();
+        pool.extend(BUILTIN_ALIASES.iter().map(|(_, to)| to.to_string()));
+        pool.extend(["msg", "host.name", "x", "", "source.ipx", "SRCX"].map(String::from));
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        let values: Vec<String> = (0..64).map(|i| format!("v{i}")).collect();
+        for _ in 0..3_000 {
+            let count = next(70);
+            let picked: Vec<(&str, &[u8])> = (0..count)
+                .map(|_| (pool[next(pool.len())].as_str(), values[next(64)].as_bytes()))
+                .collect();
+            let mut want: Vec<(&str, &[u8])> = picked.clone();
+            for &(name, value) in &picked {
+                if let Some(Some(common)) = table.get(name) {
+                    if want.len() < shardwatch_net::fields::FIELDS_MAX
+                        && !want.iter().any(|(n, _)| n == common)
+                    {
+                        want.push((common, value));
+                    }
+                }
+            }
+            let mut fields = Fields::new();
+            for &(name, value) in &picked {
+                fields.push(name, value);
+            }
+            aliases.apply(&mut fields);
+            let got: Vec<(&str, &[u8])> = fields
+                .as_slice()
+                .iter()
+                .copied()
+                .filter(|(name, _)| *name != "event.dataset")
+                .collect();
+            assert_eq!(got, want, "{picked:?}");
+        }
+    }
+
+    #[test]
     fn config_extends_and_removes() {
         let mut overrides = std::collections::BTreeMap::new();
         overrides.insert("clientip".to_string(), "source.ip".to_string());
