@@ -21,10 +21,12 @@
 //!
 //! # Writing
 //!
-//! [`Journal`] writes with glommio's [`DmaFile`] (O_DIRECT). Appends are
-//! synchronous copies into an in-memory tail; [`Journal::commit`] writes the
-//! tail (group commit: every record appended since the last commit in one
-//! block-aligned write, rewriting the partial last block) and, under the
+//! [`Journal`] writes with glommio's [`DmaFile`] (O_DIRECT). Appends encode
+//! records synchronously into an in-memory tail, a DMA buffer;
+//! [`Journal::commit`] hands that buffer to the write (group commit: every
+//! record appended since the last commit in one block-aligned write,
+//! rewriting the partial last block, the one part copied into the next
+//! tail) and, under the
 //! fsync policy, `fdatasync`s. A completed direct write survives the process
 //! being killed; `fdatasync` makes it survive power loss. Commits are
 //! serialized, so a partial block is never written out of order.
@@ -43,7 +45,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
-use glommio::io::DmaFile;
+use glommio::io::{DmaBuffer, DmaFile};
 use glommio::sync::Semaphore;
 
 use crate::StorageError;
@@ -102,11 +104,67 @@ pub struct CommitInfo {
     pub synced: Option<Duration>,
 }
 
+/// Capacity a journal's tail starts with; it doubles while appends
+/// outrun the writes (up to what [`TAIL_BYTES_MAX`] allows).
+const TAIL_CAPACITY_MIN: usize = 256 << 10;
+
+/// The bytes appended but not yet written completely, held in a DMA
+/// buffer: a commit hands the buffer itself to the write, and only the
+/// partial last block is copied, into the next tail.
+struct Tail {
+    buf: DmaBuffer,
+    len: usize,
+}
+
+impl Tail {
+    fn with_capacity(capacity: usize) -> Tail {
+        Tail {
+            buf: glommio::allocate_dma_buffer(capacity.max(TAIL_CAPACITY_MIN)),
+            len: 0,
+        }
+    }
+
+    fn from_bytes(bytes: &[u8], capacity: usize) -> Tail {
+        let mut tail = Tail::with_capacity(capacity.max(bytes.len() * 2));
+        tail.extend_from_slice(bytes);
+        tail
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn capacity(&self) -> usize {
+        self.buf.len()
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.buf.as_bytes()[..self.len]
+    }
+
+    /// The next `n` bytes, taken (grown into a larger buffer if needed).
+    fn claim(&mut self, n: usize) -> &mut [u8] {
+        let need = self.len + n;
+        if need > self.capacity() {
+            let mut grown = Tail::with_capacity(need.next_power_of_two());
+            grown.extend_from_slice(self.bytes());
+            *self = grown;
+        }
+        let start = self.len;
+        self.len = need;
+        &mut self.buf.as_bytes_mut()[start..need]
+    }
+
+    fn extend_from_slice(&mut self, bytes: &[u8]) {
+        self.claim(bytes.len()).copy_from_slice(bytes);
+    }
+}
+
 struct WriterState {
     file: Option<Rc<DmaFile>>,
     /// Bytes not yet written completely, starting at `buf_pos` in the
     /// current segment (block-aligned).
-    buf: Vec<u8>,
+    buf: Tail,
     buf_pos: u64,
     last_seq: u64,
     written_seq: u64,
@@ -154,7 +212,7 @@ impl Journal {
             alignment,
             state: RefCell::new(WriterState {
                 file: Some(Rc::new(file)),
-                buf: segment_header(core, next_seq),
+                buf: Tail::from_bytes(&segment_header(core, next_seq), 0),
                 buf_pos: 0,
                 last_seq: next_seq - 1,
                 written_seq: next_seq - 1,
@@ -195,7 +253,7 @@ impl Journal {
             peer,
             line,
         };
-        encode_record(&entry, &mut state.buf);
+        encode_record_into(&entry, state.buf.claim(record_len(&entry)));
         state.dirty = true;
         Some(seq)
     }
@@ -276,31 +334,42 @@ impl Journal {
                 .map_err(|e| self.error(e))?;
             if self.state.borrow().dirty {
                 // Take what is pending (synchronously: appends may continue
-                // while the write is in flight; they stay in `buf` behind it).
-                let (file, dma, pos, taken, upto) = {
-                    let state = self.state.borrow();
+                // while the write is in flight; they go to the next tail,
+                // after a copy of the partial last block, which is
+                // rewritten next time).
+                let (file, dma, pos, taken, keep_from, upto) = {
+                    let mut state = self.state.borrow_mut();
                     let file = state.file.clone().expect("the journal has an open segment");
                     let taken = state.buf.len();
+                    let keep_from = align_down(taken as u64, self.alignment) as usize;
                     let padded = align_up(taken as u64, self.alignment) as usize;
-                    let mut dma = file.alloc_dma_buffer(padded);
-                    let bytes = dma.as_bytes_mut();
-                    bytes[..taken].copy_from_slice(&state.buf);
-                    bytes[taken..].fill(0);
-                    (file, dma, state.buf_pos, taken, state.last_seq)
+                    let next =
+                        Tail::from_bytes(&state.buf.bytes()[keep_from..], state.buf.capacity());
+                    let mut dma = std::mem::replace(&mut state.buf, next).buf;
+                    dma.as_bytes_mut()[taken..padded].fill(0);
+                    dma.trim_to_size(padded);
+                    let pos = state.buf_pos;
+                    state.buf_pos = pos + keep_from as u64;
+                    (file, Rc::new(dma), pos, taken, keep_from, state.last_seq)
                 };
                 info.bytes_written = dma.len() as u64;
-                file.write_at(dma, pos).await.map_err(|e| self.error(e))?;
+                if let Err(e) = file.write_rc_at(dma.clone(), pos).await {
+                    // Put the unwritten bytes back in front of what was
+                    // appended since, so that the next commit writes them.
+                    let mut state = self.state.borrow_mut();
+                    let mut back = Tail::with_capacity(state.buf.capacity());
+                    back.extend_from_slice(&dma.as_bytes()[..keep_from]);
+                    back.extend_from_slice(state.buf.bytes());
+                    state.buf = back;
+                    state.buf_pos = pos;
+                    return Err(self.error(e));
+                }
                 let end = pos + taken as u64;
                 {
                     let mut state = self.state.borrow_mut();
                     state.written_seq = state.written_seq.max(upto);
                     // Appends during the write are still to be written.
                     state.dirty = state.last_seq != upto;
-                    // Keep the partial last block (it is rewritten next
-                    // time) and whatever was appended during the write.
-                    let keep_from = align_down(taken as u64, self.alignment) as usize;
-                    state.buf.drain(..keep_from);
-                    state.buf_pos = pos + keep_from as u64;
                 }
                 if end >= self.options.segment_bytes {
                     // A full segment is synced and closed before the next.
@@ -338,21 +407,22 @@ impl Journal {
     /// Called with the lock held, right after everything up to `end` was
     /// written and synced.
     async fn roll(&self, file: &Rc<DmaFile>, end: u64) -> Result<(), StorageError> {
-        // Records appended during the write are still in `buf` after the
-        // partial block; they belong to the next segment.
-        let (carried, next_first) = {
-            let mut state = self.state.borrow_mut();
-            let partial = (end - state.buf_pos) as usize;
-            let carried = state.buf.split_off(partial);
-            (carried, state.written_seq + 1)
+        // Records appended during the write, and during the awaits below,
+        // are in `buf` after the partial block; they belong to the next
+        // segment and are carried over at the end, when no more can come
+        // in between.
+        let (partial, next_first) = {
+            let state = self.state.borrow();
+            ((end - state.buf_pos) as usize, state.written_seq + 1)
         };
         file.truncate(end).await.map_err(|e| self.error(e))?;
         file.fdatasync().await.map_err(|e| self.error(e))?;
         let next = create_segment(&self.dir, next_first).await?;
         sync_dir(&self.dir)?;
         let mut state = self.state.borrow_mut();
-        let mut buf = segment_header(self.core, next_first);
-        buf.extend_from_slice(&carried);
+        let mut buf =
+            Tail::from_bytes(&segment_header(self.core, next_first), state.buf.capacity());
+        buf.extend_from_slice(&state.buf.bytes()[partial..]);
         state.buf = buf;
         state.buf_pos = 0;
         state.dirty = true;
@@ -441,15 +511,22 @@ fn segment_header(core: u32, first_seq: u64) -> Vec<u8> {
     header
 }
 
+/// Bytes of `entry`'s framed record.
+pub fn record_len(entry: &JournalEntry<'_>) -> usize {
+    RECORD_HEAD + BODY_FIXED + entry.line.len()
+}
+
 /// Appends one framed record to `out`.
 pub fn encode_record(entry: &JournalEntry<'_>, out: &mut Vec<u8>) {
-    let body_len = BODY_FIXED + entry.line.len();
     let start = out.len();
-    out.extend_from_slice(&(body_len as u32).to_le_bytes());
-    out.extend_from_slice(&[0; 4]);
-    out.extend_from_slice(&entry.seq.to_le_bytes());
-    out.extend_from_slice(&entry.received_ns.to_le_bytes());
-    out.push(entry.transport);
+    out.resize(start + record_len(entry), 0);
+    encode_record_into(entry, &mut out[start..]);
+}
+
+/// Writes one framed record into `out`, which is [`record_len`] bytes.
+pub fn encode_record_into(entry: &JournalEntry<'_>, out: &mut [u8]) {
+    debug_assert_eq!(out.len(), record_len(entry));
+    let body_len = BODY_FIXED + entry.line.len();
     let mut ip = [0u8; 16];
     let (family, port) = match entry.peer {
         Some(SocketAddr::V4(a)) => {
@@ -462,12 +539,16 @@ pub fn encode_record(entry: &JournalEntry<'_>, out: &mut Vec<u8>) {
         }
         None => (0u8, 0),
     };
-    out.push(family);
-    out.extend_from_slice(&port.to_le_bytes());
-    out.extend_from_slice(&ip);
-    out.extend_from_slice(entry.line);
-    let crc = crc32c::crc32c(&out[start + RECORD_HEAD..]);
-    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    out[0..4].copy_from_slice(&(body_len as u32).to_le_bytes());
+    out[8..16].copy_from_slice(&entry.seq.to_le_bytes());
+    out[16..24].copy_from_slice(&entry.received_ns.to_le_bytes());
+    out[24] = entry.transport;
+    out[25] = family;
+    out[26..28].copy_from_slice(&port.to_le_bytes());
+    out[28..44].copy_from_slice(&ip);
+    out[44..].copy_from_slice(entry.line);
+    let crc = crc32c::crc32c(&out[RECORD_HEAD..]);
+    out[4..8].copy_from_slice(&crc.to_le_bytes());
 }
 
 /// Decodes the record at the start of `bytes`: the entry and its framed
@@ -956,6 +1037,63 @@ mod tests {
         let mut from = Vec::new();
         scan(&dir, 1_990, |e| from.push(e.seq)).unwrap();
         assert_eq!(from, (1_990..=2_001).collect::<Vec<_>>());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Lets the executor run other tasks once.
+    async fn yield_now() {
+        let mut yielded = false;
+        std::future::poll_fn(|cx| {
+            if yielded {
+                std::task::Poll::Ready(())
+            } else {
+                yielded = true;
+                cx.waker().wake_by_ref();
+                std::task::Poll::Pending
+            }
+        })
+        .await
+    }
+
+    #[test]
+    fn lines_appended_while_a_commit_rolls_the_segment_are_kept() {
+        // One task appends between yields while another commits: appends
+        // land during writes and during a roll's truncate, sync and
+        // segment creation. Every sequence number must be read back once.
+        let dir = temp_dir("roll-concurrent");
+        let small = JournalOptions {
+            segment_bytes: 8192,
+            fsync: FsyncPolicy::EveryCommit,
+        };
+        let total = 3_000u64;
+        let dir2 = dir.clone();
+        run(move || async move {
+            let journal = Rc::new(Journal::open(&dir2, 0, 1, small).await.unwrap());
+            let appender = {
+                let journal = journal.clone();
+                glommio::spawn_local(async move {
+                    for i in 0..total {
+                        let line = format!("concurrent line {i} {}", "x".repeat((i % 50) as usize));
+                        assert_eq!(journal.append(0, 1, None, line.as_bytes()), Some(i + 1));
+                        if i % 8 == 7 {
+                            glommio::timer::sleep(Duration::from_micros(50)).await;
+                        }
+                    }
+                })
+            };
+            while journal.last_seq() < total {
+                journal.commit().await.unwrap();
+                yield_now().await;
+            }
+            appender.await;
+            journal.close().await.unwrap();
+        });
+        let count = segments(&dir).unwrap().len();
+        assert!(count > 5, "{count} segments");
+        let (lines, report) = read_all(&dir);
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        let seqs: Vec<u64> = lines.iter().map(|(seq, _)| *seq).collect();
+        assert_eq!(seqs, (1..=total).collect::<Vec<_>>());
         let _ = std::fs::remove_dir_all(&dir);
     }
 
