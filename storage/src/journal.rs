@@ -343,8 +343,13 @@ impl Journal {
                     let taken = state.buf.len();
                     let keep_from = align_down(taken as u64, self.alignment) as usize;
                     let padded = align_up(taken as u64, self.alignment) as usize;
-                    let next =
-                        Tail::from_bytes(&state.buf.bytes()[keep_from..], state.buf.capacity());
+                    // Sized by what this commit took, so that a burst's
+                    // large tail is not allocated again for every commit
+                    // after it.
+                    let next = Tail::from_bytes(
+                        &state.buf.bytes()[keep_from..],
+                        taken.next_power_of_two(),
+                    );
                     let mut dma = std::mem::replace(&mut state.buf, next).buf;
                     dma.as_bytes_mut()[taken..padded].fill(0);
                     dma.trim_to_size(padded);
@@ -357,7 +362,7 @@ impl Journal {
                     // Put the unwritten bytes back in front of what was
                     // appended since, so that the next commit writes them.
                     let mut state = self.state.borrow_mut();
-                    let mut back = Tail::with_capacity(state.buf.capacity());
+                    let mut back = Tail::with_capacity(keep_from + state.buf.len());
                     back.extend_from_slice(&dma.as_bytes()[..keep_from]);
                     back.extend_from_slice(state.buf.bytes());
                     state.buf = back;
@@ -420,9 +425,10 @@ impl Journal {
         let next = create_segment(&self.dir, next_first).await?;
         sync_dir(&self.dir)?;
         let mut state = self.state.borrow_mut();
-        let mut buf =
-            Tail::from_bytes(&segment_header(self.core, next_first), state.buf.capacity());
-        buf.extend_from_slice(&state.buf.bytes()[partial..]);
+        let carried = &state.buf.bytes()[partial..];
+        let mut buf = Tail::with_capacity((HEADER_BYTES + carried.len()).next_power_of_two());
+        buf.extend_from_slice(&segment_header(self.core, next_first));
+        buf.extend_from_slice(carried);
         state.buf = buf;
         state.buf_pos = 0;
         state.dirty = true;
@@ -1116,6 +1122,37 @@ mod tests {
             }
         })
         .await
+    }
+
+    #[test]
+    fn the_tail_grows_for_a_burst_and_shrinks_after_it() {
+        let dir = temp_dir("tail-size");
+        let dir2 = dir.clone();
+        run(move || async move {
+            let options = JournalOptions {
+                segment_bytes: 64 << 20,
+                fsync: FsyncPolicy::Interval(Duration::from_secs(60)),
+            };
+            let journal = Journal::open(&dir2, 0, 1, options).await.unwrap();
+            let capacity = || journal.state.borrow().buf.capacity();
+            assert_eq!(capacity(), TAIL_CAPACITY_MIN);
+            let line = [b'x'; 1_000];
+            for _ in 0..3_000 {
+                journal.append(0, 1, None, &line).unwrap();
+            }
+            assert!(capacity() >= 3_000 * 1_000, "grew: {}", capacity());
+            journal.commit().await.unwrap();
+            // The next tail is sized by that commit; the one after by a
+            // small commit.
+            journal.append(0, 1, None, b"small").unwrap();
+            journal.commit().await.unwrap();
+            assert_eq!(capacity(), TAIL_CAPACITY_MIN);
+            journal.close().await.unwrap();
+        });
+        let (lines, report) = read_all(&dir);
+        assert_eq!(lines.len(), 3_001);
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
