@@ -124,7 +124,9 @@ pub struct SchemaRegistry {
     /// Open addressing with linear probing on the key's low bits (keys are
     /// xxh3 hashes already); at most half full, a power of two long.
     slots: Vec<Slot>,
-    /// The full schemas, in order of first appearance.
+    /// The full schemas, in order of first appearance. Their `events` and
+    /// `last_seen_ns` are not kept here (they live in the slots, which
+    /// every event updates) and are filled in by `snapshot`.
     sources: Vec<SourceSchema>,
     sources_max: usize,
     fields_max: usize,

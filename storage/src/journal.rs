@@ -503,7 +503,9 @@ fn sync_dir(dir: &Path) -> Result<(), StorageError> {
 }
 
 fn segment_header(core: u32, first_seq: u64) -> Vec<u8> {
-    let mut header = Vec::with_capacity(64 * 1024);
+    // Copied into the tail, so no room beyond the header (it was the tail
+    // itself when the tail was a Vec).
+    let mut header = Vec::with_capacity(HEADER_BYTES);
     header.extend_from_slice(MAGIC);
     header.extend_from_slice(&VERSION.to_le_bytes());
     header.extend_from_slice(&core.to_le_bytes());
