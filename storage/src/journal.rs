@@ -358,7 +358,18 @@ impl Journal {
                     (file, Rc::new(dma), pos, taken, keep_from, state.last_seq)
                 };
                 info.bytes_written = dma.len() as u64;
-                if let Err(e) = file.write_rc_at(dma.clone(), pos).await {
+                // A short write (the device or a file size limit took only
+                // part of it) is a failure too: what it did write is
+                // written again, identically, by the next commit.
+                let written = match file.write_rc_at(dma.clone(), pos).await {
+                    Ok(n) if n == dma.len() => Ok(()),
+                    Ok(n) => Err(format!(
+                        "short write: {n} of {} bytes at offset {pos}",
+                        dma.len()
+                    )),
+                    Err(e) => Err(e.to_string()),
+                };
+                if let Err(e) = written {
                     // Put the unwritten bytes back in front of what was
                     // appended since, so that the next commit writes them.
                     let mut state = self.state.borrow_mut();
@@ -1196,6 +1207,102 @@ mod tests {
         assert!(report.problems.is_empty(), "{:?}", report.problems);
         let seqs: Vec<u64> = lines.iter().map(|(seq, _)| *seq).collect();
         assert_eq!(seqs, (1..=total).collect::<Vec<_>>());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Environment variable naming the journal directory when the
+    /// write-failure test runs as its own child process.
+    const FSIZE_CHILD: &str = "SW_JOURNAL_FSIZE_CHILD";
+    /// The child's file size limit: the segment is cut here.
+    const FSIZE_LIMIT: u64 = 64 << 10;
+    /// Lines the child appends (about twice what fits under the limit).
+    const FSIZE_LINES: u64 = 1_500;
+
+    fn fsize_line(i: u64) -> String {
+        format!("line {i} {}", "y".repeat((i % 40) as usize + 40))
+    }
+
+    /// The child's part: under a file size limit (`RLIMIT_FSIZE`) that
+    /// cuts the segment at [`FSIZE_LIMIT`], the commit that crosses it
+    /// gets a short write, and later ones fail outright; appends go on
+    /// meanwhile. Once the limit is lifted, the next commit must write
+    /// everything that was not written.
+    fn fsize_child(dir: &Path) {
+        // SAFETY: plain libc calls on a local struct; ignoring SIGXFSZ
+        // makes writes past the limit fail with EFBIG instead of killing
+        // this (child) process.
+        let original = unsafe {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let mut limit = std::mem::zeroed::<libc::rlimit>();
+            assert_eq!(libc::getrlimit(libc::RLIMIT_FSIZE, &mut limit), 0);
+            limit
+        };
+        let set_soft = move |soft: libc::rlim_t| {
+            let limit = libc::rlimit {
+                rlim_cur: soft,
+                rlim_max: original.rlim_max,
+            };
+            // SAFETY: as above.
+            assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_FSIZE, &limit) }, 0);
+        };
+        let dir = dir.to_path_buf();
+        let failures = run(move || async move {
+            let journal = Journal::open(&dir, 0, 1, OPTIONS).await.unwrap();
+            set_soft(FSIZE_LIMIT as libc::rlim_t);
+            let mut failures = 0;
+            for i in 0..FSIZE_LINES {
+                assert_eq!(
+                    journal.append(i as i64, 2, None, fsize_line(i).as_bytes()),
+                    Some(i + 1)
+                );
+                if i % 10 == 9 && journal.commit().await.is_err() {
+                    failures += 1;
+                    assert!(journal.written_seq() <= i);
+                }
+            }
+            set_soft(original.rlim_cur);
+            journal.commit().await.unwrap();
+            assert_eq!(journal.written_seq(), FSIZE_LINES);
+            journal.close().await.unwrap();
+            failures
+        });
+        assert!(failures > 10, "{failures} commits failed under the limit");
+    }
+
+    /// A commit whose write comes back short or fails keeps its bytes,
+    /// and the next commit writes them: every line reads back once, in
+    /// order, with nothing torn or skipped. The failure is real: a child
+    /// process (this test again) writes under a file size limit.
+    #[test]
+    fn a_short_or_failed_write_is_written_again_by_the_next_commit() {
+        if let Some(dir) = std::env::var_os(FSIZE_CHILD) {
+            fsize_child(Path::new(&dir));
+            return;
+        }
+        let dir = temp_dir("fsize");
+        let output = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "journal::tests::a_short_or_failed_write_is_written_again_by_the_next_commit",
+                "--nocapture",
+                "--test-threads",
+                "1",
+            ])
+            .env(FSIZE_CHILD, &dir)
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "child failed: {said}");
+        assert!(said.contains("1 passed"), "the child ran no test: {said}");
+        let (lines, report) = read_all(&dir);
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        assert_eq!((report.torn_tails, report.corrupt_stretches), (0, 0));
+        assert_eq!(lines.len() as u64, FSIZE_LINES);
+        for (i, (seq, line)) in lines.iter().enumerate() {
+            assert_eq!(*seq, i as u64 + 1);
+            assert_eq!(line, fsize_line(i as u64).as_bytes());
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 
