@@ -1223,8 +1223,9 @@ mod tests {
     }
 
     /// The child's part: under a file size limit (`RLIMIT_FSIZE`) that
-    /// cuts the segment at [`FSIZE_LIMIT`], the commit that crosses it
-    /// gets a short write, and later ones fail outright; appends go on
+    /// cuts the segment at [`FSIZE_LIMIT`], every commit that crosses it
+    /// gets a short write; with the limit then lowered below what is
+    /// written, commits are refused outright (EFBIG); appends go on
     /// meanwhile. Once the limit is lifted, the next commit must write
     /// everything that was not written.
     fn fsize_child(dir: &Path) {
@@ -1246,17 +1247,29 @@ mod tests {
             assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_FSIZE, &limit) }, 0);
         };
         let dir = dir.to_path_buf();
-        let failures = run(move || async move {
+        let (short, refused) = run(move || async move {
             let journal = Journal::open(&dir, 0, 1, OPTIONS).await.unwrap();
             set_soft(FSIZE_LIMIT as libc::rlim_t);
-            let mut failures = 0;
+            let (mut short, mut refused) = (0, 0);
             for i in 0..FSIZE_LINES {
                 assert_eq!(
                     journal.append(i as i64, 2, None, fsize_line(i).as_bytes()),
                     Some(i + 1)
                 );
-                if i % 10 == 9 && journal.commit().await.is_err() {
-                    failures += 1;
+                if i == FSIZE_LINES * 2 / 3 {
+                    // Below what is written: the next writes start past
+                    // the limit and are refused outright (EFBIG).
+                    set_soft(4096);
+                }
+                if i % 10 != 9 {
+                    continue;
+                }
+                if let Err(e) = journal.commit().await {
+                    if e.to_string().contains("short write") {
+                        short += 1;
+                    } else {
+                        refused += 1;
+                    }
                     assert!(journal.written_seq() <= i);
                 }
             }
@@ -1264,9 +1277,12 @@ mod tests {
             journal.commit().await.unwrap();
             assert_eq!(journal.written_seq(), FSIZE_LINES);
             journal.close().await.unwrap();
-            failures
+            (short, refused)
         });
-        assert!(failures > 10, "{failures} commits failed under the limit");
+        assert!(
+            short > 10 && refused > 10,
+            "{short} short, {refused} refused"
+        );
     }
 
     /// A commit whose write comes back short or fails keeps its bytes,
