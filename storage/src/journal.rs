@@ -530,54 +530,6 @@ fn segment_header(core: u32, first_seq: u64) -> Vec<u8> {
     header
 }
 
-/// CRC32C of a record body. Records are a few hundred bytes at arbitrary
-/// offsets: the `crc32c` crate aligns its input byte by byte first and runs
-/// its parallel kernels only on longer input, so a body is mostly one
-/// serial chain plus up to 14 single-byte steps. Here, with SSE 4.2,
-/// eight bytes per step from unaligned loads and the tail in 4, 2 and 1
-/// byte steps; the same value as `crc32c::crc32c` (tested).
-pub fn record_crc(body: &[u8]) -> u32 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("sse4.2") {
-            // SAFETY: SSE 4.2 is present (checked just above).
-            return unsafe { crc32c_sse42(body) };
-        }
-    }
-    crc32c::crc32c(body)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "sse4.2")]
-unsafe fn crc32c_sse42(bytes: &[u8]) -> u32 {
-    use std::arch::x86_64::{_mm_crc32_u16, _mm_crc32_u32, _mm_crc32_u64, _mm_crc32_u8};
-    let mut crc = u64::from(!0u32);
-    let mut words = bytes.chunks_exact(8);
-    for word in &mut words {
-        crc = _mm_crc32_u64(crc, u64::from_le_bytes(word.try_into().unwrap_or([0; 8])));
-    }
-    let mut crc = crc as u32;
-    let mut rest = words.remainder();
-    if rest.len() >= 4 {
-        crc = _mm_crc32_u32(
-            crc,
-            u32::from_le_bytes(rest[..4].try_into().unwrap_or([0; 4])),
-        );
-        rest = &rest[4..];
-    }
-    if rest.len() >= 2 {
-        crc = _mm_crc32_u16(
-            crc,
-            u16::from_le_bytes(rest[..2].try_into().unwrap_or([0; 2])),
-        );
-        rest = &rest[2..];
-    }
-    if let Some(&last) = rest.first() {
-        crc = _mm_crc32_u8(crc, last);
-    }
-    !crc
-}
-
 /// Bytes of `entry`'s framed record.
 pub fn record_len(entry: &JournalEntry<'_>) -> usize {
     RECORD_HEAD + BODY_FIXED + entry.line.len()
@@ -614,7 +566,7 @@ pub fn encode_record_into(entry: &JournalEntry<'_>, out: &mut [u8]) {
     out[26..28].copy_from_slice(&port.to_le_bytes());
     out[28..44].copy_from_slice(&ip);
     out[44..].copy_from_slice(entry.line);
-    let crc = record_crc(&out[RECORD_HEAD..]);
+    let crc = crate::crc::crc32c(&out[RECORD_HEAD..]);
     out[4..8].copy_from_slice(&crc.to_le_bytes());
 }
 
@@ -636,7 +588,7 @@ pub fn decode_record(bytes: &[u8]) -> Result<(JournalEntry<'_>, usize), &'static
     }
     let crc = u32::from_le_bytes(bytes[4..8].try_into().unwrap_or_default());
     let body = &bytes[RECORD_HEAD..RECORD_HEAD + len];
-    if record_crc(body) != crc {
+    if crate::crc::crc32c(body) != crc {
         return Err("checksum mismatch");
     }
     let u64_at = |at: usize| u64::from_le_bytes(body[at..at + 8].try_into().unwrap_or_default());
@@ -1038,21 +990,6 @@ mod tests {
         segment_bytes: 1 << 20,
         fsync: FsyncPolicy::EveryCommit,
     };
-
-    #[test]
-    fn record_crc_is_crc32c() {
-        let data: Vec<u8> = (0..2_000u32)
-            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-            .collect();
-        for start in 0..16 {
-            for len in (0..300).chain([511, 1_024, 1_500]) {
-                let bytes = &data[start..start + len];
-                assert_eq!(record_crc(bytes), crc32c::crc32c(bytes), "{start} {len}");
-            }
-        }
-        // The standard check value.
-        assert_eq!(record_crc(b"123456789"), 0xE306_9283);
-    }
 
     #[test]
     fn records_round_trip_with_peer_and_time() {

@@ -10,9 +10,11 @@
 //! - [`journal`]: per-core segment files of received lines (glommio DMA
 //!   writes, CRC32C per record, torn-tail repair, retention).
 //! - [`checkpoint`]: atomically written, validated checkpoint files.
+//! - [`crc`]: CRC32C of journal records (three interleaved lanes).
 
 pub mod alerts;
 pub mod checkpoint;
+pub mod crc;
 pub mod journal;
 pub mod quarantine;
 
