@@ -694,7 +694,9 @@ impl Core {
     }
 
     /// Writes the journal's pending lines (group commit), syncing under
-    /// the policy; errors are counted and logged, detection goes on.
+    /// the policy; errors are counted and logged, detection goes on, and
+    /// while the journal fails, alerts no longer wait for their lines to
+    /// be written (see [`Core::flush_alerts`]).
     async fn commit_journal(&self, force_sync: bool) {
         let Some(journal) = &self.journal else { return };
         if self.replaying.get() {
@@ -705,6 +707,9 @@ impl Core {
         } else {
             journal.commit().await
         };
+        self.stats
+            .journal_failing
+            .store(u64::from(result.is_err()), Ordering::Relaxed);
         match result {
             Ok(info) => {
                 if info.bytes_written > 0 {
@@ -794,13 +799,24 @@ impl Core {
     /// Sends the pending alerts whose lines are written to the journal.
     async fn flush_alerts(&self) {
         let written = self.written_position();
+        // While the journal cannot write, waiting for it would hold every
+        // alert back until the disk is fixed: they go out now, counted.
+        // (Should the lines be written later and the node crash, replay
+        // raises them again with the same ids, which the alert writer
+        // drops.)
+        let failing = self.stats.journal_failing.load(Ordering::Relaxed) != 0;
+        let release = if failing { u64::MAX } else { written };
         let lines: Vec<AlertLine> = {
             let mut pending = self.pending_alerts.borrow_mut();
-            if pending.iter().all(|(dep, _)| *dep <= written) {
+            if failing {
+                let early = pending.iter().filter(|(dep, _)| *dep > written).count();
+                add(&self.stats.alerts_unjournaled, early as u64);
+            }
+            if pending.iter().all(|(dep, _)| *dep <= release) {
                 pending.drain(..).map(|(_, line)| line).collect()
             } else {
                 let (ready, waiting): (Vec<_>, Vec<_>) =
-                    pending.drain(..).partition(|(dep, _)| *dep <= written);
+                    pending.drain(..).partition(|(dep, _)| *dep <= release);
                 *pending = waiting;
                 ready.into_iter().map(|(_, line)| line).collect()
             }
@@ -1774,6 +1790,7 @@ async fn serve_relp(core: Rc<Core>, mut stream: glommio::net::TcpStream) {
         if let Some(journal) = &core.journal {
             if journal.wait_durable(upto).await.is_err() {
                 add(&core.stats.journal_errors, 1);
+                core.stats.journal_failing.store(1, Ordering::Relaxed);
                 break 'connection;
             }
         }

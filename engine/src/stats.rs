@@ -253,6 +253,12 @@ pub struct CoreStats {
     pub journal_bytes: AtomicU64,
     pub journal_commits: AtomicU64,
     pub journal_errors: AtomicU64,
+    /// 1 while the journal's last write or sync failed (until one
+    /// succeeds), else 0.
+    pub journal_failing: AtomicU64,
+    /// Alerts sent before their line was written, because the journal was
+    /// failing: detection does not wait on a disk that cannot write.
+    pub alerts_unjournaled: AtomicU64,
     /// Duration of each journal `fdatasync`.
     pub journal_fsync: LatencyHistogram,
     pub checkpoints_written: AtomicU64,
@@ -322,6 +328,8 @@ impl CoreStats {
             journal_bytes: AtomicU64::new(0),
             journal_commits: AtomicU64::new(0),
             journal_errors: AtomicU64::new(0),
+            journal_failing: AtomicU64::new(0),
+            alerts_unjournaled: AtomicU64::new(0),
             journal_fsync: LatencyHistogram::default(),
             checkpoints_written: AtomicU64::new(0),
             checkpoint_errors: AtomicU64::new(0),
@@ -421,6 +429,7 @@ impl CoreStats {
             journal_lines: load(&self.journal_lines),
             journal_bytes: load(&self.journal_bytes),
             journal_errors: load(&self.journal_errors),
+            alerts_unjournaled: load(&self.alerts_unjournaled),
             checkpoints_written: load(&self.checkpoints_written),
             checkpoint_errors: load(&self.checkpoint_errors),
             checkpoints_postponed: load(&self.checkpoints_postponed),
@@ -485,6 +494,7 @@ pub struct CoreReport {
     pub journal_lines: u64,
     pub journal_bytes: u64,
     pub journal_errors: u64,
+    pub alerts_unjournaled: u64,
     pub checkpoints_written: u64,
     pub checkpoint_errors: u64,
     pub checkpoints_postponed: u64,

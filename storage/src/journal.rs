@@ -117,9 +117,14 @@ struct Tail {
 }
 
 impl Tail {
+    /// A tail of at least `capacity` bytes. The capacity is a power of
+    /// two (at least [`TAIL_CAPACITY_MIN`]), so a multiple of the device
+    /// alignment: a commit pads what it takes up to the next block inside
+    /// the buffer. (A tail rebuilt by a failed write was once sized
+    /// exactly, and the next commit's padding ran past its end.)
     fn with_capacity(capacity: usize) -> Tail {
         Tail {
-            buf: glommio::allocate_dma_buffer(capacity.max(TAIL_CAPACITY_MIN)),
+            buf: glommio::allocate_dma_buffer(capacity.max(TAIL_CAPACITY_MIN).next_power_of_two()),
             len: 0,
         }
     }
@@ -1152,8 +1157,9 @@ mod tests {
     const FSIZE_CHILD: &str = "SW_JOURNAL_FSIZE_CHILD";
     /// The child's file size limit: the segment is cut here.
     const FSIZE_LIMIT: u64 = 64 << 10;
-    /// Lines the child appends (about twice what fits under the limit).
-    const FSIZE_LINES: u64 = 1_500;
+    /// Lines the child appends: several times what fits under the limit,
+    /// so that the bytes put back outgrow the smallest tail.
+    const FSIZE_LINES: u64 = 4_000;
 
     fn fsize_line(i: u64) -> String {
         format!("line {i} {}", "y".repeat((i % 40) as usize + 40))

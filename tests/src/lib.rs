@@ -96,6 +96,16 @@ impl Appliance {
 
     /// Starts `shardwatch run` over an existing data directory (a restart).
     pub fn start_in(data_dir: PathBuf, extra: &[&str]) -> anyhow::Result<Appliance> {
+        Appliance::start_with(data_dir, extra, |_| {})
+    }
+
+    /// [`Appliance::start_in`] with `configure` applied to the command
+    /// first (limits or signal dispositions for the child process).
+    pub fn start_with(
+        data_dir: PathBuf,
+        extra: &[&str],
+        configure: impl FnOnce(&mut Command),
+    ) -> anyhow::Result<Appliance> {
         // Tests run side by side, so the API takes a free port unless the
         // test picks one.
         let api: &[&str] = if extra.contains(&"--api") {
@@ -103,7 +113,8 @@ impl Appliance {
         } else {
             &["--api", "127.0.0.1:0"]
         };
-        let mut child = Command::new(binary())
+        let mut command = Command::new(binary());
+        command
             .arg("run")
             .args(["--udp", "127.0.0.1:0", "--tcp", "127.0.0.1:0"])
             .args(api)
@@ -112,9 +123,9 @@ impl Appliance {
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("cannot start shardwatch")?;
+            .stderr(Stdio::piped());
+        configure(&mut command);
+        let mut child = command.spawn().context("cannot start shardwatch")?;
         let mut stdout = child.stdout.take().context("no stdout")?;
         let stdout_thread = std::thread::spawn(move || {
             let mut text = String::new();

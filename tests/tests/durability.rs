@@ -299,3 +299,99 @@ fn corrupt_checkpoints_and_torn_journal_tails_are_skipped_with_reasons() {
     );
     let _ = std::fs::remove_dir_all(temp_dir("durable-corrupt"));
 }
+
+/// A journal that cannot write (a full disk; here the process's file size
+/// limit cuts the segment at 256 KiB) must not stop detection: alerts
+/// whose lines are not written go out anyway, counted, and the node says
+/// it is degraded until a write succeeds again.
+#[test]
+fn a_journal_that_cannot_write_holds_back_no_alerts_and_the_node_says_degraded() {
+    use std::os::unix::process::CommandExt;
+    const LIMIT: libc::rlim_t = 256 << 10;
+    let data_dir = temp_dir("journal-cannot-write");
+    let node = Appliance::start_with(data_dir.clone(), &["--cores", "1"], |command| {
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            command.pre_exec(|| {
+                // Writes past the limit fail with EFBIG instead of the
+                // signal killing the process (ignored stays ignored
+                // across exec).
+                libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                let limit = libc::rlimit {
+                    rlim_cur: LIMIT,
+                    rlim_max: LIMIT,
+                };
+                if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    })
+    .unwrap();
+    // About twice what fits under the limit, lines no rule cares about.
+    let filler: String = (0..5_000)
+        .map(|i| {
+            format!(
+                "<78>{} web01 CRON[{}]: (root) CMD (run-parts /etc/cron.hourly {i:06})\n",
+                shardwatch_tests::syslog_stamp(0),
+                1000 + i % 9000
+            )
+        })
+        .collect();
+    let mut stream = TcpStream::connect(node.tcp()).unwrap();
+    stream.write_all(filler.as_bytes()).unwrap();
+    let metric = |page: &str, name: &str| shardwatch_tests::metric_sum(page, name, "");
+    let page = shardwatch_tests::poll(Duration::from_secs(20), Duration::from_millis(50), || {
+        let page = node.metrics();
+        let failing = metric(&page, "shardwatch_journal_failing") > 0.0;
+        (page, failing)
+    });
+    assert!(
+        metric(&page, "shardwatch_journal_errors_total") > 0.0,
+        "{page}"
+    );
+    assert_eq!(metric(&page, "shardwatch_journal_failing"), 1.0, "{page}");
+    let (status, body) = shardwatch_tests::http_get(node.api(), "/health", None).unwrap();
+    assert_eq!(status, 503, "{body}");
+    let health: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(health["status"], "degraded", "{body}");
+    assert_eq!(
+        health["journal_failing_cores"],
+        serde_json::json!([0]),
+        "{body}"
+    );
+    // A brute force now is still detected and its alert delivered.
+    let attack: String = (0..12)
+        .map(|i| ssh_failure(i, "203.0.113.77", "root") + "\n")
+        .collect();
+    stream.write_all(attack.as_bytes()).unwrap();
+    let alerts = node.wait_for_alerts(1, Duration::from_secs(20));
+    assert!(
+        alerts
+            .iter()
+            .any(|a| a.to_string().contains("203.0.113.77")),
+        "no alert for the brute force while the journal fails: {alerts:?}"
+    );
+    let page = node.metrics();
+    assert!(
+        metric(&page, "shardwatch_alerts_unjournaled_total") >= 1.0,
+        "{page}"
+    );
+    drop(stream);
+    let stopped = node.stop().unwrap();
+    assert!(
+        !stopped.stderr.iter().any(|l| l.contains("panicked")),
+        "{:?}",
+        stopped.stderr
+    );
+    assert!(
+        stopped
+            .stderr
+            .iter()
+            .any(|l| l.contains("journal write failed")),
+        "the failure is logged: {:?}",
+        stopped.stderr
+    );
+    let _ = std::fs::remove_dir_all(&data_dir);
+}

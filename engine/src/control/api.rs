@@ -160,16 +160,25 @@ async fn health(State(state): State<Shared>) -> Response {
     let now = crate::timefmt::now_ns().max(0) as u64;
     let ages: Vec<Option<f64>> = state.stats.iter().map(|s| s.heartbeat_age_s(now)).collect();
     let stalled = stalled_cores(&ages);
+    let journal_failing: Vec<usize> = state
+        .stats
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.journal_failing.load(std::sync::atomic::Ordering::Relaxed) != 0)
+        .map(|(core, _)| core)
+        .collect();
+    let healthy = stalled.is_empty() && journal_failing.is_empty();
     let body = Json(json!({
-        "status": if stalled.is_empty() { "ok" } else { "degraded" },
+        "status": if healthy { "ok" } else { "degraded" },
         "uptime_s": state.started.elapsed().as_secs(),
         "cores": state.stats.len(),
         "shards": state.shards,
         "rules": {"generation": generation, "detections": rules.detection_count(), "correlations": rules.correlation_count()},
         "core_heartbeat_age_s": ages,
         "stalled_cores": stalled,
+        "journal_failing_cores": journal_failing,
     }));
-    if stalled.is_empty() {
+    if healthy {
         body.into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, body).into_response()

@@ -434,6 +434,22 @@ pub fn render_durability(
         cores,
         |s| load(&s.journal_errors),
     );
+    per_core(
+        out,
+        "shardwatch_journal_failing",
+        "gauge",
+        "1 while the core's last journal write or sync failed, else 0.",
+        cores,
+        |s| load(&s.journal_failing),
+    );
+    per_core(
+        out,
+        "shardwatch_alerts_unjournaled_total",
+        "counter",
+        "Alerts sent before their line was journaled, because the journal was failing.",
+        cores,
+        |s| load(&s.alerts_unjournaled),
+    );
     histogram(
         out,
         "shardwatch_journal_fsync_seconds",
