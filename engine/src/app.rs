@@ -26,9 +26,34 @@ pub fn core_count(config: &Config) -> usize {
         .unwrap_or(1)
 }
 
-/// Runs a node until a stop signal; returns each core's counters.
+/// Makes a panic on a thread the node cannot run without (a core's
+/// executor, `sw-core-*`, or the alert writer, `sw-alerts`) end the
+/// process, after the usual message and backtrace and one line saying
+/// why, instead of leaving a node with a dead core (its sockets unread,
+/// its shards unowned, a stop that waits on it forever) or no alerts. A
+/// supervisor restarts the node and recovery replays the journal, as
+/// after any crash. A panic elsewhere (an API request, an output) is
+/// reported as usual and leaves ingest and detection running.
+pub fn abort_on_panic() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        let thread = std::thread::current();
+        let name = thread.name().unwrap_or("");
+        if name.starts_with("sw-core-") || name == "sw-alerts" {
+            eprintln!(
+                "shardwatch: thread {name} panicked; aborting (a restart recovers from the journal and checkpoints)"
+            );
+            std::process::abort();
+        }
+    }));
+}
+
+/// Runs a node until a stop signal; returns each core's counters. A panic
+/// on a core or the alert writer aborts the process ([`abort_on_panic`]).
 pub fn run(config: Config) -> anyhow::Result<Vec<CoreReport>> {
     config.validate()?;
+    abort_on_panic();
     let cores = core_count(&config);
     crate::limits::raise_memlock(cores)?;
     let nofile = crate::limits::raise_nofile();
@@ -324,4 +349,62 @@ fn core_cpu_list(cpus: &[Option<usize>]) -> String {
         .map(usize::to_string)
         .collect::<Vec<_>>()
         .join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::ExitStatusExt;
+
+    /// The environment variable that makes the panic test its own child;
+    /// its value names the thread that panics.
+    const PANIC_CHILD: &str = "SW_ABORT_ON_PANIC_CHILD";
+
+    /// Runs this test again as a child whose thread `thread` panics under
+    /// [`abort_on_panic`]; returns how it ended and its stderr.
+    fn child_panics_on(thread: &str) -> (std::process::ExitStatus, String) {
+        let output = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "app::tests::a_panic_on_a_core_or_the_alert_writer_aborts_the_process",
+                "--nocapture",
+                "--test-threads",
+                "1",
+            ])
+            .env(PANIC_CHILD, thread)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        (output.status, stderr)
+    }
+
+    /// A core or the alert writer panicking kills the whole process with
+    /// SIGABRT, after the panic's own message; another thread's panic
+    /// does not (checked in child processes: this test again).
+    #[test]
+    fn a_panic_on_a_core_or_the_alert_writer_aborts_the_process() {
+        if let Some(thread) = std::env::var_os(PANIC_CHILD) {
+            abort_on_panic();
+            let worker = std::thread::Builder::new()
+                .name(thread.to_string_lossy().into_owned())
+                .spawn(|| panic!("gave up"))
+                .unwrap();
+            assert!(worker.join().is_err());
+            // Reached only when the hook let the thread unwind.
+            return;
+        }
+        for thread in ["sw-core-3-1", "sw-alerts"] {
+            let (status, stderr) = child_panics_on(thread);
+            assert_eq!(status.signal(), Some(libc::SIGABRT), "{thread}: {stderr}");
+            assert!(stderr.contains("gave up"), "{stderr}");
+            assert!(
+                stderr.contains(&format!("thread {thread} panicked; aborting")),
+                "{stderr}"
+            );
+        }
+        let (status, stderr) = child_panics_on("sw-control");
+        assert!(status.success(), "{stderr}");
+        assert!(stderr.contains("gave up"), "{stderr}");
+        assert!(!stderr.contains("aborting"), "{stderr}");
+    }
 }
