@@ -207,6 +207,7 @@ pub fn run(config: Config) -> anyhow::Result<Vec<CoreReport>> {
                 shards: map.shards(),
                 recovery: recovery.clone(),
                 alert_duplicates: writer.duplicates.clone(),
+                alert_log: writer.status.clone(),
                 alerts_written: writer.written.clone(),
             },
             stop.clone(),

@@ -5,7 +5,8 @@
 //! pushes back on the cores that raise alerts instead of growing memory. The
 //! writer flushes whenever the channel runs empty, so an alert is on disk and
 //! on stdout within one burst of being raised, and fsyncs the log at exit
-//! and at every checkpoint barrier.
+//! and at every checkpoint barrier. A log that cannot be written keeps its
+//! alerts in memory and is tried again (see [`AlertWriter::start`]).
 //!
 //! Alert ids are deterministic, so the writer drops an alert whose id is
 //! already in the log (counted): after a crash, recovery replays the
@@ -16,9 +17,10 @@
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::io::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use anyhow::Context;
 use shardwatch_storage::alerts::AlertLog;
@@ -96,6 +98,22 @@ impl SeenIds {
 /// Alerts written so far, by rule id; read by `/metrics`.
 pub type AlertsByRule = Arc<Mutex<BTreeMap<String, u64>>>;
 
+/// The alert log's health, shared with `/metrics` and `/health`.
+#[derive(Debug, Default)]
+pub struct AlertLogStatus {
+    /// Writes or syncs of the log that failed.
+    pub errors: AtomicU64,
+    /// True while the last write or sync failed (alerts wait in memory
+    /// and are written again every [`ALERT_LOG_RETRY`]).
+    pub failing: AtomicBool,
+    /// Alerts refused because the lines waiting to be written reached
+    /// `alerts::PENDING_BYTES_MAX`: not in the log (stdout still had them).
+    pub unlogged: AtomicU64,
+}
+
+/// How often the writer tries a failing log again while no alert comes.
+pub const ALERT_LOG_RETRY: Duration = Duration::from_secs(1);
+
 /// Handle to the running writer thread.
 pub struct AlertWriter {
     thread: JoinHandle<anyhow::Result<u64>>,
@@ -105,10 +123,19 @@ pub struct AlertWriter {
     /// Woken (`notify_waiters`) each time new lines reach the log file, so
     /// live readers (`/api/alerts/stream`) need not poll it.
     pub written: Arc<tokio::sync::Notify>,
+    pub status: Arc<AlertLogStatus>,
 }
 
 impl AlertWriter {
     /// Starts the writer; it runs until every sender is dropped.
+    ///
+    /// A log that cannot be written does not stop it: the alerts stay
+    /// appended (in memory, up to `alerts::PENDING_BYTES_MAX`) and go on
+    /// to stdout, the failure is counted and logged (the first of a run
+    /// of failures, and the recovery), and the write is tried again with
+    /// the next alert or every [`ALERT_LOG_RETRY`]. A checkpoint barrier
+    /// is answered only once the log is synced; while it cannot be, the
+    /// barrier is dropped unanswered and that checkpoint fails.
     pub fn start(
         mut log: AlertLog,
         to_stdout: bool,
@@ -121,19 +148,53 @@ impl AlertWriter {
         let dropped = duplicates.clone();
         let written_notify = Arc::new(tokio::sync::Notify::new());
         let notify = written_notify.clone();
+        let status = Arc::new(AlertLogStatus::default());
+        let health = status.clone();
         let mut seen = SeenIds::load(log.path())?;
         let thread = std::thread::Builder::new()
             .name("sw-alerts".into())
             .spawn(move || -> anyhow::Result<u64> {
                 let stdout = std::io::stdout();
                 let mut written = 0u64;
-                while let Ok(first) = rx.recv() {
+                // Counts a failure (logging the first of a run) or the
+                // recovery from one; true when the log is fine.
+                let outcome = |result: Result<(), shardwatch_storage::StorageError>| match result {
+                    Ok(()) => {
+                        if health.failing.swap(false, Ordering::Relaxed) {
+                            eprintln!("shardwatch: the alert log is written again");
+                        }
+                        true
+                    }
+                    Err(err) => {
+                        health.errors.fetch_add(1, Ordering::Relaxed);
+                        if !health.failing.swap(true, Ordering::Relaxed) {
+                            eprintln!(
+                                "shardwatch: alert log write failed (alerts kept in memory, retried): {err}"
+                            );
+                        }
+                        false
+                    }
+                };
+                loop {
+                    let first = if log.pending_bytes() > 0 {
+                        match rx.recv_timeout(ALERT_LOG_RETRY) {
+                            Ok(first) => Some(first),
+                            Err(flume::RecvTimeoutError::Timeout) => None,
+                            Err(flume::RecvTimeoutError::Disconnected) => break,
+                        }
+                    } else {
+                        match rx.recv() {
+                            Ok(first) => Some(first),
+                            Err(_) => break,
+                        }
+                    };
                     let mut out = stdout.lock();
-                    let mut line = Some(first);
+                    let mut line = first;
                     while let Some(alert) = line.take() {
                         if let Some(ack) = alert.barrier {
-                            log.flush(true)?;
-                            let _ = ack.send(());
+                            if outcome(log.flush(true)) {
+                                let _ = ack.send(());
+                            }
                             line = rx.try_recv().ok();
                             continue;
                         }
@@ -143,7 +204,9 @@ impl AlertWriter {
                             line = rx.try_recv().ok();
                             continue;
                         }
-                        log.append(&alert.line)?;
+                        if !log.append(&alert.line) {
+                            health.unlogged.fetch_add(1, Ordering::Relaxed);
+                        }
                         if to_stdout {
                             // A closed stdout (a pipe whose reader left) must
                             // not stop the durable log: ignore write errors.
@@ -159,11 +222,17 @@ impl AlertWriter {
                         written += 1;
                         line = rx.try_recv().ok();
                     }
-                    log.flush(false)?;
-                    notify.notify_waiters();
+                    if outcome(log.flush(false)) {
+                        notify.notify_waiters();
+                    }
                     let _ = out.flush();
                 }
-                log.flush(true)?;
+                log.flush(true).with_context(|| {
+                    format!(
+                        "{} bytes of alerts could not be written to the log at exit",
+                        log.pending_bytes()
+                    )
+                })?;
                 Ok(written)
             })
             .context("cannot start the alert writer thread")?;
@@ -174,6 +243,7 @@ impl AlertWriter {
                 by_rule,
                 duplicates,
                 written: written_notify,
+                status,
             },
         ))
     }

@@ -6,15 +6,29 @@
 //! after a restart can drop ids it has already delivered.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::StorageError;
 
+/// Lines appended and not yet written are held up to this many bytes
+/// (a disk that stays full); past it [`AlertLog::append`] refuses.
+pub const PENDING_BYTES_MAX: usize = 64 << 20;
+
 /// Append-only JSON-lines alert file.
+///
+/// Lines are buffered in memory until [`AlertLog::flush`] writes them in
+/// one `write`. A write that fails (a full disk, an I/O error, a file
+/// size limit) may have put part of the buffer in the file: the file is
+/// cut back to its last complete line, and the lines stay buffered for
+/// the next flush, so the log never holds a torn line or a line twice.
 pub struct AlertLog {
     path: PathBuf,
-    out: BufWriter<File>,
+    file: File,
+    /// Lines appended since the last successful write.
+    pending: Vec<u8>,
+    /// The file's length after the last successful write.
+    written_len: u64,
     lines_total: u64,
 }
 
@@ -33,9 +47,18 @@ impl AlertLog {
                 path: path.clone(),
                 source,
             })?;
+        let written_len = file
+            .metadata()
+            .map_err(|source| StorageError::Open {
+                path: path.clone(),
+                source,
+            })?
+            .len();
         Ok(AlertLog {
             path,
-            out: BufWriter::new(file),
+            file,
+            pending: Vec::with_capacity(64 << 10),
+            written_len,
             lines_total: 0,
         })
     }
@@ -44,39 +67,50 @@ impl AlertLog {
         &self.path
     }
 
-    /// Appends one alert line. `line` must be one JSON object without a
-    /// newline; the newline is added here.
-    pub fn append(&mut self, line: &str) -> Result<(), StorageError> {
+    /// Appends one alert line (written by the next [`AlertLog::flush`]).
+    /// `line` must be one JSON object without a newline; the newline is
+    /// added here. Returns false, appending nothing, when
+    /// [`PENDING_BYTES_MAX`] bytes are already waiting to be written.
+    pub fn append(&mut self, line: &str) -> bool {
         assert!(
             !line.contains('\n'),
             "an alert line must not contain a newline"
         );
-        self.out
-            .write_all(line.as_bytes())
-            .and_then(|()| self.out.write_all(b"\n"))
-            .map_err(|source| StorageError::Write {
-                path: self.path.clone(),
-                source,
-            })?;
+        if self.pending.len() + line.len() + 1 > PENDING_BYTES_MAX {
+            return false;
+        }
+        self.pending.extend_from_slice(line.as_bytes());
+        self.pending.push(b'\n');
         self.lines_total += 1;
-        Ok(())
+        true
     }
 
-    /// Writes buffered lines to the file and, with `durable`, fsyncs it.
+    /// Bytes appended and not yet written.
+    pub fn pending_bytes(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Writes the appended lines to the file and, with `durable`, syncs
+    /// it. On a failed write the file is cut back to its last complete
+    /// line and the lines stay appended, for the next call.
     pub fn flush(&mut self, durable: bool) -> Result<(), StorageError> {
         let map = |source| StorageError::Write {
             path: self.path.clone(),
             source,
         };
-        self.out.flush().map_err(map)?;
+        if !self.pending.is_empty() {
+            if let Err(err) = self.file.write_all(&self.pending) {
+                // Best effort: if the cut fails too, the file ends in a
+                // partial line, which the next open cuts (`repair_tail`)
+                // and a reader skips.
+                let _ = self.file.set_len(self.written_len);
+                return Err(map(err));
+            }
+            self.written_len += self.pending.len() as u64;
+            self.pending.clear();
+        }
         if durable {
-            self.out
-                .get_ref()
-                .sync_data()
-                .map_err(|source| StorageError::Write {
-                    path: self.path.clone(),
-                    source,
-                })?;
+            self.file.sync_data().map_err(map)?;
         }
         Ok(())
     }
@@ -177,11 +211,11 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let mut log = AlertLog::open(&dir).unwrap();
-        log.append("{\"id\":\"a\"}").unwrap();
+        assert!(log.append("{\"id\":\"a\"}"));
         log.flush(true).unwrap();
         drop(log);
         let mut log = AlertLog::open(&dir).unwrap();
-        log.append("{\"id\":\"b\"}").unwrap();
+        assert!(log.append("{\"id\":\"b\"}"));
         log.flush(false).unwrap();
         assert_eq!(log.lines_total(), 1);
         let text = std::fs::read_to_string(dir.join("alerts.jsonl")).unwrap();
@@ -198,7 +232,7 @@ mod tests {
         std::fs::write(&path, "{\"id\":\"a\"}\n{\"id\":\"b\"}\n{\"id\":\"c").unwrap();
         assert_eq!(repair_tail(&path).unwrap(), 8);
         let mut log = AlertLog::open(&dir).unwrap();
-        log.append("{\"id\":\"d\"}").unwrap();
+        assert!(log.append("{\"id\":\"d\"}"));
         log.flush(true).unwrap();
         let lines = tail_lines(&path, 1 << 20).unwrap();
         assert_eq!(
@@ -207,6 +241,93 @@ mod tests {
         );
         // A window that starts inside a line skips that line.
         assert_eq!(tail_lines(&path, 14).unwrap(), vec!["{\"id\":\"d\"}"]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The environment variable naming the directory when the write
+    /// failure test runs as its own child process.
+    const FSIZE_CHILD: &str = "SW_ALERT_LOG_FSIZE_CHILD";
+
+    fn alert(i: usize) -> String {
+        format!("{{\"id\":\"{i:08}\",\"pad\":\"{}\"}}", "z".repeat(i % 97))
+    }
+
+    /// The child's part: under a file size limit of 8 KiB, flushes fail
+    /// part-way (a short write, then EFBIG); once the limit is lifted the
+    /// next flush writes everything that was kept.
+    fn fsize_child(dir: &Path) {
+        // SAFETY: plain libc calls on local structs; SIGXFSZ ignored so a
+        // write past the limit fails with EFBIG instead of killing this
+        // (child) process.
+        let original = unsafe {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let mut limit = std::mem::zeroed::<libc::rlimit>();
+            assert_eq!(libc::getrlimit(libc::RLIMIT_FSIZE, &mut limit), 0);
+            limit
+        };
+        let set_soft = |soft: libc::rlim_t| {
+            let limit = libc::rlimit {
+                rlim_cur: soft,
+                rlim_max: original.rlim_max,
+            };
+            // SAFETY: as above.
+            assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_FSIZE, &limit) }, 0);
+        };
+        let mut log = AlertLog::open(dir).unwrap();
+        set_soft(8 << 10);
+        let mut failures = 0;
+        for i in 0..400 {
+            assert!(log.append(&alert(i)));
+            if i % 5 == 4 && log.flush(false).is_err() {
+                failures += 1;
+                // Only whole lines in the file, and they are a prefix of
+                // what was appended.
+                let text = std::fs::read_to_string(log.path()).unwrap();
+                assert!(
+                    text.ends_with('\n'),
+                    "torn: {:?}",
+                    &text[text.len().saturating_sub(40)..]
+                );
+                let n = text.lines().count();
+                assert_eq!(text, (0..n).map(|i| alert(i) + "\n").collect::<String>());
+            }
+        }
+        assert!(failures > 10, "{failures} failed flushes");
+        set_soft(original.rlim_cur);
+        log.flush(true).unwrap();
+        assert_eq!(log.pending_bytes(), 0);
+    }
+
+    /// A flush that fails part-way leaves only whole lines in the file and
+    /// keeps the rest; the next flush writes them, each once. The failure
+    /// is real: a child process (this test again) under a file size
+    /// limit.
+    #[test]
+    fn a_failed_flush_cuts_the_partial_line_and_keeps_the_alerts() {
+        if let Some(dir) = std::env::var_os(FSIZE_CHILD) {
+            fsize_child(Path::new(&dir));
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("sw-alerts-fsize-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let output = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "alerts::tests::a_failed_flush_cuts_the_partial_line_and_keeps_the_alerts",
+                "--nocapture",
+                "--test-threads",
+                "1",
+            ])
+            .env(FSIZE_CHILD, &dir)
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "child failed: {said}");
+        assert!(said.contains("1 passed"), "the child ran no test: {said}");
+        let text = std::fs::read_to_string(dir.join("alerts.jsonl")).unwrap();
+        assert_eq!(text, (0..400).map(|i| alert(i) + "\n").collect::<String>());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -395,3 +395,106 @@ fn a_journal_that_cannot_write_holds_back_no_alerts_and_the_node_says_degraded()
     );
     let _ = std::fs::remove_dir_all(&data_dir);
 }
+
+/// An alert log that cannot be written (here: a 16 KiB file size limit,
+/// lifted later from outside with prlimit) must not stop the alert
+/// writer: alerts wait in memory, the node says it is degraded, and once
+/// the file can grow again every alert is in it, whole and once.
+#[test]
+fn an_alert_log_that_cannot_be_written_keeps_its_alerts_until_it_can() {
+    use std::os::unix::process::CommandExt;
+    const LIMIT: libc::rlim_t = 16 << 10;
+    let data_dir = temp_dir("alert-log-cannot-write");
+    let node = Appliance::start_with(
+        data_dir.clone(),
+        &["--cores", "1", "--no-journal"],
+        |command| {
+            // SAFETY: only async-signal-safe calls between fork and exec.
+            unsafe {
+                command.pre_exec(|| {
+                    libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                    let limit = libc::rlimit {
+                        rlim_cur: LIMIT,
+                        rlim_max: libc::RLIM_INFINITY,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        },
+    )
+    .unwrap();
+    // Forty brute forces from forty sources: forty alerts, more than the
+    // limit lets into the file.
+    let attackers = 40;
+    let lines: String = (0..attackers)
+        .flat_map(|a| {
+            (0..12).map(move |i| ssh_failure(i, &format!("198.51.100.{}", a + 1), "root") + "\n")
+        })
+        .collect();
+    let mut stream = TcpStream::connect(node.tcp()).unwrap();
+    stream.write_all(lines.as_bytes()).unwrap();
+    let metric = |page: &str, name: &str| shardwatch_tests::metric_sum(page, name, "");
+    let page = shardwatch_tests::poll(Duration::from_secs(20), Duration::from_millis(50), || {
+        let page = node.metrics();
+        let failing = metric(&page, "shardwatch_alert_log_failing") == 1.0;
+        (page, failing)
+    });
+    assert_eq!(metric(&page, "shardwatch_alert_log_failing"), 1.0, "{page}");
+    assert!(
+        metric(&page, "shardwatch_alert_log_errors_total") >= 1.0,
+        "{page}"
+    );
+    let (status, body) = shardwatch_tests::http_get(node.api(), "/health", None).unwrap();
+    assert_eq!(status, 503, "{body}");
+    let health: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(health["alert_log_failing"], true, "{body}");
+    // Only whole lines in the file meanwhile.
+    let text = std::fs::read_to_string(data_dir.join("alerts.jsonl")).unwrap();
+    assert!(text.is_empty() || text.ends_with('\n'), "torn line: {text}");
+    // Room again: the writer retries on its own.
+    let unlimited = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: prlimit on our own child, with a valid struct.
+    let rc = unsafe {
+        libc::prlimit(
+            node.pid() as libc::pid_t,
+            libc::RLIMIT_FSIZE,
+            &unlimited,
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
+    let alerts = node.wait_for_alerts(attackers as usize, Duration::from_secs(20));
+    let page = shardwatch_tests::poll(Duration::from_secs(10), Duration::from_millis(50), || {
+        let page = node.metrics();
+        let failing = metric(&page, "shardwatch_alert_log_failing") == 0.0;
+        (page, failing)
+    });
+    assert_eq!(metric(&page, "shardwatch_alert_log_failing"), 0.0, "{page}");
+    let (status, body) = shardwatch_tests::http_get(node.api(), "/health", None).unwrap();
+    assert_eq!(status, 200, "{body}");
+    let text = std::fs::read_to_string(data_dir.join("alerts.jsonl")).unwrap();
+    for line in text.lines() {
+        serde_json::from_str::<Value>(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    }
+    let got = ids(&alerts);
+    assert_eq!(got.len(), attackers as usize, "{alerts:?}");
+    assert_no_duplicates(&got);
+    drop(stream);
+    let stopped = node.stop().unwrap();
+    assert!(stopped.exit_ok, "{:?}", stopped.stderr);
+    assert!(
+        stopped
+            .stderr
+            .iter()
+            .any(|l| l.contains("the alert log is written again")),
+        "{:?}",
+        stopped.stderr
+    );
+    let _ = std::fs::remove_dir_all(&data_dir);
+}

@@ -47,6 +47,8 @@ pub struct ApiState {
     pub shards: u32,
     pub recovery: Arc<crate::durable::RecoveryPlan>,
     pub alert_duplicates: Arc<std::sync::atomic::AtomicU64>,
+    /// The alert log's health (failing writes, alerts waiting in memory).
+    pub alert_log: Arc<crate::output::AlertLogStatus>,
     /// Woken when the alert writer has written new lines.
     pub alerts_written: Arc<tokio::sync::Notify>,
 }
@@ -167,7 +169,11 @@ async fn health(State(state): State<Shared>) -> Response {
         .filter(|(_, s)| s.journal_failing.load(std::sync::atomic::Ordering::Relaxed) != 0)
         .map(|(core, _)| core)
         .collect();
-    let healthy = stalled.is_empty() && journal_failing.is_empty();
+    let alert_log_failing = state
+        .alert_log
+        .failing
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let healthy = stalled.is_empty() && journal_failing.is_empty() && !alert_log_failing;
     let body = Json(json!({
         "status": if healthy { "ok" } else { "degraded" },
         "uptime_s": state.started.elapsed().as_secs(),
@@ -177,6 +183,7 @@ async fn health(State(state): State<Shared>) -> Response {
         "core_heartbeat_age_s": ages,
         "stalled_cores": stalled,
         "journal_failing_cores": journal_failing,
+        "alert_log_failing": alert_log_failing,
     }));
     if healthy {
         body.into_response()
@@ -194,6 +201,7 @@ async fn metrics(State(state): State<Shared>) -> Response {
     let mut body = super::metrics::render(&state.stats, &by_rule);
     super::metrics::render_outputs(&mut body, &state.outputs);
     super::metrics::render_quarantine(&mut body, &state.quarantine);
+    super::metrics::render_alert_log(&mut body, &state.alert_log);
     super::metrics::render_state_memory(&mut body, &state.stats);
     super::metrics::render_state_evictions(&mut body, &state.stats);
     super::metrics::render_heartbeats(&mut body, &state.stats);

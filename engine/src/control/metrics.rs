@@ -573,6 +573,36 @@ pub fn render_durability(
     }
 }
 
+/// The alert log's health (see `output::AlertWriter::start`).
+pub fn render_alert_log(out: &mut String, status: &crate::output::AlertLogStatus) {
+    for (name, help, value) in [
+        (
+            "shardwatch_alert_log_errors_total",
+            "Writes or syncs of alerts.jsonl that failed (the alerts are kept and written again).",
+            status.errors.load(Ordering::Relaxed),
+        ),
+        (
+            "shardwatch_alert_log_unlogged_total",
+            "Alerts not kept for the log because 64 MiB of alerts were already waiting for a failing log.",
+            status.unlogged.load(Ordering::Relaxed),
+        ),
+    ] {
+        header(out, name, "counter", help);
+        let _ = writeln!(out, "{name} {value}");
+    }
+    header(
+        out,
+        "shardwatch_alert_log_failing",
+        "gauge",
+        "1 while the last write or sync of alerts.jsonl failed, else 0.",
+    );
+    let _ = writeln!(
+        out,
+        "shardwatch_alert_log_failing {}",
+        u8::from(status.failing.load(Ordering::Relaxed))
+    );
+}
+
 pub fn render_quarantine(out: &mut String, q: &shardwatch_storage::quarantine::QuarantineWriter) {
     header(
         out,
