@@ -266,7 +266,11 @@ pub fn run(config: Config) -> anyhow::Result<Vec<CoreReport>> {
     for output in outputs {
         output.join();
     }
-    quarantine.flush()?;
+    // Unwritten quarantine records are reported, not a reason to skip
+    // the rest of the stop (the final counters).
+    if let Err(err) = quarantine.flush() {
+        eprintln!("shardwatch: {err}");
+    }
     let reports = result?;
     let written = written?;
     eprintln!(

@@ -382,20 +382,26 @@ fn quarantine(
 ) -> anyhow::Result<()> {
     let mut matching = Vec::new();
     let mut by_reason = std::collections::BTreeMap::<String, u64>::new();
+    // Lines that are not a whole record: a write cut by a crash or a full
+    // disk (possibly inside a UTF-8 sequence). Skipped and reported, so
+    // one torn line does not hide the file.
+    let mut unreadable = 0u64;
     for name in [
         shardwatch_storage::quarantine::ROTATED_FILE,
         shardwatch_storage::quarantine::CURRENT_FILE,
     ] {
         let path = data_dir.join(name);
-        let text = match std::fs::read_to_string(&path) {
-            Ok(text) => text,
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
             Err(err) => return Err(err).with_context(|| format!("cannot read {}", path.display())),
         };
-        for line in text.lines() {
-            let Ok(record) = serde_json::from_str::<serde_json::Value>(line) else {
+        for line in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            let Ok(record) = serde_json::from_slice::<serde_json::Value>(line) else {
+                unreadable += 1;
                 continue;
             };
+            let line = String::from_utf8_lossy(line);
             let r = record["reason"].as_str().unwrap_or_default();
             let s = record["source"].as_str().unwrap_or_default();
             if reason.is_some_and(|want| want != r) {
@@ -415,8 +421,13 @@ fn quarantine(
         writeln!(out, "{line}")?;
     }
     eprintln!(
-        "shardwatch: quarantine: {} records {by_reason:?}",
-        matching.len()
+        "shardwatch: quarantine: {} records {by_reason:?}{}",
+        matching.len(),
+        if unreadable > 0 {
+            format!(", {unreadable} unreadable lines skipped (torn by a crash or a full disk)")
+        } else {
+            String::new()
+        }
     );
     Ok(())
 }

@@ -283,6 +283,8 @@ struct Core {
     /// journal sequence that must be written before it may leave.
     pending_alerts: RefCell<Vec<(u64, AlertLine)>>,
     stats: Arc<CoreStats>,
+    /// Whether the last quarantine write failed (logged once per run).
+    quarantine_failing: Cell<bool>,
     tcp_open: Cell<u64>,
     /// This core's journal; `None` when `storage.journal` is off.
     journal: Option<Journal>,
@@ -396,6 +398,7 @@ async fn core_main(
             shared.config.limits.sources_max,
         )?),
         stats: shared.stats[index].clone(),
+        quarantine_failing: Cell::new(false),
         tcp_open: Cell::new(0),
         journal,
         seq: Cell::new(0),
@@ -1149,11 +1152,21 @@ impl EventSink for CoreSink<'_> {
             offset,
             raw,
         };
-        match self.core.shared.quarantine.write(&record) {
+        let written = self.core.shared.quarantine.write(&record);
+        // Under a disk that cannot write, a flood of bad lines would log
+        // one line each, from the core: only the first of a run of
+        // failures is logged; each is counted.
+        let failing = self.core.quarantine_failing.replace(written.is_err());
+        match written {
             Ok(true) => {}
             Ok(false) => self.core.stats.drop_events("quarantine_full", 1),
             Err(err) => {
-                eprintln!("shardwatch: core {}: {err}", self.core.index);
+                if !failing {
+                    eprintln!(
+                        "shardwatch: core {}: {err} (further quarantine write errors are counted in shardwatch_dropped_total{{reason=\"quarantine_write_error\"}})",
+                        self.core.index
+                    );
+                }
                 self.core.stats.drop_events("quarantine_write_error", 1);
             }
         }

@@ -227,6 +227,21 @@ fn malformed_lines_are_quarantined_with_reason() {
         .collect();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0]["raw"], "<999>Nov 27 10:00:00 host app: bad pri");
+    // A last record torn by a crash or a full disk, cut inside a UTF-8
+    // sequence, is skipped and reported; the others still list.
+    let mut bytes = std::fs::read(&quarantine).unwrap();
+    bytes.extend_from_slice(b"{\"received_ns\":1,\"raw\":\"\xef\xbf");
+    std::fs::write(&quarantine, &bytes).unwrap();
+    let out = std::process::Command::new(shardwatch_tests::binary())
+        .arg("quarantine")
+        .arg("--data-dir")
+        .arg(&stopped.data_dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2);
+    assert!(stderr.contains("1 unreadable lines skipped"), "{stderr}");
 }
 
 #[test]

@@ -257,11 +257,14 @@ pub struct AlertQuery {
     offset: Option<usize>,
 }
 
+/// The JSON objects of a JSON-lines file. A line that is not one (torn by
+/// a crash or a full disk, possibly inside a UTF-8 sequence) is skipped,
+/// not a reason to answer nothing.
 fn read_jsonl(path: &std::path::Path) -> Result<Vec<Value>, ApiError> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => Ok(text
-            .lines()
-            .filter_map(|line| serde_json::from_str(line).ok())
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(bytes
+            .split(|&b| b == b'\n')
+            .filter_map(|line| serde_json::from_slice(line).ok())
             .collect()),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
         Err(err) => Err(ApiError {
@@ -613,6 +616,16 @@ async fn schemas(State(state): State<Shared>) -> Json<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_torn_line_is_skipped_and_the_rest_read() {
+        let path = std::env::temp_dir().join(format!("sw-api-jsonl-{}", std::process::id()));
+        std::fs::write(&path, b"{\"a\":1}\n{\"b\":2}\n{\"c\":\"\xef\xbf").unwrap();
+        let values = read_jsonl(&path).unwrap();
+        assert_eq!(values, vec![json!({"a": 1}), json!({"b": 2})]);
+        std::fs::remove_file(&path).unwrap();
+        assert!(read_jsonl(&path).unwrap().is_empty());
+    }
 
     #[test]
     fn a_core_is_stalled_only_past_the_limit_and_after_its_first_beat() {
