@@ -104,13 +104,15 @@ pub fn write_chunks<C: AsRef<[u8]>>(
 /// A checkpoint written as its payload is produced, so the payload never
 /// has to be held in memory whole: chunks go to `<name>.tmp` as they come
 /// (the CRC and length accumulate), and [`CheckpointWriter::finish`] writes
-/// the header, fsyncs, renames and fsyncs the directory. Dropped unfinished,
-/// it leaves only a temp file, removed at the next load.
+/// the header, fsyncs, renames and fsyncs the directory. Dropped unfinished
+/// (a failed write), it removes its temp file: on a disk that is full,
+/// every failed checkpoint used to leave one behind until the next start,
+/// keeping the disk full.
 #[derive(Debug)]
 pub struct CheckpointWriter {
     dir: PathBuf,
     generation: u64,
-    temp: PathBuf,
+    temp: TempFile,
     out: std::io::BufWriter<std::fs::File>,
     crc: u32,
     len: u64,
@@ -118,6 +120,24 @@ pub struct CheckpointWriter {
     /// `started`, and finished for everything before `settled`.
     started: u64,
     settled: u64,
+}
+
+/// A temp file removed when dropped (after a rename, there is nothing
+/// left to remove).
+#[derive(Debug)]
+struct TempFile(PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+impl std::ops::Deref for TempFile {
+    type Target = PathBuf;
+    fn deref(&self) -> &PathBuf {
+        &self.0
+    }
 }
 
 /// Writeback of a checkpoint is started every this many bytes, and the
@@ -139,6 +159,7 @@ impl CheckpointWriter {
             path: temp.clone(),
             source,
         })?;
+        let temp = TempFile(temp);
         let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
         // The header's place; its contents are known at the end.
         out.write_all(&[0; HEADER_BYTES])
@@ -466,6 +487,32 @@ mod tests {
             .unwrap()
             .loaded
             .is_none());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_writer_dropped_unfinished_removes_its_temp_file() {
+        // What a failed write does (the engine drops the writer): nothing
+        // of it may stay on a disk that may be full.
+        let dir = temp_dir("dropped");
+        write(&dir, 1, b"complete", 3).unwrap();
+        let mut writer = CheckpointWriter::create(&dir, 2).unwrap();
+        writer.append(&[7u8; 100_000]).unwrap();
+        let temp = dir.join("00000000000000000002.ckpt.tmp");
+        assert!(temp.exists());
+        drop(writer);
+        assert!(!temp.exists());
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, vec!["00000000000000000001.ckpt".to_string()]);
+        // A finished one is in place, and no temp is left.
+        let mut writer = CheckpointWriter::create(&dir, 3).unwrap();
+        writer.append(b"done").unwrap();
+        let path = writer.finish(3).unwrap();
+        assert!(path.exists());
+        assert!(!dir.join("00000000000000000003.ckpt.tmp").exists());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
