@@ -303,7 +303,8 @@ fn corrupt_checkpoints_and_torn_journal_tails_are_skipped_with_reasons() {
 /// A journal that cannot write (a full disk; here the process's file size
 /// limit cuts the segment at 256 KiB) must not stop detection: alerts
 /// whose lines are not written go out anyway, counted, and the node says
-/// it is degraded until a write succeeds again.
+/// it is degraded until a write succeeds again; once the disk has room
+/// (the limit lifted from outside), the journal holds every line.
 #[test]
 fn a_journal_that_cannot_write_holds_back_no_alerts_and_the_node_says_degraded() {
     use std::os::unix::process::CommandExt;
@@ -319,7 +320,7 @@ fn a_journal_that_cannot_write_holds_back_no_alerts_and_the_node_says_degraded()
                 libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
                 let limit = libc::rlimit {
                     rlim_cur: LIMIT,
-                    rlim_max: LIMIT,
+                    rlim_max: libc::RLIM_INFINITY,
                 };
                 if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
                     return Err(std::io::Error::last_os_error());
@@ -378,13 +379,34 @@ fn a_journal_that_cannot_write_holds_back_no_alerts_and_the_node_says_degraded()
         metric(&page, "shardwatch_alerts_unjournaled_total") >= 1.0,
         "{page}"
     );
+    // Room again (the limit lifted from outside): the kept bytes are
+    // written by the next commit, the node is healthy again, and the
+    // journal holds every line once, nothing torn or skipped.
+    let unlimited = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: prlimit on our own child, with a valid struct.
+    let rc = unsafe {
+        libc::prlimit(
+            node.pid() as libc::pid_t,
+            libc::RLIMIT_FSIZE,
+            &unlimited,
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
+    let page = shardwatch_tests::poll(Duration::from_secs(20), Duration::from_millis(50), || {
+        let page = node.metrics();
+        let failing = metric(&page, "shardwatch_journal_failing") == 0.0;
+        (page, failing)
+    });
+    assert_eq!(metric(&page, "shardwatch_journal_failing"), 0.0, "{page}");
+    let (status, body) = shardwatch_tests::http_get(node.api(), "/health", None).unwrap();
+    assert_eq!(status, 200, "{body}");
     drop(stream);
     let stopped = node.stop().unwrap();
-    assert!(
-        !stopped.stderr.iter().any(|l| l.contains("panicked")),
-        "{:?}",
-        stopped.stderr
-    );
+    assert!(stopped.exit_ok, "{:?}", stopped.stderr);
     assert!(
         stopped
             .stderr
@@ -393,6 +415,19 @@ fn a_journal_that_cannot_write_holds_back_no_alerts_and_the_node_says_degraded()
         "the failure is logged: {:?}",
         stopped.stderr
     );
+    let check = Command::new(binary())
+        .args(["journal", "check", "--data-dir"])
+        .arg(&data_dir)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&check.stdout).into_owned()
+        + &String::from_utf8_lossy(&check.stderr);
+    assert!(check.status.success(), "{said}");
+    let dump = data_dir.join("dump.log");
+    dump_journal(&data_dir, &dump);
+    let journaled = std::fs::read_to_string(&dump).unwrap();
+    let expected: Vec<&str> = filler.lines().chain(attack.lines()).collect();
+    assert_eq!(journaled.lines().collect::<Vec<_>>(), expected);
     let _ = std::fs::remove_dir_all(&data_dir);
 }
 
