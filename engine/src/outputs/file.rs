@@ -58,29 +58,54 @@ impl Deliver for RotatingFile {
         "file"
     }
 
+    /// Appends `lines`, rotating before a line that would take the file
+    /// past `rotate_bytes`. The lines bound for one file go in one
+    /// `write`; a write that fails (a full disk) is cut back to where the
+    /// file ended, so the retry of the batch adds no torn line and no
+    /// second copy (except of lines that went to a file rotated away
+    /// earlier in the same batch).
     fn deliver(&mut self, lines: &[String]) -> anyhow::Result<()> {
+        let mut chunk = Vec::new();
         for line in lines {
-            if self.size > 0 && self.size + line.len() as u64 + 1 > self.rotate_bytes {
+            let pending = chunk.len() as u64;
+            if self.size + pending > 0
+                && self.size + pending + line.len() as u64 + 1 > self.rotate_bytes
+            {
+                self.write_chunk(&chunk)?;
+                chunk.clear();
                 self.rotate()?;
             }
-            if self.file.is_none() {
-                let file = OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&self.path)
-                    .with_context(|| format!("cannot open {}", self.path.display()))?;
-                self.size = file.metadata().map(|m| m.len()).unwrap_or(0);
-                self.file = Some(file);
-            }
-            if let Some(file) = self.file.as_mut() {
-                file.write_all(line.as_bytes())?;
-                file.write_all(b"\n")?;
-            }
-            self.size += line.len() as u64 + 1;
+            chunk.extend_from_slice(line.as_bytes());
+            chunk.push(b'\n');
         }
-        if let Some(file) = self.file.as_mut() {
-            file.flush()?;
+        self.write_chunk(&chunk)
+    }
+}
+
+impl RotatingFile {
+    /// Appends `chunk` to the current file (opened if need be) in one
+    /// write; on failure the file is cut back to its length before.
+    fn write_chunk(&mut self, chunk: &[u8]) -> anyhow::Result<()> {
+        if chunk.is_empty() {
+            return Ok(());
         }
+        if self.file.is_none() {
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)
+                .with_context(|| format!("cannot open {}", self.path.display()))?;
+            self.size = file.metadata().map(|m| m.len()).unwrap_or(0);
+            self.file = Some(file);
+        }
+        let Some(file) = self.file.as_mut() else {
+            anyhow::bail!("{} is not open", self.path.display());
+        };
+        if let Err(err) = file.write_all(chunk) {
+            let _ = file.set_len(self.size);
+            return Err(err).with_context(|| format!("cannot write {}", self.path.display()));
+        }
+        self.size += chunk.len() as u64;
         Ok(())
     }
 }
@@ -108,6 +133,83 @@ mod tests {
         );
         let newest = std::fs::read_to_string(&path).unwrap();
         assert!(newest.contains("00005"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The environment variable naming the directory when the write
+    /// failure test runs as its own child process.
+    const FSIZE_CHILD: &str = "SW_FILE_OUTPUT_FSIZE_CHILD";
+
+    fn alert(i: usize) -> String {
+        format!("{{\"n\":{i:05},\"pad\":\"{}\"}}", "q".repeat(i % 61))
+    }
+
+    /// The child's part: batches delivered under an 8 KiB file size
+    /// limit fail part-way; each failed batch is delivered again, as the
+    /// output loop does, and succeeds once the limit is lifted.
+    fn fsize_child(dir: &std::path::Path) {
+        // SAFETY: plain libc calls on local structs; SIGXFSZ ignored so a
+        // write past the limit fails with EFBIG.
+        let original = unsafe {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let mut limit = std::mem::zeroed::<libc::rlimit>();
+            assert_eq!(libc::getrlimit(libc::RLIMIT_FSIZE, &mut limit), 0);
+            limit
+        };
+        let set_soft = |soft: libc::rlim_t| {
+            let limit = libc::rlimit {
+                rlim_cur: soft,
+                rlim_max: original.rlim_max,
+            };
+            // SAFETY: as above.
+            assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_FSIZE, &limit) }, 0);
+        };
+        let mut out = RotatingFile::new(dir.join("out.jsonl"), 1 << 30, 2);
+        set_soft(8 << 10);
+        let batches: Vec<Vec<String>> = (0..40)
+            .map(|b| (b * 10..b * 10 + 10).map(alert).collect())
+            .collect();
+        let mut failed = 0;
+        for batch in &batches {
+            while out.deliver(batch).is_err() {
+                failed += 1;
+                if failed % 5 == 0 {
+                    set_soft(original.rlim_cur);
+                }
+            }
+        }
+        assert!(failed >= 5, "{failed} failed deliveries");
+    }
+
+    /// Retried batches after failed writes leave each alert in the file
+    /// once and whole. The failure is real: a child process (this test
+    /// again) under a file size limit.
+    #[test]
+    fn a_failed_delivery_retried_leaves_each_alert_once() {
+        if let Some(dir) = std::env::var_os(FSIZE_CHILD) {
+            fsize_child(std::path::Path::new(&dir));
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("sw-rot-fsize-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let output = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "outputs::file::tests::a_failed_delivery_retried_leaves_each_alert_once",
+                "--nocapture",
+                "--test-threads",
+                "1",
+            ])
+            .env(FSIZE_CHILD, &dir)
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "child failed: {said}");
+        assert!(said.contains("1 passed"), "the child ran no test: {said}");
+        let text = std::fs::read_to_string(dir.join("out.jsonl")).unwrap();
+        assert_eq!(text, (0..400).map(|i| alert(i) + "\n").collect::<String>());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
