@@ -1,10 +1,13 @@
 //! The alert writer: one thread that appends alerts to `alerts.jsonl` and
 //! prints them on stdout.
 //!
-//! Cores hand rendered alert lines over a bounded channel, so a slow stdout
-//! pushes back on the cores that raise alerts instead of growing memory. The
-//! writer flushes whenever the channel runs empty, so an alert is on disk and
-//! on stdout within one burst of being raised, and fsyncs the log at exit
+//! Cores hand rendered alert lines over a bounded channel, so a writer
+//! that cannot keep up pushes back on the cores that raise alerts instead
+//! of growing memory. Stdout is printed from its own thread with its own
+//! bounded queue: a stdout that blocks (a pipe nobody reads) misses lines,
+//! counted, and holds up neither the log nor the cores. The writer flushes
+//! whenever the channel runs empty, so an alert is on disk and handed to
+//! stdout within one burst of being raised, and fsyncs the log at exit
 //! and at every checkpoint barrier. A log that cannot be written keeps its
 //! alerts in memory and is tried again (see [`AlertWriter::start`]).
 //!
@@ -109,6 +112,75 @@ pub struct AlertLogStatus {
     /// Alerts refused because the lines waiting to be written reached
     /// `alerts::PENDING_BYTES_MAX`: not in the log (stdout still had them).
     pub unlogged: AtomicU64,
+    /// Alert lines stdout missed because [`STDOUT_QUEUE_MAX`] lines were
+    /// already waiting for it (the log has them).
+    pub stdout_dropped: AtomicU64,
+}
+
+/// Alert lines waiting for stdout; past it, stdout misses lines (counted)
+/// rather than the log or the cores wait on whoever reads stdout.
+pub const STDOUT_QUEUE_MAX: usize = 16_384;
+
+/// How long a stop waits for stdout to take the lines still queued for it.
+pub const STDOUT_DRAIN_MAX: Duration = Duration::from_secs(5);
+
+/// Prints alert lines on stdout from its own thread (`sw-stdout`), so a
+/// stdout that blocks (a pipe nobody reads, a slow terminal) holds up
+/// only itself: the writer hands lines over without waiting and counts
+/// those that do not fit ([`AlertLogStatus::stdout_dropped`]). A closed
+/// stdout (a pipe whose reader left) is ignored likewise.
+struct StdoutPrinter {
+    lines: flume::Sender<String>,
+    done: flume::Receiver<()>,
+    status: Arc<AlertLogStatus>,
+}
+
+impl StdoutPrinter {
+    fn start(status: Arc<AlertLogStatus>) -> StdoutPrinter {
+        let (lines, queued) = flume::bounded::<String>(STDOUT_QUEUE_MAX);
+        let (finished, done) = flume::bounded(1);
+        let spawned = std::thread::Builder::new()
+            .name("sw-stdout".into())
+            .spawn(move || {
+                let stdout = std::io::stdout();
+                while let Ok(first) = queued.recv() {
+                    let mut out = stdout.lock();
+                    let _ = writeln!(out, "{first}");
+                    for line in queued.try_iter() {
+                        let _ = writeln!(out, "{line}");
+                    }
+                    let _ = out.flush();
+                }
+                let _ = finished.send(());
+            });
+        if let Err(err) = spawned {
+            // Without the thread every line counts as dropped below.
+            eprintln!("shardwatch: cannot start the stdout printer: {err}");
+        }
+        StdoutPrinter {
+            lines,
+            done,
+            status,
+        }
+    }
+
+    fn print(&self, line: &str) {
+        if self.lines.try_send(line.to_string()).is_err() {
+            self.status.stdout_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Lets the printer drain what is queued, for at most
+    /// [`STDOUT_DRAIN_MAX`] (a stdout nobody reads would hold a stop
+    /// forever).
+    fn finish(self) {
+        drop(self.lines);
+        if self.done.recv_timeout(STDOUT_DRAIN_MAX).is_err() {
+            eprintln!(
+                "shardwatch: stdout did not take the last alerts within {STDOUT_DRAIN_MAX:?}"
+            );
+        }
+    }
 }
 
 /// How often the writer tries a failing log again while no alert comes.
@@ -154,7 +226,7 @@ impl AlertWriter {
         let thread = std::thread::Builder::new()
             .name("sw-alerts".into())
             .spawn(move || -> anyhow::Result<u64> {
-                let stdout = std::io::stdout();
+                let stdout = to_stdout.then(|| StdoutPrinter::start(health.clone()));
                 let mut written = 0u64;
                 // Counts a failure (logging the first of a run) or the
                 // recovery from one; true when the log is fine.
@@ -188,7 +260,6 @@ impl AlertWriter {
                             Err(_) => break,
                         }
                     };
-                    let mut out = stdout.lock();
                     let mut line = first;
                     while let Some(alert) = line.take() {
                         if let Some(ack) = alert.barrier {
@@ -207,10 +278,8 @@ impl AlertWriter {
                         if !log.append(&alert.line) {
                             health.unlogged.fetch_add(1, Ordering::Relaxed);
                         }
-                        if to_stdout {
-                            // A closed stdout (a pipe whose reader left) must
-                            // not stop the durable log: ignore write errors.
-                            let _ = writeln!(out, "{}", alert.line);
+                        if let Some(stdout) = &stdout {
+                            stdout.print(&alert.line);
                         }
                         // Updates of suppressed alerts carry no rule id and
                         // are not new alerts.
@@ -225,7 +294,9 @@ impl AlertWriter {
                     if outcome(log.flush(false)) {
                         notify.notify_waiters();
                     }
-                    let _ = out.flush();
+                }
+                if let Some(stdout) = stdout {
+                    stdout.finish();
                 }
                 log.flush(true).with_context(|| {
                     format!(

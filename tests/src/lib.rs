@@ -126,11 +126,13 @@ impl Appliance {
             .stderr(Stdio::piped());
         configure(&mut command);
         let mut child = command.spawn().context("cannot start shardwatch")?;
-        let mut stdout = child.stdout.take().context("no stdout")?;
-        let stdout_thread = std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = stdout.read_to_string(&mut text);
-            text
+        // Read unless `configure` sent stdout elsewhere.
+        let stdout_thread = child.stdout.take().map(|mut stdout| {
+            std::thread::spawn(move || {
+                let mut text = String::new();
+                let _ = stdout.read_to_string(&mut text);
+                text
+            })
         });
         let stderr = child.stderr.take().context("no stderr")?;
         let (tx, rx) = mpsc::channel();
@@ -151,7 +153,7 @@ impl Appliance {
             tls: None,
             data_dir,
             stderr_lines: rx,
-            stdout_thread: Some(stdout_thread),
+            stdout_thread,
             stderr_seen: Vec::new(),
         };
         let deadline = Instant::now() + Duration::from_secs(60);

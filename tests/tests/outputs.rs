@@ -206,3 +206,55 @@ fn webhook_down_and_back_gets_every_alert_once_and_other_outputs_too() {
     assert_eq!(lines, 30);
     assert!(dir.join("alerts-out.jsonl.1").exists(), "the file rotated");
 }
+
+/// A stdout nobody reads (a pipe whose buffer fills) must not hold up the
+/// alert log: every alert reaches `alerts.jsonl`, and the node still stops
+/// cleanly (it waits a bounded time for stdout).
+#[test]
+fn a_stdout_nobody_reads_does_not_hold_up_the_alert_log() {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills two descriptors we then own.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: fresh descriptors from pipe2, each owned once.
+    let (unread, write_end) =
+        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let data_dir = temp_dir("stdout-unread");
+    let node = Appliance::start_with(data_dir.clone(), &["--cores", "1"], move |command| {
+        command.stdout(std::process::Stdio::from(write_end));
+    })
+    .unwrap();
+    // About 300 alerts of ~1 KB: several times a pipe's 64 KiB buffer.
+    let attackers = 300;
+    let lines: String = (0..attackers)
+        .flat_map(|a| {
+            (0..10).map(move |i| {
+                ssh_failure(i, &format!("10.77.{}.{}", a / 200, a % 200 + 1), "root") + "\n"
+            })
+        })
+        .collect();
+    let mut stream = TcpStream::connect(node.tcp()).unwrap();
+    stream.write_all(lines.as_bytes()).unwrap();
+    drop(stream);
+    let alerts = node.wait_for_alerts(attackers, Duration::from_secs(30));
+    assert_eq!(alerts.len(), attackers, "the log stalled behind stdout");
+    // Within the stdout queue: nothing missed yet, and the counter is there.
+    let page = node.metrics();
+    assert_eq!(
+        shardwatch_tests::metric_values(&page, "shardwatch_alerts_stdout_dropped_total", ""),
+        vec![0.0],
+        "{page}"
+    );
+    let stopped = node.stop().unwrap();
+    assert!(
+        stopped
+            .stderr
+            .iter()
+            .any(|l| l.contains("stdout did not take the last alerts")),
+        "{:?}",
+        stopped.stderr
+    );
+    assert!(stopped.exit_ok, "{:?}", stopped.stderr);
+    drop(unread);
+    let _ = std::fs::remove_dir_all(&data_dir);
+}

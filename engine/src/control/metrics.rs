@@ -586,6 +586,11 @@ pub fn render_alert_log(out: &mut String, status: &crate::output::AlertLogStatus
             "Alerts not kept for the log because 64 MiB of alerts were already waiting for a failing log.",
             status.unlogged.load(Ordering::Relaxed),
         ),
+        (
+            "shardwatch_alerts_stdout_dropped_total",
+            "Alert lines not printed on stdout because 16,384 were already waiting for it (a stdout nobody reads); the log has them.",
+            status.stdout_dropped.load(Ordering::Relaxed),
+        ),
     ] {
         header(out, name, "counter", help);
         let _ = writeln!(out, "{name} {value}");
