@@ -64,6 +64,10 @@ fn lines() -> Vec<(&'static str, Vec<u8>)> {
             b"<189>Nov 27 10:00:01 fgt-edge date=2026-11-27 time=10:00:01 devname=\"fgt-edge\" logid=\"0000000013\" type=\"traffic\" subtype=\"forward\" srcip=10.0.1.20 srcport=51234 dstip=93.184.216.34 dstport=443 action=\"accept\" service=\"HTTPS\" sentbyte=1200 rcvdbyte=5400".to_vec(),
         ),
         (
+            "netfilter_ufw",
+            b"<4>Nov 27 10:00:01 gw01 kernel: [1234567.123456] [UFW BLOCK] IN=eth0 OUT= MAC=52:54:00:12:34:56:52:54:00:65:43:21:08:00 SRC=198.51.100.23 DST=10.0.1.20 LEN=60 TOS=0x00 PREC=0x00 TTL=52 ID=40421 DF PROTO=TCP SPT=51234 DPT=22 WINDOW=64240 RES=0x00 SYN URGP=0".to_vec(),
+        ),
+        (
             "json_cloudtrail",
             b"<110>1 2026-11-27T10:00:01.028933Z audit-collector cloudtrail - - - {\"eventVersion\":\"1.08\",\"eventTime\":\"2026-11-27T10:00:01.028933Z\",\"eventSource\":\"s3.amazonaws.com\",\"eventName\":\"GetObject\",\"awsRegion\":\"eu-west-1\",\"sourceIPAddress\":\"10.0.1.69\",\"userIdentity\":{\"type\":\"IAMUser\",\"userName\":\"judy1\",\"accountId\":\"123456789012\"},\"requestID\":\"535ac5b25c93a248\",\"readOnly\":true}".to_vec(),
         ),
