@@ -674,6 +674,47 @@ mod tests {
     }
 
     #[test]
+    fn seen_keys_agrees_with_a_set() {
+        // Keys that share length, first and last bytes (netfilter's DST and
+        // DPT), one-byte and empty keys, and many random ones: `seen` is
+        // true exactly for a key already pushed since `start`.
+        let mut names: Vec<String> = [
+            "DST", "DPT", "SRC", "SPT", "a", "", "ab", "ba", "aXb", "aYb",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        for _ in 0..400 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let len = (state % 9) as usize;
+            names.push(
+                (0..len)
+                    .map(|i| (b'a' + ((state >> (i * 5)) % 6) as u8) as char)
+                    .collect(),
+            );
+        }
+        let mut fields = Fields::new();
+        fields.push("before", b"x");
+        let mut seen = SeenKeys::new(fields.len());
+        let mut set = std::collections::HashSet::new();
+        for name in &names {
+            if fields.is_full() {
+                break;
+            }
+            let repeat = !set.insert(name.clone());
+            assert_eq!(seen.seen(&fields, name), repeat, "{name:?}");
+            if !repeat {
+                fields.push(name, b"v");
+            }
+        }
+        // A field pushed before `start` does not count.
+        assert!(!seen.seen(&fields, "before"));
+    }
+
+    #[test]
     fn key_text_takes_ascii_and_utf8_and_refuses_the_rest() {
         assert_eq!(key_text(b"SRC"), Some("SRC"));
         assert_eq!(key_text("clé".as_bytes()), Some("clé"));
