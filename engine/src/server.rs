@@ -710,11 +710,19 @@ impl Core {
         } else {
             journal.commit().await
         };
-        self.stats
+        let was_failing = self
+            .stats
             .journal_failing
-            .store(u64::from(result.is_err()), Ordering::Relaxed);
+            .swap(u64::from(result.is_err()), Ordering::Relaxed)
+            != 0;
         match result {
             Ok(info) => {
+                if was_failing {
+                    eprintln!(
+                        "shardwatch: core {}: the journal is written again",
+                        self.index
+                    );
+                }
                 if info.bytes_written > 0 {
                     add(&self.stats.journal_commits, 1);
                     add(&self.stats.journal_bytes, info.bytes_written);
@@ -724,9 +732,11 @@ impl Core {
                 }
             }
             Err(err) => {
-                if self.stats.journal_errors.load(Ordering::Relaxed) == 0 {
+                // The first failure of a run is logged, and the recovery
+                // above; each failure is counted.
+                if !was_failing {
                     eprintln!(
-                        "shardwatch: core {}: journal write failed: {err}",
+                        "shardwatch: core {}: journal write failed (kept and retried; alerts no longer wait for it): {err}",
                         self.index
                     );
                 }
@@ -1801,9 +1811,14 @@ async fn serve_relp(core: Rc<Core>, mut stream: glommio::net::TcpStream) {
         let upto = core.position();
         core.flush(WhenFull::Wait).await;
         if let Some(journal) = &core.journal {
-            if journal.wait_durable(upto).await.is_err() {
+            if let Err(err) = journal.wait_durable(upto).await {
                 add(&core.stats.journal_errors, 1);
-                core.stats.journal_failing.store(1, Ordering::Relaxed);
+                if core.stats.journal_failing.swap(1, Ordering::Relaxed) == 0 {
+                    eprintln!(
+                        "shardwatch: core {}: journal sync for RELP failed (the connection is closed unanswered): {err}",
+                        core.index
+                    );
+                }
                 break 'connection;
             }
         }
