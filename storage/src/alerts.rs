@@ -256,25 +256,9 @@ mod tests {
     /// part-way (a short write, then EFBIG); once the limit is lifted the
     /// next flush writes everything that was kept.
     fn fsize_child(dir: &Path) {
-        // SAFETY: plain libc calls on local structs; SIGXFSZ ignored so a
-        // write past the limit fails with EFBIG instead of killing this
-        // (child) process.
-        let original = unsafe {
-            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
-            let mut limit = std::mem::zeroed::<libc::rlimit>();
-            assert_eq!(libc::getrlimit(libc::RLIMIT_FSIZE, &mut limit), 0);
-            limit
-        };
-        let set_soft = |soft: libc::rlim_t| {
-            let limit = libc::rlimit {
-                rlim_cur: soft,
-                rlim_max: original.rlim_max,
-            };
-            // SAFETY: as above.
-            assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_FSIZE, &limit) }, 0);
-        };
+        let limit = crate::testing::FileSizeLimit::take();
         let mut log = AlertLog::open(dir).unwrap();
-        set_soft(8 << 10);
+        limit.set(8 << 10);
         let mut failures = 0;
         for i in 0..400 {
             assert!(log.append(&alert(i)));
@@ -293,7 +277,7 @@ mod tests {
             }
         }
         assert!(failures > 10, "{failures} failed flushes");
-        set_soft(original.rlim_cur);
+        limit.lift();
         log.flush(true).unwrap();
         assert_eq!(log.pending_bytes(), 0);
     }
@@ -311,21 +295,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("sw-alerts-fsize-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let output = std::process::Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "alerts::tests::a_failed_flush_cuts_the_partial_line_and_keeps_the_alerts",
-                "--nocapture",
-                "--test-threads",
-                "1",
-            ])
-            .env(FSIZE_CHILD, &dir)
-            .output()
-            .unwrap();
-        let said = String::from_utf8_lossy(&output.stdout).into_owned()
-            + &String::from_utf8_lossy(&output.stderr);
-        assert!(output.status.success(), "child failed: {said}");
-        assert!(said.contains("1 passed"), "the child ran no test: {said}");
+        crate::testing::rerun_as_child(
+            "alerts::tests::a_failed_flush_cuts_the_partial_line_and_keeps_the_alerts",
+            FSIZE_CHILD,
+            &dir,
+        );
         let text = std::fs::read_to_string(dir.join("alerts.jsonl")).unwrap();
         assert_eq!(text, (0..400).map(|i| alert(i) + "\n").collect::<String>());
         std::fs::remove_dir_all(&dir).unwrap();

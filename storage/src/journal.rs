@@ -1172,27 +1172,11 @@ mod tests {
     /// meanwhile. Once the limit is lifted, the next commit must write
     /// everything that was not written.
     fn fsize_child(dir: &Path) {
-        // SAFETY: plain libc calls on a local struct; ignoring SIGXFSZ
-        // makes writes past the limit fail with EFBIG instead of killing
-        // this (child) process.
-        let original = unsafe {
-            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
-            let mut limit = std::mem::zeroed::<libc::rlimit>();
-            assert_eq!(libc::getrlimit(libc::RLIMIT_FSIZE, &mut limit), 0);
-            limit
-        };
-        let set_soft = move |soft: libc::rlim_t| {
-            let limit = libc::rlimit {
-                rlim_cur: soft,
-                rlim_max: original.rlim_max,
-            };
-            // SAFETY: as above.
-            assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_FSIZE, &limit) }, 0);
-        };
+        let limit = crate::testing::FileSizeLimit::take();
         let dir = dir.to_path_buf();
         let (short, refused) = run(move || async move {
             let journal = Journal::open(&dir, 0, 1, OPTIONS).await.unwrap();
-            set_soft(FSIZE_LIMIT as libc::rlim_t);
+            limit.set(FSIZE_LIMIT);
             let (mut short, mut refused) = (0, 0);
             for i in 0..FSIZE_LINES {
                 assert_eq!(
@@ -1202,7 +1186,7 @@ mod tests {
                 if i == FSIZE_LINES * 2 / 3 {
                     // Below what is written: the next writes start past
                     // the limit and are refused outright (EFBIG).
-                    set_soft(4096);
+                    limit.set(4096);
                 }
                 if i % 10 != 9 {
                     continue;
@@ -1216,7 +1200,7 @@ mod tests {
                     assert!(journal.written_seq() <= i);
                 }
             }
-            set_soft(original.rlim_cur);
+            limit.lift();
             journal.commit().await.unwrap();
             assert_eq!(journal.written_seq(), FSIZE_LINES);
             journal.close().await.unwrap();
@@ -1239,21 +1223,11 @@ mod tests {
             return;
         }
         let dir = temp_dir("fsize");
-        let output = std::process::Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "journal::tests::a_short_or_failed_write_is_written_again_by_the_next_commit",
-                "--nocapture",
-                "--test-threads",
-                "1",
-            ])
-            .env(FSIZE_CHILD, &dir)
-            .output()
-            .unwrap();
-        let said = String::from_utf8_lossy(&output.stdout).into_owned()
-            + &String::from_utf8_lossy(&output.stderr);
-        assert!(output.status.success(), "child failed: {said}");
-        assert!(said.contains("1 passed"), "the child ran no test: {said}");
+        crate::testing::rerun_as_child(
+            "journal::tests::a_short_or_failed_write_is_written_again_by_the_next_commit",
+            FSIZE_CHILD,
+            &dir,
+        );
         let (lines, report) = read_all(&dir);
         assert!(report.problems.is_empty(), "{:?}", report.problems);
         assert_eq!((report.torn_tails, report.corrupt_stretches), (0, 0));

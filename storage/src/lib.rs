@@ -17,6 +17,8 @@ pub mod checkpoint;
 pub mod crc;
 pub mod journal;
 pub mod quarantine;
+#[cfg(test)]
+mod testing;
 
 use std::path::PathBuf;
 

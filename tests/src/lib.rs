@@ -574,3 +574,44 @@ impl Drop for Rsyslog {
         let _ = self.child.wait();
     }
 }
+
+/// Makes `command`'s process start under a soft file size limit
+/// (`RLIMIT_FSIZE`) of `bytes`, with SIGXFSZ ignored: a write that crosses
+/// the limit comes back short and one past it fails (EFBIG), as on a full
+/// disk. [`lift_file_size_limit`] gives the room back while it runs.
+pub fn limit_file_size(command: &mut Command, bytes: u64) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        command.pre_exec(move || {
+            // Ignored stays ignored across exec.
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let limit = libc::rlimit {
+                rlim_cur: bytes as libc::rlim_t,
+                rlim_max: libc::RLIM_INFINITY,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Lifts the file size limit of the running process `pid` (`prlimit`).
+pub fn lift_file_size_limit(pid: u32) {
+    let unlimited = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: a valid struct; the old limit is not asked for.
+    let rc = unsafe {
+        libc::prlimit(
+            pid as libc::pid_t,
+            libc::RLIMIT_FSIZE,
+            &unlimited,
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
+}

@@ -307,27 +307,9 @@ fn corrupt_checkpoints_and_torn_journal_tails_are_skipped_with_reasons() {
 /// (the limit lifted from outside), the journal holds every line.
 #[test]
 fn a_journal_that_cannot_write_holds_back_no_alerts_and_the_node_says_degraded() {
-    use std::os::unix::process::CommandExt;
-    const LIMIT: libc::rlim_t = 256 << 10;
     let data_dir = temp_dir("journal-cannot-write");
     let node = Appliance::start_with(data_dir.clone(), &["--cores", "1"], |command| {
-        // SAFETY: only async-signal-safe calls between fork and exec.
-        unsafe {
-            command.pre_exec(|| {
-                // Writes past the limit fail with EFBIG instead of the
-                // signal killing the process (ignored stays ignored
-                // across exec).
-                libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
-                let limit = libc::rlimit {
-                    rlim_cur: LIMIT,
-                    rlim_max: libc::RLIM_INFINITY,
-                };
-                if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        shardwatch_tests::limit_file_size(command, 256 << 10)
     })
     .unwrap();
     // About twice what fits under the limit, lines no rule cares about.
@@ -382,20 +364,7 @@ fn a_journal_that_cannot_write_holds_back_no_alerts_and_the_node_says_degraded()
     // Room again (the limit lifted from outside): the kept bytes are
     // written by the next commit, the node is healthy again, and the
     // journal holds every line once, nothing torn or skipped.
-    let unlimited = libc::rlimit {
-        rlim_cur: libc::RLIM_INFINITY,
-        rlim_max: libc::RLIM_INFINITY,
-    };
-    // SAFETY: prlimit on our own child, with a valid struct.
-    let rc = unsafe {
-        libc::prlimit(
-            node.pid() as libc::pid_t,
-            libc::RLIMIT_FSIZE,
-            &unlimited,
-            std::ptr::null_mut(),
-        )
-    };
-    assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
+    shardwatch_tests::lift_file_size_limit(node.pid());
     let page = shardwatch_tests::poll(Duration::from_secs(20), Duration::from_millis(50), || {
         let page = node.metrics();
         let failing = metric(&page, "shardwatch_journal_failing") == 0.0;
@@ -439,28 +408,11 @@ fn a_journal_that_cannot_write_holds_back_no_alerts_and_the_node_says_degraded()
 /// the file can grow again every alert is in it, whole and once.
 #[test]
 fn an_alert_log_that_cannot_be_written_keeps_its_alerts_until_it_can() {
-    use std::os::unix::process::CommandExt;
-    const LIMIT: libc::rlim_t = 16 << 10;
     let data_dir = temp_dir("alert-log-cannot-write");
     let node = Appliance::start_with(
         data_dir.clone(),
         &["--cores", "1", "--no-journal"],
-        |command| {
-            // SAFETY: only async-signal-safe calls between fork and exec.
-            unsafe {
-                command.pre_exec(|| {
-                    libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
-                    let limit = libc::rlimit {
-                        rlim_cur: LIMIT,
-                        rlim_max: libc::RLIM_INFINITY,
-                    };
-                    if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
-        },
+        |command| shardwatch_tests::limit_file_size(command, 16 << 10),
     )
     .unwrap();
     // Forty brute forces from forty sources: forty alerts, more than the
@@ -492,20 +444,7 @@ fn an_alert_log_that_cannot_be_written_keeps_its_alerts_until_it_can() {
     let text = std::fs::read_to_string(data_dir.join("alerts.jsonl")).unwrap();
     assert!(text.is_empty() || text.ends_with('\n'), "torn line: {text}");
     // Room again: the writer retries on its own.
-    let unlimited = libc::rlimit {
-        rlim_cur: libc::RLIM_INFINITY,
-        rlim_max: libc::RLIM_INFINITY,
-    };
-    // SAFETY: prlimit on our own child, with a valid struct.
-    let rc = unsafe {
-        libc::prlimit(
-            node.pid() as libc::pid_t,
-            libc::RLIMIT_FSIZE,
-            &unlimited,
-            std::ptr::null_mut(),
-        )
-    };
-    assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
+    shardwatch_tests::lift_file_size_limit(node.pid());
     let alerts = node.wait_for_alerts(attackers as usize, Duration::from_secs(20));
     let page = shardwatch_tests::poll(Duration::from_secs(10), Duration::from_millis(50), || {
         let page = node.metrics();

@@ -1,0 +1,64 @@
+//! Test support: real write failures from a file size limit.
+//!
+//! `RLIMIT_FSIZE` is per process, so a test that needs writes to fail runs
+//! itself again as a child process ([`rerun_as_child`]) and sets the limit
+//! there ([`FileSizeLimit`]): the kernel then cuts a write that crosses
+//! the limit short and refuses one that starts past it (EFBIG), as a full
+//! disk would.
+
+use std::path::Path;
+
+/// The soft file size limit of this process, changed and restored.
+pub(crate) struct FileSizeLimit {
+    original: libc::rlimit,
+}
+
+impl FileSizeLimit {
+    /// Reads the current limit and ignores SIGXFSZ, so that a write past
+    /// the limit fails with EFBIG instead of killing the process. Only in
+    /// a child process: it changes the whole process.
+    pub(crate) fn take() -> FileSizeLimit {
+        // SAFETY: plain libc calls on a local struct.
+        let original = unsafe {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let mut limit = std::mem::zeroed::<libc::rlimit>();
+            assert_eq!(libc::getrlimit(libc::RLIMIT_FSIZE, &mut limit), 0);
+            limit
+        };
+        FileSizeLimit { original }
+    }
+
+    /// Sets the soft limit to `bytes`.
+    pub(crate) fn set(&self, bytes: u64) {
+        self.set_raw(bytes as libc::rlim_t);
+    }
+
+    /// Puts the original limit back.
+    pub(crate) fn lift(&self) {
+        self.set_raw(self.original.rlim_cur);
+    }
+
+    fn set_raw(&self, soft: libc::rlim_t) {
+        let limit = libc::rlimit {
+            rlim_cur: soft,
+            rlim_max: self.original.rlim_max,
+        };
+        // SAFETY: a valid struct; only this process's limit changes.
+        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_FSIZE, &limit) }, 0);
+    }
+}
+
+/// Runs the test `name` (its full path, `module::tests::name`) again in a
+/// child process with `env` set to `dir`, and asserts that it ran and
+/// passed there.
+pub(crate) fn rerun_as_child(name: &str, env: &str, dir: &Path) {
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--nocapture", "--test-threads", "1"])
+        .env(env, dir)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "child failed: {said}");
+    assert!(said.contains("1 passed"), "the child ran no test: {said}");
+}
