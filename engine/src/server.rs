@@ -1173,7 +1173,7 @@ impl EventSink for CoreSink<'_> {
             Err(err) => {
                 if !failing {
                     eprintln!(
-                        "shardwatch: core {}: {err} (further quarantine write errors are counted in shardwatch_dropped_total{{reason=\"quarantine_write_error\"}})",
+                        "shardwatch: core {}: {err} (further quarantine write errors are counted in shardwatch_events_dropped_total{{reason=\"quarantine_write_error\"}})",
                         self.core.index
                     );
                 }
