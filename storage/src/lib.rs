@@ -17,8 +17,8 @@ pub mod checkpoint;
 pub mod crc;
 pub mod journal;
 pub mod quarantine;
-#[cfg(test)]
-mod testing;
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;
 
 use std::path::PathBuf;
 

@@ -4,12 +4,13 @@
 //! itself again as a child process ([`rerun_as_child`]) and sets the limit
 //! there ([`FileSizeLimit`]): the kernel then cuts a write that crosses
 //! the limit short and refuses one that starts past it (EFBIG), as a full
-//! disk would.
+//! disk would. Built for this crate's tests and, with the `test-support`
+//! feature, for other crates' (the engine's file output).
 
 use std::path::Path;
 
 /// The soft file size limit of this process, changed and restored.
-pub(crate) struct FileSizeLimit {
+pub struct FileSizeLimit {
     original: libc::rlimit,
 }
 
@@ -17,7 +18,7 @@ impl FileSizeLimit {
     /// Reads the current limit and ignores SIGXFSZ, so that a write past
     /// the limit fails with EFBIG instead of killing the process. Only in
     /// a child process: it changes the whole process.
-    pub(crate) fn take() -> FileSizeLimit {
+    pub fn take() -> FileSizeLimit {
         // SAFETY: plain libc calls on a local struct.
         let original = unsafe {
             libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
@@ -29,12 +30,12 @@ impl FileSizeLimit {
     }
 
     /// Sets the soft limit to `bytes`.
-    pub(crate) fn set(&self, bytes: u64) {
+    pub fn set(&self, bytes: u64) {
         self.set_raw(bytes as libc::rlim_t);
     }
 
     /// Puts the original limit back.
-    pub(crate) fn lift(&self) {
+    pub fn lift(&self) {
         self.set_raw(self.original.rlim_cur);
     }
 
@@ -51,7 +52,7 @@ impl FileSizeLimit {
 /// Runs the test `name` (its full path, `module::tests::name`) again in a
 /// child process with `env` set to `dir`, and asserts that it ran and
 /// passed there.
-pub(crate) fn rerun_as_child(name: &str, env: &str, dir: &Path) {
+pub fn rerun_as_child(name: &str, env: &str, dir: &Path) {
     let output = std::process::Command::new(std::env::current_exe().unwrap())
         .args(["--exact", name, "--nocapture", "--test-threads", "1"])
         .env(env, dir)

@@ -148,24 +148,9 @@ mod tests {
     /// limit fail part-way; each failed batch is delivered again, as the
     /// output loop does, and succeeds once the limit is lifted.
     fn fsize_child(dir: &std::path::Path) {
-        // SAFETY: plain libc calls on local structs; SIGXFSZ ignored so a
-        // write past the limit fails with EFBIG.
-        let original = unsafe {
-            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
-            let mut limit = std::mem::zeroed::<libc::rlimit>();
-            assert_eq!(libc::getrlimit(libc::RLIMIT_FSIZE, &mut limit), 0);
-            limit
-        };
-        let set_soft = |soft: libc::rlim_t| {
-            let limit = libc::rlimit {
-                rlim_cur: soft,
-                rlim_max: original.rlim_max,
-            };
-            // SAFETY: as above.
-            assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_FSIZE, &limit) }, 0);
-        };
+        let limit = shardwatch_storage::testing::FileSizeLimit::take();
         let mut out = RotatingFile::new(dir.join("out.jsonl"), 1 << 30, 2);
-        set_soft(8 << 10);
+        limit.set(8 << 10);
         let batches: Vec<Vec<String>> = (0..40)
             .map(|b| (b * 10..b * 10 + 10).map(alert).collect())
             .collect();
@@ -174,7 +159,7 @@ mod tests {
             while out.deliver(batch).is_err() {
                 failed += 1;
                 if failed % 5 == 0 {
-                    set_soft(original.rlim_cur);
+                    limit.lift();
                 }
             }
         }
@@ -193,21 +178,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("sw-rot-fsize-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let output = std::process::Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "outputs::file::tests::a_failed_delivery_retried_leaves_each_alert_once",
-                "--nocapture",
-                "--test-threads",
-                "1",
-            ])
-            .env(FSIZE_CHILD, &dir)
-            .output()
-            .unwrap();
-        let said = String::from_utf8_lossy(&output.stdout).into_owned()
-            + &String::from_utf8_lossy(&output.stderr);
-        assert!(output.status.success(), "child failed: {said}");
-        assert!(said.contains("1 passed"), "the child ran no test: {said}");
+        shardwatch_storage::testing::rerun_as_child(
+            "outputs::file::tests::a_failed_delivery_retried_leaves_each_alert_once",
+            FSIZE_CHILD,
+            &dir,
+        );
         let text = std::fs::read_to_string(dir.join("out.jsonl")).unwrap();
         assert_eq!(text, (0..400).map(|i| alert(i) + "\n").collect::<String>());
         std::fs::remove_dir_all(&dir).unwrap();
