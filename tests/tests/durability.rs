@@ -300,6 +300,16 @@ fn corrupt_checkpoints_and_torn_journal_tails_are_skipped_with_reasons() {
     let _ = std::fs::remove_dir_all(temp_dir("durable-corrupt"));
 }
 
+/// Polls the node's `/metrics` (up to `timeout`) until the sum of `name`
+/// is `want`; returns the last page, for the caller's assertions.
+fn wait_metric(node: &Appliance, name: &str, want: f64, timeout: Duration) -> String {
+    shardwatch_tests::poll(timeout, Duration::from_millis(50), || {
+        let page = node.metrics();
+        let done = shardwatch_tests::metric_sum(&page, name, "") == want;
+        (page, done)
+    })
+}
+
 /// A journal that cannot write (a full disk; here the process's file size
 /// limit cuts the segment at 256 KiB) must not stop detection: alerts
 /// whose lines are not written go out anyway, counted, and the node says
@@ -325,11 +335,12 @@ fn a_journal_that_cannot_write_holds_back_no_alerts_and_the_node_says_degraded()
     let mut stream = TcpStream::connect(node.tcp()).unwrap();
     stream.write_all(filler.as_bytes()).unwrap();
     let metric = |page: &str, name: &str| shardwatch_tests::metric_sum(page, name, "");
-    let page = shardwatch_tests::poll(Duration::from_secs(20), Duration::from_millis(50), || {
-        let page = node.metrics();
-        let failing = metric(&page, "shardwatch_journal_failing") > 0.0;
-        (page, failing)
-    });
+    let page = wait_metric(
+        &node,
+        "shardwatch_journal_failing",
+        1.0,
+        Duration::from_secs(20),
+    );
     assert!(
         metric(&page, "shardwatch_journal_errors_total") > 0.0,
         "{page}"
@@ -365,11 +376,12 @@ fn a_journal_that_cannot_write_holds_back_no_alerts_and_the_node_says_degraded()
     // written by the next commit, the node is healthy again, and the
     // journal holds every line once, nothing torn or skipped.
     shardwatch_tests::lift_file_size_limit(node.pid());
-    let page = shardwatch_tests::poll(Duration::from_secs(20), Duration::from_millis(50), || {
-        let page = node.metrics();
-        let failing = metric(&page, "shardwatch_journal_failing") == 0.0;
-        (page, failing)
-    });
+    let page = wait_metric(
+        &node,
+        "shardwatch_journal_failing",
+        0.0,
+        Duration::from_secs(20),
+    );
     assert_eq!(metric(&page, "shardwatch_journal_failing"), 0.0, "{page}");
     let (status, body) = shardwatch_tests::http_get(node.api(), "/health", None).unwrap();
     assert_eq!(status, 200, "{body}");
@@ -426,11 +438,12 @@ fn an_alert_log_that_cannot_be_written_keeps_its_alerts_until_it_can() {
     let mut stream = TcpStream::connect(node.tcp()).unwrap();
     stream.write_all(lines.as_bytes()).unwrap();
     let metric = |page: &str, name: &str| shardwatch_tests::metric_sum(page, name, "");
-    let page = shardwatch_tests::poll(Duration::from_secs(20), Duration::from_millis(50), || {
-        let page = node.metrics();
-        let failing = metric(&page, "shardwatch_alert_log_failing") == 1.0;
-        (page, failing)
-    });
+    let page = wait_metric(
+        &node,
+        "shardwatch_alert_log_failing",
+        1.0,
+        Duration::from_secs(20),
+    );
     assert_eq!(metric(&page, "shardwatch_alert_log_failing"), 1.0, "{page}");
     assert!(
         metric(&page, "shardwatch_alert_log_errors_total") >= 1.0,
@@ -446,11 +459,12 @@ fn an_alert_log_that_cannot_be_written_keeps_its_alerts_until_it_can() {
     // Room again: the writer retries on its own.
     shardwatch_tests::lift_file_size_limit(node.pid());
     let alerts = node.wait_for_alerts(attackers as usize, Duration::from_secs(20));
-    let page = shardwatch_tests::poll(Duration::from_secs(10), Duration::from_millis(50), || {
-        let page = node.metrics();
-        let failing = metric(&page, "shardwatch_alert_log_failing") == 0.0;
-        (page, failing)
-    });
+    let page = wait_metric(
+        &node,
+        "shardwatch_alert_log_failing",
+        0.0,
+        Duration::from_secs(10),
+    );
     assert_eq!(metric(&page, "shardwatch_alert_log_failing"), 0.0, "{page}");
     let (status, body) = shardwatch_tests::http_get(node.api(), "/health", None).unwrap();
     assert_eq!(status, 200, "{body}");

@@ -83,14 +83,7 @@ fn a_flood_of_new_entities_is_bounded_and_real_attacks_still_alert() {
     // After the flood: normal service. Datagrams sent while the flood's
     // backlog still fills the socket buffer are dropped by the kernel, so
     // wait until every flood datagram was read by a core or dropped.
-    shardwatch_tests::poll(Duration::from_secs(30), Duration::from_millis(100), || {
-        let read = shardwatch_tests::metric_sum(
-            &app.metrics(),
-            "shardwatch_events_received_total",
-            "transport=\"udp\"",
-        );
-        ((), read as u64 + udp_kernel_drops(&app) >= sent)
-    });
+    wait_udp_backlog_read(&app, sent, Duration::from_secs(30));
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     for i in 0..10 {
         socket
@@ -146,6 +139,19 @@ fn a_flood_of_new_entities_is_bounded_and_real_attacks_still_alert() {
     eprintln!(
         "overload: sent {sent}, received {received}, kernel drops {kernel_drops}, dropped by us (counted) {dropped}, groups evicted {evicted}, max RSS {max_rss} KiB"
     );
+}
+
+/// Waits (up to `timeout`) until every one of `sent` flood datagrams was
+/// read by a core or dropped by the kernel: the flood's backlog is gone.
+fn wait_udp_backlog_read(app: &Appliance, sent: u64, timeout: Duration) {
+    shardwatch_tests::poll(timeout, Duration::from_millis(100), || {
+        let read = shardwatch_tests::metric_sum(
+            &app.metrics(),
+            "shardwatch_events_received_total",
+            "transport=\"udp\"",
+        );
+        ((), read as u64 + udp_kernel_drops(app) >= sent)
+    });
 }
 
 /// `shardwatch_udp_kernel_drops_total` from the node's `/metrics`.
@@ -228,14 +234,7 @@ fn the_state_memory_bound_holds_under_an_entity_explosion() {
     // still being worked through, each new flood group evicts the stalest
     // one-event group, and the brute force below, stamped earlier than
     // most of the flood, is that group (CI failed on this once).
-    shardwatch_tests::poll(Duration::from_secs(60), Duration::from_millis(100), || {
-        let read = shardwatch_tests::metric_sum(
-            &app.metrics(),
-            "shardwatch_events_received_total",
-            "transport=\"udp\"",
-        );
-        ((), read as u64 + udp_kernel_drops(&app) >= sent)
-    });
+    wait_udp_backlog_read(&app, sent, Duration::from_secs(60));
     // A real brute force afterwards still alerts.
     let mut stream = TcpStream::connect(app.tcp()).unwrap();
     for i in 0..10 {
