@@ -1,6 +1,8 @@
 //! Lenient RFC 3164 parsing and its real-world variants; the module docs of
 //! `syslog` describe the accepted forms and the relay rule.
 
+use std::cell::Cell;
+
 use memchr::memchr;
 
 use super::{
@@ -68,6 +70,8 @@ pub(super) fn parse<'a>(
     ctx: &ParseContext,
 ) -> Result<SyslogMessage<'a>, ParseError> {
     debug_assert!(start <= line.len());
+    let whole = line;
+    let line = &Line::new(line);
     let mut msg = SyslogMessage::empty(Format::Rfc3164, pri, b"");
     let mut pos = start;
     let mut last_layer_had_host = false;
@@ -89,7 +93,7 @@ pub(super) fn parse<'a>(
             Ok(stamp) => stamp,
             // Without a PRI nothing says this is syslog, so a broken
             // timestamp means "not a header" rather than a bad header.
-            Err(_) if pri.is_none() => return Ok(plain(line)),
+            Err(_) if pri.is_none() => return Ok(plain(whole)),
             Err(e) => return Err(e),
         };
         if sequence.is_none() && stamp.is_none() {
@@ -154,14 +158,14 @@ pub(super) fn parse<'a>(
         pos = next;
     } else if pri.is_none() && msg.timestamp_ns.is_none() {
         // No PRI, no timestamp and no mnemonic: not a syslog header at all.
-        return Ok(plain(line));
+        return Ok(plain(whole));
     } else if let Some(tag) = tag_at(line, pos) {
         msg.app_name = Some(tag.app);
         msg.proc_id = tag.pid;
         pos = tag.next;
     }
     debug_assert!(pos <= line.len());
-    msg.message = strip_bom(&line[pos..]);
+    msg.message = strip_bom(&whole[pos..]);
     Ok(msg)
 }
 
@@ -175,16 +179,51 @@ fn after_space(line: &[u8], pos: usize) -> Option<usize> {
     }
 }
 
-/// The token (up to the next space or the end) at `pos`.
-fn token(line: &[u8], pos: usize) -> &[u8] {
-    let rest = line.get(pos..).unwrap_or_default();
-    &rest[..crate::decode::find_byte(b' ', rest).unwrap_or(rest.len())]
+/// The line under parse, remembering where the last token it was asked
+/// for ends: the header's readers ask for the token at one offset several
+/// times (a tag is tried as a sequence number, an origin id, a hostname
+/// and a tag; a hostname is also tried as a zone name after the time).
+struct Line<'a> {
+    bytes: &'a [u8],
+    /// `(offset, length)` of the last token found.
+    memo: Cell<(usize, usize)>,
+}
+
+impl<'a> Line<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        Line {
+            bytes,
+            memo: Cell::new((usize::MAX, 0)),
+        }
+    }
+
+    /// The token (up to the next space or the end) at `pos`.
+    fn token(&self, pos: usize) -> &'a [u8] {
+        let (at, len) = self.memo.get();
+        if at == pos {
+            return &self.bytes[pos..pos + len];
+        }
+        let Some(rest) = self.bytes.get(pos..) else {
+            return b"";
+        };
+        let len = crate::decode::find_byte(b' ', rest).unwrap_or(rest.len());
+        self.memo.set((pos, len));
+        &rest[..len]
+    }
+}
+
+impl std::ops::Deref for Line<'_> {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        self.bytes
+    }
 }
 
 /// `000123: ` — a leading sequence number; returns the digits and the
 /// offset after the space.
-fn sequence_at(line: &[u8], pos: usize) -> Option<(&[u8], usize)> {
-    let tok = token(line, pos);
+fn sequence_at<'a>(line: &Line<'a>, pos: usize) -> Option<(&'a [u8], usize)> {
+    let tok = line.token(pos);
     let digits = tok.strip_suffix(b":")?;
     if digits.is_empty()
         || digits.len() > SEQUENCE_DIGITS_MAX
@@ -196,8 +235,8 @@ fn sequence_at(line: &[u8], pos: usize) -> Option<(&[u8], usize)> {
 }
 
 /// `router1: ` before a timestamp (Cisco origin id).
-fn origin_id_at(line: &[u8], pos: usize) -> Option<(&[u8], usize)> {
-    let tok = token(line, pos);
+fn origin_id_at<'a>(line: &Line<'a>, pos: usize) -> Option<(&'a [u8], usize)> {
+    let tok = line.token(pos);
     let host = tok.strip_suffix(b":")?;
     if !is_hostname(host) || host.contains(&b':') {
         return None;
@@ -216,8 +255,8 @@ fn is_hostname(tok: &[u8]) -> bool {
 /// A hostname token at `pos` (see the module docs), and the offset after its
 /// space. A token ending in `:` is a tag or sequence number, except an IPv6
 /// address ending in `::`.
-fn hostname_at(line: &[u8], pos: usize) -> Option<(&[u8], usize)> {
-    let tok = token(line, pos);
+fn hostname_at<'a>(line: &Line<'a>, pos: usize) -> Option<(&'a [u8], usize)> {
+    let tok = line.token(pos);
     if !is_hostname(tok) || (tok.ends_with(b":") && !tok.ends_with(b"::")) {
         return None;
     }
@@ -232,8 +271,8 @@ struct Tag<'a> {
 }
 
 /// `prog[pid]: ` or `prog: ` at `pos`.
-fn tag_at(line: &[u8], pos: usize) -> Option<Tag<'_>> {
-    let tok = token(line, pos);
+fn tag_at<'a>(line: &Line<'a>, pos: usize) -> Option<Tag<'a>> {
+    let tok = line.token(pos);
     let inner = tok.strip_suffix(b":")?;
     let (app, pid) = match inner.strip_suffix(b"]") {
         Some(head) => {
@@ -263,11 +302,11 @@ fn tag_at(line: &[u8], pos: usize) -> Option<Tag<'_>> {
 /// `%FAC-SEV-MNEMONIC: ` (also `%FAC-SUB-SEV-MNEMONIC`): at least three
 /// dash-separated parts of letters, digits and `_`, the second-to-last a
 /// single severity digit. Returns the mnemonic without `%` and `:`.
-fn mnemonic_at(line: &[u8], pos: usize) -> Option<(&[u8], usize)> {
+fn mnemonic_at<'a>(line: &Line<'a>, pos: usize) -> Option<(&'a [u8], usize)> {
     if line.get(pos) != Some(&b'%') {
         return None;
     }
-    let tok = token(line, pos + 1);
+    let tok = line.token(pos + 1);
     let mnemonic = tok.strip_suffix(b":")?;
     if mnemonic.len() > MNEMONIC_BYTES_MAX {
         return None;
@@ -293,7 +332,11 @@ fn mnemonic_at(line: &[u8], pos: usize) -> Option<(&[u8], usize)> {
 /// followed by an optional `:` and a space (or the end).
 ///
 /// `Ok(None)`: no timestamp here. `Err`: timestamp-shaped but out of range.
-fn timestamp_at(line: &[u8], pos: usize, ctx: &ParseContext) -> Result<Option<Stamp>, ParseError> {
+fn timestamp_at(
+    line: &Line<'_>,
+    pos: usize,
+    ctx: &ParseContext,
+) -> Result<Option<Stamp>, ParseError> {
     let (unsynced, at) = match line.get(pos) {
         Some(b'*' | b'.') => (true, pos + 1),
         _ => (false, pos),
@@ -343,7 +386,11 @@ fn is_shape_complete(line: &[u8], pos: usize) -> bool {
 }
 
 /// `Mmm dd [yyyy ]hh:mm:ss[.fff][ ZONE]` at `pos`.
-fn bsd_at(line: &[u8], pos: usize, ctx: &ParseContext) -> Result<Option<(i64, usize)>, ParseError> {
+fn bsd_at(
+    line: &Line<'_>,
+    pos: usize,
+    ctx: &ParseContext,
+) -> Result<Option<(i64, usize)>, ParseError> {
     let Some(month) = line.get(pos..pos + 3).and_then(month_of) else {
         return Ok(None);
     };
@@ -386,9 +433,14 @@ fn bsd_at(line: &[u8], pos: usize, ctx: &ParseContext) -> Result<Option<(i64, us
     at = next;
     let mut offset_s = ctx.default_offset_s;
     if line.get(at) == Some(&b' ') {
-        let zone = token(line, at + 1);
+        let zone = line.token(at + 1);
         let zone = zone.strip_suffix(b":").unwrap_or(zone);
-        if let Some((name, offset)) = ZONES.iter().find(|(name, _)| *name == zone) {
+        // Every zone name is three or four capitals; most tokens here are
+        // hostnames, refused before the list is searched.
+        let known = (matches!(zone.len(), 3 | 4) && zone[0].is_ascii_uppercase())
+            .then(|| ZONES.iter().find(|(name, _)| *name == zone))
+            .flatten();
+        if let Some((name, offset)) = known {
             offset_s = *offset;
             at += 1 + name.len();
         }
