@@ -565,7 +565,8 @@ fn match_row<'a>(row: &CompiledRow, message: &'a [u8], found: &mut Found<'a>) ->
                     delimiter.rfind(rest)?
                 } else {
                     let at = delimiter.find(rest)?;
-                    if memchr(b' ', &rest[..at]).is_some() {
+                    // Values are short: a byte loop before memchr's setup.
+                    if crate::decode::find_byte(b' ', &rest[..at]).is_some() {
                         return None;
                     }
                     at
@@ -574,7 +575,7 @@ fn match_row<'a>(row: &CompiledRow, message: &'a [u8], found: &mut Found<'a>) ->
             }
             None if capture.greedy => (rest.len(), rest.len()),
             None => {
-                let at = memchr(b' ', rest).unwrap_or(rest.len());
+                let at = crate::decode::find_byte(b' ', rest).unwrap_or(rest.len());
                 (at, at)
             }
         };
@@ -748,24 +749,39 @@ const IP_BYTES_MAX: usize = 45;
 
 /// A cheap shape check, not a full validation: IPv4 is four dot-separated
 /// runs of 1-3 digits; IPv6 is hex digits, colons (at least two) and dots.
+/// One pass for the IPv4 shape; a byte it does not allow sends the value
+/// to the IPv6 check, which refuses anything without two colons.
 pub fn looks_like_ip(value: &[u8]) -> bool {
     if value.is_empty() || value.len() > IP_BYTES_MAX {
         return false;
     }
-    if value.contains(&b':') {
-        return value.iter().filter(|&&b| b == b':').count() >= 2
-            && value
-                .iter()
-                .all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.');
-    }
-    let mut parts = 0;
-    for part in value.split(|&b| b == b'.') {
-        if part.is_empty() || part.len() > 3 || !part.iter().all(u8::is_ascii_digit) {
-            return false;
+    let mut parts = 1;
+    let mut run = 0;
+    for &b in value {
+        match b {
+            b'0'..=b'9' if run < 3 => run += 1,
+            b'.' if run > 0 && parts < 4 => {
+                parts += 1;
+                run = 0;
+            }
+            _ => return looks_like_ipv6(value),
         }
-        parts += 1;
     }
-    parts == 4
+    parts == 4 && run > 0
+}
+
+/// The IPv6 half of [`looks_like_ip`].
+fn looks_like_ipv6(value: &[u8]) -> bool {
+    let mut colons = 0;
+    for &b in value {
+        match b {
+            b':' => colons += 1,
+            b'.' => {}
+            _ if b.is_ascii_hexdigit() => {}
+            _ => return false,
+        }
+    }
+    colons >= 2
 }
 
 #[cfg(test)]

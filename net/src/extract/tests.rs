@@ -138,6 +138,55 @@ fn ip_shapes() {
     assert!(!looks_like_ip(b"10.0.0"));
     assert!(!looks_like_ip(b"host"));
     assert!(!looks_like_ip(b"1:2"));
+    assert!(!looks_like_ip(b"1.2.3.4."));
+    assert!(!looks_like_ip(b"1.2.3.4.5"));
+    assert!(!looks_like_ip(b"1234.2.3.4"));
+    assert!(
+        looks_like_ip(b"999.2.3.4"),
+        "a shape check, not a validation"
+    );
+}
+
+/// The shape `looks_like_ip` checks, written the plain way: every string
+/// over an alphabet that reaches each of its branches, up to seven bytes,
+/// gets the same answer from both.
+#[test]
+fn ip_shapes_agree_with_the_plain_definition() {
+    fn plain(value: &[u8]) -> bool {
+        if value.is_empty() || value.len() > 45 {
+            return false;
+        }
+        if value.contains(&b':') {
+            return value.iter().filter(|&&b| b == b':').count() >= 2
+                && value
+                    .iter()
+                    .all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.');
+        }
+        let parts: Vec<&[u8]> = value.split(|&b| b == b'.').collect();
+        parts.len() == 4
+            && parts
+                .iter()
+                .all(|p| (1..=3).contains(&p.len()) && p.iter().all(u8::is_ascii_digit))
+    }
+    let alphabet = b"10.:fx";
+    let mut value = Vec::new();
+    for len in 0..=7u32 {
+        for mut n in 0..alphabet.len().pow(len) {
+            value.clear();
+            for _ in 0..len {
+                value.push(alphabet[n % alphabet.len()]);
+                n /= alphabet.len();
+            }
+            assert_eq!(looks_like_ip(&value), plain(&value), "{value:?}");
+        }
+    }
+    for long in [&b"1.2.3.4"[..], b"fe80::1", b"1.1.1.1111"] {
+        let mut value = long.to_vec();
+        while value.len() <= 50 {
+            assert_eq!(looks_like_ip(&value), plain(&value), "{value:?}");
+            value.extend_from_slice(b"0:");
+        }
+    }
 }
 
 #[test]
