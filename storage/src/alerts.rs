@@ -22,6 +22,9 @@ pub const PENDING_BYTES_MAX: usize = 64 << 20;
 /// size limit) may have put part of the buffer in the file: the file is
 /// cut back to its last complete line, and the lines stay buffered for
 /// the next flush, so the log never holds a torn line or a line twice.
+/// Should the cut fail too, the next flush cuts first and writes nothing
+/// until the cut succeeds (appending after the partial line would fuse it
+/// with the first retried line into one unreadable line).
 pub struct AlertLog {
     path: PathBuf,
     file: File,
@@ -29,6 +32,9 @@ pub struct AlertLog {
     pending: Vec<u8>,
     /// The file's length after the last successful write.
     written_len: u64,
+    /// A failed write left bytes past `written_len` that could not be cut
+    /// off yet.
+    cut_pending: bool,
     lines_total: u64,
 }
 
@@ -59,6 +65,7 @@ impl AlertLog {
             file,
             pending: Vec::with_capacity(64 << 10),
             written_len,
+            cut_pending: false,
             lines_total: 0,
         })
     }
@@ -98,12 +105,17 @@ impl AlertLog {
             path: self.path.clone(),
             source,
         };
+        if self.cut_pending {
+            self.file.set_len(self.written_len).map_err(map)?;
+            self.cut_pending = false;
+        }
         if !self.pending.is_empty() {
             if let Err(err) = self.file.write_all(&self.pending) {
-                // Best effort: if the cut fails too, the file ends in a
-                // partial line, which the next open cuts (`repair_tail`)
-                // and a reader skips.
-                let _ = self.file.set_len(self.written_len);
+                // If the cut fails too, the next flush tries it again
+                // before writing; until then the file ends in a partial
+                // line, which a reader skips and the next open cuts
+                // (`repair_tail`).
+                self.cut_pending = self.file.set_len(self.written_len).is_err();
                 return Err(map(err));
             }
             self.written_len += self.pending.len() as u64;
@@ -280,6 +292,67 @@ mod tests {
         limit.lift();
         log.flush(true).unwrap();
         assert_eq!(log.pending_bytes(), 0);
+    }
+
+    const CUT_CHILD: &str = "SW_ALERTS_CUT_CHILD";
+
+    /// The child's part: a flush cut short while the file is append-only
+    /// (so the cut back fails too) leaves a partial line; flushes while
+    /// the cut still fails write nothing after it; once the cut works the
+    /// file holds every line once and whole.
+    fn cut_child(dir: &Path) {
+        let limit = crate::testing::FileSizeLimit::take();
+        let mut log = AlertLog::open(dir).unwrap();
+        for i in 0..20 {
+            assert!(log.append(&alert(i)));
+        }
+        log.flush(false).unwrap();
+        let whole = std::fs::metadata(log.path()).unwrap().len();
+        crate::testing::set_append_only(log.path(), true).unwrap();
+        for i in 20..60 {
+            assert!(log.append(&alert(i)));
+        }
+        limit.set(whole + 100);
+        assert!(log.flush(false).is_err(), "the write crosses the limit");
+        limit.lift();
+        let torn = std::fs::metadata(log.path()).unwrap().len();
+        assert_eq!(torn, whole + 100, "a short write, not cut back");
+        for _ in 0..3 {
+            assert!(log.flush(false).is_err(), "the cut still fails");
+            assert_eq!(std::fs::metadata(log.path()).unwrap().len(), torn);
+        }
+        crate::testing::set_append_only(log.path(), false).unwrap();
+        log.flush(true).unwrap();
+        assert_eq!(log.pending_bytes(), 0);
+    }
+
+    /// A failed write whose cut back fails too (the file is append-only
+    /// for a while) is cut before anything else is written, so the
+    /// partial line never fuses with the next. Real failures: a child
+    /// process (this test again) under a file size limit, with the file's
+    /// append-only attribute set and cleared.
+    #[test]
+    fn a_failed_cut_is_retried_before_the_next_write() {
+        if let Some(dir) = std::env::var_os(CUT_CHILD) {
+            cut_child(Path::new(&dir));
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("sw-alerts-cut-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        if !crate::testing::append_only_supported(&dir) {
+            eprintln!("skipped: the append-only attribute cannot be set in {dir:?} (needs root and ext4, xfs or btrfs)");
+            std::fs::remove_dir_all(&dir).unwrap();
+            return;
+        }
+        crate::testing::rerun_as_child(
+            "alerts::tests::a_failed_cut_is_retried_before_the_next_write",
+            CUT_CHILD,
+            &dir,
+        );
+        let text = std::fs::read_to_string(dir.join("alerts.jsonl")).unwrap();
+        assert_eq!(text, (0..60).map(|i| alert(i) + "\n").collect::<String>());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// A flush that fails part-way leaves only whole lines in the file and

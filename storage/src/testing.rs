@@ -1,4 +1,5 @@
-//! Test support: real write failures from a file size limit.
+//! Test support: real write failures from a file size limit, and real
+//! truncation failures from the append-only attribute.
 //!
 //! `RLIMIT_FSIZE` is per process, so a test that needs writes to fail runs
 //! itself again as a child process ([`rerun_as_child`]) and sets the limit
@@ -47,6 +48,48 @@ impl FileSizeLimit {
         // SAFETY: a valid struct; only this process's limit changes.
         assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_FSIZE, &limit) }, 0);
     }
+}
+
+/// The inode flag `chattr +a` sets (`FS_APPEND_FL` in `linux/fs.h`).
+const FS_APPEND_FL: libc::c_int = 0x20;
+
+/// Sets or clears the append-only attribute of the file at `path`: while
+/// it is set, appends still succeed and truncation (`set_len`) fails with
+/// EPERM, as no other condition on a local file makes it fail. Needs
+/// `CAP_LINUX_IMMUTABLE` (root) and a filesystem that keeps the flag (ext4,
+/// xfs, btrfs); the error says when either is missing.
+pub fn set_append_only(path: &Path, on: bool) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::File::open(path)?;
+    let mut flags: libc::c_int = 0;
+    // SAFETY: the ioctls read and write one int, the size the kernel uses
+    // for these flags; the fd is open for the call.
+    unsafe {
+        if libc::ioctl(file.as_raw_fd(), libc::FS_IOC_GETFLAGS, &mut flags) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        flags = if on {
+            flags | FS_APPEND_FL
+        } else {
+            flags & !FS_APPEND_FL
+        };
+        if libc::ioctl(file.as_raw_fd(), libc::FS_IOC_SETFLAGS, &flags) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Whether [`set_append_only`] works for files in `dir` (tried on a probe
+/// file that is removed again). Tests that need it say so and skip
+/// without it.
+pub fn append_only_supported(dir: &Path) -> bool {
+    let probe = dir.join(".append-only-probe");
+    let works = std::fs::write(&probe, b"").is_ok()
+        && set_append_only(&probe, true).is_ok()
+        && set_append_only(&probe, false).is_ok();
+    let _ = std::fs::remove_file(&probe);
+    works
 }
 
 /// Runs the test `name` (its full path, `module::tests::name`) again in a

@@ -15,6 +15,10 @@ pub struct RotatingFile {
     keep: usize,
     file: Option<File>,
     size: u64,
+    /// A failed write left bytes past `size` in the current file that
+    /// could not be cut off yet: cut them before anything else is written
+    /// to it or it is rotated.
+    cut_pending: bool,
 }
 
 impl RotatingFile {
@@ -25,6 +29,7 @@ impl RotatingFile {
             keep: keep.max(1),
             file: None,
             size: 0,
+            cut_pending: false,
         }
     }
 
@@ -84,8 +89,17 @@ impl Deliver for RotatingFile {
 
 impl RotatingFile {
     /// Appends `chunk` to the current file (opened if need be) in one
-    /// write; on failure the file is cut back to its length before.
+    /// write; on failure the file is cut back to its length before. A cut
+    /// that failed is done first, or nothing is written (appending after
+    /// the partial line would fuse it with the next).
     fn write_chunk(&mut self, chunk: &[u8]) -> anyhow::Result<()> {
+        if self.cut_pending {
+            if let Some(file) = &self.file {
+                file.set_len(self.size)
+                    .with_context(|| format!("cannot cut {}", self.path.display()))?;
+            }
+            self.cut_pending = false;
+        }
         if chunk.is_empty() {
             return Ok(());
         }
@@ -102,7 +116,7 @@ impl RotatingFile {
             anyhow::bail!("{} is not open", self.path.display());
         };
         if let Err(err) = file.write_all(chunk) {
-            let _ = file.set_len(self.size);
+            self.cut_pending = file.set_len(self.size).is_err();
             return Err(err).with_context(|| format!("cannot write {}", self.path.display()));
         }
         self.size += chunk.len() as u64;
@@ -164,6 +178,62 @@ mod tests {
             }
         }
         assert!(failed >= 5, "{failed} failed deliveries");
+    }
+
+    const CUT_CHILD: &str = "SW_FILE_OUTPUT_CUT_CHILD";
+
+    /// The child's part: a batch cut short while the file is append-only
+    /// (so the cut back fails too), retried while the cut still fails,
+    /// then after the attribute is cleared.
+    fn cut_child(dir: &std::path::Path) {
+        use shardwatch_storage::testing::{set_append_only, FileSizeLimit};
+        let limit = FileSizeLimit::take();
+        let path = dir.join("out.jsonl");
+        let mut out = RotatingFile::new(path.clone(), 1 << 30, 2);
+        let first: Vec<String> = (0..10).map(alert).collect();
+        out.deliver(&first).unwrap();
+        let whole = std::fs::metadata(&path).unwrap().len();
+        set_append_only(&path, true).unwrap();
+        let second: Vec<String> = (10..40).map(alert).collect();
+        limit.set(whole + 100);
+        assert!(out.deliver(&second).is_err(), "the write crosses the limit");
+        limit.lift();
+        let torn = std::fs::metadata(&path).unwrap().len();
+        assert_eq!(torn, whole + 100, "a short write, not cut back");
+        for _ in 0..3 {
+            assert!(out.deliver(&second).is_err(), "the cut still fails");
+            assert_eq!(std::fs::metadata(&path).unwrap().len(), torn);
+        }
+        set_append_only(&path, false).unwrap();
+        out.deliver(&second).unwrap();
+    }
+
+    /// A failed write whose cut back fails too is cut before the retried
+    /// batch is written, so no line is fused with a partial one. Real
+    /// failures: a child process (this test again) under a file size
+    /// limit, with the file's append-only attribute set and cleared.
+    #[test]
+    fn a_failed_cut_is_retried_before_the_batch() {
+        if let Some(dir) = std::env::var_os(CUT_CHILD) {
+            cut_child(std::path::Path::new(&dir));
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("sw-rot-cut-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        if !shardwatch_storage::testing::append_only_supported(&dir) {
+            eprintln!("skipped: the append-only attribute cannot be set in {dir:?} (needs root and ext4, xfs or btrfs)");
+            std::fs::remove_dir_all(&dir).unwrap();
+            return;
+        }
+        shardwatch_storage::testing::rerun_as_child(
+            "outputs::file::tests::a_failed_cut_is_retried_before_the_batch",
+            CUT_CHILD,
+            &dir,
+        );
+        let text = std::fs::read_to_string(dir.join("out.jsonl")).unwrap();
+        assert_eq!(text, (0..40).map(|i| alert(i) + "\n").collect::<String>());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// Retried batches after failed writes leave each alert in the file
