@@ -19,6 +19,9 @@ pub struct RotatingFile {
     /// could not be cut off yet: cut them before anything else is written
     /// to it or it is rotated.
     cut_pending: bool,
+    /// Lines of a failed batch that its attempt did write: the retry
+    /// skips them.
+    written_ahead: Vec<String>,
 }
 
 impl RotatingFile {
@@ -30,6 +33,7 @@ impl RotatingFile {
             file: None,
             size: 0,
             cut_pending: false,
+            written_ahead: Vec::new(),
         }
     }
 
@@ -66,28 +70,56 @@ impl Deliver for RotatingFile {
     /// Appends `lines`, rotating before a line that would take the file
     /// past `rotate_bytes`. The lines bound for one file go in one
     /// `write`; a write that fails (a full disk) is cut back to where the
-    /// file ended, so the retry of the batch adds no torn line and no
-    /// second copy (except of lines that went to a file rotated away
-    /// earlier in the same batch).
+    /// file ended, so the retry of the batch adds no torn line, and the
+    /// lines an attempt did write (to a file since rotated away, or before
+    /// a rotation that failed) are remembered and skipped when the retry
+    /// starts with them, so none is written twice.
     fn deliver(&mut self, lines: &[String]) -> anyhow::Result<()> {
-        let mut chunk = Vec::new();
-        for line in lines {
-            let pending = chunk.len() as u64;
-            if self.size + pending > 0
-                && self.size + pending + line.len() as u64 + 1 > self.rotate_bytes
-            {
-                self.write_chunk(&chunk)?;
-                chunk.clear();
-                self.rotate()?;
+        // The output loop retries a failed batch from the same place in
+        // the alert log: it starts with the same lines (and may have more).
+        let skip = if !self.written_ahead.is_empty() && lines.starts_with(&self.written_ahead) {
+            self.written_ahead.len()
+        } else {
+            0
+        };
+        let result = self.deliver_from(lines, skip);
+        match result {
+            Ok(()) => self.written_ahead.clear(),
+            Err((_, written)) => {
+                self.written_ahead.clear();
+                self.written_ahead.extend_from_slice(&lines[..written]);
             }
-            chunk.extend_from_slice(line.as_bytes());
-            chunk.push(b'\n');
         }
-        self.write_chunk(&chunk)
+        result.map_err(|(err, _)| err)
     }
 }
 
 impl RotatingFile {
+    /// [`Deliver::deliver`] of `lines[skip..]`; on failure, also how many
+    /// of `lines` are in files by then.
+    fn deliver_from(
+        &mut self,
+        lines: &[String],
+        skip: usize,
+    ) -> Result<(), (anyhow::Error, usize)> {
+        let mut chunk = Vec::new();
+        let mut chunk_from = skip;
+        for (i, line) in lines.iter().enumerate().skip(skip) {
+            let pending = chunk.len() as u64;
+            if self.size + pending > 0
+                && self.size + pending + line.len() as u64 + 1 > self.rotate_bytes
+            {
+                self.write_chunk(&chunk).map_err(|err| (err, chunk_from))?;
+                chunk.clear();
+                chunk_from = i;
+                self.rotate().map_err(|err| (err, chunk_from))?;
+            }
+            chunk.extend_from_slice(line.as_bytes());
+            chunk.push(b'\n');
+        }
+        self.write_chunk(&chunk).map_err(|err| (err, chunk_from))
+    }
+
     /// Appends `chunk` to the current file (opened if need be) in one
     /// write; on failure the file is cut back to its length before. A cut
     /// that failed is done first, or nothing is written (appending after
@@ -233,6 +265,66 @@ mod tests {
         );
         let text = std::fs::read_to_string(dir.join("out.jsonl")).unwrap();
         assert_eq!(text, (0..40).map(|i| alert(i) + "\n").collect::<String>());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    const ROTATED_CHILD: &str = "SW_FILE_OUTPUT_ROTATED_CHILD";
+
+    /// The batch of the rotation test: small lines that fill a file, a
+    /// line too big for the file size limit that rotates it, more small
+    /// lines.
+    fn rotated_batch() -> Vec<String> {
+        let mut lines: Vec<String> = (0..20).map(alert).collect();
+        lines.push(format!("{{\"big\":\"{}\"}}", "b".repeat(3500)));
+        lines.extend((20..25).map(alert));
+        lines
+    }
+
+    /// The child's part: the batch's first file is written and rotated
+    /// away, then the write of the rest fails (the file size limit); the
+    /// batch is retried as the output loop does, and succeeds once the
+    /// limit is lifted.
+    fn rotated_child(dir: &std::path::Path) {
+        let limit = shardwatch_storage::testing::FileSizeLimit::take();
+        let mut out = RotatingFile::new(dir.join("out.jsonl"), 4000, 5);
+        let batch = rotated_batch();
+        limit.set(3000);
+        for _ in 0..3 {
+            assert!(
+                out.deliver(&batch).is_err(),
+                "the big line's file crosses the limit"
+            );
+        }
+        limit.lift();
+        out.deliver(&batch).unwrap();
+    }
+
+    /// Lines an attempt wrote to a file that it then rotated away are not
+    /// written again by the retries of the batch. Real failures: a child
+    /// process (this test again) under a file size limit.
+    #[test]
+    fn a_retried_batch_skips_the_lines_rotated_away() {
+        if let Some(dir) = std::env::var_os(ROTATED_CHILD) {
+            rotated_child(std::path::Path::new(&dir));
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("sw-rot-ahead-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        shardwatch_storage::testing::rerun_as_child(
+            "outputs::file::tests::a_retried_batch_skips_the_lines_rotated_away",
+            ROTATED_CHILD,
+            &dir,
+        );
+        let mut text = String::new();
+        for n in (1..=5).rev() {
+            text +=
+                &std::fs::read_to_string(dir.join(format!("out.jsonl.{n}"))).unwrap_or_default();
+        }
+        text += &std::fs::read_to_string(dir.join("out.jsonl")).unwrap();
+        let want: String = rotated_batch().iter().map(|l| l.clone() + "\n").collect();
+        assert_eq!(text.lines().count(), want.lines().count(), "no line twice");
+        assert_eq!(text, want);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
