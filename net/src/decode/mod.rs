@@ -615,28 +615,36 @@ pub(crate) fn pushed_since(fields: &Fields<'_>, from: usize, name: &str) -> bool
 
 /// First-wins bookkeeping for one decoder's keys: a 128-bit filter of the
 /// keys already checked, so that the exact scan over the pushed fields
-/// (quadratic in the field count) runs only for likely repeats.
+/// (quadratic in the field count) runs only for likely repeats. A key's
+/// bit comes from its length and first, second and last bytes (netfilter's
+/// `DST` and `DPT` share all but the second), mixed by one multiply; the
+/// filter is two words, which one shift and mask address.
 pub(crate) struct SeenKeys {
-    bits: u128,
+    bits: [u64; 2],
     start: usize,
 }
 
 impl SeenKeys {
     /// Tracks the keys pushed from field index `start` on.
     pub(crate) fn new(start: usize) -> Self {
-        SeenKeys { bits: 0, start }
+        SeenKeys {
+            bits: [0; 2],
+            start,
+        }
     }
 
     /// Whether `key` was already pushed by this decoder.
+    #[inline]
     pub(crate) fn seen(&mut self, fields: &Fields<'_>, key: &str) -> bool {
         let bytes = key.as_bytes();
-        let (first, last) = match (bytes.first(), bytes.last()) {
-            (Some(&f), Some(&l)) => (usize::from(f), usize::from(l)),
-            _ => (0, 0),
-        };
-        let bit = 1u128 << ((bytes.len() * 7 + first * 31 + last * 17) & 127);
-        if self.bits & bit == 0 {
-            self.bits |= bit;
+        let byte = |i: usize| u64::from(bytes.get(i).copied().unwrap_or(0));
+        let last = bytes.len().saturating_sub(1);
+        let packed = bytes.len() as u64 | byte(0) << 16 | byte(1) << 24 | byte(last) << 32;
+        // Top seven bits of the product: 128 positions.
+        let at = (packed.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 57) as usize;
+        let (word, bit) = (at >> 6, 1u64 << (at & 63));
+        if self.bits[word] & bit == 0 {
+            self.bits[word] |= bit;
             return false;
         }
         pushed_since(fields, self.start, key)
