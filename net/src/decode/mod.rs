@@ -506,20 +506,61 @@ fn find_markers(text: &[u8]) -> (Option<usize>, Option<usize>) {
     (None, leef)
 }
 
-/// Bytes compared one at a time before a search is handed to memchr: most
-/// keys and values are short, and setting up a vector search costs more
-/// than reading them.
+/// Bytes read directly before a search is handed to memchr: most keys and
+/// values are short, and setting up a vector search costs more than
+/// reading them.
 const SHORT_SCAN_BYTES: usize = 24;
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// Bit 7 of each zero byte of `x` is set. Borrows can also set it in a
+/// byte above a zero byte, never below one, so the lowest set bit marks
+/// the first zero byte exactly.
+#[inline]
+fn zero_bytes(x: u64) -> u64 {
+    x.wrapping_sub(ONES) & !x & HIGHS
+}
+
+/// The first offset in the short head of `hay` whose byte `hit` marks
+/// (eight bytes a step, as a word, then byte by byte), or `None` with the
+/// head's length.
+#[inline]
+fn scan_head(
+    hay: &[u8],
+    head: usize,
+    hit_word: impl Fn(u64) -> u64,
+    hit_byte: impl Fn(u8) -> bool,
+) -> Result<usize, usize> {
+    let mut at = 0;
+    while at + 8 <= head {
+        // Lossless: the slice is eight bytes (`head` is within `hay`).
+        let word = u64::from_le_bytes(hay[at..at + 8].try_into().unwrap_or([0; 8]));
+        let hits = hit_word(word);
+        if hits != 0 {
+            return Ok(at + (hits.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    while at < head {
+        if hit_byte(hay[at]) {
+            return Ok(at);
+        }
+        at += 1;
+    }
+    Err(head)
+}
 
 /// `memchr(needle, hay)`, reading the first [`SHORT_SCAN_BYTES`] bytes
 /// directly.
 #[inline]
 pub(crate) fn find_byte(needle: u8, hay: &[u8]) -> Option<usize> {
     let head = hay.len().min(SHORT_SCAN_BYTES);
-    if let Some(i) = hay[..head].iter().position(|&b| b == needle) {
-        return Some(i);
+    let pattern = ONES * u64::from(needle);
+    match scan_head(hay, head, |w| zero_bytes(w ^ pattern), |b| b == needle) {
+        Ok(i) => Some(i),
+        Err(head) => memchr::memchr(needle, &hay[head..]).map(|i| head + i),
     }
-    memchr::memchr(needle, &hay[head..]).map(|i| head + i)
 }
 
 /// `memchr2(a, b, hay)`, reading the first [`SHORT_SCAN_BYTES`] bytes
@@ -527,10 +568,13 @@ pub(crate) fn find_byte(needle: u8, hay: &[u8]) -> Option<usize> {
 #[inline]
 pub(crate) fn find_byte2(a: u8, b: u8, hay: &[u8]) -> Option<usize> {
     let head = hay.len().min(SHORT_SCAN_BYTES);
-    if let Some(i) = hay[..head].iter().position(|&x| x == a || x == b) {
-        return Some(i);
+    let (pa, pb) = (ONES * u64::from(a), ONES * u64::from(b));
+    // The lowest set bit of either mask is exact, so of their union too.
+    let hits = |w: u64| zero_bytes(w ^ pa) | zero_bytes(w ^ pb);
+    match scan_head(hay, head, hits, |x| x == a || x == b) {
+        Ok(i) => Some(i),
+        Err(head) => memchr::memchr2(a, b, &hay[head..]).map(|i| head + i),
     }
-    memchr::memchr2(a, b, &hay[head..]).map(|i| head + i)
 }
 
 /// Unescapes `raw` into the arena when it contains a backslash: `\` before
@@ -679,6 +723,39 @@ mod tests {
         assert!(arena.full);
         assert_eq!(arena.remaining(), 4);
         assert_eq!(unescape(br"a\nb", esc, &mut arena), Some(&b"a\nb"[..]));
+    }
+
+    /// The word-at-a-time short scans agree with a plain search on every
+    /// length across the short head and with matches at every offset,
+    /// next to the bytes that make borrows (0x00, 0x01, 0x80, 0xff, the
+    /// needle plus one).
+    #[test]
+    fn short_scans_agree_with_a_plain_search() {
+        let fillers = [b'x', 0x00, 0x01, 0x80, 0xff, b'=' + 1, b'\\' + 1];
+        for len in 0..48 {
+            for &filler in &fillers {
+                for first in (0..=len).chain([usize::MAX]) {
+                    for second in [first.wrapping_add(1), first.wrapping_add(9), 3, usize::MAX] {
+                        let mut hay = vec![filler; len];
+                        if let Some(byte) = hay.get_mut(first) {
+                            *byte = b'=';
+                        }
+                        if let Some(byte) = hay.get_mut(second) {
+                            *byte = b'\\';
+                        }
+                        let plain1 = hay.iter().position(|&b| b == b'=');
+                        let plain2 = hay.iter().position(|&b| b == b'=' || b == b'\\');
+                        assert_eq!(find_byte(b'=', &hay), plain1, "{hay:?}");
+                        assert_eq!(find_byte2(b'=', b'\\', &hay), plain2, "{hay:?}");
+                        assert_eq!(
+                            find_byte(0x00, &hay),
+                            hay.iter().position(|&b| b == 0),
+                            "{hay:?}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]
