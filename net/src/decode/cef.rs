@@ -129,7 +129,7 @@ pub(crate) fn pairs<'a>(
                 if key_len == 0 || key_len > KEY_BYTES_MAX || text.get(at + key_len) != Some(&b'=')
                 {
                     // Not a pair: skip to the next key-shaped start.
-                    match next_key_start(text, at) {
+                    match next_key_start(text, at, &mut false) {
                         Some(next) => {
                             at = next.0;
                             found = Some(next);
@@ -143,7 +143,8 @@ pub(crate) fn pairs<'a>(
         };
         let key = &text[at..at + key_len];
         let value_start = at + key_len + 1;
-        let (value_end, next) = match next_key_start(text, value_start) {
+        let mut escaped = false;
+        let (value_end, next) = match next_key_start(text, value_start, &mut escaped) {
             Some(next) => {
                 found = Some(next);
                 (next.0, next.0)
@@ -158,7 +159,14 @@ pub(crate) fn pairs<'a>(
             if fields.is_full() {
                 fields.count_overflow();
             } else if !seen.seen(fields, key) {
-                let value = unescape(raw, EXTENSION_ESCAPES, arena).unwrap_or(raw);
+                // The search for the next key passed every backslash of
+                // the value (and said so): without one there is nothing to
+                // unescape.
+                let value = if escaped {
+                    unescape(raw, EXTENSION_ESCAPES, arena).unwrap_or(raw)
+                } else {
+                    raw
+                };
                 fields.push(key, value);
             }
         }
@@ -168,13 +176,15 @@ pub(crate) fn pairs<'a>(
 
 /// The next ` key=` after `from`: the offsets of the key's first byte and
 /// of its `=`. An `=` preceded by a backslash is escaped and does not
-/// count.
-fn next_key_start(text: &[u8], from: usize) -> Option<(usize, usize)> {
+/// count. `escaped` is set when a backslash lies between `from` and the
+/// key (or the end of `text`, when there is no next key).
+fn next_key_start(text: &[u8], from: usize, escaped: &mut bool) -> Option<(usize, usize)> {
     let mut at = from;
     loop {
         let i = super::find_byte2(b'=', b'\\', text.get(at..)?)?;
         let eq = at + i;
         if text[eq] == b'\\' {
+            *escaped = true;
             at = eq + 2;
             continue;
         }
