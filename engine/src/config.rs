@@ -260,10 +260,18 @@ pub struct StorageConfig {
     /// so a restart replays what the last checkpoint does not cover.
     pub journal: bool,
     /// `fdatasync` the journal after every batch (0) or at most this many
-    /// milliseconds apart. Either way a batch is written (direct IO, which
-    /// survives the process being killed) before its routed records and
-    /// alerts leave the core; RELP acknowledges only synced lines.
+    /// milliseconds apart. Either way a batch is written (to the page
+    /// cache, or the device with `journal_direct_io`: either survives the
+    /// process being killed) before its routed records and alerts leave
+    /// the core; RELP acknowledges only synced lines.
     pub journal_fsync_ms: u64,
+    /// Write the journal with O_DIRECT instead of through the page cache.
+    /// Off by default: on ext4 a direct write that extends the file
+    /// blocks, and io_uring runs it on a kernel worker sharing the core's
+    /// CPU (half the core's ingest rate in BENCHMARKS.md). Worth turning on
+    /// where direct writes are asynchronous (XFS, preallocated files, NVMe)
+    /// and the page cache should be left to other data.
+    pub journal_direct_io: bool,
     /// A journal segment is closed and the next started past this size.
     pub journal_segment_bytes: u64,
     /// Per core, journal segments beyond this total size, or older than
@@ -443,6 +451,7 @@ impl Default for StorageConfig {
             quarantine_bytes_max: shardwatch_storage::quarantine::QUARANTINE_BYTES_MAX_DEFAULT,
             journal: true,
             journal_fsync_ms: 50,
+            journal_direct_io: false,
             journal_segment_bytes: 64 * 1024 * 1024,
             journal_retain_bytes: 1024 * 1024 * 1024,
             journal_retain_s: 7 * 86_400,

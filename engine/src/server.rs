@@ -350,6 +350,7 @@ async fn core_main(
                 0 => FsyncPolicy::EveryCommit,
                 ms => FsyncPolicy::Interval(Duration::from_millis(ms)),
             },
+            direct_io: storage.journal_direct_io,
         };
         Some(
             Journal::open(
