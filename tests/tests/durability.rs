@@ -100,8 +100,24 @@ fn send_until_error(addr: SocketAddr, lines: &[String], from: usize, per_ms: usi
 
 #[test]
 fn kill_9_under_load_then_restart_gives_the_alerts_of_an_uninterrupted_run_once() {
+    kill_9_then_restart("durable-kill9", FLAGS);
+}
+
+/// The same with the journal written with O_DIRECT
+/// (`storage.journal_direct_io`) instead of through the page cache.
+#[test]
+fn kill_9_with_a_direct_io_journal_then_restart_gives_the_same_alerts_once() {
+    let config = temp_dir("durable-kill9-direct-config").join("direct.toml");
+    std::fs::write(&config, "[storage]\njournal_direct_io = true\n").unwrap();
+    let config = config.to_str().unwrap().to_string();
+    let mut flags = FLAGS.to_vec();
+    flags.extend(["--config", config.as_str()]);
+    kill_9_then_restart("durable-kill9-direct", &flags);
+}
+
+fn kill_9_then_restart(name: &str, flags: &[&str]) {
     let lines = scenario(300, 24);
-    let node = Appliance::start("durable-kill9", FLAGS).unwrap();
+    let node = Appliance::start(name, flags).unwrap();
     let data_dir = node.data_dir.clone();
     let addr = node.tcp();
     let (tx, rx) = mpsc::channel::<SocketAddr>();
@@ -126,7 +142,7 @@ fn kill_9_under_load_then_restart_gives_the_alerts_of_an_uninterrupted_run_once(
         "alerts fired before the kill, so the restart has some to repeat"
     );
 
-    let mut node = Appliance::start_in(data_dir.clone(), FLAGS).unwrap();
+    let mut node = Appliance::start_in(data_dir.clone(), flags).unwrap();
     let recovered = node.wait_stderr("recovered in", Duration::from_secs(30));
     assert!(
         recovered.is_some(),
