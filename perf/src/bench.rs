@@ -290,6 +290,7 @@ pub fn add_bench_to_report(
             "cpu": outcome.cpu,
             "harness_cpus": outcome.harness_cpus,
             "cpu_us_per_event": outcome.cpu.filter(|_| accepted > 0).map(|c| c.total_s() * 1e6 / accepted as f64),
+            "cpus_busy_avg": outcome.cpu.filter(|_| duration_s > 0.0).map(|c| c.total_s() / duration_s),
             "parsed_eps": stats.events_parsed as f64 / duration_s,
             "sent_eps": sent as f64 / duration_s,
             "stats": stats,
@@ -316,11 +317,18 @@ pub fn add_bench_to_report(
             format!("harness on CPUs {:?}", outcome.harness_cpus)
         };
         report.summary.push(format!(
-            "appliance CPU: {us_per_event:.2} us per event ({:.2} s user + {:.2} s sys over {accepted} events; {placement}): about {:.0} events/s per fully busy core",
+            "appliance CPU: {us_per_event:.2} us per event ({:.2} s user + {:.2} s sys over {accepted} events; {placement}): about {:.0} events/s per fully busy core; its threads used {:.2} CPUs on average while the load was sent",
             cpu.user_s,
             cpu.sys_s,
             1e6 / us_per_event,
+            cpu.total_s() / duration_s.max(1e-9),
         ));
+        let parsed_eps = stats.events_parsed as f64 / duration_s.max(1e-9);
+        if load.rate_eps.is_none() {
+            if let Some(note) = not_cpu_bound(parsed_eps, us_per_event, bench.cores) {
+                report.summary.push(note);
+            }
+        }
     }
     if accepted < received {
         report.summary.push(format!(
@@ -330,9 +338,40 @@ pub fn add_bench_to_report(
     }
 }
 
+/// Flat out, a node whose cores were kept busy parses about as many
+/// events per second as its CPU per event allows on its cores. Well below
+/// that (under 80%), something other than CPU held it back (a disk it
+/// waited for, a sender slower than the node): the note says so, since
+/// "events/s per fully busy core" then describes a node that was not.
+fn not_cpu_bound(parsed_eps: f64, us_per_event: f64, cores: usize) -> Option<String> {
+    if us_per_event <= 0.0 || cores == 0 {
+        return None;
+    }
+    let capacity = cores as f64 * 1e6 / us_per_event;
+    (parsed_eps < 0.8 * capacity).then(|| {
+        format!(
+            "note: not CPU-bound: parsed {parsed_eps:.0}/s, {:.0}% of the {capacity:.0}/s its CPU per event allows on {cores} core(s); it waited for something else (its disk, the sender, the network)",
+            100.0 * parsed_eps / capacity
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_node_parsing_below_its_cpu_capacity_is_called_not_cpu_bound() {
+        // 1.6 us per event allows 625 k/s on one core.
+        assert!(not_cpu_bound(600_000.0, 1.6, 1).is_none());
+        assert!(not_cpu_bound(500_000.0, 1.6, 1).is_none());
+        let note = not_cpu_bound(300_000.0, 1.6, 1).unwrap();
+        assert!(note.contains("48%"), "{note}");
+        // Two cores allow twice as much.
+        assert!(not_cpu_bound(600_000.0, 1.6, 2).is_some());
+        assert!(not_cpu_bound(1_100_000.0, 1.6, 2).is_none());
+        assert!(not_cpu_bound(1.0, 0.0, 1).is_none());
+    }
 
     #[test]
     fn the_harness_takes_the_cpus_the_appliance_leaves() {
