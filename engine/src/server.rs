@@ -711,14 +711,17 @@ impl Core {
         } else {
             journal.commit().await
         };
+        // The journal's own verdict, not this call's: a sync that began
+        // before a failed write can end after it.
+        let failing = journal.failing();
         let was_failing = self
             .stats
             .journal_failing
-            .swap(u64::from(result.is_err()), Ordering::Relaxed)
+            .swap(u64::from(failing), Ordering::Relaxed)
             != 0;
         match result {
             Ok(info) => {
-                if was_failing {
+                if was_failing && !failing {
                     eprintln!(
                         "shardwatch: core {}: the journal is written again",
                         self.index
@@ -735,7 +738,7 @@ impl Core {
             Err(err) => {
                 // The first failure of a run is logged, and the recovery
                 // above; each failure is counted.
-                if !was_failing {
+                if !was_failing && failing {
                     eprintln!(
                         "shardwatch: core {}: journal write failed (kept and retried; alerts no longer wait for it): {err}",
                         self.index

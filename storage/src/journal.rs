@@ -52,7 +52,7 @@
 //! tail is a torn write, counted and, by [`repair_tail`], truncated. Neither is
 //! fatal.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -260,6 +260,10 @@ pub struct Journal {
     state: RefCell<WriterState>,
     /// Serializes commits, syncs and segment rolls.
     lock: Semaphore,
+    /// Failed commits and syncs so far, and whether the journal is failing
+    /// now (see [`Journal::failing`]).
+    failures: Cell<u64>,
+    failing: Cell<bool>,
 }
 
 impl Journal {
@@ -296,6 +300,8 @@ impl Journal {
                 segment_first_seq: next_seq,
             }),
             lock: Semaphore::new(1),
+            failures: Cell::new(0),
+            failing: Cell::new(false),
         })
     }
 
@@ -395,7 +401,36 @@ impl Journal {
         Ok(())
     }
 
+    /// Whether the journal is failing: its last write or sync failed and
+    /// none has succeeded since. A sync that began before a failure and
+    /// ends after it (syncs run outside the commit lock) does not count as
+    /// a recovery, nor does a commit that had nothing to write or sync:
+    /// callers that concluded "failing" from the last result they saw would
+    /// flip back and forth as the two complete in either order.
+    pub fn failing(&self) -> bool {
+        self.failing.get()
+    }
+
     async fn commit_inner(&self, force_sync: bool) -> Result<CommitInfo, StorageError> {
+        let failures_before = self.failures.get();
+        let result = self.commit_unrecorded(force_sync).await;
+        match &result {
+            Err(_) => {
+                self.failures.set(self.failures.get() + 1);
+                self.failing.set(true);
+            }
+            Ok(info)
+                if (info.bytes_written > 0 || info.synced.is_some())
+                    && self.failures.get() == failures_before =>
+            {
+                self.failing.set(false);
+            }
+            Ok(_) => {}
+        }
+        result
+    }
+
+    async fn commit_unrecorded(&self, force_sync: bool) -> Result<CommitInfo, StorageError> {
         let mut info = CommitInfo::default();
         // Writes are serialized (a partial block must never be written out
         // of order); the fdatasync after them is not, so a sync never holds
@@ -1288,10 +1323,27 @@ mod tests {
         let limit = crate::testing::FileSizeLimit::take();
         let dir = dir.to_path_buf();
         let (short, refused) = run(move || async move {
-            let journal = Journal::open(&dir, 0, 1, options).await.unwrap();
+            let journal = Rc::new(Journal::open(&dir, 0, 1, options).await.unwrap());
             limit.set(FSIZE_LIMIT);
+            // Syncs run beside the commits, as the engine's interval sync
+            // does: one that began before a failed write and ends after it
+            // must not make the journal look recovered.
+            let stop = Rc::new(Cell::new(false));
+            let syncs = {
+                let (journal, stop) = (journal.clone(), stop.clone());
+                glommio::spawn_local(async move {
+                    while !stop.get() {
+                        let _ = journal.sync().await;
+                        yield_now().await;
+                    }
+                })
+            };
             let (mut short, mut refused) = (0, 0);
+            let mut failed = false;
             for i in 0..FSIZE_LINES {
+                // Every write fails from the first failure until the limit
+                // is lifted.
+                assert_eq!(journal.failing(), failed, "line {i}");
                 assert_eq!(
                     journal.append(i as i64, 2, None, fsize_line(i).as_bytes()),
                     Some(i + 1)
@@ -1304,7 +1356,9 @@ mod tests {
                 if i % 10 != 9 {
                     continue;
                 }
-                if let Err(e) = journal.commit().await {
+                let result = journal.commit().await;
+                failed |= result.is_err();
+                if let Err(e) = result {
                     if e.to_string().contains("short write") {
                         short += 1;
                     } else {
@@ -1313,10 +1367,19 @@ mod tests {
                     assert!(journal.written_seq() <= i);
                 }
             }
+            assert!(journal.failing());
             limit.lift();
             journal.commit().await.unwrap();
+            assert!(!journal.failing());
+            stop.set(true);
+            syncs.await;
             assert_eq!(journal.written_seq(), FSIZE_LINES);
-            journal.close().await.unwrap();
+            Rc::try_unwrap(journal)
+                .ok()
+                .expect("the sync task is done")
+                .close()
+                .await
+                .unwrap();
             (short, refused)
         });
         assert!(
