@@ -737,8 +737,9 @@ impl Core {
             }
             Err(err) => {
                 // The first failure of a run is logged, and the recovery
-                // above; each failure is counted.
-                if !was_failing && failing {
+                // above; each failure is counted. (A failed call leaves the
+                // journal failing.)
+                if !was_failing {
                     eprintln!(
                         "shardwatch: core {}: journal write failed (kept and retried; alerts no longer wait for it): {err}",
                         self.index

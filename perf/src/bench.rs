@@ -268,6 +268,12 @@ pub fn add_bench_to_report(
     };
     let accepted = stats.events_parsed + stats.quarantined_total();
     let lost = sent.saturating_sub(received);
+    let parsed_eps = stats.events_parsed as f64 / duration_s;
+    // CPUs the node's threads used on average while the load was sent.
+    let cpus_busy = outcome
+        .cpu
+        .filter(|_| duration_s > 0.0)
+        .map(|c| c.total_s() / duration_s);
     report.body.insert(
         "appliance".into(),
         json!({
@@ -290,8 +296,8 @@ pub fn add_bench_to_report(
             "cpu": outcome.cpu,
             "harness_cpus": outcome.harness_cpus,
             "cpu_us_per_event": outcome.cpu.filter(|_| accepted > 0).map(|c| c.total_s() * 1e6 / accepted as f64),
-            "cpus_busy_avg": outcome.cpu.filter(|_| duration_s > 0.0).map(|c| c.total_s() / duration_s),
-            "parsed_eps": stats.events_parsed as f64 / duration_s,
+            "cpus_busy_avg": cpus_busy,
+            "parsed_eps": parsed_eps,
             "sent_eps": sent as f64 / duration_s,
             "stats": stats,
             "stderr_tail": outcome.stopped.stderr_tail,
@@ -303,7 +309,7 @@ pub fn add_bench_to_report(
         bench.cores,
         format!("{:?}", bench.transport).to_lowercase(),
         stats.events_parsed,
-        stats.events_parsed as f64 / duration_s,
+        parsed_eps,
         stats.quarantined_total(),
         stats.dropped_total(),
         stats.dropped,
@@ -321,9 +327,8 @@ pub fn add_bench_to_report(
             cpu.user_s,
             cpu.sys_s,
             1e6 / us_per_event,
-            cpu.total_s() / duration_s.max(1e-9),
+            cpus_busy.unwrap_or(0.0),
         ));
-        let parsed_eps = stats.events_parsed as f64 / duration_s.max(1e-9);
         if load.rate_eps.is_none() {
             if let Some(note) = not_cpu_bound(parsed_eps, us_per_event, bench.cores) {
                 report.summary.push(note);
