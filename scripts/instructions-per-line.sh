@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# instructions-per-line.sh — instructions per line of the pipeline (parse,
+# decode, aliases, rules, correlation state, alert rendering), counted by
+# valgrind's callgrind over `shardwatch replay` of a generated corpus.
+#
+# A count of executed instructions does not move with the machine's noise
+# (repeated runs of one binary agree to about 1 in 10^5), so it can tell two
+# builds apart where timings on a shared 2-core VM cannot (±10–30% there).
+# It is not time: cache misses, branch mispredictions and the I/O path
+# (sockets, framing, the journal, io_uring) are not in it. Use it to decide
+# hot-path changes; measure end to end with `shardwatch-load bench`.
+#
+# Only the `replay` function is counted (`--toggle-collect`), so rule
+# compilation and start-up are not, and within it not
+# `ShardStates::advance` (the windows' expiry walk over every shard with
+# state): replay runs it once per second of *event* time, ~100 lines apart
+# in a default corpus, where the node runs it once per wall-clock second,
+# hundreds of thousands of lines apart. The cost of the first line (which
+# also builds the pipeline's tables) is taken out by a one-line run:
+#   per line = (Ir(EVENTS lines) - Ir(1 line)) / (EVENTS - 1)
+#
+# Run (after `cargo build --release -p shardwatch -p shardwatch-perf`):
+#   scripts/instructions-per-line.sh
+#   BINS="/tmp/old-shardwatch target/release/shardwatch" scripts/instructions-per-line.sh
+#   RULES=perf/rules/scenarios.yml scripts/instructions-per-line.sh   # built-in pack + these
+# Knobs (environment): BINS (target/release/shardwatch), LOAD
+# (target/release/shardwatch-load), EVENTS (100000), RULES (an extra rule
+# file), OUT (target/instructions-per-line). Needs valgrind (Debian
+# package `valgrind`). Writes $OUT/summary.txt and, per binary,
+# $OUT/<n>.callgrind (open with `callgrind_annotate`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BINS=${BINS:-target/release/shardwatch}
+LOAD=${LOAD:-target/release/shardwatch-load}
+EVENTS=${EVENTS:-100000}
+OUT=${OUT:-target/instructions-per-line}
+RULES=${RULES:-}
+
+command -v valgrind >/dev/null || { echo "instructions-per-line: valgrind missing (apt-get install valgrind)" >&2; exit 1; }
+for b in $BINS "$LOAD"; do
+  [ -x "$b" ] || { echo "instructions-per-line: $b missing (cargo build --release -p shardwatch -p shardwatch-perf)" >&2; exit 1; }
+done
+[ "$EVENTS" -ge 2 ] || { echo "instructions-per-line: EVENTS must be at least 2" >&2; exit 1; }
+mkdir -p "$OUT"
+corpus=$OUT/corpus-$EVENTS.log
+[ -s "$corpus" ] || "$LOAD" gen --out "$corpus" --events "$EVENTS" >/dev/null
+head -n 1 "$corpus" >"$OUT/corpus-1.log"
+rule_args=()
+[ -n "$RULES" ] && rule_args=(--rules "$RULES")
+
+# Instructions callgrind collected inside `replay` for one run.
+collected() {
+  local bin=$1 input=$2 out=$3
+  valgrind --tool=callgrind --callgrind-out-file="$out" \
+    --toggle-collect='shardwatch::replay::replay*' \
+    --toggle-collect='shardwatch::shard::ShardStates::advance' \
+    "$bin" replay "${rule_args[@]}" "$input" 2>"$out.stderr" >/dev/null
+  local n
+  n=$(sed -n 's/.*Collected : \([0-9]*\).*/\1/p' "$out.stderr" | tail -1)
+  [ -n "$n" ] && [ "$n" -gt 0 ] || { echo "instructions-per-line: nothing collected (see $out.stderr)" >&2; exit 1; }
+  echo "$n"
+}
+
+summary=$OUT/summary.txt
+echo "instructions-per-line: $(date -u +%FT%TZ), $EVENTS lines of \`shardwatch-load gen\`, rules: built-in${RULES:+ + $RULES}" | tee "$summary"
+n=0
+for bin in $BINS; do
+  n=$((n + 1))
+  one=$(collected "$bin" "$OUT/corpus-1.log" "$OUT/$n-one.callgrind")
+  all=$(collected "$bin" "$corpus" "$OUT/$n.callgrind")
+  per=$(( (all - one) / (EVENTS - 1) ))
+  echo "  $bin: $per instructions per line ($all in replay for $EVENTS lines, $one for one)" | tee -a "$summary"
+done
