@@ -248,6 +248,7 @@ pub fn run(config: Config) -> anyhow::Result<Vec<CoreReport>> {
         stop,
         recovery,
         tls: tls_config,
+        connections_open: std::sync::atomic::AtomicU64::new(0),
     });
     let result = run_cores(shared.clone(), sockets, &cpus);
     let _ = watcher.join();

@@ -89,6 +89,12 @@ pub struct LimitsConfig {
     /// new group past the cap evicts the stalest at once (counted in
     /// `groups_evicted`). 0: only `engine.groups_per_shard_max` applies.
     pub state_memory_bytes_max: u64,
+    /// Open TCP, RELP and TLS connections for the whole node; a connection
+    /// accepted past it is closed at once (counted as `connections_max`).
+    /// Each open connection may hold a 256 KiB read buffer and a partial
+    /// frame of up to `ingest.frame_bytes_max`, so this bounds what many
+    /// connections can take. 0: no bound.
+    pub connections_max: usize,
 }
 
 impl Default for LimitsConfig {
@@ -100,6 +106,7 @@ impl Default for LimitsConfig {
             source_burst: 10_000,
             sources_max: 65_536,
             state_memory_bytes_max: 1024 * 1024 * 1024,
+            connections_max: 4096,
         }
     }
 }

@@ -38,7 +38,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -153,6 +153,9 @@ pub struct Shared {
     pub recovery: Arc<RecoveryPlan>,
     /// The TLS listener's configuration, when TLS ingest is on.
     pub tls: Option<Arc<shardwatch_net::tls::rustls::ServerConfig>>,
+    /// Stream connections (TCP, RELP, TLS) open on all cores, held to
+    /// `limits.connections_max`.
+    pub connections_open: AtomicU64,
 }
 
 /// One core's sockets, handed to its executor.
@@ -286,6 +289,9 @@ struct Core {
     /// Whether the last quarantine write failed (logged once per run).
     quarantine_failing: Cell<bool>,
     tcp_open: Cell<u64>,
+    /// The last connection this core accepted was refused for
+    /// `limits.connections_max` (logged once per run of refusals).
+    refusing_connections: Cell<bool>,
     /// This core's journal; `None` when `storage.journal` is off.
     journal: Option<Journal>,
     /// The journal sequence of the line being processed (0 when the work
@@ -401,6 +407,7 @@ async fn core_main(
         stats: shared.stats[index].clone(),
         quarantine_failing: Cell::new(false),
         tcp_open: Cell::new(0),
+        refusing_connections: Cell::new(false),
         journal,
         seq: Cell::new(0),
         replaying: Cell::new(false),
@@ -1598,11 +1605,27 @@ async fn accept_loop(
 /// Admits (or refuses) a connection `kind`'s listener accepted and starts
 /// serving it on this core.
 fn serve_accepted(core: &Rc<Core>, stream: glommio::net::TcpStream, kind: &Listener) {
-    let peer_ip = transport::tcp::peer_of(&stream).ip();
-    if !core.admission.borrow().permitted(peer_ip) {
+    let peer = transport::tcp::peer_of(&stream);
+    if !core.admission.borrow().permitted(peer.ip()) {
         core.stats.drop_events(Refusal::Denied.reason(), 1);
         return;
     }
+    let max = core.shared.config.limits.connections_max as u64;
+    let open = core.shared.connections_open.fetch_add(1, Ordering::AcqRel);
+    if max > 0 && open >= max {
+        // Closed unread (the stream drops here): the sender sees the
+        // close and retries later, as it would after a restart.
+        core.shared.connections_open.fetch_sub(1, Ordering::AcqRel);
+        core.stats.drop_events("connections_max", 1);
+        if !core.refusing_connections.replace(true) {
+            eprintln!(
+                "shardwatch: core {}: {max} connections open (limits.connections_max): closing new ones, from {peer} on, until one ends",
+                core.index
+            );
+        }
+        return;
+    }
+    core.refusing_connections.set(false);
     add(&core.stats.tcp_connections_accepted, 1);
     core.tcp_open.set(core.tcp_open.get() + 1);
     core.stats
@@ -1610,7 +1633,6 @@ fn serve_accepted(core: &Rc<Core>, stream: glommio::net::TcpStream, kind: &Liste
         .store(core.tcp_open.get(), Ordering::Relaxed);
     match kind {
         Listener::Tcp => {
-            let peer = transport::tcp::peer_of(&stream);
             let _ = stream.set_read_timeout(Some(READ_TIMEOUT));
             glommio::spawn_local(serve_connection(core.clone(), stream, peer, "tcp")).detach();
         }
@@ -1693,6 +1715,7 @@ async fn yield_turn() {
 
 /// The connection ended: one fewer open.
 fn connection_closed(core: &Core) {
+    core.shared.connections_open.fetch_sub(1, Ordering::AcqRel);
     core.tcp_open.set(core.tcp_open.get() - 1);
     core.stats
         .tcp_connections_open

@@ -41,6 +41,7 @@ pub const DROP_REASONS: &[&str] = &[
     "rule_removed_in_flight",
     "source_denied",
     "source_rate_limited",
+    "connections_max",
     "relp_bad_txnr",
     "relp_bad_command",
     "relp_bad_datalen",
