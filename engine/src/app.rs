@@ -248,7 +248,10 @@ pub fn run(config: Config) -> anyhow::Result<Vec<CoreReport>> {
         stop,
         recovery,
         tls: tls_config,
-        connections_open: std::sync::atomic::AtomicU64::new(0),
+        connections: crate::sources::ConnectionSlots::new(
+            config.limits.connections_max,
+            config.limits.connections_per_source_max,
+        ),
     });
     let result = run_cores(shared.clone(), sockets, &cpus);
     let _ = watcher.join();

@@ -95,6 +95,11 @@ pub struct LimitsConfig {
     /// frame of up to `ingest.frame_bytes_max`, so this bounds what many
     /// connections can take. 0: no bound.
     pub connections_max: usize,
+    /// Open stream connections from one source address (wherever the
+    /// kernel placed them), so that one sender cannot take every slot;
+    /// past it a connection is closed at once (counted as
+    /// `connections_per_source_max`). 0: no bound.
+    pub connections_per_source_max: usize,
 }
 
 impl Default for LimitsConfig {
@@ -107,6 +112,7 @@ impl Default for LimitsConfig {
             sources_max: 65_536,
             state_memory_bytes_max: 1024 * 1024 * 1024,
             connections_max: 4096,
+            connections_per_source_max: 1024,
         }
     }
 }

@@ -38,7 +38,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -62,7 +62,7 @@ use crate::pipeline::{EventSink, Pipeline};
 use crate::route::{RouteBatch, RouteRecord};
 use crate::shard::ShardStates;
 use crate::shardmap::ShardMap;
-use crate::sources::{Admission, Refusal};
+use crate::sources::{Admission, ConnectionSlots, Refusal, SlotRefusal};
 use crate::stats::{add, CoreReport, CoreStats};
 use crate::timefmt::now_ns;
 
@@ -154,8 +154,8 @@ pub struct Shared {
     /// The TLS listener's configuration, when TLS ingest is on.
     pub tls: Option<Arc<shardwatch_net::tls::rustls::ServerConfig>>,
     /// Stream connections (TCP, RELP, TLS) open on all cores, held to
-    /// `limits.connections_max`.
-    pub connections_open: AtomicU64,
+    /// `limits.connections_max` and `connections_per_source_max`.
+    pub connections: ConnectionSlots,
 }
 
 /// One core's sockets, handed to its executor.
@@ -1610,17 +1610,24 @@ fn serve_accepted(core: &Rc<Core>, stream: glommio::net::TcpStream, kind: &Liste
         core.stats.drop_events(Refusal::Denied.reason(), 1);
         return;
     }
-    let max = core.shared.config.limits.connections_max as u64;
-    let open = core.shared.connections_open.fetch_add(1, Ordering::AcqRel);
-    if max > 0 && open >= max {
+    if let Err(refusal) = core.shared.connections.take(peer.ip()) {
         // Closed unread (the stream drops here): the sender sees the
         // close and retries later, as it would after a restart.
-        core.shared.connections_open.fetch_sub(1, Ordering::AcqRel);
-        core.stats.drop_events("connections_max", 1);
+        core.stats.drop_events(refusal.reason(), 1);
         if !core.refusing_connections.replace(true) {
+            let limits = &core.shared.config.limits;
+            let bound = match refusal {
+                SlotRefusal::Node => format!("{} connections open", limits.connections_max),
+                SlotRefusal::Source => format!(
+                    "{} connections open from {}",
+                    limits.connections_per_source_max,
+                    peer.ip()
+                ),
+            };
             eprintln!(
-                "shardwatch: core {}: {max} connections open (limits.connections_max): closing new ones, from {peer} on, until one ends",
-                core.index
+                "shardwatch: core {}: {bound} (limits.{}): closing new connections, from {peer} on, until one ends",
+                core.index,
+                refusal.reason()
             );
         }
         return;
@@ -1713,9 +1720,9 @@ async fn yield_turn() {
     futures_lite::future::yield_now().await;
 }
 
-/// The connection ended: one fewer open.
-fn connection_closed(core: &Core) {
-    core.shared.connections_open.fetch_sub(1, Ordering::AcqRel);
+/// The connection from `peer` ended: one fewer open.
+fn connection_closed(core: &Core, peer: SocketAddr) {
+    core.shared.connections.give_back(peer.ip());
     core.tcp_open.set(core.tcp_open.get() - 1);
     core.stats
         .tcp_connections_open
@@ -1747,7 +1754,7 @@ async fn serve_tls(
                 );
             }
             add(&core.stats.tls_handshake_failures, 1);
-            connection_closed(&core);
+            connection_closed(&core, peer);
         }
     }
 }
@@ -1878,7 +1885,7 @@ async fn serve_relp(core: Rc<Core>, mut stream: glommio::net::TcpStream) {
         let _ = stream.write_all(&out).await;
     }
     let _ = stream.close().await;
-    connection_closed(&core);
+    connection_closed(&core, peer);
 }
 
 async fn serve_connection<S>(
@@ -1962,5 +1969,5 @@ async fn serve_connection<S>(
         }
     }
     core.flush(WhenFull::Wait).await;
-    connection_closed(&core);
+    connection_closed(&core, peer);
 }

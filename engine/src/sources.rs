@@ -8,9 +8,16 @@
 //! source. The bucket map is bounded: when full, the bucket idle longest is
 //! evicted (counted), so a sender spraying random source addresses cannot
 //! grow memory.
+//!
+//! Open stream connections (TCP, RELP, TLS) are held to a bound for the
+//! node and one per source address ([`ConnectionSlots`], shared by the
+//! cores: a source's connections may land on any core), so that many
+//! connections cannot take unbounded memory and no one source can take
+//! every slot.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Mutex;
 
 use anyhow::{bail, Context};
 
@@ -219,6 +226,83 @@ impl Admission {
     }
 }
 
+/// Which bound refused a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotRefusal {
+    /// `limits.connections_max`: the node's open connections.
+    Node,
+    /// `limits.connections_per_source_max`: this source's.
+    Source,
+}
+
+impl SlotRefusal {
+    /// The drop-reason label.
+    pub fn reason(self) -> &'static str {
+        match self {
+            SlotRefusal::Node => "connections_max",
+            SlotRefusal::Source => "connections_per_source_max",
+        }
+    }
+}
+
+/// The node's open stream connections, in all and per source address,
+/// held to their bounds (0: no bound). A connection takes a slot when
+/// accepted ([`ConnectionSlots::take`]) and gives it back when it ends
+/// ([`ConnectionSlots::give_back`]). Taken once per connection, so a
+/// lock is cheap enough; the map holds only sources with a connection open.
+pub struct ConnectionSlots {
+    max: u64,
+    per_source_max: u32,
+    open: Mutex<(u64, HashMap<IpAddr, u32>)>,
+}
+
+impl ConnectionSlots {
+    pub fn new(max: usize, per_source_max: usize) -> ConnectionSlots {
+        ConnectionSlots {
+            max: max as u64,
+            per_source_max: u32::try_from(per_source_max).unwrap_or(u32::MAX),
+            open: Mutex::new((0, HashMap::new())),
+        }
+    }
+
+    /// A slot for a new connection from `source`, or the bound that
+    /// refuses it.
+    pub fn take(&self, source: IpAddr) -> Result<(), SlotRefusal> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let (total, by_source) = &mut *open;
+        if self.max > 0 && *total >= self.max {
+            return Err(SlotRefusal::Node);
+        }
+        let count = by_source.entry(source).or_insert(0);
+        if self.per_source_max > 0 && *count >= self.per_source_max {
+            return Err(SlotRefusal::Source);
+        }
+        *count += 1;
+        *total += 1;
+        Ok(())
+    }
+
+    /// The connection from `source` that took a slot ended.
+    pub fn give_back(&self, source: IpAddr) {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let (total, by_source) = &mut *open;
+        debug_assert!(*total > 0, "a slot given back that was not taken");
+        *total = total.saturating_sub(1);
+        if let Some(count) = by_source.get_mut(&source) {
+            *count -= 1;
+            if *count == 0 {
+                by_source.remove(&source);
+            }
+        }
+    }
+
+    /// Connections open now: (all, sources with one open).
+    pub fn open(&self) -> (u64, usize) {
+        let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        (open.0, open.1.len())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -267,5 +351,36 @@ mod tests {
         }
         assert!(a.tracked() <= 100);
         assert_eq!(a.evicted_total + a.tracked() as u64, 10_000);
+    }
+
+    #[test]
+    fn connection_slots_hold_the_node_and_each_source_to_their_bounds() {
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        let c: IpAddr = "10.0.0.3".parse().unwrap();
+        let slots = ConnectionSlots::new(3, 2);
+        assert_eq!(slots.take(a), Ok(()));
+        assert_eq!(slots.take(a), Ok(()));
+        assert_eq!(slots.take(a), Err(SlotRefusal::Source), "a's own bound");
+        assert_eq!(slots.take(b), Ok(()));
+        assert_eq!(slots.take(c), Err(SlotRefusal::Node), "the node's bound");
+        assert_eq!(slots.open(), (3, 2));
+        slots.give_back(a);
+        assert_eq!(slots.take(c), Ok(()), "a slot came back");
+        assert_eq!(slots.take(a), Err(SlotRefusal::Node));
+        for source in [a, b, c] {
+            slots.give_back(source);
+        }
+        assert_eq!(
+            slots.open(),
+            (0, 0),
+            "no source is kept once it has none open"
+        );
+        // 0: no bound.
+        let open = ConnectionSlots::new(0, 0);
+        for _ in 0..10_000 {
+            assert_eq!(open.take(a), Ok(()));
+        }
+        assert_eq!(open.open(), (10_000, 1));
     }
 }

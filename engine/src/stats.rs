@@ -42,6 +42,7 @@ pub const DROP_REASONS: &[&str] = &[
     "source_denied",
     "source_rate_limited",
     "connections_max",
+    "connections_per_source_max",
     "relp_bad_txnr",
     "relp_bad_command",
     "relp_bad_datalen",
