@@ -94,6 +94,19 @@ impl Appliance {
         Appliance::start_in(temp_dir(name), extra)
     }
 
+    /// [`Appliance::start`] with a configuration file holding `toml` (in
+    /// a directory of its own) ahead of the `extra` arguments.
+    pub fn start_configured(name: &str, toml: &str, extra: &[&str]) -> anyhow::Result<Appliance> {
+        let config = temp_dir(&format!("{name}-config")).join("shardwatch.toml");
+        std::fs::write(&config, toml)?;
+        let config = config
+            .to_str()
+            .ok_or_else(|| anyhow::anyhow!("{} is not UTF-8", config.display()))?;
+        let mut args = vec!["--config", config];
+        args.extend_from_slice(extra);
+        Appliance::start(name, &args)
+    }
+
     /// Starts `shardwatch run` over an existing data directory (a restart).
     pub fn start_in(data_dir: PathBuf, extra: &[&str]) -> anyhow::Result<Appliance> {
         Appliance::start_with(data_dir, extra, |_| {})

@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::Duration;
 
-use shardwatch_tests::{metric_sum, poll, temp_dir, total, Appliance};
+use shardwatch_tests::{metric_sum, poll, total, Appliance};
 
 fn dropped(stats: &[serde_json::Value], reason: &str) -> u64 {
     stats
@@ -18,22 +18,10 @@ fn dropped(stats: &[serde_json::Value], reason: &str) -> u64 {
 
 #[test]
 fn denied_and_noisy_sources_do_not_starve_the_rest() {
-    let dir = temp_dir("limits");
-    let config = dir.join("shardwatch.toml");
-    std::fs::write(
-        &config,
-        "[limits]\ndeny = [\"127.0.0.2/32\"]\nsource_rate_eps = 100\nsource_burst = 50\n",
-    )
-    .unwrap();
-    let app = Appliance::start(
+    let app = Appliance::start_configured(
         "limits",
-        &[
-            "--cores",
-            "2",
-            "--quiet",
-            "--config",
-            config.to_str().unwrap(),
-        ],
+        "[limits]\ndeny = [\"127.0.0.2/32\"]\nsource_rate_eps = 100\nsource_burst = 50\n",
+        &["--cores", "2", "--quiet"],
     )
     .unwrap();
     let denied = UdpSocket::bind("127.0.0.2:0").unwrap();
@@ -143,24 +131,12 @@ fn closed_by_node(stream: &mut TcpStream) -> bool {
 #[test]
 fn connections_past_the_node_or_source_bound_are_closed_and_counted_and_the_open_ones_keep_working()
 {
-    let dir = temp_dir("connections-max");
-    let config = dir.join("shardwatch.toml");
-    std::fs::write(
-        &config,
-        "[limits]\nconnections_max = 3\nconnections_per_source_max = 2\n",
-    )
-    .unwrap();
     // Two cores: the bounds are the node's, wherever the kernel places a
     // connection.
-    let mut app = Appliance::start(
+    let mut app = Appliance::start_configured(
         "connections-max",
-        &[
-            "--cores",
-            "2",
-            "--quiet",
-            "--config",
-            config.to_str().unwrap(),
-        ],
+        "[limits]\nconnections_max = 3\nconnections_per_source_max = 2\n",
+        &["--cores", "2", "--quiet"],
     )
     .unwrap();
     let parsed = "shardwatch_events_parsed_total";

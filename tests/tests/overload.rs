@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use shardwatch_tests::{read_jsonl, ssh_failure, temp_dir, total, Appliance};
+use shardwatch_tests::{read_jsonl, ssh_failure, total, Appliance};
 
 /// A generous bound for a 2-core node with the caps below (glommio's
 /// io_uring buffers alone are ~10 MiB per core).
@@ -20,26 +20,14 @@ const RSS_KIB_MAX: u64 = 512 * 1024;
 
 #[test]
 fn a_flood_of_new_entities_is_bounded_and_real_attacks_still_alert() {
-    let dir = temp_dir("overload");
-    let config = dir.join("shardwatch.toml");
     // The socket buffer of the appliance before it became configurable
     // (the default, 32 MiB, holds a backlog that this debug build takes
     // longer to work through than the post-flood deadline below; the
     // buffer's trade-off is the overload script's to measure).
-    std::fs::write(
-        &config,
-        "[engine]\ngroups_per_shard_max = 4\n[ingest]\nudp_recv_buffer_bytes = 4194304\n",
-    )
-    .unwrap();
-    let app = Appliance::start(
+    let app = Appliance::start_configured(
         "overload",
-        &[
-            "--cores",
-            "2",
-            "--quiet",
-            "--config",
-            config.to_str().unwrap(),
-        ],
+        "[engine]\ngroups_per_shard_max = 4\n[ingest]\nudp_recv_buffer_bytes = 4194304\n",
+        &["--cores", "2", "--quiet"],
     )
     .unwrap();
     let udp = app.udp();
@@ -167,29 +155,15 @@ fn udp_kernel_drops(app: &Appliance) -> u64 {
 #[test]
 fn the_state_memory_bound_holds_under_an_entity_explosion() {
     const BOUND: u64 = 4_000_000;
-    let dir = temp_dir("state-bound");
-    let config = dir.join("shardwatch.toml");
-    std::fs::write(
-        &config,
-        format!(
+    let app = Appliance::start_configured(
+        "state-bound",
+        &format!(
             "[engine]\ngroups_per_shard_max = 100000\n[limits]\nstate_memory_bytes_max = {BOUND}\n"
         ),
-    )
-    .unwrap();
-    let app = Appliance::start(
-        "state-bound",
         // Fewer shards than the default 4,096: a shard holds at least one
         // group (and a B-tree node is allocated whole), so the bound must
         // be well above shards x one group to be reachable.
-        &[
-            "--cores",
-            "2",
-            "--shards",
-            "256",
-            "--quiet",
-            "--config",
-            config.to_str().unwrap(),
-        ],
+        &["--cores", "2", "--shards", "256", "--quiet"],
     )
     .unwrap();
     let udp = app.udp();
@@ -332,18 +306,10 @@ fn a_udp_flood_does_not_starve_tcp_on_the_same_core() {
 /// every datagram is read by a core or counted by the kernel.
 #[test]
 fn datagrams_queued_at_shutdown_are_read_or_counted() {
-    let dir = temp_dir("udp-shutdown");
-    let config = dir.join("shardwatch.toml");
-    std::fs::write(&config, "[ingest]\nudp_recv_buffer_bytes = 8388608\n").unwrap();
-    let app = Appliance::start(
+    let app = Appliance::start_configured(
         "udp-shutdown",
-        &[
-            "--cores",
-            "1",
-            "--quiet",
-            "--config",
-            config.to_str().unwrap(),
-        ],
+        "[ingest]\nudp_recv_buffer_bytes = 8388608\n",
+        &["--cores", "1", "--quiet"],
     )
     .unwrap();
     let udp = app.udp();
