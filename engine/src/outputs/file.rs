@@ -1,9 +1,10 @@
 //! The file output: alerts appended to a JSON-lines file that rotates by
 //! size (`path`, `path.1`, … `path.N`, oldest dropped).
 
+use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::path::PathBuf;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
@@ -22,7 +23,17 @@ pub struct RotatingFile {
     /// Lines of a failed batch that its attempt did write: the retry
     /// skips them.
     written_ahead: Vec<String>,
+    /// The lines the newest file held when this output started (read at
+    /// the first delivery, `None` until then): after a restart the output
+    /// loop delivers again from its saved cursor, and lines written
+    /// before a crash kept it from moving the cursor are skipped, not
+    /// written twice. Emptied once a delivery goes past them.
+    held_at_start: Option<HashSet<String>>,
 }
+
+/// How much of the newest file [`RotatingFile`] reads at start to find
+/// the lines it already holds: several batches of the output loop.
+const RESUME_TAIL_BYTES: u64 = 4 << 20;
 
 impl RotatingFile {
     pub fn new(path: PathBuf, rotate_bytes: u64, keep: usize) -> RotatingFile {
@@ -34,7 +45,32 @@ impl RotatingFile {
             size: 0,
             cut_pending: false,
             written_ahead: Vec::new(),
+            held_at_start: None,
         }
+    }
+
+    /// How many of `lines`, from the first, the files already held when
+    /// this output started.
+    fn held_prefix(&mut self, lines: &[String]) -> usize {
+        if self.held_at_start.is_none() {
+            let older = self.numbered(1);
+            self.held_at_start = Some(held_lines(&self.path, &older));
+        }
+        let Some(held) = self.held_at_start.as_mut() else {
+            return 0;
+        };
+        if held.is_empty() {
+            return 0;
+        }
+        let n = lines
+            .iter()
+            .take_while(|line| held.contains(line.as_str()))
+            .count();
+        if n < lines.len() {
+            // Past what the files held: nothing later can be there.
+            *held = HashSet::new();
+        }
+        n
     }
 
     fn numbered(&self, n: usize) -> PathBuf {
@@ -77,11 +113,12 @@ impl Deliver for RotatingFile {
     fn deliver(&mut self, lines: &[String]) -> anyhow::Result<()> {
         // The output loop retries a failed batch from the same place in
         // the alert log: it starts with the same lines (and may have more).
-        let skip = if !self.written_ahead.is_empty() && lines.starts_with(&self.written_ahead) {
+        let ahead = if !self.written_ahead.is_empty() && lines.starts_with(&self.written_ahead) {
             self.written_ahead.len()
         } else {
             0
         };
+        let skip = ahead.max(self.held_prefix(lines));
         let result = self.deliver_from(lines, skip);
         match result {
             Ok(()) => self.written_ahead.clear(),
@@ -156,6 +193,84 @@ impl RotatingFile {
     }
 }
 
+/// The complete lines at the end of `path` (its last [`RESUME_TAIL_BYTES`]),
+/// or of `older` (the file rotated last) where `path` is missing or empty.
+/// A last line without its newline (a write torn by a crash or power
+/// loss) is cut off `path` first, so the line is written whole again.
+/// Best effort: a file that cannot be read holds nothing.
+fn held_lines(path: &Path, older: &Path) -> HashSet<String> {
+    let tail = match read_tail(path, true) {
+        Ok(Some(tail)) => Ok(tail),
+        Ok(None) => read_tail(older, false).map(Option::unwrap_or_default),
+        Err(err) => Err(err),
+    };
+    match tail {
+        Ok(tail) => tail.lines().map(str::to_owned).collect(),
+        Err(err) => {
+            eprintln!(
+                "shardwatch: file output: cannot read what {} holds ({err:#}); lines written before a crash may be written again",
+                path.display()
+            );
+            HashSet::new()
+        }
+    }
+}
+
+/// The last [`RESUME_TAIL_BYTES`] of `path` as whole lines (`None`: the
+/// file is missing or empty). With `repair`, a torn last line is cut off
+/// the file; without, it is left out.
+fn read_tail(path: &Path, repair: bool) -> anyhow::Result<Option<String>> {
+    let mut file = match OpenOptions::new().read(true).write(repair).open(path) {
+        Ok(file) => file,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => return Err(err).with_context(|| format!("cannot open {}", path.display())),
+    };
+    let len = file.metadata()?.len();
+    if len == 0 {
+        return Ok(None);
+    }
+    let from = len.saturating_sub(RESUME_TAIL_BYTES);
+    file.seek(SeekFrom::Start(from))?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    let Some(last_newline) = bytes.iter().rposition(|&b| b == b'\n') else {
+        // No whole line in the tail read: a torn first line, or one line
+        // longer than the tail.
+        if from == 0 && repair {
+            file.set_len(0)
+                .with_context(|| format!("cannot cut {}", path.display()))?;
+            eprintln!(
+                "shardwatch: file output: cut a torn line of {len} bytes off {}",
+                path.display()
+            );
+        }
+        return Ok(Some(String::new()));
+    };
+    let end = last_newline + 1;
+    if end < bytes.len() && repair {
+        let whole = from + end as u64;
+        file.set_len(whole)
+            .with_context(|| format!("cannot cut {}", path.display()))?;
+        eprintln!(
+            "shardwatch: file output: cut a torn last line of {} bytes off {}",
+            len - whole,
+            path.display()
+        );
+    }
+    // Reading from the middle of the file, the first line is partial.
+    let start = if from == 0 {
+        0
+    } else {
+        bytes[..end]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(end, |at| at + 1)
+    };
+    Ok(Some(
+        String::from_utf8_lossy(&bytes[start..end]).into_owned(),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,6 +294,83 @@ mod tests {
         );
         let newest = std::fs::read_to_string(&path).unwrap();
         assert!(newest.contains("00005"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn fresh_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("sw-rot-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn text_of(lines: impl IntoIterator<Item = String>) -> String {
+        lines.into_iter().map(|l| l + "\n").collect()
+    }
+
+    /// A restart delivers again from the output's saved cursor: the lines
+    /// the file already holds are skipped, over several batches, and the
+    /// rest written once.
+    #[test]
+    fn after_a_restart_the_lines_the_file_holds_are_not_written_again() {
+        let dir = fresh_dir("restart");
+        let path = dir.join("out.jsonl");
+        let mut before = RotatingFile::new(path.clone(), 1 << 30, 2);
+        before
+            .deliver(&(0..10).map(alert).collect::<Vec<_>>())
+            .unwrap();
+        drop(before);
+        let mut after = RotatingFile::new(path.clone(), 1 << 30, 2);
+        after
+            .deliver(&(4..7).map(alert).collect::<Vec<_>>())
+            .unwrap();
+        after
+            .deliver(&(7..15).map(alert).collect::<Vec<_>>())
+            .unwrap();
+        // Past what the file held, a line like an old one is written.
+        after.deliver(&[alert(3)]).unwrap();
+        let mut want: Vec<String> = (0..15).map(alert).collect();
+        want.push(alert(3));
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), text_of(want));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A last line without its newline (a write torn by a crash) is cut
+    /// off at start and written whole by the delivery that follows.
+    #[test]
+    fn a_torn_last_line_is_cut_at_start_and_written_whole() {
+        let dir = fresh_dir("torn");
+        let path = dir.join("out.jsonl");
+        let mut text = text_of((0..5).map(alert));
+        text.push_str(&alert(5)[..7]);
+        std::fs::write(&path, &text).unwrap();
+        let mut out = RotatingFile::new(path.clone(), 1 << 30, 2);
+        out.deliver(&(3..8).map(alert).collect::<Vec<_>>()).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            text_of((0..8).map(alert))
+        );
+        // Only a torn line: cut whole.
+        std::fs::write(&path, &alert(0)[..5]).unwrap();
+        let mut out = RotatingFile::new(path.clone(), 1 << 30, 2);
+        out.deliver(&[alert(0)]).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), text_of([alert(0)]));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Where the newest file is missing (rotated away just before a
+    /// crash), the file rotated last is what the output held.
+    #[test]
+    fn after_a_rotation_the_rotated_file_is_what_was_held() {
+        let dir = fresh_dir("rotated-restart");
+        let path = dir.join("out.jsonl");
+        std::fs::write(dir.join("out.jsonl.1"), text_of((0..6).map(alert))).unwrap();
+        let mut out = RotatingFile::new(path.clone(), 1 << 30, 2);
+        out.deliver(&(2..9).map(alert).collect::<Vec<_>>()).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            text_of((6..9).map(alert))
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
