@@ -289,8 +289,9 @@ struct Core {
     /// Whether the last quarantine write failed (logged once per run).
     quarantine_failing: Cell<bool>,
     tcp_open: Cell<u64>,
-    /// The last connection this core accepted was refused for
-    /// `limits.connections_max` (logged once per run of refusals).
+    /// The last connection this core accepted was refused by a
+    /// connection bound (`limits.connections_max`,
+    /// `connections_per_source_max`; logged once per run of refusals).
     refusing_connections: Cell<bool>,
     /// This core's journal; `None` when `storage.journal` is off.
     journal: Option<Journal>,
