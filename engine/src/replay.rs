@@ -101,7 +101,7 @@ impl<W: FnMut(String)> EventSink for ReplaySink<'_, W> {
 pub fn replay(
     rules: Arc<RuleSet>,
     config: &Config,
-    input: impl BufRead,
+    mut input: impl BufRead,
     mut emit: impl FnMut(String),
     registry_out: Option<&mut Vec<crate::schema::SourceSchema>>,
 ) -> anyhow::Result<ReplaySummary> {
@@ -121,8 +121,17 @@ pub fn replay(
     let mut fired = Vec::new();
     let mut advanced_ns = i64::MIN;
     let mut gate = AlertGate::new(suppress_window_ms);
-    for line in input.split(b'\n') {
-        let mut line = line?;
+    // One line buffer for the whole file (`split` would allocate a line
+    // each).
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if input.read_until(b'\n', &mut line)? == 0 {
+            break;
+        }
+        if line.last() == Some(&b'\n') {
+            line.pop();
+        }
         while matches!(line.last(), Some(b'\r' | 0)) {
             line.pop();
         }
@@ -170,4 +179,51 @@ pub fn replay(
         *out = registry.snapshot();
     }
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The alerts' rendered lines and the summary of replaying `input`
+    /// with the built-in rules.
+    fn replay_bytes(input: &[u8]) -> (Vec<String>, ReplaySummary) {
+        let rules = Arc::new(RuleSet::compile(&RuleSet::builtin_sources()).unwrap());
+        let mut lines = Vec::new();
+        let summary = replay(
+            rules,
+            &Config::default(),
+            input,
+            |line| lines.push(line),
+            None,
+        )
+        .unwrap();
+        (lines, summary)
+    }
+
+    #[test]
+    fn lines_end_in_lf_crlf_nul_or_the_end_of_the_file() {
+        let failure = |second: u32, end: &str| {
+            format!(
+                "<38>Nov 30 00:00:{second:02} h sshd[1]: Failed password for root from 203.0.113.9 port 22 ssh2{end}"
+            )
+        };
+        // Ten failures (the built-in brute-force threshold), each line
+        // ended differently, blank lines between, the last one unended.
+        let ends = [
+            "\n", "\r\n", "\0\n", "\r\0\n", "\n\n", "\r\n\r\n", "\n", "\n", "\n", "",
+        ];
+        let input: String = ends
+            .iter()
+            .enumerate()
+            .map(|(i, end)| failure(i as u32, end))
+            .collect();
+        let (alerts, summary) = replay_bytes(input.as_bytes());
+        assert_eq!(summary.lines, 10, "{summary:?}");
+        assert_eq!(summary.quarantined, 0, "{summary:?}");
+        assert_eq!(summary.alerts, 1, "{alerts:#?}");
+        // The sample lines carry no line-end bytes.
+        assert!(alerts[0].contains("port 22 ssh2\""), "{}", alerts[0]);
+        assert!(!alerts[0].contains("\\r") && !alerts[0].contains("\\u0000"));
+    }
 }
