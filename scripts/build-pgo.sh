@@ -20,7 +20,9 @@
 # Result: target/pgo/release/shardwatch (same CLI, same tests' behaviour).
 # Knobs (environment): TRAIN_EVENTS (300000 lines replayed),
 # BENCH_EVENTS (1000000 lines sent to the node), TRAIN_SEED (7),
-# TRAIN_ENTITIES (1000), CHECK_EVENTS (100000 lines of the final check).
+# TRAIN_ENTITIES (1000), CHECK_EVENTS (100000 lines of the final check),
+# EXTRA_RUSTFLAGS (added to both builds, e.g. "-Ctarget-cpu=x86-64-v3" for
+# servers that all have AVX2; the default build runs on any x86-64).
 # Last, it checks that the result raises the same alerts as the build
 # without the profile over a corpus the training did not see.
 # Needs the `llvm-tools` rustup component (installed here if missing).
@@ -33,6 +35,7 @@ BENCH_EVENTS=${BENCH_EVENTS:-1000000}
 TRAIN_SEED=${TRAIN_SEED:-7}
 TRAIN_ENTITIES=${TRAIN_ENTITIES:-1000}
 CHECK_EVENTS=${CHECK_EVENTS:-100000}
+EXTRA_RUSTFLAGS=${EXTRA_RUSTFLAGS:-}
 
 bash scripts/setup.sh
 if ! rustup component list --installed 2>/dev/null | grep -q '^llvm-tools'; then
@@ -50,7 +53,7 @@ mkdir -p "$profiles"
 
 echo "build-pgo: 1/4 the harness and an instrumented node" >&2
 cargo build --release --locked -p shardwatch-perf
-RUSTFLAGS="-Cprofile-generate=$profiles" \
+RUSTFLAGS="-Cprofile-generate=$profiles $EXTRA_RUSTFLAGS" \
   cargo build --release --locked -p shardwatch --target-dir target/pgo-instrumented
 instrumented=target/pgo-instrumented/release/shardwatch
 load=target/release/shardwatch-load
@@ -79,7 +82,7 @@ echo "build-pgo: 3/4 merging profiles" >&2
 "$profdata" merge -o "$work/merged.profdata" "$profiles"
 
 echo "build-pgo: 4/4 the optimised build" >&2
-RUSTFLAGS="-Cprofile-use=$work/merged.profdata" \
+RUSTFLAGS="-Cprofile-use=$work/merged.profdata $EXTRA_RUSTFLAGS" \
   cargo build --release --locked -p shardwatch --target-dir target/pgo
 
 # The same alerts as the code built without the profile (the instrumented
