@@ -103,4 +103,10 @@ if ! cmp -s "$work/check-instrumented.jsonl" "$work/check-pgo.jsonl"; then
   diff "$work/check-instrumented.jsonl" "$work/check-pgo.jsonl" | head -20 >&2
   exit 1
 fi
-echo "build-pgo: built target/pgo/release/shardwatch ($(wc -l <"$work/check-pgo.jsonl") alerts over $CHECK_EVENTS lines, as the instrumented build)" >&2
+# It says what it is (engine/build.rs reads the flags).
+version=$(target/pgo/release/shardwatch --version)
+case $version in
+  *profile-guided*) ;;
+  *) echo "build-pgo: the result does not say it is profile-guided: $version" >&2; exit 1 ;;
+esac
+echo "build-pgo: built target/pgo/release/shardwatch ($(wc -l <"$work/check-pgo.jsonl") alerts over $CHECK_EVENTS lines, as the instrumented build): $version" >&2

@@ -27,3 +27,16 @@ pub mod shardmap;
 pub mod sources;
 pub mod stats;
 pub mod timefmt;
+
+/// How this binary was built (`engine/build.rs`): the cargo profile, then
+/// `profile-guided` for `scripts/build-pgo.sh`'s result and any
+/// `target-cpu`, e.g. `release, profile-guided`.
+pub const BUILD: &str = env!("SHARDWATCH_BUILD");
+
+/// `shardwatch --version`: the version and [`BUILD`].
+pub const BUILD_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("SHARDWATCH_BUILD"),
+    ")"
+);

@@ -11,7 +11,7 @@ use shardwatch::config::Config;
 #[derive(Parser)]
 #[command(
     name = "shardwatch",
-    version,
+    version = shardwatch::BUILD_VERSION,
     about = "Real-time detection appliance for syslog telemetry"
 )]
 struct Cli {

@@ -77,6 +77,8 @@ pub struct BenchOutcome {
     /// pinned cores leave free); empty when none were left, so harness and
     /// appliance shared CPUs.
     pub harness_cpus: Vec<usize>,
+    /// What the binary's `--version` printed (its version and build).
+    pub build: Option<String>,
 }
 
 /// The online CPUs, in order, from the calling thread's affinity mask.
@@ -162,6 +164,7 @@ pub fn bench(bench: &BenchOptions, load: &mut RunOptions) -> anyhow::Result<Benc
             args.push(key.display().to_string());
         }
     }
+    let build = binary_version(&bench.binary);
     let appliance = Appliance::start(&bench.binary, bench.cores, &data_dir, &args)?;
     let l = &appliance.listening;
     let target = match bench.transport {
@@ -246,6 +249,7 @@ pub fn bench(bench: &BenchOptions, load: &mut RunOptions) -> anyhow::Result<Benc
         cpu,
         processed_ns,
         harness_cpus,
+        build,
     })
 }
 
@@ -278,6 +282,7 @@ pub fn add_bench_to_report(
         "appliance".into(),
         json!({
             "binary": bench.binary.display().to_string(),
+            "version": outcome.build,
             "cores": bench.cores,
             "transport": format!("{:?}", bench.transport).to_lowercase(),
             "exit_code": outcome.stopped.exit_code,
@@ -304,6 +309,11 @@ pub fn add_bench_to_report(
             "data_dir": if bench.keep_data { Some(outcome.data_dir.display().to_string()) } else { None },
         }),
     );
+    report.summary.push(format!(
+        "appliance: {} ({})",
+        bench.binary.display(),
+        outcome.build.as_deref().unwrap_or("its --version failed")
+    ));
     report.summary.push(format!(
         "appliance ({} cores, {}): received {received} of {sent} ({lost} lost before receive), parsed {} ({:.0}/s), quarantined {}, dropped {} {:?}, exit {:?}",
         bench.cores,
@@ -359,6 +369,18 @@ fn not_cpu_bound(parsed_eps: f64, us_per_event: f64, cores: usize) -> Option<Str
             100.0 * parsed_eps / capacity
         )
     })
+}
+
+/// What `binary --version` prints (`shardwatch 0.1.0 (release,
+/// profile-guided)`), so that a report says which build it measured;
+/// `None` if it could not be run or printed nothing.
+pub fn binary_version(binary: &std::path::Path) -> Option<String> {
+    let out = std::process::Command::new(binary)
+        .arg("--version")
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (out.status.success() && !text.is_empty()).then_some(text)
 }
 
 #[cfg(test)]

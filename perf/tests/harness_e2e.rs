@@ -122,6 +122,14 @@ fn bench_detects_every_scenario_and_background_stays_quiet() {
     assert_eq!(doc["send"]["sent"], 5000);
     assert_eq!(doc["appliance"]["clean_exit"], true, "{summary}");
     assert!(doc["appliance"]["events_parsed"].as_u64().unwrap() > 0);
+    // The report names the build it measured (`--version`).
+    let version = doc["appliance"]["version"].as_str().unwrap_or_default();
+    assert!(version.starts_with("shardwatch "), "{}", doc["appliance"]);
+    let summary_txt = std::fs::read_to_string(bench_out.join("summary.txt")).unwrap();
+    assert!(
+        summary_txt.contains(&format!("({version})")),
+        "{summary_txt}"
+    );
 
     // Background alone: replay raises nothing.
     let background = scratch.join("background.log");

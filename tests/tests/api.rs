@@ -128,6 +128,29 @@ fn api_answers_with_auth_and_counts_what_was_sent() {
         metric_sum(&scrape, "shardwatch_alerts_raised_total", None),
         1.0
     );
+    // Which build is running: the labels match `--version`.
+    let version = std::process::Command::new(shardwatch_tests::binary())
+        .arg("--version")
+        .output()
+        .unwrap();
+    let version = String::from_utf8(version.stdout).unwrap();
+    let build = body
+        .lines()
+        .find(|l| l.starts_with("shardwatch_build_info{"))
+        .unwrap_or_else(|| panic!("no build info:\n{body}"));
+    assert!(build.ends_with("} 1"), "{build}");
+    let label = |name: &str| {
+        let from = build.find(&format!("{name}=\"")).unwrap() + name.len() + 2;
+        build[from..].split('"').next().unwrap().to_string()
+    };
+    assert_eq!(
+        version.trim(),
+        format!("shardwatch {} ({})", label("version"), label("build"))
+    );
+    assert!(
+        ["debug", "release"].contains(&label("build").split(", ").next().unwrap()),
+        "{build}"
+    );
     assert_eq!(
         metric_sum(&scrape, "shardwatch_shard_records_total", None),
         11.0

@@ -109,6 +109,19 @@ pub fn render(cores: &[std::sync::Arc<CoreStats>], alerts_by_rule: &[(String, u6
 
     header(
         &mut out,
+        "shardwatch_build_info",
+        "gauge",
+        "Always 1; the labels say which version and build (profile, profile-guided, target CPU) is running.",
+    );
+    let _ = writeln!(
+        out,
+        "shardwatch_build_info{{version=\"{}\",build=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION"),
+        crate::BUILD
+    );
+
+    header(
+        &mut out,
         "shardwatch_events_received_total",
         "counter",
         "Syslog messages received, by transport and core (TLS sessions count under tcp).",
