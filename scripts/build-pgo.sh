@@ -22,11 +22,15 @@
 # BENCH_EVENTS (1000000 lines sent to the node), TRAIN_SEED (7),
 # TRAIN_ENTITIES (1000), CHECK_EVENTS (100000 lines of the final check),
 # EXTRA_RUSTFLAGS (added to both builds, e.g. "-Ctarget-cpu=x86-64-v3" for
-# servers that all have AVX2; the default build runs on any x86-64).
+# servers that all have AVX2; the default build runs on any x86-64),
+# TRAIN_CORPUS (a file of the site's own syslog lines, one per line, also
+# replayed in training, so the profile weighs the formats it really gets).
 # Last, it checks that the result raises the same alerts as the build
 # without the profile over a corpus the training did not see.
 # Needs the `llvm-tools` rustup component (installed here if missing).
 set -euo pipefail
+# A relative TRAIN_CORPUS is relative to where the script was started.
+if [ -n "${TRAIN_CORPUS:-}" ]; then TRAIN_CORPUS=$(realpath -m "$TRAIN_CORPUS"); fi
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
@@ -36,6 +40,7 @@ TRAIN_SEED=${TRAIN_SEED:-7}
 TRAIN_ENTITIES=${TRAIN_ENTITIES:-1000}
 CHECK_EVENTS=${CHECK_EVENTS:-100000}
 EXTRA_RUSTFLAGS=${EXTRA_RUSTFLAGS:-}
+TRAIN_CORPUS=${TRAIN_CORPUS:-}
 
 bash scripts/setup.sh
 if ! rustup component list --installed 2>/dev/null | grep -q '^llvm-tools'; then
@@ -68,6 +73,11 @@ quietly() {
 corpus=$work/corpus.log
 quietly gen "$load" gen --out "$corpus" --events "$TRAIN_EVENTS" --seed "$TRAIN_SEED" \
   --entities "$TRAIN_ENTITIES"
+if [ -n "$TRAIN_CORPUS" ]; then
+  # A site's own lines, replayed as well as the generated mix.
+  [ -s "$TRAIN_CORPUS" ] || { echo "build-pgo: TRAIN_CORPUS $TRAIN_CORPUS is missing or empty" >&2; exit 1; }
+  quietly replay-site "$instrumented" replay "$TRAIN_CORPUS"
+fi
 quietly replay "$instrumented" replay "$corpus"
 quietly replay-scenarios "$instrumented" replay --rules perf/rules/scenarios.yml "$corpus"
 quietly bench-tcp "$load" bench --binary "$instrumented" --cores 1 --transport tcp \
