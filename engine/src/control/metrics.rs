@@ -102,6 +102,14 @@ fn histogram(
     }
 }
 
+/// `text` as a Prometheus label value: backslash, double quote and line
+/// feed escaped.
+fn label_value(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
 /// Renders every metric.
 pub fn render(cores: &[std::sync::Arc<CoreStats>], alerts_by_rule: &[(String, u64)]) -> String {
     let mut out = String::with_capacity(16 * 1024);
@@ -116,8 +124,8 @@ pub fn render(cores: &[std::sync::Arc<CoreStats>], alerts_by_rule: &[(String, u6
     let _ = writeln!(
         out,
         "shardwatch_build_info{{version=\"{}\",build=\"{}\"}} 1",
-        env!("CARGO_PKG_VERSION"),
-        crate::BUILD
+        label_value(env!("CARGO_PKG_VERSION")),
+        label_value(crate::BUILD)
     );
 
     header(
@@ -287,7 +295,7 @@ pub fn render(cores: &[std::sync::Arc<CoreStats>], alerts_by_rule: &[(String, u6
         "Alerts written, by rule id (from the alert log).",
     );
     for (rule, n) in alerts_by_rule {
-        let rule = rule.replace('\\', "\\\\").replace('"', "\\\"");
+        let rule = label_value(rule);
         let _ = writeln!(
             out,
             "shardwatch_alerts_by_rule_total{{rule=\"{rule}\"}} {n}"
@@ -694,4 +702,19 @@ pub fn render_udp_kernel_drops(out: &mut String, port: u16) {
         "shardwatch_udp_kernel_drops_total {}",
         udp_kernel_drops(port)
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_escape_what_the_text_format_needs() {
+        assert_eq!(
+            label_value("release, profile-guided"),
+            "release, profile-guided"
+        );
+        assert_eq!(label_value(r#"a"b\c"#), r#"a\"b\\c"#);
+        assert_eq!(label_value("a\nb"), r"a\nb");
+    }
 }
