@@ -164,7 +164,9 @@ pub fn bench(bench: &BenchOptions, load: &mut RunOptions) -> anyhow::Result<Benc
             args.push(key.display().to_string());
         }
     }
-    let build = binary_version(&bench.binary);
+    // What `--version` prints (`shardwatch 0.1.0 (release, profile-guided)`),
+    // so that the report says which build it measured.
+    let build = crate::peers::version_line(&bench.binary, &["--version"], &[]);
     let appliance = Appliance::start(&bench.binary, bench.cores, &data_dir, &args)?;
     let l = &appliance.listening;
     let target = match bench.transport {
@@ -369,18 +371,6 @@ fn not_cpu_bound(parsed_eps: f64, us_per_event: f64, cores: usize) -> Option<Str
             100.0 * parsed_eps / capacity
         )
     })
-}
-
-/// What `binary --version` prints (`shardwatch 0.1.0 (release,
-/// profile-guided)`), so that a report says which build it measured;
-/// `None` if it could not be run or printed nothing.
-pub fn binary_version(binary: &std::path::Path) -> Option<String> {
-    let out = std::process::Command::new(binary)
-        .arg("--version")
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    (out.status.success() && !text.is_empty()).then_some(text)
 }
 
 #[cfg(test)]

@@ -674,7 +674,7 @@ fn stderr_tail(path: &Path) -> String {
 }
 
 /// The first line a program prints for `args` (its version), if any.
-fn version_line(program: &Path, args: &[&str], env: &[(&str, &Path)]) -> Option<String> {
+pub(crate) fn version_line(program: &Path, args: &[&str], env: &[(&str, &Path)]) -> Option<String> {
     let mut command = Command::new(program);
     command.args(args).stdin(Stdio::null());
     for (k, v) in env {

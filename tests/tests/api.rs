@@ -134,22 +134,21 @@ fn api_answers_with_auth_and_counts_what_was_sent() {
         .output()
         .unwrap();
     let version = String::from_utf8(version.stdout).unwrap();
-    let build = body
-        .lines()
-        .find(|l| l.starts_with("shardwatch_build_info{"))
+    let build = scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == "shardwatch_build_info")
         .unwrap_or_else(|| panic!("no build info:\n{body}"));
-    assert!(build.ends_with("} 1"), "{build}");
-    let label = |name: &str| {
-        let from = build.find(&format!("{name}=\"")).unwrap() + name.len() + 2;
-        build[from..].split('"').next().unwrap().to_string()
-    };
+    assert_eq!(metric_sum(&scrape, "shardwatch_build_info", None), 1.0);
+    let label = |name: &str| build.labels.get(name).unwrap().to_string();
     assert_eq!(
         version.trim(),
         format!("shardwatch {} ({})", label("version"), label("build"))
     );
     assert!(
         ["debug", "release"].contains(&label("build").split(", ").next().unwrap()),
-        "{build}"
+        "{:?}",
+        build.labels
     );
     assert_eq!(
         metric_sum(&scrape, "shardwatch_shard_records_total", None),
