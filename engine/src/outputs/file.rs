@@ -23,16 +23,17 @@ pub struct RotatingFile {
     /// Lines of a failed batch that its attempt did write: the retry
     /// skips them.
     written_ahead: Vec<String>,
-    /// The lines the newest file held when this output started (read at
+    /// The lines the newest files held when this output started (read at
     /// the first delivery, `None` until then): after a restart the output
     /// loop delivers again from its saved cursor, and lines written
     /// before a crash kept it from moving the cursor are skipped, not
-    /// written twice. Emptied once a delivery goes past them.
+    /// written twice, also where that batch spanned rotations. Emptied
+    /// once a delivery goes past them.
     held_at_start: Option<HashSet<String>>,
 }
 
-/// How much of the newest file [`RotatingFile`] reads at start to find
-/// the lines it already holds: several batches of the output loop.
+/// How much of the newest files [`RotatingFile`] reads at start to find
+/// the lines they already hold: several batches of the output loop.
 const RESUME_TAIL_BYTES: u64 = 4 << 20;
 
 impl RotatingFile {
@@ -53,7 +54,7 @@ impl RotatingFile {
     /// this output started.
     fn held_prefix(&mut self, lines: &[String]) -> usize {
         if self.held_at_start.is_none() {
-            let older = self.numbered(1);
+            let older: Vec<PathBuf> = (1..=self.keep).map(|n| self.numbered(n)).collect();
             self.held_at_start = Some(held_lines(&self.path, &older));
         }
         let Some(held) = self.held_at_start.as_mut() else {
@@ -193,33 +194,45 @@ impl RotatingFile {
     }
 }
 
-/// The complete lines at the end of `path` (its last [`RESUME_TAIL_BYTES`]),
-/// or of `older` (the file rotated last) where `path` is missing or empty.
-/// A last line without its newline (a write torn by a crash or power
-/// loss) is cut off `path` first, so the line is written whole again.
-/// Best effort: a file that cannot be read holds nothing.
-fn held_lines(path: &Path, older: &Path) -> HashSet<String> {
-    let tail = match read_tail(path, true) {
-        Ok(Some(tail)) => Ok(tail),
-        Ok(None) => read_tail(older, false).map(Option::unwrap_or_default),
-        Err(err) => Err(err),
-    };
-    match tail {
-        Ok(tail) => tail.lines().map(str::to_owned).collect(),
-        Err(err) => {
-            eprintln!(
-                "shardwatch: file output: cannot read what {} holds ({err:#}); lines written before a crash may be written again",
-                path.display()
-            );
-            HashSet::new()
+/// The complete lines at the end of `path` and of the files rotated
+/// before it (`older`, newest first), [`RESUME_TAIL_BYTES`] in all, read
+/// from the newest back: a batch a crash cut short may have rotated the
+/// file once or more part-way, so its first lines are in `path.1` (or
+/// further) and its last in `path`. A file missing (a crash between two
+/// renames of a rotation) is passed over. A last line of `path` without
+/// its newline (a write torn by a crash or power loss) is cut off first,
+/// so the line is written whole again. Best effort: a file that cannot
+/// be read holds nothing, and the files older than it are not read.
+fn held_lines(path: &Path, older: &[PathBuf]) -> HashSet<String> {
+    let mut held = HashSet::new();
+    let mut budget = RESUME_TAIL_BYTES;
+    let files = std::iter::once(path).chain(older.iter().map(PathBuf::as_path));
+    for (i, file) in files.enumerate() {
+        if budget == 0 {
+            break;
+        }
+        match read_tail(file, i == 0, budget) {
+            Ok(Some((tail, read))) => {
+                held.extend(tail.lines().map(str::to_owned));
+                budget = budget.saturating_sub(read);
+            }
+            Ok(None) => {}
+            Err(err) => {
+                eprintln!(
+                    "shardwatch: file output: cannot read what {} holds ({err:#}); lines written before a crash may be written again",
+                    file.display()
+                );
+                break;
+            }
         }
     }
+    held
 }
 
-/// The last [`RESUME_TAIL_BYTES`] of `path` as whole lines (`None`: the
-/// file is missing or empty). With `repair`, a torn last line is cut off
-/// the file; without, it is left out.
-fn read_tail(path: &Path, repair: bool) -> anyhow::Result<Option<String>> {
+/// The last `budget` bytes of `path` as whole lines, and how many bytes
+/// were read (`None`: the file is missing or empty). With `repair`, a
+/// torn last line is cut off the file; without, it is left out.
+fn read_tail(path: &Path, repair: bool, budget: u64) -> anyhow::Result<Option<(String, u64)>> {
     let mut file = match OpenOptions::new().read(true).write(repair).open(path) {
         Ok(file) => file,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -229,10 +242,11 @@ fn read_tail(path: &Path, repair: bool) -> anyhow::Result<Option<String>> {
     if len == 0 {
         return Ok(None);
     }
-    let from = len.saturating_sub(RESUME_TAIL_BYTES);
+    let from = len.saturating_sub(budget);
     file.seek(SeekFrom::Start(from))?;
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes)?;
+    let read = bytes.len() as u64;
     let Some(last_newline) = bytes.iter().rposition(|&b| b == b'\n') else {
         // No whole line in the tail read: a torn first line, or one line
         // longer than the tail.
@@ -244,7 +258,7 @@ fn read_tail(path: &Path, repair: bool) -> anyhow::Result<Option<String>> {
                 path.display()
             );
         }
-        return Ok(Some(String::new()));
+        return Ok(Some((String::new(), read)));
     };
     let end = last_newline + 1;
     if end < bytes.len() && repair {
@@ -266,9 +280,10 @@ fn read_tail(path: &Path, repair: bool) -> anyhow::Result<Option<String>> {
             .position(|&b| b == b'\n')
             .map_or(end, |at| at + 1)
     };
-    Ok(Some(
+    Ok(Some((
         String::from_utf8_lossy(&bytes[start..end]).into_owned(),
-    ))
+        read,
+    )))
 }
 
 #[cfg(test)]
@@ -371,6 +386,72 @@ mod tests {
             std::fs::read_to_string(&path).unwrap(),
             text_of((6..9).map(alert))
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// All the files of the output, oldest first, as one text.
+    fn all_files(path: &Path, keep: usize) -> String {
+        let mut text = String::new();
+        for n in (1..=keep).rev() {
+            let mut name = path.as_os_str().to_owned();
+            name.push(format!(".{n}"));
+            text += &std::fs::read_to_string(PathBuf::from(name)).unwrap_or_default();
+        }
+        text + &std::fs::read_to_string(path).unwrap_or_default()
+    }
+
+    /// A batch cut short by a crash after it had rotated the file twice:
+    /// its first lines are in `out.jsonl.2`, the rest in `.1` and the
+    /// newest file. The restart delivers it again from the saved cursor
+    /// and skips every line any of those files holds.
+    #[test]
+    fn a_batch_that_spanned_rotations_is_not_written_again() {
+        let dir = fresh_dir("spanned");
+        let path = dir.join("out.jsonl");
+        let keep = 20;
+        let mut before = RotatingFile::new(path.clone(), 100, keep);
+        before
+            .deliver(&(0..5).map(alert).collect::<Vec<_>>())
+            .unwrap();
+        // The batch the crash cut short: the cursor stays at line 5.
+        before
+            .deliver(&(5..16).map(alert).collect::<Vec<_>>())
+            .unwrap();
+        drop(before);
+        let newest_two = std::fs::read_to_string(&path).unwrap()
+            + &std::fs::read_to_string(dir.join("out.jsonl.1")).unwrap();
+        assert!(
+            !newest_two.contains(&alert(5)),
+            "the batch's first line is past two rotations"
+        );
+        let mut after = RotatingFile::new(path.clone(), 100, keep);
+        after
+            .deliver(&(5..24).map(alert).collect::<Vec<_>>())
+            .unwrap();
+        assert_eq!(all_files(&path, keep), text_of((0..24).map(alert)));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A crash between the renames of a rotation leaves a gap in the
+    /// numbers (`.1` already renamed to `.2`, the newest file not yet to
+    /// `.1`): the file past the gap is read too.
+    #[test]
+    fn a_gap_in_the_rotated_files_is_passed_over() {
+        let dir = fresh_dir("gap");
+        let path = dir.join("out.jsonl");
+        let keep = 20;
+        let mut before = RotatingFile::new(path.clone(), 150, keep);
+        before
+            .deliver(&(0..8).map(alert).collect::<Vec<_>>())
+            .unwrap();
+        drop(before);
+        assert!(dir.join("out.jsonl.1").exists() && !dir.join("out.jsonl.2").exists());
+        std::fs::rename(dir.join("out.jsonl.1"), dir.join("out.jsonl.2")).unwrap();
+        let mut after = RotatingFile::new(path.clone(), 150, keep);
+        after
+            .deliver(&(1..12).map(alert).collect::<Vec<_>>())
+            .unwrap();
+        assert_eq!(all_files(&path, keep), text_of((0..12).map(alert)));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
