@@ -253,6 +253,8 @@ pub struct CoreStats {
     pub journal_lines: AtomicU64,
     /// Bytes handed to the device by journal commits.
     pub journal_bytes: AtomicU64,
+    /// Journal commits that wrote (group commits: bytes / commits is the
+    /// size of a write).
     pub journal_commits: AtomicU64,
     pub journal_errors: AtomicU64,
     /// 1 while the journal's last write or sync failed (until one
@@ -430,6 +432,7 @@ impl CoreStats {
             tls_handshake_failures: load(&self.tls_handshake_failures),
             journal_lines: load(&self.journal_lines),
             journal_bytes: load(&self.journal_bytes),
+            journal_commits: load(&self.journal_commits),
             journal_errors: load(&self.journal_errors),
             alerts_unjournaled: load(&self.alerts_unjournaled),
             checkpoints_written: load(&self.checkpoints_written),
@@ -495,6 +498,7 @@ pub struct CoreReport {
     pub tls_handshake_failures: u64,
     pub journal_lines: u64,
     pub journal_bytes: u64,
+    pub journal_commits: u64,
     pub journal_errors: u64,
     pub alerts_unjournaled: u64,
     pub checkpoints_written: u64,

@@ -205,6 +205,11 @@ fn api_answers_with_auth_and_counts_what_was_sent() {
         metric_sum(&scrape, "shardwatch_journal_lines_total", None),
         12.0
     );
+    // Group commits: at least one write, at most one per line, and never
+    // fewer bytes than commits.
+    let commits = metric_sum(&scrape, "shardwatch_journal_commits_total", None);
+    assert!((1.0..=12.0).contains(&commits), "{commits} commits");
+    assert!(metric_sum(&scrape, "shardwatch_journal_written_bytes_total", None) >= commits);
     // State memory by detector kind is refreshed about once a second, by
     // each core on its own walk: wait until both cores' groups are counted.
     let scrape = poll(Duration::from_secs(10), Duration::from_millis(100), || {

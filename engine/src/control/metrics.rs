@@ -449,6 +449,14 @@ pub fn render_durability(
     );
     per_core(
         out,
+        "shardwatch_journal_commits_total",
+        "counter",
+        "Journal commits that wrote (one write each; written bytes / commits is the write size).",
+        cores,
+        |s| load(&s.journal_commits),
+    );
+    per_core(
+        out,
         "shardwatch_journal_errors_total",
         "counter",
         "Journal writes or syncs that failed.",
