@@ -207,6 +207,9 @@ fn api_answers_with_auth_and_counts_what_was_sent() {
     );
     // Group commits: at least one write, at most one per line, and never
     // fewer bytes than commits.
+    // Datagrams come in batches (recvmmsg): at least one, at most one each.
+    let batches = metric_sum(&scrape, "shardwatch_udp_batches_total", None);
+    assert!((1.0..=12.0).contains(&batches), "{batches} UDP batches");
     let commits = metric_sum(&scrape, "shardwatch_journal_commits_total", None);
     assert!((1.0..=12.0).contains(&commits), "{commits} commits");
     assert!(metric_sum(&scrape, "shardwatch_journal_written_bytes_total", None) >= commits);

@@ -123,6 +123,15 @@ input(type="imfile" File="{input}" Tag="app:" Facility="local0" Severity="info" 
         std::thread::sleep(Duration::from_millis(500));
         seen = journaled_markers(&data_dir);
     }
+    // Every frame the restarted node took was answered (its `open` too).
+    let metrics = node.metrics();
+    let metric = |name, label| shardwatch_tests::metric_sum(&metrics, name, label);
+    let received = metric("shardwatch_events_received_total", "transport=\"relp\"");
+    assert!(received > 0.0, "{metrics}");
+    assert!(
+        metric("shardwatch_relp_acks_total", "") > received,
+        "{metrics}"
+    );
     let stopped = node.stop().unwrap();
     assert!(stopped.exit_ok);
     let missing: Vec<u32> = (0..N).filter(|n| !seen.contains_key(n)).collect();
@@ -273,6 +282,7 @@ fn tls_syslog_with_client_certificates_from_a_test_ca() {
 
     let alerts = node.wait_for_alerts(1, Duration::from_secs(10));
     std::thread::sleep(Duration::from_millis(500));
+    let metrics = node.metrics();
     let stopped = node.stop().unwrap();
     assert!(stopped.exit_ok);
     let sources: Vec<&str> = alerts
@@ -285,4 +295,7 @@ fn tls_syslog_with_client_certificates_from_a_test_ca() {
         shardwatch_tests::total(&stopped.stats, "tls_handshake_failures"),
         2
     );
+    let metric = |name| shardwatch_tests::metric_sum(&metrics, name, "");
+    assert_eq!(metric("shardwatch_tls_sessions_total"), 1.0);
+    assert_eq!(metric("shardwatch_tls_handshake_failures_total"), 2.0);
 }

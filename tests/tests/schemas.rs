@@ -264,7 +264,25 @@ fn sysmon_for_linux_xml_over_syslog_reaches_sigmahq_rules() {
         event("/usr/bin/ls", "ls -d /tmp")
     ));
     payload.push_str("<14>Dec  3 10:01:05 web1 sysmon: <Event><System>xml-marker</Event>\n");
-    let (alerts, stopped) = app.send_tcp_then_stop(&payload, 3);
+    TcpStream::connect(app.tcp())
+        .unwrap()
+        .write_all(payload.as_bytes())
+        .unwrap();
+    app.wait_for_alerts(3, Duration::from_secs(20));
+    // The flag is counted in /metrics too, by reason.
+    let flagged_metric =
+        shardwatch_tests::poll(Duration::from_secs(10), Duration::from_millis(50), || {
+            let n = shardwatch_tests::metric_sum(
+                &app.metrics(),
+                "shardwatch_events_flagged_total",
+                "reason=\"xml_invalid\"",
+            );
+            (n, n >= 1.0)
+        });
+    assert_eq!(flagged_metric, 1.0);
+    let stopped = app.stop().unwrap();
+    assert!(stopped.exit_ok, "{:?}", stopped.stderr);
+    let alerts = read_jsonl(&stopped.data_dir.join("alerts.jsonl"));
     let decodes: Vec<&Value> = alerts
         .iter()
         .filter(|a| a["rule"]["title"] == "Decode Base64 Encoded Text")

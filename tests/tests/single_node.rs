@@ -455,11 +455,16 @@ fn suppression_folds_repeats_and_publishes_the_final_count() {
     drop(stream);
     app.wait_for_alerts(1, WAIT);
     std::thread::sleep(Duration::from_millis(500));
+    let metrics = app.metrics();
     let stopped = app.stop().unwrap();
     let alerts = read_jsonl(&stopped.data_dir.join("alerts.jsonl"));
     let brute = brute_force_alerts(&alerts);
     assert_eq!(brute.len(), 1, "repeats fold into the first: {alerts:#?}");
     assert_eq!(total(&stopped.stats, "alerts_suppressed"), 2);
+    assert_eq!(
+        shardwatch_tests::metric_sum(&metrics, "shardwatch_alerts_suppressed_total", ""),
+        2.0
+    );
     // The window (10 min of event time) has not closed, so no update yet:
     // the update record is checked in replay, where event time runs on.
     let input = dir.join("input.log");

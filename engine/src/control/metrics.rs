@@ -204,6 +204,52 @@ pub fn render(cores: &[std::sync::Arc<CoreStats>], alerts_by_rule: &[(String, u6
             );
         }
     }
+    header(
+        &mut out,
+        "shardwatch_events_flagged_total",
+        "counter",
+        "Accepted events that were only partly usable, by reason.",
+    );
+    for (core, s) in cores.iter().enumerate() {
+        for (reason, n) in s.flagged() {
+            let _ = writeln!(
+                out,
+                "shardwatch_events_flagged_total{{core=\"{core}\",reason=\"{reason}\"}} {n}"
+            );
+        }
+    }
+    per_core(
+        &mut out,
+        "shardwatch_udp_batches_total",
+        "counter",
+        "recvmmsg calls that returned datagrams (received datagrams / batches is the batch size).",
+        cores,
+        |s| load(&s.udp_batches),
+    );
+    per_core(
+        &mut out,
+        "shardwatch_tls_sessions_total",
+        "counter",
+        "TLS sessions established (handshake done).",
+        cores,
+        |s| load(&s.tls_sessions),
+    );
+    per_core(
+        &mut out,
+        "shardwatch_tls_handshake_failures_total",
+        "counter",
+        "TLS handshakes that failed (bad or missing client certificate, protocol errors).",
+        cores,
+        |s| load(&s.tls_handshake_failures),
+    );
+    per_core(
+        &mut out,
+        "shardwatch_relp_acks_total",
+        "counter",
+        "RELP responses sent (acknowledged or refused frames).",
+        cores,
+        |s| load(&s.relp_acks),
+    );
     per_core(
         &mut out,
         "shardwatch_tcp_connections_open",
@@ -287,6 +333,14 @@ pub fn render(cores: &[std::sync::Arc<CoreStats>], alerts_by_rule: &[(String, u6
         "Alerts raised, by core.",
         cores,
         |s| load(&s.alerts),
+    );
+    per_core(
+        &mut out,
+        "shardwatch_alerts_suppressed_total",
+        "counter",
+        "Repeat alerts folded into an earlier one (rules.suppress_window_ms).",
+        cores,
+        |s| load(&s.alerts_suppressed),
     );
     header(
         &mut out,
