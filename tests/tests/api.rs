@@ -205,6 +205,17 @@ fn api_answers_with_auth_and_counts_what_was_sent() {
         metric_sum(&scrape, "shardwatch_journal_lines_total", None),
         12.0
     );
+    // Every metric the documentation names is on the page (a counter the
+    // README promised was once only in /api/stats).
+    for name in documented_metrics() {
+        assert!(
+            body.lines().any(
+                |l| l.strip_prefix("# TYPE ").and_then(|t| t.split(' ').next())
+                    == Some(name.as_str())
+            ),
+            "{name} is documented but not in /metrics"
+        );
+    }
     // Group commits: at least one write, at most one per line, and never
     // fewer bytes than commits.
     // Datagrams come in batches (recvmmsg): at least one, at most one each.
@@ -371,4 +382,26 @@ fn alert_stream_delivers_new_alerts_live() {
     assert!(app.stop().unwrap().exit_ok);
     drop(reader);
     drop(stream);
+}
+
+/// The metric names the README, ARCHITECTURE.md and the harness's README
+/// write in backticks (`shardwatch_…` followed by a backtick or a label
+/// set), e.g. `shardwatch_events_flagged_total{reason}`.
+fn documented_metrics() -> std::collections::BTreeSet<String> {
+    let root = shardwatch_tests::workspace_root();
+    let mut names = std::collections::BTreeSet::new();
+    for doc in ["README.md", "ARCHITECTURE.md", "perf/README.md"] {
+        let text = std::fs::read_to_string(root.join(doc)).unwrap();
+        for (at, _) in text.match_indices("`shardwatch_") {
+            let rest = &text[at + 1..];
+            let end = rest
+                .find(|c: char| !(c.is_ascii_lowercase() || c == '_'))
+                .unwrap_or(rest.len());
+            if matches!(rest[end..].chars().next(), Some('`' | '{')) {
+                names.insert(rest[..end].to_string());
+            }
+        }
+    }
+    assert!(names.len() > 20, "the docs name metrics: {names:?}");
+    names
 }
