@@ -235,6 +235,14 @@ pub struct IngestConfig {
     /// Quarantine lines without a syslog header (reason `missing_header`)
     /// instead of accepting them as plain messages.
     pub require_header: bool,
+    /// TCP keepalive on syslog TCP, RELP and TLS connections: after this
+    /// many idle seconds the kernel probes the sender every
+    /// `max(idle / 6, 1)` s and, after 6 probes unanswered, the connection
+    /// is closed and its slot freed (a sender gone without closing: powered
+    /// off, a NAT or firewall that lost the connection's state). A live
+    /// sender's kernel answers the probes, so an idle sender is never
+    /// closed. 0 = off.
+    pub tcp_keepalive_s: u32,
 }
 
 /// Executors, shards and queues.
@@ -440,6 +448,7 @@ impl Default for IngestConfig {
             timestamp_skew_max_s: 86_400,
             timezones: Default::default(),
             require_header: false,
+            tcp_keepalive_s: 60,
         }
     }
 }
@@ -563,6 +572,12 @@ impl Config {
         if !(1024..=16 * 1024 * 1024).contains(&self.ingest.frame_bytes_max) {
             bail!("ingest.frame_bytes_max must be between 1 KiB and 16 MiB");
         }
+        if self.ingest.tcp_keepalive_s > shardwatch_net::transport::tcp::KEEPALIVE_IDLE_MAX_S {
+            bail!(
+                "ingest.tcp_keepalive_s must be at most {} (Linux's TCP_KEEPIDLE bound; 0 = off)",
+                shardwatch_net::transport::tcp::KEEPALIVE_IDLE_MAX_S
+            );
+        }
         if !self.api.listen.is_empty() {
             let addr: SocketAddr = self.api.listen.parse().with_context(|| {
                 format!(
@@ -680,6 +695,12 @@ mod tests {
         let err = config.validate().unwrap_err().to_string();
         assert!(err.contains("api.token"), "{err}");
         config.api.token = "secret".into();
+        config.validate().unwrap();
+        let mut config = Config::default();
+        config.ingest.tcp_keepalive_s = 32_768;
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("ingest.tcp_keepalive_s"), "{err}");
+        config.ingest.tcp_keepalive_s = 32_767;
         config.validate().unwrap();
     }
 

@@ -1634,6 +1634,17 @@ fn serve_accepted(core: &Rc<Core>, stream: glommio::net::TcpStream, kind: &Liste
         return;
     }
     core.refusing_connections.set(false);
+    let keepalive_s = core.shared.config.ingest.tcp_keepalive_s;
+    if keepalive_s > 0 {
+        if let Err(err) = transport::tcp::set_keepalive(&stream, keepalive_s) {
+            // The connection is served without: only a dead peer's slot is
+            // at stake, and the read path still ends on any error.
+            eprintln!(
+                "shardwatch: core {}: cannot turn on TCP keepalive for {peer}: {err}",
+                core.index
+            );
+        }
+    }
     add(&core.stats.tcp_connections_accepted, 1);
     core.tcp_open.set(core.tcp_open.get() + 1);
     core.stats
@@ -1677,8 +1688,15 @@ where
             }
             Read::Bytes(n)
         }
+        // Also the kernel's ETIMEDOUT (keepalive probes unanswered): glommio
+        // reports its own read timeout as ETIMEDOUT too, so the two look
+        // alike; the dead socket's next read returns end of stream.
         Err(err) if is_timeout(&err) => Read::Again,
-        Err(_) => Read::Closed,
+        Err(_) => {
+            // Reset, unreachable: the sender did not close.
+            add(&core.stats.tcp_connections_lost, 1);
+            Read::Closed
+        }
     }
 }
 

@@ -216,6 +216,9 @@ pub struct CoreStats {
     pub udp_batches: AtomicU64,
     pub tcp_connections_accepted: AtomicU64,
     pub tcp_connections_open: AtomicU64,
+    /// Stream connections (TCP, RELP, TLS) ended by a socket error rather
+    /// than a close: reset, unreachable.
+    pub tcp_connections_lost: AtomicU64,
     pub tcp_frames: AtomicU64,
     pub tcp_bytes: AtomicU64,
     pub events_parsed: AtomicU64,
@@ -305,6 +308,7 @@ impl CoreStats {
             udp_batches: AtomicU64::new(0),
             tcp_connections_accepted: AtomicU64::new(0),
             tcp_connections_open: AtomicU64::new(0),
+            tcp_connections_lost: AtomicU64::new(0),
             tcp_frames: AtomicU64::new(0),
             tcp_bytes: AtomicU64::new(0),
             events_parsed: AtomicU64::new(0),
@@ -411,6 +415,7 @@ impl CoreStats {
             udp_batches: load(&self.udp_batches),
             tcp_connections_accepted: load(&self.tcp_connections_accepted),
             tcp_connections_open: load(&self.tcp_connections_open),
+            tcp_connections_lost: load(&self.tcp_connections_lost),
             tcp_frames: load(&self.tcp_frames),
             tcp_bytes: load(&self.tcp_bytes),
             events_parsed: load(&self.events_parsed),
@@ -477,6 +482,7 @@ pub struct CoreReport {
     pub udp_batches: u64,
     pub tcp_connections_accepted: u64,
     pub tcp_connections_open: u64,
+    pub tcp_connections_lost: u64,
     pub tcp_frames: u64,
     pub tcp_bytes: u64,
     pub events_parsed: u64,

@@ -126,10 +126,18 @@ impl Appliance {
         } else {
             &["--api", "127.0.0.1:0"]
         };
+        // Loopback port 0 for syslog too, unless the test picks the TCP
+        // address (one outside loopback, say).
+        let tcp: &[&str] = if extra.contains(&"--tcp") {
+            &[]
+        } else {
+            &["--tcp", "127.0.0.1:0"]
+        };
         let mut command = Command::new(binary());
         command
             .arg("run")
-            .args(["--udp", "127.0.0.1:0", "--tcp", "127.0.0.1:0"])
+            .args(["--udp", "127.0.0.1:0"])
+            .args(tcp)
             .args(api)
             .arg("--data-dir")
             .arg(&data_dir)

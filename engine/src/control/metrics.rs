@@ -266,6 +266,14 @@ pub fn render(cores: &[std::sync::Arc<CoreStats>], alerts_by_rule: &[(String, u6
         cores,
         |s| load(&s.tcp_connections_accepted),
     );
+    per_core(
+        &mut out,
+        "shardwatch_tcp_connections_lost_total",
+        "counter",
+        "Stream connections ended by a socket error instead of a close (reset, unreachable); a connection TCP keepalive found dead ends as a close.",
+        cores,
+        |s| load(&s.tcp_connections_lost),
+    );
     header(
         &mut out,
         "shardwatch_routed_records_total",

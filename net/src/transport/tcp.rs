@@ -44,6 +44,30 @@ pub fn accept_pending(
     }
 }
 
+/// The longest keepalive idle time Linux takes (`TCP_KEEPIDLE`), seconds.
+pub const KEEPALIVE_IDLE_MAX_S: u32 = 32_767;
+
+/// Unanswered keepalive probes after which the kernel drops a connection.
+pub const KEEPALIVE_PROBES: u32 = 6;
+
+/// Turns on TCP keepalive for `stream`: probes after `idle_s` idle
+/// seconds, then every `max(idle_s / 6, 1)` s; after
+/// [`KEEPALIVE_PROBES`] unanswered the kernel drops the connection and a
+/// read returns `ETIMEDOUT` (or the ICMP error the probes met).
+pub fn set_keepalive(stream: &glommio::net::TcpStream, idle_s: u32) -> io::Result<()> {
+    use std::os::fd::{AsRawFd, BorrowedFd};
+    use std::time::Duration;
+    let idle = idle_s.clamp(1, KEEPALIVE_IDLE_MAX_S);
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(u64::from(idle)))
+        .with_interval(Duration::from_secs(u64::from((idle / 6).max(1))))
+        .with_retries(KEEPALIVE_PROBES);
+    // SAFETY: the descriptor is the stream's own, open for as long as the
+    // borrow of `stream`, which outlives this call.
+    let fd = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
+    socket2::SockRef::from(&fd).set_tcp_keepalive(&keepalive)
+}
+
 /// The peer address of an accepted stream, or the unspecified address when
 /// the kernel no longer knows it (the peer already reset).
 pub fn peer_of(stream: &glommio::net::TcpStream) -> SocketAddr {
