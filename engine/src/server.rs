@@ -1688,12 +1688,11 @@ where
             }
             Read::Bytes(n)
         }
-        // Also the kernel's ETIMEDOUT (keepalive probes unanswered): glommio
-        // reports its own read timeout as ETIMEDOUT too, so the two look
-        // alike; the dead socket's next read returns end of stream.
-        Err(err) if is_timeout(&err) => Read::Again,
+        // glommio's own read timeout carries no OS error; the kernel's
+        // ETIMEDOUT (keepalive probes unanswered) is the peer gone.
+        Err(err) if is_timeout(&err) && err.raw_os_error() != Some(libc::ETIMEDOUT) => Read::Again,
         Err(_) => {
-            // Reset, unreachable: the sender did not close.
+            // Reset, timed out, unreachable: the sender did not close.
             add(&core.stats.tcp_connections_lost, 1);
             Read::Closed
         }

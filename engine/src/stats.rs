@@ -217,7 +217,7 @@ pub struct CoreStats {
     pub tcp_connections_accepted: AtomicU64,
     pub tcp_connections_open: AtomicU64,
     /// Stream connections (TCP, RELP, TLS) ended by a socket error rather
-    /// than a close: reset, unreachable.
+    /// than a close: reset, keepalive probes unanswered, unreachable.
     pub tcp_connections_lost: AtomicU64,
     pub tcp_frames: AtomicU64,
     pub tcp_bytes: AtomicU64,

@@ -167,6 +167,11 @@ fn keepalive_frees_the_slot_of_a_sender_gone_without_closing() {
         (n, n <= 1.0)
     });
     assert_eq!(left, 1.0, "the vanished sender's connection was closed");
+    assert_eq!(
+        metric_sum(&app.metrics(), "shardwatch_tcp_connections_lost_total", ""),
+        1.0,
+        "counted as lost, not as a close"
+    );
     println!("closed {:?} after the sender vanished", vanished.elapsed());
     // The idle live sender is still connected, well past its own probes,
     // and still heard.

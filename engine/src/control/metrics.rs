@@ -270,7 +270,7 @@ pub fn render(cores: &[std::sync::Arc<CoreStats>], alerts_by_rule: &[(String, u6
         &mut out,
         "shardwatch_tcp_connections_lost_total",
         "counter",
-        "Stream connections ended by a socket error instead of a close (reset, unreachable); a connection TCP keepalive found dead ends as a close.",
+        "Stream connections ended by a socket error instead of a close (reset, TCP keepalive unanswered, unreachable).",
         cores,
         |s| load(&s.tcp_connections_lost),
     );
