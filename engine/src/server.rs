@@ -1692,7 +1692,8 @@ where
         // ETIMEDOUT (keepalive probes unanswered) is the peer gone.
         Err(err) if is_timeout(&err) && err.raw_os_error() != Some(libc::ETIMEDOUT) => Read::Again,
         Err(_) => {
-            // Reset, timed out, unreachable: the sender did not close.
+            // Reset, timed out, unreachable, TLS cut short: no orderly
+            // close.
             add(&core.stats.tcp_connections_lost, 1);
             Read::Closed
         }

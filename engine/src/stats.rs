@@ -216,8 +216,9 @@ pub struct CoreStats {
     pub udp_batches: AtomicU64,
     pub tcp_connections_accepted: AtomicU64,
     pub tcp_connections_open: AtomicU64,
-    /// Stream connections (TCP, RELP, TLS) ended by a socket error rather
-    /// than a close: reset, keepalive probes unanswered, unreachable.
+    /// Stream connections (TCP, RELP, TLS) ended by a read error rather
+    /// than an orderly close: reset, keepalive probes unanswered,
+    /// unreachable, a TLS session cut without close_notify.
     pub tcp_connections_lost: AtomicU64,
     pub tcp_frames: AtomicU64,
     pub tcp_bytes: AtomicU64,

@@ -270,7 +270,7 @@ pub fn render(cores: &[std::sync::Arc<CoreStats>], alerts_by_rule: &[(String, u6
         &mut out,
         "shardwatch_tcp_connections_lost_total",
         "counter",
-        "Stream connections ended by a socket error instead of a close (reset, TCP keepalive unanswered, unreachable).",
+        "Stream connections ended by a read error instead of an orderly close (reset, TCP keepalive unanswered, unreachable, a TLS session cut without close_notify).",
         cores,
         |s| load(&s.tcp_connections_lost),
     );
