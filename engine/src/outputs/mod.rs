@@ -233,6 +233,49 @@ impl Connection {
         }
     }
 
+    /// Waits until the receiver's TCP has acknowledged every byte written
+    /// (the socket's send queue, `TIOCOUTQ`, is empty) and the connection
+    /// has no error, for at most `within`. A write only hands bytes to the
+    /// kernel: to a receiver that vanished without closing (powered off, a
+    /// firewall that lost the connection's state) writes succeed until the
+    /// send buffer is full, and a batch taken as delivered then would be
+    /// lost. An error here has the batch sent again on a new connection
+    /// (at least once: the receiver may see repeats, which the alert id
+    /// identifies).
+    pub(crate) fn wait_acknowledged(&self, within: Duration) -> anyhow::Result<()> {
+        use std::os::fd::AsRawFd;
+        let sock = match self {
+            Connection::Plain(s) => s,
+            Connection::Tls(s) => &s.sock,
+        };
+        let deadline = std::time::Instant::now() + within;
+        let mut pause = Duration::from_micros(50);
+        loop {
+            let mut queued: libc::c_int = 0;
+            // SAFETY: TIOCOUTQ writes one int through the pointer, which
+            // points at `queued`; the descriptor is the stream's own.
+            let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::TIOCOUTQ, &mut queued) };
+            if rc != 0 {
+                return Err(std::io::Error::last_os_error())
+                    .context("cannot read the connection's send queue");
+            }
+            // A reset empties the queue too: the error tells it apart.
+            if let Some(err) = sock.take_error()? {
+                return Err(err).context("the receiver's connection failed");
+            }
+            if queued == 0 {
+                return Ok(());
+            }
+            if std::time::Instant::now() >= deadline {
+                bail!(
+                    "the receiver has not acknowledged {queued} bytes within {within:?} (gone without closing, or not reading)"
+                );
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(20));
+        }
+    }
+
     /// Ends a TLS session politely (best effort); a no-op for plain TCP.
     pub(crate) fn close(&mut self) {
         if let Connection::Tls(stream) = self {

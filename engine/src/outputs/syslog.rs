@@ -15,6 +15,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a new TLS 1.3 connection waits for the receiver to refuse the
 /// client certificate (see [`Connection::check_accepted`]).
 const TLS_REFUSAL_WAIT: Duration = Duration::from_secs(1);
+/// How long a written batch may wait for the receiver's TCP to acknowledge
+/// it before it counts as failed and is sent again on a new connection.
+const ACK_WAIT: Duration = Duration::from_secs(10);
 /// local0: the facility SIEMs expect appliances to use.
 const FACILITY_LOCAL0: u8 = 16;
 
@@ -23,6 +26,7 @@ pub struct SyslogForward {
     hostname: String,
     tls: Option<TlsPeer>,
     stream: Option<Connection>,
+    ack_wait: Duration,
 }
 
 impl SyslogForward {
@@ -58,6 +62,7 @@ impl SyslogForward {
             hostname,
             tls,
             stream: None,
+            ack_wait: ACK_WAIT,
         })
     }
 }
@@ -99,17 +104,22 @@ impl Deliver for SyslogForward {
         for line in lines {
             payload.extend_from_slice(&frame(line, &self.hostname));
         }
-        let result = self
-            .stream
-            .as_mut()
-            .map_or(Ok(()), |s| s.write_all(&payload).and_then(|()| s.flush()));
-        if let Err(err) = result {
+        let ack_wait = self.ack_wait;
+        let result = self.stream.as_mut().map_or(Ok(()), |s| {
+            s.write_all(&payload)
+                .and_then(|()| s.flush())
+                .context("syslog forward write failed")?;
+            // Delivered once the receiver's TCP has it, not once our
+            // kernel does.
+            s.wait_acknowledged(ack_wait)
+                .context("syslog forward not acknowledged")
+        });
+        if result.is_err() {
             // Reconnect next time; the batch is retried as a whole (the
             // receiver may see a repeat, which the alert id identifies).
             self.stream = None;
-            return Err(err).context("syslog forward write failed");
         }
-        Ok(())
+        result
     }
 }
 
@@ -225,6 +235,59 @@ mod tests {
         // Plain TCP needs no CA.
         config.syslog_forward_tls = false;
         assert_eq!(from_config(&config).unwrap().len(), 1);
+    }
+
+    /// A batch the receiver's TCP has not acknowledged is not delivered:
+    /// the receiver here accepts but does not read, with the smallest
+    /// receive buffer, so most of the batch stays in the forwarder's send
+    /// queue though every write succeeded. The batch fails, and its retry
+    /// on a new connection, once the receiver reads, brings all of it.
+    #[test]
+    fn a_batch_the_receiver_has_not_acknowledged_is_not_delivered() {
+        use std::os::fd::AsRawFd;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let one: libc::c_int = 1;
+        // SAFETY: SO_RCVBUF reads one int from the pointer, which points
+        // at `one`; the descriptor is the listener's own.
+        let rc = unsafe {
+            libc::setsockopt(
+                listener.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                std::ptr::addr_of!(one).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(rc, 0);
+        let addr = listener.local_addr().unwrap();
+        let lines: Vec<String> = (0..40)
+            .map(|i| format!(r#"{{"id":"{i:03}","pad":"{}"}}"#, "p".repeat(200)))
+            .collect();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let count = lines.len();
+        let receiver = std::thread::spawn(move || {
+            let (mut stalled, _) = listener.accept().unwrap();
+            go_rx.recv().unwrap();
+            // The first connection, dropped by the forwarder, then the
+            // batch again on the second.
+            let mut first = Vec::new();
+            stalled.read_to_end(&mut first).unwrap();
+            let (mut again, _) = listener.accept().unwrap();
+            read_frames(&mut again, count).unwrap()
+        });
+        let mut forward = super::SyslogForward::new(&addr.to_string()).unwrap();
+        forward.ack_wait = std::time::Duration::from_millis(500);
+        let err = super::Deliver::deliver(&mut forward, &lines).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("not acknowledged"),
+            "written, not acknowledged: {err:#}"
+        );
+        go_tx.send(()).unwrap();
+        super::Deliver::deliver(&mut forward, &lines).unwrap();
+        let frames = receiver.join().unwrap();
+        for (frame, line) in frames.iter().zip(&lines) {
+            assert!(frame.ends_with(line.as_str()), "{frame}");
+        }
     }
 
     #[test]
