@@ -71,6 +71,11 @@ pub struct ApplianceStats {
     pub tls_sessions: u64,
     pub tls_handshake_failures: u64,
     pub frames_truncated: u64,
+    /// recvmmsg calls that returned datagrams.
+    pub udp_batches: u64,
+    /// Journal bytes written and the writes (group commits) they took.
+    pub journal_bytes: u64,
+    pub journal_commits: u64,
     pub alerts: u64,
     pub dropped: BTreeMap<String, u64>,
     pub quarantined: BTreeMap<String, u64>,
@@ -111,6 +116,9 @@ pub fn parse_stats(line: &str) -> Option<ApplianceStats> {
         stats.tls_sessions += num(core, "tls_sessions");
         stats.tls_handshake_failures += num(core, "tls_handshake_failures");
         stats.frames_truncated += num(core, "frames_truncated");
+        stats.udp_batches += num(core, "udp_batches");
+        stats.journal_bytes += num(core, "journal_bytes");
+        stats.journal_commits += num(core, "journal_commits");
         stats.alerts += num(core, "alerts");
         for (field, map) in [
             ("dropped", &mut stats.dropped),
@@ -342,8 +350,12 @@ mod tests {
 
     #[test]
     fn parses_and_totals_the_stats_line() {
-        let line = r#"shardwatch: stats [{"core":0,"udp_datagrams":10,"tcp_frames":1,"events_parsed":9,"alerts":2,"dropped":{"route_full":3},"quarantined":{"bad_pri":1}},{"core":1,"udp_datagrams":5,"events_parsed":5,"dropped":{"route_full":1,"x":2},"quarantined":{}}]"#;
+        let line = r#"shardwatch: stats [{"core":0,"udp_datagrams":10,"udp_batches":2,"tcp_frames":1,"events_parsed":9,"journal_bytes":4096,"journal_commits":2,"alerts":2,"dropped":{"route_full":3},"quarantined":{"bad_pri":1}},{"core":1,"udp_datagrams":5,"udp_batches":1,"events_parsed":5,"journal_bytes":512,"journal_commits":1,"dropped":{"route_full":1,"x":2},"quarantined":{}}]"#;
         let s = parse_stats(line).unwrap();
+        assert_eq!(
+            (s.udp_batches, s.journal_bytes, s.journal_commits),
+            (3, 4608, 3)
+        );
         assert_eq!(
             (s.cores, s.udp_datagrams, s.tcp_frames, s.events_parsed),
             (2, 15, 1, 14)

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use serde_json::json;
 
-use crate::appliance::{scratch_dir, Appliance, Stopped};
+use crate::appliance::{scratch_dir, Appliance, ApplianceStats, Stopped};
 use anyhow::Context;
 
 use crate::collect::AlertSource;
@@ -273,6 +273,7 @@ pub fn add_bench_to_report(
         Transport::Relp => stats.relp_messages,
     };
     let accepted = stats.events_parsed + stats.quarantined_total();
+    let io = io_line(&stats);
     let lost = sent.saturating_sub(received);
     let parsed_eps = stats.events_parsed as f64 / duration_s;
     // CPUs the node's threads used on average while the load was sent.
@@ -327,6 +328,9 @@ pub fn add_bench_to_report(
         stats.dropped,
         outcome.stopped.exit_code,
     ));
+    if let Some(line) = io {
+        report.summary.push(line);
+    }
     if let Some(cpu) = outcome.cpu.filter(|_| accepted > 0) {
         let us_per_event = cpu.total_s() * 1e6 / accepted as f64;
         let placement = if outcome.harness_cpus.is_empty() {
@@ -373,8 +377,51 @@ fn not_cpu_bound(parsed_eps: f64, us_per_event: f64, cores: usize) -> Option<Str
     })
 }
 
+/// The appliance's write and read sizes, from its exit stats: journal
+/// bytes per group-commit write and datagrams per `recvmmsg` (what the
+/// I/O path cost depends on); `None` when it did neither.
+fn io_line(stats: &ApplianceStats) -> Option<String> {
+    let mut parts = Vec::new();
+    if stats.journal_commits > 0 {
+        parts.push(format!(
+            "journal {:.1} MB in {} writes ({:.0} KiB each, {:.0} bytes per event)",
+            stats.journal_bytes as f64 / 1e6,
+            stats.journal_commits,
+            stats.journal_bytes as f64 / stats.journal_commits as f64 / 1024.0,
+            stats.journal_bytes as f64
+                / (stats.events_parsed + stats.quarantined_total()).max(1) as f64,
+        ));
+    }
+    if stats.udp_batches > 0 {
+        parts.push(format!(
+            "UDP {} datagrams in {} reads ({:.1} per recvmmsg)",
+            stats.udp_datagrams,
+            stats.udp_batches,
+            stats.udp_datagrams as f64 / stats.udp_batches as f64,
+        ));
+    }
+    (!parts.is_empty()).then(|| format!("appliance I/O: {}", parts.join("; ")))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn io_line_gives_write_and_read_sizes() {
+        let stats = super::ApplianceStats {
+            events_parsed: 1000,
+            udp_datagrams: 1000,
+            udp_batches: 100,
+            journal_bytes: 2 << 20,
+            journal_commits: 8,
+            ..Default::default()
+        };
+        assert_eq!(
+            super::io_line(&stats).unwrap(),
+            "appliance I/O: journal 2.1 MB in 8 writes (256 KiB each, 2097 bytes per event); UDP 1000 datagrams in 100 reads (10.0 per recvmmsg)"
+        );
+        assert_eq!(super::io_line(&super::ApplianceStats::default()), None);
+    }
+
     use super::*;
 
     #[test]

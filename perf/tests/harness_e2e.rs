@@ -130,6 +130,20 @@ fn bench_detects_every_scenario_and_background_stays_quiet() {
         summary_txt.contains(&format!("({version})")),
         "{summary_txt}"
     );
+    // The I/O sizes: journal writes and datagrams per read, from the
+    // node's exit stats.
+    let stats = &doc["appliance"]["stats"];
+    let commits = stats["journal_commits"].as_u64().unwrap();
+    assert!(commits >= 1, "{stats}");
+    assert!(
+        stats["journal_bytes"].as_u64().unwrap() >= commits,
+        "{stats}"
+    );
+    assert!(stats["udp_batches"].as_u64().unwrap() >= 1, "{stats}");
+    assert!(
+        summary_txt.contains("appliance I/O: journal ") && summary_txt.contains(" per recvmmsg)"),
+        "{summary_txt}"
+    );
 
     // Background alone: replay raises nothing.
     let background = scratch.join("background.log");

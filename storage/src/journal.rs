@@ -99,6 +99,11 @@ pub struct JournalOptions {
     pub direct_io: bool,
 }
 
+/// Buffered commits up to this size are written with `pwrite` on the
+/// core's thread instead of through io_uring (see
+/// [`SegmentFile::write_at`]).
+const INLINE_WRITE_BYTES_MAX: usize = 64 << 10;
+
 /// Block size of a buffered journal's writes: commits pad to it and
 /// rewrite the partial last block, as direct writes do with the device's.
 const BUFFERED_ALIGNMENT: u64 = 512;
@@ -131,6 +136,30 @@ impl SegmentFile {
     async fn write_at(&self, buf: Rc<DmaBuffer>, pos: u64) -> glommio::Result<usize, ()> {
         match self {
             SegmentFile::Direct(file) => file.write_rc_at(buf, pos).await,
+            // A small write goes straight into the page cache from the
+            // core's thread: ext4 takes no non-blocking buffered writes, so
+            // io_uring would hand it to a kernel worker on the same CPU
+            // (a wake-up and two context switches per commit, plus an
+            // owned copy), which at a moderate rate is most of a commit's
+            // cost. Large writes, where that is amortised, stay async.
+            SegmentFile::Buffered(file) if buf.len() <= INLINE_WRITE_BYTES_MAX => {
+                use std::os::fd::{AsRawFd, FromRawFd};
+                use std::os::unix::fs::FileExt;
+                // SAFETY: a second `File` over the segment's open
+                // descriptor, never closed (ManuallyDrop); the segment
+                // outlives this call.
+                let borrowed = std::mem::ManuallyDrop::new(unsafe {
+                    std::fs::File::from_raw_fd(file.as_raw_fd())
+                });
+                // One pwrite, as io_uring's write is one: a short count
+                // is the caller's to report (and to write again).
+                loop {
+                    match borrowed.write_at(buf.as_bytes(), pos) {
+                        Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
+                        result => break result.map_err(glommio::GlommioError::IoError),
+                    }
+                }
+            }
             // The buffer stays the journal's (a failed write puts its bytes
             // back): the page cache gets a copy.
             SegmentFile::Buffered(file) => file.write_at(buf.as_bytes().to_vec(), pos).await,

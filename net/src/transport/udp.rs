@@ -63,6 +63,15 @@ impl UdpBatchReceiver {
     /// Waits for at least one datagram, then takes what else is queued, up
     /// to [`UDP_BATCH_MAX`]. Returns how many datagrams the batch holds.
     pub async fn recv_batch(&mut self) -> io::Result<usize> {
+        // What is already queued is taken with one non-blocking recvmmsg:
+        // a socket with datagrams waiting (any steady stream, since they
+        // arrive while the last batch is processed) is read without
+        // arming an io_uring poll, its timeout and the timeout's cancel.
+        self.count = 0;
+        self.drain_queued();
+        if self.count > 0 {
+            return Ok(self.count);
+        }
         let (len, peer) = self
             .socket
             .recv_from(&mut self.buf[..DATAGRAM_BYTES_MAX])
