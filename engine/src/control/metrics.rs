@@ -176,46 +176,28 @@ pub fn render(cores: &[std::sync::Arc<CoreStats>], alerts_by_rule: &[(String, u6
         |s| load(&s.frames_truncated),
     );
 
-    header(
-        &mut out,
-        "shardwatch_events_quarantined_total",
-        "counter",
-        "Lines refused and written to quarantine, by reason.",
-    );
-    for (core, s) in cores.iter().enumerate() {
-        for (reason, n) in s.quarantined() {
-            let _ = writeln!(
-                out,
-                "shardwatch_events_quarantined_total{{core=\"{core}\",reason=\"{reason}\"}} {n}"
-            );
-        }
-    }
-    header(
-        &mut out,
-        "shardwatch_events_dropped_total",
-        "counter",
-        "Events or records dropped, by reason.",
-    );
-    for (core, s) in cores.iter().enumerate() {
-        for (reason, n) in s.dropped() {
-            let _ = writeln!(
-                out,
-                "shardwatch_events_dropped_total{{core=\"{core}\",reason=\"{reason}\"}} {n}"
-            );
-        }
-    }
-    header(
-        &mut out,
-        "shardwatch_events_flagged_total",
-        "counter",
-        "Accepted events that were only partly usable, by reason.",
-    );
-    for (core, s) in cores.iter().enumerate() {
-        for (reason, n) in s.flagged() {
-            let _ = writeln!(
-                out,
-                "shardwatch_events_flagged_total{{core=\"{core}\",reason=\"{reason}\"}} {n}"
-            );
+    for (name, help, counts) in [
+        (
+            "shardwatch_events_quarantined_total",
+            "Lines refused and written to quarantine, by reason.",
+            CoreStats::quarantined as fn(&CoreStats) -> _,
+        ),
+        (
+            "shardwatch_events_dropped_total",
+            "Events or records dropped, by reason.",
+            CoreStats::dropped,
+        ),
+        (
+            "shardwatch_events_flagged_total",
+            "Accepted events that were only partly usable, by reason.",
+            CoreStats::flagged,
+        ),
+    ] {
+        header(&mut out, name, "counter", help);
+        for (core, s) in cores.iter().enumerate() {
+            for (reason, n) in counts(s) {
+                let _ = writeln!(out, "{name}{{core=\"{core}\",reason=\"{reason}\"}} {n}");
+            }
         }
     }
     per_core(
