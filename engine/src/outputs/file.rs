@@ -589,12 +589,7 @@ mod tests {
             ROTATED_CHILD,
             &dir,
         );
-        let mut text = String::new();
-        for n in (1..=5).rev() {
-            text +=
-                &std::fs::read_to_string(dir.join(format!("out.jsonl.{n}"))).unwrap_or_default();
-        }
-        text += &std::fs::read_to_string(dir.join("out.jsonl")).unwrap();
+        let text = all_files(&dir.join("out.jsonl"), 5);
         let want: String = rotated_batch().iter().map(|l| l.clone() + "\n").collect();
         assert_eq!(text.lines().count(), want.lines().count(), "no line twice");
         assert_eq!(text, want);
