@@ -133,6 +133,17 @@ pub struct OutputsConfig {
     /// Speak TLS to `syslog_forward` (RFC 5425: the same octet-counted
     /// frames inside TLS; 6514 is its usual port), with the `tls_*` keys.
     pub syslog_forward_tls: bool,
+    /// `host:port`: alerts forwarded over RELP (rsyslog's `imrelp`), one
+    /// `syslog` command per alert, each delivered when the receiver answers
+    /// it `200 OK`.
+    pub relp_forward: String,
+    /// Speak TLS to `relp_forward` (rsyslog's `imrelp` with `tls="on"`),
+    /// with the `tls_*` keys.
+    pub relp_forward_tls: bool,
+    /// Seconds the syslog and RELP forwards wait for a written batch to be
+    /// acknowledged (the receiver's TCP, or its RELP answers) before they
+    /// send it again on a new connection.
+    pub forward_ack_timeout_s: u64,
     /// PEM file of the CA(s) that must have signed the certificate of a TLS
     /// output's receiver (the `https://` webhook, the TLS syslog forward).
     /// Required for TLS outputs: the appliance has no built-in trust roots.
@@ -144,8 +155,8 @@ pub struct OutputsConfig {
     /// PEM private key of `tls_client_cert`.
     pub tls_client_key: String,
     /// The name a TLS output's receiver certificate must carry (DNS name or
-    /// IP address); empty: the host part of `webhook_url` or
-    /// `syslog_forward`.
+    /// IP address); empty: the host part of `webhook_url`,
+    /// `syslog_forward` or `relp_forward`.
     pub tls_server_name: String,
     /// A JSON-lines file that rotates by size.
     pub file_path: String,
@@ -160,6 +171,9 @@ impl Default for OutputsConfig {
             webhook_token: String::new(),
             syslog_forward: String::new(),
             syslog_forward_tls: false,
+            relp_forward: String::new(),
+            relp_forward_tls: false,
+            forward_ack_timeout_s: 10,
             tls_ca_file: String::new(),
             tls_client_cert: String::new(),
             tls_client_key: String::new(),
@@ -611,6 +625,9 @@ impl Config {
         if self.output.alert_queue_max == 0 {
             bail!("output.alert_queue_max must be at least 1");
         }
+        if !(1..=3600).contains(&self.outputs.forward_ack_timeout_s) {
+            bail!("outputs.forward_ack_timeout_s must be between 1 and 3600");
+        }
         Ok(())
     }
 
@@ -702,6 +719,11 @@ mod tests {
         assert!(err.contains("ingest.tcp_keepalive_s"), "{err}");
         config.ingest.tcp_keepalive_s = 32_767;
         config.validate().unwrap();
+        for (timeout, ok) in [(0, false), (1, true), (3600, true), (3601, false)] {
+            config.outputs.forward_ack_timeout_s = timeout;
+            let result = config.validate();
+            assert_eq!(result.is_ok(), ok, "{timeout}: {result:?}");
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! RELP, rsyslog's Reliable Event Logging Protocol: framing and the
-//! messages a server (and the load harness, as a client) writes. Pure: no
-//! IO, no clock, no session state beyond an optional TXNR sequence check.
+//! messages both sides write (the ingest listener as a server; the RELP
+//! forward output and the load harness as clients). Pure: no IO, no clock,
+//! no session state beyond an optional TXNR sequence check.
 //!
 //! # Frame grammar
 //!

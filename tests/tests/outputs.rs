@@ -325,3 +325,92 @@ fn restarted_behind_its_cursor_the_file_output_holds_each_alert_once() {
     assert_eq!(ids.len(), 10, "each alert once: {ids:?}");
     assert!(app.stop().unwrap().exit_ok);
 }
+
+/// The RELP forward against a real rsyslog (`imrelp` writing `%msg%` to a
+/// file), which starts only after the first alerts were raised: those wait
+/// in the alert log, counted as failed deliveries, and every alert reaches
+/// rsyslog's file once it listens.
+#[test]
+fn relp_forward_delivers_every_alert_to_a_real_rsyslog_that_starts_late() {
+    let dir = temp_dir("relp-forward");
+    let port = {
+        let probe = TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let config = dir.join("shardwatch.toml");
+    std::fs::write(
+        &config,
+        format!("[outputs]\nrelp_forward = \"127.0.0.1:{port}\"\nforward_ack_timeout_s = 5\n"),
+    )
+    .unwrap();
+    let app = Appliance::start(
+        "relp-forward",
+        &[
+            "--cores",
+            "1",
+            "--quiet",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    )
+    .unwrap();
+    let relp_metric =
+        |name: &str| shardwatch_tests::metric_sum(&app.metrics(), name, "output=\"relp\"");
+    send_brute_forces(&app, 1, 10);
+    wait_until(|| app.alerts_file().len() == 10, "ten alerts in the log");
+    wait_until(
+        || relp_metric("shardwatch_output_failures_total") >= 1.0,
+        "a failed delivery while nothing listens",
+    );
+
+    let received = dir.join("received.log");
+    let work = dir.join("rsyslog-work");
+    std::fs::create_dir_all(&work).unwrap();
+    let _rsyslog = shardwatch_tests::Rsyslog::start(
+        &dir,
+        &format!(
+            r#"global(workDirectory="{work}")
+module(load="imrelp")
+template(name="msgonly" type="string" string="%msg%\n")
+input(type="imrelp" port="{port}" address="127.0.0.1")
+action(type="omfile" file="{received}" template="msgonly")
+"#,
+            work = work.display(),
+            received = received.display(),
+        ),
+    );
+    send_brute_forces(&app, 11, 10);
+    let received_ids = || -> BTreeMap<String, u32> {
+        let mut ids = BTreeMap::new();
+        for line in std::fs::read_to_string(&received)
+            .unwrap_or_default()
+            .lines()
+        {
+            let alert: Value =
+                serde_json::from_str(line.trim()).expect("alert JSON as the message");
+            *ids.entry(alert["id"].as_str().unwrap().to_string())
+                .or_default() += 1;
+        }
+        ids
+    };
+    wait_until(|| received_ids().len() == 20, "twenty alerts at rsyslog");
+    let log_ids: Vec<String> = app
+        .alerts_file()
+        .iter()
+        .map(|a| a["id"].as_str().unwrap().to_string())
+        .collect();
+    let ids = received_ids();
+    assert_eq!(ids.keys().cloned().collect::<Vec<_>>(), {
+        let mut sorted = log_ids;
+        sorted.sort();
+        sorted
+    });
+    assert!(ids.values().all(|&n| n == 1), "each alert once: {ids:?}");
+    // Counted once the answers are read, a moment after rsyslog wrote.
+    wait_until(
+        || relp_metric("shardwatch_output_delivered_total") == 20.0,
+        "twenty delivered",
+    );
+    let stopped = app.stop().unwrap();
+    assert!(stopped.exit_ok, "{:?}", stopped.stderr);
+}

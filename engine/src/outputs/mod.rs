@@ -1,5 +1,5 @@
 //! Alert outputs beyond stdout and `alerts.jsonl`: a webhook, a syslog
-//! forward to a SIEM, and a rotated JSON-lines file.
+//! forward and a RELP forward to a SIEM, and a rotated JSON-lines file.
 //!
 //! Every output reads the durable alert log (`alerts.jsonl`) from its own
 //! cursor, persisted in `<data>/outputs/<name>.offset` after each delivered
@@ -11,11 +11,12 @@
 //! at least once across a crash between a delivery and its cursor write;
 //! alert ids are deterministic, so receivers can drop repeats.
 //!
-//! The webhook (`https://`) and the syslog forward (`syslog_forward_tls`,
-//! RFC 5425) can speak TLS; both use the `tls_*` keys of `[outputs]` through
+//! The webhook (`https://`), the syslog forward (`syslog_forward_tls`,
+//! RFC 5425) and the RELP forward (`relp_forward_tls`) can speak TLS; both use the `tls_*` keys of `[outputs]` through
 //! [`OutputTls`]. [`from_config`] builds every configured output.
 
 pub mod file;
+pub mod relp;
 pub mod syslog;
 pub mod webhook;
 
@@ -54,7 +55,9 @@ pub trait Deliver: Send {
 pub fn from_config(o: &OutputsConfig) -> anyhow::Result<Vec<Box<dyn Deliver>>> {
     let mut outputs: Vec<Box<dyn Deliver>> = Vec::new();
     let wants_tls = (o.syslog_forward_tls && !o.syslog_forward.is_empty())
+        || (o.relp_forward_tls && !o.relp_forward.is_empty())
         || o.webhook_url.starts_with("https://");
+    let ack_wait = Duration::from_secs(o.forward_ack_timeout_s);
     let tls = wants_tls.then(|| OutputTls::from_config(o)).transpose()?;
     if !o.webhook_url.is_empty() {
         let token = (!o.webhook_token.is_empty()).then(|| o.webhook_token.clone());
@@ -73,6 +76,19 @@ pub fn from_config(o: &OutputsConfig) -> anyhow::Result<Vec<Box<dyn Deliver>>> {
         outputs.push(Box::new(syslog::SyslogForward::new_with_tls(
             &o.syslog_forward,
             tls,
+            ack_wait,
+        )?));
+    }
+    if !o.relp_forward.is_empty() {
+        let tls = if o.relp_forward_tls {
+            tls.as_ref()
+        } else {
+            None
+        };
+        outputs.push(Box::new(relp::RelpForward::new(
+            &o.relp_forward,
+            tls,
+            ack_wait,
         )?));
     }
     if !o.file_path.is_empty() {
@@ -274,6 +290,16 @@ impl Connection {
             std::thread::sleep(pause);
             pause = (pause * 2).min(Duration::from_millis(20));
         }
+    }
+
+    /// Makes the next reads wait at most `timeout` (at least 1 ms: zero
+    /// would mean forever).
+    pub(crate) fn set_read_timeout(&self, timeout: Duration) -> std::io::Result<()> {
+        let sock = match self {
+            Connection::Plain(s) => s,
+            Connection::Tls(s) => &s.sock,
+        };
+        sock.set_read_timeout(Some(timeout.max(Duration::from_millis(1))))
     }
 
     /// Ends a TLS session politely (best effort); a no-op for plain TCP.

@@ -11,13 +11,14 @@ use anyhow::Context;
 
 use super::{Connection, Deliver, OutputTls, TlsPeer};
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a new TLS 1.3 connection waits for the receiver to refuse the
 /// client certificate (see [`Connection::check_accepted`]).
 const TLS_REFUSAL_WAIT: Duration = Duration::from_secs(1);
 /// How long a written batch may wait for the receiver's TCP to acknowledge
-/// it before it counts as failed and is sent again on a new connection.
-const ACK_WAIT: Duration = Duration::from_secs(10);
+/// it before it counts as failed and is sent again on a new connection
+/// (the default of `outputs.forward_ack_timeout_s`).
+pub const ACK_WAIT: Duration = Duration::from_secs(10);
 /// local0: the facility SIEMs expect appliances to use.
 const FACILITY_LOCAL0: u8 = 16;
 
@@ -32,13 +33,18 @@ pub struct SyslogForward {
 impl SyslogForward {
     /// Forwards to `target` (`host:port`) over plain TCP.
     pub fn new(target: &str) -> anyhow::Result<SyslogForward> {
-        SyslogForward::new_with_tls(target, None)
+        SyslogForward::new_with_tls(target, None, ACK_WAIT)
     }
 
     /// Forwards to `target` (`host:port`), over TLS when `tls` is set; the
     /// receiver's certificate must then carry `tls.server_name`, or the
-    /// host of `target` when that is empty.
-    pub fn new_with_tls(target: &str, tls: Option<&OutputTls>) -> anyhow::Result<SyslogForward> {
+    /// host of `target` when that is empty. A batch not acknowledged
+    /// within `ack_wait` is sent again on a new connection.
+    pub fn new_with_tls(
+        target: &str,
+        tls: Option<&OutputTls>,
+        ack_wait: Duration,
+    ) -> anyhow::Result<SyslogForward> {
         let tls = match tls {
             Some(tls) => {
                 let (host, _) = super::split_host_port(target, 6514)
@@ -47,24 +53,35 @@ impl SyslogForward {
             }
             None => None,
         };
-        let addr = target
-            .to_socket_addrs()
-            .with_context(|| format!("cannot resolve syslog forward target {target}"))?
-            .next()
-            .with_context(|| format!("syslog forward target {target} has no address"))?;
-        let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_string())
-            .ok()
-            .filter(|h| !h.is_empty() && h.is_ascii() && !h.contains(' '))
-            .unwrap_or_else(|| "-".into());
+        let addr = resolve(target, "syslog forward")?;
         Ok(SyslogForward {
             addr,
-            hostname,
+            hostname: local_hostname(),
             tls,
             stream: None,
-            ack_wait: ACK_WAIT,
+            ack_wait,
         })
     }
+}
+
+/// This machine's name for the HOSTNAME field, or `-` (the nil value)
+/// when it is not a printable ASCII word.
+pub(crate) fn local_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty() && h.is_ascii() && !h.contains(' '))
+        .unwrap_or_else(|| "-".into())
+}
+
+/// `target` (`host:port`) resolved to its first address; `what` names the
+/// output in errors.
+pub(crate) fn resolve(target: &str, what: &str) -> anyhow::Result<SocketAddr> {
+    target
+        .to_socket_addrs()
+        .with_context(|| format!("cannot resolve {what} target {target}"))?
+        .next()
+        .with_context(|| format!("{what} target {target} has no address"))
 }
 
 /// Syslog severity for a Sigma level.
@@ -78,12 +95,19 @@ fn severity(level: Option<&str>) -> u8 {
     }
 }
 
-/// One alert line as an octet-counted RFC 5424 frame.
-pub fn frame(alert_json: &str, hostname: &str) -> Vec<u8> {
+/// One alert line as an RFC 5424 message: facility local0, the severity
+/// of the rule's level, the detection time, MSGID `alert`, the alert's
+/// JSON as the message.
+pub fn message(alert_json: &str, hostname: &str) -> String {
     let parsed: serde_json::Value = serde_json::from_str(alert_json).unwrap_or_default();
     let pri = FACILITY_LOCAL0 * 8 + severity(parsed["rule"]["level"].as_str());
     let timestamp = parsed["detected_at"].as_str().unwrap_or("-");
-    let message = format!("<{pri}>1 {timestamp} {hostname} shardwatch - alert - {alert_json}");
+    format!("<{pri}>1 {timestamp} {hostname} shardwatch - alert - {alert_json}")
+}
+
+/// One alert line as an octet-counted RFC 5424 frame.
+pub fn frame(alert_json: &str, hostname: &str) -> Vec<u8> {
+    let message = message(alert_json, hostname);
     let mut out = format!("{} ", message.len()).into_bytes();
     out.extend_from_slice(message.as_bytes());
     out
