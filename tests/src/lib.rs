@@ -14,6 +14,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use serde_json::Value;
 
 /// The workspace root (this crate lives in `<root>/tests`).
@@ -635,4 +636,48 @@ pub fn lift_file_size_limit(pid: u32) {
         )
     };
     assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
+}
+
+/// A CA made in the test, and certificates it issues (PEM files in its
+/// directory).
+pub struct TestCa {
+    issuer: CertifiedIssuer<'static, KeyPair>,
+    dir: PathBuf,
+}
+
+impl TestCa {
+    /// A new CA whose certificate is written to `dir/ca.pem`, returned
+    /// with that path.
+    pub fn new(dir: &Path) -> (TestCa, PathBuf) {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "shardwatch test CA");
+        let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+        let path = dir.join("ca.pem");
+        std::fs::write(&path, issuer.pem()).unwrap();
+        (
+            TestCa {
+                issuer,
+                dir: dir.to_path_buf(),
+            },
+            path,
+        )
+    }
+
+    /// A certificate for `names` and its key, as `file.crt` and
+    /// `file.key`.
+    pub fn issue(&self, file: &str, names: &[&str]) -> (PathBuf, PathBuf) {
+        let params =
+            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        let crt = self.dir.join(format!("{file}.crt"));
+        let pem_key = self.dir.join(format!("{file}.key"));
+        std::fs::write(&crt, cert.pem()).unwrap();
+        std::fs::write(&pem_key, key.serialize_pem()).unwrap();
+        (crt, pem_key)
+    }
 }

@@ -6,13 +6,12 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
-use shardwatch_tests::{binary, ssh_failure, temp_dir, Appliance, Rsyslog};
+use shardwatch_tests::{binary, ssh_failure, temp_dir, Appliance, Rsyslog, TestCa};
 
 /// Marker numbers of the journaled RELP test lines, with how often each
 /// appears.
@@ -147,45 +146,6 @@ input(type="imfile" File="{input}" Tag="app:" Facility="local0" Severity="info" 
         missing.len(),
         &missing[..missing.len().min(10)]
     );
-}
-
-/// A CA made in the test, and certificates it issues.
-struct TestCa {
-    issuer: CertifiedIssuer<'static, KeyPair>,
-    dir: PathBuf,
-}
-
-impl TestCa {
-    fn new(dir: &Path) -> (TestCa, PathBuf) {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "shardwatch test CA");
-        let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
-        let path = dir.join("ca.pem");
-        std::fs::write(&path, issuer.pem()).unwrap();
-        (
-            TestCa {
-                issuer,
-                dir: dir.to_path_buf(),
-            },
-            path,
-        )
-    }
-
-    fn issue(&self, file: &str, names: &[&str]) -> (PathBuf, PathBuf) {
-        let params =
-            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-                .unwrap();
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        let crt = self.dir.join(format!("{file}.crt"));
-        let pem_key = self.dir.join(format!("{file}.key"));
-        std::fs::write(&crt, cert.pem()).unwrap();
-        std::fs::write(&pem_key, key.serialize_pem()).unwrap();
-        (crt, pem_key)
-    }
 }
 
 /// Opens a TLS session to `addr` as a client of `ca`, with or without a

@@ -332,19 +332,48 @@ fn restarted_behind_its_cursor_the_file_output_holds_each_alert_once() {
 /// rsyslog's file once it listens.
 #[test]
 fn relp_forward_delivers_every_alert_to_a_real_rsyslog_that_starts_late() {
-    let dir = temp_dir("relp-forward");
+    relp_forward_to_rsyslog("relp-forward", false);
+}
+
+/// The same inside TLS, both ways authenticated: rsyslog presents a
+/// certificate for 127.0.0.1 and wants a client certificate from the test
+/// CA (`tls.authMode="certvalid"`), which the output presents.
+#[test]
+fn relp_forward_over_mutual_tls_to_a_real_rsyslog() {
+    relp_forward_to_rsyslog("relp-forward-tls", true);
+}
+
+fn relp_forward_to_rsyslog(name: &str, tls: bool) {
+    let dir = temp_dir(name);
     let port = {
         let probe = TcpListener::bind("127.0.0.1:0").unwrap();
         probe.local_addr().unwrap().port()
     };
+    let mut outputs =
+        format!("[outputs]\nrelp_forward = \"127.0.0.1:{port}\"\nforward_ack_timeout_s = 5\n");
+    let mut imrelp_tls = String::new();
+    if tls {
+        let (ca, ca_pem) = shardwatch_tests::TestCa::new(&dir);
+        let (server_crt, server_key) = ca.issue("server", &["127.0.0.1"]);
+        let (client_crt, client_key) = ca.issue("client", &["shardwatch.test"]);
+        outputs.push_str(&format!(
+            "relp_forward_tls = true\ntls_ca_file = \"{}\"\ntls_client_cert = \"{}\"\n\
+             tls_client_key = \"{}\"\n",
+            ca_pem.display(),
+            client_crt.display(),
+            client_key.display()
+        ));
+        imrelp_tls = format!(
+            r#" tls="on" tls.authMode="certvalid" tls.caCert="{}" tls.myCert="{}" tls.myPrivKey="{}""#,
+            ca_pem.display(),
+            server_crt.display(),
+            server_key.display()
+        );
+    }
     let config = dir.join("shardwatch.toml");
-    std::fs::write(
-        &config,
-        format!("[outputs]\nrelp_forward = \"127.0.0.1:{port}\"\nforward_ack_timeout_s = 5\n"),
-    )
-    .unwrap();
+    std::fs::write(&config, outputs).unwrap();
     let app = Appliance::start(
-        "relp-forward",
+        name,
         &[
             "--cores",
             "1",
@@ -372,7 +401,7 @@ fn relp_forward_delivers_every_alert_to_a_real_rsyslog_that_starts_late() {
             r#"global(workDirectory="{work}")
 module(load="imrelp")
 template(name="msgonly" type="string" string="%msg%\n")
-input(type="imrelp" port="{port}" address="127.0.0.1")
+input(type="imrelp" port="{port}" address="127.0.0.1"{imrelp_tls})
 action(type="omfile" file="{received}" template="msgonly")
 "#,
             work = work.display(),
@@ -394,17 +423,14 @@ action(type="omfile" file="{received}" template="msgonly")
         ids
     };
     wait_until(|| received_ids().len() == 20, "twenty alerts at rsyslog");
-    let log_ids: Vec<String> = app
+    let mut log_ids: Vec<String> = app
         .alerts_file()
         .iter()
         .map(|a| a["id"].as_str().unwrap().to_string())
         .collect();
+    log_ids.sort();
     let ids = received_ids();
-    assert_eq!(ids.keys().cloned().collect::<Vec<_>>(), {
-        let mut sorted = log_ids;
-        sorted.sort();
-        sorted
-    });
+    assert_eq!(ids.keys().cloned().collect::<Vec<_>>(), log_ids);
     assert!(ids.values().all(|&n| n == 1), "each alert once: {ids:?}");
     // Counted once the answers are read, a moment after rsyslog wrote.
     wait_until(
