@@ -23,9 +23,12 @@
 #   scripts/instructions-per-line.sh
 #   BINS="/tmp/old-shardwatch target/release/shardwatch" scripts/instructions-per-line.sh
 #   RULES=perf/rules/scenarios.yml scripts/instructions-per-line.sh   # built-in pack + these
+#   BY_FORMAT=1 scripts/instructions-per-line.sh   # also per message kind
 # Knobs (environment): BINS (target/release/shardwatch), LOAD
 # (target/release/shardwatch-load), EVENTS (100000), RULES (an extra rule
-# file), OUT (target/instructions-per-line). Needs valgrind (Debian
+# file), OUT (target/instructions-per-line), BY_FORMAT (1: also count
+# each message kind of the corpus on its own: its lines, picked by the
+# patterns in `kinds` below, replayed alone). Needs valgrind (Debian
 # package `valgrind`). Writes $OUT/summary.txt and, per binary,
 # $OUT/<n>.callgrind (open with `callgrind_annotate`).
 set -euo pipefail
@@ -72,3 +75,43 @@ for bin in $BINS; do
   per=$(( (all - one) / (EVENTS - 1) ))
   echo "  $bin: $per instructions per line ($all in replay for $EVENTS lines, $one for one)" | tee -a "$summary"
 done
+
+# Per message kind: the corpus's lines of one kind (the generator's mix,
+# told apart by the patterns below), counted the same way. Shows which
+# formats cost what; a kind's figure includes the header, the payload
+# decoder, aliases and rules it runs.
+if [ "${BY_FORMAT:-0}" = 1 ]; then
+  kinds=(
+    "sshd-rfc3164|^<[0-9]+>[A-Z][a-z]{2} .* sshd\\["
+    "sshd-rfc5424|^<[0-9]+>1 [^ ]+ [^ ]+ sshd "
+    "sudo-su|( sudo\\[| su\\[|^<[0-9]+>1 [^ ]+ [^ ]+ (sudo|su) )"
+    "cron|CRON\\["
+    "netfilter-kv|UFW BLOCK"
+    "fortigate-kv|devname=\""
+    "cef|CEF:0\\|"
+    "cloudtrail-json|cloudtrail"
+    "app-rfc5424-sd|\\[(req|origin)@"
+  )
+  echo "per message kind (lines of the corpus of that kind, replayed alone):" | tee -a "$summary"
+  for kind in "${kinds[@]}"; do
+    name=${kind%%|*}
+    pattern=${kind#*|}
+    part=$OUT/kind-$name.log
+    grep -E -- "$pattern" "$corpus" >"$part" || true
+    lines=$(wc -l <"$part")
+    if [ "$lines" -lt 2 ]; then
+      echo "  $name: fewer than 2 lines in the corpus, skipped" | tee -a "$summary"
+      continue
+    fi
+    head -n 1 "$part" >"$OUT/kind-$name-1.log"
+    row="  $name ($lines lines):"
+    n=0
+    for bin in $BINS; do
+      n=$((n + 1))
+      one=$(collected "$bin" "$OUT/kind-$name-1.log" "$OUT/$n-kind-$name-one.callgrind")
+      all=$(collected "$bin" "$part" "$OUT/$n-kind-$name.callgrind")
+      row="$row $(( (all - one) / (lines - 1) ))"
+    done
+    echo "$row" | tee -a "$summary"
+  done
+fi
