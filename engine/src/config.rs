@@ -145,7 +145,8 @@ pub struct OutputsConfig {
     /// send it again on a new connection.
     pub forward_ack_timeout_s: u64,
     /// PEM file of the CA(s) that must have signed the certificate of a TLS
-    /// output's receiver (the `https://` webhook, the TLS syslog forward).
+    /// output's receiver (the `https://` webhook, the TLS syslog and RELP
+    /// forwards).
     /// Required for TLS outputs: the appliance has no built-in trust roots.
     pub tls_ca_file: String,
     /// PEM client certificate (chain) that TLS outputs present, for
@@ -173,7 +174,7 @@ impl Default for OutputsConfig {
             syslog_forward_tls: false,
             relp_forward: String::new(),
             relp_forward_tls: false,
-            forward_ack_timeout_s: 10,
+            forward_ack_timeout_s: crate::outputs::syslog::ACK_WAIT.as_secs(),
             tls_ca_file: String::new(),
             tls_client_cert: String::new(),
             tls_client_key: String::new(),

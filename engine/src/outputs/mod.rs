@@ -12,8 +12,9 @@
 //! alert ids are deterministic, so receivers can drop repeats.
 //!
 //! The webhook (`https://`), the syslog forward (`syslog_forward_tls`,
-//! RFC 5425) and the RELP forward (`relp_forward_tls`) can speak TLS; both use the `tls_*` keys of `[outputs]` through
-//! [`OutputTls`]. [`from_config`] builds every configured output.
+//! RFC 5425) and the RELP forward (`relp_forward_tls`) can speak TLS; all
+//! use the `tls_*` keys of `[outputs]` through [`OutputTls`].
+//! [`from_config`] builds every configured output.
 
 pub mod file;
 pub mod relp;

@@ -18,7 +18,7 @@ const TLS_REFUSAL_WAIT: Duration = Duration::from_secs(1);
 /// How long a written batch may wait for the receiver's TCP to acknowledge
 /// it before it counts as failed and is sent again on a new connection
 /// (the default of `outputs.forward_ack_timeout_s`).
-pub const ACK_WAIT: Duration = Duration::from_secs(10);
+pub(crate) const ACK_WAIT: Duration = Duration::from_secs(10);
 /// local0: the facility SIEMs expect appliances to use.
 const FACILITY_LOCAL0: u8 = 16;
 
