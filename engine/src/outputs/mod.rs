@@ -293,6 +293,31 @@ impl Connection {
         }
     }
 
+    /// Whether the receiver has sent nothing and not closed: a
+    /// non-blocking peek would block. The forwards expect nothing unasked
+    /// between batches, so anything readable (the end of the stream, a
+    /// reset, RELP's `serverclose`, a TLS alert) means the connection is
+    /// not to be written to: a receiver restarted between two batches is
+    /// noticed before the next is sent, not after it failed. (A TLS record
+    /// without data arriving late, such as a session ticket, also costs a
+    /// new connection; the receivers' tickets come with the handshake and
+    /// are read there.)
+    pub(crate) fn peer_quiet(&self) -> bool {
+        let sock = match self {
+            Connection::Plain(s) => s,
+            Connection::Tls(s) => &s.sock,
+        };
+        if sock.set_nonblocking(true).is_err() {
+            return false;
+        }
+        let mut byte = [0u8; 1];
+        let quiet = matches!(
+            sock.peek(&mut byte),
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock
+        );
+        sock.set_nonblocking(false).is_ok() && quiet
+    }
+
     /// Makes the next reads wait at most `timeout` (at least 1 ms: zero
     /// would mean forever).
     pub(crate) fn set_read_timeout(&self, timeout: Duration) -> std::io::Result<()> {

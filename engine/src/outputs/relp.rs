@@ -244,6 +244,10 @@ fn status_text(data: &[u8]) -> String {
 
 impl RelpForward {
     fn deliver_on(&mut self, lines: &[String]) -> anyhow::Result<()> {
+        if self.session.as_ref().is_some_and(|s| !s.conn.peer_quiet()) {
+            // Closed by the receiver since the last batch: a new session.
+            self.session = None;
+        }
         let session = match &mut self.session {
             Some(session) => session,
             None => {
@@ -326,6 +330,9 @@ mod tests {
         RefuseAt(usize),
         /// An `open` answer without `syslog` among the commands.
         NoSyslog,
+        /// `200 OK` to this many commands, then the connection is closed
+        /// (a receiver restarted between two batches).
+        CloseAfter(usize),
     }
 
     /// What a test receiver saw on one connection: the `syslog` messages in
@@ -381,6 +388,9 @@ mod tests {
                 }
             }
             if stream.write_all(&out).is_err() {
+                return seen;
+            }
+            if matches!(answers, Answers::CloseAfter(n) if seen.messages.len() >= n) {
                 return seen;
             }
         }
@@ -480,6 +490,24 @@ mod tests {
         assert_eq!((seen[0].messages.len(), seen[1].messages.len()), (4, 4));
     }
 
+    /// A receiver that closed the session between two batches (restarted,
+    /// or its idle timeout) is noticed before the next batch is sent: that
+    /// batch goes on a new session at once instead of failing first.
+    #[test]
+    fn a_session_the_receiver_closed_between_batches_is_reopened_before_sending() {
+        let (addr, receiver) = receiver(vec![Answers::CloseAfter(2), Answers::Ok]);
+        let mut out = forward(&addr, Duration::from_secs(10));
+        let lines = alerts(4);
+        out.deliver(&lines[..2]).unwrap();
+        // Until the close has reached this side.
+        std::thread::sleep(Duration::from_millis(100));
+        out.deliver(&lines[2..]).unwrap();
+        drop(out);
+        let seen = receiver.join().unwrap();
+        assert_eq!((seen[0].messages.len(), seen[1].messages.len()), (2, 2));
+        assert!(seen[1].messages[1].ends_with(&lines[3]));
+    }
+
     #[test]
     fn a_receiver_without_the_syslog_command_is_refused() {
         let (addr, receiver) = receiver(vec![Answers::NoSyslog]);
@@ -518,7 +546,11 @@ mod tests {
         assert_eq!(outputs.len(), 1);
         assert_eq!(outputs[0].name(), "relp");
         let lines = alerts(3);
-        outputs[0].deliver(&lines).unwrap();
+        // Two batches, one session (the receiver serves only one): the
+        // check before the second finds the TLS connection quiet.
+        outputs[0].deliver(&lines[..1]).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        outputs[0].deliver(&lines[1..]).unwrap();
         drop(outputs);
         let seen = receiver.join().unwrap();
         assert_eq!(seen.messages.len(), 3);

@@ -119,6 +119,10 @@ impl Deliver for SyslogForward {
     }
 
     fn deliver(&mut self, lines: &[String]) -> anyhow::Result<()> {
+        if self.stream.as_ref().is_some_and(|s| !s.peer_quiet()) {
+            // Closed by the receiver since the last batch: reconnect.
+            self.stream = None;
+        }
         if self.stream.is_none() {
             let mut stream = Connection::open(self.addr, CONNECT_TIMEOUT, self.tls.as_ref())?;
             stream.check_accepted(TLS_REFUSAL_WAIT)?;
@@ -189,12 +193,16 @@ mod tests {
         // The certificate names 127.0.0.1, the host of the target.
         let mut outputs = from_config(&tls_config(addr, &pki)).unwrap();
         assert_eq!(outputs.len(), 1);
-        let lines = vec![
+        let lines = [
             r#"{"id":"a","rule":{"level":"high"},"detected_at":"2026-11-27T10:00:00Z"}"#
                 .to_string(),
             r#"{"id":"b","rule":{"level":"low"}}"#.to_string(),
         ];
-        outputs[0].deliver(&lines).unwrap();
+        // Two batches, one connection (the receiver serves only one): the
+        // check before the second finds the TLS connection quiet.
+        outputs[0].deliver(&lines[..1]).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        outputs[0].deliver(&lines[1..]).unwrap();
         let frames = receiver.join().unwrap().unwrap();
         assert!(
             frames[0].starts_with("<131>1 2026-11-27T10:00:00Z "),
@@ -312,6 +320,29 @@ mod tests {
         for (frame, line) in frames.iter().zip(&lines) {
             assert!(frame.ends_with(line.as_str()), "{frame}");
         }
+    }
+
+    /// A receiver that closed the connection between two batches (it
+    /// restarted) is noticed before the next batch: that batch goes on a
+    /// new connection at once instead of failing first.
+    #[test]
+    fn a_connection_the_receiver_closed_between_batches_is_reopened_before_sending() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let receiver = std::thread::spawn(move || {
+            let (mut first, _) = listener.accept().unwrap();
+            let one = read_frames(&mut first, 1).unwrap();
+            drop(first);
+            let (mut second, _) = listener.accept().unwrap();
+            (one, read_frames(&mut second, 1).unwrap())
+        });
+        let mut forward = super::SyslogForward::new(&addr.to_string()).unwrap();
+        super::Deliver::deliver(&mut forward, &[r#"{"id":"a"}"#.to_string()]).unwrap();
+        // Until the receiver has read the batch and closed.
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        super::Deliver::deliver(&mut forward, &[r#"{"id":"b"}"#.to_string()]).unwrap();
+        let (one, two) = receiver.join().unwrap();
+        assert!(one[0].ends_with(r#"{"id":"a"}"#) && two[0].ends_with(r#"{"id":"b"}"#));
     }
 
     #[test]
