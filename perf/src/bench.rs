@@ -79,6 +79,8 @@ pub struct BenchOutcome {
     pub harness_cpus: Vec<usize>,
     /// What the binary's `--version` printed (its version and build).
     pub build: Option<String>,
+    /// Each CPU's busy and steal shares while the load ran.
+    pub machine: Vec<crate::machine::CpuShare>,
 }
 
 /// The online CPUs, in order, from the calling thread's affinity mask.
@@ -224,6 +226,7 @@ pub fn bench(bench: &BenchOptions, load: &mut RunOptions) -> anyhow::Result<Benc
         Vec::new()
     };
     let cpu_start = process_cpu(appliance.pid()).ok();
+    let ticks_start = crate::machine::cpu_ticks();
     let stop_watch = Arc::new(AtomicBool::new(false));
     let watcher = match (bench.watch_events, api) {
         (Some(n), Some(api)) => Some(watch_processed(api, n, stop_watch.clone())),
@@ -236,6 +239,17 @@ pub fn bench(bench: &BenchOptions, load: &mut RunOptions) -> anyhow::Result<Benc
         (Some(start), Some(end)) => Some(end.since(start)),
         _ => None,
     };
+    let machine = crate::machine::shares(&ticks_start, &crate::machine::cpu_ticks(), |cpu| {
+        if appliance_cpus.as_ref().is_some_and(|c| c.contains(&cpu)) {
+            "appliance"
+        } else if harness_cpus.contains(&cpu) {
+            "harness"
+        } else if appliance_cpus.is_none() {
+            "shared"
+        } else {
+            "other"
+        }
+    });
     if !harness_cpus.is_empty() {
         pin_to(&allowed);
     }
@@ -252,6 +266,7 @@ pub fn bench(bench: &BenchOptions, load: &mut RunOptions) -> anyhow::Result<Benc
         processed_ns,
         harness_cpus,
         build,
+        machine,
     })
 }
 
@@ -303,6 +318,7 @@ pub fn add_bench_to_report(
             "tls_handshake_failures": stats.tls_handshake_failures,
             "cpu": outcome.cpu,
             "harness_cpus": outcome.harness_cpus,
+            "machine_cpus": outcome.machine,
             "cpu_us_per_event": outcome.cpu.filter(|_| accepted > 0).map(|c| c.total_s() * 1e6 / accepted as f64),
             "cpus_busy_avg": cpus_busy,
             "parsed_eps": parsed_eps,
@@ -329,6 +345,9 @@ pub fn add_bench_to_report(
         outcome.stopped.exit_code,
     ));
     if let Some(line) = io {
+        report.summary.push(line);
+    }
+    if let Some(line) = crate::machine::summary_line(&outcome.machine) {
         report.summary.push(line);
     }
     if let Some(cpu) = outcome.cpu.filter(|_| accepted > 0) {

@@ -11,6 +11,7 @@ mod clock;
 mod collect;
 mod corpus;
 mod hist;
+mod machine;
 mod matching;
 mod peers;
 mod relp_client;

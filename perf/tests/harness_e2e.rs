@@ -144,6 +144,28 @@ fn bench_detects_every_scenario_and_background_stays_quiet() {
         summary_txt.contains("appliance I/O: journal ") && summary_txt.contains(" per recvmmsg)"),
         "{summary_txt}"
     );
+    // What the machine's CPUs did meanwhile: every CPU, the appliance's
+    // among them, with busy and steal shares.
+    let cpus = doc["appliance"]["machine_cpus"].as_array().unwrap();
+    let online = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert!(cpus.len() >= online.min(2), "{cpus:?}");
+    for cpu in cpus {
+        let busy = cpu["busy"].as_f64().unwrap();
+        let steal = cpu["steal"].as_f64().unwrap();
+        assert!(
+            (0.0..=1.0).contains(&busy) && (0.0..=busy).contains(&steal),
+            "{cpu}"
+        );
+    }
+    assert!(
+        cpus.iter()
+            .any(|c| c["role"] == "appliance" || c["role"] == "shared"),
+        "{cpus:?}"
+    );
+    assert!(
+        summary_txt.contains("machine while the load ran: CPU "),
+        "{summary_txt}"
+    );
 
     // Background alone: replay raises nothing.
     let background = scratch.join("background.log");
