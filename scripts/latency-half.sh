@@ -102,14 +102,17 @@ run_one() {
   local line
   line=$(python3 - "$dir/run/report.json" <<'EOF'
 import json, sys
-d = json.load(open(sys.argv[1])).get("detection", {})
+doc = json.load(open(sys.argv[1]))
+d = doc.get("detection", {})
 def ms(src, key):
     v = (src or {}).get(key)
     return "-" if v is None else f"{v / 1000:.2f}"
 h, a = d.get("latency"), d.get("appliance_latency")
 print(f"harness p50 {ms(h, 'p50_us')} p90 {ms(h, 'p90_us')} p99 {ms(h, 'p99_us')} max {ms(h, 'max_us')} ms; "
       f"node p50 {ms(a, 'p50_us')} p99 {ms(a, 'p99_us')} max {ms(a, 'max_us')} ms; "
-      f"precision {d.get('precision')} recall {d.get('recall')}")
+      f"precision {d.get('precision')} recall {d.get('recall')}; "
+      + ", ".join(f"CPU {c['cpu']} busy {100 * c['busy']:.0f}% steal {100 * c['steal']:.1f}%"
+                  for c in doc.get("machine_cpus", [])))
 EOF
 )
   say "  $bin (prio $prio): $line"

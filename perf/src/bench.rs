@@ -79,24 +79,6 @@ pub struct BenchOutcome {
     pub harness_cpus: Vec<usize>,
     /// What the binary's `--version` printed (its version and build).
     pub build: Option<String>,
-    /// Each CPU's busy and steal shares while the load ran.
-    pub machine: Vec<crate::machine::CpuShare>,
-}
-
-/// The online CPUs, in order, from the calling thread's affinity mask.
-fn allowed_cpus() -> Vec<usize> {
-    // SAFETY: a zeroed cpu_set_t is a valid empty set; the call writes at
-    // most size_of::<cpu_set_t>() bytes into it.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    let ok =
-        unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
-    if ok != 0 {
-        return Vec::new();
-    }
-    (0..libc::CPU_SETSIZE as usize)
-        // SAFETY: `cpu` is below CPU_SETSIZE, the set's size.
-        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
-        .collect()
 }
 
 /// Keeps the calling thread, and every thread it spawns from now on, on
@@ -208,7 +190,7 @@ pub fn bench(bench: &BenchOptions, load: &mut RunOptions) -> anyhow::Result<Benc
     // The harness (senders, alert collector) keeps off the appliance's
     // CPUs where any are left, so it does not take the CPU it measures;
     // the mask is put back after the run.
-    let allowed = allowed_cpus();
+    let allowed = crate::machine::allowed_cpus();
     let appliance_cpus = l
         .fields
         .get("cpus")
@@ -226,7 +208,6 @@ pub fn bench(bench: &BenchOptions, load: &mut RunOptions) -> anyhow::Result<Benc
         Vec::new()
     };
     let cpu_start = process_cpu(appliance.pid()).ok();
-    let ticks_start = crate::machine::cpu_ticks();
     let stop_watch = Arc::new(AtomicBool::new(false));
     let watcher = match (bench.watch_events, api) {
         (Some(n), Some(api)) => Some(watch_processed(api, n, stop_watch.clone())),
@@ -239,22 +220,23 @@ pub fn bench(bench: &BenchOptions, load: &mut RunOptions) -> anyhow::Result<Benc
         (Some(start), Some(end)) => Some(end.since(start)),
         _ => None,
     };
-    let machine = crate::machine::shares(&ticks_start, &crate::machine::cpu_ticks(), |cpu| {
-        if appliance_cpus.as_ref().is_some_and(|c| c.contains(&cpu)) {
-            "appliance"
-        } else if harness_cpus.contains(&cpu) {
-            "harness"
-        } else if appliance_cpus.is_none() {
-            "shared"
-        } else {
-            "other"
-        }
-    });
+
     if !harness_cpus.is_empty() {
         pin_to(&allowed);
     }
     let stopped = appliance.stop()?;
-    let run = run?;
+    let mut run = run?;
+    // Name the appliance's CPUs among those the load's report lists.
+    for share in &mut run.machine {
+        if appliance_cpus.is_none() {
+            share.role = "shared";
+        } else if appliance_cpus
+            .as_ref()
+            .is_some_and(|c| c.contains(&share.cpu))
+        {
+            share.role = "appliance";
+        }
+    }
     if !bench.keep_data {
         let _ = std::fs::remove_dir_all(&data_dir);
     }
@@ -266,7 +248,6 @@ pub fn bench(bench: &BenchOptions, load: &mut RunOptions) -> anyhow::Result<Benc
         processed_ns,
         harness_cpus,
         build,
-        machine,
     })
 }
 
@@ -318,7 +299,6 @@ pub fn add_bench_to_report(
             "tls_handshake_failures": stats.tls_handshake_failures,
             "cpu": outcome.cpu,
             "harness_cpus": outcome.harness_cpus,
-            "machine_cpus": outcome.machine,
             "cpu_us_per_event": outcome.cpu.filter(|_| accepted > 0).map(|c| c.total_s() * 1e6 / accepted as f64),
             "cpus_busy_avg": cpus_busy,
             "parsed_eps": parsed_eps,
@@ -345,9 +325,6 @@ pub fn add_bench_to_report(
         outcome.stopped.exit_code,
     ));
     if let Some(line) = io {
-        report.summary.push(line);
-    }
-    if let Some(line) = crate::machine::summary_line(&outcome.machine) {
         report.summary.push(line);
     }
     if let Some(cpu) = outcome.cpu.filter(|_| accepted > 0) {
@@ -480,13 +457,13 @@ mod tests {
 
     #[test]
     fn pinning_keeps_the_thread_on_the_cpus_given() {
-        let online = allowed_cpus();
+        let online = crate::machine::allowed_cpus();
         assert!(!online.is_empty());
         let last = *online.last().unwrap();
         // A thread of its own, so the test runner's threads keep their mask.
         let seen = std::thread::spawn(move || {
             assert!(pin_to(&[last]));
-            allowed_cpus()
+            crate::machine::allowed_cpus()
         })
         .join()
         .unwrap();

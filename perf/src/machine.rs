@@ -65,6 +65,22 @@ pub fn cpu_ticks() -> Vec<CpuTicks> {
         .unwrap_or_default()
 }
 
+/// The online CPUs, in order, from the calling thread's affinity mask.
+pub fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; the call writes at
+    // most size_of::<cpu_set_t>() bytes into it.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let ok =
+        unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    if ok != 0 {
+        return Vec::new();
+    }
+    (0..libc::CPU_SETSIZE as usize)
+        // SAFETY: `cpu` is below CPU_SETSIZE, the set's size.
+        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
+        .collect()
+}
+
 /// One CPU over an interval, as fractions of its time (0 to 1).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CpuShare {

@@ -96,6 +96,10 @@ pub struct RunOutcome {
     pub excluded: Vec<(Excluded, usize)>,
     /// Every scored detection, in send order (`detections.csv`).
     pub detections: Vec<DetectionRow>,
+    /// What each of the machine's CPUs did while the load was sent: CPUs
+    /// the harness may run on are `harness`, the others `other` (`bench`
+    /// names the appliance's).
+    pub machine: Vec<crate::machine::CpuShare>,
 }
 
 /// One detected scenario instance: when its completing event was due,
@@ -257,7 +261,16 @@ pub fn run_load(opts: &RunOptions) -> anyhow::Result<RunOutcome> {
         session: opts.session.clone(),
         progress: opts.progress,
     };
+    let ticks_before = crate::machine::cpu_ticks();
     let send = send::send(&corpus, &config, &Arc::new(AtomicU64::new(0)), &alerts_seen)?;
+    let harness_cpus = crate::machine::allowed_cpus();
+    let machine = crate::machine::shares(&ticks_before, &crate::machine::cpu_ticks(), |cpu| {
+        if harness_cpus.contains(&cpu) {
+            "harness"
+        } else {
+            "other"
+        }
+    });
     // Map truth positions in the full list to the filtered list.
     // `truth` is the in-order subsequence of entries that were sent.
     let mut kept = 0usize;
@@ -377,6 +390,7 @@ pub fn run_load(opts: &RunOptions) -> anyhow::Result<RunOutcome> {
         warnings,
         excluded,
         detections,
+        machine,
     })
 }
 
@@ -448,6 +462,12 @@ pub fn add_to_report(outcome: &RunOutcome, opts: &RunOptions, report: &mut Repor
         for e in &r.errors {
             report.summary.push(format!("warning: relp: {e}"));
         }
+    }
+    report
+        .body
+        .insert("machine_cpus".into(), json!(outcome.machine));
+    if let Some(line) = crate::machine::summary_line(&outcome.machine) {
+        report.summary.push(line);
     }
     for w in &outcome.warnings {
         report.summary.push(format!("warning: {w}"));
