@@ -1443,6 +1443,7 @@ async fn udp_loop(core: Rc<Core>, socket: std::net::UdpSocket) -> anyhow::Result
                 continue;
             }
         };
+        let read_ns = now_ns();
         core.refresh_rules();
         process_datagrams(&core, &rx, count, frame_max);
         // A full read means more is waiting: keep reading up to
@@ -1456,6 +1457,10 @@ async fn udp_loop(core: Rc<Core>, socket: std::net::UdpSocket) -> anyhow::Result
             }
             core.flush(WhenFull::Drop).await;
             unflushed = 0;
+            // The socket was emptied: let datagrams gather before the next.
+            if count < transport::udp::UDP_BATCH_MAX && coalesce_reads(&core, read_ns).await {
+                continue;
+            }
         }
         yield_turn().await;
     }
@@ -1735,6 +1740,25 @@ async fn background_pause() {
 /// task on the core from running: other connections, the tick (window
 /// expiry, the state bound, checkpoints) and peer batches. Each ingest
 /// loop yields after every batch.
+/// `ingest.read_coalesce_us`: after a read that emptied its socket (at
+/// `read_ns`, its batch already processed and flushed), waits until that
+/// long after the read before the next, so the next read carries what
+/// arrived meanwhile instead of a line or two. Returns whether it waited
+/// (the wait is the turn's yield). Not while stopping: the drain reads at
+/// once.
+async fn coalesce_reads(core: &Core, read_ns: i64) -> bool {
+    let coalesce = Duration::from_micros(core.shared.config.ingest.read_coalesce_us);
+    if coalesce.is_zero() || core.stopping() {
+        return false;
+    }
+    let spent = Duration::from_nanos((now_ns() - read_ns).max(0) as u64);
+    if spent >= coalesce {
+        return false;
+    }
+    glommio::timer::sleep(coalesce - spent).await;
+    true
+}
+
 async fn yield_turn() {
     futures_lite::future::yield_now().await;
 }
@@ -1963,6 +1987,10 @@ async fn serve_connection<S>(
                 .debit(peer.ip(), frames, received_ns);
         }
         core.flush(WhenFull::Wait).await;
+        // A read that emptied the socket: let lines gather before the next.
+        if n < buf.len() && coalesce_reads(&core, received_ns).await {
+            continue;
+        }
         yield_turn().await;
     }
     let received_ns = now_ns();

@@ -497,3 +497,50 @@ fn suppression_folds_repeats_and_publishes_the_final_count() {
     assert_eq!(replayed[1]["id"], brute[0]["id"]);
     assert_eq!(replayed[1]["count"], 3);
 }
+
+/// Journal commits (read-process-commit cycles) for `lines` lines sent
+/// over TCP one every `gap`, by a node with `read_coalesce_us`.
+fn commits_for_trickled_lines(coalesce_us: u64, lines: u32, gap: Duration) -> f64 {
+    let app = Appliance::start_configured(
+        &format!("coalesce-{coalesce_us}"),
+        &format!("[ingest]\nread_coalesce_us = {coalesce_us}\n"),
+        &["--cores", "1", "--quiet"],
+    )
+    .unwrap();
+    let mut stream = TcpStream::connect(app.tcp()).unwrap();
+    stream.set_nodelay(true).unwrap();
+    for i in 0..lines {
+        let line = format!(
+            "<13>{} web-1 app[1]: request {i} served\n",
+            syslog_stamp(i % 60)
+        );
+        stream.write_all(line.as_bytes()).unwrap();
+        std::thread::sleep(gap);
+    }
+    let parsed = shardwatch_tests::poll(WAIT, Duration::from_millis(20), || {
+        let page = app.metrics();
+        let parsed = shardwatch_tests::metric_sum(&page, "shardwatch_events_parsed_total", "");
+        let commits = shardwatch_tests::metric_sum(&page, "shardwatch_journal_commits_total", "");
+        ((parsed, commits), parsed >= f64::from(lines))
+    });
+    assert_eq!(parsed.0, f64::from(lines), "every line parsed");
+    let stopped = app.stop().unwrap();
+    assert!(stopped.exit_ok, "{:?}", stopped.stderr);
+    parsed.1
+}
+
+/// `ingest.read_coalesce_us` lets lines that trickle in gather between
+/// reads: with lines 1 ms apart, a node reading at once commits about once
+/// per line, one waiting 10 ms after each read about once per ten.
+#[test]
+fn read_coalescing_gathers_trickling_lines_into_fewer_cycles() {
+    let lines = 150;
+    let gap = Duration::from_millis(1);
+    let at_once = commits_for_trickled_lines(0, lines, gap);
+    let coalesced = commits_for_trickled_lines(10_000, lines, gap);
+    assert!(
+        coalesced * 3.0 < at_once,
+        "commits: {coalesced} coalesced against {at_once} reading at once"
+    );
+    assert!(coalesced >= 1.0);
+}
