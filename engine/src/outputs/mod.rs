@@ -133,6 +133,23 @@ impl OutputTls {
         })
     }
 
+    /// The peer of a forward to `target` (`host:port`) when it speaks
+    /// TLS (`tls` set), `None` for plain TCP; `what` names the output in
+    /// errors.
+    pub(crate) fn peer_of_target(
+        tls: Option<&OutputTls>,
+        target: &str,
+        what: &str,
+    ) -> anyhow::Result<Option<TlsPeer>> {
+        let Some(tls) = tls else {
+            return Ok(None);
+        };
+        // The port is the target's own; only the host matters here.
+        let (host, _) =
+            split_host_port(target, 0).with_context(|| format!("bad {what} target {target:?}"))?;
+        tls.peer(host).map(Some)
+    }
+
     /// The peer of an output whose target host is `host`.
     pub(crate) fn peer(&self, host: &str) -> anyhow::Result<TlsPeer> {
         let name = if self.server_name.is_empty() {

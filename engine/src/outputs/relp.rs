@@ -64,18 +64,10 @@ impl RelpForward {
         tls: Option<&OutputTls>,
         ack_wait: Duration,
     ) -> anyhow::Result<RelpForward> {
-        let tls = match tls {
-            Some(tls) => {
-                let (host, _) = super::split_host_port(target, 2514)
-                    .with_context(|| format!("bad RELP forward target {target:?}"))?;
-                Some(tls.peer(host)?)
-            }
-            None => None,
-        };
         Ok(RelpForward {
+            tls: OutputTls::peer_of_target(tls, target, "RELP forward")?,
             addr: resolve(target, "RELP forward")?,
             hostname: local_hostname(),
-            tls,
             session: None,
             ack_wait,
         })

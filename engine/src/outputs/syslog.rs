@@ -45,19 +45,10 @@ impl SyslogForward {
         tls: Option<&OutputTls>,
         ack_wait: Duration,
     ) -> anyhow::Result<SyslogForward> {
-        let tls = match tls {
-            Some(tls) => {
-                let (host, _) = super::split_host_port(target, 6514)
-                    .with_context(|| format!("bad syslog forward target {target:?}"))?;
-                Some(tls.peer(host)?)
-            }
-            None => None,
-        };
-        let addr = resolve(target, "syslog forward")?;
         Ok(SyslogForward {
-            addr,
+            tls: OutputTls::peer_of_target(tls, target, "syslog forward")?,
+            addr: resolve(target, "syslog forward")?,
             hostname: local_hostname(),
-            tls,
             stream: None,
             ack_wait,
         })
