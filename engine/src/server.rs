@@ -1732,14 +1732,6 @@ async fn background_pause() {
     glommio::timer::sleep(BACKGROUND_PAUSE).await;
 }
 
-/// Lets the core's other runnable tasks run (those whose I/O or timer
-/// completed when the executor last polled; it polls again when its queues
-/// run dry or a preemption timer fires, see [`BACKGROUND_SHARES`]). A
-/// socket that always has data makes its read return at once, so without
-/// this a UDP flood (or one busy TCP connection) would keep every other
-/// task on the core from running: other connections, the tick (window
-/// expiry, the state bound, checkpoints) and peer batches. Each ingest
-/// loop yields after every batch.
 /// `ingest.read_coalesce_us`: after a read that emptied its socket (at
 /// `read_ns`, its batch already processed and flushed), waits until that
 /// long after the read before the next, so the next read carries what
@@ -1759,6 +1751,14 @@ async fn coalesce_reads(core: &Core, read_ns: i64) -> bool {
     true
 }
 
+/// Lets the core's other runnable tasks run (those whose I/O or timer
+/// completed when the executor last polled; it polls again when its queues
+/// run dry or a preemption timer fires, see [`BACKGROUND_SHARES`]). A
+/// socket that always has data makes its read return at once, so without
+/// this a UDP flood (or one busy TCP connection) would keep every other
+/// task on the core from running: other connections, the tick (window
+/// expiry, the state bound, checkpoints) and peer batches. Each ingest
+/// loop yields after every batch.
 async fn yield_turn() {
     futures_lite::future::yield_now().await;
 }

@@ -220,7 +220,6 @@ pub fn bench(bench: &BenchOptions, load: &mut RunOptions) -> anyhow::Result<Benc
         (Some(start), Some(end)) => Some(end.since(start)),
         _ => None,
     };
-
     if !harness_cpus.is_empty() {
         pin_to(&allowed);
     }

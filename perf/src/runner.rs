@@ -97,8 +97,9 @@ pub struct RunOutcome {
     /// Every scored detection, in send order (`detections.csv`).
     pub detections: Vec<DetectionRow>,
     /// What each of the machine's CPUs did while the load was sent: CPUs
-    /// the harness may run on are `harness`, the others `other` (`bench`
-    /// names the appliance's).
+    /// the harness may run on are `harness`, the others `other`, all of
+    /// them `shared` when it may run on every one (`bench` names the
+    /// appliance's).
     pub machine: Vec<crate::machine::CpuShare>,
 }
 
@@ -263,9 +264,14 @@ pub fn run_load(opts: &RunOptions) -> anyhow::Result<RunOutcome> {
     };
     let ticks_before = crate::machine::cpu_ticks();
     let send = send::send(&corpus, &config, &Arc::new(AtomicU64::new(0)), &alerts_seen)?;
+    let ticks_after = crate::machine::cpu_ticks();
     let harness_cpus = crate::machine::allowed_cpus();
-    let machine = crate::machine::shares(&ticks_before, &crate::machine::cpu_ticks(), |cpu| {
-        if harness_cpus.contains(&cpu) {
+    // A harness allowed on every CPU shares them with whatever it drives.
+    let everywhere = ticks_after.iter().all(|t| harness_cpus.contains(&t.cpu));
+    let machine = crate::machine::shares(&ticks_before, &ticks_after, |cpu| {
+        if everywhere {
+            "shared"
+        } else if harness_cpus.contains(&cpu) {
             "harness"
         } else {
             "other"
