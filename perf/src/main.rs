@@ -282,6 +282,11 @@ struct BenchArgs {
     /// subscribe to its live stream (`GET /api/alerts/stream`).
     #[arg(long, value_enum, default_value = "file")]
     alerts_via: bench::AlertsVia,
+    /// A configuration file for the appliance (`shardwatch run --config`),
+    /// to compare settings such as `[ingest] read_coalesce_us`; the
+    /// listeners, data directory and API address bench sets override it.
+    #[arg(long)]
+    appliance_config: Option<PathBuf>,
     #[command(flatten)]
     load: LoadArgs,
 }
@@ -502,6 +507,13 @@ fn bench_cmd(args: BenchArgs) -> anyhow::Result<()> {
         options.tls_server = Some((certs.server_cert, certs.server_key));
     }
     options.alerts_via = args.alerts_via;
+    if let Some(config) = &args.appliance_config {
+        if !config.is_file() {
+            bail!("--appliance-config {} is not a file", config.display());
+        }
+        options.extra_args.push("--config".into());
+        options.extra_args.push(config.display().to_string());
+    }
     let outcome = bench::bench(&options, &mut load)?;
     let mut report = Report::new("bench");
     bench::add_bench_to_report(&outcome, &options, &load, &mut report);

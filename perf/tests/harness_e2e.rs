@@ -360,3 +360,39 @@ fn run_scores_alerts_from_the_live_stream() {
     );
     let _ = std::fs::remove_dir_all(&scratch);
 }
+
+/// `bench --appliance-config` hands the file to the appliance: a setting
+/// out of range there stops the appliance, and bench says why.
+#[test]
+fn bench_passes_its_appliance_config_on() {
+    let _alone = ONE_BENCH_AT_A_TIME.lock();
+    let binary = appliance_binary();
+    let scratch = shardwatch_tests::temp_dir("harness-config");
+    let config = scratch.join("appliance.toml");
+    std::fs::write(&config, "[ingest]\nread_coalesce_us = 99999\n").unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_shardwatch-load"))
+        .args(["bench", "--binary"])
+        .arg(&binary)
+        .args([
+            "--cores",
+            "1",
+            "--transport",
+            "tcp",
+            "--rate",
+            "1000",
+            "--events",
+            "100",
+            "--rules",
+            "none",
+            "--quiet",
+            "--out",
+        ])
+        .arg(scratch.join("out"))
+        .arg("--appliance-config")
+        .arg(&config)
+        .output()
+        .expect("shardwatch-load runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("ingest.read_coalesce_us"), "{stderr}");
+}
