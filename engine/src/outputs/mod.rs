@@ -69,11 +69,7 @@ pub fn from_config(o: &OutputsConfig) -> anyhow::Result<Vec<Box<dyn Deliver>>> {
         )?));
     }
     if !o.syslog_forward.is_empty() {
-        let tls = if o.syslog_forward_tls {
-            tls.as_ref()
-        } else {
-            None
-        };
+        let tls = tls.as_ref().filter(|_| o.syslog_forward_tls);
         outputs.push(Box::new(syslog::SyslogForward::new_with_tls(
             &o.syslog_forward,
             tls,
@@ -81,11 +77,7 @@ pub fn from_config(o: &OutputsConfig) -> anyhow::Result<Vec<Box<dyn Deliver>>> {
         )?));
     }
     if !o.relp_forward.is_empty() {
-        let tls = if o.relp_forward_tls {
-            tls.as_ref()
-        } else {
-            None
-        };
+        let tls = tls.as_ref().filter(|_| o.relp_forward_tls);
         outputs.push(Box::new(relp::RelpForward::new(
             &o.relp_forward,
             tls,
@@ -278,10 +270,7 @@ impl Connection {
     /// identifies).
     pub(crate) fn wait_acknowledged(&self, within: Duration) -> anyhow::Result<()> {
         use std::os::fd::AsRawFd;
-        let sock = match self {
-            Connection::Plain(s) => s,
-            Connection::Tls(s) => &s.sock,
-        };
+        let sock = self.tcp();
         let deadline = std::time::Instant::now() + within;
         let mut pause = Duration::from_micros(50);
         loop {
@@ -320,10 +309,7 @@ impl Connection {
     /// new connection; the receivers' tickets come with the handshake and
     /// are read there.)
     pub(crate) fn peer_quiet(&self) -> bool {
-        let sock = match self {
-            Connection::Plain(s) => s,
-            Connection::Tls(s) => &s.sock,
-        };
+        let sock = self.tcp();
         if sock.set_nonblocking(true).is_err() {
             return false;
         }
@@ -338,11 +324,17 @@ impl Connection {
     /// Makes the next reads wait at most `timeout` (at least 1 ms: zero
     /// would mean forever).
     pub(crate) fn set_read_timeout(&self, timeout: Duration) -> std::io::Result<()> {
-        let sock = match self {
+        let sock = self.tcp();
+        sock.set_read_timeout(Some(timeout.max(Duration::from_millis(1))))
+    }
+
+    /// The TCP socket under the connection (under TLS, the one rustls
+    /// reads and writes).
+    fn tcp(&self) -> &TcpStream {
+        match self {
             Connection::Plain(s) => s,
             Connection::Tls(s) => &s.sock,
-        };
-        sock.set_read_timeout(Some(timeout.max(Duration::from_millis(1))))
+        }
     }
 
     /// Ends a TLS session politely (best effort); a no-op for plain TCP.
