@@ -104,14 +104,17 @@ pub struct RunOutcome {
 }
 
 /// One detected scenario instance: when its completing event was due,
-/// when the appliance raised the alert and when the harness read it, so a
-/// latency tail can be placed in time and split into before and after
-/// detection.
+/// when the harness's write holding it returned, when the appliance raised
+/// the alert and when the harness read it, so a latency tail can be placed
+/// in time and split into legs (see [`LatencyLegs`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct DetectionRow {
     pub scenario: String,
     /// The completing event's intended send time (UTC ns).
     pub sent_ns: i64,
+    /// When the write (or `sendmmsg`, or RELP batch) holding the completing
+    /// event returned (UTC ns); equal to `sent_ns` flat out.
+    pub written_ns: i64,
     /// The alert's `detected_at` (the appliance's clock, same machine).
     pub detected_ns: Option<i64>,
     /// When the collector read the alert (UTC ns).
@@ -120,28 +123,80 @@ pub struct DetectionRow {
     pub appliance_us: Option<i64>,
 }
 
+impl DetectionRow {
+    /// When the appliance read the completing event: its `detected_at`
+    /// less its own receive-to-detect latency.
+    fn received_ns(&self) -> Option<i64> {
+        Some(self.detected_ns? - self.appliance_us? * 1_000)
+    }
+}
+
 /// `detections.csv`: one row per detection, times in µs since `start_ns`
 /// (the first event's intended send time), so rows line up with the
 /// throughput plot; `sent_to_detected_us` is what happened before the
 /// alert existed (sender, socket, appliance), `detected_to_observed_us`
-/// after it (alert log, collector).
+/// after it (alert log, collector). The first leg is split further:
+/// `intended_to_written_us` (the harness late on its schedule, or its
+/// write blocked by a full socket) and `written_to_received_us` (the
+/// kernel, and the appliance busy elsewhere before it read the line); the
+/// appliance's own `appliance_us` is the rest.
 pub fn detections_csv(rows: &[DetectionRow], start_ns: i64) -> String {
     let mut out = String::from(
-        "scenario,sent_us,latency_us,sent_to_detected_us,detected_to_observed_us,appliance_us\n",
+        "scenario,sent_us,latency_us,sent_to_detected_us,detected_to_observed_us,appliance_us,intended_to_written_us,written_to_received_us\n",
     );
     let opt = |v: Option<i64>| v.map_or(String::new(), |v| v.to_string());
     for r in rows {
         out.push_str(&format!(
-            "{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{},{}\n",
             r.scenario,
             (r.sent_ns - start_ns) / 1_000,
             (r.observed_ns - r.sent_ns) / 1_000,
             opt(r.detected_ns.map(|d| (d - r.sent_ns) / 1_000)),
             opt(r.detected_ns.map(|d| (r.observed_ns - d) / 1_000)),
             opt(r.appliance_us),
+            (r.written_ns - r.sent_ns) / 1_000,
+            opt(r.received_ns().map(|x| (x - r.written_ns) / 1_000)),
         ));
     }
     out
+}
+
+/// Detection latency split into its legs, one histogram each: the harness
+/// (intended send to write returned), the way in (write returned to the
+/// appliance reading the line: kernel, socket buffer, appliance busy with
+/// earlier lines or other work), the appliance (read to detected) and the
+/// way out (detected to the harness reading the alert). The first two are
+/// known only for alerts that carry `latency_us`; a write that returns
+/// after the appliance already read the line (a large write read while
+/// still being copied) counts 0 on the way in.
+#[derive(Default)]
+pub struct LatencyLegs {
+    pub harness: LatencyHistogram,
+    pub way_in: LatencyHistogram,
+    pub appliance: LatencyHistogram,
+    pub way_out: LatencyHistogram,
+    /// Intended send to detected (the first three legs together).
+    pub sent_to_detected: LatencyHistogram,
+}
+
+impl LatencyLegs {
+    pub fn of(rows: &[DetectionRow]) -> LatencyLegs {
+        let mut legs = LatencyLegs::default();
+        for r in rows {
+            let Some(detected) = r.detected_ns else {
+                continue;
+            };
+            legs.sent_to_detected
+                .record_us((detected - r.sent_ns) / 1_000);
+            legs.way_out.record_us((r.observed_ns - detected) / 1_000);
+            if let Some(received) = r.received_ns() {
+                legs.harness.record_us((r.written_ns - r.sent_ns) / 1_000);
+                legs.way_in.record_us((received - r.written_ns) / 1_000);
+                legs.appliance.record_us((detected - received) / 1_000);
+            }
+        }
+        legs
+    }
 }
 
 /// Loads or generates the corpus, with event times starting at `start_ns`.
@@ -336,6 +391,7 @@ pub fn run_load(opts: &RunOptions) -> anyhow::Result<RunOutcome> {
             detections.push(DetectionRow {
                 scenario: truth[t].scenario.clone(),
                 sent_ns: c.origin_ns,
+                written_ns: c.sent_ns,
                 detected_ns: alert.detected_ns,
                 observed_ns: alert.observed_ns,
                 appliance_us: alert.latency_us,
@@ -479,15 +535,9 @@ pub fn add_to_report(outcome: &RunOutcome, opts: &RunOptions, report: &mut Repor
         report.summary.push(format!("warning: {w}"));
     }
     if let Some(m) = &outcome.matching {
-        // Where the latency went: before the alert existed (sender, socket,
-        // appliance) or after (alert log, collector).
-        let mut split = (LatencyHistogram::default(), LatencyHistogram::default());
-        for r in &outcome.detections {
-            if let Some(d) = r.detected_ns {
-                split.0.record_us((d - r.sent_ns) / 1_000);
-                split.1.record_us((r.observed_ns - d) / 1_000);
-            }
-        }
+        // Where the latency went: the harness, the way in, the appliance,
+        // the way out.
+        let legs = LatencyLegs::of(&outcome.detections);
         report.extra_files.push((
             "detections.csv".into(),
             detections_csv(&outcome.detections, outcome.send.started_ns),
@@ -506,8 +556,11 @@ pub fn add_to_report(outcome: &RunOutcome, opts: &RunOptions, report: &mut Repor
                 "latency": outcome.overall.summary(),
                 "appliance_latency": outcome.overall_appliance.summary(),
                 "latency_split": {
-                    "sent_to_detected": split.0.summary(),
-                    "detected_to_observed": split.1.summary(),
+                    "sent_to_detected": legs.sent_to_detected.summary(),
+                    "detected_to_observed": legs.way_out.summary(),
+                    "intended_to_written": legs.harness.summary(),
+                    "written_to_received": legs.way_in.summary(),
+                    "received_to_detected": legs.appliance.summary(),
                 },
                 "scenarios": outcome.scenarios,
                 "not_scored": outcome.excluded.iter().map(|(x, n)| json!({
@@ -534,7 +587,7 @@ pub fn add_to_report(outcome: &RunOutcome, opts: &RunOptions, report: &mut Repor
         report.summary.push(
             "detection latency (alert observed - completing event's intended send time):".into(),
         );
-        let (before, after) = (split.0.summary(), split.1.summary());
+        let (before, after) = (legs.sent_to_detected.summary(), legs.way_out.summary());
         if let Some(c) = &outcome.collect {
             report.summary.push(format!(
                 "  observer: {}, {} priority{}",
@@ -565,6 +618,27 @@ pub fn add_to_report(outcome: &RunOutcome, opts: &RunOptions, report: &mut Repor
                 human_us(after.p50_us),
                 human_us(after.p99_us),
                 human_us(after.max_us),
+            ));
+        }
+        let (harness, way_in, appliance) = (
+            legs.harness.summary(),
+            legs.way_in.summary(),
+            legs.appliance.summary(),
+        );
+        if harness.count > 0 {
+            let leg = |s: &LatencySummary| {
+                format!(
+                    "p50 {} p99 {} max {}",
+                    human_us(s.p50_us),
+                    human_us(s.p99_us),
+                    human_us(s.max_us)
+                )
+            };
+            report.summary.push(format!(
+                "  legs: intended -> written (harness) {}; written -> read by the appliance {}; read -> detected {}",
+                leg(&harness),
+                leg(&way_in),
+                leg(&appliance),
             ));
         }
         for sc in &outcome.scenarios {
@@ -631,6 +705,7 @@ mod tests {
             DetectionRow {
                 scenario: "ssh_brute_force".into(),
                 sent_ns: start + 2_000_000,
+                written_ns: start + 2_100_000,
                 detected_ns: Some(start + 2_500_000),
                 observed_ns: start + 3_000_000,
                 appliance_us: Some(40),
@@ -638,6 +713,7 @@ mod tests {
             DetectionRow {
                 scenario: "port_scan".into(),
                 sent_ns: start + 10_000_000,
+                written_ns: start + 10_000_000,
                 detected_ns: None,
                 observed_ns: start + 90_000_000,
                 appliance_us: None,
@@ -645,9 +721,51 @@ mod tests {
         ];
         assert_eq!(
             detections_csv(&rows, start),
-            "scenario,sent_us,latency_us,sent_to_detected_us,detected_to_observed_us,appliance_us\n\
-             ssh_brute_force,2000,1000,500,500,40\n\
-             port_scan,10000,80000,,,\n"
+            "scenario,sent_us,latency_us,sent_to_detected_us,detected_to_observed_us,appliance_us,intended_to_written_us,written_to_received_us\n\
+             ssh_brute_force,2000,1000,500,500,40,100,360\n\
+             port_scan,10000,80000,,,,0,\n"
         );
+    }
+
+    #[test]
+    fn latency_legs_add_up_to_the_whole_and_skip_what_is_unknown() {
+        let row =
+            |sent: i64, written: i64, received: i64, detected: i64, observed: i64| DetectionRow {
+                scenario: "s".into(),
+                sent_ns: sent * 1_000,
+                written_ns: written * 1_000,
+                detected_ns: Some(detected * 1_000),
+                observed_ns: observed * 1_000,
+                appliance_us: Some(detected - received),
+            };
+        let rows = [
+            // 1.5 ms late on the schedule, 300 µs in the kernel, 50 µs in
+            // the appliance, 1 ms to the collector (values the histogram
+            // holds exactly: under 2,048).
+            row(0, 1_500, 1_800, 1_850, 2_850),
+            // The appliance read the line before the write returned.
+            row(10_000, 10_500, 10_400, 10_420, 10_500),
+        ];
+        let mut no_latency = row(20_000, 20_000, 20_100, 20_200, 20_300);
+        no_latency.appliance_us = None;
+        let mut undetected = no_latency.clone();
+        undetected.detected_ns = None;
+        let legs = LatencyLegs::of(&[rows[0].clone(), rows[1].clone(), no_latency, undetected]);
+        let (harness, way_in, appliance) = (
+            legs.harness.summary(),
+            legs.way_in.summary(),
+            legs.appliance.summary(),
+        );
+        assert_eq!((harness.count, way_in.count, appliance.count), (2, 2, 2));
+        assert_eq!(legs.sent_to_detected.summary().count, 3);
+        assert_eq!(legs.way_out.summary().count, 3);
+        assert_eq!(
+            (harness.max_us, way_in.max_us, appliance.max_us),
+            (1_500, 300, 50)
+        );
+        // The early read counts as (the histogram's floor of) zero.
+        assert_eq!(way_in.p50_us, 1);
+        assert_eq!(appliance.p50_us, 20);
+        assert_eq!(legs.sent_to_detected.summary().max_us, 1_850);
     }
 }

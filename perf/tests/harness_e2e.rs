@@ -119,6 +119,33 @@ fn bench_detects_every_scenario_and_background_stays_quiet() {
         assert!(scenario["latency"]["count"].as_u64().unwrap() >= 1);
     }
     assert_eq!(detection["false_positives"], 0, "{summary}");
+    // The latency's legs: every detected alert carries the appliance's
+    // own latency, so each leg counts every detection.
+    let split = &detection["latency_split"];
+    let detected = split["sent_to_detected"]["count"].as_u64().unwrap();
+    assert!(detected >= 18, "{split}");
+    for leg in [
+        "detected_to_observed",
+        "intended_to_written",
+        "written_to_received",
+        "received_to_detected",
+    ] {
+        assert_eq!(
+            split[leg]["count"].as_u64(),
+            Some(detected),
+            "{leg}: {split}"
+        );
+    }
+    let csv = std::fs::read_to_string(bench_out.join("detections.csv")).unwrap();
+    assert!(
+        csv.starts_with("scenario,")
+            && csv
+                .lines()
+                .next()
+                .unwrap()
+                .ends_with(",written_to_received_us"),
+        "{csv}"
+    );
     assert_eq!(doc["send"]["sent"], 5000);
     assert_eq!(doc["appliance"]["clean_exit"], true, "{summary}");
     assert!(doc["appliance"]["events_parsed"].as_u64().unwrap() > 0);
