@@ -1004,11 +1004,10 @@ impl Core {
         // The file is written as the shards are serialized (on the blocking
         // thread, a few MiB at a time), so the serialized state is never
         // held whole; it becomes the checkpoint only at the final rename.
-        let mut writer = glommio::executor()
-            .spawn_blocking(move || {
-                shardwatch_storage::checkpoint::CheckpointWriter::create(&dir, generation)
-            })
-            .await?;
+        let mut writer = shardwatch_storage::spawn_background(move || {
+            shardwatch_storage::checkpoint::CheckpointWriter::create(&dir, generation)
+        })
+        .await?;
         let mut encoder =
             durable::CheckpointEncoder::with_size_hints(self.checkpoint_size_hints.take());
         let mut slice = std::time::Instant::now();
@@ -1055,9 +1054,7 @@ impl Core {
             .await
             .map_err(|_| anyhow::anyhow!("the alert writer stopped before the barrier"))?;
         let bytes = writer.len();
-        glommio::executor()
-            .spawn_blocking(move || writer.finish(keep))
-            .await?;
+        shardwatch_storage::spawn_background(move || writer.finish(keep)).await?;
         self.checkpoint_generation.set(generation);
         self.shared.recovery.publish_covered(self.index, &covered);
         add(&self.stats.checkpoints_written, 1);
@@ -1072,11 +1069,10 @@ impl Core {
                 config.storage.journal_retain_bytes,
                 Duration::from_secs(config.storage.journal_retain_s),
             );
-            glommio::executor()
-                .spawn_blocking(move || {
-                    shardwatch_storage::journal::retain(&dir, max_bytes, max_age, floor)
-                })
-                .await?;
+            shardwatch_storage::spawn_background(move || {
+                shardwatch_storage::journal::retain(&dir, max_bytes, max_age, floor)
+            })
+            .await?;
         }
         Ok(())
     }
@@ -1285,14 +1281,13 @@ async fn write_checkpoint_chunks(
     mut writer: shardwatch_storage::checkpoint::CheckpointWriter,
     chunks: Vec<Vec<u8>>,
 ) -> anyhow::Result<shardwatch_storage::checkpoint::CheckpointWriter> {
-    glommio::executor()
-        .spawn_blocking(move || -> anyhow::Result<_> {
-            for chunk in &chunks {
-                writer.append(chunk)?;
-            }
-            Ok(writer)
-        })
-        .await
+    shardwatch_storage::spawn_background(move || -> anyhow::Result<_> {
+        for chunk in &chunks {
+            writer.append(chunk)?;
+        }
+        Ok(writer)
+    })
+    .await
 }
 
 /// Syncs the journal every `every` while lines are waiting to be durable,

@@ -184,18 +184,17 @@ impl SegmentFile {
         let fd = unsafe { BorrowedFd::borrow_raw(raw) }
             .try_clone_to_owned()
             .map_err(glommio::GlommioError::IoError)?;
-        glommio::executor()
-            .spawn_blocking(move || loop {
-                // SAFETY: fdatasync on a descriptor this closure owns.
-                if unsafe { libc::fdatasync(fd.as_raw_fd()) } == 0 {
-                    break Ok(());
-                }
-                let err = std::io::Error::last_os_error();
-                if err.kind() != std::io::ErrorKind::Interrupted {
-                    break Err(glommio::GlommioError::IoError(err));
-                }
-            })
-            .await
+        crate::spawn_background(move || loop {
+            // SAFETY: fdatasync on a descriptor this closure owns.
+            if unsafe { libc::fdatasync(fd.as_raw_fd()) } == 0 {
+                break Ok(());
+            }
+            let err = std::io::Error::last_os_error();
+            if err.kind() != std::io::ErrorKind::Interrupted {
+                break Err(glommio::GlommioError::IoError(err));
+            }
+        })
+        .await
     }
 
     async fn truncate(&self, size: u64) -> glommio::Result<(), ()> {
