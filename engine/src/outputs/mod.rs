@@ -49,6 +49,41 @@ pub trait Deliver: Send {
     fn name(&self) -> &str;
     /// Delivers every line or fails as a whole (the batch is retried).
     fn deliver(&mut self, lines: &[String]) -> anyhow::Result<()>;
+    /// Delivers every line or fails saying how many leading lines the
+    /// receiver confirmed before the failure: those are not sent again.
+    /// For outputs whose receiver confirms line by line (RELP); the others
+    /// confirm nothing short of the whole batch.
+    fn deliver_confirmed(&mut self, lines: &[String]) -> Result<(), Failure> {
+        self.deliver(lines).map_err(Failure::from)
+    }
+}
+
+/// A delivery that failed after the receiver had confirmed its first
+/// `confirmed` lines.
+#[derive(Debug)]
+pub struct Failure {
+    pub confirmed: usize,
+    pub error: anyhow::Error,
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(error: anyhow::Error) -> Failure {
+        Failure {
+            confirmed: 0,
+            error,
+        }
+    }
+}
+
+/// Lines after an output's cursor, read for one delivery.
+#[derive(Debug, Default, PartialEq)]
+pub struct Peeked {
+    pub lines: Vec<String>,
+    /// Per line, the log offset just after it (a cursor that has delivered
+    /// up to and including that line).
+    pub ends: Vec<u64>,
+    /// The offset after every line read (past blank lines after the last).
+    pub next: u64,
 }
 
 /// The outputs `o` turns on (each is off while its target is empty). The
@@ -404,39 +439,42 @@ impl Cursor {
         })
     }
 
-    /// Up to `max` complete lines after the cursor, and the offset after
-    /// them. A partial last line (the writer is mid-line) is left for later.
-    pub fn peek(&self, max: usize) -> anyhow::Result<(Vec<String>, u64)> {
+    /// Up to `max` complete lines after the cursor, with the offset after
+    /// each and after them all. A partial last line (the writer is
+    /// mid-line) is left for later.
+    pub fn peek(&self, max: usize) -> anyhow::Result<Peeked> {
+        let nothing = Peeked {
+            next: self.offset,
+            ..Peeked::default()
+        };
         let mut file = match File::open(&self.log) {
             Ok(file) => file,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                return Ok((Vec::new(), self.offset))
-            }
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(nothing),
             Err(err) => {
                 return Err(err).with_context(|| format!("cannot open {}", self.log.display()))
             }
         };
         let len = file.metadata()?.len();
         if len <= self.offset {
-            return Ok((Vec::new(), self.offset));
+            return Ok(nothing);
         }
         file.seek(SeekFrom::Start(self.offset))?;
         let want = (len - self.offset).min(8 * 1024 * 1024);
         let mut buf = vec![0u8; want as usize];
         file.read_exact(&mut buf)?;
-        let mut lines = Vec::new();
-        let mut consumed = 0usize;
+        let mut peeked = nothing;
         for line in buf.split_inclusive(|&b| b == b'\n') {
-            if lines.len() == max || !line.ends_with(b"\n") {
+            if peeked.lines.len() == max || !line.ends_with(b"\n") {
                 break;
             }
-            consumed += line.len();
+            peeked.next += line.len() as u64;
             let text = String::from_utf8_lossy(&line[..line.len() - 1]).into_owned();
             if !text.trim().is_empty() {
-                lines.push(text);
+                peeked.lines.push(text);
+                peeked.ends.push(peeked.next);
             }
         }
-        Ok((lines, self.offset + consumed as u64))
+        Ok(peeked)
     }
 
     /// Moves the cursor and persists it (write to a temp file, rename).
@@ -492,11 +530,11 @@ pub fn start(
                 thread_stats
                     .backlog_bytes
                     .store(cursor.backlog_bytes(), Ordering::Relaxed);
-                let (lines, next) = match cursor.peek(BATCH_ALERTS_MAX) {
+                let Peeked { lines, ends, next } = match cursor.peek(BATCH_ALERTS_MAX) {
                     Ok(batch) => batch,
                     Err(err) => {
                         eprintln!("shardwatch: output {}: {err:#}", output.name());
-                        (Vec::new(), 0)
+                        Peeked::default()
                     }
                 };
                 if lines.is_empty() {
@@ -506,7 +544,7 @@ pub fn start(
                     std::thread::sleep(POLL_INTERVAL);
                     continue;
                 }
-                match output.deliver(&lines) {
+                match output.deliver_confirmed(&lines) {
                     Ok(()) => {
                         thread_stats
                             .delivered
@@ -516,7 +554,20 @@ pub fn start(
                         }
                         backoff = Duration::from_millis(100);
                     }
-                    Err(err) => {
+                    Err(Failure {
+                        confirmed,
+                        error: err,
+                    }) => {
+                        // What the receiver confirmed is not sent again.
+                        let confirmed = confirmed.min(lines.len());
+                        if confirmed > 0 {
+                            thread_stats
+                                .delivered
+                                .fetch_add(confirmed as u64, Ordering::Relaxed);
+                            if let Err(err) = cursor.commit(ends[confirmed - 1]) {
+                                eprintln!("shardwatch: output {}: {err:#}", output.name());
+                            }
+                        }
                         thread_stats.failures.fetch_add(1, Ordering::Relaxed);
                         eprintln!(
                             "shardwatch: output {}: delivery failed, retrying in {:?}: {err:#}",
@@ -648,5 +699,103 @@ pub(crate) mod test_pki {
             serve(&mut StreamOwned::new(conn, tcp))
         });
         (addr, thread)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// Fails its first delivery after confirming `confirm_first` lines,
+    /// then delivers; records every batch it was given.
+    struct PartlyConfirming {
+        confirm_first: usize,
+        batches: Arc<Mutex<Vec<Vec<String>>>>,
+    }
+
+    impl Deliver for PartlyConfirming {
+        fn name(&self) -> &str {
+            "partly"
+        }
+
+        fn deliver(&mut self, _lines: &[String]) -> anyhow::Result<()> {
+            unreachable!("the loop asks for deliver_confirmed")
+        }
+
+        fn deliver_confirmed(&mut self, lines: &[String]) -> Result<(), Failure> {
+            let mut batches = self.batches.lock().unwrap();
+            batches.push(lines.to_vec());
+            if batches.len() == 1 {
+                return Err(Failure {
+                    confirmed: self.confirm_first,
+                    error: anyhow::anyhow!("the receiver went away"),
+                });
+            }
+            Ok(())
+        }
+    }
+
+    /// A batch whose first lines the receiver confirmed before it failed:
+    /// the cursor moves past them (and past a blank line between them), they
+    /// count as delivered, and only the rest goes again.
+    #[test]
+    fn a_partly_confirmed_batch_moves_the_cursor_over_what_was_confirmed() {
+        let dir = std::env::temp_dir().join(format!("sw-out-partly-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = "{\"id\":\"a\"}\n{\"id\":\"b\"}\n\n{\"id\":\"c\"}\n{\"id\":\"d\"}\n";
+        std::fs::write(dir.join("alerts.jsonl"), log).unwrap();
+        let batches = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let output = PartlyConfirming {
+            confirm_first: 2,
+            batches: batches.clone(),
+        };
+        let thread = start(&dir, Box::new(output), stop.clone()).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while thread.stats.delivered.load(Ordering::Relaxed) < 4 {
+            assert!(std::time::Instant::now() < deadline, "not delivered");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        stop.store(true, Ordering::Relaxed);
+        let failures = thread.stats.failures.load(Ordering::Relaxed);
+        thread.join();
+        let batches = batches.lock().unwrap();
+        let ids = |batch: &Vec<String>| batch.join(",");
+        assert_eq!(batches.len(), 2, "{batches:?}");
+        assert_eq!(
+            ids(&batches[0]),
+            r#"{"id":"a"},{"id":"b"},{"id":"c"},{"id":"d"}"#
+        );
+        assert_eq!(ids(&batches[1]), r#"{"id":"c"},{"id":"d"}"#);
+        assert_eq!(failures, 1);
+        assert_eq!(saved_cursor(&dir), log.len() as u64);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The saved cursor of the `partly` output.
+    fn saved_cursor(dir: &Path) -> u64 {
+        Cursor::open(dir, "partly").unwrap().offset
+    }
+
+    #[test]
+    fn peek_gives_the_offset_after_each_line() {
+        let dir = std::env::temp_dir().join(format!("sw-out-peek-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("alerts.jsonl"), "ab\n\ncd\nef\n\nunfinished").unwrap();
+        let cursor = Cursor::open(&dir, "peek").unwrap();
+        let all = cursor.peek(10).unwrap();
+        assert_eq!(all.lines, ["ab", "cd", "ef"]);
+        assert_eq!(all.ends, [3, 7, 10]);
+        assert_eq!(
+            all.next, 11,
+            "past the blank line, not into the unfinished one"
+        );
+        let two = cursor.peek(2).unwrap();
+        assert_eq!((two.ends, two.next), (vec![3, 7], 7));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

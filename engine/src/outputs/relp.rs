@@ -9,9 +9,10 @@
 //! windows of [`WINDOW`] (librelp's own client window), each window's
 //! answers awaited for at most `outputs.forward_ack_timeout_s`. A missing
 //! or negative answer, a `serverclose` or any framing error fails the
-//! batch: the session is dropped and the whole batch is sent again on a
-//! new one (at least once, as every output: the alert id identifies a
-//! repeat).
+//! batch: the session is dropped, the output's cursor moves over the
+//! leading alerts that were answered `200`, and the rest is sent again on
+//! a new session (at least once, as every output: a command sent but not
+//! answered may have been taken, and the alert id identifies a repeat).
 //!
 //! A session, as this client runs it:
 //!
@@ -36,7 +37,7 @@ use shardwatch_net::relp::{
 };
 
 use super::syslog::{local_hostname, message, resolve, CONNECT_TIMEOUT};
-use super::{Connection, Deliver, OutputTls, TlsPeer};
+use super::{Connection, Deliver, Failure, OutputTls, TlsPeer};
 
 /// Most `syslog` commands without an answer (librelp's default window).
 pub const WINDOW: usize = 128;
@@ -235,7 +236,9 @@ fn status_text(data: &[u8]) -> String {
 }
 
 impl RelpForward {
-    fn deliver_on(&mut self, lines: &[String]) -> anyhow::Result<()> {
+    /// Sends `lines` in windows; on failure, `confirmed` is how many
+    /// leading lines the receiver answered `200` before it.
+    fn deliver_on(&mut self, lines: &[String], confirmed: &mut usize) -> anyhow::Result<()> {
         if self.session.as_ref().is_some_and(|s| !s.conn.peer_quiet()) {
             // Closed by the receiver since the last batch: a new session.
             self.session = None;
@@ -249,20 +252,32 @@ impl RelpForward {
         };
         let mut out = Vec::new();
         let mut pending = Vec::with_capacity(WINDOW);
+        // Per line of the window: answered 200.
+        let mut accepted = Vec::with_capacity(WINDOW);
         for window in lines.chunks(WINDOW) {
             out.clear();
             pending.clear();
+            accepted.clear();
+            accepted.resize(window.len(), false);
             for line in window {
                 let message = message(line, &self.hostname);
                 pending.push(session.frame("syslog", message.as_bytes(), &mut out));
             }
             session.send(&out)?;
             let mut refused = None;
-            session.await_answers(&pending, self.ack_wait, |answer| {
-                if refused.is_none() && rsp_status(&answer.data) != Some(200) {
+            let answered = session.await_answers(&pending, self.ack_wait, |answer| {
+                if rsp_status(&answer.data) == Some(200) {
+                    if let Some(at) = pending.iter().position(|&t| t == answer.txnr) {
+                        accepted[at] = true;
+                    }
+                } else if refused.is_none() {
                     refused = Some(status_text(&answer.data));
                 }
-            })?;
+            });
+            // Answers may come in any order; the cursor moves over the
+            // leading lines that have theirs.
+            *confirmed += accepted.iter().take_while(|&&a| a).count();
+            answered?;
             if let Some(text) = refused {
                 bail!("the receiver refused an alert: {text}");
             }
@@ -277,13 +292,20 @@ impl Deliver for RelpForward {
     }
 
     fn deliver(&mut self, lines: &[String]) -> anyhow::Result<()> {
-        let result = self.deliver_on(lines);
-        if result.is_err() {
-            // A new session next time; the batch is retried as a whole
-            // (the receiver may see repeats, which the alert id identifies).
+        self.deliver_confirmed(lines)
+            .map_err(|failure| failure.error)
+    }
+
+    fn deliver_confirmed(&mut self, lines: &[String]) -> Result<(), Failure> {
+        let mut confirmed = 0;
+        self.deliver_on(lines, &mut confirmed).map_err(|error| {
+            // A new session next time. The lines the receiver answered are
+            // not sent again; the rest are (commands sent but unanswered
+            // may have been received: repeats, which the alert id
+            // identifies).
             self.session = None;
-        }
-        result
+            Failure { confirmed, error }
+        })
     }
 }
 
@@ -318,6 +340,9 @@ mod tests {
         Ok,
         /// None: it reads and keeps quiet.
         Silent,
+        /// `200 OK` to this many commands, then none (it reads and keeps
+        /// quiet: a receiver that hung mid-batch).
+        SilentAfter(usize),
         /// `500` to the command at this index (0-based), `200` to the rest.
         RefuseAt(usize),
         /// An `open` answer without `syslog` among the commands.
@@ -366,6 +391,7 @@ mod tests {
                         seen.messages.push(String::from_utf8(data).unwrap());
                         match answers {
                             Answers::Silent => {}
+                            Answers::SilentAfter(n) if index >= n => {}
                             Answers::RefuseAt(at) if at == index => {
                                 write_error(txnr, 500, "queue full", &mut out)
                             }
@@ -471,15 +497,48 @@ mod tests {
         let (addr, receiver) = receiver(vec![Answers::RefuseAt(2), Answers::Ok]);
         let mut out = forward(&addr, Duration::from_secs(10));
         let lines = alerts(4);
-        let err = out.deliver(&lines).unwrap_err();
+        let failure = out.deliver_confirmed(&lines).unwrap_err();
         assert!(
-            format!("{err:#}").contains("refused an alert: 500 queue full"),
-            "{err:#}"
+            format!("{:#}", failure.error).contains("refused an alert: 500 queue full"),
+            "{:#}",
+            failure.error
         );
-        out.deliver(&lines).unwrap();
+        // The two before it were accepted; the retry starts at the refused
+        // one.
+        assert_eq!(failure.confirmed, 2);
+        out.deliver(&lines[2..]).unwrap();
         drop(out);
         let seen = receiver.join().unwrap();
-        assert_eq!((seen[0].messages.len(), seen[1].messages.len()), (4, 4));
+        assert_eq!((seen[0].messages.len(), seen[1].messages.len()), (4, 2));
+        assert!(seen[1].messages[0].ends_with(&lines[2]));
+    }
+
+    /// A receiver that hangs mid-batch: the lines it answered count as
+    /// delivered (the cursor moves over them), and only the rest go again,
+    /// on a new session.
+    #[test]
+    fn lines_answered_before_a_failure_are_not_sent_again() {
+        let answered = super::WINDOW + 30;
+        let (addr, receiver) = receiver(vec![Answers::SilentAfter(answered), Answers::Ok]);
+        let mut out = forward(&addr, Duration::from_millis(300));
+        let lines = alerts(super::WINDOW * 2 + 10);
+        let failure = out.deliver_confirmed(&lines).unwrap_err();
+        assert!(
+            format!("{:#}", failure.error).contains("has not answered 98 of 128"),
+            "{:#}",
+            failure.error
+        );
+        assert_eq!(failure.confirmed, answered);
+        out.deliver_confirmed(&lines[answered..]).unwrap();
+        drop(out);
+        let seen = receiver.join().unwrap();
+        assert_eq!(
+            seen[0].messages.len(),
+            super::WINDOW * 2,
+            "two windows went out"
+        );
+        assert_eq!(seen[1].messages.len(), lines.len() - answered);
+        assert!(seen[1].messages[0].ends_with(&lines[answered]));
     }
 
     /// A receiver that closed the session between two batches (restarted,
