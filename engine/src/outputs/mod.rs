@@ -225,6 +225,28 @@ pub(crate) enum Connection {
     Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
 }
 
+/// [`Connection::peer_quiet`] for TLS, on a non-blocking socket: reads
+/// whatever records have arrived into the session.
+fn tls_quiet(stream: &mut StreamOwned<ClientConnection, TcpStream>) -> bool {
+    loop {
+        match stream.conn.read_tls(&mut stream.sock) {
+            // The end of the stream.
+            Ok(0) => return false,
+            Ok(_) => match stream.conn.process_new_packets() {
+                Ok(state) => {
+                    if state.peer_has_closed() || state.plaintext_bytes_to_read() > 0 {
+                        return false;
+                    }
+                }
+                Err(_) => return false,
+            },
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => return true,
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return false,
+        }
+    }
+}
+
 impl Connection {
     /// Connects to `addr` (`timeout` for the connect and for each read and
     /// write) and, with `tls`, completes the handshake now, so that a
@@ -334,26 +356,30 @@ impl Connection {
         }
     }
 
-    /// Whether the receiver has sent nothing and not closed: a
-    /// non-blocking peek would block. The forwards expect nothing unasked
-    /// between batches, so anything readable (the end of the stream, a
-    /// reset, RELP's `serverclose`, a TLS alert) means the connection is
-    /// not to be written to: a receiver restarted between two batches is
-    /// noticed before the next is sent, not after it failed. (A TLS record
-    /// without data arriving late, such as a session ticket, also costs a
-    /// new connection; the receivers' tickets come with the handshake and
-    /// are read there.)
-    pub(crate) fn peer_quiet(&self) -> bool {
-        let sock = self.tcp();
-        if sock.set_nonblocking(true).is_err() {
+    /// Whether the receiver has sent nothing it should not have and not
+    /// closed. The forwards expect nothing unasked between batches, so
+    /// anything readable (the end of the stream, a reset, RELP's
+    /// `serverclose`, a TLS alert) means the connection is not to be
+    /// written to: a receiver restarted between two batches is noticed
+    /// before the next is sent, not after it failed. Under TLS, records
+    /// that carry no data (a late session ticket, a key update) are taken
+    /// in by the session and the connection stays quiet; a `close_notify`,
+    /// a TLS error or application data is not quiet.
+    pub(crate) fn peer_quiet(&mut self) -> bool {
+        if self.tcp().set_nonblocking(true).is_err() {
             return false;
         }
-        let mut byte = [0u8; 1];
-        let quiet = matches!(
-            sock.peek(&mut byte),
-            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock
-        );
-        sock.set_nonblocking(false).is_ok() && quiet
+        let quiet = match self {
+            Connection::Plain(sock) => {
+                let mut byte = [0u8; 1];
+                matches!(
+                    sock.peek(&mut byte),
+                    Err(err) if err.kind() == std::io::ErrorKind::WouldBlock
+                )
+            }
+            Connection::Tls(stream) => tls_quiet(stream),
+        };
+        self.tcp().set_nonblocking(false).is_ok() && quiet
     }
 
     /// Makes the next reads wait at most `timeout` (at least 1 ms: zero

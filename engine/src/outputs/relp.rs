@@ -239,7 +239,7 @@ impl RelpForward {
     /// Sends `lines` in windows; on failure, `confirmed` is how many
     /// leading lines the receiver answered `200` before it.
     fn deliver_on(&mut self, lines: &[String], confirmed: &mut usize) -> anyhow::Result<()> {
-        if self.session.as_ref().is_some_and(|s| !s.conn.peer_quiet()) {
+        if self.session.as_mut().is_some_and(|s| !s.conn.peer_quiet()) {
             // Closed by the receiver since the last batch: a new session.
             self.session = None;
         }

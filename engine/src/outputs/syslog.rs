@@ -110,7 +110,7 @@ impl Deliver for SyslogForward {
     }
 
     fn deliver(&mut self, lines: &[String]) -> anyhow::Result<()> {
-        if self.stream.as_ref().is_some_and(|s| !s.peer_quiet()) {
+        if self.stream.as_mut().is_some_and(|s| !s.peer_quiet()) {
             // Closed by the receiver since the last batch: reconnect.
             self.stream = None;
         }
@@ -203,6 +203,35 @@ mod tests {
         assert!(frames[0].ends_with(&format!(" shardwatch - alert - {}", lines[0])));
         assert!(frames[1].starts_with("<133>1 - "), "{}", frames[1]);
         assert!(frames[1].ends_with(&lines[1]));
+    }
+
+    /// A TLS record without data between two batches (here a key update;
+    /// a late session ticket is the same) is taken in by the session: the
+    /// connection stays, where reading any byte as "the receiver closed"
+    /// would open a new one for every batch.
+    #[test]
+    fn a_tls_record_without_data_between_batches_keeps_the_connection() {
+        use std::io::Write;
+        let pki = test_pki::pki("syslog-keyupdate");
+        let (addr, receiver) = test_pki::serve_once(pki.server_config(false), |s| {
+            let mut frames = read_frames(s, 1)?;
+            s.conn.refresh_traffic_keys().unwrap();
+            s.flush()?;
+            frames.extend(read_frames(s, 1)?);
+            Ok::<_, std::io::Error>(frames)
+        });
+        let mut outputs = from_config(&tls_config(addr, &pki)).unwrap();
+        let lines = [
+            r#"{"id":"a","rule":{"level":"high"}}"#.to_string(),
+            r#"{"id":"b","rule":{"level":"low"}}"#.to_string(),
+        ];
+        outputs[0].deliver(&lines[..1]).unwrap();
+        // Until the key update has arrived.
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        outputs[0].deliver(&lines[1..]).unwrap();
+        let frames = receiver.join().unwrap().unwrap();
+        assert_eq!(frames.len(), 2);
+        assert!(frames[1].ends_with(&lines[1]), "{}", frames[1]);
     }
 
     #[test]
