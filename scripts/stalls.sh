@@ -28,8 +28,10 @@
 # Knobs (environment): BIN (target/release/shardwatch), LOAD
 # (target/release/shardwatch-load), RATE (100000), TRANSPORT (tcp), RULES
 # (perf/rules/scenarios.yml), SEND_S (15), RECORD_S (4), MIN_US (200), TOP
-# (15), OUT (target/stalls). The node runs one core (`--cores 1`), pinned to
-# the first CPU; the harness on the others, as `bench` places them.
+# (15), OUT (target/stalls), CORES (1: the node's cores, `bench --cores`;
+# with as many cores as CPUs the harness shares them, and so do the
+# node's helper threads, the appliance's default). Core i is pinned to the
+# i-th CPU; the harness runs on the CPUs left, as `bench` places it.
 # Writes $OUT/stalls.txt (the report), $OUT/sched.data (open it with `perf
 # sched timehist -i`), $OUT/run/ (the bench's report, with its `legs:`).
 set -euo pipefail
@@ -45,6 +47,7 @@ RECORD_S=${RECORD_S:-4}
 MIN_US=${MIN_US:-200}
 TOP=${TOP:-15}
 OUT=${OUT:-target/stalls}
+CORES=${CORES:-1}
 
 die() { echo "stalls: $*" >&2; exit 1; }
 command -v perf >/dev/null || die "perf missing (apt-get install linux-perf)"
@@ -56,13 +59,13 @@ mkdir -p "$OUT"
 rm -rf "$OUT/run" "$OUT/sched.data"
 bin_abs=$(readlink -f "$BIN")
 
-"$LOAD" bench --binary "$BIN" --cores 1 --transport "$TRANSPORT" --rate "$RATE" \
+"$LOAD" bench --binary "$BIN" --cores "$CORES" --transport "$TRANSPORT" --rate "$RATE" \
   --duration "${SEND_S}s" --rules "$RULES" --out "$OUT/run" --quiet >"$OUT/bench.log" 2>&1 &
 bench=$!
 trap 'kill $bench 2>/dev/null || true' EXIT
 
-# The node: the bench's child running this binary. Its core thread is the
-# one pinned to a single CPU (its helper threads may run anywhere).
+# The node: the bench's child running this binary. Its core threads are
+# those pinned to a single CPU (its helper threads may run anywhere).
 node=
 for _ in $(seq 1 300); do
   node=$(pgrep -P "$bench" -f "$bin_abs|$BIN" | head -n 1 || true)
@@ -92,8 +95,8 @@ wait "$bench" || die "the bench failed: $(tail -n 5 "$OUT/bench.log")"
 trap - EXIT
 
 {
-  echo "stalls: $(date -u +%Y-%m-%dT%H:%M:%SZ) $(hostname), $(nproc) CPUs; bench --cores 1 --transport $TRANSPORT --rate $RATE for ${SEND_S}s, scheduler recorded for ${RECORD_S}s in the middle"
-  echo "victims: the core thread (tid$cores), the sender (tid $bench); waits of at least $MIN_US us"
+  echo "stalls: $(date -u +%Y-%m-%dT%H:%M:%SZ) $(hostname), $(nproc) CPUs; bench --cores $CORES --transport $TRANSPORT --rate $RATE for ${SEND_S}s, scheduler recorded for ${RECORD_S}s in the middle"
+  echo "victims: the core threads (tid$cores), the sender (tid $bench); waits of at least $MIN_US us"
   grep -E "^  legs:|^machine while" "$OUT/run/summary.txt" || true
   perf sched timehist -i "$OUT/sched.data" 2>/dev/null | awk -v victims="$victims" -v core_tids="$cores" \
     -v min_us="$MIN_US" -v top="$TOP" -v record_s="$RECORD_S" '

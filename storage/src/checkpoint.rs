@@ -148,13 +148,36 @@ impl std::ops::Deref for TempFile {
 /// 211 k events/s the node stopped reading for tens of ms per checkpoint.
 pub const WRITEBACK_STEP_BYTES: u64 = 8 << 20;
 
-/// The largest `write` a checkpoint makes, and how much it writes between
-/// two offers of the CPU (`sched_yield`). A checkpoint is written on the
+/// The largest `write` a checkpoint makes, the largest range whose
+/// writeback one call starts, and how much it writes between two offers
+/// of the CPU (`sched_yield`). A checkpoint is written on the
 /// executor's blocking pool, whose threads share CPUs with the cores when
 /// the cores take every CPU (the default): one 4 MiB chunk held a CPU for
 /// 2–6 ms on the 2-CPU VM, and whatever shared it waited that long. A
 /// quarter MiB is copied into the page cache in about 0.1–0.45 ms.
 pub const WRITE_PIECE_BYTES: usize = 256 << 10;
+
+/// Starts writeback of bytes `from..to` of `fd` (`sync_file_range`, no
+/// waiting) a [`WRITE_PIECE_BYTES`] piece at a time, yielding the CPU
+/// between: one call submits every page of its range before it returns,
+/// and an 8 MiB range held a CPU for up to ~9 ms. A kernel that refuses
+/// the call only loses the pacing.
+fn start_writeback(fd: std::os::fd::RawFd, from: u64, to: u64) {
+    let mut at = from;
+    while at < to {
+        let end = (at + WRITE_PIECE_BYTES as u64).min(to);
+        if let (Ok(offset), Ok(len)) = (
+            libc::off64_t::try_from(at),
+            libc::off64_t::try_from(end - at),
+        ) {
+            // SAFETY: sync_file_range on a descriptor the caller holds
+            // open; it reads nothing from user memory.
+            unsafe { libc::sync_file_range(fd, offset, len, libc::SYNC_FILE_RANGE_WRITE) };
+        }
+        std::thread::yield_now();
+        at = end;
+    }
+}
 
 impl CheckpointWriter {
     pub fn create(dir: &Path, generation: u64) -> Result<CheckpointWriter, StorageError> {
@@ -203,19 +226,13 @@ impl CheckpointWriter {
             source,
         })?;
         let fd = self.out.get_ref().as_raw_fd();
-        let range = |from: u64, to: u64| {
-            (
-                libc::off64_t::try_from(from).unwrap_or(libc::off64_t::MAX),
-                libc::off64_t::try_from(to - from).unwrap_or(0),
-            )
-        };
-        // SAFETY: an open descriptor; sync_file_range reads nothing from
-        // user memory.
-        unsafe {
-            let (at, len) = range(self.started, written);
-            libc::sync_file_range(fd, at, len, libc::SYNC_FILE_RANGE_WRITE);
-            if self.started > self.settled {
-                let (at, len) = range(self.settled, self.started);
+        start_writeback(fd, self.started, written);
+        if self.started > self.settled {
+            let at = libc::off64_t::try_from(self.settled).unwrap_or(libc::off64_t::MAX);
+            let len = libc::off64_t::try_from(self.started - self.settled).unwrap_or(0);
+            // SAFETY: an open descriptor; sync_file_range reads nothing
+            // from user memory.
+            unsafe {
                 libc::sync_file_range(
                     fd,
                     at,
@@ -223,8 +240,8 @@ impl CheckpointWriter {
                     libc::SYNC_FILE_RANGE_WAIT_BEFORE
                         | libc::SYNC_FILE_RANGE_WRITE
                         | libc::SYNC_FILE_RANGE_WAIT_AFTER,
-                );
-            }
+                )
+            };
         }
         self.settled = self.started;
         self.started = written;
@@ -281,6 +298,13 @@ impl CheckpointWriter {
             .out
             .into_inner()
             .map_err(|e| write_err(&temp)(e.into_error()))?;
+        // What the last pacing step left, a piece at a time, so the sync
+        // below finds it under way.
+        start_writeback(
+            std::os::fd::AsRawFd::as_raw_fd(&file),
+            self.started,
+            HEADER_BYTES as u64 + self.len,
+        );
         file.seek(SeekFrom::Start(0))
             .and_then(|_| file.write_all(&header))
             .and_then(|()| file.sync_all())
