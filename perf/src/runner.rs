@@ -609,15 +609,19 @@ pub fn add_to_report(outcome: &RunOutcome, opts: &RunOptions, report: &mut Repor
                 }
             ));
         }
+        let leg = |s: &LatencySummary| {
+            format!(
+                "p50 {} p99 {} max {}",
+                human_us(s.p50_us),
+                human_us(s.p99_us),
+                human_us(s.max_us)
+            )
+        };
         if before.count > 0 {
             report.summary.push(format!(
-                "  split: intended send -> detected_at p50 {} p99 {} max {}; detected_at -> observed p50 {} p99 {} max {} (per detection: detections.csv)",
-                human_us(before.p50_us),
-                human_us(before.p99_us),
-                human_us(before.max_us),
-                human_us(after.p50_us),
-                human_us(after.p99_us),
-                human_us(after.max_us),
+                "  split: intended send -> detected_at {}; detected_at -> observed {} (per detection: detections.csv)",
+                leg(&before),
+                leg(&after),
             ));
         }
         let (harness, way_in, appliance) = (
@@ -626,14 +630,6 @@ pub fn add_to_report(outcome: &RunOutcome, opts: &RunOptions, report: &mut Repor
             legs.appliance.summary(),
         );
         if harness.count > 0 {
-            let leg = |s: &LatencySummary| {
-                format!(
-                    "p50 {} p99 {} max {}",
-                    human_us(s.p50_us),
-                    human_us(s.p99_us),
-                    human_us(s.max_us)
-                )
-            };
             report.summary.push(format!(
                 "  legs: intended -> written (harness) {}; written -> read by the appliance {}; read -> detected {}",
                 leg(&harness),

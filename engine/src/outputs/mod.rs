@@ -547,6 +547,7 @@ pub fn start(
     let mut cursor = Cursor::open(data_dir, &name)?;
     let stats = Arc::new(OutputStats::default());
     let thread_stats = stats.clone();
+    let thread_name = name.clone();
     let thread = std::thread::Builder::new()
         .name(format!("sw-out-{name}"))
         .spawn(move || {
@@ -570,14 +571,18 @@ pub fn start(
                     std::thread::sleep(POLL_INTERVAL);
                     continue;
                 }
+                // Counts `delivered` lines and moves the cursor to `offset`.
+                let advance = |cursor: &mut Cursor, delivered: usize, offset: u64| {
+                    thread_stats
+                        .delivered
+                        .fetch_add(delivered as u64, Ordering::Relaxed);
+                    if let Err(err) = cursor.commit(offset) {
+                        eprintln!("shardwatch: output {thread_name}: {err:#}");
+                    }
+                };
                 match output.deliver_confirmed(&lines) {
                     Ok(()) => {
-                        thread_stats
-                            .delivered
-                            .fetch_add(lines.len() as u64, Ordering::Relaxed);
-                        if let Err(err) = cursor.commit(next) {
-                            eprintln!("shardwatch: output {}: {err:#}", output.name());
-                        }
+                        advance(&mut cursor, lines.len(), next);
                         backoff = Duration::from_millis(100);
                     }
                     Err(Failure {
@@ -587,12 +592,7 @@ pub fn start(
                         // What the receiver confirmed is not sent again.
                         let confirmed = confirmed.min(lines.len());
                         if confirmed > 0 {
-                            thread_stats
-                                .delivered
-                                .fetch_add(confirmed as u64, Ordering::Relaxed);
-                            if let Err(err) = cursor.commit(ends[confirmed - 1]) {
-                                eprintln!("shardwatch: output {}: {err:#}", output.name());
-                            }
+                            advance(&mut cursor, confirmed, ends[confirmed - 1]);
                         }
                         thread_stats.failures.fetch_add(1, Ordering::Relaxed);
                         eprintln!(
