@@ -245,10 +245,9 @@ pub fn run_cores(
         let mesh = mesh.clone();
         let handle = LocalExecutorBuilder::new(placement)
             .name(&format!("sw-core-{index}"))
-            // The blocking pool writes checkpoint files and syncs the
-            // journal: left unpinned, so neither takes the core's own CPU;
-            // two threads, so a sync does not wait behind a checkpoint.
-            .blocking_thread_pool_placement(glommio::PoolPlacement::Unbound(2))
+            // The blocking pool writes checkpoint files: left unpinned, so
+            // a large write does not take the core's own CPU.
+            .blocking_thread_pool_placement(glommio::PoolPlacement::Unbound(1))
             .spawn(move || async move { core_main(index, shared, core_sockets, mesh).await })
             .map_err(|e| anyhow::anyhow!("cannot start the executor for core {index}: {e}"))?;
         handles.push(handle);

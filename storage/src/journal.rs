@@ -166,35 +166,11 @@ impl SegmentFile {
         }
     }
 
-    /// `fdatasync` on the executor's blocking thread pool, not through
-    /// io_uring: the ring hands a sync to a kernel worker that inherits
-    /// the core thread's CPU, where it held the core off for ~0.3 ms per
-    /// sync (every 50 ms by default). The pool's threads are not pinned to
-    /// the core's CPU. The sync runs on a duplicate of the descriptor, so
-    /// a commit dropped while it waits cannot leave it syncing a closed
-    /// (or reused) descriptor.
     async fn fdatasync(&self) -> glommio::Result<(), ()> {
-        use std::os::fd::{AsRawFd, BorrowedFd};
-        let raw = match self {
-            SegmentFile::Direct(file) => file.as_raw_fd(),
-            SegmentFile::Buffered(file) => file.as_raw_fd(),
-        };
-        // SAFETY: the segment's descriptor is open while `self` lives, and
-        // it is only borrowed here to be duplicated.
-        let fd = unsafe { BorrowedFd::borrow_raw(raw) }
-            .try_clone_to_owned()
-            .map_err(glommio::GlommioError::IoError)?;
-        crate::spawn_background(move || loop {
-            // SAFETY: fdatasync on a descriptor this closure owns.
-            if unsafe { libc::fdatasync(fd.as_raw_fd()) } == 0 {
-                break Ok(());
-            }
-            let err = std::io::Error::last_os_error();
-            if err.kind() != std::io::ErrorKind::Interrupted {
-                break Err(glommio::GlommioError::IoError(err));
-            }
-        })
-        .await
+        match self {
+            SegmentFile::Direct(file) => file.fdatasync().await,
+            SegmentFile::Buffered(file) => file.fdatasync().await,
+        }
     }
 
     async fn truncate(&self, size: u64) -> glommio::Result<(), ()> {

@@ -45,7 +45,7 @@ pub enum StorageError {
 }
 
 /// Nice value of the executor's blocking-pool threads (checkpoint writes,
-/// journal syncs): background work that should give way to a core thread,
+/// journal retention): background work that should give way to a core thread,
 /// or anything else latency-bound, on a CPU they share, and still gets
 /// about a tenth of a busy CPU against nice-0 threads (never starved).
 pub const BACKGROUND_NICE: i32 = 10;
