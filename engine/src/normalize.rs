@@ -275,6 +275,9 @@ struct Entry {
 /// which a miss usually leaves after one slot and one compare; longer ones
 /// in a hash map.
 struct NameTable {
+    /// [`NameSketch::at`] of every name: most of an event's names are
+    /// not in the table, which this says without building the key.
+    sketch: [u64; SKETCH_WORDS],
     /// (key hash, entry + 1; 0 for an empty slot), a power of two long.
     slots: Vec<(u64, u32)>,
     keys: Vec<NameKey>,
@@ -285,6 +288,7 @@ struct NameTable {
 impl NameTable {
     fn new(map: BTreeMap<String, Entry>) -> NameTable {
         let mut table = NameTable {
+            sketch: [0; SKETCH_WORDS],
             // At most a quarter full: probes stay short.
             slots: vec![(0, 0); (map.len() * 4).next_power_of_two().max(16)],
             keys: Vec::new(),
@@ -293,6 +297,8 @@ impl NameTable {
         };
         let mask = table.slots.len() - 1;
         for (name, entry) in map {
+            let (word, bit) = NameSketch::of(&name).at();
+            table.sketch[word] |= bit;
             let index = u32::try_from(table.entries.len()).expect("fewer than 2^32 aliases");
             let key = NameKey::of(name.as_bytes());
             match key {
@@ -311,7 +317,10 @@ impl NameTable {
             // Long names' places in `keys` are never compared.
             table.keys.push(key.unwrap_or_default());
             table.entries.push(Entry {
-                common_bit: entry.common.as_deref().map_or(0, name_bit),
+                common_bit: entry
+                    .common
+                    .as_deref()
+                    .map_or(0, |common| NameSketch::of(common).filter_bit()),
                 ..entry
             });
         }
@@ -320,52 +329,72 @@ impl NameTable {
 
     #[cfg(test)]
     fn get(&self, name: &str) -> Option<&Entry> {
-        self.find(name).1.map(|i| &self.entries[i])
+        self.find(name).map(|i| &self.entries[i])
     }
 
-    /// The name's bit in an event's name filter ([`name_bit`]) and its
-    /// entry's index, from one reading of the name.
+    /// The entry of `name`, if the table has it.
     #[inline]
-    fn find(&self, name: &str) -> (u128, Option<usize>) {
+    fn find(&self, name: &str) -> Option<usize> {
         let Some(key) = NameKey::of(name.as_bytes()) else {
-            let index = self.long.get(name).map(|&i| i as usize);
-            return (long_name_bit(name), index);
+            return self.long.get(name).map(|&i| i as usize);
         };
         let hash = key.hash();
-        let bit = 1u128 << (hash >> 57);
         let mask = self.slots.len() - 1;
         let mut at = (hash >> 32) as usize & mask;
         loop {
             let (slot_hash, index) = self.slots[at];
             if index == 0 {
-                return (bit, None);
+                return None;
             }
             let index = (index - 1) as usize;
             if slot_hash == hash && self.keys[index].matches(&key) {
-                return (bit, Some(index));
+                return Some(index);
             }
             at = (at + 1) & mask;
         }
     }
-}
 
-/// A name's bit in a 128-bit filter of an event's names: the top seven
-/// bits of its [`NameKey`] hash (made anyway for the table lookup), or for
-/// a longer name a mix of its length and first and last bytes.
-fn name_bit(name: &str) -> u128 {
-    match NameKey::of(name.as_bytes()) {
-        Some(key) => 1u128 << (key.hash() >> 57),
-        None => long_name_bit(name),
+    /// Whether the table may have a name of this sketch (false: it has
+    /// none).
+    #[inline]
+    fn may_have(&self, sketch: NameSketch) -> bool {
+        let (word, bit) = sketch.at();
+        self.sketch[word] & bit != 0
     }
 }
 
-fn long_name_bit(name: &str) -> u128 {
-    let bytes = name.as_bytes();
-    let (first, last) = match (bytes.first(), bytes.last()) {
-        (Some(&f), Some(&l)) => (usize::from(f), usize::from(l)),
-        _ => (0, 0),
-    };
-    1u128 << ((bytes.len() * 7 + first * 31 + last * 17) & 127)
+/// Words of [`NameTable::sketch`] (1,024 bits).
+const SKETCH_WORDS: usize = 16;
+
+/// A name's length and first and last bytes, mixed by one multiply: read
+/// without a pass over the name, it places the name in the table's sketch
+/// and in an event's 128-bit name filter.
+#[derive(Clone, Copy)]
+struct NameSketch(u64);
+
+impl NameSketch {
+    #[inline]
+    fn of(name: &str) -> NameSketch {
+        let bytes = name.as_bytes();
+        let first = bytes.first().copied().unwrap_or(0);
+        let last = bytes.last().copied().unwrap_or(0);
+        let key = (bytes.len() as u64) | (u64::from(first) << 16) | (u64::from(last) << 24);
+        NameSketch(key.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+    }
+
+    /// `(word, bit mask)` in a 1,024-bit sketch (the top ten bits).
+    #[inline]
+    fn at(self) -> (usize, u64) {
+        let at = (self.0 >> 54) as usize;
+        (at / 64, 1u64 << (at % 64))
+    }
+
+    /// The name's bit in a 128-bit filter of an event's names (the top
+    /// seven bits).
+    #[inline]
+    fn filter_bit(self) -> u128 {
+        1u128 << (self.0 >> 57)
+    }
 }
 
 /// Aliased fields one event may add in the fast path; more are checked
@@ -436,9 +465,10 @@ impl Aliases {
         let present = fields.len();
         let mut seen = 0u64;
         // Names the event has, as a 128-bit filter made while the names
-        // are looked up: most common names are not there, which the filter
+        // are read: most common names are not there, which the filter
         // says without reading every field. The common names are added
         // after the pass, in field order, once the filter holds every name.
+        // Names the table's sketch does not have are not looked up.
         let mut names = 0u128;
         let mut pending = [(0u16, 0u16); PENDING_MAX];
         let mut pending_len = 0;
@@ -447,9 +477,12 @@ impl Aliases {
         let mut overflow_from = present;
         for i in 0..present {
             let (name, value) = fields.as_slice()[i];
-            let (bit, index) = self.map.find(name);
-            names |= bit;
-            let Some(index) = index else {
+            let sketch = NameSketch::of(name);
+            names |= sketch.filter_bit();
+            if !self.map.may_have(sketch) {
+                continue;
+            }
+            let Some(index) = self.map.find(name) else {
                 continue;
             };
             let entry = &self.map.entries[index];
@@ -479,7 +512,7 @@ impl Aliases {
         }
         for i in overflow_from..present {
             let (name, value) = fields.as_slice()[i];
-            if let (_, Some(index)) = self.map.find(name) {
+            if let Some(index) = self.map.find(name) {
                 self.add_common(fields, &self.map.entries[index], value, &mut names);
             }
         }
@@ -535,6 +568,9 @@ mod tests {
         names.push("y".into());
         for name in &names {
             assert!(aliases.map.get(name).is_some(), "{name}");
+            // The sketch that lets the pass skip a name never skips one
+            // the table has.
+            assert!(aliases.map.may_have(NameSketch::of(name)), "{name}");
             // Near misses: one byte changed at each end, one longer, one
             // shorter.
             let mut changed = name.clone().into_bytes();
