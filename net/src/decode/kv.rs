@@ -67,22 +67,23 @@ fn token_len(text: &[u8]) -> usize {
     find_byte2(b' ', b'\t', text).unwrap_or(text.len())
 }
 
-/// Length of the key at the start of `text`, if it is followed by `sep`.
+/// Length of the key at the start of `text`, if it is followed by `sep`
+/// (which is not a key byte).
+#[inline]
 fn key_len(text: &[u8], sep: u8) -> Option<usize> {
+    debug_assert!(!is_key_byte(sep));
+    let limit = text.len().min(KEY_BYTES_MAX + 1);
     let mut len = 0;
-    while len <= KEY_BYTES_MAX {
-        match text.get(len) {
-            Some(&b) if b == sep => return (len > 0).then_some(len),
-            Some(&b) if is_key_byte(b) => len += 1,
-            _ => return None,
-        }
+    while len < limit && is_key_byte(text[len]) {
+        len += 1;
     }
-    None
+    (len > 0 && len <= KEY_BYTES_MAX && text.get(len) == Some(&sep)).then_some(len)
 }
 
 /// Reads a value at the start of `text`: quoted, or up to whitespace.
 /// Returns the raw value (without quotes), whether it was quoted, and the
 /// bytes consumed.
+#[inline(always)]
 fn value(text: &[u8]) -> (&[u8], bool, usize) {
     if text.first() == Some(&b'"') {
         let mut at = 1;
@@ -107,6 +108,7 @@ fn value(text: &[u8]) -> (&[u8], bool, usize) {
 }
 
 /// Pushes one pair unless the key was already seen.
+#[inline(always)]
 fn push<'a>(
     key: &'a [u8],
     raw: &'a [u8],
@@ -115,9 +117,10 @@ fn push<'a>(
     fields: &mut Fields<'a>,
     seen: &mut SeenKeys,
 ) {
-    let Some(key) = super::key_text(key) else {
-        return;
-    };
+    debug_assert!(key.iter().all(|&b| is_key_byte(b)));
+    // SAFETY: `key_len` took only key bytes, which are all ASCII
+    // (`is_key_byte`), and ASCII is UTF-8.
+    let key = unsafe { std::str::from_utf8_unchecked(key) };
     if seen.seen(fields, key) {
         return;
     }
@@ -197,6 +200,29 @@ fn colon_pairs<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_bytes_are_ascii() {
+        // `push` takes a key as text unchecked because of this.
+        for b in 0..=255u8 {
+            assert!(!is_key_byte(b) || b.is_ascii(), "{b:#x}");
+        }
+        assert!(!is_key_byte(b'=') && !is_key_byte(b':'));
+    }
+
+    #[test]
+    fn key_len_takes_up_to_the_longest_key() {
+        let at_limit = format!("{}=v", "k".repeat(KEY_BYTES_MAX));
+        assert_eq!(key_len(at_limit.as_bytes(), b'='), Some(KEY_BYTES_MAX));
+        let over = format!("{}=v", "k".repeat(KEY_BYTES_MAX + 1));
+        assert_eq!(key_len(over.as_bytes(), b'='), None);
+        assert_eq!(key_len(b"=v", b'='), None);
+        assert_eq!(key_len(b"ab", b'='), None);
+        assert_eq!(key_len(b"a/b=c", b'='), None);
+        assert_eq!(key_len(b"a:b", b'='), None);
+        assert_eq!(key_len(b"a:b", b':'), Some(1));
+        assert_eq!(key_len(b"SRC=1.2.3.4", b'='), Some(3));
+    }
 
     #[test]
     fn token_length_on_both_sides_of_the_short_scan() {
