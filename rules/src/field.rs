@@ -30,7 +30,12 @@
 //! the index remembers the answer per name (a two-way cache of names
 //! up to 32 bytes, keyed by the name's bytes themselves, emptied when the
 //! table changes): a known name costs a few word compares instead of the
-//! probes of the name and of every part after a dot.
+//! probes of the name and of every part after a dot. It also remembers
+//! the slots built for recent sequences of names (a [`Shape`], 256 of
+//! them, found by a hash of the names' lengths and end bytes and then
+//! checked name by name): an event with the names of one of them, in the
+//! same order, as events of one source nearly always are, is indexed by
+//! writing those slots again.
 //! Every lookup after that is a few array reads
 //! (`FieldIndex::get`), with the same three steps and the same answers as
 //! the scan in [`resolve`], which paths outside `evaluate` still use.
@@ -616,6 +621,73 @@ pub(crate) struct FieldIndex {
     /// Resolutions of names seen, valid for the table with `cache_serial`.
     cache: Vec<CachedName>,
     cache_serial: u64,
+    /// Indexes of recent field-name sequences, valid for the table with
+    /// `cache_serial` (see [`Shape`]).
+    shapes: Vec<Shape>,
+    /// Ids whose slots the current build wrote, in first-write order.
+    touched: Vec<u32>,
+}
+
+/// Events of one source carry the same field names in the same order,
+/// line after line, and what [`FieldIndex::build`] records depends only on
+/// those names and the table. A shape remembers one such sequence and the
+/// slots its build left: an event with exactly these names is indexed by
+/// writing those slots again, without building a name's key or probing
+/// anything. Found by a hash of the names' lengths and first and last
+/// bytes, then checked name by name.
+#[derive(Debug, Default)]
+struct Shape {
+    /// The hash of the sequence (0: the shape is empty).
+    hash: u64,
+    /// The names, one after another.
+    names: Vec<u8>,
+    /// Where each name ends in `names`.
+    ends: Vec<u32>,
+    /// The slots the build left: (id, exact, leaf).
+    slots: Vec<(u32, u32, u32)>,
+}
+
+/// Shapes remembered per index (direct-mapped by hash).
+const SHAPES: usize = 256;
+/// Events with more fields than this are always indexed name by name.
+const SHAPE_FIELDS_MAX: usize = 48;
+/// Or with more bytes of names than this, in all.
+const SHAPE_NAME_BYTES_MAX: usize = 1024;
+
+/// The hash [`Shape`]s are found by: the count of names and each name's
+/// length and first and last bytes; never 0.
+#[inline]
+fn shape_hash(fields: &[(&str, &[u8])]) -> u64 {
+    const K: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut hash = fields.len() as u64;
+    for (name, _) in fields {
+        let bytes = name.as_bytes();
+        let first = bytes.first().copied().unwrap_or(0);
+        let last = bytes.last().copied().unwrap_or(0);
+        let key = (bytes.len() as u64) | (u64::from(first) << 16) | (u64::from(last) << 24);
+        hash = (hash.rotate_left(23) ^ key).wrapping_mul(K);
+    }
+    hash | 1
+}
+
+impl Shape {
+    /// Whether `fields` carry exactly this shape's names, in order.
+    #[inline]
+    fn matches(&self, hash: u64, fields: &[(&str, &[u8])]) -> bool {
+        if self.hash != hash || self.ends.len() != fields.len() {
+            return false;
+        }
+        let mut start = 0usize;
+        for (&end, (name, _)) in self.ends.iter().zip(fields) {
+            let end = end as usize;
+            match self.names.get(start..end) {
+                Some(known) if short_eq(known, name.as_bytes()) => {}
+                _ => return false,
+            }
+            start = end;
+        }
+        true
+    }
 }
 
 impl FieldIndex {
@@ -636,8 +708,60 @@ impl FieldIndex {
         if self.cache.is_empty() || self.cache_serial != table.serial {
             self.cache.clear();
             self.cache.resize(NAME_CACHE_ENTRIES, CachedName::default());
+            self.shapes.clear();
+            self.shapes.resize_with(SHAPES, Shape::default);
             self.cache_serial = table.serial;
         }
+        let fields = event.fields;
+        self.touched.clear();
+        if fields.len() > SHAPE_FIELDS_MAX {
+            self.index_names(table, event);
+            return;
+        }
+        let hash = shape_hash(fields);
+        let at = (hash >> (64 - SHAPES.trailing_zeros())) as usize;
+        if self.shapes[at].matches(hash, fields) {
+            let generation = self.generation;
+            for &(id, exact, leaf) in &self.shapes[at].slots {
+                self.slots[id as usize] = Slot {
+                    generation,
+                    exact,
+                    leaf,
+                };
+            }
+            return;
+        }
+        self.index_names(table, event);
+        self.remember_shape(at, hash, fields);
+    }
+
+    /// Remembers the names of `fields` and the slots just built for them
+    /// as shape `at`, unless the names are too long to keep.
+    fn remember_shape(&mut self, at: usize, hash: u64, fields: &[(&str, &[u8])]) {
+        let bytes: usize = fields.iter().map(|(name, _)| name.len()).sum();
+        let shape = &mut self.shapes[at];
+        shape.hash = 0;
+        if bytes > SHAPE_NAME_BYTES_MAX {
+            return;
+        }
+        shape.names.clear();
+        shape.ends.clear();
+        for (name, _) in fields {
+            shape.names.extend_from_slice(name.as_bytes());
+            // Lossless: at most SHAPE_NAME_BYTES_MAX.
+            shape.ends.push(shape.names.len() as u32);
+        }
+        shape.slots.clear();
+        for &id in &self.touched {
+            let slot = self.slots[id as usize];
+            shape.slots.push((id, slot.exact, slot.leaf));
+        }
+        shape.hash = hash;
+    }
+
+    /// Indexes every field of `event` name by name (from the name cache,
+    /// or by probing the table).
+    fn index_names(&mut self, table: &FieldTable, event: &Event<'_>) {
         let generation = self.generation;
         // Field indices at AMBIGUOUS and above cannot be stored; an event
         // that large cannot be built in memory anyway.
@@ -742,6 +866,7 @@ impl FieldIndex {
                 exact: ABSENT,
                 leaf: ABSENT,
             };
+            self.touched.push(id);
         }
         slot
     }
@@ -933,6 +1058,35 @@ mod tests {
     }
 
     #[test]
+    fn events_too_large_for_a_shape_are_indexed_name_by_name() {
+        let mut builder = FieldTableBuilder::default();
+        let mut last = FieldName::new("f59");
+        let mut long = FieldName::new("x");
+        builder.intern(&mut last);
+        builder.intern(&mut long);
+        let table = builder.finish();
+        let names: Vec<String> = (0..60).map(|i| format!("f{i}")).collect();
+        let many: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), &b"v"[..])).collect();
+        let long_names: Vec<String> = (0..8)
+            .map(|i| format!("{}.x{i}", "n".repeat(200)))
+            .collect();
+        let mut wide: Vec<(&str, &[u8])> =
+            long_names.iter().map(|n| (n.as_str(), &b"w"[..])).collect();
+        wide.push(("x", b"here"));
+        let mut index = FieldIndex::default();
+        for _ in 0..3 {
+            let e = event(&many);
+            index.build(&table, &e);
+            assert_eq!(index.get(&last, &e), Some(&b"v"[..]));
+            assert_eq!(index.get(&long, &e), None);
+            let e = event(&wide);
+            index.build(&table, &e);
+            assert_eq!(index.get(&long, &e), Some(&b"here"[..]));
+            assert_eq!(index.get(&last, &e), None);
+        }
+    }
+
+    #[test]
     fn dot_mask_finds_every_dot() {
         let names = [
             "",
@@ -976,6 +1130,7 @@ mod tests {
             "ip",
             "k.data.x",
             "never",
+            "aXb",
         ];
         let mut builder = FieldTableBuilder::default();
         let mut names: Vec<FieldName> = rule_names.iter().map(|n| FieldName::new(n)).collect();
@@ -1019,6 +1174,13 @@ mod tests {
                 ("aaaaaaaaaaaaaaaaaaaaaaaaa.data.x", b"1"),
                 ("bbbbbbbbbbbbbbbbbbbbbbbbb.data.x", b"2"),
             ],
+            // The same shape hash (lengths, first and last bytes) with other
+            // names: the remembered shape must not be taken for it.
+            &[("aXb", b"1"), ("src", b"2")],
+            &[("aYb", b"1"), ("src", b"2")],
+            &[("aXb", b"3"), ("sSc", b"4")],
+            // A remembered shape with other values.
+            &[("aXb", b"5"), ("src", b"6")],
         ];
         let mut index = FieldIndex::default();
         let check = |index: &mut FieldIndex, table: &FieldTable| {
@@ -1035,7 +1197,9 @@ mod tests {
                 }
             }
         };
-        // The second pass reads resolutions from the name cache.
+        // The second pass reads resolutions from the name cache, and
+        // indexes from the shapes the first remembered; the third again.
+        check(&mut index, &table);
         check(&mut index, &table);
         check(&mut index, &table);
         // A stale index of another table reads nothing it should not, and
