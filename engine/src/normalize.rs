@@ -18,7 +18,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use shardwatch_net::fields::Fields;
-use shardwatch_rules::field::NameKey;
+use shardwatch_rules::field::{NameKey, NameSequence};
 
 /// The built-in aliases: (vendor name, common name).
 pub const BUILTIN_ALIASES: &[(&str, &str)] = &[
@@ -462,6 +462,65 @@ impl Aliases {
     /// the fields are those of a format in [`BUILTIN_DATASETS`] and the
     /// event has none.
     pub fn apply<'a>(&'a self, fields: &mut Fields<'a>) {
+        self.apply_recording(fields, None);
+    }
+
+    /// [`Aliases::apply`], remembering what it did for the event's
+    /// sequence of names in `shapes` (see [`AliasShapes`]): an event with
+    /// a remembered sequence gets the same common names, from its own
+    /// values, and its dataset markers checked, without a name looked up.
+    pub fn apply_with_shapes<'a>(&'a self, fields: &mut Fields<'a>, shapes: &mut AliasShapes) {
+        if fields.len() > NameSequence::FIELDS_MAX {
+            self.apply(fields);
+            return;
+        }
+        let hash = NameSequence::hash_of(fields.as_slice());
+        let at = (hash >> (64 - ALIAS_SHAPES.trailing_zeros())) as usize;
+        let Some(shape) = shapes.shapes.get_mut(at) else {
+            self.apply(fields);
+            return;
+        };
+        if shape.names.matches(hash, fields.as_slice()) {
+            self.replay(shape, fields);
+            return;
+        }
+        if shape.names.remember(hash, fields.as_slice()) {
+            shape.adds.clear();
+            shape.markers.clear();
+            self.apply_recording(fields, Some(shape));
+        } else {
+            self.apply(fields);
+        }
+    }
+
+    /// Does for `fields` what the pass did for the event `shape` was
+    /// recorded from, which had the same names.
+    fn replay<'a>(&'a self, shape: &AliasShape, fields: &mut Fields<'a>) {
+        for &(field, entry) in &shape.adds {
+            let value = fields.as_slice()[usize::from(field)].1;
+            if let Some(common) = &self.map.entries[entry as usize].common {
+                fields.push(common.as_str(), value);
+            }
+        }
+        let mut seen = 0u64;
+        for &(field, entry) in &shape.markers {
+            let value = fields.as_slice()[usize::from(field)].1;
+            for &(bit, want) in &self.map.entries[entry as usize].markers {
+                if want.admits(value) {
+                    seen |= bit;
+                }
+            }
+        }
+        if seen != 0 && !shape.has_dataset {
+            if let Some(dataset) = self.dataset_of(seen) {
+                fields.push("event.dataset", dataset.as_bytes());
+            }
+        }
+    }
+
+    /// The pass of [`Aliases::apply`], writing into `record` (when given)
+    /// what it did in a form [`Aliases::replay`] repeats.
+    fn apply_recording<'a>(&'a self, fields: &mut Fields<'a>, mut record: Option<&mut AliasShape>) {
         let present = fields.len();
         let mut seen = 0u64;
         // Names the event has, as a 128-bit filter made while the names
@@ -495,6 +554,13 @@ impl Aliases {
                     _ => overflow_from = i,
                 }
             }
+            if !entry.markers.is_empty() {
+                if let Some(record) = record.as_deref_mut() {
+                    // Lossless: a shape has at most FIELDS_MAX fields, and
+                    // alias entries are u32 (`NameTable::new`).
+                    record.markers.push((i as u16, index as u32));
+                }
+            }
             for &(bit, want) in &entry.markers {
                 if want.admits(value) {
                     seen |= bit;
@@ -503,31 +569,47 @@ impl Aliases {
         }
         for &(field, entry) in &pending[..pending_len] {
             let value = fields.as_slice()[usize::from(field)].1;
-            self.add_common(
-                fields,
-                &self.map.entries[usize::from(entry)],
-                value,
-                &mut names,
-            );
+            let entry = usize::from(entry);
+            if self.add_common(fields, &self.map.entries[entry], value, &mut names) {
+                if let Some(record) = record.as_deref_mut() {
+                    record.adds.push((field, entry as u32));
+                }
+            }
         }
         for i in overflow_from..present {
             let (name, value) = fields.as_slice()[i];
             if let Some(index) = self.map.find(name) {
-                self.add_common(fields, &self.map.entries[index], value, &mut names);
+                if self.add_common(fields, &self.map.entries[index], value, &mut names) {
+                    if let Some(record) = record.as_deref_mut() {
+                        // Lossless, as above.
+                        record.adds.push((i as u16, index as u32));
+                    }
+                }
             }
+        }
+        if let Some(record) = record {
+            record.has_dataset = fields.get("event.dataset").is_some();
         }
         if seen == 0 {
             return;
         }
-        if let Some(&(dataset, _)) = self.datasets.iter().find(|(_, mask)| seen & mask == *mask) {
+        if let Some(dataset) = self.dataset_of(seen) {
             if fields.get("event.dataset").is_none() {
                 fields.push("event.dataset", dataset.as_bytes());
             }
         }
     }
 
+    /// The first format whose markers are all in `seen`.
+    fn dataset_of(&self, seen: u64) -> Option<&'static str> {
+        self.datasets
+            .iter()
+            .find(|(_, mask)| seen & mask == *mask)
+            .map(|&(dataset, _)| dataset)
+    }
+
     /// Adds `entry`'s common name with `value` unless the event has a
-    /// field of that name already.
+    /// field of that name already; whether it did.
     #[inline]
     fn add_common<'a>(
         &'a self,
@@ -535,13 +617,48 @@ impl Aliases {
         entry: &'a Entry,
         value: &'a [u8],
         names: &mut u128,
-    ) {
+    ) -> bool {
         let Some(common) = &entry.common else {
-            return;
+            return false;
         };
         if *names & entry.common_bit == 0 || fields.get(common).is_none() {
             fields.push(common.as_str(), value);
             *names |= entry.common_bit;
+            return true;
+        }
+        false
+    }
+}
+
+/// Alias shapes remembered per core (direct-mapped by hash).
+const ALIAS_SHAPES: usize = 256;
+
+/// What the alias pass did for one sequence of field names: it depends
+/// only on the names (which are aliased, which common names are already
+/// there) and the table, except whether the dataset markers' values admit
+/// them, which is checked again per event.
+#[derive(Default)]
+struct AliasShape {
+    names: NameSequence,
+    /// Common names added, in order: (field whose value, entry).
+    adds: Vec<(u16, u32)>,
+    /// Fields with dataset markers: (field, entry).
+    markers: Vec<(u16, u32)>,
+    /// Whether the event had `event.dataset` after the common names.
+    has_dataset: bool,
+}
+
+/// Per core: the alias pass for recent sequences of field names
+/// ([`Aliases::apply_with_shapes`]). Events of one source repeat their
+/// names in the same order, so most are aliased without a lookup.
+pub struct AliasShapes {
+    shapes: Vec<AliasShape>,
+}
+
+impl Default for AliasShapes {
+    fn default() -> Self {
+        AliasShapes {
+            shapes: (0..ALIAS_SHAPES).map(|_| AliasShape::default()).collect(),
         }
     }
 }
@@ -823,6 +940,67 @@ mod tests {
             .map(|i| format!("c{i}"))
             .collect();
         assert_eq!(added, expected);
+    }
+
+    #[test]
+    fn remembered_shapes_give_what_the_pass_gives() {
+        // A few shapes (so that they repeat), each with random values:
+        // dataset markers whose values admit them or not, aliased names
+        // whose common name is there or not, a full field list, and an
+        // event too long to remember.
+        let aliases = Aliases::new(true, &BTreeMap::new());
+        let pool = [
+            "src",
+            "dst",
+            "SRC",
+            "source.ip",
+            "eventVersion",
+            "eventSource",
+            "msg",
+            "suser",
+            "user.name",
+            "act",
+            "event.dataset",
+            "x",
+        ];
+        let values: [&[u8]; 6] = [
+            b"1.2.3.4",
+            b"s3.amazonaws.com",
+            b"other",
+            b"",
+            b"bob",
+            b"iam.amazonaws.com",
+        ];
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        let mut shapes_of: Vec<Vec<&str>> = (0..12)
+            .map(|_| (0..next(9)).map(|_| pool[next(pool.len())]).collect())
+            .collect();
+        shapes_of.push(vec!["src"; shardwatch_net::fields::FIELDS_MAX]);
+        shapes_of.push(vec!["dst"; NameSequence::FIELDS_MAX + 1]);
+        shapes_of.push(vec!["eventVersion", "eventSource"]);
+        shapes_of.push(vec!["eventVersion", "event.dataset", "eventSource", "src"]);
+        let mut shapes = AliasShapes::default();
+        let mut datasets = 0;
+        for _ in 0..4_000 {
+            let names = &shapes_of[next(shapes_of.len())];
+            let mut plain = Fields::new();
+            for name in names {
+                plain.push(name, values[next(values.len())]);
+            }
+            let mut remembered = plain;
+            aliases.apply(&mut plain);
+            aliases.apply_with_shapes(&mut remembered, &mut shapes);
+            assert_eq!(remembered.as_slice(), plain.as_slice(), "{names:?}");
+            assert_eq!(remembered.overflow, plain.overflow);
+            datasets += usize::from(plain.get("event.dataset") == Some(b"aws.cloudtrail"));
+        }
+        assert!(datasets > 0, "no event was recognised as CloudTrail");
     }
 
     #[test]

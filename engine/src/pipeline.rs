@@ -16,7 +16,7 @@ use shardwatch_net::syslog::ParseContext;
 use shardwatch_net::{DecodeScratch, Decoder};
 use shardwatch_rules::{Event, RuleSet, Scratch, TemplateMiner};
 
-use crate::normalize::Aliases;
+use crate::normalize::{AliasShapes, Aliases};
 use crate::route::RouteRecord;
 use crate::schema::{SchemaRegistry, SourceId};
 use crate::shardmap::ShardMap;
@@ -149,6 +149,8 @@ pub struct Pipeline {
     mined_before: MinedTemplate,
     mined_after: MinedTemplate,
     scratch: Scratch,
+    /// The alias pass for recent sequences of field names.
+    alias_shapes: AliasShapes,
     matched: Vec<u32>,
     correlations: Vec<u32>,
     key: Vec<u8>,
@@ -180,6 +182,7 @@ impl Pipeline {
             mined_before: MinedTemplate::default(),
             mined_after: MinedTemplate::default(),
             scratch: Scratch::default(),
+            alias_shapes: AliasShapes::default(),
             matched: Vec::with_capacity(64),
             correlations: Vec::with_capacity(64),
             key: Vec::with_capacity(256),
@@ -275,7 +278,8 @@ impl Pipeline {
                     | Decoder::Csv
             )
         ) {
-            self.aliases.apply(&mut fields);
+            self.aliases
+                .apply_with_shapes(&mut fields, &mut self.alias_shapes);
         }
         // `on`: every line is mined before the rules see it, so any rule may
         // use template fields. `auto`: only lines that a rare_template rule's

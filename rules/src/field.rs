@@ -633,47 +633,57 @@ pub(crate) struct FieldIndex {
 /// those names and the table. A shape remembers one such sequence and the
 /// slots its build left: an event with exactly these names is indexed by
 /// writing those slots again, without building a name's key or probing
-/// anything. Found by a hash of the names' lengths and first and last
-/// bytes, then checked name by name.
+/// anything.
 #[derive(Debug, Default)]
 struct Shape {
-    /// The hash of the sequence (0: the shape is empty).
-    hash: u64,
-    /// The names, one after another.
-    names: Vec<u8>,
-    /// Where each name ends in `names`.
-    ends: Vec<u32>,
+    names: NameSequence,
     /// The slots the build left: (id, exact, leaf).
     slots: Vec<(u32, u32, u32)>,
 }
 
 /// Shapes remembered per index (direct-mapped by hash).
 const SHAPES: usize = 256;
-/// Events with more fields than this are always indexed name by name.
-const SHAPE_FIELDS_MAX: usize = 48;
-/// Or with more bytes of names than this, in all.
-const SHAPE_NAME_BYTES_MAX: usize = 1024;
 
-/// The hash [`Shape`]s are found by: the count of names and each name's
-/// length and first and last bytes; never 0.
-#[inline]
-fn shape_hash(fields: &[(&str, &[u8])]) -> u64 {
-    const K: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut hash = fields.len() as u64;
-    for (name, _) in fields {
-        let bytes = name.as_bytes();
-        let first = bytes.first().copied().unwrap_or(0);
-        let last = bytes.last().copied().unwrap_or(0);
-        let key = (bytes.len() as u64) | (u64::from(first) << 16) | (u64::from(last) << 24);
-        hash = (hash.rotate_left(23) ^ key).wrapping_mul(K);
-    }
-    hash | 1
+/// A remembered sequence of field names, for work that depends only on an
+/// event's names and their order (the rules' field index, the engine's
+/// alias pass): found by [`NameSequence::hash_of`] (the count of names and
+/// each name's length and first and last bytes, one multiply per name),
+/// then checked name by name with [`NameSequence::matches`].
+#[derive(Debug, Default)]
+pub struct NameSequence {
+    /// The hash of the sequence (0: nothing remembered).
+    hash: u64,
+    /// The names, one after another.
+    names: Vec<u8>,
+    /// Where each name ends in `names`.
+    ends: Vec<u32>,
 }
 
-impl Shape {
-    /// Whether `fields` carry exactly this shape's names, in order.
+impl NameSequence {
+    /// Sequences of more names than this are not remembered.
+    pub const FIELDS_MAX: usize = 48;
+    /// Nor of more bytes of names than this, in all.
+    pub const NAME_BYTES_MAX: usize = 1024;
+
+    /// The hash of `fields`' names; never 0.
     #[inline]
-    fn matches(&self, hash: u64, fields: &[(&str, &[u8])]) -> bool {
+    pub fn hash_of(fields: &[(&str, &[u8])]) -> u64 {
+        const K: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut hash = fields.len() as u64;
+        for (name, _) in fields {
+            let bytes = name.as_bytes();
+            let first = bytes.first().copied().unwrap_or(0);
+            let last = bytes.last().copied().unwrap_or(0);
+            let key = (bytes.len() as u64) | (u64::from(first) << 16) | (u64::from(last) << 24);
+            hash = (hash.rotate_left(23) ^ key).wrapping_mul(K);
+        }
+        hash | 1
+    }
+
+    /// Whether `fields` (whose [`NameSequence::hash_of`] is `hash`) carry
+    /// exactly the names remembered, in order.
+    #[inline]
+    pub fn matches(&self, hash: u64, fields: &[(&str, &[u8])]) -> bool {
         if self.hash != hash || self.ends.len() != fields.len() {
             return false;
         }
@@ -686,6 +696,25 @@ impl Shape {
             }
             start = end;
         }
+        true
+    }
+
+    /// Remembers `fields`' names (`hash` their hash); false, with nothing
+    /// remembered, when there are too many of them.
+    pub fn remember(&mut self, hash: u64, fields: &[(&str, &[u8])]) -> bool {
+        self.hash = 0;
+        let bytes: usize = fields.iter().map(|(name, _)| name.len()).sum();
+        if fields.len() > Self::FIELDS_MAX || bytes > Self::NAME_BYTES_MAX {
+            return false;
+        }
+        self.names.clear();
+        self.ends.clear();
+        for (name, _) in fields {
+            self.names.extend_from_slice(name.as_bytes());
+            // Lossless: at most NAME_BYTES_MAX.
+            self.ends.push(self.names.len() as u32);
+        }
+        self.hash = hash;
         true
     }
 }
@@ -714,13 +743,13 @@ impl FieldIndex {
         }
         let fields = event.fields;
         self.touched.clear();
-        if fields.len() > SHAPE_FIELDS_MAX {
+        if fields.len() > NameSequence::FIELDS_MAX {
             self.index_names(table, event);
             return;
         }
-        let hash = shape_hash(fields);
+        let hash = NameSequence::hash_of(fields);
         let at = (hash >> (64 - SHAPES.trailing_zeros())) as usize;
-        if self.shapes[at].matches(hash, fields) {
+        if self.shapes[at].names.matches(hash, fields) {
             let generation = self.generation;
             for &(id, exact, leaf) in &self.shapes[at].slots {
                 self.slots[id as usize] = Slot {
@@ -732,31 +761,14 @@ impl FieldIndex {
             return;
         }
         self.index_names(table, event);
-        self.remember_shape(at, hash, fields);
-    }
-
-    /// Remembers the names of `fields` and the slots just built for them
-    /// as shape `at`, unless the names are too long to keep.
-    fn remember_shape(&mut self, at: usize, hash: u64, fields: &[(&str, &[u8])]) {
-        let bytes: usize = fields.iter().map(|(name, _)| name.len()).sum();
         let shape = &mut self.shapes[at];
-        shape.hash = 0;
-        if bytes > SHAPE_NAME_BYTES_MAX {
-            return;
+        if shape.names.remember(hash, fields) {
+            shape.slots.clear();
+            for &id in &self.touched {
+                let slot = self.slots[id as usize];
+                shape.slots.push((id, slot.exact, slot.leaf));
+            }
         }
-        shape.names.clear();
-        shape.ends.clear();
-        for (name, _) in fields {
-            shape.names.extend_from_slice(name.as_bytes());
-            // Lossless: at most SHAPE_NAME_BYTES_MAX.
-            shape.ends.push(shape.names.len() as u32);
-        }
-        shape.slots.clear();
-        for &id in &self.touched {
-            let slot = self.slots[id as usize];
-            shape.slots.push((id, slot.exact, slot.leaf));
-        }
-        shape.hash = hash;
     }
 
     /// Indexes every field of `event` name by name (from the name cache,
