@@ -18,7 +18,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use shardwatch_net::fields::Fields;
-use shardwatch_rules::field::{NameKey, NameSequence};
+use shardwatch_rules::field::{NameKey, NameSequence, SecondSighting};
 
 /// The built-in aliases: (vendor name, common name).
 pub const BUILTIN_ALIASES: &[(&str, &str)] = &[
@@ -484,7 +484,7 @@ impl Aliases {
             self.replay(shape, fields);
             return;
         }
-        if shape.names.remember(hash, fields.as_slice()) {
+        if shapes.sightings.again(hash) && shape.names.remember(hash, fields.as_slice()) {
             shape.adds.clear();
             shape.markers.clear();
             self.apply_recording(fields, Some(shape));
@@ -653,12 +653,15 @@ struct AliasShape {
 /// names in the same order, so most are aliased without a lookup.
 pub struct AliasShapes {
     shapes: Vec<AliasShape>,
+    /// Which sequences of names are seen often enough to be remembered.
+    sightings: SecondSighting,
 }
 
 impl Default for AliasShapes {
     fn default() -> Self {
         AliasShapes {
             shapes: (0..ALIAS_SHAPES).map(|_| AliasShape::default()).collect(),
+            sightings: SecondSighting::default(),
         }
     }
 }

@@ -626,6 +626,8 @@ pub(crate) struct FieldIndex {
     shapes: Vec<Shape>,
     /// Ids whose slots the current build wrote, in first-write order.
     touched: Vec<u32>,
+    /// Which sequences of names are seen often enough to be remembered.
+    sightings: SecondSighting,
 }
 
 /// Events of one source carry the same field names in the same order,
@@ -643,6 +645,40 @@ struct Shape {
 
 /// Shapes remembered per index (direct-mapped by hash).
 const SHAPES: usize = 256;
+
+/// Admits a sequence of names to be remembered only when it is seen a
+/// second time while still recent (by its [`NameSequence::hash_of`]):
+/// events whose names are each their own (random keys, one-off shapes)
+/// then cost a hash and one compare each, not a copy of their names that
+/// no later event would match.
+#[derive(Debug)]
+pub struct SecondSighting {
+    /// Hashes offered lately, direct-mapped by their low bits.
+    recent: Vec<u64>,
+}
+
+impl Default for SecondSighting {
+    fn default() -> Self {
+        SecondSighting {
+            recent: vec![0; SIGHTINGS],
+        }
+    }
+}
+
+/// Hashes [`SecondSighting`] keeps.
+const SIGHTINGS: usize = 1024;
+
+impl SecondSighting {
+    /// Whether `hash` was offered lately; it is recorded either way.
+    #[inline]
+    pub fn again(&mut self, hash: u64) -> bool {
+        // The low bits: shape tables index by the high ones.
+        let at = hash as usize & (SIGHTINGS - 1);
+        let again = self.recent[at] == hash;
+        self.recent[at] = hash;
+        again
+    }
+}
 
 /// A remembered sequence of field names, for work that depends only on an
 /// event's names and their order (the rules' field index, the engine's
@@ -761,6 +797,9 @@ impl FieldIndex {
             return;
         }
         self.index_names(table, event);
+        if !self.sightings.again(hash) {
+            return;
+        }
         let shape = &mut self.shapes[at];
         if shape.names.remember(hash, fields) {
             shape.slots.clear();
@@ -1067,6 +1106,20 @@ mod tests {
         // Bytes past ASCII are not letters: 0xC1 is not 0xE1.
         assert!(!folded_eq(&[0xE1], &[0xC1]));
         assert!(folded_eq(b"sysmon", b"SysMon"));
+    }
+
+    #[test]
+    fn a_sequence_is_admitted_when_seen_again_while_recent() {
+        let mut sightings = SecondSighting::default();
+        let fields: &[(&str, &[u8])] = &[("a", b"1"), ("bb", b"2")];
+        let hash = NameSequence::hash_of(fields);
+        assert!(!sightings.again(hash));
+        assert!(sightings.again(hash));
+        // Another hash in the same place pushes it out.
+        let other = hash ^ (1 << 40);
+        assert!(!sightings.again(other));
+        assert!(!sightings.again(hash));
+        assert!(sightings.again(hash));
     }
 
     #[test]
