@@ -31,11 +31,11 @@
 //! up to 32 bytes, keyed by the name's bytes themselves, emptied when the
 //! table changes): a known name costs a few word compares instead of the
 //! probes of the name and of every part after a dot. It also remembers
-//! the slots built for recent sequences of names (a [`Shape`], 256 of
-//! them, found by a hash of the names' lengths and end bytes and then
-//! checked name by name): an event with the names of one of them, in the
-//! same order, as events of one source nearly always are, is indexed by
-//! writing those slots again.
+//! the slots built for recent sequences of names (a shape: a
+//! [`NameSequence`] and those slots, 256 of them, found by a hash of the
+//! names' lengths and end bytes and then checked name by name): an event
+//! with the names of one of them, in the same order, as events of one
+//! source nearly always are, is indexed by writing those slots again.
 //! Every lookup after that is a few array reads
 //! (`FieldIndex::get`), with the same three steps and the same answers as
 //! the scan in [`resolve`], which paths outside `evaluate` still use.
