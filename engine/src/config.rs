@@ -373,7 +373,7 @@ pub struct LogsourceConfig {
     pub category: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,
-    /// Alternatives (OR), each a table of field = value or [values] (AND
+    /// Alternatives (OR), each a table of field = value or \[values\] (AND
     /// over its fields). Empty: the rule sees every event.
     pub conditions: Vec<std::collections::BTreeMap<String, OneOrMany>>,
 }
