@@ -86,7 +86,7 @@ pub fn write(
     write_chunks(dir, generation, &[payload], keep)
 }
 
-/// [`write`] for a payload given as consecutive chunks (written in order,
+/// [`write()`] for a payload given as consecutive chunks (written in order,
 /// never joined in memory).
 pub fn write_chunks<C: AsRef<[u8]>>(
     dir: &Path,

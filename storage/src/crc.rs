@@ -18,7 +18,7 @@
 //!   one `crc32` of the 64-bit product compute it (`crc32` of a word `w`
 //!   from zero is `w·x^32 mod P`, and the reflected product carries one
 //!   more factor of `x`); the constants for every lane length are computed
-//!   at compile time ([`SHIFT`]);
+//!   at compile time (`SHIFT`);
 //! * the rest (under 24 bytes, or past the largest lane) runs serially in
 //!   8, 4, 2 and 1 byte steps, from unaligned loads.
 //!
