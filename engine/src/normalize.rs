@@ -19,6 +19,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use shardwatch_net::fields::Fields;
 use shardwatch_rules::field::{NameKey, NameSequence, SecondSighting};
+use shardwatch_rules::ShapeKey;
 
 /// The built-in aliases: (vendor name, common name).
 pub const BUILTIN_ALIASES: &[(&str, &str)] = &[
@@ -469,27 +470,47 @@ impl Aliases {
     /// sequence of names in `shapes` (see [`AliasShapes`]): an event with
     /// a remembered sequence gets the same common names, from its own
     /// values, and its dataset markers checked, without a name looked up.
-    pub fn apply_with_shapes<'a>(&'a self, fields: &mut Fields<'a>, shapes: &mut AliasShapes) {
+    ///
+    /// Returns the alias shape the event's names are remembered as, if
+    /// they are: [`AliasShapes::index_key`] and
+    /// [`AliasShapes::set_index_key`] then carry the rules' shape of the
+    /// names the pass left.
+    pub fn apply_with_shapes<'a>(
+        &'a self,
+        fields: &mut Fields<'a>,
+        shapes: &mut AliasShapes,
+    ) -> Option<AliasShapeAt> {
         if fields.len() > NameSequence::FIELDS_MAX {
             self.apply(fields);
-            return;
+            return None;
         }
         let hash = NameSequence::hash_of(fields.as_slice());
         let at = (hash >> (64 - ALIAS_SHAPES.trailing_zeros())) as usize;
         let Some(shape) = shapes.shapes.get_mut(at) else {
             self.apply(fields);
-            return;
+            return None;
         };
         if shape.names.matches(hash, fields.as_slice()) {
             self.replay(shape, fields);
-            return;
+            return Some(AliasShapeAt {
+                at,
+                after: fields.len(),
+            });
         }
         if shapes.sightings.again(hash) && shape.names.remember(hash, fields.as_slice()) {
             shape.adds.clear();
             shape.markers.clear();
+            shape.index = [None; 2];
+            shape.fields_after = fields.len();
             self.apply_recording(fields, Some(shape));
+            shape.fields_after += shape.adds.len();
+            Some(AliasShapeAt {
+                at,
+                after: fields.len(),
+            })
         } else {
             self.apply(fields);
+            None
         }
     }
 
@@ -646,6 +667,20 @@ struct AliasShape {
     markers: Vec<(u16, u32)>,
     /// Whether the event had `event.dataset` after the common names.
     has_dataset: bool,
+    /// Fields after the pass when it added no `event.dataset`: the
+    /// original names and the common names of `adds`, nothing else.
+    fields_after: usize,
+    /// The rules' shape of exactly those names, then of those names and
+    /// `event.dataset` (the pass added it), once known.
+    index: [Option<ShapeKey>; 2],
+}
+
+/// An event's alias shape: its place in [`AliasShapes`], and how many
+/// fields the event had right after the pass.
+#[derive(Clone, Copy, Debug)]
+pub struct AliasShapeAt {
+    at: usize,
+    after: usize,
 }
 
 /// Per core: the alias pass for recent sequences of field names
@@ -655,6 +690,37 @@ pub struct AliasShapes {
     shapes: Vec<AliasShape>,
     /// Which sequences of names are seen often enough to be remembered.
     sightings: SecondSighting,
+}
+
+impl AliasShapes {
+    /// Where the rules' shape of an event of alias shape `at` is kept,
+    /// when the event has `fields` fields now: only if nothing was added
+    /// since the pass, so that its names are the shape's and the common
+    /// names of its `adds`, then `event.dataset` if the pass added it.
+    fn index_slot(&self, at: AliasShapeAt, fields: usize) -> Option<(usize, usize)> {
+        let shape = self.shapes.get(at.at)?;
+        if fields != at.after {
+            return None;
+        }
+        let dataset = at.after.checked_sub(shape.fields_after)?;
+        (dataset < 2).then_some((at.at, dataset))
+    }
+
+    /// The rules' shape for an event of alias shape `at` with `fields`
+    /// fields now (see [`AliasShapes::index_slot`]), once known.
+    pub fn index_key(&self, at: AliasShapeAt, fields: usize) -> Option<ShapeKey> {
+        let (at, dataset) = self.index_slot(at, fields)?;
+        self.shapes[at].index[dataset]
+    }
+
+    /// Remembers `key` as the rules' shape for events of alias shape `at`
+    /// with `fields` fields (nothing remembered for a count
+    /// [`AliasShapes::index_key`] would not answer).
+    pub fn set_index_key(&mut self, at: AliasShapeAt, fields: usize, key: Option<ShapeKey>) {
+        if let Some((at, dataset)) = self.index_slot(at, fields) {
+            self.shapes[at].index[dataset] = key;
+        }
+    }
 }
 
 impl Default for AliasShapes {

@@ -267,7 +267,7 @@ impl Pipeline {
         });
         // Structured payloads carry vendor names; give rules the common
         // names beside them. Free-text rows already emit common names.
-        if matches!(
+        let alias_shape = if matches!(
             parsed.decoder,
             Some(
                 Decoder::Json
@@ -279,8 +279,10 @@ impl Pipeline {
             )
         ) {
             self.aliases
-                .apply_with_shapes(&mut fields, &mut self.alias_shapes);
-        }
+                .apply_with_shapes(&mut fields, &mut self.alias_shapes)
+        } else {
+            None
+        };
         // `on`: every line is mined before the rules see it, so any rule may
         // use template fields. `auto`: only lines that a rare_template rule's
         // input selects are mined, after the stateless pass (below).
@@ -319,8 +321,18 @@ impl Pipeline {
             message: message.message,
             raw,
         };
-        self.rules
-            .evaluate(&event, &mut self.scratch, &mut self.matched);
+        // An event whose names the alias pass knew, with nothing added
+        // after it, has the names of the last such event: the rules index
+        // it from that event's shape without reading a name.
+        let known = alias_shape.and_then(|at| self.alias_shapes.index_key(at, fields.len()));
+        let key = self
+            .rules
+            .evaluate_shaped(&event, known, &mut self.scratch, &mut self.matched);
+        if let Some(at) = alias_shape {
+            if key != known {
+                self.alias_shapes.set_index_key(at, fields.len(), key);
+            }
+        }
         if let (Some(registry), Some((source, key))) = (self.registry.as_mut(), schema_source) {
             registry.observe_keyed(key, source, fields.as_slice(), time_ns);
         }
@@ -377,5 +389,148 @@ impl Pipeline {
             sink.route(&record, owner);
         }
         Some(event.time_ns)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An event's fields, owned.
+    type OwnedFields = Vec<(String, Vec<u8>)>;
+
+    /// Detections per line, and what else the sink was told.
+    #[derive(Default)]
+    struct Seen {
+        detections: Vec<(u32, OwnedFields)>,
+        other: Vec<String>,
+    }
+
+    impl EventSink for Seen {
+        fn quarantine(&mut self, reason: &'static str, _offset: Option<usize>, _raw: &[u8]) {
+            self.other.push(format!("quarantine {reason}"));
+        }
+        fn detection(&mut self, detection: u32, event: &Event<'_>, _received_ns: i64) {
+            let fields = event
+                .fields
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_vec()))
+                .collect();
+            self.detections.push((detection, fields));
+        }
+        fn route(&mut self, record: &RouteRecord<'_>, owner: u16) {
+            self.other.push(format!("route {owner} {:?}", record.key));
+        }
+        fn flagged(&mut self, reason: &'static str) {
+            self.other.push(format!("flagged {reason}"));
+        }
+    }
+
+    fn pipeline() -> Pipeline {
+        let rules = RuleSet::compile(&[shardwatch_rules::RuleSource {
+            origin: "test".into(),
+            text: r#"title: from a watched address
+name: watched
+detection:
+    sel:
+        source.ip|startswith: '10.0.'
+    condition: sel
+---
+title: bob or a CloudTrail call
+name: bob
+detection:
+    user:
+        user.name: bob
+    cloud:
+        event.dataset: aws.cloudtrail
+    condition: user or cloud
+---
+title: many from one address
+correlation:
+    type: event_count
+    rules: [bob]
+    group-by: [source.ip]
+    timespan: 10s
+    condition:
+        gte: 2
+"#
+            .into(),
+        }])
+        .unwrap();
+        Pipeline::new(
+            Arc::new(rules),
+            Arc::new(ShardMap::new(1, 64, 1)),
+            PipelineOptions::default(),
+        )
+    }
+
+    /// Lines of a few shapes, each many times with other values: CEF and
+    /// key=value (aliased), CloudTrail JSON (dataset markers, admitted or
+    /// not), a CEF line of the same shape skewed in time (a field added
+    /// after the alias pass), and free text.
+    fn lines() -> Vec<String> {
+        let mut lines = Vec::new();
+        for i in 0..60u32 {
+            let ip = if i % 3 == 0 {
+                "10.0.0.1"
+            } else {
+                "192.168.1.9"
+            };
+            let user = if i % 4 == 0 { "bob" } else { "ann" };
+            lines.push(format!(
+                "<134>Nov 30 00:00:{:02} fw-1 CEF:0|V|P|1|100|n|3|src={ip} dst=10.9.9.9 suser={user} act=allow",
+                i % 60
+            ));
+            lines.push(format!(
+                "<4>Nov 30 00:00:{:02} gw kernel: IN=eth0 OUT= SRC={ip} DST=10.1.1.{} PROTO=TCP SPT=1 DPT=22",
+                i % 60,
+                i % 7
+            ));
+            let source = if i % 5 == 0 {
+                "iam.amazonaws.com"
+            } else {
+                "elsewhere"
+            };
+            lines.push(format!(
+                r#"<14>Nov 30 00:00:{:02} aws cloudtrail: {{"eventVersion":"1.08","eventSource":"{source}","sourceIPAddress":"{ip}","userIdentity":{{"userName":"{user}"}}}}"#,
+                i % 60
+            ));
+            if i % 10 == 0 {
+                lines.push(format!(
+                    "<134>Nov  1 00:00:00 fw-1 CEF:0|V|P|1|100|n|3|src={ip} dst=10.9.9.9 suser={user} act=deny"
+                ));
+            }
+            lines.push(format!(
+                "<38>Nov 30 00:00:{:02} h sshd[1]: Failed password for {user} from {ip} port 22 ssh2",
+                i % 60
+            ));
+        }
+        lines
+    }
+
+    #[test]
+    fn remembered_shapes_give_what_a_fresh_pipeline_gives() {
+        // A fresh pipeline per line has remembered nothing, so every line
+        // is aliased and indexed name by name; one pipeline over all the
+        // lines aliases and indexes most of them from shapes.
+        let received_ns = 1_796_000_000_000_000_000;
+        let mut shared = pipeline();
+        let mut from_shapes = Seen::default();
+        let mut fresh = Seen::default();
+        for line in lines() {
+            shared.process(line.as_bytes(), received_ns, &mut from_shapes);
+            pipeline().process(line.as_bytes(), received_ns, &mut fresh);
+        }
+        assert!(
+            from_shapes.detections.len() > 60,
+            "{}",
+            from_shapes.detections.len()
+        );
+        assert!(from_shapes
+            .other
+            .iter()
+            .any(|o| o.starts_with("flagged timestamp_skew")));
+        assert_eq!(from_shapes.detections, fresh.detections);
+        assert_eq!(from_shapes.other, fresh.other);
     }
 }

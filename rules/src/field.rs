@@ -628,6 +628,8 @@ pub(crate) struct FieldIndex {
     touched: Vec<u32>,
     /// Which sequences of names are seen often enough to be remembered.
     sightings: SecondSighting,
+    /// The stamp the next remembered shape gets (from 1).
+    next_stamp: u64,
 }
 
 /// Events of one source carry the same field names in the same order,
@@ -641,6 +643,22 @@ struct Shape {
     names: NameSequence,
     /// The slots the build left: (id, exact, leaf).
     slots: Vec<(u32, u32, u32)>,
+    /// Tells what this place holds apart from what it held before and
+    /// will hold next ([`ShapeKey`]); 0 while empty.
+    stamp: u64,
+}
+
+/// Names one remembered shape of a [`crate::Scratch`]'s field index: a
+/// caller that knows an event has exactly the names of an event indexed
+/// before (the engine's alias pass, which checked the names before it
+/// added its own) hands the key back with the next such event
+/// ([`crate::RuleSet::evaluate_shaped`]), and the index writes the
+/// shape's slots without hashing or reading the names. A key whose shape
+/// was replaced since (or whose rule set changed) is not taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShapeKey {
+    at: u32,
+    stamp: u64,
 }
 
 /// Shapes remembered per index (direct-mapped by hash).
@@ -759,6 +777,18 @@ impl FieldIndex {
     /// Indexes `event` under `table`: every field whose name, or whose
     /// name's part after a dot, is in the table. Allocates only to grow.
     pub(crate) fn build(&mut self, table: &FieldTable, event: &Event<'_>) {
+        self.build_shaped(table, event, None);
+    }
+
+    /// [`FieldIndex::build`], given the key of the shape whose names
+    /// `event` is known to carry, if any; returns the key of the shape the
+    /// event was indexed from or remembered as.
+    pub(crate) fn build_shaped(
+        &mut self,
+        table: &FieldTable,
+        event: &Event<'_>,
+        known: Option<ShapeKey>,
+    ) -> Option<ShapeKey> {
         if self.slots.len() < table.len() {
             self.slots.resize(table.len(), Slot::default());
         }
@@ -768,7 +798,7 @@ impl FieldIndex {
             self.generation = 1;
         }
         if table.len() == 0 {
-            return;
+            return None;
         }
         if self.cache.is_empty() || self.cache_serial != table.serial {
             self.cache.clear();
@@ -779,34 +809,60 @@ impl FieldIndex {
         }
         let fields = event.fields;
         self.touched.clear();
+        if let Some(key) = known {
+            if let Some(shape) = self.shapes.get(key.at as usize) {
+                if shape.stamp == key.stamp && key.stamp != 0 {
+                    debug_assert!(shape.names.matches(NameSequence::hash_of(fields), fields));
+                    self.write_shape(key.at as usize);
+                    return Some(key);
+                }
+            }
+        }
         if fields.len() > NameSequence::FIELDS_MAX {
             self.index_names(table, event);
-            return;
+            return None;
         }
         let hash = NameSequence::hash_of(fields);
         let at = (hash >> (64 - SHAPES.trailing_zeros())) as usize;
         if self.shapes[at].names.matches(hash, fields) {
-            let generation = self.generation;
-            for &(id, exact, leaf) in &self.shapes[at].slots {
-                self.slots[id as usize] = Slot {
-                    generation,
-                    exact,
-                    leaf,
-                };
-            }
-            return;
+            self.write_shape(at);
+            return Some(ShapeKey {
+                at: at as u32,
+                stamp: self.shapes[at].stamp,
+            });
         }
         self.index_names(table, event);
         if !self.sightings.again(hash) {
-            return;
+            return None;
         }
+        self.next_stamp += 1;
+        let stamp = self.next_stamp;
         let shape = &mut self.shapes[at];
-        if shape.names.remember(hash, fields) {
-            shape.slots.clear();
-            for &id in &self.touched {
-                let slot = self.slots[id as usize];
-                shape.slots.push((id, slot.exact, slot.leaf));
-            }
+        shape.stamp = 0;
+        if !shape.names.remember(hash, fields) {
+            return None;
+        }
+        shape.slots.clear();
+        for &id in &self.touched {
+            let slot = self.slots[id as usize];
+            shape.slots.push((id, slot.exact, slot.leaf));
+        }
+        shape.stamp = stamp;
+        Some(ShapeKey {
+            at: at as u32,
+            stamp,
+        })
+    }
+
+    /// Writes shape `at`'s slots for the current event.
+    fn write_shape(&mut self, at: usize) {
+        let generation = self.generation;
+        for &(id, exact, leaf) in &self.shapes[at].slots {
+            self.slots[id as usize] = Slot {
+                generation,
+                exact,
+                leaf,
+            };
         }
     }
 
@@ -1106,6 +1162,44 @@ mod tests {
         // Bytes past ASCII are not letters: 0xC1 is not 0xE1.
         assert!(!folded_eq(&[0xE1], &[0xC1]));
         assert!(folded_eq(b"sysmon", b"SysMon"));
+    }
+
+    #[test]
+    fn a_shape_key_indexes_the_same_names_and_a_stale_one_is_not_taken() {
+        let mut builder = FieldTableBuilder::default();
+        let mut src = FieldName::new("source.ip");
+        let mut user = FieldName::new("user.name");
+        builder.intern(&mut src);
+        builder.intern(&mut user);
+        let table = builder.finish();
+        let first: &[(&str, &[u8])] = &[("src", b"1.2.3.4"), ("user.name", b"bob")];
+        let again: &[(&str, &[u8])] = &[("src", b"5.6.7.8"), ("user.name", b"eve")];
+        let other: &[(&str, &[u8])] = &[("user.name", b"ann"), ("x.src", b"9.9.9.9")];
+        let mut index = FieldIndex::default();
+        // Seen once: indexed, not remembered; seen again: remembered.
+        assert_eq!(index.build_shaped(&table, &event(first), None), None);
+        let key = index.build_shaped(&table, &event(first), None);
+        assert!(key.is_some());
+        let e = event(again);
+        assert_eq!(index.build_shaped(&table, &e, key), key);
+        assert_eq!(index.get(&src, &e), Some(&b"5.6.7.8"[..]));
+        assert_eq!(index.get(&user, &e), Some(&b"eve"[..]));
+        // Another table forgets every shape: the key is not taken.
+        let mut builder = FieldTableBuilder::default();
+        let mut only_user = FieldName::new("user.name");
+        builder.intern(&mut only_user);
+        let fewer = builder.finish();
+        let e = event(other);
+        index.build_shaped(&fewer, &e, key);
+        assert_eq!(index.get(&only_user, &e), Some(&b"ann"[..]));
+        // Back on the first table, a key of the forgotten shape is stale:
+        // the event is indexed by its own names (and, seen a second time,
+        // remembered under a new key).
+        let e = event(other);
+        let new_key = index.build_shaped(&table, &e, key);
+        assert!(new_key.is_some() && new_key != key);
+        assert_eq!(index.get(&user, &e), Some(&b"ann"[..]));
+        assert_eq!(index.get(&src, &e), Some(&b"9.9.9.9"[..]));
     }
 
     #[test]

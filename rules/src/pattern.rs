@@ -18,7 +18,7 @@ use memchr::memmem;
 use crate::detection::PREFILTER_LITERAL_BYTES_MIN;
 use crate::error::RuleErrorKind;
 use crate::event::Event;
-use crate::field::{FieldIndex, FieldName, FieldTable};
+use crate::field::{FieldIndex, FieldName, FieldTable, ShapeKey};
 
 /// Size limit for one compiled regular expression. Rules come from outside,
 /// so a pathological pattern must fail to compile rather than take the
@@ -67,6 +67,18 @@ impl Scratch {
     /// reads them in O(1) until the next call.
     pub(crate) fn index_fields(&mut self, table: &FieldTable, event: &Event<'_>) {
         self.fields.build(table, event);
+    }
+
+    /// [`Scratch::index_fields`] with the key of the shape whose names
+    /// `event` is known to carry (see [`ShapeKey`]); returns the key of
+    /// the shape it was indexed from or remembered as.
+    pub(crate) fn index_fields_shaped(
+        &mut self,
+        table: &FieldTable,
+        event: &Event<'_>,
+        known: Option<ShapeKey>,
+    ) -> Option<ShapeKey> {
+        self.fields.build_shaped(table, event, known)
     }
 
     /// The value `field` resolves to in `event`, the event last indexed by

@@ -53,7 +53,7 @@ use crate::correlation_rule::{
 use crate::detection::{Detection, DetectionContext};
 use crate::error::{RuleError, RuleErrorKind};
 use crate::event::Event;
-use crate::field::{FieldTable, FieldTableBuilder};
+use crate::field::{FieldTable, FieldTableBuilder, ShapeKey};
 use crate::logsource::{resolve_logsource, LogsourceFilter, LogsourceMapping};
 use crate::matcher::Matcher;
 use crate::pattern::Scratch;
@@ -713,8 +713,25 @@ impl RuleSet {
     /// detection rules that match `event`, in ascending order. Allocates
     /// nothing once `scratch` and `out` have grown to their working size.
     pub fn evaluate(&self, event: &Event<'_>, scratch: &mut Scratch, out: &mut Vec<u32>) {
+        self.evaluate_shaped(event, None, scratch, out);
+    }
+
+    /// [`RuleSet::evaluate`] for a caller that can tell when an event has
+    /// exactly the field names, in order, of one evaluated before: give
+    /// back the key this returned for that event as `known`, and indexing
+    /// the event's fields reads no name. The key returned names the
+    /// remembered sequence of this event's names (if it is remembered).
+    /// The same answers as `evaluate` as long as `known` is only given for
+    /// such an event; a key of a sequence forgotten since is not taken.
+    pub fn evaluate_shaped(
+        &self,
+        event: &Event<'_>,
+        known: Option<ShapeKey>,
+        scratch: &mut Scratch,
+        out: &mut Vec<u32>,
+    ) -> Option<ShapeKey> {
         out.clear();
-        scratch.index_fields(&self.fields, event);
+        let key = scratch.index_fields_shaped(&self.fields, event, known);
         self.matcher.candidates(event, scratch);
         let candidates = scratch.take_candidates();
         for (word_index, &word) in candidates.iter().enumerate() {
@@ -733,6 +750,7 @@ impl RuleSet {
             }
         }
         scratch.restore_candidates(candidates);
+        key
     }
 
     /// [`RuleSet::evaluate`] without the prefilter: every rule runs its
