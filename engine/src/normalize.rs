@@ -1011,6 +1011,17 @@ mod tests {
         assert_eq!(added, expected);
     }
 
+    /// A reproducible pick below `n` (xorshift from `seed`).
+    fn picker(seed: u64) -> impl FnMut(usize) -> usize {
+        let mut state = seed;
+        move |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        }
+    }
+
     #[test]
     fn remembered_shapes_give_what_the_pass_gives() {
         // A few shapes (so that they repeat), each with random values:
@@ -1040,13 +1051,7 @@ mod tests {
             b"bob",
             b"iam.amazonaws.com",
         ];
-        let mut state = 0x2545_F491_4F6C_DD1Du64;
-        let mut next = |n: usize| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state % n as u64) as usize
-        };
+        let mut next = picker(0x2545_F491_4F6C_DD1D);
         let mut shapes_of: Vec<Vec<&str>> = (0..12)
             .map(|_| (0..next(9)).map(|_| pool[next(pool.len())]).collect())
             .collect();
@@ -1092,13 +1097,7 @@ mod tests {
         let mut pool: Vec<String> = table.keys().map(|k| k.to_string()).collect();
         pool.extend(BUILTIN_ALIASES.iter().map(|(_, to)| to.to_string()));
         pool.extend(["msg", "host.name", "x", "", "source.ipx", "SRCX"].map(String::from));
-        let mut state = 0x9E37_79B9_7F4A_7C15u64;
-        let mut next = |n: usize| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state % n as u64) as usize
-        };
+        let mut next = picker(0x9E37_79B9_7F4A_7C15);
         let values: Vec<String> = (0..64).map(|i| format!("v{i}")).collect();
         for _ in 0..3_000 {
             let count = next(70);
