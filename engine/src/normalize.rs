@@ -501,9 +501,7 @@ impl Aliases {
             shape.adds.clear();
             shape.markers.clear();
             shape.index = [None; 2];
-            shape.fields_after = fields.len();
             self.apply_recording(fields, Some(shape));
-            shape.fields_after += shape.adds.len();
             Some(AliasShapeAt {
                 at,
                 after: fields.len(),
@@ -667,10 +665,8 @@ struct AliasShape {
     markers: Vec<(u16, u32)>,
     /// Whether the event had `event.dataset` after the common names.
     has_dataset: bool,
-    /// Fields after the pass when it added no `event.dataset`: the
-    /// original names and the common names of `adds`, nothing else.
-    fields_after: usize,
-    /// The rules' shape of exactly those names, then of those names and
+    /// The rules' shape of the names after the pass (the original names,
+    /// then the common names of `adds`), then of those names and
     /// `event.dataset` (the pass added it), once known.
     index: [Option<ShapeKey>; 2],
 }
@@ -702,7 +698,9 @@ impl AliasShapes {
         if fields != at.after {
             return None;
         }
-        let dataset = at.after.checked_sub(shape.fields_after)?;
+        // The fields the pass leaves when it adds no `event.dataset`.
+        let without_dataset = shape.names.len() + shape.adds.len();
+        let dataset = at.after.checked_sub(without_dataset)?;
         (dataset < 2).then_some((at.at, dataset))
     }
 

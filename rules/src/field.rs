@@ -753,6 +753,16 @@ impl NameSequence {
         true
     }
 
+    /// How many names are remembered.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Whether no name is remembered (nothing, or an event without fields).
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
     /// Remembers `fields`' names (`hash` their hash); false, with nothing
     /// remembered, when there are too many of them.
     pub fn remember(&mut self, hash: u64, fields: &[(&str, &[u8])]) -> bool {
