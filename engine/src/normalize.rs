@@ -264,7 +264,8 @@ pub const BUILTIN_DATASETS: &[(&str, &[DatasetMarker])] = &[
 struct Entry {
     /// The common name it is aliased to.
     common: Option<String>,
-    /// `name_bit` of the common name.
+    /// The common name's bit in an event's name filter
+    /// ([`NameSketch::filter_bit`]).
     common_bit: u128,
     /// Dataset markers it is: (bit, what the value must be).
     markers: Vec<(u64, MarkerValue)>,

@@ -1174,14 +1174,20 @@ mod tests {
         assert!(folded_eq(b"sysmon", b"SysMon"));
     }
 
+    /// A table of `names`, and each name interned in it.
+    fn table_of<const N: usize>(names: [&str; N]) -> (FieldTable, [FieldName; N]) {
+        let mut builder = FieldTableBuilder::default();
+        let fields = names.map(|name| {
+            let mut field = FieldName::new(name);
+            builder.intern(&mut field);
+            field
+        });
+        (builder.finish(), fields)
+    }
+
     #[test]
     fn a_shape_key_indexes_the_same_names_and_a_stale_one_is_not_taken() {
-        let mut builder = FieldTableBuilder::default();
-        let mut src = FieldName::new("source.ip");
-        let mut user = FieldName::new("user.name");
-        builder.intern(&mut src);
-        builder.intern(&mut user);
-        let table = builder.finish();
+        let (table, [src, user]) = table_of(["source.ip", "user.name"]);
         let first: &[(&str, &[u8])] = &[("src", b"1.2.3.4"), ("user.name", b"bob")];
         let again: &[(&str, &[u8])] = &[("src", b"5.6.7.8"), ("user.name", b"eve")];
         let other: &[(&str, &[u8])] = &[("user.name", b"ann"), ("x.src", b"9.9.9.9")];
@@ -1195,10 +1201,7 @@ mod tests {
         assert_eq!(index.get(&src, &e), Some(&b"5.6.7.8"[..]));
         assert_eq!(index.get(&user, &e), Some(&b"eve"[..]));
         // Another table forgets every shape: the key is not taken.
-        let mut builder = FieldTableBuilder::default();
-        let mut only_user = FieldName::new("user.name");
-        builder.intern(&mut only_user);
-        let fewer = builder.finish();
+        let (fewer, [only_user]) = table_of(["user.name"]);
         let e = event(other);
         index.build_shaped(&fewer, &e, key);
         assert_eq!(index.get(&only_user, &e), Some(&b"ann"[..]));
@@ -1228,12 +1231,7 @@ mod tests {
 
     #[test]
     fn events_too_large_for_a_shape_are_indexed_name_by_name() {
-        let mut builder = FieldTableBuilder::default();
-        let mut last = FieldName::new("f59");
-        let mut long = FieldName::new("x");
-        builder.intern(&mut last);
-        builder.intern(&mut long);
-        let table = builder.finish();
+        let (table, [last, long]) = table_of(["f59", "x"]);
         let names: Vec<String> = (0..60).map(|i| format!("f{i}")).collect();
         let many: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), &b"v"[..])).collect();
         let long_names: Vec<String> = (0..8)
