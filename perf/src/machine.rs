@@ -143,6 +143,74 @@ pub fn summary_line(shares: &[CpuShare]) -> Option<String> {
     Some(format!("machine while the load ran: {}", parts.join("; ")))
 }
 
+/// Virtio device id of a memory balloon (`/sys/bus/virtio/devices/*/device`).
+const VIRTIO_ID_BALLOON: &str = "0x0005";
+/// Feature bit of a balloon that takes back the memory its guest frees
+/// (`VIRTIO_BALLOON_F_REPORTING`); `features` there is one `0`/`1` per bit,
+/// bit 0 first.
+const BALLOON_F_REPORTING: usize = 5;
+
+/// Whether the hypervisor takes back the memory this machine frees
+/// (virtio-balloon free page reporting), and how much it has taken since
+/// boot where the kernel says (the `reported_kib` module parameter of
+/// `page_reporting`, which not every kernel has).
+///
+/// Such memory is faulted in again from the host when the kernel next
+/// hands it out, so page-cache writes into new pages (the journal) and
+/// first touches of fresh allocations cost more than on bare metal, and
+/// more the longer the memory lay free: on the 2-core VM of BENCHMARKS.md
+/// a 2 GB `dd` into a new file ran at 1.3–2.0 GB/s when the memory had been
+/// free for 5 s and 3.6–4.5 GB/s right after it was freed, and the copy
+/// into the page cache took 30% of a flat-out node's CPU in some runs and
+/// 5% in others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct FreePageReporting {
+    /// KiB the kernel has reported to the host since boot.
+    pub reported_kib: Option<u64>,
+}
+
+/// A virtio device that is a balloon with free page reporting negotiated.
+pub fn is_reporting_balloon(device: &str, features: &str) -> bool {
+    device.trim() == VIRTIO_ID_BALLOON
+        && features.trim().as_bytes().get(BALLOON_F_REPORTING) == Some(&b'1')
+}
+
+/// Whether a bound virtio balloon reports freed pages to the host.
+pub fn free_page_reporting_on() -> bool {
+    let Ok(devices) = std::fs::read_dir("/sys/bus/virtio/devices") else {
+        return false;
+    };
+    devices.flatten().any(|d| {
+        let path = d.path();
+        let read = |name: &str| std::fs::read_to_string(path.join(name)).unwrap_or_default();
+        path.join("driver").exists() && is_reporting_balloon(&read("device"), &read("features"))
+    })
+}
+
+/// KiB reported to the host since boot, where the kernel counts it.
+pub fn reported_kib() -> Option<u64> {
+    std::fs::read_to_string("/sys/module/page_reporting/parameters/reported_kib")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// The summary line for a run on a machine whose freed memory the host
+/// takes back.
+pub fn reporting_line(reporting: &FreePageReporting) -> String {
+    let during = reporting
+        .reported_kib
+        .map(|kib| format!(", {} MiB handed back since boot", kib / 1024))
+        .unwrap_or_default();
+    format!(
+        "machine: the hypervisor takes back freed memory (virtio-balloon free page reporting{during}); \
+         new page-cache pages (the journal) and fresh allocations are faulted in again from the host, \
+         so the appliance's system time here can be 2-3x what bare metal spends: compare builds \
+         alternated within one run, or with `[storage] journal = false` (--appliance-config)"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,5 +271,28 @@ mod tests {
              CPU 1 (harness) busy 50%, steal 20.0%, interrupts 0.0%"
         );
         assert_eq!(summary_line(&[]), None);
+    }
+    #[test]
+    fn a_balloon_reports_free_pages_only_with_its_feature_bit() {
+        // The features of this VM's balloon: bits 1, 2 and 5.
+        let features = "0110010100000000000000000000000010000000\n";
+        assert!(is_reporting_balloon("0x0005\n", features));
+        // Bit 5 off.
+        assert!(!is_reporting_balloon("0x0005", "0110000100000000"));
+        // Another device (a block device) with bit 5 on.
+        assert!(!is_reporting_balloon("0x0002", "0010011001100100"));
+        assert!(!is_reporting_balloon("0x0005", "0110"));
+        let line = reporting_line(&FreePageReporting {
+            reported_kib: Some(2048 * 1024),
+        });
+        assert!(
+            line.contains("reporting, 2048 MiB handed back since boot);"),
+            "{line}"
+        );
+        let line = reporting_line(&FreePageReporting { reported_kib: None });
+        assert!(
+            line.contains("(virtio-balloon free page reporting);"),
+            "{line}"
+        );
     }
 }

@@ -101,6 +101,9 @@ pub struct RunOutcome {
     /// them `shared` when it may run on every one (`bench` names the
     /// appliance's).
     pub machine: Vec<crate::machine::CpuShare>,
+    /// Set when the hypervisor takes back the memory this machine frees
+    /// (see [`crate::machine::FreePageReporting`]).
+    pub free_page_reporting: Option<crate::machine::FreePageReporting>,
 }
 
 /// One detected scenario instance: when its completing event was due,
@@ -320,6 +323,10 @@ pub fn run_load(opts: &RunOptions) -> anyhow::Result<RunOutcome> {
     let ticks_before = crate::machine::cpu_ticks();
     let send = send::send(&corpus, &config, &Arc::new(AtomicU64::new(0)), &alerts_seen)?;
     let ticks_after = crate::machine::cpu_ticks();
+    let free_page_reporting =
+        crate::machine::free_page_reporting_on().then(|| crate::machine::FreePageReporting {
+            reported_kib: crate::machine::reported_kib(),
+        });
     let harness_cpus = crate::machine::allowed_cpus();
     // A harness allowed on every CPU shares them with whatever it drives.
     let everywhere = ticks_after.iter().all(|t| harness_cpus.contains(&t.cpu));
@@ -453,6 +460,7 @@ pub fn run_load(opts: &RunOptions) -> anyhow::Result<RunOutcome> {
         excluded,
         detections,
         machine,
+        free_page_reporting,
     })
 }
 
@@ -530,6 +538,14 @@ pub fn add_to_report(outcome: &RunOutcome, opts: &RunOptions, report: &mut Repor
         .insert("machine_cpus".into(), json!(outcome.machine));
     if let Some(line) = crate::machine::summary_line(&outcome.machine) {
         report.summary.push(line);
+    }
+    if let Some(reporting) = &outcome.free_page_reporting {
+        report
+            .body
+            .insert("free_page_reporting".into(), json!(reporting));
+        report
+            .summary
+            .push(crate::machine::reporting_line(reporting));
     }
     for w in &outcome.warnings {
         report.summary.push(format!("warning: {w}"));
