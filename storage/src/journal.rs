@@ -99,11 +99,6 @@ pub struct JournalOptions {
     pub direct_io: bool,
 }
 
-/// Buffered commits up to this size are written with `pwrite` on the
-/// core's thread instead of through io_uring (see
-/// [`SegmentFile::write_at`]).
-const INLINE_WRITE_BYTES_MAX: usize = 64 << 10;
-
 /// Block size of a buffered journal's writes: commits pad to it and
 /// rewrite the partial last block, as direct writes do with the device's.
 const BUFFERED_ALIGNMENT: u64 = 512;
@@ -136,13 +131,21 @@ impl SegmentFile {
     async fn write_at(&self, buf: Rc<DmaBuffer>, pos: u64) -> glommio::Result<usize, ()> {
         match self {
             SegmentFile::Direct(file) => file.write_rc_at(buf, pos).await,
-            // A small write goes straight into the page cache from the
+            // A buffered write goes straight into the page cache from the
             // core's thread: ext4 takes no non-blocking buffered writes, so
-            // io_uring would hand it to a kernel worker on the same CPU
-            // (a wake-up and two context switches per commit, plus an
-            // owned copy), which at a moderate rate is most of a commit's
-            // cost. Large writes, where that is amortised, stay async.
-            SegmentFile::Buffered(file) if buf.len() <= INLINE_WRITE_BYTES_MAX => {
+            // io_uring would hand it to a kernel worker, which inherits the
+            // core's CPU (the copy runs there either way), and costs a
+            // wake-up and two context switches per commit plus an owned
+            // copy of the buffer (glommio's buffered write takes a `Vec`).
+            // Flat out that copy and hand-off were up to a sixth of the
+            // core's time per line (BENCHMARKS.md, 2026-12-05 07:00 UTC);
+            // at a moderate rate they were most of a commit's cost. What
+            // the core gives up: running while a worker copies (on its own
+            // CPU it could not for long anyway) and while the kernel
+            // throttles a writer past its dirty-page limit (a disk slower
+            // than ingest), which now holds the core's reads as it held
+            // commits of up to 64 KiB before.
+            SegmentFile::Buffered(file) => {
                 use std::os::fd::{AsRawFd, FromRawFd};
                 use std::os::unix::fs::FileExt;
                 // SAFETY: a second `File` over the segment's open
@@ -160,9 +163,6 @@ impl SegmentFile {
                     }
                 }
             }
-            // The buffer stays the journal's (a failed write puts its bytes
-            // back): the page cache gets a copy.
-            SegmentFile::Buffered(file) => file.write_at(buf.as_bytes().to_vec(), pos).await,
         }
     }
 
