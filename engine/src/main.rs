@@ -211,6 +211,17 @@ fn apply_rule_args(config: &mut Config, args: &RuleArgs) {
 }
 
 fn run(args: RunArgs) -> anyhow::Result<()> {
+    // A write past the process's file size limit (`ulimit -f`,
+    // RLIMIT_FSIZE) then fails with EFBIG, which the journal, the alert log
+    // and the quarantine count and recover from as from a full disk,
+    // instead of SIGXFSZ ending the process: left at its default, the alert
+    // writer's first write past the limit did (the durability test of an
+    // alert log that cannot be written, run with the default disposition).
+    // SAFETY: setting a signal's disposition to "ignore" runs no handler
+    // code; nothing else in the process installs one for SIGXFSZ.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
     let mut config = load_config(args.config.as_ref())?;
     if let Some(udp) = args.udp {
         config.ingest.udp = udp;

@@ -598,16 +598,18 @@ impl Drop for Rsyslog {
 }
 
 /// Makes `command`'s process start under a soft file size limit
-/// (`RLIMIT_FSIZE`) of `bytes`, with SIGXFSZ ignored: a write that crosses
-/// the limit comes back short and one past it fails (EFBIG), as on a full
-/// disk. [`lift_file_size_limit`] gives the room back while it runs.
+/// (`RLIMIT_FSIZE`) of `bytes`: a write that crosses the limit comes back
+/// short and one past it fails (EFBIG), as on a full disk, provided the
+/// process ignores SIGXFSZ, which `shardwatch run` does itself (the signal's
+/// disposition is left at its default here, so a node that did not would
+/// die of it). [`lift_file_size_limit`] gives the room back while it runs.
 pub fn limit_file_size(command: &mut Command, bytes: u64) {
     use std::os::unix::process::CommandExt;
     // SAFETY: only async-signal-safe calls between fork and exec.
     unsafe {
         command.pre_exec(move || {
-            // Ignored stays ignored across exec.
-            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            // The default disposition, whatever the test runner had.
+            libc::signal(libc::SIGXFSZ, libc::SIG_DFL);
             let limit = libc::rlimit {
                 rlim_cur: bytes as libc::rlim_t,
                 rlim_max: libc::RLIM_INFINITY,
