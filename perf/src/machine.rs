@@ -272,6 +272,7 @@ mod tests {
         );
         assert_eq!(summary_line(&[]), None);
     }
+
     #[test]
     fn a_balloon_reports_free_pages_only_with_its_feature_bit() {
         // The features of this VM's balloon: bits 1, 2 and 5.
