@@ -1068,8 +1068,11 @@ impl Core {
                 config.storage.journal_retain_bytes,
                 Duration::from_secs(config.storage.journal_retain_s),
             );
+            // A buffered journal reuses covered segments (their page-cache
+            // pages and blocks) for its next ones.
+            let keep_spares = !config.storage.journal_direct_io;
             shardwatch_storage::spawn_background(move || {
-                shardwatch_storage::journal::retain(&dir, max_bytes, max_age, floor)
+                shardwatch_storage::journal::retain(&dir, max_bytes, max_age, floor, keep_spares)
             })
             .await?;
         }

@@ -78,6 +78,10 @@ pub const LINE_BYTES_MAX: usize = 1 << 20;
 /// so memory stays bounded; the caller counts what it could not journal.
 pub const TAIL_BYTES_MAX: usize = 64 << 20;
 const SEGMENT_SUFFIX: &str = ".wal";
+/// A covered segment kept for reuse instead of deleted (see [`retain`]).
+const SPARE_SUFFIX: &str = ".spare";
+/// Most spare segments [`retain`] keeps per journal directory.
+pub const SPARES_MAX: usize = 4;
 
 /// When the journal `fdatasync`s.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -638,12 +642,54 @@ async fn create_segment(
     direct_io: bool,
 ) -> Result<SegmentFile, StorageError> {
     let path = dir.join(segment_name(first_seq));
+    if !direct_io {
+        if let Some(file) = reuse_spare(dir, &path).await {
+            return Ok(file);
+        }
+    }
     SegmentFile::create(&path, direct_io)
         .await
         .map_err(|e| StorageError::Open {
             path,
             source: std::io::Error::other(e.to_string()),
         })
+}
+
+/// Spare segments in `dir` (see [`retain`]), oldest first.
+fn spares(dir: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.to_str().is_some_and(|n| n.ends_with(SPARE_SUFFIX)))
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+/// Renames a spare segment to `path` and opens it for writing without
+/// truncating it, so that the new segment's writes land in page-cache
+/// pages (and disk blocks) the old one already had: no page is allocated,
+/// zeroed or faulted in, and ext4 reserves no new blocks. Where the
+/// hypervisor takes freed memory back, a new page-cache page was the
+/// journal's main cost (BENCHMARKS.md, 2026-12-05 06:30 UTC). The old
+/// records past what the new segment has written are older than its first
+/// sequence number: the scan stops at them ([`scan_segment`]), the roll
+/// and [`Journal::close`] cut them, and [`repair_tail`] cuts them after a
+/// crash. `None` (the caller creates a file) when there is no spare or
+/// one cannot be taken.
+async fn reuse_spare(dir: &Path, path: &Path) -> Option<SegmentFile> {
+    let spare = spares(dir).into_iter().next()?;
+    std::fs::rename(&spare, path).ok()?;
+    glommio::io::OpenOptions::new()
+        .write(true)
+        .buffered_open(path)
+        .await
+        .ok()
+        .map(SegmentFile::Buffered)
 }
 
 fn sync_dir(dir: &Path) -> Result<(), StorageError> {
@@ -824,6 +870,9 @@ pub fn segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StorageError> {
 struct SegmentScan {
     /// Offset just past the last valid record.
     valid_end: usize,
+    /// What follows `valid_end` is a reused segment's old records (see
+    /// [`reuse_spare`]), not damage.
+    stale_tail: bool,
 }
 
 /// Reads every valid record of `dir` and passes those with `seq >=
@@ -865,7 +914,10 @@ fn scan_segment(
     if bytes.iter().all(|&b| b == 0) {
         // Created but never written (a crash before the first commit):
         // an empty segment, not a damaged one.
-        return Some(SegmentScan { valid_end: 0 });
+        return Some(SegmentScan {
+            valid_end: 0,
+            stale_tail: false,
+        });
     }
     if bytes.len() < HEADER_BYTES || &bytes[..8] != MAGIC {
         report.bad_segments += 1;
@@ -886,6 +938,7 @@ fn scan_segment(
     }
     let mut pos = HEADER_BYTES;
     let mut valid_end = pos;
+    let mut stale_tail = false;
     let mut last = report
         .last_seq
         .unwrap_or(0)
@@ -902,6 +955,12 @@ fn scan_segment(
                 }
                 pos += framed;
                 valid_end = pos;
+            }
+            // A record older than the segment: a reused segment's old
+            // records start here (its new ones end here).
+            Ok((entry, _)) if entry.seq < first_seq => {
+                stale_tail = true;
+                break;
             }
             result => {
                 let why = match result {
@@ -923,6 +982,13 @@ fn scan_segment(
                         ));
                         pos += skipped;
                     }
+                    // Nothing newer follows, but old records do: the
+                    // end of what a reused segment was written with (a
+                    // write torn there is not told apart from it).
+                    None if stale_records(&bytes[pos..], first_seq) => {
+                        stale_tail = true;
+                        break;
+                    }
                     None => {
                         let torn = bytes[pos..].len() - trailing_zeros(&bytes[pos..]);
                         report.torn_tails += 1;
@@ -937,7 +1003,17 @@ fn scan_segment(
             }
         }
     }
-    Some(SegmentScan { valid_end })
+    Some(SegmentScan {
+        valid_end,
+        stale_tail,
+    })
+}
+
+/// Whether `bytes` holds a valid record older than `first_seq`: the old
+/// records of a reused segment (see [`reuse_spare`]).
+fn stale_records(bytes: &[u8], first_seq: u64) -> bool {
+    (0..bytes.len().saturating_sub(RECORD_HEAD + BODY_FIXED - 1))
+        .any(|at| matches!(decode_record(&bytes[at..]), Ok((entry, _)) if entry.seq < first_seq))
 }
 
 /// Reads the records of one segment file's `bytes` (as [`segments`] lists
@@ -991,6 +1067,7 @@ pub fn repair_tail(dir: &Path) -> Result<ScanReport, StorageError> {
         };
         if scan.valid_end < bytes.len()
             && (report.torn_tails > torn_before
+                || scan.stale_tail
                 || trailing_zeros(&bytes) == bytes.len() - scan.valid_end)
         {
             truncate(path, scan.valid_end as u64)?;
@@ -1022,8 +1099,11 @@ fn truncate(path: &Path, len: u64) -> Result<(), StorageError> {
 /// What [`retain`] removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RetainReport {
+    /// Segments taken out of the journal, kept as spares or deleted.
     pub deleted_segments: u64,
     pub deleted_bytes: u64,
+    /// Of `deleted_segments`, those kept as spares for the writer to reuse.
+    pub spared_segments: u64,
     /// Bytes over the size limit kept because no checkpoint covers them yet.
     pub kept_uncovered_bytes: u64,
 }
@@ -1031,14 +1111,23 @@ pub struct RetainReport {
 /// Deletes the oldest closed segments while the journal is over
 /// `max_bytes` or they are older than `max_age`, but only segments whose
 /// every record is at or below `covered_seq` (checkpoints no longer need
-/// them). The newest segment is never deleted.
+/// them). The newest segment is never deleted. With `keep_spares`, up to
+/// [`SPARES_MAX`] of them are renamed to spares instead (outside the
+/// journal: no scan or replay reads them), which the writer reuses for its
+/// next segments (a buffered journal's; see [`reuse_spare`]).
 pub fn retain(
     dir: &Path,
     max_bytes: u64,
     max_age: Duration,
     covered_seq: u64,
+    keep_spares: bool,
 ) -> Result<RetainReport, StorageError> {
     let segs = segments(dir)?;
+    let mut spare_room = if keep_spares {
+        SPARES_MAX.saturating_sub(spares(dir).len())
+    } else {
+        0
+    };
     let sizes: Vec<(u64, Option<SystemTime>)> = segs
         .iter()
         .map(|(_, path)| {
@@ -1063,10 +1152,18 @@ pub fn retain(
             report.kept_uncovered_bytes = total.saturating_sub(max_bytes);
             break;
         }
-        std::fs::remove_file(&segs[i].1).map_err(|source| StorageError::Write {
-            path: segs[i].1.clone(),
-            source,
-        })?;
+        let (first, path) = &segs[i];
+        let spared = spare_room > 0
+            && std::fs::rename(path, dir.join(format!("{first:020}{SPARE_SUFFIX}"))).is_ok();
+        if spared {
+            spare_room -= 1;
+            report.spared_segments += 1;
+        } else {
+            std::fs::remove_file(path).map_err(|source| StorageError::Write {
+                path: path.clone(),
+                source,
+            })?;
+        }
         total -= len;
         report.deleted_segments += 1;
         report.deleted_bytes += len;
@@ -1567,15 +1664,147 @@ mod tests {
         let before = segments(&dir).unwrap();
         assert!(before.len() > 4);
         // Nothing covered: nothing deleted, the excess is reported.
-        let kept = retain(&dir, 0, Duration::from_secs(3600), 0).unwrap();
+        let kept = retain(&dir, 0, Duration::from_secs(3600), 0, false).unwrap();
         assert_eq!(kept.deleted_segments, 0);
         assert!(kept.kept_uncovered_bytes > 0);
         // Covered up to the start of the third segment: two go.
         let covered = before[2].0 - 1;
-        let report = retain(&dir, 0, Duration::from_secs(3600), covered).unwrap();
+        let report = retain(&dir, 0, Duration::from_secs(3600), covered, false).unwrap();
         assert_eq!(report.deleted_segments, 2);
+        assert_eq!(report.spared_segments, 0);
+        assert!(spares(&dir).is_empty());
         let (lines, _) = read_all(&dir);
         assert_eq!(lines.first().unwrap().0, before[2].0);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Appends `lines` lines (`{tag} {i}`) to the journal in `dir` from
+    /// where [`repair_tail`] says it ends, committing every 7th; closes
+    /// the journal, or leaves it as a crash would (written, not closed).
+    fn append_lines(dir: &Path, tag: &str, lines: usize, options: JournalOptions, close: bool) {
+        let dir = dir.to_path_buf();
+        let tag = tag.to_string();
+        run(move || async move {
+            let next = repair_tail(&dir).unwrap().next_seq();
+            let journal = Journal::open(&dir, 0, next, options).await.unwrap();
+            for i in 0..lines {
+                journal
+                    .append(i as i64, 1, None, format!("{tag} {i}").as_bytes())
+                    .unwrap();
+                if i % 7 == 0 {
+                    journal.commit().await.unwrap();
+                }
+            }
+            journal.commit().await.unwrap();
+            if close {
+                journal.close().await.unwrap();
+            }
+        });
+    }
+
+    fn inode(path: &Path) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(path).unwrap().ino()
+    }
+
+    #[test]
+    fn covered_segments_become_spares_that_the_writer_reuses() {
+        let dir = temp_dir("spares");
+        let small = JournalOptions {
+            segment_bytes: 4096,
+            fsync: FsyncPolicy::EveryCommit,
+            direct_io: false,
+        };
+        append_lines(&dir, "old", 1_000, small, true);
+        let before = segments(&dir).unwrap();
+        assert!(before.len() > SPARES_MAX + 3);
+        // SPARES_MAX + 2 covered: SPARES_MAX become spares (the most
+        // kept), two go.
+        let covered = before[SPARES_MAX + 2].0 - 1;
+        let report = retain(&dir, 0, Duration::from_secs(3600), covered, true).unwrap();
+        assert_eq!(
+            (report.deleted_segments, report.spared_segments),
+            (SPARES_MAX as u64 + 2, SPARES_MAX as u64)
+        );
+        let spared: Vec<u64> = spares(&dir).iter().map(|p| inode(p)).collect();
+        assert_eq!(spared.len(), SPARES_MAX);
+        // Enough new lines for several more segments: the spares are
+        // taken (same files, renamed), and the journal reads as one
+        // sequence with nothing stale, torn or skipped.
+        append_lines(&dir, "new", 1_000, small, true);
+        assert!(spares(&dir).is_empty());
+        let inodes: Vec<u64> = segments(&dir)
+            .unwrap()
+            .iter()
+            .map(|(_, p)| inode(p))
+            .collect();
+        assert!(
+            spared.iter().all(|i| inodes.contains(i)),
+            "{spared:?} {inodes:?}"
+        );
+        let (lines, report) = read_all(&dir);
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        assert_eq!(lines.first().unwrap().0, before[SPARES_MAX + 2].0);
+        assert!(lines.windows(2).all(|w| w[1].0 == w[0].0 + 1));
+        let new: Vec<&[u8]> = lines
+            .iter()
+            .map(|(_, l)| l.as_slice())
+            .filter(|l| l.starts_with(b"new"))
+            .collect();
+        assert_eq!(new.len(), 1_000);
+        assert_eq!(new.last().unwrap(), b"new 999");
+        // Without `keep_spares` covered segments are deleted outright.
+        let last_covered = segments(&dir).unwrap().last().unwrap().0 - 1;
+        let report = retain(&dir, 0, Duration::from_secs(3600), last_covered, false).unwrap();
+        assert_eq!(report.spared_segments, 0);
+        assert!(report.deleted_segments > 0);
+        assert!(spares(&dir).is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_reused_segment_left_by_a_crash_ends_where_its_old_records_start() {
+        let dir = temp_dir("spare-crash");
+        // One full segment of long old lines, made a spare.
+        let options = JournalOptions {
+            segment_bytes: 64 << 10,
+            fsync: FsyncPolicy::EveryCommit,
+            direct_io: false,
+        };
+        append_lines(&dir, &"old ".repeat(50), 600, options, true);
+        let before = segments(&dir).unwrap();
+        assert!(before.len() >= 2);
+        let covered = before[1].0 - 1;
+        let report = retain(&dir, 0, Duration::from_secs(3600), covered, true).unwrap();
+        assert_eq!(report.spared_segments, 1);
+        let spare_len = std::fs::metadata(&spares(&dir)[0]).unwrap().len();
+        // A few short lines into a new segment (the journal opens it on
+        // the spare), then the process dies: the file still holds the old
+        // records after them.
+        append_lines(&dir, "new", 40, options, false);
+        let newest = segments(&dir).unwrap().last().unwrap().1.clone();
+        let (lines, report) = read_all(&dir);
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        assert_eq!(report.torn_tails, 0);
+        let first_new = lines.iter().position(|l| l.1.starts_with(b"new")).unwrap();
+        assert_eq!(lines.len() - first_new, 40);
+        assert!(lines[first_new..].iter().all(|l| l.1.starts_with(b"new")));
+        assert!(lines[..first_new].iter().all(|l| l.0 > covered));
+        assert_eq!(lines.last().unwrap().1, b"new 39");
+        assert!(lines.windows(2).all(|w| w[1].0 == w[0].0 + 1));
+        let stale_len = std::fs::metadata(&newest).unwrap().len();
+        // Repair cuts the old records off, reports nothing, and a second
+        // pass reads the same.
+        let repaired = repair_tail(&dir).unwrap();
+        assert!(repaired.problems.is_empty(), "{:?}", repaired.problems);
+        assert_eq!(repaired.last_seq, Some(lines.last().unwrap().0));
+        let cut_len = std::fs::metadata(&newest).unwrap().len();
+        assert!(
+            cut_len < stale_len,
+            "{cut_len} {stale_len} (spare {spare_len})"
+        );
+        let (again, _) = read_all(&dir);
+        assert_eq!(again, lines);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
