@@ -142,7 +142,7 @@ impl SegmentFile {
             // wake-up and two context switches per commit plus an owned
             // copy of the buffer (glommio's buffered write takes a `Vec`).
             // Flat out that copy and hand-off were up to a sixth of the
-            // core's time per line (BENCHMARKS.md, 2026-12-05 07:00 UTC);
+            // core's time per line (BENCHMARKS.md, 2026-12-05 06:30–08:05 UTC);
             // at a moderate rate they were most of a commit's cost. What
             // the core gives up: running while a worker copies (on its own
             // CPU it could not for long anyway) and while the kernel
@@ -675,7 +675,7 @@ fn spares(dir: &Path) -> Vec<PathBuf> {
 /// pages (and disk blocks) the old one already had: no page is allocated,
 /// zeroed or faulted in, and ext4 reserves no new blocks. Where the
 /// hypervisor takes freed memory back, a new page-cache page was the
-/// journal's main cost (BENCHMARKS.md, 2026-12-05 06:30 UTC). The old
+/// journal's main cost (BENCHMARKS.md, 2026-12-05 06:30–08:05 UTC). The old
 /// records past what the new segment has written are older than its first
 /// sequence number: the scan stops at them ([`scan_segment`]), the roll
 /// and [`Journal::close`] cut them, and [`repair_tail`] cuts them after a
