@@ -1126,6 +1126,14 @@ pub fn retain(
     let mut spare_room = if keep_spares {
         SPARES_MAX.saturating_sub(spares(dir).len())
     } else {
+        // Spares a buffered journal left (the node now writes with
+        // O_DIRECT, which does not reuse them) are only disk space.
+        for spare in spares(dir) {
+            std::fs::remove_file(&spare).map_err(|source| StorageError::Write {
+                path: spare.clone(),
+                source,
+            })?;
+        }
         0
     };
     let sizes: Vec<(u64, Option<SystemTime>)> = segs
@@ -1753,8 +1761,12 @@ mod tests {
             .collect();
         assert_eq!(new.len(), 1_000);
         assert_eq!(new.last().unwrap(), b"new 999");
-        // Without `keep_spares` covered segments are deleted outright.
-        let last_covered = segments(&dir).unwrap().last().unwrap().0 - 1;
+        // Without `keep_spares` covered segments are deleted outright, and
+        // spares left from before go too.
+        let segs = segments(&dir).unwrap();
+        let report = retain(&dir, 0, Duration::from_secs(3600), segs[2].0 - 1, true).unwrap();
+        assert_eq!(report.spared_segments, 2);
+        let last_covered = segs.last().unwrap().0 - 1;
         let report = retain(&dir, 0, Duration::from_secs(3600), last_covered, false).unwrap();
         assert_eq!(report.spared_segments, 0);
         assert!(report.deleted_segments > 0);
