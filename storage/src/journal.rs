@@ -1012,8 +1012,7 @@ fn scan_segment(
 /// Whether `bytes` holds a valid record older than `first_seq`: the old
 /// records of a reused segment (see [`reuse_spare`]).
 fn stale_records(bytes: &[u8], first_seq: u64) -> bool {
-    (0..bytes.len().saturating_sub(RECORD_HEAD + BODY_FIXED - 1))
-        .any(|at| matches!(decode_record(&bytes[at..]), Ok((entry, _)) if entry.seq < first_seq))
+    next_record(bytes, |seq| seq < first_seq).is_some()
 }
 
 /// Reads the records of one segment file's `bytes` (as [`segments`] lists
@@ -1038,8 +1037,14 @@ fn trailing_zeros(bytes: &[u8]) -> usize {
 /// The offset in `bytes` of the next valid record with a sequence number
 /// above `last`.
 fn resync(bytes: &[u8], last: u64) -> Option<usize> {
+    next_record(bytes, |seq| seq > last)
+}
+
+/// The offset in `bytes` of the first valid record whose sequence number
+/// `wanted` accepts, trying every offset.
+fn next_record(bytes: &[u8], wanted: impl Fn(u64) -> bool) -> Option<usize> {
     (0..bytes.len().saturating_sub(RECORD_HEAD + BODY_FIXED - 1))
-        .find(|&at| matches!(decode_record(&bytes[at..]), Ok((entry, _)) if entry.seq > last))
+        .find(|&at| matches!(decode_record(&bytes[at..]), Ok((entry, _)) if wanted(entry.seq)))
 }
 
 /// Validates the end of the journal in `dir` and truncates a torn tail
@@ -1720,8 +1725,7 @@ mod tests {
         let dir = temp_dir("spares");
         let small = JournalOptions {
             segment_bytes: 4096,
-            fsync: FsyncPolicy::EveryCommit,
-            direct_io: false,
+            ..OPTIONS
         };
         append_lines(&dir, "old", 1_000, small, true);
         let before = segments(&dir).unwrap();
@@ -1780,8 +1784,7 @@ mod tests {
         // One full segment of long old lines, made a spare.
         let options = JournalOptions {
             segment_bytes: 64 << 10,
-            fsync: FsyncPolicy::EveryCommit,
-            direct_io: false,
+            ..OPTIONS
         };
         append_lines(&dir, &"old ".repeat(50), 600, options, true);
         let before = segments(&dir).unwrap();
