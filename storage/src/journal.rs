@@ -983,9 +983,12 @@ fn scan_segment(
                         pos += skipped;
                     }
                     // Nothing newer follows, but old records do: the
-                    // end of what a reused segment was written with (a
-                    // write torn there is not told apart from it).
-                    None if stale_records(&bytes[pos..], first_seq) => {
+                    // end of what a reused segment was written with,
+                    // unless the next record's head is there (a write
+                    // torn inside it, over the old records).
+                    None if !begins_record_after(&bytes[pos..], last)
+                        && stale_records(&bytes[pos..], first_seq) =>
+                    {
                         stale_tail = true;
                         break;
                     }
@@ -1013,6 +1016,19 @@ fn scan_segment(
 /// records of a reused segment (see [`reuse_spare`]).
 fn stale_records(bytes: &[u8], first_seq: u64) -> bool {
     next_record(bytes, |seq| seq < first_seq).is_some()
+}
+
+/// Whether `bytes`, which do not decode, start with the head of the
+/// record after `last`: a length in bounds and the sequence number
+/// `last + 1`. A reused segment's old bytes cannot (its records are all
+/// older than the segment), so this is a write torn inside that record.
+fn begins_record_after(bytes: &[u8], last: u64) -> bool {
+    let Some(head) = bytes.get(..RECORD_HEAD + 8) else {
+        return false;
+    };
+    let len = u32::from_le_bytes(head[0..4].try_into().unwrap_or_default()) as usize;
+    let seq = u64::from_le_bytes(head[RECORD_HEAD..].try_into().unwrap_or_default());
+    (BODY_FIXED..=BODY_FIXED + LINE_BYTES_MAX).contains(&len) && Some(seq) == last.checked_add(1)
 }
 
 /// Reads the records of one segment file's `bytes` (as [`segments`] lists
@@ -1820,6 +1836,58 @@ mod tests {
         );
         let (again, _) = read_all(&dir);
         assert_eq!(again, lines);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_write_torn_over_a_reused_segments_old_records_is_a_torn_tail() {
+        let dir = temp_dir("spare-torn");
+        let options = JournalOptions {
+            segment_bytes: 64 << 10,
+            ..OPTIONS
+        };
+        append_lines(&dir, &"old ".repeat(50), 600, options, true);
+        let covered = segments(&dir).unwrap()[1].0 - 1;
+        let report = retain(&dir, 0, Duration::from_secs(3600), covered, true).unwrap();
+        assert_eq!(report.spared_segments, 1);
+        append_lines(&dir, "new", 40, options, false);
+        let (first, newest) = segments(&dir).unwrap().last().unwrap().clone();
+        let mut bytes = std::fs::read(&newest).unwrap();
+        let (mut end, mut last) = (HEADER_BYTES, 0);
+        while let Ok((entry, framed)) = decode_record(&bytes[end..]) {
+            if entry.seq < first {
+                break;
+            }
+            (end, last) = (end + framed, entry.seq);
+        }
+        // The next record's first 40 bytes reached the file, its end did
+        // not: the old records' bytes follow them.
+        let mut next = Vec::new();
+        let torn = JournalEntry {
+            seq: last + 1,
+            received_ns: 0,
+            transport: 1,
+            peer: None,
+            line: b"new 40, torn by a power loss",
+        };
+        encode_record(&torn, &mut next);
+        bytes[end..end + 40].copy_from_slice(&next[..40]);
+        std::fs::write(&newest, &bytes).unwrap();
+        let (lines, report) = read_all(&dir);
+        assert_eq!(report.torn_tails, 1, "{:?}", report.problems);
+        assert!(
+            report.problems[0].contains("torn tail"),
+            "{:?}",
+            report.problems
+        );
+        assert_eq!(lines.last().unwrap(), &(last, b"new 39".to_vec()));
+        // Repair cuts it (and the old records) off; a second pass finds
+        // nothing.
+        assert_eq!(repair_tail(&dir).unwrap().torn_tails, 1);
+        assert_eq!(std::fs::metadata(&newest).unwrap().len(), end as u64);
+        let again = repair_tail(&dir).unwrap();
+        assert!(again.problems.is_empty(), "{:?}", again.problems);
+        assert_eq!(again.last_seq, Some(last));
         let _ = std::fs::remove_dir_all(&dir);
     }
 
