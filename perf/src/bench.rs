@@ -9,13 +9,13 @@
 
 use std::path::PathBuf;
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::appliance::{scratch_dir, Appliance, ApplianceStats, Stopped};
 use anyhow::Context;
 
 use crate::collect::AlertSource;
-use crate::peers::{process_cpu, watch_processed, CpuTimes};
+use crate::peers::{process_cpu, process_memory, watch_processed, CpuTimes, Memory, MIB};
 use crate::report::Report;
 use crate::runner::{add_to_report, run_load, RunOptions, RunOutcome};
 use crate::send::Target;
@@ -71,6 +71,9 @@ pub struct BenchOutcome {
     /// SIGTERM (all threads, from `/proc/<pid>/stat`); None when it could
     /// not be read.
     pub cpu: Option<CpuTimes>,
+    /// Its resident memory when the load ended (just before SIGTERM), with
+    /// the peak since it started; None when it could not be read.
+    pub memory: Option<Memory>,
     /// When `/metrics` first showed every watched event processed.
     pub processed_ns: Option<i64>,
     /// The CPUs the harness's threads were kept on (those the appliance's
@@ -220,6 +223,7 @@ pub fn bench(bench: &BenchOptions, load: &mut RunOptions) -> anyhow::Result<Benc
         (Some(start), Some(end)) => Some(end.since(start)),
         _ => None,
     };
+    let memory = process_memory(appliance.pid()).ok();
     if !harness_cpus.is_empty() {
         pin_to(&allowed);
     }
@@ -244,6 +248,7 @@ pub fn bench(bench: &BenchOptions, load: &mut RunOptions) -> anyhow::Result<Benc
         stopped,
         data_dir,
         cpu,
+        memory,
         processed_ns,
         harness_cpus,
         build,
@@ -297,6 +302,7 @@ pub fn add_bench_to_report(
             "tls_sessions": stats.tls_sessions,
             "tls_handshake_failures": stats.tls_handshake_failures,
             "cpu": outcome.cpu,
+            "memory": outcome.memory,
             "harness_cpus": outcome.harness_cpus,
             "cpu_us_per_event": outcome.cpu.filter(|_| accepted > 0).map(|c| c.total_s() * 1e6 / accepted as f64),
             "cpus_busy_avg": cpus_busy,
@@ -346,6 +352,9 @@ pub fn add_bench_to_report(
             }
         }
     }
+    if let Some(line) = memory_line(outcome.memory, &stats) {
+        report.summary.push(line);
+    }
     if accepted < received {
         report.summary.push(format!(
             "note: {} received frames were neither parsed nor quarantined",
@@ -370,6 +379,52 @@ fn not_cpu_bound(parsed_eps: f64, us_per_event: f64, cores: usize) -> Option<Str
             100.0 * parsed_eps / capacity
         )
     })
+}
+
+/// The appliance's memory: resident when the load ended and its peak,
+/// from `/proc`, and what its exit stats estimate the correlation state
+/// held (per detector kind, summed over cores) with the groups and the
+/// evictions its caps forced. `None` when neither is known.
+fn memory_line(memory: Option<Memory>, stats: &ApplianceStats) -> Option<String> {
+    let mut parts = Vec::new();
+    if let Some(m) = memory {
+        parts.push(format!(
+            "resident {:.1} MiB when the load ended, peak {:.1} MiB",
+            m.rss_bytes as f64 / MIB,
+            m.peak_rss_bytes as f64 / MIB
+        ));
+    }
+    let cores = stats
+        .per_core
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let sum = |key: &str| -> Option<u64> {
+        cores
+            .iter()
+            .map(|core| core.get(key).and_then(Value::as_u64))
+            .sum()
+    };
+    let state_bytes: Option<u64> = cores
+        .iter()
+        .map(|core| {
+            core.get("state_bytes")
+                .and_then(Value::as_object)
+                .map(|kinds| kinds.values().filter_map(Value::as_u64).sum::<u64>())
+        })
+        .sum();
+    if let (Some(bytes), Some(groups)) = (
+        state_bytes.filter(|_| !cores.is_empty()),
+        sum("shard_groups"),
+    ) {
+        parts.push(format!(
+            "correlation state at exit {:.1} MiB (estimated) in {groups} groups; groups evicted by the per-shard cap {}, by the memory cap {}",
+            bytes as f64 / MIB,
+            sum("groups_evicted").unwrap_or(0),
+            sum("state_groups_evicted").unwrap_or(0)
+        ));
+    }
+    (!parts.is_empty()).then(|| format!("appliance memory: {}", parts.join("; ")))
 }
 
 /// The appliance's write and read sizes, from its exit stats: journal
@@ -418,6 +473,30 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn memory_line_gives_resident_memory_and_the_state_the_cores_held() {
+        let stats = crate::appliance::parse_stats(
+            r#"shardwatch: stats [{"events_parsed":10,"shard_groups":300,"groups_evicted":2,"state_groups_evicted":5,"state_bytes":{"value_count":1048576,"shared":524288}},{"events_parsed":5,"shard_groups":100,"groups_evicted":0,"state_groups_evicted":1,"state_bytes":{"value_count":524288}}]"#,
+        )
+        .unwrap();
+        let memory = Memory {
+            rss_bytes: 150 << 20,
+            peak_rss_bytes: 200 << 20,
+        };
+        assert_eq!(
+            memory_line(Some(memory), &stats).unwrap(),
+            "appliance memory: resident 150.0 MiB when the load ended, peak 200.0 MiB; correlation state at exit 2.0 MiB (estimated) in 400 groups; groups evicted by the per-shard cap 2, by the memory cap 6"
+        );
+        // An older binary's stats without the state: only what /proc said.
+        let old =
+            crate::appliance::parse_stats(r#"shardwatch: stats [{"events_parsed":10}]"#).unwrap();
+        assert_eq!(
+            memory_line(Some(memory), &old).unwrap(),
+            "appliance memory: resident 150.0 MiB when the load ended, peak 200.0 MiB"
+        );
+        assert_eq!(memory_line(None, &ApplianceStats::default()), None);
+    }
 
     #[test]
     fn a_node_parsing_below_its_cpu_capacity_is_called_not_cpu_bound() {

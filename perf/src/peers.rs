@@ -356,6 +356,40 @@ pub fn process_cpu(pid: u32) -> anyhow::Result<CpuTimes> {
     parse_proc_stat(&text, ticks_per_s()).with_context(|| format!("cannot parse {path}"))
 }
 
+/// Bytes in a MiB, for reports.
+pub const MIB: f64 = 1024.0 * 1024.0;
+
+/// Resident memory of a process, in bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Memory {
+    /// Resident now (`VmRSS`).
+    pub rss_bytes: u64,
+    /// The most it was resident at once since it started (`VmHWM`).
+    pub peak_rss_bytes: u64,
+}
+
+/// Parses `VmRSS` and `VmHWM` (in kB) from the text of
+/// `/proc/<pid>/status`.
+pub fn parse_proc_status_memory(text: &str) -> Option<Memory> {
+    let kib = |key: &str| {
+        text.lines().find_map(|line| {
+            let value = line.strip_prefix(key)?.strip_prefix(':')?.trim();
+            value.strip_suffix("kB")?.trim().parse::<u64>().ok()
+        })
+    };
+    Some(Memory {
+        rss_bytes: kib("VmRSS")?.saturating_mul(1024),
+        peak_rss_bytes: kib("VmHWM")?.saturating_mul(1024),
+    })
+}
+
+/// Resident memory of a live process, from `/proc/<pid>/status`.
+pub fn process_memory(pid: u32) -> anyhow::Result<Memory> {
+    let path = format!("/proc/{pid}/status");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
+    parse_proc_status_memory(&text).with_context(|| format!("cannot parse {path}"))
+}
+
 /// Counts the LF-terminated lines of a growing file, reading only what was
 /// appended since the last call.
 #[derive(Debug, Default)]
@@ -534,6 +568,9 @@ pub struct PeerResult {
     pub cpu: Option<CpuTimes>,
     pub events_per_s: Option<f64>,
     pub cpu_us_per_event: Option<f64>,
+    /// The most memory it held resident at once (`VmHWM` at the end of
+    /// the measured span; sec's `ru_maxrss`).
+    pub peak_rss_bytes: Option<u64>,
     pub alerts: Option<u64>,
     pub notes: Vec<String>,
 }
@@ -552,6 +589,7 @@ impl PeerResult {
             cpu: None,
             events_per_s: None,
             cpu_us_per_event: None,
+            peak_rss_bytes: None,
             alerts: None,
             notes: Vec::new(),
         }
@@ -756,7 +794,7 @@ fn drive_daemon(
     corpus: &Corpus,
     addr: SocketAddr,
     output: &Path,
-) -> anyhow::Result<(f64, CpuTimes, u64)> {
+) -> anyhow::Result<(f64, CpuTimes, u64, Option<Memory>)> {
     let events = corpus.len() as u64;
     let cpu_before = process_cpu(daemon.pid())?;
     let t0 = clock::now_ns();
@@ -788,7 +826,8 @@ fn drive_daemon(
         let now = clock::now_ns();
         if lines >= events {
             let cpu = process_cpu(daemon.pid())?.since(cpu_before);
-            return Ok(((now - t0) as f64 / 1e9, cpu, lines));
+            let memory = process_memory(daemon.pid()).ok();
+            return Ok(((now - t0) as f64 / 1e9, cpu, lines, memory));
         }
         if lines > last_lines {
             last_lines = lines;
@@ -837,10 +876,12 @@ fn run_rsyslog(
     let port = wait_port_file(&mut daemon, &port_file)?;
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     wait_listening(&mut daemon, addr, "rsyslogd")?;
-    let (wall_s, cpu, lines) = drive_daemon(&mut daemon, "rsyslogd", corpus, addr, &output)?;
+    let (wall_s, cpu, lines, memory) =
+        drive_daemon(&mut daemon, "rsyslogd", corpus, addr, &output)?;
     let clean = daemon.stop();
     row.lines_out = Some(lines);
     row.measured(corpus.len() as u64, wall_s, Some(cpu));
+    row.peak_rss_bytes = memory.map(|m| m.peak_rss_bytes);
     if !clean {
         row.notes.push("did not exit on SIGTERM".to_string());
     }
@@ -889,10 +930,12 @@ fn run_syslog_ng(
     let mut daemon = Daemon::spawn(command, dir)?;
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     wait_listening(&mut daemon, addr, "syslog-ng")?;
-    let (wall_s, cpu, lines) = drive_daemon(&mut daemon, "syslog-ng", corpus, addr, &output)?;
+    let (wall_s, cpu, lines, memory) =
+        drive_daemon(&mut daemon, "syslog-ng", corpus, addr, &output)?;
     let clean = daemon.stop();
     row.lines_out = Some(lines);
     row.measured(corpus.len() as u64, wall_s, Some(cpu));
+    row.peak_rss_bytes = memory.map(|m| m.peak_rss_bytes);
     if install.lib_dir.is_some() {
         row.notes
             .push("unpacked with dpkg -x, run with LD_LIBRARY_PATH".to_string());
@@ -908,7 +951,7 @@ fn run_syslog_ng(
 fn wait_child_rusage(
     child: &mut Child,
     timeout_ns: i64,
-) -> anyhow::Result<(Option<i32>, CpuTimes, bool)> {
+) -> anyhow::Result<(Option<i32>, CpuTimes, u64, bool)> {
     let pid = child.id() as libc::pid_t;
     let deadline = clock::now_ns() + timeout_ns;
     let mut killed = false;
@@ -932,6 +975,10 @@ fn wait_child_rusage(
                     user_s: tv(usage.ru_utime),
                     sys_s: tv(usage.ru_stime),
                 },
+                // Linux gives it in KiB.
+                u64::try_from(usage.ru_maxrss)
+                    .unwrap_or(0)
+                    .saturating_mul(1024),
                 killed,
             ));
         }
@@ -977,7 +1024,7 @@ fn run_sec(
         .stderr(stderr)
         .spawn()
         .with_context(|| format!("cannot start {}", sec.display()))?;
-    let (code, cpu, killed) = wait_child_rusage(&mut child, SEC_RUN_TIMEOUT_NS)?;
+    let (code, cpu, peak_rss_bytes, killed) = wait_child_rusage(&mut child, SEC_RUN_TIMEOUT_NS)?;
     let wall_s = (clock::now_ns() - t0) as f64 / 1e9;
     if killed {
         bail!(
@@ -1001,6 +1048,7 @@ fn run_sec(
     let scored = parse_sec_alerts(&text, &corpus.truth.expected);
     row.alerts = Some(scored.alerts);
     row.measured(corpus.len() as u64, wall_s, Some(cpu));
+    row.peak_rss_bytes = Some(peak_rss_bytes);
     row.notes.push(format!(
         "spawn to exit, perl start-up included; brute force found for {} of {} expected sources",
         scored.detected, scored.expected
@@ -1074,6 +1122,7 @@ fn run_shardwatch(opts: &PeersOptions, events: u64, report: &mut Report) -> Peer
     row.lines_out = Some(stats.tcp_frames);
     row.alerts = Some(stats.alerts);
     row.measured(events, wall_s, outcome.cpu);
+    row.peak_rss_bytes = outcome.memory.map(|m| m.peak_rss_bytes);
     if wall_s <= send.duration_s() * SENDER_BOUND_FACTOR {
         row.notes.push(format!(
             "done within {:.0}% of the send time: bounded by the sender, not the appliance",
@@ -1176,8 +1225,8 @@ pub fn run_peers(opts: &PeersOptions, report: &mut Report) -> anyhow::Result<Vec
 /// The comparison table as text lines.
 pub fn table(rows: &[PeerResult]) -> Vec<String> {
     let mut lines = vec![format!(
-        "{:<11} {:>8} {:>13} {:>13} {:>10}  notes",
-        "peer", "status", "events/s", "CPU µs/event", "wall s"
+        "{:<11} {:>8} {:>13} {:>13} {:>10} {:>13}  notes",
+        "peer", "status", "events/s", "CPU µs/event", "wall s", "peak RSS MiB"
     )];
     for r in rows {
         let num = |v: Option<f64>, prec: usize| {
@@ -1192,12 +1241,13 @@ pub fn table(rows: &[PeerResult]) -> Vec<String> {
             };
         }
         lines.push(format!(
-            "{:<11} {:>8} {:>13} {:>13} {:>10}  {}",
+            "{:<11} {:>8} {:>13} {:>13} {:>10} {:>13}  {}",
             r.peer,
             format!("{:?}", r.status).to_lowercase(),
             num(r.events_per_s, 0),
             num(r.cpu_us_per_event, 2),
             num(r.wall_s, 2),
+            num(r.peak_rss_bytes.map(|b| b as f64 / MIB), 1),
             notes
         ));
     }
@@ -1212,7 +1262,7 @@ pub fn add_to_report(rows: &[PeerResult], opts: &PeersOptions, report: &mut Repo
         json!({
             "corpus": opts.corpus.display().to_string(),
             "events": rows.first().map_or(0, |r| r.events),
-            "method": "peers run one after another on the same machine as the sender; rsyslog and syslog-ng receive TCP from the harness's sender (flat out, one connection, 256 KiB writes) and are timed from the first byte until their output file holds every line, CPU = user+sys from /proc/<pid>/stat over that span; sec reads the corpus file (--notail) and is timed spawn to exit, CPU from wait4; shardwatch runs the bench path (TCP, --quiet)",
+            "method": "peers run one after another on the same machine as the sender; rsyslog and syslog-ng receive TCP from the harness's sender (flat out, one connection, 256 KiB writes) and are timed from the first byte until their output file holds every line, CPU = user+sys from /proc/<pid>/stat over that span, peak RSS = VmHWM from /proc/<pid>/status at its end; sec reads the corpus file (--notail) and is timed spawn to exit, CPU and peak RSS (ru_maxrss) from wait4; shardwatch runs the bench path (TCP, --quiet)",
             "results": rows,
         }),
     );
@@ -1348,6 +1398,29 @@ mod tests {
     }
 
     #[test]
+    fn resident_memory_is_read_from_proc_status() {
+        let text = "Name:\trsyslogd\nVmPeak:\t  300000 kB\nVmHWM:\t    9216 kB\nVmRSS:\t    8192 kB\nRssAnon:\t    4096 kB\n";
+        assert_eq!(
+            parse_proc_status_memory(text),
+            Some(Memory {
+                rss_bytes: 8 << 20,
+                peak_rss_bytes: 9 << 20
+            })
+        );
+        // `RssAnon` is not `VmRSS`; a kernel thread has neither.
+        assert_eq!(
+            parse_proc_status_memory("Name:\tkthreadd\nRssAnon:\t 1 kB\n"),
+            None
+        );
+        // A live process: this one, which holds its peak at least.
+        let own = process_memory(std::process::id()).unwrap();
+        assert!(
+            own.rss_bytes > 0 && own.peak_rss_bytes >= own.rss_bytes,
+            "{own:?}"
+        );
+    }
+
+    #[test]
     fn sec_alerts_are_scored_against_the_truth() {
         let entry = |scenario: &str, value: &str| TruthEntry {
             scenario: scenario.into(),
@@ -1431,10 +1504,16 @@ shardwatch_events_parsed_total{core=\"0\"} 99\n";
         );
         assert_eq!(row.events_per_s, Some(2_000.0));
         assert!((row.cpu_us_per_event.unwrap() - 200.0).abs() < 1e-9);
+        row.peak_rss_bytes = Some(3 << 19);
         let skipped = PeerResult::skipped("sec", SEC_WORK, 1_000, "sec not found".into());
         let lines = table(&[row, skipped]);
         assert_eq!(lines.len(), 3);
-        assert!(lines[1].contains("2000") && lines[1].contains("200.00"));
+        assert!(lines[0].contains("peak RSS MiB"), "{}", lines[0]);
+        assert!(
+            lines[1].contains("2000") && lines[1].contains("200.00") && lines[1].contains(" 1.5 "),
+            "{}",
+            lines[1]
+        );
         assert!(lines[2].contains("skipped") && lines[2].contains("sec not found"));
     }
 }
