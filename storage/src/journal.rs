@@ -1794,26 +1794,33 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    #[test]
-    fn a_reused_segment_left_by_a_crash_ends_where_its_old_records_start() {
-        let dir = temp_dir("spare-crash");
-        // One full segment of long old lines, made a spare.
+    /// One full segment of long old lines in `dir`, made a spare, then 40
+    /// short lines `new 0` to `new 39` into a new segment (the journal
+    /// opens it on the spare) and the process dies: the file still holds
+    /// the old records after them. Returns the last covered sequence
+    /// number, the spare's length, and the newest segment's first
+    /// sequence number and path.
+    fn crash_on_a_reused_spare(dir: &Path) -> (u64, u64, u64, PathBuf) {
         let options = JournalOptions {
             segment_bytes: 64 << 10,
             ..OPTIONS
         };
-        append_lines(&dir, &"old ".repeat(50), 600, options, true);
-        let before = segments(&dir).unwrap();
+        append_lines(dir, &"old ".repeat(50), 600, options, true);
+        let before = segments(dir).unwrap();
         assert!(before.len() >= 2);
         let covered = before[1].0 - 1;
-        let report = retain(&dir, 0, Duration::from_secs(3600), covered, true).unwrap();
+        let report = retain(dir, 0, Duration::from_secs(3600), covered, true).unwrap();
         assert_eq!(report.spared_segments, 1);
-        let spare_len = std::fs::metadata(&spares(&dir)[0]).unwrap().len();
-        // A few short lines into a new segment (the journal opens it on
-        // the spare), then the process dies: the file still holds the old
-        // records after them.
-        append_lines(&dir, "new", 40, options, false);
-        let newest = segments(&dir).unwrap().last().unwrap().1.clone();
+        let spare_len = std::fs::metadata(&spares(dir)[0]).unwrap().len();
+        append_lines(dir, "new", 40, options, false);
+        let (first, newest) = segments(dir).unwrap().last().unwrap().clone();
+        (covered, spare_len, first, newest)
+    }
+
+    #[test]
+    fn a_reused_segment_left_by_a_crash_ends_where_its_old_records_start() {
+        let dir = temp_dir("spare-crash");
+        let (covered, spare_len, _, newest) = crash_on_a_reused_spare(&dir);
         let (lines, report) = read_all(&dir);
         assert!(report.problems.is_empty(), "{:?}", report.problems);
         assert_eq!(report.torn_tails, 0);
@@ -1842,16 +1849,7 @@ mod tests {
     #[test]
     fn a_write_torn_over_a_reused_segments_old_records_is_a_torn_tail() {
         let dir = temp_dir("spare-torn");
-        let options = JournalOptions {
-            segment_bytes: 64 << 10,
-            ..OPTIONS
-        };
-        append_lines(&dir, &"old ".repeat(50), 600, options, true);
-        let covered = segments(&dir).unwrap()[1].0 - 1;
-        let report = retain(&dir, 0, Duration::from_secs(3600), covered, true).unwrap();
-        assert_eq!(report.spared_segments, 1);
-        append_lines(&dir, "new", 40, options, false);
-        let (first, newest) = segments(&dir).unwrap().last().unwrap().clone();
+        let (_, _, first, newest) = crash_on_a_reused_spare(&dir);
         let mut bytes = std::fs::read(&newest).unwrap();
         let (mut end, mut last) = (HEADER_BYTES, 0);
         while let Ok((entry, framed)) = decode_record(&bytes[end..]) {
