@@ -68,7 +68,7 @@ trap 'kill $bench 2>/dev/null || true' EXIT
 # those pinned to a single CPU (its helper threads may run anywhere).
 node=
 for _ in $(seq 1 300); do
-  node=$(pgrep -P "$bench" -f "$bin_abs|$BIN" | head -n 1 || true)
+  node=$(pgrep -P "$bench" -f "($bin_abs|$BIN) run " | head -n 1 || true)
   [ -n "$node" ] && break
   kill -0 "$bench" 2>/dev/null || die "the bench ended early: $(tail -n 5 "$OUT/bench.log")"
   sleep 0.1
