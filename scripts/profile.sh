@@ -44,6 +44,7 @@ CONFIG=${CONFIG:-}
 OUT=${OUT:-target/profile}
 
 die() { echo "profile: $*" >&2; exit 1; }
+. scripts/bench-node.sh
 command -v perf >/dev/null || die "perf missing (apt-get install linux-perf)"
 for b in "$BIN" "$LOAD"; do
   [ -x "$b" ] || die "$b missing (cargo build --release -p shardwatch -p shardwatch-perf)"
@@ -63,24 +64,16 @@ fi
 [ -n "$CONFIG" ] && load_args+=(--appliance-config "$CONFIG")
 mkdir -p "$OUT"
 rm -rf "$OUT/run" "$OUT/perf.data"
-bin_abs=$(readlink -f "$BIN")
 
 "$LOAD" bench --binary "$BIN" --cores 1 --transport "$TRANSPORT" "${load_args[@]}" \
   --rules "$RULES" --out "$OUT/run" --quiet >"$OUT/bench.log" 2>&1 &
 bench=$!
 trap 'kill $bench 2>/dev/null || true' EXIT
 
-node=
-for _ in $(seq 1 600); do
-  node=$(pgrep -P "$bench" -f "($bin_abs|$BIN) run " | head -n 1 || true)
-  [ -n "$node" ] && break
-  kill -0 "$bench" 2>/dev/null || die "the bench ended early: $(tail -n 5 "$OUT/bench.log")"
-  sleep 0.05
-done
-[ -n "$node" ] || die "the appliance did not start (see $OUT/bench.log)"
+node=$(bench_node "$bench" "$BIN" "$OUT/bench.log")
 # The load has started when the node's CPU time climbs: at least 5 clock
-# ticks (50 ms at the usual 100 Hz) in 100 ms. The corpus is generated
-# before the node starts, so this is seconds for a large one.
+# ticks (50 ms at the usual 100 Hz) in 100 ms. The bench generates its
+# corpus after starting the node, so this takes seconds for a large one.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$node/stat" 2>/dev/null; }
 prev=$(cpu_ticks) || die "the appliance ended before its load started"
 for _ in $(seq 1 600); do
@@ -90,16 +83,8 @@ for _ in $(seq 1 600); do
   prev=$now
 done
 [ "$RATE" = max ] || sleep 1
-cores=
-for task in /proc/"$node"/task/*; do
-  tid=${task##*/}
-  name=$(cat "$task/comm" 2>/dev/null || true)
-  allowed=$(awk '/^Cpus_allowed_list/ {print $2}' "$task/status" 2>/dev/null || true)
-  case $name in sw-core-*) ;; *) continue ;; esac
-  case $allowed in *,*|*-*|'') continue ;; esac
-  cores="${cores:+$cores,}$tid"
-done
-[ -n "$cores" ] || die "no pinned sw-core thread in the appliance (pid $node)"
+cores=$(core_threads "$node")
+cores=${cores// /,}
 perf record -F 2999 "${graph[@]}" -t "$cores" -o "$OUT/perf.data" -- sleep "$RECORD_S" \
   >"$OUT/perf.log" 2>&1 || die "perf record failed: $(tail -n 3 "$OUT/perf.log")"
 wait "$bench" || die "the bench failed: $(tail -n 5 "$OUT/bench.log")"

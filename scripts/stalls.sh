@@ -50,6 +50,7 @@ OUT=${OUT:-target/stalls}
 CORES=${CORES:-1}
 
 die() { echo "stalls: $*" >&2; exit 1; }
+. scripts/bench-node.sh
 command -v perf >/dev/null || die "perf missing (apt-get install linux-perf)"
 for b in "$BIN" "$LOAD"; do
   [ -x "$b" ] || die "$b missing (cargo build --release -p shardwatch -p shardwatch-perf)"
@@ -57,36 +58,17 @@ done
 [ "$RECORD_S" -lt "$SEND_S" ] || die "RECORD_S ($RECORD_S) must be shorter than SEND_S ($SEND_S)"
 mkdir -p "$OUT"
 rm -rf "$OUT/run" "$OUT/sched.data"
-bin_abs=$(readlink -f "$BIN")
 
 "$LOAD" bench --binary "$BIN" --cores "$CORES" --transport "$TRANSPORT" --rate "$RATE" \
   --duration "${SEND_S}s" --rules "$RULES" --out "$OUT/run" --quiet >"$OUT/bench.log" 2>&1 &
 bench=$!
 trap 'kill $bench 2>/dev/null || true' EXIT
 
-# The node: the bench's child running this binary. Its core threads are
-# those pinned to a single CPU (its helper threads may run anywhere).
-node=
-for _ in $(seq 1 300); do
-  node=$(pgrep -P "$bench" -f "($bin_abs|$BIN) run " | head -n 1 || true)
-  [ -n "$node" ] && break
-  kill -0 "$bench" 2>/dev/null || die "the bench ended early: $(tail -n 5 "$OUT/bench.log")"
-  sleep 0.1
-done
-[ -n "$node" ] || die "the appliance did not start (see $OUT/bench.log)"
+node=$(bench_node "$bench" "$BIN" "$OUT/bench.log")
 # Sending starts once the node listens (a second or two); record in the
 # middle of the send.
 sleep $(( (SEND_S - RECORD_S) / 2 + 2 ))
-cores=
-for task in /proc/"$node"/task/*; do
-  tid=${task##*/}
-  name=$(cat "$task/comm" 2>/dev/null || true)
-  allowed=$(awk '/^Cpus_allowed_list/ {print $2}' "$task/status" 2>/dev/null || true)
-  case $name in sw-core-*) ;; *) continue ;; esac
-  case $allowed in *,*|*-*|'') continue ;; esac
-  cores="$cores $tid"
-done
-[ -n "$cores" ] || die "no pinned sw-core thread in the appliance (pid $node)"
+cores=" $(core_threads "$node")"
 # The sender is the bench's main thread.
 victims="$cores $bench"
 perf sched record -a -o "$OUT/sched.data" -- sleep "$RECORD_S" >"$OUT/perf.log" 2>&1 \
