@@ -2,6 +2,16 @@
 # appliance a background `shardwatch-load bench` started, and its core
 # threads. The sourcing script defines `die MESSAGE`.
 
+# Fails unless `perf` and the two binaries are there.
+#   need_perf_and BIN LOAD
+need_perf_and() {
+  local b
+  command -v perf >/dev/null || die "perf missing (apt-get install linux-perf)"
+  for b in "$@"; do
+    [ -x "$b" ] || die "$b missing (cargo build --release -p shardwatch -p shardwatch-perf)"
+  done
+}
+
 # Prints the pid of the bench's child running `BIN run` (the appliance,
 # not the `--version` the bench asks first), waiting up to 30 s.
 #   bench_node BENCH_PID BIN BENCH_LOG

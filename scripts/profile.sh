@@ -45,10 +45,7 @@ OUT=${OUT:-target/profile}
 
 die() { echo "profile: $*" >&2; exit 1; }
 . scripts/bench-node.sh
-command -v perf >/dev/null || die "perf missing (apt-get install linux-perf)"
-for b in "$BIN" "$LOAD"; do
-  [ -x "$b" ] || die "$b missing (cargo build --release -p shardwatch -p shardwatch-perf)"
-done
+need_perf_and "$BIN" "$LOAD"
 case $CALLGRAPH in
   fp) graph=(-g) ;;
   dwarf) graph=(--call-graph dwarf,16384) ;;

@@ -51,10 +51,7 @@ CORES=${CORES:-1}
 
 die() { echo "stalls: $*" >&2; exit 1; }
 . scripts/bench-node.sh
-command -v perf >/dev/null || die "perf missing (apt-get install linux-perf)"
-for b in "$BIN" "$LOAD"; do
-  [ -x "$b" ] || die "$b missing (cargo build --release -p shardwatch -p shardwatch-perf)"
-done
+need_perf_and "$BIN" "$LOAD"
 [ "$RECORD_S" -lt "$SEND_S" ] || die "RECORD_S ($RECORD_S) must be shorter than SEND_S ($SEND_S)"
 mkdir -p "$OUT"
 rm -rf "$OUT/run" "$OUT/sched.data"
