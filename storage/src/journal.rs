@@ -657,17 +657,9 @@ async fn create_segment(
 
 /// Spare segments in `dir` (see [`retain`]), oldest first.
 fn spares(dir: &Path) -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .flatten()
-                .map(|e| e.path())
-                .filter(|p| p.to_str().is_some_and(|n| n.ends_with(SPARE_SUFFIX)))
-                .collect()
-        })
-        .unwrap_or_default();
-    out.sort();
-    out
+    files_by_first_seq(dir, SPARE_SUFFIX)
+        .map(|files| files.into_iter().map(|(_, path)| path).collect())
+        .unwrap_or_default()
 }
 
 /// Renames a spare segment to `path` and opens it for writing without
@@ -841,6 +833,12 @@ impl ScanReport {
 /// The segment files of a journal directory, oldest first, with their
 /// first sequence numbers. A missing directory has none.
 pub fn segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StorageError> {
+    files_by_first_seq(dir, SEGMENT_SUFFIX)
+}
+
+/// The files `<first-seq><suffix>` of a journal directory, oldest first,
+/// with their first sequence numbers. A missing directory has none.
+fn files_by_first_seq(dir: &Path, suffix: &str) -> Result<Vec<(u64, PathBuf)>, StorageError> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -855,7 +853,7 @@ pub fn segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StorageError> {
     for entry in entries.flatten() {
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        let Some(stem) = name.strip_suffix(SEGMENT_SUFFIX) else {
+        let Some(stem) = name.strip_suffix(suffix) else {
             continue;
         };
         if let Ok(first) = stem.parse::<u64>() {
