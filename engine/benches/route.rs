@@ -10,7 +10,7 @@ use std::sync::Arc;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use shardwatch::pipeline::{EventSink, Pipeline, PipelineOptions};
 use shardwatch::route::{RouteBatch, RouteRecord};
-use shardwatch::shard::ShardStates;
+use shardwatch::shard::{ShardStates, WindowClock};
 use shardwatch::shardmap::ShardMap;
 use shardwatch::stats::{add, CoreStats};
 use shardwatch::timefmt::now_ns;
@@ -97,7 +97,7 @@ fn bench(c: &mut Criterion) {
     pipeline.process(&lines()[0].1, 1_764_237_601_000_000_000, &mut sink);
     let record_bytes = sink.batch;
     let record = record_bytes.iter().next().expect("the sshd line is routed");
-    let mut states = ShardStates::new(10_000, 0);
+    let mut states = ShardStates::new(10_000, 0, WindowClock::EventTime);
     let mut t = 0i64;
     let mut fired = Vec::new();
     let mut observe = c.benchmark_group("shard");

@@ -105,7 +105,8 @@ pub fn render_detection(
 }
 
 /// Suppression in front of the outputs: per rule and group, repeats within
-/// `rules.suppress_window_ms` (event time) are folded into the first alert
+/// `rules.suppress_window_ms` (event time; a window is dropped that long
+/// after its first alert arrived, see `shardwatch_rules::Suppressor`) are folded into the first alert
 /// instead of being written. When a window that folded repeats closes, one
 /// `update` record carries the first alert's final count (consumers upsert
 /// by `id`). Groups: a correlation's group key; for single-event rules the
@@ -134,12 +135,21 @@ impl AlertGate {
         }
     }
 
-    /// Whether an alert should be written (true) or was folded (false).
-    pub fn admit(&mut self, rule_id: &str, group_key: &[u8], id: &str, time_ns: i64) -> bool {
+    /// Whether an alert at event time `time_ns`, arriving at `arrival_ns`
+    /// (on the clock `advance` is given), should be written (true) or was
+    /// folded (false).
+    pub fn admit(
+        &mut self,
+        rule_id: &str,
+        group_key: &[u8],
+        id: &str,
+        time_ns: i64,
+        arrival_ns: i64,
+    ) -> bool {
         match &mut self.suppressor {
             None => true,
             Some(s) => matches!(
-                s.check(rule_id, group_key, id, time_ns),
+                s.check(rule_id, group_key, id, time_ns, arrival_ns),
                 shardwatch_rules::SuppressDecision::Emit
             ),
         }

@@ -46,9 +46,11 @@ use shardwatch_storage::{checkpoint, journal};
 /// group's window items are one set that is a sorted vector while small,
 /// and groups no longer carry an unused per-input chain; 8: each
 /// correlation's groups are a list, and the indices and gid table are not
-/// archived but rebuilt on restore). A checkpoint of another format is
+/// archived but rebuilt on restore; 9: groups carry their latest arrival
+/// on the node's clock, and their index entries the due time on that
+/// clock). A checkpoint of another format is
 /// refused (logged, counted) and the journal replayed instead.
-pub const CHECKPOINT_FORMAT: u32 = 8;
+pub const CHECKPOINT_FORMAT: u32 = 9;
 
 /// Transport codes stored in journal records.
 pub fn transport_code(transport: &str) -> u8 {

@@ -17,7 +17,7 @@ use crate::alert::{render_correlation, render_detection, AlertGate, Raised};
 use crate::config::Config;
 use crate::pipeline::{EventSink, Pipeline};
 use crate::route::RouteRecord;
-use crate::shard::ShardStates;
+use crate::shard::{ShardStates, WindowClock};
 use crate::shardmap::ShardMap;
 use crate::timefmt::now_ns;
 
@@ -53,7 +53,11 @@ impl<W: FnMut(String)> EventSink for ReplaySink<'_, W> {
         let rule_id = &self.rules.detection(detection as usize).id;
         let id = shardwatch_rules::event_alert_id(rule_id, event.raw, event.time_ns);
         let host = event.get("host.name").unwrap_or_default();
-        if !self.gate.admit(rule_id, host, &id, event.time_ns) {
+        // Replay's clock is event time: alerts arrive at their event time.
+        if !self
+            .gate
+            .admit(rule_id, host, &id, event.time_ns, event.time_ns)
+        {
             self.summary.suppressed += 1;
             return;
         }
@@ -76,10 +80,13 @@ impl<W: FnMut(String)> EventSink for ReplaySink<'_, W> {
         );
         for alert in fired {
             let rule_id = &self.rules.correlation(alert.correlation as usize).id;
-            if !self
-                .gate
-                .admit(rule_id, &alert.group_key, &alert.id, alert.first_seen_ns)
-            {
+            if !self.gate.admit(
+                rule_id,
+                &alert.group_key,
+                &alert.id,
+                alert.first_seen_ns,
+                alert.first_seen_ns,
+            ) {
                 self.summary.suppressed += 1;
                 continue;
             }
@@ -116,6 +123,7 @@ pub fn replay(
     let mut states = ShardStates::new(
         config.engine.groups_per_shard_max,
         config.engine.groups_per_rule_per_shard_max,
+        WindowClock::EventTime,
     );
     let mut summary = ReplaySummary::default();
     let mut fired = Vec::new();
@@ -161,7 +169,13 @@ pub fn replay(
         }
         for (shard, alert) in fired.drain(..) {
             let rule_id = &rules.correlation(alert.correlation as usize).id;
-            if !gate.admit(rule_id, &alert.group_key, &alert.id, alert.first_seen_ns) {
+            if !gate.admit(
+                rule_id,
+                &alert.group_key,
+                &alert.id,
+                alert.first_seen_ns,
+                alert.first_seen_ns,
+            ) {
                 summary.suppressed += 1;
                 continue;
             }
@@ -169,7 +183,7 @@ pub fn replay(
                 core: 0,
                 shard: Some(shard),
                 detected_ns: now_ns(),
-                received_ns: alert.last_seen_ns,
+                received_ns: alert.arrived_ns,
             };
             summary.alerts += 1;
             emit(render_correlation(&rules, &alert, &raised).line);

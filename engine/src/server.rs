@@ -60,7 +60,7 @@ use crate::liverules::LiveRules;
 use crate::output::AlertLine;
 use crate::pipeline::{EventSink, Pipeline};
 use crate::route::{RouteBatch, RouteRecord};
-use crate::shard::ShardStates;
+use crate::shard::{ShardStates, WindowClock};
 use crate::shardmap::ShardMap;
 use crate::sources::{Admission, ConnectionSlots, Refusal, SlotRefusal};
 use crate::stats::{add, CoreReport, CoreStats};
@@ -376,6 +376,7 @@ async fn core_main(
     let mut shard_states = ShardStates::new(
         shared.config.engine.groups_per_shard_max,
         shared.config.engine.groups_per_rule_per_shard_max,
+        WindowClock::Node,
     );
     shard_states.restore(recovery.states);
     let applied = if recovery.applied.len() == cores {
@@ -650,11 +651,13 @@ impl Core {
         received_ns: i64,
     ) {
         let rule_id = &rules.correlation(alert.correlation as usize).id;
-        if !self
-            .gate
-            .borrow_mut()
-            .admit(rule_id, &alert.group_key, &alert.id, alert.first_seen_ns)
-        {
+        if !self.gate.borrow_mut().admit(
+            rule_id,
+            &alert.group_key,
+            &alert.id,
+            alert.first_seen_ns,
+            received_ns,
+        ) {
             add(&self.stats.alerts_suppressed, 1);
             return;
         }
@@ -928,8 +931,10 @@ impl Core {
             self.seq.set(0);
             for alert in fired.drain(..) {
                 // A window that closed on the clock has no completing
-                // event; its latency is measured from its newest event.
-                let received_ns = alert.last_seen_ns;
+                // event; its latency is measured from when its newest
+                // event arrived (on this node's clock, whatever the
+                // sender's clock says).
+                let received_ns = alert.arrived_ns;
                 self.emit_correlation(&rules, &alert, shard, received_ns);
             }
             if slice.elapsed() >= BACKGROUND_SLICE {
@@ -1207,7 +1212,7 @@ impl EventSink for CoreSink<'_> {
             .core
             .gate
             .borrow_mut()
-            .admit(rule_id, host, &id, event.time_ns)
+            .admit(rule_id, host, &id, event.time_ns, received_ns)
         {
             add(&self.core.stats.alerts_suppressed, 1);
             return;

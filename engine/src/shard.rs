@@ -20,24 +20,46 @@ fn empty_state(groups_per_shard_max: usize, groups_per_rule_max: usize) -> Corre
     state
 }
 
+/// The clock correlation windows advance on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WindowClock {
+    /// The node's clock (a live core): [`ShardStates::advance`] is given
+    /// the wall clock and an observation arrives at its record's receive
+    /// time, so a window ends when the event time it had left after its
+    /// newest event has passed on the node's clock since that event was
+    /// received. A sender whose clock is hours off (a device writing
+    /// local time without a zone, a forwarder delivering late) has its
+    /// windows kept for as long as one whose clock is right.
+    Node,
+    /// Event time (`shardwatch replay` of a file): `advance` is given an
+    /// event-time watermark and an observation arrives at its event time.
+    EventTime,
+}
+
 /// The shard states of one core.
 pub struct ShardStates {
     states: HashMap<u16, CorrelationState>,
     groups_per_shard_max: usize,
     /// Cap on one rule's groups in a shard (0: the shard cap alone).
     groups_per_rule_max: usize,
+    clock: WindowClock,
 }
 
 impl ShardStates {
     /// No shards yet; each shard will hold at most `groups_per_shard_max`
     /// groups, at most `groups_per_rule_max` of one rule (0: no cap of
-    /// its own).
-    pub fn new(groups_per_shard_max: usize, groups_per_rule_max: usize) -> Self {
+    /// its own), and its windows advance on `clock`.
+    pub fn new(
+        groups_per_shard_max: usize,
+        groups_per_rule_max: usize,
+        clock: WindowClock,
+    ) -> Self {
         assert!(groups_per_shard_max > 0);
         ShardStates {
             states: HashMap::new(),
             groups_per_shard_max,
             groups_per_rule_max,
+            clock,
         }
     }
 
@@ -60,6 +82,10 @@ impl ShardStates {
             input_mask: record.input_mask,
             value: record.value,
             time_ns: record.time_ns,
+            arrival_ns: match self.clock {
+                WindowClock::Node => record.received_ns,
+                WindowClock::EventTime => record.time_ns,
+            },
             raw: record.raw,
         };
         let (shard_max, rule_max) = (self.groups_per_shard_max, self.groups_per_rule_max);
@@ -70,7 +96,7 @@ impl ShardStates {
         true
     }
 
-    /// Advances every shard to `now_ns`, collecting alerts of windows that
+    /// Advances every shard to `now_ns` (on the states' [`WindowClock`]), collecting alerts of windows that
     /// closed (conditions such as `lt`), tagged with their shard.
     pub fn advance(
         &mut self,
@@ -200,7 +226,7 @@ mod tests {
             .find(|c| c.kind == CorrelationKind::EventCount)
             .expect("the built-in pack counts events")
             .hash;
-        let mut shards = ShardStates::new(100, 3);
+        let mut shards = ShardStates::new(100, 3, WindowClock::EventTime);
         let mut out = Vec::new();
         let mut feed = |shards: &mut ShardStates, shard: u16, keys: std::ops::Range<u8>| {
             for i in keys {
@@ -222,7 +248,7 @@ mod tests {
         assert_eq!(shards.group_count(), 3);
         assert_eq!(shards.evicted_total(), 7);
         // A restored shard held more than the cap: it gives up the rest.
-        let mut plain = ShardStates::new(100, 0);
+        let mut plain = ShardStates::new(100, 0, WindowClock::EventTime);
         feed(&mut plain, 9, 0..6);
         assert_eq!(plain.group_count(), 6);
         let restored = plain.get(9).cloned().expect("shard 9 holds state");
@@ -260,7 +286,7 @@ correlation:
         .unwrap();
         let hash = rules.correlation(0).hash;
         let feed = || {
-            let mut shards = ShardStates::new(1000, 0);
+            let mut shards = ShardStates::new(1000, 0, WindowClock::EventTime);
             let mut out = Vec::new();
             // Shards out of order, groups of one to three events, some
             // windows still open at the advance below.

@@ -314,6 +314,7 @@ fn bench_value_count_groups(c: &mut Criterion) {
                 input_mask: 1,
                 value: Some(b"22"),
                 time_ns: *time_ns,
+                arrival_ns: *time_ns,
                 raw: PACKET,
             };
             let mut out = Vec::new();

@@ -4,8 +4,9 @@
 //! (`event_count`, `value_count`, `temporal`, `temporal_ordered`), the
 //! feeding of correlation alerts into correlations that refer to them
 //! (chaining), and the deterministic alert id. A [`CorrelationState`]
-//! belongs to one shard on one core: no locks, no clock, no IO. Time is the
-//! event time the engine passes in, and watermarks come in through
+//! belongs to one shard on one core: no locks, no clock, no IO. Times are
+//! what the engine passes in (each observation's event time and arrival,
+//! see "Clocks"), and the clock comes in through
 //! [`CorrelationState::advance`]. The state archives with rkyv
 //! ([`CorrelationState::archive_into`], [`CorrelationState::restore`]:
 //! the derived indices are rebuilt, not archived) so a shard can be
@@ -25,6 +26,28 @@
 //! also records the rule's definition fingerprint; a group whose rule
 //! changed under the same id is reset on its next observation, and groups
 //! of rules that are gone are dropped by `advance`.
+//!
+//! ## Clocks
+//!
+//! Windows are measured in event time: which events count together, the
+//! alert's `first_seen`, `last_seen` and id are all event time. When a
+//! window *ends* for `advance` is not: a sender's clock may be hours off
+//! the node's (a device writing local time without a zone, a forwarder
+//! delivering late), and comparing its event times with the node's clock
+//! closed its groups at once (five hours behind: no brute force ever
+//! fired) or kept them for hours (ahead). So each observation also
+//! carries its arrival, on the clock `advance` is given (the node's clock
+//! live; the event time itself in a replay, where `advance` is given an
+//! event-time watermark). A group remembers its latest arrival, and its
+//! deadline (the event time at which its window ends or it can no longer
+//! change) is due on that clock when the event time it had left after
+//! its newest event has passed since that arrival:
+//! `due = arrived + (deadline - newest)`. A sliding window is thus kept
+//! `span` after its newest event arrived, and a tumbling one closes when
+//! what was left of it has passed. Anomaly buckets close the same way:
+//! `advance` hands a detector `newest + (now - arrived)` as its now. With
+//! arrivals equal to event times (a replay), `due` is the deadline and
+//! this is plain event-time watermarking.
 //!
 //! ## Window semantics
 //!
@@ -63,7 +86,7 @@
 //!   bucketed backend query is: it starts at the group's first event and
 //!   covers `[start, start + span]`. It closes when an event arrives with
 //!   `t > start + span` (that event then starts the next window) or when
-//!   [`CorrelationState::advance`] is called with `now_ns > start + span`.
+//!   [`CorrelationState::advance`] finds it due (see "Clocks").
 //!   On close the alert fires if the count is within the bound; its id uses
 //!   the window start. A group exists only once it has an event, so "fewer
 //!   than N" means "between 1 and N-1", as a grouped query would report it.
@@ -73,7 +96,7 @@
 //! Groups: when a new group would exceed `groups_max`, a group is evicted
 //! without an alert and counted in [`CorrelationState::evicted_total`]:
 //! from the rule that holds the most groups in this state, the one with
-//! the oldest newest-event time among its groups that have seen a single
+//! the oldest latest arrival among its groups that have seen a single
 //! observation, and only when there are none, among those that have seen
 //! more ("protected"). An entity explosion (every key new) thus churns
 //! through its own rule's single-event groups, while other rules' groups
@@ -221,6 +244,11 @@ pub struct CorrelationAlert {
     pub first_seen_ns: i64,
     /// The newest event time counted.
     pub last_seen_ns: i64,
+    /// The group's latest arrival when the alert was raised (see
+    /// [`Observation::arrival_ns`]): for an alert raised by
+    /// [`CorrelationState::advance`], when the newest observation reached
+    /// the group, which is what its detection latency counts from.
+    pub arrived_ns: i64,
     /// Up to [`SAMPLES_MAX`] raw lines of counted events, oldest first, the
     /// most recently observed ones.
     pub samples: Vec<Vec<u8>>,
@@ -255,6 +283,11 @@ pub struct Observation<'a> {
     pub value: Option<&'a [u8]>,
     /// Event time.
     pub time_ns: i64,
+    /// When the observation arrived, on the clock [`CorrelationState::advance`]
+    /// is given: the engine's receive time when windows advance on the
+    /// node's clock, the event time itself when they advance on event time
+    /// (a replay). See "Clocks" in the module docs.
+    pub arrival_ns: i64,
     /// The raw line, kept as a sample.
     pub raw: &'a [u8],
 }
@@ -303,6 +336,7 @@ struct PendingAlert {
     count: u64,
     first_seen_ns: i64,
     last_seen_ns: i64,
+    arrived_ns: i64,
     samples: Vec<Vec<u8>>,
     /// The score's bits (`f64::to_bits`), kept as an integer so the
     /// pending queue stays `Eq`.
@@ -324,33 +358,34 @@ impl PendingAlert {
 }
 
 /// Brings a group's index entries up to date after its `protected`,
-/// `newest_ns` or `deadline_ns` changed, lazily: an entry whose new place
-/// is later in its index (a newer event, a group becoming protected, a
-/// later deadline: what nearly every observation does) stays where it is,
+/// `arrived_ns` or due time changed, lazily: an entry whose new place
+/// is later in its index (a later arrival, a group becoming protected, a
+/// later due time: what nearly every observation does) stays where it is,
 /// and is moved when it comes first (see `CorrelationState::stalest_of`
 /// and `CorrelationState::advance`); one whose new place is earlier is
 /// moved now. Moving both entries on every event was four B-tree
 /// operations on the per-event path, each a chain of cache misses on a
 /// large state.
 fn reindex(
-    by_newest: &mut BTreeSet<(u64, bool, i64, u64)>,
-    by_deadline: &mut BTreeSet<(i64, u64)>,
+    by_arrival: &mut BTreeSet<(u64, bool, i64, u64)>,
+    by_due: &mut BTreeSet<(i64, u64)>,
     hash: u64,
     group: &mut Group,
 ) {
     let at = group.indexed;
-    if (group.protected, group.newest_ns) < (at.protected, at.newest_ns) {
-        let removed = by_newest.remove(&(hash, at.protected, at.newest_ns, group.gid));
+    if (group.protected, group.arrived_ns) < (at.protected, at.arrived_ns) {
+        let removed = by_arrival.remove(&(hash, at.protected, at.arrived_ns, group.gid));
         debug_assert!(removed);
-        by_newest.insert((hash, group.protected, group.newest_ns, group.gid));
+        by_arrival.insert((hash, group.protected, group.arrived_ns, group.gid));
         group.indexed.protected = group.protected;
-        group.indexed.newest_ns = group.newest_ns;
+        group.indexed.arrived_ns = group.arrived_ns;
     }
-    if group.deadline_ns < at.deadline_ns {
-        let removed = by_deadline.remove(&(at.deadline_ns, group.gid));
+    let due_ns = group.due_ns();
+    if due_ns < at.due_ns {
+        let removed = by_due.remove(&(at.due_ns, group.gid));
         debug_assert!(removed);
-        by_deadline.insert((group.deadline_ns, group.gid));
-        group.indexed.deadline_ns = group.deadline_ns;
+        by_due.insert((due_ns, group.gid));
+        group.indexed.due_ns = due_ns;
     }
 }
 
@@ -367,7 +402,11 @@ struct Group {
     fingerprint: u64,
     /// The newest event time observed.
     newest_ns: i64,
-    /// When `advance` may drop or close the group (see module docs).
+    /// The latest arrival observed (see "Clocks" in the module docs).
+    arrived_ns: i64,
+    /// When, in event time, the group's window ends or it can no longer
+    /// change (see module docs); [`Group::due_ns`] is the same moment on
+    /// the clock `advance` is given.
     deadline_ns: i64,
     /// Whether the group has had a second observation. The cap evicts
     /// every unprotected group before any protected one: a sender
@@ -393,7 +432,7 @@ struct Group {
     samples: VecDeque<Sample>,
     /// Anomaly rules: the entity's detector state (see `crate::anomaly`).
     anomaly: Option<Box<AnomalyBody>>,
-    /// Where the group's entries in `by_newest` and `by_deadline` are; at
+    /// Where the group's entries in `by_arrival` and `by_due` are; at
     /// or before where its fields would put them (see [`reindex`]).
     indexed: Indexed,
 }
@@ -402,16 +441,17 @@ struct Group {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 struct Indexed {
     protected: bool,
-    newest_ns: i64,
-    deadline_ns: i64,
+    arrived_ns: i64,
+    due_ns: i64,
 }
 
 impl Group {
-    fn new(gid: u64, fingerprint: u64, time_ns: i64, deadline_ns: i64) -> Self {
-        Group {
+    fn new(gid: u64, fingerprint: u64, time_ns: i64, arrival_ns: i64, deadline_ns: i64) -> Self {
+        let mut group = Group {
             gid,
             fingerprint,
             newest_ns: time_ns,
+            arrived_ns: arrival_ns,
             deadline_ns,
             protected: false,
             window_start_ns: time_ns,
@@ -424,10 +464,33 @@ impl Group {
             anomaly: None,
             indexed: Indexed {
                 protected: false,
-                newest_ns: time_ns,
-                deadline_ns,
+                arrived_ns: arrival_ns,
+                due_ns: 0,
             },
-        }
+        };
+        group.indexed.due_ns = group.due_ns();
+        group
+    }
+
+    /// The deadline on the clock `advance` is given: the group's latest
+    /// arrival plus the event time its window had left after its newest
+    /// event. With arrivals on event time (a replay) it is the deadline.
+    fn due_ns(&self) -> i64 {
+        self.arrived_ns
+            .saturating_add(self.deadline_ns.saturating_sub(self.newest_ns))
+    }
+
+    /// `now_ns`, on the clock `advance` is given, in this group's event
+    /// time: its newest event time plus what has passed since the latest
+    /// arrival (the inverse of [`Group::due_ns`]).
+    fn event_now_ns(&self, now_ns: i64) -> i64 {
+        self.newest_ns
+            .saturating_add(now_ns.saturating_sub(self.arrived_ns))
+    }
+
+    /// Takes one observation's arrival (the latest one counts).
+    fn arrive(&mut self, arrival_ns: i64) {
+        self.arrived_ns = self.arrived_ns.max(arrival_ns);
     }
 
     fn clear_window(&mut self) {
@@ -473,16 +536,16 @@ pub struct CorrelationState {
     /// was most of a checkpoint's time).
     #[rkyv(with = rkyv::with::MapKV<rkyv::with::Identity, rkyv::with::AsVec>)]
     groups: BTreeMap<u64, GroupMap>,
-    /// `(correlation hash, protected, newest_ns, gid)` of every group:
+    /// `(correlation hash, protected, arrived_ns, gid)` of every group:
     /// eviction order within a rule (its stalest unprotected group first,
-    /// then its stalest protected one). Not archived: rebuilt from each
+    /// then its stalest protected one, stalest by latest arrival). Not archived: rebuilt from each
     /// group's `indexed` by [`CorrelationState::restore`], like the two
     /// below.
     #[rkyv(with = rkyv::with::Skip)]
-    by_newest: BTreeSet<(u64, bool, i64, u64)>,
-    /// `(deadline_ns, gid)` of every group: `advance` order.
+    by_arrival: BTreeSet<(u64, bool, i64, u64)>,
+    /// `(due_ns, gid)` of every group: `advance` order.
     #[rkyv(with = rkyv::with::Skip)]
-    by_deadline: BTreeSet<(i64, u64)>,
+    by_due: BTreeSet<(i64, u64)>,
     /// gid to `(correlation hash, key)`, to find a group from the indices.
     #[rkyv(with = rkyv::with::Skip)]
     keys: GidMap,
@@ -504,8 +567,8 @@ impl CorrelationState {
             pending_dropped_total: 0,
             next_gid: 0,
             groups: BTreeMap::new(),
-            by_newest: BTreeSet::new(),
-            by_deadline: BTreeSet::new(),
+            by_arrival: BTreeSet::new(),
+            by_due: BTreeSet::new(),
             keys: GidMap::default(),
             pending: VecDeque::new(),
             anomaly_counters: Counters::default(),
@@ -556,8 +619,8 @@ impl CorrelationState {
         let groups: usize = self.groups.values().map(|groups| groups.len()).sum();
         self.keys = GidMap::with_capacity_and_hasher(groups, Default::default());
         // Collected, then built in bulk (sorted once), not inserted one by one.
-        let mut by_newest = Vec::with_capacity(groups);
-        let mut by_deadline = Vec::with_capacity(groups);
+        let mut by_arrival = Vec::with_capacity(groups);
+        let mut by_due = Vec::with_capacity(groups);
         for (&hash, groups) in &self.groups {
             for (key, group) in groups {
                 let at = group.indexed;
@@ -569,14 +632,14 @@ impl CorrelationState {
                         group.gid, self.next_gid
                     ));
                 }
-                by_newest.push((hash, at.protected, at.newest_ns, group.gid));
-                by_deadline.push((at.deadline_ns, group.gid));
+                by_arrival.push((hash, at.protected, at.arrived_ns, group.gid));
+                by_due.push((at.due_ns, group.gid));
             }
         }
-        by_newest.sort_unstable();
-        by_deadline.sort_unstable();
-        self.by_newest = by_newest.into_iter().collect();
-        self.by_deadline = by_deadline.into_iter().collect();
+        by_arrival.sort_unstable();
+        by_due.sort_unstable();
+        self.by_arrival = by_arrival.into_iter().collect();
+        self.by_due = by_due.into_iter().collect();
         Ok(())
     }
 
@@ -670,7 +733,7 @@ impl CorrelationState {
     }
 
     /// Estimated heap bytes not attributable to one correlation: the outer
-    /// table of correlations, the indices (`by_newest`, `by_deadline`,
+    /// table of correlations, the indices (`by_arrival`, `by_due`,
     /// and `keys` with its copy of every group key) and the queued chained
     /// alerts (their ids, keys, samples and reasons; the queue keeps its
     /// buffer after `advance` drains it). Not the state struct itself. An
@@ -684,8 +747,8 @@ impl CorrelationState {
             .sum();
         let pending: usize = self.pending.iter().map(PendingAlert::heap_bytes).sum();
         btree_bytes::<u64, GroupMap>(self.groups.len())
-            + btree_bytes::<(u64, bool, i64, u64), ()>(self.by_newest.len())
-            + btree_bytes::<(i64, u64), ()>(self.by_deadline.len())
+            + btree_bytes::<(u64, bool, i64, u64), ()>(self.by_arrival.len())
+            + btree_bytes::<(i64, u64), ()>(self.by_due.len())
             + hash_bytes::<u64, (u64, Vec<u8>)>(self.keys.capacity())
             + keys
             + heap_block(self.pending.capacity() * size_of::<PendingAlert>())
@@ -716,6 +779,7 @@ impl CorrelationState {
             input_mask: 0,
             value: None,
             time_ns,
+            arrival_ns: time_ns,
             raw,
         };
         let mut out = Vec::new();
@@ -807,7 +871,13 @@ impl CorrelationState {
     /// Makes sure the group of `(meta, key)` exists and was made by this
     /// definition of the rule (else it is reset). Returns whether the
     /// group was made now.
-    fn prepare_group(&mut self, meta: &CorrelationMeta, key: &[u8], time_ns: i64) -> bool {
+    fn prepare_group(
+        &mut self,
+        meta: &CorrelationMeta,
+        key: &[u8],
+        time_ns: i64,
+        arrival_ns: i64,
+    ) -> bool {
         let existing = self
             .groups
             .get(&meta.hash)
@@ -819,11 +889,11 @@ impl CorrelationState {
                 // The rule changed under the same id: its old state means
                 // nothing to the new definition.
                 let _ = self.remove(gid);
-                self.create(meta, key, time_ns);
+                self.create(meta, key, time_ns, arrival_ns);
                 true
             }
             None => {
-                self.create(meta, key, time_ns);
+                self.create(meta, key, time_ns, arrival_ns);
                 true
             }
         }
@@ -839,7 +909,7 @@ impl CorrelationState {
     ) {
         let key = observation.group_key;
         let time_ns = observation.time_ns;
-        let created = self.prepare_group(meta, key, time_ns);
+        let created = self.prepare_group(meta, key, time_ns, observation.arrival_ns);
         let Some(group) = self
             .groups
             .get_mut(&meta.hash)
@@ -850,6 +920,7 @@ impl CorrelationState {
         };
         group.protected |= !created;
         group.newest_ns = group.newest_ns.max(time_ns);
+        group.arrive(observation.arrival_ns);
         let body = group
             .anomaly
             .get_or_insert_with(|| Box::new(AnomalyBody::new(meta.kind, spec, time_ns)));
@@ -873,13 +944,14 @@ impl CorrelationState {
                 finding,
             ));
         }
-        reindex(&mut self.by_newest, &mut self.by_deadline, meta.hash, group);
+        reindex(&mut self.by_arrival, &mut self.by_due, meta.hash, group);
     }
 
-    /// `advance` for one anomaly entity whose deadline passed: closes its
-    /// buckets and reindexes it. Returns false when the entity should be
-    /// dropped instead (expired, first-seen values all aged out, rule gone
-    /// or changed).
+    /// `advance` for one anomaly entity that came due at `now_ns` (on the
+    /// clock `advance` is given): closes its buckets up to that moment in
+    /// its event time and reindexes it. Returns false when the entity
+    /// should be dropped instead (expired, first-seen values all aged out,
+    /// rule gone or changed).
     fn advance_anomaly(
         &mut self,
         rules: &RuleSet,
@@ -909,6 +981,7 @@ impl CorrelationState {
         if group.fingerprint != meta.fingerprint {
             return false;
         }
+        let event_now_ns = group.event_now_ns(now_ns);
         let Some(body) = group.anomaly.as_mut() else {
             return false;
         };
@@ -916,7 +989,7 @@ impl CorrelationState {
         let alive = body.advance(
             meta,
             spec,
-            now_ns,
+            event_now_ns,
             &mut self.anomaly_counters,
             &mut findings,
         );
@@ -925,28 +998,31 @@ impl CorrelationState {
         for finding in findings {
             alerts.push(anomaly_alert(meta, correlation, key, group, finding));
         }
-        let deadline_ns = group.deadline_ns;
         // Progress: a live entity's next deadline is at or after now.
-        debug_assert!(!alive || deadline_ns >= now_ns);
-        // Advance found this entity by its deadline entry, which is due:
-        // refile it now (a later deadline is not left to the lazy path,
-        // which would find the entry due again at once). Only the deadline
-        // changed here, so its `by_newest` entry stays as it is.
-        let at = group.indexed.deadline_ns;
-        if deadline_ns != at {
-            let removed = self.by_deadline.remove(&(at, gid));
+        debug_assert!(!alive || group.deadline_ns >= event_now_ns);
+        let due_ns = group.due_ns();
+        // Advance found this entity by its due entry: refile it now (a
+        // later due time is not left to the lazy path, which would find
+        // the entry due again at once). Only the deadline changed here,
+        // so its `by_arrival` entry stays as it is.
+        let at = group.indexed.due_ns;
+        if due_ns != at {
+            let removed = self.by_due.remove(&(at, gid));
             debug_assert!(removed);
-            self.by_deadline.insert((deadline_ns, gid));
-            group.indexed.deadline_ns = deadline_ns;
+            self.by_due.insert((due_ns, gid));
+            group.indexed.due_ns = due_ns;
         }
         for alert in alerts {
             self.fired(rules, meta, alert, 0, out);
         }
-        alive && deadline_ns >= now_ns
+        // (Saturated times near the ends of i64 could leave a live entity
+        // due again at once: it is dropped rather than looped on.)
+        alive && due_ns >= now_ns
     }
 
     /// Emits a fired alert (if standalone) and feeds the correlations that
-    /// chain on it.
+    /// chain on it, as observations arriving when the alert's group last
+    /// had one.
     fn fired(
         &mut self,
         rules: &RuleSet,
@@ -962,13 +1038,14 @@ impl CorrelationState {
             (
                 alert.group_key.clone(),
                 alert.last_seen_ns,
+                alert.arrived_ns,
                 alert.samples.last().cloned().unwrap_or_default(),
             )
         });
         if meta.standalone {
             out.push(alert);
         }
-        let Some((key, time_ns, raw)) = feed_from else {
+        let Some((key, time_ns, arrival_ns, raw)) = feed_from else {
             return;
         };
         for &(target, position) in chained {
@@ -978,6 +1055,7 @@ impl CorrelationState {
                 input_mask: 1u64 << position,
                 value: None,
                 time_ns,
+                arrival_ns,
                 raw: &raw,
             };
             self.feed(rules, &next, depth + 1, out);
@@ -997,6 +1075,7 @@ impl CorrelationState {
             count: alert.count,
             first_seen_ns: alert.first_seen_ns,
             last_seen_ns: alert.last_seen_ns,
+            arrived_ns: alert.arrived_ns,
             samples: alert.samples,
             score_bits: alert.score.map(f64::to_bits),
             reason: alert.reason,
@@ -1015,11 +1094,12 @@ impl CorrelationState {
         let time_ns = observation.time_ns;
         let span_ns = meta.timespan_ns;
         let condition = meta.condition;
-        let created = self.prepare_group(meta, key, time_ns);
+        let created = self.prepare_group(meta, key, time_ns, observation.arrival_ns);
         let mut values_evicted = 0u64;
         let group = self.groups.get_mut(&hash)?.get_mut(key)?;
         group.protected |= !created;
         group.newest_ns = group.newest_ns.max(time_ns);
+        group.arrive(observation.arrival_ns);
 
         let alert = if meta.kind == CorrelationKind::TemporalOrdered {
             group.deadline_ns = group.newest_ns.saturating_add(span_ns);
@@ -1055,7 +1135,7 @@ impl CorrelationState {
             alert
         };
 
-        reindex(&mut self.by_newest, &mut self.by_deadline, hash, group);
+        reindex(&mut self.by_arrival, &mut self.by_due, hash, group);
         self.values_evicted_total = self.values_evicted_total.wrapping_add(values_evicted);
         alert
     }
@@ -1138,7 +1218,7 @@ impl CorrelationState {
     /// behind by [`reindex`] are moved to their place on the way.
     fn stalest_of(&mut self, hash: u64) -> Option<u64> {
         loop {
-            let &first = self.by_newest.range((hash, false, i64::MIN, 0)..).next()?;
+            let &first = self.by_arrival.range((hash, false, i64::MIN, 0)..).next()?;
             if first.0 != hash {
                 return None;
             }
@@ -1151,24 +1231,24 @@ impl CorrelationState {
                 // Unreachable while the indices agree; drop the entry
                 // rather than name a group that is not there.
                 debug_assert!(false, "index entries belong to held groups");
-                self.by_newest.remove(&first);
+                self.by_arrival.remove(&first);
                 continue;
             };
-            if (group.protected, group.newest_ns) == (first.1, first.2) {
+            if (group.protected, group.arrived_ns) == (first.1, first.2) {
                 return Some(gid);
             }
-            self.by_newest.remove(&first);
-            self.by_newest
-                .insert((hash, group.protected, group.newest_ns, gid));
+            self.by_arrival.remove(&first);
+            self.by_arrival
+                .insert((hash, group.protected, group.arrived_ns, gid));
             group.indexed.protected = group.protected;
-            group.indexed.newest_ns = group.newest_ns;
+            group.indexed.arrived_ns = group.arrived_ns;
         }
     }
 
     /// Creates an empty group for `(correlation, key)`, evicting one (in
     /// the caps' order, see the module docs) if a cap is reached: the
     /// rule's own stalest group at the rule cap, else the shard's victim.
-    fn create(&mut self, meta: &CorrelationMeta, key: &[u8], time_ns: i64) {
+    fn create(&mut self, meta: &CorrelationMeta, key: &[u8], time_ns: i64, arrival_ns: i64) {
         let held = self.groups.get(&meta.hash).map_or(0, HashMap::len) as u64;
         if held >= self.rule_groups_max {
             if let Some(victim) = self.stalest_of(meta.hash) {
@@ -1186,13 +1266,15 @@ impl CorrelationState {
         let gid = self.next_gid;
         self.next_gid += 1;
         let deadline_ns = time_ns.saturating_add(meta.timespan_ns);
-        let group = Group::new(gid, meta.fingerprint, time_ns, deadline_ns);
+        let group = Group::new(gid, meta.fingerprint, time_ns, arrival_ns, deadline_ns);
+        let at = group.indexed;
         self.groups
             .entry(meta.hash)
             .or_default()
             .insert(key.to_vec(), Box::new(group));
-        self.by_newest.insert((meta.hash, false, time_ns, gid));
-        self.by_deadline.insert((deadline_ns, gid));
+        self.by_arrival
+            .insert((meta.hash, at.protected, at.arrived_ns, gid));
+        self.by_due.insert((at.due_ns, gid));
         self.keys.insert(gid, (meta.hash, key.to_vec()));
     }
 
@@ -1205,24 +1287,22 @@ impl CorrelationState {
             self.groups.remove(&hash);
         }
         let at = group.indexed;
-        let removed_newest = self
-            .by_newest
-            .remove(&(hash, at.protected, at.newest_ns, gid));
-        let removed_deadline = self.by_deadline.remove(&(at.deadline_ns, gid));
-        assert!(
-            removed_newest && removed_deadline,
-            "group indices out of sync"
-        );
+        let removed_arrival = self
+            .by_arrival
+            .remove(&(hash, at.protected, at.arrived_ns, gid));
+        let removed_due = self.by_due.remove(&(at.due_ns, gid));
+        assert!(removed_arrival && removed_due, "group indices out of sync");
         Some((hash, key, *group))
     }
 
-    /// Advances event time to the watermark `now_ns`: first hands out the
-    /// alerts `observe` queued, then closes windows that ended before
-    /// `now_ns` (appending the alerts of closing conditions that hold to
-    /// `out`, in deadline order, followed by what they complete through
-    /// chaining) and drops groups that can no longer change. Groups of
-    /// correlations the rule set no longer has, or whose definition
-    /// changed, are dropped without an alert.
+    /// Advances the clock to `now_ns` (the node's clock, or an event-time
+    /// watermark in a replay: the clock observations' `arrival_ns` are
+    /// on): first hands out the alerts `observe` queued, then closes
+    /// windows that came due before `now_ns` (appending the alerts of
+    /// closing conditions that hold to `out`, in due order, followed by
+    /// what they complete through chaining) and drops groups that can no
+    /// longer change. Groups of correlations the rule set no longer has,
+    /// or whose definition changed, are dropped without an alert.
     pub fn advance(&mut self, rules: &RuleSet, now_ns: i64, out: &mut Vec<CorrelationAlert>) {
         while let Some(pending) = self.pending.pop_front() {
             if let Some(correlation) = rules.correlation_by_hash(pending.hash) {
@@ -1233,14 +1313,15 @@ impl CorrelationState {
                     count: pending.count,
                     first_seen_ns: pending.first_seen_ns,
                     last_seen_ns: pending.last_seen_ns,
+                    arrived_ns: pending.arrived_ns,
                     samples: pending.samples,
                     score: pending.score_bits.map(f64::from_bits),
                     reason: pending.reason,
                 });
             }
         }
-        while let Some(&(deadline_ns, gid)) = self.by_deadline.first() {
-            if deadline_ns >= now_ns {
+        while let Some(&(due_ns, gid)) = self.by_due.first() {
+            if due_ns >= now_ns {
                 break;
             }
             let group = self
@@ -1249,11 +1330,12 @@ impl CorrelationState {
                 .and_then(|(hash, key)| self.groups.get_mut(hash)?.get_mut(key.as_slice()));
             let mut is_anomaly = false;
             if let Some(group) = group {
-                if group.deadline_ns != deadline_ns {
+                let group_due_ns = group.due_ns();
+                if group_due_ns != due_ns {
                     // Left behind by `reindex`: file it where it belongs.
-                    self.by_deadline.remove(&(deadline_ns, gid));
-                    self.by_deadline.insert((group.deadline_ns, gid));
-                    group.indexed.deadline_ns = group.deadline_ns;
+                    self.by_due.remove(&(due_ns, gid));
+                    self.by_due.insert((group_due_ns, gid));
+                    group.indexed.due_ns = group_due_ns;
                     continue;
                 }
                 is_anomaly = group.anomaly.is_some();
@@ -1263,8 +1345,8 @@ impl CorrelationState {
             }
             let Some((hash, key, group)) = self.remove(gid) else {
                 // Unreachable while the indices agree; stop rather than spin.
-                debug_assert!(false, "deadline index names a missing group");
-                self.by_deadline.remove(&(deadline_ns, gid));
+                debug_assert!(false, "due index names a missing group");
+                self.by_due.remove(&(due_ns, gid));
                 continue;
             };
             let Some(correlation) = rules.correlation_by_hash(hash) else {
@@ -1311,16 +1393,16 @@ impl CorrelationState {
                         .is_some_and(|(known_hash, known_key)| {
                             known_hash == hash && known_key == key
                         })
-                        && self.by_newest.contains(&(
+                        && self.by_arrival.contains(&(
                             *hash,
                             at.protected,
-                            at.newest_ns,
+                            at.arrived_ns,
                             group.gid,
                         ))
-                        && self.by_deadline.contains(&(at.deadline_ns, group.gid)));
+                        && self.by_due.contains(&(at.due_ns, group.gid)));
                 let consistent = indexed
-                    && (at.protected, at.newest_ns) <= (group.protected, group.newest_ns)
-                    && at.deadline_ns <= group.deadline_ns
+                    && (at.protected, at.arrived_ns) <= (group.protected, group.arrived_ns)
+                    && at.due_ns <= group.due_ns()
                     && group.samples.len() <= SAMPLES_MAX
                     && group.items.len() <= VALUES_PER_GROUP_MAX
                     && group.items.is_consistent()
@@ -1337,8 +1419,8 @@ impl CorrelationState {
         self.groups_max >= 1
             && self.rule_groups_max >= 1
             && count == self.keys.len()
-            && count == self.by_newest.len()
-            && count == self.by_deadline.len()
+            && count == self.by_arrival.len()
+            && count == self.by_due.len()
             && count as u64 <= self.groups_max
             && self
                 .groups
@@ -1418,6 +1500,7 @@ fn step_sliding(
         count,
         first_seen_ns,
         last_seen_ns,
+        arrived_ns: group.arrived_ns,
         samples: samples_since(&group.samples, first_seen_ns),
         score: None,
         reason: None,
@@ -1472,6 +1555,7 @@ fn step_ordered(
         count: inputs as u64,
         first_seen_ns,
         last_seen_ns,
+        arrived_ns: group.arrived_ns,
         samples: samples_since(&group.samples, first_seen_ns),
         score: None,
         reason: None,
@@ -1549,6 +1633,7 @@ fn anomaly_alert(
         count: finding.count,
         first_seen_ns: finding.first_seen_ns,
         last_seen_ns: finding.last_seen_ns,
+        arrived_ns: group.arrived_ns,
         samples: samples_since(&group.samples, finding.first_seen_ns),
         score: finding.score.filter(|s| s.is_finite()),
         reason: Some(finding.reason),
@@ -1609,6 +1694,7 @@ fn close_window(
         count,
         first_seen_ns: group.window_first_ns,
         last_seen_ns: group.window_last_ns,
+        arrived_ns: group.arrived_ns,
         samples: group.samples.iter().map(|s| s.raw.clone()).collect(),
         score: None,
         reason: None,
@@ -1933,8 +2019,94 @@ correlation:
         assert_eq!(state.group_count(), 0);
     }
 
+    /// One observation of correlation `correlation` for `key` at event
+    /// time `time_ns`, arriving at `arrival_ns`; its alerts.
+    fn observe_at(
+        state: &mut CorrelationState,
+        rules: &RuleSet,
+        correlation: u32,
+        key: &[u8],
+        time_ns: i64,
+        arrival_ns: i64,
+    ) -> Vec<CorrelationAlert> {
+        let observation = Observation {
+            correlation,
+            group_key: key,
+            input_mask: 0,
+            value: None,
+            time_ns,
+            arrival_ns,
+            raw: b"",
+        };
+        let mut out = Vec::new();
+        state.observe_into(rules, &observation, &mut out);
+        out
+    }
+
+    /// Senders five hours behind and ahead of the clock `advance` is
+    /// given keep their windows as long as one whose clock is right: a
+    /// sliding window stays `span` after its newest event arrived, and a
+    /// tumbling one closes when what was left of it has passed since.
+    /// (Compared with the clock itself, the one behind lost every group
+    /// at the next advance and the one ahead kept its groups for hours.)
     #[test]
-    fn eviction_takes_the_oldest_newest_event() {
+    fn windows_end_on_the_arrival_clock_whatever_the_senders_clock() {
+        const H: i64 = 3600 * S;
+        let rules = rules();
+        let (count, few) = (0, 1);
+        for skew in [-5 * H, 0, 5 * H] {
+            let mut state = CorrelationState::new(16);
+            let mut out = Vec::new();
+            // Node clock 1000 s; the sender's clock is off by `skew`.
+            let node = 1_000 * S;
+            let event = |node_ns: i64| node_ns + skew;
+            // `count` (gte 3 in 10 s): two events 4 s apart, ticks between.
+            assert!(observe_at(&mut state, &rules, count, b"k", event(node), node).is_empty());
+            state.advance(&rules, node + 4 * S, &mut out);
+            assert!(out.is_empty(), "skew {skew}: {out:?}");
+            assert!(observe_at(
+                &mut state,
+                &rules,
+                count,
+                b"k",
+                event(node + 4 * S),
+                node + 4 * S
+            )
+            .is_empty());
+            state.advance(&rules, node + 8 * S, &mut out);
+            let third = observe_at(
+                &mut state,
+                &rules,
+                count,
+                b"k",
+                event(node + 8 * S),
+                node + 8 * S,
+            );
+            assert_eq!(third.len(), 1, "skew {skew}: the third event completes it");
+            assert_eq!(third[0].count, 3);
+            assert_eq!(third[0].first_seen_ns, event(node));
+            assert_eq!(third[0].arrived_ns, node + 8 * S);
+            // `few` (lte 2 in a 10 s tumbling window): one event, then
+            // the window closes 10 s after it arrived, not before.
+            assert!(observe_at(&mut state, &rules, few, b"f", event(node), node).is_empty());
+            state.advance(&rules, node + 9 * S, &mut out);
+            assert!(out.is_empty(), "skew {skew}: closed early: {out:?}");
+            state.advance(&rules, node + 10 * S + 1, &mut out);
+            assert_eq!(out.len(), 1, "skew {skew}: the window closes on time");
+            assert_eq!(out[0].last_seen_ns, event(node));
+            assert_eq!(out[0].arrived_ns, node);
+            // The sliding group is dropped 10 s after its newest arrival.
+            assert_eq!(state.group_count(), 1);
+            state.advance(&rules, node + 18 * S, &mut out);
+            assert_eq!(state.group_count(), 1, "skew {skew}: dropped early");
+            state.advance(&rules, node + 18 * S + 1, &mut out);
+            assert_eq!(state.group_count(), 0, "skew {skew}: kept too long");
+            assert!(state.check_invariants());
+        }
+    }
+
+    #[test]
+    fn eviction_takes_the_stalest_arrival() {
         let rules = rules();
         let mut state = CorrelationState::new(2);
         let _ = state.observe(&rules, 0, b"a", 3 * S, b"");
@@ -1951,12 +2123,12 @@ correlation:
     /// The group the caps should evict, computed from the groups' own
     /// fields (not the indices): in the rule holding the most groups (the
     /// last such in hash order, as `max_by_key` picks), the smallest
-    /// `(protected, newest_ns, gid)`.
+    /// `(protected, arrived_ns, gid)`.
     fn expected_victim(state: &CorrelationState) -> Option<u64> {
         let (_, groups) = state.groups.iter().max_by_key(|(_, g)| g.len())?;
         groups
             .values()
-            .map(|g| (g.protected, g.newest_ns, g.gid))
+            .map(|g| (g.protected, g.arrived_ns, g.gid))
             .min()
             .map(|(_, _, gid)| gid)
     }
@@ -1975,7 +2147,7 @@ correlation:
             x ^= x << 17;
             x
         };
-        let mut time_ns = 0i64;
+        let mut clock_ns = 0i64;
         let mut out = Vec::new();
         let mut evictions_checked = 0;
         for step in 0..20_000 {
@@ -1983,12 +2155,17 @@ correlation:
             // Mostly forward in time, sometimes the same instant or an
             // older event (out of order).
             match r % 10 {
-                0 => time_ns -= (r >> 8) as i64 % (5 * S),
+                0 => clock_ns -= (r >> 8) as i64 % (5 * S),
                 1 => {}
-                _ => time_ns += (r >> 8) as i64 % (3 * S),
+                _ => clock_ns += (r >> 8) as i64 % (3 * S),
             }
             let correlation = ((r >> 40) % u64::from(correlations)) as u32;
-            let key = format!("k{}", (r >> 48) % 120);
+            let k = (r >> 48) % 120;
+            let key = format!("k{k}");
+            // Each key's sender has its own clock: right, hours behind or
+            // ahead, or a minute behind.
+            let skew_ns = [0, -5 * 3600 * S, 5 * 3600 * S, -60 * S][(k % 4) as usize];
+            let time_ns = clock_ns + skew_ns;
             let exists = rules
                 .correlation_meta(correlation)
                 .and_then(|meta| state.groups.get(&meta.hash))
@@ -1997,7 +2174,14 @@ correlation:
             let victim = (!exists && at_cap)
                 .then(|| expected_victim(&state))
                 .flatten();
-            let _ = state.observe(&rules, correlation, key.as_bytes(), time_ns, b"");
+            let _ = observe_at(
+                &mut state,
+                &rules,
+                correlation,
+                key.as_bytes(),
+                time_ns,
+                clock_ns,
+            );
             if let Some(victim) = victim {
                 assert!(
                     !state.keys.contains_key(&victim),
@@ -2007,12 +2191,12 @@ correlation:
             }
             assert!(state.check_invariants(), "step {step}");
             if step % 97 == 0 {
-                let now_ns = time_ns - 20 * S;
+                let now_ns = clock_ns - 20 * S;
                 let not_due: Vec<u64> = state
                     .groups
                     .values()
                     .flat_map(|groups| groups.values())
-                    .filter(|group| group.deadline_ns >= now_ns)
+                    .filter(|group| group.due_ns() >= now_ns)
                     .map(|group| group.gid)
                     .collect();
                 state.advance(&rules, now_ns, &mut out);
@@ -2026,7 +2210,7 @@ correlation:
                 for groups in state.groups.values() {
                     for group in groups.values() {
                         assert!(
-                            group.deadline_ns >= now_ns || group.anomaly.is_some(),
+                            group.due_ns() >= now_ns || group.anomaly.is_some(),
                             "step {step}: a due group survived advance"
                         );
                     }
@@ -2185,6 +2369,7 @@ correlation:
                 input_mask: mask,
                 value: Some(user),
                 time_ns: t,
+                arrival_ns: t,
                 raw: b"line",
             };
             state.observe_into(&rules, &observation, out);
@@ -2230,6 +2415,7 @@ correlation:
                         input_mask: mask,
                         value: Some(b"v"),
                         time_ns: t,
+                        arrival_ns: t,
                         raw: b"",
                     };
                     state.observe_into(&rules, &observation, &mut out);
@@ -2313,6 +2499,7 @@ correlation:
                     input_mask: 1,
                     value: Some(user.as_bytes()),
                     time_ns: i as i64,
+                    arrival_ns: i as i64,
                     raw: b"line",
                 };
                 state.observe_into(&rules, &observation, &mut out);

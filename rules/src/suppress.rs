@@ -13,7 +13,12 @@
 //! an alert at `t` folds into an open entry whose `first_ns <= t <=
 //! first_ns + window_ns`; one later than that opens a new entry (and is
 //! emitted). An alert older than the entry's start (out of order) folds
-//! too, since it belongs to the same burst. The state is bounded by
+//! too, since it belongs to the same burst. An entry is dropped by
+//! [`Suppressor::advance`] on the clock the alerts' arrivals are on (the
+//! node's clock live, event time in a replay): `window_ns` after the first
+//! alert arrived, so a sender whose clock is hours off has its repeats
+//! folded for as long as any other (compared with its event time, the
+//! node's clock dropped its windows at once, or kept them for hours). The state is bounded by
 //! `entries_max` (oldest-expiring entry evicted first, counted in
 //! [`Suppressor::evicted_total`]) and is rkyv-archivable so it can travel
 //! with a shard's checkpoint.
@@ -43,6 +48,8 @@ struct Entry {
     id: String,
     first_ns: i64,
     until_ns: i64,
+    /// When `advance` drops it: the first alert's arrival plus the window.
+    due_ns: i64,
     count: u64,
 }
 
@@ -55,8 +62,8 @@ pub struct Suppressor {
     folded_total: u64,
     /// `(rule id hash, group key)` to its open window.
     entries: BTreeMap<(u64, Vec<u8>), Entry>,
-    /// `(until_ns, rule id hash, group key)`: expiry and eviction order.
-    by_until: BTreeSet<(i64, u64, Vec<u8>)>,
+    /// `(due_ns, rule id hash, group key)`: expiry and eviction order.
+    by_due: BTreeSet<(i64, u64, Vec<u8>)>,
 }
 
 impl Suppressor {
@@ -69,20 +76,22 @@ impl Suppressor {
             evicted_total: 0,
             folded_total: 0,
             entries: BTreeMap::new(),
-            by_until: BTreeSet::new(),
+            by_due: BTreeSet::new(),
         }
     }
 
     /// Decides about one alert of rule `rule_id` for group `group_key` (the
     /// correlation group key, or for single-event alerts whatever the
     /// engine groups them by, e.g. the host) with id `id` at event time
-    /// `time_ns`.
+    /// `time_ns`, arriving at `arrival_ns` (on the clock `advance` is
+    /// given).
     pub fn check(
         &mut self,
         rule_id: &str,
         group_key: &[u8],
         id: &str,
         time_ns: i64,
+        arrival_ns: i64,
     ) -> SuppressDecision {
         let key = (rule_id_hash(rule_id), group_key.to_vec());
         if let Some(entry) = self.entries.get_mut(&key) {
@@ -95,44 +104,46 @@ impl Suppressor {
                 };
             }
             // The window is over: this alert opens the next one.
-            let until_ns = entry.until_ns;
+            let due_ns = entry.due_ns;
             self.entries.remove(&key);
-            let removed = self.by_until.remove(&(until_ns, key.0, key.1.clone()));
+            let removed = self.by_due.remove(&(due_ns, key.0, key.1.clone()));
             debug_assert!(removed);
         }
         if self.entries.len() as u64 >= self.entries_max {
-            if let Some((until_ns, hash, group)) = self.by_until.pop_first() {
+            if let Some((due_ns, hash, group)) = self.by_due.pop_first() {
                 let removed = self.entries.remove(&(hash, group));
-                debug_assert!(removed.is_some_and(|e| e.until_ns == until_ns));
+                debug_assert!(removed.is_some_and(|e| e.due_ns == due_ns));
                 self.evicted_total += 1;
             }
         }
         let until_ns = time_ns.saturating_add(self.window_ns);
-        self.by_until.insert((until_ns, key.0, key.1.clone()));
+        let due_ns = arrival_ns.saturating_add(self.window_ns);
+        self.by_due.insert((due_ns, key.0, key.1.clone()));
         self.entries.insert(
             key,
             Entry {
                 id: id.to_owned(),
                 first_ns: time_ns,
                 until_ns,
+                due_ns,
                 count: 1,
             },
         );
-        debug_assert_eq!(self.entries.len(), self.by_until.len());
+        debug_assert_eq!(self.entries.len(), self.by_due.len());
         debug_assert!(self.entries.len() as u64 <= self.entries_max);
         SuppressDecision::Emit
     }
 
-    /// Drops windows that ended before `now_ns` (event-time watermark) and
-    /// appends `(id, count)` of each closed window that folded repeats
-    /// (count above one) to `out`, so the engine can publish the final
-    /// count of the first alert.
+    /// Drops windows that came due before `now_ns` (on the arrivals'
+    /// clock) and appends `(id, count)` of each closed window that folded
+    /// repeats (count above one) to `out`, so the engine can publish the
+    /// final count of the first alert.
     pub fn advance_closed(&mut self, now_ns: i64, out: &mut Vec<(String, u64)>) {
-        while let Some((until_ns, _, _)) = self.by_until.first() {
-            if *until_ns >= now_ns {
+        while let Some((due_ns, _, _)) = self.by_due.first() {
+            if *due_ns >= now_ns {
                 break;
             }
-            if let Some((_, hash, group)) = self.by_until.pop_first() {
+            if let Some((_, hash, group)) = self.by_due.pop_first() {
                 if let Some(entry) = self.entries.remove(&(hash, group)) {
                     if entry.count > 1 {
                         out.push((entry.id, entry.count));
@@ -140,20 +151,20 @@ impl Suppressor {
                 }
             }
         }
-        debug_assert_eq!(self.entries.len(), self.by_until.len());
+        debug_assert_eq!(self.entries.len(), self.by_due.len());
     }
 
-    /// Drops windows that ended before `now_ns` (event-time watermark).
+    /// Drops windows that came due before `now_ns` (on the arrivals' clock).
     pub fn advance(&mut self, now_ns: i64) {
-        while let Some((until_ns, _, _)) = self.by_until.first() {
-            if *until_ns >= now_ns {
+        while let Some((due_ns, _, _)) = self.by_due.first() {
+            if *due_ns >= now_ns {
                 break;
             }
-            if let Some((_, hash, group)) = self.by_until.pop_first() {
+            if let Some((_, hash, group)) = self.by_due.pop_first() {
                 self.entries.remove(&(hash, group));
             }
         }
-        debug_assert_eq!(self.entries.len(), self.by_until.len());
+        debug_assert_eq!(self.entries.len(), self.by_due.len());
     }
 
     /// Open windows.
@@ -173,14 +184,12 @@ impl Suppressor {
 
     /// Whether the two indices agree (tests and checkpoint loads).
     pub fn check_invariants(&self) -> bool {
-        self.entries.len() == self.by_until.len()
+        self.entries.len() == self.by_due.len()
             && self.entries.len() as u64 <= self.entries_max
             && self.entries.iter().all(|((hash, group), entry)| {
                 entry.count >= 1
                     && entry.first_ns <= entry.until_ns
-                    && self
-                        .by_until
-                        .contains(&(entry.until_ns, *hash, group.clone()))
+                    && self.by_due.contains(&(entry.due_ns, *hash, group.clone()))
             })
     }
 }
@@ -191,15 +200,15 @@ mod tests {
     fn closed_windows_report_their_folded_count() {
         let mut s = super::Suppressor::new(100, 10);
         assert_eq!(
-            s.check("r", b"g", "first", 0),
+            s.check("r", b"g", "first", 0, 0),
             super::SuppressDecision::Emit
         );
         assert!(matches!(
-            s.check("r", b"g", "second", 50),
+            s.check("r", b"g", "second", 50, 50),
             super::SuppressDecision::FoldInto { .. }
         ));
         assert_eq!(
-            s.check("r", b"h", "lonely", 10),
+            s.check("r", b"h", "lonely", 10, 10),
             super::SuppressDecision::Emit
         );
         let mut closed = Vec::new();
@@ -221,9 +230,9 @@ mod tests {
     #[test]
     fn repeats_fold_into_the_first_within_the_window() {
         let mut s = Suppressor::new(60 * S, 16);
-        assert_eq!(s.check("r", b"g", "id1", 0), SuppressDecision::Emit);
+        assert_eq!(s.check("r", b"g", "id1", 0, 0), SuppressDecision::Emit);
         assert_eq!(
-            s.check("r", b"g", "id2", 30 * S),
+            s.check("r", b"g", "id2", 30 * S, 30 * S),
             SuppressDecision::FoldInto {
                 id: "id1".to_owned(),
                 count: 2
@@ -231,34 +240,77 @@ mod tests {
         );
         // The window edge is inclusive.
         assert_eq!(
-            s.check("r", b"g", "id3", 60 * S),
+            s.check("r", b"g", "id3", 60 * S, 60 * S),
             SuppressDecision::FoldInto {
                 id: "id1".to_owned(),
                 count: 3
             }
         );
         // Another group and another rule are independent.
-        assert_eq!(s.check("r", b"h", "id4", 30 * S), SuppressDecision::Emit);
-        assert_eq!(s.check("q", b"g", "id5", 30 * S), SuppressDecision::Emit);
+        assert_eq!(
+            s.check("r", b"h", "id4", 30 * S, 30 * S),
+            SuppressDecision::Emit
+        );
+        assert_eq!(
+            s.check("q", b"g", "id5", 30 * S, 30 * S),
+            SuppressDecision::Emit
+        );
         // One nanosecond past the window opens a new one.
         assert_eq!(
-            s.check("r", b"g", "id6", 60 * S + 1),
+            s.check("r", b"g", "id6", 60 * S + 1, 60 * S + 1),
             SuppressDecision::Emit
         );
         assert_eq!(s.folded_total(), 2);
         assert!(s.check_invariants());
     }
 
+    /// A sender five hours behind (or ahead of) the clock `advance` is
+    /// given has its repeats folded as long as one whose clock is right:
+    /// the window is dropped `window` after the first alert arrived.
+    #[test]
+    fn windows_end_on_the_arrival_clock_whatever_the_senders_clock() {
+        const H: i64 = 3600 * S;
+        for skew in [-5 * H, 0, 5 * H] {
+            let mut s = Suppressor::new(10 * S, 8);
+            let node = 1_000 * S;
+            assert_eq!(
+                s.check("r", b"g", "first", node + skew, node),
+                SuppressDecision::Emit
+            );
+            s.advance(node + 9 * S);
+            assert_eq!(
+                s.check("r", b"g", "again", node + 9 * S + skew, node + 9 * S),
+                SuppressDecision::FoldInto {
+                    id: "first".into(),
+                    count: 2
+                },
+                "skew {skew}"
+            );
+            let mut closed = Vec::new();
+            s.advance_closed(node + 10 * S, &mut closed);
+            assert!(closed.is_empty(), "skew {skew}: closed early");
+            s.advance_closed(node + 10 * S + 1, &mut closed);
+            assert_eq!(closed, vec![("first".to_string(), 2)], "skew {skew}");
+            assert!(s.check_invariants());
+        }
+    }
+
     #[test]
     fn bounded_with_counted_eviction_and_advance() {
         let mut s = Suppressor::new(10 * S, 2);
-        assert_eq!(s.check("r", b"a", "a", 0), SuppressDecision::Emit);
-        assert_eq!(s.check("r", b"b", "b", S), SuppressDecision::Emit);
-        assert_eq!(s.check("r", b"c", "c", 2 * S), SuppressDecision::Emit);
+        assert_eq!(s.check("r", b"a", "a", 0, 0), SuppressDecision::Emit);
+        assert_eq!(s.check("r", b"b", "b", S, S), SuppressDecision::Emit);
+        assert_eq!(
+            s.check("r", b"c", "c", 2 * S, 2 * S),
+            SuppressDecision::Emit
+        );
         assert_eq!(s.evicted_total(), 1);
         assert_eq!(s.entry_count(), 2);
         // `a` was evicted, so it emits again.
-        assert_eq!(s.check("r", b"a", "a2", 3 * S), SuppressDecision::Emit);
+        assert_eq!(
+            s.check("r", b"a", "a2", 3 * S, 3 * S),
+            SuppressDecision::Emit
+        );
         s.advance(12 * S + 1);
         assert_eq!(s.entry_count(), 1);
         assert!(s.check_invariants());
@@ -267,8 +319,8 @@ mod tests {
     #[test]
     fn rkyv_round_trip() {
         let mut s = Suppressor::new(10 * S, 8);
-        let _ = s.check("r", b"a", "a", 0);
-        let _ = s.check("r", b"a", "a", S);
+        let _ = s.check("r", b"a", "a", 0, 0);
+        let _ = s.check("r", b"a", "a", S, S);
         let bytes = match rkyv::to_bytes::<rkyv::rancor::Error>(&s) {
             Ok(bytes) => bytes,
             Err(error) => panic!("serialize: {error}"),
@@ -280,8 +332,8 @@ mod tests {
         assert_eq!(restored, s);
         assert!(restored.check_invariants());
         assert_eq!(
-            restored.check("r", b"a", "x", 2 * S),
-            s.check("r", b"a", "x", 2 * S)
+            restored.check("r", b"a", "x", 2 * S, 2 * S),
+            s.check("r", b"a", "x", 2 * S, 2 * S)
         );
     }
 }

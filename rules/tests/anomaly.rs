@@ -86,8 +86,20 @@ fn index(rules: &RuleSet, id: &str) -> u32 {
 
 /// A deterministic pseudo-random stream (xorshift) of observations over a
 /// few hosts, with bursts and silences, fed to every anomaly rule, with
-/// watermarks every 200 ms of event time like the engine's tick.
+/// an advance every 100 events (200 s).
 fn run(rules: &RuleSet, state: &mut CorrelationState, from: u64, to: u64) -> Vec<CorrelationAlert> {
+    run_skewed(rules, state, from, to, 0)
+}
+
+/// [`run`] from senders whose clocks are `skew_ns` off the clock the
+/// observations arrive on and `advance` is given.
+fn run_skewed(
+    rules: &RuleSet,
+    state: &mut CorrelationState,
+    from: u64,
+    to: u64,
+    skew_ns: i64,
+) -> Vec<CorrelationAlert> {
     let mut out = Vec::new();
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
     let mut next = || {
@@ -101,13 +113,14 @@ fn run(rules: &RuleSet, state: &mut CorrelationState, from: u64, to: u64) -> Vec
         if step < from {
             continue;
         }
-        let time_ns = step as i64 * 2 * S;
+        let clock_ns = step as i64 * 2 * S;
+        let time_ns = clock_ns + skew_ns;
         let host = format!("h{}", r % 4);
         // Host h3 goes silent after 40 minutes; h1 bursts at minute 50.
-        if host == "h3" && time_ns > 40 * M {
+        if host == "h3" && clock_ns > 40 * M {
             continue;
         }
-        let repeat = if host == "h1" && (50 * M..51 * M).contains(&time_ns) {
+        let repeat = if host == "h1" && (50 * M..51 * M).contains(&clock_ns) {
             20
         } else {
             1
@@ -131,13 +144,14 @@ fn run(rules: &RuleSet, state: &mut CorrelationState, from: u64, to: u64) -> Vec
                     input_mask: 1,
                     value,
                     time_ns,
+                    arrival_ns: clock_ns,
                     raw: b"line",
                 };
                 state.observe_into(rules, &observation, &mut out);
             }
         }
         if step % 100 == 0 {
-            state.advance(rules, time_ns, &mut out);
+            state.advance(rules, clock_ns, &mut out);
         }
         assert!(state.check_invariants());
     }
@@ -172,6 +186,38 @@ fn same_input_gives_same_alerts_and_scores() {
         .any(|a| a.score.is_some_and(|s| s < 0.0)));
 }
 
+/// Senders five hours behind and ahead of the clock get the anomalies a
+/// sender whose clock is right gets (the silence of h3 included, which
+/// only `advance` can find), at their own event times: buckets close on
+/// the arrival clock. (Compared with the clock itself, the sender behind
+/// had its entities dropped at every advance and raised none.)
+#[test]
+fn senders_hours_off_the_clock_get_the_same_anomalies() {
+    let rules = rules();
+    let shape = |alerts: Vec<CorrelationAlert>, skew_ns: i64| {
+        alerts
+            .into_iter()
+            .map(|a| {
+                (
+                    a.correlation,
+                    a.group_key,
+                    a.count,
+                    a.score.map(f64::to_bits),
+                    a.first_seen_ns - skew_ns,
+                    a.last_seen_ns - skew_ns,
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let right = shape(run(&rules, &mut CorrelationState::new(1000), 0, 3000), 0);
+    assert!(!right.is_empty());
+    for skew_ns in [-5 * 60 * M, 5 * 60 * M] {
+        let mut state = CorrelationState::new(1000);
+        let skewed = shape(run_skewed(&rules, &mut state, 0, 3000, skew_ns), skew_ns);
+        assert_eq!(skewed, right, "skew {skew_ns}");
+    }
+}
+
 #[test]
 fn warmup_is_respected() {
     let rules = rules();
@@ -191,6 +237,7 @@ fn warmup_is_respected() {
                 input_mask: 1,
                 value: None,
                 time_ns: minute * M + i,
+                arrival_ns: minute * M + i,
                 raw: b"",
             };
             state.observe_into(&rules, &observation, &mut out);
@@ -207,6 +254,7 @@ fn warmup_is_respected() {
             input_mask: 1,
             value: Some(user.as_bytes()),
             time_ns,
+            arrival_ns: time_ns,
             raw: user.as_bytes(),
         };
         state.observe_into(&rules, &observation, &mut out);
@@ -231,6 +279,7 @@ fn entity_explosion_stays_at_the_cap() {
             input_mask: 1,
             value: Some(b"u"),
             time_ns: i as i64,
+            arrival_ns: i as i64,
             raw: b"",
         };
         state.observe_into(&rules, &observation, &mut out);
@@ -247,6 +296,7 @@ fn entity_explosion_stays_at_the_cap() {
         input_mask: 1,
         value: Some(b"u"),
         time_ns: keys as i64,
+        arrival_ns: keys as i64,
         raw: b"",
     };
     state.observe_into(&rules, &observation, &mut out);
@@ -261,6 +311,7 @@ fn entity_explosion_stays_at_the_cap() {
             input_mask: 1,
             value: Some(name.as_bytes()),
             time_ns: 2 * keys as i64,
+            arrival_ns: 2 * keys as i64,
             raw: b"",
         };
         state.observe_into(&rules, &observation, &mut out);
@@ -319,6 +370,7 @@ fn hostile_times_and_values_do_not_panic() {
                     input_mask: 1,
                     value: Some(value),
                     time_ns,
+                    arrival_ns: time_ns,
                     raw: value,
                 };
                 state.observe_into(&rules, &observation, &mut out);
@@ -414,6 +466,7 @@ anomaly:
                     input_mask: 1,
                     value: None,
                     time_ns: hour * H + i * S,
+                    arrival_ns: hour * H + i * S,
                     raw: b"",
                 };
                 state.observe_into(&rules, &observation, &mut out);

@@ -175,6 +175,7 @@ fn run_case(dir: &Path) -> Result<Vec<String>, String> {
                 input_mask: rules.input_mask(correlation, &matched),
                 value: rules.correlation_value(correlation, &matched, &event),
                 time_ns,
+                arrival_ns: time_ns,
                 raw,
             };
             closed.clear();

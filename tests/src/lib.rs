@@ -387,9 +387,15 @@ pub fn total(stats: &[Value], counter: &str) -> u64 {
 
 /// An sshd failed-password line in RFC 3164 form.
 pub fn ssh_failure(second: u32, ip: &str, user: &str) -> String {
+    ssh_failure_shifted(second, 0, ip, user)
+}
+
+/// [`ssh_failure`] from a sender whose clock is `shift_s` seconds off
+/// (see [`syslog_stamp_shifted`]).
+pub fn ssh_failure_shifted(second: u32, shift_s: i64, ip: &str, user: &str) -> String {
     format!(
         "<38>{} bastion sshd[4242]: Failed password for {user} from {ip} port {} ssh2",
-        syslog_stamp(second),
+        syslog_stamp_shifted(second, shift_s),
         40000 + second
     )
 }
@@ -397,18 +403,23 @@ pub fn ssh_failure(second: u32, ip: &str, user: &str) -> String {
 /// An RFC 3164 timestamp `second` seconds after the start of the minute in
 /// which this test process first asked (the same base for every call, so
 /// lines built twice are equal). Test lines are stamped with it rather
-/// than a fixed date: the node advances correlation windows by its wall
-/// clock, and lines dated hours back have their groups closed at the next
-/// tick (every fixed-date brute-force test failed once the date was an
-/// hour old). Lines may run ahead of the clock (up to an hour in the
-/// overload test), which the node accepts.
+/// than a fixed date, which ends up flagged as skewed once it is a day
+/// old (and, before the node kept windows on its own clock, lost every
+/// brute-force group at the next tick once it was an hour old). Lines
+/// may run ahead of the clock (up to an hour in the overload test).
 pub fn syslog_stamp(second: u32) -> String {
+    syslog_stamp_shifted(second, 0)
+}
+
+/// [`syslog_stamp`] as a sender whose clock is `shift_s` seconds off this
+/// machine's would write it (negative: behind).
+pub fn syslog_stamp_shifted(second: u32, shift_s: i64) -> String {
     static BASE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     let base = *BASE.get_or_init(|| {
         let now = unix_seconds_now();
         now - now % 60
     });
-    rfc3164_stamp(base + u64::from(second))
+    rfc3164_stamp(base.saturating_add_signed(shift_s) + u64::from(second))
 }
 
 fn unix_seconds_now() -> u64 {

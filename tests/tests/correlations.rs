@@ -8,7 +8,9 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use serde_json::Value;
-use shardwatch_tests::{read_jsonl, replay, ssh_failure, syslog_stamp, temp_dir, Appliance};
+use shardwatch_tests::{
+    read_jsonl, replay, ssh_failure, ssh_failure_shifted, syslog_stamp, temp_dir, Appliance,
+};
 
 const RULES: &str = r#"title: SSH Login Accepted
 id: 6b0f0e1e-54a4-4a1b-9b9e-2f4c8b1d7a10
@@ -207,4 +209,49 @@ level: low
     assert_eq!(titles(&streamed), expected, "{streamed:#?}");
     assert_eq!(streamed.len(), 1, "{streamed:#?}");
     assert_eq!(streamed[0]["count"], 2);
+}
+
+/// Senders whose clocks are five hours behind the node's (a device at
+/// UTC-5 writing local time without a zone, or a forwarder delivering
+/// late) and five hours ahead raise the built-in brute force like one
+/// whose clock is right, with failures trickling in across the node's
+/// one-second ticks: a group is kept on the node's clock from when its
+/// events arrive. (Compared with the node's clock itself, the group of the
+/// one behind was dropped at every tick and never reached ten.)
+#[test]
+fn senders_hours_off_the_nodes_clock_still_raise_the_brute_force() {
+    let app = Appliance::start("skewed", &["--cores", "2", "--quiet"]).unwrap();
+    let senders = [
+        (-5 * 3600, "203.0.113.90"),
+        (0, "203.0.113.91"),
+        (5 * 3600, "203.0.113.92"),
+    ];
+    let mut stream = TcpStream::connect(app.tcp()).unwrap();
+    for attempt in 0..10 {
+        for (shift_s, ip) in senders {
+            let line = ssh_failure_shifted(attempt, shift_s, ip, "root") + "\n";
+            stream.write_all(line.as_bytes()).unwrap();
+        }
+        // Ten rounds 150 ms apart span at least one tick.
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    drop(stream);
+    app.wait_for_alerts(3, Duration::from_secs(20));
+    let stopped = app.stop().unwrap();
+    assert!(stopped.exit_ok);
+    let streamed = read_jsonl(&stopped.data_dir.join("alerts.jsonl"));
+    let brute: BTreeSet<(String, String)> = titles(&streamed)
+        .into_iter()
+        .filter(|(title, _)| title == "SSH Brute Force From One Source")
+        .collect();
+    let expected: BTreeSet<(String, String)> = senders
+        .iter()
+        .map(|(_, ip)| {
+            (
+                "SSH Brute Force From One Source".to_string(),
+                ip.to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(brute, expected, "{streamed:#?}");
 }

@@ -28,8 +28,9 @@ const EVENTS: &[(&[(&str, &[u8])], &[u8])] = &[
 ];
 
 /// Evaluates every event under `rules` and feeds each correlation of the
-/// rule set with each event's group key and value at increasing times,
-/// then advances past every window. Must not panic, whatever the rules,
+/// rule set with each event's group key and value at increasing times
+/// (arriving on a clock one sender is hours off), then advances past
+/// every window. Must not panic, whatever the rules,
 /// and the prefiltered evaluation must equal evaluating every rule.
 pub fn drive(rules: &RuleSet, state: &mut CorrelationState) {
     let mut scratch = Scratch::new();
@@ -59,6 +60,9 @@ pub fn drive(rules: &RuleSet, state: &mut CorrelationState) {
                     input_mask: rules.input_mask(correlation, &matched) | 1,
                     value: rules.correlation_value(correlation, &matched, &event),
                     time_ns,
+                    // The Windows host's clock is five hours ahead of the
+                    // node's: its windows end on the arrival clock.
+                    arrival_ns: time_ns - i as i64 * 5 * 3_600_000_000_000,
                     raw: message,
                 };
                 state.observe_into(rules, &observation, &mut alerts);
