@@ -1410,8 +1410,9 @@ impl Corpus {
 
     /// Moves every header timestamp by `shift_ns` rounded down to whole
     /// seconds, keeping the spacing of events, so a recorded corpus can be
-    /// sent as if it happened now (the appliance expires correlation groups
-    /// on its wall clock). Whole seconds because RFC 3164 stamps have no
+    /// sent as if it happened now (RFC 3164 stamps carry no year, which the
+    /// appliance infers from its clock, and it flags stamps a day off as
+    /// skewed). Whole seconds because RFC 3164 stamps have no
     /// fraction: a fractional shift moved a line's true time (and its truth
     /// entry) past a second its rewritten stamp did not reach, so a
     /// scheduled search ending on that second searched the line but was not

@@ -153,6 +153,12 @@ struct LoadArgs {
     corpus: Option<PathBuf>,
     #[command(flatten)]
     gen: CorpusArgs,
+    /// Stamp events as senders whose clock is this far off this machine's
+    /// would (`-5h`: five hours behind, `90m`: ahead; whole seconds): the
+    /// appliance ends windows on its own clock from each line's arrival,
+    /// so detection should not change.
+    #[arg(long, default_value = "0s", value_parser = parse_offset_ns, allow_hyphen_values = true)]
+    sender_clock: i64,
     /// How long to wait for alerts after the last event, in milliseconds.
     #[arg(long, default_value_t = 5_000)]
     drain_ms: u64,
@@ -230,6 +236,7 @@ impl LoadArgs {
             },
             corpus: self.corpus.clone(),
             gen: self.gen.params(planned_events)?,
+            sender_clock_ns: self.sender_clock,
             alerts,
             drain_ms: self.drain_ms,
             progress: !self.quiet,
@@ -374,6 +381,25 @@ fn parse_peer_list(text: &str) -> Result<PeerList, String> {
 /// reads a bare `Option<f64>` field as "optional f64".
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Rate(Option<f64>);
+
+/// A signed clock offset (`-5h`, `90m`, `0s`) in nanoseconds.
+fn parse_offset_ns(text: &str) -> Result<i64, String> {
+    let text = text.trim();
+    let (negative, magnitude) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text.strip_prefix('+').unwrap_or(text)),
+    };
+    let digits = magnitude.trim_end_matches(['s', 'm', 'h']);
+    if !digits.is_empty() && digits.chars().all(|c| c == '0') {
+        return Ok(0);
+    }
+    let seconds = parse_duration_s(magnitude)?;
+    let ns = i64::try_from(seconds)
+        .ok()
+        .and_then(|s| s.checked_mul(1_000_000_000))
+        .ok_or_else(|| format!("clock offset {text:?} is too large"))?;
+    Ok(if negative { -ns } else { ns })
+}
 
 fn parse_rate(text: &str) -> Result<Rate, String> {
     schedule::parse_rate(text).map(Rate)
@@ -569,6 +595,7 @@ fn batch_cmd(args: BatchArgs) -> anyhow::Result<()> {
                     scenarios: "none".into(),
                 }
                 .params(0)?,
+                sender_clock_ns: 0,
                 alerts: None,
                 drain_ms: 5_000,
                 progress: true,
@@ -662,6 +689,19 @@ mod tests {
         assert_eq!(parse_duration_s("1h"), Ok(3600));
         for bad in ["", "0s", "5x", "s", "-1s", "99999999999999999999h"] {
             assert!(parse_duration_s(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn clock_offsets() {
+        const S: i64 = 1_000_000_000;
+        assert_eq!(parse_offset_ns("0s"), Ok(0));
+        assert_eq!(parse_offset_ns("0"), Ok(0));
+        assert_eq!(parse_offset_ns("-5h"), Ok(-5 * 3600 * S));
+        assert_eq!(parse_offset_ns("+90m"), Ok(90 * 60 * S));
+        assert_eq!(parse_offset_ns("30"), Ok(30 * S));
+        for bad in ["", "-", "5x", "--5h", "h", "99999999999999h"] {
+            assert!(parse_offset_ns(bad).is_err(), "{bad}");
         }
     }
 

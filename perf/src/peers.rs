@@ -1093,6 +1093,7 @@ fn run_shardwatch(opts: &PeersOptions, events: u64, report: &mut Report) -> Peer
             event_rate: 1.0,
             scenarios: Vec::new(),
         },
+        sender_clock_ns: 0,
         alerts: None,
         drain_ms: 5_000,
         progress: false,

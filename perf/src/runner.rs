@@ -25,6 +25,9 @@ use crate::svg::Series;
 /// Time between deciding the start and the first intended send, so that
 /// preparation (retiming, opening sockets) is not charged as lag.
 const START_LEAD_NS: i64 = 200_000_000;
+/// How far event time may trail the wall clock before the appliance flags
+/// events `event.time_skewed` (its default `timestamp_skew_max_s`).
+const SKEW_FLAGGED_S: f64 = 86_400.0;
 /// How often the drain loop re-matches alerts while waiting.
 const DRAIN_POLL_NS: i64 = 10_000_000;
 /// After the last expected alert arrived, how long to keep listening for
@@ -53,6 +56,9 @@ pub struct RunOptions {
     pub session: SessionOptions,
     pub corpus: Option<PathBuf>,
     pub gen: GenParams,
+    /// How far the stamped event times are off the harness's clock
+    /// (negative: behind), as senders with a wrong clock write them.
+    pub sender_clock_ns: i64,
     pub alerts: Option<AlertSource>,
     pub drain_ms: u64,
     pub progress: bool,
@@ -242,7 +248,8 @@ pub fn prepare_corpus(opts: &RunOptions, start_ns: i64) -> anyhow::Result<(Corpu
 /// collects and scores the alerts.
 pub fn run_load(opts: &RunOptions) -> anyhow::Result<RunOutcome> {
     let planned_t0 = clock::now_ns() + START_LEAD_NS;
-    let (corpus, events, retime_skipped) = prepare_corpus(opts, planned_t0)?;
+    let (corpus, events, retime_skipped) =
+        prepare_corpus(opts, planned_t0.saturating_add(opts.sender_clock_ns))?;
     if corpus.is_empty() || events == 0 {
         bail!("nothing to send: the corpus is empty or --events is 0");
     }
@@ -252,9 +259,9 @@ pub fn run_load(opts: &RunOptions) -> anyhow::Result<RunOutcome> {
     let corpus_rate = corpus.len() as f64 / span_s;
     if let Some(rate) = opts.rate_eps {
         let lag_s = events as f64 / rate - events as f64 / corpus_rate;
-        if lag_s > 60.0 {
+        if lag_s > SKEW_FLAGGED_S {
             warnings.push(format!(
-                "sending at {rate:.0}/s is slower than the corpus's {corpus_rate:.0} events/s of event time: event times will trail the wall clock by up to {lag_s:.0} s, and the appliance expires correlation groups older than their window on its wall clock"
+                "sending at {rate:.0}/s is slower than the corpus's {corpus_rate:.0} events/s of event time: event times will trail the wall clock by up to {lag_s:.0} s, and the appliance flags events more than a day off its clock as event.time_skewed (detection itself is not affected: windows end on the appliance's clock)"
             ));
         }
     }
@@ -482,6 +489,7 @@ pub fn add_to_report(outcome: &RunOutcome, opts: &RunOptions, report: &mut Repor
             "corpus": opts.corpus.as_ref().map(|p| p.display().to_string()),
             "corpus_meta": outcome.corpus_meta,
             "retime_skipped": outcome.retime_skipped,
+            "sender_clock_s": opts.sender_clock_ns / 1_000_000_000,
             "warnings": outcome.warnings,
         }),
     );

@@ -157,10 +157,10 @@ fn value_count_and_temporal_ordered_fire_in_streaming_and_replay() {
 }
 
 /// A closing condition (`lte`) can only be decided when its window ends,
-/// which the node finds on its wall clock (the tick's expiry pass, run in
-/// the core's background queue shard by shard): the source with two
-/// failures alerts once its one-second window has passed, the one with
-/// three does not.
+/// which the node finds on its own clock, a second after the lines arrived
+/// (the tick's expiry pass, run in the core's background queue shard by
+/// shard): the source with two failures alerts once its one-second window
+/// has passed, the one with three does not.
 #[test]
 fn a_closing_condition_fires_when_its_window_ends_on_the_clock() {
     let dir = temp_dir("closing");
