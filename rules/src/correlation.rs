@@ -538,9 +538,9 @@ pub struct CorrelationState {
     groups: BTreeMap<u64, GroupMap>,
     /// `(correlation hash, protected, arrived_ns, gid)` of every group:
     /// eviction order within a rule (its stalest unprotected group first,
-    /// then its stalest protected one, stalest by latest arrival). Not archived: rebuilt from each
-    /// group's `indexed` by [`CorrelationState::restore`], like the two
-    /// below.
+    /// then its stalest protected one, stalest by latest arrival). Not
+    /// archived: rebuilt from each group's `indexed` by
+    /// [`CorrelationState::restore`], like the two below.
     #[rkyv(with = rkyv::with::Skip)]
     by_arrival: BTreeSet<(u64, bool, i64, u64)>,
     /// `(due_ns, gid)` of every group: `advance` order.
