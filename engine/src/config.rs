@@ -685,6 +685,7 @@ impl Config {
                 .map(|(host, offset)| (host.as_bytes().to_vec(), *offset))
                 .collect(),
             require_header: self.ingest.require_header,
+            receive_times_are_arrivals: true,
         }
     }
 

@@ -52,6 +52,10 @@ pub struct PipelineOptions {
     pub timezones: std::collections::HashMap<Vec<u8>, i32>,
     /// Quarantine lines without a syslog header.
     pub require_header: bool,
+    /// Whether `process`'s receive times are when lines arrived (live),
+    /// so the schema registry records each source's clock lag; not in a
+    /// replay, whose receive times are when the file was read.
+    pub receive_times_are_arrivals: bool,
 }
 
 /// When the per-core template miner runs.
@@ -124,6 +128,7 @@ impl Default for PipelineOptions {
             templates: TemplatesMode::Auto,
             timezones: Default::default(),
             require_header: false,
+            receive_times_are_arrivals: true,
         }
     }
 }
@@ -139,6 +144,7 @@ pub struct Pipeline {
     decode: DecodeScratch,
     timezones: std::collections::HashMap<Vec<u8>, i32>,
     require_header: bool,
+    receive_times_are_arrivals: bool,
     templates_mode: TemplatesMode,
     miner: Option<TemplateMiner>,
     /// Per detection: does it feed a rare_template rule (then its matches
@@ -176,6 +182,7 @@ impl Pipeline {
             decode: DecodeScratch::new(),
             timezones: options.timezones,
             require_header: options.require_header,
+            receive_times_are_arrivals: options.receive_times_are_arrivals,
             miner,
             templates_mode: options.templates,
             template_feeds: feeds,
@@ -334,7 +341,8 @@ impl Pipeline {
             }
         }
         if let (Some(registry), Some((source, key))) = (self.registry.as_mut(), schema_source) {
-            registry.observe_keyed(key, source, fields.as_slice(), time_ns);
+            let received = self.receive_times_are_arrivals.then_some(received_ns);
+            registry.observe_keyed(key, source, fields.as_slice(), time_ns, received);
         }
         if self.matched.is_empty() {
             return Some(event.time_ns);

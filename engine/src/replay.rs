@@ -115,11 +115,9 @@ pub fn replay(
     let shards = config.engine.shards;
     let suppress_window_ms = config.rules.suppress_window_ms;
     let map = Arc::new(ShardMap::new(0, shards, 1));
-    let mut pipeline = Pipeline::new(
-        rules.clone(),
-        map,
-        config.pipeline_options(registry_out.is_some()),
-    );
+    let mut options = config.pipeline_options(registry_out.is_some());
+    options.receive_times_are_arrivals = false;
+    let mut pipeline = Pipeline::new(rules.clone(), map, options);
     let mut states = ShardStates::new(
         config.engine.groups_per_shard_max,
         config.engine.groups_per_rule_per_shard_max,

@@ -1,6 +1,10 @@
 //! The schema registry: per source, the fields seen, their inferred types,
 //! counts, first and last seen, a version bumped when a new field appears,
-//! and type conflicts — recorded, never fatal.
+//! type conflicts — recorded, never fatal — and how far the source's
+//! timestamps are behind the node's clock (`clock_lag`: receive time minus
+//! event time, on the events observed in full; a device writing local time
+//! without a zone west of UTC shows hours, which is what
+//! `[ingest.timezones]` is for).
 //!
 //! A source is `host/app` (syslog header), or `cef:vendor/product` /
 //! `leef:vendor/product` when the payload names its sender. Each core keeps
@@ -67,11 +71,53 @@ pub struct SourceSchema {
     pub first_seen_ns: i64,
     pub last_seen_ns: i64,
     pub fields: BTreeMap<String, FieldSchema>,
+    /// Receive time minus event time over the events observed in full
+    /// (none when the registry is not told receive times: a replay).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clock_lag: Option<ClockLag>,
     /// Every field-set fingerprint remembered (the newest few are also
     /// in the source's slot).
     #[serde(skip)]
     fingerprints: Vec<u64>,
     pub fields_overflow: u64,
+}
+
+/// How far a source's timestamps are behind the node's clock: receive time
+/// minus event time (negative: ahead), over the events observed in full.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct ClockLag {
+    /// The most recent observation's, in seconds.
+    pub latest_s: f64,
+    pub min_s: f64,
+    pub max_s: f64,
+    /// Events it was measured on.
+    pub samples: u64,
+    /// When the most recent one was received (to merge cores' views).
+    #[serde(skip)]
+    pub latest_at_ns: i64,
+}
+
+impl ClockLag {
+    fn new(lag_s: f64, received_ns: i64) -> Self {
+        ClockLag {
+            latest_s: lag_s,
+            min_s: lag_s,
+            max_s: lag_s,
+            samples: 1,
+            latest_at_ns: received_ns,
+        }
+    }
+
+    /// Folds `other` (another core's, or one more observation) in.
+    fn merge(&mut self, other: &ClockLag) {
+        if other.latest_at_ns >= self.latest_at_ns {
+            self.latest_s = other.latest_s;
+            self.latest_at_ns = other.latest_at_ns;
+        }
+        self.min_s = self.min_s.min(other.min_s);
+        self.max_s = self.max_s.max(other.max_s);
+        self.samples += other.samples;
+    }
 }
 
 /// Field-set fingerprints kept in a source's slot.
@@ -257,7 +303,7 @@ impl SchemaRegistry {
 
     /// Records one event of `source` with `fields` at `time_ns`.
     pub fn observe(&mut self, source: SourceId<'_>, fields: &[(&str, &[u8])], time_ns: i64) {
-        self.observe_keyed(source.key(), source, fields, time_ns);
+        self.observe_keyed(source.key(), source, fields, time_ns, None);
     }
 
     /// [`SchemaRegistry::observe`] with the source's key already made
@@ -268,6 +314,7 @@ impl SchemaRegistry {
         source: SourceId<'_>,
         fields: &[(&str, &[u8])],
         time_ns: i64,
+        received_ns: Option<i64>,
     ) {
         debug_assert_eq!(key, source.key());
         let key = key.0;
@@ -289,6 +336,7 @@ impl SchemaRegistry {
                 first_seen_ns: time_ns,
                 last_seen_ns: time_ns,
                 fields: BTreeMap::new(),
+                clock_lag: None,
                 fingerprints: Vec::new(),
                 fields_overflow: 0,
             });
@@ -331,6 +379,15 @@ impl SchemaRegistry {
         let known = in_slot || schema.fingerprints.contains(&fingerprint);
         if known && !sampled {
             return;
+        }
+        if let Some(received_ns) = received_ns {
+            // Milliseconds are plenty: the question is minutes or hours.
+            let lag_s = (received_ns.saturating_sub(time_ns) / 1_000_000) as f64 / 1e3;
+            let lag = ClockLag::new(lag_s, received_ns);
+            match &mut schema.clock_lag {
+                Some(held) => held.merge(&lag),
+                None => schema.clock_lag = Some(lag),
+            }
         }
         if !known {
             if schema.fingerprints.len() == FINGERPRINTS_MAX {
@@ -467,6 +524,12 @@ pub fn merge(snapshots: &[Vec<SourceSchema>]) -> Vec<SourceSchema> {
                     merged.first_seen_ns = merged.first_seen_ns.min(source.first_seen_ns);
                     merged.last_seen_ns = merged.last_seen_ns.max(source.last_seen_ns);
                     merged.fields_overflow += source.fields_overflow;
+                    if let Some(lag) = &source.clock_lag {
+                        match &mut merged.clock_lag {
+                            Some(held) => held.merge(lag),
+                            None => merged.clock_lag = Some(*lag),
+                        }
+                    }
                     for (name, field) in &source.fields {
                         match merged.fields.get_mut(name) {
                             None => {
@@ -602,6 +665,37 @@ mod tests {
         let snap = r.snapshot();
         assert!(snap[0].fields.contains_key("method"));
         assert_eq!(snap[0].events, 41 + CHECK_EVERY);
+    }
+
+    /// Clock lag is measured on the events observed in full, and merged
+    /// over cores: the newest observation's latest, the extremes, the
+    /// counts summed. Without receive times (a replay) there is none.
+    #[test]
+    fn clock_lag_is_sampled_and_merged() {
+        const S: i64 = 1_000_000_000;
+        const H: i64 = 3600 * S;
+        let src = SourceId::HostApp(b"gw", b"sshd");
+        let line = fields(&[("user", "root")]);
+        let mut a = SchemaRegistry::new(10, 10);
+        let mut b = SchemaRegistry::new(10, 10);
+        // A new source is observed in full; then one event in SAMPLE_EVERY.
+        a.observe_keyed(src.key(), src, &line, 1_000 * S - 5 * H, Some(1_000 * S));
+        for i in 1..SAMPLE_EVERY as i64 {
+            let received = 1_000 * S + i * S;
+            a.observe_keyed(src.key(), src, &line, received - 5 * H, Some(received));
+        }
+        let lag = a.snapshot()[0].clock_lag.expect("measured");
+        assert_eq!((lag.latest_s, lag.samples), (18_000.0, 2));
+        b.observe_keyed(src.key(), src, &line, 2_000 * S - 90 * S, Some(2_000 * S));
+        let merged = merge(&[a.snapshot(), b.snapshot()]);
+        let lag = merged[0].clock_lag.expect("merged");
+        assert_eq!(lag.latest_s, 90.0, "the newest observation's");
+        assert_eq!((lag.min_s, lag.max_s, lag.samples), (90.0, 18_000.0, 3));
+        let mut replayed = SchemaRegistry::new(10, 10);
+        replayed.observe(src, &line, 5);
+        assert!(replayed.snapshot()[0].clock_lag.is_none());
+        let json = serde_json::to_value(&replayed.snapshot()[0]).unwrap();
+        assert!(json.get("clock_lag").is_none(), "{json}");
     }
 
     #[test]

@@ -7,7 +7,9 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use serde_json::Value;
-use shardwatch_tests::{http_get, read_jsonl, ssh_failure, temp_dir, Appliance};
+use shardwatch_tests::{
+    http_get, read_jsonl, ssh_failure, syslog_stamp_shifted, temp_dir, Appliance,
+};
 
 const RULES: &str = r#"title: Denied by the Acme firewall from a watched network
 id: 2f4a6c8e-1b3d-4f5a-8c7e-9d0b1a2c3e4f
@@ -54,6 +56,11 @@ fn a_new_source_mid_stream_is_learned_and_its_fields_are_usable_by_rules() {
     payload.push_str("<134>Nov 27 10:01:00 fw1 CEF:0|Acme|Firewall|5.1|100|Connection denied|5|src=198.51.100.23 dst=10.0.0.8 spt=40123 dpt=22 proto=TCP act=deny cs1Label=zone cs1=dmz\n");
     payload.push_str(r#"<110>Nov 27 10:01:01 aws cloudtrail: {"eventVersion":"1.08","eventName":"ConsoleLogin","sourceIPAddress":"203.0.113.77","userIdentity":{"type":"IAMUser","userName":"bob"},"additionalEventData":{"MFAUsed":"No"},"responseElements":{"ConsoleLogin":"Success"}}"#);
     payload.push('\n');
+    // A device five hours behind (local time west of UTC, no zone).
+    payload.push_str(&format!(
+        "<38>{} legacy-gw sshd[77]: Failed password for admin from 192.0.2.9 port 4000 ssh2\n",
+        syslog_stamp_shifted(0, -5 * 3600)
+    ));
     stream.write_all(payload.as_bytes()).unwrap();
     drop(stream);
     app.wait_for_alerts(2, Duration::from_secs(20));
@@ -69,6 +76,7 @@ fn a_new_source_mid_stream_is_learned_and_its_fields_are_usable_by_rules() {
             let has = |name: &str| sources.iter().find(|s| s["source"] == name);
             let complete = has("cef:Acme/Firewall").is_some()
                 && has("aws/cloudtrail").is_some()
+                && has("legacy-gw/sshd").is_some()
                 && has("bastion/sshd").is_some_and(|s| s["events"] == 5);
             (schemas, complete)
         });
@@ -110,6 +118,14 @@ fn a_new_source_mid_stream_is_learned_and_its_fields_are_usable_by_rules() {
     assert_eq!(trail["fields"]["user.name"]["type"], "string");
     let ssh = find("bastion/sshd");
     assert_eq!(ssh["events"], 5);
+    // Each source's clock lag (receive time minus event time): the test's
+    // lines are stamped from the start of this minute, the legacy
+    // gateway's five hours before that.
+    let lag = |source: &Value| source["clock_lag"]["latest_s"].as_f64().unwrap();
+    assert!((-5.0..600.0).contains(&lag(ssh)), "{ssh:#}");
+    let legacy = find("legacy-gw/sshd");
+    assert!((18_000.0..18_600.0).contains(&lag(legacy)), "{legacy:#}");
+    assert_eq!(legacy["clock_lag"]["samples"], 1);
 }
 
 #[test]
