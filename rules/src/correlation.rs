@@ -45,9 +45,13 @@
 //! `due = arrived + (deadline - newest)`. A sliding window is thus kept
 //! `span` after its newest event arrived, and a tumbling one closes when
 //! what was left of it has passed. Anomaly buckets close the same way:
-//! `advance` hands a detector `newest + (now - arrived)` as its now. With
-//! arrivals equal to event times (a replay), `due` is the deadline and
-//! this is plain event-time watermarking.
+//! `advance` hands a detector `newest + (now - arrived)` as its now. An
+//! observation never moves a group's due time earlier (it keeps the
+//! latest value computed): a tumbling window's computed due time falls
+//! whenever its event time runs faster than its arrivals, and following
+//! it was a move in the due index per event. With arrivals equal to event
+//! times (a replay), `due` is the deadline and this is plain event-time
+//! watermarking.
 //!
 //! ## Window semantics
 //!
@@ -380,12 +384,11 @@ fn reindex(
         group.indexed.protected = group.protected;
         group.indexed.arrived_ns = group.arrived_ns;
     }
-    let due_ns = group.due_ns();
-    if due_ns < at.due_ns {
+    if group.due_ns < at.due_ns {
         let removed = by_due.remove(&(at.due_ns, group.gid));
         debug_assert!(removed);
-        by_due.insert((due_ns, group.gid));
-        group.indexed.due_ns = due_ns;
+        by_due.insert((group.due_ns, group.gid));
+        group.indexed.due_ns = group.due_ns;
     }
 }
 
@@ -405,9 +408,12 @@ struct Group {
     /// The latest arrival observed (see "Clocks" in the module docs).
     arrived_ns: i64,
     /// When, in event time, the group's window ends or it can no longer
-    /// change (see module docs); [`Group::due_ns`] is the same moment on
-    /// the clock `advance` is given.
+    /// change (see module docs).
     deadline_ns: i64,
+    /// When `advance` takes the group up, on its clock: the latest
+    /// [`Group::computed_due_ns`] an observation gave (see
+    /// [`Group::settle_due`]).
+    due_ns: i64,
     /// Whether the group has had a second observation. The cap evicts
     /// every unprotected group before any protected one: a sender
     /// spraying new keys (one observation each) pushes out its own groups,
@@ -453,6 +459,7 @@ impl Group {
             newest_ns: time_ns,
             arrived_ns: arrival_ns,
             deadline_ns,
+            due_ns: 0,
             protected: false,
             window_start_ns: time_ns,
             count: 0,
@@ -468,16 +475,29 @@ impl Group {
                 due_ns: 0,
             },
         };
-        group.indexed.due_ns = group.due_ns();
+        group.due_ns = group.computed_due_ns();
+        group.indexed.due_ns = group.due_ns;
         group
     }
 
     /// The deadline on the clock `advance` is given: the group's latest
     /// arrival plus the event time its window had left after its newest
     /// event. With arrivals on event time (a replay) it is the deadline.
-    fn due_ns(&self) -> i64 {
+    fn computed_due_ns(&self) -> i64 {
         self.arrived_ns
             .saturating_add(self.deadline_ns.saturating_sub(self.newest_ns))
+    }
+
+    /// After an observation: the due time moves to the computed one if
+    /// that is later, never earlier. A tumbling window's or a bucket's
+    /// deadline stays put while its newest event time advances, so its
+    /// computed due time falls whenever event time runs faster than the
+    /// arrivals (jitter, or a corpus's compressed timeline); following it
+    /// down was an eager move in the due index on every such event. The
+    /// cost: a group whose sender's clock catches up is kept until the
+    /// later due time.
+    fn settle_due(&mut self) {
+        self.due_ns = self.due_ns.max(self.computed_due_ns());
     }
 
     /// `now_ns`, on the clock `advance` is given, in this group's event
@@ -934,6 +954,7 @@ impl CorrelationState {
             &mut findings,
         );
         group.deadline_ns = body.deadline_ns(spec, group.newest_ns);
+        group.settle_due();
         push_sample(&mut group.samples, time_ns, observation.raw);
         for finding in findings {
             alerts.push(anomaly_alert(
@@ -1000,7 +1021,10 @@ impl CorrelationState {
         }
         // Progress: a live entity's next deadline is at or after now.
         debug_assert!(!alive || group.deadline_ns >= event_now_ns);
-        let due_ns = group.due_ns();
+        // The buckets were closed up to now: the due time is the computed
+        // one, whichever way it moved.
+        group.due_ns = group.computed_due_ns();
+        let due_ns = group.due_ns;
         // Advance found this entity by its due entry: refile it now (a
         // later due time is not left to the lazy path, which would find
         // the entry due again at once). Only the deadline changed here,
@@ -1135,6 +1159,7 @@ impl CorrelationState {
             alert
         };
 
+        group.settle_due();
         reindex(&mut self.by_arrival, &mut self.by_due, hash, group);
         self.values_evicted_total = self.values_evicted_total.wrapping_add(values_evicted);
         alert
@@ -1330,7 +1355,7 @@ impl CorrelationState {
                 .and_then(|(hash, key)| self.groups.get_mut(hash)?.get_mut(key.as_slice()));
             let mut is_anomaly = false;
             if let Some(group) = group {
-                let group_due_ns = group.due_ns();
+                let group_due_ns = group.due_ns;
                 if group_due_ns != due_ns {
                     // Left behind by `reindex`: file it where it belongs.
                     self.by_due.remove(&(due_ns, gid));
@@ -1402,7 +1427,7 @@ impl CorrelationState {
                         && self.by_due.contains(&(at.due_ns, group.gid)));
                 let consistent = indexed
                     && (at.protected, at.arrived_ns) <= (group.protected, group.arrived_ns)
-                    && at.due_ns <= group.due_ns()
+                    && at.due_ns <= group.due_ns
                     && group.samples.len() <= SAMPLES_MAX
                     && group.items.len() <= VALUES_PER_GROUP_MAX
                     && group.items.is_consistent()
@@ -2105,6 +2130,29 @@ correlation:
         }
     }
 
+    /// A tumbling window whose event time runs 100× faster than its
+    /// arrivals: its second observation computes an earlier due time,
+    /// which moves neither it nor its index entry; it closes (two events,
+    /// `lte: 2` holds) at the first one.
+    #[test]
+    fn a_due_time_never_follows_fast_event_time_down() {
+        let rules = rules();
+        let few = 1;
+        let mut state = CorrelationState::new(4);
+        for i in 0..2 {
+            let _ = observe_at(&mut state, &rules, few, b"k", i * 4 * S, i * 4 * S / 100);
+        }
+        let group = &state.groups.values().next().unwrap()[&b"k"[..]];
+        assert_eq!(group.computed_due_ns(), 10 * S - 4 * S + 4 * S / 100);
+        assert_eq!((group.due_ns, group.indexed.due_ns), (10 * S, 10 * S));
+        let mut out = Vec::new();
+        state.advance(&rules, 10 * S, &mut out);
+        assert!(out.is_empty());
+        state.advance(&rules, 10 * S + 1, &mut out);
+        assert_eq!(out.len(), 1);
+        assert!(state.check_invariants());
+    }
+
     #[test]
     fn eviction_takes_the_stalest_arrival() {
         let rules = rules();
@@ -2196,7 +2244,7 @@ correlation:
                     .groups
                     .values()
                     .flat_map(|groups| groups.values())
-                    .filter(|group| group.due_ns() >= now_ns)
+                    .filter(|group| group.due_ns >= now_ns)
                     .map(|group| group.gid)
                     .collect();
                 state.advance(&rules, now_ns, &mut out);
@@ -2210,7 +2258,7 @@ correlation:
                 for groups in state.groups.values() {
                     for group in groups.values() {
                         assert!(
-                            group.due_ns() >= now_ns || group.anomaly.is_some(),
+                            group.due_ns >= now_ns || group.anomaly.is_some(),
                             "step {step}: a due group survived advance"
                         );
                     }
