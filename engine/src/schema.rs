@@ -108,15 +108,20 @@ impl ClockLag {
         }
     }
 
-    /// Folds `other` (another core's, or one more observation) in.
-    fn merge(&mut self, other: &ClockLag) {
-        if other.latest_at_ns >= self.latest_at_ns {
-            self.latest_s = other.latest_s;
-            self.latest_at_ns = other.latest_at_ns;
+    /// Folds this (one more observation, or another core's view) into
+    /// `held`.
+    fn fold_into(self, held: &mut Option<ClockLag>) {
+        let Some(held) = held else {
+            *held = Some(self);
+            return;
+        };
+        if self.latest_at_ns >= held.latest_at_ns {
+            held.latest_s = self.latest_s;
+            held.latest_at_ns = self.latest_at_ns;
         }
-        self.min_s = self.min_s.min(other.min_s);
-        self.max_s = self.max_s.max(other.max_s);
-        self.samples += other.samples;
+        held.min_s = held.min_s.min(self.min_s);
+        held.max_s = held.max_s.max(self.max_s);
+        held.samples += self.samples;
     }
 }
 
@@ -383,11 +388,7 @@ impl SchemaRegistry {
         if let Some(received_ns) = received_ns {
             // Milliseconds are plenty: the question is minutes or hours.
             let lag_s = (received_ns.saturating_sub(time_ns) / 1_000_000) as f64 / 1e3;
-            let lag = ClockLag::new(lag_s, received_ns);
-            match &mut schema.clock_lag {
-                Some(held) => held.merge(&lag),
-                None => schema.clock_lag = Some(lag),
-            }
+            ClockLag::new(lag_s, received_ns).fold_into(&mut schema.clock_lag);
         }
         if !known {
             if schema.fingerprints.len() == FINGERPRINTS_MAX {
@@ -524,11 +525,8 @@ pub fn merge(snapshots: &[Vec<SourceSchema>]) -> Vec<SourceSchema> {
                     merged.first_seen_ns = merged.first_seen_ns.min(source.first_seen_ns);
                     merged.last_seen_ns = merged.last_seen_ns.max(source.last_seen_ns);
                     merged.fields_overflow += source.fields_overflow;
-                    if let Some(lag) = &source.clock_lag {
-                        match &mut merged.clock_lag {
-                            Some(held) => held.merge(lag),
-                            None => merged.clock_lag = Some(*lag),
-                        }
+                    if let Some(lag) = source.clock_lag {
+                        lag.fold_into(&mut merged.clock_lag);
                     }
                     for (name, field) in &source.fields {
                         match merged.fields.get_mut(name) {
