@@ -18,7 +18,8 @@
 //! node's clock live, event time in a replay): `window_ns` after the first
 //! alert arrived, so a sender whose clock is hours off has its repeats
 //! folded for as long as any other (compared with its event time, the
-//! node's clock dropped its windows at once, or kept them for hours). The state is bounded by
+//! node's clock dropped its windows at once, or kept them for hours).
+//! The state is bounded by
 //! `entries_max` (oldest-expiring entry evicted first, counted in
 //! [`Suppressor::evicted_total`]) and is rkyv-archivable so it can travel
 //! with a shard's checkpoint.
