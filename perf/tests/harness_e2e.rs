@@ -34,6 +34,39 @@ fn load(args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// `bench` of the appliance binary at 20,000 lines/s with a 3 s drain,
+/// `extra` flags added, into `out`: its summary and its report.
+fn bench(
+    out: &Path,
+    transport: &str,
+    cores: &str,
+    events: &str,
+    extra: &[&str],
+) -> (String, Value) {
+    let binary = appliance_binary();
+    let mut args = vec![
+        "bench",
+        "--binary",
+        binary.to_str().unwrap(),
+        "--cores",
+        cores,
+        "--transport",
+        transport,
+        "--events",
+        events,
+        "--rate",
+        "20000",
+        "--drain-ms",
+        "3000",
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ];
+    args.extend_from_slice(extra);
+    let summary = load(&args);
+    (summary, report(out))
+}
+
 fn report(dir: &Path) -> Value {
     for file in [
         "report.json",
@@ -253,30 +286,9 @@ fn bench_detects_every_scenario_and_background_stays_quiet() {
 #[test]
 fn bench_over_relp_and_tls_delivers_every_event() {
     let _alone = ONE_BENCH_AT_A_TIME.lock();
-    let binary = appliance_binary();
     let scratch = shardwatch_tests::temp_dir("harness-reliable");
-    let s = |p: &Path| p.to_str().unwrap().to_string();
     for transport in ["relp", "tls"] {
-        let out = scratch.join(transport);
-        let summary = load(&[
-            "bench",
-            "--binary",
-            &s(&binary),
-            "--cores",
-            "2",
-            "--transport",
-            transport,
-            "--events",
-            "3000",
-            "--rate",
-            "20000",
-            "--drain-ms",
-            "3000",
-            "--out",
-            &s(&out),
-            "--quiet",
-        ]);
-        let doc = report(&out);
+        let (summary, doc) = bench(&scratch.join(transport), transport, "2", "3000", &[]);
         let sent = doc["send"]["sent"].as_u64().unwrap();
         assert_eq!(sent, 3000, "{summary}");
         assert_eq!(
@@ -308,31 +320,10 @@ fn bench_over_relp_and_tls_delivers_every_event() {
 #[test]
 fn bench_with_senders_hours_off_the_clock_detects_every_scenario() {
     let _alone = ONE_BENCH_AT_A_TIME.lock();
-    let binary = appliance_binary();
     let scratch = shardwatch_tests::temp_dir("harness-skewed");
-    let s = |p: &Path| p.to_str().unwrap().to_string();
     for offset in ["-5h", "5h"] {
-        let out = scratch.join(offset);
-        let summary = load(&[
-            "bench",
-            "--binary",
-            &s(&binary),
-            "--cores",
-            "1",
-            "--transport",
-            "tcp",
-            "--events",
-            "60000",
-            "--rate",
-            "20000",
-            &format!("--sender-clock={offset}"),
-            "--drain-ms",
-            "3000",
-            "--out",
-            &s(&out),
-            "--quiet",
-        ]);
-        let doc = report(&out);
+        let clock = format!("--sender-clock={offset}");
+        let (summary, doc) = bench(&scratch.join(offset), "tcp", "1", "60000", &[&clock]);
         // The corpus's timeline starts the offset away from now.
         let start_ns = doc["load"]["corpus_meta"]["start_ns"].as_i64().unwrap();
         assert_eq!(
