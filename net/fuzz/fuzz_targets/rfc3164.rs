@@ -1,9 +1,10 @@
 //! Parsing invariants for 3164-shaped input: no panic at any receive time or
-//! offset; errors point inside the line; slices lie within the line.
+//! offset; errors point inside the line; slices lie within the line; the
+//! one-pass reading of the common header agrees with the layered reader.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use shardwatch_net::syslog::{parse, ParseContext};
+use shardwatch_net::syslog::{parse, parse_layered, ParseContext};
 
 fuzz_target!(|data: &[u8]| {
     if data.len() < 9 {
@@ -24,7 +25,9 @@ fuzz_target!(|data: &[u8]| {
     ] {
         let mut line = prefix.to_vec();
         line.extend_from_slice(body);
-        match parse(&line, &ctx) {
+        let parsed = parse(&line, &ctx);
+        assert_eq!(parsed, parse_layered(&line, &ctx));
+        match parsed {
             Ok(m) => {
                 let range = line.as_ptr_range();
                 for part in [

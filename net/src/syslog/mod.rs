@@ -34,6 +34,11 @@
 //!
 //! # RFC 3164 variants
 //!
+//! The common header, `Mmm dd hh:mm:ss host app[pid]: ` (or a tag-less
+//! payload after the hostname), is read in one pass; every other line, and
+//! every line one token away from that shape, by the layered reader that
+//! [`parse_layered`] runs alone. Both give the same result for every line.
+//!
 //! A 3164 header is read as up to [`HEADER_LAYERS_MAX`] layers, each
 //! `[seq: ] [host: ] [*|.]TIMESTAMP[:] [HOSTNAME]`, followed by either a
 //! Cisco `%FAC-SEV-MNEMONIC: ` or a tag `prog[pid]: ` / `prog: `:
@@ -271,19 +276,38 @@ pub fn trim_line_end(line: &[u8]) -> &[u8] {
 /// Parses one syslog line; see the module docs for the grammar and the
 /// variants accepted.
 pub fn parse<'a>(line: &'a [u8], ctx: &ParseContext) -> Result<SyslogMessage<'a>, ParseError> {
+    parse_with(line, ctx, true)
+}
+
+/// [`parse`] without the one-pass reading of the common RFC 3164 header:
+/// every 3164-shaped line goes through the layered reader. The result is
+/// the same for every line; this is the reference that the shortcut is
+/// checked against (tests, the `rfc3164` fuzz target).
+pub fn parse_layered<'a>(
+    line: &'a [u8],
+    ctx: &ParseContext,
+) -> Result<SyslogMessage<'a>, ParseError> {
+    parse_with(line, ctx, false)
+}
+
+fn parse_with<'a>(
+    line: &'a [u8],
+    ctx: &ParseContext,
+    shortcut: bool,
+) -> Result<SyslogMessage<'a>, ParseError> {
     let line = trim_line_end(line);
     if line.is_empty() {
         return Err(ParseError::new(ParseErrorReason::Empty, 0));
     }
     if line[0] != b'<' {
-        return rfc3164::parse(line, None, 0, ctx);
+        return rfc3164::parse(line, None, 0, ctx, shortcut);
     }
     let (pri, pos) = parse_pri(line)?;
     debug_assert!(pri <= PRI_MAX && pos <= line.len());
     if rfc5424::looks_like(line, pos) {
         rfc5424::parse(line, pri, pos, ctx)
     } else {
-        rfc3164::parse(line, Some(pri), pos, ctx)
+        rfc3164::parse(line, Some(pri), pos, ctx, shortcut)
     }
 }
 
