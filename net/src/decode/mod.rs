@@ -551,6 +551,19 @@ fn scan_head(
     Err(head)
 }
 
+/// Length of the run of printable ASCII (`!` to `~`, RFC 5424's
+/// PRINTUSASCII) at the start of `hay`: where the first space, control
+/// byte, DEL or non-ASCII byte is, or `hay.len()`. Eight bytes a step.
+#[inline]
+pub(crate) fn printable_len(hay: &[u8]) -> usize {
+    // Bytes below 33 (the borrow trick of `zero_bytes`, exact for the
+    // lowest) and above 126 (adding one sets bit 7 of 127; bit 7 of the
+    // byte itself marks 128 and up), each exact at its lowest hit.
+    let hits =
+        |w: u64| (w.wrapping_sub(ONES * 33) & !w & HIGHS) | ((w.wrapping_add(ONES) | w) & HIGHS);
+    scan_head(hay, hay.len(), hits, |b| !(33..=126).contains(&b)).unwrap_or_else(|len| len)
+}
+
 /// `memchr(needle, hay)`, reading the first [`SHORT_SCAN_BYTES`] bytes
 /// directly.
 #[inline]
@@ -698,6 +711,27 @@ impl SeenKeys {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn printable_runs_end_at_the_first_byte_outside_printusascii() {
+        // Every byte value at every offset of a 20-byte run (eight-byte
+        // words and the byte-wise tail), with printable bytes of every
+        // value before it.
+        for stop in 0..=255u8 {
+            for at in 0..20 {
+                let mut hay: Vec<u8> = (0..20).map(|i| 33 + (i * 7 % 94) as u8).collect();
+                hay[at] = stop;
+                let want = if (33..=126).contains(&stop) { 20 } else { at };
+                assert_eq!(printable_len(&hay), want, "byte {stop} at {at}");
+                // Bytes after the first stop cannot move it.
+                hay.extend_from_slice(&[0xFF, 0x7F, 0, b' ']);
+                assert_eq!(printable_len(&hay), if want == 20 { 20 } else { at });
+            }
+        }
+        assert_eq!(printable_len(b""), 0);
+        assert_eq!(printable_len(b"~~~~~~~~\x7f"), 8);
+        assert_eq!(printable_len(b"abcdefg\xff\x00"), 7);
+    }
 
     #[test]
     fn arena_hands_out_disjoint_pieces_and_refuses_when_full() {

@@ -363,26 +363,19 @@ pub(crate) fn parse_rfc3339(
     require_offset: bool,
     default_offset_s: i32,
 ) -> Result<(i64, usize), usize> {
-    let year = digits(line, pos, 4).ok_or(pos)?;
+    let (year, month, day, hour, minute, second) = match date_time_at(line, pos) {
+        Some(fields) => fields,
+        None => date_time_exact(line, pos)?,
+    };
+    let mut at = pos + 19;
+    let (nanos, next) = fraction(line, at).ok_or(at)?;
+    at = next;
     let expect = |at: usize, byte: u8| -> Result<(), usize> {
         match line.get(at) {
             Some(b) if b.eq_ignore_ascii_case(&byte) => Ok(()),
             _ => Err(at),
         }
     };
-    expect(pos + 4, b'-')?;
-    let month = digits(line, pos + 5, 2).ok_or(pos + 5)?;
-    expect(pos + 7, b'-')?;
-    let day = digits(line, pos + 8, 2).ok_or(pos + 8)?;
-    expect(pos + 10, b'T')?;
-    let hour = digits(line, pos + 11, 2).ok_or(pos + 11)?;
-    expect(pos + 13, b':')?;
-    let minute = digits(line, pos + 14, 2).ok_or(pos + 14)?;
-    expect(pos + 16, b':')?;
-    let second = digits(line, pos + 17, 2).ok_or(pos + 17)?;
-    let mut at = pos + 19;
-    let (nanos, next) = fraction(line, at).ok_or(at)?;
-    at = next;
     let offset_s = match line.get(at) {
         Some(b'Z' | b'z') => {
             at += 1;
@@ -417,6 +410,63 @@ pub(crate) fn parse_rfc3339(
     };
     let ns = wall.to_unix_ns(offset_s).ok_or(pos)?;
     Ok((ns, at))
+}
+
+/// Year, month, day, hour, minute and second of the
+/// `YYYY-MM-DDThh:mm:ss` at `pos`.
+type DateTime = (u32, u32, u32, u32, u32, u32);
+
+/// `YYYY-MM-DDThh:mm:ss` at `pos` read from one 19-byte piece, or `None`
+/// when anything in it is out of place ([`date_time_exact`] then finds
+/// where).
+#[inline]
+fn date_time_at(line: &[u8], pos: usize) -> Option<DateTime> {
+    let piece: &[u8; 19] = line.get(pos..pos.checked_add(19)?)?.try_into().ok()?;
+    let digit = |i: usize| {
+        let d = piece[i].wrapping_sub(b'0');
+        (d < 10).then_some(u32::from(d))
+    };
+    let two = |i: usize| Some(digit(i)? * 10 + digit(i + 1)?);
+    if piece[4] != b'-'
+        || piece[7] != b'-'
+        || piece[10] | 0x20 != b't'
+        || piece[13] != b':'
+        || piece[16] != b':'
+    {
+        return None;
+    }
+    Some((
+        two(0)? * 100 + two(2)?,
+        two(5)?,
+        two(8)?,
+        two(11)?,
+        two(14)?,
+        two(17)?,
+    ))
+}
+
+/// [`date_time_at`] a field at a time, each error the offset of the byte
+/// or field that is out of place.
+#[cold]
+fn date_time_exact(line: &[u8], pos: usize) -> Result<DateTime, usize> {
+    let year = digits(line, pos, 4).ok_or(pos)?;
+    let expect = |at: usize, byte: u8| -> Result<(), usize> {
+        match line.get(at) {
+            Some(b) if b.eq_ignore_ascii_case(&byte) => Ok(()),
+            _ => Err(at),
+        }
+    };
+    expect(pos + 4, b'-')?;
+    let month = digits(line, pos + 5, 2).ok_or(pos + 5)?;
+    expect(pos + 7, b'-')?;
+    let day = digits(line, pos + 8, 2).ok_or(pos + 8)?;
+    expect(pos + 10, b'T')?;
+    let hour = digits(line, pos + 11, 2).ok_or(pos + 11)?;
+    expect(pos + 13, b':')?;
+    let minute = digits(line, pos + 14, 2).ok_or(pos + 14)?;
+    expect(pos + 16, b':')?;
+    let second = digits(line, pos + 17, 2).ok_or(pos + 17)?;
+    Ok((year, month, day, hour, minute, second))
 }
 
 /// Most fractional-second digits accepted (nanoseconds).
@@ -494,5 +544,29 @@ mod tests {
     fn trims_only_the_end() {
         assert_eq!(trim_line_end(b" a \r\n\0"), b" a ");
         assert_eq!(trim_line_end(b"\n"), b"");
+    }
+
+    /// The 19-byte read of a date and time against the field-by-field one:
+    /// a valid stamp with each byte replaced by each byte class, and cut at
+    /// each length.
+    #[test]
+    fn date_and_time_read_in_one_piece_as_field_by_field() {
+        let stamp = b"2026-11-30T23:59:58.5Z";
+        let mut checked = 0;
+        for at in 0..stamp.len() {
+            for byte in *b"09-:Tt/ x\xff" {
+                let mut line = stamp.to_vec();
+                line[at] = byte;
+                for end in 0..=line.len() {
+                    let line = &line[..end];
+                    for pos in [0, 1] {
+                        let exact = date_time_exact(line, pos);
+                        assert_eq!(date_time_at(line, pos), exact.ok(), "{line:?} at {pos}");
+                        checked += usize::from(exact.is_ok());
+                    }
+                }
+            }
+        }
+        assert!(checked > 100, "{checked}");
     }
 }
