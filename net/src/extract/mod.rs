@@ -233,12 +233,14 @@ struct Capture {
     delimiter: Option<Delimiter>,
 }
 
-/// A capture's delimiter, with its `memmem` searcher built once when it is
-/// longer than [`SHORT_NEEDLE_BYTES_MAX`] (building one per search cost more
-/// than the search).
+/// A capture's delimiter, with its reverse `memmem` searcher built once
+/// when the capture is greedy and the delimiter longer than
+/// [`SHORT_NEEDLE_BYTES_MAX`] (building one per search cost more than the
+/// search). A non-greedy capture's delimiter is looked for only where a
+/// value without spaces can end ([`Delimiter::find_after_word`]), a few
+/// bytes, where a byte search beats a searcher.
 struct Delimiter {
     text: &'static [u8],
-    forward: Option<memmem::Finder<'static>>,
     reverse: Option<memmem::FinderRev<'static>>,
 }
 
@@ -247,16 +249,19 @@ impl Delimiter {
         let long = text.len() > SHORT_NEEDLE_BYTES_MAX;
         Delimiter {
             text,
-            forward: (long && !greedy).then(|| memmem::Finder::new(text)),
             reverse: (long && greedy).then(|| memmem::FinderRev::new(text)),
         }
     }
 
-    fn find(&self, hay: &[u8]) -> Option<usize> {
-        match &self.forward {
-            Some(finder) => finder.find(hay),
-            None => find_literal(hay, self.text),
-        }
+    /// The first occurrence in `hay` that leaves no space before it (a
+    /// non-greedy value is one word): it starts at or before the first
+    /// space, so only that far (and the delimiter's length past it) is
+    /// searched. `None` when the first occurrence has a space before it,
+    /// which is the same as no occurrence in that window.
+    fn find_after_word(&self, hay: &[u8]) -> Option<usize> {
+        let word = crate::decode::find_byte(b' ', hay).unwrap_or(hay.len());
+        let window = &hay[..hay.len().min(word + self.text.len())];
+        find_anchored(window, self.text)
     }
 
     fn rfind(&self, hay: &[u8]) -> Option<usize> {
@@ -564,12 +569,7 @@ fn match_row<'a>(row: &CompiledRow, message: &'a [u8], found: &mut Found<'a>) ->
                 let at = if capture.greedy {
                     delimiter.rfind(rest)?
                 } else {
-                    let at = delimiter.find(rest)?;
-                    // Values are short: a byte loop before memchr's setup.
-                    if crate::decode::find_byte(b' ', &rest[..at]).is_some() {
-                        return None;
-                    }
-                    at
+                    delimiter.find_after_word(rest)?
                 };
                 (at, at + delimiter.text.len())
             }
@@ -671,9 +671,20 @@ fn find_literal(hay: &[u8], needle: &[u8]) -> Option<usize> {
     if needle.len() > SHORT_NEEDLE_BYTES_MAX || needle.is_empty() {
         return memmem::find(hay, needle);
     }
+    find_anchored(hay, needle)
+}
+
+/// First occurrence of a non-empty `needle` in `hay`: each place its
+/// [`anchor`] byte occurs, compared. For short haystacks or short needles.
+fn find_anchored(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() {
+        return Some(0);
+    }
     let k = anchor(needle);
     let mut from = k;
-    while let Some(i) = memchr(needle[k], hay.get(from..)?) {
+    // A word-at-a-time head before memchr: most haystacks here are a
+    // value's few bytes.
+    while let Some(i) = crate::decode::find_byte(needle[k], hay.get(from..)?) {
         let start = from + i - k;
         if begins_with(&hay[start..], needle) {
             return Some(start);

@@ -202,6 +202,47 @@ fn repeated_keys_keep_the_first() {
 }
 
 #[test]
+fn a_word_and_its_delimiter_are_found_as_the_first_occurrence_without_a_space_before_it() {
+    // The definition: the first occurrence anywhere, refused when the
+    // value before it holds a space.
+    let defined = |hay: &[u8], needle: &[u8]| {
+        memmem::find(hay, needle).filter(|&at| !hay[..at].contains(&b' '))
+    };
+    let needles: [&[u8]; 7] = [
+        b":session): session opened for user ",
+        b" port ",
+        b")",
+        b" ",
+        b"]:",
+        b"::",
+        b" : ",
+    ];
+    let hays: [&[u8]; 9] = [
+        b"",
+        b"sshd:session): session opened for user bob(uid=0)",
+        b"sshd:session): session closed for user bob",
+        b"10.0.0.1 port 22",
+        b"10.0.0.1  port 22 port 23",
+        b"a b) c)",
+        b"x]:y]: z",
+        b":::: ::",
+        b"bob : TTY=pts/0 ; PWD=/ : ",
+    ];
+    for hay in hays {
+        for needle in needles {
+            let delimiter = Delimiter::new(needle, false);
+            assert_eq!(
+                delimiter.find_after_word(hay),
+                defined(hay, needle),
+                "{:?} {:?}",
+                String::from_utf8_lossy(hay),
+                String::from_utf8_lossy(needle)
+            );
+        }
+    }
+}
+
+#[test]
 fn literal_search_matches_memmem() {
     let hays: [&[u8]; 5] = [
         b"",
