@@ -26,7 +26,7 @@
 
 use memchr::{memchr, memchr2};
 
-use super::{find_byte2, is_key_byte, unescape, Arena, SeenKeys, KEY_BYTES_MAX};
+use super::{find_byte2, find_byte3, is_key_byte, unescape, Arena, SeenKeys, KEY_BYTES_MAX};
 use crate::fields::Fields;
 
 /// Fewest pairs for a message to count as key=value.
@@ -136,7 +136,10 @@ fn push<'a>(
     fields.push(key, value);
 }
 
-/// The `k=v` pass; returns the pairs read (repeats included).
+/// The `k=v` pass; returns the pairs read (repeats included). Each token
+/// is searched for its first `=`, space or tab in one scan: a token
+/// without `=` is skipped without looking at its bytes, and only the
+/// bytes before an `=` are checked as a key.
 fn equals_pairs<'a>(
     text: &'a [u8],
     arena: &mut Arena<'a>,
@@ -152,14 +155,24 @@ fn equals_pairs<'a>(
             continue;
         }
         let rest = &text[at..];
-        if let Some(k) = key_len(rest, b'=') {
-            let (raw, quoted, used) = value(&rest[k + 1..]);
-            push(&rest[..k], raw, quoted, arena, fields, &mut seen);
-            pairs += 1;
-            at += k + 1 + used;
-        } else {
-            at += token_len(rest);
+        let Some(stop) = find_byte3(b'=', b' ', b'\t', rest) else {
+            // The last token, without `=`.
+            break;
+        };
+        if rest[stop] != b'=' {
+            at += stop;
+            continue;
         }
+        let key = &rest[..stop];
+        if key.is_empty() || key.len() > KEY_BYTES_MAX || !key.iter().all(|&b| is_key_byte(b)) {
+            // Not a key: the token runs on past the `=` to a space or tab.
+            at += stop + 1 + token_len(&rest[stop + 1..]);
+            continue;
+        }
+        let (raw, quoted, used) = value(&rest[stop + 1..]);
+        push(key, raw, quoted, arena, fields, &mut seen);
+        pairs += 1;
+        at += stop + 1 + used;
     }
     pairs
 }
@@ -310,5 +323,73 @@ mod tests {
             run("time: 12:00:00 host: a"),
             pairs(&[("time", "12:00:00"), ("host", "a")])
         );
+    }
+
+    /// The `k=v` pass as first written: a key run checked at every token,
+    /// then the value, or the token skipped.
+    fn equals_pairs_by_key_run<'a>(
+        text: &'a [u8],
+        arena: &mut Arena<'a>,
+        fields: &mut Fields<'a>,
+    ) -> usize {
+        let mut seen = SeenKeys::new(fields.len());
+        let (mut pairs, mut at) = (0, 0);
+        while at < text.len() {
+            let rest = &text[at..];
+            if is_space(rest[0]) {
+                at += 1;
+            } else if let Some(k) = key_len(rest, b'=') {
+                let (raw, quoted, used) = value(&rest[k + 1..]);
+                push(&rest[..k], raw, quoted, arena, fields, &mut seen);
+                pairs += 1;
+                at += k + 1 + used;
+            } else {
+                at += token_len(rest);
+            }
+        }
+        pairs
+    }
+
+    /// The one-scan pass against the key-run one, over every text of up
+    /// to six bytes from an alphabet of each byte class they tell apart.
+    #[test]
+    fn equals_pairs_read_as_by_key_run() {
+        let alphabet = b"a=  \t\"\\,:/";
+        let mut text = Vec::new();
+        let mut claimed = 0;
+        for len in 0..=6u32 {
+            for mut n in 0..alphabet.len().pow(len) {
+                text.clear();
+                for _ in 0..len {
+                    text.push(alphabet[n % alphabet.len()]);
+                    n /= alphabet.len();
+                }
+                let (mut one, mut two) = ([0u8; 64], [0u8; 64]);
+                let (mut arena_one, mut arena_two) = (Arena::over(&mut one), Arena::over(&mut two));
+                let (mut fields_one, mut fields_two) = (Fields::new(), Fields::new());
+                let pairs = equals_pairs(&text, &mut arena_one, &mut fields_one, 0);
+                let want = equals_pairs_by_key_run(&text, &mut arena_two, &mut fields_two);
+                assert_eq!(pairs, want, "{:?}", String::from_utf8_lossy(&text));
+                assert_eq!(fields_one.as_slice(), fields_two.as_slice(), "{text:?}");
+                claimed += usize::from(pairs > 0);
+            }
+        }
+        assert!(claimed > 10_000, "{claimed}");
+        // Keys at and past the longest, and a long run of key bytes
+        // without `=`.
+        for text in [
+            format!("{}=v b=c", "k".repeat(KEY_BYTES_MAX)),
+            format!("{}=v b=c", "k".repeat(KEY_BYTES_MAX + 1)),
+            format!("{} b=c d=e", "k".repeat(300)),
+        ] {
+            let (mut one, mut two) = ([0u8; 64], [0u8; 64]);
+            let (mut arena_one, mut arena_two) = (Arena::over(&mut one), Arena::over(&mut two));
+            let (mut fields_one, mut fields_two) = (Fields::new(), Fields::new());
+            assert_eq!(
+                equals_pairs(text.as_bytes(), &mut arena_one, &mut fields_one, 0),
+                equals_pairs_by_key_run(text.as_bytes(), &mut arena_two, &mut fields_two)
+            );
+            assert_eq!(fields_one.as_slice(), fields_two.as_slice(), "{text}");
+        }
     }
 }

@@ -590,6 +590,23 @@ pub(crate) fn find_byte2(a: u8, b: u8, hay: &[u8]) -> Option<usize> {
     }
 }
 
+/// `memchr3(a, b, c, hay)`, reading the first [`SHORT_SCAN_BYTES`] bytes
+/// directly.
+#[inline]
+pub(crate) fn find_byte3(a: u8, b: u8, c: u8, hay: &[u8]) -> Option<usize> {
+    let head = hay.len().min(SHORT_SCAN_BYTES);
+    let (pa, pb, pc) = (
+        ONES * u64::from(a),
+        ONES * u64::from(b),
+        ONES * u64::from(c),
+    );
+    let hits = |w: u64| zero_bytes(w ^ pa) | zero_bytes(w ^ pb) | zero_bytes(w ^ pc);
+    match scan_head(hay, head, hits, |x| x == a || x == b || x == c) {
+        Ok(i) => Some(i),
+        Err(head) => memchr::memchr3(a, b, c, &hay[head..]).map(|i| head + i),
+    }
+}
+
 /// Unescapes `raw` into the arena when it contains a backslash: `\` before
 /// a byte in `escapes` (given as pairs of escaped byte and result) becomes
 /// the result; any other backslash is kept as written. Without a backslash
