@@ -71,7 +71,8 @@ fn a_flood_of_new_entities_is_bounded_and_real_attacks_still_alert() {
     // After the flood: normal service. Datagrams sent while the flood's
     // backlog still fills the socket buffer are dropped by the kernel, so
     // wait until every flood datagram was read by a core or dropped.
-    wait_udp_backlog_read(&app, sent, Duration::from_secs(30));
+    let drained = wait_udp_backlog_read(&app, sent, Duration::from_secs(30));
+    let drops_before = udp_kernel_drops(&app);
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     for i in 0..10 {
         socket
@@ -79,7 +80,7 @@ fn a_flood_of_new_entities_is_bounded_and_real_attacks_still_alert() {
             .unwrap();
         std::thread::sleep(Duration::from_millis(5));
     }
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(30);
     let wanted = |alerts: &[serde_json::Value]| {
         ["203.0.113.200", "198.51.100.201"]
             .iter()
@@ -93,9 +94,14 @@ fn a_flood_of_new_entities_is_bounded_and_real_attacks_still_alert() {
     let stopped = app.stop().unwrap();
     assert!(stopped.exit_ok);
     let alerts = read_jsonl(&stopped.data_dir.join("alerts.jsonl"));
+    // The post-flood attack is ten datagrams for a threshold of ten: one
+    // lost to a socket buffer still full of the flood means no alert, so
+    // say whether that happened.
     assert!(
         wanted(&alerts),
-        "both real brute forces alerted: {alerts:#?}"
+        "both real brute forces alerted (flood backlog read before the post-flood \
+         attack: {drained}; kernel drops from its sending on: {}): {alerts:#?}",
+        kernel_drops.saturating_sub(drops_before)
     );
     assert!(
         max_rss > 0 && max_rss < RSS_KIB_MAX,
@@ -131,15 +137,17 @@ fn a_flood_of_new_entities_is_bounded_and_real_attacks_still_alert() {
 
 /// Waits (up to `timeout`) until every one of `sent` flood datagrams was
 /// read by a core or dropped by the kernel: the flood's backlog is gone.
-fn wait_udp_backlog_read(app: &Appliance, sent: u64, timeout: Duration) {
+/// Returns whether it went.
+fn wait_udp_backlog_read(app: &Appliance, sent: u64, timeout: Duration) -> bool {
     shardwatch_tests::poll(timeout, Duration::from_millis(100), || {
         let read = shardwatch_tests::metric_sum(
             &app.metrics(),
             "shardwatch_events_received_total",
             "transport=\"udp\"",
         );
-        ((), read as u64 + udp_kernel_drops(app) >= sent)
-    });
+        let drained = read as u64 + udp_kernel_drops(app) >= sent;
+        (drained, drained)
+    })
 }
 
 /// `shardwatch_udp_kernel_drops_total` from the node's `/metrics`.
