@@ -28,6 +28,9 @@ pub mod tls;
 pub mod transport;
 pub mod value;
 
+#[cfg(test)]
+pub(crate) mod test_texts;
+
 pub use decode::{DecodeIssue, DecodeScratch, Decoder, Source};
 use fields::Fields;
 use syslog::{ParseContext, ParseError, SyslogMessage};

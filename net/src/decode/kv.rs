@@ -354,26 +354,22 @@ mod tests {
     /// to six bytes from an alphabet of each byte class they tell apart.
     #[test]
     fn equals_pairs_read_as_by_key_run() {
-        let alphabet = b"a=  \t\"\\,:/";
-        let mut text = Vec::new();
+        // Both passes over `text`: the pairs each read, and whether they
+        // pushed the same fields.
+        let compare = |text: &[u8]| {
+            let (mut one, mut two) = ([0u8; 64], [0u8; 64]);
+            let (mut arena_one, mut arena_two) = (Arena::over(&mut one), Arena::over(&mut two));
+            let (mut fields_one, mut fields_two) = (Fields::new(), Fields::new());
+            let pairs = equals_pairs(text, &mut arena_one, &mut fields_one, 0);
+            let want = equals_pairs_by_key_run(text, &mut arena_two, &mut fields_two);
+            assert_eq!(pairs, want, "{:?}", String::from_utf8_lossy(text));
+            assert_eq!(fields_one.as_slice(), fields_two.as_slice(), "{text:?}");
+            pairs
+        };
         let mut claimed = 0;
-        for len in 0..=6u32 {
-            for mut n in 0..alphabet.len().pow(len) {
-                text.clear();
-                for _ in 0..len {
-                    text.push(alphabet[n % alphabet.len()]);
-                    n /= alphabet.len();
-                }
-                let (mut one, mut two) = ([0u8; 64], [0u8; 64]);
-                let (mut arena_one, mut arena_two) = (Arena::over(&mut one), Arena::over(&mut two));
-                let (mut fields_one, mut fields_two) = (Fields::new(), Fields::new());
-                let pairs = equals_pairs(&text, &mut arena_one, &mut fields_one, 0);
-                let want = equals_pairs_by_key_run(&text, &mut arena_two, &mut fields_two);
-                assert_eq!(pairs, want, "{:?}", String::from_utf8_lossy(&text));
-                assert_eq!(fields_one.as_slice(), fields_two.as_slice(), "{text:?}");
-                claimed += usize::from(pairs > 0);
-            }
-        }
+        crate::test_texts::each_text(b"a=  \t\"\\,:/", 6, |text| {
+            claimed += usize::from(compare(text) > 0);
+        });
         assert!(claimed > 10_000, "{claimed}");
         // Keys at and past the longest, and a long run of key bytes
         // without `=`.
@@ -382,14 +378,7 @@ mod tests {
             format!("{}=v b=c", "k".repeat(KEY_BYTES_MAX + 1)),
             format!("{} b=c d=e", "k".repeat(300)),
         ] {
-            let (mut one, mut two) = ([0u8; 64], [0u8; 64]);
-            let (mut arena_one, mut arena_two) = (Arena::over(&mut one), Arena::over(&mut two));
-            let (mut fields_one, mut fields_two) = (Fields::new(), Fields::new());
-            assert_eq!(
-                equals_pairs(text.as_bytes(), &mut arena_one, &mut fields_one, 0),
-                equals_pairs_by_key_run(text.as_bytes(), &mut arena_two, &mut fields_two)
-            );
-            assert_eq!(fields_one.as_slice(), fields_two.as_slice(), "{text}");
+            compare(text.as_bytes());
         }
     }
 }

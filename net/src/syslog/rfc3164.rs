@@ -805,22 +805,13 @@ mod tests {
             }
             Some((app, pid))
         }
-        let alphabet = b"a%[]:1\t\x7f";
-        let mut tok = Vec::new();
         let mut checked = 0;
-        for len in 1..=6u32 {
-            for mut n in 0..alphabet.len().pow(len) {
-                tok.clear();
-                for _ in 0..len {
-                    tok.push(alphabet[n % alphabet.len()]);
-                    n /= alphabet.len();
-                }
-                let line = super::Line::new(&tok);
-                let read = super::tag_at(&line, 0).map(|t| (t.app, t.pid));
-                assert_eq!(read, defined(&tok), "{:?}", String::from_utf8_lossy(&tok));
-                checked += usize::from(read.is_some());
-            }
-        }
+        crate::test_texts::each_text(b"a%[]:1\t\x7f", 6, |tok| {
+            let line = super::Line::new(tok);
+            let read = super::tag_at(&line, 0).map(|t| (t.app, t.pid));
+            assert_eq!(read, defined(tok), "{:?}", String::from_utf8_lossy(tok));
+            checked += usize::from(read.is_some());
+        });
         assert!(checked > 1000, "{checked} tags read");
     }
 }
