@@ -82,15 +82,15 @@ pub(super) fn parse<'a>(
 /// The header nearly every sender writes, `Mmm dd hh:mm:ss host
 /// app[pid]: msg` (or `app: msg`, or no tag before a structured payload),
 /// read in one pass: a time without fraction, zone or year, a hostname, a
-/// tag. `None` wherever the line
-/// strays from that shape in a way [`layered`] could read differently (a
-/// zone or year after the time, a leading sequence number, a relay's or
-/// Cisco origin's second header, a mnemonic, a year it cannot place):
-/// [`layered`] then reads it. The two agree on every line this accepts
-/// (the `rfc3164` fuzz target compares them through
-/// [`super::parse_layered`]); the layered reader tries each header token
-/// as a sequence number, origin id, timestamp, hostname and tag in turn,
-/// which cost about 1,500 instructions for a plain sshd header.
+/// tag. `None` wherever the line strays from that shape in a way
+/// [`layered`] could read differently (a zone or year after the time, a
+/// leading sequence number, a relay's or Cisco origin's second header, a
+/// mnemonic, a year it cannot place): [`layered`] then reads it. The two
+/// agree on every line this accepts (the `rfc3164` fuzz target compares
+/// them through [`super::parse_layered`]); the layered reader tries each
+/// header token as a sequence number, origin id, timestamp, hostname and
+/// tag in turn, which cost about 1,500 instructions for a plain sshd
+/// header.
 fn common_shape<'a>(
     line: &'a [u8],
     pri: Option<u8>,
