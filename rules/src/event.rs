@@ -28,11 +28,12 @@ pub struct Event<'a> {
 }
 
 impl<'a> Event<'a> {
-    /// The first value stored under `name`.
+    /// The first value stored under `name`. Names are compared with word
+    /// loads rather than a library `memcmp` per same-length name.
     pub fn get(&self, name: &str) -> Option<&'a [u8]> {
         self.fields
             .iter()
-            .find(|(n, _)| *n == name)
+            .find(|(n, _)| crate::field::short_eq(n.as_bytes(), name.as_bytes()))
             .map(|(_, v)| *v)
     }
 }

@@ -1070,16 +1070,17 @@ fn resolve_with<'a>(event: &Event<'a>, name: &str, aliases: &[&str]) -> Option<&
         return Some(value);
     }
     for alias in aliases {
-        if *alias != name {
+        if !short_eq(alias.as_bytes(), name.as_bytes()) {
             if let Some(value) = event.get(alias) {
                 return Some(value);
             }
         }
     }
     let is_leaf_of = |field: &str, leaf: &str| {
+        let (field, leaf) = (field.as_bytes(), leaf.as_bytes());
         field.len() > leaf.len()
-            && field.ends_with(leaf)
-            && field.as_bytes()[field.len() - leaf.len() - 1] == b'.'
+            && field[field.len() - leaf.len() - 1] == b'.'
+            && short_eq(&field[field.len() - leaf.len()..], leaf)
     };
     let mut found: Option<&'a [u8]> = None;
     for (field, value) in event.fields {
@@ -1099,6 +1100,22 @@ fn resolve_with<'a>(event: &Event<'a>, name: &str, aliases: &[&str]) -> Option<&
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn short_eq_is_byte_equality_at_every_length_and_position() {
+        // Every length to past the word-load cases, each byte changed in
+        // turn, and different lengths.
+        for len in 0..=40usize {
+            let a: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+            assert!(short_eq(&a, &a.clone()), "{len}");
+            for at in 0..len {
+                let mut b = a.clone();
+                b[at] ^= 0x20;
+                assert!(!short_eq(&a, &b), "{len} {at}");
+            }
+            assert!(!short_eq(&a, &a[..len.saturating_sub(1)]) || len == 0);
+        }
+    }
 
     fn event<'a>(fields: &'a [(&'a str, &'a [u8])]) -> Event<'a> {
         Event {
