@@ -370,12 +370,7 @@ pub(crate) fn parse_rfc3339(
     let mut at = pos + 19;
     let (nanos, next) = fraction(line, at).ok_or(at)?;
     at = next;
-    let expect = |at: usize, byte: u8| -> Result<(), usize> {
-        match line.get(at) {
-            Some(b) if b.eq_ignore_ascii_case(&byte) => Ok(()),
-            _ => Err(at),
-        }
-    };
+    let expect = |at: usize, byte: u8| expect_byte(line, at, byte);
     let offset_s = match line.get(at) {
         Some(b'Z' | b'z') => {
             at += 1;
@@ -410,6 +405,15 @@ pub(crate) fn parse_rfc3339(
     };
     let ns = wall.to_unix_ns(offset_s).ok_or(pos)?;
     Ok((ns, at))
+}
+
+/// `Ok` when the byte at `at` is `byte` (in either ASCII case), else the
+/// offset as the error.
+fn expect_byte(line: &[u8], at: usize, byte: u8) -> Result<(), usize> {
+    match line.get(at) {
+        Some(b) if b.eq_ignore_ascii_case(&byte) => Ok(()),
+        _ => Err(at),
+    }
 }
 
 /// Year, month, day, hour, minute and second of the
@@ -450,12 +454,7 @@ fn date_time_at(line: &[u8], pos: usize) -> Option<DateTime> {
 #[cold]
 fn date_time_exact(line: &[u8], pos: usize) -> Result<DateTime, usize> {
     let year = digits(line, pos, 4).ok_or(pos)?;
-    let expect = |at: usize, byte: u8| -> Result<(), usize> {
-        match line.get(at) {
-            Some(b) if b.eq_ignore_ascii_case(&byte) => Ok(()),
-            _ => Err(at),
-        }
-    };
+    let expect = |at: usize, byte: u8| expect_byte(line, at, byte);
     expect(pos + 4, b'-')?;
     let month = digits(line, pos + 5, 2).ok_or(pos + 5)?;
     expect(pos + 7, b'-')?;
