@@ -1108,61 +1108,43 @@ impl CorrelationState {
     }
 
     /// Updates the group of one observation; returns its alert, if any.
+    /// A held group of the rule's current definition (the common case) is
+    /// found with one lookup; otherwise the group is made (or remade, see
+    /// [`CorrelationState::prepare_group`]) and looked up again.
     fn step(
         &mut self,
         meta: &CorrelationMeta,
         observation: &Observation<'_>,
     ) -> Option<CorrelationAlert> {
-        let hash = meta.hash;
         let key = observation.group_key;
-        let time_ns = observation.time_ns;
-        let span_ns = meta.timespan_ns;
-        let condition = meta.condition;
-        let created = self.prepare_group(meta, key, time_ns, observation.arrival_ns);
-        let mut values_evicted = 0u64;
-        let group = self.groups.get_mut(&hash)?.get_mut(key)?;
-        group.protected |= !created;
-        group.newest_ns = group.newest_ns.max(time_ns);
-        group.arrive(observation.arrival_ns);
-
-        let alert = if meta.kind == CorrelationKind::TemporalOrdered {
-            group.deadline_ns = group.newest_ns.saturating_add(span_ns);
-            step_ordered(meta, group, observation)
-        } else if condition.is_eager() {
-            group.deadline_ns = group.newest_ns.saturating_add(span_ns);
-            step_sliding(meta, group, observation)
-        } else {
-            let mut alert = None;
-            if time_ns > group.window_start_ns.saturating_add(span_ns) {
-                alert = close_window(meta, observation.correlation, key, group);
-                group.clear_window();
-                group.window_start_ns = time_ns;
-                group.window_first_ns = time_ns;
-                group.window_last_ns = time_ns;
-            }
-            group.window_first_ns = group.window_first_ns.min(time_ns);
-            group.window_last_ns = group.window_last_ns.max(time_ns);
-            group.deadline_ns = group.window_start_ns.saturating_add(span_ns);
-            match meta.kind {
-                CorrelationKind::EventCount => group.count = group.count.saturating_add(1),
-                _ => {
-                    for_each_item(meta.kind, observation, |item| {
-                        group.items.touch(item, time_ns);
-                    });
-                    while group.items.len() > VALUES_PER_GROUP_MAX {
-                        group.items.pop_oldest();
-                        values_evicted += 1;
-                    }
-                }
-            }
-            push_sample(&mut group.samples, time_ns, observation.raw);
-            alert
-        };
-
-        group.settle_due();
-        reindex(&mut self.by_arrival, &mut self.by_due, hash, group);
-        self.values_evicted_total = self.values_evicted_total.wrapping_add(values_evicted);
-        alert
+        if let Some(group) = self
+            .groups
+            .get_mut(&meta.hash)
+            .and_then(|groups| groups.get_mut(key))
+            .filter(|group| group.fingerprint == meta.fingerprint)
+        {
+            return update_group(
+                meta,
+                group,
+                observation,
+                false,
+                &mut self.by_arrival,
+                &mut self.by_due,
+                &mut self.values_evicted_total,
+            );
+        }
+        let created = self.prepare_group(meta, key, observation.time_ns, observation.arrival_ns);
+        debug_assert!(created, "a group of this definition was held");
+        let group = self.groups.get_mut(&meta.hash)?.get_mut(key)?;
+        update_group(
+            meta,
+            group,
+            observation,
+            created,
+            &mut self.by_arrival,
+            &mut self.by_due,
+            &mut self.values_evicted_total,
+        )
     }
 
     /// Changes the cap on groups (at least one); groups beyond a lower cap
@@ -1455,6 +1437,66 @@ impl CorrelationState {
     }
 }
 
+/// One observation of a Sigma correlation applied to its group (`created`:
+/// made for it just now), with the group's index entries kept in place
+/// (see [`reindex`]); returns the alert it completes, if any.
+fn update_group(
+    meta: &CorrelationMeta,
+    group: &mut Group,
+    observation: &Observation<'_>,
+    created: bool,
+    by_arrival: &mut BTreeSet<(u64, bool, i64, u64)>,
+    by_due: &mut BTreeSet<(i64, u64)>,
+    values_evicted_total: &mut u64,
+) -> Option<CorrelationAlert> {
+    let key = observation.group_key;
+    let time_ns = observation.time_ns;
+    let span_ns = meta.timespan_ns;
+    let mut values_evicted = 0u64;
+    group.protected |= !created;
+    group.newest_ns = group.newest_ns.max(time_ns);
+    group.arrive(observation.arrival_ns);
+
+    let alert = if meta.kind == CorrelationKind::TemporalOrdered {
+        group.deadline_ns = group.newest_ns.saturating_add(span_ns);
+        step_ordered(meta, group, observation)
+    } else if meta.condition.is_eager() {
+        group.deadline_ns = group.newest_ns.saturating_add(span_ns);
+        step_sliding(meta, group, observation)
+    } else {
+        let mut alert = None;
+        if time_ns > group.window_start_ns.saturating_add(span_ns) {
+            alert = close_window(meta, observation.correlation, key, group);
+            group.clear_window();
+            group.window_start_ns = time_ns;
+            group.window_first_ns = time_ns;
+            group.window_last_ns = time_ns;
+        }
+        group.window_first_ns = group.window_first_ns.min(time_ns);
+        group.window_last_ns = group.window_last_ns.max(time_ns);
+        group.deadline_ns = group.window_start_ns.saturating_add(span_ns);
+        match meta.kind {
+            CorrelationKind::EventCount => group.count = group.count.saturating_add(1),
+            _ => {
+                for_each_item(meta.kind, observation, |item| {
+                    group.items.touch(item, time_ns);
+                });
+                while group.items.len() > VALUES_PER_GROUP_MAX {
+                    group.items.pop_oldest();
+                    values_evicted += 1;
+                }
+            }
+        }
+        push_sample(&mut group.samples, time_ns, observation.raw);
+        alert
+    };
+
+    group.settle_due();
+    reindex(by_arrival, by_due, meta.hash, group);
+    *values_evicted_total = values_evicted_total.wrapping_add(values_evicted);
+    alert
+}
+
 /// The items an observation adds to a `value_count` or `temporal` window:
 /// the value, or one single-byte item per input position in the mask.
 fn for_each_item(kind: CorrelationKind, observation: &Observation<'_>, mut f: impl FnMut(&[u8])) {
@@ -1558,10 +1600,11 @@ fn step_ordered(
     group.count = group.count.wrapping_add(1);
     for position in 0..inputs {
         if observation.input_mask & (1u64 << position) != 0 {
-            let mut tag = Vec::with_capacity(9);
-            tag.push(position as u8);
-            tag.extend_from_slice(&seq.to_le_bytes());
-            group.items.touch(&tag, time_ns);
+            let mut tag = [0u8; 9];
+            tag[0] = position as u8;
+            tag[1..].copy_from_slice(&seq.to_le_bytes());
+            // The sequence number makes the tag new.
+            group.items.touch_new(&tag, time_ns);
         }
     }
     // Events that can no longer share a window with the newest one go.
@@ -1601,11 +1644,11 @@ fn ordered_chain(entries: &ItemSet, inputs: usize, span_ns: i64) -> Option<(i64,
         let seq = u64::from_le_bytes(tag.get(1..9)?.try_into().ok()?);
         Some((position, seq))
     };
-    let starts = entries.entries().rev().filter_map(|(t, tag)| {
-        parse(tag)
-            .filter(|(p, _)| *p == 0)
-            .map(|(_, seq)| (*t, seq))
-    });
+    let starts = entries
+        .entries()
+        .rev()
+        .filter(|(_, tag)| tag.first() == Some(&0))
+        .filter_map(|(t, tag)| parse(tag).map(|(_, seq)| (*t, seq)));
     for (start_ns, start_seq) in starts {
         let mut last_ns = start_ns;
         let mut used = vec![start_seq];

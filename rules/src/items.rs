@@ -14,7 +14,7 @@
 //! switches to the two trees. Both forms keep the same order, so which form
 //! a window is in never changes what it reports.
 
-use std::collections::{btree_set, BTreeMap, BTreeSet};
+use std::collections::{btree_map, btree_set, BTreeMap, BTreeSet};
 
 use crate::correlation::{btree_bytes, heap_block};
 
@@ -133,6 +133,33 @@ impl ItemSet {
                     true
                 }
             },
+        }
+    }
+
+    /// [`ItemSet::touch`] for an item that is most likely new (a
+    /// `temporal_ordered` step, tagged with its event's sequence number):
+    /// the same result and state, with one search of the item tree instead
+    /// of two when the item is new, and an allocation more when it is not.
+    pub(crate) fn touch_new(&mut self, item: &[u8], time_ns: i64) -> bool {
+        let ItemSet::Many { by_item, by_time } = self else {
+            return self.touch(item, time_ns);
+        };
+        match by_item.entry(item.to_vec()) {
+            btree_map::Entry::Vacant(vacant) => {
+                vacant.insert(time_ns);
+                by_time.insert((time_ns, item.to_vec()));
+                true
+            }
+            btree_map::Entry::Occupied(mut held) => {
+                let seen_ns = *held.get();
+                if seen_ns < time_ns {
+                    let removed = by_time.remove(&(seen_ns, held.key().clone()));
+                    debug_assert!(removed);
+                    held.insert(time_ns);
+                    by_time.insert((time_ns, item.to_vec()));
+                }
+                false
+            }
         }
     }
 
@@ -315,11 +342,13 @@ mod tests {
             } else {
                 let item = format!("v{}", (roll >> 8) % 40).into_bytes();
                 let time_ns = ((roll >> 20) % 64) as i64;
-                assert_eq!(
-                    set.touch(&item, time_ns),
-                    reference.touch(&item, time_ns),
-                    "step {step}"
-                );
+                // Both ways in, on the same set: they must not differ.
+                let touched = if roll & (1 << 60) == 0 {
+                    set.touch(&item, time_ns)
+                } else {
+                    set.touch_new(&item, time_ns)
+                };
+                assert_eq!(touched, reference.touch(&item, time_ns), "step {step}");
             }
             assert!(set.is_consistent(), "step {step}");
             assert_eq!(set.len(), reference.by_item.len(), "step {step}");
