@@ -57,6 +57,8 @@ pub fn run(config: Config) -> anyhow::Result<Vec<CoreReport>> {
     let cores = core_count(&config);
     crate::limits::raise_memlock(cores)?;
     let nofile = crate::limits::raise_nofile();
+    // Before any core thread allocates (see the constant's docs).
+    let malloc_top_pad = crate::limits::tune_malloc();
 
     let data_dir = &config.storage.data_dir;
     std::fs::create_dir_all(data_dir)
@@ -226,7 +228,7 @@ pub fn run(config: Config) -> anyhow::Result<Vec<CoreReport>> {
     }
     let cpus = crate::server::core_cpus(cores);
     eprintln!(
-        "shardwatch: listening udp={} tcp={}{extra_listeners} api={} cores={cores} shards={} rules={}+{} data={} nofile={nofile} cpus={}",
+        "shardwatch: listening udp={} tcp={}{extra_listeners} api={} cores={cores} shards={} rules={}+{} data={} nofile={nofile} malloc_top_pad={malloc_top_pad} cpus={}",
         show(udp_bound),
         show(tcp_bound),
         show(control.as_ref().map(|c| c.addr)),

@@ -90,3 +90,123 @@ pub fn raise_nofile() -> u64 {
     }
     current.rlim_cur
 }
+
+/// The top pad the appliance gives glibc's allocator (`M_TOP_PAD`): how
+/// far past a request a heap grows, and how much free space at its top it
+/// keeps rather than gives back.
+///
+/// Each core thread allocates from its own glibc arena, whose heap grows
+/// by `mprotect` calls for just the pages a request needs: a correlation
+/// state growing by a few hundred bytes per new group made an `mprotect`
+/// every few kilobytes, and the faults that follow each one. With a pad
+/// of a whole arena heap (64 MiB, glibc's `HEAP_MAX_SIZE` on 64-bit), a
+/// heap is opened read-write in one call when it is made. Memory is
+/// committed only where it is written, so the resident size does not grow
+/// with the pad; the cost is address space and, with strict overcommit
+/// accounting, commit charge. Setting it also fixes glibc's mmap
+/// threshold at its 128 KiB start (it no longer adapts upwards).
+/// Measured with `shardwatch-load bench` in BENCHMARKS.md.
+pub const MALLOC_TOP_PAD_BYTES: usize = 64 << 20;
+
+/// What [`tune_malloc`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MallocTopPad {
+    /// The pad was set to this many bytes.
+    Set(usize),
+    /// The operator set it (`GLIBC_TUNABLES` names `glibc.malloc.top_pad`,
+    /// or `MALLOC_TOP_PAD_` is set): left as given.
+    Operator,
+    /// glibc refused the setting.
+    Refused,
+    /// Not glibc: the allocator is left as it is.
+    NotGlibc,
+}
+
+impl std::fmt::Display for MallocTopPad {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MallocTopPad::Set(bytes) => write!(f, "{}MiB", bytes >> 20),
+            MallocTopPad::Operator => f.write_str("environment"),
+            MallocTopPad::Refused => f.write_str("refused"),
+            MallocTopPad::NotGlibc => f.write_str("default"),
+        }
+    }
+}
+
+/// Whether the operator chose the top pad through the environment: a
+/// `glibc.malloc.top_pad` entry in `GLIBC_TUNABLES` (colon-separated
+/// `name=value` pairs), or glibc's older `MALLOC_TOP_PAD_` variable.
+pub fn top_pad_from_environment(tunables: Option<&str>, legacy: Option<&str>) -> bool {
+    legacy.is_some()
+        || tunables.is_some_and(|tunables| {
+            tunables
+                .split(':')
+                .any(|pair| pair.split('=').next() == Some("glibc.malloc.top_pad"))
+        })
+}
+
+/// Sets glibc's top pad to [`MALLOC_TOP_PAD_BYTES`] unless the operator
+/// chose one. Call before the core threads start, so that their arenas'
+/// first heaps are made with it.
+pub fn tune_malloc() -> MallocTopPad {
+    let tunables = std::env::var("GLIBC_TUNABLES").ok();
+    let legacy = std::env::var("MALLOC_TOP_PAD_").ok();
+    if top_pad_from_environment(tunables.as_deref(), legacy.as_deref()) {
+        return MallocTopPad::Operator;
+    }
+    set_top_pad(MALLOC_TOP_PAD_BYTES)
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn set_top_pad(bytes: usize) -> MallocTopPad {
+    let Ok(value) = libc::c_int::try_from(bytes) else {
+        return MallocTopPad::Refused;
+    };
+    // SAFETY: mallopt changes allocator parameters under the allocator's
+    // own lock; M_TOP_PAD takes any non-negative size.
+    if unsafe { libc::mallopt(libc::M_TOP_PAD, value) } == 1 {
+        MallocTopPad::Set(bytes)
+    } else {
+        MallocTopPad::Refused
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn set_top_pad(_bytes: usize) -> MallocTopPad {
+    MallocTopPad::NotGlibc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_operators_top_pad_is_left_alone() {
+        assert!(!top_pad_from_environment(None, None));
+        assert!(!top_pad_from_environment(Some(""), None));
+        assert!(!top_pad_from_environment(
+            Some("glibc.malloc.trim_threshold=1:glibc.malloc.top_pad_x=2"),
+            None
+        ));
+        assert!(top_pad_from_environment(
+            Some("glibc.malloc.top_pad=1048576"),
+            None
+        ));
+        assert!(top_pad_from_environment(
+            Some("glibc.malloc.arena_max=2:glibc.malloc.top_pad=0"),
+            None
+        ));
+        assert!(top_pad_from_environment(None, Some("65536")));
+    }
+
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[test]
+    fn glibc_takes_the_top_pad() {
+        assert_eq!(
+            set_top_pad(MALLOC_TOP_PAD_BYTES),
+            MallocTopPad::Set(MALLOC_TOP_PAD_BYTES)
+        );
+        assert_eq!(MallocTopPad::Set(MALLOC_TOP_PAD_BYTES).to_string(), "64MiB");
+        assert_eq!(set_top_pad(usize::MAX), MallocTopPad::Refused);
+    }
+}
