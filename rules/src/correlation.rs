@@ -1644,6 +1644,11 @@ fn ordered_chain(entries: &ItemSet, inputs: usize, span_ns: i64) -> Option<(i64,
         let seq = u64::from_le_bytes(tag.get(1..9)?.try_into().ok()?);
         Some((position, seq))
     };
+    // A chain needs an entry of every input: without one (most groups of
+    // a rule whose first input is rare), there is nothing to search.
+    if (0..inputs).any(|position| !entries.has_first_byte(position as u8)) {
+        return None;
+    }
     let starts = entries
         .entries()
         .rev()
@@ -1813,6 +1818,40 @@ correlation:
         match RuleSet::compile(&[source]) {
             Ok(rules) => rules,
             Err(errors) => panic!("{errors:?}"),
+        }
+    }
+
+    /// Tags as `step_ordered` makes them.
+    fn ordered_tag(position: u8, seq: u64) -> [u8; 9] {
+        let mut tag = [0u8; 9];
+        tag[0] = position;
+        tag[1..].copy_from_slice(&seq.to_le_bytes());
+        tag
+    }
+
+    /// The chain search in both forms of the item set, with an input
+    /// missing (no search), and once each input is there.
+    #[test]
+    fn ordered_chain_needs_every_input_in_both_forms() {
+        for steps in [3u64, 40] {
+            let mut items = ItemSet::default();
+            // Second-input events at 10, 20, ...; no first input yet.
+            for seq in 0..steps {
+                assert!(items.touch_new(&ordered_tag(1, seq), 10 * (seq as i64 + 1)));
+            }
+            assert_eq!(matches!(items, ItemSet::Many { .. }), steps > 16);
+            assert_eq!(ordered_chain(&items, 2, 1_000), None);
+            // A third input is missing as well.
+            assert_eq!(ordered_chain(&items, 3, 1_000), None);
+            // A first input at 15, after the event at 10: the chain runs
+            // from it to the next second input (20).
+            items.touch_new(&ordered_tag(0, steps), 15);
+            assert_eq!(ordered_chain(&items, 2, 1_000), Some((15, 20)));
+            assert_eq!(ordered_chain(&items, 2, 4), None, "20 is past 15 + 4");
+            assert_eq!(ordered_chain(&items, 3, 1_000), None);
+            // The third input at 25 completes the three-step chain.
+            items.touch_new(&ordered_tag(2, steps + 1), 25);
+            assert_eq!(ordered_chain(&items, 3, 1_000), Some((15, 25)));
         }
     }
 

@@ -15,6 +15,7 @@
 //! a window is in never changes what it reports.
 
 use std::collections::{btree_map, btree_set, BTreeMap, BTreeSet};
+use std::ops::Bound;
 
 use crate::correlation::{btree_bytes, heap_block};
 
@@ -159,6 +160,26 @@ impl ItemSet {
                     by_time.insert((time_ns, item.to_vec()));
                 }
                 false
+            }
+        }
+    }
+
+    /// Whether some item starts with `byte` (a `temporal_ordered` step's
+    /// input position).
+    pub(crate) fn has_first_byte(&self, byte: u8) -> bool {
+        match self {
+            ItemSet::Few(entries) => entries.iter().any(|(_, item)| item.first() == Some(&byte)),
+            ItemSet::Many { by_item, .. } => {
+                let from = [byte];
+                let to = byte.checked_add(1).map(|next| [next]);
+                let upper = match &to {
+                    Some(next) => Bound::Excluded(&next[..]),
+                    None => Bound::Unbounded,
+                };
+                by_item
+                    .range::<[u8], _>((Bound::Included(&from[..]), upper))
+                    .next()
+                    .is_some()
             }
         }
     }
@@ -340,7 +361,9 @@ mod tests {
             if pop {
                 assert_eq!(set.pop_oldest(), reference.pop_oldest(), "step {step}");
             } else {
-                let item = format!("v{}", (roll >> 8) % 40).into_bytes();
+                // First bytes `v`, `w` and 255 (`has_first_byte`'s edges).
+                let mut item = format!("v{}", (roll >> 8) % 40).into_bytes();
+                item[0] = [b'v', b'v', b'w', 255][((roll >> 50) % 4) as usize];
                 let time_ns = ((roll >> 20) % 64) as i64;
                 // Both ways in, on the same set: they must not differ.
                 let touched = if roll & (1 << 60) == 0 {
@@ -369,6 +392,10 @@ mod tests {
                 .map(|(a, _)| (*a, reference.by_time.last().map_or(*a, |(b, _)| *b)));
             assert_eq!(set.span(), span, "step {step}");
             assert_eq!(set.oldest_ns(), span.map(|(a, _)| a), "step {step}");
+            for byte in [b'v', b'u', b'w', 0, 255] {
+                let want = reference.by_item.keys().any(|k| k.first() == Some(&byte));
+                assert_eq!(set.has_first_byte(byte), want, "step {step}");
+            }
             let few = matches!(set, ItemSet::Few(_));
             if few != was_few {
                 switches += 1;
