@@ -48,9 +48,10 @@ use shardwatch_storage::{checkpoint, journal};
 /// correlation's groups are a list, and the indices and gid table are not
 /// archived but rebuilt on restore; 9: groups carry their latest arrival
 /// on the node's clock, and their index entries the due time on that
-/// clock). A checkpoint of another format is
+/// clock; 10: group keys of up to 38 bytes are held in place, not as a
+/// byte vector). A checkpoint of another format is
 /// refused (logged, counted) and the journal replayed instead.
-pub const CHECKPOINT_FORMAT: u32 = 9;
+pub const CHECKPOINT_FORMAT: u32 = 10;
 
 /// Transport codes stored in journal records.
 pub fn transport_code(transport: &str) -> u8 {

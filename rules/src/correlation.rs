@@ -134,6 +134,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use crate::anomaly::{AnomalyBody, Counters, Finding};
 use crate::anomaly_rule::{AnomalyMetric, AnomalySpec};
 use crate::correlation_rule::{CorrelationKind, CorrelationMeta, CountCondition, CHAIN_DEPTH_MAX};
+use crate::group_key::GroupKey;
 use crate::items::ItemSet;
 use crate::ruleset::RuleSet;
 
@@ -205,7 +206,7 @@ pub(crate) fn hash_bytes<K, V>(capacity: usize) -> usize {
 /// its buckets after removals and is up to half empty after growing, and
 /// with the groups inline (240 bytes each) that slack put a flooded node's
 /// RSS 3% over its state bound.
-type GroupMap = HashMap<Vec<u8>, Box<Group>, ahash::RandomState>;
+type GroupMap = HashMap<GroupKey, Box<Group>, ahash::RandomState>;
 
 /// Hashes group ids (`keys`): sequence numbers this state hands out, not
 /// input, so one multiply suffices.
@@ -230,7 +231,7 @@ impl std::hash::Hasher for GidHasher {
     }
 }
 
-type GidMap = HashMap<u64, (u64, Vec<u8>), std::hash::BuildHasherDefault<GidHasher>>;
+type GidMap = HashMap<u64, (u64, GroupKey), std::hash::BuildHasherDefault<GidHasher>>;
 
 /// A correlation alert: the condition of correlation `correlation` held for
 /// the group `group_key`.
@@ -643,6 +644,9 @@ impl CorrelationState {
         let mut by_due = Vec::with_capacity(groups);
         for (&hash, groups) in &self.groups {
             for (key, group) in groups {
+                if !key.is_valid() {
+                    return Err(format!("group {} has a malformed key", group.gid));
+                }
                 let at = group.indexed;
                 if self.keys.insert(group.gid, (hash, key.clone())).is_some()
                     || group.gid >= self.next_gid
@@ -742,11 +746,9 @@ impl CorrelationState {
     /// items), no allocation.
     pub fn memory_by_correlation(&self, mut f: impl FnMut(u64, usize, usize)) {
         for (&hash, groups) in &self.groups {
-            let mut bytes = hash_bytes::<Vec<u8>, Box<Group>>(groups.capacity());
+            let mut bytes = hash_bytes::<GroupKey, Box<Group>>(groups.capacity());
             for (key, group) in groups {
-                bytes += heap_block(key.capacity())
-                    + heap_block(size_of::<Group>())
-                    + group.heap_bytes();
+                bytes += key.heap_bytes() + heap_block(size_of::<Group>()) + group.heap_bytes();
             }
             f(hash, groups.len(), bytes);
         }
@@ -760,16 +762,12 @@ impl CorrelationState {
     /// estimate like [`CorrelationState::memory_by_correlation`]'s;
     /// O(groups + pending), no allocation.
     pub fn memory_shared(&self) -> usize {
-        let keys: usize = self
-            .keys
-            .values()
-            .map(|(_, key)| heap_block(key.capacity()))
-            .sum();
+        let keys: usize = self.keys.values().map(|(_, key)| key.heap_bytes()).sum();
         let pending: usize = self.pending.iter().map(PendingAlert::heap_bytes).sum();
         btree_bytes::<u64, GroupMap>(self.groups.len())
             + btree_bytes::<(u64, bool, i64, u64), ()>(self.by_arrival.len())
             + btree_bytes::<(i64, u64), ()>(self.by_due.len())
-            + hash_bytes::<u64, (u64, Vec<u8>)>(self.keys.capacity())
+            + hash_bytes::<u64, (u64, GroupKey)>(self.keys.capacity())
             + keys
             + heap_block(self.pending.capacity() * size_of::<PendingAlert>())
             + pending
@@ -1278,15 +1276,15 @@ impl CorrelationState {
         self.groups
             .entry(meta.hash)
             .or_default()
-            .insert(key.to_vec(), Box::new(group));
+            .insert(GroupKey::new(key), Box::new(group));
         self.by_arrival
             .insert((meta.hash, at.protected, at.arrived_ns, gid));
         self.by_due.insert((at.due_ns, gid));
-        self.keys.insert(gid, (meta.hash, key.to_vec()));
+        self.keys.insert(gid, (meta.hash, GroupKey::new(key)));
     }
 
     /// Removes a group and its index entries, returning it.
-    fn remove(&mut self, gid: u64) -> Option<(u64, Vec<u8>, Group)> {
+    fn remove(&mut self, gid: u64) -> Option<(u64, GroupKey, Group)> {
         let (hash, key) = self.keys.remove(&gid)?;
         let groups = self.groups.get_mut(&hash)?;
         let group = groups.remove(&key)?;
