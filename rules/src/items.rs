@@ -170,6 +170,20 @@ impl ItemSet {
         match self {
             ItemSet::Few(entries) => entries.iter().any(|(_, item)| item.first() == Some(&byte)),
             ItemSet::Many { by_item, .. } => {
+                // The first and last items answer for the smallest and
+                // largest first byte without comparing any bytes on the
+                // way down (a two-input chain asks only for those).
+                let first = by_item
+                    .first_key_value()
+                    .and_then(|(k, _)| k.first().copied());
+                let last = by_item
+                    .last_key_value()
+                    .and_then(|(k, _)| k.first().copied());
+                match (first, last) {
+                    (Some(first), Some(last)) if first == byte || last == byte => return true,
+                    (Some(first), Some(last)) if byte < first || byte > last => return false,
+                    _ => {}
+                }
                 let from = [byte];
                 let to = byte.checked_add(1).map(|next| [next]);
                 let upper = match &to {
