@@ -49,9 +49,9 @@ use shardwatch_storage::{checkpoint, journal};
 /// archived but rebuilt on restore; 9: groups carry their latest arrival
 /// on the node's clock, and their index entries the due time on that
 /// clock; 10: group keys of up to 38 bytes are held in place, not as a
-/// byte vector). A checkpoint of another format is
+/// byte vector; 11: so are window items of up to 22 bytes). A checkpoint of another format is
 /// refused (logged, counted) and the journal replayed instead.
-pub const CHECKPOINT_FORMAT: u32 = 10;
+pub const CHECKPOINT_FORMAT: u32 = 11;
 
 /// Transport codes stored in journal records.
 pub fn transport_code(transport: &str) -> u8 {

@@ -134,7 +134,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use crate::anomaly::{AnomalyBody, Counters, Finding};
 use crate::anomaly_rule::{AnomalyMetric, AnomalySpec};
 use crate::correlation_rule::{CorrelationKind, CorrelationMeta, CountCondition, CHAIN_DEPTH_MAX};
-use crate::group_key::GroupKey;
+use crate::inline_bytes::GroupKey;
 use crate::items::ItemSet;
 use crate::ruleset::RuleSet;
 
@@ -1637,7 +1637,7 @@ fn step_ordered(
 /// owning shard from several ingest cores in any order, and the result is
 /// the same as if they had arrived sorted.
 fn ordered_chain(entries: &ItemSet, inputs: usize, span_ns: i64) -> Option<(i64, i64)> {
-    let parse = |tag: &Vec<u8>| -> Option<(usize, u64)> {
+    let parse = |tag: &[u8]| -> Option<(usize, u64)> {
         let position = usize::from(*tag.first()?);
         let seq = u64::from_le_bytes(tag.get(1..9)?.try_into().ok()?);
         Some((position, seq))

@@ -12,12 +12,17 @@
 //! [`FEW_ITEMS_MAX`] items is one sorted vector (one block, one copy of
 //! each item, a linear scan that is a few compares), and only a larger one
 //! switches to the two trees. Both forms keep the same order, so which form
-//! a window is in never changes what it reports.
+//! a window is in never changes what it reports. Items of up to
+//! [`ITEM_INLINE`] bytes are held in place (see `crate::inline_bytes`), so
+//! most windows allocate nothing per item.
 
 use std::collections::{btree_map, btree_set, BTreeMap, BTreeSet};
 use std::ops::Bound;
 
 use crate::correlation::{btree_bytes, heap_block};
+use crate::inline_bytes::Item;
+#[cfg(any(doc, test))]
+use crate::inline_bytes::ITEM_INLINE;
 
 /// Most items a window keeps in its vector form; one more switches it to
 /// the trees.
@@ -33,11 +38,11 @@ const FEW_AGAIN: usize = FEW_ITEMS_MAX / 2;
 pub(crate) enum ItemSet {
     /// At most [`FEW_ITEMS_MAX`] `(time, item)` entries, ascending, each
     /// item once.
-    Few(Vec<(i64, Vec<u8>)>),
+    Few(Vec<(i64, Item)>),
     /// Item to its time, and the same entries ordered by `(time, item)`.
     Many {
-        by_item: BTreeMap<Vec<u8>, i64>,
-        by_time: BTreeSet<(i64, Vec<u8>)>,
+        by_item: BTreeMap<Item, i64>,
+        by_time: BTreeSet<(i64, Item)>,
     },
 }
 
@@ -49,13 +54,13 @@ impl Default for ItemSet {
 
 /// Entries of an [`ItemSet`] in ascending `(time, item)` order.
 pub(crate) enum Entries<'a> {
-    Few(std::slice::Iter<'a, (i64, Vec<u8>)>),
-    Many(btree_set::Iter<'a, (i64, Vec<u8>)>),
-    ManyFrom(btree_set::Range<'a, (i64, Vec<u8>)>),
+    Few(std::slice::Iter<'a, (i64, Item)>),
+    Many(btree_set::Iter<'a, (i64, Item)>),
+    ManyFrom(btree_set::Range<'a, (i64, Item)>),
 }
 
 impl<'a> Iterator for Entries<'a> {
-    type Item = &'a (i64, Vec<u8>);
+    type Item = &'a (i64, Item);
 
     fn next(&mut self) -> Option<Self::Item> {
         match self {
@@ -102,7 +107,7 @@ impl ItemSet {
                             // Most windows never see a second item.
                             entries.reserve_exact(1);
                         }
-                        insert_sorted(entries, time_ns, item.to_vec());
+                        insert_sorted(entries, time_ns, Item::new(item));
                         true
                     }
                     None => {
@@ -112,8 +117,8 @@ impl ItemSet {
                             by_item.insert(held.clone(), t);
                             by_time.insert((t, held));
                         }
-                        by_item.insert(item.to_vec(), time_ns);
-                        by_time.insert((time_ns, item.to_vec()));
+                        by_item.insert(Item::new(item), time_ns);
+                        by_time.insert((time_ns, Item::new(item)));
                         *self = ItemSet::Many { by_item, by_time };
                         true
                     }
@@ -122,15 +127,15 @@ impl ItemSet {
             ItemSet::Many { by_item, by_time } => match by_item.get_mut(item) {
                 Some(seen_ns) if *seen_ns >= time_ns => false,
                 Some(seen_ns) => {
-                    let removed = by_time.remove(&(*seen_ns, item.to_vec()));
+                    let removed = by_time.remove(&(*seen_ns, Item::new(item)));
                     debug_assert!(removed);
                     *seen_ns = time_ns;
-                    by_time.insert((time_ns, item.to_vec()));
+                    by_time.insert((time_ns, Item::new(item)));
                     false
                 }
                 None => {
-                    by_item.insert(item.to_vec(), time_ns);
-                    by_time.insert((time_ns, item.to_vec()));
+                    by_item.insert(Item::new(item), time_ns);
+                    by_time.insert((time_ns, Item::new(item)));
                     true
                 }
             },
@@ -145,10 +150,10 @@ impl ItemSet {
         let ItemSet::Many { by_item, by_time } = self else {
             return self.touch(item, time_ns);
         };
-        match by_item.entry(item.to_vec()) {
+        match by_item.entry(Item::new(item)) {
             btree_map::Entry::Vacant(vacant) => {
                 vacant.insert(time_ns);
-                by_time.insert((time_ns, item.to_vec()));
+                by_time.insert((time_ns, Item::new(item)));
                 true
             }
             btree_map::Entry::Occupied(mut held) => {
@@ -157,7 +162,7 @@ impl ItemSet {
                     let removed = by_time.remove(&(seen_ns, held.key().clone()));
                     debug_assert!(removed);
                     held.insert(time_ns);
-                    by_time.insert((time_ns, item.to_vec()));
+                    by_time.insert((time_ns, Item::new(item)));
                 }
                 false
             }
@@ -252,7 +257,7 @@ impl ItemSet {
                 Entries::Few(entries[at..].iter())
             }
             ItemSet::Many { by_time, .. } => {
-                Entries::ManyFrom(by_time.range((time_ns, Vec::new())..))
+                Entries::ManyFrom(by_time.range((time_ns, Item::new(&[]))..))
             }
         }
     }
@@ -266,29 +271,31 @@ impl ItemSet {
     pub(crate) fn heap_bytes(&self) -> usize {
         match self {
             ItemSet::Few(entries) => {
-                heap_block(entries.capacity() * size_of::<(i64, Vec<u8>)>())
+                heap_block(entries.capacity() * size_of::<(i64, Item)>())
                     + entries
                         .iter()
-                        .map(|(_, item)| heap_block(item.capacity()))
+                        .map(|(_, item)| item.heap_bytes())
                         .sum::<usize>()
             }
             ItemSet::Many { by_item, by_time } => {
-                let items: usize = by_item.keys().map(|k| heap_block(k.capacity())).sum();
-                let times: usize = by_time.iter().map(|(_, k)| heap_block(k.capacity())).sum();
-                btree_bytes::<Vec<u8>, i64>(by_item.len())
+                let items: usize = by_item.keys().map(Item::heap_bytes).sum();
+                let times: usize = by_time.iter().map(|(_, k)| k.heap_bytes()).sum();
+                btree_bytes::<Item, i64>(by_item.len())
                     + items
-                    + btree_bytes::<(i64, Vec<u8>), ()>(by_time.len())
+                    + btree_bytes::<(i64, Item), ()>(by_time.len())
                     + times
             }
         }
     }
 
-    /// Whether the form's invariants hold (ascending, each item once, the
-    /// two trees in agreement). Linear: for tests and checkpoints.
+    /// Whether the form's invariants hold (every item well formed,
+    /// ascending, each item once, the two trees in agreement). Linear: for
+    /// tests and checkpoints.
     pub(crate) fn is_consistent(&self) -> bool {
         match self {
             ItemSet::Few(entries) => {
                 entries.len() <= FEW_ITEMS_MAX
+                    && entries.iter().all(|(_, item)| item.is_valid())
                     && entries.windows(2).all(|w| w[0] < w[1])
                     && entries
                         .iter()
@@ -297,14 +304,16 @@ impl ItemSet {
             }
             ItemSet::Many { by_item, by_time } => {
                 by_item.len() == by_time.len()
-                    && by_time.iter().all(|(t, item)| by_item.get(item) == Some(t))
+                    && by_time
+                        .iter()
+                        .all(|(t, item)| item.is_valid() && by_item.get(item) == Some(t))
             }
         }
     }
 }
 
 /// Inserts `(time_ns, item)` at its place in ascending entries.
-fn insert_sorted(entries: &mut Vec<(i64, Vec<u8>)>, time_ns: i64, item: Vec<u8>) {
+fn insert_sorted(entries: &mut Vec<(i64, Item)>, time_ns: i64, item: Item) {
     let at =
         entries.partition_point(|(t, held)| (*t, held.as_slice()) < (time_ns, item.as_slice()));
     entries.insert(at, (time_ns, item));
@@ -389,11 +398,14 @@ mod tests {
             }
             assert!(set.is_consistent(), "step {step}");
             assert_eq!(set.len(), reference.by_item.len(), "step {step}");
-            let ours: Vec<_> = set.entries().cloned().collect();
+            let ours: Vec<_> = set.entries().map(|(t, i)| (*t, i.to_vec())).collect();
             let theirs: Vec<_> = reference.by_time.iter().cloned().collect();
             assert_eq!(ours, theirs, "step {step}");
             let from = ((roll >> 40) % 64) as i64;
-            let ours: Vec<_> = set.entries_from(from).cloned().collect();
+            let ours: Vec<_> = set
+                .entries_from(from)
+                .map(|(t, i)| (*t, i.to_vec()))
+                .collect();
             let theirs: Vec<_> = reference
                 .by_time
                 .range((from, Vec::new())..)
@@ -420,13 +432,34 @@ mod tests {
     }
 
     #[test]
+    fn a_malformed_item_is_not_consistent() {
+        let bad = Item::Inline {
+            len: 200,
+            bytes: [b'a'; ITEM_INLINE],
+        };
+        assert!(!ItemSet::Few(vec![(1, bad.clone())]).is_consistent());
+        let by_item = BTreeMap::from([(bad.clone(), 1)]);
+        let by_time = BTreeSet::from([(1, bad)]);
+        assert!(!ItemSet::Many { by_item, by_time }.is_consistent());
+        assert!(ItemSet::Few(vec![(1, Item::new(b"a"))]).is_consistent());
+    }
+
+    #[test]
     fn one_item_is_one_small_block() {
         let mut set = ItemSet::default();
         assert!(set.touch(b"22", 5));
         assert!(matches!(&set, ItemSet::Few(entries) if entries.capacity() == 1));
+        // The item is held in its entry.
+        assert_eq!(set.heap_bytes(), heap_block(size_of::<(i64, Item)>()));
+        // One too long for that is a block of its own.
+        let long = [b'u'; ITEM_INLINE + 1];
+        assert!(set.touch(&long, 6));
+        let ItemSet::Few(entries) = &set else {
+            panic!("two items are the vector form");
+        };
         assert_eq!(
             set.heap_bytes(),
-            heap_block(size_of::<(i64, Vec<u8>)>()) + heap_block(2)
+            heap_block(entries.capacity() * size_of::<(i64, Item)>()) + heap_block(long.len())
         );
         set.clear();
         assert_eq!(set.heap_bytes(), 0);

@@ -72,7 +72,7 @@ mod detection;
 mod error;
 pub mod event;
 pub mod field;
-mod group_key;
+mod inline_bytes;
 mod items;
 mod logsource;
 mod matcher;
