@@ -129,7 +129,7 @@
 //! [`crate::CorrelationMeta::standalone`]). Chains are acyclic and at most
 //! [`crate::CHAIN_DEPTH_MAX`] deep, so feeding ends.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{hash_map, BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use crate::anomaly::{AnomalyBody, Counters, Finding};
 use crate::anomaly_rule::{AnomalyMetric, AnomalySpec};
@@ -390,6 +390,48 @@ fn reindex(
         debug_assert!(removed);
         by_due.insert((group.due_ns, group.gid));
         group.indexed.due_ns = group.due_ns;
+    }
+}
+
+/// Makes the group of `(meta, key)`, which must not be held, files it in
+/// the indices and the id table, and returns it where it now lives (no
+/// second lookup). Borrows only what it changes, so the caller can go on
+/// to [`update_group`] with the indices.
+#[allow(clippy::too_many_arguments)]
+fn insert_group<'g>(
+    groups: &'g mut BTreeMap<u64, GroupMap>,
+    by_arrival: &mut BTreeSet<(u64, bool, i64, u64)>,
+    by_due: &mut BTreeSet<(i64, u64)>,
+    keys: &mut GidMap,
+    next_gid: &mut u64,
+    meta: &CorrelationMeta,
+    key: &[u8],
+    time_ns: i64,
+    arrival_ns: i64,
+) -> &'g mut Group {
+    let gid = *next_gid;
+    *next_gid += 1;
+    let deadline_ns = time_ns.saturating_add(meta.timespan_ns);
+    let group = Group::new(gid, meta.fingerprint, time_ns, arrival_ns, deadline_ns);
+    let at = group.indexed;
+    by_arrival.insert((meta.hash, at.protected, at.arrived_ns, gid));
+    by_due.insert((at.due_ns, gid));
+    let key = GroupKey::new(key);
+    keys.insert(gid, (meta.hash, key.clone()));
+    match groups.entry(meta.hash).or_default().entry(key) {
+        hash_map::Entry::Vacant(vacant) => vacant.insert(Box::new(group)),
+        hash_map::Entry::Occupied(mut held) => {
+            // Unreachable: callers make only groups that are not held.
+            // Were it reached, the old group goes with its index entries,
+            // so the indices still name exactly the groups held.
+            debug_assert!(false, "a group made twice");
+            let old = held.insert(Box::new(group));
+            let at = old.indexed;
+            by_arrival.remove(&(meta.hash, at.protected, at.arrived_ns, old.gid));
+            by_due.remove(&(at.due_ns, old.gid));
+            keys.remove(&old.gid);
+            held.into_mut()
+        }
     }
 }
 
@@ -1108,37 +1150,55 @@ impl CorrelationState {
     /// Updates the group of one observation; returns its alert, if any.
     /// A held group of the rule's current definition (the common case) is
     /// found with one lookup; otherwise the group is made (or remade, see
-    /// [`CorrelationState::prepare_group`]) and looked up again.
+    /// [`CorrelationState::prepare_group`]) and updated where it was put,
+    /// without looking it up again.
     fn step(
         &mut self,
         meta: &CorrelationMeta,
         observation: &Observation<'_>,
     ) -> Option<CorrelationAlert> {
         let key = observation.group_key;
-        if let Some(group) = self
+        let stale = match self
             .groups
             .get_mut(&meta.hash)
             .and_then(|groups| groups.get_mut(key))
-            .filter(|group| group.fingerprint == meta.fingerprint)
         {
-            return update_group(
-                meta,
-                group,
-                observation,
-                false,
-                &mut self.by_arrival,
-                &mut self.by_due,
-                &mut self.values_evicted_total,
-            );
+            Some(group) if group.fingerprint == meta.fingerprint => {
+                return update_group(
+                    meta,
+                    group,
+                    observation,
+                    false,
+                    &mut self.by_arrival,
+                    &mut self.by_due,
+                    &mut self.values_evicted_total,
+                );
+            }
+            Some(group) => Some(group.gid),
+            None => None,
+        };
+        if let Some(gid) = stale {
+            // The rule changed under the same id: its old state means
+            // nothing to the new definition.
+            let _ = self.remove(gid);
         }
-        let created = self.prepare_group(meta, key, observation.time_ns, observation.arrival_ns);
-        debug_assert!(created, "a group of this definition was held");
-        let group = self.groups.get_mut(&meta.hash)?.get_mut(key)?;
+        self.make_room(meta.hash);
+        let group = insert_group(
+            &mut self.groups,
+            &mut self.by_arrival,
+            &mut self.by_due,
+            &mut self.keys,
+            &mut self.next_gid,
+            meta,
+            key,
+            observation.time_ns,
+            observation.arrival_ns,
+        );
         update_group(
             meta,
             group,
             observation,
-            created,
+            true,
             &mut self.by_arrival,
             &mut self.by_due,
             &mut self.values_evicted_total,
@@ -1254,9 +1314,26 @@ impl CorrelationState {
     /// the caps' order, see the module docs) if a cap is reached: the
     /// rule's own stalest group at the rule cap, else the shard's victim.
     fn create(&mut self, meta: &CorrelationMeta, key: &[u8], time_ns: i64, arrival_ns: i64) {
-        let held = self.groups.get(&meta.hash).map_or(0, HashMap::len) as u64;
+        self.make_room(meta.hash);
+        insert_group(
+            &mut self.groups,
+            &mut self.by_arrival,
+            &mut self.by_due,
+            &mut self.keys,
+            &mut self.next_gid,
+            meta,
+            key,
+            time_ns,
+            arrival_ns,
+        );
+    }
+
+    /// Evicts what the caps need evicted before a group of correlation
+    /// `hash` is made (counted).
+    fn make_room(&mut self, hash: u64) {
+        let held = self.groups.get(&hash).map_or(0, HashMap::len) as u64;
         if held >= self.rule_groups_max {
-            if let Some(victim) = self.stalest_of(meta.hash) {
+            if let Some(victim) = self.stalest_of(hash) {
                 self.remove(victim);
                 self.evicted_total = self.evicted_total.wrapping_add(1);
             }
@@ -1268,19 +1345,6 @@ impl CorrelationState {
             }
         }
         debug_assert!((self.keys.len() as u64) < self.groups_max);
-        let gid = self.next_gid;
-        self.next_gid += 1;
-        let deadline_ns = time_ns.saturating_add(meta.timespan_ns);
-        let group = Group::new(gid, meta.fingerprint, time_ns, arrival_ns, deadline_ns);
-        let at = group.indexed;
-        self.groups
-            .entry(meta.hash)
-            .or_default()
-            .insert(GroupKey::new(key), Box::new(group));
-        self.by_arrival
-            .insert((meta.hash, at.protected, at.arrived_ns, gid));
-        self.by_due.insert((at.due_ns, gid));
-        self.keys.insert(gid, (meta.hash, GroupKey::new(key)));
     }
 
     /// Removes a group and its index entries, returning it.
@@ -2415,6 +2479,14 @@ correlation:
         let _ = state.observe(&set_a, 0, b"k", 0, b"1");
         let _ = state.observe(&set_a, 0, b"k", S, b"2");
         assert_eq!(state.observe(&changed, 0, b"k", 2 * S, b"3"), None);
+        // The old group went with its index entries; the new one is filed.
+        assert_eq!(state.group_count(), 1);
+        assert!(state.check(true));
+        assert_eq!(state.observe(&changed, 0, b"k", 3 * S, b"4"), None);
+        assert_eq!(state.observe(&changed, 0, b"k", 4 * S, b"5"), None);
+        assert!(state
+            .observe(&changed, 0, b"k", 5 * S, b"6")
+            .is_some_and(|alert| alert.count == 4));
         // Groups of a rule that is gone are dropped by advance.
         let mut out = Vec::new();
         let gone = compile(&format!(
