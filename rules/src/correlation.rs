@@ -393,46 +393,14 @@ fn reindex(
     }
 }
 
-/// Makes the group of `(meta, key)`, which must not be held, files it in
-/// the indices and the id table, and returns it where it now lives (no
-/// second lookup). Borrows only what it changes, so the caller can go on
-/// to [`update_group`] with the indices.
-#[allow(clippy::too_many_arguments)]
-fn insert_group<'g>(
-    groups: &'g mut BTreeMap<u64, GroupMap>,
-    by_arrival: &mut BTreeSet<(u64, bool, i64, u64)>,
-    by_due: &mut BTreeSet<(i64, u64)>,
-    keys: &mut GidMap,
-    next_gid: &mut u64,
-    meta: &CorrelationMeta,
-    key: &[u8],
-    time_ns: i64,
-    arrival_ns: i64,
-) -> &'g mut Group {
-    let gid = *next_gid;
-    *next_gid += 1;
-    let deadline_ns = time_ns.saturating_add(meta.timespan_ns);
-    let group = Group::new(gid, meta.fingerprint, time_ns, arrival_ns, deadline_ns);
-    let at = group.indexed;
-    by_arrival.insert((meta.hash, at.protected, at.arrived_ns, gid));
-    by_due.insert((at.due_ns, gid));
-    let key = GroupKey::new(key);
-    keys.insert(gid, (meta.hash, key.clone()));
-    match groups.entry(meta.hash).or_default().entry(key) {
-        hash_map::Entry::Vacant(vacant) => vacant.insert(Box::new(group)),
-        hash_map::Entry::Occupied(mut held) => {
-            // Unreachable: callers make only groups that are not held.
-            // Were it reached, the old group goes with its index entries,
-            // so the indices still name exactly the groups held.
-            debug_assert!(false, "a group made twice");
-            let old = held.insert(Box::new(group));
-            let at = old.indexed;
-            by_arrival.remove(&(meta.hash, at.protected, at.arrived_ns, old.gid));
-            by_due.remove(&(at.due_ns, old.gid));
-            keys.remove(&old.gid);
-            held.into_mut()
-        }
-    }
+/// A group just made by [`CorrelationState::create`], and the parts of
+/// the state [`update_group`] changes beside it (borrowed apart from the
+/// group table that holds it).
+struct Made<'a> {
+    group: &'a mut Group,
+    by_arrival: &'a mut BTreeSet<(u64, bool, i64, u64)>,
+    by_due: &'a mut BTreeSet<(i64, u64)>,
+    values_evicted_total: &'a mut u64,
 }
 
 /// Group ids are handed out one per group created, so no real state comes
@@ -1182,26 +1150,15 @@ impl CorrelationState {
             // nothing to the new definition.
             let _ = self.remove(gid);
         }
-        self.make_room(meta.hash);
-        let group = insert_group(
-            &mut self.groups,
-            &mut self.by_arrival,
-            &mut self.by_due,
-            &mut self.keys,
-            &mut self.next_gid,
-            meta,
-            key,
-            observation.time_ns,
-            observation.arrival_ns,
-        );
+        let made = self.create(meta, key, observation.time_ns, observation.arrival_ns);
         update_group(
             meta,
-            group,
+            made.group,
             observation,
             true,
-            &mut self.by_arrival,
-            &mut self.by_due,
-            &mut self.values_evicted_total,
+            made.by_arrival,
+            made.by_due,
+            made.values_evicted_total,
         )
     }
 
@@ -1313,19 +1270,50 @@ impl CorrelationState {
     /// Creates an empty group for `(correlation, key)`, evicting one (in
     /// the caps' order, see the module docs) if a cap is reached: the
     /// rule's own stalest group at the rule cap, else the shard's victim.
-    fn create(&mut self, meta: &CorrelationMeta, key: &[u8], time_ns: i64, arrival_ns: i64) {
+    /// Returns the group where it now lives (no second lookup), with the
+    /// parts of the state [`update_group`] changes beside it. The group
+    /// must not be held.
+    fn create(
+        &mut self,
+        meta: &CorrelationMeta,
+        key: &[u8],
+        time_ns: i64,
+        arrival_ns: i64,
+    ) -> Made<'_> {
         self.make_room(meta.hash);
-        insert_group(
-            &mut self.groups,
-            &mut self.by_arrival,
-            &mut self.by_due,
-            &mut self.keys,
-            &mut self.next_gid,
-            meta,
-            key,
-            time_ns,
-            arrival_ns,
-        );
+        let gid = self.next_gid;
+        self.next_gid += 1;
+        let deadline_ns = time_ns.saturating_add(meta.timespan_ns);
+        let group = Group::new(gid, meta.fingerprint, time_ns, arrival_ns, deadline_ns);
+        let at = group.indexed;
+        self.by_arrival
+            .insert((meta.hash, at.protected, at.arrived_ns, gid));
+        self.by_due.insert((at.due_ns, gid));
+        let key = GroupKey::new(key);
+        self.keys.insert(gid, (meta.hash, key.clone()));
+        let group = match self.groups.entry(meta.hash).or_default().entry(key) {
+            hash_map::Entry::Vacant(vacant) => vacant.insert(Box::new(group)),
+            hash_map::Entry::Occupied(mut held) => {
+                // Unreachable: callers make only groups that are not held.
+                // Were it reached, the old group goes with its index
+                // entries, so the indices still name exactly the groups
+                // held.
+                debug_assert!(false, "a group made twice");
+                let old = held.insert(Box::new(group));
+                let at = old.indexed;
+                self.by_arrival
+                    .remove(&(meta.hash, at.protected, at.arrived_ns, old.gid));
+                self.by_due.remove(&(at.due_ns, old.gid));
+                self.keys.remove(&old.gid);
+                held.into_mut()
+            }
+        };
+        Made {
+            group,
+            by_arrival: &mut self.by_arrival,
+            by_due: &mut self.by_due,
+            values_evicted_total: &mut self.values_evicted_total,
+        }
     }
 
     /// Evicts what the caps need evicted before a group of correlation

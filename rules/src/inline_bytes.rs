@@ -106,26 +106,35 @@ impl<const N: usize> Borrow<[u8]> for InlineBytes<N> {
     }
 }
 
-impl<const N: usize> PartialEq for InlineBytes<N> {
-    fn eq(&self, other: &Self) -> bool {
-        self.as_slice() == other.as_slice()
-    }
+/// Equality and order by `as_slice()`: those of the bytes as `[u8]` has
+/// them, as `Borrow` requires of the live form; rkyv's archived B-trees
+/// want the archived form ordered too.
+macro_rules! by_bytes {
+    ($type:ident) => {
+        impl<const N: usize> PartialEq for $type<N> {
+            fn eq(&self, other: &Self) -> bool {
+                self.as_slice() == other.as_slice()
+            }
+        }
+
+        impl<const N: usize> Eq for $type<N> {}
+
+        impl<const N: usize> Ord for $type<N> {
+            fn cmp(&self, other: &Self) -> Ordering {
+                self.as_slice().cmp(other.as_slice())
+            }
+        }
+
+        impl<const N: usize> PartialOrd for $type<N> {
+            fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+                Some(self.cmp(other))
+            }
+        }
+    };
 }
 
-impl<const N: usize> Eq for InlineBytes<N> {}
-
-impl<const N: usize> Ord for InlineBytes<N> {
-    /// The order of the bytes as `[u8]` orders them, as `Borrow` requires.
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.as_slice().cmp(other.as_slice())
-    }
-}
-
-impl<const N: usize> PartialOrd for InlineBytes<N> {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
+by_bytes!(InlineBytes);
+by_bytes!(ArchivedInlineBytes);
 
 impl<const N: usize> Hash for InlineBytes<N> {
     /// The hash of the bytes as `[u8]` hashes them, as `Borrow` requires.
@@ -147,27 +156,6 @@ impl<const N: usize> ArchivedInlineBytes<N> {
             ArchivedInlineBytes::Inline { len, bytes } => &bytes[..usize::from(*len).min(N)],
             ArchivedInlineBytes::Heap(bytes) => bytes,
         }
-    }
-}
-
-// rkyv's archived B-trees want their keys ordered; by the bytes, as above.
-impl<const N: usize> PartialEq for ArchivedInlineBytes<N> {
-    fn eq(&self, other: &Self) -> bool {
-        self.as_slice() == other.as_slice()
-    }
-}
-
-impl<const N: usize> Eq for ArchivedInlineBytes<N> {}
-
-impl<const N: usize> Ord for ArchivedInlineBytes<N> {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.as_slice().cmp(other.as_slice())
-    }
-}
-
-impl<const N: usize> PartialOrd for ArchivedInlineBytes<N> {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
     }
 }
 
