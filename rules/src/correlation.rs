@@ -393,14 +393,15 @@ fn reindex(
     }
 }
 
-/// A group just made by [`CorrelationState::create`], and the parts of
-/// the state [`update_group`] changes beside it (borrowed apart from the
-/// group table that holds it).
-struct Made<'a> {
+/// One group of the state, and the parts of the state an observation of
+/// it changes beside it (borrowed apart from the group table that holds
+/// it): what [`CorrelationState::with_group`] hands over.
+struct Held<'a> {
     group: &'a mut Group,
     by_arrival: &'a mut BTreeSet<(u64, bool, i64, u64)>,
     by_due: &'a mut BTreeSet<(i64, u64)>,
     values_evicted_total: &'a mut u64,
+    anomaly_counters: &'a mut Counters,
 }
 
 /// Group ids are handed out one per group created, so no real state comes
@@ -896,35 +897,42 @@ impl CorrelationState {
         self.fired(rules, meta, alert, depth, out);
     }
 
-    /// Makes sure the group of `(meta, key)` exists and was made by this
-    /// definition of the rule (else it is reset). Returns whether the
-    /// group was made now.
-    fn prepare_group(
+    /// Runs `f` on the group of `(meta, key)` with whether it was made
+    /// now: a held group of the rule's current definition (the common
+    /// case) is found with one lookup; a group of an older definition of
+    /// the rule is dropped (its state means nothing to the new one) and,
+    /// like a group not held, made and handed over where it was put,
+    /// without another lookup.
+    fn with_group<R>(
         &mut self,
         meta: &CorrelationMeta,
         key: &[u8],
         time_ns: i64,
         arrival_ns: i64,
-    ) -> bool {
-        let existing = self
+        f: impl FnOnce(Held<'_>, bool) -> R,
+    ) -> R {
+        let stale = match self
             .groups
-            .get(&meta.hash)
-            .and_then(|groups| groups.get(key))
-            .map(|group| (group.gid, group.fingerprint));
-        match existing {
-            Some((_, fingerprint)) if fingerprint == meta.fingerprint => false,
-            Some((gid, _)) => {
-                // The rule changed under the same id: its old state means
-                // nothing to the new definition.
-                let _ = self.remove(gid);
-                self.create(meta, key, time_ns, arrival_ns);
-                true
+            .get_mut(&meta.hash)
+            .and_then(|groups| groups.get_mut(key))
+        {
+            Some(group) if group.fingerprint == meta.fingerprint => {
+                let held = Held {
+                    group,
+                    by_arrival: &mut self.by_arrival,
+                    by_due: &mut self.by_due,
+                    values_evicted_total: &mut self.values_evicted_total,
+                    anomaly_counters: &mut self.anomaly_counters,
+                };
+                return f(held, false);
             }
-            None => {
-                self.create(meta, key, time_ns, arrival_ns);
-                true
-            }
+            Some(group) => Some(group.gid),
+            None => None,
+        };
+        if let Some(gid) = stale {
+            let _ = self.remove(gid);
         }
+        f(self.create(meta, key, time_ns, arrival_ns), true)
     }
 
     /// One observation of an anomaly rule; alerts go to `alerts`.
@@ -937,43 +945,10 @@ impl CorrelationState {
     ) {
         let key = observation.group_key;
         let time_ns = observation.time_ns;
-        let created = self.prepare_group(meta, key, time_ns, observation.arrival_ns);
-        let Some(group) = self
-            .groups
-            .get_mut(&meta.hash)
-            .and_then(|groups| groups.get_mut(key))
-        else {
-            debug_assert!(false, "prepare_group made no group");
-            return;
-        };
-        group.protected |= !created;
-        group.newest_ns = group.newest_ns.max(time_ns);
-        group.arrive(observation.arrival_ns);
-        let body = group
-            .anomaly
-            .get_or_insert_with(|| Box::new(AnomalyBody::new(meta.kind, spec, time_ns)));
-        let mut findings = Vec::new();
-        body.observe(
-            meta,
-            spec,
-            observation.value,
-            time_ns,
-            &mut self.anomaly_counters,
-            &mut findings,
-        );
-        group.deadline_ns = body.deadline_ns(spec, group.newest_ns);
-        group.settle_due();
-        push_sample(&mut group.samples, time_ns, observation.raw);
-        for finding in findings {
-            alerts.push(anomaly_alert(
-                meta,
-                observation.correlation,
-                key,
-                group,
-                finding,
-            ));
-        }
-        reindex(&mut self.by_arrival, &mut self.by_due, meta.hash, group);
+        let arrival_ns = observation.arrival_ns;
+        self.with_group(meta, key, time_ns, arrival_ns, |held, created| {
+            observe_anomaly(meta, spec, observation, held, created, alerts);
+        });
     }
 
     /// `advance` for one anomaly entity that came due at `now_ns` (on the
@@ -1115,50 +1090,20 @@ impl CorrelationState {
         debug_assert!(self.pending.len() <= PENDING_ALERTS_MAX);
     }
 
-    /// Updates the group of one observation; returns its alert, if any.
-    /// A held group of the rule's current definition (the common case) is
-    /// found with one lookup; otherwise the group is made (or remade, see
-    /// [`CorrelationState::prepare_group`]) and updated where it was put,
-    /// without looking it up again.
+    /// Updates the group of one observation (see
+    /// [`CorrelationState::with_group`]); returns its alert, if any.
     fn step(
         &mut self,
         meta: &CorrelationMeta,
         observation: &Observation<'_>,
     ) -> Option<CorrelationAlert> {
-        let key = observation.group_key;
-        let stale = match self
-            .groups
-            .get_mut(&meta.hash)
-            .and_then(|groups| groups.get_mut(key))
-        {
-            Some(group) if group.fingerprint == meta.fingerprint => {
-                return update_group(
-                    meta,
-                    group,
-                    observation,
-                    false,
-                    &mut self.by_arrival,
-                    &mut self.by_due,
-                    &mut self.values_evicted_total,
-                );
-            }
-            Some(group) => Some(group.gid),
-            None => None,
-        };
-        if let Some(gid) = stale {
-            // The rule changed under the same id: its old state means
-            // nothing to the new definition.
-            let _ = self.remove(gid);
-        }
-        let made = self.create(meta, key, observation.time_ns, observation.arrival_ns);
-        update_group(
+        let (key, time_ns) = (observation.group_key, observation.time_ns);
+        self.with_group(
             meta,
-            made.group,
-            observation,
-            true,
-            made.by_arrival,
-            made.by_due,
-            made.values_evicted_total,
+            key,
+            time_ns,
+            observation.arrival_ns,
+            |held, created| update_group(meta, held, observation, created),
         )
     }
 
@@ -1279,7 +1224,7 @@ impl CorrelationState {
         key: &[u8],
         time_ns: i64,
         arrival_ns: i64,
-    ) -> Made<'_> {
+    ) -> Held<'_> {
         self.make_room(meta.hash);
         let gid = self.next_gid;
         self.next_gid += 1;
@@ -1308,11 +1253,12 @@ impl CorrelationState {
                 held.into_mut()
             }
         };
-        Made {
+        Held {
             group,
             by_arrival: &mut self.by_arrival,
             by_due: &mut self.by_due,
             values_evicted_total: &mut self.values_evicted_total,
+            anomaly_counters: &mut self.anomaly_counters,
         }
     }
 
@@ -1492,13 +1438,17 @@ impl CorrelationState {
 /// (see [`reindex`]); returns the alert it completes, if any.
 fn update_group(
     meta: &CorrelationMeta,
-    group: &mut Group,
+    held: Held<'_>,
     observation: &Observation<'_>,
     created: bool,
-    by_arrival: &mut BTreeSet<(u64, bool, i64, u64)>,
-    by_due: &mut BTreeSet<(i64, u64)>,
-    values_evicted_total: &mut u64,
 ) -> Option<CorrelationAlert> {
+    let Held {
+        group,
+        by_arrival,
+        by_due,
+        values_evicted_total,
+        ..
+    } = held;
     let key = observation.group_key;
     let time_ns = observation.time_ns;
     let span_ns = meta.timespan_ns;
@@ -1545,6 +1495,55 @@ fn update_group(
     reindex(by_arrival, by_due, meta.hash, group);
     *values_evicted_total = values_evicted_total.wrapping_add(values_evicted);
     alert
+}
+
+/// One observation of an anomaly rule applied to its entity's group
+/// (`created`: made for it just now); findings go to `alerts`.
+fn observe_anomaly(
+    meta: &CorrelationMeta,
+    spec: &AnomalySpec,
+    observation: &Observation<'_>,
+    held: Held<'_>,
+    created: bool,
+    alerts: &mut Vec<CorrelationAlert>,
+) {
+    let Held {
+        group,
+        by_arrival,
+        by_due,
+        anomaly_counters,
+        ..
+    } = held;
+    let key = observation.group_key;
+    let time_ns = observation.time_ns;
+    group.protected |= !created;
+    group.newest_ns = group.newest_ns.max(time_ns);
+    group.arrive(observation.arrival_ns);
+    let body = group
+        .anomaly
+        .get_or_insert_with(|| Box::new(AnomalyBody::new(meta.kind, spec, time_ns)));
+    let mut findings = Vec::new();
+    body.observe(
+        meta,
+        spec,
+        observation.value,
+        time_ns,
+        anomaly_counters,
+        &mut findings,
+    );
+    group.deadline_ns = body.deadline_ns(spec, group.newest_ns);
+    group.settle_due();
+    push_sample(&mut group.samples, time_ns, observation.raw);
+    for finding in findings {
+        alerts.push(anomaly_alert(
+            meta,
+            observation.correlation,
+            key,
+            group,
+            finding,
+        ));
+    }
+    reindex(by_arrival, by_due, meta.hash, group);
 }
 
 /// The items an observation adds to a `value_count` or `temporal` window:
