@@ -520,8 +520,13 @@ impl Group {
             .saturating_add(now_ns.saturating_sub(self.arrived_ns))
     }
 
-    /// Takes one observation's arrival (the latest one counts).
-    fn arrive(&mut self, arrival_ns: i64) {
+    /// Takes one observation's event time and arrival (the latest of
+    /// each counts); a group that was not `created` by it has now had a
+    /// second observation and is protected from eviction before any
+    /// group that has not.
+    fn observed(&mut self, time_ns: i64, arrival_ns: i64, created: bool) {
+        self.protected |= !created;
+        self.newest_ns = self.newest_ns.max(time_ns);
         self.arrived_ns = self.arrived_ns.max(arrival_ns);
     }
 
@@ -1453,9 +1458,7 @@ fn update_group(
     let time_ns = observation.time_ns;
     let span_ns = meta.timespan_ns;
     let mut values_evicted = 0u64;
-    group.protected |= !created;
-    group.newest_ns = group.newest_ns.max(time_ns);
-    group.arrive(observation.arrival_ns);
+    group.observed(time_ns, observation.arrival_ns, created);
 
     let alert = if meta.kind == CorrelationKind::TemporalOrdered {
         group.deadline_ns = group.newest_ns.saturating_add(span_ns);
@@ -1507,18 +1510,10 @@ fn observe_anomaly(
     created: bool,
     alerts: &mut Vec<CorrelationAlert>,
 ) {
-    let Held {
-        group,
-        by_arrival,
-        by_due,
-        anomaly_counters,
-        ..
-    } = held;
+    let group = held.group;
     let key = observation.group_key;
     let time_ns = observation.time_ns;
-    group.protected |= !created;
-    group.newest_ns = group.newest_ns.max(time_ns);
-    group.arrive(observation.arrival_ns);
+    group.observed(time_ns, observation.arrival_ns, created);
     let body = group
         .anomaly
         .get_or_insert_with(|| Box::new(AnomalyBody::new(meta.kind, spec, time_ns)));
@@ -1528,7 +1523,7 @@ fn observe_anomaly(
         spec,
         observation.value,
         time_ns,
-        anomaly_counters,
+        held.anomaly_counters,
         &mut findings,
     );
     group.deadline_ns = body.deadline_ns(spec, group.newest_ns);
@@ -1543,7 +1538,7 @@ fn observe_anomaly(
             finding,
         ));
     }
-    reindex(by_arrival, by_due, meta.hash, group);
+    reindex(held.by_arrival, held.by_due, meta.hash, group);
 }
 
 /// The items an observation adds to a `value_count` or `temporal` window:
