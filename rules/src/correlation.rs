@@ -1644,11 +1644,10 @@ fn step_ordered(
     group.count = group.count.wrapping_add(1);
     for position in 0..inputs {
         if observation.input_mask & (1u64 << position) != 0 {
-            let mut tag = [0u8; 9];
-            tag[0] = position as u8;
-            tag[1..].copy_from_slice(&seq.to_le_bytes());
             // The sequence number makes the tag new.
-            group.items.touch_new(&tag, time_ns);
+            group
+                .items
+                .touch_new(&ordered_tag(position as u8, seq), time_ns);
         }
     }
     // Events that can no longer share a window with the newest one go.
@@ -1674,6 +1673,16 @@ fn step_ordered(
     };
     group.clear_window();
     Some(alert)
+}
+
+/// A `temporal_ordered` step's item: the input position, then the
+/// event's sequence number within the window (little-endian), read back
+/// by [`ordered_chain`].
+fn ordered_tag(position: u8, seq: u64) -> [u8; 9] {
+    let mut tag = [0u8; 9];
+    tag[0] = position;
+    tag[1..].copy_from_slice(&seq.to_le_bytes());
+    tag
 }
 
 /// Finds inputs `0..inputs` in order of event time (ties allowed, each a
@@ -1863,14 +1872,6 @@ correlation:
             Ok(rules) => rules,
             Err(errors) => panic!("{errors:?}"),
         }
-    }
-
-    /// Tags as `step_ordered` makes them.
-    fn ordered_tag(position: u8, seq: u64) -> [u8; 9] {
-        let mut tag = [0u8; 9];
-        tag[0] = position;
-        tag[1..].copy_from_slice(&seq.to_le_bytes());
-        tag
     }
 
     /// The chain search in both forms of the item set, with an input

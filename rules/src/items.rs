@@ -145,7 +145,8 @@ impl ItemSet {
     /// [`ItemSet::touch`] for an item that is most likely new (a
     /// `temporal_ordered` step, tagged with its event's sequence number):
     /// the same result and state, with one search of the item tree instead
-    /// of two when the item is new, and an allocation more when it is not.
+    /// of two when the item is new, and a copy of the item more when it is
+    /// not.
     pub(crate) fn touch_new(&mut self, item: &[u8], time_ns: i64) -> bool {
         let ItemSet::Many { by_item, by_time } = self else {
             return self.touch(item, time_ns);
