@@ -24,7 +24,7 @@
 //! It must not allocate (unescaped text goes to the arena) or interpret
 //! values.
 
-use super::{is_key_byte, unescape, Arena, DecodeIssue, SeenKeys, Source, KEY_BYTES_MAX};
+use super::{is_key_byte, unescape_scanned, Arena, DecodeIssue, SeenKeys, Source, KEY_BYTES_MAX};
 use crate::fields::Fields;
 
 /// Header field names, in wire order (after `CEF:`).
@@ -54,11 +54,12 @@ pub fn decode<'a>(
     fields: &mut Fields<'a>,
 ) -> Result<Source<'a>, DecodeIssue> {
     debug_assert!(text.starts_with(b"CEF:"));
-    let mut header: [&'a [u8]; 7] = [b""; 7];
+    // Each header field, and whether it holds a backslash.
+    let mut header: [(&'a [u8], bool); 7] = [(b"", false); 7];
     let mut at = 4;
     for slot in &mut header {
-        let len = unescaped_pipe(&text[at..]).ok_or(DecodeIssue::CefBadHeader)?;
-        *slot = &text[at..at + len];
+        let (len, backslash) = unescaped_pipe(&text[at..]).ok_or(DecodeIssue::CefBadHeader)?;
+        *slot = (&text[at..at + len], backslash);
         at += len + 1;
     }
     let extension = &text[at.min(text.len())..];
@@ -67,8 +68,8 @@ pub fn decode<'a>(
         vendor: b"",
         product: b"",
     };
-    for (i, (name, raw)) in HEADER_NAMES.iter().zip(header).enumerate() {
-        let value = unescape(raw, HEADER_ESCAPES, arena).unwrap_or(raw);
+    for (i, (name, (raw, backslash))) in HEADER_NAMES.iter().zip(header).enumerate() {
+        let value = unescape_scanned(raw, backslash, HEADER_ESCAPES, arena).unwrap_or(raw);
         match i {
             1 => source.vendor = value,
             2 => source.product = value,
@@ -81,14 +82,17 @@ pub fn decode<'a>(
     Ok(source)
 }
 
-/// Offset of the first `|` not escaped by a backslash.
-fn unescaped_pipe(text: &[u8]) -> Option<usize> {
+/// Offset of the first `|` not escaped by a backslash, and whether a
+/// backslash comes before it.
+fn unescaped_pipe(text: &[u8]) -> Option<(usize, bool)> {
     let mut at = 0;
+    let mut backslash = false;
     loop {
         let i = super::find_byte2(b'|', b'\\', text.get(at..)?)?;
         if text[at + i] == b'|' {
-            return Some(at + i);
+            return Some((at + i, backslash));
         }
+        backslash = true;
         at += i + 2;
     }
 }
@@ -162,11 +166,7 @@ pub(crate) fn pairs<'a>(
                 // The search for the next key passed every backslash of
                 // the value (and said so): without one there is nothing to
                 // unescape.
-                let value = if escaped {
-                    unescape(raw, EXTENSION_ESCAPES, arena).unwrap_or(raw)
-                } else {
-                    raw
-                };
+                let value = unescape_scanned(raw, escaped, EXTENSION_ESCAPES, arena).unwrap_or(raw);
                 fields.push(key, value);
             }
         }

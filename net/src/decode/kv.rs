@@ -26,7 +26,9 @@
 
 use memchr::{memchr, memchr2};
 
-use super::{find_byte2, find_byte3, is_key_byte, unescape, Arena, SeenKeys, KEY_BYTES_MAX};
+use super::{
+    find_byte2, find_byte3, is_key_byte, unescape_scanned, Arena, SeenKeys, KEY_BYTES_MAX,
+};
 use crate::fields::Fields;
 
 /// Fewest pairs for a message to count as key=value.
@@ -81,23 +83,25 @@ fn key_len(text: &[u8], sep: u8) -> Option<usize> {
 }
 
 /// Reads a value at the start of `text`: quoted, or up to whitespace.
-/// Returns the raw value (without quotes), whether it was quoted, and the
-/// bytes consumed.
+/// Returns the raw value (without quotes), whether it is quoted and holds
+/// a backslash (so needs unescaping), and the bytes consumed.
 #[inline(always)]
 fn value(text: &[u8]) -> (&[u8], bool, usize) {
     if text.first() == Some(&b'"') {
         let mut at = 1;
+        let mut backslash = false;
         while let Some(i) = text
             .get(at..)
             .and_then(|rest| find_byte2(b'"', b'\\', rest))
         {
             if text[at + i] == b'"' {
-                return (&text[1..at + i], true, at + i + 1);
+                return (&text[1..at + i], backslash, at + i + 1);
             }
+            backslash = true;
             at += i + 2;
         }
         // Unterminated: the value is the rest, without the quote.
-        return (&text[1..], true, text.len());
+        return (&text[1..], backslash, text.len());
     }
     let len = token_len(text);
     let mut raw = &text[..len];
@@ -112,7 +116,7 @@ fn value(text: &[u8]) -> (&[u8], bool, usize) {
 fn push<'a>(
     key: &'a [u8],
     raw: &'a [u8],
-    quoted: bool,
+    escaped: bool,
     arena: &mut Arena<'a>,
     fields: &mut Fields<'a>,
     seen: &mut SeenKeys,
@@ -128,11 +132,7 @@ fn push<'a>(
         fields.count_overflow();
         return;
     }
-    let value = if quoted {
-        unescape(raw, QUOTE_ESCAPES, arena).unwrap_or(raw)
-    } else {
-        raw
-    };
+    let value = unescape_scanned(raw, escaped, QUOTE_ESCAPES, arena).unwrap_or(raw);
     fields.push(key, value);
 }
 
@@ -169,8 +169,8 @@ fn equals_pairs<'a>(
             at += stop + 1 + token_len(&rest[stop + 1..]);
             continue;
         }
-        let (raw, quoted, used) = value(&rest[stop + 1..]);
-        push(key, raw, quoted, arena, fields, &mut seen);
+        let (raw, escaped, used) = value(&rest[stop + 1..]);
+        push(key, raw, escaped, arena, fields, &mut seen);
         pairs += 1;
         at += stop + 1 + used;
     }
@@ -202,8 +202,8 @@ fn colon_pairs<'a>(
         if value_at >= rest.len() {
             return None;
         }
-        let (raw, quoted, used) = value(&rest[value_at..]);
-        push(&rest[..k], raw, quoted, arena, fields, &mut seen);
+        let (raw, escaped, used) = value(&rest[value_at..]);
+        push(&rest[..k], raw, escaped, arena, fields, &mut seen);
         pairs += 1;
         at += value_at + used;
     }
@@ -339,8 +339,8 @@ mod tests {
             if is_space(rest[0]) {
                 at += 1;
             } else if let Some(k) = key_len(rest, b'=') {
-                let (raw, quoted, used) = value(&rest[k + 1..]);
-                push(&rest[..k], raw, quoted, arena, fields, &mut seen);
+                let (raw, escaped, used) = value(&rest[k + 1..]);
+                push(&rest[..k], raw, escaped, arena, fields, &mut seen);
                 pairs += 1;
                 at += k + 1 + used;
             } else {

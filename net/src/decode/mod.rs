@@ -472,25 +472,22 @@ fn trim_start(bytes: &[u8]) -> &[u8] {
 
 /// Finds the payload markers `CEF:` and `LEEF:` followed by a digit, each
 /// at the start of `text` or after a space within the first
-/// [`MARKER_SEARCH_BYTES_MAX`] bytes: the first of each, in one pass.
-/// Anchors on `:` with memchr (a message has few colons before its
-/// payload) and tests the bytes before a colon directly, which rejects
-/// most colons on their first byte.
+/// [`MARKER_SEARCH_BYTES_MAX`] bytes: the first of each, in one pass over
+/// the places where `EF:` is (which both end in), found by
+/// [`ef_colons`]: key=value lines hold a colon in every MAC address and
+/// time of day, and a search per colon cost them more than the scan.
 fn find_markers(text: &[u8]) -> (Option<usize>, Option<usize>) {
     let window = &text[..text.len().min(MARKER_SEARCH_BYTES_MAX + b"LEEF:".len())];
-    let mut leef = None;
-    for colon in memchr::memchr_iter(b':', window) {
-        // Both markers end in `EF:`.
-        if colon < 3 || text[colon - 1] != b'F' || text[colon - 2] != b'E' {
-            continue;
-        }
-        if !text.get(colon + 1).is_some_and(u8::is_ascii_digit) {
-            continue;
+    let (mut cef, mut leef) = (None, None);
+    ef_colons(window, |colon| {
+        if colon < 3 || !text.get(colon + 1).is_some_and(u8::is_ascii_digit) {
+            return true;
         }
         let starts_token = |at: usize| at == 0 || text[at - 1] == b' ';
         match text[colon - 3] {
             b'C' if colon - 3 <= MARKER_SEARCH_BYTES_MAX && starts_token(colon - 3) => {
-                return (Some(colon - 3), leef);
+                cef = Some(colon - 3);
+                return false;
             }
             b'E' if leef.is_none()
                 && colon >= 4
@@ -502,8 +499,53 @@ fn find_markers(text: &[u8]) -> (Option<usize>, Option<usize>) {
             }
             _ => {}
         }
+        true
+    });
+    (cef, leef)
+}
+
+/// Calls `each` with the offset of the `:` of every `EF:` in `text`, in
+/// order, until it returns false. Sixteen places a step with SSE2 (part of
+/// every x86-64): three compares of the bytes two, one and zero places
+/// back, whose bits agree only at an `EF:`; then byte by byte.
+fn ef_colons(text: &[u8], mut each: impl FnMut(usize) -> bool) {
+    let is_ef_colon = |at: usize| text[at] == b':' && text[at - 1] == b'F' && text[at - 2] == b'E';
+    let mut at = 2;
+    #[cfg(target_arch = "x86_64")]
+    while at + 16 <= text.len() {
+        use std::arch::x86_64::{
+            _mm_and_si128, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8,
+        };
+        // SAFETY: SSE2 is part of the x86-64 baseline; the three unaligned
+        // 16-byte loads start at `at - 2`, `at - 1` and `at`, with
+        // `at >= 2` and `at + 16 <= text.len()`, so all lie within `text`.
+        let mut hits = unsafe {
+            let here = text.as_ptr().add(at);
+            let byte = |back: usize, want: u8| {
+                _mm_cmpeq_epi8(
+                    _mm_loadu_si128(here.sub(back).cast()),
+                    _mm_set1_epi8(want as i8),
+                )
+            };
+            let all = _mm_and_si128(_mm_and_si128(byte(2, b'E'), byte(1, b'F')), byte(0, b':'));
+            _mm_movemask_epi8(all) as u32
+        };
+        while hits != 0 {
+            let colon = at + hits.trailing_zeros() as usize;
+            debug_assert!(is_ef_colon(colon));
+            if !each(colon) {
+                return;
+            }
+            hits &= hits - 1;
+        }
+        at += 16;
     }
-    (None, leef)
+    while at < text.len() {
+        if is_ef_colon(at) && !each(at) {
+            return;
+        }
+        at += 1;
+    }
 }
 
 /// Bytes read directly before a search is handed to memchr: most keys and
@@ -643,6 +685,24 @@ pub(crate) fn unescape<'a>(
         }
         Some(out)
     })
+}
+
+/// [`unescape`] for a value whose scan already said whether it holds a
+/// backslash (`backslash`; a stray `true` only costs the scan): without
+/// one, `raw` itself, unread.
+#[inline]
+pub(crate) fn unescape_scanned<'a>(
+    raw: &'a [u8],
+    backslash: bool,
+    escapes: &[(u8, u8)],
+    arena: &mut Arena<'a>,
+) -> Option<&'a [u8]> {
+    debug_assert!(backslash || !raw.contains(&b'\\'));
+    if backslash {
+        unescape(raw, escapes, arena)
+    } else {
+        Some(raw)
+    }
 }
 
 /// Bytes allowed in a key read from text (CEF extensions, LEEF, kv).
@@ -886,6 +946,36 @@ mod tests {
             unescape(br"a\=b\\c\nd\x\", esc, &mut arena).unwrap(),
             b"a=b\\c\nd\\x\\"
         );
+    }
+
+    #[test]
+    fn ef_colons_found_at_every_offset() {
+        // Every length up to past two steps, an `EF:` ending at every
+        // place, and near-misses around it that must not count.
+        for len in 0..40 {
+            for colon in 2..len.max(2) {
+                let mut text = vec![b':'; len];
+                for (i, b) in text.iter_mut().enumerate() {
+                    *b = [b'E', b'F', b':', b'x'][(i * 7 + len) % 4];
+                }
+                text[colon - 2..=colon].copy_from_slice(b"EF:");
+                let want: Vec<usize> = (2..len).filter(|&i| &text[i - 2..=i] == b"EF:").collect();
+                let mut got = Vec::new();
+                ef_colons(&text, |at| {
+                    got.push(at);
+                    true
+                });
+                assert_eq!(got, want, "{:?}", String::from_utf8_lossy(&text));
+                assert!(got.contains(&colon));
+                // Stopping after the first.
+                let mut first = Vec::new();
+                ef_colons(&text, |at| {
+                    first.push(at);
+                    false
+                });
+                assert_eq!(first, want[..1]);
+            }
+        }
     }
 
     #[test]

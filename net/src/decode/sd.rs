@@ -10,9 +10,7 @@
 //! malformed input stops the walk quietly, since the parser has already
 //! ruled on the line.
 
-use memchr::{memchr, memchr2};
-
-use super::{unescape, Arena};
+use super::{find_byte, find_byte2, unescape_scanned, Arena};
 use crate::fields::Fields;
 
 /// The escapes RFC 5424 defines inside PARAM-VALUE.
@@ -33,12 +31,15 @@ pub fn decode<'a>(sd: &'a [u8], arena: &mut Arena<'a>, fields: &mut Fields<'a>) 
         // Parameters: ` name="value"` until `]`.
         while sd.get(at) == Some(&b' ') {
             let rest = &sd[at + 1..];
-            let Some(eq) = memchr(b'=', rest) else { return };
+            let Some(eq) = find_byte(b'=', rest) else {
+                return;
+            };
             let Some(param) = super::key_text(&rest[..eq]) else {
                 return;
             };
             let value_start = at + 1 + eq + 2;
-            let Some(value_len) = value_len(sd.get(value_start..).unwrap_or_default()) else {
+            let Some((value_len, backslash)) = value_len(sd.get(value_start..).unwrap_or_default())
+            else {
                 return;
             };
             let raw = &sd[value_start..value_start + value_len];
@@ -46,7 +47,7 @@ pub fn decode<'a>(sd: &'a [u8], arena: &mut Arena<'a>, fields: &mut Fields<'a>) 
                 fields.count_overflow();
             } else if let (Some(name), Some(value)) = (
                 arena.concat_str(&["sd.", id, ".", param]),
-                unescape(raw, SD_ESCAPES, arena),
+                unescape_scanned(raw, backslash, SD_ESCAPES, arena),
             ) {
                 fields.push(name, value);
             }
@@ -59,14 +60,17 @@ pub fn decode<'a>(sd: &'a [u8], arena: &mut Arena<'a>, fields: &mut Fields<'a>) 
     }
 }
 
-/// Length of a PARAM-VALUE up to its closing, unescaped quote.
-fn value_len(rest: &[u8]) -> Option<usize> {
+/// Length of a PARAM-VALUE up to its closing, unescaped quote, and
+/// whether it holds a backslash.
+fn value_len(rest: &[u8]) -> Option<(usize, bool)> {
     let mut at = 0;
+    let mut backslash = false;
     loop {
-        let i = memchr2(b'"', b'\\', rest.get(at..)?)?;
+        let i = find_byte2(b'"', b'\\', rest.get(at..)?)?;
         if rest[at + i] == b'"' {
-            return Some(at + i);
+            return Some((at + i, backslash));
         }
+        backslash = true;
         at += i + 2;
     }
 }
