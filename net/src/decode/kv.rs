@@ -26,9 +26,8 @@
 
 use memchr::{memchr, memchr2};
 
-use super::{
-    find_byte2, find_byte3, is_key_byte, unescape_scanned, Arena, SeenKeys, KEY_BYTES_MAX,
-};
+use super::marks::Marks;
+use super::{find_byte2, is_key_byte, unescape, Arena, SeenKeys, KEY_BYTES_MAX};
 use crate::fields::Fields;
 
 /// Fewest pairs for a message to count as key=value.
@@ -104,11 +103,16 @@ fn value(text: &[u8]) -> (&[u8], bool, usize) {
         return (&text[1..], backslash, text.len());
     }
     let len = token_len(text);
-    let mut raw = &text[..len];
-    if let Some((&(b',' | b';'), rest)) = raw.split_last() {
-        raw = rest;
+    (unquoted(&text[..len]), false, len)
+}
+
+/// An unquoted value's token without one trailing `,` or `;`.
+#[inline(always)]
+fn unquoted(token: &[u8]) -> &[u8] {
+    match token.split_last() {
+        Some((&(b',' | b';'), rest)) => rest,
+        _ => token,
     }
-    (raw, false, len)
 }
 
 /// Pushes one pair unless the key was already seen.
@@ -132,20 +136,30 @@ fn push<'a>(
         fields.count_overflow();
         return;
     }
-    let value = unescape_scanned(raw, escaped, QUOTE_ESCAPES, arena).unwrap_or(raw);
+    // Unquoted values are taken as written, backslashes and all.
+    let value = if escaped {
+        unescape(raw, QUOTE_ESCAPES, arena).unwrap_or(raw)
+    } else {
+        raw
+    };
     fields.push(key, value);
 }
 
-/// The `k=v` pass; returns the pairs read (repeats included). Each token
-/// is searched for its first `=`, space or tab in one scan: a token
-/// without `=` is skipped without looking at its bytes, and only the
-/// bytes before an `=` are checked as a key.
+/// The `k=v` pass; returns the pairs read (repeats included). The line's
+/// spaces, `=` and quotes are found by [`Marks`], one classification per
+/// 64 bytes: a token is searched for its first `=`, space or tab, so one
+/// without `=` is skipped without looking at its bytes, and only the bytes
+/// before an `=` are checked as a key.
 fn equals_pairs<'a>(
     text: &'a [u8],
     arena: &mut Arena<'a>,
     fields: &mut Fields<'a>,
     start: usize,
 ) -> usize {
+    const SPACE: u32 = 1;
+    const EQUALS: u32 = 2;
+    const QUOTE_OR_BACKSLASH: u32 = 4;
+    let mut marks = Marks::new(text, [[b' ', b'\t'], [b'=', b'='], [b'"', b'\\']]);
     let mut seen = SeenKeys::new(start);
     let mut pairs = 0;
     let mut at = 0;
@@ -154,25 +168,45 @@ fn equals_pairs<'a>(
             at += 1;
             continue;
         }
-        let rest = &text[at..];
-        let Some(stop) = find_byte3(b'=', b' ', b'\t', rest) else {
+        let Some(stop) = marks.find(at, SPACE | EQUALS) else {
             // The last token, without `=`.
             break;
         };
-        if rest[stop] != b'=' {
-            at += stop;
+        if text[stop] != b'=' {
+            at = stop;
             continue;
         }
-        let key = &rest[..stop];
+        let key = &text[at..stop];
+        let value_at = stop + 1;
         if key.is_empty() || key.len() > KEY_BYTES_MAX || !key.iter().all(|&b| is_key_byte(b)) {
             // Not a key: the token runs on past the `=` to a space or tab.
-            at += stop + 1 + token_len(&rest[stop + 1..]);
+            at = marks.find(value_at, SPACE).unwrap_or(text.len());
             continue;
         }
-        let (raw, escaped, used) = value(&rest[stop + 1..]);
+        // As `value`, by the marks.
+        let (raw, escaped, end) = if text.get(value_at) == Some(&b'"') {
+            let mut from = value_at + 1;
+            let mut backslash = false;
+            loop {
+                match marks.find(from, QUOTE_OR_BACKSLASH) {
+                    Some(quote) if text[quote] == b'"' => {
+                        break (&text[value_at + 1..quote], backslash, quote + 1);
+                    }
+                    Some(escape) => {
+                        backslash = true;
+                        from = escape + 2;
+                    }
+                    // Unterminated: the value is the rest, without the quote.
+                    None => break (&text[value_at + 1..], backslash, text.len()),
+                }
+            }
+        } else {
+            let end = marks.find(value_at, SPACE).unwrap_or(text.len());
+            (unquoted(&text[value_at..end]), false, end)
+        };
         push(key, raw, escaped, arena, fields, &mut seen);
         pairs += 1;
-        at += stop + 1 + used;
+        at = end;
     }
     pairs
 }
@@ -357,7 +391,7 @@ mod tests {
         // Both passes over `text`: the pairs each read, and whether they
         // pushed the same fields.
         let compare = |text: &[u8]| {
-            let (mut one, mut two) = ([0u8; 64], [0u8; 64]);
+            let (mut one, mut two) = ([0u8; 1024], [0u8; 1024]);
             let (mut arena_one, mut arena_two) = (Arena::over(&mut one), Arena::over(&mut two));
             let (mut fields_one, mut fields_two) = (Fields::new(), Fields::new());
             let pairs = equals_pairs(text, &mut arena_one, &mut fields_one, 0);
@@ -379,6 +413,31 @@ mod tests {
             format!("{} b=c d=e", "k".repeat(300)),
         ] {
             compare(text.as_bytes());
+        }
+        // Texts of a few hundred bytes, whose tokens, quoted values and
+        // escapes cross the 64-byte blocks the one-scan pass classifies.
+        let pieces: [&[u8]; 10] = [
+            b"k=v ",
+            b"key=\"a b\" ",
+            b"x=\"q\\\"r\" ",
+            b"  ",
+            b"\t",
+            b"word ",
+            b"a=b=c ",
+            b"=x ",
+            b"k=\"open",
+            b"n=1, ",
+        ];
+        let mut state = 7u64;
+        for _ in 0..2_000 {
+            let mut text = Vec::new();
+            while text.len() < 300 {
+                state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1);
+                text.extend_from_slice(pieces[(state >> 33) as usize % pieces.len()]);
+            }
+            compare(&text);
         }
     }
 }

@@ -47,6 +47,7 @@ pub mod cef;
 pub mod json;
 pub mod kv;
 pub mod leef;
+mod marks;
 pub mod sd;
 pub mod xml;
 
@@ -629,23 +630,6 @@ pub(crate) fn find_byte2(a: u8, b: u8, hay: &[u8]) -> Option<usize> {
     match scan_head(hay, head, hits, |x| x == a || x == b) {
         Ok(i) => Some(i),
         Err(head) => memchr::memchr2(a, b, &hay[head..]).map(|i| head + i),
-    }
-}
-
-/// `memchr3(a, b, c, hay)`, reading the first [`SHORT_SCAN_BYTES`] bytes
-/// directly.
-#[inline]
-pub(crate) fn find_byte3(a: u8, b: u8, c: u8, hay: &[u8]) -> Option<usize> {
-    let head = hay.len().min(SHORT_SCAN_BYTES);
-    let (pa, pb, pc) = (
-        ONES * u64::from(a),
-        ONES * u64::from(b),
-        ONES * u64::from(c),
-    );
-    let hits = |w: u64| zero_bytes(w ^ pa) | zero_bytes(w ^ pb) | zero_bytes(w ^ pc);
-    match scan_head(hay, head, hits, |x| x == a || x == b || x == c) {
-        Ok(i) => Some(i),
-        Err(head) => memchr::memchr3(a, b, c, &hay[head..]).map(|i| head + i),
     }
 }
 
