@@ -24,6 +24,7 @@
 //! It must not allocate (unescaped text goes to the arena) or interpret
 //! values.
 
+use super::marks::Marks;
 use super::{is_key_byte, unescape_scanned, Arena, DecodeIssue, SeenKeys, Source, KEY_BYTES_MAX};
 use crate::fields::Fields;
 
@@ -107,6 +108,7 @@ pub(crate) fn pairs<'a>(
     start: usize,
 ) {
     let mut seen = SeenKeys::new(start);
+    let mut marks = Marks::new(text, [[b'=', b'\\']]);
     let mut at = 0;
     // The key found by the last value's search (start, `=`), so that it is
     // not read again.
@@ -133,7 +135,7 @@ pub(crate) fn pairs<'a>(
                 if key_len == 0 || key_len > KEY_BYTES_MAX || text.get(at + key_len) != Some(&b'=')
                 {
                     // Not a pair: skip to the next key-shaped start.
-                    match next_key_start(text, at, &mut false) {
+                    match next_key_start(&mut marks, text, at, &mut false) {
                         Some(next) => {
                             at = next.0;
                             found = Some(next);
@@ -148,7 +150,7 @@ pub(crate) fn pairs<'a>(
         let key = &text[at..at + key_len];
         let value_start = at + key_len + 1;
         let mut escaped = false;
-        let (value_end, next) = match next_key_start(text, value_start, &mut escaped) {
+        let (value_end, next) = match next_key_start(&mut marks, text, value_start, &mut escaped) {
             Some(next) => {
                 found = Some(next);
                 (next.0, next.0)
@@ -177,12 +179,17 @@ pub(crate) fn pairs<'a>(
 /// The next ` key=` after `from`: the offsets of the key's first byte and
 /// of its `=`. An `=` preceded by a backslash is escaped and does not
 /// count. `escaped` is set when a backslash lies between `from` and the
-/// key (or the end of `text`, when there is no next key).
-fn next_key_start(text: &[u8], from: usize, escaped: &mut bool) -> Option<(usize, usize)> {
+/// key (or the end of `text`, when there is no next key). `marks` are
+/// `text`'s `=` and backslashes.
+fn next_key_start(
+    marks: &mut Marks<'_, 1>,
+    text: &[u8],
+    from: usize,
+    escaped: &mut bool,
+) -> Option<(usize, usize)> {
     let mut at = from;
     loop {
-        let i = super::find_byte2(b'=', b'\\', text.get(at..)?)?;
-        let eq = at + i;
+        let eq = marks.find(at, 1)?;
         if text[eq] == b'\\' {
             *escaped = true;
             at = eq + 2;
@@ -290,5 +297,72 @@ mod tests {
         assert_eq!(f.len(), 7);
         let f = run("CEF:0|a|b|c|d|e|f| junk =x =y k=v").unwrap();
         assert_eq!(ext(&f), vec![("k", "v")]);
+    }
+
+    /// The next-key search over the marks against a byte-by-byte one, from
+    /// every offset of texts whose keys, escapes and spaces cross the
+    /// 64-byte blocks the marks classify.
+    #[test]
+    fn next_key_start_as_by_byte_search() {
+        fn by_bytes(text: &[u8], from: usize) -> (Option<(usize, usize)>, bool) {
+            let mut escaped = false;
+            let mut at = from;
+            while at < text.len() {
+                match text[at] {
+                    b'\\' => {
+                        escaped = true;
+                        at += 2;
+                    }
+                    b'=' => {
+                        let key_start = (0..at)
+                            .rev()
+                            .find(|&i| !is_key_byte(text[i]))
+                            .map_or(0, |i| i + 1);
+                        if key_start > from
+                            && key_start < at
+                            && at - key_start <= KEY_BYTES_MAX
+                            && text[key_start - 1] == b' '
+                        {
+                            return (Some((key_start, at)), escaped);
+                        }
+                        at += 1;
+                    }
+                    _ => at += 1,
+                }
+            }
+            (None, escaped)
+        }
+        let pieces: [&[u8]; 9] = [
+            b"k=v ",
+            b"key=a b ",
+            b"x\\=y ",
+            b"\\",
+            b"  ",
+            b"word",
+            b"=",
+            b"a=b=c ",
+            b"msg=say ",
+        ];
+        let mut state = 11u64;
+        for _ in 0..500 {
+            let mut text = Vec::new();
+            while text.len() < 200 {
+                state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1);
+                text.extend_from_slice(pieces[(state >> 33) as usize % pieces.len()]);
+            }
+            let mut marks = Marks::new(&text, [[b'=', b'\\']]);
+            for from in 0..text.len() {
+                let mut escaped = false;
+                let got = next_key_start(&mut marks, &text, from, &mut escaped);
+                assert_eq!(
+                    (got, escaped),
+                    by_bytes(&text, from),
+                    "{from} {:?}",
+                    String::from_utf8_lossy(&text)
+                );
+            }
+        }
     }
 }
