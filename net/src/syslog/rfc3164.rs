@@ -53,6 +53,14 @@ const ZONES: [(&[u8], i32); 12] = [
     (b"CEST", 2 * 3600),
 ];
 
+/// Whether `word` is one of [`ZONES`]' names: three or four capitals,
+/// which rules out nearly every hostname before the list is read.
+fn is_zone_name(word: &[u8]) -> bool {
+    matches!(word.len(), 3 | 4)
+        && word[0].is_ascii_uppercase()
+        && ZONES.iter().any(|(name, _)| *name == word)
+}
+
 /// One parsed timestamp: UTC ns, whether a Cisco clock marker said the
 /// clock was unsynchronized, and the offset after it (and its separator).
 struct Stamp {
@@ -132,7 +140,7 @@ fn common_shape<'a>(
         || host.ends_with(b":")
         // A zone name or a year after the time (`... 05:34:00 CST`,
         // `... 05:34:00 1987`), where the layered reader reads them.
-        || ZONES.iter().any(|(name, _)| *name == host)
+        || is_zone_name(host)
         || (host.len() == 4 && host.iter().all(u8::is_ascii_digit))
     {
         return None;
@@ -623,6 +631,16 @@ fn bsd_at(
 #[cfg(test)]
 mod tests {
     use super::super::{parse, time::NS_PER_S, Format, ParseContext, ParseErrorReason};
+
+    #[test]
+    fn every_zone_passes_the_quick_zone_test() {
+        for (name, _) in super::ZONES {
+            assert!(super::is_zone_name(name), "{name:?}");
+        }
+        for word in [&b"web-01"[..], b"UTCX1", b"utc", b"UT", b"Cst", b"ABC"] {
+            assert!(!super::is_zone_name(word), "{word:?}");
+        }
+    }
 
     const NOW_S: i64 = 1_795_780_800; // 2026-11-27T12:00:00Z
     const CTX: ParseContext = ParseContext {
