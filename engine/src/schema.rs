@@ -178,11 +178,201 @@ pub struct SchemaRegistry {
     /// The full schemas, in order of first appearance. Their `events` and
     /// `last_seen_ns` are not kept here (they live in the slots, which
     /// every event updates) and are filled in by `snapshot`.
-    sources: Vec<SourceSchema>,
+    sources: Vec<HeldSource>,
     sources_max: usize,
     fields_max: usize,
     pub sources_overflow: u64,
     pub type_conflicts: u64,
+}
+
+/// One source as the registry holds it: the schema less its field map,
+/// and the fields in order of first appearance, found by name (`by_name`)
+/// or, for a sequence of names observed lately, by position (`layouts`).
+/// An event observed in full then updates its fields without a search by
+/// name: a search through an ordered map of heap strings cost most of the
+/// sampled observation, in cache misses (about 7% of a core flat out).
+#[derive(Debug)]
+struct HeldSource {
+    /// Its `fields` stays empty; [`SchemaRegistry::snapshot`] fills it.
+    schema: SourceSchema,
+    fields: Vec<(Box<str>, FieldSchema)>,
+    by_name: BTreeMap<Box<str>, u32>,
+    layouts: Vec<Layout>,
+    /// Where the next layout goes once there are [`LAYOUTS_MAX`].
+    next_layout: usize,
+}
+
+/// Layouts kept per source (a source's events come in a few shapes).
+const LAYOUTS_MAX: usize = 8;
+
+/// Where one sequence of field names puts its fields: the sequence (each
+/// name followed by 0xFF, a byte UTF-8 never holds, so that the names'
+/// boundaries are compared too) and, per name, its place in
+/// `HeldSource::fields`.
+#[derive(Debug)]
+struct Layout {
+    fingerprint: u64,
+    names: Box<[u8]>,
+    at: Box<[u32]>,
+}
+
+impl Layout {
+    /// Whether `fields` carry exactly this layout's names, in order.
+    fn fits(&self, fields: &[(&str, &[u8])]) -> bool {
+        if self.at.len() != fields.len() {
+            return false;
+        }
+        let mut pos = 0;
+        for (name, _) in fields {
+            let name = name.as_bytes();
+            let end = pos + name.len();
+            if self.names.get(pos..end) != Some(name) || self.names.get(end) != Some(&0xFF) {
+                return false;
+            }
+            pos = end + 1;
+        }
+        pos == self.names.len()
+    }
+}
+
+impl HeldSource {
+    fn new(name: String, time_ns: i64) -> Self {
+        HeldSource {
+            schema: SourceSchema {
+                source: name,
+                version: 0,
+                events: 0,
+                first_seen_ns: time_ns,
+                last_seen_ns: time_ns,
+                fields: BTreeMap::new(),
+                clock_lag: None,
+                fingerprints: Vec::new(),
+                fields_overflow: 0,
+            },
+            fields: Vec::new(),
+            by_name: BTreeMap::new(),
+            layouts: Vec::new(),
+            next_layout: 0,
+        }
+    }
+
+    /// Observes `fields` in full by the layout remembered for
+    /// `fingerprint`, if there is one and the names are its names; false,
+    /// with nothing done, otherwise.
+    fn observe_laid_out(
+        &mut self,
+        fingerprint: u64,
+        fields: &[(&str, &[u8])],
+        time_ns: i64,
+        type_conflicts: &mut u64,
+    ) -> bool {
+        let Some(layout) = self
+            .layouts
+            .iter()
+            .find(|l| l.fingerprint == fingerprint && l.fits(fields))
+        else {
+            return false;
+        };
+        for ((_, value), &at) in fields.iter().zip(&layout.at) {
+            let field = &mut self.fields[at as usize].1;
+            update_field(field, infer(value).as_str(), time_ns, type_conflicts);
+        }
+        true
+    }
+
+    /// Observes `fields` in full name by name, adding the new ones while
+    /// `fields_max` allows, and remembers their layout when every one has
+    /// a place.
+    fn observe_by_name(
+        &mut self,
+        fingerprint: u64,
+        fields: &[(&str, &[u8])],
+        time_ns: i64,
+        fields_max: usize,
+        type_conflicts: &mut u64,
+    ) {
+        let mut new_field = false;
+        let mut at = Vec::with_capacity(fields.len());
+        for (name, value) in fields {
+            let ty = infer(value).as_str();
+            match self.by_name.get(*name) {
+                Some(&i) => {
+                    update_field(&mut self.fields[i as usize].1, ty, time_ns, type_conflicts);
+                    at.push(i);
+                }
+                None => {
+                    if self.fields.len() >= fields_max {
+                        self.schema.fields_overflow += 1;
+                        continue;
+                    }
+                    new_field = true;
+                    // Lossless: at most `fields_max`, a configured count.
+                    let i = u32::try_from(self.fields.len()).unwrap_or(u32::MAX);
+                    self.by_name.insert((*name).into(), i);
+                    self.fields.push((
+                        (*name).into(),
+                        FieldSchema {
+                            ty,
+                            observed: 1,
+                            first_seen_ns: time_ns,
+                            last_seen_ns: time_ns,
+                            since_version: self.schema.version + 1,
+                            conflicts: BTreeMap::new(),
+                        },
+                    ));
+                    at.push(i);
+                }
+            }
+        }
+        if new_field {
+            self.schema.version += 1;
+        }
+        if at.len() == fields.len() {
+            let mut names = Vec::with_capacity(fields.iter().map(|(n, _)| n.len() + 1).sum());
+            for (name, _) in fields {
+                names.extend_from_slice(name.as_bytes());
+                names.push(0xFF);
+            }
+            let layout = Layout {
+                fingerprint,
+                names: names.into(),
+                at: at.into(),
+            };
+            if self.layouts.len() < LAYOUTS_MAX {
+                self.layouts.push(layout);
+            } else {
+                self.layouts[self.next_layout] = layout;
+                self.next_layout = (self.next_layout + 1) % LAYOUTS_MAX;
+            }
+        }
+    }
+
+    /// The schema with its field map filled in.
+    fn to_schema(&self) -> SourceSchema {
+        let mut schema = self.schema.clone();
+        schema.fields = self
+            .fields
+            .iter()
+            .map(|(name, field)| (name.to_string(), field.clone()))
+            .collect();
+        schema
+    }
+}
+
+/// One more observation of a known field, of type `ty`.
+fn update_field(field: &mut FieldSchema, ty: &'static str, time_ns: i64, type_conflicts: &mut u64) {
+    field.observed += 1;
+    field.last_seen_ns = field.last_seen_ns.max(time_ns);
+    if field.ty != ty {
+        // Ints widen to floats and anything to string without being a
+        // conflict worth reporting.
+        let widening = matches!((field.ty, ty), ("int", "float"));
+        if !widening {
+            *field.conflicts.entry(ty).or_default() += 1;
+            *type_conflicts += 1;
+        }
+        field.ty = ty;
+    }
 }
 
 /// The parts that name a source.
@@ -334,17 +524,7 @@ impl SchemaRegistry {
                 at = self.probe(key);
             }
             let index = u32::try_from(self.sources.len()).unwrap_or(EMPTY - 1);
-            self.sources.push(SourceSchema {
-                source: source.name(),
-                version: 0,
-                events: 0,
-                first_seen_ns: time_ns,
-                last_seen_ns: time_ns,
-                fields: BTreeMap::new(),
-                clock_lag: None,
-                fingerprints: Vec::new(),
-                fields_overflow: 0,
-            });
+            self.sources.push(HeldSource::new(source.name(), time_ns));
             self.slots[at] = Slot {
                 key,
                 index,
@@ -380,7 +560,8 @@ impl SchemaRegistry {
             slot.recent_fingerprints[usize::from(slot.next_fingerprint)] = fingerprint;
             slot.next_fingerprint = (slot.next_fingerprint + 1) % SLOT_FINGERPRINTS as u8;
         }
-        let schema = &mut self.sources[slot.index as usize];
+        let held = &mut self.sources[slot.index as usize];
+        let schema = &mut held.schema;
         let known = in_slot || schema.fingerprints.contains(&fingerprint);
         if known && !sampled {
             return;
@@ -396,52 +577,20 @@ impl SchemaRegistry {
             }
             schema.fingerprints.push(fingerprint);
         }
-        let mut new_field = false;
-        for (name, value) in fields {
-            let ty = infer(value).as_str();
-            match schema.fields.get_mut(*name) {
-                Some(field) => {
-                    field.observed += 1;
-                    field.last_seen_ns = field.last_seen_ns.max(time_ns);
-                    if field.ty != ty {
-                        // Ints widen to floats and anything to string
-                        // without being a conflict worth reporting.
-                        let widening = matches!((field.ty, ty), ("int", "float"));
-                        if !widening {
-                            *field.conflicts.entry(ty).or_default() += 1;
-                            self.type_conflicts += 1;
-                        }
-                        field.ty = ty;
-                    }
-                }
-                None => {
-                    if schema.fields.len() >= self.fields_max {
-                        schema.fields_overflow += 1;
-                        continue;
-                    }
-                    new_field = true;
-                    schema.fields.insert(
-                        (*name).to_string(),
-                        FieldSchema {
-                            ty,
-                            observed: 1,
-                            first_seen_ns: time_ns,
-                            last_seen_ns: time_ns,
-                            since_version: schema.version + 1,
-                            conflicts: BTreeMap::new(),
-                        },
-                    );
-                }
-            }
-        }
-        if new_field {
-            schema.version += 1;
+        if !held.observe_laid_out(fingerprint, fields, time_ns, &mut self.type_conflicts) {
+            held.observe_by_name(
+                fingerprint,
+                fields,
+                time_ns,
+                self.fields_max,
+                &mut self.type_conflicts,
+            );
         }
     }
 
     /// The sources as they stand, sorted by name.
     pub fn snapshot(&self) -> Vec<SourceSchema> {
-        let mut out: Vec<SourceSchema> = self.sources.clone();
+        let mut out: Vec<SourceSchema> = self.sources.iter().map(HeldSource::to_schema).collect();
         for slot in self.slots.iter().filter(|s| s.index != EMPTY) {
             let schema = &mut out[slot.index as usize];
             schema.events = slot.events;
@@ -632,6 +781,65 @@ mod tests {
         assert_eq!(s.fields["NEW"].since_version, 2);
         assert_eq!(s.fields["DPT"].conflicts.get("string"), Some(&1));
         assert_eq!(r.type_conflicts, 1);
+    }
+
+    #[test]
+    fn sampled_events_update_their_fields_by_layout_as_by_name() {
+        let mut r = SchemaRegistry::new(10, 10);
+        let src = SourceId::HostApp(b"fw1", b"kernel");
+        let events = 3 * SAMPLE_EVERY;
+        // Two shapes in turn, one with a name twice; the DPT of the last
+        // sampled event of the first shape is text.
+        for i in 1..=events {
+            let dpt = if i == 2 * SAMPLE_EVERY { "ssh" } else { "22" };
+            let pairs: &[(&str, &str)] = if i % 2 == 0 {
+                &[("SRC", "10.0.0.1"), ("DPT", dpt)]
+            } else {
+                &[("SRC", "10.0.0.1"), ("SEQ", "1"), ("SEQ", "2")]
+            };
+            r.observe(src, &fields(pairs), i as i64);
+        }
+        let snap = r.snapshot();
+        let s = &snap[0];
+        assert_eq!(s.events, events);
+        assert_eq!(s.version, 2);
+        // Observed in full: each shape's first event, and events 64, 128
+        // and 192 (even: the first shape).
+        assert_eq!(s.fields["DPT"].observed, 1 + 3);
+        assert_eq!(s.fields["SEQ"].observed, 2);
+        assert_eq!(s.fields["SRC"].observed, 2 + 3);
+        assert_eq!(s.fields["DPT"].conflicts.get("string"), Some(&1));
+        assert_eq!(s.fields["DPT"].ty, "int");
+        assert_eq!(s.fields["DPT"].last_seen_ns, events as i64);
+        assert_eq!(r.type_conflicts, 2);
+    }
+
+    #[test]
+    fn a_layout_fits_only_its_own_names() {
+        let mut held = HeldSource::new("h/a".into(), 0);
+        let mut conflicts = 0;
+        held.observe_by_name(
+            7,
+            &fields(&[("ab", "1"), ("c", "2")]),
+            1,
+            10,
+            &mut conflicts,
+        );
+        let layout = &held.layouts[0];
+        assert!(layout.fits(&fields(&[("ab", "x"), ("c", "y")])));
+        assert!(!layout.fits(&fields(&[("a", "x"), ("bc", "y")])));
+        assert!(!layout.fits(&fields(&[("ab", "x")])));
+        assert!(!layout.fits(&fields(&[("ab", "x"), ("cd", "y")])));
+        // A fingerprint that collides with another name sequence is
+        // observed by name.
+        assert!(!held.observe_laid_out(7, &fields(&[("a", "1"), ("bc", "2")]), 2, &mut conflicts));
+        assert!(held.observe_laid_out(7, &fields(&[("ab", "1"), ("c", "2")]), 2, &mut conflicts));
+        // Past the field cap nothing is laid out: the overflow is counted
+        // by name every time.
+        let mut capped = HeldSource::new("h/b".into(), 0);
+        capped.observe_by_name(9, &fields(&[("a", "1"), ("b", "2")]), 1, 1, &mut conflicts);
+        assert!(capped.layouts.is_empty());
+        assert_eq!(capped.schema.fields_overflow, 1);
     }
 
     #[test]
