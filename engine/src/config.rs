@@ -55,6 +55,11 @@ pub struct SchemasConfig {
     pub enabled: bool,
     pub sources_max: usize,
     pub fields_per_source_max: usize,
+    /// One event in this many, of a field set its source has shown
+    /// before, is observed in full (field counts, types, clock lag); the
+    /// others only bump the source's count. Higher costs less CPU and
+    /// notices a changed field type later.
+    pub sample_every: u64,
 }
 
 impl Default for SchemasConfig {
@@ -63,6 +68,7 @@ impl Default for SchemasConfig {
             enabled: true,
             sources_max: 4_096,
             fields_per_source_max: 512,
+            sample_every: crate::schema::SAMPLE_EVERY,
         }
     }
 }
@@ -590,6 +596,9 @@ impl Config {
         if self.ingest.tls_require_client_cert && self.ingest.tls_client_ca.is_empty() {
             bail!("ingest.tls_require_client_cert needs ingest.tls_client_ca (the CA that signs client certificates)");
         }
+        if self.schemas.sample_every == 0 {
+            bail!("schemas.sample_every must be at least 1 (1 observes every event in full)");
+        }
         if self.storage.journal_segment_bytes < 64 * 1024 {
             bail!("storage.journal_segment_bytes must be at least 64 KiB");
         }
@@ -675,8 +684,11 @@ impl Config {
                 self.normalize.builtin,
                 &self.normalize.aliases,
             )),
-            schemas: keep_schemas
-                .then_some((self.schemas.sources_max, self.schemas.fields_per_source_max)),
+            schemas: keep_schemas.then_some(crate::pipeline::SchemaOptions {
+                sources_max: self.schemas.sources_max,
+                fields_max: self.schemas.fields_per_source_max,
+                sample_every: self.schemas.sample_every,
+            }),
             templates: self.engine.templates,
             timezones: self
                 .ingest

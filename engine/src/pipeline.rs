@@ -35,6 +35,15 @@ pub trait EventSink {
     fn flagged(&mut self, _reason: &'static str) {}
 }
 
+/// The schema registry's bounds and sampling (`[schemas]`).
+#[derive(Debug, Clone, Copy)]
+pub struct SchemaOptions {
+    pub sources_max: usize,
+    pub fields_max: usize,
+    /// One event of a known field set in this many is observed in full.
+    pub sample_every: u64,
+}
+
 /// Options of a pipeline beyond rules and shard map.
 pub struct PipelineOptions {
     pub default_utc_offset_s: i32,
@@ -43,7 +52,7 @@ pub struct PipelineOptions {
     pub timestamp_skew_max_ns: i64,
     pub aliases: Arc<Aliases>,
     /// Keep a schema registry of what this pipeline sees.
-    pub schemas: Option<(usize, usize)>,
+    pub schemas: Option<SchemaOptions>,
     /// When to mine log templates (`template.id`, `template.text`,
     /// `template.new` on every event).
     pub templates: TemplatesMode,
@@ -176,9 +185,9 @@ impl Pipeline {
             default_utc_offset_s: options.default_utc_offset_s,
             timestamp_skew_max_ns: options.timestamp_skew_max_ns,
             aliases: options.aliases,
-            registry: options
-                .schemas
-                .map(|(sources, fields)| SchemaRegistry::new(sources, fields)),
+            registry: options.schemas.map(|o| {
+                SchemaRegistry::new(o.sources_max, o.fields_max).with_sample_every(o.sample_every)
+            }),
             decode: DecodeScratch::new(),
             timezones: options.timezones,
             require_header: options.require_header,
