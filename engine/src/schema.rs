@@ -202,7 +202,8 @@ pub struct SchemaRegistry {
 struct HeldSource {
     /// Its `fields` stays empty; [`SchemaRegistry::snapshot`] fills it.
     schema: SourceSchema,
-    fields: Vec<(Box<str>, FieldSchema)>,
+    /// In order of first appearance; their names are `by_name`'s keys.
+    fields: Vec<FieldSchema>,
     by_name: BTreeMap<Box<str>, u32>,
     layouts: Vec<Layout>,
     /// Where the next layout goes once there are [`LAYOUTS_MAX`].
@@ -281,7 +282,7 @@ impl HeldSource {
             return false;
         };
         for ((_, value), &at) in fields.iter().zip(&layout.at) {
-            let field = &mut self.fields[at as usize].1;
+            let field = &mut self.fields[at as usize];
             update_field(field, infer(value).as_str(), time_ns, type_conflicts);
         }
         true
@@ -304,7 +305,7 @@ impl HeldSource {
             let ty = infer(value).as_str();
             match self.by_name.get(*name) {
                 Some(&i) => {
-                    update_field(&mut self.fields[i as usize].1, ty, time_ns, type_conflicts);
+                    update_field(&mut self.fields[i as usize], ty, time_ns, type_conflicts);
                     at.push(i);
                 }
                 None => {
@@ -316,17 +317,14 @@ impl HeldSource {
                     // Lossless: at most `fields_max`, a configured count.
                     let i = u32::try_from(self.fields.len()).unwrap_or(u32::MAX);
                     self.by_name.insert((*name).into(), i);
-                    self.fields.push((
-                        (*name).into(),
-                        FieldSchema {
-                            ty,
-                            observed: 1,
-                            first_seen_ns: time_ns,
-                            last_seen_ns: time_ns,
-                            since_version: self.schema.version + 1,
-                            conflicts: BTreeMap::new(),
-                        },
-                    ));
+                    self.fields.push(FieldSchema {
+                        ty,
+                        observed: 1,
+                        first_seen_ns: time_ns,
+                        last_seen_ns: time_ns,
+                        since_version: self.schema.version + 1,
+                        conflicts: BTreeMap::new(),
+                    });
                     at.push(i);
                 }
             }
@@ -358,9 +356,9 @@ impl HeldSource {
     fn to_schema(&self) -> SourceSchema {
         let mut schema = self.schema.clone();
         schema.fields = self
-            .fields
+            .by_name
             .iter()
-            .map(|(name, field)| (name.to_string(), field.clone()))
+            .map(|(name, &at)| (name.to_string(), self.fields[at as usize].clone()))
             .collect();
         schema
     }
