@@ -343,26 +343,18 @@ mod tests {
             b"a=b=c ",
             b"msg=say ",
         ];
-        let mut state = 11u64;
-        for _ in 0..500 {
-            let mut text = Vec::new();
-            while text.len() < 200 {
-                state = state
-                    .wrapping_mul(6_364_136_223_846_793_005)
-                    .wrapping_add(1);
-                text.extend_from_slice(pieces[(state >> 33) as usize % pieces.len()]);
-            }
-            let mut marks = Marks::new(&text, [[b'=', b'\\']]);
+        crate::test_texts::pieced_texts(&pieces, 500, 200, 11, |text| {
+            let mut marks = Marks::new(text, [[b'=', b'\\']]);
             for from in 0..text.len() {
                 let mut escaped = false;
-                let got = next_key_start(&mut marks, &text, from, &mut escaped);
+                let got = next_key_start(&mut marks, text, from, &mut escaped);
                 assert_eq!(
                     (got, escaped),
-                    by_bytes(&text, from),
+                    by_bytes(text, from),
                     "{from} {:?}",
-                    String::from_utf8_lossy(&text)
+                    String::from_utf8_lossy(text)
                 );
             }
-        }
+        });
     }
 }

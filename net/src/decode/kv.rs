@@ -428,16 +428,8 @@ mod tests {
             b"k=\"open",
             b"n=1, ",
         ];
-        let mut state = 7u64;
-        for _ in 0..2_000 {
-            let mut text = Vec::new();
-            while text.len() < 300 {
-                state = state
-                    .wrapping_mul(6_364_136_223_846_793_005)
-                    .wrapping_add(1);
-                text.extend_from_slice(pieces[(state >> 33) as usize % pieces.len()]);
-            }
-            compare(&text);
-        }
+        crate::test_texts::pieced_texts(&pieces, 2_000, 300, 7, |text| {
+            compare(text);
+        });
     }
 }
