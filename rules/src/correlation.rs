@@ -446,7 +446,9 @@ struct Group {
     /// position as one byte) with their newest times; `temporal_ordered`:
     /// its steps (input position and sequence number).
     items: ItemSet,
-    /// The most recently observed raw lines.
+    /// The most recently observed raw lines (of an eager `event_count` or
+    /// `value_count` window, only those an alert could still show: see
+    /// [`sample_may_show`]).
     samples: VecDeque<Sample>,
     /// Anomaly rules: the entity's detector state (see `crate::anomaly`).
     anomaly: Option<Box<AnomalyBody>>,
@@ -1588,7 +1590,9 @@ fn step_sliding(
         }
         group.items.len() as u64
     };
-    push_sample(&mut group.samples, time_ns, observation.raw);
+    if sample_may_show(meta, count) {
+        push_sample(&mut group.samples, time_ns, observation.raw);
+    }
     debug_assert!(
         meta.condition.min.is_none_or(|min| count <= min),
         "the window resets at the threshold"
@@ -1786,6 +1790,29 @@ fn push_sample(samples: &mut VecDeque<Sample>, time_ns: i64, raw: &[u8]) {
         raw: buffer,
     });
     debug_assert!(samples.len() <= SAMPLES_MAX);
+}
+
+/// Whether an eager `event_count` or `value_count` window whose count is
+/// `count` after an event can still raise an alert showing that event
+/// among its [`SAMPLES_MAX`] samples. Each event adds at most one to
+/// those counts, so an alert (count at least the threshold `min`) comes
+/// at least `min - count` events later, and shows only the last
+/// `SAMPLES_MAX` lines: an event at a count below `min - SAMPLES_MAX + 1`
+/// can never be shown, and its line is not copied. The lines that are
+/// kept are then exactly the last ones an alert shows, as if every line
+/// had been kept. Most groups of a threshold above `SAMPLES_MAX` never
+/// come near it (a port-scan rule's group per address pair sees one
+/// packet), and this spares each of them a copy of its line (the largest
+/// part of such a group) and two allocations. `temporal` (one event can
+/// add several inputs) and the other kinds keep every line.
+fn sample_may_show(meta: &CorrelationMeta, count: u64) -> bool {
+    match meta.kind {
+        CorrelationKind::EventCount | CorrelationKind::ValueCount => meta
+            .condition
+            .min
+            .is_none_or(|min| count.saturating_add(SAMPLES_MAX as u64) > min),
+        _ => true,
+    }
 }
 
 /// The kept lines with a time inside the window (at or after `first_ns`).
@@ -2534,6 +2561,153 @@ correlation:
     timespan: 10s
     condition: {field: user, lt: 5}
 "#;
+
+    const HIGH_THRESHOLDS: &str = r#"
+title: a
+id: a
+name: a
+detection:
+    sel:
+        event.action: a
+    condition: sel
+---
+title: many values
+id: many-values
+correlation:
+    type: value_count
+    rules: [a]
+    group-by: [host]
+    timespan: 10s
+    condition: {field: user, gte: 12}
+---
+title: many events
+id: many-events
+correlation:
+    type: event_count
+    rules: [a]
+    group-by: [host]
+    timespan: 10s
+    condition:
+        gte: 9
+---
+title: few values needed
+id: few-values-needed
+correlation:
+    type: value_count
+    rules: [a]
+    group-by: [host]
+    timespan: 10s
+    condition: {field: user, gte: 3}
+"#;
+
+    /// Thresholds above `SAMPLES_MAX`: the lines not kept (see
+    /// `sample_may_show`) change no alert. Checked against a model that
+    /// keeps every counted line of each group since its last alert and
+    /// expects an alert's samples to be the last `SAMPLES_MAX` of them
+    /// inside its window, over a stream whose windows slide, with late
+    /// events (not counted) and repeated values.
+    #[test]
+    fn samples_not_kept_are_never_ones_an_alert_shows() {
+        let rules = compile(HIGH_THRESHOLDS);
+        let span = 10 * S;
+        let mut state = CorrelationState::new(1024);
+        // Per group: its newest event time, and the lines counted since
+        // its last alert, with their times.
+        type Model = (i64, Vec<(i64, Vec<u8>)>);
+        let mut model: BTreeMap<(u32, Vec<u8>), Model> = BTreeMap::new();
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = |bound: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % bound
+        };
+        let mut clock = 0i64;
+        let mut alerts = [0usize; 3];
+        for i in 0..30_000u64 {
+            // Dense and sparse stretches in turn: windows that reach the
+            // thresholds and ones that slide below them.
+            let gap_ms = if (i / 1_000) % 2 == 0 { 80 } else { 1_500 };
+            clock += next(gap_ms) as i64 * 1_000_000;
+            let late = next(10) == 0;
+            let time_ns = if late { clock - 12 * S } else { clock };
+            let correlation = next(3) as u32;
+            let key = format!("host-{}", next(5)).into_bytes();
+            let user = format!("user-{}", next(24)).into_bytes();
+            let line = format!("line {i}").into_bytes();
+            let observation = Observation {
+                correlation,
+                group_key: &key,
+                input_mask: 1,
+                value: Some(&user),
+                time_ns,
+                arrival_ns: clock,
+                raw: &line,
+            };
+            let mut out = Vec::new();
+            state.observe_into(&rules, &observation, &mut out);
+            let (newest, counted) = model.entry((correlation, key.clone())).or_default();
+            *newest = if counted.is_empty() && *newest == 0 {
+                time_ns
+            } else {
+                (*newest).max(time_ns)
+            };
+            if time_ns >= newest.saturating_sub(span) {
+                counted.push((time_ns, line.clone()));
+            }
+            assert!(out.len() <= 1, "one alert per observation here");
+            if let Some(alert) = out.first() {
+                alerts[correlation as usize] += 1;
+                let start = counted.len().saturating_sub(SAMPLES_MAX);
+                let expected: Vec<Vec<u8>> = counted[start..]
+                    .iter()
+                    .filter(|(t, _)| *t >= alert.first_seen_ns)
+                    .map(|(_, line)| line.clone())
+                    .collect();
+                assert_eq!(alert.samples, expected, "observation {i}");
+                counted.clear();
+            }
+        }
+        assert!(
+            alerts.iter().all(|&n| n >= 20),
+            "every rule fired often: {alerts:?}"
+        );
+        assert!(state.check_invariants());
+    }
+
+    /// A group far below a threshold above `SAMPLES_MAX` holds no copy of
+    /// its line; one within `SAMPLES_MAX` of its threshold does.
+    #[test]
+    fn a_group_far_below_its_threshold_keeps_no_line() {
+        let rules = compile(HIGH_THRESHOLDS);
+        let line = vec![b'x'; 400];
+        let per_group = |correlation: u32| {
+            let mut state = CorrelationState::new(4096);
+            let mut out = Vec::new();
+            for i in 0..500 {
+                let key = format!("host-{i}");
+                let observation = Observation {
+                    correlation,
+                    group_key: key.as_bytes(),
+                    input_mask: 1,
+                    value: Some(b"u"),
+                    time_ns: i as i64,
+                    arrival_ns: i as i64,
+                    raw: &line,
+                };
+                state.observe_into(&rules, &observation, &mut out);
+            }
+            assert!(out.is_empty());
+            let mut bytes = 0;
+            state.memory_by_correlation(|_, groups, b| {
+                assert_eq!(groups, 500);
+                bytes = b;
+            });
+            bytes / 500
+        };
+        let (far, near) = (per_group(0), per_group(2));
+        assert!(far + line.len() <= near, "{far} vs {near} bytes per group");
+    }
 
     #[test]
     fn every_kind_round_trips_through_rkyv() {
