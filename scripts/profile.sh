@@ -21,10 +21,12 @@
 # Knobs (environment): BIN (target/release/shardwatch), LOAD
 # (target/release/shardwatch-load), RATE (max, or lines per second),
 # TRANSPORT (tcp), RULES (none: the built-in pack alone), EVENTS (6000000,
-# flat out), SEND_S (15, paced), RECORD_S (2; at most SEND_S - 4 when
+# flat out), SEND_S (15, paced), RECORD_S (2; with DELAY_S at most SEND_S - 4 when
 # paced), TOP (30), CALLGRAPH (fp, or dwarf for call stacks through code
 # built without frame pointers: larger and slower), CONFIG (an appliance
-# config, `bench --appliance-config`), OUT (target/profile).
+# config, `bench --appliance-config`), DELAY_S (0: seconds from the start
+# of the load to the start of recording, to see a long run's later part,
+# its state grown and its checkpoints running), OUT (target/profile).
 # Writes $OUT/profile.txt (the report), $OUT/perf.data (open it with
 # `perf report -i`), $OUT/run/ (the bench's report).
 set -euo pipefail
@@ -41,6 +43,7 @@ RECORD_S=${RECORD_S:-2}
 TOP=${TOP:-30}
 CALLGRAPH=${CALLGRAPH:-fp}
 CONFIG=${CONFIG:-}
+DELAY_S=${DELAY_S:-0}
 OUT=${OUT:-target/profile}
 
 die() { echo "profile: $*" >&2; exit 1; }
@@ -55,7 +58,7 @@ load_args=(--rate "$RATE")
 if [ "$RATE" = max ]; then
   load_args+=(--events "$EVENTS")
 else
-  [ "$RECORD_S" -le $((SEND_S - 4)) ] || die "RECORD_S ($RECORD_S) must be at most SEND_S - 4 ($((SEND_S - 4))) when paced"
+  [ $((RECORD_S + DELAY_S)) -le $((SEND_S - 4)) ] || die "RECORD_S + DELAY_S ($((RECORD_S + DELAY_S))) must be at most SEND_S - 4 ($((SEND_S - 4))) when paced"
   load_args+=(--duration "${SEND_S}s")
 fi
 [ -n "$CONFIG" ] && load_args+=(--appliance-config "$CONFIG")
@@ -80,6 +83,7 @@ for _ in $(seq 1 600); do
   prev=$now
 done
 [ "$RATE" = max ] || sleep 1
+[ "$DELAY_S" = 0 ] || sleep "$DELAY_S"
 cores=$(core_threads "$node")
 cores=${cores// /,}
 perf record -F 2999 "${graph[@]}" -t "$cores" -o "$OUT/perf.data" -- sleep "$RECORD_S" \
@@ -91,7 +95,7 @@ report() { perf report -i "$OUT/perf.data" --no-children -q -g none "$@" 2>/dev/
 # `head` closes the pipes early.
 set +o pipefail
 {
-  echo "profile: $(date -u +%Y-%m-%dT%H:%M:%SZ) $(hostname), $(nproc) CPUs; $BIN; bench --cores 1 --transport $TRANSPORT ${load_args[*]} --rules $RULES; core threads (tid $cores) sampled at 2999 Hz for ${RECORD_S}s"
+  echo "profile: $(date -u +%Y-%m-%dT%H:%M:%SZ) $(hostname), $(nproc) CPUs; $BIN; bench --cores 1 --transport $TRANSPORT ${load_args[*]} --rules $RULES; core threads (tid $cores) sampled at 2999 Hz for ${RECORD_S}s from ${DELAY_S}s into the load"
   grep -E "^appliance \(|^appliance CPU|^appliance I/O|^machine" "$OUT/run/summary.txt" || true
   report --sort sym -F sample,sym | awk '
     { n = $1; total += n; if ($2 == "[k]") kernel += n }

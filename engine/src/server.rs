@@ -358,6 +358,7 @@ async fn core_main(
                 ms => FsyncPolicy::Interval(Duration::from_millis(ms)),
             },
             direct_io: storage.journal_direct_io,
+            drop_synced_pages: storage.journal_drop_synced_pages,
         };
         Some(
             Journal::open(
@@ -1073,9 +1074,12 @@ impl Core {
                 config.storage.journal_retain_bytes,
                 Duration::from_secs(config.storage.journal_retain_s),
             );
-            // A buffered journal reuses covered segments (their page-cache
-            // pages and blocks) for its next ones.
-            let keep_spares = !config.storage.journal_direct_io;
+            // A buffered journal that keeps its pages reuses covered
+            // segments (their page-cache pages and blocks) for its next
+            // ones; one that drops them would read each partial page of
+            // a spare back from the device, so it deletes them.
+            let keep_spares =
+                !config.storage.journal_direct_io && !config.storage.journal_drop_synced_pages;
             shardwatch_storage::spawn_background(move || {
                 shardwatch_storage::journal::retain(&dir, max_bytes, max_age, floor, keep_spares)
             })

@@ -44,6 +44,19 @@
 //! asynchronously (XFS with preallocated extents, NVMe); a filesystem
 //! without O_DIRECT refuses them at start.
 //!
+//! A buffered journal with [`JournalOptions::drop_synced_pages`] hands its
+//! pages back to the kernel once they are synced (`POSIX_FADV_DONTNEED`
+//! after each `fdatasync`: the whole pages written before the sync began,
+//! up to the page holding the tail, which the next commit rewrites and so
+//! must stay; all of a segment once it is closed). The journal's page
+//! cache is then a few recently freed pages that the next writes take
+//! again, not everything written: on a VM whose host takes back memory the
+//! guest leaves free, each fresh page is faulted in from the host, and
+//! that copy had grown to 38% of a core's time after ~1 GB of journal
+//! (BENCHMARKS.md, "synced journal pages given back"). Such a journal
+//! does not reuse spare segments (see [`retain`]): a spare whose pages are
+//! gone would have each partial page read back before it is written.
+//!
 //! # Reading back
 //!
 //! [`scan`] validates every record (length bounds, CRC, increasing
@@ -101,11 +114,18 @@ pub struct JournalOptions {
     /// Write with O_DIRECT instead of through the page cache (see the
     /// module documentation for when that pays).
     pub direct_io: bool,
+    /// Buffered writes: after each sync, hand the segment's synced whole
+    /// pages back to the kernel, and a closed segment's all (see the
+    /// module documentation). Spare segments are then not reused.
+    pub drop_synced_pages: bool,
 }
 
 /// Block size of a buffered journal's writes: commits pad to it and
 /// rewrite the partial last block, as direct writes do with the device's.
 const BUFFERED_ALIGNMENT: u64 = 512;
+
+/// The page size whole pages are counted in when synced pages are dropped.
+const PAGE_BYTES: u64 = 4096;
 
 /// A segment file, written directly or through the page cache.
 enum SegmentFile {
@@ -181,6 +201,28 @@ impl SegmentFile {
         match self {
             SegmentFile::Direct(file) => file.truncate(size).await,
             SegmentFile::Buffered(file) => file.truncate(size).await,
+        }
+    }
+
+    /// Drops the page-cache pages of `from..to` (`to` 0: to the end) of a
+    /// buffered segment, which a sync has just made clean.
+    fn drop_cached(&self, from: u64, to: u64) {
+        if let SegmentFile::Buffered(file) = self {
+            use std::os::fd::AsRawFd;
+            let len = if to == 0 { 0 } else { to.saturating_sub(from) };
+            if to != 0 && len == 0 {
+                return;
+            }
+            // SAFETY: an advisory call on the segment's open descriptor;
+            // it reads and writes no memory of ours.
+            unsafe {
+                libc::posix_fadvise(
+                    file.as_raw_fd(),
+                    from as libc::off_t,
+                    len as libc::off_t,
+                    libc::POSIX_FADV_DONTNEED,
+                );
+            }
         }
     }
 }
@@ -282,6 +324,8 @@ struct WriterState {
     /// A segment to close (its last bytes, their position) before the
     /// current one can be written.
     segment_first_seq: u64,
+    /// Where the current segment's page-cache pages were dropped up to.
+    dropped_upto: u64,
 }
 
 /// One core's journal writer. Lives on one glommio executor.
@@ -314,7 +358,7 @@ impl Journal {
             path: dir.to_path_buf(),
             source,
         })?;
-        let file = create_segment(dir, next_seq, options.direct_io).await?;
+        let file = create_segment(dir, next_seq, &options).await?;
         let alignment = file.alignment();
         Ok(Journal {
             dir: dir.to_path_buf(),
@@ -331,6 +375,7 @@ impl Journal {
                 last_sync: Instant::now(),
                 dirty: true,
                 segment_first_seq: next_seq,
+                dropped_upto: 0,
             }),
             lock: Semaphore::new(1),
             failures: Cell::new(0),
@@ -547,12 +592,30 @@ impl Journal {
         };
         let wants_sync = force_sync || self.options.fsync == FsyncPolicy::EveryCommit;
         if wants_sync && self.durable_seq() < upto {
+            // Whole pages before the block being rewritten: written, and
+            // never written again.
+            let whole = align_down(self.state.borrow().buf_pos, PAGE_BYTES);
             let started = Instant::now();
             file.fdatasync().await.map_err(|e| self.error(e))?;
             info.synced = Some(started.elapsed());
             self.mark_durable(upto);
+            self.drop_synced_pages(&file, whole);
         }
         Ok(info)
+    }
+
+    /// Hands the page-cache pages of `file` up to `upto` (synced, whole
+    /// pages) back to the kernel (see the module docs).
+    fn drop_synced_pages(&self, file: &Rc<SegmentFile>, upto: u64) {
+        if !self.options.drop_synced_pages {
+            return;
+        }
+        let mut state = self.state.borrow_mut();
+        let same_file = state.file.as_ref().is_some_and(|f| Rc::ptr_eq(f, file));
+        if same_file && upto > state.dropped_upto {
+            file.drop_cached(state.dropped_upto, upto);
+            state.dropped_upto = upto;
+        }
     }
 
     fn mark_durable(&self, upto: u64) {
@@ -575,7 +638,10 @@ impl Journal {
         };
         file.truncate(end).await.map_err(|e| self.error(e))?;
         file.fdatasync().await.map_err(|e| self.error(e))?;
-        let next = create_segment(&self.dir, next_first, self.options.direct_io).await?;
+        if self.options.drop_synced_pages {
+            file.drop_cached(0, 0);
+        }
+        let next = create_segment(&self.dir, next_first, &self.options).await?;
         sync_dir(&self.dir)?;
         let mut state = self.state.borrow_mut();
         let carried = &state.buf.bytes()[partial..];
@@ -586,6 +652,7 @@ impl Journal {
         state.buf_pos = 0;
         state.dirty = true;
         state.file = Some(Rc::new(next));
+        state.dropped_upto = 0;
         state.segment_first_seq = next_first;
         Ok(())
     }
@@ -636,18 +703,21 @@ fn segment_name(first_seq: u64) -> String {
     format!("{first_seq:020}{SEGMENT_SUFFIX}")
 }
 
+/// Creates segment `first_seq`, on a spare when buffered writes keep
+/// their pages (a spare whose pages were dropped would have each partial
+/// page it is written read back from the device first).
 async fn create_segment(
     dir: &Path,
     first_seq: u64,
-    direct_io: bool,
+    options: &JournalOptions,
 ) -> Result<SegmentFile, StorageError> {
     let path = dir.join(segment_name(first_seq));
-    if !direct_io {
+    if !options.direct_io && !options.drop_synced_pages {
         if let Some(file) = reuse_spare(dir, &path).await {
             return Ok(file);
         }
     }
-    SegmentFile::create(&path, direct_io)
+    SegmentFile::create(&path, options.direct_io)
         .await
         .map_err(|e| StorageError::Open {
             path,
@@ -1256,6 +1326,7 @@ mod tests {
         segment_bytes: 1 << 20,
         fsync: FsyncPolicy::EveryCommit,
         direct_io: false,
+        drop_synced_pages: true,
     };
 
     /// [`OPTIONS`] with O_DIRECT writes. The tests of the write path run
@@ -1329,6 +1400,7 @@ mod tests {
             segment_bytes: 8192,
             fsync: FsyncPolicy::Interval(Duration::from_millis(5)),
             direct_io,
+            drop_synced_pages: true,
         };
         write_lines(&dir, 2_000, small);
         assert!(segments(&dir).unwrap().len() > 3);
@@ -1376,6 +1448,7 @@ mod tests {
                 segment_bytes: 64 << 20,
                 fsync: FsyncPolicy::Interval(Duration::from_secs(60)),
                 direct_io: false,
+                drop_synced_pages: true,
             };
             let journal = Journal::open(&dir2, 0, 1, options).await.unwrap();
             let capacity = || journal.state.borrow().buf.capacity();
@@ -1418,6 +1491,7 @@ mod tests {
             segment_bytes: 8192,
             fsync: FsyncPolicy::EveryCommit,
             direct_io,
+            drop_synced_pages: true,
         };
         let total = 3_000u64;
         let dir2 = dir.clone();
@@ -1615,6 +1689,7 @@ mod tests {
             segment_bytes: 4096,
             fsync: FsyncPolicy::EveryCommit,
             direct_io: false,
+            drop_synced_pages: true,
         };
         write_lines(&dir, 500, small);
         let segs = segments(&dir).unwrap();
@@ -1686,6 +1761,7 @@ mod tests {
             segment_bytes: 4096,
             fsync: FsyncPolicy::EveryCommit,
             direct_io: false,
+            drop_synced_pages: true,
         };
         write_lines(&dir, 1_000, small);
         let before = segments(&dir).unwrap();
@@ -1708,6 +1784,97 @@ mod tests {
     /// Appends `lines` lines (`{tag} {i}`) to the journal in `dir` from
     /// where [`repair_tail`] says it ends, committing every 7th; closes
     /// the journal, or leaves it as a crash would (written, not closed).
+    /// Which of the pages of the file at `path` are in the page cache
+    /// (`mincore` over a read-only mapping, which faults nothing in).
+    fn resident_pages(path: &Path) -> Vec<bool> {
+        use std::os::fd::AsRawFd;
+        let file = std::fs::File::open(path).unwrap();
+        let len = file.metadata().unwrap().len() as usize;
+        let pages = len.div_ceil(PAGE_BYTES as usize);
+        let mut vec = vec![0u8; pages];
+        // SAFETY: a private read-only mapping of `len` bytes of an open
+        // file, only passed to `mincore` (never read) and unmapped before
+        // return; `vec` has one byte per page of it.
+        unsafe {
+            let addr = libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            );
+            assert_ne!(addr, libc::MAP_FAILED);
+            assert_eq!(libc::mincore(addr, len, vec.as_mut_ptr()), 0);
+            libc::munmap(addr, len);
+        }
+        vec.iter().map(|v| v & 1 == 1).collect()
+    }
+
+    /// Whether `path` is on tmpfs, whose pages are the files themselves
+    /// (there is nothing to drop).
+    fn on_tmpfs(path: &Path) -> bool {
+        use std::os::unix::ffi::OsStrExt;
+        let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+        // SAFETY: `statfs` fills the zeroed struct it is given.
+        let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
+        assert_eq!(unsafe { libc::statfs(c.as_ptr(), &mut fs) }, 0);
+        fs.f_type as i64 == 0x0102_1994
+    }
+
+    /// With `drop_synced_pages`, a synced segment's whole pages leave the
+    /// page cache while the page its tail is rewritten in stays (else
+    /// each commit would read it back from the device first), and what
+    /// is written after the drops reads back whole; without it the pages
+    /// stay.
+    #[test]
+    fn synced_pages_leave_the_page_cache_and_the_tail_page_stays() {
+        for drop_synced_pages in [true, false] {
+            let dir = temp_dir(&format!("drop-{drop_synced_pages}"));
+            let options = JournalOptions {
+                segment_bytes: 4 << 20,
+                fsync: FsyncPolicy::EveryCommit,
+                direct_io: false,
+                drop_synced_pages,
+            };
+            let dir2 = dir.clone();
+            let resident = run(move || async move {
+                let journal = Journal::open(&dir2, 0, 1, options).await.unwrap();
+                let mut resident = Vec::new();
+                for round in 0..2 {
+                    for i in 0..2_000 {
+                        let line = format!("round {round} line {i} {}", "x".repeat(i % 90));
+                        journal.append(i as i64, 1, None, line.as_bytes()).unwrap();
+                        if i % 50 == 0 {
+                            journal.commit().await.unwrap();
+                        }
+                    }
+                    journal.commit().await.unwrap();
+                    let path = segments(&dir2).unwrap().last().unwrap().1.clone();
+                    resident.push(resident_pages(&path));
+                }
+                journal.close().await.unwrap();
+                resident
+            });
+            let (lines, report) = read_all(&dir);
+            assert!(report.problems.is_empty(), "{:?}", report.problems);
+            assert_eq!(lines.len(), 4_000);
+            assert!(lines.windows(2).all(|w| w[1].0 == w[0].0 + 1));
+            assert!(lines[3_999].1.starts_with(b"round 1 line 1999 "));
+            for pages in &resident {
+                assert!(pages.len() > 40, "{} pages", pages.len());
+                let (whole, tail) = pages.split_at(pages.len() - 1);
+                if drop_synced_pages && !on_tmpfs(&dir) {
+                    assert!(whole.iter().all(|r| !r), "dropped: {pages:?}");
+                    assert!(tail[0], "the tail page must stay");
+                } else if !drop_synced_pages {
+                    assert!(pages.iter().all(|r| *r), "kept: {pages:?}");
+                }
+            }
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+
     fn append_lines(dir: &Path, tag: &str, lines: usize, options: JournalOptions, close: bool) {
         let dir = dir.to_path_buf();
         let tag = tag.to_string();
@@ -1737,8 +1904,10 @@ mod tests {
     #[test]
     fn covered_segments_become_spares_that_the_writer_reuses() {
         let dir = temp_dir("spares");
+        // Spares are reused only by a journal that keeps its pages.
         let small = JournalOptions {
             segment_bytes: 4096,
+            drop_synced_pages: false,
             ..OPTIONS
         };
         append_lines(&dir, "old", 1_000, small, true);
@@ -1801,6 +1970,7 @@ mod tests {
     fn crash_on_a_reused_spare(dir: &Path) -> (u64, u64, u64, PathBuf) {
         let options = JournalOptions {
             segment_bytes: 64 << 10,
+            drop_synced_pages: false,
             ..OPTIONS
         };
         append_lines(dir, &"old ".repeat(50), 600, options, true);
@@ -1930,6 +2100,7 @@ mod tests {
             segment_bytes: 1 << 20,
             fsync: FsyncPolicy::Interval(Duration::from_millis(20)),
             direct_io: false,
+            drop_synced_pages: true,
         };
         run(move || async move {
             let journal = Journal::open(&dir2, 0, 1, options).await.unwrap();
