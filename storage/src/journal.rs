@@ -1784,44 +1784,6 @@ mod tests {
     /// Appends `lines` lines (`{tag} {i}`) to the journal in `dir` from
     /// where [`repair_tail`] says it ends, committing every 7th; closes
     /// the journal, or leaves it as a crash would (written, not closed).
-    /// Which of the pages of the file at `path` are in the page cache
-    /// (`mincore` over a read-only mapping, which faults nothing in).
-    fn resident_pages(path: &Path) -> Vec<bool> {
-        use std::os::fd::AsRawFd;
-        let file = std::fs::File::open(path).unwrap();
-        let len = file.metadata().unwrap().len() as usize;
-        let pages = len.div_ceil(PAGE_BYTES as usize);
-        let mut vec = vec![0u8; pages];
-        // SAFETY: a private read-only mapping of `len` bytes of an open
-        // file, only passed to `mincore` (never read) and unmapped before
-        // return; `vec` has one byte per page of it.
-        unsafe {
-            let addr = libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ,
-                libc::MAP_SHARED,
-                file.as_raw_fd(),
-                0,
-            );
-            assert_ne!(addr, libc::MAP_FAILED);
-            assert_eq!(libc::mincore(addr, len, vec.as_mut_ptr()), 0);
-            libc::munmap(addr, len);
-        }
-        vec.iter().map(|v| v & 1 == 1).collect()
-    }
-
-    /// Whether `path` is on tmpfs, whose pages are the files themselves
-    /// (there is nothing to drop).
-    fn on_tmpfs(path: &Path) -> bool {
-        use std::os::unix::ffi::OsStrExt;
-        let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
-        // SAFETY: `statfs` fills the zeroed struct it is given.
-        let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
-        assert_eq!(unsafe { libc::statfs(c.as_ptr(), &mut fs) }, 0);
-        fs.f_type as i64 == 0x0102_1994
-    }
-
     /// With `drop_synced_pages`, a synced segment's whole pages leave the
     /// page cache while the page its tail is rewritten in stays (else
     /// each commit would read it back from the device first), and what
@@ -1851,7 +1813,7 @@ mod tests {
                     }
                     journal.commit().await.unwrap();
                     let path = segments(&dir2).unwrap().last().unwrap().1.clone();
-                    resident.push(resident_pages(&path));
+                    resident.push(crate::testing::resident_pages(&path));
                 }
                 journal.close().await.unwrap();
                 resident
@@ -1864,7 +1826,7 @@ mod tests {
             for pages in &resident {
                 assert!(pages.len() > 40, "{} pages", pages.len());
                 let (whole, tail) = pages.split_at(pages.len() - 1);
-                if drop_synced_pages && !on_tmpfs(&dir) {
+                if drop_synced_pages && !crate::testing::on_tmpfs(&dir) {
                     assert!(whole.iter().all(|r| !r), "dropped: {pages:?}");
                     assert!(tail[0], "the tail page must stay");
                 } else if !drop_synced_pages {

@@ -106,3 +106,41 @@ pub fn rerun_as_child(name: &str, env: &str, dir: &Path) {
     assert!(output.status.success(), "child failed: {said}");
     assert!(said.contains("1 passed"), "the child ran no test: {said}");
 }
+
+/// Which of the pages of the file at `path` are in the page cache
+/// (`mincore` over a read-only mapping, which faults nothing in).
+pub fn resident_pages(path: &Path) -> Vec<bool> {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::File::open(path).unwrap();
+    let len = file.metadata().unwrap().len() as usize;
+    let pages = len.div_ceil(4096);
+    let mut vec = vec![0u8; pages];
+    // SAFETY: a shared read-only mapping of `len` bytes of an open
+    // file, only passed to `mincore` (never read) and unmapped before
+    // return; `vec` has one byte per page of it.
+    unsafe {
+        let addr = libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            file.as_raw_fd(),
+            0,
+        );
+        assert_ne!(addr, libc::MAP_FAILED);
+        assert_eq!(libc::mincore(addr, len, vec.as_mut_ptr()), 0);
+        libc::munmap(addr, len);
+    }
+    vec.iter().map(|v| v & 1 == 1).collect()
+}
+
+/// Whether `path` is on tmpfs, whose pages are the files themselves
+/// (there is nothing to drop).
+pub fn on_tmpfs(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    // SAFETY: `statfs` fills the zeroed struct it is given.
+    let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
+    assert_eq!(unsafe { libc::statfs(c.as_ptr(), &mut fs) }, 0);
+    fs.f_type as i64 == 0x0102_1994
+}
