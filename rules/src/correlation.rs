@@ -2510,7 +2510,10 @@ correlation:
         assert_eq!(state.group_count(), 0);
     }
 
-    const KINDS: &str = r#"
+    /// The base rule `a` the correlations of these tests count.
+    macro_rules! base_rule_a {
+        () => {
+            r#"
 title: a
 id: a
 name: a
@@ -2518,7 +2521,13 @@ detection:
     sel:
         event.action: a
     condition: sel
----
+---"#
+        };
+    }
+
+    const KINDS: &str = concat!(
+        base_rule_a!(),
+        r#"
 title: b
 id: b
 name: b
@@ -2560,17 +2569,12 @@ correlation:
     group-by: [host]
     timespan: 10s
     condition: {field: user, lt: 5}
-"#;
+"#
+    );
 
-    const HIGH_THRESHOLDS: &str = r#"
-title: a
-id: a
-name: a
-detection:
-    sel:
-        event.action: a
-    condition: sel
----
+    const HIGH_THRESHOLDS: &str = concat!(
+        base_rule_a!(),
+        r#"
 title: many values
 id: many-values
 correlation:
@@ -2598,7 +2602,8 @@ correlation:
     group-by: [host]
     timespan: 10s
     condition: {field: user, gte: 3}
-"#;
+"#
+    );
 
     /// Thresholds above `SAMPLES_MAX`: the lines not kept (see
     /// `sample_may_show`) change no alert. Checked against a model that
