@@ -1105,6 +1105,11 @@ impl Core {
             }
             let bytes =
                 std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+            // The next segment is read from the device while this one is
+            // replayed.
+            if let Some((_, next)) = segments.get(i + 1) {
+                shardwatch_storage::journal::prefetch(next);
+            }
             let mut entries = Vec::new();
             let mut report = shardwatch_storage::journal::ScanReport::default();
             shardwatch_storage::journal::scan_segment_bytes(
