@@ -1067,7 +1067,7 @@ impl Core {
         self.stats
             .checkpoint_duration
             .record_us(started.elapsed().as_micros() as u64);
-        if self.journal.is_some() {
+        if let Some(journal) = &self.journal {
             let floor = self.shared.recovery.covered_by_all(self.index);
             let dir = durable::journal_dir(&config.storage.data_dir, self.index);
             let (max_bytes, max_age) = (
@@ -1076,10 +1076,8 @@ impl Core {
             );
             // A buffered journal that keeps its pages reuses covered
             // segments (their page-cache pages and blocks) for its next
-            // ones; one that drops them would read each partial page of
-            // a spare back from the device, so it deletes them.
-            let keep_spares =
-                !config.storage.journal_direct_io && !config.storage.journal_drop_synced_pages;
+            // ones.
+            let keep_spares = journal.options().reuses_spares();
             shardwatch_storage::spawn_background(move || {
                 shardwatch_storage::journal::retain(&dir, max_bytes, max_age, floor, keep_spares)
             })

@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 
 use rkyv::util::AlignedVec;
 
+use crate::page_cache::{self, PAGE_BYTES};
 use crate::StorageError;
 
 const MAGIC: &[u8; 8] = b"SWCHKPT1";
@@ -118,33 +119,14 @@ pub struct CheckpointWriter {
     len: u64,
     /// File offsets: writeback was started for everything before
     /// `started`, and finished for everything before `settled`; the
-    /// page cache was handed the pages of `PAGE_BYTES..dropped` back.
+    /// page cache was given back the pages of `PAGE_BYTES..dropped` (a
+    /// checkpoint is read again only by a restore; the first page, the
+    /// header's, is written last, and the page a write ended in is
+    /// written further, so neither goes before the fsync; see
+    /// [`crate::page_cache`]).
     started: u64,
     settled: u64,
     dropped: u64,
-}
-
-/// Page size for [`drop_pages`]: the first page (the header, written last)
-/// and the page a write ended in (written further) are kept.
-const PAGE_BYTES: u64 = 4096;
-
-/// Hands the page-cache pages of `from..to` of `fd` (`to` 0: to the end),
-/// written back and clean, to the kernel: a checkpoint is read again only
-/// by a restore, and its pages, left cached, would grow the page cache by
-/// every checkpoint written until old ones are deleted (on a VM whose host
-/// takes back free memory, each fresh page is a fault to the host; see
-/// the journal's `drop_synced_pages`). Advisory: a refusal changes
-/// nothing else.
-fn drop_pages(fd: std::os::fd::RawFd, from: u64, to: u64) {
-    let len = if to == 0 { 0 } else { to.saturating_sub(from) };
-    if to != 0 && len == 0 {
-        return;
-    }
-    let from = libc::off_t::try_from(from).unwrap_or(libc::off_t::MAX);
-    let len = libc::off_t::try_from(len).unwrap_or(0);
-    // SAFETY: an advisory call on a descriptor the caller holds open; it
-    // reads and writes no memory of ours.
-    unsafe { libc::posix_fadvise(fd, from, len, libc::POSIX_FADV_DONTNEED) };
 }
 
 /// A temp file removed when dropped (after a rename, there is nothing
@@ -272,7 +254,7 @@ impl CheckpointWriter {
             // ended in are done with.
             let done = self.started / PAGE_BYTES * PAGE_BYTES;
             if done > self.dropped {
-                drop_pages(fd, self.dropped, done);
+                page_cache::give_back(fd, self.dropped, Some(done));
                 self.dropped = done;
             }
         }
@@ -342,7 +324,7 @@ impl CheckpointWriter {
             .and_then(|_| file.write_all(&header))
             .and_then(|()| file.sync_all())
             .map_err(write_err(&temp))?;
-        drop_pages(std::os::fd::AsRawFd::as_raw_fd(&file), 0, 0);
+        page_cache::give_back(std::os::fd::AsRawFd::as_raw_fd(&file), 0, None);
         drop(file);
         let path = self.dir.join(format!("{:020}{SUFFIX}", self.generation));
         std::fs::rename(&temp, &path).map_err(write_err(&path))?;

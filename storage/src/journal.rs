@@ -74,6 +74,7 @@ use std::time::{Duration, Instant, SystemTime};
 use glommio::io::{BufferedFile, DmaBuffer, DmaFile};
 use glommio::sync::Semaphore;
 
+use crate::page_cache::PAGE_BYTES;
 use crate::StorageError;
 
 const MAGIC: &[u8; 8] = b"SWJOURN1";
@@ -116,16 +117,25 @@ pub struct JournalOptions {
     pub direct_io: bool,
     /// Buffered writes: after each sync, hand the segment's synced whole
     /// pages back to the kernel, and a closed segment's all (see the
-    /// module documentation). Spare segments are then not reused.
+    /// module documentation). Spare segments are then not reused (see
+    /// [`JournalOptions::reuses_spares`]).
     pub drop_synced_pages: bool,
+}
+
+impl JournalOptions {
+    /// Whether segments are opened on spares and covered segments kept as
+    /// spares ([`retain`]'s `keep_spares`): only for buffered writes that
+    /// keep their pages. A spare whose pages were given back would have
+    /// each partial page read back from the device before it is written,
+    /// and direct writes do not use the page cache at all.
+    pub fn reuses_spares(&self) -> bool {
+        !self.direct_io && !self.drop_synced_pages
+    }
 }
 
 /// Block size of a buffered journal's writes: commits pad to it and
 /// rewrite the partial last block, as direct writes do with the device's.
 const BUFFERED_ALIGNMENT: u64 = 512;
-
-/// The page size whole pages are counted in when synced pages are dropped.
-const PAGE_BYTES: u64 = 4096;
 
 /// A segment file, written directly or through the page cache.
 enum SegmentFile {
@@ -204,25 +214,12 @@ impl SegmentFile {
         }
     }
 
-    /// Drops the page-cache pages of `from..to` (`to` 0: to the end) of a
-    /// buffered segment, which a sync has just made clean.
-    fn drop_cached(&self, from: u64, to: u64) {
+    /// Gives back the page-cache pages of `from..to` (`to` `None`: to
+    /// the end) of a buffered segment, which a sync has just made clean.
+    fn give_back_pages(&self, from: u64, to: Option<u64>) {
         if let SegmentFile::Buffered(file) = self {
             use std::os::fd::AsRawFd;
-            let len = if to == 0 { 0 } else { to.saturating_sub(from) };
-            if to != 0 && len == 0 {
-                return;
-            }
-            // SAFETY: an advisory call on the segment's open descriptor;
-            // it reads and writes no memory of ours.
-            unsafe {
-                libc::posix_fadvise(
-                    file.as_raw_fd(),
-                    from as libc::off_t,
-                    len as libc::off_t,
-                    libc::POSIX_FADV_DONTNEED,
-                );
-            }
+            crate::page_cache::give_back(file.as_raw_fd(), from, to);
         }
     }
 }
@@ -381,6 +378,11 @@ impl Journal {
             failures: Cell::new(0),
             failing: Cell::new(false),
         })
+    }
+
+    /// How this journal writes.
+    pub fn options(&self) -> &JournalOptions {
+        &self.options
     }
 
     pub fn dir(&self) -> &Path {
@@ -613,7 +615,7 @@ impl Journal {
         let mut state = self.state.borrow_mut();
         let same_file = state.file.as_ref().is_some_and(|f| Rc::ptr_eq(f, file));
         if same_file && upto > state.dropped_upto {
-            file.drop_cached(state.dropped_upto, upto);
+            file.give_back_pages(state.dropped_upto, Some(upto));
             state.dropped_upto = upto;
         }
     }
@@ -639,7 +641,7 @@ impl Journal {
         file.truncate(end).await.map_err(|e| self.error(e))?;
         file.fdatasync().await.map_err(|e| self.error(e))?;
         if self.options.drop_synced_pages {
-            file.drop_cached(0, 0);
+            file.give_back_pages(0, None);
         }
         let next = create_segment(&self.dir, next_first, &self.options).await?;
         sync_dir(&self.dir)?;
@@ -703,16 +705,14 @@ fn segment_name(first_seq: u64) -> String {
     format!("{first_seq:020}{SEGMENT_SUFFIX}")
 }
 
-/// Creates segment `first_seq`, on a spare when buffered writes keep
-/// their pages (a spare whose pages were dropped would have each partial
-/// page it is written read back from the device first).
+/// Creates segment `first_seq`, on a spare when the options reuse them.
 async fn create_segment(
     dir: &Path,
     first_seq: u64,
     options: &JournalOptions,
 ) -> Result<SegmentFile, StorageError> {
     let path = dir.join(segment_name(first_seq));
-    if !options.direct_io && !options.drop_synced_pages {
+    if options.reuses_spares() {
         if let Some(file) = reuse_spare(dir, &path).await {
             return Ok(file);
         }
@@ -909,9 +909,7 @@ impl ScanReport {
 pub fn prefetch(path: &Path) {
     use std::os::fd::AsRawFd;
     if let Ok(file) = std::fs::File::open(path) {
-        // SAFETY: an advisory call on a descriptor open for this call; it
-        // reads and writes no memory of ours.
-        unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_WILLNEED) };
+        crate::page_cache::read_ahead(file.as_raw_fd(), 0, None);
     }
 }
 
@@ -1867,8 +1865,7 @@ mod tests {
         std::fs::write(&path, vec![7u8; 4 << 20]).unwrap();
         let file = std::fs::File::open(&path).unwrap();
         file.sync_all().unwrap();
-        // SAFETY: advisory, on an open descriptor.
-        unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        crate::page_cache::give_back(file.as_raw_fd(), 0, None);
         let resident = |path: &Path| {
             crate::testing::resident_pages(path)
                 .iter()

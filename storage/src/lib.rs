@@ -11,6 +11,7 @@
 //!   writes, CRC32C per record, torn-tail repair, retention).
 //! - [`checkpoint`]: atomically written, validated checkpoint files.
 //! - [`crc`]: CRC32C of journal records (three interleaved lanes).
+//! - [`page_cache`]: advice to the kernel about a file's cached pages.
 //! - [`spawn_background`]: file work for the executor's blocking pool, at a
 //!   lower CPU priority than the cores.
 
@@ -18,6 +19,7 @@ pub mod alerts;
 pub mod checkpoint;
 pub mod crc;
 pub mod journal;
+pub mod page_cache;
 pub mod quarantine;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
