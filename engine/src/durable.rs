@@ -49,9 +49,11 @@ use shardwatch_storage::{checkpoint, journal};
 /// archived but rebuilt on restore; 9: groups carry their latest arrival
 /// on the node's clock, and their index entries the due time on that
 /// clock; 10: group keys of up to 38 bytes are held in place, not as a
-/// byte vector; 11: so are window items of up to 22 bytes). A checkpoint of another format is
-/// refused (logged, counted) and the journal replayed instead.
-pub const CHECKPOINT_FORMAT: u32 = 11;
+/// byte vector; 11: so are window items of up to 22 bytes; 12: a
+/// window of one item holds it in place, a group keeps only its kind's
+/// window fields, and its samples are a vector). A checkpoint of another
+/// format is refused (logged, counted) and the journal replayed instead.
+pub const CHECKPOINT_FORMAT: u32 = 12;
 
 /// Transport codes stored in journal records.
 pub fn transport_code(transport: &str) -> u8 {

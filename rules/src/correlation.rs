@@ -431,17 +431,8 @@ struct Group {
     /// spraying new keys (one observation each) pushes out its own groups,
     /// not an attack in progress.
     protected: bool,
-    /// Closing conditions: the window start.
-    window_start_ns: i64,
-    /// Closing `event_count`: events counted in the window.
-    count: u64,
-    /// Closing conditions: oldest event time counted.
-    window_first_ns: i64,
-    /// Closing conditions: newest event time counted.
-    window_last_ns: i64,
-    /// Eager `event_count`: event times in the window, sorted ascending, at
-    /// most the threshold.
-    times: VecDeque<i64>,
+    /// What the rule's kind keeps beside the items.
+    window: Window,
     /// `value_count` and `temporal`: items (value bytes, or the input
     /// position as one byte) with their newest times; `temporal_ordered`:
     /// its steps (input position and sequence number).
@@ -449,12 +440,74 @@ struct Group {
     /// The most recently observed raw lines (of an eager `event_count` or
     /// `value_count` window, only those an alert could still show: see
     /// [`sample_may_show`]).
-    samples: VecDeque<Sample>,
-    /// Anomaly rules: the entity's detector state (see `crate::anomaly`).
-    anomaly: Option<Box<AnomalyBody>>,
+    samples: Vec<Sample>,
     /// Where the group's entries in `by_arrival` and `by_due` are; at
     /// or before where its fields would put them (see [`reindex`]).
     indexed: Indexed,
+}
+
+/// What a group keeps beside its items, by its rule's kind. A group keeps
+/// one of these, so they share their bytes (a group is the state's unit:
+/// the scenario rules hold hundreds of thousands).
+#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+enum Window {
+    /// Eager `value_count` and `temporal`: the items are the window.
+    Items,
+    /// `temporal_ordered`: the items are its steps, and this the next
+    /// event's sequence number within the window.
+    Ordered(u64),
+    /// Eager `event_count`: event times in the window, sorted ascending,
+    /// at most the threshold.
+    Times(VecDeque<i64>),
+    /// A closing condition's window.
+    Closing(Closing),
+    /// Anomaly rules: the entity's detector state (see `crate::anomaly`),
+    /// made by its first observation.
+    Anomaly(Box<AnomalyBody>),
+}
+
+/// A closing condition's window (see [`Window::Closing`]).
+#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+struct Closing {
+    /// The window start.
+    start_ns: i64,
+    /// `event_count`: events counted in the window.
+    count: u64,
+    /// Oldest event time counted.
+    first_ns: i64,
+    /// Newest event time counted.
+    last_ns: i64,
+}
+
+impl Window {
+    /// What a new group of `meta`'s rule keeps, its first event at
+    /// `time_ns`.
+    fn for_rule(meta: &CorrelationMeta, time_ns: i64) -> Window {
+        if meta.anomaly.is_some() {
+            Window::Items
+        } else if meta.kind == CorrelationKind::TemporalOrdered {
+            Window::Ordered(0)
+        } else if meta.condition.is_eager() {
+            match meta.kind {
+                CorrelationKind::EventCount => Window::Times(VecDeque::new()),
+                _ => Window::Items,
+            }
+        } else {
+            Window::Closing(Closing {
+                start_ns: time_ns,
+                count: 0,
+                first_ns: time_ns,
+                last_ns: time_ns,
+            })
+        }
+    }
+
+    fn anomaly(&mut self) -> Option<&mut AnomalyBody> {
+        match self {
+            Window::Anomaly(body) => Some(body),
+            _ => None,
+        }
+    }
 }
 
 /// The values a group's index entries were filed under.
@@ -466,7 +519,14 @@ struct Indexed {
 }
 
 impl Group {
-    fn new(gid: u64, fingerprint: u64, time_ns: i64, arrival_ns: i64, deadline_ns: i64) -> Self {
+    fn new(
+        gid: u64,
+        fingerprint: u64,
+        window: Window,
+        time_ns: i64,
+        arrival_ns: i64,
+        deadline_ns: i64,
+    ) -> Self {
         let mut group = Group {
             gid,
             fingerprint,
@@ -475,14 +535,9 @@ impl Group {
             deadline_ns,
             due_ns: 0,
             protected: false,
-            window_start_ns: time_ns,
-            count: 0,
-            window_first_ns: time_ns,
-            window_last_ns: time_ns,
-            times: VecDeque::new(),
+            window,
             items: ItemSet::default(),
-            samples: VecDeque::new(),
-            anomaly: None,
+            samples: Vec::new(),
             indexed: Indexed {
                 protected: false,
                 arrived_ns: arrival_ns,
@@ -533,10 +588,14 @@ impl Group {
     }
 
     fn clear_window(&mut self) {
-        self.times.clear();
+        match &mut self.window {
+            Window::Times(times) => times.clear(),
+            Window::Closing(closing) => closing.count = 0,
+            Window::Ordered(seq) => *seq = 0,
+            Window::Items | Window::Anomaly(_) => {}
+        }
         self.items.clear();
         self.samples.clear();
-        self.count = 0;
     }
 
     /// The estimated heap bytes this group owns (its own struct lives in
@@ -547,14 +606,15 @@ impl Group {
             .iter()
             .map(|s| heap_block(s.raw.capacity()))
             .sum();
-        let anomaly = self.anomaly.as_ref().map_or(0, |body| {
-            heap_block(size_of::<AnomalyBody>()) + body.heap_bytes()
-        });
-        heap_block(self.times.capacity() * size_of::<i64>())
+        let window = match &self.window {
+            Window::Times(times) => heap_block(times.capacity() * size_of::<i64>()),
+            Window::Anomaly(body) => heap_block(size_of::<AnomalyBody>()) + body.heap_bytes(),
+            Window::Items | Window::Ordered(_) | Window::Closing(_) => 0,
+        };
+        window
             + self.items.heap_bytes()
             + heap_block(self.samples.capacity() * size_of::<Sample>())
             + samples
-            + anomaly
     }
 }
 
@@ -993,7 +1053,7 @@ impl CorrelationState {
             return false;
         }
         let event_now_ns = group.event_now_ns(now_ns);
-        let Some(body) = group.anomaly.as_mut() else {
+        let Some(body) = group.window.anomaly() else {
             return false;
         };
         let mut findings = Vec::new();
@@ -1236,7 +1296,15 @@ impl CorrelationState {
         let gid = self.next_gid;
         self.next_gid += 1;
         let deadline_ns = time_ns.saturating_add(meta.timespan_ns);
-        let group = Group::new(gid, meta.fingerprint, time_ns, arrival_ns, deadline_ns);
+        let window = Window::for_rule(meta, time_ns);
+        let group = Group::new(
+            gid,
+            meta.fingerprint,
+            window,
+            time_ns,
+            arrival_ns,
+            deadline_ns,
+        );
         let at = group.indexed;
         self.by_arrival
             .insert((meta.hash, at.protected, at.arrived_ns, gid));
@@ -1348,7 +1416,7 @@ impl CorrelationState {
                     group.indexed.due_ns = group_due_ns;
                     continue;
                 }
-                is_anomaly = group.anomaly.is_some();
+                is_anomaly = matches!(group.window, Window::Anomaly(_));
             }
             if is_anomaly && self.advance_anomaly(rules, gid, now_ns, out) {
                 continue;
@@ -1416,11 +1484,12 @@ impl CorrelationState {
                     && group.samples.len() <= SAMPLES_MAX
                     && group.items.len() <= VALUES_PER_GROUP_MAX
                     && group.items.is_consistent()
-                    && group
-                        .times
-                        .iter()
-                        .zip(group.times.iter().skip(1))
-                        .all(|(a, b)| a <= b);
+                    && match &group.window {
+                        Window::Times(times) => {
+                            times.iter().zip(times.iter().skip(1)).all(|(a, b)| a <= b)
+                        }
+                        _ => true,
+                    };
                 if !consistent {
                     return false;
                 }
@@ -1470,18 +1539,31 @@ fn update_group(
         step_sliding(meta, group, observation)
     } else {
         let mut alert = None;
-        if time_ns > group.window_start_ns.saturating_add(span_ns) {
+        let ended = match &group.window {
+            Window::Closing(closing) => time_ns > closing.start_ns.saturating_add(span_ns),
+            _ => {
+                // Unreachable: a group's kind is its rule definition's,
+                // and a changed definition starts a new group. Were it
+                // reached, the window starts here.
+                debug_assert!(false, "a closing rule's group without its window");
+                true
+            }
+        };
+        if ended {
             alert = close_window(meta, observation.correlation, key, group);
             group.clear_window();
-            group.window_start_ns = time_ns;
-            group.window_first_ns = time_ns;
-            group.window_last_ns = time_ns;
+            group.window = Window::for_rule(meta, time_ns);
         }
-        group.window_first_ns = group.window_first_ns.min(time_ns);
-        group.window_last_ns = group.window_last_ns.max(time_ns);
-        group.deadline_ns = group.window_start_ns.saturating_add(span_ns);
+        if let Window::Closing(closing) = &mut group.window {
+            closing.first_ns = closing.first_ns.min(time_ns);
+            closing.last_ns = closing.last_ns.max(time_ns);
+            group.deadline_ns = closing.start_ns.saturating_add(span_ns);
+            if meta.kind == CorrelationKind::EventCount {
+                closing.count = closing.count.saturating_add(1);
+            }
+        }
         match meta.kind {
-            CorrelationKind::EventCount => group.count = group.count.saturating_add(1),
+            CorrelationKind::EventCount => {}
             _ => {
                 for_each_item(meta.kind, observation, |item| {
                     group.items.touch(item, time_ns);
@@ -1516,9 +1598,12 @@ fn observe_anomaly(
     let key = observation.group_key;
     let time_ns = observation.time_ns;
     group.observed(time_ns, observation.arrival_ns, created);
-    let body = group
-        .anomaly
-        .get_or_insert_with(|| Box::new(AnomalyBody::new(meta.kind, spec, time_ns)));
+    if !matches!(group.window, Window::Anomaly(_)) {
+        group.window = Window::Anomaly(Box::new(AnomalyBody::new(meta.kind, spec, time_ns)));
+    }
+    let Some(body) = group.window.anomaly() else {
+        return;
+    };
     let mut findings = Vec::new();
     body.observe(
         meta,
@@ -1575,12 +1660,20 @@ fn step_sliding(
         return None;
     }
     let count = if meta.kind == CorrelationKind::EventCount {
-        let at = group.times.partition_point(|&t| t <= time_ns);
-        group.times.insert(at, time_ns);
-        while group.times.front().is_some_and(|&t| t < window_low_ns) {
-            group.times.pop_front();
+        if !matches!(group.window, Window::Times(_)) {
+            // Unreachable, as for a closing window (`update_group`).
+            debug_assert!(false, "an eager event_count group without its times");
+            group.window = Window::Times(VecDeque::new());
         }
-        group.times.len() as u64
+        let Window::Times(times) = &mut group.window else {
+            return None;
+        };
+        let at = times.partition_point(|&t| t <= time_ns);
+        times.insert(at, time_ns);
+        while times.front().is_some_and(|&t| t < window_low_ns) {
+            times.pop_front();
+        }
+        times.len() as u64
     } else {
         for_each_item(meta.kind, observation, |item| {
             group.items.touch(item, time_ns);
@@ -1600,10 +1693,10 @@ fn step_sliding(
     if !meta.condition.holds(count) {
         return None;
     }
-    let (first_seen_ns, last_seen_ns) = if meta.kind == CorrelationKind::EventCount {
+    let (first_seen_ns, last_seen_ns) = if let Window::Times(times) = &group.window {
         (
-            group.times.front().copied().unwrap_or(time_ns),
-            group.times.back().copied().unwrap_or(time_ns),
+            times.front().copied().unwrap_or(time_ns),
+            times.back().copied().unwrap_or(time_ns),
         )
     } else {
         group.items.span().unwrap_or((time_ns, time_ns))
@@ -1644,8 +1737,16 @@ fn step_ordered(
     }
     // Each event gets a sequence number within the window, so one event
     // can never stand for two steps even when steps share a timestamp.
-    let seq = group.count;
-    group.count = group.count.wrapping_add(1);
+    if !matches!(group.window, Window::Ordered(_)) {
+        // Unreachable, as for a closing window (`update_group`).
+        debug_assert!(false, "a temporal_ordered group without its sequence");
+        group.window = Window::Ordered(0);
+    }
+    let Window::Ordered(next_seq) = &mut group.window else {
+        return None;
+    };
+    let seq = *next_seq;
+    *next_seq = seq.wrapping_add(1);
     for position in 0..inputs {
         if observation.input_mask & (1u64 << position) != 0 {
             // The sequence number makes the tag new.
@@ -1772,9 +1873,11 @@ fn anomaly_alert(
 
 /// Keeps the most recent [`SAMPLES_MAX`] raw lines, reusing the buffer of
 /// the line it drops so a busy group stops allocating.
-fn push_sample(samples: &mut VecDeque<Sample>, time_ns: i64, raw: &[u8]) {
+fn push_sample(samples: &mut Vec<Sample>, time_ns: i64, raw: &[u8]) {
     let mut buffer = if samples.len() >= SAMPLES_MAX {
-        samples.pop_front().map(|s| s.raw).unwrap_or_default()
+        // The oldest goes (at most SAMPLES_MAX move up); its buffer is
+        // reused.
+        samples.remove(0).raw
     } else {
         if samples.capacity() == 0 {
             // Most groups never see a second event (a flood of new keys):
@@ -1785,7 +1888,7 @@ fn push_sample(samples: &mut VecDeque<Sample>, time_ns: i64, raw: &[u8]) {
     };
     buffer.clear();
     buffer.extend_from_slice(raw);
-    samples.push_back(Sample {
+    samples.push(Sample {
         time_ns,
         raw: buffer,
     });
@@ -1816,7 +1919,7 @@ fn sample_may_show(meta: &CorrelationMeta, count: u64) -> bool {
 }
 
 /// The kept lines with a time inside the window (at or after `first_ns`).
-fn samples_since(samples: &VecDeque<Sample>, first_ns: i64) -> Vec<Vec<u8>> {
+fn samples_since(samples: &[Sample], first_ns: i64) -> Vec<Vec<u8>> {
     samples
         .iter()
         .filter(|s| s.time_ns >= first_ns)
@@ -1833,8 +1936,11 @@ fn close_window(
 ) -> Option<CorrelationAlert> {
     let condition: CountCondition = meta.condition;
     debug_assert!(!condition.is_eager());
+    let Window::Closing(closing) = &group.window else {
+        return None;
+    };
     let count = match meta.kind {
-        CorrelationKind::EventCount => group.count,
+        CorrelationKind::EventCount => closing.count,
         _ => group.items.len() as u64,
     };
     if count == 0 || !condition.holds(count) {
@@ -1842,11 +1948,11 @@ fn close_window(
     }
     Some(CorrelationAlert {
         correlation,
-        id: alert_id(&meta.id, key, group.window_start_ns),
+        id: alert_id(&meta.id, key, closing.start_ns),
         group_key: key.to_vec(),
         count,
-        first_seen_ns: group.window_first_ns,
-        last_seen_ns: group.window_last_ns,
+        first_seen_ns: closing.first_ns,
+        last_seen_ns: closing.last_ns,
         arrived_ns: group.arrived_ns,
         samples: group.samples.iter().map(|s| s.raw.clone()).collect(),
         score: None,
@@ -2412,7 +2518,7 @@ correlation:
                 for groups in state.groups.values() {
                     for group in groups.values() {
                         assert!(
-                            group.due_ns >= now_ns || group.anomaly.is_some(),
+                            group.due_ns >= now_ns || matches!(group.window, Window::Anomaly(_)),
                             "step {step}: a due group survived advance"
                         );
                     }
@@ -2704,6 +2810,48 @@ correlation:
         let far = per_group(&compile(HIGH_THRESHOLDS), 0);
         let near = per_group(&compile(KINDS), 0);
         assert!(far + line.len() <= near, "{far} vs {near} bytes per group");
+    }
+
+    /// The group of nearly every packet of a port scan (one value, far
+    /// below its threshold, a short key) is its struct and its table slot:
+    /// no block for its window, its samples or its key. And the struct
+    /// stays small: it is the state's unit (hundreds of thousands of them
+    /// with the scenario rules).
+    #[test]
+    fn a_one_value_group_is_one_block() {
+        #[cfg(target_pointer_width = "64")]
+        assert!(size_of::<Group>() <= 184, "{} bytes", size_of::<Group>());
+        let rules = compile(HIGH_THRESHOLDS);
+        let mut state = CorrelationState::new(4096);
+        let mut out = Vec::new();
+        for i in 0..500 {
+            let key = format!("10.0.{}.{}|10.1.0.1", i / 256, i % 256);
+            let observation = Observation {
+                correlation: 0,
+                group_key: key.as_bytes(),
+                input_mask: 1,
+                value: Some(b"22"),
+                time_ns: i as i64,
+                arrival_ns: i as i64,
+                raw: b"a packet to port 22",
+            };
+            state.observe_into(&rules, &observation, &mut out);
+        }
+        assert!(out.is_empty());
+        assert!(state.check_invariants());
+        let hash = rules.correlation(0).hash;
+        let table = hash_bytes::<GroupKey, Box<Group>>(state.groups[&hash].capacity());
+        let mut bytes = 0;
+        state.memory_by_correlation(|_, groups, b| {
+            assert_eq!(groups, 500);
+            bytes = b;
+        });
+        assert_eq!(bytes - table, 500 * heap_block(size_of::<Group>()));
+        for group in state.groups[&hash].values() {
+            assert!(matches!(group.items, ItemSet::One(_)));
+            assert!(group.samples.is_empty() && group.samples.capacity() == 0);
+            assert!(matches!(group.window, Window::Items));
+        }
     }
 
     #[test]

@@ -8,10 +8,11 @@
 //! B-trees per group (by item, by time) cost two ~350-byte nodes and two
 //! copies of the item for that one entry, allocated when the group is made
 //! and freed when it goes; a criterion bench put a `value_count` group's
-//! creation at a full state at 2.1 µs. So a window of up to
-//! [`FEW_ITEMS_MAX`] items is one sorted vector (one block, one copy of
-//! each item, a linear scan that is a few compares), and only a larger one
-//! switches to the two trees. Both forms keep the same order, so which form
+//! creation at a full state at 2.1 µs. So a window of one item holds it in
+//! place (no block at all), one of up to [`FEW_ITEMS_MAX`] items is one
+//! sorted vector (one block, one copy of each item, a linear scan that is
+//! a few compares), and only a larger one switches to the two trees, boxed
+//! so that they do not widen every group. Both forms keep the same order, so which form
 //! a window is in never changes what it reports. Items of up to
 //! [`ITEM_INLINE`] bytes are held in place (see `crate::inline_bytes`), so
 //! most windows allocate nothing per item.
@@ -36,14 +37,24 @@ const FEW_AGAIN: usize = FEW_ITEMS_MAX / 2;
 /// The items of a window with their newest times; see the module docs.
 #[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub(crate) enum ItemSet {
-    /// At most [`FEW_ITEMS_MAX`] `(time, item)` entries, ascending, each
-    /// item once.
+    /// Exactly one entry, in place: the window of nearly every group.
+    One((i64, Item)),
+    /// No entries, or two to [`FEW_ITEMS_MAX`] `(time, item)` entries,
+    /// ascending, each item once.
     Few(Vec<(i64, Item)>),
-    /// Item to its time, and the same entries ordered by `(time, item)`.
-    Many {
-        by_item: BTreeMap<Item, i64>,
-        by_time: BTreeSet<(i64, Item)>,
-    },
+    /// More: two trees, boxed, so that the forms above stay small.
+    Many(Box<Trees>),
+}
+
+/// The many-item form of an [`ItemSet`].
+#[derive(
+    Clone, Debug, PartialEq, Eq, Default, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
+)]
+pub(crate) struct Trees {
+    /// Item to its time.
+    by_item: BTreeMap<Item, i64>,
+    /// The same entries ordered by `(time, item)`.
+    by_time: BTreeSet<(i64, Item)>,
 }
 
 impl Default for ItemSet {
@@ -84,8 +95,18 @@ impl DoubleEndedIterator for Entries<'_> {
 impl ItemSet {
     pub(crate) fn len(&self) -> usize {
         match self {
+            ItemSet::One(_) => 1,
             ItemSet::Few(entries) => entries.len(),
-            ItemSet::Many { by_item, .. } => by_item.len(),
+            ItemSet::Many(trees) => trees.by_item.len(),
+        }
+    }
+
+    /// The entries of the vector forms, ascending (`None` for the trees).
+    fn as_slice(&self) -> Option<&[(i64, Item)]> {
+        match self {
+            ItemSet::One(entry) => Some(std::slice::from_ref(entry)),
+            ItemSet::Few(entries) => Some(entries),
+            ItemSet::Many(_) => None,
         }
     }
 
@@ -94,6 +115,25 @@ impl ItemSet {
     /// the item was new.
     pub(crate) fn touch(&mut self, item: &[u8], time_ns: i64) -> bool {
         match self {
+            ItemSet::One((seen_ns, held)) if held.as_slice() == item => {
+                *seen_ns = (*seen_ns).max(time_ns);
+                false
+            }
+            ItemSet::One(_) => {
+                let ItemSet::One(first) = std::mem::take(self) else {
+                    unreachable!("matched just above");
+                };
+                let mut entries = Vec::with_capacity(2);
+                entries.push(first);
+                insert_sorted(&mut entries, time_ns, Item::new(item));
+                *self = ItemSet::Few(entries);
+                true
+            }
+            ItemSet::Few(entries) if entries.is_empty() => {
+                // Most windows never see a second item: no block for one.
+                *self = ItemSet::One((time_ns, Item::new(item)));
+                true
+            }
             ItemSet::Few(entries) => {
                 match entries.iter().position(|(_, held)| held.as_slice() == item) {
                     Some(at) if entries[at].0 >= time_ns => false,
@@ -103,42 +143,40 @@ impl ItemSet {
                         false
                     }
                     None if entries.len() < FEW_ITEMS_MAX => {
-                        if entries.capacity() == 0 {
-                            // Most windows never see a second item.
-                            entries.reserve_exact(1);
-                        }
                         insert_sorted(entries, time_ns, Item::new(item));
                         true
                     }
                     None => {
-                        let mut by_item = BTreeMap::new();
-                        let mut by_time = BTreeSet::new();
+                        let mut trees = Trees::default();
                         for (t, held) in entries.drain(..) {
-                            by_item.insert(held.clone(), t);
-                            by_time.insert((t, held));
+                            trees.by_item.insert(held.clone(), t);
+                            trees.by_time.insert((t, held));
                         }
-                        by_item.insert(Item::new(item), time_ns);
-                        by_time.insert((time_ns, Item::new(item)));
-                        *self = ItemSet::Many { by_item, by_time };
+                        trees.by_item.insert(Item::new(item), time_ns);
+                        trees.by_time.insert((time_ns, Item::new(item)));
+                        *self = ItemSet::Many(Box::new(trees));
                         true
                     }
                 }
             }
-            ItemSet::Many { by_item, by_time } => match by_item.get_mut(item) {
-                Some(seen_ns) if *seen_ns >= time_ns => false,
-                Some(seen_ns) => {
-                    let removed = by_time.remove(&(*seen_ns, Item::new(item)));
-                    debug_assert!(removed);
-                    *seen_ns = time_ns;
-                    by_time.insert((time_ns, Item::new(item)));
-                    false
+            ItemSet::Many(trees) => {
+                let Trees { by_item, by_time } = &mut **trees;
+                match by_item.get_mut(item) {
+                    Some(seen_ns) if *seen_ns >= time_ns => false,
+                    Some(seen_ns) => {
+                        let removed = by_time.remove(&(*seen_ns, Item::new(item)));
+                        debug_assert!(removed);
+                        *seen_ns = time_ns;
+                        by_time.insert((time_ns, Item::new(item)));
+                        false
+                    }
+                    None => {
+                        by_item.insert(Item::new(item), time_ns);
+                        by_time.insert((time_ns, Item::new(item)));
+                        true
+                    }
                 }
-                None => {
-                    by_item.insert(Item::new(item), time_ns);
-                    by_time.insert((time_ns, Item::new(item)));
-                    true
-                }
-            },
+            }
         }
     }
 
@@ -148,9 +186,10 @@ impl ItemSet {
     /// of two when the item is new, and a copy of the item more when it is
     /// not.
     pub(crate) fn touch_new(&mut self, item: &[u8], time_ns: i64) -> bool {
-        let ItemSet::Many { by_item, by_time } = self else {
+        let ItemSet::Many(trees) = self else {
             return self.touch(item, time_ns);
         };
+        let Trees { by_item, by_time } = &mut **trees;
         match by_item.entry(Item::new(item)) {
             btree_map::Entry::Vacant(vacant) => {
                 vacant.insert(time_ns);
@@ -173,48 +212,58 @@ impl ItemSet {
     /// Whether some item starts with `byte` (a `temporal_ordered` step's
     /// input position).
     pub(crate) fn has_first_byte(&self, byte: u8) -> bool {
-        match self {
-            ItemSet::Few(entries) => entries.iter().any(|(_, item)| item.first() == Some(&byte)),
-            ItemSet::Many { by_item, .. } => {
-                // The first and last items answer for the smallest and
-                // largest first byte without comparing any bytes on the
-                // way down (a two-input chain asks only for those).
-                let first = by_item
-                    .first_key_value()
-                    .and_then(|(k, _)| k.first().copied());
-                let last = by_item
-                    .last_key_value()
-                    .and_then(|(k, _)| k.first().copied());
-                match (first, last) {
-                    (Some(first), Some(last)) if first == byte || last == byte => return true,
-                    (Some(first), Some(last)) if byte < first || byte > last => return false,
-                    _ => {}
-                }
-                let from = [byte];
-                let to = byte.checked_add(1).map(|next| [next]);
-                let upper = match &to {
-                    Some(next) => Bound::Excluded(&next[..]),
-                    None => Bound::Unbounded,
-                };
-                by_item
-                    .range::<[u8], _>((Bound::Included(&from[..]), upper))
-                    .next()
-                    .is_some()
-            }
+        let ItemSet::Many(trees) = self else {
+            let entries = self.as_slice().unwrap_or_default();
+            return entries.iter().any(|(_, item)| item.first() == Some(&byte));
+        };
+        let by_item = &trees.by_item;
+        // The first and last items answer for the smallest and largest
+        // first byte without comparing any bytes on the way down (a
+        // two-input chain asks only for those).
+        let first = by_item
+            .first_key_value()
+            .and_then(|(k, _)| k.first().copied());
+        let last = by_item
+            .last_key_value()
+            .and_then(|(k, _)| k.first().copied());
+        match (first, last) {
+            (Some(first), Some(last)) if first == byte || last == byte => return true,
+            (Some(first), Some(last)) if byte < first || byte > last => return false,
+            _ => {}
         }
+        let from = [byte];
+        let to = byte.checked_add(1).map(|next| [next]);
+        let upper = match &to {
+            Some(next) => Bound::Excluded(&next[..]),
+            None => Bound::Unbounded,
+        };
+        by_item
+            .range::<[u8], _>((Bound::Included(&from[..]), upper))
+            .next()
+            .is_some()
     }
 
     /// Drops the oldest entry; returns whether there was one.
     pub(crate) fn pop_oldest(&mut self) -> bool {
         match self {
+            ItemSet::One(_) => {
+                *self = ItemSet::default();
+                true
+            }
             ItemSet::Few(entries) => {
                 if entries.is_empty() {
                     return false;
                 }
                 entries.remove(0);
+                if entries.len() == 1 {
+                    // Back in place, the block given back.
+                    let last = entries.pop().expect("one entry");
+                    *self = ItemSet::One(last);
+                }
                 true
             }
-            ItemSet::Many { by_item, by_time } => {
+            ItemSet::Many(trees) => {
+                let Trees { by_item, by_time } = &mut **trees;
                 let Some((_, item)) = by_time.pop_first() else {
                     return false;
                 };
@@ -245,20 +294,21 @@ impl ItemSet {
     /// Every entry, ascending.
     pub(crate) fn entries(&self) -> Entries<'_> {
         match self {
-            ItemSet::Few(entries) => Entries::Few(entries.iter()),
-            ItemSet::Many { by_time, .. } => Entries::Many(by_time.iter()),
+            ItemSet::Many(trees) => Entries::Many(trees.by_time.iter()),
+            _ => Entries::Few(self.as_slice().unwrap_or_default().iter()),
         }
     }
 
     /// The entries at or after `time_ns`, ascending.
     pub(crate) fn entries_from(&self, time_ns: i64) -> Entries<'_> {
         match self {
-            ItemSet::Few(entries) => {
+            ItemSet::Many(trees) => {
+                Entries::ManyFrom(trees.by_time.range((time_ns, Item::new(&[]))..))
+            }
+            _ => {
+                let entries = self.as_slice().unwrap_or_default();
                 let at = entries.partition_point(|(t, _)| *t < time_ns);
                 Entries::Few(entries[at..].iter())
-            }
-            ItemSet::Many { by_time, .. } => {
-                Entries::ManyFrom(by_time.range((time_ns, Item::new(&[]))..))
             }
         }
     }
@@ -271,6 +321,7 @@ impl ItemSet {
     /// The estimated heap bytes the set owns. O(items), allocation-free.
     pub(crate) fn heap_bytes(&self) -> usize {
         match self {
+            ItemSet::One((_, item)) => item.heap_bytes(),
             ItemSet::Few(entries) => {
                 heap_block(entries.capacity() * size_of::<(i64, Item)>())
                     + entries
@@ -278,10 +329,12 @@ impl ItemSet {
                         .map(|(_, item)| item.heap_bytes())
                         .sum::<usize>()
             }
-            ItemSet::Many { by_item, by_time } => {
+            ItemSet::Many(trees) => {
+                let Trees { by_item, by_time } = &**trees;
                 let items: usize = by_item.keys().map(Item::heap_bytes).sum();
                 let times: usize = by_time.iter().map(|(_, k)| k.heap_bytes()).sum();
-                btree_bytes::<Item, i64>(by_item.len())
+                heap_block(size_of::<Trees>())
+                    + btree_bytes::<Item, i64>(by_item.len())
                     + items
                     + btree_bytes::<(i64, Item), ()>(by_time.len())
                     + times
@@ -290,12 +343,14 @@ impl ItemSet {
     }
 
     /// Whether the form's invariants hold (every item well formed,
-    /// ascending, each item once, the two trees in agreement). Linear: for
-    /// tests and checkpoints.
+    /// ascending, each item once, the two trees in agreement, each form
+    /// used only for its sizes). Linear: for tests and checkpoints.
     pub(crate) fn is_consistent(&self) -> bool {
         match self {
+            ItemSet::One((_, item)) => item.is_valid(),
             ItemSet::Few(entries) => {
-                entries.len() <= FEW_ITEMS_MAX
+                entries.len() != 1
+                    && entries.len() <= FEW_ITEMS_MAX
                     && entries.iter().all(|(_, item)| item.is_valid())
                     && entries.windows(2).all(|w| w[0] < w[1])
                     && entries
@@ -303,8 +358,10 @@ impl ItemSet {
                         .enumerate()
                         .all(|(i, (_, a))| entries[..i].iter().all(|(_, b)| a != b))
             }
-            ItemSet::Many { by_item, by_time } => {
+            ItemSet::Many(trees) => {
+                let Trees { by_item, by_time } = &**trees;
                 by_item.len() == by_time.len()
+                    && by_item.len() > FEW_AGAIN
                     && by_time
                         .iter()
                         .all(|(t, item)| item.is_valid() && by_item.get(item) == Some(t))
@@ -423,7 +480,7 @@ mod tests {
                 let want = reference.by_item.keys().any(|k| k.first() == Some(&byte));
                 assert_eq!(set.has_first_byte(byte), want, "step {step}");
             }
-            let few = matches!(set, ItemSet::Few(_));
+            let few = !matches!(set, ItemSet::Many(_));
             if few != was_few {
                 switches += 1;
                 was_few = few;
@@ -438,21 +495,38 @@ mod tests {
             len: 200,
             bytes: [b'a'; ITEM_INLINE],
         };
-        assert!(!ItemSet::Few(vec![(1, bad.clone())]).is_consistent());
-        let by_item = BTreeMap::from([(bad.clone(), 1)]);
-        let by_time = BTreeSet::from([(1, bad)]);
-        assert!(!ItemSet::Many { by_item, by_time }.is_consistent());
-        assert!(ItemSet::Few(vec![(1, Item::new(b"a"))]).is_consistent());
+        assert!(!ItemSet::One((1, bad.clone())).is_consistent());
+        assert!(!ItemSet::Few(vec![(1, bad.clone()), (2, Item::new(b"b"))]).is_consistent());
+        let many = |extra: (i64, Item)| {
+            let mut trees = Trees::default();
+            for (t, item) in (0..FEW_AGAIN as i64)
+                .map(|i| (i, Item::new(format!("v{i}").as_bytes())))
+                .chain([extra])
+            {
+                trees.by_item.insert(item.clone(), t);
+                trees.by_time.insert((t, item));
+            }
+            ItemSet::Many(Box::new(trees))
+        };
+        assert!(!many((100, bad)).is_consistent());
+        assert!(many((100, Item::new(b"a"))).is_consistent());
+        assert!(ItemSet::One((1, Item::new(b"a"))).is_consistent());
+        // Each form holds only its sizes: one entry is never a vector, a
+        // few never the trees.
+        assert!(!ItemSet::Few(vec![(1, Item::new(b"a"))]).is_consistent());
+        assert!(!ItemSet::Many(Box::default()).is_consistent());
     }
 
     #[test]
-    fn one_item_is_one_small_block() {
+    fn one_item_is_held_in_place() {
         let mut set = ItemSet::default();
         assert!(set.touch(b"22", 5));
-        assert!(matches!(&set, ItemSet::Few(entries) if entries.capacity() == 1));
-        // The item is held in its entry.
-        assert_eq!(set.heap_bytes(), heap_block(size_of::<(i64, Item)>()));
-        // One too long for that is a block of its own.
+        // The window of nearly every group: no block of its own.
+        assert!(matches!(&set, ItemSet::One(_)));
+        assert_eq!(set.heap_bytes(), 0);
+        assert!(!set.touch(b"22", 7));
+        assert_eq!(set.span(), Some((7, 7)));
+        // One too long to be in place is a block of its own.
         let long = [b'u'; ITEM_INLINE + 1];
         assert!(set.touch(&long, 6));
         let ItemSet::Few(entries) = &set else {
@@ -462,7 +536,12 @@ mod tests {
             set.heap_bytes(),
             heap_block(entries.capacity() * size_of::<(i64, Item)>()) + heap_block(long.len())
         );
+        // Popping back to one entry gives the vector's block back.
+        assert!(set.pop_oldest());
+        assert!(matches!(&set, ItemSet::One((7, _))));
+        assert_eq!(set.heap_bytes(), 0);
         set.clear();
         assert_eq!(set.heap_bytes(), 0);
+        assert!(!set.pop_oldest());
     }
 }
