@@ -26,7 +26,10 @@
 # "0 2" runs each build at both), PRIO_COMM (a regular expression over the
 # node's thread names that PRIOS applies to; all by default), KEEP_DATA (0:
 # each node's data dir, journal and checkpoints, several GB per run, is
-# deleted once its run is scored; 1 keeps it).
+# deleted once its run is scored; 1 keeps it), FLUSH_US (0: the harness
+# writes each line as it falls due, on loopback nearly a write per line;
+# e.g. 100: at most one write per 100 µs, the latency still counted from
+# each line's intended time; `run --flush-us`).
 # Writes $OUT/summary.txt and per run $OUT/<round>-<n>/ (the harness's
 # report.json and summary.txt, the node's stderr).
 set -euo pipefail
@@ -43,6 +46,7 @@ CORES=${CORES:-1}
 # corpus in memory: about 6 GB for 10 M lines.
 MAX_EVENTS=${MAX_EVENTS:-10000000}
 SEND_S=${SEND_S:-15}
+FLUSH_US=${FLUSH_US:-0}
 REPS=${REPS:-1}
 OUT=${OUT:-target/latency-half}
 NODE_ARGS=${NODE_ARGS:-}
@@ -102,7 +106,7 @@ run_one() {
       if grep -qE "${PRIO_COMM:-.}" "$task/comm"; then chrt -f -p "$prio" "${task##*/}" >/dev/null; fi
     done
   fi
-  pin "$LOAD" run --target "tcp://$addr" --rate "$RATE" --duration "${SEND_S}s" \
+  pin "$LOAD" run --target "tcp://$addr" --rate "$RATE" --duration "${SEND_S}s" --flush-us "$FLUSH_US" \
     --alerts "$dir/data/alerts.jsonl" --rules "$RULES" --out "$dir/run" --quiet >/dev/null || true
   kill -TERM "$node"
   wait "$node" || true
@@ -131,7 +135,7 @@ EOF
 }
 
 for round in $(seq 1 "$REPS"); do
-  say "round $round, $RATE events/s for ${SEND_S}s:"
+  say "round $round, $RATE events/s for ${SEND_S}s$( [ "$FLUSH_US" != 0 ] && echo ", harness writes at most every ${FLUSH_US} us"):"
   n=0
   for bin in $BINS; do
     for prio in $PRIOS; do

@@ -162,6 +162,13 @@ struct LoadArgs {
     /// How long to wait for alerts after the last event, in milliseconds.
     #[arg(long, default_value_t = 5_000)]
     drain_ms: u64,
+    /// Paced runs: write at most once every this many microseconds, all
+    /// the lines due by then (0: write each line as soon as it falls due,
+    /// which on loopback is a write every few lines). Latency still counts
+    /// from each line's intended send time, so the wait counts against the
+    /// appliance; what changes is the per-write cost on both sides.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
+    flush_us: u64,
     /// Directory for report.json, summary.txt and the SVG plots.
     #[arg(long)]
     out: PathBuf,
@@ -237,6 +244,7 @@ impl LoadArgs {
             corpus: self.corpus.clone(),
             gen: self.gen.params(planned_events)?,
             sender_clock_ns: self.sender_clock,
+            flush_interval_ns: self.flush_us as i64 * 1_000,
             alerts,
             drain_ms: self.drain_ms,
             progress: !self.quiet,
@@ -596,6 +604,7 @@ fn batch_cmd(args: BatchArgs) -> anyhow::Result<()> {
                 }
                 .params(0)?,
                 sender_clock_ns: 0,
+                flush_interval_ns: 0,
                 alerts: None,
                 drain_ms: 5_000,
                 progress: true,

@@ -810,6 +810,7 @@ fn drive_daemon(
         framing: Framing::Lf,
         session: send::SessionOptions::default(),
         progress: false,
+        flush_interval_ns: 0,
     };
     let zero = Arc::new(AtomicU64::new(0));
     let sent = send::send(corpus, &config, &zero, &Arc::new(AtomicU64::new(0)))
@@ -1094,6 +1095,7 @@ fn run_shardwatch(opts: &PeersOptions, events: u64, report: &mut Report) -> Peer
             scenarios: Vec::new(),
         },
         sender_clock_ns: 0,
+        flush_interval_ns: 0,
         alerts: None,
         drain_ms: 5_000,
         progress: false,

@@ -62,6 +62,9 @@ pub struct RunOptions {
     pub alerts: Option<AlertSource>,
     pub drain_ms: u64,
     pub progress: bool,
+    /// Paced runs: at most one write per this long (see
+    /// `SendConfig::flush_interval_ns`).
+    pub flush_interval_ns: i64,
     /// Which expected alerts the appliance can raise (scenario rules
     /// loaded, fields extracted); the others are reported, not scored.
     pub gate: Gate,
@@ -326,6 +329,7 @@ pub fn run_load(opts: &RunOptions) -> anyhow::Result<RunOutcome> {
         framing: opts.framing,
         session: opts.session.clone(),
         progress: opts.progress,
+        flush_interval_ns: opts.flush_interval_ns,
     };
     let ticks_before = crate::machine::cpu_ticks();
     let send = send::send(&corpus, &config, &Arc::new(AtomicU64::new(0)), &alerts_seen)?;
@@ -502,6 +506,8 @@ pub fn add_to_report(outcome: &RunOutcome, opts: &RunOptions, report: &mut Repor
             "duration_s": s.duration_s(),
             "achieved_eps": achieved,
             "behind_max_ms": s.behind_max_ns as f64 / 1e6,
+            "writes": s.writes,
+            "flush_interval_us": opts.flush_interval_ns / 1_000,
             // UTC ns: the origin of `detections.csv`'s `sent_us` and of
             // the timeline, to line them up with the appliance's logs.
             "started_ns": s.started_ns,
@@ -512,12 +518,19 @@ pub fn add_to_report(outcome: &RunOutcome, opts: &RunOptions, report: &mut Repor
         }),
     );
     report.summary.push(format!(
-        "sent {} events in {:.2} s ({:.0}/s{}), {} send errors, max lag behind schedule {:.1} ms",
+        "sent {} events in {:.2} s ({:.0}/s{}) in {} writes ({:.1} events each{}), {} send errors, max lag behind schedule {:.1} ms",
         s.sent,
         s.duration_s(),
         achieved,
         opts.rate_eps
             .map_or(", flat out".to_string(), |r| format!(", target {r:.0}/s")),
+        s.writes,
+        s.sent as f64 / s.writes.max(1) as f64,
+        if opts.flush_interval_ns > 0 && opts.rate_eps.is_some() {
+            format!(", at most one per {} us", opts.flush_interval_ns / 1_000)
+        } else {
+            String::new()
+        },
         s.send_errors,
         s.behind_max_ns as f64 / 1e6
     ));

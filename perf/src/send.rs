@@ -118,6 +118,11 @@ pub struct SendConfig {
     pub session: SessionOptions,
     /// Print a progress line on stderr once per second.
     pub progress: bool,
+    /// Paced runs: at most one write every this long, of every line due
+    /// by then (0: a write as soon as a line falls due). Latency still
+    /// counts from each line's intended time, so the wait is charged to
+    /// the appliance, as a sender's batching is in the field.
+    pub flush_interval_ns: i64,
 }
 
 /// Settings of the session transports (RELP, TLS).
@@ -157,6 +162,8 @@ pub struct SendResult {
     pub finished_ns: i64,
     /// Largest lag behind schedule seen at a batch start.
     pub behind_max_ns: i64,
+    /// Writes (TCP, TLS), `sendmmsg` batches (UDP) or RELP batches made.
+    pub writes: u64,
     pub completing: Vec<CompletingSend>,
     /// Events sent per [`TIMELINE_BUCKET_NS`] since the start.
     pub timeline: Vec<u64>,
@@ -372,6 +379,7 @@ pub fn send(
     let mut lane = 0usize;
     let mut last_progress_ns = schedule.t0_ns;
     let mut last_progress_sent = 0u64;
+    let mut last_write_ns = i64::MIN / 2;
     while next < total {
         let now = clock::now_ns();
         if let Some(limit) = config.duration_ns {
@@ -395,6 +403,13 @@ pub fn send(
             clock::sleep_ns(schedule.sleep_ns(next, now, SLEEP_NS_MAX));
             continue;
         }
+        if schedule.rate_eps.is_some() && now < last_write_ns + config.flush_interval_ns {
+            // Lines are due, but the last write was too recent: they wait
+            // for the next flush with the lines falling due meanwhile.
+            clock::sleep_ns((last_write_ns + config.flush_interval_ns - now).min(SLEEP_NS_MAX));
+            continue;
+        }
+        last_write_ns = now;
         if schedule.rate_eps.is_some() {
             result.behind_max_ns = result.behind_max_ns.max(now - schedule.intended_ns(next));
         }
@@ -452,6 +467,7 @@ pub fn send(
             result.timeline[bucket] += sent - failed;
         }
         result.sent += sent - failed;
+        result.writes += 1;
         result.send_errors += failed;
         result.bytes += bytes;
         sent_counter.store(result.sent, Ordering::Relaxed);
@@ -563,6 +579,7 @@ mod tests {
             framing: Framing::Lf,
             session: SessionOptions::default(),
             progress: false,
+            flush_interval_ns: 0,
         };
         let counter = Arc::new(AtomicU64::new(0));
         let result = send(&corpus, &config, &counter, &Arc::new(AtomicU64::new(0))).unwrap();
@@ -585,6 +602,53 @@ mod tests {
         // fit the enlarged receive buffer, so none is lost even when the
         // reader thread is starved of CPU.
         assert_eq!(reader.join().unwrap(), 1_000, "loopback UDP lost datagrams");
+    }
+
+    /// With a flush interval a paced sender writes at most once per
+    /// interval, all lines due by then, and still charges each line from
+    /// its intended send time.
+    #[test]
+    fn tcp_paced_flushes_at_most_once_per_interval() {
+        let corpus = small_corpus();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let reader = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut buf = Vec::new();
+            s.read_to_end(&mut buf).unwrap();
+            buf
+        });
+        let interval_ns = 20_000_000;
+        let config = SendConfig {
+            targets: vec![Target::Tcp(addr)],
+            schedule: Schedule {
+                t0_ns: clock::now_ns(),
+                rate_eps: Some(10_000.0),
+            },
+            events: 2_000,
+            duration_ns: None,
+            connections: 1,
+            framing: Framing::Lf,
+            session: SessionOptions::default(),
+            progress: false,
+            flush_interval_ns: interval_ns,
+        };
+        let counter = Arc::new(AtomicU64::new(0));
+        let result = send(&corpus, &config, &counter, &Arc::new(AtomicU64::new(0))).unwrap();
+        assert_eq!(result.sent, 2_000);
+        // About 200 ms at 10k/s: ten or eleven writes, never one per line.
+        let span_ns = result.finished_ns - result.started_ns;
+        assert!(
+            result.writes as i64 <= span_ns / interval_ns + 2,
+            "{} writes in {span_ns} ns",
+            result.writes
+        );
+        for c in &result.completing {
+            assert_eq!(c.origin_ns, config.schedule.intended_ns(c.corpus_index));
+            assert!(c.origin_ns <= c.sent_ns);
+        }
+        let bytes = reader.join().unwrap();
+        assert_eq!(bytes.iter().filter(|&&b| b == b'\n').count(), 2_000);
     }
 
     #[test]
@@ -622,6 +686,7 @@ mod tests {
             framing: Framing::Lf,
             session: SessionOptions::default(),
             progress: false,
+            flush_interval_ns: 0,
         };
         let counter = Arc::new(AtomicU64::new(0));
         let result = send(&corpus, &config, &counter, &Arc::new(AtomicU64::new(0))).unwrap();
