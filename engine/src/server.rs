@@ -762,6 +762,11 @@ impl Core {
         }
     }
 
+    /// Whether alerts wait for the next [`Core::flush`].
+    fn alerts_pending(&self) -> bool {
+        !self.pending_alerts.borrow().is_empty()
+    }
+
     /// Sends every non-empty batch and pending alert. The lines they came
     /// from are written to the journal first.
     async fn flush(&self, when_full: WhenFull) {
@@ -1460,8 +1465,16 @@ async fn udp_loop(core: Rc<Core>, socket: std::net::UdpSocket) -> anyhow::Result
         // UDP_FLUSH_DATAGRAMS before the flush, so a busy socket pays one
         // journal write (and one send per peer) per few hundred datagrams
         // instead of per recvmmsg.
+        // An alert raised by this batch goes out now (its lines journaled
+        // first), as a stream's does after each slice of a read.
         unflushed += count;
-        if count < transport::udp::UDP_BATCH_MAX || unflushed >= UDP_FLUSH_DATAGRAMS {
+        let early = count == transport::udp::UDP_BATCH_MAX
+            && unflushed < UDP_FLUSH_DATAGRAMS
+            && core.alerts_pending();
+        if early {
+            add(&core.stats.alerts_sent_mid_read, 1);
+        }
+        if count < transport::udp::UDP_BATCH_MAX || unflushed >= UDP_FLUSH_DATAGRAMS || early {
             if count == transport::udp::UDP_BATCH_MAX {
                 core.behind_at.set(Some(std::time::Instant::now()));
             }
@@ -1941,6 +1954,17 @@ async fn serve_relp(core: Rc<Core>, mut stream: glommio::net::TcpStream) {
     connection_closed(&core, peer);
 }
 
+/// Bytes of one stream read processed before the alerts they raised go
+/// out. A read can hold 256 KiB (over a thousand lines, milliseconds of
+/// work), and an alert raised by its first lines used to wait for the
+/// last: at 300 k lines/s on the dev VM that wait was most of the p99 of
+/// the alert's way out (BENCHMARKS.md, 2026-12-06). After a slice that
+/// raised one, the lines so far are committed to the journal and the
+/// alerts sent, then the rest is processed (a commit more per alert, not
+/// per slice: alerts are rare). Counted in
+/// `shardwatch_alerts_sent_mid_read_total`.
+const ALERT_SLICE_BYTES: usize = 16 * 1024;
+
 async fn serve_connection<S>(
     core: Rc<Core>,
     mut stream: S,
@@ -1981,15 +2005,24 @@ async fn serve_connection<S>(
         };
         let received_ns = now_ns();
         let mut frames = 0u64;
-        framer.feed(&buf[..n], |frame| {
-            frames += 1;
-            add(&core.stats.tcp_frames, 1);
-            if frame.truncated {
-                add(&core.stats.frames_truncated, 1);
-                core.quarantine_oversize(frame.bytes, peer, transport);
+        let slices = n.div_ceil(ALERT_SLICE_BYTES);
+        for (i, slice) in buf[..n].chunks(ALERT_SLICE_BYTES).enumerate() {
+            framer.feed(slice, |frame| {
+                frames += 1;
+                add(&core.stats.tcp_frames, 1);
+                if frame.truncated {
+                    add(&core.stats.frames_truncated, 1);
+                    core.quarantine_oversize(frame.bytes, peer, transport);
+                }
+                let _ = core.process_line(frame.bytes, peer, transport, received_ns);
+            });
+            if i + 1 < slices && core.alerts_pending() {
+                // Out now (their lines journaled first), not after the
+                // rest of the read.
+                add(&core.stats.alerts_sent_mid_read, 1);
+                core.flush(WhenFull::Wait).await;
             }
-            let _ = core.process_line(frame.bytes, peer, transport, received_ns);
-        });
+        }
         core.batch_done(received_ns);
         if rate_limited {
             core.admission

@@ -267,6 +267,9 @@ pub struct CoreStats {
     /// Alerts sent before their line was written, because the journal was
     /// failing: detection does not wait on a disk that cannot write.
     pub alerts_unjournaled: AtomicU64,
+    /// Reads (or UDP batches before their flush) cut short to send the
+    /// alerts their first lines raised, before the rest is processed.
+    pub alerts_sent_mid_read: AtomicU64,
     /// Duration of each journal `fdatasync`.
     pub journal_fsync: LatencyHistogram,
     pub checkpoints_written: AtomicU64,
@@ -339,6 +342,7 @@ impl CoreStats {
             journal_errors: AtomicU64::new(0),
             journal_failing: AtomicU64::new(0),
             alerts_unjournaled: AtomicU64::new(0),
+            alerts_sent_mid_read: AtomicU64::new(0),
             journal_fsync: LatencyHistogram::default(),
             checkpoints_written: AtomicU64::new(0),
             checkpoint_errors: AtomicU64::new(0),
@@ -441,6 +445,7 @@ impl CoreStats {
             journal_commits: load(&self.journal_commits),
             journal_errors: load(&self.journal_errors),
             alerts_unjournaled: load(&self.alerts_unjournaled),
+            alerts_sent_mid_read: load(&self.alerts_sent_mid_read),
             checkpoints_written: load(&self.checkpoints_written),
             checkpoint_errors: load(&self.checkpoint_errors),
             checkpoints_postponed: load(&self.checkpoints_postponed),
@@ -508,6 +513,7 @@ pub struct CoreReport {
     pub journal_commits: u64,
     pub journal_errors: u64,
     pub alerts_unjournaled: u64,
+    pub alerts_sent_mid_read: u64,
     pub checkpoints_written: u64,
     pub checkpoint_errors: u64,
     pub checkpoints_postponed: u64,

@@ -498,6 +498,63 @@ fn suppression_folds_repeats_and_publishes_the_final_count() {
     assert_eq!(replayed[1]["count"], 3);
 }
 
+/// An alert raised by the first lines of a large read goes out before the
+/// rest of the read is processed (the lines so far journaled first), and
+/// is counted as such. Each try is one write of a brute force followed by
+/// ~190 KB of other lines; a read of it holds the brute force and several
+/// slices after it unless the node happened to read while the write was
+/// still in its first slice, so one try of three suffices.
+#[test]
+fn an_alert_goes_out_before_the_rest_of_a_large_read() {
+    let app = Appliance::start("mid-read", &["--cores", "1", "--quiet"]).unwrap();
+    let mut sent = 0u64;
+    for attempt in 0..3u32 {
+        let mut stream = TcpStream::connect(app.tcp()).unwrap();
+        let mut payload = String::new();
+        for line in brute_force_lines(
+            &format!("203.0.113.{}", 30 + attempt),
+            &format!("198.51.100.{}", 30 + attempt),
+        ) {
+            payload.push_str(&line);
+            payload.push('\n');
+        }
+        for i in 0..3_000 {
+            payload.push_str(&format!(
+                "<13>{} web-1 app[1]: request {i} served in 3 ms\n",
+                syslog_stamp(i % 60)
+            ));
+        }
+        stream.write_all(payload.as_bytes()).unwrap();
+        drop(stream);
+        sent += payload.matches('\n').count() as u64;
+        let seen = app.wait_for_alerts(attempt as usize + 1, WAIT);
+        assert!(seen.len() > attempt as usize, "no alert within {WAIT:?}");
+        let early = shardwatch_tests::metric_sum(
+            &app.metrics(),
+            "shardwatch_alerts_sent_mid_read_total",
+            "",
+        );
+        if early >= 1.0 {
+            break;
+        }
+    }
+    let page = app.metrics();
+    let early = shardwatch_tests::metric_sum(&page, "shardwatch_alerts_sent_mid_read_total", "");
+    let stopped = app.stop().unwrap();
+    assert!(stopped.exit_ok, "{:?}", stopped.stderr);
+    assert!(
+        early >= 1.0,
+        "no alert was sent before the rest of its read in three tries"
+    );
+    // Nothing was lost or repeated by cutting the reads.
+    assert_eq!(total(&stopped.stats, "tcp_frames"), sent);
+    let file = read_jsonl(&stopped.data_dir.join("alerts.jsonl"));
+    let brute = brute_force_alerts(&file);
+    assert!(!brute.is_empty() && brute.len() <= 3, "{file:#?}");
+    let ids: BTreeSet<_> = brute.iter().map(|a| a["id"].as_str()).collect();
+    assert_eq!(ids.len(), brute.len(), "an alert repeated: {file:#?}");
+}
+
 /// Journal commits (read-process-commit cycles) for `lines` lines sent
 /// over TCP one every `gap`, by a node with `read_coalesce_us`.
 fn commits_for_trickled_lines(coalesce_us: u64, lines: u32, gap: Duration) -> f64 {

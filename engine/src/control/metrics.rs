@@ -523,6 +523,14 @@ pub fn render_durability(
         cores,
         |s| load(&s.alerts_unjournaled),
     );
+    per_core(
+        out,
+        "shardwatch_alerts_sent_mid_read_total",
+        "counter",
+        "Reads whose alerts were sent (their lines journaled first) before the rest of the read was processed.",
+        cores,
+        |s| load(&s.alerts_sent_mid_read),
+    );
     histogram(
         out,
         "shardwatch_journal_fsync_seconds",
