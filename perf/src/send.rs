@@ -539,6 +539,31 @@ mod tests {
         .unwrap()
     }
 
+    /// A send of the first `events` lines to `target`, LF-framed, starting
+    /// now.
+    fn config(
+        target: Target,
+        rate_eps: Option<f64>,
+        events: u64,
+        connections: usize,
+        flush_interval_ns: i64,
+    ) -> SendConfig {
+        SendConfig {
+            targets: vec![target],
+            schedule: Schedule {
+                t0_ns: clock::now_ns(),
+                rate_eps,
+            },
+            events,
+            duration_ns: None,
+            connections,
+            framing: Framing::Lf,
+            session: SessionOptions::default(),
+            progress: false,
+            flush_interval_ns,
+        }
+    }
+
     #[test]
     fn udp_paced_send_delivers_every_datagram_and_records_completions() {
         let corpus = small_corpus();
@@ -567,20 +592,7 @@ mod tests {
             }
             n
         });
-        let config = SendConfig {
-            targets: vec![Target::Udp(addr)],
-            schedule: Schedule {
-                t0_ns: clock::now_ns(),
-                rate_eps: Some(20_000.0),
-            },
-            events: 1_000,
-            duration_ns: None,
-            connections: 1,
-            framing: Framing::Lf,
-            session: SessionOptions::default(),
-            progress: false,
-            flush_interval_ns: 0,
-        };
+        let config = config(Target::Udp(addr), Some(20_000.0), 1_000, 1, 0);
         let counter = Arc::new(AtomicU64::new(0));
         let result = send(&corpus, &config, &counter, &Arc::new(AtomicU64::new(0))).unwrap();
         assert_eq!(result.sent, 1_000);
@@ -619,20 +631,7 @@ mod tests {
             buf
         });
         let interval_ns = 20_000_000;
-        let config = SendConfig {
-            targets: vec![Target::Tcp(addr)],
-            schedule: Schedule {
-                t0_ns: clock::now_ns(),
-                rate_eps: Some(10_000.0),
-            },
-            events: 2_000,
-            duration_ns: None,
-            connections: 1,
-            framing: Framing::Lf,
-            session: SessionOptions::default(),
-            progress: false,
-            flush_interval_ns: interval_ns,
-        };
+        let config = config(Target::Tcp(addr), Some(10_000.0), 2_000, 1, interval_ns);
         let counter = Arc::new(AtomicU64::new(0));
         let result = send(&corpus, &config, &counter, &Arc::new(AtomicU64::new(0))).unwrap();
         assert_eq!(result.sent, 2_000);
@@ -674,20 +673,7 @@ mod tests {
                 .flat_map(|r| r.join().unwrap())
                 .collect::<Vec<u8>>()
         });
-        let config = SendConfig {
-            targets: vec![Target::Tcp(addr)],
-            schedule: Schedule {
-                t0_ns: clock::now_ns(),
-                rate_eps: None,
-            },
-            events: 1_500,
-            duration_ns: None,
-            connections: 2,
-            framing: Framing::Lf,
-            session: SessionOptions::default(),
-            progress: false,
-            flush_interval_ns: 0,
-        };
+        let config = config(Target::Tcp(addr), None, 1_500, 2, 0);
         let counter = Arc::new(AtomicU64::new(0));
         let result = send(&corpus, &config, &counter, &Arc::new(AtomicU64::new(0))).unwrap();
         assert_eq!(result.sent, 1_500);
