@@ -539,6 +539,32 @@ mod tests {
         .unwrap()
     }
 
+    /// A loopback listener that takes `connections` connections and reads
+    /// each to its end; the reader returns all the bytes. One reader per
+    /// connection: reading them in turn could stall the sender on the
+    /// unread one's full buffer.
+    fn tcp_sink(connections: usize) -> (SocketAddr, std::thread::JoinHandle<Vec<u8>>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let reader = std::thread::spawn(move || {
+            let readers: Vec<_> = (0..connections)
+                .map(|_| {
+                    let (mut s, _) = listener.accept().unwrap();
+                    std::thread::spawn(move || {
+                        let mut buf = Vec::new();
+                        s.read_to_end(&mut buf).unwrap();
+                        buf
+                    })
+                })
+                .collect();
+            readers
+                .into_iter()
+                .flat_map(|r| r.join().unwrap())
+                .collect::<Vec<u8>>()
+        });
+        (addr, reader)
+    }
+
     /// A send of the first `events` lines to `target`, LF-framed, starting
     /// now.
     fn config(
@@ -622,14 +648,7 @@ mod tests {
     #[test]
     fn tcp_paced_flushes_at_most_once_per_interval() {
         let corpus = small_corpus();
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let reader = std::thread::spawn(move || {
-            let (mut s, _) = listener.accept().unwrap();
-            let mut buf = Vec::new();
-            s.read_to_end(&mut buf).unwrap();
-            buf
-        });
+        let (addr, reader) = tcp_sink(1);
         let interval_ns = 20_000_000;
         let config = config(Target::Tcp(addr), Some(10_000.0), 2_000, 1, interval_ns);
         let counter = Arc::new(AtomicU64::new(0));
@@ -653,26 +672,7 @@ mod tests {
     #[test]
     fn tcp_flat_out_sends_lf_framed_lines() {
         let corpus = small_corpus();
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        // One reader per connection: reading them in turn could stall the
-        // sender on the unread one's full buffer.
-        let reader = std::thread::spawn(move || {
-            let readers: Vec<_> = (0..2)
-                .map(|_| {
-                    let (mut s, _) = listener.accept().unwrap();
-                    std::thread::spawn(move || {
-                        let mut buf = Vec::new();
-                        s.read_to_end(&mut buf).unwrap();
-                        buf
-                    })
-                })
-                .collect();
-            readers
-                .into_iter()
-                .flat_map(|r| r.join().unwrap())
-                .collect::<Vec<u8>>()
-        });
+        let (addr, reader) = tcp_sink(2);
         let config = config(Target::Tcp(addr), None, 1_500, 2, 0);
         let counter = Arc::new(AtomicU64::new(0));
         let result = send(&corpus, &config, &counter, &Arc::new(AtomicU64::new(0))).unwrap();
