@@ -1541,13 +1541,11 @@ fn update_group(
         let mut alert = None;
         let ended = match &group.window {
             Window::Closing(closing) => time_ns > closing.start_ns.saturating_add(span_ns),
-            _ => {
-                // Unreachable: a group's kind is its rule definition's,
-                // and a changed definition starts a new group. Were it
-                // reached, the window starts here.
-                debug_assert!(false, "a closing rule's group without its window");
-                true
-            }
+            // Another kind's window: a group's kind is its rule
+            // definition's (a changed definition starts a new group), so
+            // only an archive can hold one, and restore cannot check it
+            // without the rules. The window starts here.
+            _ => true,
         };
         if ended {
             alert = close_window(meta, observation.correlation, key, group);
@@ -1661,8 +1659,7 @@ fn step_sliding(
     }
     let count = if meta.kind == CorrelationKind::EventCount {
         if !matches!(group.window, Window::Times(_)) {
-            // Unreachable, as for a closing window (`update_group`).
-            debug_assert!(false, "an eager event_count group without its times");
+            // Another kind's window, as for a closing one (`update_group`).
             group.window = Window::Times(VecDeque::new());
         }
         let Window::Times(times) = &mut group.window else {
@@ -1738,8 +1735,7 @@ fn step_ordered(
     // Each event gets a sequence number within the window, so one event
     // can never stand for two steps even when steps share a timestamp.
     if !matches!(group.window, Window::Ordered(_)) {
-        // Unreachable, as for a closing window (`update_group`).
-        debug_assert!(false, "a temporal_ordered group without its sequence");
+        // Another kind's window, as for a closing one (`update_group`).
         group.window = Window::Ordered(0);
     }
     let Window::Ordered(next_seq) = &mut group.window else {
@@ -2901,6 +2897,61 @@ correlation:
         // few-values closes with 3 users.
         let fired: Vec<u32> = a.iter().map(|alert| alert.correlation).collect();
         assert_eq!(fired, vec![0, 1, 2, 3]);
+    }
+
+    /// A group holding another kind's window (only an archive can: restore
+    /// has no rules to check it against) starts a window of its own kind
+    /// at its next event instead of panicking, for every kind.
+    #[test]
+    fn a_group_with_another_kinds_window_starts_its_own() {
+        for text in [RULES, KINDS] {
+            let rules = compile(text);
+            let correlations = rules.correlation_count() as u32;
+            let mut state = CorrelationState::new(64);
+            let mut out = Vec::new();
+            let observe = |state: &mut CorrelationState, c: u32, t: i64, out: &mut Vec<_>| {
+                let user = format!("u{t}");
+                let observation = Observation {
+                    correlation: c,
+                    group_key: b"h",
+                    input_mask: 1 << (t % 2),
+                    value: Some(user.as_bytes()),
+                    time_ns: t * S,
+                    arrival_ns: t * S,
+                    raw: b"line",
+                };
+                state.observe_into(&rules, &observation, out);
+            };
+            for c in 0..correlations {
+                observe(&mut state, c, 0, &mut out);
+            }
+            let wrong = [
+                Window::Items,
+                Window::Ordered(7),
+                Window::Times(VecDeque::from([5 * S])),
+                Window::Closing(Closing {
+                    start_ns: -100 * S,
+                    count: 9,
+                    first_ns: 0,
+                    last_ns: 0,
+                }),
+            ];
+            for (i, group) in state
+                .groups
+                .values_mut()
+                .flat_map(|groups| groups.values_mut())
+                .enumerate()
+            {
+                group.window = wrong[i % wrong.len()].clone();
+            }
+            for t in 1..6 {
+                for c in 0..correlations {
+                    observe(&mut state, c, t, &mut out);
+                }
+            }
+            state.advance(&rules, 1_000 * S, &mut out);
+            assert!(state.check_invariants());
+        }
     }
 
     #[test]
