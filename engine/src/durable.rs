@@ -51,9 +51,10 @@ use shardwatch_storage::{checkpoint, journal};
 /// clock; 10: group keys of up to 38 bytes are held in place, not as a
 /// byte vector; 11: so are window items of up to 22 bytes; 12: a
 /// window of one item holds it in place, a group keeps only its kind's
-/// window fields, and its samples are a vector). A checkpoint of another
-/// format is refused (logged, counted) and the journal replayed instead.
-pub const CHECKPOINT_FORMAT: u32 = 12;
+/// window fields, and its samples are a vector; 13: a correlation's groups
+/// are archived as (key, group) pairs). A checkpoint of another format is
+/// refused (logged, counted) and the journal replayed instead.
+pub const CHECKPOINT_FORMAT: u32 = 13;
 
 /// Transport codes stored in journal records.
 pub fn transport_code(transport: &str) -> u8 {

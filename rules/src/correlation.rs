@@ -129,7 +129,9 @@
 //! [`crate::CorrelationMeta::standalone`]). Chains are acyclic and at most
 //! [`crate::CHAIN_DEPTH_MAX`] deep, so feeding ends.
 
-use std::collections::{hash_map, BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+
+use hashbrown::{hash_table, HashTable};
 
 use crate::anomaly::{AnomalyBody, Counters, Finding};
 use crate::anomaly_rule::{AnomalyMetric, AnomalySpec};
@@ -206,7 +208,167 @@ pub(crate) fn hash_bytes<K, V>(capacity: usize) -> usize {
 /// its buckets after removals and is up to half empty after growing, and
 /// with the groups inline (240 bytes each) that slack put a flooded node's
 /// RSS 3% over its state bound.
-type GroupMap = HashMap<GroupKey, Box<Group>, ahash::RandomState>;
+///
+/// A swiss table of `(key, group)` entries with its own hasher rather
+/// than a `HashMap`, so that a group can also be found by its key's hash
+/// and its id: the gid table (`keys`) then holds that hash, not a second
+/// copy of the key (40 bytes a group). Archived as a list of entries (not
+/// as rkyv's hash table: building one was most of a checkpoint's time);
+/// restore hashes them again under a new hasher.
+#[derive(Clone, Default)]
+struct GroupMap {
+    hasher: ahash::RandomState,
+    table: HashTable<(GroupKey, Box<Group>)>,
+}
+
+impl GroupMap {
+    /// The hash `key` is filed under in this table.
+    fn key_hash(&self, key: &[u8]) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+
+    fn capacity(&self) -> usize {
+        self.table.capacity()
+    }
+
+    fn get(&self, key: &[u8]) -> Option<&Group> {
+        let hash = self.key_hash(key);
+        self.table
+            .find(hash, |(held, _)| held.as_slice() == key)
+            .map(|(_, group)| &**group)
+    }
+
+    fn get_mut(&mut self, key: &[u8]) -> Option<&mut Group> {
+        let hash = self.key_hash(key);
+        self.table
+            .find_mut(hash, |(held, _)| held.as_slice() == key)
+            .map(|(_, group)| &mut **group)
+    }
+
+    /// The group `gid` filed under `key_hash`, with its key.
+    fn by_gid_mut(&mut self, key_hash: u64, gid: u64) -> Option<(&GroupKey, &mut Group)> {
+        self.table
+            .find_mut(key_hash, |(_, group)| group.gid == gid)
+            .map(|(key, group)| (&*key, &mut **group))
+    }
+
+    /// Removes the group `gid` filed under `key_hash`, with its key.
+    fn remove_by_gid(&mut self, key_hash: u64, gid: u64) -> Option<(GroupKey, Box<Group>)> {
+        let entry = self
+            .table
+            .find_entry(key_hash, |(_, group)| group.gid == gid)
+            .ok()?;
+        Some(entry.remove().0)
+    }
+
+    /// Files `group` under `key`, replacing and returning a group held
+    /// under it; returns the key's hash and the group where it was put.
+    fn insert(
+        &mut self,
+        key: GroupKey,
+        group: Box<Group>,
+    ) -> (u64, Option<Box<Group>>, &mut Group) {
+        let hash = self.key_hash(key.as_slice());
+        let hasher = &self.hasher;
+        match self.table.entry(
+            hash,
+            |(held, _)| *held == key,
+            |(held, _)| hasher.hash_one(held.as_slice()),
+        ) {
+            hash_table::Entry::Occupied(mut held) => {
+                let old = std::mem::replace(&mut held.get_mut().1, group);
+                (hash, Some(old), &mut *held.into_mut().1)
+            }
+            hash_table::Entry::Vacant(vacant) => {
+                (hash, None, &mut *vacant.insert((key, group)).into_mut().1)
+            }
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&GroupKey, &Group)> {
+        self.table.iter().map(|(key, group)| (key, &**group))
+    }
+
+    #[cfg(test)]
+    fn values(&self) -> impl Iterator<Item = &Group> {
+        self.table.iter().map(|(_, group)| &**group)
+    }
+
+    #[cfg(test)]
+    fn values_mut(&mut self) -> impl Iterator<Item = &mut Group> {
+        self.table.iter_mut().map(|(_, group)| &mut **group)
+    }
+}
+
+impl std::fmt::Debug for GroupMap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+/// The same groups under the same keys, whatever the hashers.
+impl PartialEq for GroupMap {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len()
+            && self
+                .iter()
+                .all(|(key, group)| other.get(key.as_slice()) == Some(group))
+    }
+}
+
+impl Eq for GroupMap {}
+
+/// Archived entries of a [`GroupMap`].
+type ArchivedGroupEntries = rkyv::vec::ArchivedVec<rkyv::Archived<(GroupKey, Box<Group>)>>;
+
+impl rkyv::Archive for GroupMap {
+    type Archived = ArchivedGroupEntries;
+    type Resolver = rkyv::vec::VecResolver;
+
+    fn resolve(&self, resolver: Self::Resolver, out: rkyv::Place<Self::Archived>) {
+        rkyv::vec::ArchivedVec::resolve_from_len(self.len(), resolver, out);
+    }
+}
+
+impl<S> rkyv::Serialize<S> for GroupMap
+where
+    S: rkyv::rancor::Fallible + rkyv::ser::Allocator + rkyv::ser::Writer + ?Sized,
+    (GroupKey, Box<Group>): rkyv::Serialize<S>,
+{
+    fn serialize(&self, serializer: &mut S) -> Result<Self::Resolver, S::Error> {
+        ArchivedGroupEntries::serialize_from_iter::<(GroupKey, Box<Group>), _, _>(
+            self.table.iter(),
+            serializer,
+        )
+    }
+}
+
+impl<D> rkyv::Deserialize<GroupMap, D> for ArchivedGroupEntries
+where
+    D: rkyv::rancor::Fallible + ?Sized,
+    rkyv::Archived<(GroupKey, Box<Group>)>: rkyv::Deserialize<(GroupKey, Box<Group>), D>,
+{
+    /// Entries under one key twice (only a damaged archive has them) keep
+    /// the last.
+    fn deserialize(&self, deserializer: &mut D) -> Result<GroupMap, D::Error> {
+        let mut map = GroupMap::default();
+        map.table
+            .reserve(self.len(), |(key, _)| map.hasher.hash_one(key.as_slice()));
+        for entry in self.iter() {
+            let (key, group) = entry.deserialize(deserializer)?;
+            map.insert(key, group);
+        }
+        Ok(map)
+    }
+}
 
 /// Hashes group ids (`keys`): sequence numbers this state hands out, not
 /// input, so one multiply suffices.
@@ -231,7 +393,35 @@ impl std::hash::Hasher for GidHasher {
     }
 }
 
-type GidMap = HashMap<u64, (u64, GroupKey), std::hash::BuildHasherDefault<GidHasher>>;
+/// Where a group is: its correlation's hash, and the hash its key is filed
+/// under in that correlation's [`GroupMap`]. The key's hash is drawn from
+/// that table's hasher, which a restored state draws anew, so equality
+/// compares the correlation alone.
+#[derive(Clone, Copy, Debug)]
+struct GroupAt {
+    hash: u64,
+    key_hash: u64,
+}
+
+impl PartialEq for GroupAt {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash
+    }
+}
+
+impl Eq for GroupAt {}
+
+type GidMap = HashMap<u64, GroupAt, std::hash::BuildHasherDefault<GidHasher>>;
+
+/// The group `gid`, with its key, found through the gid table.
+fn find_group<'a>(
+    keys: &GidMap,
+    groups: &'a mut BTreeMap<u64, GroupMap>,
+    gid: u64,
+) -> Option<(&'a GroupKey, &'a mut Group)> {
+    let at = keys.get(&gid)?;
+    groups.get_mut(&at.hash)?.by_gid_mut(at.key_hash, gid)
+}
 
 /// A correlation alert: the condition of correlation `correlation` held for
 /// the group `group_key`.
@@ -630,10 +820,8 @@ pub struct CorrelationState {
     incomplete_total: u64,
     pending_dropped_total: u64,
     next_gid: u64,
-    /// Groups by correlation hash, then group key. Archived as a list of
-    /// entries per correlation, not as rkyv's hash table (building one
-    /// was most of a checkpoint's time).
-    #[rkyv(with = rkyv::with::MapKV<rkyv::with::Identity, rkyv::with::AsVec>)]
+    /// Groups by correlation hash, then group key (each correlation's
+    /// archived as a list of entries, see [`GroupMap`]).
     groups: BTreeMap<u64, GroupMap>,
     /// `(correlation hash, protected, arrived_ns, gid)` of every group:
     /// eviction order within a rule (its stalest unprotected group first,
@@ -645,7 +833,7 @@ pub struct CorrelationState {
     /// `(due_ns, gid)` of every group: `advance` order.
     #[rkyv(with = rkyv::with::Skip)]
     by_due: BTreeSet<(i64, u64)>,
-    /// gid to `(correlation hash, key)`, to find a group from the indices.
+    /// gid to where the group is, to find it from the indices.
     #[rkyv(with = rkyv::with::Skip)]
     keys: GidMap,
     /// Alerts raised by `observe` beyond the one it returns.
@@ -721,12 +909,16 @@ impl CorrelationState {
         let mut by_arrival = Vec::with_capacity(groups);
         let mut by_due = Vec::with_capacity(groups);
         for (&hash, groups) in &self.groups {
-            for (key, group) in groups {
+            for (key, group) in groups.iter() {
                 if !key.is_valid() {
                     return Err(format!("group {} has a malformed key", group.gid));
                 }
                 let at = group.indexed;
-                if self.keys.insert(group.gid, (hash, key.clone())).is_some()
+                let key_hash = groups.key_hash(key.as_slice());
+                if self
+                    .keys
+                    .insert(group.gid, GroupAt { hash, key_hash })
+                    .is_some()
                     || group.gid >= self.next_gid
                 {
                     return Err(format!(
@@ -825,7 +1017,7 @@ impl CorrelationState {
     pub fn memory_by_correlation(&self, mut f: impl FnMut(u64, usize, usize)) {
         for (&hash, groups) in &self.groups {
             let mut bytes = hash_bytes::<GroupKey, Box<Group>>(groups.capacity());
-            for (key, group) in groups {
+            for (key, group) in groups.iter() {
                 bytes += key.heap_bytes() + heap_block(size_of::<Group>()) + group.heap_bytes();
             }
             f(hash, groups.len(), bytes);
@@ -834,19 +1026,17 @@ impl CorrelationState {
 
     /// Estimated heap bytes not attributable to one correlation: the outer
     /// table of correlations, the indices (`by_arrival`, `by_due`,
-    /// and `keys` with its copy of every group key) and the queued chained
+    /// and `keys`) and the queued chained
     /// alerts (their ids, keys, samples and reasons; the queue keeps its
     /// buffer after `advance` drains it). Not the state struct itself. An
     /// estimate like [`CorrelationState::memory_by_correlation`]'s;
     /// O(groups + pending), no allocation.
     pub fn memory_shared(&self) -> usize {
-        let keys: usize = self.keys.values().map(|(_, key)| key.heap_bytes()).sum();
         let pending: usize = self.pending.iter().map(PendingAlert::heap_bytes).sum();
         btree_bytes::<u64, GroupMap>(self.groups.len())
             + btree_bytes::<(u64, bool, i64, u64), ()>(self.by_arrival.len())
             + btree_bytes::<(i64, u64), ()>(self.by_due.len())
-            + hash_bytes::<u64, (u64, GroupKey)>(self.keys.capacity())
-            + keys
+            + hash_bytes::<u64, GroupAt>(self.keys.capacity())
             + heap_block(self.pending.capacity() * size_of::<PendingAlert>())
             + pending
     }
@@ -1030,10 +1220,10 @@ impl CorrelationState {
         now_ns: i64,
         out: &mut Vec<CorrelationAlert>,
     ) -> bool {
-        let Some((hash, key)) = self.keys.get(&gid) else {
+        let Some(&at) = self.keys.get(&gid) else {
             return false;
         };
-        let Some(correlation) = rules.correlation_by_hash(*hash) else {
+        let Some(correlation) = rules.correlation_by_hash(at.hash) else {
             return false;
         };
         let Some(meta) = rules.correlation_meta(correlation) else {
@@ -1042,11 +1232,7 @@ impl CorrelationState {
         let Some(spec) = &meta.anomaly else {
             return false;
         };
-        let Some(group) = self
-            .groups
-            .get_mut(hash)
-            .and_then(|groups| groups.get_mut(key.as_slice()))
-        else {
+        let Some((key, group)) = find_group(&self.keys, &mut self.groups, gid) else {
             return false;
         };
         if group.fingerprint != meta.fingerprint {
@@ -1257,11 +1443,7 @@ impl CorrelationState {
                 return None;
             }
             let gid = first.3;
-            let Some(group) = self
-                .keys
-                .get(&gid)
-                .and_then(|(h, key)| self.groups.get_mut(h)?.get_mut(key.as_slice()))
-            else {
+            let Some((_, group)) = find_group(&self.keys, &mut self.groups, gid) else {
                 // Unreachable while the indices agree; drop the entry
                 // rather than name a group that is not there.
                 debug_assert!(false, "index entries belong to held groups");
@@ -1309,25 +1491,29 @@ impl CorrelationState {
         self.by_arrival
             .insert((meta.hash, at.protected, at.arrived_ns, gid));
         self.by_due.insert((at.due_ns, gid));
-        let key = GroupKey::new(key);
-        self.keys.insert(gid, (meta.hash, key.clone()));
-        let group = match self.groups.entry(meta.hash).or_default().entry(key) {
-            hash_map::Entry::Vacant(vacant) => vacant.insert(Box::new(group)),
-            hash_map::Entry::Occupied(mut held) => {
-                // Unreachable: callers make only groups that are not held.
-                // Were it reached, the old group goes with its index
-                // entries, so the indices still name exactly the groups
-                // held.
-                debug_assert!(false, "a group made twice");
-                let old = held.insert(Box::new(group));
-                let at = old.indexed;
-                self.by_arrival
-                    .remove(&(meta.hash, at.protected, at.arrived_ns, old.gid));
-                self.by_due.remove(&(at.due_ns, old.gid));
-                self.keys.remove(&old.gid);
-                held.into_mut()
-            }
-        };
+        let (key_hash, old, group) = self
+            .groups
+            .entry(meta.hash)
+            .or_default()
+            .insert(GroupKey::new(key), Box::new(group));
+        self.keys.insert(
+            gid,
+            GroupAt {
+                hash: meta.hash,
+                key_hash,
+            },
+        );
+        if let Some(old) = old {
+            // Unreachable: callers make only groups that are not held.
+            // Were it reached, the old group goes with its index entries,
+            // so the indices still name exactly the groups held.
+            debug_assert!(false, "a group made twice");
+            let at = old.indexed;
+            self.by_arrival
+                .remove(&(meta.hash, at.protected, at.arrived_ns, old.gid));
+            self.by_due.remove(&(at.due_ns, old.gid));
+            self.keys.remove(&old.gid);
+        }
         Held {
             group,
             by_arrival: &mut self.by_arrival,
@@ -1340,7 +1526,7 @@ impl CorrelationState {
     /// Evicts what the caps need evicted before a group of correlation
     /// `hash` is made (counted).
     fn make_room(&mut self, hash: u64) {
-        let held = self.groups.get(&hash).map_or(0, HashMap::len) as u64;
+        let held = self.groups.get(&hash).map_or(0, GroupMap::len) as u64;
         if held >= self.rule_groups_max {
             if let Some(victim) = self.stalest_of(hash) {
                 self.remove(victim);
@@ -1358,9 +1544,9 @@ impl CorrelationState {
 
     /// Removes a group and its index entries, returning it.
     fn remove(&mut self, gid: u64) -> Option<(u64, GroupKey, Group)> {
-        let (hash, key) = self.keys.remove(&gid)?;
+        let GroupAt { hash, key_hash } = self.keys.remove(&gid)?;
         let groups = self.groups.get_mut(&hash)?;
-        let group = groups.remove(&key)?;
+        let (key, group) = groups.remove_by_gid(key_hash, gid)?;
         if groups.is_empty() {
             self.groups.remove(&hash);
         }
@@ -1402,10 +1588,7 @@ impl CorrelationState {
             if due_ns >= now_ns {
                 break;
             }
-            let group = self
-                .keys
-                .get(&gid)
-                .and_then(|(hash, key)| self.groups.get_mut(hash)?.get_mut(key.as_slice()));
+            let group = find_group(&self.keys, &mut self.groups, gid).map(|(_, group)| group);
             let mut is_anomaly = false;
             if let Some(group) = group {
                 let group_due_ns = group.due_ns;
@@ -1461,16 +1644,13 @@ impl CorrelationState {
             if groups.is_empty() {
                 return false;
             }
-            for (key, group) in groups {
+            for (key, group) in groups.iter() {
                 count += 1;
                 let at = group.indexed;
                 let indexed = !indices
-                    || (self
-                        .keys
-                        .get(&group.gid)
-                        .is_some_and(|(known_hash, known_key)| {
-                            known_hash == hash && known_key == key
-                        })
+                    || (self.keys.get(&group.gid).is_some_and(|known| {
+                        known.hash == *hash && known.key_hash == groups.key_hash(key.as_slice())
+                    }) && groups.get(key.as_slice()).map(|held| held.gid) == Some(group.gid)
                         && self.by_arrival.contains(&(
                             *hash,
                             at.protected,
@@ -2398,7 +2578,7 @@ correlation:
         for i in 0..2 {
             let _ = observe_at(&mut state, &rules, few, b"k", i * 4 * S, i * 4 * S / 100);
         }
-        let group = &state.groups.values().next().unwrap()[&b"k"[..]];
+        let group = state.groups.values().next().unwrap().get(b"k").unwrap();
         assert_eq!(group.computed_due_ns(), 10 * S - 4 * S + 4 * S / 100);
         assert_eq!((group.due_ns, group.indexed.due_ns), (10 * S, 10 * S));
         let mut out = Vec::new();
@@ -2473,7 +2653,7 @@ correlation:
             let exists = rules
                 .correlation_meta(correlation)
                 .and_then(|meta| state.groups.get(&meta.hash))
-                .is_some_and(|groups| groups.contains_key(key.as_bytes()));
+                .is_some_and(|groups| groups.get(key.as_bytes()).is_some());
             let at_cap = state.group_count() as u64 >= state.groups_max;
             let victim = (!exists && at_cap)
                 .then(|| expected_victim(&state))
