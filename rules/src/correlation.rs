@@ -2267,6 +2267,37 @@ correlation:
         aligned
     }
 
+    /// An archive listing one key twice (only a damaged one can) restores
+    /// to a state that keeps the last of them and holds its invariants.
+    #[test]
+    fn an_archive_with_a_key_twice_keeps_one() {
+        let rules = rules();
+        let mut state = CorrelationState::new(16);
+        for (key, t) in [(&b"a"[..], 0), (b"b", S)] {
+            assert_eq!(state.observe(&rules, 0, key, t, b"line"), None);
+        }
+        let hash = rules.correlation(0).hash;
+        let groups = state.groups.get_mut(&hash).unwrap();
+        let mut copy = Box::new(groups.get(b"a").unwrap().clone());
+        copy.gid = state.next_gid;
+        state.next_gid += 1;
+        let key_hash = groups.key_hash(b"a");
+        let hasher = groups.hasher.clone();
+        groups
+            .table
+            .insert_unique(key_hash, (GroupKey::new(b"a"), copy), |(k, _)| {
+                hasher.hash_one(k.as_slice())
+            });
+        assert_eq!(state.groups[&hash].len(), 3);
+        let restored = match CorrelationState::restore(&archive(&state)) {
+            Ok(restored) => restored,
+            Err(error) => panic!("restore: {error}"),
+        };
+        assert_eq!(restored.groups[&hash].len(), 2);
+        assert_eq!(restored.group_count(), 2);
+        assert!(restored.check_invariants());
+    }
+
     #[test]
     fn archive_after_a_header_restores_and_a_reused_id_is_refused() {
         let rules = rules();
