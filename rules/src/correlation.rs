@@ -206,7 +206,7 @@ pub(crate) fn hash_bytes<K, V>(capacity: usize) -> usize {
 /// keyed (SipHash was the other choice; it took 3% of a core with the
 /// scenario rules). Groups are boxed: a table keeps
 /// its buckets after removals and is up to half empty after growing, and
-/// with the groups inline (240 bytes each) that slack put a flooded node's
+/// with the groups inline (240 bytes each then) that slack put a flooded node's
 /// RSS 3% over its state bound.
 ///
 /// A swiss table of `(key, group)` entries with its own hasher rather
