@@ -1840,7 +1840,7 @@ fn step_sliding(
     let count = if meta.kind == CorrelationKind::EventCount {
         if !matches!(group.window, Window::Times(_)) {
             // Another kind's window, as for a closing one (`update_group`).
-            group.window = Window::Times(VecDeque::new());
+            group.window = Window::for_rule(meta, time_ns);
         }
         let Window::Times(times) = &mut group.window else {
             return None;
@@ -1916,7 +1916,7 @@ fn step_ordered(
     // can never stand for two steps even when steps share a timestamp.
     if !matches!(group.window, Window::Ordered(_)) {
         // Another kind's window, as for a closing one (`update_group`).
-        group.window = Window::Ordered(0);
+        group.window = Window::for_rule(meta, time_ns);
     }
     let Window::Ordered(next_seq) = &mut group.window else {
         return None;
