@@ -200,11 +200,30 @@ impl SegmentFile {
         }
     }
 
+    /// `fdatasync`s the segment on the executor's blocking pool, not
+    /// through io_uring: the kernel always hands an io_uring fsync to one
+    /// of the ring's io-wq workers, and those inherit the core's CPU
+    /// affinity, so the sync (with the ext4 writeback it starts) ran on
+    /// the core's own CPU, taking it for up to 0.8 ms at a time, every
+    /// `journal_fsync_ms`, while lines waited in the socket
+    /// (BENCHMARKS.md, 2026-12-06). The pool's thread is unpinned and at
+    /// [`crate::BACKGROUND_NICE`]; it syncs a second descriptor of the
+    /// file, closed when the sync is done.
     async fn fdatasync(&self) -> glommio::Result<(), ()> {
-        match self {
-            SegmentFile::Direct(file) => file.fdatasync().await,
-            SegmentFile::Buffered(file) => file.fdatasync().await,
-        }
+        use std::os::fd::{AsRawFd, FromRawFd};
+        let fd = match self {
+            SegmentFile::Direct(file) => file.as_raw_fd(),
+            SegmentFile::Buffered(file) => file.as_raw_fd(),
+        };
+        // SAFETY: a `File` over the segment's open descriptor, never
+        // closed (ManuallyDrop); the segment outlives this call.
+        let borrowed = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(fd) });
+        let own = borrowed
+            .try_clone()
+            .map_err(glommio::GlommioError::IoError)?;
+        crate::spawn_background(move || own.sync_data())
+            .await
+            .map_err(glommio::GlommioError::IoError)
     }
 
     async fn truncate(&self, size: u64) -> glommio::Result<(), ()> {
@@ -318,11 +337,25 @@ struct WriterState {
     last_sync: Instant,
     /// Bytes in `buf` not yet written (a new segment's header counts).
     dirty: bool,
-    /// A segment to close (its last bytes, their position) before the
-    /// current one can be written.
+    /// The first sequence number of the segment being written.
     segment_first_seq: u64,
     /// Where the current segment's page-cache pages were dropped up to.
     dropped_upto: u64,
+    /// Full segments rolled away from, oldest first, still to be truncated
+    /// and synced: the next sync does it, before it claims anything later
+    /// durable (see [`Journal::close_rolled`]).
+    closing: Vec<Rolled>,
+    /// A segment was created since the directory was last synced.
+    dir_unsynced: bool,
+}
+
+/// A full segment the journal has moved on from.
+struct Rolled {
+    file: Rc<SegmentFile>,
+    /// Its logical length (the last write was padded past it).
+    end: u64,
+    /// Its last record.
+    last_seq: u64,
 }
 
 /// One core's journal writer. Lives on one glommio executor.
@@ -332,8 +365,12 @@ pub struct Journal {
     options: JournalOptions,
     alignment: u64,
     state: RefCell<WriterState>,
-    /// Serializes commits, syncs and segment rolls.
+    /// Serializes writes and segment rolls.
     lock: Semaphore,
+    /// Serializes syncs (each closes the rolled segments first), so that
+    /// no sync of the current segment claims a line durable while an
+    /// earlier segment's sync is still running.
+    sync_lock: Semaphore,
     /// Failed commits and syncs so far, and whether the journal is failing
     /// now (see [`Journal::failing`]).
     failures: Cell<u64>,
@@ -373,8 +410,11 @@ impl Journal {
                 dirty: true,
                 segment_first_seq: next_seq,
                 dropped_upto: 0,
+                closing: Vec::new(),
+                dir_unsynced: false,
             }),
             lock: Semaphore::new(1),
+            sync_lock: Semaphore::new(1),
             failures: Cell::new(0),
             failing: Cell::new(false),
         })
@@ -577,12 +617,21 @@ impl Journal {
                     state.dirty = state.last_seq != upto;
                 }
                 if end >= self.options.segment_bytes {
-                    // A full segment is synced and closed before the next.
-                    let started = Instant::now();
-                    file.fdatasync().await.map_err(|e| self.error(e))?;
-                    info.synced = Some(started.elapsed());
-                    self.mark_durable(upto);
-                    self.roll(&file, end).await?;
+                    // A full segment: the next is started now; this one
+                    // is truncated and synced by the next sync, so no
+                    // commit waits for that (two `fdatasync`s, 4-9 ms on
+                    // the dev VM, once a second at 300 k lines/s).
+                    self.roll(&file, end, upto).await?;
+                    if force_sync || self.options.fsync == FsyncPolicy::EveryCommit {
+                        let started = Instant::now();
+                        let _sync = self
+                            .sync_lock
+                            .acquire_permit(1)
+                            .await
+                            .map_err(|e| self.error(e))?;
+                        self.close_rolled().await?;
+                        info.synced = Some(started.elapsed());
+                    }
                     return Ok(info);
                 }
                 (file, upto)
@@ -594,16 +643,59 @@ impl Journal {
         };
         let wants_sync = force_sync || self.options.fsync == FsyncPolicy::EveryCommit;
         if wants_sync && self.durable_seq() < upto {
-            // Whole pages before the block being rewritten: written, and
-            // never written again.
-            let whole = align_down(self.state.borrow().buf_pos, PAGE_BYTES);
             let started = Instant::now();
-            file.fdatasync().await.map_err(|e| self.error(e))?;
+            let _sync = self
+                .sync_lock
+                .acquire_permit(1)
+                .await
+                .map_err(|e| self.error(e))?;
+            self.close_rolled().await?;
+            // A sync that ran while this one waited may have covered it
+            // (or `file` was rolled away from and closed just now).
+            if self.durable_seq() < upto {
+                // Whole pages before the block being rewritten: written,
+                // and never written again.
+                let whole = align_down(self.state.borrow().buf_pos, PAGE_BYTES);
+                file.fdatasync().await.map_err(|e| self.error(e))?;
+                self.mark_durable(upto);
+                self.drop_synced_pages(&file, whole);
+            }
             info.synced = Some(started.elapsed());
-            self.mark_durable(upto);
-            self.drop_synced_pages(&file, whole);
         }
         Ok(info)
+    }
+
+    /// Truncates each segment rolled away from to its logical length and
+    /// syncs it (oldest first, each making its lines durable), then the
+    /// directory, which holds the segments created since. Called with the
+    /// sync lock held, before a sync of the current segment may claim its
+    /// lines durable. A failure keeps what is left for the next sync.
+    async fn close_rolled(&self) -> Result<(), StorageError> {
+        loop {
+            let Some(rolled) = self.state.borrow_mut().closing.first().map(|r| Rolled {
+                file: r.file.clone(),
+                end: r.end,
+                last_seq: r.last_seq,
+            }) else {
+                break;
+            };
+            rolled
+                .file
+                .truncate(rolled.end)
+                .await
+                .map_err(|e| self.error(e))?;
+            rolled.file.fdatasync().await.map_err(|e| self.error(e))?;
+            if self.options.drop_synced_pages {
+                rolled.file.give_back_pages(0, None);
+            }
+            self.state.borrow_mut().closing.remove(0);
+            self.mark_durable(rolled.last_seq);
+        }
+        if self.state.borrow().dir_unsynced {
+            sync_dir(&self.dir)?;
+            self.state.borrow_mut().dir_unsynced = false;
+        }
+        Ok(())
     }
 
     /// Hands the page-cache pages of `file` up to `upto` (synced, whole
@@ -626,10 +718,16 @@ impl Journal {
         state.last_sync = Instant::now();
     }
 
-    /// Closes the full segment at its logical `end` and starts the next.
-    /// Called with the lock held, right after everything up to `end` was
-    /// written and synced.
-    async fn roll(&self, file: &Rc<SegmentFile>, end: u64) -> Result<(), StorageError> {
+    /// Starts the next segment after the full one, `file`, whose records
+    /// (up to `last_seq`) were just written up to its logical `end`; the
+    /// full one is left to [`Journal::close_rolled`]. Called with the lock
+    /// held.
+    async fn roll(
+        &self,
+        file: &Rc<SegmentFile>,
+        end: u64,
+        last_seq: u64,
+    ) -> Result<(), StorageError> {
         // Records appended during the write, and during the awaits below,
         // are in `buf` after the partial block; they belong to the next
         // segment and are carried over at the end, when no more can come
@@ -638,14 +736,14 @@ impl Journal {
             let state = self.state.borrow();
             ((end - state.buf_pos) as usize, state.written_seq + 1)
         };
-        file.truncate(end).await.map_err(|e| self.error(e))?;
-        file.fdatasync().await.map_err(|e| self.error(e))?;
-        if self.options.drop_synced_pages {
-            file.give_back_pages(0, None);
-        }
         let next = create_segment(&self.dir, next_first, &self.options).await?;
-        sync_dir(&self.dir)?;
         let mut state = self.state.borrow_mut();
+        state.closing.push(Rolled {
+            file: file.clone(),
+            end,
+            last_seq,
+        });
+        state.dir_unsynced = true;
         let carried = &state.buf.bytes()[partial..];
         let mut buf = Tail::with_capacity((HEADER_BYTES + carried.len()).next_power_of_two());
         buf.extend_from_slice(&segment_header(self.core, next_first));
@@ -1434,6 +1532,72 @@ mod tests {
         let mut from = Vec::new();
         scan(&dir, 1_990, |e| from.push(e.seq)).unwrap();
         assert_eq!(from, (1_990..=2_001).collect::<Vec<_>>());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_full_segment_is_closed_by_the_next_sync_not_by_the_commit() {
+        closes_rolled_segment_at_next_sync(false);
+    }
+
+    #[test]
+    fn a_full_direct_segment_is_closed_by_the_next_sync_not_by_the_commit() {
+        closes_rolled_segment_at_next_sync(true);
+    }
+
+    fn closes_rolled_segment_at_next_sync(direct_io: bool) {
+        let dir = temp_dir("roll-deferred");
+        let dir2 = dir.clone();
+        let options = JournalOptions {
+            segment_bytes: 64 << 10,
+            fsync: FsyncPolicy::Interval(Duration::from_secs(60)),
+            direct_io,
+            drop_synced_pages: true,
+        };
+        run(move || async move {
+            let journal = Journal::open(&dir2, 0, 1, options).await.unwrap();
+            let line = [b'r'; 200];
+            let mut last = 0;
+            // Commit until a commit rolls the segment.
+            while segments(&dir2).unwrap().len() < 2 {
+                last = journal.append(0, 1, None, &line).unwrap();
+                journal.commit().await.unwrap();
+            }
+            // The commit that rolled did not sync: nothing is durable, the
+            // full segment is left to the next sync, and it still has the
+            // padding of its last write.
+            assert_eq!(journal.written_seq(), last);
+            assert_eq!(journal.durable_seq(), 0);
+            assert_eq!(journal.state.borrow().closing.len(), 1);
+            assert!(journal.state.borrow().dir_unsynced);
+            let first = segments(&dir2).unwrap()[0].1.clone();
+            let padded = std::fs::metadata(&first).unwrap().len();
+            // Lines go to the new segment meanwhile.
+            let after = journal.append(0, 1, None, b"in the next segment").unwrap();
+            journal.commit().await.unwrap();
+            assert_eq!(journal.durable_seq(), 0);
+            let info = journal.sync().await.unwrap();
+            assert!(info.synced.is_some());
+            assert_eq!(journal.durable_seq(), after);
+            assert!(journal.state.borrow().closing.is_empty());
+            assert!(!journal.state.borrow().dir_unsynced);
+            // Cut to its logical length: its last record ends the file.
+            let closed = std::fs::read(&first).unwrap();
+            assert!(closed.len() as u64 <= padded);
+            let mut report = ScanReport::default();
+            let mut seqs = Vec::new();
+            let scanned = scan_segment(&first, &closed, 1, 1, &mut report, &mut |e| {
+                seqs.push(e.seq)
+            })
+            .unwrap();
+            assert_eq!(scanned.valid_end, closed.len());
+            assert_eq!(seqs.first(), Some(&1));
+            journal.close().await.unwrap();
+        });
+        let (lines, report) = read_all(&dir);
+        assert!(lines.windows(2).all(|w| w[1].0 == w[0].0 + 1));
+        assert_eq!(lines.last().unwrap().1, b"in the next segment");
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
