@@ -279,6 +279,9 @@ pub struct IngestConfig {
 /// no detection goal allows.
 pub const READ_COALESCE_US_MAX: u64 = 10_000;
 
+/// The largest `engine.idle_spin_us`.
+pub const IDLE_SPIN_US_MAX: u64 = 10_000;
+
 /// Executors, shards and queues.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -302,6 +305,13 @@ pub struct EngineConfig {
     /// Log-template mining: `auto` (while a `rare_template` rule is
     /// loaded), `on` or `off`.
     pub templates: crate::pipeline::TemplatesMode,
+    /// Microseconds a core with nothing to do keeps polling its sockets
+    /// and channels before it sleeps (glommio's spin before park). 0: it
+    /// sleeps at once. Spinning spends the idle CPU of a pinned core to
+    /// skip the sleep and wake-up between bursts: lower latency and less
+    /// CPU per line at a steady rate, a busy CPU while lines keep coming.
+    /// Only for cores pinned to a CPU (it is ignored for an unpinned one).
+    pub idle_spin_us: u64,
 }
 
 /// Where files go.
@@ -508,6 +518,7 @@ impl Default for EngineConfig {
             groups_per_shard_max: 10_000,
             groups_per_rule_per_shard_max: 0,
             templates: crate::pipeline::TemplatesMode::Auto,
+            idle_spin_us: 0,
         }
     }
 }
@@ -655,6 +666,9 @@ impl Config {
         if self.engine.route_queue_batches == 0 {
             bail!("engine.route_queue_batches must be at least 1");
         }
+        if self.engine.idle_spin_us > IDLE_SPIN_US_MAX {
+            bail!("engine.idle_spin_us must be at most {IDLE_SPIN_US_MAX} (10 ms; 0 = off)");
+        }
         if self.engine.groups_per_shard_max == 0 {
             bail!("engine.groups_per_shard_max must be at least 1");
         }
@@ -768,6 +782,11 @@ mod tests {
         let err = config.validate().unwrap_err().to_string();
         assert!(err.contains("ingest.read_coalesce_us"), "{err}");
         config.ingest.read_coalesce_us = 10_000;
+        config.validate().unwrap();
+        config.engine.idle_spin_us = 10_001;
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("engine.idle_spin_us"), "{err}");
+        config.engine.idle_spin_us = 10_000;
         config.validate().unwrap();
         for (timeout, ok) in [(0, false), (1, true), (3600, true), (3601, false)] {
             config.outputs.forward_ack_timeout_s = timeout;

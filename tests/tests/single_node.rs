@@ -601,3 +601,89 @@ fn read_coalescing_gathers_trickling_lines_into_fewer_cycles() {
     );
     assert!(coalesced >= 1.0);
 }
+
+/// The node's core thread `sw-core-0`: the first thread so named
+/// (glommio names it `sw-core-0-1`; its blocking pool's thread, started
+/// after it, has the same name).
+fn core_thread(pid: u32) -> u32 {
+    let mut tids: Vec<u32> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|task| task.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|tid| {
+            std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm"))
+                .is_ok_and(|comm| comm.starts_with("sw-core-0"))
+        })
+        .collect();
+    tids.sort_unstable();
+    *tids.first().expect("a sw-core-0 thread")
+}
+
+/// How often a thread gave up its CPU to wait (`voluntary_ctxt_switches`).
+fn voluntary_switches(pid: u32, tid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("voluntary_ctxt_switches:"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("voluntary_ctxt_switches")
+}
+
+/// How often the core thread slept while `lines` lines came in 2 ms apart,
+/// by a node with `engine.idle_spin_us`.
+fn core_sleeps_between_lines(spin_us: u64, lines: u32) -> u64 {
+    let app = Appliance::start_configured(
+        &format!("spin-{spin_us}"),
+        &format!("[engine]\nidle_spin_us = {spin_us}\n"),
+        &["--cores", "1", "--quiet"],
+    )
+    .unwrap();
+    let mut stream = TcpStream::connect(app.tcp()).unwrap();
+    stream.set_nodelay(true).unwrap();
+    let parsed = |app: &Appliance| {
+        shardwatch_tests::metric_sum(&app.metrics(), "shardwatch_events_parsed_total", "")
+    };
+    // The core is running once it has parsed a line.
+    stream.write_all(b"<13>web-1 app[1]: first\n").unwrap();
+    shardwatch_tests::poll(WAIT, Duration::from_millis(20), || {
+        ((), parsed(&app) >= 1.0)
+    });
+    let core = core_thread(app.pid());
+    let before = voluntary_switches(app.pid(), core);
+    for i in 0..lines {
+        let line = format!("<13>{} web-1 app[1]: request {i}\n", syslog_stamp(i % 60));
+        stream.write_all(line.as_bytes()).unwrap();
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let sleeps = voluntary_switches(app.pid(), core) - before;
+    let all = f64::from(lines + 1);
+    let done = shardwatch_tests::poll(WAIT, Duration::from_millis(20), || {
+        let done = parsed(&app);
+        (done, done >= all)
+    });
+    assert_eq!(done, all, "every line parsed");
+    let stopped = app.stop().unwrap();
+    assert!(stopped.exit_ok, "{:?}", stopped.stderr);
+    sleeps
+}
+
+/// `engine.idle_spin_us`: a pinned core with nothing to do keeps polling
+/// that long before it sleeps. With lines 2 ms apart, a core that sleeps
+/// at once sleeps after about every line; one spinning up to 10 ms hardly
+/// ever (timers and other threads' wake-ups reach it while it spins).
+#[test]
+fn an_idle_spinning_core_does_not_sleep_between_lines() {
+    let lines = 400;
+    let spinning = core_sleeps_between_lines(10_000, lines);
+    let sleeping = core_sleeps_between_lines(0, lines);
+    eprintln!(
+        "core thread slept {spinning} times spinning, {sleeping} times not, over {lines} lines"
+    );
+    assert!(
+        sleeping >= u64::from(lines / 2),
+        "sleeping core slept {sleeping} times"
+    );
+    assert!(
+        spinning * 10 < sleeping,
+        "spinning core slept {spinning} times against {sleeping}"
+    );
+}
