@@ -26,7 +26,9 @@
 # built without frame pointers: larger and slower), CONFIG (an appliance
 # config, `bench --appliance-config`), DELAY_S (0: seconds from the start
 # of the load to the start of recording, to see a long run's later part,
-# its state grown and its checkpoints running), OUT (target/profile).
+# its state grown and its checkpoints running), FLUSH_US (0: a paced
+# sender writes each line as it falls due; N: at most one write per N µs,
+# `bench --flush-us`), OUT (target/profile).
 # Writes $OUT/profile.txt (the report), $OUT/perf.data (open it with
 # `perf report -i`), $OUT/run/ (the bench's report).
 set -euo pipefail
@@ -44,6 +46,7 @@ TOP=${TOP:-30}
 CALLGRAPH=${CALLGRAPH:-fp}
 CONFIG=${CONFIG:-}
 DELAY_S=${DELAY_S:-0}
+FLUSH_US=${FLUSH_US:-0}
 OUT=${OUT:-target/profile}
 
 die() { echo "profile: $*" >&2; exit 1; }
@@ -59,7 +62,7 @@ if [ "$RATE" = max ]; then
   load_args+=(--events "$EVENTS")
 else
   [ $((RECORD_S + DELAY_S)) -le $((SEND_S - 4)) ] || die "RECORD_S + DELAY_S ($((RECORD_S + DELAY_S))) must be at most SEND_S - 4 ($((SEND_S - 4))) when paced"
-  load_args+=(--duration "${SEND_S}s")
+  load_args+=(--duration "${SEND_S}s" --flush-us "$FLUSH_US")
 fi
 [ -n "$CONFIG" ] && load_args+=(--appliance-config "$CONFIG")
 mkdir -p "$OUT"

@@ -30,7 +30,9 @@
 # (perf/rules/scenarios.yml), SEND_S (15), RECORD_S (4), MIN_US (200), TOP
 # (15), OUT (target/stalls), CORES (1: the node's cores, `bench --cores`;
 # with as many cores as CPUs the harness shares them, and so do the
-# node's helper threads, the appliance's default). Core i is pinned to the
+# node's helper threads, the appliance's default), CONFIG (an appliance
+# config, `bench --appliance-config`), FLUSH_US (0; N: the sender writes at
+# most once per N µs, `bench --flush-us`). Core i is pinned to the
 # i-th CPU; the harness runs on the CPUs left, as `bench` places it.
 # Writes $OUT/stalls.txt (the report), $OUT/sched.data (open it with `perf
 # sched timehist -i`), $OUT/run/ (the bench's report, with its `legs:`).
@@ -48,6 +50,8 @@ MIN_US=${MIN_US:-200}
 TOP=${TOP:-15}
 OUT=${OUT:-target/stalls}
 CORES=${CORES:-1}
+CONFIG=${CONFIG:-}
+FLUSH_US=${FLUSH_US:-0}
 
 die() { echo "stalls: $*" >&2; exit 1; }
 . scripts/bench-node.sh
@@ -57,7 +61,8 @@ mkdir -p "$OUT"
 rm -rf "$OUT/run" "$OUT/sched.data"
 
 "$LOAD" bench --binary "$BIN" --cores "$CORES" --transport "$TRANSPORT" --rate "$RATE" \
-  --duration "${SEND_S}s" --rules "$RULES" --out "$OUT/run" --quiet >"$OUT/bench.log" 2>&1 &
+  --duration "${SEND_S}s" --flush-us "$FLUSH_US" --rules "$RULES" ${CONFIG:+--appliance-config "$CONFIG"} \
+  --out "$OUT/run" --quiet >"$OUT/bench.log" 2>&1 &
 bench=$!
 trap 'kill $bench 2>/dev/null || true' EXIT
 
