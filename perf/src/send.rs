@@ -380,6 +380,7 @@ pub fn send(
     let mut last_progress_ns = schedule.t0_ns;
     let mut last_progress_sent = 0u64;
     let mut last_write_ns = i64::MIN / 2;
+    let _precise = clock::PreciseSleep::begin();
     while next < total {
         let now = clock::now_ns();
         if let Some(limit) = config.duration_ns {
