@@ -256,9 +256,12 @@ pub fn run_cores(
             builder = builder.spin_before_park(std::time::Duration::from_micros(spin));
         }
         let handle = builder
-            // The blocking pool writes checkpoint files: left unpinned, so
-            // a large write does not take the core's own CPU.
-            .blocking_thread_pool_placement(glommio::PoolPlacement::Unbound(1))
+            // The blocking pool writes checkpoint files and syncs the
+            // journal: left unpinned, so neither takes the core's own CPU.
+            // Two threads, taking jobs from one queue, so a journal sync
+            // (which RELP answers wait for) never waits behind a
+            // checkpoint's chunk or its final fsync of hundreds of MB.
+            .blocking_thread_pool_placement(glommio::PoolPlacement::Unbound(2))
             .spawn(move || async move { core_main(index, shared, core_sockets, mesh).await })
             .map_err(|e| anyhow::anyhow!("cannot start the executor for core {index}: {e}"))?;
         handles.push(handle);

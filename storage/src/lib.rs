@@ -47,13 +47,14 @@ pub enum StorageError {
 }
 
 /// Nice value of the executor's blocking-pool threads (checkpoint writes,
-/// journal retention): background work that should give way to a core thread,
+/// journal syncs and retention): background work that should give way to a core thread,
 /// or anything else latency-bound, on a CPU they share, and still gets
 /// about a tenth of a busy CPU against nice-0 threads (never starved).
 pub const BACKGROUND_NICE: i32 = 10;
 
-/// Runs `work` on the executor's blocking thread pool, that thread first
-/// set to [`BACKGROUND_NICE`] (once per thread). The pool's threads are
+/// Runs `work` on the executor's blocking thread pool (checkpoint writes,
+/// journal syncs and retention), that thread first set to
+/// [`BACKGROUND_NICE`] (once per thread). The pool's threads are
 /// unpinned, so they may share a CPU with a core (or, on a small machine,
 /// with whatever else runs there): a checkpoint chunk copies MiBs into the
 /// page cache in one go, milliseconds of CPU that a ready core thread
