@@ -534,7 +534,7 @@ pub fn render_durability(
     histogram(
         out,
         "shardwatch_journal_fsync_seconds",
-        "Duration of each journal fdatasync.",
+        "Duration of each journal sync, from asking to done: the fdatasync, its wait for a blocking-pool thread and the closing of full segments rolled away from.",
         cores,
         |s| &s.journal_fsync,
     );
