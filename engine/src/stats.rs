@@ -270,7 +270,8 @@ pub struct CoreStats {
     /// Reads (or UDP batches before their flush) cut short to send the
     /// alerts their first lines raised, before the rest is processed.
     pub alerts_sent_mid_read: AtomicU64,
-    /// Duration of each journal `fdatasync`.
+    /// Duration of each journal sync, from asking to done (the `fdatasync`,
+    /// its wait for a blocking-pool thread, closing rolled segments).
     pub journal_fsync: LatencyHistogram,
     pub checkpoints_written: AtomicU64,
     pub checkpoint_errors: AtomicU64,
