@@ -1377,7 +1377,9 @@ async fn tick_loop(core: Rc<Core>) {
             / u64::from(core.shared.map.cores()).max(1);
         // A cheap estimate every tick (groups held times the bytes per
         // group last measured); the full walk once a second, or at once
-        // when the estimate nears the bound.
+        // when the estimate nears the bound, in either case no sooner
+        // than its duty allows (1% of the core far from the bound, 5%
+        // near it).
         let estimate = core.shards.borrow().group_count() as u64 * core.bytes_per_group.get();
         let near_bound = budget > 0 && estimate.max(state_bytes) * 4 > budget * 3;
         let duty = if near_bound {
