@@ -350,6 +350,7 @@ struct WriterState {
 }
 
 /// A full segment the journal has moved on from.
+#[derive(Clone)]
 struct Rolled {
     file: Rc<SegmentFile>,
     /// Its logical length (the last write was padded past it).
@@ -672,11 +673,7 @@ impl Journal {
     /// lines durable. A failure keeps what is left for the next sync.
     async fn close_rolled(&self) -> Result<(), StorageError> {
         loop {
-            let Some(rolled) = self.state.borrow_mut().closing.first().map(|r| Rolled {
-                file: r.file.clone(),
-                end: r.end,
-                last_seq: r.last_seq,
-            }) else {
+            let Some(rolled) = self.state.borrow().closing.first().cloned() else {
                 break;
             };
             rolled

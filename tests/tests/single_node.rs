@@ -555,17 +555,22 @@ fn an_alert_goes_out_before_the_rest_of_a_large_read() {
     assert_eq!(ids.len(), brute.len(), "an alert repeated: {file:#?}");
 }
 
+/// A one-core node started with `toml`, and a TCP connection to it that
+/// sends each write at once.
+fn one_core_node(name: &str, toml: &str) -> (Appliance, TcpStream) {
+    let app = Appliance::start_configured(name, toml, &["--cores", "1", "--quiet"]).unwrap();
+    let stream = TcpStream::connect(app.tcp()).unwrap();
+    stream.set_nodelay(true).unwrap();
+    (app, stream)
+}
+
 /// Journal commits (read-process-commit cycles) for `lines` lines sent
 /// over TCP one every `gap`, by a node with `read_coalesce_us`.
 fn commits_for_trickled_lines(coalesce_us: u64, lines: u32, gap: Duration) -> f64 {
-    let app = Appliance::start_configured(
+    let (app, mut stream) = one_core_node(
         &format!("coalesce-{coalesce_us}"),
         &format!("[ingest]\nread_coalesce_us = {coalesce_us}\n"),
-        &["--cores", "1", "--quiet"],
-    )
-    .unwrap();
-    let mut stream = TcpStream::connect(app.tcp()).unwrap();
-    stream.set_nodelay(true).unwrap();
+    );
     for i in 0..lines {
         let line = format!(
             "<13>{} web-1 app[1]: request {i} served\n",
@@ -631,14 +636,10 @@ fn voluntary_switches(pid: u32, tid: u32) -> u64 {
 /// How often the core thread slept while `lines` lines came in 2 ms apart,
 /// by a node with `engine.idle_spin_us`.
 fn core_sleeps_between_lines(spin_us: u64, lines: u32) -> u64 {
-    let app = Appliance::start_configured(
+    let (app, mut stream) = one_core_node(
         &format!("spin-{spin_us}"),
         &format!("[engine]\nidle_spin_us = {spin_us}\n"),
-        &["--cores", "1", "--quiet"],
-    )
-    .unwrap();
-    let mut stream = TcpStream::connect(app.tcp()).unwrap();
-    stream.set_nodelay(true).unwrap();
+    );
     let parsed = |app: &Appliance| {
         shardwatch_tests::metric_sum(&app.metrics(), "shardwatch_events_parsed_total", "")
     };
