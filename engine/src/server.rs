@@ -37,6 +37,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::ops::ControlFlow;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -779,6 +780,12 @@ impl Core {
     /// Whether alerts wait for the next [`Core::flush`].
     fn alerts_pending(&self) -> bool {
         !self.pending_alerts.borrow().is_empty()
+    }
+
+    /// How many alerts wait for the next [`Core::flush`] (some may wait
+    /// longer: for lines another core has not journaled yet).
+    fn alerts_pending_count(&self) -> usize {
+        self.pending_alerts.borrow().len()
     }
 
     /// Sends every non-empty batch and pending alert. The lines they came
@@ -1975,17 +1982,6 @@ async fn serve_relp(core: Rc<Core>, mut stream: glommio::net::TcpStream) {
     connection_closed(&core, peer);
 }
 
-/// Bytes of one stream read processed before the alerts they raised go
-/// out. A read can hold 256 KiB (over a thousand lines, milliseconds of
-/// work), and an alert raised by its first lines used to wait for the
-/// last: at 300 k lines/s on the dev VM that wait was most of the p99 of
-/// the alert's way out (BENCHMARKS.md, 2026-12-06). After a slice that
-/// raised one, the lines so far are committed to the journal and the
-/// alerts sent, then the rest is processed (a commit more per alert, not
-/// per slice: alerts are rare). Counted in
-/// `shardwatch_alerts_sent_mid_read_total`.
-const ALERT_SLICE_BYTES: usize = 16 * 1024;
-
 async fn serve_connection<S>(
     core: Rc<Core>,
     mut stream: S,
@@ -2026,20 +2022,36 @@ async fn serve_connection<S>(
         };
         let received_ns = now_ns();
         let mut frames = 0u64;
-        let slices = n.div_ceil(ALERT_SLICE_BYTES);
-        for (i, slice) in buf[..n].chunks(ALERT_SLICE_BYTES).enumerate() {
-            framer.feed(slice, |frame| {
+        // A read can hold 256 KiB (over a thousand lines, milliseconds of
+        // work). The line that raises an alert ends this pass over the
+        // read: the lines so far are committed to the journal and the
+        // alert sent, then the rest is processed (a commit more per line
+        // that raised one: alerts are rare). Only an alert this line
+        // raised counts: one waiting for another core's journal would
+        // otherwise cut the read at every line. Counted in
+        // `shardwatch_alerts_sent_mid_read_total`. Before, the alert
+        // waited for the end of its read (its way out's p99 at 300 k
+        // lines/s was mostly that wait), then for the end of a 16 KiB
+        // slice (BENCHMARKS.md, 2026-12-06).
+        let mut rest = &buf[..n];
+        while !rest.is_empty() {
+            let used = framer.feed_until(rest, |frame| {
                 frames += 1;
                 add(&core.stats.tcp_frames, 1);
                 if frame.truncated {
                     add(&core.stats.frames_truncated, 1);
                     core.quarantine_oversize(frame.bytes, peer, transport);
                 }
+                let waiting = core.alerts_pending_count();
                 let _ = core.process_line(frame.bytes, peer, transport, received_ns);
+                if core.alerts_pending_count() > waiting {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
             });
-            if i + 1 < slices && core.alerts_pending() {
-                // Out now (their lines journaled first), not after the
-                // rest of the read.
+            rest = &rest[used..];
+            if !rest.is_empty() {
                 add(&core.stats.alerts_sent_mid_read, 1);
                 core.flush(WhenFull::Wait).await;
             }

@@ -267,8 +267,8 @@ pub struct CoreStats {
     /// Alerts sent before their line was written, because the journal was
     /// failing: detection does not wait on a disk that cannot write.
     pub alerts_unjournaled: AtomicU64,
-    /// Reads (or UDP batches before their flush) cut short to send the
-    /// alerts their first lines raised, before the rest is processed.
+    /// Stream reads cut after a line that raised an alert (or UDP batches
+    /// flushed early for one), to send it before the rest is processed.
     pub alerts_sent_mid_read: AtomicU64,
     /// Duration of each journal sync, from asking to done (the `fdatasync`,
     /// its wait for a blocking-pool thread, closing rolled segments).

@@ -501,9 +501,9 @@ fn suppression_folds_repeats_and_publishes_the_final_count() {
 /// An alert raised by the first lines of a large read goes out before the
 /// rest of the read is processed (the lines so far journaled first), and
 /// is counted as such. Each try is one write of a brute force followed by
-/// ~190 KB of other lines; a read of it holds the brute force and several
-/// slices after it unless the node happened to read while the write was
-/// still in its first slice, so one try of three suffices.
+/// ~190 KB of other lines; a read of it holds the brute force and lines
+/// after it unless the node happened to read while the write had only
+/// just begun, so one try of three suffices.
 #[test]
 fn an_alert_goes_out_before_the_rest_of_a_large_read() {
     let app = Appliance::start("mid-read", &["--cores", "1", "--quiet"]).unwrap();

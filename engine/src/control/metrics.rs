@@ -527,7 +527,7 @@ pub fn render_durability(
         out,
         "shardwatch_alerts_sent_mid_read_total",
         "counter",
-        "Reads whose alerts were sent (their lines journaled first) before the rest of the read was processed.",
+        "Stream reads cut after a line that raised an alert, and UDP batches flushed early for one: the alert was sent (its lines journaled first) before the rest was processed.",
         cores,
         |s| load(&s.alerts_sent_mid_read),
     );

@@ -1,5 +1,6 @@
 //! Framing invariants: no panic; no frame longer than the limit; no empty
-//! frame; the same frames and counters however the stream is split.
+//! frame; the same frames and counters however the stream is split, and
+//! when it is fed one frame at a time (`feed_until`).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -40,4 +41,25 @@ fuzz_target!(|data: &[u8]| {
     split_framer.finish(&mut collect);
     assert_eq!(got, expected);
     assert_eq!(split_framer.stats, whole.stats);
+
+    let mut stepping = Framer::new(max);
+    let mut got = Vec::new();
+    let mut rest = stream;
+    while !rest.is_empty() {
+        let mut delivered = 0;
+        let used = stepping.feed_until(rest, |f| {
+            got.push((f.bytes.to_vec(), f.truncated));
+            delivered += 1;
+            std::ops::ControlFlow::Break(())
+        });
+        assert!(delivered <= 1, "fed past a frame that asked to stop");
+        assert!(used <= rest.len());
+        if delivered == 0 {
+            assert_eq!(used, rest.len(), "stopped without a frame");
+        }
+        rest = &rest[used..];
+    }
+    stepping.finish(|f| got.push((f.bytes.to_vec(), f.truncated)));
+    assert_eq!(got, expected);
+    assert_eq!(stepping.stats, whole.stats);
 });

@@ -187,6 +187,31 @@ impl Framer {
         debug_assert!(self.carry.len() <= self.max_frame_bytes + 1);
     }
 
+    /// Like [`Framer::feed`], but stops after the first frame for which
+    /// `on_frame` breaks, and returns how many bytes of `input` it
+    /// consumed (all of them unless it stopped). The rest is fed later, so
+    /// a caller can act between one frame and the next (commit and send
+    /// what that frame raised) without cutting the input blindly.
+    pub fn feed_until(
+        &mut self,
+        input: &[u8],
+        mut on_frame: impl FnMut(Frame<'_>) -> std::ops::ControlFlow<()>,
+    ) -> usize {
+        let mut rest = input;
+        // Each step delivers at most one frame.
+        while !rest.is_empty() {
+            let mut stop = false;
+            rest = self.step(rest, &mut |frame: Frame<'_>| {
+                stop = on_frame(frame).is_break();
+            });
+            if stop {
+                break;
+            }
+        }
+        debug_assert!(self.carry.len() <= self.max_frame_bytes + 1);
+        input.len() - rest.len()
+    }
+
     /// Ends the stream: delivers what is left (see the module docs) and
     /// resets the framer for reuse.
     pub fn finish(&mut self, mut on_frame: impl FnMut(Frame<'_>)) {
@@ -465,6 +490,26 @@ mod tests {
         let pieces: Vec<&[u8]> = stream.chunks(1).collect();
         assert_eq!(run(&mut bytewise, &pieces), expected, "byte by byte");
         assert_eq!(bytewise.stats, whole.stats);
+        // Fed to a caller that stops after every frame.
+        let mut stepping = Framer::new(max);
+        let mut got = Vec::new();
+        let mut rest = stream;
+        while !rest.is_empty() {
+            let before = got.len();
+            let used = stepping.feed_until(rest, |f| {
+                got.push((f.bytes.to_vec(), f.truncated));
+                std::ops::ControlFlow::Break(())
+            });
+            assert!(got.len() - before <= 1, "fed on after a stop");
+            assert!(
+                got.len() > before || used == rest.len(),
+                "stopped without a frame"
+            );
+            rest = &rest[used..];
+        }
+        stepping.finish(|f| got.push((f.bytes.to_vec(), f.truncated)));
+        assert_eq!(got, expected, "one frame at a time");
+        assert_eq!(stepping.stats, whole.stats);
         (expected, whole.stats)
     }
 
