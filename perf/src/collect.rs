@@ -416,11 +416,11 @@ impl Collector {
     /// The alerts observed so far.
     ///
     /// Moves the new ones out of the reader's inbox with the lock held
-    /// only for a swap: a copy of every alert under the lock (thousands of
-    /// strings, milliseconds on a busy VM) kept the reader from stamping
-    /// the alerts it read meanwhile, and that wait was measured as the
-    /// alerts' way out (the last millisecond's alerts of each paced run
-    /// saw 1-5 ms more).
+    /// only for a swap. A copy of every alert under the lock (thousands
+    /// of strings) kept the reader from stamping the alerts it read
+    /// meanwhile, and that wait would be measured as their way out; it
+    /// was part of the end-of-send work that delayed a paced run's last
+    /// alerts (see `QuietRematch` in the runner).
     pub fn snapshot(&mut self) -> &[ObservedAlert] {
         let new = std::mem::take(&mut *self.shared.inbox.lock().unwrap_or_else(|e| e.into_inner()));
         if self.taken.is_empty() {
