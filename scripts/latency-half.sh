@@ -13,8 +13,8 @@
 #      leaves free (none on a 2-CPU machine with CORES=2: then they share),
 #      alerts read from the node's alerts.jsonl.
 #   Each of REPS rounds runs every binary in BINS once, in turn, so drift
-#   hits them alike; the summary lists each run's latency percentiles and
-#   each leg's p99.
+#   hits them alike; the summary lists each run's latency percentiles,
+#   each leg's p99 and how many of the slowest 1% each leg dominated.
 #
 # Run (after `cargo build --release -p shardwatch -p shardwatch-perf`):
 #   scripts/latency-half.sh                                # results in target/latency-half/
@@ -120,11 +120,16 @@ def ms(src, key):
     return "-" if v is None else f"{v / 1000:.2f}"
 h, a = d.get("latency"), d.get("appliance_latency")
 legs = d.get("latency_split", {})
+# How many of the slowest 1% had each leg as their largest.
+t = legs.get("slowest_percent_largest_leg") or {}
+tail = (f"slowest 1% by largest leg {t['harness']} / {t['way_in']} / {t['appliance']} / "
+        f"{t['way_out']} of {t['detections']}; ") if t.get("detections") else ""
 print(f"harness p50 {ms(h, 'p50_us')} p90 {ms(h, 'p90_us')} p99 {ms(h, 'p99_us')} max {ms(h, 'max_us')} ms; "
       f"node p50 {ms(a, 'p50_us')} p99 {ms(a, 'p99_us')} max {ms(a, 'max_us')} ms; "
       f"legs p99 (harness / way in / node / way out) "
       f"{ms(legs.get('intended_to_written'), 'p99_us')} / {ms(legs.get('written_to_received'), 'p99_us')} / "
       f"{ms(legs.get('received_to_detected'), 'p99_us')} / {ms(legs.get('detected_to_observed'), 'p99_us')} ms; "
+      f"{tail}"
       f"precision {d.get('precision')} recall {d.get('recall')}; "
       + ", ".join(f"CPU {c['cpu']} busy {100 * c['busy']:.0f}% steal {100 * c['steal']:.1f}%"
                   for c in doc.get("machine_cpus", [])))

@@ -230,11 +230,66 @@ pub struct LatencyLegs {
     pub way_out: LatencyHistogram,
     /// Intended send to detected (the first three legs together).
     pub sent_to_detected: LatencyHistogram,
+    /// Which leg was the largest in the slowest detections.
+    pub tail: TailLegs,
+}
+
+/// The slowest [`TAIL_PERMILLE`]/1000 of the detections (at least one),
+/// counted by the leg that took the most of each: where a p99 comes from,
+/// without reading `detections.csv` by hand.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct TailLegs {
+    /// Detections in the tail.
+    pub detections: u64,
+    pub harness: u64,
+    pub way_in: u64,
+    pub appliance: u64,
+    pub way_out: u64,
+    /// Without the appliance's own latency, so not split.
+    pub unsplit: u64,
+}
+
+/// The tail [`TailLegs`] looks at: the slowest 1%.
+pub const TAIL_PERMILLE: usize = 10;
+
+impl TailLegs {
+    fn of(rows: &[DetectionRow]) -> TailLegs {
+        let mut slowest: Vec<&DetectionRow> = rows.iter().collect();
+        slowest.sort_by_key(|r| std::cmp::Reverse(r.observed_ns - r.sent_ns));
+        let n = (rows.len() * TAIL_PERMILLE).div_ceil(1000);
+        let mut tail = TailLegs::default();
+        for r in &slowest[..n] {
+            tail.detections += 1;
+            let (Some(detected), Some(received)) = (r.detected_ns, r.received_ns()) else {
+                tail.unsplit += 1;
+                continue;
+            };
+            let legs = [
+                r.written_ns - r.sent_ns,
+                received - r.written_ns,
+                detected - received,
+                r.observed_ns - detected,
+            ];
+            // The first of equal largest legs, in the order they happen.
+            let largest =
+                (0..legs.len()).fold(0, |best, i| if legs[i] > legs[best] { i } else { best });
+            match largest {
+                0 => tail.harness += 1,
+                1 => tail.way_in += 1,
+                2 => tail.appliance += 1,
+                _ => tail.way_out += 1,
+            }
+        }
+        tail
+    }
 }
 
 impl LatencyLegs {
     pub fn of(rows: &[DetectionRow]) -> LatencyLegs {
-        let mut legs = LatencyLegs::default();
+        let mut legs = LatencyLegs {
+            tail: TailLegs::of(rows),
+            ..LatencyLegs::default()
+        };
         for r in rows {
             let Some(detected) = r.detected_ns else {
                 continue;
@@ -638,6 +693,7 @@ pub fn add_to_report(outcome: &RunOutcome, opts: &RunOptions, report: &mut Repor
                     "intended_to_written": legs.harness.summary(),
                     "written_to_received": legs.way_in.summary(),
                     "received_to_detected": legs.appliance.summary(),
+                    "slowest_percent_largest_leg": legs.tail,
                 },
                 "scenarios": outcome.scenarios,
                 "not_scored": outcome.excluded.iter().map(|(x, n)| json!({
@@ -712,6 +768,22 @@ pub fn add_to_report(outcome: &RunOutcome, opts: &RunOptions, report: &mut Repor
                 leg(&harness),
                 leg(&way_in),
                 leg(&appliance),
+            ));
+        }
+        let t = legs.tail;
+        if t.detections > 0 {
+            report.summary.push(format!(
+                "  slowest 1% ({} detections), by their largest leg: harness {}, way in {}, appliance {}, way out {}{}",
+                t.detections,
+                t.harness,
+                t.way_in,
+                t.appliance,
+                t.way_out,
+                if t.unsplit > 0 {
+                    format!(", not split {}", t.unsplit)
+                } else {
+                    String::new()
+                }
             ));
         }
         for sc in &outcome.scenarios {
@@ -821,17 +893,22 @@ mod tests {
         assert!(!none.due(0));
     }
 
+    /// A detection whose event was meant to go at `sent`, written,
+    /// read by the appliance, detected and observed at the other times
+    /// (µs).
+    fn row(sent: i64, written: i64, received: i64, detected: i64, observed: i64) -> DetectionRow {
+        DetectionRow {
+            scenario: "s".into(),
+            sent_ns: sent * 1_000,
+            written_ns: written * 1_000,
+            detected_ns: Some(detected * 1_000),
+            observed_ns: observed * 1_000,
+            appliance_us: Some(detected - received),
+        }
+    }
+
     #[test]
     fn latency_legs_add_up_to_the_whole_and_skip_what_is_unknown() {
-        let row =
-            |sent: i64, written: i64, received: i64, detected: i64, observed: i64| DetectionRow {
-                scenario: "s".into(),
-                sent_ns: sent * 1_000,
-                written_ns: written * 1_000,
-                detected_ns: Some(detected * 1_000),
-                observed_ns: observed * 1_000,
-                appliance_us: Some(detected - received),
-            };
         let rows = [
             // 1.5 ms late on the schedule, 300 µs in the kernel, 50 µs in
             // the appliance, 1 ms to the collector (values the histogram
@@ -861,5 +938,67 @@ mod tests {
         assert_eq!(way_in.p50_us, 1);
         assert_eq!(appliance.p50_us, 20);
         assert_eq!(legs.sent_to_detected.summary().max_us, 1_850);
+        // Four detections: the slowest one (2.85 ms, the harness's 1.5 ms
+        // its largest leg) is the slowest 1%.
+        assert_eq!(
+            legs.tail,
+            TailLegs {
+                detections: 1,
+                harness: 1,
+                ..TailLegs::default()
+            }
+        );
+    }
+
+    #[test]
+    fn the_slowest_percent_is_counted_by_its_largest_leg() {
+        // 300 detections: 297 fast ones and three slow ones, each slow
+        // in another leg; the slowest 1% is those three.
+        let mut rows: Vec<DetectionRow> = (0..297)
+            .map(|i| {
+                row(
+                    i * 10_000,
+                    i * 10_000 + 50,
+                    i * 10_000 + 60,
+                    i * 10_000 + 80,
+                    i * 10_000 + 100,
+                )
+            })
+            .collect();
+        let t = 10_000_000;
+        rows.push(row(t, t + 100, t + 2_000, t + 2_050, t + 2_100)); // way in
+        rows.push(row(
+            2 * t,
+            2 * t + 50,
+            2 * t + 60,
+            2 * t + 1_900,
+            2 * t + 2_000,
+        )); // appliance
+        let mut unsplit = row(3 * t, 3 * t + 50, 3 * t + 60, 3 * t + 80, 3 * t + 1_800);
+        unsplit.appliance_us = None;
+        rows.push(unsplit);
+        let tail = TailLegs::of(&rows);
+        assert_eq!(
+            tail,
+            TailLegs {
+                detections: 3,
+                way_in: 1,
+                appliance: 1,
+                unsplit: 1,
+                ..TailLegs::default()
+            }
+        );
+        // One more slow detection, slow on the way out, pushes the tail to
+        // four (1% of 301, rounded up).
+        rows.push(row(
+            4 * t,
+            4 * t + 50,
+            4 * t + 60,
+            4 * t + 80,
+            4 * t + 3_000,
+        ));
+        let tail = TailLegs::of(&rows);
+        assert_eq!((tail.detections, tail.way_out), (4, 1));
+        assert_eq!(TailLegs::of(&[]), TailLegs::default());
     }
 }
