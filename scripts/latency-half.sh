@@ -124,6 +124,9 @@ legs = d.get("latency_split", {})
 t = legs.get("slowest_percent_largest_leg") or {}
 tail = (f"slowest 1% by largest leg {t['harness']} / {t['way_in']} / {t['appliance']} / "
         f"{t['way_out']} of {t['detections']}; ") if t.get("detections") else ""
+# How long the sending thread waited for a CPU over the send.
+sched = doc.get("send", {}).get("sender_sched") or {}
+waited = f"sender waited {sched['waited_ns'] / 1e6:.1f} ms for a CPU; " if sched else ""
 print(f"harness p50 {ms(h, 'p50_us')} p90 {ms(h, 'p90_us')} p99 {ms(h, 'p99_us')} max {ms(h, 'max_us')} ms; "
       f"node p50 {ms(a, 'p50_us')} p99 {ms(a, 'p99_us')} max {ms(a, 'max_us')} ms; "
       f"legs p99 (harness / way in / node / way out) "
@@ -131,6 +134,7 @@ print(f"harness p50 {ms(h, 'p50_us')} p90 {ms(h, 'p90_us')} p99 {ms(h, 'p99_us')
       f"{ms(legs.get('received_to_detected'), 'p99_us')} / {ms(legs.get('detected_to_observed'), 'p99_us')} ms; "
       f"{tail}"
       f"precision {d.get('precision')} recall {d.get('recall')}; "
+      f"{waited}"
       + ", ".join(f"CPU {c['cpu']} busy {100 * c['busy']:.0f}% steal {100 * c['steal']:.1f}%"
                   for c in doc.get("machine_cpus", [])))
 EOF

@@ -6,6 +6,45 @@
 
 use serde::Serialize;
 
+/// A thread's scheduler counters (`/proc/thread-self/schedstat`): time on
+/// a CPU, time spent runnable but waiting for one, and timeslices run.
+/// The sender's wait is the part of the harness's latency leg that is the
+/// machine's doing (a CPU taken by the appliance's I/O threads, writeback
+/// workers or other kernel threads), not the schedule's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct SchedStat {
+    pub on_cpu_ns: u64,
+    pub waited_ns: u64,
+    pub slices: u64,
+}
+
+impl SchedStat {
+    /// Parses the three numbers of a `schedstat` file.
+    pub fn parse(text: &str) -> Option<SchedStat> {
+        let mut fields = text.split_ascii_whitespace().map(str::parse::<u64>);
+        Some(SchedStat {
+            on_cpu_ns: fields.next()?.ok()?,
+            waited_ns: fields.next()?.ok()?,
+            slices: fields.next()?.ok()?,
+        })
+    }
+
+    /// The calling thread's counters now; `None` where the kernel keeps
+    /// none (built without `CONFIG_SCHED_INFO`) or the file is unreadable.
+    pub fn of_this_thread() -> Option<SchedStat> {
+        SchedStat::parse(&std::fs::read_to_string("/proc/thread-self/schedstat").ok()?)
+    }
+
+    /// What was counted between `earlier` and `self`.
+    pub fn since(&self, earlier: &SchedStat) -> SchedStat {
+        SchedStat {
+            on_cpu_ns: self.on_cpu_ns.saturating_sub(earlier.on_cpu_ns),
+            waited_ns: self.waited_ns.saturating_sub(earlier.waited_ns),
+            slices: self.slices.saturating_sub(earlier.slices),
+        }
+    }
+}
+
 /// Cumulative tick counters of one CPU (the `cpuN` lines of `/proc/stat`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CpuTicks {
@@ -214,6 +253,43 @@ pub fn reporting_line(reporting: &FreePageReporting) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn schedstat_parses_and_subtracts() {
+        let a = SchedStat::parse("1000 200 3\n").unwrap();
+        assert_eq!(
+            a,
+            SchedStat {
+                on_cpu_ns: 1000,
+                waited_ns: 200,
+                slices: 3
+            }
+        );
+        let b = SchedStat::parse("5000 900 10").unwrap();
+        assert_eq!(
+            b.since(&a),
+            SchedStat {
+                on_cpu_ns: 4000,
+                waited_ns: 700,
+                slices: 7
+            }
+        );
+        assert_eq!(SchedStat::parse("1 2"), None);
+        assert_eq!(SchedStat::parse("x 2 3"), None);
+        // This thread's own counters: it has run, so its time on a CPU
+        // grows while it spins.
+        if let Some(before) = SchedStat::of_this_thread() {
+            let until = std::time::Instant::now() + std::time::Duration::from_millis(20);
+            while std::time::Instant::now() < until {
+                std::hint::spin_loop();
+            }
+            let after = SchedStat::of_this_thread().unwrap();
+            assert!(
+                after.since(&before).on_cpu_ns >= 10_000_000,
+                "{before:?} {after:?}"
+            );
+        }
+    }
 
     const BEFORE: &str = "cpu  4964022 0 706081 4638763 610590 0 39339 32935 0 0\n\
         cpu0 100 0 50 800 40 0 10 0 0 0\n\

@@ -610,6 +610,7 @@ pub fn add_to_report(outcome: &RunOutcome, opts: &RunOptions, report: &mut Repor
             "timeline_bucket_ms": TIMELINE_BUCKET_NS / 1_000_000,
             "timeline_sent": s.timeline,
             "relp": s.relp,
+            "sender_sched": s.sender_sched,
         }),
     );
     report.summary.push(format!(
@@ -629,6 +630,14 @@ pub fn add_to_report(outcome: &RunOutcome, opts: &RunOptions, report: &mut Repor
         s.send_errors,
         s.behind_max_ns as f64 / 1e6
     ));
+    if let Some(sched) = &s.sender_sched {
+        report.summary.push(format!(
+            "sender thread: {:.1} ms on a CPU, {:.1} ms runnable but waiting for one, over {} timeslices",
+            sched.on_cpu_ns as f64 / 1e6,
+            sched.waited_ns as f64 / 1e6,
+            sched.slices
+        ));
+    }
     if let Some(r) = &s.relp {
         let l = &r.ack_latency;
         report.summary.push(format!(

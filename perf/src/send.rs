@@ -169,6 +169,9 @@ pub struct SendResult {
     pub timeline: Vec<u64>,
     /// RELP sessions: acknowledgements and their latency (RELP targets only).
     pub relp: Option<RelpSummary>,
+    /// The sending thread's scheduler counters over the send: how long it
+    /// waited for a CPU (none where the kernel keeps no `schedstat`).
+    pub sender_sched: Option<crate::machine::SchedStat>,
 }
 
 impl SendResult {
@@ -381,6 +384,7 @@ pub fn send(
     let mut last_progress_sent = 0u64;
     let mut last_write_ns = i64::MIN / 2;
     let _precise = clock::PreciseSleep::begin();
+    let sched_before = crate::machine::SchedStat::of_this_thread();
     while next < total {
         let now = clock::now_ns();
         if let Some(limit) = config.duration_ns {
@@ -475,6 +479,9 @@ pub fn send(
         next = batch_end;
         lane = (lane + 1) % lanes.len();
     }
+    result.sender_sched = sched_before
+        .zip(crate::machine::SchedStat::of_this_thread())
+        .map(|(before, after)| after.since(&before));
     let mut relp: Option<RelpStats> = None;
     for lane in lanes {
         match lane {
