@@ -68,9 +68,84 @@ impl Drop for PreciseSleep {
     }
 }
 
+/// Real-time priority of the paced sender (`SCHED_FIFO`): above every
+/// normal thread, below the alert collector ([`COLLECTOR_RT_PRIORITY`]),
+/// so an alert is stamped when it arrives even during a write.
+pub const SENDER_RT_PRIORITY: i32 = 1;
+/// Real-time priority of the alert collector's thread.
+pub const COLLECTOR_RT_PRIORITY: i32 = 2;
+
+/// While held, the calling thread runs at `SCHED_FIFO` priority (where
+/// the kernel allows it: root or `CAP_SYS_NICE`); its previous policy is
+/// restored on [`RealtimeTurn::end`] or drop.
+pub struct RealtimeTurn {
+    previous: Option<(libc::c_int, libc::sched_param)>,
+}
+
+impl RealtimeTurn {
+    pub fn begin(priority: i32) -> RealtimeTurn {
+        // SAFETY: pid 0 is the calling thread; `param` outlives each call.
+        let previous = unsafe {
+            let policy = libc::sched_getscheduler(0);
+            let mut param = libc::sched_param { sched_priority: 0 };
+            let fifo = libc::sched_param {
+                sched_priority: priority,
+            };
+            (policy >= 0
+                && libc::sched_getparam(0, &mut param) == 0
+                && libc::sched_setscheduler(0, libc::SCHED_FIFO, &fifo) == 0)
+                .then_some((policy, param))
+        };
+        RealtimeTurn { previous }
+    }
+
+    /// Whether the thread runs at real-time priority now.
+    pub fn granted(&self) -> bool {
+        self.previous.is_some()
+    }
+
+    /// Gives the real-time priority back now.
+    pub fn end(&mut self) {
+        if let Some((policy, param)) = self.previous.take() {
+            // SAFETY: as in `begin`.
+            unsafe { libc::sched_setscheduler(0, policy, &param) };
+        }
+    }
+}
+
+impl Drop for RealtimeTurn {
+    fn drop(&mut self) {
+        self.end();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_realtime_turn_sets_fifo_and_gives_the_old_policy_back() {
+        // A thread of its own: the policy is per thread.
+        std::thread::spawn(|| {
+            // SAFETY: reads the calling thread's policy.
+            let policy = || unsafe { libc::sched_getscheduler(0) };
+            let before = policy();
+            assert_eq!(before, libc::SCHED_OTHER);
+            let mut turn = RealtimeTurn::begin(SENDER_RT_PRIORITY);
+            if turn.granted() {
+                assert_eq!(policy(), libc::SCHED_FIFO);
+                turn.end();
+                assert!(!turn.granted());
+            }
+            assert_eq!(policy(), before);
+            {
+                let _turn = RealtimeTurn::begin(SENDER_RT_PRIORITY);
+            }
+            assert_eq!(policy(), before, "given back on drop");
+        })
+        .join()
+        .unwrap();
+    }
 
     fn slack() -> i32 {
         // SAFETY: reads the calling thread's timer slack.

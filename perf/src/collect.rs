@@ -90,10 +90,12 @@ impl Drop for FileWatch {
     }
 }
 
-/// Asks for `SCHED_FIFO` priority 1 for the calling thread; whether it
-/// was granted.
+/// Asks for `SCHED_FIFO` priority [`clock::COLLECTOR_RT_PRIORITY`] for
+/// the calling thread (above the paced sender's); whether it was granted.
 fn realtime_priority() -> bool {
-    let param = libc::sched_param { sched_priority: 1 };
+    let param = libc::sched_param {
+        sched_priority: clock::COLLECTOR_RT_PRIORITY,
+    };
     // SAFETY: pid 0 is the calling thread; `param` outlives the call.
     unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) == 0 }
 }

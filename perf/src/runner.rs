@@ -611,6 +611,8 @@ pub fn add_to_report(outcome: &RunOutcome, opts: &RunOptions, report: &mut Repor
             "timeline_sent": s.timeline,
             "relp": s.relp,
             "sender_sched": s.sender_sched,
+            "sender_realtime": s.sender_realtime,
+            "sender_realtime_dropped": s.sender_realtime_dropped,
         }),
     );
     report.summary.push(format!(
@@ -632,10 +634,15 @@ pub fn add_to_report(outcome: &RunOutcome, opts: &RunOptions, report: &mut Repor
     ));
     if let Some(sched) = &s.sender_sched {
         report.summary.push(format!(
-            "sender thread: {:.1} ms on a CPU, {:.1} ms runnable but waiting for one, over {} timeslices",
+            "sender thread: {:.1} ms on a CPU, {:.1} ms runnable but waiting for one, over {} timeslices; {}",
             sched.on_cpu_ns as f64 / 1e6,
             sched.waited_ns as f64 / 1e6,
-            sched.slices
+            sched.slices,
+            match (s.sender_realtime, s.sender_realtime_dropped) {
+                (true, false) => "real-time priority (SCHED_FIFO)",
+                (true, true) => "real-time priority until it fell behind schedule",
+                (false, _) => "normal priority",
+            }
         ));
     }
     if let Some(r) = &s.relp {

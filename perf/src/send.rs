@@ -172,7 +172,19 @@ pub struct SendResult {
     /// The sending thread's scheduler counters over the send: how long it
     /// waited for a CPU (none where the kernel keeps no `schedstat`).
     pub sender_sched: Option<crate::machine::SchedStat>,
+    /// The paced sender ran at real-time priority (where allowed).
+    pub sender_realtime: bool,
+    /// It gave that priority back, having fallen
+    /// [`SENDER_RT_BEHIND_MAX_NS`] behind schedule.
+    pub sender_realtime_dropped: bool,
 }
+
+/// A paced sender runs at real-time priority, so that the machine's other
+/// threads (on a small machine: the appliance's I/O threads, the kernel's
+/// writeback) do not hold it past its schedule. One that falls this far
+/// behind anyway cannot keep the rate, and would take its CPU from
+/// everything else while it catches up: it goes back to normal priority.
+pub const SENDER_RT_BEHIND_MAX_NS: i64 = 20_000_000;
 
 impl SendResult {
     pub fn duration_s(&self) -> f64 {
@@ -385,6 +397,10 @@ pub fn send(
     let mut last_write_ns = i64::MIN / 2;
     let _precise = clock::PreciseSleep::begin();
     let sched_before = crate::machine::SchedStat::of_this_thread();
+    let mut realtime = schedule
+        .rate_eps
+        .map(|_| clock::RealtimeTurn::begin(clock::SENDER_RT_PRIORITY));
+    result.sender_realtime = realtime.as_ref().is_some_and(|r| r.granted());
     while next < total {
         let now = clock::now_ns();
         if let Some(limit) = config.duration_ns {
@@ -416,7 +432,14 @@ pub fn send(
         }
         last_write_ns = now;
         if schedule.rate_eps.is_some() {
-            result.behind_max_ns = result.behind_max_ns.max(now - schedule.intended_ns(next));
+            let behind = now - schedule.intended_ns(next);
+            result.behind_max_ns = result.behind_max_ns.max(behind);
+            if behind > SENDER_RT_BEHIND_MAX_NS {
+                if let Some(turn) = realtime.as_mut().filter(|t| t.granted()) {
+                    turn.end();
+                    result.sender_realtime_dropped = true;
+                }
+            }
         }
         let end = due.min(next + batch_max as u64);
         let (sent, failed, bytes) = match &mut lanes[lane] {
@@ -482,6 +505,7 @@ pub fn send(
     result.sender_sched = sched_before
         .zip(crate::machine::SchedStat::of_this_thread())
         .map(|(before, after)| after.since(&before));
+    drop(realtime);
     let mut relp: Option<RelpStats> = None;
     for lane in lanes {
         match lane {
@@ -644,6 +668,10 @@ mod tests {
         assert_eq!(result.timeline.iter().sum::<u64>(), 1_000);
         // At 20k/s, 1,000 events take about 50 ms; never less.
         assert!(result.duration_s() >= 0.049, "{}", result.duration_s());
+        // A paced sender may run at real-time priority, never after it.
+        // SAFETY: reads the calling thread's policy.
+        assert_eq!(unsafe { libc::sched_getscheduler(0) }, libc::SCHED_OTHER);
+        assert!(!result.sender_realtime_dropped || result.sender_realtime);
         // 1,000 datagrams (each charged about 1 KiB of buffer on loopback)
         // fit the enlarged receive buffer, so none is lost even when the
         // reader thread is starved of CPU.
