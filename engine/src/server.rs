@@ -127,6 +127,15 @@ const BACKGROUND_PREEMPT: Duration = Duration::from_millis(1);
 const BACKGROUND_PAUSE: Duration = Duration::from_micros(20);
 /// Most datagrams a busy UDP socket reads between flushes.
 const UDP_FLUSH_DATAGRAMS: usize = 512;
+/// Fewest lines a stream connection processes between two reads cut for
+/// an alert (see [`serve_connection`]). A cut costs a journal commit and
+/// a wake-up of the alert writer, about 30 µs of CPU on the dev VM; with
+/// no bound, a rule that fired on one line in eleven cut every eleventh
+/// line and took ~30% of the lines/s, with this bound ~12% (BENCHMARKS.md,
+/// 2026-12-06 06:36–06:44 UTC). An alert raised sooner after the last cut
+/// waits for this many lines (~0.4 ms flat out there) or for the end of
+/// its read, whichever comes first; a rare alert still cuts at once.
+const ALERT_CUT_LINES_MIN: u32 = 256;
 /// Serialized checkpoint bytes handed to the file at a time.
 const CHECKPOINT_WRITE_BYTES: usize = 4 << 20;
 /// Longest a core's executor sleeps without looking at what other threads
@@ -1997,6 +2006,11 @@ async fn serve_connection<S>(
     // timeout) or for at most CONNECTION_DRAIN_MAX, so what a sender had
     // already written is not left unread in the socket.
     let mut drain_until: Option<std::time::Instant> = None;
+    // Lines since this connection last cut a read for an alert (it starts
+    // as if long ago, so the first alert cuts at once), and whether an
+    // alert raised since then waits for the next cut or the read's end.
+    let mut lines_since_cut = ALERT_CUT_LINES_MIN;
+    let mut alert_waits = false;
     loop {
         if core.stopping() {
             let until = *drain_until
@@ -2025,14 +2039,16 @@ async fn serve_connection<S>(
         // A read can hold 256 KiB (over a thousand lines, milliseconds of
         // work). The line that raises an alert ends this pass over the
         // read: the lines so far are committed to the journal and the
-        // alert sent, then the rest is processed (a commit more per line
-        // that raised one: alerts are rare). Only an alert this line
-        // raised counts: one waiting for another core's journal would
-        // otherwise cut the read at every line. Counted in
-        // `shardwatch_alerts_sent_mid_read_total`. Before, the alert
-        // waited for the end of its read (its way out's p99 at 300 k
-        // lines/s was mostly that wait), then for the end of a 16 KiB
-        // slice (BENCHMARKS.md, 2026-12-06).
+        // alert sent, then the rest is processed. Only an alert this
+        // connection's lines raised counts: one waiting for another
+        // core's journal would otherwise cut the read at every line.
+        // Cuts are at least ALERT_CUT_LINES_MIN lines apart, so a rule
+        // that fires on many lines costs a commit per that many lines,
+        // not per alert; an alert raised sooner waits for that line.
+        // Counted in `shardwatch_alerts_sent_mid_read_total`. Before, the
+        // alert waited for the end of its read (its way out's p99 at
+        // 300 k lines/s was mostly that wait), then for the end of a
+        // 16 KiB slice (BENCHMARKS.md, 2026-12-06).
         let mut rest = &buf[..n];
         while !rest.is_empty() {
             let used = framer.feed_until(rest, |frame| {
@@ -2044,18 +2060,26 @@ async fn serve_connection<S>(
                 }
                 let waiting = core.alerts_pending_count();
                 let _ = core.process_line(frame.bytes, peer, transport, received_ns);
-                if core.alerts_pending_count() > waiting {
+                lines_since_cut = lines_since_cut.saturating_add(1);
+                alert_waits |= core.alerts_pending_count() > waiting;
+                if alert_waits && lines_since_cut >= ALERT_CUT_LINES_MIN {
                     ControlFlow::Break(())
                 } else {
                     ControlFlow::Continue(())
                 }
             });
             rest = &rest[used..];
-            if !rest.is_empty() {
-                add(&core.stats.alerts_sent_mid_read, 1);
-                core.flush(WhenFull::Wait).await;
+            if alert_waits && lines_since_cut >= ALERT_CUT_LINES_MIN {
+                lines_since_cut = 0;
+                alert_waits = false;
+                if !rest.is_empty() {
+                    add(&core.stats.alerts_sent_mid_read, 1);
+                    core.flush(WhenFull::Wait).await;
+                }
             }
         }
+        // The flush below sends whatever this read raised.
+        alert_waits = false;
         core.batch_done(received_ns);
         if rate_limited {
             core.admission

@@ -140,3 +140,25 @@ fn configured_placeholders_and_log_sources_reach_the_rules() {
         "{alerts:#?}"
     );
 }
+
+/// The rule files the load harness passes to the node (its scenarios, its
+/// anomaly scenarios, the alert storm) all load: a harness run with a rule
+/// that failed to load would report misses, not an error.
+#[test]
+fn the_harness_rule_files_all_load() {
+    let root = shardwatch_tests::workspace_root();
+    for (file, rules) in [
+        ("perf/rules/scenarios.yml", 7),
+        ("perf/rules/anomaly.yml", 6),
+        ("perf/storm/alert-storm.yml", 1),
+    ] {
+        let (ok, text) = rules_check(&root.join(file), None);
+        assert!(ok, "{file}: {text}");
+        assert!(
+            text.contains(&format!(
+                "total: {rules} rules, {rules} ok, 0 unsupported, 0 errors"
+            )),
+            "{file}: {text}"
+        );
+    }
+}

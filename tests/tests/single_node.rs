@@ -555,6 +555,68 @@ fn an_alert_goes_out_before_the_rest_of_a_large_read() {
     assert_eq!(ids.len(), brute.len(), "an alert repeated: {file:#?}");
 }
 
+/// A rule that fires on every line of a large read does not cut the read
+/// at every line: cuts for alerts are at least `ALERT_CUT_LINES_MIN` (256,
+/// engine/src/server.rs) lines apart, since each costs a journal commit
+/// and a wake-up of the alert writer. Every alert still goes out, once.
+#[test]
+fn an_alert_storm_cuts_a_read_only_every_few_hundred_lines() {
+    const ALERT_CUT_LINES_MIN: usize = 256;
+    let dir = temp_dir("alert-storm");
+    let rules = dir.join("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    std::fs::write(
+        rules.join("storm.yml"),
+        "title: Storm marker seen\n\
+         id: 7d2e4b61-8c3f-4a9e-b5d1-2f6a8c0e4b93\n\
+         status: experimental\n\
+         logsource:\n  product: linux\n\
+         detection:\n  keywords:\n    - 'storm-marker'\n  condition: keywords\n\
+         level: low\n",
+    )
+    .unwrap();
+    let app = Appliance::start(
+        "alert-storm",
+        &[
+            "--cores",
+            "1",
+            "--quiet",
+            "--rules",
+            rules.to_str().unwrap(),
+        ],
+    )
+    .unwrap();
+    let lines: usize = 3_000;
+    let mut payload = String::new();
+    for i in 0..lines as u32 {
+        payload.push_str(&format!(
+            "<13>{} web-1 app[1]: request {i} carries the storm-marker token\n",
+            syslog_stamp(i % 60)
+        ));
+    }
+    let mut stream = TcpStream::connect(app.tcp()).unwrap();
+    stream.write_all(payload.as_bytes()).unwrap();
+    drop(stream);
+    app.wait_for_alerts(lines, WAIT);
+    let page = app.metrics();
+    let cuts = shardwatch_tests::metric_sum(&page, "shardwatch_alerts_sent_mid_read_total", "");
+    let stopped = app.stop().unwrap();
+    assert!(stopped.exit_ok, "{:?}", stopped.stderr);
+    assert_eq!(total(&stopped.stats, "tcp_frames"), lines as u64);
+    // The first alert line cuts at once, then one in every 256 at most.
+    assert!(
+        cuts <= (1 + lines / ALERT_CUT_LINES_MIN) as f64,
+        "{cuts} cuts for {lines} alert lines"
+    );
+    let alerts = read_jsonl(&stopped.data_dir.join("alerts.jsonl"));
+    let storm: BTreeSet<_> = alerts
+        .iter()
+        .filter(|a| a["rule"]["title"] == "Storm marker seen")
+        .map(|a| a["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(storm.len(), lines, "one alert per line, none repeated");
+}
+
 /// A one-core node started with `toml`, and a TCP connection to it that
 /// sends each write at once.
 fn one_core_node(name: &str, toml: &str) -> (Appliance, TcpStream) {

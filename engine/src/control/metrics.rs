@@ -527,7 +527,7 @@ pub fn render_durability(
         out,
         "shardwatch_alerts_sent_mid_read_total",
         "counter",
-        "Stream reads cut after a line that raised an alert, and UDP batches flushed early for one: the alert was sent (its lines journaled first) before the rest was processed.",
+        "Stream reads cut after a line that raised an alert (at most one cut per 256 lines of a connection), and UDP batches flushed early for one: the alert was sent (its lines journaled first) before the rest was processed.",
         cores,
         |s| load(&s.alerts_sent_mid_read),
     );
