@@ -273,6 +273,15 @@ pub struct IngestConfig {
     /// for each few; a few hundred µs cuts the node's CPU at such rates by
     /// a third or more (BENCHMARKS.md).
     pub read_coalesce_us: u64,
+    /// Decode the payload of every line. Off (the default), a line whose
+    /// syslog header already rules out every loaded detection's log source
+    /// (no rule could see it: a `cron` line when every rule reads `sshd`,
+    /// `sudo` or `su`) is counted, journaled and given its event time
+    /// without its payload being decoded; the schema registry still
+    /// decodes the events it checks. On, every payload is decoded: the
+    /// schema registry sees each event's field count at once, and payload
+    /// decode issues (`json_too_deep`, ...) are flagged on every line.
+    pub decode_all_payloads: bool,
 }
 
 /// Largest `ingest.read_coalesce_us`: beyond 10 ms the wait is latency
@@ -503,6 +512,7 @@ impl Default for IngestConfig {
             timestamp_skew_max_s: 86_400,
             timezones: Default::default(),
             require_header: false,
+            decode_all_payloads: false,
             tcp_keepalive_s: 60,
             read_coalesce_us: 0,
         }
@@ -723,6 +733,7 @@ impl Config {
                 .map(|(host, offset)| (host.as_bytes().to_vec(), *offset))
                 .collect(),
             require_header: self.ingest.require_header,
+            decode_all_payloads: self.ingest.decode_all_payloads,
             receive_times_are_arrivals: true,
         }
     }

@@ -605,6 +605,31 @@ impl SchemaRegistry {
         }
     }
 
+    /// For an event whose fields the caller would rather not make (a line
+    /// no rule can see, its payload not decoded): counts one event of the
+    /// known source `key` at `time_ns` and returns true, unless
+    /// [`SchemaRegistry::observe_keyed`] would look at this event's field
+    /// names (a source not held yet, or the event it checks every
+    /// [`CHECK_EVERY`] or samples every `sample_every`): then it counts
+    /// nothing and returns false, and the caller decodes the line and
+    /// observes it. What this gives up: a field set new to the source is
+    /// noticed at the next checked event (within [`CHECK_EVERY`] of the
+    /// source's events) instead of at once when its field count is new.
+    pub fn count_without_fields(&mut self, key: SourceKey, time_ns: i64) -> bool {
+        let at = self.probe(key.0);
+        let slot = &mut self.slots[at];
+        if slot.index == EMPTY {
+            return false;
+        }
+        let next = slot.events + 1;
+        if next.is_multiple_of(CHECK_EVERY) || next.is_multiple_of(self.sample_every) {
+            return false;
+        }
+        slot.events = next;
+        slot.last_seen_ns = slot.last_seen_ns.max(time_ns);
+        true
+    }
+
     /// The sources as they stand, sorted by name.
     pub fn snapshot(&self) -> Vec<SourceSchema> {
         let mut out: Vec<SourceSchema> = self.sources.iter().map(HeldSource::to_schema).collect();

@@ -1211,6 +1211,10 @@ struct CoreSink<'c> {
 }
 
 impl EventSink for CoreSink<'_> {
+    fn without_payload(&mut self) {
+        add(&self.core.stats.lines_without_payload, 1);
+    }
+
     fn quarantine(&mut self, reason: &'static str, offset: Option<usize>, raw: &[u8]) {
         self.core.stats.quarantine(reason);
         let record = QuarantineRecord {

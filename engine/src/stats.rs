@@ -270,6 +270,9 @@ pub struct CoreStats {
     /// Stream reads cut after a line that raised an alert (or UDP batches
     /// flushed early for one), to send it before the rest is processed.
     pub alerts_sent_mid_read: AtomicU64,
+    /// Lines finished from their syslog header alone: no loaded rule's log
+    /// source admits the header, so the payload was not decoded.
+    pub lines_without_payload: AtomicU64,
     /// Duration of each journal sync, from asking to done (the `fdatasync`,
     /// its wait for a blocking-pool thread, closing rolled segments).
     pub journal_fsync: LatencyHistogram,
@@ -344,6 +347,7 @@ impl CoreStats {
             journal_failing: AtomicU64::new(0),
             alerts_unjournaled: AtomicU64::new(0),
             alerts_sent_mid_read: AtomicU64::new(0),
+            lines_without_payload: AtomicU64::new(0),
             journal_fsync: LatencyHistogram::default(),
             checkpoints_written: AtomicU64::new(0),
             checkpoint_errors: AtomicU64::new(0),
@@ -447,6 +451,7 @@ impl CoreStats {
             journal_errors: load(&self.journal_errors),
             alerts_unjournaled: load(&self.alerts_unjournaled),
             alerts_sent_mid_read: load(&self.alerts_sent_mid_read),
+            lines_without_payload: load(&self.lines_without_payload),
             checkpoints_written: load(&self.checkpoints_written),
             checkpoint_errors: load(&self.checkpoint_errors),
             checkpoints_postponed: load(&self.checkpoints_postponed),
@@ -515,6 +520,7 @@ pub struct CoreReport {
     pub journal_errors: u64,
     pub alerts_unjournaled: u64,
     pub alerts_sent_mid_read: u64,
+    pub lines_without_payload: u64,
     pub checkpoints_written: u64,
     pub checkpoint_errors: u64,
     pub checkpoints_postponed: u64,

@@ -65,6 +65,19 @@ pub fn parse_and_extract<'a>(
     fields: &mut Fields<'a>,
 ) -> Result<ParsedLine<'a>, ParseError> {
     let syslog = syslog::parse(line, ctx)?;
+    Ok(extract_parsed(line, syslog, scratch, fields))
+}
+
+/// The second half of [`parse_and_extract`], for a caller that parsed the
+/// header of `line` itself (`syslog`, from [`syslog::parse`] of the same
+/// line) and decided from it that the payload is wanted: adds the header
+/// parts, the structured data and the payload's fields to `fields`.
+pub fn extract_parsed<'a>(
+    line: &'a [u8],
+    syslog: SyslogMessage<'a>,
+    scratch: &'a mut DecodeScratch,
+    fields: &mut Fields<'a>,
+) -> ParsedLine<'a> {
     let (mut arena, json) = scratch.prepare(line.len());
     header_fields(&syslog, fields);
     if let Some(sd) = syslog.structured_data {
@@ -74,28 +87,41 @@ pub fn parse_and_extract<'a>(
     let issue = payload
         .issue
         .or(arena.full.then_some(DecodeIssue::ScratchFull));
-    Ok(ParsedLine {
+    ParsedLine {
         syslog,
         decoder: payload.decoder,
         rule: payload.rule,
         source: payload.source,
         issue,
-    })
+    }
+}
+
+/// The names [`header_fields`] gives the header's parts, in its order.
+pub const HEADER_FIELD_NAMES: [&str; 4] = [
+    "host.name",
+    "process.name",
+    "process.pid",
+    "log.syslog.msgid",
+];
+
+/// The header's parts [`header_fields`] makes fields of, in
+/// [`HEADER_FIELD_NAMES`] order (`None` where the header has none).
+pub fn header_parts<'a>(message: &SyslogMessage<'a>) -> [Option<&'a [u8]>; 4] {
+    [
+        message.hostname,
+        message.app_name,
+        message.proc_id,
+        message.msg_id,
+    ]
 }
 
 /// Header parts as fields, under the names rules use: `host.name`,
-/// `process.name`, `process.pid`, `log.syslog.msgid`.
+/// `process.name`, `process.pid`, `log.syslog.msgid` (the first fields of
+/// every parsed line, before any of its payload's).
 pub fn header_fields<'a>(message: &SyslogMessage<'a>, fields: &mut Fields<'a>) {
-    if let Some(host) = message.hostname {
-        fields.push("host.name", host);
-    }
-    if let Some(app) = message.app_name {
-        fields.push("process.name", app);
-    }
-    if let Some(pid) = message.proc_id {
-        fields.push("process.pid", pid);
-    }
-    if let Some(msg_id) = message.msg_id {
-        fields.push("log.syslog.msgid", msg_id);
+    for (name, part) in HEADER_FIELD_NAMES.iter().zip(header_parts(message)) {
+        if let Some(value) = part {
+            fields.push(name, value);
+        }
     }
 }

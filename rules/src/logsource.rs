@@ -555,6 +555,85 @@ impl LogsourceFilter {
     }
 }
 
+/// The fields a syslog header gives an event before its payload is
+/// decoded (`shardwatch_net::header_fields`), in this order: the values a
+/// [`HeaderGate`] is asked about.
+pub const HEADER_FIELDS: [&str; 4] = [
+    "host.name",
+    "process.name",
+    "process.pid",
+    "log.syslog.msgid",
+];
+
+/// What a rule set's log source filters decide from a line's syslog header
+/// alone: whether any detection could match an event with that header,
+/// whatever its payload holds.
+///
+/// A header field comes first in an event's fields (the payload's are
+/// pushed after it) and a name resolves to its first exact field, so a
+/// filter term on one of [`HEADER_FIELDS`] reads the header's value when
+/// the header has that part. An alternative of a filter (an AND of terms)
+/// is ruled out by the header when one of its terms names a header field
+/// the header has with a value the term does not allow. A filter that
+/// admits every event, or has an alternative with no header term, could
+/// admit any line: then there is no gate ([`HeaderGate::build`] returns
+/// `None`) and every line's payload is decoded.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct HeaderGate {
+    /// Per alternative of every filter: its header terms.
+    alternatives: Vec<Vec<HeaderTerm>>,
+}
+
+/// A filter term on a header part: (index into [`HEADER_FIELDS`], the
+/// allowed values lowercased).
+type HeaderTerm = (usize, Vec<Box<[u8]>>);
+
+impl HeaderGate {
+    /// The gate of `filters` (one per detection), or `None` when some
+    /// filter could admit a line whatever its header says.
+    pub(crate) fn build(filters: &[&LogsourceFilter]) -> Option<HeaderGate> {
+        let mut alternatives: Vec<Vec<HeaderTerm>> = Vec::new();
+        for filter in filters {
+            if filter.alternatives.is_empty() {
+                return None;
+            }
+            for all in &filter.alternatives {
+                let terms: Vec<HeaderTerm> = all
+                    .iter()
+                    .filter_map(|(field, values)| {
+                        HEADER_FIELDS
+                            .iter()
+                            .position(|name| *name == field.as_str())
+                            .map(|at| (at, values.clone()))
+                    })
+                    .collect();
+                if terms.is_empty() {
+                    return None;
+                }
+                if !alternatives.contains(&terms) {
+                    alternatives.push(terms);
+                }
+            }
+        }
+        Some(HeaderGate { alternatives })
+    }
+
+    /// Whether some detection could match an event whose header parts
+    /// (in [`HEADER_FIELDS`] order, `None` where the header has none) are
+    /// `header`. False only when every alternative of every filter is
+    /// ruled out by a header part the header has.
+    pub(crate) fn may_admit(&self, header: &[Option<&[u8]>; 4]) -> bool {
+        self.alternatives.iter().any(|terms| {
+            terms.iter().all(|(at, values)| match header[*at] {
+                Some(value) => values
+                    .iter()
+                    .any(|allowed| value.eq_ignore_ascii_case(allowed)),
+                None => true,
+            })
+        })
+    }
+}
+
 /// Every distinct log source filter of a rule set, compiled together so
 /// that one pass per event decides them all: each distinct
 /// "field is one of these values" term is a bit, each field the filters
@@ -838,6 +917,96 @@ mod tests {
             resolve_logsource(Some("AWS"), None, Some("cloudtrail"), &[extra])
                 .is_ok_and(|f| !f.is_open())
         );
+    }
+
+    /// The header gate agrees with the filters it was built from: whenever
+    /// it says no filter could admit a header, no filter admits an event
+    /// with that header and any payload fields after it (payload fields
+    /// that name header fields, or their aliases, included). And it stays
+    /// out of the way of a filter the header cannot decide.
+    #[test]
+    fn the_header_gate_rules_out_only_what_no_filter_admits() {
+        let linux = |service: &str| {
+            resolve_logsource(Some("linux"), None, Some(service), &[]).expect("mapped")
+        };
+        let pinned = LogsourceMapping {
+            product: Some("custom".to_owned()),
+            category: None,
+            service: None,
+            conditions: vec![vec![
+                ("process.name".to_owned(), vec!["sshd".to_owned()]),
+                ("host.name".to_owned(), vec!["bastion".to_owned()]),
+            ]],
+        };
+        let mut filters = vec![
+            linux("sshd"),
+            linux("sudo"),
+            linux("cron"),
+            resolve_logsource(Some("custom"), None, None, &[pinned]).expect("mapped"),
+        ];
+        let mut table = FieldTableBuilder::default();
+        for filter in &mut filters {
+            filter.intern_fields(&mut table);
+        }
+        let table = table.finish();
+        let refs: Vec<&LogsourceFilter> = filters.iter().collect();
+        let Some(gate) = HeaderGate::build(&refs) else {
+            panic!("every filter names process.name")
+        };
+        let headers: &[[Option<&[u8]>; 4]] = &[
+            [Some(b"web-1"), Some(b"sshd"), Some(b"12"), None],
+            [Some(b"web-1"), Some(b"SUDO"), None, None],
+            [Some(b"web-1"), Some(b"crond"), None, None],
+            [Some(b"web-1"), Some(b"nginx"), None, None],
+            [Some(b"web-1"), Some(b"kernel"), None, Some(b"ID47")],
+            [Some(b"bastion"), Some(b"nginx"), None, None],
+            [Some(b"web-1"), None, None, None],
+            [None, None, None, None],
+        ];
+        let payloads: &[&[(&str, &[u8])]] = &[
+            &[],
+            &[("process.name", b"sshd")],
+            &[("host.name", b"bastion"), ("hostname", b"bastion")],
+            &[("event.process.name", b"sudo"), ("msg", b"x")],
+        ];
+        let mut scratch = Scratch::new();
+        let mut ruled_out = 0;
+        for header in headers {
+            let may = gate.may_admit(header);
+            ruled_out += usize::from(!may);
+            for payload in payloads {
+                let mut fields: Vec<(&str, &[u8])> = Vec::new();
+                for (name, value) in HEADER_FIELDS.iter().zip(header) {
+                    if let Some(value) = value {
+                        fields.push((name, value));
+                    }
+                }
+                fields.extend_from_slice(payload);
+                let event = Event {
+                    time_ns: 0,
+                    fields: &fields,
+                    message: b"",
+                    raw: b"",
+                };
+                scratch.index_fields(&table, &event);
+                let admitted = filters.iter().any(|f| f.matches(&event, &scratch));
+                assert!(
+                    may || !admitted,
+                    "ruled out {header:?} but {payload:?} is admitted"
+                );
+            }
+        }
+        // nginx and kernel lines (and bastion's nginx) are ruled out; lines
+        // without a process name are not.
+        assert_eq!(ruled_out, 3);
+        // A filter with no header term, or none at all, leaves no gate.
+        let firewall = resolve_logsource(None, Some("firewall"), None, &[]).expect("mapped");
+        assert!(HeaderGate::build(&[&filters[0], &firewall]).is_none());
+        let open = resolve_logsource(Some("linux"), None, None, &[]).expect("open");
+        assert!(HeaderGate::build(&[&filters[0], &open]).is_none());
+        // No filters at all: no detection can match anything.
+        let none = HeaderGate::build(&[]).expect("a gate");
+        assert!(!none.may_admit(&headers[0]));
     }
 
     #[test]

@@ -54,7 +54,7 @@ use crate::detection::{Detection, DetectionContext};
 use crate::error::{RuleError, RuleErrorKind};
 use crate::event::Event;
 use crate::field::{FieldTable, FieldTableBuilder, ShapeKey};
-use crate::logsource::{resolve_logsource, LogsourceFilter, LogsourceMapping};
+use crate::logsource::{resolve_logsource, HeaderGate, LogsourceFilter, LogsourceMapping};
 use crate::matcher::Matcher;
 use crate::pattern::Scratch;
 
@@ -252,6 +252,9 @@ pub struct RuleSet {
     chained: Vec<Vec<(u32, u8)>>,
     /// Correlation index by [`CorrelationMeta::hash`].
     by_hash: HashMap<u64, u32>,
+    /// What the detections' log source filters decide from a syslog header
+    /// alone (`None`: some detection could match any line).
+    header_gate: Option<HeaderGate>,
     /// The per-field prefilter over every detection.
     matcher: Matcher,
     /// Every field name the detections and the prefilter read, numbered;
@@ -649,8 +652,10 @@ impl RuleSet {
             }
         }
         let filters: Vec<&LogsourceFilter> = detections.iter().map(|d| &d.source_filter).collect();
+        let header_gate = HeaderGate::build(&filters);
         let matcher = Matcher::build(&filters, &required, &mut table);
         let rules = RuleSet {
+            header_gate,
             matcher,
             fields: table.finish(),
             detections,
@@ -707,6 +712,19 @@ impl RuleSet {
     /// caller bug: indices come from this rule set.
     pub fn correlation(&self, i: usize) -> &CorrelationMeta {
         &self.correlations[i]
+    }
+
+    /// Whether some detection could match a line whose syslog header has
+    /// these parts (`host.name`, `process.name`, `process.pid`,
+    /// `log.syslog.msgid`, `None` where the header has none), whatever its
+    /// payload holds. False lets a caller skip decoding the payload: no
+    /// detection, and so no correlation or anomaly rule, can see the line.
+    /// Always true when a detection's log source could admit any line
+    /// (no log source, or one that names no header field).
+    pub fn may_match_header(&self, header: &[Option<&[u8]>; 4]) -> bool {
+        self.header_gate
+            .as_ref()
+            .is_none_or(|gate| gate.may_admit(header))
     }
 
     /// Stateless pass: appends to `out` (cleared first) the indices of the

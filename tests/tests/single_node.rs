@@ -617,6 +617,53 @@ fn an_alert_storm_cuts_a_read_only_every_few_hundred_lines() {
     assert_eq!(storm.len(), lines, "one alert per line, none repeated");
 }
 
+/// Against the built-in pack (every rule reads sshd, sudo or su lines),
+/// the node finishes lines of other programs from their header without
+/// decoding them, and still raises what the sshd lines complete; with
+/// `ingest.decode_all_payloads` it decodes them all, to the same alerts.
+#[test]
+fn lines_no_rule_can_see_are_not_decoded_and_alerts_are_the_same() {
+    let mut payload = String::new();
+    for i in 0..200u32 {
+        payload.push_str(&format!(
+            "<78>{} web-1 CRON[{i}]: (root) CMD (run-parts /etc/cron.hourly)\n",
+            syslog_stamp(i % 60)
+        ));
+        payload.push_str(&format!(
+            "<14>{} web-1 nginx: {{\"status\":200,\"path\":\"/p{i}\"}}\n",
+            syslog_stamp(i % 60)
+        ));
+    }
+    let brute_lines = brute_force_lines("203.0.113.77", "198.51.100.77");
+    for line in &brute_lines {
+        payload.push_str(line);
+        payload.push('\n');
+    }
+    let mut ids = Vec::new();
+    for (name, toml, skipped) in [
+        ("gate-on", "", true),
+        ("gate-off", "[ingest]\ndecode_all_payloads = true\n", false),
+    ] {
+        let app = Appliance::start_configured(name, toml, &["--cores", "1", "--quiet"]).unwrap();
+        let (alerts, stopped) = app.send_tcp_then_stop(&payload, 1);
+        let without = total(&stopped.stats, "lines_without_payload");
+        assert_eq!(
+            total(&stopped.stats, "events_parsed"),
+            400 + brute_lines.len() as u64
+        );
+        if skipped {
+            // One in 8 of each source's events is decoded for its schema.
+            assert!(without >= 300, "{without} of 400 lines without payload");
+        } else {
+            assert_eq!(without, 0);
+        }
+        let brute = brute_force_alerts(&alerts);
+        assert_eq!(brute.len(), 1, "{alerts:#?}");
+        ids.push(brute[0]["id"].clone());
+    }
+    assert_eq!(ids[0], ids[1], "the same alert either way");
+}
+
 /// A one-core node started with `toml`, and a TCP connection to it that
 /// sends each write at once.
 fn one_core_node(name: &str, toml: &str) -> (Appliance, TcpStream) {

@@ -531,6 +531,14 @@ pub fn render_durability(
         cores,
         |s| load(&s.alerts_sent_mid_read),
     );
+    per_core(
+        out,
+        "shardwatch_lines_without_payload_total",
+        "counter",
+        "Lines finished from their syslog header alone: no loaded rule's log source admits the header, so the payload was not decoded (ingest.decode_all_payloads = true decodes every payload).",
+        cores,
+        |s| load(&s.lines_without_payload),
+    );
     histogram(
         out,
         "shardwatch_journal_fsync_seconds",

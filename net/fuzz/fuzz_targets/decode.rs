@@ -1,5 +1,8 @@
 //! Whole-line invariants over every decoder: no panic; a reused scratch
-//! gives the same result as a fresh one; rendering is one JSON object.
+//! gives the same result as a fresh one; a line whose payload names a
+//! vendor source is one `may_name_vendor` flags (the appliance skips the
+//! payload of the others on that word); the header's fields come first;
+//! rendering is one JSON object.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -28,7 +31,17 @@ fuzz_target!(|data: &[u8]| {
         &mut fields,
     );
     let mut fields = Fields::new();
-    let a = parse_and_extract(data, &CTX, &mut reused, &mut fields)
+    let parsed = parse_and_extract(data, &CTX, &mut reused, &mut fields);
+    if let Ok(p) = &parsed {
+        if p.source.is_some() {
+            assert!(shardwatch_net::decode::may_name_vendor(p.syslog.message));
+        }
+        let mut header = Fields::new();
+        shardwatch_net::header_fields(&p.syslog, &mut header);
+        let n = header.as_slice().len();
+        assert_eq!(&fields.as_slice()[..n], header.as_slice());
+    }
+    let a = parsed
         .map(|p| (p.decoder, p.rule, p.issue))
         .map_err(|e| e.reason);
     let a_fields = common::owned(&fields);

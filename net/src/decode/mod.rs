@@ -477,6 +477,18 @@ fn trim_start(bytes: &[u8]) -> &[u8] {
 /// the places where `EF:` is (which both end in), found by
 /// [`ef_colons`]: key=value lines hold a colon in every MAC address and
 /// time of day, and a search per colon cost them more than the scan.
+/// Whether [`payload`] might take `message` for CEF or LEEF, whose sending
+/// vendor and product then name the line's source: true when either
+/// marker is where `payload` looks for it (a cheap scan of the first
+/// bytes, no decoding). False means the source is the header's.
+pub fn may_name_vendor(message: &[u8]) -> bool {
+    let start = message
+        .iter()
+        .position(|&b| b != b' ')
+        .unwrap_or(message.len());
+    find_markers(&message[start..]) != (None, None)
+}
+
 fn find_markers(text: &[u8]) -> (Option<usize>, Option<usize>) {
     let window = &text[..text.len().min(MARKER_SEARCH_BYTES_MAX + b"LEEF:".len())];
     let (mut cef, mut leef) = (None, None);
