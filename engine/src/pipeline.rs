@@ -279,8 +279,8 @@ impl Pipeline {
     /// event's fields nor could learn its source only from the payload (a
     /// CEF or LEEF marker). Returns the event time, or `None` when the
     /// line must be decoded (`ingest.decode_all_payloads` forces that).
-    /// Flat out with the built-in pack, about 60% of the load harness's
-    /// lines take this path (BENCHMARKS.md, 2026-12-06).
+    /// With the built-in pack, 40% of the load harness's lines take this
+    /// path (BENCHMARKS.md, 2026-12-06).
     fn without_payload(
         &mut self,
         header: &SyslogMessage<'_>,
