@@ -238,6 +238,22 @@ pub fn run(config: Config) -> anyhow::Result<Vec<CoreReport>> {
         data_dir.display(),
         core_cpu_list(&cpus),
     );
+    // Whether lines no rule can see skip their payload's decode, and if
+    // not, which rule (or setting) keeps every payload decoded.
+    if config.ingest.decode_all_payloads {
+        eprintln!("shardwatch: every payload is decoded (ingest.decode_all_payloads)");
+    } else if config.engine.templates == crate::pipeline::TemplatesMode::On {
+        eprintln!(
+            "shardwatch: every payload is decoded (engine.templates = \"on\" mines every line)"
+        );
+    } else if let Some(rule) = rules.header_gate_blocker() {
+        eprintln!(
+            "shardwatch: every payload is decoded: rule \"{}\" ({}) may see any line (its log source names no program or host)",
+            rule.title, rule.id
+        );
+    } else {
+        eprintln!("shardwatch: lines whose header no rule's log source admits are not decoded");
+    }
     let watcher = start_rule_watcher(live.clone(), stop.clone(), config.rules.watch_interval_ms)?;
     let shared = Arc::new(Shared {
         schemas: schemas.clone(),

@@ -576,8 +576,8 @@ pub const HEADER_FIELDS: [&str; 4] = [
 /// is ruled out by the header when one of its terms names a header field
 /// the header has with a value the term does not allow. A filter that
 /// admits every event, or has an alternative with no header term, could
-/// admit any line: then there is no gate ([`HeaderGate::build`] returns
-/// `None`) and every line's payload is decoded.
+/// admit any line: then there is no gate ([`HeaderGate::build`] names that
+/// filter) and every line's payload is decoded.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct HeaderGate {
     /// Per alternative of every filter: its header terms.
@@ -589,13 +589,13 @@ pub(crate) struct HeaderGate {
 type HeaderTerm = (usize, Vec<Box<[u8]>>);
 
 impl HeaderGate {
-    /// The gate of `filters` (one per detection), or `None` when some
-    /// filter could admit a line whatever its header says.
-    pub(crate) fn build(filters: &[&LogsourceFilter]) -> Option<HeaderGate> {
+    /// The gate of `filters` (one per detection), or the index of the
+    /// first filter that could admit a line whatever its header says.
+    pub(crate) fn build(filters: &[&LogsourceFilter]) -> Result<HeaderGate, usize> {
         let mut alternatives: Vec<Vec<HeaderTerm>> = Vec::new();
-        for filter in filters {
+        for (index, filter) in filters.iter().enumerate() {
             if filter.alternatives.is_empty() {
-                return None;
+                return Err(index);
             }
             for all in &filter.alternatives {
                 let terms: Vec<HeaderTerm> = all
@@ -608,14 +608,14 @@ impl HeaderGate {
                     })
                     .collect();
                 if terms.is_empty() {
-                    return None;
+                    return Err(index);
                 }
                 if !alternatives.contains(&terms) {
                     alternatives.push(terms);
                 }
             }
         }
-        Some(HeaderGate { alternatives })
+        Ok(HeaderGate { alternatives })
     }
 
     /// Whether some detection could match an event whose header parts
@@ -950,7 +950,7 @@ mod tests {
         }
         let table = table.finish();
         let refs: Vec<&LogsourceFilter> = filters.iter().collect();
-        let Some(gate) = HeaderGate::build(&refs) else {
+        let Ok(gate) = HeaderGate::build(&refs) else {
             panic!("every filter names process.name")
         };
         let headers: &[[Option<&[u8]>; 4]] = &[
@@ -1001,9 +1001,9 @@ mod tests {
         assert_eq!(ruled_out, 3);
         // A filter with no header term, or none at all, leaves no gate.
         let firewall = resolve_logsource(None, Some("firewall"), None, &[]).expect("mapped");
-        assert!(HeaderGate::build(&[&filters[0], &firewall]).is_none());
+        assert_eq!(HeaderGate::build(&[&filters[0], &firewall]).err(), Some(1));
         let open = resolve_logsource(Some("linux"), None, None, &[]).expect("open");
-        assert!(HeaderGate::build(&[&filters[0], &open]).is_none());
+        assert_eq!(HeaderGate::build(&[&open, &filters[0]]).err(), Some(0));
         // No filters at all: no detection can match anything.
         let none = HeaderGate::build(&[]).expect("a gate");
         assert!(!none.may_admit(&headers[0]));

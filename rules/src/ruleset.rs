@@ -255,6 +255,8 @@ pub struct RuleSet {
     /// What the detections' log source filters decide from a syslog header
     /// alone (`None`: some detection could match any line).
     header_gate: Option<HeaderGate>,
+    /// The first detection whose log source keeps the gate off.
+    header_gate_blocker: Option<usize>,
     /// The per-field prefilter over every detection.
     matcher: Matcher,
     /// Every field name the detections and the prefilter read, numbered;
@@ -652,10 +654,14 @@ impl RuleSet {
             }
         }
         let filters: Vec<&LogsourceFilter> = detections.iter().map(|d| &d.source_filter).collect();
-        let header_gate = HeaderGate::build(&filters);
+        let (header_gate, header_gate_blocker) = match HeaderGate::build(&filters) {
+            Ok(gate) => (Some(gate), None),
+            Err(index) => (None, Some(index)),
+        };
         let matcher = Matcher::build(&filters, &required, &mut table);
         let rules = RuleSet {
             header_gate,
+            header_gate_blocker,
             matcher,
             fields: table.finish(),
             detections,
@@ -712,6 +718,13 @@ impl RuleSet {
     /// caller bug: indices come from this rule set.
     pub fn correlation(&self, i: usize) -> &CorrelationMeta {
         &self.correlations[i]
+    }
+
+    /// The detection that keeps [`RuleSet::may_match_header`] from ruling
+    /// any line out (its log source admits every line, or names no header
+    /// field), if one does.
+    pub fn header_gate_blocker(&self) -> Option<&RuleMeta> {
+        self.header_gate_blocker.map(|index| self.detection(index))
     }
 
     /// Whether some detection could match a line whose syslog header has

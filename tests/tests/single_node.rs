@@ -640,12 +640,27 @@ fn lines_no_rule_can_see_are_not_decoded_and_alerts_are_the_same() {
         payload.push('\n');
     }
     let mut ids = Vec::new();
-    for (name, toml, skipped) in [
-        ("gate-on", "", true),
-        ("gate-off", "[ingest]\ndecode_all_payloads = true\n", false),
+    for (name, toml, skipped, says) in [
+        (
+            "gate-on",
+            "",
+            true,
+            "lines whose header no rule's log source admits are not decoded",
+        ),
+        (
+            "gate-off",
+            "[ingest]\ndecode_all_payloads = true\n",
+            false,
+            "every payload is decoded (ingest.decode_all_payloads)",
+        ),
     ] {
         let app = Appliance::start_configured(name, toml, &["--cores", "1", "--quiet"]).unwrap();
         let (alerts, stopped) = app.send_tcp_then_stop(&payload, 1);
+        assert!(
+            stopped.stderr.iter().any(|line| line.contains(says)),
+            "{:?}",
+            stopped.stderr
+        );
         let without = total(&stopped.stats, "lines_without_payload");
         assert_eq!(
             total(&stopped.stats, "events_parsed"),
