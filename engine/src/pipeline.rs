@@ -530,10 +530,19 @@ mod tests {
         }
     }
 
-    fn pipeline() -> Pipeline {
+    /// A pipeline over the rules in `yaml` (one file) with `options`.
+    fn pipeline_with(yaml: &str, options: PipelineOptions) -> Pipeline {
         let rules = RuleSet::compile(&[shardwatch_rules::RuleSource {
             origin: "test".into(),
-            text: r#"title: from a watched address
+            text: yaml.into(),
+        }])
+        .unwrap();
+        Pipeline::new(Arc::new(rules), Arc::new(ShardMap::new(1, 64, 1)), options)
+    }
+
+    fn pipeline() -> Pipeline {
+        pipeline_with(
+            r#"title: from a watched address
 name: watched
 detection:
     sel:
@@ -557,13 +566,7 @@ correlation:
     timespan: 10s
     condition:
         gte: 2
-"#
-            .into(),
-        }])
-        .unwrap();
-        Pipeline::new(
-            Arc::new(rules),
-            Arc::new(ShardMap::new(1, 64, 1)),
+"#,
             PipelineOptions::default(),
         )
     }
@@ -625,9 +628,8 @@ correlation:
     /// A pipeline whose rules all read sshd or sudo lines (a detection, a
     /// correlation over it, one keyed on a host), keeping schemas.
     fn sourced_pipeline(decode_all_payloads: bool) -> Pipeline {
-        let rules = RuleSet::compile(&[shardwatch_rules::RuleSource {
-            origin: "test".into(),
-            text: r#"title: failed password
+        pipeline_with(
+            r#"title: failed password
 name: failed
 logsource:
     product: linux
@@ -654,13 +656,7 @@ correlation:
     timespan: 10s
     condition:
         gte: 2
-"#
-            .into(),
-        }])
-        .unwrap();
-        Pipeline::new(
-            Arc::new(rules),
-            Arc::new(ShardMap::new(1, 64, 1)),
+"#,
             PipelineOptions {
                 schemas: Some(SchemaOptions {
                     sources_max: 100,
