@@ -29,7 +29,10 @@
 # deleted once its run is scored; 1 keeps it), FLUSH_US (0: the harness
 # writes each line as it falls due, on loopback nearly a write per line;
 # e.g. 100: at most one write per 100 µs, the latency still counted from
-# each line's intended time; `run --flush-us`).
+# each line's intended time; `run --flush-us`), RULES (perf/rules/scenarios.yml,
+# the node's `--rules` and the harness's; `none`: the built-in pack alone,
+# whose scenarios the harness then scores and whose other scenarios it
+# lists as not loaded).
 # Writes $OUT/summary.txt and per run $OUT/<round>-<n>/ (the harness's
 # report.json and summary.txt, the node's stderr).
 set -euo pipefail
@@ -55,7 +58,9 @@ NODE_ARGS=${NODE_ARGS:-}
 # node whose name matches PRIO_COMM, set with chrt once it listens).
 PRIOS=${PRIOS:-0}
 KEEP_DATA=${KEEP_DATA:-0}
-RULES=perf/rules/scenarios.yml
+RULES=${RULES:-perf/rules/scenarios.yml}
+node_rules=()
+[ "$RULES" = none ] || node_rules=(--rules "$RULES")
 
 for b in $BINS "$LOAD"; do
   [ -x "$b" ] || { echo "latency-half: $b missing (cargo build --release -p shardwatch -p shardwatch-perf)" >&2; exit 1; }
@@ -73,12 +78,12 @@ if [ "$online" -gt "$CORES" ]; then
 fi
 pin() { if [ -n "$free" ]; then taskset -c "$free" "$@"; else "$@"; fi; }
 
-say "latency-half: $(date -u +%FT%TZ) $(uname -n), $online CPUs, node --cores $CORES, harness on CPUs ${free:-(shared)}"
+say "latency-half: $(date -u +%FT%TZ) $(uname -n), $online CPUs, node --cores $CORES, harness on CPUs ${free:-(shared)}, rules $RULES"
 first_bin=${BINS%% *}
 if [ -z "${RATE:-}" ]; then
   # bench keeps its own threads off the node's CPUs.
   "$LOAD" bench --binary "$first_bin" --cores "$CORES" --transport tcp --rate max \
-    --events "$MAX_EVENTS" --out "$OUT/max" --quiet >/dev/null
+    --events "$MAX_EVENTS" --rules "$RULES" --out "$OUT/max" --quiet >/dev/null
   max=$(python3 -c "import json,sys; print(int(json.load(open(sys.argv[1]))['appliance']['received_eps']))" "$OUT/max/report.json")
   RATE=$((max / 2))
   say "maximum (bench --rate max, $first_bin): $max events/s; half: $RATE"
@@ -88,7 +93,7 @@ run_one() {
   local bin=$1 dir=$2 prio=$3
   mkdir -p "$dir/data"
   "$bin" run --cores "$CORES" --udp "" --tcp 127.0.0.1:0 --api 127.0.0.1:0 \
-    --data-dir "$dir/data" --rules "$RULES" --quiet $NODE_ARGS 2>"$dir/node.stderr" &
+    --data-dir "$dir/data" "${node_rules[@]}" --quiet $NODE_ARGS 2>"$dir/node.stderr" &
   local node=$!
   local addr=""
   for _ in $(seq 1 100); do
