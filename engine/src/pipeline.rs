@@ -271,20 +271,21 @@ impl Pipeline {
         time_ns
     }
 
-    /// Finishes a line from its header alone when nothing needs its
-    /// payload: no loaded detection's log source can admit its header
+    /// Finishes a line (event time `time_ns`) from its header alone when
+    /// nothing needs its payload: no loaded detection's log source can admit its header
     /// ([`RuleSet::may_match_header`]; then no correlation, anomaly rule
     /// or template feed sees it either), the template miner does not mine
     /// every line, and the schema registry (if kept) neither checks this
     /// event's fields nor could learn its source only from the payload (a
     /// CEF or LEEF marker). Returns the event time, or `None` when the
-    /// line must be decoded (`ingest.decode_all_payloads` forces that).
+    /// line must be decoded (`ingest.decode_all_payloads` forces that);
+    /// then nothing was counted or flagged.
     /// With the built-in pack, 40% of the load harness's lines take this
     /// path (BENCHMARKS.md, 2026-12-06).
     fn without_payload(
         &mut self,
         header: &SyslogMessage<'_>,
-        raw: &[u8],
+        time_ns: i64,
         received_ns: i64,
         sink: &mut impl EventSink,
     ) -> Option<i64> {
@@ -296,13 +297,6 @@ impl Pipeline {
         {
             return None;
         }
-        let time_ns = Self::event_time(
-            &self.timezones,
-            self.default_utc_offset_s,
-            header,
-            raw,
-            received_ns,
-        );
         if let Some(registry) = self.registry.as_mut() {
             if shardwatch_net::decode::may_name_vendor(header.message) {
                 return None;
@@ -345,7 +339,14 @@ impl Pipeline {
             sink.quarantine("missing_header", Some(0), raw);
             return None;
         }
-        if let Some(time_ns) = self.without_payload(&header, raw, received_ns, sink) {
+        let time_ns = Self::event_time(
+            &self.timezones,
+            self.default_utc_offset_s,
+            &header,
+            raw,
+            received_ns,
+        );
+        if let Some(time_ns) = self.without_payload(&header, time_ns, received_ns, sink) {
             return Some(time_ns);
         }
         let mut fields = Fields::new();
@@ -400,13 +401,6 @@ impl Pipeline {
             mined = true;
             self.mined_before.push_into(&mut fields);
         }
-        let time_ns = Self::event_time(
-            &self.timezones,
-            self.default_utc_offset_s,
-            &message,
-            raw,
-            received_ns,
-        );
         if (time_ns - received_ns).abs() > self.timestamp_skew_max_ns {
             fields.push("event.time_skewed", b"true");
             sink.flagged("timestamp_skew");
