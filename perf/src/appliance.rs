@@ -76,6 +76,9 @@ pub struct ApplianceStats {
     /// Journal bytes written and the writes (group commits) they took.
     pub journal_bytes: u64,
     pub journal_commits: u64,
+    /// Lines finished from their syslog header alone, their payload not
+    /// decoded (no loaded rule's log source admits the header).
+    pub lines_without_payload: u64,
     pub alerts: u64,
     pub dropped: BTreeMap<String, u64>,
     pub quarantined: BTreeMap<String, u64>,
@@ -119,6 +122,7 @@ pub fn parse_stats(line: &str) -> Option<ApplianceStats> {
         stats.udp_batches += num(core, "udp_batches");
         stats.journal_bytes += num(core, "journal_bytes");
         stats.journal_commits += num(core, "journal_commits");
+        stats.lines_without_payload += num(core, "lines_without_payload");
         stats.alerts += num(core, "alerts");
         for (field, map) in [
             ("dropped", &mut stats.dropped),
@@ -350,7 +354,7 @@ mod tests {
 
     #[test]
     fn parses_and_totals_the_stats_line() {
-        let line = r#"shardwatch: stats [{"core":0,"udp_datagrams":10,"udp_batches":2,"tcp_frames":1,"events_parsed":9,"journal_bytes":4096,"journal_commits":2,"alerts":2,"dropped":{"route_full":3},"quarantined":{"bad_pri":1}},{"core":1,"udp_datagrams":5,"udp_batches":1,"events_parsed":5,"journal_bytes":512,"journal_commits":1,"dropped":{"route_full":1,"x":2},"quarantined":{}}]"#;
+        let line = r#"shardwatch: stats [{"core":0,"udp_datagrams":10,"udp_batches":2,"tcp_frames":1,"events_parsed":9,"journal_bytes":4096,"journal_commits":2,"lines_without_payload":4,"alerts":2,"dropped":{"route_full":3},"quarantined":{"bad_pri":1}},{"core":1,"udp_datagrams":5,"udp_batches":1,"events_parsed":5,"journal_bytes":512,"journal_commits":1,"dropped":{"route_full":1,"x":2},"quarantined":{}}]"#;
         let s = parse_stats(line).unwrap();
         assert_eq!(
             (s.udp_batches, s.journal_bytes, s.journal_commits),
@@ -361,6 +365,7 @@ mod tests {
             (2, 15, 1, 14)
         );
         assert_eq!(s.events_parsed_per_core, vec![9, 5]);
+        assert_eq!(s.lines_without_payload, 4);
         assert_eq!(s.dropped["route_full"], 4);
         assert_eq!(s.dropped_total(), 6);
         assert_eq!(s.quarantined_total(), 1);

@@ -442,6 +442,13 @@ fn io_line(stats: &ApplianceStats) -> Option<String> {
                 / (stats.events_parsed + stats.quarantined_total()).max(1) as f64,
         ));
     }
+    if stats.lines_without_payload > 0 {
+        parts.push(format!(
+            "{} lines ({:.0}%) finished from their header, payload not decoded",
+            stats.lines_without_payload,
+            100.0 * stats.lines_without_payload as f64 / stats.events_parsed.max(1) as f64,
+        ));
+    }
     if stats.udp_batches > 0 {
         parts.push(format!(
             "UDP {} datagrams in {} reads ({:.1} per recvmmsg)",
@@ -463,11 +470,12 @@ mod tests {
             udp_batches: 100,
             journal_bytes: 2 << 20,
             journal_commits: 8,
+            lines_without_payload: 400,
             ..Default::default()
         };
         assert_eq!(
             super::io_line(&stats).unwrap(),
-            "appliance I/O: journal 2.1 MB in 8 writes (256 KiB each, 2097 bytes per event); UDP 1000 datagrams in 100 reads (10.0 per recvmmsg)"
+            "appliance I/O: journal 2.1 MB in 8 writes (256 KiB each, 2097 bytes per event); 400 lines (40%) finished from their header, payload not decoded; UDP 1000 datagrams in 100 reads (10.0 per recvmmsg)"
         );
         assert_eq!(super::io_line(&super::ApplianceStats::default()), None);
     }
