@@ -36,6 +36,30 @@ fn brute_force_lines(attacker: &str, bystander: &str) -> Vec<String> {
     lines
 }
 
+/// `dir/rules/`, holding one Linux rule that fires on lines containing
+/// `keyword`.
+fn keyword_rule_dir(
+    dir: &std::path::Path,
+    title: &str,
+    id: &str,
+    keyword: &str,
+    level: &str,
+) -> std::path::PathBuf {
+    let rules = dir.join("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    std::fs::write(
+        rules.join("keyword.yml"),
+        format!(
+            "title: {title}\nid: {id}\nstatus: experimental\n\
+             logsource:\n  product: linux\n\
+             detection:\n  keywords:\n    - '{keyword}'\n  condition: keywords\n\
+             level: {level}\n"
+        ),
+    )
+    .unwrap();
+    rules
+}
+
 fn assert_one_brute_force(stopped: &shardwatch_tests::Stopped, attacker: &str) {
     assert!(
         stopped.exit_ok,
@@ -366,18 +390,13 @@ fn connections_still_queued_at_stop_are_read_not_reset() {
 #[test]
 fn config_file_and_extra_rules_are_honoured() {
     let dir = temp_dir("config");
-    let rules = dir.join("rules");
-    std::fs::create_dir_all(&rules).unwrap();
-    std::fs::write(
-        rules.join("marker.yml"),
-        "title: Evil marker seen\n\
-         id: 0c1f5a52-3a53-4a55-9a86-4e0f1d3f8e01\n\
-         status: experimental\n\
-         logsource:\n  product: linux\n\
-         detection:\n  keywords:\n    - 'evil-marker'\n  condition: keywords\n\
-         level: high\n",
-    )
-    .unwrap();
+    let rules = keyword_rule_dir(
+        &dir,
+        "Evil marker seen",
+        "0c1f5a52-3a53-4a55-9a86-4e0f1d3f8e01",
+        "evil-marker",
+        "high",
+    );
     let config = dir.join("shardwatch.toml");
     std::fs::write(
         &config,
@@ -563,18 +582,13 @@ fn an_alert_goes_out_before_the_rest_of_a_large_read() {
 fn an_alert_storm_cuts_a_read_only_every_few_hundred_lines() {
     const ALERT_CUT_LINES_MIN: usize = 256;
     let dir = temp_dir("alert-storm");
-    let rules = dir.join("rules");
-    std::fs::create_dir_all(&rules).unwrap();
-    std::fs::write(
-        rules.join("storm.yml"),
-        "title: Storm marker seen\n\
-         id: 7d2e4b61-8c3f-4a9e-b5d1-2f6a8c0e4b93\n\
-         status: experimental\n\
-         logsource:\n  product: linux\n\
-         detection:\n  keywords:\n    - 'storm-marker'\n  condition: keywords\n\
-         level: low\n",
-    )
-    .unwrap();
+    let rules = keyword_rule_dir(
+        &dir,
+        "Storm marker seen",
+        "7d2e4b61-8c3f-4a9e-b5d1-2f6a8c0e4b93",
+        "storm-marker",
+        "low",
+    );
     let app = Appliance::start(
         "alert-storm",
         &[
