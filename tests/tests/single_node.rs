@@ -635,6 +635,9 @@ fn an_alert_storm_cuts_a_read_only_every_few_hundred_lines() {
 /// the node finishes lines of other programs from their header without
 /// decoding them, and still raises what the sshd lines complete; with
 /// `ingest.decode_all_payloads` it decodes them all, to the same alerts.
+/// A keyword rule whose log source is all of Linux keeps the gate: only
+/// lines whose message holds its keyword (in any case) are decoded too,
+/// and each raises its alert.
 #[test]
 fn lines_no_rule_can_see_are_not_decoded_and_alerts_are_the_same() {
     let mut payload = String::new();
@@ -643,33 +646,50 @@ fn lines_no_rule_can_see_are_not_decoded_and_alerts_are_the_same() {
             "<78>{} web-1 CRON[{i}]: (root) CMD (run-parts /etc/cron.hourly)\n",
             syslog_stamp(i % 60)
         ));
+        let path = if i % 40 == 7 {
+            format!("/Gate-Marker/{i}")
+        } else {
+            format!("/p{i}")
+        };
         payload.push_str(&format!(
-            "<14>{} web-1 nginx: {{\"status\":200,\"path\":\"/p{i}\"}}\n",
+            "<14>{} web-1 nginx: {{\"status\":200,\"path\":\"{path}\"}}\n",
             syslog_stamp(i % 60)
         ));
     }
+    let markers = 5;
     let brute_lines = brute_force_lines("203.0.113.77", "198.51.100.77");
     for line in &brute_lines {
         payload.push_str(line);
         payload.push('\n');
     }
+    let dir = temp_dir("gate-keyword");
+    let keyword_rules = keyword_rule_dir(
+        &dir,
+        "Gate marker seen",
+        "3a9d6c20-5e7b-4f14-8d2a-9c1b0e6f4a72",
+        "gate-marker",
+        "medium",
+    );
+    let on = "lines no rule can see from their header and message are not decoded";
     let mut ids = Vec::new();
-    for (name, toml, skipped, says) in [
-        (
-            "gate-on",
-            "",
-            true,
-            "lines whose header no rule's log source admits are not decoded",
-        ),
+    for (name, toml, rules, skipped, says) in [
+        ("gate-on", "", None, true, on),
         (
             "gate-off",
             "[ingest]\ndecode_all_payloads = true\n",
+            None,
             false,
             "every payload is decoded (ingest.decode_all_payloads)",
         ),
+        ("gate-keyword", "", Some(&keyword_rules), true, on),
     ] {
-        let app = Appliance::start_configured(name, toml, &["--cores", "1", "--quiet"]).unwrap();
-        let (alerts, stopped) = app.send_tcp_then_stop(&payload, 1);
+        let mut args = vec!["--cores", "1", "--quiet"];
+        if let Some(rules) = rules {
+            args.extend(["--rules", rules.to_str().unwrap()]);
+        }
+        let expected = if rules.is_some() { 1 + markers } else { 1 };
+        let app = Appliance::start_configured(name, toml, &args).unwrap();
+        let (alerts, stopped) = app.send_tcp_then_stop(&payload, expected);
         assert!(
             stopped.stderr.iter().any(|line| line.contains(says)),
             "{:?}",
@@ -681,16 +701,23 @@ fn lines_no_rule_can_see_are_not_decoded_and_alerts_are_the_same() {
             400 + brute_lines.len() as u64
         );
         if skipped {
-            // One in 8 of each source's events is decoded for its schema.
+            // One in 8 of each source's events is decoded for its schema;
+            // with the keyword rule, the marker lines are too.
             assert!(without >= 300, "{without} of 400 lines without payload");
         } else {
             assert_eq!(without, 0);
         }
+        let marked = alerts
+            .iter()
+            .filter(|a| a["rule"]["title"] == "Gate marker seen")
+            .count();
+        assert_eq!(marked, expected - 1, "{alerts:#?}");
         let brute = brute_force_alerts(&alerts);
         assert_eq!(brute.len(), 1, "{alerts:#?}");
         ids.push(brute[0]["id"].clone());
     }
     assert_eq!(ids[0], ids[1], "the same alert either way");
+    assert_eq!(ids[0], ids[2], "the same alert with the keyword rule");
 }
 
 /// A one-core node started with `toml`, and a TCP connection to it that
