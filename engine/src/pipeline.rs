@@ -665,6 +665,39 @@ correlation:
         )
     }
 
+    /// Runs `corpus` through `gated` and `full` (which decodes every
+    /// payload): the same result per line, the same detections and other
+    /// sink calls, no line of `full`'s finished from its header and more
+    /// than `skipped_min` of `gated`'s. `each` gets every line and the
+    /// detections `gated` raised for it. Returns what `gated` gave.
+    fn gated_agrees_with_full(
+        gated: &mut Pipeline,
+        full: &mut Pipeline,
+        corpus: &[String],
+        skipped_min: usize,
+        mut each: impl FnMut(&str, usize),
+    ) -> Seen {
+        let received_ns: i64 = 1_796_000_000_000_000_000;
+        let (mut seen_gated, mut seen_full) = (Seen::default(), Seen::default());
+        for line in corpus {
+            let before = seen_gated.detections.len();
+            let a = gated.process(line.as_bytes(), received_ns, &mut seen_gated);
+            let b = full.process(line.as_bytes(), received_ns, &mut seen_full);
+            assert_eq!(a, b, "{line}");
+            each(line, seen_gated.detections.len() - before);
+        }
+        assert_eq!(seen_gated.detections, seen_full.detections);
+        assert_eq!(seen_gated.other, seen_full.other);
+        assert_eq!(seen_full.without_payload, 0);
+        assert!(
+            seen_gated.without_payload > skipped_min,
+            "{} of {} lines",
+            seen_gated.without_payload,
+            corpus.len()
+        );
+        seen_gated
+    }
+
     /// Lines no rule above can see are finished from their header, and
     /// that changes nothing the rules or the sink see: the same
     /// detections, routes, quarantines and flags (a skewed line no rule
@@ -675,7 +708,6 @@ correlation:
     /// and sshd/sudo lines.
     #[test]
     fn lines_no_rule_can_see_skip_their_payload_and_nothing_else_changes() {
-        let received_ns = 1_796_000_000_000_000_000;
         let mut corpus = lines();
         // The same host and program send plain lines too: its CEF lines
         // must still count under the vendor's source, not this one.
@@ -710,19 +742,7 @@ correlation:
         corpus.push("<14>Nov 30 00:02:00 h cron: \u{0}".to_string());
         let mut gated = sourced_pipeline(false);
         let mut full = sourced_pipeline(true);
-        let (mut seen_gated, mut seen_full) = (Seen::default(), Seen::default());
-        for line in &corpus {
-            let a = gated.process(line.as_bytes(), received_ns, &mut seen_gated);
-            let b = full.process(line.as_bytes(), received_ns, &mut seen_full);
-            assert_eq!(a, b, "{line}");
-        }
-        assert_eq!(seen_full.without_payload, 0);
-        assert!(
-            seen_gated.without_payload > 250,
-            "{} of {} lines",
-            seen_gated.without_payload,
-            corpus.len()
-        );
+        let seen_gated = gated_agrees_with_full(&mut gated, &mut full, &corpus, 250, |_, _| {});
         // sudo by bob on every sudo line; the failures feed the
         // correlation (routed), not alerts of their own.
         assert_eq!(seen_gated.detections.len(), 80);
@@ -734,8 +754,6 @@ correlation:
                 .count()
                 >= 60
         );
-        assert_eq!(seen_gated.detections, seen_full.detections);
-        assert_eq!(seen_gated.other, seen_full.other);
         assert!(seen_gated
             .other
             .iter()
@@ -829,25 +847,12 @@ correlation:
             ));
             corpus.push(keyword_lines[i as usize % keyword_lines.len()].to_string());
         }
-        let (mut seen_gated, mut seen_full) = (Seen::default(), Seen::default());
-        for line in &corpus {
-            let before = seen_gated.detections.len();
-            let a = gated.process(line.as_bytes(), 1_796_000_000_000_000_000, &mut seen_gated);
-            let b = full.process(line.as_bytes(), 1_796_000_000_000_000_000, &mut seen_full);
-            assert_eq!(a, b, "{line}");
-            if keyword_lines.contains(&line.as_str()) {
-                assert!(seen_gated.detections.len() > before, "no alert for {line}");
-            }
-        }
-        assert_eq!(seen_gated.detections, seen_full.detections);
-        assert_eq!(seen_gated.other, seen_full.other);
-        assert_eq!(seen_full.without_payload, 0);
-        assert!(
-            seen_gated.without_payload > 150,
-            "{} of {} lines",
-            seen_gated.without_payload,
-            corpus.len()
-        );
+        let seen_gated =
+            gated_agrees_with_full(&mut gated, &mut full, &corpus, 150, |line, detections| {
+                if keyword_lines.contains(&line) {
+                    assert!(detections > 0, "no alert for {line}");
+                }
+            });
         // The keyword lines fire six different rules (both history lines
         // the same one).
         let fired: std::collections::BTreeSet<&str> = seen_gated
