@@ -238,25 +238,17 @@ pub fn run(config: Config) -> anyhow::Result<Vec<CoreReport>> {
         data_dir.display(),
         core_cpu_list(&cpus),
     );
-    // Whether lines no rule can see skip their payload's decode, and if
-    // not, which rule (or setting) keeps every payload decoded.
-    if config.ingest.decode_all_payloads {
-        eprintln!("shardwatch: every payload is decoded (ingest.decode_all_payloads)");
-    } else if config.engine.templates == crate::pipeline::TemplatesMode::On {
-        eprintln!(
-            "shardwatch: every payload is decoded (engine.templates = \"on\" mines every line)"
-        );
-    } else if let Some(rule) = rules.header_gate_blocker() {
-        eprintln!(
-            "shardwatch: every payload is decoded: rule \"{}\" ({}) may see any line (its log source names no program or host, and it needs more than a keyword in the message)",
-            rule.title, rule.id
-        );
-    } else {
-        eprintln!(
-            "shardwatch: lines no rule can see from their header and message are not decoded"
-        );
-    }
-    let watcher = start_rule_watcher(live.clone(), stop.clone(), config.rules.watch_interval_ms)?;
+    let decoding = PayloadDecoding::of(&config);
+    eprintln!(
+        "shardwatch: {}",
+        decoding.status(crate::liverules::decode_blocker(&rules).as_deref())
+    );
+    let watcher = start_rule_watcher(
+        live.clone(),
+        stop.clone(),
+        config.rules.watch_interval_ms,
+        decoding,
+    )?;
     let shared = Arc::new(Shared {
         schemas: schemas.clone(),
         stats,
@@ -304,12 +296,51 @@ pub fn run(config: Config) -> anyhow::Result<Vec<CoreReport>> {
     Ok(reports)
 }
 
+/// The settings that decide, with the rules, whether lines no rule can
+/// see skip their payload's decode.
+#[derive(Clone, Copy, Debug)]
+struct PayloadDecoding {
+    /// `ingest.decode_all_payloads`.
+    all: bool,
+    /// `engine.templates = "on"` (the miner reads every line).
+    mine_every_line: bool,
+}
+
+impl PayloadDecoding {
+    fn of(config: &Config) -> PayloadDecoding {
+        PayloadDecoding {
+            all: config.ingest.decode_all_payloads,
+            mine_every_line: config.engine.templates == crate::pipeline::TemplatesMode::On,
+        }
+    }
+
+    /// What the node says at start and after each reload: whether lines
+    /// no rule can see skip their payload's decode, and if not, which
+    /// setting or rule (`blocker`, from `liverules::decode_blocker`)
+    /// keeps every payload decoded.
+    fn status(self, blocker: Option<&str>) -> String {
+        if self.all {
+            "every payload is decoded (ingest.decode_all_payloads)".into()
+        } else if self.mine_every_line {
+            "every payload is decoded (engine.templates = \"on\" mines every line)".into()
+        } else if let Some(rule) = blocker {
+            format!(
+                "every payload is decoded: rule {rule} may see any line (its log source names no program or host, and it needs more than a keyword in the message)"
+            )
+        } else {
+            "lines no rule can see from their header and message are not decoded".into()
+        }
+    }
+}
+
 /// Reloads the rules when a rule file changes (polled every `interval_ms`;
-/// 0 turns polling off) or on SIGHUP, until `stop`.
+/// 0 turns polling off) or on SIGHUP, until `stop`, and says what each
+/// reload did (with `decoding`, whether payloads are now all decoded).
 fn start_rule_watcher(
     live: Arc<LiveRules>,
     stop: Arc<AtomicBool>,
     interval_ms: u64,
+    decoding: PayloadDecoding,
 ) -> anyhow::Result<std::thread::JoinHandle<()>> {
     use std::sync::atomic::Ordering;
     let hangup = Arc::new(AtomicBool::new(false));
@@ -339,11 +370,12 @@ fn start_rule_watcher(
                 if let Some(reason) = reason {
                     match live.reload() {
                         Ok(report) => eprintln!(
-                            "shardwatch: rules reloaded ({reason}): generation {} with {} detections, {} correlations, {} unsupported skipped",
+                            "shardwatch: rules reloaded ({reason}): generation {} with {} detections, {} correlations, {} unsupported skipped; {}",
                             report.generation,
                             report.detections,
                             report.correlations,
-                            report.unsupported.len()
+                            report.unsupported.len(),
+                            decoding.status(report.decode_blocker.as_deref())
                         ),
                         Err(err) => eprintln!("shardwatch: {err} ({reason})"),
                     }

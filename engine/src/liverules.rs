@@ -31,6 +31,17 @@ pub struct ReloadReport {
     pub correlations: usize,
     /// Rules skipped because they use something we do not support.
     pub unsupported: Vec<String>,
+    /// The rule (`"title" (id)`) that may see any line and so keeps
+    /// every payload decoded (`RuleSet::header_gate_blocker`); `None`
+    /// when lines no rule can see skip their payload's decode.
+    pub decode_blocker: Option<String>,
+}
+
+/// `rules`' [`ReloadReport::decode_blocker`].
+pub fn decode_blocker(rules: &RuleSet) -> Option<String> {
+    rules
+        .header_gate_blocker()
+        .map(|rule| format!("\"{}\" ({})", rule.title, rule.id))
 }
 
 /// Why a reload was refused.
@@ -125,6 +136,7 @@ impl LiveRules {
             detections: rules.detection_count(),
             correlations: rules.correlation_count(),
             unsupported,
+            decode_blocker: decode_blocker(&rules),
         };
         let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
         *current = Arc::new(rules);

@@ -133,3 +133,85 @@ fn reload_under_load_loses_and_doubles_nothing() {
     assert!(stopped.data_dir.join("rules.d/marker.yml").exists());
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A rule on a payload field whose log source is all of Linux may see
+/// any line, so every payload is decoded while it is loaded. The node
+/// says so after the reload that adds it (SIGHUP), the reload's API
+/// report names it, and the reload that removes it turns the header gate
+/// back on.
+#[test]
+fn a_reload_says_whether_lines_no_rule_can_see_are_decoded() {
+    const OPEN_FIELD_RULE: &str = "title: Bob anywhere\n\
+id: 2c4e6a80-1b3d-4f5a-9c7e-8d0f2a4b6c18\n\
+logsource:\n  product: linux\n\
+detection:\n  sel:\n    user.name: bob\n  condition: sel\n\
+level: low\n";
+    let dir = temp_dir("reload-gate");
+    let rules_dir = dir.join("rules");
+    std::fs::create_dir_all(&rules_dir).unwrap();
+    std::fs::write(rules_dir.join("marker.yml"), MARKER_RULE).unwrap();
+    let config = dir.join("shardwatch.toml");
+    // Reloads only on SIGHUP and through the API here.
+    std::fs::write(&config, "[rules]\nwatch_interval_ms = 0\n").unwrap();
+    let app = Appliance::start(
+        "reload-gate",
+        &[
+            "--cores",
+            "1",
+            "--quiet",
+            "--config",
+            config.to_str().unwrap(),
+            "--rules",
+            rules_dir.to_str().unwrap(),
+        ],
+    )
+    .unwrap();
+    let start_generation = generation(&app);
+    std::fs::write(rules_dir.join("open.yml"), OPEN_FIELD_RULE).unwrap();
+    let pid = libc::pid_t::try_from(app.pid()).unwrap();
+    // SAFETY: kill only sends a signal to our own child process.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while generation(&app) == start_generation && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(generation(&app), start_generation + 1, "SIGHUP reloaded");
+    // Through the API: the report names the rule, then, once it is
+    // gone, nothing.
+    let (status, body) = http(app.api(), "POST", "/api/rules/reload", None, "").unwrap();
+    assert_eq!(status, 200, "{body}");
+    let report: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        report["report"]["decode_blocker"],
+        "\"Bob anywhere\" (2c4e6a80-1b3d-4f5a-9c7e-8d0f2a4b6c18)",
+        "{body}"
+    );
+    std::fs::remove_file(rules_dir.join("open.yml")).unwrap();
+    let (status, body) = http(app.api(), "POST", "/api/rules/reload", None, "").unwrap();
+    assert_eq!(status, 200, "{body}");
+    let report: Value = serde_json::from_str(&body).unwrap();
+    assert!(report["report"]["decode_blocker"].is_null(), "{body}");
+    let stopped = app.stop().unwrap();
+    assert!(stopped.exit_ok, "{:?}", stopped.stderr);
+    let said = |needle: &str| stopped.stderr.iter().any(|line| line.contains(needle));
+    // The keyword rule alone keeps the gate at start.
+    assert!(
+        said("lines no rule can see from their header and message are not decoded"),
+        "{:?}",
+        stopped.stderr
+    );
+    let reloaded = format!(
+        "rules reloaded (SIGHUP): generation {}",
+        start_generation + 1
+    );
+    let blocked = "every payload is decoded: rule \"Bob anywhere\" (2c4e6a80-1b3d-4f5a-9c7e-8d0f2a4b6c18) may see any line";
+    assert!(
+        stopped
+            .stderr
+            .iter()
+            .any(|line| line.contains(&reloaded) && line.contains(blocked)),
+        "{:?}",
+        stopped.stderr
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
