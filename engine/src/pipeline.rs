@@ -272,7 +272,8 @@ impl Pipeline {
     }
 
     /// Finishes a line (event time `time_ns`) from its header alone when
-    /// nothing needs its payload: no loaded detection's log source can admit its header
+    /// nothing needs its payload: no loaded detection's log source can
+    /// admit its header, nor an open keyword rule its message
     /// ([`RuleSet::may_match_header`]; then no correlation, anomaly rule
     /// or template feed sees it either), the template miner does not mine
     /// every line, and the schema registry (if kept) neither checks this

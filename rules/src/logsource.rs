@@ -631,14 +631,12 @@ impl HeaderGate {
                     {
                         return Err(index);
                     }
-                    for (_, needle, _) in literals {
-                        if !keywords.contains(&needle.as_ref()) {
-                            keywords.push(needle);
-                        }
-                    }
+                    keywords.extend(literals.iter().map(|(_, needle, _)| needle.as_ref()));
                 }
             }
         }
+        keywords.sort_unstable();
+        keywords.dedup();
         let message = if keywords.is_empty() {
             None
         } else {
@@ -678,6 +676,8 @@ impl HeaderGate {
             .collect()
     }
 
+    /// The first detection whose filter gives no header terms (the one
+    /// named when the message search cannot be built).
     fn first_message_gated(filters: &[&LogsourceFilter]) -> usize {
         filters
             .iter()
