@@ -2,9 +2,9 @@
 //! the shapes the engine hands rules (Linux syslog fields, a Windows
 //! event), and every correlation fed from them.
 
-use shardwatch_rules::{CorrelationState, Event, Observation, RuleSet, Scratch};
+use shardwatch_rules::{CorrelationState, Event, Observation, RuleSet, Scratch, HEADER_FIELDS};
 
-/// Linux and Windows field sets with their messages.
+/// Linux (sshd, a shell) and Windows field sets with their messages.
 const EVENTS: &[(&[(&str, &[u8])], &[u8])] = &[
     (
         &[
@@ -25,13 +25,26 @@ const EVENTS: &[(&[(&str, &[u8])], &[u8])] = &[
         ],
         b"",
     ),
+    (
+        &[
+            ("host.name", b"web-1"),
+            ("process.name", b"bash"),
+            ("process.pid", b"77"),
+            ("user.name", b"bob"),
+        ],
+        b"bob ran History -c; cat /dev/null > ~/.bash_history",
+    ),
 ];
+
+/// The index of the Windows event in [`EVENTS`].
+const WINDOWS_EVENT: usize = 1;
 
 /// Evaluates every event under `rules` and feeds each correlation of the
 /// rule set with each event's group key and value at increasing times
 /// (arriving on a clock one sender is hours off), then advances past
 /// every window. Must not panic, whatever the rules,
-/// and the prefiltered evaluation must equal evaluating every rule.
+/// the prefiltered evaluation must equal evaluating every rule, and the
+/// header gate must admit every line some rule matches.
 pub fn drive(rules: &RuleSet, state: &mut CorrelationState) {
     let mut scratch = Scratch::new();
     let mut matched = Vec::new();
@@ -52,6 +65,20 @@ pub fn drive(rules: &RuleSet, state: &mut CorrelationState) {
             // change what matches.
             rules.evaluate_all(&event, &mut scratch, &mut every);
             assert_eq!(matched, every, "the prefilter changed the matches");
+            // Nor may the header gate rule out a line a rule matches: the
+            // header parts are the event's first fields of those names
+            // (as the engine puts them), the message the keyword text.
+            let header = HEADER_FIELDS.map(|name| {
+                fields
+                    .iter()
+                    .take_while(|(field, _)| HEADER_FIELDS.contains(field))
+                    .find(|(field, _)| *field == name)
+                    .map(|(_, value)| *value)
+            });
+            assert!(
+                every.is_empty() || rules.may_match_header(&header, message, &mut scratch),
+                "the header gate ruled out a matching line"
+            );
             for correlation in 0..rules.correlation_count() as u32 {
                 rules.group_key(correlation, &event, &mut key);
                 let observation = Observation {
@@ -62,7 +89,7 @@ pub fn drive(rules: &RuleSet, state: &mut CorrelationState) {
                     time_ns,
                     // The Windows host's clock is five hours ahead of the
                     // node's: its windows end on the arrival clock.
-                    arrival_ns: time_ns - i as i64 * 5 * 3_600_000_000_000,
+                    arrival_ns: time_ns - i64::from(i == WINDOWS_EVENT) * 5 * 3_600_000_000_000,
                     raw: message,
                 };
                 state.observe_into(rules, &observation, &mut alerts);
