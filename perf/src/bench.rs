@@ -273,7 +273,7 @@ pub fn add_bench_to_report(
         Transport::Relp => stats.relp_messages,
     };
     let accepted = stats.events_parsed + stats.quarantined_total();
-    let io = io_line(&stats);
+    let io = io_line(&stats, decoding_status(&outcome.stopped.stderr_tail));
     let lost = sent.saturating_sub(received);
     let parsed_eps = stats.events_parsed as f64 / duration_s;
     // CPUs the node's threads used on average while the load was sent.
@@ -427,10 +427,24 @@ fn memory_line(memory: Option<Memory>, stats: &ApplianceStats) -> Option<String>
     (!parts.is_empty()).then(|| format!("appliance memory: {}", parts.join("; ")))
 }
 
+/// The node's sentence on whether lines no rule can see skip their
+/// payload's decode (printed at start and after each reload; the last
+/// one is in force), from its stderr.
+fn decoding_status(stderr: &[String]) -> Option<&str> {
+    stderr.iter().rev().find_map(|line| {
+        let said = line.strip_prefix("shardwatch: ")?;
+        let said = said.rsplit("; ").next().unwrap_or(said);
+        (said.starts_with("every payload is decoded") || said.starts_with("lines no rule can see"))
+            .then_some(said)
+    })
+}
+
 /// The appliance's write and read sizes, from its exit stats: journal
 /// bytes per group-commit write and datagrams per `recvmmsg` (what the
-/// I/O path cost depends on); `None` when it did neither.
-fn io_line(stats: &ApplianceStats) -> Option<String> {
+/// I/O path cost depends on), and how many lines it finished from their
+/// header, or with none, why not (`decoding`, the node's own sentence);
+/// `None` when it did none of these.
+fn io_line(stats: &ApplianceStats, decoding: Option<&str>) -> Option<String> {
     let mut parts = Vec::new();
     if stats.journal_commits > 0 {
         parts.push(format!(
@@ -448,6 +462,8 @@ fn io_line(stats: &ApplianceStats) -> Option<String> {
             stats.lines_without_payload,
             100.0 * stats.lines_without_payload as f64 / stats.events_parsed.max(1) as f64,
         ));
+    } else if let Some(why) = decoding.filter(|why| why.starts_with("every payload")) {
+        parts.push(format!("no line finished from its header: {why}"));
     }
     if stats.udp_batches > 0 {
         parts.push(format!(
@@ -474,10 +490,40 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            super::io_line(&stats).unwrap(),
+            super::io_line(&stats, None).unwrap(),
             "appliance I/O: journal 2.1 MB in 8 writes (256 KiB each, 2097 bytes per event); 400 lines (40%) finished from their header, payload not decoded; UDP 1000 datagrams in 100 reads (10.0 per recvmmsg)"
         );
-        assert_eq!(super::io_line(&super::ApplianceStats::default()), None);
+        assert_eq!(
+            super::io_line(&super::ApplianceStats::default(), None),
+            None
+        );
+        // With no line finished from its header, the node's reason; the
+        // last sentence it said (a reload's) is the one in force.
+        let stderr: Vec<String> = [
+            "shardwatch: listening udp=127.0.0.1:1 tcp=127.0.0.1:2",
+            "shardwatch: lines no rule can see from their header and message are not decoded",
+            "shardwatch: rules reloaded (SIGHUP): generation 2 with 6 detections, 3 correlations, 0 unsupported skipped; every payload is decoded: rule \"R\" (1) may see any line",
+            "shardwatch: stopped; alerts written=0 quarantined=0",
+        ]
+        .map(String::from)
+        .to_vec();
+        let why = super::decoding_status(&stderr);
+        assert_eq!(
+            why,
+            Some("every payload is decoded: rule \"R\" (1) may see any line")
+        );
+        let none_skipped = super::ApplianceStats {
+            lines_without_payload: 0,
+            ..stats
+        };
+        assert_eq!(
+            super::io_line(&none_skipped, why).unwrap(),
+            "appliance I/O: journal 2.1 MB in 8 writes (256 KiB each, 2097 bytes per event); no line finished from its header: every payload is decoded: rule \"R\" (1) may see any line; UDP 1000 datagrams in 100 reads (10.0 per recvmmsg)"
+        );
+        assert_eq!(
+            super::decoding_status(&stderr[..2]),
+            Some("lines no rule can see from their header and message are not decoded")
+        );
     }
 
     use super::*;
