@@ -211,6 +211,7 @@ pub fn run(config: Config) -> anyhow::Result<Vec<CoreReport>> {
                 alert_duplicates: writer.duplicates.clone(),
                 alert_log: writer.status.clone(),
                 alerts_written: writer.written.clone(),
+                decoding: crate::liverules::PayloadDecoding::of(&config),
             },
             stop.clone(),
         )?),
@@ -238,7 +239,7 @@ pub fn run(config: Config) -> anyhow::Result<Vec<CoreReport>> {
         data_dir.display(),
         core_cpu_list(&cpus),
     );
-    let decoding = PayloadDecoding::of(&config);
+    let decoding = crate::liverules::PayloadDecoding::of(&config);
     eprintln!(
         "shardwatch: {}",
         decoding.status(crate::liverules::decode_blocker(&rules).as_deref())
@@ -296,43 +297,6 @@ pub fn run(config: Config) -> anyhow::Result<Vec<CoreReport>> {
     Ok(reports)
 }
 
-/// The settings that decide, with the rules, whether lines no rule can
-/// see skip their payload's decode.
-#[derive(Clone, Copy, Debug)]
-struct PayloadDecoding {
-    /// `ingest.decode_all_payloads`.
-    all: bool,
-    /// `engine.templates = "on"` (the miner reads every line).
-    mine_every_line: bool,
-}
-
-impl PayloadDecoding {
-    fn of(config: &Config) -> PayloadDecoding {
-        PayloadDecoding {
-            all: config.ingest.decode_all_payloads,
-            mine_every_line: config.engine.templates == crate::pipeline::TemplatesMode::On,
-        }
-    }
-
-    /// What the node says at start and after each reload: whether lines
-    /// no rule can see skip their payload's decode, and if not, which
-    /// setting or rule (`blocker`, from `liverules::decode_blocker`)
-    /// keeps every payload decoded.
-    fn status(self, blocker: Option<&str>) -> String {
-        if self.all {
-            "every payload is decoded (ingest.decode_all_payloads)".into()
-        } else if self.mine_every_line {
-            "every payload is decoded (engine.templates = \"on\" mines every line)".into()
-        } else if let Some(rule) = blocker {
-            format!(
-                "every payload is decoded: rule {rule} may see any line (its log source names no program or host, and it needs more than a keyword in the message)"
-            )
-        } else {
-            "lines no rule can see from their header and message are not decoded".into()
-        }
-    }
-}
-
 /// Reloads the rules when a rule file changes (polled every `interval_ms`;
 /// 0 turns polling off) or on SIGHUP, until `stop`, and says what each
 /// reload did (with `decoding`, whether payloads are now all decoded).
@@ -340,7 +304,7 @@ fn start_rule_watcher(
     live: Arc<LiveRules>,
     stop: Arc<AtomicBool>,
     interval_ms: u64,
-    decoding: PayloadDecoding,
+    decoding: crate::liverules::PayloadDecoding,
 ) -> anyhow::Result<std::thread::JoinHandle<()>> {
     use std::sync::atomic::Ordering;
     let hangup = Arc::new(AtomicBool::new(false));
@@ -369,14 +333,9 @@ fn start_rule_watcher(
                 }
                 if let Some(reason) = reason {
                     match live.reload() {
-                        Ok(report) => eprintln!(
-                            "shardwatch: rules reloaded ({reason}): generation {} with {} detections, {} correlations, {} unsupported skipped; {}",
-                            report.generation,
-                            report.detections,
-                            report.correlations,
-                            report.unsupported.len(),
-                            decoding.status(report.decode_blocker.as_deref())
-                        ),
+                        Ok(report) => {
+                            eprintln!("shardwatch: {}", report.describe(reason, decoding))
+                        }
                         Err(err) => eprintln!("shardwatch: {err} ({reason})"),
                     }
                 }

@@ -37,6 +37,58 @@ pub struct ReloadReport {
     pub decode_blocker: Option<String>,
 }
 
+impl ReloadReport {
+    /// The line the node prints for this reload (`reason`: what asked
+    /// for it), ending with whether lines no rule can see are decoded.
+    pub fn describe(&self, reason: &str, decoding: PayloadDecoding) -> String {
+        format!(
+            "rules reloaded ({reason}): generation {} with {} detections, {} correlations, {} unsupported skipped; {}",
+            self.generation,
+            self.detections,
+            self.correlations,
+            self.unsupported.len(),
+            decoding.status(self.decode_blocker.as_deref())
+        )
+    }
+}
+
+/// The settings that decide, with the rules, whether lines no rule can
+/// see skip their payload's decode.
+#[derive(Clone, Copy, Debug)]
+pub struct PayloadDecoding {
+    /// `ingest.decode_all_payloads`.
+    all: bool,
+    /// `engine.templates = "on"` (the miner reads every line).
+    mine_every_line: bool,
+}
+
+impl PayloadDecoding {
+    pub fn of(config: &crate::config::Config) -> PayloadDecoding {
+        PayloadDecoding {
+            all: config.ingest.decode_all_payloads,
+            mine_every_line: config.engine.templates == crate::pipeline::TemplatesMode::On,
+        }
+    }
+
+    /// What the node says at start and after each reload: whether lines
+    /// no rule can see skip their payload's decode, and if not, which
+    /// setting or rule (`blocker`, from `liverules::decode_blocker`)
+    /// keeps every payload decoded.
+    pub fn status(self, blocker: Option<&str>) -> String {
+        if self.all {
+            "every payload is decoded (ingest.decode_all_payloads)".into()
+        } else if self.mine_every_line {
+            "every payload is decoded (engine.templates = \"on\" mines every line)".into()
+        } else if let Some(rule) = blocker {
+            format!(
+                "every payload is decoded: rule {rule} may see any line (its log source names no program or host, and it needs more than a keyword in the message)"
+            )
+        } else {
+            "lines no rule can see from their header and message are not decoded".into()
+        }
+    }
+}
+
 /// `rules`' [`ReloadReport::decode_blocker`].
 pub fn decode_blocker(rules: &RuleSet) -> Option<String> {
     rules

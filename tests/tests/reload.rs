@@ -136,9 +136,9 @@ fn reload_under_load_loses_and_doubles_nothing() {
 
 /// A rule on a payload field whose log source is all of Linux may see
 /// any line, so every payload is decoded while it is loaded. The node
-/// says so after the reload that adds it (SIGHUP), the reload's API
-/// report names it, and the reload that removes it turns the header gate
-/// back on.
+/// says so after each reload (SIGHUP or through the API), the API's
+/// reload report names the rule, and the reload that removes it turns
+/// the header gate back on.
 #[test]
 fn a_reload_says_whether_lines_no_rule_can_see_are_decoded() {
     const OPEN_FIELD_RULE: &str = "title: Bob anywhere\n\
@@ -200,18 +200,23 @@ level: low\n";
         "{:?}",
         stopped.stderr
     );
-    let reloaded = format!(
-        "rules reloaded (SIGHUP): generation {}",
-        start_generation + 1
-    );
-    let blocked = "every payload is decoded: rule \"Bob anywhere\" (2c4e6a80-1b3d-4f5a-9c7e-8d0f2a4b6c18) may see any line";
-    assert!(
-        stopped
-            .stderr
-            .iter()
-            .any(|line| line.contains(&reloaded) && line.contains(blocked)),
-        "{:?}",
-        stopped.stderr
-    );
+    // Each reload's line ends with what is in force after it.
+    let blocked = "every payload is decoded: rule \"Bob anywhere\" (2c4e6a80-1b3d-4f5a-9c7e-8d0f2a4b6c18) may see any line (its log source names no program or host, and it needs more than a keyword in the message)";
+    let gate_on = "lines no rule can see from their header and message are not decoded";
+    for (reason, generation, says) in [
+        ("SIGHUP", start_generation + 1, blocked),
+        ("API: POST /api/rules/reload", start_generation + 2, blocked),
+        ("API: POST /api/rules/reload", start_generation + 3, gate_on),
+    ] {
+        let reloaded = format!("rules reloaded ({reason}): generation {generation} with ");
+        assert!(
+            stopped
+                .stderr
+                .iter()
+                .any(|line| line.contains(&reloaded) && line.ends_with(&format!("; {says}"))),
+            "{reloaded} ... {says}: {:?}",
+            stopped.stderr
+        );
+    }
     let _ = std::fs::remove_dir_all(dir);
 }

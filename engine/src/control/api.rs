@@ -51,6 +51,9 @@ pub struct ApiState {
     pub alert_log: Arc<crate::output::AlertLogStatus>,
     /// Woken when the alert writer has written new lines.
     pub alerts_written: Arc<tokio::sync::Notify>,
+    /// The settings that, with the rules, decide whether payloads are all
+    /// decoded (said after each reload).
+    pub decoding: crate::liverules::PayloadDecoding,
 }
 
 type Shared = Arc<ApiState>;
@@ -396,11 +399,18 @@ async fn blocking<T: Send + 'static>(
     })
 }
 
+/// The reply to a reload asked for by `reason`; a reload that happened
+/// is also said on stderr, as the rule watcher's are.
 fn reload_response(
+    state: &ApiState,
+    reason: &str,
     result: Result<crate::liverules::ReloadReport, crate::liverules::ReloadError>,
 ) -> Response {
     match result {
-        Ok(report) => Json(json!({"reloaded": true, "report": report})).into_response(),
+        Ok(report) => {
+            eprintln!("shardwatch: {}", report.describe(reason, state.decoding));
+            Json(json!({"reloaded": true, "report": report})).into_response()
+        }
         Err(err) => (
             StatusCode::UNPROCESSABLE_ENTITY,
             Json(json!({"error": err.to_string(), "errors": err.errors})),
@@ -412,7 +422,7 @@ fn reload_response(
 async fn reload_rules(State(state): State<Shared>) -> Response {
     let live = state.live.clone();
     match blocking(move || live.reload()).await {
-        Ok(result) => reload_response(result),
+        Ok(result) => reload_response(&state, "API: POST /api/rules/reload", result),
         Err(err) => err.into_response(),
     }
 }
@@ -451,7 +461,7 @@ async fn put_rule(State(state): State<Shared>, Path(name): Path<String>, body: S
     })
     .await;
     match result {
-        Ok(Ok(reloaded)) => reload_response(reloaded),
+        Ok(Ok(reloaded)) => reload_response(&state, &format!("API: PUT rule {name}"), reloaded),
         Ok(Err(err)) | Err(err) => err.into_response(),
     }
 }
@@ -479,7 +489,7 @@ async fn delete_rule(State(state): State<Shared>, Path(name): Path<String>) -> R
     })
     .await;
     match result {
-        Ok(Ok(reloaded)) => reload_response(reloaded),
+        Ok(Ok(reloaded)) => reload_response(&state, &format!("API: DELETE rule {name}"), reloaded),
         Ok(Err(err)) | Err(err) => err.into_response(),
     }
 }
