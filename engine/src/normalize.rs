@@ -706,7 +706,7 @@ impl AliasShapes {
     }
 
     /// The rules' shape for an event of alias shape `at` with `fields`
-    /// fields now (see [`AliasShapes::index_slot`]), once known.
+    /// fields now (see `AliasShapes::index_slot`), once known.
     pub fn index_key(&self, at: AliasShapeAt, fields: usize) -> Option<ShapeKey> {
         let (at, dataset) = self.index_slot(at, fields)?;
         self.shapes[at].index[dataset]

@@ -559,7 +559,7 @@ impl LogsourceFilter {
 
 /// The fields a syslog header gives an event before its payload is
 /// decoded (`shardwatch_net::header_fields`), in this order: the values a
-/// [`HeaderGate`] is asked about.
+/// `HeaderGate` is asked about.
 pub const HEADER_FIELDS: [&str; 4] = [
     "host.name",
     "process.name",
