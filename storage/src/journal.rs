@@ -1311,7 +1311,7 @@ pub struct RetainReport {
 /// them). The newest segment is never deleted. With `keep_spares`, up to
 /// [`SPARES_MAX`] of them are renamed to spares instead (outside the
 /// journal: no scan or replay reads them), which the writer reuses for its
-/// next segments (a buffered journal's; see [`reuse_spare`]).
+/// next segments (a buffered journal's; see `reuse_spare`).
 pub fn retain(
     dir: &Path,
     max_bytes: u64,

@@ -475,7 +475,7 @@ fn trim_start(bytes: &[u8]) -> &[u8] {
 /// at the start of `text` or after a space within the first
 /// [`MARKER_SEARCH_BYTES_MAX`] bytes: the first of each, in one pass over
 /// the places where `EF:` is (which both end in), found by
-/// [`ef_colons`]: key=value lines hold a colon in every MAC address and
+/// `ef_colons`: key=value lines hold a colon in every MAC address and
 /// time of day, and a search per colon cost them more than the scan.
 /// Whether [`payload`] might take `message` for CEF or LEEF, whose sending
 /// vendor and product then name the line's source: true when either

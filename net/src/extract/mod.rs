@@ -150,7 +150,7 @@ struct CompiledRow {
     constants: Vec<(Slot, &'static [u8])>,
 }
 
-/// How an app entry matches an app key (see [`app_matches`]).
+/// How an app entry matches an app key (see `app_matches`).
 enum AppEntry {
     Exact(&'static [u8]),
     Wildcard {
