@@ -188,6 +188,7 @@ pub fn run(config: Config) -> anyhow::Result<Vec<CoreReport>> {
         .map(|_| Arc::new(CoreStats::new(cores, map.shards())))
         .collect();
     let schemas: Vec<_> = (0..cores).map(|_| Arc::default()).collect();
+    let decoding = crate::liverules::PayloadDecoding::of(&config);
     let control = match config.api_addr() {
         Some(addr) => Some(ControlPlane::start(
             addr,
@@ -211,7 +212,7 @@ pub fn run(config: Config) -> anyhow::Result<Vec<CoreReport>> {
                 alert_duplicates: writer.duplicates.clone(),
                 alert_log: writer.status.clone(),
                 alerts_written: writer.written.clone(),
-                decoding: crate::liverules::PayloadDecoding::of(&config),
+                decoding,
             },
             stop.clone(),
         )?),
@@ -239,7 +240,6 @@ pub fn run(config: Config) -> anyhow::Result<Vec<CoreReport>> {
         data_dir.display(),
         core_cpu_list(&cpus),
     );
-    let decoding = crate::liverules::PayloadDecoding::of(&config);
     eprintln!(
         "shardwatch: {}",
         decoding.status(crate::liverules::decode_blocker(&rules).as_deref())

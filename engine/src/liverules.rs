@@ -63,6 +63,7 @@ pub struct PayloadDecoding {
 }
 
 impl PayloadDecoding {
+    /// The settings in `config`.
     pub fn of(config: &crate::config::Config) -> PayloadDecoding {
         PayloadDecoding {
             all: config.ingest.decode_all_payloads,
