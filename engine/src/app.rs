@@ -67,11 +67,8 @@ pub fn run(config: Config) -> anyhow::Result<Vec<CoreReport>> {
     // like any other rules path.
     let mut rule_paths = config.rules.paths.clone();
     rule_paths.push(crate::liverules::ensure_api_rules_dir(data_dir)?);
-    let (live, errors) = LiveRules::load(
-        config.rules.builtin,
-        rule_paths,
-        config.rules.compile_options()?,
-    )?;
+    let (live, errors) =
+        LiveRules::load(config.rules.builtin, rule_paths, config.compile_options()?)?;
     for error in &errors {
         eprintln!("shardwatch: rule not loaded: {error}");
     }

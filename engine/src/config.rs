@@ -433,7 +433,8 @@ impl OneOrMany {
 
 impl RulesConfig {
     /// The compile options these settings give (placeholders, log source
-    /// mappings); refuses a mapping that cannot mean anything.
+    /// mappings; no payload sources, which [`Config::compile_options`]
+    /// adds); refuses a mapping that cannot mean anything.
     pub fn compile_options(&self) -> anyhow::Result<shardwatch_rules::CompileOptions> {
         let mut logsources = Vec::with_capacity(self.logsources.len());
         for (at, entry) in self.logsources.iter().enumerate() {
@@ -481,6 +482,7 @@ impl RulesConfig {
         Ok(shardwatch_rules::CompileOptions {
             placeholders: self.placeholders.clone(),
             logsources,
+            payload_sources: Default::default(),
         })
     }
 }
@@ -592,6 +594,20 @@ impl Default for Config {
 }
 
 impl Config {
+    /// The compile options of the rules (`[rules]`, see
+    /// [`RulesConfig::compile_options`]), with the names a payload could
+    /// give each header field under as the alias table (`[normalize]`)
+    /// makes them, for the header gate.
+    pub fn compile_options(&self) -> anyhow::Result<shardwatch_rules::CompileOptions> {
+        Ok(shardwatch_rules::CompileOptions {
+            payload_sources: crate::normalize::payload_sources(
+                self.normalize.builtin,
+                &self.normalize.aliases,
+            ),
+            ..self.rules.compile_options()?
+        })
+    }
+
     /// Reads a TOML file over the embedded defaults.
     pub fn from_file(path: &std::path::Path) -> anyhow::Result<Config> {
         let text = std::fs::read_to_string(path)

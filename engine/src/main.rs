@@ -372,7 +372,7 @@ fn schemas(
     let (rules, _) = shardwatch::ruleload::load(
         config.rules.builtin,
         &config.rules.paths,
-        &config.rules.compile_options()?,
+        &config.compile_options()?,
     )?;
     let input = BufReader::new(
         std::fs::File::open(&file).with_context(|| format!("cannot open {}", file.display()))?,
@@ -449,7 +449,7 @@ fn replay(file: PathBuf, rule_args: RuleArgs, config: Option<PathBuf>) -> anyhow
     let (rules, errors) = shardwatch::ruleload::load(
         config.rules.builtin,
         &config.rules.paths,
-        &config.rules.compile_options()?,
+        &config.compile_options()?,
     )?;
     for error in &errors {
         eprintln!("shardwatch: rule not loaded: {error}");
@@ -498,7 +498,7 @@ fn document_line(text: &str, document: usize) -> usize {
 /// one line per rule — OK, UNSUPPORTED with the feature, or ERROR with file
 /// and line — and the totals. Returns true when every rule loaded.
 fn rules_check(path: PathBuf, config: Option<PathBuf>) -> anyhow::Result<bool> {
-    let options = load_config(config.as_ref())?.rules.compile_options()?;
+    let options = load_config(config.as_ref())?.compile_options()?;
     // The built-in pack is compiled alongside (rules may refer to its base
     // rules by name, as they can in a running node) but not reported.
     let sources = shardwatch::ruleload::sources(true, std::slice::from_ref(&path))?;

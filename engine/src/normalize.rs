@@ -403,6 +403,71 @@ impl NameSketch {
 /// one by one as they are met.
 const PENDING_MAX: usize = 32;
 
+/// The alias table in force as `vendor name -> common name`: the built-in
+/// table (if `builtin`), then `overrides` on top (an empty common name
+/// removes an alias).
+fn common_names(builtin: bool, overrides: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let mut map: BTreeMap<String, String> = BTreeMap::new();
+    if builtin {
+        for (from, to) in BUILTIN_ALIASES {
+            map.insert((*from).to_string(), (*to).to_string());
+        }
+    }
+    for (from, to) in overrides {
+        if to.is_empty() {
+            map.remove(from);
+        } else {
+            map.insert(from.clone(), to.clone());
+        }
+    }
+    map
+}
+
+/// Field names the engine adds to an event itself (not from its line).
+const ENGINE_NAMES: &[&str] = &[
+    "event.dataset",
+    "event.time_skewed",
+    "template.text",
+    "template.new",
+    "template.id",
+];
+
+/// Per syslog header field (`shardwatch_rules::HEADER_FIELDS`): the names
+/// a line's payload could give it under with this alias table (the field's
+/// own name and every vendor name aliased onto it, through other aliases
+/// too), or `None` when one of them is a name given without its text in
+/// the line (`shardwatch_net::names_not_in_text`, another header part, a
+/// name the engine adds): then the header gate decodes every line whose
+/// header lacks that part.
+pub fn payload_sources(
+    builtin: bool,
+    overrides: &BTreeMap<String, String>,
+) -> shardwatch_rules::PayloadSources {
+    let common = common_names(builtin, overrides);
+    let not_in_text = shardwatch_net::names_not_in_text();
+    shardwatch_rules::PayloadSources(shardwatch_rules::HEADER_FIELDS.map(|field| {
+        let mut names = vec![field.to_string()];
+        let mut at = 0;
+        while at < names.len() {
+            for (from, to) in &common {
+                if *to == names[at] && !names.contains(from) {
+                    names.push(from.clone());
+                }
+            }
+            at += 1;
+        }
+        // The field's own header part is what the gate reads already;
+        // another header part aliased onto it is not in the payload.
+        let made_up = |name: &String| {
+            let name = name.as_str();
+            ENGINE_NAMES.contains(&name)
+                || not_in_text.contains(&name)
+                || (name != field && shardwatch_net::HEADER_FIELD_NAMES.contains(&name))
+        };
+        (!names.iter().any(made_up)).then_some(names)
+    }))
+}
+
 /// The alias table in force.
 pub struct Aliases {
     map: NameTable,
@@ -416,10 +481,10 @@ impl Aliases {
     pub fn new(builtin: bool, overrides: &BTreeMap<String, String>) -> Aliases {
         let mut map: BTreeMap<String, Entry> = BTreeMap::new();
         let mut datasets = Vec::new();
+        for (from, to) in common_names(builtin, overrides) {
+            map.entry(from).or_default().common = Some(to);
+        }
         if builtin {
-            for (from, to) in BUILTIN_ALIASES {
-                map.entry((*from).to_string()).or_default().common = Some((*to).to_string());
-            }
             let mut bit = 0u32;
             for (dataset, markers) in BUILTIN_DATASETS {
                 let mut mask = 0u64;
@@ -434,10 +499,6 @@ impl Aliases {
                 }
                 datasets.push((*dataset, mask));
             }
-        }
-        for (from, to) in overrides {
-            let entry = map.entry(from.clone()).or_default();
-            entry.common = (!to.is_empty()).then(|| to.clone());
         }
         map.retain(|_, entry| entry.common.is_some() || !entry.markers.is_empty());
         Aliases {
@@ -734,6 +795,47 @@ impl Default for AliasShapes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The names a payload could give each header field under follow the
+    /// alias table; a name some decoder or the engine makes up (a
+    /// free-text extraction's `user.name`, a CEF header's, another header
+    /// part, `event.dataset`) leaves the field unsearchable.
+    #[test]
+    fn payload_sources_follow_the_alias_table() {
+        let with = |pairs: &[(&str, &str)]| {
+            let overrides: BTreeMap<String, String> = pairs
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect();
+            payload_sources(true, &overrides).0
+        };
+        let names = |list: &[&str]| Some(list.iter().map(|n| n.to_string()).collect::<Vec<_>>());
+        let plain = with(&[]);
+        assert_eq!(plain[1], names(&["process.name", "sproc"]));
+        assert_eq!(plain[0], names(&["host.name", "Event.System.Computer"]));
+        assert_eq!(plain[2], names(&["process.pid"]));
+        assert_eq!(with(&[("sproc", "")])[1], names(&["process.name"]));
+        // Through another alias.
+        assert_eq!(
+            with(&[("prog", "sproc")])[1],
+            names(&["process.name", "sproc", "prog"])
+        );
+        assert_eq!(
+            payload_sources(false, &BTreeMap::new()).0[1],
+            names(&["process.name"])
+        );
+        for made_up in [
+            "user.name",
+            "cef.device_product",
+            "host.name",
+            "event.dataset",
+            "leef.vendor",
+        ] {
+            let sources = with(&[(made_up, "process.name")]);
+            assert_eq!(sources[1], None, "{made_up}");
+            assert_eq!(sources[3], names(&["log.syslog.msgid"]));
+        }
+    }
 
     #[test]
     fn name_table_finds_every_name_and_nothing_else() {

@@ -276,15 +276,16 @@ impl Pipeline {
     /// admit its header, nor an open keyword rule its message
     /// ([`RuleSet::may_match_header`]; then no correlation, anomaly rule
     /// or template feed sees it either), the template miner does not mine
-    /// every line, and the schema registry (if kept) neither checks this
-    /// event's fields nor could learn its source only from the payload (a
-    /// CEF or LEEF marker). Returns the event time, or `None` when the
+    /// every line, and the schema registry (if kept) does not check this
+    /// event's fields and can tell its source without the decode (a CEF
+    /// line's from its header; a LEEF line's only from the payload). Returns the event time, or `None` when the
     /// line must be decoded (`ingest.decode_all_payloads` forces that);
     /// then nothing was counted or flagged.
     /// With the built-in pack, 40% of the load harness's lines take this
     /// path (BENCHMARKS.md, 2026-12-06).
     fn without_payload(
         &mut self,
+        raw: &[u8],
         header: &SyslogMessage<'_>,
         time_ns: i64,
         received_ns: i64,
@@ -295,19 +296,24 @@ impl Pipeline {
             || self.rules.may_match_header(
                 &shardwatch_net::header_parts(header),
                 header.message,
+                raw,
                 &mut self.scratch,
             )
         {
             return None;
         }
         if let Some(registry) = self.registry.as_mut() {
-            if shardwatch_net::decode::may_name_vendor(header.message) {
-                return None;
-            }
-            let source = SourceId::HostApp(
-                header.hostname.unwrap_or(b"-"),
-                header.app_name.or(header.cisco_mnemonic).unwrap_or(b"-"),
-            );
+            let source = if shardwatch_net::decode::may_name_vendor(header.message) {
+                // A CEF line counts under its vendor's source, read from
+                // its header; any other vendor line is decoded.
+                let vendor = shardwatch_net::decode::cef_source(header.message)?;
+                SourceId::Vendor("cef", vendor.vendor, vendor.product)
+            } else {
+                SourceId::HostApp(
+                    header.hostname.unwrap_or(b"-"),
+                    header.app_name.or(header.cisco_mnemonic).unwrap_or(b"-"),
+                )
+            };
             if !registry.count_without_fields(source.key(), time_ns) {
                 return None;
             }
@@ -349,7 +355,7 @@ impl Pipeline {
             raw,
             received_ns,
         );
-        if let Some(time_ns) = self.without_payload(&header, time_ns, received_ns, sink) {
+        if let Some(time_ns) = self.without_payload(raw, &header, time_ns, received_ns, sink) {
             return Some(time_ns);
         }
         let mut fields = Fields::new();
@@ -774,6 +780,116 @@ correlation:
                 b.fields.keys()
             );
         }
+    }
+
+    /// A line whose header names no program is finished from its header
+    /// when its text holds no name its payload could give `process.name`
+    /// under (the name itself, `sproc`, a configured alias): then no
+    /// decoder can make the field a `service: sshd` log source reads. A
+    /// line that could name one, however it is written (a JSON path, a
+    /// JSON key escaped with `\u`, key=value, a CEF key or label, an RFC
+    /// 5424 parameter aliased in the config), is decoded and alerts as
+    /// when every payload is decoded; the schema registry counts a
+    /// skipped CEF line under its vendor, from its header.
+    #[test]
+    fn lines_without_a_program_skip_their_payload_unless_it_could_name_one() {
+        let overrides: std::collections::BTreeMap<String, String> = [
+            ("sd.meta.prog", "process.name"),
+            ("sd.meta.user", "user.name"),
+        ]
+        .into_iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+        let options = shardwatch_rules::CompileOptions {
+            payload_sources: crate::normalize::payload_sources(true, &overrides),
+            ..Default::default()
+        };
+        let (rules, errors) = RuleSet::compile_with(
+            &[shardwatch_rules::RuleSource {
+                origin: "test".into(),
+                text: r#"title: root over ssh
+logsource:
+    product: linux
+    service: sshd
+detection:
+    sel:
+        user.name: root
+    condition: sel
+"#
+                .into(),
+            }],
+            &options,
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        assert!(rules.header_gate_blocker().is_none());
+        let rules = Arc::new(rules);
+        let aliases = Arc::new(Aliases::new(true, &overrides));
+        let pipeline = |decode_all_payloads| {
+            Pipeline::new(
+                rules.clone(),
+                Arc::new(ShardMap::new(1, 64, 1)),
+                PipelineOptions {
+                    aliases: aliases.clone(),
+                    schemas: Some(SchemaOptions {
+                        sources_max: 100,
+                        fields_max: 100,
+                        sample_every: 64,
+                    }),
+                    decode_all_payloads,
+                    ..PipelineOptions::default()
+                },
+            )
+        };
+        let (mut gated, mut full) = (pipeline(false), pipeline(true));
+        let naming = [
+            r#"<14>Nov 30 00:00:01 h {"process":{"name":"sshd"},"user":{"name":"root"}}"#,
+            r#"<14>Nov 30 00:00:02 h {"\u0070rocess.name":"sshd","user.name":"root"}"#,
+            r#"<14>Nov 30 00:00:03 h process.name=sshd user.name=root x=1"#,
+            r#"<134>Nov 30 00:00:04 fw CEF:0|V|P|1|2|n|3|sproc=sshd suser=root"#,
+            r#"<134>Nov 30 00:00:05 fw CEF:0|V|P|1|2|n|3|cs1Label=process.name cs1=sshd suser=root"#,
+            r#"<14>1 2026-11-30T00:00:06Z h - - - [meta prog="sshd" user="root"] a=1 b=2"#,
+        ];
+        let mut corpus = Vec::new();
+        for i in 0..40u32 {
+            let s = i % 60;
+            corpus.push(format!(
+                r#"<189>Nov 30 00:01:{s:02} fgt devname="fgt" srcip=10.0.0.{i} user="root" action="accept""#
+            ));
+            corpus.push(format!(
+                "<134>Nov 30 00:01:{s:02} fw CEF:0|Palo Alto|PAN-OS|10|T|end|3|src=10.0.0.{i} suser=root act=allow"
+            ));
+            // An escaped vendor: the registry's source needs the decode.
+            corpus.push(format!(
+                "<134>Nov 30 00:01:{s:02} fw CEF:0|Pa\\|lo|X|10|T|end|3|src=10.0.0.{i} suser=root"
+            ));
+            corpus.push(format!(
+                "<14>Nov 30 00:01:{s:02} h <Event><process><name>sshd</name></process><user>root</user></Event>"
+            ));
+            corpus.push(naming[i as usize % naming.len()].to_string());
+        }
+        let seen_gated = gated_agrees_with_full(&mut gated, &mut full, &corpus, 60, |line, n| {
+            if naming.contains(&line) {
+                assert_eq!(n, 1, "{line}");
+            }
+        });
+        assert_eq!(seen_gated.detections.len(), 40);
+        // Of the 80 firewall lines, the registry checks one in eight of
+        // each source; none of the others is decoded.
+        assert!(
+            seen_gated.without_payload >= 65,
+            "{}",
+            seen_gated.without_payload
+        );
+        let schemas = |p: &Pipeline| p.registry().expect("kept").snapshot();
+        let (a, b) = (schemas(&gated), schemas(&full));
+        assert_eq!(
+            a.iter().map(|s| (&s.source, s.events)).collect::<Vec<_>>(),
+            b.iter().map(|s| (&s.source, s.events)).collect::<Vec<_>>()
+        );
+        assert!(
+            a.iter().any(|s| s.source == "cef:Palo Alto/PAN-OS"),
+            "{a:?}"
+        );
     }
 
     /// Every rule file under `dir`, recursively, in path order.

@@ -96,6 +96,27 @@ pub fn extract_parsed<'a>(
     }
 }
 
+/// The field names [`extract_parsed`] can give a line's payload without
+/// their text being in it: the CEF and LEEF headers', the free-text
+/// extraction table's and the CSV layouts' (the header parts' are
+/// [`HEADER_FIELD_NAMES`]).
+/// Every other name a decoder gives is read from the line (a JSON key, an
+/// XML element or attribute, a key=value, CEF or LEEF key, a CEF label,
+/// an RFC 5424 `sd.<id>.<param>`), as `shardwatch_rules::PayloadSources`
+/// relies on; a decoder that made up names would have to list them here.
+pub fn names_not_in_text() -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = decode::cef::HEADER_NAMES
+        .iter()
+        .chain(decode::leef::HEADER_NAMES.iter())
+        .chain(extract::field_names().iter())
+        .copied()
+        .chain(extract::csv::field_names())
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+}
+
 /// The names [`header_fields`] gives the header's parts, in its order.
 pub const HEADER_FIELD_NAMES: [&str; 4] = [
     "host.name",

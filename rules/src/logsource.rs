@@ -567,6 +567,90 @@ pub const HEADER_FIELDS: [&str; 4] = [
     "log.syslog.msgid",
 ];
 
+/// Per header field ([`HEADER_FIELDS`] order): every field name a line's
+/// payload could give that field under (its own name, and each name the
+/// engine's aliases copy onto it, directly or through other aliases), or
+/// `None` where one of them is a name some decoder gives without its
+/// text being in the line (a CEF header name, a free-text extraction's
+/// field, a field the engine adds). The default is `None` everywhere.
+///
+/// A [`HeaderGate`] uses it for a line whose header lacks a part a filter
+/// term reads: the payload can give that field only when the line holds
+/// the text of one of these names (see [`PayloadNames`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PayloadSources(pub [Option<Vec<String>>; 4]);
+
+/// Bytes a decoder's escape can produce from other text (`\|`, `\=`,
+/// `\"`, `\]`, `\/`, `\n`, `&lt;` and the like): a name component with
+/// one of them might not be in the line as written, so it is not searched.
+const ESCAPE_OUTPUTS: &[u8] = b"|\\=\"]/<>&'\n\r\t\x08\x0c";
+
+/// Per header field: a search for the text one of whose needles a line
+/// must hold for its payload to give that field, built from
+/// [`PayloadSources`].
+///
+/// Every decoder takes a field's name from the line's text: a JSON key
+/// or path of keys, an XML element, attribute or `Name` path, a key of a
+/// key=value, CEF or LEEF extension, a CEF label's value, an RFC 5424
+/// parameter (`sd.<id>.<param>`: all but the leading `sd`). Each
+/// component of a dotted name (an XML namespace prefix dropped, an array
+/// index aside) is then in the line as written, unless an escape made it:
+/// JSON's `\u`, XML's `&#`, which can make any letter, are needles too;
+/// every other escape makes only [`ESCAPE_OUTPUTS`], and a component with
+/// none of those bytes is searched. The needle of a name is its longest
+/// such component that is not all digits, searched ASCII
+/// case-insensitively (in the folded line, by the prefilter's search). A
+/// name with none leaves the field unsearchable.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct PayloadNames([Option<AnyNeedle>; 4]);
+
+impl PayloadNames {
+    pub(crate) fn build(sources: &PayloadSources) -> PayloadNames {
+        PayloadNames(sources.0.clone().map(|names| {
+            let mut needles: Vec<Vec<u8>> = vec![b"\\u".to_vec(), b"&#".to_vec()];
+            for name in names? {
+                needles.push(Self::needle(&name)?);
+            }
+            needles.sort_unstable();
+            needles.dedup();
+            let needles: Vec<&[u8]> = needles.iter().map(Vec::as_slice).collect();
+            AnyNeedle::build(&needles)
+        }))
+    }
+
+    /// The component of `name` searched for it (see the type's docs).
+    pub(crate) fn needle(name: &str) -> Option<Vec<u8>> {
+        let body = name.strip_prefix("sd.").unwrap_or(name);
+        body.split('.')
+            .filter(|part| {
+                !part.is_empty()
+                    && !part.bytes().all(|b| b.is_ascii_digit())
+                    && !part.bytes().any(|b| ESCAPE_OUTPUTS.contains(&b))
+            })
+            .max_by_key(|part| part.len())
+            .map(|part| part.as_bytes().to_ascii_lowercase())
+    }
+
+    /// Whether the payload of `line` could give header field `at`
+    /// (`folded` is scratch space).
+    #[inline]
+    fn may_give(&self, at: usize, line: &[u8], folded: &mut Vec<u8>) -> bool {
+        self.0[at].as_ref().is_none_or(|search| {
+            fold_into(line, folded);
+            search.occurs_in(folded)
+        })
+    }
+}
+
+/// `text` ASCII-lowercased into `folded` (cleared first).
+fn fold_into(text: &[u8], folded: &mut Vec<u8>) {
+    folded.clear();
+    // A copy and an in-place pass, which the compiler vectorizes (a
+    // mapped `extend` it did not: ~5 instructions per byte).
+    folded.extend_from_slice(text);
+    folded.make_ascii_lowercase();
+}
+
 /// What a rule set's log source filters decide from a line's syslog header
 /// alone: whether any detection could match an event with that header,
 /// whatever its payload holds.
@@ -576,7 +660,9 @@ pub const HEADER_FIELDS: [&str; 4] = [
 /// filter term on one of [`HEADER_FIELDS`] reads the header's value when
 /// the header has that part. An alternative of a filter (an AND of terms)
 /// is ruled out by the header when one of its terms names a header field
-/// the header has with a value the term does not allow.
+/// the header has with a value the term does not allow, or a header field
+/// the header lacks whose name (or a name aliased onto it) is nowhere in
+/// the line ([`PayloadNames`]), so that the payload cannot give it either.
 ///
 /// A detection whose filter admits every event, or has an alternative
 /// with no header term, is gated by its message instead when all it
@@ -594,6 +680,9 @@ pub(crate) struct HeaderGate {
     /// The keyword literals of the message-gated detections, searched
     /// in the folded message (`None`: no such detection).
     message: Option<AnyNeedle>,
+    /// For a header part the header lacks: whether the payload could
+    /// give it.
+    payload: PayloadNames,
 }
 
 /// A filter term on a header part: (index into [`HEADER_FIELDS`], the
@@ -608,6 +697,7 @@ impl HeaderGate {
     pub(crate) fn build(
         filters: &[&LogsourceFilter],
         required: &[Option<Vec<RequiredLiteral>>],
+        payload: &PayloadSources,
     ) -> Result<HeaderGate, usize> {
         debug_assert_eq!(filters.len(), required.len());
         let mut alternatives: Vec<Vec<HeaderTerm>> = Vec::new();
@@ -649,6 +739,7 @@ impl HeaderGate {
         Ok(HeaderGate {
             alternatives,
             message,
+            payload: PayloadNames::build(payload),
         })
     }
 
@@ -687,28 +778,35 @@ impl HeaderGate {
 
     /// Whether some detection could match an event whose header parts
     /// (in [`HEADER_FIELDS`] order, `None` where the header has none) are
-    /// `header` and whose message is `message`. False only when every
-    /// alternative of every header-gated filter is ruled out by a header
-    /// part the header has, and the message holds no keyword literal of a
-    /// message-gated detection. `folded` is scratch space.
+    /// `header`, whose message is `message` and whose whole line is
+    /// `line`. False only when every alternative of every header-gated
+    /// filter is ruled out by a header part the header has, or by one it
+    /// lacks and the line's payload cannot give, and the message holds no
+    /// keyword literal of a message-gated detection. `folded` is scratch
+    /// space.
     pub(crate) fn may_admit(
         &self,
         header: &[Option<&[u8]>; 4],
         message: &[u8],
+        line: &[u8],
         folded: &mut Vec<u8>,
     ) -> bool {
+        // Per header part the header lacks: the payload search's answer,
+        // once asked.
+        let mut may_give: [Option<bool>; 4] = [None; 4];
         self.alternatives.iter().any(|terms| {
             terms.iter().all(|(at, values)| match header[*at] {
                 Some(value) => values
                     .iter()
                     .any(|allowed| value.eq_ignore_ascii_case(allowed)),
-                None => true,
+                None => {
+                    *may_give[*at].get_or_insert_with(|| self.payload.may_give(*at, line, folded))
+                }
             })
         }) || self.message.as_ref().is_some_and(|keywords| {
             // Keyword literals are ASCII-lowercased, as is what they are
             // searched in (Sigma's case-insensitive match).
-            folded.clear();
-            folded.extend(message.iter().map(u8::to_ascii_lowercase));
+            fold_into(message, folded);
             keywords.occurs_in(folded)
         })
     }
@@ -976,6 +1074,74 @@ pub(crate) fn resolve_logsource(
 mod tests {
     use super::*;
 
+    /// The text searched for a name: its longest component that an
+    /// escape cannot have made and that is not an array index; not the
+    /// `sd` an RFC 5424 parameter's name starts with.
+    #[test]
+    fn a_payload_name_is_searched_by_its_longest_plain_component() {
+        let needle = |name: &str| PayloadNames::needle(name).map(|n| String::from_utf8(n).unwrap());
+        assert_eq!(needle("process.name").as_deref(), Some("process"));
+        assert_eq!(needle("sproc").as_deref(), Some("sproc"));
+        assert_eq!(
+            needle("Event.EventData.Image").as_deref(),
+            Some("eventdata")
+        );
+        assert_eq!(needle("sd.meta.prog").as_deref(), Some("prog"));
+        assert_eq!(
+            needle("sd.origin@32473.ip").as_deref(),
+            Some("origin@32473")
+        );
+        assert_eq!(needle("sd.x.y").as_deref(), Some("y"));
+        assert_eq!(needle("items.12345678.id").as_deref(), Some("items"));
+        assert_eq!(needle("a|b.c\\d.ef").as_deref(), Some("ef"));
+        assert_eq!(needle("a=b.0"), None);
+        assert_eq!(needle(""), None);
+    }
+
+    /// A line whose header lacks a part a filter reads is ruled out only
+    /// when its text holds none of the names its payload could give that
+    /// part under, nor a `\u` or `&#` escape that could spell one.
+    #[test]
+    fn a_missing_header_part_is_looked_for_in_the_line() {
+        let filter =
+            LogsourceFilter::compile([[("process.name", vec!["sshd"])].into_iter()].into_iter());
+        let sources = PayloadSources([
+            None,
+            Some(vec!["process.name".into(), "sproc".into()]),
+            None,
+            None,
+        ]);
+        let gate = HeaderGate::build(&[&filter], &[None], &sources).unwrap();
+        let unsearchable =
+            HeaderGate::build(&[&filter], &[None], &PayloadSources::default()).unwrap();
+        let mut folded = Vec::new();
+        let no_app = [Some(&b"h"[..]), None, None, None];
+        for (line, admitted) in [
+            (&br#"devname="fw" user="root" action="accept""#[..], false),
+            (b"CEF:0|V|P|1|2|n|3|suser=root", false),
+            (br#"{"Process":{"name":"x"}}"#, true),
+            (b"CEF:0|V|P|1|2|n|3|SPROC=sshd", true),
+            (br#"{"\u0070rocess.name":"sshd"}"#, true),
+            (
+                b"<Event><Data Name='pr&#111;cess.name'>sshd</Data></Event>",
+                true,
+            ),
+        ] {
+            assert_eq!(
+                gate.may_admit(&no_app, line, line, &mut folded),
+                admitted,
+                "{}",
+                String::from_utf8_lossy(line)
+            );
+            assert!(unsearchable.may_admit(&no_app, line, line, &mut folded));
+        }
+        // A header with the part decides alone.
+        let sshd = [Some(&b"h"[..]), Some(&b"sshd"[..]), None, None];
+        let cron = [Some(&b"h"[..]), Some(&b"cron"[..]), None, None];
+        assert!(gate.may_admit(&sshd, b"x", b"x", &mut folded));
+        assert!(!gate.may_admit(&cron, b"sproc=sshd", b"sproc=sshd", &mut folded));
+    }
+
     #[test]
     fn unmapped_log_sources_are_refused_not_opened() {
         assert!(resolve_logsource(Some("macos"), Some("process_creation"), None, &[]).is_err());
@@ -1030,7 +1196,9 @@ mod tests {
         }
         let table = table.finish();
         let refs: Vec<&LogsourceFilter> = filters.iter().collect();
-        let Ok(gate) = HeaderGate::build(&refs, &vec![None; refs.len()]) else {
+        let Ok(gate) =
+            HeaderGate::build(&refs, &vec![None; refs.len()], &PayloadSources::default())
+        else {
             panic!("every filter names process.name")
         };
         let headers: &[[Option<&[u8]>; 4]] = &[
@@ -1052,7 +1220,7 @@ mod tests {
         let mut scratch = Scratch::new();
         let mut ruled_out = 0;
         for header in headers {
-            let may = gate.may_admit(header, b"", &mut Vec::new());
+            let may = gate.may_admit(header, b"", b"", &mut Vec::new());
             ruled_out += usize::from(!may);
             for payload in payloads {
                 let mut fields: Vec<(&str, &[u8])> = Vec::new();
@@ -1082,17 +1250,27 @@ mod tests {
         // A filter with no header term, or none at all, leaves no gate.
         let firewall = resolve_logsource(None, Some("firewall"), None, &[]).expect("mapped");
         assert_eq!(
-            HeaderGate::build(&[&filters[0], &firewall], &[None, None]).err(),
+            HeaderGate::build(
+                &[&filters[0], &firewall],
+                &[None, None],
+                &PayloadSources::default()
+            )
+            .err(),
             Some(1)
         );
         let open = resolve_logsource(Some("linux"), None, None, &[]).expect("open");
         assert_eq!(
-            HeaderGate::build(&[&open, &filters[0]], &[None, None]).err(),
+            HeaderGate::build(
+                &[&open, &filters[0]],
+                &[None, None],
+                &PayloadSources::default()
+            )
+            .err(),
             Some(0)
         );
         // No filters at all: no detection can match anything.
-        let none = HeaderGate::build(&[], &[]).expect("a gate");
-        assert!(!none.may_admit(&headers[0], b"anything", &mut Vec::new()));
+        let none = HeaderGate::build(&[], &[], &PayloadSources::default()).expect("a gate");
+        assert!(!none.may_admit(&headers[0], b"anything", b"anything", &mut Vec::new()));
     }
 
     #[test]

@@ -54,7 +54,9 @@ use crate::detection::{Detection, DetectionContext};
 use crate::error::{RuleError, RuleErrorKind};
 use crate::event::Event;
 use crate::field::{FieldTable, FieldTableBuilder, ShapeKey};
-use crate::logsource::{resolve_logsource, HeaderGate, LogsourceFilter, LogsourceMapping};
+use crate::logsource::{
+    resolve_logsource, HeaderGate, LogsourceFilter, LogsourceMapping, PayloadSources,
+};
 use crate::matcher::Matcher;
 use crate::pattern::Scratch;
 
@@ -93,6 +95,11 @@ pub struct CompileOptions {
     /// Log source mappings from configuration, tried before the built-in
     /// table (see `rules/LOGSOURCES.md`).
     pub logsources: Vec<LogsourceMapping>,
+    /// The names a payload could give each syslog header field under
+    /// (the engine's aliases), which lets the header gate rule out a line
+    /// whose header lacks a part a log source reads. The default (`None`
+    /// per field) decodes every such line.
+    pub payload_sources: PayloadSources,
 }
 
 /// Rule text and where it came from. A source may hold several YAML
@@ -654,10 +661,11 @@ impl RuleSet {
             }
         }
         let filters: Vec<&LogsourceFilter> = detections.iter().map(|d| &d.source_filter).collect();
-        let (header_gate, header_gate_blocker) = match HeaderGate::build(&filters, &required) {
-            Ok(gate) => (Some(gate), None),
-            Err(index) => (None, Some(index)),
-        };
+        let (header_gate, header_gate_blocker) =
+            match HeaderGate::build(&filters, &required, &options.payload_sources) {
+                Ok(gate) => (Some(gate), None),
+                Err(index) => (None, Some(index)),
+            };
         let matcher = Matcher::build(&filters, &required, &mut table);
         let rules = RuleSet {
             header_gate,
@@ -730,9 +738,11 @@ impl RuleSet {
 
     /// Whether some detection could match a line whose syslog header has
     /// these parts (`host.name`, `process.name`, `process.pid`,
-    /// `log.syslog.msgid`, `None` where the header has none) and this
-    /// message (the header parse's, which keyword selections search),
-    /// whatever its payload decodes to. False lets a caller skip decoding
+    /// `log.syslog.msgid`, `None` where the header has none), this
+    /// message (the header parse's, which keyword selections search) and
+    /// this whole line (searched for the names a payload could give a
+    /// missing part under, [`CompileOptions::payload_sources`]), whatever
+    /// its payload decodes to. False lets a caller skip decoding
     /// the payload: no detection, and so no correlation or anomaly rule,
     /// can see the line. A detection whose log source could admit any
     /// header is ruled out only by a message without any of its keyword
@@ -742,11 +752,12 @@ impl RuleSet {
         &self,
         header: &[Option<&[u8]>; 4],
         message: &[u8],
+        line: &[u8],
         scratch: &mut Scratch,
     ) -> bool {
         self.header_gate
             .as_ref()
-            .is_none_or(|gate| gate.may_admit(header, message, scratch.split().0))
+            .is_none_or(|gate| gate.may_admit(header, message, line, scratch.split().0))
     }
 
     /// Stateless pass: appends to `out` (cleared first) the indices of the

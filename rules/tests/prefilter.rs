@@ -413,7 +413,12 @@ fn the_message_gate_never_rules_out_a_line_a_rule_matches() {
                 raw: message.as_bytes(),
             };
             rules.evaluate_all(&event, &mut scratch, &mut matches);
-            let may = rules.may_match_header(&header, message.as_bytes(), &mut scratch);
+            let may = rules.may_match_header(
+                &header,
+                message.as_bytes(),
+                message.as_bytes(),
+                &mut scratch,
+            );
             assert!(
                 may || matches.is_empty(),
                 "ruled out {program:?} {message:?}, which matches {matches:?}"

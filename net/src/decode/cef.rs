@@ -29,7 +29,7 @@ use super::{is_key_byte, unescape_scanned, Arena, DecodeIssue, SeenKeys, Source,
 use crate::fields::Fields;
 
 /// Header field names, in wire order (after `CEF:`).
-const HEADER_NAMES: [&str; 7] = [
+pub(crate) const HEADER_NAMES: [&str; 7] = [
     "cef.version",
     "cef.device_vendor",
     "cef.device_product",
@@ -54,15 +54,7 @@ pub fn decode<'a>(
     arena: &mut Arena<'a>,
     fields: &mut Fields<'a>,
 ) -> Result<Source<'a>, DecodeIssue> {
-    debug_assert!(text.starts_with(b"CEF:"));
-    // Each header field, and whether it holds a backslash.
-    let mut header: [(&'a [u8], bool); 7] = [(b"", false); 7];
-    let mut at = 4;
-    for slot in &mut header {
-        let (len, backslash) = unescaped_pipe(&text[at..]).ok_or(DecodeIssue::CefBadHeader)?;
-        *slot = (&text[at..at + len], backslash);
-        at += len + 1;
-    }
+    let (header, at) = split_header(text).ok_or(DecodeIssue::CefBadHeader)?;
     let extension = &text[at.min(text.len())..];
     let start = fields.len();
     let mut source = Source {
@@ -81,6 +73,31 @@ pub fn decode<'a>(
     pairs(extension, arena, fields, start);
     labels(fields, start);
     Ok(source)
+}
+
+/// The seven header fields of `text` (which starts with `CEF:`), each with
+/// whether it holds a backslash, and the offset just past the seventh `|`;
+/// `None` when there are fewer than seven unescaped `|`.
+#[allow(clippy::type_complexity)]
+fn split_header(text: &[u8]) -> Option<([(&[u8], bool); 7], usize)> {
+    debug_assert!(text.starts_with(b"CEF:"));
+    let mut header: [(&[u8], bool); 7] = [(b"", false); 7];
+    let mut at = 4;
+    for slot in &mut header {
+        let (len, backslash) = unescaped_pipe(&text[at..])?;
+        *slot = (&text[at..at + len], backslash);
+        at += len + 1;
+    }
+    Some((header, at))
+}
+
+/// The vendor and product [`decode`] would give `text` (which starts with
+/// `CEF:`) as its source, read from the header alone: `None` when the
+/// header is bad (then `decode` fails) or either holds a backslash (an
+/// escape `decode` would undo in its arena).
+pub fn source(text: &[u8]) -> Option<Source<'_>> {
+    let ([_, (vendor, vendor_escaped), (product, product_escaped), ..], _) = split_header(text)?;
+    (!vendor_escaped && !product_escaped).then_some(Source { vendor, product })
 }
 
 /// Offset of the first `|` not escaped by a backslash, and whether a

@@ -26,7 +26,7 @@ use memchr::memchr;
 use super::{cef, is_key_byte, Arena, DecodeIssue, SeenKeys, Source, KEY_BYTES_MAX};
 use crate::fields::Fields;
 
-const HEADER_NAMES: [&str; 5] = [
+pub(crate) const HEADER_NAMES: [&str; 5] = [
     "leef.version",
     "leef.vendor",
     "leef.product",

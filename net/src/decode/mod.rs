@@ -489,6 +489,20 @@ pub fn may_name_vendor(message: &[u8]) -> bool {
     find_markers(&message[start..]) != (None, None)
 }
 
+/// The CEF source [`payload`] would find in `message`, without decoding
+/// it: `Some` only when `payload` would take `message` for CEF (no JSON
+/// object or XML event first, a `CEF:` marker, a whole CEF header) and
+/// the header's vendor and product need no unescaping. `None` says
+/// nothing: the message may still be CEF, LEEF or neither.
+pub fn cef_source(message: &[u8]) -> Option<Source<'_>> {
+    let text = trim_start(message);
+    let json_text = text.strip_prefix(b"@cee:").map_or(text, trim_start);
+    if json_text.first() == Some(&b'{') || xml::looks_like_event(text) {
+        return None;
+    }
+    cef::source(&text[find_markers(text).0?..])
+}
+
 fn find_markers(text: &[u8]) -> (Option<usize>, Option<usize>) {
     let window = &text[..text.len().min(MARKER_SEARCH_BYTES_MAX + b"LEEF:".len())];
     let (mut cef, mut leef) = (None, None);

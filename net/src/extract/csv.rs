@@ -137,6 +137,15 @@ const PANOS_THREAT_TAIL: &[&str] = &[
     "dstloc",
 ];
 
+/// Every column name of every layout (the names [`extract`] can give;
+/// none of them is read from the line).
+pub fn field_names() -> impl Iterator<Item = &'static str> {
+    LAYOUTS
+        .iter()
+        .flat_map(|layout| layout.segments)
+        .flat_map(|segment| segment.columns.iter().copied())
+}
+
 /// The layouts, tried in order.
 pub static LAYOUTS: &[CsvLayout] = &[
     CsvLayout {

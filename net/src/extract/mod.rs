@@ -90,10 +90,20 @@ pub struct Row {
 /// and appends the fields of the first matching row to `out`. Returns the
 /// row's name, or `None` (and leaves `out` untouched) when no row matches.
 pub fn extract<'a>(app: &[u8], message: &'a [u8], out: &mut Fields<'a>) -> Option<&'static str> {
+    table().extract(app, message, out)
+}
+
+/// The built-in table, compiled once.
+fn table() -> &'static Table {
     static TABLE: std::sync::OnceLock<Table> = std::sync::OnceLock::new();
-    TABLE
-        .get_or_init(|| Table::compile(ROWS))
-        .extract(app, message, out)
+    TABLE.get_or_init(|| Table::compile(ROWS))
+}
+
+/// Every field name [`extract`] can give (captures, key=value keys and
+/// constants of every row), each once: names whose text need not be in
+/// the line.
+pub fn field_names() -> &'static [&'static str] {
+    &table().names
 }
 
 /// A table of [`Row`]s compiled once: patterns split into a leading literal
@@ -102,6 +112,9 @@ pub fn extract<'a>(app: &[u8], message: &'a [u8], out: &mut Fields<'a>) -> Optio
 /// exact app name the rows that can apply to it, in table order. Matching
 /// then never re-reads pattern text or compares app names row by row.
 pub struct Table {
+    /// Every field name the rows give (captures, key=value keys and
+    /// constants), each once.
+    names: Vec<&'static str>,
     rows: Vec<CompiledRow>,
     /// Per exact app name in the table: the rows that apply to it (its own,
     /// wildcard rows it matches, and the rows for every app), in order.
@@ -406,6 +419,7 @@ impl Table {
             .map(|row| row.prefix.first().map_or(ANY_FIRST, |&b| u16::from(b)))
             .collect();
         Table {
+            names,
             rows: compiled,
             exact,
             wildcard_rows,

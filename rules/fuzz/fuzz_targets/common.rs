@@ -75,8 +75,20 @@ pub fn drive(rules: &RuleSet, state: &mut CorrelationState) {
                     .find(|(field, _)| *field == name)
                     .map(|(_, value)| *value)
             });
+            // The line: the message, then the payload's fields as
+            // key=value text (what a decoder would have read them from),
+            // for a gate that looks for a missing header part's name.
+            let leading = fields
+                .iter()
+                .take_while(|(field, _)| HEADER_FIELDS.contains(field))
+                .count();
+            let mut line = message.to_vec();
+            for (name, value) in &fields[leading..] {
+                line.extend_from_slice(format!(" {name}=").as_bytes());
+                line.extend_from_slice(value);
+            }
             assert!(
-                every.is_empty() || rules.may_match_header(&header, message, &mut scratch),
+                every.is_empty() || rules.may_match_header(&header, message, &line, &mut scratch),
                 "the header gate ruled out a matching line"
             );
             for correlation in 0..rules.correlation_count() as u32 {

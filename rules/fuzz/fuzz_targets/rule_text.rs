@@ -4,7 +4,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use shardwatch_rules::{CorrelationState, RuleSet, RuleSource};
+use shardwatch_rules::{
+    CompileOptions, CorrelationState, PayloadSources, RuleSet, RuleSource, HEADER_FIELDS,
+};
 
 #[path = "common.rs"]
 mod common;
@@ -17,7 +19,12 @@ fuzz_target!(|data: &[u8]| {
         origin: "fuzz:rule".into(),
         text,
     };
-    let (rules, _errors) = RuleSet::compile_lenient(&[source]);
+    // Each header field's payload name is its own, as with no aliases.
+    let options = CompileOptions {
+        payload_sources: PayloadSources(HEADER_FIELDS.map(|name| Some(vec![name.to_string()]))),
+        ..CompileOptions::default()
+    };
+    let (rules, _errors) = RuleSet::compile_with(&[source], &options);
     let mut state = CorrelationState::new(64);
     common::drive(&rules, &mut state);
     assert!(state.check_invariants());
