@@ -1,7 +1,8 @@
 //! Whole-line invariants over every decoder: no panic; a reused scratch
 //! gives the same result as a fresh one; a line whose payload names a
 //! vendor source is one `may_name_vendor` flags (the appliance skips the
-//! payload of the others on that word); the header's fields come first;
+//! payload of the others on that word), and the CEF source read from the
+//! header alone is the decode's; the header's fields come first;
 //! rendering is one JSON object.
 #![no_main]
 
@@ -35,6 +36,12 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(p) = &parsed {
         if p.source.is_some() {
             assert!(shardwatch_net::decode::may_name_vendor(p.syslog.message));
+        }
+        // The CEF source read from the header alone, where there is one,
+        // is the decode's.
+        if let Some(source) = shardwatch_net::decode::cef_source(p.syslog.message) {
+            assert_eq!(p.decoder, Some(shardwatch_net::Decoder::Cef));
+            assert_eq!(p.source, Some(source));
         }
         let mut header = Fields::new();
         shardwatch_net::header_fields(&p.syslog, &mut header);

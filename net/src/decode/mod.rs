@@ -799,6 +799,48 @@ impl SeenKeys {
 mod tests {
     use super::*;
 
+    /// `cef_source` gives the source `payload` finds, or nothing: never
+    /// another one, and `Some` for a plain CEF message in any of the
+    /// places `payload` looks for it.
+    #[test]
+    fn a_cef_source_from_the_header_is_the_one_the_decode_finds() {
+        let cases: &[(&str, bool)] = &[
+            (
+                "CEF:0|Palo Alto|PAN-OS|10|T|end|3|src=10.0.0.1 suser=a\\\\b",
+                true,
+            ),
+            ("   CEF:0|V|P|1|2|n|3|", true),
+            ("fw-1 CEF:1|V|P|1|2|n|3|act=deny", true),
+            ("CEF:0|V\\|x|P|1|2|n|3|act=deny", false),
+            ("CEF:0|V|P\\\\|1|2|n|3|", false),
+            ("CEF:0|V|P|1|2|n", false),
+            ("{\"a\":\"CEF:0|V|P|1|2|n|3|\"}", false),
+            ("@cee: {\"a\":1} CEF:0|V|P|1|2|n|3|", false),
+            ("<Event><x>CEF:0|V|P|1|2|n|3|</x></Event>", false),
+            ("LEEF:1.0|V|P|1|E|src=1.2.3.4", false),
+            ("devname=\"fw\" srcip=1.2.3.4", false),
+            ("text CEF:x|V|P|1|2|n|3|", false),
+        ];
+        let mut scratch = DecodeScratch::default();
+        for (message, cheap) in cases {
+            let message = message.as_bytes();
+            let (mut arena, json) = scratch.prepare(message.len());
+            let mut fields = Fields::new();
+            let decoded = payload(b"", message, &mut arena, json, &mut fields);
+            let from_header = cef_source(message);
+            assert_eq!(
+                from_header.is_some(),
+                *cheap,
+                "{}",
+                String::from_utf8_lossy(message)
+            );
+            if let Some(source) = from_header {
+                assert_eq!(decoded.decoder, Some(Decoder::Cef));
+                assert_eq!(decoded.source, Some(source));
+            }
+        }
+    }
+
     #[test]
     fn printable_runs_end_at_the_first_byte_outside_printusascii() {
         // Every byte value at every offset of a 20-byte run (eight-byte
