@@ -168,16 +168,29 @@ fn structured_data_end(line: &[u8], pos: usize) -> Result<usize, ParseError> {
 /// `pos`; returns the offset after it.
 fn sd_name_end(line: &[u8], pos: usize) -> Option<usize> {
     let rest = line.get(pos..)?;
-    let len = rest
-        .iter()
-        .take(SD_NAME_BYTES_MAX + 1)
-        .take_while(|&&b| (33..=126).contains(&b) && !matches!(b, b'=' | b']' | b'"'))
-        .count();
+    // An indexed loop over a byte table: the chained `take`, `take_while`
+    // and `count` it replaces cost ~25 instructions per name byte.
+    let limit = rest.len().min(SD_NAME_BYTES_MAX + 1);
+    let mut len = 0;
+    while len < limit && SD_NAME_BYTES[usize::from(rest[len])] {
+        len += 1;
+    }
     if len == 0 || len > SD_NAME_BYTES_MAX {
         return None;
     }
     Some(pos + len)
 }
+
+/// The bytes of an SD-NAME: PRINTUSASCII except `=`, space, `]`, `"`.
+static SD_NAME_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 33;
+    while b <= 126 {
+        table[b] = !matches!(b as u8, b'=' | b']' | b'"');
+        b += 1;
+    }
+    table
+};
 
 /// Finds the closing quote of a PARAM-VALUE starting at `pos` (just after
 /// the opening quote); returns the offset after it.
