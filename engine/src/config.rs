@@ -57,8 +57,10 @@ pub struct SchemasConfig {
     pub fields_per_source_max: usize,
     /// One event in this many, of a field set its source has shown
     /// before, is observed in full (field counts, types, clock lag); the
-    /// others only bump the source's count. Higher costs less CPU and
-    /// notices a changed field type later.
+    /// others only bump the source's count. A line no rule can see has
+    /// its payload decoded for its schema only for such an event. Higher
+    /// costs less CPU and notices a changed field type, or a new field of
+    /// a source no rule reads, later.
     pub sample_every: u64,
 }
 
