@@ -18,7 +18,7 @@ use shardwatch_rules::{Event, RuleSet, Scratch, TemplateMiner};
 
 use crate::normalize::{AliasShapes, Aliases};
 use crate::route::RouteRecord;
-use crate::schema::{SchemaRegistry, SourceId};
+use crate::schema::{SchemaRegistry, SourceId, SourceKey};
 use crate::shardmap::ShardMap;
 
 /// Where the results of one line go.
@@ -280,13 +280,15 @@ impl Pipeline {
     /// event's fields and can tell its source without the decode (a CEF
     /// line's from its header; a LEEF line's only from the payload). Returns the event time, or `None` when the
     /// line must be decoded (`ingest.decode_all_payloads` forces that);
-    /// then nothing was counted or flagged.
+    /// then nothing was counted or flagged. `host_app` is the registry's
+    /// key of the header's source (`None` when no registry is kept).
     /// With the built-in pack, 40% of the load harness's lines take this
     /// path (BENCHMARKS.md, 2026-12-06).
     fn without_payload(
         &mut self,
         raw: &[u8],
         header: &SyslogMessage<'_>,
+        host_app: Option<SourceKey>,
         time_ns: i64,
         received_ns: i64,
         sink: &mut impl EventSink,
@@ -302,19 +304,16 @@ impl Pipeline {
         {
             return None;
         }
-        if let Some(registry) = self.registry.as_mut() {
-            let source = if shardwatch_net::decode::may_name_vendor(header.message) {
+        if let (Some(registry), Some(host_app)) = (self.registry.as_mut(), host_app) {
+            let key = if shardwatch_net::decode::may_name_vendor(header.message) {
                 // A CEF line counts under its vendor's source, read from
                 // its header; any other vendor line is decoded.
                 let vendor = shardwatch_net::decode::cef_source(header.message)?;
-                SourceId::Vendor("cef", vendor.vendor, vendor.product)
+                SourceId::Vendor("cef", vendor.vendor, vendor.product).key()
             } else {
-                SourceId::HostApp(
-                    header.hostname.unwrap_or(b"-"),
-                    header.app_name.or(header.cisco_mnemonic).unwrap_or(b"-"),
-                )
+                host_app
             };
-            if !registry.count_without_fields(source.key(), time_ns) {
+            if !registry.count_without_fields(key, time_ns) {
                 return None;
             }
         }
@@ -355,7 +354,21 @@ impl Pipeline {
             raw,
             received_ns,
         );
-        if let Some(time_ns) = self.without_payload(raw, &header, time_ns, received_ns, sink) {
+        // The schema registry's key for the header's source, its slot
+        // fetched from memory while the gate and the decode run (most
+        // lines' source; a CEF or LEEF line's is its vendor's).
+        let host_app = self.registry.as_ref().map(|registry| {
+            let key = SourceId::HostApp(
+                header.hostname.unwrap_or(b"-"),
+                header.app_name.or(header.cisco_mnemonic).unwrap_or(b"-"),
+            )
+            .key();
+            registry.prefetch(key);
+            key
+        });
+        if let Some(time_ns) =
+            self.without_payload(raw, &header, host_app, time_ns, received_ns, sink)
+        {
             return Some(time_ns);
         }
         let mut fields = Fields::new();
@@ -365,22 +378,34 @@ impl Pipeline {
             sink.flagged(issue.as_str());
         }
         // The schema registry counts the event after the rules have run;
-        // its slot for the source is fetched from memory meanwhile.
-        let schema_source = self.registry.as_ref().map(|registry| {
-            let source = match (parsed.source, parsed.decoder) {
-                (Some(source), Some(Decoder::Leef)) => {
-                    SourceId::Vendor("leef", source.vendor, source.product)
-                }
-                (Some(source), _) => SourceId::Vendor("cef", source.vendor, source.product),
-                (None, _) => SourceId::HostApp(
-                    message.hostname.unwrap_or(b"-"),
-                    message.app_name.or(message.cisco_mnemonic).unwrap_or(b"-"),
-                ),
-            };
-            let key = source.key();
-            registry.prefetch(key);
-            (source, key)
-        });
+        // its slot for the source is fetched from memory meanwhile (the
+        // header's source's already is).
+        let schema_source =
+            self.registry
+                .as_ref()
+                .zip(host_app)
+                .map(
+                    |(registry, host_app)| match (parsed.source, parsed.decoder) {
+                        (Some(source), decoder) => {
+                            let kind = if decoder == Some(Decoder::Leef) {
+                                "leef"
+                            } else {
+                                "cef"
+                            };
+                            let source = SourceId::Vendor(kind, source.vendor, source.product);
+                            let key = source.key();
+                            registry.prefetch(key);
+                            (source, key)
+                        }
+                        (None, _) => (
+                            SourceId::HostApp(
+                                message.hostname.unwrap_or(b"-"),
+                                message.app_name.or(message.cisco_mnemonic).unwrap_or(b"-"),
+                            ),
+                            host_app,
+                        ),
+                    },
+                );
         // Structured payloads carry vendor names; give rules the common
         // names beside them. Free-text rows already emit common names.
         let alias_shape = if matches!(
