@@ -655,6 +655,15 @@ correlation:
 
     /// A pipeline whose rules all read sshd or sudo lines (a detection, a
     /// correlation over it, one keyed on a host), keeping schemas.
+    /// A schema registry kept as the tests of the header gate keep it.
+    fn kept_schemas() -> Option<SchemaOptions> {
+        Some(SchemaOptions {
+            sources_max: 100,
+            fields_max: 100,
+            sample_every: 64,
+        })
+    }
+
     fn sourced_pipeline(decode_all_payloads: bool) -> Pipeline {
         pipeline_with(
             r#"title: failed password
@@ -686,11 +695,7 @@ correlation:
         gte: 2
 "#,
             PipelineOptions {
-                schemas: Some(SchemaOptions {
-                    sources_max: 100,
-                    fields_max: 100,
-                    sample_every: 64,
-                }),
+                schemas: kept_schemas(),
                 decode_all_payloads,
                 ..PipelineOptions::default()
             },
@@ -855,11 +860,7 @@ detection:
                 Arc::new(ShardMap::new(1, 64, 1)),
                 PipelineOptions {
                     aliases: aliases.clone(),
-                    schemas: Some(SchemaOptions {
-                        sources_max: 100,
-                        fields_max: 100,
-                        sample_every: 64,
-                    }),
+                    schemas: kept_schemas(),
                     decode_all_payloads,
                     ..PipelineOptions::default()
                 },
