@@ -2,7 +2,9 @@
 //! gives the same result as a fresh one; a line whose payload names a
 //! vendor source is one `may_name_vendor` flags (the appliance skips the
 //! payload of the others on that word), and the CEF source read from the
-//! header alone is the decode's; the header's fields come first;
+//! header alone is the decode's; the header's fields come first, and the
+//! payload's names are read from the line (what the header gate's search
+//! for a missing program name relies on);
 //! rendering is one JSON object.
 #![no_main]
 
@@ -47,6 +49,7 @@ fuzz_target!(|data: &[u8]| {
         shardwatch_net::header_fields(&p.syslog, &mut header);
         let n = header.as_slice().len();
         assert_eq!(&fields.as_slice()[..n], header.as_slice());
+        names_are_read_from_the_line(data, &fields.as_slice()[n..]);
     }
     let a = parsed
         .map(|p| (p.decoder, p.rule, p.issue))
@@ -63,3 +66,42 @@ fuzz_target!(|data: &[u8]| {
     render_line(data, &CTX, &mut fresh, &mut out);
     assert!(out.starts_with('{') && out.ends_with('}'));
 });
+
+/// Bytes a decoder's escape can make from other text (as the rules crate's
+/// header gate assumes).
+const ESCAPE_OUTPUTS: &[u8] = b"|\\=\"]/<>&'\n\r\t\x08\x0c";
+
+/// The invariant the header gate's search for a missing header part rests
+/// on (`shardwatch_rules::PayloadSources`): a payload field's name is one
+/// of `names_not_in_text`, or each of its components (past a leading
+/// `sd.`) that is not all digits and holds no byte an escape makes is in
+/// the line, ASCII case-insensitively, unless the line holds `\u` or
+/// `&#`, which can spell anything.
+fn names_are_read_from_the_line(line: &[u8], payload: &[(&str, &[u8])]) {
+    let folded = line.to_ascii_lowercase();
+    let contains = |needle: &[u8]| folded.windows(needle.len()).any(|w| w == needle);
+    if contains(b"\\u") || contains(b"&#") {
+        return;
+    }
+    let made_up = shardwatch_net::names_not_in_text();
+    for (name, _) in payload {
+        if made_up.contains(name) {
+            continue;
+        }
+        let body = name.strip_prefix("sd.").unwrap_or(name);
+        for part in body.split('.') {
+            if part.is_empty()
+                || part.bytes().all(|b| b.is_ascii_digit())
+                || part.bytes().any(|b| ESCAPE_OUTPUTS.contains(&b))
+            {
+                continue;
+            }
+            let part = part.as_bytes().to_ascii_lowercase();
+            assert!(
+                contains(&part),
+                "field {name:?}: {:?} is not in the line",
+                String::from_utf8_lossy(&part)
+            );
+        }
+    }
+}
