@@ -11,6 +11,7 @@
 
 use std::sync::Arc;
 
+use shardwatch_net::decode::HeaderVendor;
 use shardwatch_net::fields::Fields;
 use shardwatch_net::syslog::{ParseContext, SyslogMessage};
 use shardwatch_net::{DecodeScratch, Decoder};
@@ -305,13 +306,14 @@ impl Pipeline {
             return None;
         }
         if let (Some(registry), Some(host_app)) = (self.registry.as_mut(), host_app) {
-            let key = if shardwatch_net::decode::may_name_vendor(header.message) {
-                // A CEF line counts under its vendor's source, read from
-                // its header; any other vendor line is decoded.
-                let vendor = shardwatch_net::decode::cef_source(header.message)?;
-                SourceId::Vendor("cef", vendor.vendor, vendor.product).key()
-            } else {
-                host_app
+            // A CEF line counts under its vendor's source, read from its
+            // header; any other vendor line is decoded.
+            let key = match shardwatch_net::decode::header_vendor(header.message) {
+                HeaderVendor::Header => host_app,
+                HeaderVendor::Cef(vendor) => {
+                    SourceId::Vendor("cef", vendor.vendor, vendor.product).key()
+                }
+                HeaderVendor::Undecided => return None,
             };
             if !registry.count_without_fields(key, time_ns) {
                 return None;

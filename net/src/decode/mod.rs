@@ -471,22 +471,41 @@ fn trim_start(bytes: &[u8]) -> &[u8] {
     &bytes[start..]
 }
 
-/// Finds the payload markers `CEF:` and `LEEF:` followed by a digit, each
-/// at the start of `text` or after a space within the first
-/// [`MARKER_SEARCH_BYTES_MAX`] bytes: the first of each, in one pass over
-/// the places where `EF:` is (which both end in), found by
-/// `ef_colons`: key=value lines hold a colon in every MAC address and
-/// time of day, and a search per colon cost them more than the scan.
 /// Whether [`payload`] might take `message` for CEF or LEEF, whose sending
 /// vendor and product then name the line's source: true when either
 /// marker is where `payload` looks for it (a cheap scan of the first
 /// bytes, no decoding). False means the source is the header's.
 pub fn may_name_vendor(message: &[u8]) -> bool {
-    let start = message
-        .iter()
-        .position(|&b| b != b' ')
-        .unwrap_or(message.len());
-    find_markers(&message[start..]) != (None, None)
+    header_vendor(message) != HeaderVendor::Header
+}
+
+/// What a message's first bytes say of the source [`payload`] would give
+/// it, without decoding it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeaderVendor<'a> {
+    /// No CEF or LEEF marker: the source is the syslog header's.
+    Header,
+    /// CEF, with this vendor and product (no JSON object or XML event
+    /// first, a whole CEF header, neither part escaped).
+    Cef(Source<'a>),
+    /// A marker, but only the decode can tell (LEEF, an escaped or broken
+    /// CEF header, JSON or XML first).
+    Undecided,
+}
+
+/// [`HeaderVendor`] of `message`: one scan for the markers.
+pub fn header_vendor(message: &[u8]) -> HeaderVendor<'_> {
+    let text = trim_start(message);
+    let (cef, leef) = find_markers(text);
+    if (cef, leef) == (None, None) {
+        return HeaderVendor::Header;
+    }
+    let json_text = text.strip_prefix(b"@cee:").map_or(text, trim_start);
+    if json_text.first() == Some(&b'{') || xml::looks_like_event(text) {
+        return HeaderVendor::Undecided;
+    }
+    cef.and_then(|at| cef::source(&text[at..]))
+        .map_or(HeaderVendor::Undecided, HeaderVendor::Cef)
 }
 
 /// The CEF source [`payload`] would find in `message`, without decoding
@@ -495,14 +514,18 @@ pub fn may_name_vendor(message: &[u8]) -> bool {
 /// the header's vendor and product need no unescaping. `None` says
 /// nothing: the message may still be CEF, LEEF or neither.
 pub fn cef_source(message: &[u8]) -> Option<Source<'_>> {
-    let text = trim_start(message);
-    let json_text = text.strip_prefix(b"@cee:").map_or(text, trim_start);
-    if json_text.first() == Some(&b'{') || xml::looks_like_event(text) {
-        return None;
+    match header_vendor(message) {
+        HeaderVendor::Cef(source) => Some(source),
+        HeaderVendor::Header | HeaderVendor::Undecided => None,
     }
-    cef::source(&text[find_markers(text).0?..])
 }
 
+/// Finds the payload markers `CEF:` and `LEEF:` followed by a digit, each
+/// at the start of `text` or after a space within the first
+/// [`MARKER_SEARCH_BYTES_MAX`] bytes: the first of each, in one pass over
+/// the places where `EF:` is (which both end in), found by
+/// `ef_colons`: key=value lines hold a colon in every MAC address and
+/// time of day, and a search per colon cost them more than the scan.
 fn find_markers(text: &[u8]) -> (Option<usize>, Option<usize>) {
     let window = &text[..text.len().min(MARKER_SEARCH_BYTES_MAX + b"LEEF:".len())];
     let (mut cef, mut leef) = (None, None);
