@@ -484,7 +484,7 @@ impl RulesConfig {
         Ok(shardwatch_rules::CompileOptions {
             placeholders: self.placeholders.clone(),
             logsources,
-            payload_sources: Default::default(),
+            payload_naming: None,
         })
     }
 }
@@ -597,15 +597,14 @@ impl Default for Config {
 
 impl Config {
     /// The compile options of the rules (`[rules]`, see
-    /// [`RulesConfig::compile_options`]), with the names a payload could
-    /// give each header field under as the alias table (`[normalize]`)
-    /// makes them, for the header gate.
+    /// [`RulesConfig::compile_options`]), with how a payload names its
+    /// fields under the alias table (`[normalize]`), for the header gate.
     pub fn compile_options(&self) -> anyhow::Result<shardwatch_rules::CompileOptions> {
         Ok(shardwatch_rules::CompileOptions {
-            payload_sources: crate::normalize::payload_sources(
+            payload_naming: Some(crate::normalize::payload_naming(
                 self.normalize.builtin,
                 &self.normalize.aliases,
-            ),
+            )),
             ..self.rules.compile_options()?
         })
     }

@@ -432,40 +432,22 @@ const ENGINE_NAMES: &[&str] = &[
     "template.id",
 ];
 
-/// Per syslog header field (`shardwatch_rules::HEADER_FIELDS`): the names
-/// a line's payload could give it under with this alias table (the field's
-/// own name and every vendor name aliased onto it, through other aliases
-/// too), or `None` when one of them is a name given without its text in
-/// the line (`shardwatch_net::names_not_in_text`, another header part, a
-/// name the engine adds): then the header gate decodes every line whose
-/// header lacks that part.
-pub fn payload_sources(
+/// How a line's payload names its fields with this alias table, for the
+/// header gate (`shardwatch_rules::PayloadNaming`): every alias, and the
+/// names given without their text in the line
+/// (`shardwatch_net::names_not_in_text`, the names the engine adds).
+pub fn payload_naming(
     builtin: bool,
     overrides: &BTreeMap<String, String>,
-) -> shardwatch_rules::PayloadSources {
-    let common = common_names(builtin, overrides);
-    let not_in_text = shardwatch_net::names_not_in_text();
-    shardwatch_rules::PayloadSources(shardwatch_rules::HEADER_FIELDS.map(|field| {
-        let mut names = vec![field.to_string()];
-        let mut at = 0;
-        while at < names.len() {
-            for (from, to) in &common {
-                if *to == names[at] && !names.contains(from) {
-                    names.push(from.clone());
-                }
-            }
-            at += 1;
-        }
-        // The field's own header part is what the gate reads already;
-        // another header part aliased onto it is not in the payload.
-        let made_up = |name: &String| {
-            let name = name.as_str();
-            ENGINE_NAMES.contains(&name)
-                || not_in_text.contains(&name)
-                || (name != field && shardwatch_net::HEADER_FIELD_NAMES.contains(&name))
-        };
-        (!names.iter().any(made_up)).then_some(names)
-    }))
+) -> shardwatch_rules::PayloadNaming {
+    shardwatch_rules::PayloadNaming {
+        aliases: common_names(builtin, overrides).into_iter().collect(),
+        made_up: shardwatch_net::names_not_in_text()
+            .into_iter()
+            .chain(ENGINE_NAMES.iter().copied())
+            .map(str::to_string)
+            .collect(),
+    }
 }
 
 /// The alias table in force.
@@ -796,34 +778,58 @@ impl Default for AliasShapes {
 mod tests {
     use super::*;
 
-    /// The names a payload could give each header field under follow the
-    /// alias table; a name some decoder or the engine makes up (a
-    /// free-text extraction's `user.name`, a CEF header's, another header
-    /// part, `event.dataset`) leaves the field unsearchable.
+    /// The names a payload could give a field under follow the alias
+    /// table; a name some decoder or the engine makes up (a free-text
+    /// extraction's `user.name`, a CEF header's, another header part,
+    /// `event.dataset`) leaves the field unsearchable.
     #[test]
-    fn payload_sources_follow_the_alias_table() {
+    fn payload_naming_follows_the_alias_table() {
         let with = |pairs: &[(&str, &str)]| {
             let overrides: BTreeMap<String, String> = pairs
                 .iter()
                 .map(|(a, b)| (a.to_string(), b.to_string()))
                 .collect();
-            payload_sources(true, &overrides).0
+            payload_naming(true, &overrides)
         };
-        let names = |list: &[&str]| Some(list.iter().map(|n| n.to_string()).collect::<Vec<_>>());
+        let needles = |list: &[&str]| {
+            Some(
+                list.iter()
+                    .map(|n| n.as_bytes().to_vec())
+                    .collect::<Vec<_>>(),
+            )
+        };
         let plain = with(&[]);
-        assert_eq!(plain[1], names(&["process.name", "sproc"]));
-        assert_eq!(plain[0], names(&["host.name", "Event.System.Computer"]));
-        assert_eq!(plain[2], names(&["process.pid"]));
-        assert_eq!(with(&[("sproc", "")])[1], names(&["process.name"]));
+        // The header part asked about is the one the header lacks.
+        assert_eq!(
+            plain.needles("process.name", Some(1)),
+            needles(&["process", "sproc"])
+        );
+        assert_eq!(plain.needles("process.name", None), None);
+        assert_eq!(
+            plain.needles("host.name", Some(0)),
+            needles(&["computer", "computername", "hostname", "name"])
+        );
+        assert_eq!(
+            plain.needles("process.pid", Some(2)),
+            needles(&["pid", "process", "processid"])
+        );
+        assert_eq!(
+            with(&[("sproc", "")]).needles("process.name", Some(1)),
+            needles(&["process"])
+        );
         // Through another alias.
         assert_eq!(
-            with(&[("prog", "sproc")])[1],
-            names(&["process.name", "sproc", "prog"])
+            with(&[("prog", "sproc")]).needles("process.name", Some(1)),
+            needles(&["process", "prog", "sproc"])
         );
         assert_eq!(
-            payload_sources(false, &BTreeMap::new()).0[1],
-            names(&["process.name"])
+            payload_naming(false, &BTreeMap::new()).needles("process.name", Some(1)),
+            needles(&["process"])
         );
+        // Netfilter's keys are read from the line, and not aliased onto.
+        assert_eq!(plain.needles("DPT", None), needles(&["dpt"]));
+        // A free-text extraction gives `user.name` from any sshd line.
+        assert_eq!(plain.needles("User", None), None);
         for made_up in [
             "user.name",
             "cef.device_product",
@@ -831,9 +837,12 @@ mod tests {
             "event.dataset",
             "leef.vendor",
         ] {
-            let sources = with(&[(made_up, "process.name")]);
-            assert_eq!(sources[1], None, "{made_up}");
-            assert_eq!(sources[3], names(&["log.syslog.msgid"]));
+            let naming = with(&[(made_up, "process.name")]);
+            assert_eq!(naming.needles("process.name", Some(1)), None, "{made_up}");
+            assert_eq!(
+                naming.needles("log.syslog.msgid", Some(3)),
+                needles(&["syslog"])
+            );
         }
     }
 

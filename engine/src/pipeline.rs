@@ -833,7 +833,7 @@ correlation:
         .map(|(a, b)| (a.to_string(), b.to_string()))
         .collect();
         let options = shardwatch_rules::CompileOptions {
-            payload_sources: crate::normalize::payload_sources(true, &overrides),
+            payload_naming: Some(crate::normalize::payload_naming(true, &overrides)),
             ..Default::default()
         };
         let (rules, errors) = RuleSet::compile_with(
@@ -918,6 +918,111 @@ detection:
             a.iter().any(|s| s.source == "cef:Palo Alto/PAN-OS"),
             "{a:?}"
         );
+    }
+
+    /// A detection without a log source that needs payload fields (the
+    /// harness's netfilter rule) sees only lines that hold one of the
+    /// names each field could be given under: other lines skip their
+    /// decode, and every line alerts as with every payload decoded. A
+    /// detection that can match without any field keeps every line
+    /// decoded.
+    #[test]
+    fn lines_without_a_needed_fields_name_skip_their_payload() {
+        let compile = |text: &str| {
+            let options = shardwatch_rules::CompileOptions {
+                payload_naming: Some(crate::normalize::payload_naming(true, &Default::default())),
+                ..Default::default()
+            };
+            let (rules, errors) = RuleSet::compile_with(
+                &[shardwatch_rules::RuleSource {
+                    origin: "test".into(),
+                    text: text.into(),
+                }],
+                &options,
+            );
+            assert!(errors.is_empty(), "{errors:?}");
+            rules
+        };
+        let packets = r#"title: packet
+detection:
+    sel:
+        IN|exists: true
+        SRC|exists: true
+        DPT|exists: true
+    condition: sel
+---
+title: high port
+detection:
+    a:
+        SPT|gt: 1024
+    b:
+        PROTO: ICMP
+    condition: a or b
+"#;
+        let rules = compile(packets);
+        assert!(
+            rules.header_gate_blocker().is_none(),
+            "{:?}",
+            rules.header_gate_blocker()
+        );
+        for open in [
+            "    sel:\n        DPT|exists: false\n    condition: sel",
+            "    sel:\n        DPT: 22\n    condition: not sel",
+            "    sel:\n        DPT:\n            - 22\n            - null\n    condition: sel",
+            "    sel:\n        User|exists: true\n    condition: sel",
+            "    sel:\n        DestinationPort|gt: 1024\n    condition: sel",
+        ] {
+            let text = format!("title: open\ndetection:\n{open}\n");
+            assert!(compile(&text).header_gate_blocker().is_some(), "{text}");
+        }
+        let rules = Arc::new(rules);
+        let pipeline = |decode_all_payloads| {
+            Pipeline::new(
+                rules.clone(),
+                Arc::new(ShardMap::new(1, 64, 1)),
+                PipelineOptions {
+                    aliases: Arc::new(Aliases::new(true, &Default::default())),
+                    decode_all_payloads,
+                    ..PipelineOptions::default()
+                },
+            )
+        };
+        let (mut gated, mut full) = (pipeline(false), pipeline(true));
+        // Lines that hold a needed field's name, and how many alerts each
+        // raises (field names are case-sensitive: CEF's `dpt` is not
+        // `DPT`, though the line is decoded for it).
+        let naming = [
+            ("<4>Nov 30 00:00:01 gw kernel: [1.2] IN=eth0 OUT= SRC=10.0.0.1 DST=10.0.0.2 PROTO=TCP SPT=1 DPT=22", 1),
+            (r#"<14>Nov 30 00:00:02 h {"IN":"eth0","SRC":"10.0.0.1","\u0044PT":"22"}"#, 1),
+            (r#"<14>Nov 30 00:00:03 h {"pkt":{"IN":"eth0","SRC":"1.1.1.1","DPT":"80","SPT":"40000"}}"#, 2),
+            ("<134>Nov 30 00:00:04 fw CEF:0|V|P|1|2|n|3|dpt=8080 src=1.1.1.1", 0),
+            ("<134>Nov 30 00:00:04 fw CEF:0|V|P|1|2|n|3|IN=x SRC=1.1.1.1 DPT=8080", 1),
+            (r#"<14>Nov 30 00:00:06 h {"proto":"icmp","PROTO":"ICMP"}"#, 1),
+            ("<14>Nov 30 00:00:07 h <Event><Data Name='IN'>a</Data><Data Name='SRC'>b</Data><Data Name='D&#80;T'>22</Data></Event>", 1),
+        ];
+        let mut corpus = Vec::new();
+        for i in 0..42u32 {
+            let s = i % 60;
+            corpus.push(format!(
+                r#"<189>Nov 30 00:01:{s:02} fgt devname="fgt" srcip=10.0.0.{i} dstport=5555 action="accept""#
+            ));
+            corpus.push(format!(
+                "<86>Nov 30 00:01:{s:02} web-{i} sshd[12]: Accepted password for root from 10.0.0.{i} port 22 ssh2"
+            ));
+            corpus.push(format!(
+                r#"<14>1 2026-11-30T00:01:{s:02}Z h app 1 - [meta port="22"] started"#
+            ));
+            corpus.push(naming[i as usize % naming.len()].0.to_string());
+        }
+        let seen =
+            gated_agrees_with_full(&mut gated, &mut full, &corpus, 120, |line, n| match naming
+                .iter()
+                .find(|(text, _)| *text == line)
+            {
+                Some((_, alerts)) => assert_eq!(n, *alerts, "{line}"),
+                None => assert_eq!(n, 0, "{line}"),
+            });
+        assert_eq!(seen.detections.len(), 6 * 7);
     }
 
     /// Every rule file under `dir`, recursively, in path order.

@@ -102,7 +102,7 @@ pub fn extract_parsed<'a>(
 /// [`HEADER_FIELD_NAMES`]).
 /// Every other name a decoder gives is read from the line (a JSON key, an
 /// XML element or attribute, a key=value, CEF or LEEF key, a CEF label,
-/// an RFC 5424 `sd.<id>.<param>`), as `shardwatch_rules::PayloadSources`
+/// an RFC 5424 `sd.<id>.<param>`), as `shardwatch_rules::PayloadNaming`
 /// relies on; a decoder that made up names would have to list them here.
 pub fn names_not_in_text() -> Vec<&'static str> {
     let mut names: Vec<&'static str> = decode::cef::HEADER_NAMES

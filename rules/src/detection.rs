@@ -381,6 +381,9 @@ fn parse_timestamp_ns(raw: &[u8]) -> Option<i64> {
 /// every value and only cost automaton time.
 pub(crate) const PREFILTER_LITERAL_BYTES_MIN: usize = 3;
 
+/// The most alternatives [`Detection::required_fields`] lists.
+pub(crate) const REQUIRED_FIELD_ALTERNATIVES_MAX: usize = 16;
+
 /// A literal one field must contain for a rule to match: the field name as
 /// written (empty: the message), the ASCII-lowercased needle, and where in
 /// the value it must be (`Whole`, `StartsWith`, `EndsWith` or anywhere).
@@ -447,6 +450,30 @@ impl FieldTest {
             }
         }
         (!out.is_empty()).then_some(out)
+    }
+}
+
+impl FieldTest {
+    /// The payload field this test cannot pass without, if any: its
+    /// field, unless the test passes on an absent field (`exists: false`,
+    /// a listed `null`, a time part that falls back to the event's time)
+    /// or reads the message.
+    fn required_field(&self) -> Option<&FieldName> {
+        if self.field.is_empty() {
+            return None;
+        }
+        let needs_value = self.negate
+            || match &self.test {
+                Test::Exists(expected) => *expected,
+                Test::FieldRef(_) => true,
+                Test::Numeric {
+                    time_part,
+                    timestamp_fallback,
+                    ..
+                } => !(time_part.is_some() && *timestamp_fallback),
+                Test::Values { null, .. } => !null,
+            };
+        needs_value.then_some(&self.field)
     }
 }
 
@@ -535,6 +562,77 @@ impl Detection {
                     out.extend(self.condition_literals(child)?);
                 }
                 Some(out)
+            }
+        }
+    }
+
+    /// The fields the detection cannot match without, as an OR of ANDs:
+    /// for one alternative (at most [`REQUIRED_FIELD_ALTERNATIVES_MAX`]),
+    /// every field listed must be present. `None` where some way to match
+    /// needs no field at all (a negation, a keyword, a group of tests that
+    /// pass on absent fields).
+    pub(crate) fn required_fields(&self) -> Option<Vec<Vec<&FieldName>>> {
+        self.condition_fields(&self.condition)
+    }
+
+    fn condition_fields(&self, condition: &Condition) -> Option<Vec<Vec<&FieldName>>> {
+        match condition {
+            Condition::Selection(index) => {
+                let selection = self.selections.get(*index as usize)?;
+                selection
+                    .groups
+                    .iter()
+                    .map(|group| {
+                        let mut fields: Vec<&FieldName> = Vec::new();
+                        for field in group.iter().filter_map(FieldTest::required_field) {
+                            if !fields.contains(&field) {
+                                fields.push(field);
+                            }
+                        }
+                        (!fields.is_empty()).then_some(fields)
+                    })
+                    .collect()
+            }
+            Condition::Not(_) => None,
+            Condition::Or(children) => {
+                let mut out = Vec::new();
+                for child in children {
+                    out.extend(self.condition_fields(child)?);
+                }
+                (out.len() <= REQUIRED_FIELD_ALTERNATIVES_MAX).then_some(out)
+            }
+            // Every child's requirement holds at once: their product, while
+            // it stays small; past that, the requirement of fewer children
+            // (any child's alone is the whole AND's).
+            Condition::And(children) => {
+                let mut out: Option<Vec<Vec<&FieldName>>> = None;
+                for child in children {
+                    let Some(theirs) = self.condition_fields(child) else {
+                        continue;
+                    };
+                    out = Some(match out {
+                        None => theirs,
+                        Some(ours)
+                            if ours.len() * theirs.len() <= REQUIRED_FIELD_ALTERNATIVES_MAX =>
+                        {
+                            let mut product = Vec::with_capacity(ours.len() * theirs.len());
+                            for left in &ours {
+                                for right in &theirs {
+                                    let mut all = left.clone();
+                                    for field in right {
+                                        if !all.contains(field) {
+                                            all.push(field);
+                                        }
+                                    }
+                                    product.push(all);
+                                }
+                            }
+                            product
+                        }
+                        Some(ours) => ours,
+                    });
+                }
+                out
             }
         }
     }
@@ -1062,6 +1160,59 @@ fn merge_needles(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The fields a detection cannot match without, per way it can match.
+    #[test]
+    fn required_fields_follow_the_condition() {
+        let placeholders = std::collections::BTreeMap::new();
+        let context = DetectionContext {
+            placeholders: &placeholders,
+        };
+        let fields = |yaml: &str| {
+            let value: Value = serde_yaml_ng::from_str(yaml).expect("yaml");
+            let detection = Detection::compile(&value, &context).expect("compiles");
+            detection.required_fields().map(|alternatives| {
+                alternatives
+                    .iter()
+                    .map(|all| {
+                        all.iter()
+                            .map(|f| f.as_str().to_string())
+                            .collect::<Vec<_>>()
+                    })
+                    .collect::<Vec<_>>()
+            })
+        };
+        let list = |alternatives: &[&[&str]]| {
+            Some(
+                alternatives
+                    .iter()
+                    .map(|all| all.iter().map(|f| f.to_string()).collect::<Vec<_>>())
+                    .collect::<Vec<_>>(),
+            )
+        };
+        assert_eq!(
+            fields("s: {A|exists: true, B: x, C|exists: false}\ncondition: s"),
+            list(&[&["A", "B"]])
+        );
+        assert_eq!(
+            fields("s: [{A: x}, {B|gt: 3}]\nt: {C|fieldref: D}\ncondition: s and t"),
+            list(&[&["A", "C"], &["B", "C"]])
+        );
+        assert_eq!(
+            fields("s: {A: x}\nt: {B|cidr: 10.0.0.0/8}\ncondition: 1 of them"),
+            list(&[&["A"], &["B"]])
+        );
+        assert_eq!(
+            fields("s: {A: x}\nt: {B: y}\ncondition: s and not t"),
+            list(&[&["A"]])
+        );
+        // Ways to match that need no field.
+        assert_eq!(fields("s: {A: x}\nt: {B: y}\ncondition: s or not t"), None);
+        assert_eq!(fields("s: {A: [x, null]}\ncondition: s"), None);
+        assert_eq!(fields("s: [needle]\ncondition: s"), None);
+        assert_eq!(fields("s: {A|exists: false}\ncondition: s"), None);
+        assert_eq!(fields("s: {timestamp|hour: 3}\ncondition: s"), None);
+    }
 
     #[test]
     fn windash_expands_word_leading_dashes() {

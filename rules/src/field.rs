@@ -110,7 +110,7 @@ pub const ALIAS_GROUPS: &[&[&str]] = &[
 ];
 
 /// The other names of `name`'s alias group (empty if it has none).
-fn aliases_of(name: &str) -> &'static [&'static str] {
+pub(crate) fn aliases_of(name: &str) -> &'static [&'static str] {
     ALIAS_GROUPS
         .iter()
         .copied()

@@ -99,7 +99,7 @@ pub use correlation_rule::{
 pub use error::{RuleError, RuleErrorKind};
 pub use event::{Event, Field};
 pub use field::ShapeKey;
-pub use logsource::{LogsourceMapping, PayloadSources, BUILTIN_LOGSOURCES, HEADER_FIELDS};
+pub use logsource::{LogsourceMapping, PayloadNaming, BUILTIN_LOGSOURCES, HEADER_FIELDS};
 pub use pattern::Scratch;
 pub use ruleset::{CompileOptions, LogSource, RuleMeta, RuleSet, RuleSource, GROUP_VALUE_ABSENT};
 pub use suppress::{SuppressDecision, Suppressor};

@@ -22,7 +22,7 @@
 use crate::detection::RequiredLiteral;
 use crate::error::RuleErrorKind;
 use crate::event::Event;
-use crate::field::{folded_eq, folded_hash, name_hash, FieldName, FieldTableBuilder};
+use crate::field::{aliases_of, folded_eq, folded_hash, name_hash, FieldName, FieldTableBuilder};
 use crate::matcher::AnyNeedle;
 use crate::pattern::Scratch;
 
@@ -567,18 +567,98 @@ pub const HEADER_FIELDS: [&str; 4] = [
     "log.syslog.msgid",
 ];
 
-/// Per header field ([`HEADER_FIELDS`] order): every field name a line's
-/// payload could give that field under (its own name, and each name the
-/// engine's aliases copy onto it, directly or through other aliases), or
-/// `None` where one of them is a name some decoder gives without its
-/// text being in the line (a CEF header name, a free-text extraction's
-/// field, a field the engine adds). The default is `None` everywhere.
+/// How a line's payload names its fields, as far as the header gate
+/// needs to know: the engine's aliases (a field `from` copied beside
+/// itself as `to`) and the names some decoder or the engine gives a field
+/// without that name's text being in the line (a CEF header name, a
+/// free-text extraction's field, `event.dataset`). The syslog header's
+/// parts ([`HEADER_FIELDS`]) are known here already.
 ///
-/// A [`HeaderGate`] uses it for a line whose header lacks a part a filter
-/// term reads: the payload can give that field only when the line holds
-/// the text of one of these names (see [`PayloadNames`]).
+/// With it ([`crate::CompileOptions::payload_naming`]), the header gate
+/// rules out a line whose header lacks a part a log source reads, and a
+/// line a detection without a usable log source cannot see, when the line
+/// holds none of the names its payload could give the field under (see
+/// [`PayloadNames`]). Without it, every such line is decoded.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct PayloadSources(pub [Option<Vec<String>>; 4]);
+pub struct PayloadNaming {
+    /// `(from, to)`: a field named `from` is also given as `to`.
+    pub aliases: Vec<(String, String)>,
+    /// Names given without their text in the line.
+    pub made_up: Vec<String>,
+}
+
+impl PayloadNaming {
+    /// The needles ([`PayloadNames::needle`]) one of which a line must
+    /// hold (besides a `\u` or `&#` escape) for its payload to give rule
+    /// field `field` a value, or `None` where no search can tell.
+    ///
+    /// A rule field resolves to an event field of its own name or of a
+    /// name of its alias group ([`crate::field::ALIAS_GROUPS`]), or to one
+    /// whose dotted name ends in one of those (`crate::field`'s unique
+    /// leaf). Such a field is given by the payload under that name, or
+    /// under a name the engine's aliases copy onto it (through other
+    /// aliases too). The search cannot tell when one of those names is
+    /// made up, or is a header part the header may give: every part but
+    /// `missing_header_part`, the one asked about because the header
+    /// lacks it.
+    pub fn needles(&self, field: &str, missing_header_part: Option<usize>) -> Option<Vec<Vec<u8>>> {
+        let mut targets: Vec<&str> = vec![field];
+        targets.extend(
+            aliases_of(field)
+                .iter()
+                .copied()
+                .filter(|name| *name != field),
+        );
+        let resolves = |name: &str| {
+            targets.iter().any(|target| {
+                name == *target
+                    || name
+                        .strip_suffix(target)
+                        .is_some_and(|head| head.ends_with('.'))
+            })
+        };
+        // Names given without their text: made up, or a header part.
+        let blind = || {
+            self.made_up.iter().map(String::as_str).chain(
+                HEADER_FIELDS
+                    .iter()
+                    .enumerate()
+                    .filter(|(at, _)| Some(*at) != missing_header_part)
+                    .map(|(_, part)| *part),
+            )
+        };
+        if blind().any(resolves) {
+            return None;
+        }
+        let mut sources: Vec<&str> = self
+            .aliases
+            .iter()
+            .filter(|(_, to)| resolves(to))
+            .map(|(from, _)| from.as_str())
+            .collect();
+        let mut at = 0;
+        while at < sources.len() {
+            let onto = sources[at];
+            for (from, to) in &self.aliases {
+                if to == onto && !sources.contains(&from.as_str()) {
+                    sources.push(from);
+                }
+            }
+            at += 1;
+        }
+        if blind().any(|name| sources.contains(&name)) {
+            return None;
+        }
+        let mut needles = targets
+            .iter()
+            .chain(&sources)
+            .map(|name| PayloadNames::needle(name))
+            .collect::<Option<Vec<_>>>()?;
+        needles.sort_unstable();
+        needles.dedup();
+        Some(needles)
+    }
+}
 
 /// Bytes a decoder's escape can produce from other text (`\|`, `\=`,
 /// `\"`, `\]`, `\/`, `\n`, `&lt;` and the like): a name component with
@@ -587,7 +667,7 @@ const ESCAPE_OUTPUTS: &[u8] = b"|\\=\"]/<>&'\n\r\t\x08\x0c";
 
 /// Per header field: a search for the text one of whose needles a line
 /// must hold for its payload to give that field, built from
-/// [`PayloadSources`].
+/// [`PayloadNaming`].
 ///
 /// Every decoder takes a field's name from the line's text: a JSON key
 /// or path of keys, an XML element, attribute or `Name` path, a key of a
@@ -605,16 +685,10 @@ const ESCAPE_OUTPUTS: &[u8] = b"|\\=\"]/<>&'\n\r\t\x08\x0c";
 pub(crate) struct PayloadNames([Option<AnyNeedle>; 4]);
 
 impl PayloadNames {
-    pub(crate) fn build(sources: &PayloadSources) -> PayloadNames {
-        PayloadNames(sources.0.clone().map(|names| {
-            let mut needles: Vec<Vec<u8>> = vec![b"\\u".to_vec(), b"&#".to_vec()];
-            for name in names? {
-                needles.push(Self::needle(&name)?);
-            }
-            needles.sort_unstable();
-            needles.dedup();
-            let needles: Vec<&[u8]> = needles.iter().map(Vec::as_slice).collect();
-            AnyNeedle::build(&needles)
+    pub(crate) fn build(naming: Option<&PayloadNaming>) -> PayloadNames {
+        PayloadNames(std::array::from_fn(|at| {
+            let needles = naming?.needles(HEADER_FIELDS[at], Some(at))?;
+            search_for(&needles)
         }))
     }
 
@@ -632,13 +706,38 @@ impl PayloadNames {
     }
 
     /// Whether the payload of `line` could give header field `at`
-    /// (`folded` is scratch space).
+    /// (`folded`: the line, folded once `line_folded` is set).
     #[inline]
-    fn may_give(&self, at: usize, line: &[u8], folded: &mut Vec<u8>) -> bool {
+    fn may_give(
+        &self,
+        at: usize,
+        line: &[u8],
+        folded: &mut Vec<u8>,
+        line_folded: &mut bool,
+    ) -> bool {
         self.0[at].as_ref().is_none_or(|search| {
-            fold_into(line, folded);
+            fold_line(line, folded, line_folded);
             search.occurs_in(folded)
         })
+    }
+}
+
+/// The search for `needles` and the escapes that could spell any of them
+/// (`None`: unbuildable, past the searcher's limits).
+fn search_for(needles: &[Vec<u8>]) -> Option<AnyNeedle> {
+    let mut all: Vec<&[u8]> = vec![b"\\u", b"&#"];
+    all.extend(needles.iter().map(Vec::as_slice));
+    all.sort_unstable();
+    all.dedup();
+    AnyNeedle::build(&all)
+}
+
+/// `line` folded into `folded`, unless `done` says it is there already.
+#[inline]
+fn fold_line(line: &[u8], folded: &mut Vec<u8>, done: &mut bool) {
+    if !*done {
+        fold_into(line, folded);
+        *done = true;
     }
 }
 
@@ -669,10 +768,15 @@ fn fold_into(text: &[u8], folded: &mut Vec<u8>) {
 /// requires is a keyword literal (SigmaHQ's `product: linux` keyword
 /// rules): the message is the header parse's, the same bytes keyword
 /// selections search, so a line whose message holds none of those
-/// literals (ASCII case-insensitively, anywhere) cannot match it. Any
-/// other such detection could match any line: then there is no gate
-/// ([`HeaderGate::build`] names that detection) and every line's payload
-/// is decoded.
+/// literals (ASCII case-insensitively, anywhere) cannot match it.
+/// Otherwise it is gated by the payload fields it cannot match without
+/// (`Detection::required_fields`): for one of its alternatives, the line
+/// must hold a name the payload could give each such field under
+/// ([`PayloadNaming::needles`]; fields whose names are shorter than
+/// three bytes, or cannot be searched, are left out). A detection with an
+/// alternative none of whose fields can be searched could match any line:
+/// then there is no gate ([`HeaderGate::build`] names that detection)
+/// and every line's payload is decoded.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct HeaderGate {
     /// Per alternative of every header-gated filter: its header terms.
@@ -683,63 +787,124 @@ pub(crate) struct HeaderGate {
     /// For a header part the header lacks: whether the payload could
     /// give it.
     payload: PayloadNames,
+    /// Per alternative of every name-gated detection: the searches (into
+    /// `name_searches`) that must all find a needle in the folded line,
+    /// the most selective first.
+    named: Vec<Vec<u8>>,
+    /// The distinct searches `named` uses (at most 64).
+    name_searches: Vec<AnyNeedle>,
 }
 
 /// A filter term on a header part: (index into [`HEADER_FIELDS`], the
 /// allowed values lowercased).
 type HeaderTerm = (usize, Vec<Box<[u8]>>);
 
+/// The shortest needle a name-gated detection's field is searched by:
+/// shorter ones occur in nearly every line.
+const NAME_NEEDLE_BYTES_MIN: usize = 3;
+
+/// The most distinct name searches a gate holds (one bit each per line).
+const NAME_SEARCHES_MAX: usize = 64;
+
 impl HeaderGate {
-    /// The gate of `filters` and `required` (one of each per detection:
-    /// its log source filter and the literals one of which it needs,
-    /// from `Detection::required_literals`), or the index of the first
-    /// detection that could match a line whatever its header and message.
+    /// The gate of `filters`, `required` and `fields` (one of each per
+    /// detection: its log source filter, the literals one of which it
+    /// needs, from `Detection::required_literals`, and the payload fields
+    /// it needs, from `Detection::required_fields`), with `naming` to
+    /// search for a field's names (`None`: no search), or the index of the
+    /// first detection that could match a line whatever its header,
+    /// message and text.
     pub(crate) fn build(
         filters: &[&LogsourceFilter],
         required: &[Option<Vec<RequiredLiteral>>],
-        payload: &PayloadSources,
+        fields: &[Option<Vec<Vec<&FieldName>>>],
+        naming: Option<&PayloadNaming>,
     ) -> Result<HeaderGate, usize> {
         debug_assert_eq!(filters.len(), required.len());
+        debug_assert_eq!(filters.len(), fields.len());
         let mut alternatives: Vec<Vec<HeaderTerm>> = Vec::new();
         let mut keywords: Vec<&[u8]> = Vec::new();
+        let mut named: Vec<Vec<u8>> = Vec::new();
+        let mut name_needles: Vec<Vec<Vec<u8>>> = Vec::new();
         for (index, filter) in filters.iter().enumerate() {
-            match Self::header_terms(filter) {
-                Some(terms) => {
-                    for terms in terms {
-                        if !alternatives.contains(&terms) {
-                            alternatives.push(terms);
-                        }
+            if let Some(terms) = Self::header_terms(filter) {
+                for terms in terms {
+                    if !alternatives.contains(&terms) {
+                        alternatives.push(terms);
                     }
                 }
-                None => {
-                    // Only keyword literals (the empty field name: the
-                    // message) can be checked before the payload's decode.
-                    let Some(literals) = required.get(index).and_then(Option::as_ref) else {
-                        return Err(index);
+                continue;
+            }
+            // Only keyword literals (the empty field name: the message)
+            // can be checked before the payload's decode, or the names
+            // of the fields the detection needs.
+            let literals = required.get(index).and_then(Option::as_ref);
+            if let Some(literals) = literals.filter(|literals| {
+                !literals.is_empty() && literals.iter().all(|(field, _, _)| field.is_empty())
+            }) {
+                keywords.extend(literals.iter().map(|(_, needle, _)| needle.as_ref()));
+                continue;
+            }
+            let (Some(naming), Some(Some(needs))) = (naming, fields.get(index)) else {
+                return Err(index);
+            };
+            for all in needs {
+                let mut sets: Vec<Vec<Vec<u8>>> = all
+                    .iter()
+                    .filter_map(|field| naming.needles(field.as_str(), None))
+                    .filter(|needles| needles.iter().all(|n| n.len() >= NAME_NEEDLE_BYTES_MIN))
+                    .collect();
+                if sets.is_empty() {
+                    return Err(index);
+                }
+                // The most selective first: the longest shortest needle,
+                // then the fewest needles.
+                sets.sort_by_key(|needles| {
+                    let shortest = needles.iter().map(Vec::len).min().unwrap_or(0);
+                    (std::cmp::Reverse(shortest), needles.len())
+                });
+                let mut searches = Vec::with_capacity(sets.len());
+                for needles in sets {
+                    let at = match name_needles.iter().position(|known| *known == needles) {
+                        Some(at) => at,
+                        None => {
+                            name_needles.push(needles);
+                            name_needles.len() - 1
+                        }
                     };
-                    if literals.is_empty() || literals.iter().any(|(field, _, _)| !field.is_empty())
-                    {
+                    if at >= NAME_SEARCHES_MAX {
                         return Err(index);
                     }
-                    keywords.extend(literals.iter().map(|(_, needle, _)| needle.as_ref()));
+                    // Lossless: below NAME_SEARCHES_MAX.
+                    searches.push(at as u8);
+                }
+                if !named.contains(&searches) {
+                    named.push(searches);
                 }
             }
         }
+        let name_searches = name_needles
+            .iter()
+            .map(|needles| search_for(needles))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| Self::first_ungated(filters))?;
         keywords.sort_unstable();
         keywords.dedup();
         let message = if keywords.is_empty() {
             None
         } else {
             // Building fails only past the searcher's size limits; then
-            // the first message-gated detection keeps every line decoded.
-            let search =
-                AnyNeedle::build(&keywords).ok_or_else(|| Self::first_message_gated(filters))?;
+            // the first detection without header terms keeps every line
+            // decoded.
+            let search = AnyNeedle::build(&keywords).ok_or_else(|| Self::first_ungated(filters))?;
             Some(search)
         };
         Ok(HeaderGate {
             alternatives,
             message,
-            payload: PayloadNames::build(payload),
+            payload: PayloadNames::build(naming),
+            named,
+            name_searches,
         })
     }
 
@@ -768,8 +933,8 @@ impl HeaderGate {
     }
 
     /// The first detection whose filter gives no header terms (the one
-    /// named when the message search cannot be built).
-    fn first_message_gated(filters: &[&LogsourceFilter]) -> usize {
+    /// named when a search cannot be built).
+    fn first_ungated(filters: &[&LogsourceFilter]) -> usize {
         filters
             .iter()
             .position(|filter| Self::header_terms(filter).is_none())
@@ -781,9 +946,10 @@ impl HeaderGate {
     /// `header`, whose message is `message` and whose whole line is
     /// `line`. False only when every alternative of every header-gated
     /// filter is ruled out by a header part the header has, or by one it
-    /// lacks and the line's payload cannot give, and the message holds no
-    /// keyword literal of a message-gated detection. `folded` is scratch
-    /// space.
+    /// lacks and the line's payload cannot give, every name-gated
+    /// detection by a field whose names the line lacks, and the message
+    /// holds no keyword literal of a message-gated detection. `folded` is
+    /// scratch space.
     pub(crate) fn may_admit(
         &self,
         header: &[Option<&[u8]>; 4],
@@ -791,6 +957,7 @@ impl HeaderGate {
         line: &[u8],
         folded: &mut Vec<u8>,
     ) -> bool {
+        let mut line_folded = false;
         // Per header part the header lacks: the payload search's answer,
         // once asked.
         let mut may_give: [Option<bool>; 4] = [None; 4];
@@ -799,13 +966,30 @@ impl HeaderGate {
                 Some(value) => values
                     .iter()
                     .any(|allowed| value.eq_ignore_ascii_case(allowed)),
-                None => {
-                    *may_give[*at].get_or_insert_with(|| self.payload.may_give(*at, line, folded))
-                }
+                None => *may_give[*at].get_or_insert_with(|| {
+                    self.payload.may_give(*at, line, folded, &mut line_folded)
+                }),
+            })
+        }) || (!self.named.is_empty() && {
+            // Per search: asked (bit set in `asked`), found (in `found`).
+            let (mut asked, mut found) = (0u64, 0u64);
+            self.named.iter().any(|searches| {
+                searches.iter().all(|&at| {
+                    let bit = 1u64 << at;
+                    if asked & bit == 0 {
+                        asked |= bit;
+                        fold_line(line, folded, &mut line_folded);
+                        if self.name_searches[usize::from(at)].occurs_in(folded) {
+                            found |= bit;
+                        }
+                    }
+                    found & bit != 0
+                })
             })
         }) || self.message.as_ref().is_some_and(|keywords| {
             // Keyword literals are ASCII-lowercased, as is what they are
-            // searched in (Sigma's case-insensitive match).
+            // searched in (Sigma's case-insensitive match). The line's
+            // fold is not needed past here.
             fold_into(message, folded);
             keywords.occurs_in(folded)
         })
@@ -1105,15 +1289,12 @@ mod tests {
     fn a_missing_header_part_is_looked_for_in_the_line() {
         let filter =
             LogsourceFilter::compile([[("process.name", vec!["sshd"])].into_iter()].into_iter());
-        let sources = PayloadSources([
-            None,
-            Some(vec!["process.name".into(), "sproc".into()]),
-            None,
-            None,
-        ]);
-        let gate = HeaderGate::build(&[&filter], &[None], &sources).unwrap();
-        let unsearchable =
-            HeaderGate::build(&[&filter], &[None], &PayloadSources::default()).unwrap();
+        let naming = PayloadNaming {
+            aliases: vec![("sproc".into(), "process.name".into())],
+            made_up: vec!["user.name".into()],
+        };
+        let gate = HeaderGate::build(&[&filter], &[None], &[None], Some(&naming)).unwrap();
+        let unsearchable = HeaderGate::build(&[&filter], &[None], &[None], None).unwrap();
         let mut folded = Vec::new();
         let no_app = [Some(&b"h"[..]), None, None, None];
         for (line, admitted) in [
@@ -1196,9 +1377,12 @@ mod tests {
         }
         let table = table.finish();
         let refs: Vec<&LogsourceFilter> = filters.iter().collect();
-        let Ok(gate) =
-            HeaderGate::build(&refs, &vec![None; refs.len()], &PayloadSources::default())
-        else {
+        let Ok(gate) = HeaderGate::build(
+            &refs,
+            &vec![None; refs.len()],
+            &vec![None; refs.len()],
+            None,
+        ) else {
             panic!("every filter names process.name")
         };
         let headers: &[[Option<&[u8]>; 4]] = &[
@@ -1253,23 +1437,19 @@ mod tests {
             HeaderGate::build(
                 &[&filters[0], &firewall],
                 &[None, None],
-                &PayloadSources::default()
+                &[None, None],
+                None
             )
             .err(),
             Some(1)
         );
         let open = resolve_logsource(Some("linux"), None, None, &[]).expect("open");
         assert_eq!(
-            HeaderGate::build(
-                &[&open, &filters[0]],
-                &[None, None],
-                &PayloadSources::default()
-            )
-            .err(),
+            HeaderGate::build(&[&open, &filters[0]], &[None, None], &[None, None], None).err(),
             Some(0)
         );
         // No filters at all: no detection can match anything.
-        let none = HeaderGate::build(&[], &[], &PayloadSources::default()).expect("a gate");
+        let none = HeaderGate::build(&[], &[], &[], None).expect("a gate");
         assert!(!none.may_admit(&headers[0], b"anything", b"anything", &mut Vec::new()));
     }
 

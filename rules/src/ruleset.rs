@@ -55,7 +55,7 @@ use crate::error::{RuleError, RuleErrorKind};
 use crate::event::Event;
 use crate::field::{FieldTable, FieldTableBuilder, ShapeKey};
 use crate::logsource::{
-    resolve_logsource, HeaderGate, LogsourceFilter, LogsourceMapping, PayloadSources,
+    resolve_logsource, HeaderGate, LogsourceFilter, LogsourceMapping, PayloadNaming,
 };
 use crate::matcher::Matcher;
 use crate::pattern::Scratch;
@@ -95,11 +95,12 @@ pub struct CompileOptions {
     /// Log source mappings from configuration, tried before the built-in
     /// table (see `rules/LOGSOURCES.md`).
     pub logsources: Vec<LogsourceMapping>,
-    /// The names a payload could give each syslog header field under
-    /// (the engine's aliases), which lets the header gate rule out a line
-    /// whose header lacks a part a log source reads. The default (`None`
-    /// per field) decodes every such line.
-    pub payload_sources: PayloadSources,
+    /// How a line's payload names its fields (the engine's aliases, the
+    /// names decoders make up), which lets the header gate rule out a
+    /// line whose header lacks a part a log source reads, or that holds
+    /// none of the names of a field a detection without a log source
+    /// needs. `None` (the default) decodes every such line.
+    pub payload_naming: Option<PayloadNaming>,
 }
 
 /// Rule text and where it came from. A source may hold several YAML
@@ -650,6 +651,20 @@ impl RuleSet {
             .iter()
             .map(|d| d.detection.required_literals())
             .collect();
+        let header_gate = {
+            let fields: Vec<_> = detections
+                .iter()
+                .map(|d| d.detection.required_fields())
+                .collect();
+            let filters: Vec<&LogsourceFilter> =
+                detections.iter().map(|d| &d.source_filter).collect();
+            HeaderGate::build(
+                &filters,
+                &required,
+                &fields,
+                options.payload_naming.as_ref(),
+            )
+        };
         // Number every field name read per event; a filter shared by several
         // detections is interned once per holder (`make_mut` clones it).
         let mut table = FieldTableBuilder::default();
@@ -661,11 +676,10 @@ impl RuleSet {
             }
         }
         let filters: Vec<&LogsourceFilter> = detections.iter().map(|d| &d.source_filter).collect();
-        let (header_gate, header_gate_blocker) =
-            match HeaderGate::build(&filters, &required, &options.payload_sources) {
-                Ok(gate) => (Some(gate), None),
-                Err(index) => (None, Some(index)),
-            };
+        let (header_gate, header_gate_blocker) = match header_gate {
+            Ok(gate) => (Some(gate), None),
+            Err(index) => (None, Some(index)),
+        };
         let matcher = Matcher::build(&filters, &required, &mut table);
         let rules = RuleSet {
             header_gate,
@@ -730,8 +744,9 @@ impl RuleSet {
 
     /// The detection that keeps [`RuleSet::may_match_header`] from ruling
     /// any line out (its log source admits every line, or names no header
-    /// field, and it needs more than a keyword literal in the message), if
-    /// one does.
+    /// field, it needs more than a keyword literal in the message, and
+    /// some way it can match needs no payload field whose names a line can
+    /// be searched for), if one does.
     pub fn header_gate_blocker(&self) -> Option<&RuleMeta> {
         self.header_gate_blocker.map(|index| self.detection(index))
     }
@@ -741,7 +756,8 @@ impl RuleSet {
     /// `log.syslog.msgid`, `None` where the header has none), this
     /// message (the header parse's, which keyword selections search) and
     /// this whole line (searched for the names a payload could give a
-    /// missing part under, [`CompileOptions::payload_sources`]), whatever
+    /// missing part under, or a field a detection needs under,
+    /// [`CompileOptions::payload_naming`]), whatever
     /// its payload decodes to. False lets a caller skip decoding
     /// the payload: no detection, and so no correlation or anomaly rule,
     /// can see the line. A detection whose log source could admit any
