@@ -173,6 +173,9 @@ pub fn run(config: Config) -> anyhow::Result<Vec<CoreReport>> {
     for finding in &recovery.findings {
         eprintln!("shardwatch: recovery: {finding}");
     }
+    // Before any helper thread starts: they inherit it.
+    let cpus = crate::server::core_cpus(cores);
+    let helper_cpus = crate::server::pin_helpers_off_cores(&cpus);
     let (alerts, writer) = AlertWriter::start(
         alert_log,
         config.output.stdout,
@@ -225,9 +228,8 @@ pub fn run(config: Config) -> anyhow::Result<Vec<CoreReport>> {
     if let Some(addr) = tls_bound {
         extra_listeners.push_str(&format!(" tls={addr}"));
     }
-    let cpus = crate::server::core_cpus(cores);
     eprintln!(
-        "shardwatch: listening udp={} tcp={}{extra_listeners} api={} cores={cores} shards={} rules={}+{} data={} nofile={nofile} malloc_top_pad={malloc_top_pad} cpus={}",
+        "shardwatch: listening udp={} tcp={}{extra_listeners} api={} cores={cores} shards={} rules={}+{} data={} nofile={nofile} malloc_top_pad={malloc_top_pad} cpus={} helper_cpus={}",
         show(udp_bound),
         show(tcp_bound),
         show(control.as_ref().map(|c| c.addr)),
@@ -236,6 +238,15 @@ pub fn run(config: Config) -> anyhow::Result<Vec<CoreReport>> {
         rules.correlation_count(),
         data_dir.display(),
         core_cpu_list(&cpus),
+        if helper_cpus.is_empty() {
+            "shared".to_string()
+        } else {
+            helper_cpus
+                .iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        },
     );
     eprintln!(
         "shardwatch: {}",
@@ -371,6 +382,34 @@ fn core_cpu_list(cpus: &[Option<usize>]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Helper threads keep off the cores' CPUs, and threads they start
+    /// inherit that; with a core on every CPU, or unpinned cores, nothing
+    /// changes.
+    #[test]
+    fn helper_threads_keep_off_the_cores_cpus() {
+        use crate::server::{allowed_cpus, pin_helpers_off_cores};
+        std::thread::spawn(|| {
+            let before = allowed_cpus();
+            assert!(pin_helpers_off_cores(&[None]).is_empty());
+            assert_eq!(allowed_cpus(), before);
+            let helpers = pin_helpers_off_cores(&[Some(before[0])]);
+            if before.len() == 1 {
+                assert!(helpers.is_empty());
+                assert_eq!(allowed_cpus(), before);
+                return;
+            }
+            assert_eq!(helpers, before[1..]);
+            assert_eq!(allowed_cpus(), helpers);
+            let child = std::thread::spawn(allowed_cpus).join().expect("child");
+            assert_eq!(child, helpers);
+            let every: Vec<Option<usize>> = helpers.iter().map(|cpu| Some(*cpu)).collect();
+            assert!(pin_helpers_off_cores(&every).is_empty());
+            assert_eq!(allowed_cpus(), helpers);
+        })
+        .join()
+        .expect("the test thread");
+    }
     use std::os::unix::process::ExitStatusExt;
 
     /// The environment variable that makes the panic test its own child;

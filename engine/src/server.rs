@@ -219,8 +219,8 @@ pub fn core_cpus(cores: usize) -> Vec<Option<usize>> {
         .collect()
 }
 
-/// The CPUs the process may run on, ascending (see [`core_cpus`]).
-fn allowed_cpus() -> Vec<usize> {
+/// The CPUs the calling thread may run on, ascending (see [`core_cpus`]).
+pub(crate) fn allowed_cpus() -> Vec<usize> {
     // SAFETY: a zeroed cpu_set_t is a valid empty set; the call writes at
     // most size_of::<cpu_set_t>() bytes into it.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
@@ -242,6 +242,48 @@ fn allowed_cpus() -> Vec<usize> {
         cpus.dedup();
     }
     cpus
+}
+
+/// Pins the calling thread to the CPUs the process may run on that no
+/// core in `cores` (from [`core_cpus`]) is pinned to, when there are any,
+/// and returns them (empty: every CPU has a core, or the cores are not
+/// pinned; then nothing changes). A thread starts with its creator's CPUs,
+/// so every thread started from here on shares them: the alert writer,
+/// the control plane, the rule watcher, the outputs, and each core's
+/// blocking pool (journal syncs, checkpoint writes; glommio starts it
+/// before it pins the core). They then neither wait for a busy core's
+/// CPU nor take it from the core: an alert writer woken beside a core
+/// that is still working (or spinning, `idle_spin_us`) waited for it.
+/// The cores pin themselves to their own CPUs ([`run_cores`]).
+pub fn pin_helpers_off_cores(cores: &[Option<usize>]) -> Vec<usize> {
+    if cores.iter().any(Option::is_none) {
+        return Vec::new();
+    }
+    let helpers: Vec<usize> = allowed_cpus()
+        .into_iter()
+        .filter(|cpu| !cores.contains(&Some(*cpu)))
+        .collect();
+    if helpers.is_empty() {
+        return helpers;
+    }
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; every CPU set in it
+    // is below CPU_SETSIZE (`allowed_cpus` lists no more), and the call
+    // reads at most size_of::<cpu_set_t>() bytes.
+    let pinned = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for &cpu in &helpers {
+            libc::CPU_SET(cpu, &mut set);
+        }
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    if pinned != 0 {
+        eprintln!(
+            "shardwatch: cannot keep helper threads off the cores' CPUs: {}",
+            std::io::Error::last_os_error()
+        );
+        return Vec::new();
+    }
+    helpers
 }
 
 /// Starts one executor per core and waits for them all to stop.
