@@ -72,7 +72,7 @@ fuzz_target!(|data: &[u8]| {
 const ESCAPE_OUTPUTS: &[u8] = b"|\\=\"]/<>&'\n\r\t\x08\x0c";
 
 /// The invariant the header gate's search for a missing header part rests
-/// on (`shardwatch_rules::PayloadSources`): a payload field's name is one
+/// on (`shardwatch_rules::PayloadNaming`): a payload field's name is one
 /// of `names_not_in_text`, or each of its components (past a leading
 /// `sd.`) that is not all digits and holds no byte an escape makes is in
 /// the line, ASCII case-insensitively, unless the line holds `\u` or

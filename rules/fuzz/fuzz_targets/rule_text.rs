@@ -4,9 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use shardwatch_rules::{
-    CompileOptions, CorrelationState, PayloadSources, RuleSet, RuleSource, HEADER_FIELDS,
-};
+use shardwatch_rules::{CompileOptions, CorrelationState, PayloadNaming, RuleSet, RuleSource};
 
 #[path = "common.rs"]
 mod common;
@@ -19,9 +17,18 @@ fuzz_target!(|data: &[u8]| {
         origin: "fuzz:rule".into(),
         text,
     };
-    // Each header field's payload name is its own, as with no aliases.
+    // A few aliases and made-up names, so that header parts and the
+    // fields of detections without a log source are searched for by name
+    // in the line (which `common::drive` writes from the event's fields).
     let options = CompileOptions {
-        payload_sources: PayloadSources(HEADER_FIELDS.map(|name| Some(vec![name.to_string()]))),
+        payload_naming: Some(PayloadNaming {
+            aliases: vec![
+                ("sproc".into(), "process.name".into()),
+                ("SRC".into(), "source.ip".into()),
+                ("dpt".into(), "DPT".into()),
+            ],
+            made_up: vec!["user.name".into(), "event.dataset".into()],
+        }),
         ..CompileOptions::default()
     };
     let (rules, _errors) = RuleSet::compile_with(&[source], &options);
