@@ -658,6 +658,26 @@ correlation:
     /// A pipeline whose rules all read sshd or sudo lines (a detection, a
     /// correlation over it, one keyed on a host), keeping schemas.
     /// A schema registry kept as the tests of the header gate keep it.
+    /// A pipeline over `rules` that finishes lines no rule can see from
+    /// their header, and one that decodes every payload, otherwise alike
+    /// (`options` gives the rest).
+    fn gated_and_full(
+        rules: &Arc<RuleSet>,
+        options: impl Fn() -> PipelineOptions,
+    ) -> (Pipeline, Pipeline) {
+        let pipeline = |decode_all_payloads| {
+            Pipeline::new(
+                rules.clone(),
+                Arc::new(ShardMap::new(1, 64, 1)),
+                PipelineOptions {
+                    decode_all_payloads,
+                    ..options()
+                },
+            )
+        };
+        (pipeline(false), pipeline(true))
+    }
+
     fn kept_schemas() -> Option<SchemaOptions> {
         Some(SchemaOptions {
             sources_max: 100,
@@ -856,19 +876,11 @@ detection:
         assert!(rules.header_gate_blocker().is_none());
         let rules = Arc::new(rules);
         let aliases = Arc::new(Aliases::new(true, &overrides));
-        let pipeline = |decode_all_payloads| {
-            Pipeline::new(
-                rules.clone(),
-                Arc::new(ShardMap::new(1, 64, 1)),
-                PipelineOptions {
-                    aliases: aliases.clone(),
-                    schemas: kept_schemas(),
-                    decode_all_payloads,
-                    ..PipelineOptions::default()
-                },
-            )
-        };
-        let (mut gated, mut full) = (pipeline(false), pipeline(true));
+        let (mut gated, mut full) = gated_and_full(&rules, || PipelineOptions {
+            aliases: aliases.clone(),
+            schemas: kept_schemas(),
+            ..PipelineOptions::default()
+        });
         let naming = [
             r#"<14>Nov 30 00:00:01 h {"process":{"name":"sshd"},"user":{"name":"root"}}"#,
             r#"<14>Nov 30 00:00:02 h {"\u0070rocess.name":"sshd","user.name":"root"}"#,
@@ -976,18 +988,10 @@ detection:
             assert!(compile(&text).header_gate_blocker().is_some(), "{text}");
         }
         let rules = Arc::new(rules);
-        let pipeline = |decode_all_payloads| {
-            Pipeline::new(
-                rules.clone(),
-                Arc::new(ShardMap::new(1, 64, 1)),
-                PipelineOptions {
-                    aliases: Arc::new(Aliases::new(true, &Default::default())),
-                    decode_all_payloads,
-                    ..PipelineOptions::default()
-                },
-            )
-        };
-        let (mut gated, mut full) = (pipeline(false), pipeline(true));
+        let (mut gated, mut full) = gated_and_full(&rules, || PipelineOptions {
+            aliases: Arc::new(Aliases::new(true, &Default::default())),
+            ..PipelineOptions::default()
+        });
         // Lines that hold a needed field's name, and how many alerts each
         // raises (field names are case-sensitive: CEF's `dpt` is not
         // `DPT`, though the line is decoded for it).
@@ -1065,17 +1069,7 @@ detection:
             rules.header_gate_blocker()
         );
         let rules = Arc::new(rules);
-        let pipeline = |decode_all_payloads| {
-            Pipeline::new(
-                rules.clone(),
-                Arc::new(ShardMap::new(1, 64, 1)),
-                PipelineOptions {
-                    decode_all_payloads,
-                    ..PipelineOptions::default()
-                },
-            )
-        };
-        let (mut gated, mut full) = (pipeline(false), pipeline(true));
+        let (mut gated, mut full) = gated_and_full(&rules, PipelineOptions::default);
         let mut corpus = lines();
         let keyword_lines = [
             "<38>Nov 30 00:02:01 web-1 bash[77]: user ran RM /var/log/syslog",
