@@ -218,6 +218,14 @@ pub fn run(config: Config) -> anyhow::Result<Vec<CoreReport>> {
         )?),
         None => None,
     };
+    // Before the listening line: a SIGHUP sent as soon as it appears
+    // must find its handler (the default action ends the process).
+    let watcher = start_rule_watcher(
+        live.clone(),
+        stop.clone(),
+        config.rules.watch_interval_ms,
+        decoding,
+    )?;
     let show = |a: Option<std::net::SocketAddr>| a.map_or("off".to_string(), |a| a.to_string());
     // RELP and TLS appear only when on, so the line stays as it was for
     // plain syslog.
@@ -252,12 +260,6 @@ pub fn run(config: Config) -> anyhow::Result<Vec<CoreReport>> {
         "shardwatch: {}",
         decoding.status(crate::liverules::decode_blocker(&rules).as_deref())
     );
-    let watcher = start_rule_watcher(
-        live.clone(),
-        stop.clone(),
-        config.rules.watch_interval_ms,
-        decoding,
-    )?;
     let shared = Arc::new(Shared {
         schemas: schemas.clone(),
         stats,

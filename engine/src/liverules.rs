@@ -82,7 +82,7 @@ impl PayloadDecoding {
             "every payload is decoded (engine.templates = \"on\" mines every line)".into()
         } else if let Some(rule) = blocker {
             format!(
-                "every payload is decoded: rule {rule} may see any line (its log source names no program or host, and it needs more than a keyword in the message)"
+                "every payload is decoded: rule {rule} may see any line (its log source names no program or host, and it can match without a keyword in the message or a payload field whose name the line holds)"
             )
         } else {
             "lines no rule can see from their header and message are not decoded".into()

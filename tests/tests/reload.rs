@@ -201,7 +201,7 @@ level: low\n";
         stopped.stderr
     );
     // Each reload's line ends with what is in force after it.
-    let blocked = "every payload is decoded: rule \"Bob anywhere\" (2c4e6a80-1b3d-4f5a-9c7e-8d0f2a4b6c18) may see any line (its log source names no program or host, and it needs more than a keyword in the message)";
+    let blocked = "every payload is decoded: rule \"Bob anywhere\" (2c4e6a80-1b3d-4f5a-9c7e-8d0f2a4b6c18) may see any line (its log source names no program or host, and it can match without a keyword in the message or a payload field whose name the line holds)";
     let gate_on = "lines no rule can see from their header and message are not decoded";
     for (reason, generation, says) in [
         ("SIGHUP", start_generation + 1, blocked),
