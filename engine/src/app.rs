@@ -249,11 +249,7 @@ pub fn run(config: Config) -> anyhow::Result<Vec<CoreReport>> {
         if helper_cpus.is_empty() {
             "shared".to_string()
         } else {
-            helper_cpus
-                .iter()
-                .map(usize::to_string)
-                .collect::<Vec<_>>()
-                .join(",")
+            cpu_list(&helper_cpus)
         },
     );
     eprintln!(
@@ -374,8 +370,12 @@ fn core_cpu_list(cpus: &[Option<usize>]) -> String {
     if cpus.iter().any(Option::is_none) {
         return "unpinned".into();
     }
+    cpu_list(&cpus.iter().flatten().copied().collect::<Vec<_>>())
+}
+
+/// CPUs as the listening line writes them: `0,1,2`.
+fn cpu_list(cpus: &[usize]) -> String {
     cpus.iter()
-        .flatten()
         .map(usize::to_string)
         .collect::<Vec<_>>()
         .join(",")

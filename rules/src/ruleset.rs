@@ -651,20 +651,6 @@ impl RuleSet {
             .iter()
             .map(|d| d.detection.required_literals())
             .collect();
-        let header_gate = {
-            let fields: Vec<_> = detections
-                .iter()
-                .map(|d| d.detection.required_fields())
-                .collect();
-            let filters: Vec<&LogsourceFilter> =
-                detections.iter().map(|d| &d.source_filter).collect();
-            HeaderGate::build(
-                &filters,
-                &required,
-                &fields,
-                options.payload_naming.as_ref(),
-            )
-        };
         // Number every field name read per event; a filter shared by several
         // detections is interned once per holder (`make_mut` clones it).
         let mut table = FieldTableBuilder::default();
@@ -676,7 +662,16 @@ impl RuleSet {
             }
         }
         let filters: Vec<&LogsourceFilter> = detections.iter().map(|d| &d.source_filter).collect();
-        let (header_gate, header_gate_blocker) = match header_gate {
+        let fields: Vec<_> = detections
+            .iter()
+            .map(|d| d.detection.required_fields())
+            .collect();
+        let (header_gate, header_gate_blocker) = match HeaderGate::build(
+            &filters,
+            &required,
+            &fields,
+            options.payload_naming.as_ref(),
+        ) {
             Ok(gate) => (Some(gate), None),
             Err(index) => (None, Some(index)),
         };
