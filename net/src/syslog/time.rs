@@ -68,7 +68,10 @@ pub(crate) fn civil_from_days(days: i64) -> (i64, u32, u32) {
 
 impl WallTime {
     /// Whether every component is in range. Leap seconds (`:60`) are refused:
-    /// RFC 5424 forbids them and 3164 senders do not produce them.
+    /// RFC 5424 forbids them and 3164 senders do not produce them. The
+    /// definition [`WallTime::to_unix_ns`]'s checks (its time part, and
+    /// [`days_of`] for the date) are tested against.
+    #[cfg(test)]
     pub(crate) fn is_valid(&self) -> bool {
         (1..=12).contains(&self.month)
             && self.day >= 1
@@ -83,10 +86,14 @@ impl WallTime {
     /// of UTC, or `None` when invalid or outside the i64 range (years before
     /// 1677 or after 2262).
     pub(crate) fn to_unix_ns(self, offset_s: i64) -> Option<i64> {
-        if !self.is_valid() {
+        if !(self.hour < 24
+            && self.minute < 60
+            && self.second < 60
+            && i64::from(self.nanos) < NS_PER_S)
+        {
             return None;
         }
-        let days = days_from_civil(self.year, self.month, self.day);
+        let days = days_of(self.year, self.month, self.day)?;
         let secs = days
             .checked_mul(S_PER_DAY)?
             .checked_add(i64::from(self.hour * 3600 + self.minute * 60 + self.second))?
@@ -94,6 +101,32 @@ impl WallTime {
         secs.checked_mul(NS_PER_S)?
             .checked_add(i64::from(self.nanos))
     }
+}
+
+/// Days since 1970-01-01 of the civil date, or `None` when it does not
+/// exist ([`WallTime::is_valid`]'s date part). The last valid date asked
+/// about and its day count are kept per thread: nearly every line of a
+/// stream carries the same date as the line before, and the range checks
+/// and the calendar arithmetic were ~80 instructions of every line's
+/// timestamp.
+fn days_of(year: i64, month: u32, day: u32) -> Option<i64> {
+    use std::cell::Cell;
+    thread_local! {
+        // Month 0 never matches a date asked about that exists.
+        static LAST_DATE: Cell<(i64, u32, u32, i64)> = const { Cell::new((0, 0, 0, 0)) };
+    }
+    LAST_DATE.with(|last| {
+        let (last_year, last_month, last_day, days) = last.get();
+        if (last_year, last_month, last_day) == (year, month, day) && last_month != 0 {
+            return Some(days);
+        }
+        if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
+            return None;
+        }
+        let days = days_from_civil(year, month, day);
+        last.set((year, month, day, days));
+        Some(days)
+    })
 }
 
 /// The year of the wall clock at `offset_s` east of UTC at instant `now_ns`.
@@ -326,6 +359,54 @@ mod tests {
         assert!(!wall(2026, 4, 31, 0).is_valid());
         assert!(!wall(2026, 4, 1, 24).is_valid());
         assert_eq!(wall(1000, 1, 1, 0).to_unix_ns(0), None);
+    }
+
+    /// The remembered date never answers for another: dates asked in an
+    /// order that alternates, repeats and mixes valid with invalid ones
+    /// convert as the arithmetic does, and refuse exactly what
+    /// `is_valid` refuses.
+    #[test]
+    fn remembered_date_answers_only_for_itself() {
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = |n: u64| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (state >> 33) % n
+        };
+        let mut previous = wall(2026, 11, 27, 12);
+        for i in 0..200_000 {
+            let w = match i % 4 {
+                // The same date again, another time of day.
+                0 => WallTime {
+                    hour: next(25) as u32,
+                    second: next(61) as u32,
+                    ..previous
+                },
+                _ => WallTime {
+                    year: [0, 1, 1970, 2024, 2025, 2026, 2100][next(7) as usize],
+                    month: next(14) as u32,
+                    day: next(33) as u32,
+                    hour: next(25) as u32,
+                    minute: next(61) as u32,
+                    second: next(61) as u32,
+                    nanos: [0, 999_999_999, 1_000_000_000][next(3) as usize],
+                },
+            };
+            let want = w.is_valid().then(|| {
+                let days = days_from_civil(w.year, w.month, w.day);
+                let secs =
+                    days * S_PER_DAY + i64::from(w.hour * 3600 + w.minute * 60 + w.second) - 3600;
+                secs.checked_mul(NS_PER_S)
+                    .and_then(|ns| ns.checked_add(i64::from(w.nanos)))
+            });
+            assert_eq!(w.to_unix_ns(3600), want.flatten(), "{w:?}");
+            previous = w;
+        }
+        // Year 0, month 0, day 0 is not the empty memory's day 0 (a new
+        // thread starts with it).
+        let first = std::thread::spawn(|| wall(0, 0, 0, 0).to_unix_ns(0));
+        assert_eq!(first.join().ok(), Some(None));
     }
 
     #[test]
