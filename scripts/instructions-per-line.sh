@@ -24,13 +24,18 @@
 #   BINS="/tmp/old-shardwatch target/release/shardwatch" scripts/instructions-per-line.sh
 #   RULES=perf/rules/scenarios.yml scripts/instructions-per-line.sh   # built-in pack + these
 #   BY_FORMAT=1 scripts/instructions-per-line.sh   # also per message kind
+#   SCHEMAS=1 scripts/instructions-per-line.sh     # with the schema registry, as a node keeps it
 # Knobs (environment): BINS (target/release/shardwatch), LOAD
 # (target/release/shardwatch-load), EVENTS (100000), RULES (an extra rule
 # file), OUT (target/instructions-per-line), HISTORICAL (1: replay with the
 # default config, which flags every line of the corpus, days old, as
 # skewed in time; counts before 2026-12-05 05:00 UTC were so), BY_FORMAT (1: also count
 # each message kind of the corpus on its own: its lines, picked by the
-# patterns in `kinds` below, replayed alone). Needs valgrind (Debian
+# patterns in `kinds` below, replayed alone), SCHEMAS (1: count
+# `shardwatch schemas FILE` instead, the same `replay` with the schema
+# registry a node keeps by default (`replay` keeps none); its final
+# snapshot and drop are not counted, the first sight of each of the
+# corpus's sources is, spread over its lines). Needs valgrind (Debian
 # package `valgrind`). Writes $OUT/summary.txt and, per binary,
 # $OUT/<n>.callgrind (open with `callgrind_annotate`).
 set -euo pipefail
@@ -52,14 +57,28 @@ corpus=$OUT/corpus-$EVENTS.log
 [ -s "$corpus" ] || "$LOAD" gen --out "$corpus" --events "$EVENTS" >/dev/null
 head -n 1 "$corpus" >"$OUT/corpus-1.log"
 rule_args=()
-[ -n "$RULES" ] && rule_args=(--rules "$RULES")
+command=replay
+toggles=()
+config=""
+if [ "${SCHEMAS:-0}" = 1 ]; then
+  # `schemas` takes its rules from the config only.
+  command=schemas
+  toggles=(--toggle-collect='shardwatch::schema::SchemaRegistry::snapshot'
+    --toggle-collect='core::ptr::drop_in_place<core::option::Option<shardwatch::schema::SchemaRegistry>>')
+  [ -n "$RULES" ] && config+=$(printf '[rules]\npaths = ["%s"]\n' "$(realpath "$RULES")")$'\n'
+else
+  [ -n "$RULES" ] && rule_args=(--rules "$RULES")
+fi
 # The corpus's event times are fixed (reproducible) and so days older than
 # the replay's receive time: by default every line would be flagged
 # `event.time_skewed`, a field live traffic does not get. A config that
 # allows any skew keeps the count to what a node receiving the lines as
 # they are written does; HISTORICAL=1 counts with the default config.
 if [ "${HISTORICAL:-0}" != 1 ]; then
-  printf '[ingest]\ntimestamp_skew_max_s = 3153600000\n' >"$OUT/replay.toml"
+  config+=$(printf '[ingest]\ntimestamp_skew_max_s = 3153600000')$'\n'
+fi
+if [ -n "$config" ]; then
+  printf '%s' "$config" >"$OUT/replay.toml"
   rule_args+=(--config "$OUT/replay.toml")
 fi
 
@@ -68,8 +87,8 @@ collected() {
   local bin=$1 input=$2 out=$3
   valgrind --tool=callgrind --callgrind-out-file="$out" \
     --toggle-collect='shardwatch::replay::replay*' \
-    --toggle-collect='shardwatch::shard::ShardStates::advance' \
-    "$bin" replay "${rule_args[@]}" "$input" 2>"$out.stderr" >/dev/null
+    --toggle-collect='shardwatch::shard::ShardStates::advance' "${toggles[@]}" \
+    "$bin" "$command" "${rule_args[@]}" "$input" 2>"$out.stderr" >/dev/null
   local n
   n=$(sed -n 's/.*Collected : \([0-9]*\).*/\1/p' "$out.stderr" | tail -1)
   [ -n "$n" ] && [ "$n" -gt 0 ] || { echo "instructions-per-line: nothing collected (see $out.stderr)" >&2; exit 1; }
@@ -79,7 +98,7 @@ collected() {
 summary=$OUT/summary.txt
 skew="any time skew allowed"
 [ "${HISTORICAL:-0}" = 1 ] && skew="default config: every line flagged as skewed"
-echo "instructions-per-line: $(date -u +%FT%TZ), $EVENTS lines of \`shardwatch-load gen\`, rules: built-in${RULES:+ + $RULES}, $skew" | tee "$summary"
+echo "instructions-per-line: $(date -u +%FT%TZ), $EVENTS lines of \`shardwatch-load gen\`, rules: built-in${RULES:+ + $RULES}, $skew, \`shardwatch $command\`" | tee "$summary"
 n=0
 for bin in $BINS; do
   n=$((n + 1))
