@@ -251,6 +251,23 @@ impl FieldTest {
                 },
                 Some(raw),
             ) => {
+                if !self.cased
+                    && needles.is_none()
+                    && patterns.iter().all(|p| matches!(p, Pattern::Exact(_)))
+                {
+                    // Only whole values (`field: value`, the commonest
+                    // test): each compared with the value folded a word
+                    // at a time, without a folded copy of it.
+                    let equal = |p: &Pattern| match p {
+                        Pattern::Exact(lower) => crate::field::folded_eq(lower, raw),
+                        _ => false,
+                    };
+                    return if *all {
+                        patterns.iter().all(equal)
+                    } else {
+                        patterns.iter().any(equal)
+                    };
+                }
                 let folded = if self.cased { raw } else { scratch.fold(raw) };
                 if *all {
                     return patterns.iter().all(|p| p.matches(folded, raw));
