@@ -442,27 +442,35 @@ fn fold(h: u64, word: u64) -> u64 {
 #[inline]
 fn key_part(mut h: u64, bytes: &[u8]) -> u64 {
     let n = bytes.len();
-    let load8 = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap_or([0; 8]));
-    let load4 = |at: usize| {
-        u64::from(u32::from_le_bytes(
-            bytes[at..at + 4].try_into().unwrap_or([0; 4]),
-        ))
-    };
     h = fold(h, n as u64 ^ KEY_SEED);
     let mut at = 0;
     while at + 8 <= n {
-        h = fold(h, load8(at));
+        h = fold(h, load8(bytes, at));
         at += 8;
     }
     if at < n {
         let word = match n {
-            8.. => load8(n - 8),
-            4..=7 => load4(0) | load4(n - 4) << 32,
+            8.. => load8(bytes, n - 8),
+            4..=7 => load4(bytes, 0) | load4(bytes, n - 4) << 32,
             _ => u64::from(bytes[0]) | u64::from(bytes[n / 2]) << 8 | u64::from(bytes[n - 1]) << 16,
         };
         h = fold(h, word);
     }
     h
+}
+
+/// The eight bytes of `b` at `at` (which has them), little-endian.
+#[inline]
+fn load8(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().unwrap_or([0; 8]))
+}
+
+/// The four bytes of `b` at `at` (which has them), little-endian.
+#[inline]
+fn load4(b: &[u8], at: usize) -> u64 {
+    u64::from(u32::from_le_bytes(
+        b[at..at + 4].try_into().unwrap_or([0; 4]),
+    ))
 }
 
 /// A cheap fingerprint of the field names, in order: length plus the
@@ -483,15 +491,9 @@ fn names_fingerprint(fields: &[(&str, &[u8])]) -> u64 {
 /// last bytes or four-byte halves).
 fn name_word(b: &[u8]) -> u64 {
     let len = b.len() as u64;
-    let load8 = |at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap_or([0; 8]));
-    let load4 = |at: usize| {
-        u64::from(u32::from_le_bytes(
-            b[at..at + 4].try_into().unwrap_or([0; 4]),
-        ))
-    };
     let (head, tail) = match b.len() {
-        8.. => (load8(0), load8(b.len() - 8)),
-        4..=7 => (load4(0), load4(b.len() - 4)),
+        8.. => (load8(b, 0), load8(b, b.len() - 8)),
+        4..=7 => (load4(b, 0), load4(b, b.len() - 4)),
         1..=3 => (
             u64::from(b[0]) | u64::from(b[b.len() / 2]) << 8,
             u64::from(b[b.len() - 1]),

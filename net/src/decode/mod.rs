@@ -586,32 +586,31 @@ fn ef_colons(text: &[u8], mut each: impl FnMut(usize) -> bool) {
     }
 }
 
-/// Hands `each` the places of `hits` (bit i: the place `at + i`), lowest
-/// first; false once `each` said stop.
+/// The block walk of [`ef_colons`] over `len` bytes (at least
+/// `2 + width`, `width` at most 32): `hits_at(at)` gives, as bits, the
+/// places of `at..at + width` that end an `EF:`; the last block is moved
+/// back to end at `len`, the places the block before saw masked off.
 #[inline(always)]
-fn each_hit(mut hits: u32, at: usize, each: &mut impl FnMut(usize) -> bool) -> bool {
-    while hits != 0 {
-        if !each(at + hits.trailing_zeros() as usize) {
-            return false;
+fn ef_blocks(
+    len: usize,
+    width: usize,
+    each: &mut impl FnMut(usize) -> bool,
+    mut hits_at: impl FnMut(usize) -> u32,
+) {
+    debug_assert!(len >= 2 + width && width <= 32);
+    let mut next = 2;
+    while next < len {
+        let at = next.min(len - width);
+        // Under `width`: only the last block starts before `next`.
+        let seen = next - at;
+        let mut hits = hits_at(at) >> seen << seen;
+        while hits != 0 {
+            if !each(at + hits.trailing_zeros() as usize) {
+                return;
+            }
+            hits &= hits - 1;
         }
-        hits &= hits - 1;
-    }
-    true
-}
-
-/// The next block of [`ef_colons`] over `len` bytes (at least
-/// `2 + width`) in blocks of `width`, the places from `at` on not seen
-/// yet: `(start, skip)`, the places `start..start + width` less the first
-/// `skip` (seen by the block before, when the last block is moved back to
-/// end at `len`); `None` past the end.
-#[inline(always)]
-fn ef_block(at: usize, len: usize, width: usize) -> Option<(usize, u32)> {
-    if at + width <= len {
-        Some((at, 0))
-    } else if at < len {
-        Some((len - width, (at + width - len) as u32))
-    } else {
-        None
+        next = at + width;
     }
 }
 
@@ -623,14 +622,11 @@ fn ef_colons_avx2(text: &[u8], each: &mut impl FnMut(usize) -> bool) {
         _mm256_and_si256, _mm256_cmpeq_epi8, _mm256_loadu_si256, _mm256_movemask_epi8,
         _mm256_set1_epi8,
     };
-    let mut next = 2;
-    while let Some((at, skip)) = ef_block(next, text.len(), 32) {
-        next += 32;
+    ef_blocks(text.len(), 32, each, |at| {
         // SAFETY: the three unaligned 32-byte loads start at `at - 2`,
-        // `at - 1` and `at`, with `at >= 2` (the text is at least 34
-        // bytes) and `at + 32 <= text.len()` (`ef_block`), so all lie
-        // within `text`.
-        let hits = unsafe {
+        // `at - 1` and `at`, with `at >= 2` and `at + 32 <= text.len()`
+        // (`ef_blocks`), so all lie within `text`.
+        unsafe {
             let here = text.as_ptr().add(at);
             let byte = |back: usize, want: u8| {
                 _mm256_cmpeq_epi8(
@@ -643,12 +639,8 @@ fn ef_colons_avx2(text: &[u8], each: &mut impl FnMut(usize) -> bool) {
                 byte(0, b':'),
             );
             _mm256_movemask_epi8(all) as u32
-        };
-        // `skip` is under 32.
-        if !each_hit(hits >> skip << skip, at, each) {
-            return;
         }
-    }
+    });
 }
 
 /// [`ef_colons`] in 16-place blocks (`text` at least 18 bytes).
@@ -657,14 +649,12 @@ fn ef_colons_sse2(text: &[u8], each: &mut impl FnMut(usize) -> bool) {
     use std::arch::x86_64::{
         _mm_and_si128, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8,
     };
-    let mut next = 2;
-    while let Some((at, skip)) = ef_block(next, text.len(), 16) {
-        next += 16;
+    ef_blocks(text.len(), 16, each, |at| {
         // SAFETY: SSE2 is part of the x86-64 baseline; the three unaligned
         // 16-byte loads start at `at - 2`, `at - 1` and `at`, with
-        // `at >= 2` (the text is at least 18 bytes) and
-        // `at + 16 <= text.len()` (`ef_block`), so all lie within `text`.
-        let hits = unsafe {
+        // `at >= 2` and `at + 16 <= text.len()` (`ef_blocks`), so all lie
+        // within `text`.
+        unsafe {
             let here = text.as_ptr().add(at);
             let byte = |back: usize, want: u8| {
                 _mm_cmpeq_epi8(
@@ -674,11 +664,8 @@ fn ef_colons_sse2(text: &[u8], each: &mut impl FnMut(usize) -> bool) {
             };
             let all = _mm_and_si128(_mm_and_si128(byte(2, b'E'), byte(1, b'F')), byte(0, b':'));
             _mm_movemask_epi8(all) as u32
-        };
-        if !each_hit(hits >> skip << skip, at, each) {
-            return;
         }
-    }
+    });
 }
 
 /// Bytes read directly before a search is handed to memchr: most keys and
