@@ -363,22 +363,26 @@ impl Pipeline {
         // fetched from memory while the gate and the decode run (most
         // lines' source; a CEF or LEEF line's is its vendor's).
         let host_app = self.registry.as_ref().map(|registry| {
-            let key = SourceId::HostApp(
+            let source = SourceId::HostApp(
                 header.hostname.unwrap_or(b"-"),
                 header.app_name.or(header.cisco_mnemonic).unwrap_or(b"-"),
-            )
-            .key();
+            );
+            let key = source.key();
             registry.prefetch(key);
-            key
+            (source, key)
         });
-        if let Some(time_ns) =
-            self.without_payload(raw, header, host_app, time_ns, received_ns, sink)
-        {
+        if let Some(time_ns) = self.without_payload(
+            raw,
+            header,
+            host_app.map(|(_, key)| key),
+            time_ns,
+            received_ns,
+            sink,
+        ) {
             return Some(time_ns);
         }
         let mut fields = Fields::new();
         let parsed = shardwatch_net::extract_payload(raw, header, &mut self.decode, &mut fields);
-        let message = header;
         if let Some(issue) = parsed.issue {
             sink.flagged(issue.as_str());
         }
@@ -402,13 +406,7 @@ impl Pipeline {
                             registry.prefetch(key);
                             (source, key)
                         }
-                        (None, _) => (
-                            SourceId::HostApp(
-                                message.hostname.unwrap_or(b"-"),
-                                message.app_name.or(message.cisco_mnemonic).unwrap_or(b"-"),
-                            ),
-                            host_app,
-                        ),
+                        (None, _) => host_app,
                     },
                 );
         // Structured payloads carry vendor names; give rules the common
@@ -435,7 +433,7 @@ impl Pipeline {
         let have_miner = self.miner.is_some();
         let mut mined = false;
         if self.templates_mode == TemplatesMode::On
-            && self.mined_before.mine(&mut self.miner, message.message)
+            && self.mined_before.mine(&mut self.miner, header.message)
         {
             mined = true;
             self.mined_before.push_into(&mut fields);
@@ -450,7 +448,7 @@ impl Pipeline {
         let mut event = Event {
             time_ns,
             fields: fields.as_slice(),
-            message: message.message,
+            message: header.message,
             raw,
         };
         // An event whose names the alias pass knew, with nothing added
@@ -482,13 +480,13 @@ impl Pipeline {
             })
         {
             let time_ns = event.time_ns;
-            if self.mined_after.mine(&mut self.miner, message.message) {
+            if self.mined_after.mine(&mut self.miner, header.message) {
                 self.mined_after.push_into(&mut fields);
             }
             event = Event {
                 time_ns,
                 fields: fields.as_slice(),
-                message: message.message,
+                message: header.message,
                 raw,
             };
         }
