@@ -502,8 +502,13 @@ impl Pipeline {
         // Input masks look rules up by binary search.
         self.matched.sort_unstable();
         for &correlation in &self.correlations {
-            self.rules
-                .group_key_for(correlation, &self.matched, &event, &mut self.key);
+            self.rules.group_key_for(
+                correlation,
+                &self.matched,
+                &event,
+                &self.scratch,
+                &mut self.key,
+            );
             let (shard, owner) = self.map.place(&self.key);
             let record = RouteRecord {
                 shard,
@@ -512,9 +517,12 @@ impl Pipeline {
                 time_ns: event.time_ns,
                 received_ns,
                 key: &self.key,
-                value: self
-                    .rules
-                    .correlation_value(correlation, &self.matched, &event),
+                value: self.rules.correlation_value(
+                    correlation,
+                    &self.matched,
+                    &event,
+                    &self.scratch,
+                ),
                 raw,
             };
             sink.route(&record, owner);

@@ -630,6 +630,9 @@ pub(crate) struct FieldIndex {
     sightings: SecondSighting,
     /// The stamp the next remembered shape gets (from 1).
     next_stamp: u64,
+    /// The event the slots are for: where its fields start, how many, and
+    /// the serial of the table it was indexed under ([`FieldIndex::holds`]).
+    indexed: (usize, usize, u64),
 }
 
 /// Events of one source carry the same field names in the same order,
@@ -807,6 +810,11 @@ impl FieldIndex {
             self.slots.fill(Slot::default());
             self.generation = 1;
         }
+        self.indexed = (
+            event.fields.as_ptr() as usize,
+            event.fields.len(),
+            table.serial,
+        );
         if table.len() == 0 {
             return None;
         }
@@ -999,6 +1007,18 @@ impl FieldIndex {
     /// unique leaf), which must be the event last indexed with the table
     /// that interned `field`. A name not interned is resolved by scanning.
     #[inline]
+    /// Whether the slots are `event`'s, indexed under `table`: the last
+    /// build was given the same fields (the same slice, as long) under
+    /// the same table. Fields changed in place since are not told apart.
+    pub(crate) fn holds(&self, table: &FieldTable, event: &Event<'_>) -> bool {
+        self.indexed
+            == (
+                event.fields.as_ptr() as usize,
+                event.fields.len(),
+                table.serial,
+            )
+    }
+
     pub(crate) fn get<'a>(&self, field: &FieldName, event: &Event<'a>) -> Option<&'a [u8]> {
         if field.id == NO_ID {
             return field.resolve(event);

@@ -88,6 +88,23 @@ impl Scratch {
         self.fields.get(field, event)
     }
 
+    /// The value `field` (interned in `table`) resolves to in `event`:
+    /// read from the index when the last indexing was of `event` under
+    /// `table`, else resolved by name.
+    #[inline]
+    pub(crate) fn field_if_indexed<'a>(
+        &self,
+        table: &FieldTable,
+        field: &FieldName,
+        event: &Event<'a>,
+    ) -> Option<&'a [u8]> {
+        if self.fields.holds(table, event) {
+            self.fields.get(field, event)
+        } else {
+            field.resolve(event)
+        }
+    }
+
     /// ASCII-lowercases `value` into the scratch buffer and returns the copy.
     pub(crate) fn fold<'s>(&'s mut self, value: &[u8]) -> &'s [u8] {
         self.folded.clear();

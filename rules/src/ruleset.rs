@@ -53,7 +53,7 @@ use crate::correlation_rule::{
 use crate::detection::{Detection, DetectionContext};
 use crate::error::{RuleError, RuleErrorKind};
 use crate::event::Event;
-use crate::field::{FieldTable, FieldTableBuilder, ShapeKey};
+use crate::field::{FieldName, FieldTable, FieldTableBuilder, ShapeKey};
 use crate::logsource::{
     resolve_logsource, HeaderGate, LogsourceFilter, LogsourceMapping, PayloadNaming,
 };
@@ -267,9 +267,22 @@ pub struct RuleSet {
     header_gate_blocker: Option<usize>,
     /// The per-field prefilter over every detection.
     matcher: Matcher,
-    /// Every field name the detections and the prefilter read, numbered;
-    /// each event is indexed under it once per evaluation.
+    /// Every field name the detections, the prefilter and the
+    /// correlations read, numbered; each event is indexed under it once
+    /// per evaluation.
     fields: FieldTable,
+    /// Per correlation: its group and value fields compiled (interned in
+    /// `fields`), so that an evaluated event's are read from its index.
+    correlation_fields: Vec<CorrelationFields>,
+}
+
+/// A correlation's [`CorrelationMeta::group_fields`] and
+/// [`CorrelationMeta::value_fields`] as compiled field names, in the same
+/// order.
+#[derive(Clone, Debug)]
+struct CorrelationFields {
+    group: Vec<Vec<FieldName>>,
+    value: Vec<FieldName>,
 }
 
 /// Where one document of a source sits, for error messages.
@@ -676,11 +689,28 @@ impl RuleSet {
             Err(index) => (None, Some(index)),
         };
         let matcher = Matcher::build(&filters, &required, &mut table);
+        let mut intern = |name: &String| {
+            let mut field = FieldName::new(name);
+            table.intern(&mut field);
+            field
+        };
+        let correlation_fields = correlations
+            .iter()
+            .map(|meta| CorrelationFields {
+                group: meta
+                    .group_fields
+                    .iter()
+                    .map(|fields| fields.iter().map(&mut intern).collect())
+                    .collect(),
+                value: meta.value_fields.iter().map(&mut intern).collect(),
+            })
+            .collect();
         let rules = RuleSet {
             header_gate,
             header_gate_blocker,
             matcher,
             fields: table.finish(),
+            correlation_fields,
             detections,
             correlations,
             consumers,
@@ -694,10 +724,14 @@ impl RuleSet {
     fn check_invariants(&self) {
         assert_eq!(self.consumers.len(), self.detections.len());
         assert_eq!(self.chained.len(), self.correlations.len());
+        assert_eq!(self.correlation_fields.len(), self.correlations.len());
         for (index, correlation) in self.correlations.iter().enumerate() {
             assert!(!correlation.inputs.is_empty());
             assert!(correlation.inputs.len() <= CORRELATION_INPUTS_MAX);
             assert_eq!(correlation.group_fields.len(), correlation.inputs.len());
+            let compiled = &self.correlation_fields[index];
+            assert_eq!(compiled.group.len(), correlation.group_fields.len());
+            assert_eq!(compiled.value.len(), correlation.value_fields.len());
             assert!(correlation.timespan_ns > 0);
             for &rule in &correlation.rules {
                 assert!(self.consumers[rule as usize].contains(&(index as u32)));
@@ -881,38 +915,52 @@ impl RuleSet {
     /// that know the matched rules should use [`RuleSet::group_key_for`].
     pub fn group_key(&self, correlation: u32, event: &Event<'_>, out: &mut Vec<u8>) {
         out.clear();
-        let Some(meta) = self.correlations.get(correlation as usize) else {
+        let Some(fields) = self.correlation_fields.get(correlation as usize) else {
             debug_assert!(false, "correlation {correlation} out of range");
             return;
         };
-        let position = self.alias_position(meta, u64::MAX, event);
-        encode_group(&meta.group_fields[position], event, out);
+        let read = |field: &FieldName| field.resolve(event);
+        let position = self.alias_position(correlation, fields, u64::MAX, read);
+        encode_group(&fields.group[position], read, out);
     }
 
     /// [`RuleSet::group_key`] for an event that matched `matched` (the
     /// output of [`RuleSet::evaluate`]): aliases are those of the first
-    /// listed input that matched.
+    /// listed input that matched. `scratch` is the one `event` was
+    /// evaluated with: while it still holds that evaluation's index (no
+    /// other event evaluated since, `event`'s fields neither added to nor
+    /// changed), the fields are read from it, else resolved by name.
     pub fn group_key_for(
         &self,
         correlation: u32,
         matched: &[u32],
         event: &Event<'_>,
+        scratch: &Scratch,
         out: &mut Vec<u8>,
     ) {
         out.clear();
-        let Some(meta) = self.correlations.get(correlation as usize) else {
+        let Some(fields) = self.correlation_fields.get(correlation as usize) else {
             debug_assert!(false, "correlation {correlation} out of range");
             return;
         };
         let mask = self.input_mask(correlation, matched);
-        let position = self.alias_position(meta, mask, event);
-        encode_group(&meta.group_fields[position], event, out);
+        let read = |field: &FieldName| scratch.field_if_indexed(&self.fields, field, event);
+        let position = self.alias_position(correlation, fields, mask, read);
+        encode_group(&fields.group[position], read, out);
     }
 
-    /// The input position whose field names read this event: the first
-    /// detection input in `mask` whose group fields are all present, else
-    /// the first detection input in `mask`, else position 0.
-    fn alias_position(&self, meta: &CorrelationMeta, mask: u64, event: &Event<'_>) -> usize {
+    /// The input position whose field names read this event (each read
+    /// by `read`): the first detection input in `mask` whose group fields
+    /// are all present, else the first detection input in `mask`, else
+    /// position 0.
+    fn alias_position<'e>(
+        &self,
+        correlation: u32,
+        fields: &CorrelationFields,
+        mask: u64,
+        read: impl Fn(&FieldName) -> Option<&'e [u8]>,
+    ) -> usize {
+        let meta = &self.correlations[correlation as usize];
         let candidates = || {
             meta.inputs
                 .iter()
@@ -924,12 +972,12 @@ impl RuleSet {
                 .map(|(position, _)| position)
         };
         let complete = candidates().find(|&position| {
-            meta.group_fields[position]
+            fields.group[position]
                 .iter()
-                .all(|field| crate::field::resolve(event, field).is_some())
+                .all(|field| read(field).is_some())
         });
         let position = complete.or_else(|| candidates().next()).unwrap_or(0);
-        debug_assert!(position < meta.group_fields.len());
+        debug_assert!(position < fields.group.len());
         position
     }
 
@@ -956,21 +1004,24 @@ impl RuleSet {
     /// The `value_count` field value of `event` for correlation
     /// `correlation` (aliases of the first matched input), or `None` for
     /// other kinds, an absent field or an index out of range.
+    /// `scratch` as for [`RuleSet::group_key_for`].
     pub fn correlation_value<'e>(
         &self,
         correlation: u32,
         matched: &[u32],
         event: &Event<'e>,
+        scratch: &Scratch,
     ) -> Option<&'e [u8]> {
         let meta = self.correlations.get(correlation as usize)?;
-        if meta.value_fields.is_empty() {
+        let fields = self.correlation_fields.get(correlation as usize)?;
+        if fields.value.is_empty() {
             return None;
         }
         let mask = self.input_mask(correlation, matched);
         let position = (0..meta.inputs.len())
             .find(|position| mask & (1u64 << position) != 0)
             .unwrap_or(0);
-        crate::field::resolve(event, meta.value_fields.get(position)?)
+        scratch.field_if_indexed(&self.fields, fields.value.get(position)?, event)
     }
 
     /// Correlation `i`'s metadata, or `None` out of range.
@@ -1027,11 +1078,15 @@ impl RuleSet {
     }
 }
 
-/// Appends the group key of `fields` read from `event` (format in the
+/// Appends the group key of `fields`, each read by `read` (format in the
 /// module docs).
-fn encode_group(fields: &[String], event: &Event<'_>, out: &mut Vec<u8>) {
+fn encode_group<'e>(
+    fields: &[FieldName],
+    read: impl Fn(&FieldName) -> Option<&'e [u8]>,
+    out: &mut Vec<u8>,
+) {
     for field in fields {
-        match crate::field::resolve(event, field) {
+        match read(field) {
             Some(value) => {
                 // A value can never be 4 GiB (frames are far smaller); cut
                 // rather than collide with the absent marker.

@@ -168,12 +168,12 @@ fn run_case(dir: &Path) -> Result<Vec<String>, String> {
         }
         rules.correlations_fed(&matched, &mut fed);
         for &correlation in &fed {
-            rules.group_key_for(correlation, &matched, &event, &mut key);
+            rules.group_key_for(correlation, &matched, &event, &scratch, &mut key);
             let observation = Observation {
                 correlation,
                 group_key: &key,
                 input_mask: rules.input_mask(correlation, &matched),
-                value: rules.correlation_value(correlation, &matched, &event),
+                value: rules.correlation_value(correlation, &matched, &event, &scratch),
                 time_ns,
                 arrival_ns: time_ns,
                 raw,

@@ -51,6 +51,9 @@ pub fn drive(rules: &RuleSet, state: &mut CorrelationState) {
     let mut every = Vec::new();
     let mut alerts = Vec::new();
     let mut key = Vec::new();
+    let mut by_name = Vec::new();
+    // Never evaluates an event: fields are resolved by name with it.
+    let unindexed = Scratch::new();
     for round in 0..3i64 {
         for (i, (fields, message)) in EVENTS.iter().enumerate() {
             let time_ns = (round * 10 + i as i64) * 1_000_000_000;
@@ -92,12 +95,22 @@ pub fn drive(rules: &RuleSet, state: &mut CorrelationState) {
                 "the header gate ruled out a matching line"
             );
             for correlation in 0..rules.correlation_count() as u32 {
+                // Fields read from the evaluation's index are the fields
+                // resolved by name.
+                rules.group_key_for(correlation, &matched, &event, &scratch, &mut key);
+                rules.group_key_for(correlation, &matched, &event, &unindexed, &mut by_name);
+                assert_eq!(key, by_name, "the index read another group key");
+                assert_eq!(
+                    rules.correlation_value(correlation, &matched, &event, &scratch),
+                    rules.correlation_value(correlation, &matched, &event, &unindexed),
+                    "the index read another value"
+                );
                 rules.group_key(correlation, &event, &mut key);
                 let observation = Observation {
                     correlation,
                     group_key: &key,
                     input_mask: rules.input_mask(correlation, &matched) | 1,
-                    value: rules.correlation_value(correlation, &matched, &event),
+                    value: rules.correlation_value(correlation, &matched, &event, &scratch),
                     time_ns,
                     // The Windows host's clock is five hours ahead of the
                     // node's: its windows end on the arrival clock.
