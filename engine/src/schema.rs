@@ -188,8 +188,8 @@ pub struct SchemaRegistry {
     sources: Vec<HeldSource>,
     sources_max: usize,
     fields_max: usize,
-    /// One event of a known field set in this many is observed in full.
-    sample_every: u64,
+    /// Which events of a known field set are observed in full.
+    sampling: Sampling,
     pub sources_overflow: u64,
     pub type_conflicts: u64,
 }
@@ -503,6 +503,38 @@ fn name_word(b: &[u8]) -> u64 {
     head ^ tail.rotate_left(29) ^ len.rotate_left(59)
 }
 
+/// One event in `every` (at least 1) of a known field set is observed in
+/// full: which ones, tested per event with a mask when `every` is a power
+/// of two (the default), not a division.
+#[derive(Clone, Copy, Debug)]
+struct Sampling {
+    every: u64,
+    /// `every - 1` for a power of two, else `u64::MAX`.
+    mask: u64,
+}
+
+impl Sampling {
+    fn every(n: u64) -> Self {
+        let every = n.max(1);
+        let mask = if every.is_power_of_two() {
+            every - 1
+        } else {
+            u64::MAX
+        };
+        Sampling { every, mask }
+    }
+
+    /// Whether a source's `events`-th event is one observed in full.
+    #[inline]
+    fn sampled(self, events: u64) -> bool {
+        if self.mask != u64::MAX {
+            events & self.mask == 0
+        } else {
+            events.is_multiple_of(self.every)
+        }
+    }
+}
+
 impl SchemaRegistry {
     pub fn new(sources_max: usize, fields_max: usize) -> Self {
         SchemaRegistry {
@@ -510,7 +542,7 @@ impl SchemaRegistry {
             sources: Vec::new(),
             sources_max: sources_max.max(1),
             fields_max: fields_max.max(1),
-            sample_every: SAMPLE_EVERY,
+            sampling: Sampling::every(SAMPLE_EVERY),
             sources_overflow: 0,
             type_conflicts: 0,
         }
@@ -519,7 +551,7 @@ impl SchemaRegistry {
     /// Observes one event of a known field set in full in every `n`
     /// (at least 1) rather than [`SAMPLE_EVERY`].
     pub fn with_sample_every(mut self, n: u64) -> Self {
-        self.sample_every = n.max(1);
+        self.sampling = Sampling::every(n);
         self
     }
 
@@ -613,14 +645,11 @@ impl SchemaRegistry {
             slot.recent_lens[usize::from(slot.next_len)] = len;
             slot.next_len = (slot.next_len + 1) % RECENT_LENS as u8;
         }
-        if recent
-            && !events.is_multiple_of(CHECK_EVERY)
-            && !events.is_multiple_of(self.sample_every)
-        {
+        let sampled = self.sampling.sampled(events);
+        if recent && !events.is_multiple_of(CHECK_EVERY) && !sampled {
             return;
         }
         let fingerprint = names_fingerprint(fields);
-        let sampled = events.is_multiple_of(self.sample_every);
         // An empty place holds 0, the fingerprint of no fields: such an
         // event has nothing to register anyway.
         let in_slot = slot.recent_fingerprints.contains(&fingerprint);
@@ -678,7 +707,7 @@ impl SchemaRegistry {
             return false;
         }
         let next = slot.events + 1;
-        if next.is_multiple_of(self.sample_every) {
+        if self.sampling.sampled(next) {
             return false;
         }
         slot.events = next;
@@ -976,7 +1005,8 @@ mod tests {
     fn sampling_follows_sample_every() {
         let src = SourceId::HostApp(b"fw1", b"kernel");
         let line = fields(&[("DPT", "22")]);
-        for every in [1, 5, 256] {
+        // A power of two is tested with a mask, other counts by division.
+        for every in [1, 5, 64, 96, 256] {
             let mut r = SchemaRegistry::new(10, 10).with_sample_every(every);
             for i in 1..=1_000 {
                 r.observe(src, &line, i);
@@ -986,7 +1016,7 @@ mod tests {
             assert_eq!(r.snapshot()[0].fields["DPT"].observed, want, "{every}");
         }
         let r = SchemaRegistry::new(10, 10).with_sample_every(0);
-        assert_eq!(r.sample_every, 1);
+        assert_eq!(r.sampling.every, 1);
     }
 
     #[test]
