@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 
-use shardwatch_rules::{CorrelationAlert, CorrelationState, Observation, RuleSet};
+use shardwatch_rules::{CorrelationAlert, CorrelationState, IdHasher, Observation, RuleSet};
 
 use crate::route::RouteRecord;
 
@@ -37,33 +37,11 @@ pub enum WindowClock {
     EventTime,
 }
 
-/// Hashes shard numbers: the node's own, below the shard count, not
-/// input, so one multiply suffices (std's SipHash cost ~100 instructions
-/// an observation).
-#[derive(Default, Clone, Copy)]
-struct ShardHasher(u64);
-
-impl std::hash::Hasher for ShardHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-
-    fn write_u16(&mut self, value: u16) {
-        // The high bits pick hashbrown's bucket and the top seven its tag:
-        // the multiply spreads consecutive shards over both.
-        self.0 = (self.0 ^ u64::from(value)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-}
-
 /// The shard states of one core.
 pub struct ShardStates {
-    states: HashMap<u16, CorrelationState, BuildHasherDefault<ShardHasher>>,
+    /// By shard number, hashed by [`IdHasher`]: the numbers are the
+    /// node's own.
+    states: HashMap<u16, CorrelationState, BuildHasherDefault<IdHasher>>,
     groups_per_shard_max: usize,
     /// Cap on one rule's groups in a shard (0: the shard cap alone).
     groups_per_rule_max: usize,

@@ -370,12 +370,14 @@ where
     }
 }
 
-/// Hashes group ids (`keys`): sequence numbers this state hands out, not
-/// input, so one multiply suffices.
+/// Hashes numbers a node hands out itself, not input: group ids (`keys`,
+/// sequence numbers this state hands out) and the engine's shard
+/// numbers; one multiply suffices (std's SipHash cost ~100 instructions a
+/// lookup).
 #[derive(Default, Clone, Copy)]
-struct GidHasher(u64);
+pub struct IdHasher(u64);
 
-impl std::hash::Hasher for GidHasher {
+impl std::hash::Hasher for IdHasher {
     fn finish(&self) -> u64 {
         self.0
     }
@@ -386,9 +388,13 @@ impl std::hash::Hasher for GidHasher {
         }
     }
 
+    fn write_u16(&mut self, value: u16) {
+        self.write_u64(u64::from(value));
+    }
+
     fn write_u64(&mut self, value: u64) {
         // The high bits pick hashbrown's bucket and the top seven its tag:
-        // a multiply spreads sequential ids over both.
+        // a multiply spreads consecutive numbers over both.
         self.0 = (self.0 ^ value).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     }
 }
@@ -411,7 +417,7 @@ impl PartialEq for GroupAt {
 
 impl Eq for GroupAt {}
 
-type GidMap = HashMap<u64, GroupAt, std::hash::BuildHasherDefault<GidHasher>>;
+type GidMap = HashMap<u64, GroupAt, std::hash::BuildHasherDefault<IdHasher>>;
 
 /// The group `gid`, with its key, found through the gid table.
 fn find_group<'a>(

@@ -89,7 +89,7 @@ pub use anomaly_rule::{
 };
 pub use correlation::{
     alert_id, event_alert_id, ArchivedCorrelationState, CorrelationAlert, CorrelationState,
-    Observation, PENDING_ALERTS_MAX, SAMPLES_MAX, VALUES_PER_GROUP_MAX,
+    IdHasher, Observation, PENDING_ALERTS_MAX, SAMPLES_MAX, VALUES_PER_GROUP_MAX,
 };
 pub use correlation_rule::{
     parse_timespan_ns, rule_id_hash, CorrelationInput, CorrelationKind, CorrelationMeta,
