@@ -915,12 +915,12 @@ impl RuleSet {
     /// that know the matched rules should use [`RuleSet::group_key_for`].
     pub fn group_key(&self, correlation: u32, event: &Event<'_>, out: &mut Vec<u8>) {
         out.clear();
-        let Some(fields) = self.correlation_fields.get(correlation as usize) else {
+        let Some((meta, fields)) = self.compiled(correlation) else {
             debug_assert!(false, "correlation {correlation} out of range");
             return;
         };
         let read = |field: &FieldName| field.resolve(event);
-        let position = self.alias_position(correlation, fields, u64::MAX, read);
+        let position = alias_position(meta, fields, u64::MAX, read);
         encode_group(&fields.group[position], read, out);
     }
 
@@ -939,46 +939,24 @@ impl RuleSet {
         out: &mut Vec<u8>,
     ) {
         out.clear();
-        let Some(fields) = self.correlation_fields.get(correlation as usize) else {
+        let Some((meta, fields)) = self.compiled(correlation) else {
             debug_assert!(false, "correlation {correlation} out of range");
             return;
         };
         let mask = self.input_mask(correlation, matched);
         let read = |field: &FieldName| scratch.field_if_indexed(&self.fields, field, event);
-        let position = self.alias_position(correlation, fields, mask, read);
+        let position = alias_position(meta, fields, mask, read);
         encode_group(&fields.group[position], read, out);
     }
 
-    /// The input position whose field names read this event (each read
-    /// by `read`): the first detection input in `mask` whose group fields
-    /// are all present, else the first detection input in `mask`, else
-    /// position 0.
-    fn alias_position<'e>(
-        &self,
-        correlation: u32,
-        fields: &CorrelationFields,
-        mask: u64,
-        read: impl Fn(&FieldName) -> Option<&'e [u8]>,
-    ) -> usize {
-        let meta = &self.correlations[correlation as usize];
-        let candidates = || {
-            meta.inputs
-                .iter()
-                .enumerate()
-                .filter(move |(position, input)| {
-                    mask & (1u64 << position) != 0
-                        && matches!(input, CorrelationInput::Detection(_))
-                })
-                .map(|(position, _)| position)
-        };
-        let complete = candidates().find(|&position| {
-            fields.group[position]
-                .iter()
-                .all(|field| read(field).is_some())
-        });
-        let position = complete.or_else(|| candidates().next()).unwrap_or(0);
-        debug_assert!(position < fields.group.len());
-        position
+    /// Correlation `correlation`'s metadata and compiled fields, or `None`
+    /// out of range.
+    fn compiled(&self, correlation: u32) -> Option<(&CorrelationMeta, &CorrelationFields)> {
+        let index = correlation as usize;
+        Some((
+            self.correlations.get(index)?,
+            self.correlation_fields.get(index)?,
+        ))
     }
 
     /// The input mask of correlation `correlation` for an event that
@@ -1012,8 +990,7 @@ impl RuleSet {
         event: &Event<'e>,
         scratch: &Scratch,
     ) -> Option<&'e [u8]> {
-        let meta = self.correlations.get(correlation as usize)?;
-        let fields = self.correlation_fields.get(correlation as usize)?;
+        let (meta, fields) = self.compiled(correlation)?;
         if fields.value.is_empty() {
             return None;
         }
@@ -1076,6 +1053,35 @@ impl RuleSet {
         debug_assert!(pairs.len() <= meta.group_by.len());
         pairs
     }
+}
+
+/// The input position of `meta` whose field names (`fields`) read an
+/// event (each read by `read`): the first detection input in `mask` whose
+/// group fields are all present, else the first detection input in
+/// `mask`, else position 0.
+fn alias_position<'e>(
+    meta: &CorrelationMeta,
+    fields: &CorrelationFields,
+    mask: u64,
+    read: impl Fn(&FieldName) -> Option<&'e [u8]>,
+) -> usize {
+    let candidates = || {
+        meta.inputs
+            .iter()
+            .enumerate()
+            .filter(move |(position, input)| {
+                mask & (1u64 << position) != 0 && matches!(input, CorrelationInput::Detection(_))
+            })
+            .map(|(position, _)| position)
+    };
+    let complete = candidates().find(|&position| {
+        fields.group[position]
+            .iter()
+            .all(|field| read(field).is_some())
+    });
+    let position = complete.or_else(|| candidates().next()).unwrap_or(0);
+    debug_assert!(position < fields.group.len());
+    position
 }
 
 /// Appends the group key of `fields`, each read by `read` (format in the

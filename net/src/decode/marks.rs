@@ -149,7 +149,6 @@ fn classify_sse2<const K: usize>(bytes: &[u8; 64], classes: &[[u8; 2]; K]) -> [u
 /// One mask per class over 64 bytes, a byte at a time: the classification
 /// off x86-64, and what the vector ones are tested against.
 #[cfg(any(test, not(target_arch = "x86_64")))]
-#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
 fn classify_bytes<const K: usize>(bytes: &[u8; 64], classes: &[[u8; 2]; K]) -> [u64; K] {
     let mut masks = [0u64; K];
     for (mask, &[a, b]) in masks.iter_mut().zip(classes) {
