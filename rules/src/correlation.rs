@@ -110,7 +110,10 @@
 //! [`CorrelationState::set_rule_groups_max`]): a rule at it gives up its
 //! own stalest group (same order) for a new one, counted the same way, so
 //! one rule never holds more than its share of the shard whatever the
-//! other rules hold. Items per group: eager windows hold
+//! other rules hold. The order they evict in is an index a state builds
+//! only when a cap first needs a victim, and drops again once under half
+//! of its caps (`ArrivalIndex`): below its caps a state files its groups
+//! by due time and key alone. Items per group: eager windows hold
 //! at most the threshold (at most [`crate::EVENT_COUNT_THRESHOLD_MAX`]);
 //! closing `value_count` windows hold at most [`VALUES_PER_GROUP_MAX`]
 //! distinct values, evicting the oldest and counting it in
@@ -302,7 +305,6 @@ impl GroupMap {
         self.table.iter().map(|(_, group)| &**group)
     }
 
-    #[cfg(test)]
     fn values_mut(&mut self) -> impl Iterator<Item = &mut Group> {
         self.table.iter_mut().map(|(_, group)| &mut **group)
     }
@@ -418,6 +420,22 @@ impl PartialEq for GroupAt {
 impl Eq for GroupAt {}
 
 type GidMap = HashMap<u64, GroupAt, std::hash::BuildHasherDefault<IdHasher>>;
+
+/// The eviction order's index, `(correlation hash, protected, arrived_ns,
+/// gid)` of every group, built only while the caps may need it: `None`
+/// until a cap first asks for a victim, then built from the groups at
+/// once (one sort) and kept up to date until [`CorrelationState::advance`]
+/// finds the state under half of each of its caps, when it is dropped
+/// again. A state below its caps, the common case, thus files no group in
+/// it: with one new group per packet (the harness's port scan rule) its
+/// insert was 2.4% of a paced core's samples, and its entries ~40 bytes a
+/// group. Building at a cap and dropping under half of it means at least
+/// half a cap of new groups between two builds, so a build costs each
+/// of them O(log n). Whether it is built changes no victim: the stalest
+/// group is the least `(protected, arrived_ns, gid)` either way (a built
+/// index's entries left behind by [`reindex`] are moved on the way, see
+/// `CorrelationState::stalest_of`).
+type ArrivalIndex = Option<BTreeSet<(u64, bool, i64, u64)>>;
 
 /// The group `gid`, with its key, found through the gid table.
 fn find_group<'a>(
@@ -568,16 +586,18 @@ impl PendingAlert {
 /// operations on the per-event path, each a chain of cache misses on a
 /// large state.
 fn reindex(
-    by_arrival: &mut BTreeSet<(u64, bool, i64, u64)>,
+    by_arrival: &mut ArrivalIndex,
     by_due: &mut BTreeSet<(i64, u64)>,
     hash: u64,
     group: &mut Group,
 ) {
     let at = group.indexed;
     if (group.protected, group.arrived_ns) < (at.protected, at.arrived_ns) {
-        let removed = by_arrival.remove(&(hash, at.protected, at.arrived_ns, group.gid));
-        debug_assert!(removed);
-        by_arrival.insert((hash, group.protected, group.arrived_ns, group.gid));
+        if let Some(by_arrival) = by_arrival {
+            let removed = by_arrival.remove(&(hash, at.protected, at.arrived_ns, group.gid));
+            debug_assert!(removed);
+            by_arrival.insert((hash, group.protected, group.arrived_ns, group.gid));
+        }
         group.indexed.protected = group.protected;
         group.indexed.arrived_ns = group.arrived_ns;
     }
@@ -594,7 +614,7 @@ fn reindex(
 /// it): what [`CorrelationState::with_group`] hands over.
 struct Held<'a> {
     group: &'a mut Group,
-    by_arrival: &'a mut BTreeSet<(u64, bool, i64, u64)>,
+    by_arrival: &'a mut ArrivalIndex,
     by_due: &'a mut BTreeSet<(i64, u64)>,
     values_evicted_total: &'a mut u64,
     anomaly_counters: &'a mut Counters,
@@ -815,7 +835,7 @@ impl Group {
 }
 
 /// Per-shard correlation state. See the module docs.
-#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[derive(Clone, Debug, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct CorrelationState {
     groups_max: u64,
     /// Cap on the groups of one correlation (`u64::MAX`: none but
@@ -831,11 +851,13 @@ pub struct CorrelationState {
     groups: BTreeMap<u64, GroupMap>,
     /// `(correlation hash, protected, arrived_ns, gid)` of every group:
     /// eviction order within a rule (its stalest unprotected group first,
-    /// then its stalest protected one, stalest by latest arrival). Not
-    /// archived: rebuilt from each group's `indexed` by
-    /// [`CorrelationState::restore`], like the two below.
+    /// then its stalest protected one, stalest by latest arrival). Built
+    /// when a cap first needs a victim (see [`ArrivalIndex`]) and kept
+    /// while the state stays near its caps; `None` otherwise. Not
+    /// archived (a restored state builds it when it needs it), like the
+    /// two below, which [`CorrelationState::restore`] rebuilds.
     #[rkyv(with = rkyv::with::Skip)]
-    by_arrival: BTreeSet<(u64, bool, i64, u64)>,
+    by_arrival: ArrivalIndex,
     /// `(due_ns, gid)` of every group: `advance` order.
     #[rkyv(with = rkyv::with::Skip)]
     by_due: BTreeSet<(i64, u64)>,
@@ -847,6 +869,44 @@ pub struct CorrelationState {
     /// Refusals of anomaly detectors.
     anomaly_counters: Counters,
 }
+
+/// Equal when all but the eviction index is: that index is derived from
+/// the groups and built only while a cap may need it (see
+/// [`ArrivalIndex`]), so a state equals its restored copy whether or not
+/// it had built it.
+impl PartialEq for CorrelationState {
+    fn eq(&self, other: &Self) -> bool {
+        let CorrelationState {
+            groups_max,
+            rule_groups_max,
+            evicted_total,
+            values_evicted_total,
+            incomplete_total,
+            pending_dropped_total,
+            next_gid,
+            groups,
+            by_arrival: _,
+            by_due,
+            keys,
+            pending,
+            anomaly_counters,
+        } = self;
+        *groups_max == other.groups_max
+            && *rule_groups_max == other.rule_groups_max
+            && *evicted_total == other.evicted_total
+            && *values_evicted_total == other.values_evicted_total
+            && *incomplete_total == other.incomplete_total
+            && *pending_dropped_total == other.pending_dropped_total
+            && *next_gid == other.next_gid
+            && *groups == other.groups
+            && *by_due == other.by_due
+            && *keys == other.keys
+            && *pending == other.pending
+            && *anomaly_counters == other.anomaly_counters
+    }
+}
+
+impl Eq for CorrelationState {}
 
 impl CorrelationState {
     /// Empty state holding at most `groups_max` groups (at least one).
@@ -860,7 +920,7 @@ impl CorrelationState {
             pending_dropped_total: 0,
             next_gid: 0,
             groups: BTreeMap::new(),
-            by_arrival: BTreeSet::new(),
+            by_arrival: None,
             by_due: BTreeSet::new(),
             keys: GidMap::default(),
             pending: VecDeque::new(),
@@ -905,14 +965,15 @@ impl CorrelationState {
         Ok(state)
     }
 
-    /// Files every group in the indices where its `indexed` says it was
+    /// Files every group in the due index where its `indexed` says it was
     /// filed (so a restored state equals the one archived, lazily placed
-    /// entries included), and its key under its id.
+    /// entries included), and its key under its id. The eviction index is
+    /// built when a cap first needs a victim, as in a state never archived.
     fn rebuild_indices(&mut self) -> Result<(), String> {
         let groups: usize = self.groups.values().map(|groups| groups.len()).sum();
         self.keys = GidMap::with_capacity_and_hasher(groups, Default::default());
-        // Collected, then built in bulk (sorted once), not inserted one by one.
-        let mut by_arrival = Vec::with_capacity(groups);
+        // Collected, then built in bulk (sorted once), not inserted one by
+        // one. The eviction index is left to the first victim a cap needs.
         let mut by_due = Vec::with_capacity(groups);
         for (&hash, groups) in &self.groups {
             for (key, group) in groups.iter() {
@@ -932,13 +993,11 @@ impl CorrelationState {
                         group.gid, self.next_gid
                     ));
                 }
-                by_arrival.push((hash, at.protected, at.arrived_ns, group.gid));
                 by_due.push((at.due_ns, group.gid));
             }
         }
-        by_arrival.sort_unstable();
         by_due.sort_unstable();
-        self.by_arrival = by_arrival.into_iter().collect();
+        self.by_arrival = None;
         self.by_due = by_due.into_iter().collect();
         Ok(())
     }
@@ -1040,7 +1099,9 @@ impl CorrelationState {
     pub fn memory_shared(&self) -> usize {
         let pending: usize = self.pending.iter().map(PendingAlert::heap_bytes).sum();
         btree_bytes::<u64, GroupMap>(self.groups.len())
-            + btree_bytes::<(u64, bool, i64, u64), ()>(self.by_arrival.len())
+            + self.by_arrival.as_ref().map_or(0, |by_arrival| {
+                btree_bytes::<(u64, bool, i64, u64), ()>(by_arrival.len())
+            })
             + btree_bytes::<(i64, u64), ()>(self.by_due.len())
             + hash_bytes::<u64, GroupAt>(self.keys.capacity())
             + heap_block(self.pending.capacity() * size_of::<PendingAlert>())
@@ -1443,8 +1504,22 @@ impl CorrelationState {
     /// unprotected group, else its stalest protected one. Entries left
     /// behind by [`reindex`] are moved to their place on the way.
     fn stalest_of(&mut self, hash: u64) -> Option<u64> {
+        let by_arrival = self.by_arrival.get_or_insert_with(|| {
+            // Built now, each group filed where it is (an index kept all
+            // along would have some entries earlier, moved below).
+            let mut entries = Vec::with_capacity(self.keys.len());
+            for (&hash, groups) in &mut self.groups {
+                for group in groups.values_mut() {
+                    group.indexed.protected = group.protected;
+                    group.indexed.arrived_ns = group.arrived_ns;
+                    entries.push((hash, group.protected, group.arrived_ns, group.gid));
+                }
+            }
+            entries.sort_unstable();
+            entries.into_iter().collect()
+        });
         loop {
-            let &first = self.by_arrival.range((hash, false, i64::MIN, 0)..).next()?;
+            let &first = by_arrival.range((hash, false, i64::MIN, 0)..).next()?;
             if first.0 != hash {
                 return None;
             }
@@ -1453,15 +1528,14 @@ impl CorrelationState {
                 // Unreachable while the indices agree; drop the entry
                 // rather than name a group that is not there.
                 debug_assert!(false, "index entries belong to held groups");
-                self.by_arrival.remove(&first);
+                by_arrival.remove(&first);
                 continue;
             };
             if (group.protected, group.arrived_ns) == (first.1, first.2) {
                 return Some(gid);
             }
-            self.by_arrival.remove(&first);
-            self.by_arrival
-                .insert((hash, group.protected, group.arrived_ns, gid));
+            by_arrival.remove(&first);
+            by_arrival.insert((hash, group.protected, group.arrived_ns, gid));
             group.indexed.protected = group.protected;
             group.indexed.arrived_ns = group.arrived_ns;
         }
@@ -1494,8 +1568,9 @@ impl CorrelationState {
             deadline_ns,
         );
         let at = group.indexed;
-        self.by_arrival
-            .insert((meta.hash, at.protected, at.arrived_ns, gid));
+        if let Some(by_arrival) = &mut self.by_arrival {
+            by_arrival.insert((meta.hash, at.protected, at.arrived_ns, gid));
+        }
         self.by_due.insert((at.due_ns, gid));
         let (key_hash, old, group) = self
             .groups
@@ -1515,8 +1590,9 @@ impl CorrelationState {
             // so the indices still name exactly the groups held.
             debug_assert!(false, "a group made twice");
             let at = old.indexed;
-            self.by_arrival
-                .remove(&(meta.hash, at.protected, at.arrived_ns, old.gid));
+            if let Some(by_arrival) = &mut self.by_arrival {
+                by_arrival.remove(&(meta.hash, at.protected, at.arrived_ns, old.gid));
+            }
             self.by_due.remove(&(at.due_ns, old.gid));
             self.keys.remove(&old.gid);
         }
@@ -1559,7 +1635,8 @@ impl CorrelationState {
         let at = group.indexed;
         let removed_arrival = self
             .by_arrival
-            .remove(&(hash, at.protected, at.arrived_ns, gid));
+            .as_mut()
+            .is_none_or(|by_arrival| by_arrival.remove(&(hash, at.protected, at.arrived_ns, gid)));
         let removed_due = self.by_due.remove(&(at.due_ns, gid));
         assert!(removed_arrival && removed_due, "group indices out of sync");
         Some((hash, key, *group))
@@ -1633,6 +1710,26 @@ impl CorrelationState {
                 self.fired(rules, meta, alert, 0, out);
             }
         }
+        if self.by_arrival.is_some() && self.under_half_of_caps() {
+            self.by_arrival = None;
+        }
+    }
+
+    /// Whether the state holds under half of each of its caps, the shard's
+    /// and every rule's: the eviction index is dropped then (see
+    /// [`ArrivalIndex`]).
+    fn under_half_of_caps(&self) -> bool {
+        (self.keys.len() as u64) < self.groups_max / 2
+            && self
+                .groups
+                .values()
+                .all(|groups| (groups.len() as u64) < self.rule_groups_max / 2)
+    }
+
+    /// Whether the eviction index is built (see [`ArrivalIndex`]).
+    #[cfg(test)]
+    fn arrival_index_built(&self) -> bool {
+        self.by_arrival.is_some()
     }
 
     /// Checks that the indices agree with the groups. Linear in the number
@@ -1657,12 +1754,9 @@ impl CorrelationState {
                     || (self.keys.get(&group.gid).is_some_and(|known| {
                         known.hash == *hash && known.key_hash == groups.key_hash(key.as_slice())
                     }) && groups.get(key.as_slice()).map(|held| held.gid) == Some(group.gid)
-                        && self.by_arrival.contains(&(
-                            *hash,
-                            at.protected,
-                            at.arrived_ns,
-                            group.gid,
-                        ))
+                        && self.by_arrival.as_ref().is_none_or(|by_arrival| {
+                            by_arrival.contains(&(*hash, at.protected, at.arrived_ns, group.gid))
+                        })
                         && self.by_due.contains(&(at.due_ns, group.gid)));
                 let consistent = indexed
                     && (at.protected, at.arrived_ns) <= (group.protected, group.arrived_ns)
@@ -1684,7 +1778,10 @@ impl CorrelationState {
         self.groups_max >= 1
             && self.rule_groups_max >= 1
             && count == self.keys.len()
-            && count == self.by_arrival.len()
+            && self
+                .by_arrival
+                .as_ref()
+                .is_none_or(|by_arrival| count == by_arrival.len())
             && count == self.by_due.len()
             && count as u64 <= self.groups_max
             && self
@@ -2441,6 +2538,53 @@ correlation:
         assert_eq!(state.group_count(), 2);
     }
 
+    /// A state below its caps keeps no eviction index (nor counts its
+    /// bytes); the first victim builds it, and a restored copy, which
+    /// builds its own when it needs one, is equal and evicts alike.
+    #[test]
+    fn the_eviction_index_is_built_when_a_cap_needs_a_victim() {
+        let rules = rules();
+        let mut state = CorrelationState::new(8);
+        for i in 0..8 {
+            let key = format!("k{i}");
+            let _ = state.observe(&rules, 0, key.as_bytes(), i * S, b"");
+        }
+        let _ = state.observe(&rules, 0, b"k0", 9 * S, b"");
+        assert_eq!(state.group_count(), 8);
+        assert!(!state.arrival_index_built());
+        let unbuilt_bytes = state.memory_shared();
+        // A ninth key: the stalest single-event group (k1; k0 has two).
+        let _ = state.observe(&rules, 0, b"k8", 10 * S, b"");
+        assert_eq!(state.evicted_total(), 1);
+        assert!(state.arrival_index_built());
+        assert!(state.memory_shared() > unbuilt_bytes);
+        assert!(state.check_invariants());
+        assert!(state
+            .groups
+            .values()
+            .all(|groups| groups.get(b"k1").is_none()));
+        let mut restored = match CorrelationState::restore(&archive(&state)) {
+            Ok(restored) => restored,
+            Err(error) => panic!("restore: {error}"),
+        };
+        assert!(!restored.arrival_index_built());
+        assert_eq!(restored, state);
+        for (i, key) in [&b"k9"[..], b"k10", b"k0", b"k11"].into_iter().enumerate() {
+            let t = (11 + i as i64) * S;
+            let _ = state.observe(&rules, 0, key, t, b"");
+            let _ = restored.observe(&rules, 0, key, t, b"");
+            assert_eq!(restored, state);
+        }
+        assert_eq!(restored.evicted_total(), 4);
+        assert!(restored.arrival_index_built() && restored.check_invariants());
+        // Under half the cap, advance drops it again.
+        let mut out = Vec::new();
+        state.advance(&rules, 100 * S, &mut out);
+        assert_eq!(state.group_count(), 0);
+        assert!(!state.arrival_index_built());
+        assert!(state.check_invariants());
+    }
+
     /// At the cap the rule holding the most groups gives one up: a spray
     /// through one rule never evicts another rule's lone group.
     #[test]
@@ -2501,6 +2645,11 @@ correlation:
         let mut state = CorrelationState::new(100);
         for i in 0..10u8 {
             let _ = state.observe(&rules, 0, &[b'k', i], i64::from(i) * S, b"");
+            eprintln!(
+                "{i} {} {}",
+                state.group_count(),
+                state.arrival_index_built()
+            );
         }
         assert_eq!(state.group_count(), 10);
         assert_eq!(state.evict_oldest(4), 4);
@@ -2671,6 +2820,10 @@ correlation:
         let mut clock_ns = 0i64;
         let mut out = Vec::new();
         let mut evictions_checked = 0;
+        // The eviction index is built at the cap and dropped under half of
+        // it: (builds, drops, victims checked after a rebuild).
+        let mut built = state.arrival_index_built();
+        let (mut builds, mut drops, mut rebuilt_victims) = (0, 0, 0);
         for step in 0..20_000 {
             let r = next();
             // Mostly forward in time, sometimes the same instant or an
@@ -2709,6 +2862,16 @@ correlation:
                     "step {step}: wrong victim"
                 );
                 evictions_checked += 1;
+                assert!(state.arrival_index_built(), "step {step}");
+                if drops > 0 {
+                    rebuilt_victims += 1;
+                }
+            }
+            if state.arrival_index_built() != built {
+                built = !built;
+                assert!(built, "step {step}: dropped by an observation");
+                assert!(at_cap, "step {step}: built below the cap");
+                builds += 1;
             }
             assert!(state.check_invariants(), "step {step}");
             if step % 97 == 0 {
@@ -2722,6 +2885,11 @@ correlation:
                     .collect();
                 state.advance(&rules, now_ns, &mut out);
                 assert!(state.check_invariants(), "step {step}");
+                if built && !state.arrival_index_built() {
+                    assert!(state.group_count() < 20, "step {step}");
+                    built = false;
+                    drops += 1;
+                }
                 for gid in not_due {
                     assert!(
                         state.keys.contains_key(&gid),
@@ -2739,6 +2907,11 @@ correlation:
             }
         }
         assert!(evictions_checked > 1_000, "{evictions_checked}");
+        // 13 builds, 12 drops, 11,164 victims after a rebuild when written.
+        assert!(
+            builds >= 2 && drops >= 1 && rebuilt_victims > 0,
+            "{builds} {drops} {rebuilt_victims}"
+        );
     }
 
     #[test]
