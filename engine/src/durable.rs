@@ -52,9 +52,11 @@ use shardwatch_storage::{checkpoint, journal};
 /// byte vector; 11: so are window items of up to 22 bytes; 12: a
 /// window of one item holds it in place, a group keeps only its kind's
 /// window fields, and its samples are a vector; 13: a correlation's groups
-/// are archived as (key, group) pairs). A checkpoint of another format is
-/// refused (logged, counted) and the journal replayed instead.
-pub const CHECKPOINT_FORMAT: u32 = 13;
+/// are archived as (key, group) pairs; 14: a `temporal_ordered` window's
+/// steps are a sorted deque of (time, input, sequence) with a count per
+/// input, not items of the group's item set). A checkpoint of another
+/// format is refused (logged, counted) and the journal replayed instead.
+pub const CHECKPOINT_FORMAT: u32 = 14;
 
 /// Transport codes stored in journal records.
 pub fn transport_code(transport: &str) -> u8 {

@@ -142,6 +142,7 @@ use crate::correlation_rule::{CorrelationKind, CorrelationMeta, CountCondition, 
 use crate::inline_bytes::GroupKey;
 use crate::items::ItemSet;
 use crate::ruleset::RuleSet;
+use crate::steps::Steps;
 
 /// The most raw lines kept per group and carried in an alert.
 pub const SAMPLES_MAX: usize = 5;
@@ -650,8 +651,8 @@ struct Group {
     /// What the rule's kind keeps beside the items.
     window: Window,
     /// `value_count` and `temporal`: items (value bytes, or the input
-    /// position as one byte) with their newest times; `temporal_ordered`:
-    /// its steps (input position and sequence number).
+    /// position as one byte) with their newest times (`temporal_ordered`
+    /// keeps its steps in its window).
     items: ItemSet,
     /// The most recently observed raw lines (of an eager `event_count` or
     /// `value_count` window, only those an alert could still show: see
@@ -669,9 +670,9 @@ struct Group {
 enum Window {
     /// Eager `value_count` and `temporal`: the items are the window.
     Items,
-    /// `temporal_ordered`: the items are its steps, and this the next
-    /// event's sequence number within the window.
-    Ordered(u64),
+    /// `temporal_ordered`: its steps (boxed: a window holds up to
+    /// [`ORDERED_EVENTS_MAX`], and the other kinds' groups stay small).
+    Ordered(Box<Steps>),
     /// Eager `event_count`: event times in the window, sorted ascending,
     /// at most the threshold.
     Times(VecDeque<i64>),
@@ -702,7 +703,7 @@ impl Window {
         if meta.anomaly.is_some() {
             Window::Items
         } else if meta.kind == CorrelationKind::TemporalOrdered {
-            Window::Ordered(0)
+            Window::Ordered(Box::default())
         } else if meta.condition.is_eager() {
             match meta.kind {
                 CorrelationKind::EventCount => Window::Times(VecDeque::new()),
@@ -807,7 +808,7 @@ impl Group {
         match &mut self.window {
             Window::Times(times) => times.clear(),
             Window::Closing(closing) => closing.count = 0,
-            Window::Ordered(seq) => *seq = 0,
+            Window::Ordered(steps) => steps.clear(),
             Window::Items | Window::Anomaly(_) => {}
         }
         self.items.clear();
@@ -825,7 +826,8 @@ impl Group {
         let window = match &self.window {
             Window::Times(times) => heap_block(times.capacity() * size_of::<i64>()),
             Window::Anomaly(body) => heap_block(size_of::<AnomalyBody>()) + body.heap_bytes(),
-            Window::Items | Window::Ordered(_) | Window::Closing(_) => 0,
+            Window::Ordered(steps) => heap_block(size_of::<Steps>()) + steps.heap_bytes(),
+            Window::Items | Window::Closing(_) => 0,
         };
         window
             + self.items.heap_bytes()
@@ -1768,6 +1770,7 @@ impl CorrelationState {
                         Window::Times(times) => {
                             times.iter().zip(times.iter().skip(1)).all(|(a, b)| a <= b)
                         }
+                        Window::Ordered(steps) => steps.is_consistent(ORDERED_EVENTS_MAX),
                         _ => true,
                     };
                 if !consistent {
@@ -2015,34 +2018,23 @@ fn step_ordered(
     if inputs == 0 {
         return None;
     }
-    // Each event gets a sequence number within the window, so one event
-    // can never stand for two steps even when steps share a timestamp.
     if !matches!(group.window, Window::Ordered(_)) {
         // Another kind's window, as for a closing one (`update_group`).
         group.window = Window::for_rule(meta, time_ns);
     }
-    let Window::Ordered(next_seq) = &mut group.window else {
+    let Window::Ordered(steps) = &mut group.window else {
         return None;
     };
-    let seq = *next_seq;
-    *next_seq = seq.wrapping_add(1);
-    for position in 0..inputs {
-        if observation.input_mask & (1u64 << position) != 0 {
-            // The sequence number makes the tag new.
-            group
-                .items
-                .touch_new(&ordered_tag(position as u8, seq), time_ns);
-        }
-    }
+    // Each event gets a sequence number within the window, so one event
+    // can never stand for two steps even when steps share a timestamp.
+    steps.push_event(observation.input_mask, inputs, time_ns);
     // Events that can no longer share a window with the newest one go.
     let window_low_ns = group.newest_ns.saturating_sub(span_ns);
-    while group.items.oldest_ns().is_some_and(|t| t < window_low_ns)
-        || group.items.len() > ORDERED_EVENTS_MAX
-    {
-        group.items.pop_oldest();
+    while steps.oldest_ns().is_some_and(|t| t < window_low_ns) || steps.len() > ORDERED_EVENTS_MAX {
+        steps.pop_oldest();
     }
     push_sample(&mut group.samples, time_ns, observation.raw);
-    let (first_seen_ns, last_seen_ns) = ordered_chain(&group.items, inputs, span_ns)?;
+    let (first_seen_ns, last_seen_ns) = steps.chain(inputs, span_ns)?;
     let alert = CorrelationAlert {
         correlation: observation.correlation,
         id: alert_id(&meta.id, observation.group_key, first_seen_ns),
@@ -2057,65 +2049,6 @@ fn step_ordered(
     };
     group.clear_window();
     Some(alert)
-}
-
-/// A `temporal_ordered` step's item: the input position, then the
-/// event's sequence number within the window (little-endian), read back
-/// by [`ordered_chain`].
-fn ordered_tag(position: u8, seq: u64) -> [u8; 9] {
-    let mut tag = [0u8; 9];
-    tag[0] = position;
-    tag[1..].copy_from_slice(&seq.to_le_bytes());
-    tag
-}
-
-/// Finds inputs `0..inputs` in order of event time (ties allowed, each a
-/// different event) within `span_ns`, preferring the latest start (the
-/// tightest chain). Entries are `(time, [position, seq…])`, ascending by
-/// time. Arrival order does not matter: events of one group can reach the
-/// owning shard from several ingest cores in any order, and the result is
-/// the same as if they had arrived sorted.
-fn ordered_chain(entries: &ItemSet, inputs: usize, span_ns: i64) -> Option<(i64, i64)> {
-    let parse = |tag: &[u8]| -> Option<(usize, u64)> {
-        let position = usize::from(*tag.first()?);
-        let seq = u64::from_le_bytes(tag.get(1..9)?.try_into().ok()?);
-        Some((position, seq))
-    };
-    // A chain needs an entry of every input: without one (most groups of
-    // a rule whose first input is rare), there is nothing to search.
-    if (0..inputs).any(|position| !entries.has_first_byte(position as u8)) {
-        return None;
-    }
-    let starts = entries
-        .entries()
-        .rev()
-        .filter(|(_, tag)| tag.first() == Some(&0))
-        .filter_map(|(t, tag)| parse(tag).map(|(_, seq)| (*t, seq)));
-    for (start_ns, start_seq) in starts {
-        let mut last_ns = start_ns;
-        let mut used = vec![start_seq];
-        let mut complete = true;
-        for position in 1..inputs {
-            let next = entries.entries_from(last_ns).find_map(|(t, tag)| {
-                let (p, seq) = parse(tag)?;
-                (p == position && !used.contains(&seq)).then_some((*t, seq))
-            });
-            match next {
-                Some((t, seq)) if t - start_ns <= span_ns => {
-                    last_ns = t;
-                    used.push(seq);
-                }
-                _ => {
-                    complete = false;
-                    break;
-                }
-            }
-        }
-        if complete {
-            return Some((start_ns, last_ns));
-        }
-    }
-    None
 }
 
 /// The alert of an anomaly finding: id over the rule, the group key (and
@@ -2283,32 +2216,6 @@ correlation:
         match RuleSet::compile(&[source]) {
             Ok(rules) => rules,
             Err(errors) => panic!("{errors:?}"),
-        }
-    }
-
-    /// The chain search in both forms of the item set, with an input
-    /// missing (no search), and once each input is there.
-    #[test]
-    fn ordered_chain_needs_every_input_in_both_forms() {
-        for steps in [3u64, 40] {
-            let mut items = ItemSet::default();
-            // Second-input events at 10, 20, ...; no first input yet.
-            for seq in 0..steps {
-                assert!(items.touch_new(&ordered_tag(1, seq), 10 * (seq as i64 + 1)));
-            }
-            assert_eq!(matches!(items, ItemSet::Many { .. }), steps > 16);
-            assert_eq!(ordered_chain(&items, 2, 1_000), None);
-            // A third input is missing as well.
-            assert_eq!(ordered_chain(&items, 3, 1_000), None);
-            // A first input at 15, after the event at 10: the chain runs
-            // from it to the next second input (20).
-            items.touch_new(&ordered_tag(0, steps), 15);
-            assert_eq!(ordered_chain(&items, 2, 1_000), Some((15, 20)));
-            assert_eq!(ordered_chain(&items, 2, 4), None, "20 is past 15 + 4");
-            assert_eq!(ordered_chain(&items, 3, 1_000), None);
-            // The third input at 25 completes the three-step chain.
-            items.touch_new(&ordered_tag(2, steps + 1), 25);
-            assert_eq!(ordered_chain(&items, 3, 1_000), Some((15, 25)));
         }
     }
 
@@ -3317,7 +3224,7 @@ correlation:
             }
             let wrong = [
                 Window::Items,
-                Window::Ordered(7),
+                Window::Ordered(Box::default()),
                 Window::Times(VecDeque::from([5 * S])),
                 Window::Closing(Closing {
                     start_ns: -100 * S,

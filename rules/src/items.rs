@@ -1,7 +1,7 @@
 //! The distinct items of one correlation window (`value_count` values,
-//! `temporal` input positions, `temporal_ordered` steps), each with the
-//! newest time it was seen, ordered by `(time, item)` for expiry, eviction
-//! and the ordered-chain search.
+//! `temporal` input positions), each with the newest time it was seen,
+//! ordered by `(time, item)` for expiry and eviction. (`temporal_ordered`
+//! steps are `crate::steps`.)
 //!
 //! Nearly every group holds one item: a flood of new keys (the overload
 //! case) makes groups that see one event and are evicted or expire. Two
@@ -17,8 +17,7 @@
 //! [`ITEM_INLINE`] bytes are held in place (see `crate::inline_bytes`), so
 //! most windows allocate nothing per item.
 
-use std::collections::{btree_map, btree_set, BTreeMap, BTreeSet};
-use std::ops::Bound;
+use std::collections::{btree_set, BTreeMap, BTreeSet};
 
 use crate::correlation::{btree_bytes, heap_block};
 use crate::inline_bytes::Item;
@@ -67,7 +66,6 @@ impl Default for ItemSet {
 pub(crate) enum Entries<'a> {
     Few(std::slice::Iter<'a, (i64, Item)>),
     Many(btree_set::Iter<'a, (i64, Item)>),
-    ManyFrom(btree_set::Range<'a, (i64, Item)>),
 }
 
 impl<'a> Iterator for Entries<'a> {
@@ -77,7 +75,6 @@ impl<'a> Iterator for Entries<'a> {
         match self {
             Entries::Few(it) => it.next(),
             Entries::Many(it) => it.next(),
-            Entries::ManyFrom(it) => it.next(),
         }
     }
 }
@@ -87,7 +84,6 @@ impl DoubleEndedIterator for Entries<'_> {
         match self {
             Entries::Few(it) => it.next_back(),
             Entries::Many(it) => it.next_back(),
-            Entries::ManyFrom(it) => it.next_back(),
         }
     }
 }
@@ -180,69 +176,6 @@ impl ItemSet {
         }
     }
 
-    /// [`ItemSet::touch`] for an item that is most likely new (a
-    /// `temporal_ordered` step, tagged with its event's sequence number):
-    /// the same result and state, with one search of the item tree instead
-    /// of two when the item is new, and a copy of the item more when it is
-    /// not.
-    pub(crate) fn touch_new(&mut self, item: &[u8], time_ns: i64) -> bool {
-        let ItemSet::Many(trees) = self else {
-            return self.touch(item, time_ns);
-        };
-        let Trees { by_item, by_time } = &mut **trees;
-        match by_item.entry(Item::new(item)) {
-            btree_map::Entry::Vacant(vacant) => {
-                vacant.insert(time_ns);
-                by_time.insert((time_ns, Item::new(item)));
-                true
-            }
-            btree_map::Entry::Occupied(mut held) => {
-                let seen_ns = *held.get();
-                if seen_ns < time_ns {
-                    let removed = by_time.remove(&(seen_ns, held.key().clone()));
-                    debug_assert!(removed);
-                    held.insert(time_ns);
-                    by_time.insert((time_ns, Item::new(item)));
-                }
-                false
-            }
-        }
-    }
-
-    /// Whether some item starts with `byte` (a `temporal_ordered` step's
-    /// input position).
-    pub(crate) fn has_first_byte(&self, byte: u8) -> bool {
-        let ItemSet::Many(trees) = self else {
-            let entries = self.as_slice().unwrap_or_default();
-            return entries.iter().any(|(_, item)| item.first() == Some(&byte));
-        };
-        let by_item = &trees.by_item;
-        // The first and last items answer for the smallest and largest
-        // first byte without comparing any bytes on the way down (a
-        // two-input chain asks only for those).
-        let first = by_item
-            .first_key_value()
-            .and_then(|(k, _)| k.first().copied());
-        let last = by_item
-            .last_key_value()
-            .and_then(|(k, _)| k.first().copied());
-        match (first, last) {
-            (Some(first), Some(last)) if first == byte || last == byte => return true,
-            (Some(first), Some(last)) if byte < first || byte > last => return false,
-            _ => {}
-        }
-        let from = [byte];
-        let to = byte.checked_add(1).map(|next| [next]);
-        let upper = match &to {
-            Some(next) => Bound::Excluded(&next[..]),
-            None => Bound::Unbounded,
-        };
-        by_item
-            .range::<[u8], _>((Bound::Included(&from[..]), upper))
-            .next()
-            .is_some()
-    }
-
     /// Drops the oldest entry; returns whether there was one.
     pub(crate) fn pop_oldest(&mut self) -> bool {
         match self {
@@ -296,20 +229,6 @@ impl ItemSet {
         match self {
             ItemSet::Many(trees) => Entries::Many(trees.by_time.iter()),
             _ => Entries::Few(self.as_slice().unwrap_or_default().iter()),
-        }
-    }
-
-    /// The entries at or after `time_ns`, ascending.
-    pub(crate) fn entries_from(&self, time_ns: i64) -> Entries<'_> {
-        match self {
-            ItemSet::Many(trees) => {
-                Entries::ManyFrom(trees.by_time.range((time_ns, Item::new(&[]))..))
-            }
-            _ => {
-                let entries = self.as_slice().unwrap_or_default();
-                let at = entries.partition_point(|(t, _)| *t < time_ns);
-                Entries::Few(entries[at..].iter())
-            }
         }
     }
 
@@ -416,7 +335,7 @@ mod tests {
 
     /// Random touches and pops across both forms and back agree with the
     /// two trees step by step: the result of each call, the length, the
-    /// entries in order, the entries from a time, and the span.
+    /// entries in order, and the span.
     #[test]
     fn agrees_with_two_trees_across_both_forms() {
         let mut seed = 0x9e37_79b9_7f4a_7c15u64;
@@ -442,16 +361,10 @@ mod tests {
             if pop {
                 assert_eq!(set.pop_oldest(), reference.pop_oldest(), "step {step}");
             } else {
-                // First bytes `v`, `w` and 255 (`has_first_byte`'s edges).
                 let mut item = format!("v{}", (roll >> 8) % 40).into_bytes();
                 item[0] = [b'v', b'v', b'w', 255][((roll >> 50) % 4) as usize];
                 let time_ns = ((roll >> 20) % 64) as i64;
-                // Both ways in, on the same set: they must not differ.
-                let touched = if roll & (1 << 60) == 0 {
-                    set.touch(&item, time_ns)
-                } else {
-                    set.touch_new(&item, time_ns)
-                };
+                let touched = set.touch(&item, time_ns);
                 assert_eq!(touched, reference.touch(&item, time_ns), "step {step}");
             }
             assert!(set.is_consistent(), "step {step}");
@@ -459,27 +372,12 @@ mod tests {
             let ours: Vec<_> = set.entries().map(|(t, i)| (*t, i.to_vec())).collect();
             let theirs: Vec<_> = reference.by_time.iter().cloned().collect();
             assert_eq!(ours, theirs, "step {step}");
-            let from = ((roll >> 40) % 64) as i64;
-            let ours: Vec<_> = set
-                .entries_from(from)
-                .map(|(t, i)| (*t, i.to_vec()))
-                .collect();
-            let theirs: Vec<_> = reference
-                .by_time
-                .range((from, Vec::new())..)
-                .cloned()
-                .collect();
-            assert_eq!(ours, theirs, "step {step}");
             let span = reference
                 .by_time
                 .first()
                 .map(|(a, _)| (*a, reference.by_time.last().map_or(*a, |(b, _)| *b)));
             assert_eq!(set.span(), span, "step {step}");
             assert_eq!(set.oldest_ns(), span.map(|(a, _)| a), "step {step}");
-            for byte in [b'v', b'u', b'w', 0, 255] {
-                let want = reference.by_item.keys().any(|k| k.first() == Some(&byte));
-                assert_eq!(set.has_first_byte(byte), want, "step {step}");
-            }
             let few = !matches!(set, ItemSet::Many(_));
             if few != was_few {
                 switches += 1;

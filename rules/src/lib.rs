@@ -78,6 +78,7 @@ mod logsource;
 mod matcher;
 mod pattern;
 mod ruleset;
+mod steps;
 mod suppress;
 pub mod template;
 
