@@ -132,7 +132,7 @@
 //! [`crate::CorrelationMeta::standalone`]). Chains are acyclic and at most
 //! [`crate::CHAIN_DEPTH_MAX`] deep, so feeding ends.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use hashbrown::{hash_table, HashTable};
 
@@ -215,8 +215,8 @@ pub(crate) fn hash_bytes<K, V>(capacity: usize) -> usize {
 ///
 /// A swiss table of `(key, group)` entries with its own hasher rather
 /// than a `HashMap`, so that a group can also be found by its key's hash
-/// and its id: the gid table (`keys`) then holds that hash, not a second
-/// copy of the key (40 bytes a group). Archived as a list of entries (not
+/// and its id: the ordered indices' entries (see [`Place`]) then hold that
+/// hash, not a second copy of the key (40 bytes a group). Archived as a list of entries (not
 /// as rkyv's hash table: building one was most of a checkpoint's time);
 /// restore hashes them again under a new hasher.
 #[derive(Clone, Default)]
@@ -250,11 +250,12 @@ impl GroupMap {
             .map(|(_, group)| &**group)
     }
 
-    fn get_mut(&mut self, key: &[u8]) -> Option<&mut Group> {
+    /// The group under `key`, with the hash it is filed under.
+    fn get_mut(&mut self, key: &[u8]) -> Option<(u64, &mut Group)> {
         let hash = self.key_hash(key);
         self.table
             .find_mut(hash, |(held, _)| held.as_slice() == key)
-            .map(|(_, group)| &mut **group)
+            .map(|(_, group)| (hash, &mut **group))
     }
 
     /// The group `gid` filed under `key_hash`, with its key.
@@ -306,8 +307,17 @@ impl GroupMap {
         self.table.iter().map(|(_, group)| &**group)
     }
 
+    #[cfg(test)]
     fn values_mut(&mut self) -> impl Iterator<Item = &mut Group> {
         self.table.iter_mut().map(|(_, group)| &mut **group)
+    }
+
+    /// Every group with the hash its key is filed under.
+    fn iter_hashed_mut(&mut self) -> impl Iterator<Item = (u64, &mut Group)> {
+        let hasher = &self.hasher;
+        self.table
+            .iter_mut()
+            .map(move |(key, group)| (hasher.hash_one(key.as_slice()), &mut **group))
     }
 }
 
@@ -373,10 +383,9 @@ where
     }
 }
 
-/// Hashes numbers a node hands out itself, not input: group ids (`keys`,
-/// sequence numbers this state hands out) and the engine's shard
-/// numbers; one multiply suffices (std's SipHash cost ~100 instructions a
-/// lookup).
+/// Hashes numbers a node hands out itself, not input (the engine's shard
+/// numbers; group ids, when a table held them): one multiply suffices
+/// (std's SipHash cost ~100 instructions a lookup).
 #[derive(Default, Clone, Copy)]
 pub struct IdHasher(u64);
 
@@ -402,28 +411,33 @@ impl std::hash::Hasher for IdHasher {
     }
 }
 
-/// Where a group is: its correlation's hash, and the hash its key is filed
-/// under in that correlation's [`GroupMap`]. The key's hash is drawn from
-/// that table's hasher, which a restored state draws anew, so equality
-/// compares the correlation alone.
-#[derive(Clone, Copy, Debug)]
-struct GroupAt {
+/// Where a group is: its id, its correlation's hash, and the hash its key
+/// is filed under in that correlation's [`GroupMap`] (drawn from that
+/// table's hasher, which a restored state draws anew). The ordered
+/// indices' entries carry it, so the group an entry names is found in its
+/// table at once: there is no table from id to place (it was a hash-table
+/// insert for every new group, 1.1% of a paced core with the scenario
+/// rules, a removal when it went, and ~30 bytes a group). Ordered by id
+/// first: an entry's place in its index is its fields before the id, then
+/// the id, as when entries held the id alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Place {
+    gid: u64,
     hash: u64,
     key_hash: u64,
 }
 
-impl PartialEq for GroupAt {
-    fn eq(&self, other: &Self) -> bool {
-        self.hash == other.hash
+impl Place {
+    /// Whether `self` and `other` are the same group's place in states
+    /// whose tables may hash keys differently (a state and its restored
+    /// copy).
+    fn same_group(&self, other: &Place) -> bool {
+        (self.gid, self.hash) == (other.gid, other.hash)
     }
 }
 
-impl Eq for GroupAt {}
-
-type GidMap = HashMap<u64, GroupAt, std::hash::BuildHasherDefault<IdHasher>>;
-
 /// The eviction order's index, `(correlation hash, protected, arrived_ns,
-/// gid)` of every group, built only while the caps may need it: `None`
+/// place)` of every group, built only while the caps may need it: `None`
 /// until a cap first asks for a victim, then built from the groups at
 /// once (one sort) and kept up to date until [`CorrelationState::advance`]
 /// finds the state under half of each of its caps, when it is dropped
@@ -436,16 +450,16 @@ type GidMap = HashMap<u64, GroupAt, std::hash::BuildHasherDefault<IdHasher>>;
 /// group is the least `(protected, arrived_ns, gid)` either way (a built
 /// index's entries left behind by [`reindex`] are moved on the way, see
 /// `CorrelationState::stalest_of`).
-type ArrivalIndex = Option<BTreeSet<(u64, bool, i64, u64)>>;
+type ArrivalIndex = Option<BTreeSet<(u64, bool, i64, Place)>>;
 
-/// The group `gid`, with its key, found through the gid table.
-fn find_group<'a>(
-    keys: &GidMap,
-    groups: &'a mut BTreeMap<u64, GroupMap>,
-    gid: u64,
-) -> Option<(&'a GroupKey, &'a mut Group)> {
-    let at = keys.get(&gid)?;
-    groups.get_mut(&at.hash)?.by_gid_mut(at.key_hash, gid)
+/// The group at `place`, with its key.
+fn find_group(
+    groups: &mut BTreeMap<u64, GroupMap>,
+    place: Place,
+) -> Option<(&GroupKey, &mut Group)> {
+    groups
+        .get_mut(&place.hash)?
+        .by_gid_mut(place.key_hash, place.gid)
 }
 
 /// A correlation alert: the condition of correlation `correlation` held for
@@ -588,24 +602,24 @@ impl PendingAlert {
 /// large state.
 fn reindex(
     by_arrival: &mut ArrivalIndex,
-    by_due: &mut BTreeSet<(i64, u64)>,
-    hash: u64,
+    by_due: &mut BTreeSet<(i64, Place)>,
+    place: Place,
     group: &mut Group,
 ) {
     let at = group.indexed;
     if (group.protected, group.arrived_ns) < (at.protected, at.arrived_ns) {
         if let Some(by_arrival) = by_arrival {
-            let removed = by_arrival.remove(&(hash, at.protected, at.arrived_ns, group.gid));
+            let removed = by_arrival.remove(&(place.hash, at.protected, at.arrived_ns, place));
             debug_assert!(removed);
-            by_arrival.insert((hash, group.protected, group.arrived_ns, group.gid));
+            by_arrival.insert((place.hash, group.protected, group.arrived_ns, place));
         }
         group.indexed.protected = group.protected;
         group.indexed.arrived_ns = group.arrived_ns;
     }
     if group.due_ns < at.due_ns {
-        let removed = by_due.remove(&(at.due_ns, group.gid));
+        let removed = by_due.remove(&(at.due_ns, place));
         debug_assert!(removed);
-        by_due.insert((group.due_ns, group.gid));
+        by_due.insert((group.due_ns, place));
         group.indexed.due_ns = group.due_ns;
     }
 }
@@ -615,8 +629,10 @@ fn reindex(
 /// it): what [`CorrelationState::with_group`] hands over.
 struct Held<'a> {
     group: &'a mut Group,
+    /// Where it is.
+    place: Place,
     by_arrival: &'a mut ArrivalIndex,
-    by_due: &'a mut BTreeSet<(i64, u64)>,
+    by_due: &'a mut BTreeSet<(i64, Place)>,
     values_evicted_total: &'a mut u64,
     anomaly_counters: &'a mut Counters,
 }
@@ -851,31 +867,29 @@ pub struct CorrelationState {
     /// Groups by correlation hash, then group key (each correlation's
     /// archived as a list of entries, see [`GroupMap`]).
     groups: BTreeMap<u64, GroupMap>,
-    /// `(correlation hash, protected, arrived_ns, gid)` of every group:
+    /// `(correlation hash, protected, arrived_ns, place)` of every group:
     /// eviction order within a rule (its stalest unprotected group first,
     /// then its stalest protected one, stalest by latest arrival). Built
     /// when a cap first needs a victim (see [`ArrivalIndex`]) and kept
     /// while the state stays near its caps; `None` otherwise. Not
-    /// archived (a restored state builds it when it needs it), like the
-    /// two below, which [`CorrelationState::restore`] rebuilds.
+    /// archived (a restored state builds it when it needs it).
     #[rkyv(with = rkyv::with::Skip)]
     by_arrival: ArrivalIndex,
-    /// `(due_ns, gid)` of every group: `advance` order.
+    /// `(due_ns, place)` of every group: `advance` order, and the count
+    /// of groups. Not archived: [`CorrelationState::restore`] rebuilds it.
     #[rkyv(with = rkyv::with::Skip)]
-    by_due: BTreeSet<(i64, u64)>,
-    /// gid to where the group is, to find it from the indices.
-    #[rkyv(with = rkyv::with::Skip)]
-    keys: GidMap,
+    by_due: BTreeSet<(i64, Place)>,
     /// Alerts raised by `observe` beyond the one it returns.
     pending: VecDeque<PendingAlert>,
     /// Refusals of anomaly detectors.
     anomaly_counters: Counters,
 }
 
-/// Equal when all but the eviction index is: that index is derived from
-/// the groups and built only while a cap may need it (see
-/// [`ArrivalIndex`]), so a state equals its restored copy whether or not
-/// it had built it.
+/// Equal when all but the eviction index is, and the due index names the
+/// same groups at the same times: the eviction index is derived from the
+/// groups and built only while a cap may need it (see [`ArrivalIndex`]),
+/// and a place's key hash is its table's (see [`Place`]), so a state
+/// equals its restored copy.
 impl PartialEq for CorrelationState {
     fn eq(&self, other: &Self) -> bool {
         let CorrelationState {
@@ -889,7 +903,6 @@ impl PartialEq for CorrelationState {
             groups,
             by_arrival: _,
             by_due,
-            keys,
             pending,
             anomaly_counters,
         } = self;
@@ -901,8 +914,11 @@ impl PartialEq for CorrelationState {
             && *pending_dropped_total == other.pending_dropped_total
             && *next_gid == other.next_gid
             && *groups == other.groups
-            && *by_due == other.by_due
-            && *keys == other.keys
+            && by_due.len() == other.by_due.len()
+            && by_due
+                .iter()
+                .zip(&other.by_due)
+                .all(|((a_ns, a), (b_ns, b))| a_ns == b_ns && a.same_group(b))
             && *pending == other.pending
             && *anomaly_counters == other.anomaly_counters
     }
@@ -924,7 +940,6 @@ impl CorrelationState {
             groups: BTreeMap::new(),
             by_arrival: None,
             by_due: BTreeSet::new(),
-            keys: GidMap::default(),
             pending: VecDeque::new(),
             anomaly_counters: Counters::default(),
         }
@@ -973,30 +988,34 @@ impl CorrelationState {
     /// built when a cap first needs a victim, as in a state never archived.
     fn rebuild_indices(&mut self) -> Result<(), String> {
         let groups: usize = self.groups.values().map(|groups| groups.len()).sum();
-        self.keys = GidMap::with_capacity_and_hasher(groups, Default::default());
         // Collected, then built in bulk (sorted once), not inserted one by
         // one. The eviction index is left to the first victim a cap needs.
         let mut by_due = Vec::with_capacity(groups);
+        let mut gids = Vec::with_capacity(groups);
         for (&hash, groups) in &self.groups {
             for (key, group) in groups.iter() {
                 if !key.is_valid() {
                     return Err(format!("group {} has a malformed key", group.gid));
                 }
-                let at = group.indexed;
-                let key_hash = groups.key_hash(key.as_slice());
-                if self
-                    .keys
-                    .insert(group.gid, GroupAt { hash, key_hash })
-                    .is_some()
-                    || group.gid >= self.next_gid
-                {
+                if group.gid >= self.next_gid {
                     return Err(format!(
-                        "group id {} used twice or past the next id {}",
+                        "group id {} is past the next id {}",
                         group.gid, self.next_gid
                     ));
                 }
-                by_due.push((at.due_ns, group.gid));
+                let place = Place {
+                    gid: group.gid,
+                    hash,
+                    key_hash: groups.key_hash(key.as_slice()),
+                };
+                by_due.push((group.indexed.due_ns, place));
+                gids.push(group.gid);
             }
+        }
+        // A group is found by its id under its key's hash: ids are unique.
+        gids.sort_unstable();
+        if let Some(pair) = gids.windows(2).find(|pair| pair[0] == pair[1]) {
+            return Err(format!("group id {} used twice", pair[0]));
         }
         by_due.sort_unstable();
         self.by_arrival = None;
@@ -1061,7 +1080,7 @@ impl CorrelationState {
     /// How many groups are held (correlation groups and anomaly entities
     /// together; they share `groups_max`).
     pub fn group_count(&self) -> usize {
-        self.keys.len()
+        self.by_due.len()
     }
 
     /// Estimated heap bytes held per correlation, for a memory metric:
@@ -1092,8 +1111,8 @@ impl CorrelationState {
     }
 
     /// Estimated heap bytes not attributable to one correlation: the outer
-    /// table of correlations, the indices (`by_arrival`, `by_due`,
-    /// and `keys`) and the queued chained
+    /// table of correlations, the indices (`by_arrival`, `by_due`) and
+    /// the queued chained
     /// alerts (their ids, keys, samples and reasons; the queue keeps its
     /// buffer after `advance` drains it). Not the state struct itself. An
     /// estimate like [`CorrelationState::memory_by_correlation`]'s;
@@ -1102,10 +1121,9 @@ impl CorrelationState {
         let pending: usize = self.pending.iter().map(PendingAlert::heap_bytes).sum();
         btree_bytes::<u64, GroupMap>(self.groups.len())
             + self.by_arrival.as_ref().map_or(0, |by_arrival| {
-                btree_bytes::<(u64, bool, i64, u64), ()>(by_arrival.len())
+                btree_bytes::<(u64, bool, i64, Place), ()>(by_arrival.len())
             })
-            + btree_bytes::<(i64, u64), ()>(self.by_due.len())
-            + hash_bytes::<u64, GroupAt>(self.keys.capacity())
+            + btree_bytes::<(i64, Place), ()>(self.by_due.len())
             + heap_block(self.pending.capacity() * size_of::<PendingAlert>())
             + pending
     }
@@ -1242,9 +1260,15 @@ impl CorrelationState {
             .get_mut(&meta.hash)
             .and_then(|groups| groups.get_mut(key))
         {
-            Some(group) if group.fingerprint == meta.fingerprint => {
+            Some((key_hash, group)) if group.fingerprint == meta.fingerprint => {
+                let place = Place {
+                    gid: group.gid,
+                    hash: meta.hash,
+                    key_hash,
+                };
                 let held = Held {
                     group,
+                    place,
                     by_arrival: &mut self.by_arrival,
                     by_due: &mut self.by_due,
                     values_evicted_total: &mut self.values_evicted_total,
@@ -1252,11 +1276,15 @@ impl CorrelationState {
                 };
                 return f(held, false);
             }
-            Some(group) => Some(group.gid),
+            Some((key_hash, group)) => Some(Place {
+                gid: group.gid,
+                hash: meta.hash,
+                key_hash,
+            }),
             None => None,
         };
-        if let Some(gid) = stale {
-            let _ = self.remove(gid);
+        if let Some(place) = stale {
+            let _ = self.remove(place);
         }
         f(self.create(meta, key, time_ns, arrival_ns), true)
     }
@@ -1285,14 +1313,11 @@ impl CorrelationState {
     fn advance_anomaly(
         &mut self,
         rules: &RuleSet,
-        gid: u64,
+        place: Place,
         now_ns: i64,
         out: &mut Vec<CorrelationAlert>,
     ) -> bool {
-        let Some(&at) = self.keys.get(&gid) else {
-            return false;
-        };
-        let Some(correlation) = rules.correlation_by_hash(at.hash) else {
+        let Some(correlation) = rules.correlation_by_hash(place.hash) else {
             return false;
         };
         let Some(meta) = rules.correlation_meta(correlation) else {
@@ -1301,7 +1326,7 @@ impl CorrelationState {
         let Some(spec) = &meta.anomaly else {
             return false;
         };
-        let Some((key, group)) = find_group(&self.keys, &mut self.groups, gid) else {
+        let Some((key, group)) = find_group(&mut self.groups, place) else {
             return false;
         };
         if group.fingerprint != meta.fingerprint {
@@ -1336,9 +1361,9 @@ impl CorrelationState {
         // so its `by_arrival` entry stays as it is.
         let at = group.indexed.due_ns;
         if due_ns != at {
-            let removed = self.by_due.remove(&(at, gid));
+            let removed = self.by_due.remove(&(at, place));
             debug_assert!(removed);
-            self.by_due.insert((due_ns, gid));
+            self.by_due.insert((due_ns, place));
             group.indexed.due_ns = due_ns;
         }
         for alert in alerts {
@@ -1433,7 +1458,7 @@ impl CorrelationState {
     /// are evicted at once, stalest first (counted). Returns how many went.
     pub fn set_groups_max(&mut self, groups_max: usize) -> usize {
         self.groups_max = groups_max.max(1) as u64;
-        let over = (self.keys.len() as u64).saturating_sub(self.groups_max);
+        let over = (self.by_due.len() as u64).saturating_sub(self.groups_max);
         self.evict_oldest(over as usize)
     }
 
@@ -1497,7 +1522,7 @@ impl CorrelationState {
     /// The group the cap evicts next: in the rule holding the most groups
     /// here, its stalest unprotected group, else its stalest protected one
     /// (see the module docs).
-    fn victim(&mut self) -> Option<u64> {
+    fn victim(&mut self) -> Option<Place> {
         let (&hash, _) = self.groups.iter().max_by_key(|(_, groups)| groups.len())?;
         self.stalest_of(hash)
     }
@@ -1505,28 +1530,38 @@ impl CorrelationState {
     /// Correlation `hash`'s group the caps evict first: its stalest
     /// unprotected group, else its stalest protected one. Entries left
     /// behind by [`reindex`] are moved to their place on the way.
-    fn stalest_of(&mut self, hash: u64) -> Option<u64> {
+    fn stalest_of(&mut self, hash: u64) -> Option<Place> {
         let by_arrival = self.by_arrival.get_or_insert_with(|| {
             // Built now, each group filed where it is (an index kept all
             // along would have some entries earlier, moved below).
-            let mut entries = Vec::with_capacity(self.keys.len());
+            let mut entries = Vec::with_capacity(self.by_due.len());
             for (&hash, groups) in &mut self.groups {
-                for group in groups.values_mut() {
+                for (key_hash, group) in groups.iter_hashed_mut() {
                     group.indexed.protected = group.protected;
                     group.indexed.arrived_ns = group.arrived_ns;
-                    entries.push((hash, group.protected, group.arrived_ns, group.gid));
+                    let place = Place {
+                        gid: group.gid,
+                        hash,
+                        key_hash,
+                    };
+                    entries.push((hash, group.protected, group.arrived_ns, place));
                 }
             }
             entries.sort_unstable();
             entries.into_iter().collect()
         });
+        let lowest = Place {
+            gid: 0,
+            hash: 0,
+            key_hash: 0,
+        };
         loop {
-            let &first = by_arrival.range((hash, false, i64::MIN, 0)..).next()?;
+            let &first = by_arrival.range((hash, false, i64::MIN, lowest)..).next()?;
             if first.0 != hash {
                 return None;
             }
-            let gid = first.3;
-            let Some((_, group)) = find_group(&self.keys, &mut self.groups, gid) else {
+            let place = first.3;
+            let Some((_, group)) = find_group(&mut self.groups, place) else {
                 // Unreachable while the indices agree; drop the entry
                 // rather than name a group that is not there.
                 debug_assert!(false, "index entries belong to held groups");
@@ -1534,10 +1569,10 @@ impl CorrelationState {
                 continue;
             };
             if (group.protected, group.arrived_ns) == (first.1, first.2) {
-                return Some(gid);
+                return Some(place);
             }
             by_arrival.remove(&first);
-            by_arrival.insert((hash, group.protected, group.arrived_ns, gid));
+            by_arrival.insert((hash, group.protected, group.arrived_ns, place));
             group.indexed.protected = group.protected;
             group.indexed.arrived_ns = group.arrived_ns;
         }
@@ -1570,36 +1605,38 @@ impl CorrelationState {
             deadline_ns,
         );
         let at = group.indexed;
-        if let Some(by_arrival) = &mut self.by_arrival {
-            by_arrival.insert((meta.hash, at.protected, at.arrived_ns, gid));
-        }
-        self.by_due.insert((at.due_ns, gid));
         let (key_hash, old, group) = self
             .groups
             .entry(meta.hash)
             .or_default()
             .insert(GroupKey::new(key), Box::new(group));
-        self.keys.insert(
+        let place = Place {
             gid,
-            GroupAt {
-                hash: meta.hash,
-                key_hash,
-            },
-        );
+            hash: meta.hash,
+            key_hash,
+        };
+        if let Some(by_arrival) = &mut self.by_arrival {
+            by_arrival.insert((meta.hash, at.protected, at.arrived_ns, place));
+        }
+        self.by_due.insert((at.due_ns, place));
         if let Some(old) = old {
             // Unreachable: callers make only groups that are not held.
             // Were it reached, the old group goes with its index entries,
             // so the indices still name exactly the groups held.
             debug_assert!(false, "a group made twice");
             let at = old.indexed;
+            let old_place = Place {
+                gid: old.gid,
+                ..place
+            };
             if let Some(by_arrival) = &mut self.by_arrival {
-                by_arrival.remove(&(meta.hash, at.protected, at.arrived_ns, old.gid));
+                by_arrival.remove(&(meta.hash, at.protected, at.arrived_ns, old_place));
             }
-            self.by_due.remove(&(at.due_ns, old.gid));
-            self.keys.remove(&old.gid);
+            self.by_due.remove(&(at.due_ns, old_place));
         }
         Held {
             group,
+            place,
             by_arrival: &mut self.by_arrival,
             by_due: &mut self.by_due,
             values_evicted_total: &mut self.values_evicted_total,
@@ -1617,29 +1654,28 @@ impl CorrelationState {
                 self.evicted_total = self.evicted_total.wrapping_add(1);
             }
         }
-        if self.keys.len() as u64 >= self.groups_max {
+        if self.by_due.len() as u64 >= self.groups_max {
             if let Some(victim) = self.victim() {
                 self.remove(victim);
                 self.evicted_total = self.evicted_total.wrapping_add(1);
             }
         }
-        debug_assert!((self.keys.len() as u64) < self.groups_max);
+        debug_assert!((self.by_due.len() as u64) < self.groups_max);
     }
 
-    /// Removes a group and its index entries, returning it.
-    fn remove(&mut self, gid: u64) -> Option<(u64, GroupKey, Group)> {
-        let GroupAt { hash, key_hash } = self.keys.remove(&gid)?;
+    /// Removes the group at `place` and its index entries, returning it.
+    fn remove(&mut self, place: Place) -> Option<(u64, GroupKey, Group)> {
+        let hash = place.hash;
         let groups = self.groups.get_mut(&hash)?;
-        let (key, group) = groups.remove_by_gid(key_hash, gid)?;
+        let (key, group) = groups.remove_by_gid(place.key_hash, place.gid)?;
         if groups.is_empty() {
             self.groups.remove(&hash);
         }
         let at = group.indexed;
-        let removed_arrival = self
-            .by_arrival
-            .as_mut()
-            .is_none_or(|by_arrival| by_arrival.remove(&(hash, at.protected, at.arrived_ns, gid)));
-        let removed_due = self.by_due.remove(&(at.due_ns, gid));
+        let removed_arrival = self.by_arrival.as_mut().is_none_or(|by_arrival| {
+            by_arrival.remove(&(hash, at.protected, at.arrived_ns, place))
+        });
+        let removed_due = self.by_due.remove(&(at.due_ns, place));
         assert!(removed_arrival && removed_due, "group indices out of sync");
         Some((hash, key, *group))
     }
@@ -1669,30 +1705,30 @@ impl CorrelationState {
                 });
             }
         }
-        while let Some(&(due_ns, gid)) = self.by_due.first() {
+        while let Some(&(due_ns, place)) = self.by_due.first() {
             if due_ns >= now_ns {
                 break;
             }
-            let group = find_group(&self.keys, &mut self.groups, gid).map(|(_, group)| group);
+            let group = find_group(&mut self.groups, place).map(|(_, group)| group);
             let mut is_anomaly = false;
             if let Some(group) = group {
                 let group_due_ns = group.due_ns;
                 if group_due_ns != due_ns {
                     // Left behind by `reindex`: file it where it belongs.
-                    self.by_due.remove(&(due_ns, gid));
-                    self.by_due.insert((group_due_ns, gid));
+                    self.by_due.remove(&(due_ns, place));
+                    self.by_due.insert((group_due_ns, place));
                     group.indexed.due_ns = group_due_ns;
                     continue;
                 }
                 is_anomaly = matches!(group.window, Window::Anomaly(_));
             }
-            if is_anomaly && self.advance_anomaly(rules, gid, now_ns, out) {
+            if is_anomaly && self.advance_anomaly(rules, place, now_ns, out) {
                 continue;
             }
-            let Some((hash, key, group)) = self.remove(gid) else {
+            let Some((hash, key, group)) = self.remove(place) else {
                 // Unreachable while the indices agree; stop rather than spin.
                 debug_assert!(false, "due index names a missing group");
-                self.by_due.remove(&(due_ns, gid));
+                self.by_due.remove(&(due_ns, place));
                 continue;
             };
             let Some(correlation) = rules.correlation_by_hash(hash) else {
@@ -1721,7 +1757,7 @@ impl CorrelationState {
     /// and every rule's: the eviction index is dropped then (see
     /// [`ArrivalIndex`]).
     fn under_half_of_caps(&self) -> bool {
-        (self.keys.len() as u64) < self.groups_max / 2
+        (self.by_due.len() as u64) < self.groups_max / 2
             && self
                 .groups
                 .values()
@@ -1734,6 +1770,12 @@ impl CorrelationState {
         self.by_arrival.is_some()
     }
 
+    /// Whether a group with id `gid` is held.
+    #[cfg(test)]
+    fn holds_gid(&self, gid: u64) -> bool {
+        self.by_due.iter().any(|(_, place)| place.gid == gid)
+    }
+
     /// Checks that the indices agree with the groups. Linear in the number
     /// of groups: for tests and after loading a checkpoint.
     pub fn check_invariants(&self) -> bool {
@@ -1741,8 +1783,8 @@ impl CorrelationState {
     }
 
     /// [`CorrelationState::check_invariants`], with the lookups of each
-    /// group in the indices and the gid table only when `indices` (a
-    /// restore has just built those from the groups).
+    /// group in the indices only when `indices` (a restore has just built
+    /// them from the groups).
     fn check(&self, indices: bool) -> bool {
         let mut count = 0usize;
         for (hash, groups) in &self.groups {
@@ -1752,14 +1794,17 @@ impl CorrelationState {
             for (key, group) in groups.iter() {
                 count += 1;
                 let at = group.indexed;
+                let place = Place {
+                    gid: group.gid,
+                    hash: *hash,
+                    key_hash: groups.key_hash(key.as_slice()),
+                };
                 let indexed = !indices
-                    || (self.keys.get(&group.gid).is_some_and(|known| {
-                        known.hash == *hash && known.key_hash == groups.key_hash(key.as_slice())
-                    }) && groups.get(key.as_slice()).map(|held| held.gid) == Some(group.gid)
+                    || (groups.get(key.as_slice()).map(|held| held.gid) == Some(group.gid)
                         && self.by_arrival.as_ref().is_none_or(|by_arrival| {
-                            by_arrival.contains(&(*hash, at.protected, at.arrived_ns, group.gid))
+                            by_arrival.contains(&(*hash, at.protected, at.arrived_ns, place))
                         })
-                        && self.by_due.contains(&(at.due_ns, group.gid)));
+                        && self.by_due.contains(&(at.due_ns, place)));
                 let consistent = indexed
                     && (at.protected, at.arrived_ns) <= (group.protected, group.arrived_ns)
                     && at.due_ns <= group.due_ns
@@ -1780,12 +1825,11 @@ impl CorrelationState {
         }
         self.groups_max >= 1
             && self.rule_groups_max >= 1
-            && count == self.keys.len()
+            && count == self.by_due.len()
             && self
                 .by_arrival
                 .as_ref()
                 .is_none_or(|by_arrival| count == by_arrival.len())
-            && count == self.by_due.len()
             && count as u64 <= self.groups_max
             && self
                 .groups
@@ -1806,6 +1850,7 @@ fn update_group(
 ) -> Option<CorrelationAlert> {
     let Held {
         group,
+        place: held_place,
         by_arrival,
         by_due,
         values_evicted_total,
@@ -1863,7 +1908,7 @@ fn update_group(
     };
 
     group.settle_due();
-    reindex(by_arrival, by_due, meta.hash, group);
+    reindex(by_arrival, by_due, held_place, group);
     *values_evicted_total = values_evicted_total.wrapping_add(values_evicted);
     alert
 }
@@ -1909,7 +1954,7 @@ fn observe_anomaly(
             finding,
         ));
     }
-    reindex(held.by_arrival, held.by_due, meta.hash, group);
+    reindex(held.by_arrival, held.by_due, held.place, group);
 }
 
 /// The items an observation adds to a `value_count` or `temporal` window:
@@ -2764,10 +2809,7 @@ correlation:
                 clock_ns,
             );
             if let Some(victim) = victim {
-                assert!(
-                    !state.keys.contains_key(&victim),
-                    "step {step}: wrong victim"
-                );
+                assert!(!state.holds_gid(victim), "step {step}: wrong victim");
                 evictions_checked += 1;
                 assert!(state.arrival_index_built(), "step {step}");
                 if drops > 0 {
@@ -2799,7 +2841,7 @@ correlation:
                 }
                 for gid in not_due {
                     assert!(
-                        state.keys.contains_key(&gid),
+                        state.holds_gid(gid),
                         "step {step}: advance dropped a group not yet due"
                     );
                 }
