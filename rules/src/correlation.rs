@@ -2761,14 +2761,7 @@ correlation:
         let correlations = rules.correlation_count().min(3) as u32;
         assert!(correlations >= 2);
         let mut state = CorrelationState::new(40);
-        // A deterministic scramble (no rand dependency here).
-        let mut x = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = crate::test_scramble(0x2545_f491_4f6c_dd1d);
         let mut clock_ns = 0i64;
         let mut out = Vec::new();
         let mut evictions_checked = 0;
@@ -3052,13 +3045,8 @@ correlation:
         // its last alert, with their times.
         type Model = (i64, Vec<(i64, Vec<u8>)>);
         let mut model: BTreeMap<(u32, Vec<u8>), Model> = BTreeMap::new();
-        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
-        let mut next = |bound: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % bound
-        };
+        let mut scramble = crate::test_scramble(0x9E37_79B9_7F4A_7C15);
+        let mut next = |bound: u64| scramble() % bound;
         let mut clock = 0i64;
         let mut alerts = [0usize; 2];
         for i in 0..30_000u64 {

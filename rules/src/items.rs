@@ -338,13 +338,7 @@ mod tests {
     /// entries in order, and the span.
     #[test]
     fn agrees_with_two_trees_across_both_forms() {
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = crate::test_scramble(0x9e37_79b9_7f4a_7c15);
         let mut set = ItemSet::default();
         let mut reference = Reference::default();
         let mut switches = 0;
@@ -354,9 +348,9 @@ mod tests {
             // Phases that grow past the vector form and shrink back.
             let growing = (step / 2_000) % 2 == 0;
             let pop = if growing {
-                roll % 8 == 0
+                roll.is_multiple_of(8)
             } else {
-                roll % 3 != 0
+                !roll.is_multiple_of(3)
             };
             if pop {
                 assert_eq!(set.pop_oldest(), reference.pop_oldest(), "step {step}");

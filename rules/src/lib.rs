@@ -108,3 +108,15 @@ pub use template::{
     id_hex, template_id, MinerConfig, TemplateMatch, TemplateMiner, TEMPLATE_ID_FIELD,
     TEMPLATE_NEW_FIELD, TEMPLATE_TEXT_FIELD,
 };
+
+/// Deterministic pseudo-random numbers for the unit tests' scrambles (no
+/// rand dependency): xorshift64 from `seed` (not zero).
+#[cfg(test)]
+pub(crate) fn test_scramble(mut seed: u64) -> impl FnMut() -> u64 {
+    move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    }
+}

@@ -270,13 +270,7 @@ mod tests {
     /// earliest completion from it does.
     #[test]
     fn the_chain_is_the_latest_start_an_exhaustive_search_finds() {
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = crate::test_scramble(0x2545_f491_4f6c_dd1d);
         let mut found = 0;
         for round in 0..400 {
             let inputs = 1 + (next() % 3) as usize;
@@ -287,7 +281,7 @@ mod tests {
             for step in 0..(next() % 14) {
                 let roll = next();
                 // Mostly forward, sometimes an older event.
-                let time_ns = if roll % 5 == 0 {
+                let time_ns = if roll.is_multiple_of(5) {
                     clock - (roll >> 8) as i64 % 10
                 } else {
                     clock += (roll >> 8) as i64 % 4;
@@ -297,7 +291,7 @@ mod tests {
                 window.push_event(1 << position, inputs, time_ns);
                 model.push((time_ns, position));
                 model.sort();
-                if roll % 7 == 0 && window.pop_oldest() {
+                if roll.is_multiple_of(7) && window.pop_oldest() {
                     model.remove(0);
                 }
                 assert!(window.is_consistent(usize::MAX), "{round} {step}");
