@@ -53,8 +53,8 @@ use shardwatch_storage::{checkpoint, journal};
 /// window of one item holds it in place, a group keeps only its kind's
 /// window fields, and its samples are a vector; 13: a correlation's groups
 /// are archived as (key, group) pairs; 14: a `temporal_ordered` window's
-/// steps are a sorted deque of (time, input, sequence) with a count per
-/// input, not items of the group's item set). A checkpoint of another
+/// steps are a sorted deque of (time, input, sequence) with a mask of the
+/// inputs held, not items of the group's item set). A checkpoint of another
 /// format is refused (logged, counted) and the journal replayed instead.
 pub const CHECKPOINT_FORMAT: u32 = 14;
 

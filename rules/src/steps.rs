@@ -11,9 +11,11 @@
 //! the harness's scenario rules. Events reach their group in time order
 //! nearly always, so here a step goes on the back of a deque and expiry
 //! takes the front; one that arrives out of order is inserted at its
-//! place. A count of steps per input answers whether every input is there
+//! place. A mask of the inputs held answers whether every input is there
 //! (most groups of a rule whose first input is rare lack it) without a
-//! search.
+//! search; the step that goes clears its input's bit when no other step
+//! of that input is left (a scan that stops at the first one, nearly
+//! always the next step).
 //!
 //! Steps are ordered by `(time, position, sequence number's little-endian
 //! bytes)`: the order the item set gave the tags, so which steps a chain
@@ -58,9 +60,8 @@ pub(crate) struct Steps {
     next_seq: u64,
     /// Ascending, each step once.
     steps: VecDeque<Step>,
-    /// How many steps each input position has (index: position), as long
-    /// as the highest position held plus one at most.
-    held: Vec<u32>,
+    /// Bit `p`: some step is of input position `p`.
+    present: u64,
 }
 
 impl Steps {
@@ -92,10 +93,7 @@ impl Steps {
                 let at = self.steps.partition_point(|held| *held < step);
                 self.steps.insert(at, step);
             }
-            if self.held.len() <= position {
-                self.held.resize(position + 1, 0);
-            }
-            self.held[position] += 1;
+            self.present |= 1 << position;
         }
     }
 
@@ -109,8 +107,8 @@ impl Steps {
         let Some(step) = self.steps.pop_front() else {
             return false;
         };
-        if let Some(held) = self.held.get_mut(usize::from(step.position)) {
-            *held = held.saturating_sub(1);
+        if !self.steps.iter().any(|left| left.position == step.position) {
+            self.present &= !(1u64 << (step.position & 63));
         }
         true
     }
@@ -119,7 +117,7 @@ impl Steps {
     pub(crate) fn clear(&mut self) {
         self.next_seq = 0;
         self.steps.clear();
-        self.held.clear();
+        self.present = 0;
     }
 
     /// Finds inputs `0..inputs` in order of event time (ties allowed, each
@@ -131,9 +129,8 @@ impl Steps {
     pub(crate) fn chain(&self, inputs: usize, span_ns: i64) -> Option<(i64, i64)> {
         // A chain needs a step of every input: without one (most groups of
         // a rule whose first input is rare), there is nothing to search.
-        if inputs == 0
-            || (0..inputs).any(|position| self.held.get(position).is_none_or(|&n| n == 0))
-        {
+        let all = u64::MAX >> (64 - inputs.clamp(1, CORRELATION_INPUTS_MAX));
+        if inputs == 0 || self.present & all != all {
             return None;
         }
         let mut used = Vec::with_capacity(inputs);
@@ -163,23 +160,21 @@ impl Steps {
     /// The estimated heap bytes the steps own (not the struct itself).
     pub(crate) fn heap_bytes(&self) -> usize {
         heap_block(self.steps.capacity() * size_of::<Step>())
-            + heap_block(self.held.capacity() * size_of::<u32>())
     }
 
     /// Whether the invariants hold (ascending, each step once, positions
-    /// below the inputs' cap, the counts those of the steps, at most
+    /// below the inputs' cap, the mask that of the steps, at most
     /// `steps_max` steps). Linear: for tests and checkpoints.
     pub(crate) fn is_consistent(&self, steps_max: usize) -> bool {
-        let mut counted = vec![0u32; self.held.len()];
+        let mut present = 0u64;
         for step in &self.steps {
-            match counted.get_mut(usize::from(step.position)) {
-                Some(count) => *count += 1,
-                None => return false,
+            if usize::from(step.position) >= CORRELATION_INPUTS_MAX {
+                return false;
             }
+            present |= 1 << step.position;
         }
         self.steps.len() <= steps_max
-            && self.held.len() <= CORRELATION_INPUTS_MAX
-            && counted == self.held
+            && present == self.present
             && self
                 .steps
                 .iter()
@@ -322,18 +317,37 @@ mod tests {
         assert!(window.is_consistent(2));
         assert!(!window.is_consistent(1));
         let mut miscounted = window.clone();
-        miscounted.held[1] = 3;
+        miscounted.present = 0b111;
         assert!(!miscounted.is_consistent(2));
         let mut unsorted = window.clone();
         unsorted.steps.swap(0, 1);
         assert!(!unsorted.is_consistent(2));
         let mut out_of_range = window.clone();
-        out_of_range.steps[0].position = 9;
+        out_of_range.steps[0].position = 200;
         assert!(!out_of_range.is_consistent(2));
-        // Popping past what a restored window counted cannot underflow.
-        let mut short = window;
-        short.held = vec![0, 0];
-        assert!(short.pop_oldest() && short.pop_oldest() && !short.pop_oldest());
+    }
+
+    /// An input's bit goes with its last step, not before.
+    #[test]
+    fn an_input_is_present_while_a_step_of_it_is_left() {
+        let mut window = Steps::default();
+        window.push_event(0b01, 2, 5);
+        window.push_event(0b10, 2, 6);
+        window.push_event(0b10, 2, 7);
+        assert_eq!(window.present, 0b11);
+        assert!(window.pop_oldest());
+        assert_eq!(window.present, 0b10);
+        assert!(window.pop_oldest());
+        assert_eq!(window.present, 0b10);
+        assert!(window.pop_oldest());
+        assert_eq!(window.present, 0);
+        assert!(!window.pop_oldest());
+        // Every position a rule can have, and its chain check.
+        let mut wide = Steps::default();
+        wide.push_event(u64::MAX, 64, 1);
+        assert_eq!((wide.len(), wide.present), (64, u64::MAX));
+        assert!(wide.is_consistent(64));
+        assert_eq!(wide.chain(64, 0), None, "one event is not 64 steps");
     }
 
     #[test]
