@@ -215,10 +215,10 @@ pub(crate) fn hash_bytes<K, V>(capacity: usize) -> usize {
 ///
 /// A swiss table of `(key, group)` entries with its own hasher rather
 /// than a `HashMap`, so that a group can also be found by its key's hash
-/// and its id: the ordered indices' entries (see [`Place`]) then hold that
-/// hash, not a second copy of the key (40 bytes a group). Archived as a list of entries (not
-/// as rkyv's hash table: building one was most of a checkpoint's time);
-/// restore hashes them again under a new hasher.
+/// and its id: the ordered indices' entries (see [`Place`]) then hold
+/// that hash, not a second copy of the key (40 bytes a group). Archived
+/// as a list of entries (not as rkyv's hash table: building one was most
+/// of a checkpoint's time); restore hashes them again under a new hasher.
 #[derive(Clone, Default)]
 struct GroupMap {
     hasher: ahash::RandomState,

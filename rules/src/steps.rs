@@ -310,15 +310,15 @@ mod tests {
     }
 
     #[test]
-    fn counts_and_order_are_checked() {
+    fn mask_and_order_are_checked() {
         let mut window = Steps::default();
         window.push_event(0b1, 2, 5);
         window.push_event(0b10, 2, 6);
         assert!(window.is_consistent(2));
         assert!(!window.is_consistent(1));
-        let mut miscounted = window.clone();
-        miscounted.present = 0b111;
-        assert!(!miscounted.is_consistent(2));
+        let mut mismasked = window.clone();
+        mismasked.present = 0b111;
+        assert!(!mismasked.is_consistent(2));
         let mut unsorted = window.clone();
         unsorted.steps.swap(0, 1);
         assert!(!unsorted.is_consistent(2));
