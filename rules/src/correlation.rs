@@ -132,7 +132,8 @@
 //! [`crate::CorrelationMeta::standalone`]). Chains are acyclic and at most
 //! [`crate::CHAIN_DEPTH_MAX`] deep, so feeding ends.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 
 use hashbrown::{hash_table, HashTable};
 
@@ -256,6 +257,13 @@ impl GroupMap {
         self.table
             .find_mut(hash, |(held, _)| held.as_slice() == key)
             .map(|(_, group)| (hash, &mut **group))
+    }
+
+    /// The group `gid` filed under `key_hash`.
+    fn by_gid(&self, key_hash: u64, gid: u64) -> Option<&Group> {
+        self.table
+            .find(key_hash, |(_, group)| group.gid == gid)
+            .map(|(_, group)| &**group)
     }
 
     /// The group `gid` filed under `key_hash`, with its key.
@@ -420,20 +428,11 @@ impl std::hash::Hasher for IdHasher {
 /// rules, a removal when it went, and ~30 bytes a group). Ordered by id
 /// first: an entry's place in its index is its fields before the id, then
 /// the id, as when entries held the id alone.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 struct Place {
     gid: u64,
     hash: u64,
     key_hash: u64,
-}
-
-impl Place {
-    /// Whether `self` and `other` are the same group's place in states
-    /// whose tables may hash keys differently (a state and its restored
-    /// copy).
-    fn same_group(&self, other: &Place) -> bool {
-        (self.gid, self.hash) == (other.gid, other.hash)
-    }
 }
 
 /// The eviction order's index, `(correlation hash, protected, arrived_ns,
@@ -451,6 +450,76 @@ impl Place {
 /// index's entries left behind by [`reindex`] are moved on the way, see
 /// `CorrelationState::stalest_of`).
 type ArrivalIndex = Option<BTreeSet<(u64, bool, i64, Place)>>;
+
+/// The due index: `(due_ns, place)` entries in a binary min-heap, the
+/// least first (`advance` order: by due time, then group id). Every group
+/// has an entry at its `indexed.due_ns`; entries are not taken out with
+/// their group, so the heap may also hold stale ones: a removed group's
+/// (evicted, or its rule changed), or one a group moved earlier left
+/// behind (see [`reindex`]). An entry is live when its place names a held
+/// group filed at that due time ([`due_entry_is_live`]); `advance` drops
+/// stale entries as they come first, and the state compacts the heap when
+/// they outnumber the groups (see `CorrelationState::compact_due`).
+///
+/// A B-tree set was this index until the scenario rules' profile showed
+/// its insert at 4.5% of a paced core (450 k lines/s): a new group's due
+/// time is nearly always the shard's latest, and a B-tree insert there
+/// scans every key of each node on the way down its right edge, a node of
+/// eleven 32-byte keys being six cache lines, cold when the next new
+/// group lands in another of the 4,096 shards. A heap appends it and
+/// compares it with its parent.
+#[derive(Clone, Debug, Default)]
+struct DueIndex {
+    heap: BinaryHeap<Reverse<(i64, Place)>>,
+}
+
+impl DueIndex {
+    /// An index of `entries`, in any order (heapified in O(n)).
+    fn of(entries: Vec<(i64, Place)>) -> DueIndex {
+        DueIndex {
+            heap: entries.into_iter().map(Reverse).collect(),
+        }
+    }
+
+    fn push(&mut self, due_ns: i64, place: Place) {
+        self.heap.push(Reverse((due_ns, place)));
+    }
+
+    /// The least entry, live or stale.
+    fn first(&self) -> Option<(i64, Place)> {
+        self.heap.peek().map(|&Reverse(entry)| entry)
+    }
+
+    fn pop_first(&mut self) {
+        self.heap.pop();
+    }
+
+    /// Entries held, live and stale.
+    fn len(&self) -> usize {
+        self.heap.len()
+    }
+
+    fn capacity(&self) -> usize {
+        self.heap.capacity()
+    }
+
+    fn entries(&self) -> impl Iterator<Item = (i64, Place)> + '_ {
+        self.heap.iter().map(|&Reverse(entry)| entry)
+    }
+}
+
+/// Whether the due index's entry `(due_ns, place)` is live: its place
+/// names a group held in `groups`, filed at `due_ns`.
+fn due_entry_is_live(groups: &BTreeMap<u64, GroupMap>, due_ns: i64, place: Place) -> bool {
+    groups
+        .get(&place.hash)
+        .and_then(|groups| groups.by_gid(place.key_hash, place.gid))
+        .is_some_and(|group| group.indexed.due_ns == due_ns)
+}
+
+/// Stale entries the due index may hold beyond one per group before the
+/// state compacts it.
+const DUE_STALE_SLACK: usize = 64;
 
 /// The group at `place`, with its key.
 fn find_group(
@@ -600,12 +669,7 @@ impl PendingAlert {
 /// moved now. Moving both entries on every event was four B-tree
 /// operations on the per-event path, each a chain of cache misses on a
 /// large state.
-fn reindex(
-    by_arrival: &mut ArrivalIndex,
-    by_due: &mut BTreeSet<(i64, Place)>,
-    place: Place,
-    group: &mut Group,
-) {
+fn reindex(by_arrival: &mut ArrivalIndex, by_due: &mut DueIndex, place: Place, group: &mut Group) {
     let at = group.indexed;
     if (group.protected, group.arrived_ns) < (at.protected, at.arrived_ns) {
         if let Some(by_arrival) = by_arrival {
@@ -617,9 +681,8 @@ fn reindex(
         group.indexed.arrived_ns = group.arrived_ns;
     }
     if group.due_ns < at.due_ns {
-        let removed = by_due.remove(&(at.due_ns, place));
-        debug_assert!(removed);
-        by_due.insert((group.due_ns, place));
+        // The entry at the old time is left stale (see [`DueIndex`]).
+        by_due.push(group.due_ns, place);
         group.indexed.due_ns = group.due_ns;
     }
 }
@@ -632,7 +695,7 @@ struct Held<'a> {
     /// Where it is.
     place: Place,
     by_arrival: &'a mut ArrivalIndex,
-    by_due: &'a mut BTreeSet<(i64, Place)>,
+    by_due: &'a mut DueIndex,
     values_evicted_total: &'a mut u64,
     anomaly_counters: &'a mut Counters,
 }
@@ -875,21 +938,26 @@ pub struct CorrelationState {
     /// archived (a restored state builds it when it needs it).
     #[rkyv(with = rkyv::with::Skip)]
     by_arrival: ArrivalIndex,
-    /// `(due_ns, place)` of every group: `advance` order, and the count
-    /// of groups. Not archived: [`CorrelationState::restore`] rebuilds it.
+    /// `(due_ns, place)` of every group, and stale entries: `advance`
+    /// order (see [`DueIndex`]). Not archived:
+    /// [`CorrelationState::restore`] rebuilds it.
     #[rkyv(with = rkyv::with::Skip)]
-    by_due: BTreeSet<(i64, Place)>,
+    by_due: DueIndex,
+    /// Groups held, in all the tables. Not archived (counted on restore).
+    #[rkyv(with = rkyv::with::Skip)]
+    groups_held: usize,
     /// Alerts raised by `observe` beyond the one it returns.
     pending: VecDeque<PendingAlert>,
     /// Refusals of anomaly detectors.
     anomaly_counters: Counters,
 }
 
-/// Equal when all but the eviction index is, and the due index names the
-/// same groups at the same times: the eviction index is derived from the
-/// groups and built only while a cap may need it (see [`ArrivalIndex`]),
-/// and a place's key hash is its table's (see [`Place`]), so a state
-/// equals its restored copy.
+/// Equal when all but the indices is: both are derived from the groups
+/// (each group's `indexed` says where its entries are), the eviction
+/// index is built only while a cap may need it (see [`ArrivalIndex`]), the
+/// due index may hold stale entries (see [`DueIndex`]), and a place's key
+/// hash is its table's (see [`Place`]), so a state equals its restored
+/// copy.
 impl PartialEq for CorrelationState {
     fn eq(&self, other: &Self) -> bool {
         let CorrelationState {
@@ -902,7 +970,8 @@ impl PartialEq for CorrelationState {
             next_gid,
             groups,
             by_arrival: _,
-            by_due,
+            by_due: _,
+            groups_held,
             pending,
             anomaly_counters,
         } = self;
@@ -914,11 +983,7 @@ impl PartialEq for CorrelationState {
             && *pending_dropped_total == other.pending_dropped_total
             && *next_gid == other.next_gid
             && *groups == other.groups
-            && by_due.len() == other.by_due.len()
-            && by_due
-                .iter()
-                .zip(&other.by_due)
-                .all(|((a_ns, a), (b_ns, b))| a_ns == b_ns && a.same_group(b))
+            && *groups_held == other.groups_held
             && *pending == other.pending
             && *anomaly_counters == other.anomaly_counters
     }
@@ -939,7 +1004,8 @@ impl CorrelationState {
             next_gid: 0,
             groups: BTreeMap::new(),
             by_arrival: None,
-            by_due: BTreeSet::new(),
+            by_due: DueIndex::default(),
+            groups_held: 0,
             pending: VecDeque::new(),
             anomaly_counters: Counters::default(),
         }
@@ -988,8 +1054,8 @@ impl CorrelationState {
     /// built when a cap first needs a victim, as in a state never archived.
     fn rebuild_indices(&mut self) -> Result<(), String> {
         let groups: usize = self.groups.values().map(|groups| groups.len()).sum();
-        // Collected, then built in bulk (sorted once), not inserted one by
-        // one. The eviction index is left to the first victim a cap needs.
+        // Collected, then built in bulk (heapified once), not inserted one
+        // by one. The eviction index is left to the first victim a cap needs.
         let mut by_due = Vec::with_capacity(groups);
         let mut gids = Vec::with_capacity(groups);
         for (&hash, groups) in &self.groups {
@@ -1017,9 +1083,9 @@ impl CorrelationState {
         if let Some(pair) = gids.windows(2).find(|pair| pair[0] == pair[1]) {
             return Err(format!("group id {} used twice", pair[0]));
         }
-        by_due.sort_unstable();
         self.by_arrival = None;
-        self.by_due = by_due.into_iter().collect();
+        self.by_due = DueIndex::of(by_due);
+        self.groups_held = groups;
         Ok(())
     }
 
@@ -1080,7 +1146,7 @@ impl CorrelationState {
     /// How many groups are held (correlation groups and anomaly entities
     /// together; they share `groups_max`).
     pub fn group_count(&self) -> usize {
-        self.by_due.len()
+        self.groups_held
     }
 
     /// Estimated heap bytes held per correlation, for a memory metric:
@@ -1123,7 +1189,7 @@ impl CorrelationState {
             + self.by_arrival.as_ref().map_or(0, |by_arrival| {
                 btree_bytes::<(u64, bool, i64, Place), ()>(by_arrival.len())
             })
-            + btree_bytes::<(i64, Place), ()>(self.by_due.len())
+            + heap_block(self.by_due.capacity() * size_of::<Reverse<(i64, Place)>>())
             + heap_block(self.pending.capacity() * size_of::<PendingAlert>())
             + pending
     }
@@ -1355,15 +1421,13 @@ impl CorrelationState {
         // one, whichever way it moved.
         group.due_ns = group.computed_due_ns();
         let due_ns = group.due_ns;
-        // Advance found this entity by its due entry: refile it now (a
-        // later due time is not left to the lazy path, which would find
-        // the entry due again at once). Only the deadline changed here,
-        // so its `by_arrival` entry stays as it is.
+        // Advance found this entity by its due entry and took that entry
+        // out: file it again now (a kept entity's due time is later than
+        // the entry's, which was before now). Only the deadline changed
+        // here, so its `by_arrival` entry stays as it is.
         let at = group.indexed.due_ns;
         if due_ns != at {
-            let removed = self.by_due.remove(&(at, place));
-            debug_assert!(removed);
-            self.by_due.insert((due_ns, place));
+            self.by_due.push(due_ns, place);
             group.indexed.due_ns = due_ns;
         }
         for alert in alerts {
@@ -1458,7 +1522,7 @@ impl CorrelationState {
     /// are evicted at once, stalest first (counted). Returns how many went.
     pub fn set_groups_max(&mut self, groups_max: usize) -> usize {
         self.groups_max = groups_max.max(1) as u64;
-        let over = (self.by_due.len() as u64).saturating_sub(self.groups_max);
+        let over = (self.groups_held as u64).saturating_sub(self.groups_max);
         self.evict_oldest(over as usize)
     }
 
@@ -1534,7 +1598,7 @@ impl CorrelationState {
         let by_arrival = self.by_arrival.get_or_insert_with(|| {
             // Built now, each group filed where it is (an index kept all
             // along would have some entries earlier, moved below).
-            let mut entries = Vec::with_capacity(self.by_due.len());
+            let mut entries = Vec::with_capacity(self.groups_held);
             for (&hash, groups) in &mut self.groups {
                 for (key_hash, group) in groups.iter_hashed_mut() {
                     group.indexed.protected = group.protected;
@@ -1618,7 +1682,10 @@ impl CorrelationState {
         if let Some(by_arrival) = &mut self.by_arrival {
             by_arrival.insert((meta.hash, at.protected, at.arrived_ns, place));
         }
-        self.by_due.insert((at.due_ns, place));
+        self.by_due.push(at.due_ns, place);
+        if old.is_none() {
+            self.groups_held += 1;
+        }
         if let Some(old) = old {
             // Unreachable: callers make only groups that are not held.
             // Were it reached, the old group goes with its index entries,
@@ -1632,7 +1699,7 @@ impl CorrelationState {
             if let Some(by_arrival) = &mut self.by_arrival {
                 by_arrival.remove(&(meta.hash, at.protected, at.arrived_ns, old_place));
             }
-            self.by_due.remove(&(at.due_ns, old_place));
+            // Its due entry is stale now (see [`DueIndex`]).
         }
         Held {
             group,
@@ -1654,16 +1721,17 @@ impl CorrelationState {
                 self.evicted_total = self.evicted_total.wrapping_add(1);
             }
         }
-        if self.by_due.len() as u64 >= self.groups_max {
+        if self.groups_held as u64 >= self.groups_max {
             if let Some(victim) = self.victim() {
                 self.remove(victim);
                 self.evicted_total = self.evicted_total.wrapping_add(1);
             }
         }
-        debug_assert!((self.by_due.len() as u64) < self.groups_max);
+        debug_assert!((self.groups_held as u64) < self.groups_max);
     }
 
-    /// Removes the group at `place` and its index entries, returning it.
+    /// Removes the group at `place` and its eviction index entry, returning
+    /// it; its due entry is left stale (see [`DueIndex`]).
     fn remove(&mut self, place: Place) -> Option<(u64, GroupKey, Group)> {
         let hash = place.hash;
         let groups = self.groups.get_mut(&hash)?;
@@ -1675,9 +1743,31 @@ impl CorrelationState {
         let removed_arrival = self.by_arrival.as_mut().is_none_or(|by_arrival| {
             by_arrival.remove(&(hash, at.protected, at.arrived_ns, place))
         });
-        let removed_due = self.by_due.remove(&(at.due_ns, place));
-        assert!(removed_arrival && removed_due, "group indices out of sync");
+        assert!(removed_arrival, "group indices out of sync");
+        self.groups_held -= 1;
+        self.compact_due();
         Some((hash, key, *group))
+    }
+
+    /// Drops the due index's stale entries once they outnumber the groups
+    /// by [`DUE_STALE_SLACK`] (and identical live entries, which a group
+    /// moved earlier and then back can leave): O(entries), so O(1) for
+    /// each of the at least `groups + DUE_STALE_SLACK` stale entries made
+    /// since the last compaction.
+    fn compact_due(&mut self) {
+        if self.by_due.len() <= 2 * self.groups_held + DUE_STALE_SLACK {
+            return;
+        }
+        let groups = &self.groups;
+        let mut live: Vec<(i64, Place)> = self
+            .by_due
+            .entries()
+            .filter(|&(due_ns, place)| due_entry_is_live(groups, due_ns, place))
+            .collect();
+        live.sort_unstable();
+        live.dedup();
+        debug_assert_eq!(live.len(), self.groups_held);
+        self.by_due = DueIndex::of(live);
     }
 
     /// Advances the clock to `now_ns` (the node's clock, or an event-time
@@ -1705,30 +1795,34 @@ impl CorrelationState {
                 });
             }
         }
-        while let Some(&(due_ns, place)) = self.by_due.first() {
+        while let Some((due_ns, place)) = self.by_due.first() {
             if due_ns >= now_ns {
                 break;
             }
-            let group = find_group(&mut self.groups, place).map(|(_, group)| group);
-            let mut is_anomaly = false;
-            if let Some(group) = group {
-                let group_due_ns = group.due_ns;
-                if group_due_ns != due_ns {
-                    // Left behind by `reindex`: file it where it belongs.
-                    self.by_due.remove(&(due_ns, place));
-                    self.by_due.insert((group_due_ns, place));
-                    group.indexed.due_ns = group_due_ns;
-                    continue;
-                }
-                is_anomaly = matches!(group.window, Window::Anomaly(_));
+            self.by_due.pop_first();
+            let Some((_, group)) = find_group(&mut self.groups, place) else {
+                // Stale: its group was removed.
+                continue;
+            };
+            if group.indexed.due_ns != due_ns {
+                // Stale: the group was filed again at another time.
+                continue;
             }
+            let group_due_ns = group.due_ns;
+            if group_due_ns != due_ns {
+                // Left behind by `reindex` (a later due time): file it
+                // where it belongs.
+                self.by_due.push(group_due_ns, place);
+                group.indexed.due_ns = group_due_ns;
+                continue;
+            }
+            let is_anomaly = matches!(group.window, Window::Anomaly(_));
             if is_anomaly && self.advance_anomaly(rules, place, now_ns, out) {
                 continue;
             }
             let Some((hash, key, group)) = self.remove(place) else {
-                // Unreachable while the indices agree; stop rather than spin.
-                debug_assert!(false, "due index names a missing group");
-                self.by_due.remove(&(due_ns, place));
+                // Unreachable: the group was found just above.
+                debug_assert!(false, "a due group went missing");
                 continue;
             };
             let Some(correlation) = rules.correlation_by_hash(hash) else {
@@ -1751,13 +1845,14 @@ impl CorrelationState {
         if self.by_arrival.is_some() && self.under_half_of_caps() {
             self.by_arrival = None;
         }
+        self.compact_due();
     }
 
     /// Whether the state holds under half of each of its caps, the shard's
     /// and every rule's: the eviction index is dropped then (see
     /// [`ArrivalIndex`]).
     fn under_half_of_caps(&self) -> bool {
-        (self.by_due.len() as u64) < self.groups_max / 2
+        (self.groups_held as u64) < self.groups_max / 2
             && self
                 .groups
                 .values()
@@ -1773,7 +1868,9 @@ impl CorrelationState {
     /// Whether a group with id `gid` is held.
     #[cfg(test)]
     fn holds_gid(&self, gid: u64) -> bool {
-        self.by_due.iter().any(|(_, place)| place.gid == gid)
+        self.groups
+            .values()
+            .any(|groups| groups.values().any(|group| group.gid == gid))
     }
 
     /// Checks that the indices agree with the groups. Linear in the number
@@ -1787,6 +1884,11 @@ impl CorrelationState {
     /// them from the groups).
     fn check(&self, indices: bool) -> bool {
         let mut count = 0usize;
+        let due: std::collections::HashSet<(i64, Place)> = if indices {
+            self.by_due.entries().collect()
+        } else {
+            std::collections::HashSet::new()
+        };
         for (hash, groups) in &self.groups {
             if groups.is_empty() {
                 return false;
@@ -1804,7 +1906,7 @@ impl CorrelationState {
                         && self.by_arrival.as_ref().is_none_or(|by_arrival| {
                             by_arrival.contains(&(*hash, at.protected, at.arrived_ns, place))
                         })
-                        && self.by_due.contains(&(at.due_ns, place)));
+                        && due.contains(&(at.due_ns, place)));
                 let consistent = indexed
                     && (at.protected, at.arrived_ns) <= (group.protected, group.arrived_ns)
                     && at.due_ns <= group.due_ns
@@ -1825,7 +1927,9 @@ impl CorrelationState {
         }
         self.groups_max >= 1
             && self.rule_groups_max >= 1
-            && count == self.by_due.len()
+            && count == self.groups_held
+            && self.by_due.len() >= count
+            && self.by_due.len() <= 2 * count + DUE_STALE_SLACK
             && self
                 .by_arrival
                 .as_ref()
@@ -2534,6 +2638,41 @@ correlation:
         state.advance(&rules, 100 * S, &mut out);
         assert_eq!(state.group_count(), 0);
         assert!(!state.arrival_index_built());
+        assert!(state.check_invariants());
+    }
+
+    /// Groups that go (evicted at the cap) leave their due entries
+    /// behind: `advance` skips them, the index is compacted once they
+    /// outnumber the groups, and the groups still held close exactly as
+    /// in a state that never held the others.
+    #[test]
+    fn stale_due_entries_are_skipped_and_compacted() {
+        let rules = rules();
+        let ms = S / 1000;
+        let mut state = CorrelationState::new(8);
+        let mut longest = 0;
+        for i in 0..10_000i64 {
+            let key = format!("k{i}");
+            let _ = state.observe(&rules, 1, key.as_bytes(), i * ms, b"");
+            longest = longest.max(state.by_due.len());
+            assert!(state.by_due.len() <= 2 * state.group_count() + DUE_STALE_SLACK);
+        }
+        assert_eq!(state.evicted_total(), 10_000 - 8);
+        assert!(longest > 2 * 8, "no stale entry was ever held");
+        assert!(state.by_due.len() > state.group_count());
+        assert!(state.check_invariants());
+        let mut fresh = CorrelationState::new(8);
+        for i in 9_992..10_000i64 {
+            let key = format!("k{i}");
+            let _ = fresh.observe(&rules, 1, key.as_bytes(), i * ms, b"");
+        }
+        let (mut closed, mut closed_fresh) = (Vec::new(), Vec::new());
+        state.advance(&rules, 1_000 * S, &mut closed);
+        fresh.advance(&rules, 1_000 * S, &mut closed_fresh);
+        assert_eq!(closed.len(), 8);
+        assert_eq!(closed, closed_fresh);
+        assert_eq!(state.group_count(), 0);
+        assert_eq!(state.by_due.len(), 0);
         assert!(state.check_invariants());
     }
 
