@@ -1751,9 +1751,9 @@ impl CorrelationState {
 
     /// Drops the due index's stale entries once they outnumber the groups
     /// by [`DUE_STALE_SLACK`] (and identical live entries, which a group
-    /// moved earlier and then back can leave): O(entries), so O(1) for
-    /// each of the at least `groups + DUE_STALE_SLACK` stale entries made
-    /// since the last compaction.
+    /// filed earlier and then refiled at its old time can leave): a sort
+    /// of the entries, so O(log n) for each of the at least
+    /// `groups + DUE_STALE_SLACK` stale entries made since the last one.
     fn compact_due(&mut self) {
         if self.by_due.len() <= 2 * self.groups_held + DUE_STALE_SLACK {
             return;
