@@ -462,7 +462,7 @@ type ArrivalIndex = Option<BTreeSet<(u64, bool, i64, Place)>>;
 /// they outnumber the groups (see `CorrelationState::compact_due`).
 ///
 /// A B-tree set was this index until the scenario rules' profile showed
-/// its insert at 4.5% of a paced core (450 k lines/s): a new group's due
+/// its insert at 4.8% of a paced core (450 k lines/s): a new group's due
 /// time is nearly always the shard's latest, and a B-tree insert there
 /// scans every key of each node on the way down its right edge, a node of
 /// eleven 32-byte keys being six cache lines, cold when the next new
@@ -666,7 +666,8 @@ impl PendingAlert {
 /// later due time: what nearly every observation does) stays where it is,
 /// and is moved when it comes first (see `CorrelationState::stalest_of`
 /// and `CorrelationState::advance`); one whose new place is earlier is
-/// moved now. Moving both entries on every event was four B-tree
+/// moved now (in the due index: filed again, the old entry left stale,
+/// see [`DueIndex`]). Moving both entries on every event was four B-tree
 /// operations on the per-event path, each a chain of cache misses on a
 /// large state.
 fn reindex(by_arrival: &mut ArrivalIndex, by_due: &mut DueIndex, place: Place, group: &mut Group) {
