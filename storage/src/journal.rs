@@ -233,13 +233,20 @@ impl SegmentFile {
         }
     }
 
-    /// Gives back the page-cache pages of `from..to` (`to` `None`: to
-    /// the end) of a buffered segment, which a sync has just made clean.
-    fn give_back_pages(&self, from: u64, to: Option<u64>) {
-        if let SegmentFile::Buffered(file) = self {
-            use std::os::fd::AsRawFd;
-            crate::page_cache::give_back(file.as_raw_fd(), from, to);
-        }
+    /// A second descriptor of a buffered segment, for giving its pages
+    /// back off the core (`None` for a direct one, which has no pages in
+    /// the page cache, or when the descriptor cannot be duplicated: the
+    /// advice is then skipped).
+    fn for_give_back(&self) -> Option<std::fs::File> {
+        use std::os::fd::{AsRawFd, FromRawFd};
+        let SegmentFile::Buffered(file) = self else {
+            return None;
+        };
+        // SAFETY: a `File` over the segment's open descriptor, never
+        // closed (ManuallyDrop); the segment outlives this call.
+        let borrowed =
+            std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(file.as_raw_fd()) });
+        borrowed.try_clone().ok()
     }
 }
 
@@ -376,6 +383,9 @@ pub struct Journal {
     /// now (see [`Journal::failing`]).
     failures: Cell<u64>,
     failing: Cell<bool>,
+    /// The last hand-back of synced pages (see [`Journal::give_back_pages`]),
+    /// while it may still be running.
+    giving_back: RefCell<Option<glommio::task::JoinHandle<()>>>,
 }
 
 impl Journal {
@@ -418,6 +428,7 @@ impl Journal {
             sync_lock: Semaphore::new(1),
             failures: Cell::new(0),
             failing: Cell::new(false),
+            giving_back: RefCell::new(None),
         })
     }
 
@@ -683,7 +694,7 @@ impl Journal {
                 .map_err(|e| self.error(e))?;
             rolled.file.fdatasync().await.map_err(|e| self.error(e))?;
             if self.options.drop_synced_pages {
-                rolled.file.give_back_pages(0, None);
+                self.give_back_pages(&rolled.file, 0, None);
             }
             self.state.borrow_mut().closing.remove(0);
             self.mark_durable(rolled.last_seq);
@@ -704,8 +715,47 @@ impl Journal {
         let mut state = self.state.borrow_mut();
         let same_file = state.file.as_ref().is_some_and(|f| Rc::ptr_eq(f, file));
         if same_file && upto > state.dropped_upto {
-            file.give_back_pages(state.dropped_upto, Some(upto));
-            state.dropped_upto = upto;
+            let from = std::mem::replace(&mut state.dropped_upto, upto);
+            drop(state);
+            self.give_back_pages(file, from, Some(upto));
+        }
+    }
+
+    /// Hands the page-cache pages of `from..to` (`to` `None`: to the end)
+    /// of `file`, which a sync has just made clean, back to the kernel on
+    /// the executor's blocking pool, not on the core: `POSIX_FADV_DONTNEED`
+    /// over a sync's worth of pages (50 ms of lines) took the core 0.55 ms
+    /// at a time paced at 400 k lines/s and 0.7 ms flat out, 1.2-1.4% of
+    /// it, each time a stall for the lines waiting in its sockets
+    /// (BENCHMARKS.md, 2026-12-07). The pool works on a second descriptor,
+    /// so the segment may be closed meanwhile. Each hand-back starts after
+    /// the one before it has finished; [`Journal::pages_given_back`] waits
+    /// for the last.
+    fn give_back_pages(&self, file: &SegmentFile, from: u64, to: Option<u64>) {
+        let Some(own) = file.for_give_back() else {
+            return;
+        };
+        let before = self.giving_back.borrow_mut().take();
+        let task = glommio::spawn_local(async move {
+            if let Some(before) = before {
+                before.await;
+            }
+            crate::spawn_background(move || {
+                use std::os::fd::AsRawFd;
+                crate::page_cache::give_back(own.as_raw_fd(), from, to);
+            })
+            .await;
+        });
+        *self.giving_back.borrow_mut() = Some(task.detach());
+    }
+
+    /// Waits until the synced pages handed back so far have left the page
+    /// cache (the hand-backs run off the core, see
+    /// [`Journal::give_back_pages`]).
+    pub async fn pages_given_back(&self) {
+        let last = self.giving_back.borrow_mut().take();
+        if let Some(last) = last {
+            last.await;
         }
     }
 
@@ -772,6 +822,7 @@ impl Journal {
             file.truncate(end).await.map_err(|e| self.error(e))?;
             file.fdatasync().await.map_err(|e| self.error(e))?;
         }
+        self.pages_given_back().await;
         Ok(())
     }
 
@@ -1986,6 +2037,7 @@ mod tests {
                         }
                     }
                     journal.commit().await.unwrap();
+                    journal.pages_given_back().await;
                     let path = segments(&dir2).unwrap().last().unwrap().1.clone();
                     resident.push(crate::testing::resident_pages(&path));
                 }
