@@ -807,6 +807,14 @@ impl Journal {
     /// Writes and syncs what is pending and closes the segment, trimmed to
     /// its logical length.
     pub async fn close(&self) -> Result<(), StorageError> {
+        let closed = self.close_segment().await;
+        // Also after a failure: a hand-back still running when the
+        // executor ends would leave the blocking pool nobody to answer.
+        self.pages_given_back().await;
+        closed
+    }
+
+    async fn close_segment(&self) -> Result<(), StorageError> {
         self.sync().await?;
         let _permit = self
             .lock
@@ -822,7 +830,6 @@ impl Journal {
             file.truncate(end).await.map_err(|e| self.error(e))?;
             file.fdatasync().await.map_err(|e| self.error(e))?;
         }
-        self.pages_given_back().await;
         Ok(())
     }
 
