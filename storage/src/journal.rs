@@ -727,7 +727,7 @@ impl Journal {
     /// over a sync's worth of pages (50 ms of lines) took the core 0.55 ms
     /// at a time paced at 400 k lines/s and 0.7 ms flat out, 1.2-1.4% of
     /// it, each time a stall for the lines waiting in its sockets
-    /// (BENCHMARKS.md, 2026-12-07). The pool works on a second descriptor,
+    /// (BENCHMARKS.md, 2026-12-06 23:42). The pool works on a second descriptor,
     /// so the segment may be closed meanwhile. Each hand-back starts after
     /// the one before it has finished; [`Journal::pages_given_back`] waits
     /// for the last.
