@@ -210,6 +210,17 @@ impl SegmentFile {
     /// [`crate::BACKGROUND_NICE`]; it syncs a second descriptor of the
     /// file, closed when the sync is done.
     async fn fdatasync(&self) -> glommio::Result<(), ()> {
+        let own = self
+            .second_descriptor()
+            .map_err(glommio::GlommioError::IoError)?;
+        crate::spawn_background(move || own.sync_data())
+            .await
+            .map_err(glommio::GlommioError::IoError)
+    }
+
+    /// A second descriptor of the segment (a `dup`, closed when dropped),
+    /// for work on the blocking pool that may outlive the segment.
+    fn second_descriptor(&self) -> std::io::Result<std::fs::File> {
         use std::os::fd::{AsRawFd, FromRawFd};
         let fd = match self {
             SegmentFile::Direct(file) => file.as_raw_fd(),
@@ -218,12 +229,7 @@ impl SegmentFile {
         // SAFETY: a `File` over the segment's open descriptor, never
         // closed (ManuallyDrop); the segment outlives this call.
         let borrowed = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(fd) });
-        let own = borrowed
-            .try_clone()
-            .map_err(glommio::GlommioError::IoError)?;
-        crate::spawn_background(move || own.sync_data())
-            .await
-            .map_err(glommio::GlommioError::IoError)
+        borrowed.try_clone()
     }
 
     async fn truncate(&self, size: u64) -> glommio::Result<(), ()> {
@@ -238,15 +244,10 @@ impl SegmentFile {
     /// the page cache, or when the descriptor cannot be duplicated: the
     /// advice is then skipped).
     fn for_give_back(&self) -> Option<std::fs::File> {
-        use std::os::fd::{AsRawFd, FromRawFd};
-        let SegmentFile::Buffered(file) = self else {
-            return None;
-        };
-        // SAFETY: a `File` over the segment's open descriptor, never
-        // closed (ManuallyDrop); the segment outlives this call.
-        let borrowed =
-            std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(file.as_raw_fd()) });
-        borrowed.try_clone().ok()
+        match self {
+            SegmentFile::Buffered(_) => self.second_descriptor().ok(),
+            SegmentFile::Direct(_) => None,
+        }
     }
 }
 
