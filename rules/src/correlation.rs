@@ -1684,9 +1684,6 @@ impl CorrelationState {
             by_arrival.insert((meta.hash, at.protected, at.arrived_ns, place));
         }
         self.by_due.push(at.due_ns, place);
-        if old.is_none() {
-            self.groups_held += 1;
-        }
         if let Some(old) = old {
             // Unreachable: callers make only groups that are not held.
             // Were it reached, the old group goes with its index entries,
@@ -1701,6 +1698,8 @@ impl CorrelationState {
                 by_arrival.remove(&(meta.hash, at.protected, at.arrived_ns, old_place));
             }
             // Its due entry is stale now (see [`DueIndex`]).
+        } else {
+            self.groups_held += 1;
         }
         Held {
             group,
