@@ -9,6 +9,7 @@ mod batch;
 mod bench;
 mod clock;
 mod collect;
+mod compare;
 mod corpus;
 mod hist;
 mod machine;
@@ -63,6 +64,9 @@ enum Command {
     /// Send the same corpus to rsyslog, syslog-ng and sec beside shardwatch
     /// and compare events per second and CPU per event.
     Peers(PeersArgs),
+    /// Bench several builds or settings in rounds (the order rotated each
+    /// round) and compare them by their ratios within rounds.
+    Compare(CompareArgs),
 }
 
 #[derive(Args, Clone)]
@@ -307,6 +311,30 @@ struct BenchArgs {
 }
 
 #[derive(Args)]
+struct CompareArgs {
+    /// A build or setting to bench: `NAME=BINARY`, or `NAME=BINARY@CONFIG`
+    /// with an appliance configuration file (as bench's
+    /// --appliance-config). Repeat it (up to 8); the others are compared
+    /// with the first.
+    #[arg(long = "variant", required = true, value_parser = compare::parse_variant)]
+    variants: Vec<compare::Variant>,
+    /// Rounds; each runs every variant once.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=compare::ROUNDS_MAX as u64))]
+    rounds: u64,
+    /// Cores the appliance runs on (`--cores`).
+    #[arg(long, default_value_t = 1)]
+    cores: usize,
+    /// Listener the load goes to (as for bench).
+    #[arg(long, value_enum, default_value = "tcp")]
+    transport: bench::Transport,
+    /// How alerts are collected (as for bench).
+    #[arg(long, value_enum, default_value = "file")]
+    alerts_via: bench::AlertsVia,
+    #[command(flatten)]
+    load: LoadArgs,
+}
+
+#[derive(Args)]
 struct BatchArgs {
     /// A corpus written by `gen`; its timeline should span several intervals.
     #[arg(long)]
@@ -517,21 +545,31 @@ fn bench_options(
     })
 }
 
-fn bench_cmd(args: BenchArgs) -> anyhow::Result<()> {
-    let mut load = args.load.options(Vec::new(), None, Some(&args.binary))?;
+/// What `bench` runs for `binary`: the load (from `load`) and the
+/// appliance's options, with the TLS certificates written to `load.out`
+/// when the transport needs them.
+fn prepare_bench(
+    binary: &Path,
+    cores: usize,
+    transport: bench::Transport,
+    keep_data: bool,
+    alerts_via: bench::AlertsVia,
+    appliance_config: Option<&Path>,
+    load_args: &LoadArgs,
+) -> anyhow::Result<(RunOptions, bench::BenchOptions)> {
+    let mut load = load_args.options(Vec::new(), None, Some(binary))?;
     let mut options = bench_options(
-        args.binary.clone(),
-        args.cores,
-        args.transport,
-        args.keep_data,
+        binary.to_path_buf(),
+        cores,
+        transport,
+        keep_data,
         &load.gate,
     )?;
-    if args.transport == bench::Transport::Tls {
-        let tls = &args.load;
-        if tls.tls_ca.is_some() || tls.tls_cert.is_some() {
+    if transport == bench::Transport::Tls {
+        if load_args.tls_ca.is_some() || load_args.tls_cert.is_some() {
             bail!("bench --transport tls makes its own CA and certificates; --tls-ca, --tls-cert and --tls-key are for `run`");
         }
-        let certs = tls_client::write_bench_certs(&args.load.out)?;
+        let certs = tls_client::write_bench_certs(&load_args.out)?;
         eprintln!(
             "shardwatch-load: throwaway TLS CA {} and server certificate {}",
             certs.ca.display(),
@@ -540,18 +578,140 @@ fn bench_cmd(args: BenchArgs) -> anyhow::Result<()> {
         load.session.tls.ca_file = Some(certs.ca);
         options.tls_server = Some((certs.server_cert, certs.server_key));
     }
-    options.alerts_via = args.alerts_via;
-    if let Some(config) = &args.appliance_config {
+    options.alerts_via = alerts_via;
+    if let Some(config) = appliance_config {
         if !config.is_file() {
             bail!("--appliance-config {} is not a file", config.display());
         }
         options.extra_args.push("--config".into());
         options.extra_args.push(config.display().to_string());
     }
+    Ok((load, options))
+}
+
+fn bench_cmd(args: BenchArgs) -> anyhow::Result<()> {
+    let (mut load, options) = prepare_bench(
+        &args.binary,
+        args.cores,
+        args.transport,
+        args.keep_data,
+        args.alerts_via,
+        args.appliance_config.as_deref(),
+        &args.load,
+    )?;
     let outcome = bench::bench(&options, &mut load)?;
     let mut report = Report::new("bench");
     bench::add_bench_to_report(&outcome, &options, &load, &mut report);
     finish(&report, &args.load.out)
+}
+
+fn compare_cmd(args: CompareArgs) -> anyhow::Result<()> {
+    compare::check_variants(&args.variants).map_err(anyhow::Error::msg)?;
+    let rounds = args.rounds as usize;
+    // Every variant is checked before the first run, not found missing
+    // an hour in.
+    for v in &args.variants {
+        prepare_bench(
+            &v.binary,
+            args.cores,
+            args.transport,
+            false,
+            args.alerts_via,
+            v.config.as_deref(),
+            &args.load,
+        )
+        .with_context(|| format!("variant {}", v.name))?;
+    }
+    let mut results: Vec<compare::VariantRuns> =
+        args.variants.iter().map(|_| Default::default()).collect();
+    for round in 0..rounds {
+        for (position, index) in compare::round_order(args.variants.len(), round)
+            .into_iter()
+            .enumerate()
+        {
+            let v = &args.variants[index];
+            let (mut load, options) = prepare_bench(
+                &v.binary,
+                args.cores,
+                args.transport,
+                false,
+                args.alerts_via,
+                v.config.as_deref(),
+                &args.load,
+            )?;
+            let outcome = bench::bench(&options, &mut load)
+                .with_context(|| format!("round {}, variant {}", round + 1, v.name))?;
+            let mut report = Report::new("bench");
+            bench::add_bench_to_report(&outcome, &options, &load, &mut report);
+            let dir = args
+                .load
+                .out
+                .join("runs")
+                .join(format!("r{}-{}", round + 1, v.name));
+            report.write(&dir, clock::now_ns())?;
+            let numbers = compare::RunNumbers::of(&outcome, &report, round + 1, position + 1, dir);
+            eprintln!(
+                "shardwatch-load: round {} of {rounds}, {}: parsed {:.0}/s{}",
+                round + 1,
+                v.name,
+                numbers.parsed_eps,
+                numbers
+                    .cpu_us_per_event
+                    .map(|c| format!(", {c:.3} us of CPU per event"))
+                    .unwrap_or_default()
+            );
+            results[index].latency.merge(&outcome.run.overall);
+            results[index].runs.push(numbers);
+        }
+    }
+    for r in &mut results {
+        r.runs.sort_by_key(|run| run.round);
+    }
+    let mut report = Report::new("compare");
+    compare::add_to_report(
+        &args.variants,
+        &results,
+        rounds,
+        &bench_line(&args),
+        &mut report,
+    );
+    finish(&report, &args.load.out)
+}
+
+/// The bench each run of `compare` is, as a `bench` command line without
+/// its binary and output.
+fn bench_line(args: &CompareArgs) -> String {
+    let load = &args.load;
+    let mut line = format!(
+        "bench --cores {} --transport {} --rate {}",
+        args.cores,
+        format!("{:?}", args.transport).to_lowercase(),
+        load.rate
+            .0
+            .map_or_else(|| "max".to_string(), |r| format!("{r}"))
+    );
+    if let Some(events) = load.events {
+        line.push_str(&format!(" --events {events}"));
+    }
+    if let Some(duration) = load.duration {
+        line.push_str(&format!(" --duration {duration}s"));
+    }
+    if load.connections != 1 {
+        line.push_str(&format!(" --connections {}", load.connections));
+    }
+    if load.flush_us > 0 {
+        line.push_str(&format!(" --flush-us {}", load.flush_us));
+    }
+    if let Some(rules) = &load.rules {
+        line.push_str(&format!(" --rules {}", rules.display()));
+    }
+    if load.gen.scenarios != "all" {
+        line.push_str(&format!(" --scenarios {}", load.gen.scenarios));
+    }
+    if let Some(corpus) = &load.corpus {
+        line.push_str(&format!(" --corpus {}", corpus.display()));
+    }
+    line
 }
 
 fn batch_cmd(args: BatchArgs) -> anyhow::Result<()> {
@@ -679,6 +839,7 @@ fn main() {
         Command::Bench(args) => bench_cmd(args),
         Command::Batch(args) => batch_cmd(args),
         Command::Peers(args) => peers_cmd(args),
+        Command::Compare(args) => compare_cmd(args),
     };
     if let Err(err) = result {
         eprintln!("shardwatch-load: error: {err:#}");

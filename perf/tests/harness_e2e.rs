@@ -471,3 +471,104 @@ fn bench_passes_its_appliance_config_on() {
     assert!(!output.status.success(), "{stderr}");
     assert!(stderr.contains("ingest.read_coalesce_us"), "{stderr}");
 }
+
+#[test]
+fn compare_runs_every_variant_in_every_round_and_rotates_the_order() {
+    let _alone = ONE_BENCH_AT_A_TIME.lock();
+    let binary = appliance_binary();
+    let scratch = shardwatch_tests::temp_dir("harness-compare");
+    let config = scratch.join("no-journal.toml");
+    std::fs::write(&config, "[storage]\njournal = false\n").unwrap();
+    let out = scratch.join("out");
+    let a = format!("a={}", binary.display());
+    let b = format!("b={}@{}", binary.display(), config.display());
+    let summary = load(&[
+        "compare",
+        "--variant",
+        &a,
+        "--variant",
+        &b,
+        "--rounds",
+        "2",
+        "--transport",
+        "tcp",
+        "--rate",
+        "20000",
+        "--events",
+        "400",
+        "--scenarios",
+        "none",
+        "--rules",
+        "none",
+        "--drain-ms",
+        "500",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        summary.contains("b / a within each round: parsed/s"),
+        "{summary}"
+    );
+    let doc = report(&out);
+    let compare = &doc["compare"];
+    let variants = compare["variants"].as_array().unwrap();
+    assert_eq!(variants.len(), 2, "{compare}");
+    for (v, name) in variants.iter().zip(["a", "b"]) {
+        assert_eq!(v["name"], name);
+        let runs = v["runs"].as_array().unwrap();
+        assert_eq!(runs.len(), 2, "{v}");
+        for (run, round) in runs.iter().zip(1..) {
+            assert_eq!(run["round"], round);
+            assert_eq!(run["sent"], 400, "{run}");
+            assert_eq!(run["received"], 400, "{run}");
+            assert_eq!(run["events_parsed"], 400, "{run}");
+            assert_eq!(run["exit_code"], 0, "{run}");
+            assert!(run["parsed_eps"].as_f64().unwrap() > 0.0, "{run}");
+            // Each run keeps bench's own report.
+            let dir = Path::new(run["dir"].as_str().unwrap());
+            assert_eq!(
+                dir,
+                out.join("runs").join(format!("r{round}-{name}")).as_path()
+            );
+            let own = report(dir);
+            assert_eq!(own["mode"], "bench");
+            assert_eq!(own["appliance"]["events_parsed"], 400);
+        }
+    }
+    // a runs first in round 1, b in round 2.
+    assert_eq!(variants[0]["runs"][0]["position"], 1);
+    assert_eq!(variants[1]["runs"][0]["position"], 2);
+    assert_eq!(variants[1]["runs"][1]["position"], 1);
+    assert_eq!(variants[0]["runs"][1]["position"], 2);
+    // b's config reached its appliance: it journaled nothing.
+    let b_run = report(Path::new(variants[1]["runs"][0]["dir"].as_str().unwrap()));
+    let a_run = report(Path::new(variants[0]["runs"][0]["dir"].as_str().unwrap()));
+    let journal_bytes = |doc: &Value| doc["appliance"]["stats"]["journal_bytes"].as_u64().unwrap();
+    assert!(journal_bytes(&a_run) > 0, "{}", a_run["appliance"]["stats"]);
+    assert_eq!(journal_bytes(&b_run), 0, "{}", b_run["appliance"]["stats"]);
+    let ratio = &compare["ratios"][0];
+    assert_eq!(ratio["variant"], "b");
+    assert_eq!(ratio["against"], "a");
+    assert!(ratio["ratios"]["parsed_eps"]["median"].as_f64().unwrap() > 0.0);
+    assert_eq!(
+        ratio["ratios"]["parsed_eps"]["per_round"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    // A variant whose binary is missing fails before any run, named.
+    let missing = format!("gone={}", scratch.join("no-such-binary").display());
+    let output = Command::new(env!("CARGO_BIN_EXE_shardwatch-load"))
+        .args(["compare", "--variant", &a, "--variant", &missing, "--out"])
+        .arg(scratch.join("out-missing"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("variant gone"), "{stderr}");
+    assert!(!scratch.join("out-missing").join("runs").exists());
+    let _ = std::fs::remove_dir_all(&scratch);
+}
