@@ -118,6 +118,8 @@ pub struct RunNumbers {
     pub events_parsed: u64,
     /// Events parsed per second over the send.
     pub parsed_eps: f64,
+    /// Events sent per second (the sender's rate).
+    pub sent_eps: f64,
     /// The appliance's CPU (all threads, user + system) per accepted event.
     pub cpu_us_per_event: Option<f64>,
     /// CPUs its threads used on average while the load was sent.
@@ -157,6 +159,7 @@ impl RunNumbers {
                 .unwrap_or(0),
             events_parsed: field("events_parsed").and_then(Value::as_u64).unwrap_or(0),
             parsed_eps: field("parsed_eps").and_then(Value::as_f64).unwrap_or(0.0),
+            sent_eps: field("sent_eps").and_then(Value::as_f64).unwrap_or(0.0),
             cpu_us_per_event: field("cpu_us_per_event").and_then(Value::as_f64),
             cpus_busy: field("cpus_busy_avg").and_then(Value::as_f64),
             latency: (latency.count > 0).then_some(latency),

@@ -11,6 +11,7 @@ mod clock;
 mod collect;
 mod compare;
 mod corpus;
+mod goals;
 mod hist;
 mod machine;
 mod matching;
@@ -67,6 +68,10 @@ enum Command {
     /// Bench several builds or settings in rounds (the order rotated each
     /// round) and compare them by their ratios within rounds.
     Compare(CompareArgs),
+    /// Measure the load harness issue's four goals (TCP flat out, UDP
+    /// without loss, latency at half the maximum, batch against
+    /// streaming), each over rounds, with a verdict per goal.
+    Goals(GoalsArgs),
 }
 
 #[derive(Args, Clone)]
@@ -332,6 +337,59 @@ struct CompareArgs {
     alerts_via: bench::AlertsVia,
     #[command(flatten)]
     load: LoadArgs,
+}
+
+#[derive(Args)]
+struct GoalsArgs {
+    /// The shardwatch binary (the PGO build, `scripts/build-pgo.sh`, is
+    /// the one that ships).
+    #[arg(long, default_value = "target/release/shardwatch")]
+    binary: PathBuf,
+    /// Rounds of the TCP, UDP and latency goals (the batch goal runs once).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=compare::ROUNDS_MAX as u64))]
+    rounds: u64,
+    /// The goals to measure: `tcp`, `udp`, `latency`, `batch`, separated
+    /// by commas.
+    #[arg(long, default_value = "tcp,udp,latency,batch", value_parser = goals::parse_goals)]
+    only: std::vec::Vec<String>,
+    /// TCP goal: events per round.
+    #[arg(long, default_value_t = 6_000_000)]
+    tcp_events: u64,
+    /// UDP goal: events per round.
+    #[arg(long, default_value_t = 2_000_000)]
+    udp_events: u64,
+    /// Latency goal: events of the flat-out run that measures the maximum
+    /// (long enough to hold the journal and checkpoints a node keeps up).
+    #[arg(long, default_value_t = 10_000_000)]
+    max_events: u64,
+    /// Latency goal: seconds sent at half the maximum.
+    #[arg(long, default_value_t = 15)]
+    paced_s: u64,
+    /// Latency goal: the paced sender writes at most once every this many
+    /// microseconds (bench's --flush-us).
+    #[arg(long, default_value_t = 150)]
+    flush_us: u64,
+    /// Latency goal: the scenario rules (bench's --rules; default
+    /// perf/rules/scenarios.yml).
+    #[arg(long)]
+    rules: Option<PathBuf>,
+    /// Batch goal: events of its corpus (at 100 events/s of event time,
+    /// 200,000 span 33 minutes: six 5-minute searches and more).
+    #[arg(long, default_value_t = 200_000)]
+    batch_events: u64,
+    /// Batch goal: the streaming bench's rate over UDP.
+    #[arg(long, default_value = "20000", value_parser = parse_rate)]
+    batch_rate: Rate,
+    /// How long each bench waits for alerts after its last event, in ms.
+    #[arg(long, default_value_t = 5_000)]
+    drain_ms: u64,
+    /// Directory for the verdicts (report.json, summary.txt) and every
+    /// run's own report (`runs/`).
+    #[arg(long)]
+    out: PathBuf,
+    /// No progress lines on stderr.
+    #[arg(long)]
+    quiet: bool,
 }
 
 #[derive(Args)]
@@ -630,25 +688,22 @@ fn compare_cmd(args: CompareArgs) -> anyhow::Result<()> {
             .enumerate()
         {
             let v = &args.variants[index];
-            let (mut load, options) = prepare_bench(
-                &v.binary,
-                args.cores,
-                args.transport,
-                false,
-                args.alerts_via,
-                v.config.as_deref(),
-                &args.load,
-            )?;
-            let outcome = bench::bench(&options, &mut load)
-                .with_context(|| format!("round {}, variant {}", round + 1, v.name))?;
-            let mut report = Report::new("bench");
-            bench::add_bench_to_report(&outcome, &options, &load, &mut report);
             let dir = args
                 .load
                 .out
                 .join("runs")
                 .join(format!("r{}-{}", round + 1, v.name));
-            report.write(&dir, clock::now_ns())?;
+            let (outcome, report) = bench_run(
+                &v.binary,
+                args.cores,
+                args.transport,
+                args.alerts_via,
+                v.config.as_deref(),
+                &args.load,
+                None,
+                &dir,
+            )
+            .with_context(|| format!("round {}, variant {}", round + 1, v.name))?;
             let numbers = compare::RunNumbers::of(&outcome, &report, round + 1, position + 1, dir);
             eprintln!(
                 "shardwatch-load: round {} of {rounds}, {}: parsed {:.0}/s{}",
@@ -676,6 +731,303 @@ fn compare_cmd(args: CompareArgs) -> anyhow::Result<()> {
         &mut report,
     );
     finish(&report, &args.load.out)
+}
+
+/// One bench of `binary` with `load_args`, its report written to `dir`:
+/// the outcome and that report.
+/// With `watch_events`, bench also notes when `/metrics` first showed that
+/// many events processed (`BenchOutcome::processed_ns`).
+#[allow(clippy::too_many_arguments)]
+fn bench_run(
+    binary: &Path,
+    cores: usize,
+    transport: bench::Transport,
+    alerts_via: bench::AlertsVia,
+    appliance_config: Option<&Path>,
+    load_args: &LoadArgs,
+    watch_events: Option<u64>,
+    dir: &Path,
+) -> anyhow::Result<(bench::BenchOutcome, Report)> {
+    let (mut load, mut options) = prepare_bench(
+        binary,
+        cores,
+        transport,
+        false,
+        alerts_via,
+        appliance_config,
+        load_args,
+    )?;
+    options.watch_events = watch_events;
+    let outcome = bench::bench(&options, &mut load)?;
+    let mut report = Report::new("bench");
+    bench::add_bench_to_report(&outcome, &options, &load, &mut report);
+    report.write(dir, clock::now_ns())?;
+    Ok((outcome, report))
+}
+
+/// Load options as the command line would give them (`args` after the
+/// program name), so that every default and check is `bench`'s own.
+fn load_args_from(args: &[String]) -> anyhow::Result<LoadArgs> {
+    #[derive(Parser)]
+    struct LoadOnly {
+        #[command(flatten)]
+        load: LoadArgs,
+    }
+    let argv = std::iter::once("shardwatch-load".to_string()).chain(args.iter().cloned());
+    Ok(LoadOnly::try_parse_from(argv)
+        .map_err(|e| anyhow::anyhow!("load options {args:?}: {e}"))?
+        .load)
+}
+
+/// Events parsed per second over the time the node took to process them
+/// (from the start of the send until `/metrics` showed them all), not
+/// over the send: a run short enough to fit in the socket buffers is sent
+/// long before it is processed. Over millions of lines the two agree
+/// within a few per cent. Without that time (the API unreachable), over
+/// the send.
+fn processed_eps(outcome: &bench::BenchOutcome, run: &compare::RunNumbers) -> f64 {
+    match outcome.processed_ns {
+        Some(done) if done > outcome.run.send.started_ns => {
+            run.events_parsed as f64 * 1e9 / (done - outcome.run.send.started_ns) as f64
+        }
+        _ => run.parsed_eps,
+    }
+}
+
+fn goals_cmd(args: GoalsArgs) -> anyhow::Result<()> {
+    if !args.binary.exists() {
+        bail!("{} does not exist; pass --binary", args.binary.display());
+    }
+    let runs = args.out.join("runs");
+    let wants = |goal: &str| args.only.iter().any(|g| g == goal);
+    let progress = |text: String| {
+        if !args.quiet {
+            eprintln!("shardwatch-load: goals: {text}");
+        }
+    };
+    // A bench's load options: these, then each run's own.
+    let base = |out: &Path, rest: &[&str]| -> anyhow::Result<LoadArgs> {
+        let mut argv: Vec<String> = vec![
+            "--out".into(),
+            out.display().to_string(),
+            "--drain-ms".into(),
+            args.drain_ms.to_string(),
+            "--quiet".into(),
+        ];
+        argv.extend(rest.iter().map(|a| a.to_string()));
+        load_args_from(&argv)
+    };
+    let scenario_rules = args
+        .rules
+        .as_ref()
+        .map(|r| r.display().to_string())
+        .unwrap_or_else(|| scenario_rules::default_rules_path().display().to_string());
+    let flat = |transport: bench::Transport,
+                events: u64,
+                dir: &Path|
+     -> anyhow::Result<goals::FlatRound> {
+        let load = base(
+            dir,
+            &[
+                "--rate",
+                "max",
+                "--events",
+                &events.to_string(),
+                "--rules",
+                "none",
+            ],
+        )?;
+        let (outcome, report) = bench_run(
+            &args.binary,
+            1,
+            transport,
+            bench::AlertsVia::File,
+            None,
+            &load,
+            Some(events),
+            dir,
+        )?;
+        let n = compare::RunNumbers::of(&outcome, &report, 0, 0, dir.to_path_buf());
+        Ok(goals::FlatRound {
+            sent: n.sent,
+            lost_before_receive: n.lost_before_receive,
+            parsed_eps: processed_eps(&outcome, &n),
+            sent_eps: n.sent_eps,
+            cpu_us_per_event: n.cpu_us_per_event,
+            dir: dir.display().to_string(),
+        })
+    };
+    let (mut tcp, mut udp, mut latency) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 1..=args.rounds {
+        if wants("tcp") {
+            let r = flat(
+                bench::Transport::Tcp,
+                args.tcp_events,
+                &runs.join(format!("r{round}-tcp")),
+            )
+            .with_context(|| format!("tcp goal, round {round}"))?;
+            progress(format!(
+                "round {round}: tcp {:.0} k events/s",
+                r.parsed_eps / 1e3
+            ));
+            tcp.push(r);
+        }
+        if wants("udp") {
+            let r = flat(
+                bench::Transport::Udp,
+                args.udp_events,
+                &runs.join(format!("r{round}-udp")),
+            )
+            .with_context(|| format!("udp goal, round {round}"))?;
+            progress(format!(
+                "round {round}: udp {} of {} lost, sender at {:.0} k/s",
+                r.lost_before_receive,
+                r.sent,
+                r.sent_eps / 1e3
+            ));
+            udp.push(r);
+        }
+        if wants("latency") {
+            let max_dir = runs.join(format!("r{round}-latency-max"));
+            let load = base(
+                &max_dir,
+                &[
+                    "--rate",
+                    "max",
+                    "--events",
+                    &args.max_events.to_string(),
+                    "--rules",
+                    &scenario_rules,
+                ],
+            )?;
+            let (outcome, report) = bench_run(
+                &args.binary,
+                1,
+                bench::Transport::Tcp,
+                bench::AlertsVia::File,
+                None,
+                &load,
+                Some(args.max_events),
+                &max_dir,
+            )
+            .with_context(|| format!("latency goal, round {round}: the maximum"))?;
+            let max = compare::RunNumbers::of(&outcome, &report, 0, 0, max_dir.clone());
+            let max_eps = processed_eps(&outcome, &max);
+            let rate = (max_eps / 2.0).round().max(1.0);
+            let paced_dir = runs.join(format!("r{round}-latency-half"));
+            let load = base(
+                &paced_dir,
+                &[
+                    "--rate",
+                    &format!("{rate}"),
+                    "--duration",
+                    &format!("{}s", args.paced_s),
+                    "--flush-us",
+                    &args.flush_us.to_string(),
+                    "--rules",
+                    &scenario_rules,
+                ],
+            )?;
+            let (outcome, report) = bench_run(
+                &args.binary,
+                1,
+                bench::Transport::Tcp,
+                bench::AlertsVia::File,
+                None,
+                &load,
+                None,
+                &paced_dir,
+            )
+            .with_context(|| format!("latency goal, round {round}: half the maximum"))?;
+            let paced = compare::RunNumbers::of(&outcome, &report, 0, 0, paced_dir.clone());
+            let r = goals::LatencyRound {
+                max_eps,
+                rate_eps: rate,
+                p50_us: paced.latency.as_ref().map(|l| l.p50_us),
+                p99_us: paced.latency.as_ref().map(|l| l.p99_us),
+                recall: paced.recall,
+                cpu_us_per_event: paced.cpu_us_per_event,
+                max_dir: max_dir.display().to_string(),
+                paced_dir: paced_dir.display().to_string(),
+            };
+            progress(format!(
+                "round {round}: maximum {:.0} k events/s, p99 {} at {:.0} k/s",
+                r.max_eps / 1e3,
+                r.p99_us.map_or_else(|| "n/a".into(), hist::human_us),
+                rate / 1e3
+            ));
+            latency.push(r);
+        }
+    }
+    let batch = if wants("batch") {
+        let dir = runs.join("batch");
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        let corpus = dir.join("corpus.log");
+        gen(GenArgs {
+            out: corpus.clone(),
+            events: args.batch_events,
+            start: None,
+            corpus: CorpusArgs {
+                entities: 200,
+                seed: 1,
+                event_rate: 100.0,
+                scenarios: "all".into(),
+            },
+        })
+        .context("batch goal: its corpus")?;
+        let batch_args = BatchArgs {
+            corpus,
+            interval: 300,
+            lookback: 300,
+            binary: args.binary.clone(),
+            streaming_report: None,
+            cores: 1,
+            rules: args.rules.clone(),
+            rate: args.batch_rate,
+            out: dir.clone(),
+        };
+        let (report, outcome, stream) = batch_report(&batch_args).context("batch goal")?;
+        report.write(&dir, clock::now_ns())?;
+        let stream = stream.unwrap_or_default();
+        let r = goals::BatchResult {
+            interval_s: outcome.interval_s,
+            batch_p50_us: outcome.latency.p50_us,
+            batch_p99_us: outcome.latency.p99_us,
+            stream_p50_us: stream.p50_us,
+            stream_p99_us: stream.p99_us,
+            batch_recall: outcome.recall,
+            dir: dir.display().to_string(),
+        };
+        progress(format!(
+            "batch: p50 {} against streaming {}",
+            hist::human_us(r.batch_p50_us),
+            hist::human_us(r.stream_p50_us)
+        ));
+        Some(r)
+    } else {
+        None
+    };
+    let mut verdicts = Vec::new();
+    for goal in &args.only {
+        verdicts.push(match goal.as_str() {
+            "tcp" => goals::tcp_verdict(&tcp),
+            "udp" => goals::udp_verdict(&udp),
+            "latency" => goals::latency_verdict(&latency),
+            _ => goals::batch_verdict(batch.as_ref().expect("the batch goal ran")),
+        });
+    }
+    let mut report = Report::new("goals");
+    report.summary.push(format!(
+        "goals of the load harness issue for {} ({}), {} round(s); every run's report is under {}",
+        args.binary.display(),
+        crate::peers::version_line(&args.binary, &["--version"], &[])
+            .unwrap_or_else(|| "its --version failed".into()),
+        args.rounds,
+        runs.display()
+    ));
+    goals::add_to_report(&verdicts, &tcp, &udp, &latency, batch.as_ref(), &mut report);
+    finish(&report, &args.out)
 }
 
 /// The bench each run of `compare` is, as a `bench` command line without
@@ -715,6 +1067,15 @@ fn bench_line(args: &CompareArgs) -> String {
 }
 
 fn batch_cmd(args: BatchArgs) -> anyhow::Result<()> {
+    let (report, _, _) = batch_report(&args)?;
+    finish(&report, &args.out)
+}
+
+/// The batch comparison of `args` as a report, with the batch outcome and
+/// the streaming latency it was compared with.
+fn batch_report(
+    args: &BatchArgs,
+) -> anyhow::Result<(Report, batch::BatchOutcome, Option<hist::LatencySummary>)> {
     if !args.binary.exists() {
         bail!("{} does not exist; pass --binary", args.binary.display());
     }
@@ -793,7 +1154,7 @@ fn batch_cmd(args: BatchArgs) -> anyhow::Result<()> {
         &corpus,
     )?;
     batch::add_to_report(&outcome, stream.as_ref(), &mut report);
-    finish(&report, &args.out)
+    Ok((report, outcome, stream))
 }
 
 fn peers_cmd(args: PeersArgs) -> anyhow::Result<()> {
@@ -840,6 +1201,7 @@ fn main() {
         Command::Batch(args) => batch_cmd(args),
         Command::Peers(args) => peers_cmd(args),
         Command::Compare(args) => compare_cmd(args),
+        Command::Goals(args) => goals_cmd(args),
     };
     if let Err(err) = result {
         eprintln!("shardwatch-load: error: {err:#}");

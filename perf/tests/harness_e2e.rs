@@ -572,3 +572,92 @@ fn compare_runs_every_variant_in_every_round_and_rotates_the_order() {
     assert!(!scratch.join("out-missing").join("runs").exists());
     let _ = std::fs::remove_dir_all(&scratch);
 }
+
+#[test]
+fn goals_measures_each_goal_and_gives_each_a_verdict() {
+    let _alone = ONE_BENCH_AT_A_TIME.lock();
+    let binary = appliance_binary();
+    let scratch = shardwatch_tests::temp_dir("harness-goals");
+    let out = scratch.join("out");
+    let summary = load(&[
+        "goals",
+        "--binary",
+        binary.to_str().unwrap(),
+        "--rounds",
+        "1",
+        "--tcp-events",
+        "3000",
+        "--udp-events",
+        "3000",
+        "--max-events",
+        "3000",
+        "--paced-s",
+        "1",
+        "--batch-events",
+        "4000",
+        "--drain-ms",
+        "500",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let doc = report(&out);
+    let goals = &doc["goals"];
+    let verdicts = goals["verdicts"].as_array().unwrap();
+    let names: Vec<&str> = verdicts
+        .iter()
+        .map(|v| v["goal"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["tcp", "udp", "latency", "batch"], "{goals}");
+    for v in verdicts {
+        // Small runs settle nothing, but each goal has its number and a
+        // verdict on it, and the summary says which.
+        assert!(v["met"].is_boolean(), "{v}");
+        let word = if v["met"] == true { "MET" } else { "NOT MET" };
+        let line = format!("goal {}: {word} (", v["goal"].as_str().unwrap());
+        assert!(summary.contains(&line), "{line} not in {summary}");
+    }
+    for goal in ["tcp", "udp"] {
+        let round = &goals[goal][0];
+        assert_eq!(round["sent"], 3000, "{round}");
+        assert!(round["parsed_eps"].as_f64().unwrap() > 0.0, "{round}");
+        assert_eq!(
+            report(Path::new(round["dir"].as_str().unwrap()))["appliance"]["transport"],
+            goal
+        );
+    }
+    assert_eq!(goals["tcp"][0]["lost_before_receive"], 0);
+    let latency = &goals["latency"][0];
+    let max = latency["max_eps"].as_f64().unwrap();
+    assert!(max > 0.0, "{latency}");
+    assert_eq!(
+        latency["rate_eps"].as_f64().unwrap(),
+        (max / 2.0).round().max(1.0)
+    );
+    let paced = report(Path::new(latency["paced_dir"].as_str().unwrap()));
+    assert_eq!(
+        paced["load"]["rate_eps"].as_f64().unwrap(),
+        latency["rate_eps"].as_f64().unwrap(),
+        "{}",
+        paced["load"]
+    );
+    assert!(latency["p99_us"].as_u64().is_some(), "{latency}");
+    let batch = &goals["batch"]["result"];
+    assert!(
+        batch["batch_p50_us"].as_u64().unwrap() > batch["stream_p50_us"].as_u64().unwrap(),
+        "{batch}"
+    );
+    assert_eq!(batch["interval_s"], 300);
+
+    let output = Command::new(env!("CARGO_BIN_EXE_shardwatch-load"))
+        .args(["goals", "--only", "tcp,disk", "--out"])
+        .arg(scratch.join("out-bad"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("unknown goal \"disk\""),
+        "{output:?}"
+    );
+    let _ = std::fs::remove_dir_all(&scratch);
+}
