@@ -805,17 +805,35 @@ fn goals_cmd(args: GoalsArgs) -> anyhow::Result<()> {
             eprintln!("shardwatch-load: goals: {text}");
         }
     };
-    // A bench's load options: these, then each run's own.
-    let base = |out: &Path, rest: &[&str]| -> anyhow::Result<LoadArgs> {
+    // One bench of the binary on one core: these load options, then the
+    // run's own (`rest`); with `watch`, the node's processing is timed
+    // (see `processed_eps`). Its report goes to `dir`.
+    let run = |transport: bench::Transport,
+               rest: &[&str],
+               watch: Option<u64>,
+               dir: &Path|
+     -> anyhow::Result<(f64, compare::RunNumbers)> {
         let mut argv: Vec<String> = vec![
             "--out".into(),
-            out.display().to_string(),
+            dir.display().to_string(),
             "--drain-ms".into(),
             args.drain_ms.to_string(),
             "--quiet".into(),
         ];
         argv.extend(rest.iter().map(|a| a.to_string()));
-        load_args_from(&argv)
+        let load = load_args_from(&argv)?;
+        let (outcome, report) = bench_run(
+            &args.binary,
+            1,
+            transport,
+            bench::AlertsVia::File,
+            None,
+            &load,
+            watch,
+            dir,
+        )?;
+        let numbers = compare::RunNumbers::of(&outcome, &report, 0, 0, dir.to_path_buf());
+        Ok((processed_eps(&outcome, &numbers), numbers))
     };
     let scenario_rules = args
         .rules
@@ -826,32 +844,13 @@ fn goals_cmd(args: GoalsArgs) -> anyhow::Result<()> {
                 events: u64,
                 dir: &Path|
      -> anyhow::Result<goals::FlatRound> {
-        let load = base(
-            dir,
-            &[
-                "--rate",
-                "max",
-                "--events",
-                &events.to_string(),
-                "--rules",
-                "none",
-            ],
-        )?;
-        let (outcome, report) = bench_run(
-            &args.binary,
-            1,
-            transport,
-            bench::AlertsVia::File,
-            None,
-            &load,
-            Some(events),
-            dir,
-        )?;
-        let n = compare::RunNumbers::of(&outcome, &report, 0, 0, dir.to_path_buf());
+        let events_arg = events.to_string();
+        let rest = ["--rate", "max", "--events", &events_arg, "--rules", "none"];
+        let (eps, n) = run(transport, &rest, Some(events), dir)?;
         Ok(goals::FlatRound {
             sent: n.sent,
             lost_before_receive: n.lost_before_receive,
-            parsed_eps: processed_eps(&outcome, &n),
+            parsed_eps: eps,
             sent_eps: n.sent_eps,
             cpu_us_per_event: n.cpu_us_per_event,
             dir: dir.display().to_string(),
@@ -889,57 +888,41 @@ fn goals_cmd(args: GoalsArgs) -> anyhow::Result<()> {
         }
         if wants("latency") {
             let max_dir = runs.join(format!("r{round}-latency-max"));
-            let load = base(
-                &max_dir,
-                &[
-                    "--rate",
-                    "max",
-                    "--events",
-                    &args.max_events.to_string(),
-                    "--rules",
-                    &scenario_rules,
-                ],
-            )?;
-            let (outcome, report) = bench_run(
-                &args.binary,
-                1,
+            let events_arg = args.max_events.to_string();
+            let rest = [
+                "--rate",
+                "max",
+                "--events",
+                &events_arg,
+                "--rules",
+                &scenario_rules,
+            ];
+            let (max_eps, _) = run(
                 bench::Transport::Tcp,
-                bench::AlertsVia::File,
-                None,
-                &load,
+                &rest,
                 Some(args.max_events),
                 &max_dir,
             )
             .with_context(|| format!("latency goal, round {round}: the maximum"))?;
-            let max = compare::RunNumbers::of(&outcome, &report, 0, 0, max_dir.clone());
-            let max_eps = processed_eps(&outcome, &max);
             let rate = (max_eps / 2.0).round().max(1.0);
             let paced_dir = runs.join(format!("r{round}-latency-half"));
-            let load = base(
-                &paced_dir,
-                &[
-                    "--rate",
-                    &format!("{rate}"),
-                    "--duration",
-                    &format!("{}s", args.paced_s),
-                    "--flush-us",
-                    &args.flush_us.to_string(),
-                    "--rules",
-                    &scenario_rules,
-                ],
-            )?;
-            let (outcome, report) = bench_run(
-                &args.binary,
-                1,
-                bench::Transport::Tcp,
-                bench::AlertsVia::File,
-                None,
-                &load,
-                None,
-                &paced_dir,
-            )
-            .with_context(|| format!("latency goal, round {round}: half the maximum"))?;
-            let paced = compare::RunNumbers::of(&outcome, &report, 0, 0, paced_dir.clone());
+            let (rate_arg, paced_arg, flush_arg) = (
+                format!("{rate}"),
+                format!("{}s", args.paced_s),
+                args.flush_us.to_string(),
+            );
+            let rest = [
+                "--rate",
+                &rate_arg,
+                "--duration",
+                &paced_arg,
+                "--flush-us",
+                &flush_arg,
+                "--rules",
+                &scenario_rules,
+            ];
+            let (_, paced) = run(bench::Transport::Tcp, &rest, None, &paced_dir)
+                .with_context(|| format!("latency goal, round {round}: half the maximum"))?;
             let r = goals::LatencyRound {
                 max_eps,
                 rate_eps: rate,
