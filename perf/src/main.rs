@@ -350,6 +350,8 @@ struct GoalsArgs {
     rounds: u64,
     /// The goals to measure: `tcp`, `udp`, `latency`, `batch`, separated
     /// by commas.
+    // (`std::vec::Vec` so that clap takes the parser's list as one value,
+    // not as a repeatable flag of strings.)
     #[arg(long, default_value = "tcp,udp,latency,batch", value_parser = goals::parse_goals)]
     only: std::vec::Vec<String>,
     /// TCP goal: events per round.
@@ -705,16 +707,18 @@ fn compare_cmd(args: CompareArgs) -> anyhow::Result<()> {
             )
             .with_context(|| format!("round {}, variant {}", round + 1, v.name))?;
             let numbers = compare::RunNumbers::of(&outcome, &report, round + 1, position + 1, dir);
-            eprintln!(
-                "shardwatch-load: round {} of {rounds}, {}: parsed {:.0}/s{}",
-                round + 1,
-                v.name,
-                numbers.parsed_eps,
-                numbers
-                    .cpu_us_per_event
-                    .map(|c| format!(", {c:.3} us of CPU per event"))
-                    .unwrap_or_default()
-            );
+            if !args.load.quiet {
+                eprintln!(
+                    "shardwatch-load: round {} of {rounds}, {}: parsed {:.0}/s{}",
+                    round + 1,
+                    v.name,
+                    numbers.parsed_eps,
+                    numbers
+                        .cpu_us_per_event
+                        .map(|c| format!(", {c:.3} us of CPU per event"))
+                        .unwrap_or_default()
+                );
+            }
             results[index].latency.merge(&outcome.run.overall);
             results[index].runs.push(numbers);
         }
@@ -783,8 +787,8 @@ fn load_args_from(args: &[String]) -> anyhow::Result<LoadArgs> {
 /// (from the start of the send until `/metrics` showed them all), not
 /// over the send: a run short enough to fit in the socket buffers is sent
 /// long before it is processed. Over millions of lines the two agree
-/// within a few per cent. Without that time (the API unreachable), over
-/// the send.
+/// within 1% (BENCHMARKS.md, 2026-12-07). Without that time (the API
+/// unreachable), over the send.
 fn processed_eps(outcome: &bench::BenchOutcome, run: &compare::RunNumbers) -> f64 {
     match outcome.processed_ns {
         Some(done) if done > outcome.run.send.started_ns => {
