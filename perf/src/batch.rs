@@ -371,15 +371,11 @@ pub fn add_to_report(outcome: &BatchOutcome, stream: Option<&LatencySummary>, re
         label: format!("events/s per {}s interval", outcome.interval_s),
         points: outcome.arrivals.clone(),
     });
-    report.cdf.push(Series {
-        label: format!("batch {}s", outcome.interval_s),
-        points: outcome
+    report.cdf.push(
+        outcome
             .histogram
-            .cdf()
-            .into_iter()
-            .map(|(x, y)| (x as f64, y))
-            .collect(),
-    });
+            .cdf_series(format!("batch {}s", outcome.interval_s)),
+    );
 }
 
 #[cfg(test)]

@@ -20,7 +20,6 @@ use serde_json::{json, Value};
 use crate::bench::BenchOutcome;
 use crate::hist::{human_us, LatencyHistogram, LatencySummary};
 use crate::report::Report;
-use crate::svg::Series;
 
 /// Most variants one comparison runs.
 pub const VARIANTS_MAX: usize = 8;
@@ -320,27 +319,15 @@ pub fn add_to_report(
             "medians": medians,
             "latency_pooled": result.latency.summary(),
         }));
-        let bucket_s = crate::send::TIMELINE_BUCKET_NS as f64 / 1e9;
         for run in &result.runs {
-            report.throughput.push(Series {
-                label: format!("{} round {}", variant.name, run.round),
-                points: run
-                    .timeline
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &n)| (i as f64 * bucket_s, n as f64 / bucket_s))
-                    .collect(),
-            });
+            report.throughput.push(crate::send::timeline_series(
+                format!("{} round {}", variant.name, run.round),
+                &run.timeline,
+            ));
         }
-        report.cdf.push(Series {
-            label: variant.name.clone(),
-            points: result
-                .latency
-                .cdf()
-                .into_iter()
-                .map(|(x, y)| (x as f64, y))
-                .collect(),
-        });
+        report
+            .cdf
+            .push(result.latency.cdf_series(variant.name.clone()));
     }
     let mut body_ratios = Vec::new();
     if let Some((base_variant, base)) = variants.iter().zip(results).next() {

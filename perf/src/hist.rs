@@ -94,6 +94,14 @@ impl LatencyHistogram {
         }
     }
 
+    /// The CDF as a plot's series, labelled `label`.
+    pub fn cdf_series(&self, label: String) -> crate::svg::Series {
+        crate::svg::Series {
+            label,
+            points: self.cdf().into_iter().map(|(x, y)| (x as f64, y)).collect(),
+        }
+    }
+
     /// Points of the empirical CDF: (latency us, fraction at or below).
     pub fn cdf(&self) -> Vec<(u64, f64)> {
         if self.hist.is_empty() {

@@ -20,7 +20,6 @@ use crate::schedule::Schedule;
 use crate::send::{
     self, Framing, SendConfig, SendResult, SessionOptions, Target, TIMELINE_BUCKET_NS,
 };
-use crate::svg::Series;
 
 /// Time between deciding the start and the first intended send, so that
 /// preparation (retiming, opening sockets) is not charged as lag.
@@ -817,15 +816,9 @@ pub fn add_to_report(outcome: &RunOutcome, opts: &RunOptions, report: &mut Repor
                 human_us(sc.appliance_latency.p50_us),
                 human_us(sc.appliance_latency.max_us),
             ));
-            report.cdf.push(Series {
-                label: format!("stream {}", sc.scenario),
-                points: sc
-                    .histogram
-                    .cdf()
-                    .into_iter()
-                    .map(|(x, y)| (x as f64, y))
-                    .collect(),
-            });
+            report
+                .cdf
+                .push(sc.histogram.cdf_series(format!("stream {}", sc.scenario)));
         }
         for (x, n) in &outcome.excluded {
             let status = match x.status {
@@ -843,16 +836,9 @@ pub fn add_to_report(outcome: &RunOutcome, opts: &RunOptions, report: &mut Repor
             .summary
             .push("alerts: not collected (give --alerts FILE or --alerts-stdin)".into());
     }
-    let bucket_s = TIMELINE_BUCKET_NS as f64 / 1e9;
-    report.throughput.push(Series {
-        label: "sent".into(),
-        points: s
-            .timeline
-            .iter()
-            .enumerate()
-            .map(|(i, &n)| (i as f64 * bucket_s, n as f64 / bucket_s))
-            .collect(),
-    });
+    report
+        .throughput
+        .push(crate::send::timeline_series("sent".into(), &s.timeline));
 }
 
 #[cfg(test)]

@@ -36,6 +36,20 @@ pub const CONNECTIONS_MAX: usize = 256;
 pub const SLEEP_NS_MAX: i64 = 1_000_000;
 /// Width of one throughput-timeline bucket.
 pub const TIMELINE_BUCKET_NS: i64 = 100_000_000;
+
+/// A send timeline (events per [`TIMELINE_BUCKET_NS`]) as a plot's series
+/// of events per second against seconds since the start.
+pub fn timeline_series(label: String, timeline: &[u64]) -> crate::svg::Series {
+    let bucket_s = TIMELINE_BUCKET_NS as f64 / 1e9;
+    crate::svg::Series {
+        label,
+        points: timeline
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| (i as f64 * bucket_s, n as f64 / bucket_s))
+            .collect(),
+    }
+}
 /// Most timeline buckets kept (one hour at 100 ms).
 pub const TIMELINE_BUCKETS_MAX: usize = 36_000;
 /// Consecutive failed `sendmmsg` calls on one batch before its datagrams are
