@@ -114,6 +114,8 @@ pub struct RunNumbers {
     pub sent: u64,
     pub received: u64,
     pub lost_before_receive: u64,
+    /// Events the appliance counted as dropped (all reasons).
+    pub dropped: u64,
     pub events_parsed: u64,
     /// Events parsed per second over the send.
     pub parsed_eps: f64,
@@ -156,6 +158,7 @@ impl RunNumbers {
             lost_before_receive: field("lost_before_receive")
                 .and_then(Value::as_u64)
                 .unwrap_or(0),
+            dropped: field("dropped_total").and_then(Value::as_u64).unwrap_or(0),
             events_parsed: field("events_parsed").and_then(Value::as_u64).unwrap_or(0),
             parsed_eps: field("parsed_eps").and_then(Value::as_f64).unwrap_or(0.0),
             sent_eps: field("sent_eps").and_then(Value::as_f64).unwrap_or(0.0),

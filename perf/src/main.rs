@@ -7,6 +7,7 @@
 mod appliance;
 mod batch;
 mod bench;
+mod ceiling;
 mod clock;
 mod collect;
 mod compare;
@@ -72,6 +73,10 @@ enum Command {
     /// without loss, latency at half the maximum, batch against
     /// streaming), each over rounds, with a verdict per goal.
     Goals(GoalsArgs),
+    /// Find the highest paced rate at which a bench still meets a
+    /// criterion (nothing lost, or detection p99 under a bound), by
+    /// bisection from the flat-out rate.
+    Ceiling(CeilingArgs),
 }
 
 #[derive(Args, Clone)]
@@ -121,10 +126,13 @@ struct GenArgs {
     corpus: CorpusArgs,
 }
 
+/// `--rate`'s default.
+const RATE_DEFAULT: &str = "10000";
+
 #[derive(Args, Clone)]
 struct LoadArgs {
     /// Events per second (paced, coordinated-omission safe) or `max`.
-    #[arg(long, default_value = "10000", value_parser = parse_rate)]
+    #[arg(long, default_value = RATE_DEFAULT, value_parser = parse_rate)]
     rate: Rate,
     /// Stop after this long (`30s`, `2m`); with a numeric rate and no
     /// --events it also sets the event count.
@@ -392,6 +400,58 @@ struct GoalsArgs {
     /// No progress lines on stderr.
     #[arg(long)]
     quiet: bool,
+}
+
+#[derive(Args)]
+struct CeilingArgs {
+    /// The shardwatch binary.
+    #[arg(long, default_value = "target/release/shardwatch")]
+    binary: PathBuf,
+    /// An appliance configuration file (as bench's --appliance-config).
+    #[arg(long)]
+    appliance_config: Option<PathBuf>,
+    /// Cores the appliance runs on (`--cores`).
+    #[arg(long, default_value_t = 1)]
+    cores: usize,
+    /// Listener the load goes to (as for bench).
+    #[arg(long, value_enum, default_value = "udp")]
+    transport: bench::Transport,
+    /// How alerts are collected (as for bench).
+    #[arg(long, value_enum, default_value = "file")]
+    alerts_via: bench::AlertsVia,
+    /// What each trial must meet: `loss` (nothing lost or dropped, the
+    /// sender on its schedule) or `p99:DURATION` (that, and the detection
+    /// p99 under DURATION: `p99:1ms`).
+    #[arg(long, default_value = "loss", value_parser = ceiling::parse_criterion)]
+    criterion: ceiling::Criterion,
+    /// Seconds each trial sends for.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    trial_s: u64,
+    /// Upper bound of the search in events/s. Without it a flat-out run of
+    /// --max-events sets it (the rate its sender reached); when that run
+    /// meets the criterion, the ceiling is the sender's and no search runs.
+    #[arg(long)]
+    high: Option<f64>,
+    /// Lower bound of the search in events/s.
+    #[arg(long, default_value_t = 0.0)]
+    low: f64,
+    /// Events of the flat-out run.
+    #[arg(long, default_value_t = 2_000_000)]
+    max_events: u64,
+    /// The search ends when its bounds are this fraction of the upper one
+    /// apart.
+    #[arg(long, default_value_t = 0.03)]
+    resolution: f64,
+    /// Most trials of the search.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=ceiling::TRIALS_MAX))]
+    trials: u64,
+    /// Runs at the ceiling once it is found, to say how often it holds.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(0..=10))]
+    confirm: u64,
+    /// The load (the search sets each run's rate, events and duration,
+    /// so --rate, --events and --duration are refused).
+    #[command(flatten)]
+    load: LoadArgs,
 }
 
 #[derive(Args)]
@@ -1017,6 +1077,111 @@ fn goals_cmd(args: GoalsArgs) -> anyhow::Result<()> {
     finish(&report, &args.out)
 }
 
+fn ceiling_cmd(args: CeilingArgs) -> anyhow::Result<()> {
+    let load = &args.load;
+    if load.events.is_some()
+        || load.duration.is_some()
+        || load.rate.0 != parse_rate(RATE_DEFAULT).ok().and_then(|r| r.0)
+    {
+        bail!("ceiling sets each run's rate, events and duration itself; use --trial-s, --max-events, --low and --high");
+    }
+    // Checked once before the first run.
+    prepare_bench(
+        &args.binary,
+        args.cores,
+        args.transport,
+        false,
+        args.alerts_via,
+        args.appliance_config.as_deref(),
+        load,
+    )?;
+    let runs = load.out.join("runs");
+    let progress = |text: String| {
+        if !load.quiet {
+            eprintln!("shardwatch-load: ceiling: {text}");
+        }
+    };
+    // One run at `rate` (`None`: flat out), its report in runs/NAME.
+    let trial = |rate: Option<f64>, name: &str| -> anyhow::Result<ceiling::Trial> {
+        let dir = runs.join(name);
+        let mut trial_load = load.clone();
+        trial_load.out = dir.clone();
+        trial_load.quiet = true;
+        trial_load.rate = Rate(rate);
+        match rate {
+            Some(_) => trial_load.duration = Some(args.trial_s),
+            None => trial_load.events = Some(args.max_events),
+        }
+        let (outcome, report) = bench_run(
+            &args.binary,
+            args.cores,
+            args.transport,
+            args.alerts_via,
+            args.appliance_config.as_deref(),
+            &trial_load,
+            None,
+            &dir,
+        )
+        .with_context(|| format!("ceiling run {name}"))?;
+        let numbers = compare::RunNumbers::of(&outcome, &report, 0, 0, dir);
+        let t = ceiling::Trial::judged(args.criterion, rate, &numbers);
+        progress(format!("{name}: {}", t.line()));
+        Ok(t)
+    };
+    let (flat_out, high) = match args.high {
+        Some(high) => (None, high),
+        None => {
+            let flat = trial(None, "flat-out")?;
+            let high = flat.sent_eps.floor();
+            (Some(flat), high)
+        }
+    };
+    let sender_bound = flat_out.as_ref().is_some_and(|f| f.met);
+    let mut trials = Vec::new();
+    if !sender_bound {
+        let mut search = ceiling::Bisection::new(args.low, high, args.resolution, args.trials)
+            .map_err(anyhow::Error::msg)?;
+        while let Some(rate) = search.next() {
+            let t = trial(Some(rate), &format!("t{}-{rate:.0}", trials.len() + 1))?;
+            search.record(rate, t.met);
+            trials.push(t);
+        }
+    }
+    let ceiling_eps = ceiling::best_rate(&trials);
+    let mut confirm = Vec::new();
+    if let Some(rate) = ceiling_eps {
+        for i in 1..=args.confirm {
+            confirm.push(trial(Some(rate), &format!("confirm{i}-{rate:.0}"))?);
+        }
+    }
+    let outcome = ceiling::Outcome {
+        criterion: args.criterion,
+        flat_out,
+        low_eps: args.low,
+        high_eps: high,
+        resolution: args.resolution,
+        trials,
+        confirm,
+        ceiling_eps,
+        sender_bound,
+    };
+    let mut report = Report::new("ceiling");
+    outcome.add_to_report(
+        &format!(
+            "ceiling of {} ({}) over {} on {} core(s), trials of {} s; every run's report is under {}",
+            args.binary.display(),
+            crate::peers::version_line(&args.binary, &["--version"], &[])
+                .unwrap_or_else(|| "its --version failed".into()),
+            format!("{:?}", args.transport).to_lowercase(),
+            args.cores,
+            args.trial_s,
+            runs.display()
+        ),
+        &mut report,
+    );
+    finish(&report, &load.out)
+}
+
 /// The bench each run of `compare` is, as a `bench` command line without
 /// its binary and output.
 fn bench_line(args: &CompareArgs) -> String {
@@ -1189,6 +1354,7 @@ fn main() {
         Command::Peers(args) => peers_cmd(args),
         Command::Compare(args) => compare_cmd(args),
         Command::Goals(args) => goals_cmd(args),
+        Command::Ceiling(args) => ceiling_cmd(args),
     };
     if let Err(err) = result {
         eprintln!("shardwatch-load: error: {err:#}");

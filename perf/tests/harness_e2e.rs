@@ -661,3 +661,136 @@ fn goals_measures_each_goal_and_gives_each_a_verdict() {
     );
     let _ = std::fs::remove_dir_all(&scratch);
 }
+
+#[test]
+fn ceiling_bisects_between_its_bounds_and_reports_every_trial() {
+    let _alone = ONE_BENCH_AT_A_TIME.lock();
+    let binary = appliance_binary();
+    let scratch = shardwatch_tests::temp_dir("harness-ceiling");
+    let ceiling = |out: &Path, extra: &[&str]| -> (String, Value) {
+        let mut args = vec![
+            "ceiling",
+            "--binary",
+            binary.to_str().unwrap(),
+            "--trial-s",
+            "1",
+            "--drain-ms",
+            "300",
+            "--quiet",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let summary = load(&args);
+        let doc = report(out);
+        (summary, doc["ceiling"].clone())
+    };
+    // Each trial's own report: its transport and the rate it was paced at.
+    let trial_load = |trial: &Value| -> (String, f64) {
+        let doc = report(Path::new(trial["dir"].as_str().unwrap()));
+        (
+            doc["appliance"]["transport"].as_str().unwrap().to_string(),
+            doc["load"]["rate_eps"].as_f64().unwrap(),
+        )
+    };
+
+    // No trial can have a p99 under a microsecond: every one fails, and
+    // the search halves its way down from the given upper bound.
+    let out = scratch.join("p99");
+    let (summary, c) = ceiling(
+        &out,
+        &[
+            "--transport",
+            "tcp",
+            "--criterion",
+            "p99:1us",
+            "--high",
+            "40000",
+            "--trials",
+            "3",
+        ],
+    );
+    assert!(c["flat_out"].is_null(), "{c}");
+    let trials = c["trials"].as_array().unwrap();
+    let rates: Vec<f64> = trials
+        .iter()
+        .map(|t| t["rate_eps"].as_f64().unwrap())
+        .collect();
+    assert_eq!(rates, [20_000.0, 10_000.0, 5_000.0], "{c}");
+    for t in trials {
+        assert_eq!(t["met"], false, "{t}");
+        assert!(t["why"].as_str().unwrap().contains("p99"), "{t}");
+        let (transport, rate) = trial_load(t);
+        assert_eq!(
+            (transport.as_str(), rate),
+            ("tcp", t["rate_eps"].as_f64().unwrap())
+        );
+    }
+    assert!(c["ceiling_eps"].is_null() && c["confirm"].as_array().unwrap().is_empty());
+    assert!(summary.contains("ceiling: none found"), "{summary}");
+
+    // Without --high a flat-out run sets the bound; whatever each trial
+    // met, the next rate is the middle of the bounds it left.
+    let out = scratch.join("loss");
+    let (summary, c) = ceiling(
+        &out,
+        &[
+            "--transport",
+            "udp",
+            "--rules",
+            "none",
+            "--scenarios",
+            "none",
+            "--max-events",
+            "3000",
+            "--trials",
+            "2",
+            "--confirm",
+            "1",
+        ],
+    );
+    let flat = &c["flat_out"];
+    assert!(flat["rate_eps"].is_null() && flat["sent"] == 3000, "{flat}");
+    let high = c["high_eps"].as_f64().unwrap();
+    assert_eq!(high, flat["sent_eps"].as_f64().unwrap().floor(), "{c}");
+    let trials = c["trials"].as_array().unwrap();
+    if flat["met"] == true {
+        assert!(c["sender_bound"] == true && trials.is_empty(), "{c}");
+        assert!(summary.contains("ceiling: the sender's"), "{summary}");
+    } else {
+        let (mut low, mut high) = (0.0f64, high);
+        for t in trials {
+            let rate = t["rate_eps"].as_f64().unwrap();
+            assert_eq!(rate, ((low + high) / 2.0).round(), "{c}");
+            assert_eq!(trial_load(t), ("udp".to_string(), rate));
+            if t["met"] == true {
+                low = rate;
+            } else {
+                high = rate;
+            }
+        }
+        let best = trials
+            .iter()
+            .filter(|t| t["met"] == true)
+            .map(|t| t["rate_eps"].as_f64().unwrap())
+            .fold(None, |m: Option<f64>, r| Some(m.map_or(r, |m| m.max(r))));
+        assert_eq!(c["ceiling_eps"].as_f64(), best, "{c}");
+        assert_eq!(
+            c["confirm"].as_array().unwrap().len(),
+            usize::from(best.is_some())
+        );
+    }
+
+    // The search chooses each run's rate; one given is refused.
+    let output = Command::new(env!("CARGO_BIN_EXE_shardwatch-load"))
+        .args(["ceiling", "--rate", "5000", "--out"])
+        .arg(scratch.join("out-bad"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("ceiling sets each run's rate"),
+        "{output:?}"
+    );
+    let _ = std::fs::remove_dir_all(&scratch);
+}
