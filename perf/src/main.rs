@@ -372,6 +372,12 @@ struct GoalsArgs {
     /// (long enough to hold the journal and checkpoints a node keeps up).
     #[arg(long, default_value_t = 10_000_000)]
     max_events: u64,
+    /// UDP goal: when a round lost datagrams, search for the highest
+    /// paced rate that loses none (`ceiling`, trials of 5 s, below the
+    /// fastest sender of the rounds) with at most this many trials, to say
+    /// how far the node is from its sender; 0 skips the search.
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u64).range(0..=ceiling::TRIALS_MAX))]
+    udp_ceiling_trials: u64,
     /// Latency goal: seconds sent at half the maximum.
     #[arg(long, default_value_t = 15)]
     paced_s: u64,
@@ -1006,6 +1012,46 @@ fn goals_cmd(args: GoalsArgs) -> anyhow::Result<()> {
             latency.push(r);
         }
     }
+    let udp_lost = udp.iter().any(|r| r.lost_before_receive > 0);
+    let udp_ceiling = if udp_lost && args.udp_ceiling_trials > 0 {
+        let fastest = udp.iter().map(|r| r.sent_eps).fold(0.0, f64::max).floor();
+        let dir = runs.join("udp-ceiling");
+        let mut argv: Vec<String> = vec![
+            "--out".into(),
+            dir.display().to_string(),
+            "--drain-ms".into(),
+            args.drain_ms.to_string(),
+            "--rules".into(),
+            "none".into(),
+            "--quiet".into(),
+        ];
+        argv.extend(["--scenarios".into(), "none".into()]);
+        let search = CeilingArgs {
+            binary: args.binary.clone(),
+            appliance_config: None,
+            cores: 1,
+            transport: bench::Transport::Udp,
+            alerts_via: bench::AlertsVia::File,
+            criterion: ceiling::Criterion::Loss,
+            trial_s: 5,
+            high: Some(fastest),
+            low: 0.0,
+            max_events: 0,
+            resolution: 0.03,
+            trials: args.udp_ceiling_trials,
+            confirm: 1,
+            load: load_args_from(&argv)?,
+        };
+        progress(format!(
+            "udp: a round lost datagrams; searching for the highest rate without loss below {:.0} k/s",
+            fastest / 1e3
+        ));
+        let outcome = ceiling_search(&search, false).context("udp goal: the ceiling search")?;
+        progress(format!("udp: {}", outcome.verdict_line()));
+        Some(outcome)
+    } else {
+        None
+    };
     let batch = if wants("batch") {
         let dir = runs.join("batch");
         std::fs::create_dir_all(&dir)
@@ -1073,11 +1119,40 @@ fn goals_cmd(args: GoalsArgs) -> anyhow::Result<()> {
         args.rounds,
         runs.display()
     ));
-    goals::add_to_report(&verdicts, &tcp, &udp, &latency, batch.as_ref(), &mut report);
+    goals::add_to_report(
+        &verdicts,
+        &tcp,
+        &udp,
+        udp_ceiling.as_ref(),
+        &latency,
+        batch.as_ref(),
+        &mut report,
+    );
     finish(&report, &args.out)
 }
 
 fn ceiling_cmd(args: CeilingArgs) -> anyhow::Result<()> {
+    let outcome = ceiling_search(&args, !args.load.quiet)?;
+    let mut report = Report::new("ceiling");
+    outcome.add_to_report(
+        &format!(
+            "ceiling of {} ({}) over {} on {} core(s), trials of {} s; every run's report is under {}",
+            args.binary.display(),
+            crate::peers::version_line(&args.binary, &["--version"], &[])
+                .unwrap_or_else(|| "its --version failed".into()),
+            format!("{:?}", args.transport).to_lowercase(),
+            args.cores,
+            args.trial_s,
+            args.load.out.join("runs").display()
+        ),
+        &mut report,
+    );
+    finish(&report, &args.load.out)
+}
+
+/// The search `ceiling` runs (each run's report under `<out>/runs/`),
+/// with a progress line per run when `progress`.
+fn ceiling_search(args: &CeilingArgs, progress: bool) -> anyhow::Result<ceiling::Outcome> {
     let load = &args.load;
     if load.events.is_some()
         || load.duration.is_some()
@@ -1096,11 +1171,6 @@ fn ceiling_cmd(args: CeilingArgs) -> anyhow::Result<()> {
         load,
     )?;
     let runs = load.out.join("runs");
-    let progress = |text: String| {
-        if !load.quiet {
-            eprintln!("shardwatch-load: ceiling: {text}");
-        }
-    };
     // One run at `rate` (`None`: flat out), its report in runs/NAME.
     let trial = |rate: Option<f64>, name: &str| -> anyhow::Result<ceiling::Trial> {
         let dir = runs.join(name);
@@ -1125,7 +1195,9 @@ fn ceiling_cmd(args: CeilingArgs) -> anyhow::Result<()> {
         .with_context(|| format!("ceiling run {name}"))?;
         let numbers = compare::RunNumbers::of(&outcome, &report, 0, 0, dir);
         let t = ceiling::Trial::judged(args.criterion, rate, &numbers);
-        progress(format!("{name}: {}", t.line()));
+        if progress {
+            eprintln!("shardwatch-load: ceiling: {name}: {}", t.line());
+        }
         Ok(t)
     };
     let (flat_out, high) = match args.high {
@@ -1154,7 +1226,7 @@ fn ceiling_cmd(args: CeilingArgs) -> anyhow::Result<()> {
             confirm.push(trial(Some(rate), &format!("confirm{i}-{rate:.0}"))?);
         }
     }
-    let outcome = ceiling::Outcome {
+    Ok(ceiling::Outcome {
         criterion: args.criterion,
         flat_out,
         low_eps: args.low,
@@ -1164,22 +1236,7 @@ fn ceiling_cmd(args: CeilingArgs) -> anyhow::Result<()> {
         confirm,
         ceiling_eps,
         sender_bound,
-    };
-    let mut report = Report::new("ceiling");
-    outcome.add_to_report(
-        &format!(
-            "ceiling of {} ({}) over {} on {} core(s), trials of {} s; every run's report is under {}",
-            args.binary.display(),
-            crate::peers::version_line(&args.binary, &["--version"], &[])
-                .unwrap_or_else(|| "its --version failed".into()),
-            format!("{:?}", args.transport).to_lowercase(),
-            args.cores,
-            args.trial_s,
-            runs.display()
-        ),
-        &mut report,
-    );
-    finish(&report, &load.out)
+    })
 }
 
 /// The bench each run of `compare` is, as a `bench` command line without

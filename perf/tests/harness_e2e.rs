@@ -595,6 +595,8 @@ fn goals_measures_each_goal_and_gives_each_a_verdict() {
         "1",
         "--batch-events",
         "4000",
+        "--udp-ceiling-trials",
+        "1",
         "--drain-ms",
         "500",
         "--quiet",
@@ -627,6 +629,10 @@ fn goals_measures_each_goal_and_gives_each_a_verdict() {
         );
     }
     assert_eq!(goals["tcp"][0]["lost_before_receive"], 0);
+    // A UDP round that lost datagrams brings a search for the rate that
+    // loses none; a clean one does not.
+    let udp_lost = goals["udp"][0]["lost_before_receive"].as_u64().unwrap() > 0;
+    assert_eq!(goals["udp_ceiling"].is_object(), udp_lost, "{goals}");
     let latency = &goals["latency"][0];
     let max = latency["max_eps"].as_f64().unwrap();
     assert!(max > 0.0, "{latency}");
