@@ -1533,13 +1533,12 @@ pub fn generate(config: &GenConfig) -> anyhow::Result<Corpus> {
     }
     let ents = Entities::new(config.entities);
     let mut rng = Rng::new(config.seed);
-    let span_ns = (config.events as f64 / config.event_rate * 1e9) as i64;
     let period_ns = (1e9 / config.event_rate).max(1.0) as i64;
 
-    let mut pending: Vec<Pending> = Vec::new();
-    let mut expected: Vec<TruthEntry> = Vec::new();
+    // Every instance is built first, so that the background's size (the
+    // events left beside the scenarios) is known before any is placed.
+    let mut built = Vec::new();
     let mut instance_total = 0u32;
-    let mut order = 0u64;
     for (def, count) in &config.scenarios {
         for n in 0..*count {
             instance_total += 1;
@@ -1548,61 +1547,74 @@ pub fn generate(config: &GenConfig) -> anyhow::Result<Corpus> {
             }
             // Instances of one row get distinct entities; rows share the
             // numbering so two rows never reuse one user or address.
-            let mut instance = (def.build)(&mut rng, &ents, instance_total - 1);
-            let duration_ns = instance.steps.last().map_or(0, |s| s.offset_ns);
-            // A scenario longer than half the corpus is squeezed to fit, so
-            // short corpora still carry every scenario inside their span.
-            if duration_ns > span_ns / 2 && duration_ns > 0 {
-                let scale = (span_ns / 2) as f64 / duration_ns as f64;
-                for step in &mut instance.steps {
-                    step.offset_ns = (step.offset_ns as f64 * scale) as i64;
-                }
-            }
-            let duration_ns = instance.steps.last().map_or(0, |s| s.offset_ns);
-            let slack_ns = (span_ns - duration_ns).max(1);
-            // Keep scenarios off the first and last 5% so that they sit
-            // inside the background rather than at its edges.
-            let lo = slack_ns / 20;
-            let hi = slack_ns - slack_ns / 20;
-            let start_ns = config.start_ns + rng.range(lo as u64, hi.max(lo) as u64) as i64;
-            let first_truth = expected.len();
-            let Some(completing) = instance.steps.get(instance.completing_step).cloned() else {
-                bail!("scenario {} built no completing step", def.name);
-            };
-            for expect in def.expects {
-                expected.push(TruthEntry {
-                    scenario: def.name.to_string(),
-                    instance: n,
-                    rule: expect.rule.to_string(),
-                    group_field: expect.group_field.to_string(),
-                    group_value: instance.group_value.clone(),
-                    completing_index: 0,
-                    completing_time_ns: start_ns + completing.offset_ns,
-                    completing_message: completing.line.msg.clone(),
-                    first_index: 0,
-                });
-            }
-            let truth = first_truth..expected.len();
-            for (i, step) in instance.steps.into_iter().enumerate() {
-                order += 1;
-                pending.push(Pending {
-                    time_ns: start_ns + step.offset_ns,
-                    order,
-                    line: step.line,
-                    truth: Some((truth.clone(), i == instance.completing_step)),
-                });
-            }
+            built.push((*def, n, (def.build)(&mut rng, &ents, instance_total - 1)));
         }
     }
-    let scenario_events = pending.len() as u64;
+    let scenario_events: u64 = built.iter().map(|(_, _, i)| i.steps.len() as u64).sum();
     if scenario_events > config.events {
         bail!(
             "--events {} is smaller than the {scenario_events} scenario events",
             config.events
         );
     }
+    let background_events = config.events - scenario_events;
+    // The background's span at the event rate: scenarios are placed inside
+    // it, so each has background around it. (Placed over the whole
+    // corpus's span instead, those falling past the background's end were
+    // sent back to back at the end of a run: a paced run's last 10 ms held
+    // 20 times its share of detections, up to a third of its slowest 1%.)
+    let span_ns = (background_events.max(1) as f64 / config.event_rate * 1e9) as i64;
+
+    let mut pending: Vec<Pending> = Vec::new();
+    let mut expected: Vec<TruthEntry> = Vec::new();
+    let mut order = 0u64;
+    for (def, n, mut instance) in built {
+        let duration_ns = instance.steps.last().map_or(0, |s| s.offset_ns);
+        // A scenario longer than half the corpus is squeezed to fit, so
+        // short corpora still carry every scenario inside their span.
+        if duration_ns > span_ns / 2 && duration_ns > 0 {
+            let scale = (span_ns / 2) as f64 / duration_ns as f64;
+            for step in &mut instance.steps {
+                step.offset_ns = (step.offset_ns as f64 * scale) as i64;
+            }
+        }
+        let duration_ns = instance.steps.last().map_or(0, |s| s.offset_ns);
+        let slack_ns = (span_ns - duration_ns).max(1);
+        // Keep scenarios off the first and last 5% so that they sit
+        // inside the background rather than at its edges.
+        let lo = slack_ns / 20;
+        let hi = slack_ns - slack_ns / 20;
+        let start_ns = config.start_ns + rng.range(lo as u64, hi.max(lo) as u64) as i64;
+        let first_truth = expected.len();
+        let Some(completing) = instance.steps.get(instance.completing_step).cloned() else {
+            bail!("scenario {} built no completing step", def.name);
+        };
+        for expect in def.expects {
+            expected.push(TruthEntry {
+                scenario: def.name.to_string(),
+                instance: n,
+                rule: expect.rule.to_string(),
+                group_field: expect.group_field.to_string(),
+                group_value: instance.group_value.clone(),
+                completing_index: 0,
+                completing_time_ns: start_ns + completing.offset_ns,
+                completing_message: completing.line.msg.clone(),
+                first_index: 0,
+            });
+        }
+        let truth = first_truth..expected.len();
+        for (i, step) in instance.steps.into_iter().enumerate() {
+            order += 1;
+            pending.push(Pending {
+                time_ns: start_ns + step.offset_ns,
+                order,
+                line: step.line,
+                truth: Some((truth.clone(), i == instance.completing_step)),
+            });
+        }
+    }
     let mut budgets = Budgets::default();
-    for i in 0..config.events - scenario_events {
+    for i in 0..background_events {
         let time_ns = config.start_ns + i as i64 * period_ns + rng.below(period_ns as u64) as i64;
         let mut b = Background {
             rng: &mut rng,
@@ -1676,6 +1688,28 @@ mod tests {
             event_rate: 100.0,
             scenarios: default_scenarios(),
         }
+    }
+
+    #[test]
+    fn scenarios_sit_inside_the_background_not_after_it() {
+        // Scenario lines a large share of the corpus: each must still have
+        // background after it (none sent back to back at a run's end).
+        let mut c = config(100_000, 7);
+        c.scenarios = SCENARIOS.iter().map(|s| (s, 40)).collect();
+        let corpus = generate(&c).unwrap();
+        let last = corpus
+            .truth
+            .expected
+            .iter()
+            .map(|t| t.completing_index)
+            .max()
+            .unwrap();
+        // Scenarios keep off the last 5% of the background's span.
+        assert!(
+            last < corpus.len() as u64 * 97 / 100,
+            "the last completing line is {last} of {}",
+            corpus.len()
+        );
     }
 
     #[test]
