@@ -196,6 +196,27 @@ impl Trial {
     }
 }
 
+/// Checks a search's lower bound, its upper one where given, and its
+/// resolution.
+pub fn check_search(low: f64, high: Option<f64>, resolution: f64) -> Result<(), String> {
+    if !(low.is_finite() && low >= 0.0) {
+        return Err(format!("the lower bound {low}: 0 or more events/s"));
+    }
+    if let Some(high) = high {
+        if !(high.is_finite() && low < high) {
+            return Err(format!(
+                "the search needs its lower bound below its upper one (low {low}, high {high})"
+            ));
+        }
+    }
+    if !(resolution > 0.0 && resolution < 1.0) {
+        return Err(format!(
+            "resolution {resolution}: a fraction between 0 and 1"
+        ));
+    }
+    Ok(())
+}
+
 /// The bounds of the search, narrowed by each trial.
 #[derive(Debug, Clone)]
 pub struct Bisection {
@@ -210,16 +231,7 @@ impl Bisection {
     /// the bounds are within `resolution` (a fraction) of the upper one or
     /// after `trials`.
     pub fn new(low: f64, high: f64, resolution: f64, trials: u64) -> Result<Bisection, String> {
-        if !(low.is_finite() && high.is_finite() && low >= 0.0 && low < high) {
-            return Err(format!(
-                "the search needs 0 <= low < high (low {low}, high {high})"
-            ));
-        }
-        if !(resolution > 0.0 && resolution < 1.0) {
-            return Err(format!(
-                "resolution {resolution}: a fraction between 0 and 1"
-            ));
-        }
+        check_search(low, Some(high), resolution)?;
         Ok(Bisection {
             low,
             high,
@@ -487,6 +499,11 @@ mod tests {
 
     #[test]
     fn bisection_refuses_bad_bounds() {
+        // Before any run: without an upper bound yet, the rest is checked.
+        assert!(check_search(0.0, None, 0.03).is_ok());
+        assert!(check_search(-5.0, None, 0.03).is_err());
+        assert!(check_search(0.0, None, 1.5).is_err());
+        assert!(check_search(100.0, Some(50.0), 0.03).is_err());
         assert!(Bisection::new(10.0, 10.0, 0.03, 5).is_err());
         assert!(Bisection::new(-1.0, 10.0, 0.03, 5).is_err());
         assert!(Bisection::new(0.0, f64::NAN, 0.03, 5).is_err());

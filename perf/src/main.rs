@@ -128,6 +128,9 @@ struct GenArgs {
 
 /// `--rate`'s default.
 const RATE_DEFAULT: &str = "10000";
+/// The UDP goal's ceiling search: each trial's wait after its send (for
+/// the node to read what its socket holds; no alerts are awaited).
+const UDP_CEILING_DRAIN_MS: u64 = 1_000;
 
 #[derive(Args, Clone)]
 struct LoadArgs {
@@ -1016,16 +1019,18 @@ fn goals_cmd(args: GoalsArgs) -> anyhow::Result<()> {
     let udp_ceiling = if udp_lost && args.udp_ceiling_trials > 0 {
         let fastest = udp.iter().map(|r| r.sent_eps).fold(0.0, f64::max).floor();
         let dir = runs.join("udp-ceiling");
-        let mut argv: Vec<String> = vec![
+        // No scenarios, so nothing to wait for past the node's socket.
+        let argv: Vec<String> = vec![
             "--out".into(),
             dir.display().to_string(),
             "--drain-ms".into(),
-            args.drain_ms.to_string(),
+            UDP_CEILING_DRAIN_MS.to_string(),
             "--rules".into(),
+            "none".into(),
+            "--scenarios".into(),
             "none".into(),
             "--quiet".into(),
         ];
-        argv.extend(["--scenarios".into(), "none".into()]);
         let search = CeilingArgs {
             binary: args.binary.clone(),
             appliance_config: None,
@@ -1160,6 +1165,9 @@ fn ceiling_search(args: &CeilingArgs, progress: bool) -> anyhow::Result<ceiling:
     {
         bail!("ceiling sets each run's rate, events and duration itself; use --trial-s, --max-events, --low and --high");
     }
+    // The bounds and resolution are checked before any run (the upper
+    // bound again once a flat-out run has measured it).
+    ceiling::check_search(args.low, args.high, args.resolution).map_err(anyhow::Error::msg)?;
     // Checked once before the first run.
     prepare_bench(
         &args.binary,
@@ -1205,6 +1213,12 @@ fn ceiling_search(args: &CeilingArgs, progress: bool) -> anyhow::Result<ceiling:
         None => {
             let flat = trial(None, "flat-out")?;
             let high = flat.sent_eps.floor();
+            if !flat.met && high <= args.low {
+                bail!(
+                    "the flat-out run's rate ({high:.0}/s) is not above --low ({:.0}/s): nothing to search",
+                    args.low
+                );
+            }
             (Some(flat), high)
         }
     };
