@@ -24,9 +24,10 @@
 //!    report says how many of those met it too (a trial is one sample of a
 //!    noisy machine).
 //!
-//! Every criterion also asks that nothing was lost or dropped and that the
-//! sender kept its schedule (within [`SENDER_SLACK`]): a paced TCP sender
-//! that falls behind is being held back by the node.
+//! Every criterion also asks that nothing was lost or dropped, that the
+//! node exited cleanly, and that the sender kept its schedule (within
+//! [`SENDER_SLACK`]): a paced TCP sender that falls behind is being held
+//! back by the node.
 
 use serde::Serialize;
 use serde_json::json;
@@ -84,9 +85,9 @@ pub fn parse_criterion(text: &str) -> Result<Criterion, String> {
 impl Criterion {
     pub fn describe(&self) -> String {
         match self {
-            Criterion::Loss => "nothing lost or dropped, the sender on schedule".into(),
+            Criterion::Loss => "nothing lost or dropped, the sender on schedule, a clean exit".into(),
             Criterion::P99UnderUs(us) => format!(
-                "detection p99 under {}, nothing lost or dropped, the sender on schedule",
+                "detection p99 under {}, nothing lost or dropped, the sender on schedule, a clean exit",
                 human_us(*us)
             ),
         }
@@ -153,6 +154,13 @@ impl Trial {
         }
         if trial.dropped > 0 {
             why.push(format!("{} dropped by the appliance", trial.dropped));
+        }
+        if run.exit_code != Some(0) {
+            why.push(format!(
+                "the appliance exited {}",
+                run.exit_code
+                    .map_or_else(|| "on a signal".to_string(), |c| format!("with {c}"))
+            ));
         }
         if let Criterion::P99UnderUs(bound) = criterion {
             match trial.p99_us {
@@ -395,6 +403,7 @@ mod tests {
 
     fn run(sent_eps: f64, lost: u64, p99_us: Option<u64>) -> RunNumbers {
         RunNumbers {
+            exit_code: Some(0),
             sent: 1_000,
             sent_eps,
             lost_before_receive: lost,
@@ -445,6 +454,10 @@ mod tests {
         dropped.dropped = 2;
         let t = Trial::judged(loss, Some(100_000.0), &dropped);
         assert!(!t.met && t.why.contains("2 dropped"), "{}", t.why);
+        let mut crashed = run(100_000.0, 0, None);
+        crashed.exit_code = None;
+        let t = Trial::judged(loss, Some(100_000.0), &crashed);
+        assert!(!t.met && t.why.contains("exited on a signal"), "{}", t.why);
         // The flat-out run has no schedule to keep.
         assert!(Trial::judged(loss, None, &run(5.0, 0, None)).met);
         assert!(Trial::judged(p99, Some(1e5), &run(1e5, 0, Some(999))).met);
