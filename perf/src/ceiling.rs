@@ -336,21 +336,14 @@ impl Outcome {
                 .throughput
                 .push(crate::send::timeline_series(rate, &t.timeline));
         }
-        let mut by_rate: Vec<&Trial> = self
+        // p99 against the paced rate, every paced run in rate order.
+        let mut p99: Vec<(f64, f64)> = self
             .trials
             .iter()
             .chain(&self.confirm)
-            .filter(|t| t.rate_eps.is_some())
-            .collect();
-        by_rate.sort_by(|a, b| {
-            a.rate_eps
-                .unwrap_or(0.0)
-                .total_cmp(&b.rate_eps.unwrap_or(0.0))
-        });
-        let p99: Vec<(f64, f64)> = by_rate
-            .iter()
             .filter_map(|t| Some((t.rate_eps? / 1e3, t.p99_us? as f64 / 1e3)))
             .collect();
+        p99.sort_by(|a, b| a.0.total_cmp(&b.0));
         if p99.len() >= 2 {
             report.extra_files.push((
                 "p99_by_rate.svg".into(),
