@@ -7,9 +7,13 @@
 //! sequence per core) before anything derived from it leaves the core:
 //! a batch's routed records and alerts are sent only once the batch's
 //! lines are written. Routed batches carry their source core and a
-//! *stamp*: a sequence number at or below which every record of that
-//! source for that destination has already been sent. The destination
-//! keeps, per source core, the highest stamp it has applied (`applied`).
+//! *stamp*: the source's position when the batch was taken, so every
+//! record of that source for that destination at or below it is in this
+//! batch or an earlier one. Batches reach a destination in the order
+//! they were taken (a flush waits for its turn, `crate::turns`, before
+//! it sends), so once a destination has applied a batch its state holds
+//! exactly the records at or below the stamp. The destination keeps, per
+//! source core, the highest stamp it has applied (`applied`).
 //!
 //! A checkpoint of core B holds the state of every shard B owns, written
 //! one shard at a time while ingest goes on between slices; each shard's
@@ -28,7 +32,10 @@
 //! covered when it began); stateless
 //! detections are re-run for every replayed line. Alerts raised again get
 //! the ids they had (ids are deterministic), and the alert writer drops
-//! ids already in the log, so nothing reaches the outputs twice.
+//! ids already in the log, so nothing reaches the outputs twice. Each
+//! core sends every peer a `replay_done` batch after its replay, and
+//! reads its sockets only once it has one from every peer: a live line
+//! must not reach a group before the replayed lines that preceded it.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -27,6 +27,7 @@ pub mod shardmap;
 pub mod sources;
 pub mod stats;
 pub mod timefmt;
+pub mod turns;
 
 /// How this binary was built (`engine/build.rs`): the cargo profile, then
 /// `profile-guided` for `scripts/build-pgo.sh`'s result and any

@@ -40,6 +40,9 @@ pub struct RouteBatch {
     /// for the destination was sent in this batch or before it (see
     /// `durable`). 0 without a journal.
     pub stamp: u64,
+    /// Sent once, empty, when `source` has finished replaying its journal
+    /// at start: every replayed record for the destination came before it.
+    pub replay_done: bool,
 }
 
 /// One decoded record, borrowing from its batch.

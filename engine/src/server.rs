@@ -66,6 +66,7 @@ use crate::shardmap::ShardMap;
 use crate::sources::{Admission, ConnectionSlots, Refusal, SlotRefusal};
 use crate::stats::{add, CoreReport, CoreStats};
 use crate::timefmt::now_ns;
+use crate::turns::Turns;
 
 /// How long a read waits before checking for shutdown.
 const READ_TIMEOUT: Duration = Duration::from_millis(200);
@@ -371,8 +372,17 @@ struct Core {
     /// records it as what it covers.
     applied: RefCell<Vec<u64>>,
     /// Per peer, the first sequences of batches taken for sending and not
-    /// yet accepted by the channel (stamps must stay below them).
+    /// yet accepted by the channel (no bare stamp may pass them).
     in_flight: RefCell<Vec<Vec<u64>>>,
+    /// Flushes send in the order they took their batches (see
+    /// [`crate::turns`]), so a peer applies this core's records in
+    /// sequence order and a batch's stamp is exact.
+    send_turns: Turns,
+    /// Signalled once per peer whose journal replay has all reached this
+    /// core (the peer's `replay_done` batch): live ingest starts only
+    /// after every peer's, so no live line is applied before an older
+    /// replayed one of the same group.
+    peers_replayed: glommio::sync::Semaphore,
     /// Per peer, the last stamp sent.
     stamp_sent: RefCell<Vec<u64>>,
     checkpoint_generation: Cell<u64>,
@@ -483,6 +493,8 @@ async fn core_main(
         stamp_sent: RefCell::new(applied.clone()),
         applied: RefCell::new(applied),
         in_flight: RefCell::new(vec![Vec::new(); cores]),
+        send_turns: Turns::new(),
+        peers_replayed: glommio::sync::Semaphore::new(0),
         checkpoint_generation: Cell::new(recovery.generation),
         checkpoint_size_hints: RefCell::new(HashMap::new()),
         bytes_per_group: Cell::new(BYTES_PER_GROUP_PRIOR),
@@ -515,17 +527,26 @@ async fn core_main(
         core.replay_journal(recovery.replay_from)
             .await
             .with_context(|| format!("core {index}: journal replay failed"))?;
+        let replay_took = started.elapsed();
+        // Live lines wait for every core's replay: a peer still replaying
+        // holds older records of groups this core owns, and a live line
+        // applied before them would count in another window than an
+        // uninterrupted run counts it in.
+        core.send_replay_done().await;
+        core.wait_for_peers_replayed(cores).await;
         let took = started.elapsed();
         core.stats
             .recovery_ms
             .store(took.as_millis() as u64, Ordering::Relaxed);
         let replayed = core.stats.replayed_lines.load(Ordering::Relaxed);
-        if replayed > 0 || recovery.generation > 0 {
+        let waited = took - replay_took;
+        if replayed > 0 || recovery.generation > 0 || waited.as_millis() > 0 {
             let plan_ms = core.shared.recovery.stats.plan_ms.load(Ordering::Relaxed);
             eprintln!(
-                "shardwatch: core {index}: recovered in {} ms ({plan_ms} ms validating journals and loading checkpoints, then {} ms replaying): checkpoint generation {}, replayed {replayed} journal lines from sequence {} ({} records already in checkpoints skipped)",
+                "shardwatch: core {index}: recovered in {} ms ({plan_ms} ms validating journals and loading checkpoints, {} ms replaying, then {} ms waiting for the other cores' replays): checkpoint generation {}, replayed {replayed} journal lines from sequence {} ({} records already in checkpoints skipped)",
                 plan_ms + took.as_millis() as u64,
-                took.as_millis(),
+                replay_took.as_millis(),
+                waited.as_millis(),
                 recovery.generation,
                 recovery.replay_from,
                 core.stats.replay_skipped.load(Ordering::Relaxed),
@@ -852,10 +873,16 @@ impl Core {
         for (peer, batch) in &batches {
             self.in_flight.borrow_mut()[*peer].push(batch.first_seq);
         }
+        // Taken with the batches, before any wait: turns follow sequence
+        // order.
+        let turn = (!batches.is_empty()).then(|| self.send_turns.take());
         self.commit_journal(false).await;
         self.flush_alerts().await;
+        if let Some(turn) = &turn {
+            turn.wait().await;
+        }
         for (peer, mut batch) in batches {
-            self.stamp(peer, &mut batch, upto);
+            self.stamp(&mut batch, upto);
             let records = u64::from(batch.records());
             add(&self.stats.batches_sent[peer], 1);
             let first_seq = batch.first_seq;
@@ -875,22 +902,17 @@ impl Core {
         }
     }
 
-    /// Sets a batch's source and stamp: `upto` (every record of it is at
-    /// or below), lowered below any other batch for the same peer still on
-    /// its way, so the stamp never covers a record not yet handed over.
-    fn stamp(&self, peer: usize, batch: &mut RouteBatch, upto: u64) {
-        let in_flight = self.in_flight.borrow();
-        let mut own_skipped = false;
-        let mut stamp = upto;
-        for &first in &in_flight[peer] {
-            if !own_skipped && first == batch.first_seq {
-                own_skipped = true;
-                continue;
-            }
-            stamp = stamp.min(first.saturating_sub(1));
-        }
+    /// Sets a batch's source and stamp: `upto`, the position when its
+    /// flush took it. Every record for the peer at or below it is in this
+    /// batch or one taken before, and those were sent first (the flush's
+    /// turn), so once the peer has applied this batch its state holds
+    /// exactly the records up to the stamp. (A stamp lowered below the
+    /// batches still on their way instead left the peer holding records
+    /// above what its checkpoint said it covered, and recovery applied
+    /// them twice.)
+    fn stamp(&self, batch: &mut RouteBatch, upto: u64) {
         batch.source = self.index as u16;
-        batch.stamp = stamp;
+        batch.stamp = upto;
     }
 
     /// A batch for `peer` left the core (or was dropped).
@@ -1163,6 +1185,33 @@ impl Core {
         Ok(())
     }
 
+    /// Tells every peer that this core's replay is over. Sent after the
+    /// replay's last batches, on the same channels, so a peer that has
+    /// this has applied every replayed record meant for it.
+    async fn send_replay_done(&self) {
+        let turn = self.send_turns.take();
+        turn.wait().await;
+        for peer in 0..self.shared.map.cores() as usize {
+            if peer == self.index {
+                continue;
+            }
+            let mut batch = RouteBatch::default();
+            batch.source = self.index as u16;
+            batch.replay_done = true;
+            // A peer that is gone has failed its start; the node stops.
+            let _ = self.senders.send_to(peer, batch).await;
+        }
+    }
+
+    /// Waits until every peer's replay has reached this core (or the
+    /// peer has gone: a core whose start failed stops the node).
+    async fn wait_for_peers_replayed(&self, cores: usize) {
+        let peers = cores.saturating_sub(1) as u64;
+        if peers > 0 {
+            let _ = self.peers_replayed.acquire(peers).await;
+        }
+    }
+
     /// Replays this core's journal from `from` through the pipeline, with
     /// records for each owner applied only past that owner's checkpoint.
     async fn replay_journal(&self, from: u64) -> anyhow::Result<()> {
@@ -1348,6 +1397,7 @@ impl EventSink for CoreSink<'_> {
 
 /// Receives batches from one peer core until it closes its sender.
 async fn serve_peer(core: Rc<Core>, rx: ConnectedReceiver<RouteBatch>) {
+    let mut replay_done = false;
     while let Some(batch) = rx.recv().await {
         core.refresh_rules();
         // Alerts raised here depend on lines of the peer's journal, which
@@ -1366,8 +1416,17 @@ async fn serve_peer(core: Rc<Core>, rx: ConnectedReceiver<RouteBatch>) {
         if !batch.is_empty() {
             add(&core.stats.batches_received, 1);
         }
+        if batch.replay_done && !replay_done {
+            replay_done = true;
+            core.peers_replayed.signal(1);
+        }
         core.flush_alerts().await;
         yield_turn().await;
+    }
+    // A peer that closed before its replay ended (its start failed) must
+    // not hold this core's start for ever.
+    if !replay_done {
+        core.peers_replayed.signal(1);
     }
 }
 

@@ -204,6 +204,137 @@ fn kill_9_then_restart(name: &str, flags: &[&str]) {
     );
 }
 
+/// After a restart, live lines wait until every core has replayed its
+/// journal. One core's journal is long (about 40,000 lines, then the
+/// first fifteen attempts of 40 brute forces) and no checkpoint covers
+/// it; the other core's is empty, so it is ready at once. The next ten
+/// attempts of each brute force are sent the moment the node listens,
+/// over eight connections (so both cores read some). In an uninterrupted
+/// run attempts 0-9 and 10-19 make the two alerts. Were a core to read
+/// the live attempts while its peer still replayed, they would be
+/// counted before the replayed 10-14 they follow, and the second alert
+/// would start at another attempt (another id).
+#[test]
+fn live_lines_after_a_restart_wait_for_every_cores_replay() {
+    const FLAGS_NO_CHECKPOINT: &[&str] = &[
+        "--cores",
+        "2",
+        "--quiet",
+        "--checkpoint-ms",
+        "3600000",
+        "--journal-fsync-ms",
+        "20",
+    ];
+    const ATTACKERS: u32 = 40;
+    let attacker = |a: u32| format!("10.8.0.{}", a + 1);
+    let attempt = |a: u32, i: u32| ssh_failure(100 + i * 5 + a % 5, &attacker(a), "root");
+    // Background: eight failures from each of 5,000 sources, under the
+    // brute force's threshold of ten.
+    let mut first_run: Vec<String> = Vec::new();
+    for round in 0..8 {
+        for source in 0..5_000u32 {
+            let ip = format!("10.7.{}.{}", source / 200, source % 200 + 1);
+            first_run.push(ssh_failure(round * 7 + source % 7, &ip, "root"));
+        }
+    }
+    for i in 0..15 {
+        for a in 0..ATTACKERS {
+            first_run.push(attempt(a, i));
+        }
+    }
+
+    let node = Appliance::start("durable-replay-barrier", FLAGS_NO_CHECKPOINT).unwrap();
+    let data_dir = node.data_dir.clone();
+    let mut stream = TcpStream::connect(node.tcp()).unwrap();
+    for chunk in first_run.chunks(1_000) {
+        stream
+            .write_all((chunk.join("\n") + "\n").as_bytes())
+            .unwrap();
+    }
+    drop(stream);
+    // The first alert of each brute force leaves only once its lines are
+    // in the journal.
+    let before = node.wait_for_alerts(ATTACKERS as usize, Duration::from_secs(60));
+    assert_eq!(before.len(), ATTACKERS as usize, "the first alerts fired");
+    node.kill_hard();
+
+    let node = Appliance::start_in(data_dir.clone(), FLAGS_NO_CHECKPOINT).unwrap();
+    let addr = node.tcp();
+    let senders: Vec<_> = (0..8u32)
+        .map(|c| {
+            let lines: Vec<String> = (15..25)
+                .flat_map(|i| {
+                    (0..ATTACKERS)
+                        .filter(move |a| a % 8 == c)
+                        .map(move |a| attempt(a, i))
+                })
+                .collect();
+            std::thread::spawn(move || {
+                let mut stream = TcpStream::connect(addr).unwrap();
+                stream
+                    .write_all((lines.join("\n") + "\n").as_bytes())
+                    .unwrap();
+            })
+        })
+        .collect();
+    for sender in senders {
+        sender.join().unwrap();
+    }
+    let live = f64::from(ATTACKERS * 10);
+    let received =
+        shardwatch_tests::poll(Duration::from_secs(60), Duration::from_millis(50), || {
+            let received = shardwatch_tests::metric_sum(
+                &node.metrics(),
+                "shardwatch_events_received_total",
+                "transport=\"tcp\"",
+            );
+            (received, received >= live)
+        });
+    assert_eq!(received, live, "the node read every live line");
+    let stopped = node.stop().unwrap();
+    assert!(stopped.exit_ok);
+    let recovered: Vec<_> = stopped
+        .stderr
+        .iter()
+        .filter(|l| l.contains("recovered in"))
+        .collect();
+    eprintln!("{recovered:?}");
+    // The core without a journal to replay waited for the other's replay
+    // (which takes hundreds of milliseconds here) before it read a line.
+    let waited_ms = |line: &str| -> Option<u64> {
+        let (before, _) = line.split_once(" ms waiting for the other cores' replays")?;
+        before.rsplit(' ').next()?.parse().ok()
+    };
+    assert!(
+        recovered
+            .iter()
+            .any(|l| waited_ms(l).is_some_and(|ms| ms > 0)),
+        "a core says it waited for the other's replay: {recovered:?}"
+    );
+
+    let actual: BTreeSet<String> = ids(&shardwatch_tests::read_jsonl(
+        &data_dir.join("alerts.jsonl"),
+    ))
+    .into_iter()
+    .collect();
+    let journaled = data_dir.join("journaled.log");
+    dump_journal(&data_dir, &journaled);
+    let expected: BTreeSet<String> = ids(&replay(&journaled).unwrap()).into_iter().collect();
+    assert_eq!(
+        expected.len(),
+        2 * ATTACKERS as usize,
+        "two alerts per brute force over the journal"
+    );
+    let missing: Vec<_> = expected.difference(&actual).collect();
+    let extra: Vec<_> = actual.difference(&expected).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "alerts after the restart differ from an uninterrupted run over the journal: {} missing, {} extra",
+        missing.len(),
+        extra.len()
+    );
+}
+
 #[test]
 fn corrupt_checkpoints_and_torn_journal_tails_are_skipped_with_reasons() {
     let lines = scenario(50, 12);
