@@ -99,6 +99,14 @@ fn send_until_error(addr: SocketAddr, lines: &[String], from: usize, per_ms: f64
     next
 }
 
+/// A configuration file holding `toml`, in a directory of its own; its
+/// path, for `--config`.
+fn config_file(name: &str, toml: &str) -> String {
+    let path = temp_dir(&format!("{name}-config")).join("shardwatch.toml");
+    std::fs::write(&path, toml).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
 #[test]
 fn kill_9_under_load_then_restart_gives_the_alerts_of_an_uninterrupted_run_once() {
     kill_9_then_restart("durable-kill9", FLAGS, 1, 24, 3.0);
@@ -117,13 +125,18 @@ fn kill_9_under_load_then_restart_gives_the_alerts_of_an_uninterrupted_run_once(
 /// evidence; `turns.rs` has the ordering's own tests.)
 #[test]
 fn kill_9_with_many_connections_and_full_route_channels_gives_the_same_alerts_once() {
-    let config = temp_dir("durable-kill9-many-config").join("narrow.toml");
-    std::fs::write(&config, "[engine]\nroute_queue_batches = 1\n").unwrap();
-    let config = config.to_str().unwrap().to_string();
-    let mut flags = FLAGS.to_vec();
-    flags.extend(["--config", config.as_str()]);
-    let at = flags.iter().position(|f| *f == "--checkpoint-ms").unwrap();
-    flags[at + 1] = "100";
+    let config = config_file("durable-kill9-many", "[engine]\nroute_queue_batches = 1\n");
+    let flags = [
+        "--cores",
+        "2",
+        "--quiet",
+        "--checkpoint-ms",
+        "100",
+        "--journal-fsync-ms",
+        "20",
+        "--config",
+        config.as_str(),
+    ];
     kill_9_then_restart("durable-kill9-many", &flags, 8, 120, 30.0);
 }
 
@@ -131,9 +144,10 @@ fn kill_9_with_many_connections_and_full_route_channels_gives_the_same_alerts_on
 /// (`storage.journal_direct_io`) instead of through the page cache.
 #[test]
 fn kill_9_with_a_direct_io_journal_then_restart_gives_the_same_alerts_once() {
-    let config = temp_dir("durable-kill9-direct-config").join("direct.toml");
-    std::fs::write(&config, "[storage]\njournal_direct_io = true\n").unwrap();
-    let config = config.to_str().unwrap().to_string();
+    let config = config_file(
+        "durable-kill9-direct",
+        "[storage]\njournal_direct_io = true\n",
+    );
     let mut flags = FLAGS.to_vec();
     flags.extend(["--config", config.as_str()]);
     kill_9_then_restart("durable-kill9-direct", &flags, 1, 24, 3.0);
