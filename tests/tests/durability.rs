@@ -48,6 +48,21 @@ fn ids(alerts: &[Value]) -> Vec<String> {
         .collect()
 }
 
+/// The alert ids after a restart are those of an uninterrupted run over
+/// the journal (`expected`), none missing and none extra.
+fn assert_same_alerts(expected: &BTreeSet<String>, actual: &BTreeSet<String>) {
+    let missing: Vec<_> = expected.difference(actual).collect();
+    let extra: Vec<_> = actual.difference(expected).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "alerts after recovery differ from an uninterrupted run over the journal: {} missing {:?}, {} extra {:?}",
+        missing.len(),
+        missing.iter().take(5).collect::<Vec<_>>(),
+        extra.len(),
+        extra.iter().take(5).collect::<Vec<_>>()
+    );
+}
+
 fn assert_no_duplicates(ids: &[String]) {
     let mut counts: HashMap<&str, usize> = HashMap::new();
     for id in ids {
@@ -258,16 +273,7 @@ fn kill_9_then_restart(
         "every source fired: {}",
         expected.len()
     );
-    let missing: Vec<_> = expected.difference(&actual).collect();
-    let extra: Vec<_> = actual.difference(&expected).collect();
-    assert!(
-        missing.is_empty() && extra.is_empty(),
-        "alerts after recovery differ from an uninterrupted run over the journal: {} missing {:?}, {} extra {:?}",
-        missing.len(),
-        missing.iter().take(5).collect::<Vec<_>>(),
-        extra.len(),
-        extra.iter().take(5).collect::<Vec<_>>()
-    );
+    assert_same_alerts(&expected, &actual);
 }
 
 /// After a restart, live lines wait until every core has replayed its
@@ -391,14 +397,7 @@ fn live_lines_after_a_restart_wait_for_every_cores_replay() {
         2 * ATTACKERS as usize,
         "two alerts per brute force over the journal"
     );
-    let missing: Vec<_> = expected.difference(&actual).collect();
-    let extra: Vec<_> = actual.difference(&expected).collect();
-    assert!(
-        missing.is_empty() && extra.is_empty(),
-        "alerts after the restart differ from an uninterrupted run over the journal: {} missing, {} extra",
-        missing.len(),
-        extra.len()
-    );
+    assert_same_alerts(&expected, &actual);
 }
 
 #[test]
