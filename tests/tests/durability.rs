@@ -14,12 +14,18 @@ use serde_json::Value;
 use shardwatch_tests::{binary, replay, ssh_failure, temp_dir, Appliance};
 
 /// The brute-force scenario over many sources: line `i` of the stream.
+/// Round `r` is stamped `r * 7` seconds in (plus the source's offset).
 fn scenario(sources: u32, rounds: u32) -> Vec<String> {
+    scenario_stepped(sources, rounds, 7)
+}
+
+/// [`scenario`] with rounds `step_s` seconds apart.
+fn scenario_stepped(sources: u32, rounds: u32, step_s: u32) -> Vec<String> {
     let mut lines = Vec::new();
     for round in 0..rounds {
         for source in 0..sources {
             let ip = format!("10.9.{}.{}", source / 200, source % 200 + 1);
-            lines.push(ssh_failure(round * 7 + source % 7, &ip, "root"));
+            lines.push(ssh_failure(round * step_s + source % 7, &ip, "root"));
         }
     }
     lines
@@ -127,17 +133,18 @@ fn kill_9_under_load_then_restart_gives_the_alerts_of_an_uninterrupted_run_once(
     kill_9_then_restart("durable-kill9", FLAGS, 1, 24, 3.0);
 }
 
-/// The same over eight connections, ten times the rate (36,000 lines),
-/// core-to-core channels of one batch (`engine.route_queue_batches`), so
-/// a core's flushes often wait for room side by side, and checkpoints
-/// every 100 ms. Each source's lines go over one connection, so each
+/// The same over eight connections, ten times the rate (36,000 lines,
+/// 120 rounds two seconds apart), core-to-core channels of one batch
+/// (`engine.route_queue_batches`), so a core's flushes often wait for
+/// room side by side, and checkpoints every 100 ms. Each source's lines go over one connection, so each
 /// group sees its lines in the journal's order. Batches must reach a
 /// peer in the order they were taken, each stamped with exactly what it
 /// covers: when a stamp was lowered below a batch still waiting, a
 /// checkpoint could say it covered less than its state held, and
-/// recovery applied the rest again. (This test caught that in 1 of 11
-/// runs against the old stamps: a narrow window, so a pass here is weak
-/// evidence; `turns.rs` has the ordering's own tests.)
+/// recovery applied the rest again: an extra alert each time. (This test
+/// caught that in 1 of 12 runs against the old stamps, 18 extra alerts
+/// and none missing: a narrow window, so a pass here is weak evidence;
+/// `turns.rs` has the ordering's own tests.)
 #[test]
 fn kill_9_with_many_connections_and_full_route_channels_gives_the_same_alerts_once() {
     let config = config_file("durable-kill9-many", "[engine]\nroute_queue_batches = 1\n");
@@ -182,7 +189,16 @@ fn kill_9_then_restart(
     lines_per_ms: f64,
 ) {
     const SOURCES: usize = 300;
-    let lines = scenario(SOURCES as u32, rounds);
+    // The whole run within the brute force's five-minute window (24
+    // rounds: 161 s; 120 rounds two seconds apart: 244 s). The replay
+    // that gives the expected alerts advances every window on the event
+    // time of the whole stream, while the node keeps a group's window on
+    // its own clock from the group's latest line: were the stream longer
+    // than the window, a connection that had fallen behind at the kill
+    // would see its groups' windows expire in the replay (under other
+    // connections' newer lines) and not on the node.
+    let step_s = (300 - 7) / rounds.max(1);
+    let lines = scenario_stepped(SOURCES as u32, rounds, step_s.min(7));
     let node = Appliance::start(name, flags).unwrap();
     let data_dir = node.data_dir.clone();
     let addr = node.tcp();
@@ -261,8 +277,11 @@ fn kill_9_then_restart(
     let journaled = data_dir.join("journaled.log");
     dump_journal(&data_dir, &journaled);
     let journaled_lines = std::fs::read_to_string(&journaled).unwrap().lines().count();
+    // Lines still in the sockets' buffers at the kill are lost (each
+    // connection resends from its first failed write): few at 3 lines/ms,
+    // up to a quarter seen at 30 lines/ms with the CPUs busy elsewhere.
     assert!(
-        journaled_lines >= lines.len() * 9 / 10,
+        journaled_lines >= lines.len() / 2,
         "most lines reached the journal: {journaled_lines} of {}",
         lines.len()
     );
