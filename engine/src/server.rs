@@ -878,8 +878,17 @@ impl Core {
         let turn = (!batches.is_empty()).then(|| self.send_turns.take());
         self.commit_journal(false).await;
         self.flush_alerts().await;
+        // A dropping flush behind one that waits for room in a peer's
+        // channel drops its batches for that peer at once (they would find
+        // no room either) rather than stop reading its socket.
+        let mut full_peer = None;
         if let Some(turn) = &turn {
-            turn.wait().await;
+            if when_full == WhenFull::Drop {
+                full_peer = turn.wait_unless_stalled().await;
+            }
+            if full_peer.is_none() || batches.iter().any(|(p, _)| Some(*p) != full_peer) {
+                turn.wait().await;
+            }
         }
         for (peer, mut batch) in batches {
             self.stamp(&mut batch, upto);
@@ -888,7 +897,22 @@ impl Core {
             let first_seq = batch.first_seq;
             let stamp = batch.stamp;
             let sent = match when_full {
-                WhenFull::Wait => self.senders.send_to(peer, batch).await.is_ok(),
+                _ if full_peer == Some(peer) => false,
+                WhenFull::Wait => match self.senders.try_send_to(peer, batch) {
+                    Ok(()) => true,
+                    Err(glommio::GlommioError::WouldBlock(glommio::ResourceType::Channel(
+                        batch,
+                    ))) => {
+                        // Waiting for room: flushes behind that may drop
+                        // need not wait for this one.
+                        let turn = turn.as_ref().expect("a flush with batches has a turn");
+                        turn.stall(Some(peer));
+                        let sent = self.senders.send_to(peer, batch).await.is_ok();
+                        turn.stall(None);
+                        sent
+                    }
+                    Err(_) => false,
+                },
                 WhenFull::Drop => self.senders.try_send_to(peer, batch).is_ok(),
             };
             self.landed(peer, first_seq, stamp);

@@ -11,6 +11,13 @@
 //! the turn passes on when it is dropped, sent or not (a task cancelled
 //! while it waits gives its turn up rather than holding every later one).
 //!
+//! A flush that may drop its batches (UDP: nobody to push back on) need
+//! not wait behind one that waits for room in a peer's channel: the
+//! holder says so ([`Turn::stall`]), and [`Turn::wait_unless_stalled`]
+//! then returns the peer instead of the turn, so the dropping flush drops
+//! that peer's batches (they would not have found room either) and keeps
+//! reading, as it did before flushes took turns.
+//!
 //! Single-threaded, like everything a core owns.
 
 use std::cell::{Cell, RefCell};
@@ -29,6 +36,8 @@ pub struct Turns {
     done_early: RefCell<BTreeSet<u64>>,
     /// Tasks waiting for their turn, by ticket.
     waiting: RefCell<BTreeMap<u64, Waker>>,
+    /// The peer whose channel the ticket being served waits for room in.
+    stalled_on: Cell<Option<usize>>,
 }
 
 /// One ticket. Its turn comes once every earlier ticket is dropped.
@@ -72,6 +81,7 @@ impl Turns {
             }
         }
         self.serving.set(serving);
+        self.stalled_on.set(None);
         // Waking outside the borrow: a waker may run code that takes a
         // ticket.
         let next = self.waiting.borrow_mut().remove(&serving);
@@ -88,14 +98,51 @@ impl Turn<'_> {
             if self.turns.serving.get() == self.ticket {
                 Poll::Ready(())
             } else {
-                self.turns
-                    .waiting
-                    .borrow_mut()
-                    .insert(self.ticket, cx.waker().clone());
+                self.register(cx.waker());
                 Poll::Pending
             }
         })
         .await
+    }
+
+    /// Waits until this ticket's turn has come (`None`), or until the
+    /// ticket being served says it waits for room in a peer's channel
+    /// (`Some(peer)`).
+    pub async fn wait_unless_stalled(&self) -> Option<usize> {
+        poll_fn(|cx| {
+            if self.turns.serving.get() == self.ticket {
+                Poll::Ready(None)
+            } else if let Some(peer) = self.turns.stalled_on.get() {
+                Poll::Ready(Some(peer))
+            } else {
+                self.register(cx.waker());
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
+    /// While this ticket is served: it waits for room in `peer`'s channel
+    /// (`Some`), or no longer (`None`). Wakes every waiter, so those that
+    /// would rather drop than wait can.
+    pub fn stall(&self, peer: Option<usize>) {
+        if self.turns.serving.get() != self.ticket {
+            return;
+        }
+        self.turns.stalled_on.set(peer);
+        if peer.is_some() {
+            let waiting = std::mem::take(&mut *self.turns.waiting.borrow_mut());
+            for (_, waker) in waiting {
+                waker.wake();
+            }
+        }
+    }
+
+    fn register(&self, waker: &Waker) {
+        self.turns
+            .waiting
+            .borrow_mut()
+            .insert(self.ticket, waker.clone());
     }
 }
 
@@ -176,6 +223,57 @@ mod tests {
             // And the next ticket goes at once.
             let fourth = turns.take();
             fourth.wait().await;
+        });
+    }
+
+    #[test]
+    fn a_dropping_waiter_hears_of_a_stall_and_a_plain_one_keeps_waiting() {
+        run(|| async {
+            let turns = Rc::new(Turns::new());
+            let first = turns.take();
+            first.wait().await;
+            let log = Rc::new(RefCell::new(Vec::new()));
+            let plain = {
+                let (turns, log) = (turns.clone(), log.clone());
+                glommio::spawn_local(async move {
+                    let turn = turns.take();
+                    turn.wait().await;
+                    log.borrow_mut().push("plain's turn");
+                })
+            };
+            let dropping = {
+                let (turns, log) = (turns.clone(), log.clone());
+                glommio::spawn_local(async move {
+                    let turn = turns.take();
+                    let got = turn.wait_unless_stalled().await;
+                    log.borrow_mut().push(match got {
+                        Some(1) => "dropping heard the stall on peer 1",
+                        Some(_) => "dropping heard another peer",
+                        None => "dropping's turn",
+                    });
+                })
+            };
+            futures_lite::future::yield_now().await;
+            assert!(log.borrow().is_empty(), "nobody runs before the first ends");
+            first.stall(Some(1));
+            dropping.await;
+            assert_eq!(*log.borrow(), vec!["dropping heard the stall on peer 1"]);
+            // The stall ends; the plain waiter still gets its turn next.
+            first.stall(None);
+            drop(first);
+            plain.await;
+            assert_eq!(
+                *log.borrow(),
+                vec!["dropping heard the stall on peer 1", "plain's turn"]
+            );
+            // A stall is the served ticket's only: a later one cannot set
+            // it, and it ends with its ticket.
+            let a = turns.take();
+            let b = turns.take();
+            b.stall(Some(0));
+            a.stall(Some(0));
+            drop(a);
+            assert_eq!(b.wait_unless_stalled().await, None);
         });
     }
 
