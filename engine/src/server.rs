@@ -905,10 +905,13 @@ impl Core {
                     ))) => {
                         // Waiting for room: flushes behind that may drop
                         // need not wait for this one.
-                        let turn = turn.as_ref().expect("a flush with batches has a turn");
-                        turn.stall(Some(peer));
+                        if let Some(turn) = &turn {
+                            turn.stall(Some(peer));
+                        }
                         let sent = self.senders.send_to(peer, batch).await.is_ok();
-                        turn.stall(None);
+                        if let Some(turn) = &turn {
+                            turn.stall(None);
+                        }
                         sent
                     }
                     Err(_) => false,
