@@ -34,8 +34,6 @@ pub struct RouteBatch {
     records: u32,
     /// The core that sent the batch.
     pub source: u16,
-    /// The journal sequence of the line that gave the first record.
-    pub first_seq: u64,
     /// Every record of `source`'s journal at or below this sequence meant
     /// for the destination was sent in this batch or before it (see
     /// `durable`). 0 without a journal.

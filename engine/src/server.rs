@@ -371,9 +371,9 @@ struct Core {
     /// Per source core, the highest batch stamp applied here; a checkpoint
     /// records it as what it covers.
     applied: RefCell<Vec<u64>>,
-    /// Per peer, the first sequences of batches taken for sending and not
-    /// yet accepted by the channel (no bare stamp may pass them).
-    in_flight: RefCell<Vec<Vec<u64>>>,
+    /// Per peer, how many batches were taken for sending and are not yet
+    /// accepted by the channel (no bare stamp may pass them).
+    in_flight: RefCell<Vec<u32>>,
     /// Flushes send in the order they took their batches (see
     /// [`crate::turns`]), so a peer applies this core's records in
     /// sequence order and a batch's stamp is exact.
@@ -492,7 +492,7 @@ async fn core_main(
         replaying: Cell::new(false),
         stamp_sent: RefCell::new(applied.clone()),
         applied: RefCell::new(applied),
-        in_flight: RefCell::new(vec![Vec::new(); cores]),
+        in_flight: RefCell::new(vec![0; cores]),
         send_turns: Turns::new(),
         peers_replayed: glommio::sync::Semaphore::new(0),
         checkpoint_generation: Cell::new(recovery.generation),
@@ -870,8 +870,8 @@ impl Core {
             }
         }
         let upto = self.position();
-        for (peer, batch) in &batches {
-            self.in_flight.borrow_mut()[*peer].push(batch.first_seq);
+        for (peer, _) in &batches {
+            self.in_flight.borrow_mut()[*peer] += 1;
         }
         // Taken with the batches, before any wait: turns follow sequence
         // order.
@@ -894,7 +894,6 @@ impl Core {
             self.stamp(&mut batch, upto);
             let records = u64::from(batch.records());
             add(&self.stats.batches_sent[peer], 1);
-            let first_seq = batch.first_seq;
             let stamp = batch.stamp;
             let sent = match when_full {
                 _ if full_peer == Some(peer) => false,
@@ -918,7 +917,7 @@ impl Core {
                 },
                 WhenFull::Drop => self.senders.try_send_to(peer, batch).is_ok(),
             };
-            self.landed(peer, first_seq, stamp);
+            self.landed(peer, stamp);
             if sent {
                 add(&self.stats.routed_remote, records);
             } else if when_full == WhenFull::Drop {
@@ -943,11 +942,9 @@ impl Core {
     }
 
     /// A batch for `peer` left the core (or was dropped).
-    fn landed(&self, peer: usize, first_seq: u64, stamp: u64) {
+    fn landed(&self, peer: usize, stamp: u64) {
         let mut in_flight = self.in_flight.borrow_mut();
-        if let Some(at) = in_flight[peer].iter().position(|&f| f == first_seq) {
-            in_flight[peer].swap_remove(at);
-        }
+        in_flight[peer] = in_flight[peer].saturating_sub(1);
         let mut sent = self.stamp_sent.borrow_mut();
         sent[peer] = sent[peer].max(stamp);
     }
@@ -1089,7 +1086,7 @@ impl Core {
         let position = self.journal.as_ref().map_or(0, |j| j.written_seq());
         for peer in 0..self.in_flight.borrow().len() {
             if peer == self.index
-                || !self.in_flight.borrow()[peer].is_empty()
+                || self.in_flight.borrow()[peer] > 0
                 || !self.outgoing.borrow()[peer].is_empty()
                 || self.ready.borrow().iter().any(|(p, _)| *p == peer)
                 || self.stamp_sent.borrow()[peer] >= position
@@ -1411,9 +1408,6 @@ impl EventSink for CoreSink<'_> {
             return;
         }
         let mut outgoing = self.core.outgoing.borrow_mut();
-        if outgoing[owner].is_empty() {
-            outgoing[owner].first_seq = self.core.seq.get();
-        }
         outgoing[owner].push(record);
         if outgoing[owner].is_full() {
             let full = std::mem::take(&mut outgoing[owner]);

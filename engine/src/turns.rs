@@ -63,6 +63,7 @@ impl Turns {
     }
 
     /// How many tickets are out and not yet dropped.
+    #[cfg(test)]
     pub fn outstanding(&self) -> u64 {
         self.issued.get() - self.serving.get() - self.done_early.borrow().len() as u64
     }
