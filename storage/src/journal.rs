@@ -700,9 +700,21 @@ impl Journal {
             self.state.borrow_mut().closing.remove(0);
             self.mark_durable(rolled.last_seq);
         }
-        if self.state.borrow().dir_unsynced {
-            sync_dir(&self.dir)?;
-            self.state.borrow_mut().dir_unsynced = false;
+        // The directory's sync runs on the blocking pool, as the segments'
+        // do: on the core it put the core's thread to sleep in the kernel
+        // three times (the directory's buffers, its inode, a device flush;
+        // each under 0.45 ms) at each segment roll, every ~0.6 s paced at
+        // 490 k lines/s, while lines waited in its sockets (BENCHMARKS.md,
+        // 2026-12-07 10:40-10:51 UTC).
+        // The flag is cleared first: a segment created while the sync runs
+        // sets it again, for the next sync to cover.
+        let unsynced = std::mem::replace(&mut self.state.borrow_mut().dir_unsynced, false);
+        if unsynced {
+            let dir = self.dir.clone();
+            if let Err(err) = crate::spawn_background(move || sync_dir(&dir)).await {
+                self.state.borrow_mut().dir_unsynced = true;
+                return Err(err);
+            }
         }
         Ok(())
     }
@@ -909,6 +921,8 @@ async fn reuse_spare(dir: &Path, path: &Path) -> Option<SegmentFile> {
 }
 
 fn sync_dir(dir: &Path) -> Result<(), StorageError> {
+    #[cfg(test)]
+    tests::dir_synced(dir);
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|source| StorageError::Write {
@@ -1443,6 +1457,29 @@ mod tests {
     use super::*;
     use glommio::LocalExecutorBuilder;
 
+    /// Every directory sync so far: the directory and the thread that ran
+    /// it (tests run in parallel, each in its own directory).
+    static DIR_SYNCS: std::sync::Mutex<Vec<(PathBuf, std::thread::ThreadId)>> =
+        std::sync::Mutex::new(Vec::new());
+
+    pub(super) fn dir_synced(dir: &Path) {
+        DIR_SYNCS
+            .lock()
+            .unwrap()
+            .push((dir.to_path_buf(), std::thread::current().id()));
+    }
+
+    /// The threads that synced `dir`, in order.
+    fn dir_sync_threads(dir: &Path) -> Vec<std::thread::ThreadId> {
+        DIR_SYNCS
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(d, _)| d == dir)
+            .map(|(_, thread)| *thread)
+            .collect()
+    }
+
     fn temp_dir(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!(
             "sw-journal-{name}-{}-{:?}",
@@ -1637,6 +1674,11 @@ mod tests {
             assert_eq!(journal.durable_seq(), after);
             assert!(journal.state.borrow().closing.is_empty());
             assert!(!journal.state.borrow().dir_unsynced);
+            // The directory (which holds the new segment) was synced once,
+            // on the blocking pool: not on the executor's own thread.
+            let syncs = dir_sync_threads(&dir2);
+            assert_eq!(syncs.len(), 1, "{syncs:?}");
+            assert_ne!(syncs[0], std::thread::current().id());
             // Cut to its logical length: its last record ends the file.
             let closed = std::fs::read(&first).unwrap();
             assert!(closed.len() as u64 <= padded);
