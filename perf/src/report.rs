@@ -42,6 +42,21 @@ pub fn machine_info(now_ns: i64) -> Value {
     })
 }
 
+/// One line of [`machine_info`] for a summary: a verdict or a rate is a
+/// measurement of one machine (the same harness found UDP loss on one VM
+/// and none on another: BENCHMARKS.md, 2026-12-07), so every summary says
+/// which.
+pub fn machine_line(info: &Value) -> String {
+    let text = |key: &str| info[key].as_str().unwrap_or("unknown").to_string();
+    format!(
+        "machine: {}, {} CPU(s), kernel {}, host {}",
+        text("cpu_model"),
+        info["nproc"].as_u64().unwrap_or(0),
+        text("kernel"),
+        text("hostname")
+    )
+}
+
 /// The command line, quoted where needed so it can be pasted back.
 pub fn command_line() -> String {
     std::env::args()
@@ -78,7 +93,9 @@ impl Report {
         doc.insert("version".into(), json!(env!("CARGO_PKG_VERSION")));
         doc.insert("mode".into(), json!(self.mode));
         doc.insert("command".into(), json!(command_line()));
-        doc.insert("machine".into(), machine_info(now_ns));
+        let machine = machine_info(now_ns);
+        let machine_text = machine_line(&machine);
+        doc.insert("machine".into(), machine);
         for (k, v) in &self.body {
             doc.insert(k.clone(), v.clone());
         }
@@ -95,6 +112,8 @@ impl Report {
             timefmt::rfc3339_us(now_ns)
         );
         text.push_str(&format!("command: {}\n", command_line()));
+        text.push_str(&machine_text);
+        text.push('\n');
         for line in &self.summary {
             text.push_str(line);
             text.push('\n');
@@ -149,11 +168,36 @@ mod tests {
         assert_eq!(doc["answer"], 42);
         assert_eq!(doc["mode"], "run");
         assert!(doc["machine"]["nproc"].as_u64().unwrap() >= 1);
-        assert!(std::fs::read_to_string(&paths[1])
-            .unwrap()
-            .contains("hello"));
+        let summary = std::fs::read_to_string(&paths[1]).unwrap();
+        assert!(summary.contains("hello"));
+        // The machine, under the command line.
+        assert_eq!(
+            summary.lines().nth(2),
+            Some(machine_line(&doc["machine"]).as_str())
+        );
         assert_eq!(fraction(None), "n/a");
         assert_eq!(fraction(Some(0.5)), "0.500");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_machine_line_names_cpu_count_kernel_and_host() {
+        let info = json!({
+            "nproc": 2,
+            "cpu_model": "AMD EPYC",
+            "kernel": "6.18.44",
+            "hostname": "vm",
+            "date": "2026-12-07T10:00:00Z",
+        });
+        assert_eq!(
+            machine_line(&info),
+            "machine: AMD EPYC, 2 CPU(s), kernel 6.18.44, host vm"
+        );
+        // A field the machine did not give is said to be unknown.
+        let info = json!({"nproc": 1, "cpu_model": null, "kernel": "6.1", "hostname": "h"});
+        assert_eq!(
+            machine_line(&info),
+            "machine: unknown, 1 CPU(s), kernel 6.1, host h"
+        );
     }
 }
