@@ -21,6 +21,7 @@ mod relp_client;
 mod report;
 mod rng;
 mod runner;
+mod scaling;
 mod scenario_rules;
 mod schedule;
 mod send;
@@ -77,6 +78,9 @@ enum Command {
     /// criterion (nothing lost, or detection p99 under a bound), by
     /// bisection from the flat-out rate.
     Ceiling(CeilingArgs),
+    /// Bench the same load at several core counts, in rounds, and plot
+    /// events per second against cores beside linear scaling.
+    Scaling(ScalingArgs),
 }
 
 #[derive(Args, Clone)]
@@ -346,6 +350,32 @@ struct CompareArgs {
     /// How alerts are collected (as for bench).
     #[arg(long, value_enum, default_value = "file")]
     alerts_via: bench::AlertsVia,
+    #[command(flatten)]
+    load: LoadArgs,
+}
+
+#[derive(Args)]
+struct ScalingArgs {
+    /// The shardwatch binary.
+    #[arg(long, default_value = "target/release/shardwatch")]
+    binary: PathBuf,
+    /// Core counts to bench, ascending, separated by commas (`1,2,4,8`).
+    // (`std::vec::Vec` so that clap takes the parser's list as one value.)
+    #[arg(long, default_value = "1,2", value_parser = scaling::parse_core_counts)]
+    cores: std::vec::Vec<usize>,
+    /// Rounds; each runs every core count once, the order rotated.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=compare::ROUNDS_MAX as u64))]
+    rounds: u64,
+    /// Listener the load goes to (as for bench).
+    #[arg(long, value_enum, default_value = "tcp")]
+    transport: bench::Transport,
+    /// How alerts are collected (as for bench).
+    #[arg(long, value_enum, default_value = "file")]
+    alerts_via: bench::AlertsVia,
+    /// Connections (TCP, TLS, RELP) or sockets (UDP) per core: a node
+    /// with `c` cores gets `c` times this many (instead of --connections).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
+    connections_per_core: u64,
     #[command(flatten)]
     load: LoadArgs,
 }
@@ -800,7 +830,7 @@ fn compare_cmd(args: CompareArgs) -> anyhow::Result<()> {
         &args.variants,
         &results,
         rounds,
-        &bench_line(&args),
+        &bench_line(&args.cores.to_string(), args.transport, &args.load),
         &mut report,
     );
     finish(&report, &args.load.out)
@@ -1136,6 +1166,94 @@ fn goals_cmd(args: GoalsArgs) -> anyhow::Result<()> {
     finish(&report, &args.out)
 }
 
+fn scaling_cmd(args: ScalingArgs) -> anyhow::Result<()> {
+    if args.load.connections != 1 {
+        bail!("scaling gives each node its connections from its cores: use --connections-per-core, not --connections");
+    }
+    let per_core = args.connections_per_core as usize;
+    let load_for = |cores: usize| {
+        let mut load = args.load.clone();
+        load.connections = cores * per_core;
+        load
+    };
+    // Every core count is checked before the first run.
+    for &cores in &args.cores {
+        prepare_bench(
+            &args.binary,
+            cores,
+            args.transport,
+            false,
+            args.alerts_via,
+            None,
+            &load_for(cores),
+        )
+        .with_context(|| format!("{cores} core(s)"))?;
+    }
+    let rounds = args.rounds as usize;
+    let mut counts: Vec<scaling::CountRuns> = args
+        .cores
+        .iter()
+        .map(|&cores| scaling::CountRuns {
+            cores,
+            ..Default::default()
+        })
+        .collect();
+    for round in 0..rounds {
+        for (position, index) in compare::round_order(args.cores.len(), round)
+            .into_iter()
+            .enumerate()
+        {
+            let cores = args.cores[index];
+            let dir = args
+                .load
+                .out
+                .join("runs")
+                .join(format!("r{}-{cores}cores", round + 1));
+            let (outcome, report) = bench_run(
+                &args.binary,
+                cores,
+                args.transport,
+                args.alerts_via,
+                None,
+                &load_for(cores),
+                args.load.events,
+                &dir,
+            )
+            .with_context(|| format!("round {}, {cores} core(s)", round + 1))?;
+            let numbers =
+                compare::RunNumbers::of(&outcome, &report, round + 1, position + 1, dir.clone());
+            let eps = processed_eps(&outcome, &numbers);
+            if !args.load.quiet {
+                eprintln!(
+                    "shardwatch-load: round {} of {rounds}, {cores} core(s): {eps:.0} events/s",
+                    round + 1
+                );
+            }
+            let count = &mut counts[index];
+            count.eps.push(eps);
+            count.cpu_us_per_event.extend(numbers.cpu_us_per_event);
+            count.dirs.push(dir.display().to_string());
+        }
+    }
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let what = format!(
+        "scaling of {} ({}): {rounds} round(s) of `{} --connections {per_core}×C` for C in {}; events/s over the node's processing when --events is given, else over the send; this machine has {cpus} CPU(s), and a node with as many cores as that shares them with the harness; every run's report is under {}",
+        args.binary.display(),
+        crate::peers::version_line(&args.binary, &["--version"], &[])
+            .unwrap_or_else(|| "its --version failed".into()),
+        bench_line("C", args.transport, &args.load),
+        args.cores
+            .iter()
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        args.load.out.join("runs").display()
+    );
+    let mut report = Report::new("scaling");
+    scaling::add_to_report(&what, &counts, &mut report);
+    finish(&report, &args.load.out)
+}
+
 fn ceiling_cmd(args: CeilingArgs) -> anyhow::Result<()> {
     let outcome = ceiling_search(&args, !args.load.quiet)?;
     let mut report = Report::new("ceiling");
@@ -1255,12 +1373,11 @@ fn ceiling_search(args: &CeilingArgs, progress: bool) -> anyhow::Result<ceiling:
 
 /// The bench each run of `compare` is, as a `bench` command line without
 /// its binary and output.
-fn bench_line(args: &CompareArgs) -> String {
-    let load = &args.load;
+fn bench_line(cores: &str, transport: bench::Transport, load: &LoadArgs) -> String {
     let mut line = format!(
         "bench --cores {} --transport {} --rate {}",
-        args.cores,
-        format!("{:?}", args.transport).to_lowercase(),
+        cores,
+        format!("{:?}", transport).to_lowercase(),
         load.rate
             .0
             .map_or_else(|| "max".to_string(), |r| format!("{r}"))
@@ -1426,6 +1543,7 @@ fn main() {
         Command::Compare(args) => compare_cmd(args),
         Command::Goals(args) => goals_cmd(args),
         Command::Ceiling(args) => ceiling_cmd(args),
+        Command::Scaling(args) => scaling_cmd(args),
     };
     if let Err(err) = result {
         eprintln!("shardwatch-load: error: {err:#}");

@@ -574,6 +574,95 @@ fn compare_runs_every_variant_in_every_round_and_rotates_the_order() {
 }
 
 #[test]
+fn scaling_benches_every_core_count_with_its_connections_per_core() {
+    let _alone = ONE_BENCH_AT_A_TIME.lock();
+    let binary = appliance_binary();
+    let scratch = shardwatch_tests::temp_dir("harness-scaling");
+    let out = scratch.join("out");
+    let common = [
+        "--binary",
+        binary.to_str().unwrap(),
+        "--cores",
+        "1,2",
+        "--transport",
+        "tcp",
+        "--rate",
+        "20000",
+        "--events",
+        "400",
+        "--scenarios",
+        "none",
+        "--rules",
+        "none",
+        "--drain-ms",
+        "500",
+        "--quiet",
+    ];
+    let mut args = vec![
+        "scaling",
+        "--rounds",
+        "2",
+        "--connections-per-core",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend(common);
+    let summary = load(&args);
+    assert!(
+        summary.contains("cores  events/s (median)  speedup  efficiency"),
+        "{summary}"
+    );
+    let doc = report(&out);
+    let counts = doc["scaling"]["counts"].as_array().unwrap();
+    assert_eq!(counts.len(), 2, "{}", doc["scaling"]);
+    for (count, cores) in counts.iter().zip([1u64, 2]) {
+        assert_eq!(count["cores"], cores);
+        let eps = count["eps"].as_array().unwrap();
+        assert_eq!(eps.len(), 2, "{count}");
+        assert!(eps.iter().all(|e| e.as_f64().unwrap() > 0.0), "{count}");
+        for (dir, round) in count["dirs"].as_array().unwrap().iter().zip(1..) {
+            let dir = Path::new(dir.as_str().unwrap());
+            assert_eq!(
+                dir,
+                out.join("runs")
+                    .join(format!("r{round}-{cores}cores"))
+                    .as_path()
+            );
+            // Each run is a bench of that many cores and twice as many
+            // connections, every line parsed.
+            let own = report(dir);
+            assert_eq!(own["mode"], "bench");
+            assert_eq!(own["appliance"]["cores"], cores);
+            assert_eq!(own["load"]["connections"], 2 * cores);
+            assert_eq!(own["appliance"]["events_parsed"], 400);
+        }
+    }
+    let rows = doc["scaling"]["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["speedup"], 1.0);
+    assert!(rows[1]["efficiency"].as_f64().unwrap() > 0.0);
+    let plot = std::fs::read_to_string(out.join("scaling.svg")).unwrap();
+    assert!(plot.contains("linear from 1 core(s)"), "{plot}");
+
+    // Connections come from the cores: --connections is refused, before
+    // any run.
+    let mut args = vec!["scaling", "--connections", "3", "--out"];
+    let refused_out = scratch.join("out-refused");
+    args.push(refused_out.to_str().unwrap());
+    args.extend(common);
+    let output = Command::new(env!("CARGO_BIN_EXE_shardwatch-load"))
+        .args(&args)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("--connections-per-core"), "{stderr}");
+    assert!(!refused_out.join("runs").exists());
+    let _ = std::fs::remove_dir_all(&scratch);
+}
+
+#[test]
 fn goals_measures_each_goal_and_gives_each_a_verdict() {
     let _alone = ONE_BENCH_AT_A_TIME.lock();
     let binary = appliance_binary();
