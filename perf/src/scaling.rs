@@ -96,7 +96,7 @@ pub fn rows(counts: &[CountRuns]) -> Option<Vec<Row>> {
 /// The plot: measured medians, and linear scaling from the first count.
 pub fn plot(rows: &[Row]) -> String {
     let measured = Series {
-        label: "measured (median of rounds)".into(),
+        label: "measured (median)".into(),
         points: rows
             .iter()
             .map(|r| (r.cores as f64, r.eps_median))
@@ -218,7 +218,7 @@ mod tests {
         assert!(report.summary[3].contains("1.73"), "{:?}", report.summary);
         let (name, svg) = &report.extra_files[0];
         assert_eq!(name, "scaling.svg");
-        assert!(svg.contains("measured (median of rounds)"));
+        assert!(svg.contains("measured (median)"));
         assert!(svg.contains("linear from 1 core(s)"));
         assert_eq!(report.body["scaling"]["rows"][1]["cores"], 2);
     }
