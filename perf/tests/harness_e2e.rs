@@ -16,6 +16,24 @@ use serde_json::Value;
 /// once on a 2-core machine starve each other, so they take turns.
 static ONE_BENCH_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// A small TCP load that only counts lines (no scenarios, the built-in
+/// rules), quiet: for commands that run many benches.
+const SMALL_TCP_LOAD: [&str; 13] = [
+    "--transport",
+    "tcp",
+    "--rate",
+    "20000",
+    "--events",
+    "400",
+    "--scenarios",
+    "none",
+    "--rules",
+    "none",
+    "--drain-ms",
+    "500",
+    "--quiet",
+];
+
 /// The appliance binary (built once, or `SHARDWATCH_BIN`).
 fn appliance_binary() -> PathBuf {
     shardwatch_tests::binary().to_path_buf()
@@ -482,7 +500,7 @@ fn compare_runs_every_variant_in_every_round_and_rotates_the_order() {
     let out = scratch.join("out");
     let a = format!("a={}", binary.display());
     let b = format!("b={}@{}", binary.display(), config.display());
-    let summary = load(&[
+    let mut args = vec![
         "compare",
         "--variant",
         &a,
@@ -490,22 +508,11 @@ fn compare_runs_every_variant_in_every_round_and_rotates_the_order() {
         &b,
         "--rounds",
         "2",
-        "--transport",
-        "tcp",
-        "--rate",
-        "20000",
-        "--events",
-        "400",
-        "--scenarios",
-        "none",
-        "--rules",
-        "none",
-        "--drain-ms",
-        "500",
-        "--quiet",
         "--out",
         out.to_str().unwrap(),
-    ]);
+    ];
+    args.extend(SMALL_TCP_LOAD);
+    let summary = load(&args);
     assert!(
         summary.contains("b / a within each round: parsed/s"),
         "{summary}"
@@ -579,25 +586,8 @@ fn scaling_benches_every_core_count_with_its_connections_per_core() {
     let binary = appliance_binary();
     let scratch = shardwatch_tests::temp_dir("harness-scaling");
     let out = scratch.join("out");
-    let common = [
-        "--binary",
-        binary.to_str().unwrap(),
-        "--cores",
-        "1,2",
-        "--transport",
-        "tcp",
-        "--rate",
-        "20000",
-        "--events",
-        "400",
-        "--scenarios",
-        "none",
-        "--rules",
-        "none",
-        "--drain-ms",
-        "500",
-        "--quiet",
-    ];
+    let mut common = vec!["--binary", binary.to_str().unwrap(), "--cores", "1,2"];
+    common.extend(SMALL_TCP_LOAD);
     let mut args = vec![
         "scaling",
         "--rounds",
@@ -607,7 +597,7 @@ fn scaling_benches_every_core_count_with_its_connections_per_core() {
         "--out",
         out.to_str().unwrap(),
     ];
-    args.extend(common);
+    args.extend(&common);
     let summary = load(&args);
     assert!(
         summary.contains("cores  events/s (median)  speedup  efficiency"),
@@ -650,7 +640,7 @@ fn scaling_benches_every_core_count_with_its_connections_per_core() {
     let mut args = vec!["scaling", "--connections", "3", "--out"];
     let refused_out = scratch.join("out-refused");
     args.push(refused_out.to_str().unwrap());
-    args.extend(common);
+    args.extend(&common);
     let output = Command::new(env!("CARGO_BIN_EXE_shardwatch-load"))
         .args(&args)
         .output()
