@@ -67,6 +67,7 @@ pub fn render_correlation(rules: &RuleSet, alert: &CorrelationAlert, raised: &Ra
         id: alert.id.clone(),
         line: line.to_string(),
         barrier: None,
+        home: None,
     }
 }
 
@@ -101,6 +102,7 @@ pub fn render_detection(
         id,
         line,
         barrier: None,
+        home: None,
     }
 }
 
@@ -174,6 +176,7 @@ pub fn render_update(id: &str, count: u64, detected_ns: i64) -> AlertLine {
         rule_id: String::new(),
         id: id.to_string(),
         barrier: None,
+        home: None,
         line: json!({
             "id": id,
             "kind": "update",

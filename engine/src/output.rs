@@ -41,6 +41,14 @@ pub struct AlertLine {
     pub id: String,
     pub line: String,
     pub barrier: Option<flume::Sender<()>>,
+    /// Where the writer hands the line back once it is done with it, so
+    /// that its strings are freed by the thread that allocated them (a
+    /// core), not by the writer: glibc's `free` of another thread's chunk
+    /// takes that thread's arena lock, and a core that finds it held
+    /// sleeps until the writer's CPU lets go (BENCHMARKS.md, 2026-12-07).
+    /// A line that cannot be handed back (the channel full or gone) is
+    /// freed by the writer.
+    pub home: Option<flume::Sender<AlertLine>>,
 }
 
 impl AlertLine {
@@ -51,6 +59,7 @@ impl AlertLine {
             id: String::new(),
             line: String::new(),
             barrier: Some(ack),
+            home: None,
         }
     }
 }
@@ -186,6 +195,14 @@ impl StdoutPrinter {
 /// How often the writer tries a failing log again while no alert comes.
 pub const ALERT_LOG_RETRY: Duration = Duration::from_secs(1);
 
+/// Hands a line the writer is done with back to the thread that rendered
+/// it (see [`AlertLine::home`]); frees it here when that is not possible.
+fn hand_back(mut alert: AlertLine) {
+    if let Some(home) = alert.home.take() {
+        let _ = home.try_send(alert);
+    }
+}
+
 /// Handle to the running writer thread.
 pub struct AlertWriter {
     thread: JoinHandle<anyhow::Result<u64>>,
@@ -261,8 +278,8 @@ impl AlertWriter {
                         }
                     };
                     let mut line = first;
-                    while let Some(alert) = line.take() {
-                        if let Some(ack) = alert.barrier {
+                    while let Some(mut alert) = line.take() {
+                        if let Some(ack) = alert.barrier.take() {
                             if outcome(log.flush(true)) {
                                 let _ = ack.send(());
                             }
@@ -272,6 +289,7 @@ impl AlertWriter {
                         // Updates (no rule id) repeat their alert's id.
                         if !alert.rule_id.is_empty() && !seen.insert(&alert.id) {
                             dropped.fetch_add(1, Ordering::Relaxed);
+                            hand_back(alert);
                             line = rx.try_recv().ok();
                             continue;
                         }
@@ -285,9 +303,15 @@ impl AlertWriter {
                         // are not new alerts.
                         if !alert.rule_id.is_empty() {
                             if let Ok(mut counts) = counts.lock() {
-                                *counts.entry(alert.rule_id).or_default() += 1;
+                                match counts.get_mut(&alert.rule_id) {
+                                    Some(count) => *count += 1,
+                                    None => {
+                                        counts.insert(alert.rule_id.clone(), 1);
+                                    }
+                                }
                             }
                         }
+                        hand_back(alert);
                         written += 1;
                         line = rx.try_recv().ok();
                     }
@@ -326,5 +350,84 @@ impl AlertWriter {
             Ok(result) => result,
             Err(_) => anyhow::bail!("the alert writer thread panicked"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "sw-output-{name}-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn alert(id: &str, home: &flume::Sender<AlertLine>) -> AlertLine {
+        AlertLine {
+            rule_id: "r1".into(),
+            id: id.into(),
+            line: format!(r#"{{"id":"{id}","kind":"detection"}}"#),
+            barrier: None,
+            home: Some(home.clone()),
+        }
+    }
+
+    #[test]
+    fn written_and_duplicate_lines_go_back_to_the_thread_that_rendered_them() {
+        let dir = temp_dir("home");
+        let (tx, writer) = AlertWriter::start(AlertLog::open(&dir).unwrap(), false, 16).unwrap();
+        let by_rule = writer.by_rule.clone();
+        let (home, spent) = flume::bounded(16);
+        for id in ["a", "a", "b"] {
+            tx.send(alert(id, &home)).unwrap();
+        }
+        drop(tx);
+        assert_eq!(writer.join().unwrap(), 2);
+        let back: Vec<(String, String)> = spent.try_iter().map(|l| (l.id, l.line)).collect();
+        assert_eq!(
+            back,
+            [
+                (
+                    "a".to_string(),
+                    r#"{"id":"a","kind":"detection"}"#.to_string()
+                ),
+                (
+                    "a".to_string(),
+                    r#"{"id":"a","kind":"detection"}"#.to_string()
+                ),
+                (
+                    "b".to_string(),
+                    r#"{"id":"b","kind":"detection"}"#.to_string()
+                ),
+            ]
+        );
+        assert_eq!(by_rule.lock().unwrap().get("r1"), Some(&2));
+        let log = std::fs::read_to_string(dir.join("alerts.jsonl")).unwrap();
+        assert_eq!(log.lines().count(), 2);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_line_whose_home_is_full_or_gone_is_freed_by_the_writer() {
+        let dir = temp_dir("home-full");
+        let (tx, writer) = AlertWriter::start(AlertLog::open(&dir).unwrap(), false, 16).unwrap();
+        let (full, spent) = flume::bounded(1);
+        let (gone, closed) = flume::bounded(4);
+        drop(closed);
+        for id in ["a", "b", "c"] {
+            tx.send(alert(id, &full)).unwrap();
+        }
+        tx.send(alert("d", &gone)).unwrap();
+        drop(tx);
+        assert_eq!(writer.join().unwrap(), 4);
+        let back: Vec<String> = spent.try_iter().map(|l| l.id).collect();
+        assert_eq!(back, ["a"]);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -352,6 +352,10 @@ struct Core {
     /// Rendered alerts waiting for the writer channel, each with the
     /// journal sequence that must be written before it may leave.
     pending_alerts: RefCell<Vec<(u64, AlertLine)>>,
+    /// Alert lines the writer is done with, handed back so that this
+    /// core frees what it allocated (`AlertLine::home`); emptied at each
+    /// flush of alerts.
+    spent: (flume::Sender<AlertLine>, flume::Receiver<AlertLine>),
     stats: Arc<CoreStats>,
     /// Whether the last quarantine write failed (logged once per run).
     quarantine_failing: Cell<bool>,
@@ -474,6 +478,7 @@ async fn core_main(
         outgoing: RefCell::new((0..cores).map(|_| RouteBatch::default()).collect()),
         ready: RefCell::new(Vec::new()),
         pending_alerts: RefCell::new(Vec::new()),
+        spent: flume::bounded(shared.config.output.alert_queue_max.max(1)),
         fired: RefCell::new(Vec::new()),
         gate: RefCell::new(AlertGate::new(shared.config.rules.suppress_window_ms)),
         admission: RefCell::new(Admission::new(
@@ -951,6 +956,8 @@ impl Core {
 
     /// Sends the pending alerts whose lines are written to the journal.
     async fn flush_alerts(&self) {
+        // Frees, on this core's thread, the lines the writer handed back.
+        drop(self.spent.1.drain());
         let written = self.written_position();
         // While the journal cannot write, waiting for it would hold every
         // alert back until the disk is fixed: they go out now, counted.
@@ -974,7 +981,8 @@ impl Core {
                 ready.into_iter().map(|(_, line)| line).collect()
             }
         };
-        for line in lines {
+        for mut line in lines {
+            line.home = Some(self.spent.0.clone());
             if self.shared.alerts.send_async(line).await.is_err() {
                 self.stats.drop_events("alert_writer_gone", 1);
             }
@@ -1452,17 +1460,29 @@ async fn serve_peer(core: Rc<Core>, rx: ConnectedReceiver<RouteBatch>) {
 }
 
 /// Appends checkpoint chunks on the blocking thread; hands the writer back.
+///
+/// The chunks come back too and are freed here, on the core that
+/// allocated them: freed on the blocking thread, each took the core's
+/// glibc arena lock, and the core, allocating meanwhile, slept on it
+/// (most of the core's lock waits once alert lines went home,
+/// BENCHMARKS.md 2026-12-07).
 async fn write_checkpoint_chunks(
     mut writer: shardwatch_storage::checkpoint::CheckpointWriter,
     chunks: Vec<Vec<u8>>,
 ) -> anyhow::Result<shardwatch_storage::checkpoint::CheckpointWriter> {
-    shardwatch_storage::spawn_background(move || -> anyhow::Result<_> {
+    let (written, chunks) = shardwatch_storage::spawn_background(move || {
+        let mut written = Ok(());
         for chunk in &chunks {
-            writer.append(chunk)?;
+            if let Err(err) = writer.append(chunk) {
+                written = Err(err);
+                break;
+            }
         }
-        Ok(writer)
+        (written.map(|()| writer), chunks)
     })
-    .await
+    .await;
+    drop(chunks);
+    Ok(written?)
 }
 
 /// Syncs the journal every `every` while lines are waiting to be durable,
