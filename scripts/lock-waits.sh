@@ -8,13 +8,13 @@
 # glibc's malloc arena lock: `free` of a chunk takes the arena of the
 # thread that allocated it, so another thread freeing what the core
 # allocated (alert lines, checkpoint chunks) takes the core's own lock.
-# This script starts a node (`shardwatch run --cores 1`, TCP, scenario
+# This script starts a node (`shardwatch run --cores CORES`, TCP, scenario
 # rules), drives it with `shardwatch-load run` at RATE for SEND_S seconds,
 # records every `futex` call of the node's threads with call stacks
 # (`perf record -e syscalls:sys_enter_futex --call-graph dwarf -p NODE`)
 # for RECORD_S seconds in the middle, and reports:
-#   1. futex calls per thread, and the core thread's waits;
-#   2. for each of the core's waits, the first wake of the same address by
+#   1. futex calls per thread, and the core threads' waits;
+#   2. for each of a core's waits, the first wake of the same address by
 #      another thread after it, grouped by that thread and its call stack
 #      (the waker), beside where the core was (the waiter).
 # The recording (stacks copied at each futex call) slows the run: read the
@@ -25,13 +25,15 @@
 #   scripts/lock-waits.sh                      # results in target/lock-waits/
 #   BIN=/tmp/old-shardwatch RATE=388000 scripts/lock-waits.sh
 # Knobs (environment): BIN (target/release/shardwatch), LOAD
-# (target/release/shardwatch-load), RATE (388000), SEND_S (15), RECORD_S
+# (target/release/shardwatch-load), CORES (1; with more, the harness
+# sends over CORES connections), RATE (388000), SEND_S (15), RECORD_S
 # (8), RULES (perf/rules/scenarios.yml), OUT (target/lock-waits).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
 BIN=${BIN:-target/release/shardwatch}
 LOAD=${LOAD:-target/release/shardwatch-load}
+CORES=${CORES:-1}
 RATE=${RATE:-388000}
 SEND_S=${SEND_S:-15}
 RECORD_S=${RECORD_S:-8}
@@ -45,7 +47,7 @@ done
 rm -rf "$OUT"
 mkdir -p "$OUT/data"
 
-"$BIN" run --cores 1 --udp "" --tcp 127.0.0.1:0 --api 127.0.0.1:0 --data-dir "$OUT/data" \
+"$BIN" run --cores "$CORES" --udp "" --tcp 127.0.0.1:0 --api 127.0.0.1:0 --data-dir "$OUT/data" \
   --rules "$RULES" --quiet >/dev/null 2>"$OUT/node.stderr" &
 node=$!
 addr=""
@@ -59,13 +61,15 @@ if [ -z "$addr" ]; then
   echo "lock-waits: node did not listen (see $OUT/node.stderr)" >&2
   exit 1
 fi
-"$LOAD" run --target "tcp://$addr" --rate "$RATE" --duration "${SEND_S}s" --flush-us 150 \
+"$LOAD" run --target "tcp://$addr" --connections "$CORES" --rate "$RATE" --duration "${SEND_S}s" --flush-us 150 \
   --alerts "$OUT/data/alerts.jsonl" --rules "$RULES" --out "$OUT/run" --quiet >/dev/null 2>&1 &
 load=$!
 sleep $(((SEND_S - RECORD_S) / 2))
-# The core is the executor thread: the first `sw-core-0-1` started (its
-# blocking pool's threads carry the same name).
-core=$(grep -lx sw-core-0-1 /proc/"$node"/task/*/comm | sed 's,.*/task/,,; s,/comm,,' | sort -n | head -1)
+# A core is its executor's thread: the first `sw-core-<i>-<n>` started
+# (its blocking pool's threads carry the same name).
+cores=$(for name in $(cat /proc/"$node"/task/*/comm | grep '^sw-core-' | sort -u); do
+  grep -lx "$name" /proc/"$node"/task/*/comm | sed 's,.*/task/,,; s,/comm,,' | sort -n | head -1
+done | paste -sd,)
 perf record -q --call-graph dwarf,16384 -e syscalls:sys_enter_futex -p "$node" \
   -o "$OUT/perf.data" -- sleep "$RECORD_S" >/dev/null 2>&1
 wait "$load"
@@ -74,9 +78,10 @@ wait "$node"
 perf script -i "$OUT/perf.data" >"$OUT/script.txt" 2>/dev/null
 rm -rf "$OUT/data"
 
-python3 - "$OUT/script.txt" "$core" "$BIN" "$RATE" "$RECORD_S" <<'PY' | tee "$OUT/summary.txt"
+python3 - "$OUT/script.txt" "$cores" "$BIN" "$RATE" "$RECORD_S" <<'PY' | tee "$OUT/summary.txt"
 import collections, re, sys
-path, core, binary, rate, secs = sys.argv[1:]
+path, cores, binary, rate, secs = sys.argv[1:]
+cores = cores.split(",")
 WAIT, WAKE = 0x80, 0x81  # FUTEX_WAIT_PRIVATE, FUTEX_WAKE_PRIVATE
 calls, waits, wakes = collections.Counter(), [], []
 for event in open(path).read().split("\n\n"):
@@ -102,10 +107,11 @@ NOISE = ("futex", "__GI", "_int", "__lll", "__libc", "__rustc", "alloc::", "<all
 def where(frames):
     useful = [f for f in frames if not f.startswith(NOISE)]
     return " < ".join(f[:70] for f in useful[:3]) or "(no frames)"
-core_waits = [w for w in waits if w[2] == core]
-print(f"lock-waits: {binary} at {rate} lines/s, {secs} s recorded, core thread {core}")
+core_waits = [w for w in waits if w[2] in cores]
+print(f"lock-waits: {binary} at {rate} lines/s, {secs} s recorded, core threads {', '.join(cores)}")
 print("futex calls per thread: " + ", ".join(f"{t} {n}" for t, n in calls.most_common()))
 print(f"core waits (FUTEX_WAIT_PRIVATE): {len(core_waits)}")
+print("  (each: the first wake of its address by another thread after it)")
 by_waker = collections.Counter()
 for w in core_waits:
     later = [k for k in wakes if k[3] == w[3] and k[0] >= w[0] and k[2] != w[2]]
@@ -113,7 +119,7 @@ for w in core_waits:
         by_waker["(no wake recorded)"] += 1
         continue
     k = min(later, key=lambda r: r[0])
-    by_waker[f"woken by {k[1]}/{k[2]} in {where(k[4])}\n      core was in {where(w[4])}"] += 1
+    by_waker[f"woken by {k[1]}/{k[2]} in {where(k[4])}\n      core {w[2]} was in {where(w[4])}"] += 1
 for what, n in by_waker.most_common(10):
     print(f"  {n:5}  {what}")
 PY
