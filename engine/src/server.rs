@@ -1471,13 +1471,7 @@ async fn write_checkpoint_chunks(
     chunks: Vec<Vec<u8>>,
 ) -> anyhow::Result<shardwatch_storage::checkpoint::CheckpointWriter> {
     let (written, chunks) = shardwatch_storage::spawn_background(move || {
-        let mut written = Ok(());
-        for chunk in &chunks {
-            if let Err(err) = writer.append(chunk) {
-                written = Err(err);
-                break;
-            }
-        }
+        let written = chunks.iter().try_for_each(|chunk| writer.append(chunk));
         (written.map(|()| writer), chunks)
     })
     .await;
