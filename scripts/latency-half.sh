@@ -14,7 +14,9 @@
 #      alerts read from the node's alerts.jsonl.
 #   Each of REPS rounds runs every binary in BINS once, in turn, so drift
 #   hits them alike; the summary lists each run's latency percentiles,
-#   each leg's p99 and how many of the slowest 1% each leg dominated.
+#   each leg's p99, how many of the slowest 1% each leg dominated, and the
+#   node's stall probe (how late its cores' 10 ms timer fired, from its exit
+#   stats).
 #
 # Run (after `cargo build --release -p shardwatch -p shardwatch-perf`):
 #   scripts/latency-half.sh                                # results in target/latency-half/
@@ -116,9 +118,21 @@ run_one() {
   kill -TERM "$node"
   wait "$node" || true
   local line
-  line=$(python3 - "$dir/run/report.json" <<'EOF'
+  line=$(python3 - "$dir/run/report.json" "$dir/node.stderr" <<'EOF'
 import json, sys
 doc = json.load(open(sys.argv[1]))
+# The node's exit stats: its cores' stall probe (how late a 10 ms timer
+# fired), the worst core's.
+stalls = ""
+for raw in open(sys.argv[2], errors="replace"):
+    if raw.startswith("shardwatch: stats "):
+        try:
+            cores = json.loads(raw[len("shardwatch: stats "):])
+            p99 = max(c["stall_p99_us"] for c in cores)
+            top = max(c["stall_max_us"] for c in cores)
+            stalls = f"node stalls p99 {p99 / 1000:.2f} max {top / 1000:.2f} ms; "
+        except (ValueError, KeyError, TypeError):
+            pass
 d = doc.get("detection", {})
 def ms(src, key):
     v = (src or {}).get(key)
@@ -138,6 +152,7 @@ print(f"harness p50 {ms(h, 'p50_us')} p90 {ms(h, 'p90_us')} p99 {ms(h, 'p99_us')
       f"{ms(legs.get('intended_to_written'), 'p99_us')} / {ms(legs.get('written_to_received'), 'p99_us')} / "
       f"{ms(legs.get('received_to_detected'), 'p99_us')} / {ms(legs.get('detected_to_observed'), 'p99_us')} ms; "
       f"{tail}"
+      f"{stalls}"
       f"precision {d.get('precision')} recall {d.get('recall')}; "
       f"{waited}"
       + ", ".join(f"CPU {c['cpu']} busy {100 * c['busy']:.0f}% steal {100 * c['steal']:.1f}%"

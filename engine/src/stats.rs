@@ -244,6 +244,11 @@ pub struct CoreStats {
     pub processing_lag: LatencyHistogram,
     /// Receive of the completing event to alert raised.
     pub detection_latency: LatencyHistogram,
+    /// How late the core's stall probe (a timer due every
+    /// `server::STALL_PROBE`) fired: how long the core could not run its
+    /// tasks, whether busy with one stretch of its own work or with its
+    /// CPU taken (another thread, the hypervisor).
+    pub stalls: LatencyHistogram,
     /// Shards that processed at least one record here (one bit per shard),
     /// so tests can check that a key's events all landed on its owner core.
     shards_seen: Vec<AtomicU64>,
@@ -335,6 +340,7 @@ impl CoreStats {
             dropped: zeros(DROP_REASONS.len()),
             processing_lag: LatencyHistogram::default(),
             detection_latency: LatencyHistogram::default(),
+            stalls: LatencyHistogram::default(),
             shards_seen: zeros((shards as usize).div_ceil(64)),
             relp_messages: AtomicU64::new(0),
             relp_acks: AtomicU64::new(0),
@@ -419,6 +425,13 @@ impl CoreStats {
 
     pub fn report(&self, core: usize) -> CoreReport {
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let stalls = self.stalls.snapshot();
+        let stall_quantile = |q: f64| {
+            LATENCY_QUANTILES
+                .iter()
+                .position(|&at| at == q)
+                .map_or(0, |i| stalls.quantiles_us[i])
+        };
         CoreReport {
             core,
             udp_datagrams: load(&self.udp_datagrams),
@@ -462,6 +475,8 @@ impl CoreStats {
             state_bytes: nonzero(STATE_KINDS, &self.state_bytes),
             state_evictions: load(&self.state_evictions),
             state_groups_evicted: load(&self.state_groups_evicted),
+            stall_p99_us: stall_quantile(0.99),
+            stall_max_us: stall_quantile(1.0),
             shards_seen: self
                 .shards_seen
                 .iter()
@@ -532,6 +547,10 @@ pub struct CoreReport {
     pub state_bytes: BTreeMap<String, u64>,
     pub state_evictions: u64,
     pub state_groups_evicted: u64,
+    /// The stall probe's lateness (see [`CoreStats::stalls`]): its 99th
+    /// percentile and maximum, in microseconds.
+    pub stall_p99_us: u64,
+    pub stall_max_us: u64,
     pub shards_seen: Vec<u16>,
 }
 

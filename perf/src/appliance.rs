@@ -80,6 +80,12 @@ pub struct ApplianceStats {
     /// decoded (no loaded rule's log source admits the header).
     pub lines_without_payload: u64,
     pub alerts: u64,
+    /// How late the cores' stall probe timer fired (the node's
+    /// `stall_p99_us` and `stall_max_us`, the worst core's), in
+    /// microseconds: how long a core could not run its tasks. `None` from
+    /// a node that does not report it.
+    pub stall_p99_us: Option<u64>,
+    pub stall_max_us: Option<u64>,
     pub dropped: BTreeMap<String, u64>,
     pub quarantined: BTreeMap<String, u64>,
     /// Events parsed per core, to see how evenly load spread.
@@ -124,6 +130,14 @@ pub fn parse_stats(line: &str) -> Option<ApplianceStats> {
         stats.journal_commits += num(core, "journal_commits");
         stats.lines_without_payload += num(core, "lines_without_payload");
         stats.alerts += num(core, "alerts");
+        for (field, worst) in [
+            ("stall_p99_us", &mut stats.stall_p99_us),
+            ("stall_max_us", &mut stats.stall_max_us),
+        ] {
+            if let Some(us) = core.get(field).and_then(Value::as_u64) {
+                *worst = Some(worst.map_or(us, |w| w.max(us)));
+            }
+        }
         for (field, map) in [
             ("dropped", &mut stats.dropped),
             ("quarantined", &mut stats.quarantined),
@@ -371,5 +385,14 @@ mod tests {
         assert_eq!(s.quarantined_total(), 1);
         assert_eq!(parse_stats("shardwatch: stats {oops"), None);
         assert_eq!(parse_stats("shardwatch: stats {}"), None);
+        // A node that does not report its stall probe.
+        assert_eq!((s.stall_p99_us, s.stall_max_us), (None, None));
+    }
+
+    #[test]
+    fn the_stall_probe_is_the_worst_cores() {
+        let line = r#"shardwatch: stats [{"core":0,"stall_p99_us":120,"stall_max_us":40000},{"core":1,"stall_p99_us":900,"stall_max_us":2500}]"#;
+        let s = parse_stats(line).unwrap();
+        assert_eq!((s.stall_p99_us, s.stall_max_us), (Some(900), Some(40_000)));
     }
 }

@@ -355,12 +355,27 @@ pub fn add_bench_to_report(
     if let Some(line) = memory_line(outcome.memory, &stats) {
         report.summary.push(line);
     }
+    if let Some(line) = stall_line(&stats) {
+        report.summary.push(line);
+    }
     if accepted < received {
         report.summary.push(format!(
             "note: {} received frames were neither parsed nor quarantined",
             received - accepted
         ));
     }
+}
+
+/// How late the node's stall probe fired (see `ApplianceStats`): a
+/// detection latency tail with stalls of its size lay in the core or
+/// under it (its own work, its CPU taken); one without lay before it.
+fn stall_line(stats: &ApplianceStats) -> Option<String> {
+    let (p99, max) = (stats.stall_p99_us?, stats.stall_max_us?);
+    Some(format!(
+        "appliance stalls: the cores' 10 ms probe timer fired late by p99 {} max {} (worst core over its whole run): how long a core could not run its tasks",
+        crate::hist::human_us(p99),
+        crate::hist::human_us(max),
+    ))
 }
 
 /// Flat out, a node whose cores were kept busy parses about as many
@@ -478,6 +493,20 @@ fn io_line(stats: &ApplianceStats, decoding: Option<&str>) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn stall_line_gives_the_probe_lateness_when_the_node_reports_it() {
+        let stats = super::ApplianceStats {
+            stall_p99_us: Some(850),
+            stall_max_us: Some(39_900),
+            ..Default::default()
+        };
+        assert_eq!(
+            super::stall_line(&stats).unwrap(),
+            "appliance stalls: the cores' 10 ms probe timer fired late by p99 850 us max 39.9 ms (worst core over its whole run): how long a core could not run its tasks"
+        );
+        assert_eq!(super::stall_line(&super::ApplianceStats::default()), None);
+    }
+
     #[test]
     fn io_line_gives_write_and_read_sizes() {
         let stats = super::ApplianceStats {

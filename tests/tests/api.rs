@@ -158,20 +158,29 @@ fn api_answers_with_auth_and_counts_what_was_sent() {
     // The one alert is the one detection-latency sample: the histogram's
     // count, its +Inf bucket and its quantile gauges (from the same
     // hdrhistogram) agree.
-    let counts: Vec<f64> = scrape
-        .samples
-        .iter()
-        .filter(|s| s.metric == "shardwatch_detection_latency_seconds")
-        .filter_map(|s| match &s.value {
-            prometheus_parse::Value::Histogram(buckets) => buckets
-                .iter()
-                .find(|b| b.less_than.is_infinite())
-                .map(|b| b.count),
-            _ => None,
-        })
-        .collect();
+    // Each histogram's count per core (its +Inf bucket).
+    let inf_counts = |metric: &str| -> Vec<f64> {
+        scrape
+            .samples
+            .iter()
+            .filter(|s| s.metric == metric)
+            .filter_map(|s| match &s.value {
+                prometheus_parse::Value::Histogram(buckets) => buckets
+                    .iter()
+                    .find(|b| b.less_than.is_infinite())
+                    .map(|b| b.count),
+                _ => None,
+            })
+            .collect()
+    };
+    let counts = inf_counts("shardwatch_detection_latency_seconds");
     assert_eq!(counts.len(), 2, "one histogram per core");
     assert_eq!(counts.iter().sum::<f64>(), 1.0);
+    // Every core's stall probe (a timer due every 10 ms) has fired since
+    // the node started.
+    let stalls = inf_counts("shardwatch_core_stall_seconds");
+    assert_eq!(stalls.len(), 2, "one histogram per core");
+    assert!(stalls.iter().all(|&n| n >= 1.0), "{stalls:?}");
     let quantile = |q: &str| -> Vec<f64> {
         scrape
             .samples

@@ -359,6 +359,13 @@ pub fn render(cores: &[std::sync::Arc<CoreStats>], alerts_by_rule: &[(String, u6
         cores,
         |s| &s.detection_latency,
     );
+    histogram(
+        &mut out,
+        "shardwatch_core_stall_seconds",
+        "How late the core's 10 ms stall probe timer fired: time the core could not run its tasks (one long stretch of its own work, or its CPU taken).",
+        cores,
+        |s| &s.stalls,
+    );
     out
 }
 
