@@ -15,7 +15,7 @@
 #   Each of REPS rounds runs every binary in BINS once, in turn, so drift
 #   hits them alike; the summary lists each run's latency percentiles,
 #   each leg's p99, how many of the slowest 1% each leg dominated, and the
-#   node's stall probe (how late its cores' 10 ms timer fired, from its exit
+#   node's stall probe (how late its cores' 10 ms probe fired, from its exit
 #   stats).
 #
 # Run (after `cargo build --release -p shardwatch -p shardwatch-perf`):

@@ -142,11 +142,7 @@ const CHECKPOINT_WRITE_BYTES: usize = 4 << 20;
 /// Longest a core's executor sleeps without looking at what other threads
 /// handed it (see [`heartbeat`]).
 const HEARTBEAT: Duration = Duration::from_millis(50);
-/// How often the stall probe's timer is due (see [`stall_probe`]): a stall
-/// of this length or longer always delays it; a shorter one does when it
-/// covers the moment the timer falls due. 100 wake-ups a second on an idle
-/// core.
-pub const STALL_PROBE: Duration = Duration::from_millis(10);
+
 /// How long a TLS client may take to finish its handshake.
 const TLS_HANDSHAKE_MAX: Duration = Duration::from_secs(10);
 /// How long a connection keeps being read after a stop signal while
@@ -565,8 +561,14 @@ async fn core_main(
     }
     // From the end of recovery to the start of shutdown: the stalls of
     // serving, not those of replaying or draining.
-    let probed = core.clone();
-    glommio::spawn_local(stall_probe(core.stats.clone(), move || !probed.stopping())).detach();
+    let probe_every = Duration::from_millis(core.shared.config.engine.stall_probe_ms);
+    if !probe_every.is_zero() {
+        let probed = core.clone();
+        glommio::spawn_local(stall_probe(core.stats.clone(), probe_every, move || {
+            !probed.stopping()
+        }))
+        .detach();
+    }
     let tick = glommio::spawn_local(tick_loop(core.clone()));
     // Interval fsyncs run on their own task, so no ingest task waits for
     // one.
@@ -1521,18 +1523,22 @@ async fn heartbeat(stats: Arc<CoreStats>) {
     }
 }
 
-/// Records, every [`STALL_PROBE`], how late the core's timer fired: the
-/// time the executor could not get to it, because one task ran that long
-/// (a batch of lines, a background slice) or because the core's thread was
-/// not running (another thread on its CPU, a virtual CPU the hypervisor
-/// did not run). A detection latency tail whose way in has no stall of
+/// Records, `every` (`engine.stall_probe_ms`), how late the core's timer
+/// fired: the time the executor could not get to it, because one task ran
+/// that long (a batch of lines, a background slice) or because the core's
+/// thread was not running (another thread on its CPU, a virtual CPU the
+/// hypervisor did not run). A detection latency tail whose way in has no stall of
 /// its size lies before the core (the kernel, the sender); one with a
 /// stall of its size lies in the core or under it. Records while
 /// `serving()` holds.
-async fn stall_probe(stats: Arc<CoreStats>, serving: impl Fn() -> bool) {
+///
+/// A stall as long as `every` or longer always delays the probe; a shorter
+/// one does when it covers the moment the probe falls due, so the
+/// lateness is the stall left at moments spread evenly over the run.
+async fn stall_probe(stats: Arc<CoreStats>, every: Duration, serving: impl Fn() -> bool) {
     loop {
-        let due = std::time::Instant::now() + STALL_PROBE;
-        glommio::timer::sleep(STALL_PROBE).await;
+        let due = std::time::Instant::now() + every;
+        glommio::timer::sleep(every).await;
         if !serving() {
             return;
         }
@@ -2294,17 +2300,18 @@ mod tests {
 
     #[test]
     fn the_stall_probe_records_a_core_held_past_its_timer() {
+        const EVERY: Duration = Duration::from_millis(10);
         let stats = Arc::new(CoreStats::new(1, 64));
         let probed = stats.clone();
         glommio::LocalExecutorBuilder::default()
             .spawn(move || async move {
-                glommio::spawn_local(stall_probe(probed, || true)).detach();
+                glommio::spawn_local(stall_probe(probed, EVERY, || true)).detach();
                 // Let the probe fire a few times on an idle executor, then
                 // hold the executor's thread, as a long task or a
                 // descheduled CPU would, well past the probe's period.
-                glommio::timer::sleep(STALL_PROBE * 3).await;
-                std::thread::sleep(STALL_PROBE * 5);
-                glommio::timer::sleep(STALL_PROBE * 2).await;
+                glommio::timer::sleep(EVERY * 3).await;
+                std::thread::sleep(EVERY * 5);
+                glommio::timer::sleep(EVERY * 2).await;
             })
             .unwrap()
             .join()
@@ -2314,7 +2321,7 @@ mod tests {
         // The probe falls due within one period of the hold's start, so it
         // fires at least 4 periods late; 3 leaves room for timer slack.
         let max_us = *snapshot.quantiles_us.last().unwrap();
-        assert!(max_us >= 3 * STALL_PROBE.as_micros() as u64, "{snapshot:?}");
+        assert!(max_us >= 3 * EVERY.as_micros() as u64, "{snapshot:?}");
         let report = stats.report(0);
         assert_eq!(report.stall_max_us, max_us);
     }

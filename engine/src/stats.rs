@@ -245,7 +245,7 @@ pub struct CoreStats {
     /// Receive of the completing event to alert raised.
     pub detection_latency: LatencyHistogram,
     /// How late the core's stall probe (a timer due every
-    /// `server::STALL_PROBE`) fired: how long the core could not run its
+    /// `engine.stall_probe_ms`) fired: how long the core could not run its
     /// tasks, whether busy with one stretch of its own work or with its
     /// CPU taken (another thread, the hypervisor).
     pub stalls: LatencyHistogram,

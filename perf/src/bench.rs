@@ -372,7 +372,7 @@ pub fn add_bench_to_report(
 fn stall_line(stats: &ApplianceStats) -> Option<String> {
     let (p99, max) = (stats.stall_p99_us?, stats.stall_max_us?);
     Some(format!(
-        "appliance stalls: the cores' 10 ms probe timer fired late by p99 {} max {} (worst core over its whole run): how long a core could not run its tasks",
+        "appliance stalls: the cores' stall probe fired late by p99 {} max {} (worst core, while it served): how long a core could not run its tasks",
         crate::hist::human_us(p99),
         crate::hist::human_us(max),
     ))
@@ -502,7 +502,7 @@ mod tests {
         };
         assert_eq!(
             super::stall_line(&stats).unwrap(),
-            "appliance stalls: the cores' 10 ms probe timer fired late by p99 850 us max 39.9 ms (worst core over its whole run): how long a core could not run its tasks"
+            "appliance stalls: the cores' stall probe fired late by p99 850 us max 39.9 ms (worst core, while it served): how long a core could not run its tasks"
         );
         assert_eq!(super::stall_line(&super::ApplianceStats::default()), None);
     }

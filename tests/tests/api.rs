@@ -176,7 +176,7 @@ fn api_answers_with_auth_and_counts_what_was_sent() {
     let counts = inf_counts("shardwatch_detection_latency_seconds");
     assert_eq!(counts.len(), 2, "one histogram per core");
     assert_eq!(counts.iter().sum::<f64>(), 1.0);
-    // Every core's stall probe (a timer due every 10 ms) has fired since
+    // Every core's stall probe (a timer due every 10 ms by default) has fired since
     // the node started.
     let stalls = inf_counts("shardwatch_core_stall_seconds");
     assert_eq!(stalls.len(), 2, "one histogram per core");

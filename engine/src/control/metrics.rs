@@ -362,7 +362,7 @@ pub fn render(cores: &[std::sync::Arc<CoreStats>], alerts_by_rule: &[(String, u6
     histogram(
         &mut out,
         "shardwatch_core_stall_seconds",
-        "How late the core's 10 ms stall probe timer fired: time the core could not run its tasks (one long stretch of its own work, or its CPU taken).",
+        "How late the core's stall probe timer (due every engine.stall_probe_ms) fired: time the core could not run its tasks (one long stretch of its own work, or its CPU taken).",
         cores,
         |s| &s.stalls,
     );
