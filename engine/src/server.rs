@@ -561,11 +561,14 @@ async fn core_main(
     }
     // From the end of recovery to the start of shutdown: the stalls of
     // serving, not those of replaying or draining.
+    // The probe holds the stop flag, not the core: a detached task that
+    // held the core would keep it (and its sender of alerts, which the
+    // alert writer waits to see dropped) alive past the executor's end.
     let probe_every = Duration::from_millis(core.shared.config.engine.stall_probe_ms);
     if !probe_every.is_zero() {
-        let probed = core.clone();
+        let stop = core.shared.stop.clone();
         glommio::spawn_local(stall_probe(core.stats.clone(), probe_every, move || {
-            !probed.stopping()
+            !stop.load(Ordering::Relaxed)
         }))
         .detach();
     }
