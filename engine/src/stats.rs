@@ -175,6 +175,12 @@ impl LatencyHistogram {
         recorded.sum_us = recorded.sum_us.wrapping_add(us);
     }
 
+    /// The value at quantile `q` as of now, in microseconds (1.0: the
+    /// maximum; 0 while empty), without copying the counts.
+    pub fn quantile_us(&self, q: f64) -> u64 {
+        quantile_of(&self.lock().histogram, q)
+    }
+
     /// Buckets, sum, count and quantiles as of now.
     pub fn snapshot(&self) -> LatencySnapshot {
         // Copied under the lock (a memcpy of its counts), read outside it:
@@ -193,13 +199,7 @@ impl LatencyHistogram {
         cumulative.push(count);
         let quantiles_us = LATENCY_QUANTILES
             .iter()
-            .map(|&q| {
-                if q >= 1.0 {
-                    histogram.max()
-                } else {
-                    histogram.value_at_quantile(q)
-                }
-            })
+            .map(|&q| quantile_of(&histogram, q))
             .collect();
         LatencySnapshot {
             cumulative,
@@ -207,6 +207,15 @@ impl LatencyHistogram {
             count,
             quantiles_us,
         }
+    }
+}
+
+/// The value at quantile `q` of `histogram` (1.0: its maximum).
+fn quantile_of(histogram: &Histogram<u64>, q: f64) -> u64 {
+    if q >= 1.0 {
+        histogram.max()
+    } else {
+        histogram.value_at_quantile(q)
     }
 }
 
@@ -425,13 +434,6 @@ impl CoreStats {
 
     pub fn report(&self, core: usize) -> CoreReport {
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let stalls = self.stalls.snapshot();
-        let stall_quantile = |q: f64| {
-            LATENCY_QUANTILES
-                .iter()
-                .position(|&at| at == q)
-                .map_or(0, |i| stalls.quantiles_us[i])
-        };
         CoreReport {
             core,
             udp_datagrams: load(&self.udp_datagrams),
@@ -475,8 +477,8 @@ impl CoreStats {
             state_bytes: nonzero(STATE_KINDS, &self.state_bytes),
             state_evictions: load(&self.state_evictions),
             state_groups_evicted: load(&self.state_groups_evicted),
-            stall_p99_us: stall_quantile(0.99),
-            stall_max_us: stall_quantile(1.0),
+            stall_p99_us: self.stalls.quantile_us(0.99),
+            stall_max_us: self.stalls.quantile_us(1.0),
             shards_seen: self
                 .shards_seen
                 .iter()
