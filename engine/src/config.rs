@@ -366,6 +366,15 @@ pub struct StorageConfig {
     /// segments as spares to reuse (faster recovery reads while the pages
     /// last). Recovery reads dropped pages from the device.
     pub journal_drop_synced_pages: bool,
+    /// A buffered journal that gives its pages back prepares its next
+    /// segment off the core, with `journal_segment_bytes` preallocated
+    /// past its end, so that its writes take no filesystem lock for block
+    /// allocation and a roll creates no file: the core's `pwrite` had
+    /// waited up to 34 ms on ext4's `i_data_sem` while a sync's writeback
+    /// allocated blocks (BENCHMARKS.md, 2026-12-07 14:45 UTC). Costs up to
+    /// two segments of allocated blocks per core beyond the journal's
+    /// counted size. On by default.
+    pub journal_preallocate: bool,
     /// A journal segment is closed and the next started past this size.
     pub journal_segment_bytes: u64,
     /// Per core, journal segments beyond this total size, or older than
@@ -554,6 +563,7 @@ impl Default for StorageConfig {
             journal_fsync_ms: 50,
             journal_direct_io: false,
             journal_drop_synced_pages: true,
+            journal_preallocate: true,
             journal_segment_bytes: 64 * 1024 * 1024,
             journal_retain_bytes: 1024 * 1024 * 1024,
             journal_retain_s: 7 * 86_400,

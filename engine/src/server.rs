@@ -440,6 +440,7 @@ async fn core_main(
             },
             direct_io: storage.journal_direct_io,
             drop_synced_pages: storage.journal_drop_synced_pages,
+            preallocate: storage.journal_preallocate,
         };
         Some(
             Journal::open(
@@ -829,6 +830,9 @@ impl Core {
         } else {
             journal.commit().await
         };
+        self.stats
+            .journal_rolls_unprepared
+            .store(journal.rolls_unprepared(), Ordering::Relaxed);
         // The journal's own verdict, not this call's: a sync that began
         // before a failed write can end after it.
         let failing = journal.failing();

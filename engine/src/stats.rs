@@ -274,6 +274,10 @@ pub struct CoreStats {
     /// Journal commits that wrote (group commits: bytes / commits is the
     /// size of a write).
     pub journal_commits: AtomicU64,
+    /// Segment rolls that found no prepared segment ready and created
+    /// the next one themselves, holding up the core's flushes
+    /// (`storage.journal_preallocate`).
+    pub journal_rolls_unprepared: AtomicU64,
     pub journal_errors: AtomicU64,
     /// 1 while the journal's last write or sync failed (until one
     /// succeeds), else 0.
@@ -358,6 +362,7 @@ impl CoreStats {
             journal_lines: AtomicU64::new(0),
             journal_bytes: AtomicU64::new(0),
             journal_commits: AtomicU64::new(0),
+            journal_rolls_unprepared: AtomicU64::new(0),
             journal_errors: AtomicU64::new(0),
             journal_failing: AtomicU64::new(0),
             alerts_unjournaled: AtomicU64::new(0),
@@ -463,6 +468,7 @@ impl CoreStats {
             journal_lines: load(&self.journal_lines),
             journal_bytes: load(&self.journal_bytes),
             journal_commits: load(&self.journal_commits),
+            journal_rolls_unprepared: load(&self.journal_rolls_unprepared),
             journal_errors: load(&self.journal_errors),
             alerts_unjournaled: load(&self.alerts_unjournaled),
             alerts_sent_mid_read: load(&self.alerts_sent_mid_read),
@@ -534,6 +540,7 @@ pub struct CoreReport {
     pub journal_lines: u64,
     pub journal_bytes: u64,
     pub journal_commits: u64,
+    pub journal_rolls_unprepared: u64,
     pub journal_errors: u64,
     pub alerts_unjournaled: u64,
     pub alerts_sent_mid_read: u64,

@@ -57,6 +57,34 @@
 //! does not reuse spare segments (see [`retain`]): a spare whose pages are
 //! gone would have each partial page read back before it is written.
 //!
+//! # Prepared segments
+//!
+//! With [`JournalOptions::preallocate`] (buffered, no spares) the journal
+//! keeps its next segment ready: a background task on the blocking pool
+//! creates `next.prepared` in the journal's directory and `fallocate`s
+//! `segment_bytes` past its end (`FALLOC_FL_KEEP_SIZE`: the file stays
+//! empty, so nothing about the format changes). A roll renames it to the
+//! new segment's name instead of creating a file, and starts preparing
+//! the one after. Two waits leave the core that way, both measured on the
+//! dev VM (BENCHMARKS.md, 2026-12-07 14:45 UTC):
+//!
+//! - Writing into a hole, ext4's delayed allocation takes the inode's
+//!   `i_data_sem` for every new block; the writeback that a sync starts
+//!   holds it while it allocates blocks, which can mean reading a block
+//!   bitmap from the device. The core's `pwrite` waited on it up to 34 ms.
+//!   Into preallocated (unwritten) extents a write finds its blocks in
+//!   ext4's extent cache and takes no lock.
+//! - Creating the next file at a roll (the write lock held, so every
+//!   flush waiting) can wait on the directory and on block allocation.
+//!
+//! The preallocation past a segment's end is freed when the segment is
+//! closed or repaired (truncating to the logical length frees it), and a
+//! prepared file left by a crash is truncated and reused by the next
+//! preparation. A clean close removes the prepared file. What it costs:
+//! up to two segments' worth of allocated blocks per journal beyond what
+//! the journal's size counts (the current segment's unwritten rest and
+//! the prepared one).
+//!
 //! # Reading back
 //!
 //! [`scan`] validates every record (length bounds, CRC, increasing
@@ -94,6 +122,9 @@ pub const TAIL_BYTES_MAX: usize = 64 << 20;
 const SEGMENT_SUFFIX: &str = ".wal";
 /// A covered segment kept for reuse instead of deleted (see [`retain`]).
 const SPARE_SUFFIX: &str = ".spare";
+/// The segment file a journal prepares ahead of its next roll (see the
+/// module documentation, "Prepared segments"); not a segment until renamed.
+pub const PREPARED_NAME: &str = "next.prepared";
 /// Most spare segments [`retain`] keeps per journal directory.
 pub const SPARES_MAX: usize = 4;
 
@@ -120,6 +151,11 @@ pub struct JournalOptions {
     /// module documentation). Spare segments are then not reused (see
     /// [`JournalOptions::reuses_spares`]).
     pub drop_synced_pages: bool,
+    /// Buffered writes without spares: prepare the next segment ahead,
+    /// off the core, as a file with `segment_bytes` preallocated past its
+    /// end (see [`JournalOptions::prepares_segments`] and the module
+    /// documentation, "Prepared segments").
+    pub preallocate: bool,
 }
 
 impl JournalOptions {
@@ -130,6 +166,14 @@ impl JournalOptions {
     /// and direct writes do not use the page cache at all.
     pub fn reuses_spares(&self) -> bool {
         !self.direct_io && !self.drop_synced_pages
+    }
+
+    /// Whether the journal prepares its next segment ahead of each roll
+    /// ([`JournalOptions::preallocate`]): only for buffered writes that do
+    /// not reuse spares (a spare's blocks are allocated already, and
+    /// direct writes were measured slower either way).
+    pub fn prepares_segments(&self) -> bool {
+        self.preallocate && !self.direct_io && !self.reuses_spares()
     }
 }
 
@@ -387,6 +431,13 @@ pub struct Journal {
     /// The last hand-back of synced pages (see [`Journal::give_back_pages`]),
     /// while it may still be running.
     giving_back: RefCell<Option<glommio::task::JoinHandle<()>>>,
+    /// The next segment, once prepared (see [`Journal::prepare_next`]).
+    prepared: Rc<RefCell<Option<std::fs::File>>>,
+    /// The preparation, while it may still be running, and whether it is.
+    preparing: RefCell<Option<glommio::task::JoinHandle<()>>>,
+    prepare_running: Rc<Cell<bool>>,
+    /// Rolls that found no prepared segment and created one on the core.
+    rolls_unprepared: Cell<u64>,
 }
 
 impl Journal {
@@ -406,7 +457,7 @@ impl Journal {
         })?;
         let file = create_segment(dir, next_seq, &options).await?;
         let alignment = file.alignment();
-        Ok(Journal {
+        let journal = Journal {
             dir: dir.to_path_buf(),
             core,
             options,
@@ -430,7 +481,77 @@ impl Journal {
             failures: Cell::new(0),
             failing: Cell::new(false),
             giving_back: RefCell::new(None),
-        })
+            prepared: Rc::new(RefCell::new(None)),
+            preparing: RefCell::new(None),
+            prepare_running: Rc::new(Cell::new(false)),
+            rolls_unprepared: Cell::new(0),
+        };
+        journal.prepare_next();
+        Ok(journal)
+    }
+
+    /// Starts preparing the next segment on the blocking pool, unless the
+    /// options do not ask for it, one is prepared, or a preparation is
+    /// still running (its file is used by the roll after the next).
+    fn prepare_next(&self) {
+        if !self.options.prepares_segments()
+            || self.prepared.borrow().is_some()
+            || self.prepare_running.get()
+        {
+            return;
+        }
+        let path = self.dir.join(PREPARED_NAME);
+        let bytes = self.options.segment_bytes;
+        let slot = self.prepared.clone();
+        let running = self.prepare_running.clone();
+        running.set(true);
+        let task = glommio::spawn_local(async move {
+            // A file that cannot be made leaves the slot empty: the roll
+            // creates the segment itself, as without preparation.
+            if let Ok(file) = crate::spawn_background(move || prepare_segment(&path, bytes)).await {
+                *slot.borrow_mut() = Some(file);
+            }
+            running.set(false);
+        });
+        *self.preparing.borrow_mut() = Some(task.detach());
+    }
+
+    /// The prepared segment, renamed to `path`; `None` when none is ready
+    /// (or the rename failed: the file is then left to the next
+    /// preparation).
+    fn take_prepared(&self, path: &Path) -> Option<SegmentFile> {
+        use std::os::fd::{FromRawFd, IntoRawFd};
+        let file = self.prepared.borrow_mut().take()?;
+        std::fs::rename(self.dir.join(PREPARED_NAME), path).ok()?;
+        // SAFETY: the descriptor is owned (taken out of its `File`) and
+        // handed to the `BufferedFile`, which closes it.
+        Some(SegmentFile::Buffered(unsafe {
+            BufferedFile::from_raw_fd(file.into_raw_fd())
+        }))
+    }
+
+    /// Waits for a running preparation of the next segment to end.
+    async fn preparation_done(&self) {
+        let running = self.preparing.borrow_mut().take();
+        if let Some(running) = running {
+            running.await;
+        }
+    }
+
+    /// Rolls so far that found no prepared segment ready (with
+    /// [`JournalOptions::prepares_segments`]) and created the next one
+    /// themselves, the write lock held.
+    pub fn rolls_unprepared(&self) -> u64 {
+        self.rolls_unprepared.get()
+    }
+
+    /// Waits for a running preparation, then removes the prepared file,
+    /// so that a closed journal leaves no preallocated blocks behind.
+    async fn discard_prepared(&self) {
+        self.preparation_done().await;
+        if self.prepared.borrow_mut().take().is_some() {
+            let _ = std::fs::remove_file(self.dir.join(PREPARED_NAME));
+        }
     }
 
     /// How this journal writes.
@@ -796,7 +917,16 @@ impl Journal {
             let state = self.state.borrow();
             ((end - state.buf_pos) as usize, state.written_seq + 1)
         };
-        let next = create_segment(&self.dir, next_first, &self.options).await?;
+        let next = match self.take_prepared(&self.dir.join(segment_name(next_first))) {
+            Some(prepared) => prepared,
+            None => {
+                if self.options.prepares_segments() {
+                    self.rolls_unprepared.set(self.rolls_unprepared.get() + 1);
+                }
+                create_segment(&self.dir, next_first, &self.options).await?
+            }
+        };
+        self.prepare_next();
         let mut state = self.state.borrow_mut();
         state.closing.push(Rolled {
             file: file.clone(),
@@ -821,9 +951,11 @@ impl Journal {
     /// its logical length.
     pub async fn close(&self) -> Result<(), StorageError> {
         let closed = self.close_segment().await;
-        // Also after a failure: a hand-back still running when the
-        // executor ends would leave the blocking pool nobody to answer.
+        // Also after a failure: a hand-back or preparation still running
+        // when the executor ends would leave the blocking pool nobody to
+        // answer.
         self.pages_given_back().await;
+        self.discard_prepared().await;
         closed
     }
 
@@ -918,6 +1050,23 @@ async fn reuse_spare(dir: &Path, path: &Path) -> Option<SegmentFile> {
         .await
         .ok()
         .map(SegmentFile::Buffered)
+}
+
+/// Creates (or truncates, when a crash left one) the prepared segment at
+/// `path` with `bytes` preallocated past its end. A filesystem without
+/// `fallocate` still gets the file: a roll then saves the file's creation,
+/// not the locks of block allocation.
+fn prepare_segment(path: &Path, bytes: u64) -> std::io::Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)?;
+    let len = libc::off_t::try_from(bytes).unwrap_or(libc::off_t::MAX);
+    // SAFETY: a valid descriptor owned by `file`; the call only allocates.
+    unsafe { libc::fallocate(file.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, 0, len) };
+    Ok(file)
 }
 
 fn sync_dir(dir: &Path) -> Result<(), StorageError> {
@@ -1531,6 +1680,7 @@ mod tests {
         fsync: FsyncPolicy::EveryCommit,
         direct_io: false,
         drop_synced_pages: true,
+        preallocate: true,
     };
 
     /// [`OPTIONS`] with O_DIRECT writes. The tests of the write path run
@@ -1605,6 +1755,7 @@ mod tests {
             fsync: FsyncPolicy::Interval(Duration::from_millis(5)),
             direct_io,
             drop_synced_pages: true,
+            preallocate: true,
         };
         write_lines(&dir, 2_000, small);
         assert!(segments(&dir).unwrap().len() > 3);
@@ -1628,6 +1779,71 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// A buffered journal that gives its pages back prepares its next
+    /// segment off the core: each roll finds it ready (an empty file with
+    /// the segment's size allocated past its end) and renames it; a
+    /// prepared file left by a crash is no segment and is truncated for
+    /// reuse; closing removes the prepared file and trims every segment's
+    /// preallocation, and every line reads back.
+    #[test]
+    fn rolls_take_the_prepared_segment_and_close_frees_the_preallocation() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = temp_dir("prepared");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(PREPARED_NAME), [b'x'; 10_000]).unwrap();
+        let segment_bytes = 256 << 10;
+        let options = JournalOptions {
+            segment_bytes,
+            fsync: FsyncPolicy::Interval(Duration::from_millis(5)),
+            direct_io: false,
+            drop_synced_pages: true,
+            preallocate: true,
+        };
+        let dir2 = dir.clone();
+        let (appended, unprepared, seen) = run(move || async move {
+            let journal = Journal::open(&dir2, 0, 1, options).await.unwrap();
+            let line = [b'p'; 300];
+            let mut appended = 0u64;
+            let mut seen = Vec::new();
+            for _ in 0..4 {
+                journal.preparation_done().await;
+                let prepared = std::fs::metadata(dir2.join(PREPARED_NAME)).unwrap();
+                seen.push((prepared.len(), prepared.blocks() * 512));
+                let before = segments(&dir2).unwrap().len();
+                while segments(&dir2).unwrap().len() == before {
+                    for _ in 0..50 {
+                        journal.append(0, 1, None, &line).unwrap();
+                        appended += 1;
+                    }
+                    journal.commit().await.unwrap();
+                }
+            }
+            journal.close().await.unwrap();
+            (appended, journal.rolls_unprepared(), seen)
+        });
+        assert_eq!(unprepared, 0);
+        for (len, allocated) in seen {
+            assert_eq!(len, 0, "a prepared segment is empty");
+            assert!(allocated >= segment_bytes, "{allocated} bytes allocated");
+        }
+        assert!(!dir.join(PREPARED_NAME).exists());
+        let files = segments(&dir).unwrap();
+        assert_eq!(files.len(), 5);
+        for (_, path) in &files {
+            let meta = std::fs::metadata(path).unwrap();
+            assert!(
+                meta.blocks() * 512 <= align_up(meta.len(), 4096),
+                "{path:?}: {} bytes allocated for {}",
+                meta.blocks() * 512,
+                meta.len()
+            );
+        }
+        let (lines, report) = read_all(&dir);
+        assert_eq!(lines.len() as u64, appended);
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn a_full_segment_is_closed_by_the_next_sync_not_by_the_commit() {
         closes_rolled_segment_at_next_sync(false);
@@ -1646,6 +1862,7 @@ mod tests {
             fsync: FsyncPolicy::Interval(Duration::from_secs(60)),
             direct_io,
             drop_synced_pages: true,
+            preallocate: true,
         };
         run(move || async move {
             let journal = Journal::open(&dir2, 0, 1, options).await.unwrap();
@@ -1724,6 +1941,7 @@ mod tests {
                 fsync: FsyncPolicy::Interval(Duration::from_secs(60)),
                 direct_io: false,
                 drop_synced_pages: true,
+                preallocate: true,
             };
             let journal = Journal::open(&dir2, 0, 1, options).await.unwrap();
             let capacity = || journal.state.borrow().buf.capacity();
@@ -1767,6 +1985,7 @@ mod tests {
             fsync: FsyncPolicy::EveryCommit,
             direct_io,
             drop_synced_pages: true,
+            preallocate: true,
         };
         let total = 3_000u64;
         let dir2 = dir.clone();
@@ -1965,6 +2184,7 @@ mod tests {
             fsync: FsyncPolicy::EveryCommit,
             direct_io: false,
             drop_synced_pages: true,
+            preallocate: true,
         };
         write_lines(&dir, 500, small);
         let segs = segments(&dir).unwrap();
@@ -2037,6 +2257,7 @@ mod tests {
             fsync: FsyncPolicy::EveryCommit,
             direct_io: false,
             drop_synced_pages: true,
+            preallocate: true,
         };
         write_lines(&dir, 1_000, small);
         let before = segments(&dir).unwrap();
@@ -2073,6 +2294,7 @@ mod tests {
                 fsync: FsyncPolicy::EveryCommit,
                 direct_io: false,
                 drop_synced_pages,
+                preallocate: true,
             };
             let dir2 = dir.clone();
             let resident = run(move || async move {
@@ -2184,6 +2406,7 @@ mod tests {
         let small = JournalOptions {
             segment_bytes: 4096,
             drop_synced_pages: false,
+            preallocate: true,
             ..OPTIONS
         };
         append_lines(&dir, "old", 1_000, small, true);
@@ -2247,6 +2470,7 @@ mod tests {
         let options = JournalOptions {
             segment_bytes: 64 << 10,
             drop_synced_pages: false,
+            preallocate: true,
             ..OPTIONS
         };
         append_lines(dir, &"old ".repeat(50), 600, options, true);
@@ -2377,6 +2601,7 @@ mod tests {
             fsync: FsyncPolicy::Interval(Duration::from_millis(20)),
             direct_io: false,
             drop_synced_pages: true,
+            preallocate: true,
         };
         run(move || async move {
             let journal = Journal::open(&dir2, 0, 1, options).await.unwrap();

@@ -508,6 +508,14 @@ pub fn render_durability(
     );
     per_core(
         out,
+        "shardwatch_journal_rolls_unprepared_total",
+        "counter",
+        "Journal segment rolls that found no prepared segment and created one while the core's flushes waited (storage.journal_preallocate).",
+        cores,
+        |s| load(&s.journal_rolls_unprepared),
+    );
+    per_core(
+        out,
         "shardwatch_journal_errors_total",
         "counter",
         "Journal writes or syncs that failed.",
