@@ -27,7 +27,8 @@ pub fn core_count(config: &Config) -> usize {
 }
 
 /// Makes a panic on a thread the node cannot run without (a core's
-/// executor, `sw-core-*`, or the alert writer, `sw-alerts`) end the
+/// executor, `sw-core-*`, or the alert writer, `sw-alerts`, and its
+/// barrier sync, `sw-alerts-sync`) end the
 /// process, after the usual message and backtrace and one line saying
 /// why, instead of leaving a node with a dead core (its sockets unread,
 /// its shards unowned, a stop that waits on it forever) or no alerts. A
@@ -40,7 +41,7 @@ pub fn abort_on_panic() {
         report(info);
         let thread = std::thread::current();
         let name = thread.name().unwrap_or("");
-        if name.starts_with("sw-core-") || name == "sw-alerts" {
+        if name.starts_with("sw-core-") || name == "sw-alerts" || name == "sw-alerts-sync" {
             eprintln!(
                 "shardwatch: thread {name} panicked; aborting (a restart recovers from the journal and checkpoints)"
             );

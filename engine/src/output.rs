@@ -8,7 +8,11 @@
 //! counted, and holds up neither the log nor the cores. The writer flushes
 //! whenever the channel runs empty, so an alert is on disk and handed to
 //! stdout within one burst of being raised, and fsyncs the log at exit
-//! and at every checkpoint barrier. A log that cannot be written keeps its
+//! and at every checkpoint barrier. A barrier's sync runs on a thread of
+//! its own ([`BarrierSyncer`]), on a second descriptor of the log, so the
+//! alerts after it are written while the device flushes: on the dev VM a
+//! sync's cache flush took up to 470 ms, and every alert raised meanwhile
+//! had waited for it (BENCHMARKS.md, 2026-12-07 14:45 UTC). A log that cannot be written keeps its
 //! alerts in memory and is tried again (see [`AlertWriter::start`]).
 //!
 //! Alert ids are deterministic, so the writer drops an alert whose id is
@@ -126,6 +130,73 @@ pub struct AlertLogStatus {
     pub stdout_dropped: AtomicU64,
 }
 
+/// Syncs the alert log for checkpoint barriers on a thread of its own
+/// (`sw-alerts-sync`), with a second descriptor, and answers each barrier
+/// once its sync is done, so the writer goes on writing alerts meanwhile.
+/// A sync that fails is counted as a log error and its barrier dropped
+/// unanswered (that checkpoint fails, as when the writer's own sync
+/// failed). Without the thread (it could not be started) the writer
+/// syncs barriers itself.
+struct BarrierSyncer {
+    jobs: Option<flume::Sender<(std::fs::File, flume::Sender<()>)>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// How [`BarrierSyncer`] syncs the log (`File::sync_data`; a test holds
+/// a sync to show the writer does not wait for it).
+type SyncLog = Box<dyn Fn(&std::fs::File) -> std::io::Result<()> + Send>;
+
+impl BarrierSyncer {
+    fn start(status: Arc<AlertLogStatus>, sync_log: SyncLog) -> Option<BarrierSyncer> {
+        let (jobs, queued) = flume::unbounded::<(std::fs::File, flume::Sender<()>)>();
+        let spawned = std::thread::Builder::new()
+            .name("sw-alerts-sync".into())
+            .spawn(move || {
+                for (file, ack) in queued.iter() {
+                    match sync_log(&file) {
+                        Ok(()) => {
+                            let _ = ack.send(());
+                        }
+                        Err(err) => {
+                            status.errors.fetch_add(1, Ordering::Relaxed);
+                            eprintln!(
+                                "shardwatch: alert log sync failed (the checkpoint waiting for it fails and is tried again): {err}"
+                            );
+                        }
+                    }
+                }
+            });
+        match spawned {
+            Ok(thread) => Some(BarrierSyncer {
+                jobs: Some(jobs),
+                thread: Some(thread),
+            }),
+            Err(err) => {
+                eprintln!(
+                    "shardwatch: cannot start the alert log's sync thread (barriers are synced by the writer): {err}"
+                );
+                None
+            }
+        }
+    }
+
+    /// Syncs `file` and then answers `ack`, on the sync thread.
+    fn sync(&self, file: std::fs::File, ack: flume::Sender<()>) {
+        if let Some(jobs) = &self.jobs {
+            // The thread ends only when `jobs` is dropped (`finish`).
+            let _ = jobs.send((file, ack));
+        }
+    }
+
+    /// Waits for the syncs handed over so far, then ends the thread.
+    fn finish(mut self) {
+        self.jobs.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 /// Alert lines waiting for stdout; past it, stdout misses lines (counted)
 /// rather than the log or the cores wait on whoever reads stdout.
 pub const STDOUT_QUEUE_MAX: usize = 16_384;
@@ -226,9 +297,19 @@ impl AlertWriter {
     /// is answered only once the log is synced; while it cannot be, the
     /// barrier is dropped unanswered and that checkpoint fails.
     pub fn start(
+        log: AlertLog,
+        to_stdout: bool,
+        queue_max: usize,
+    ) -> anyhow::Result<(flume::Sender<AlertLine>, AlertWriter)> {
+        AlertWriter::start_syncing_with(log, to_stdout, queue_max, Box::new(|f| f.sync_data()))
+    }
+
+    /// [`AlertWriter::start`] with the barriers' syncs made by `sync_log`.
+    fn start_syncing_with(
         mut log: AlertLog,
         to_stdout: bool,
         queue_max: usize,
+        sync_log: SyncLog,
     ) -> anyhow::Result<(flume::Sender<AlertLine>, AlertWriter)> {
         let (tx, rx) = flume::bounded::<AlertLine>(queue_max);
         let by_rule = AlertsByRule::default();
@@ -244,6 +325,7 @@ impl AlertWriter {
             .name("sw-alerts".into())
             .spawn(move || -> anyhow::Result<u64> {
                 let stdout = to_stdout.then(|| StdoutPrinter::start(health.clone()));
+                let syncer = BarrierSyncer::start(health.clone(), sync_log);
                 let mut written = 0u64;
                 // Counts a failure (logging the first of a run) or the
                 // recovery from one; true when the log is fine.
@@ -280,8 +362,24 @@ impl AlertWriter {
                     let mut line = first;
                     while let Some(mut alert) = line.take() {
                         if let Some(ack) = alert.barrier.take() {
-                            if outcome(log.flush(true)) {
-                                let _ = ack.send(());
+                            match &syncer {
+                                // Written here, synced there (see
+                                // `BarrierSyncer`).
+                                Some(syncer) => {
+                                    if outcome(log.flush(false)) {
+                                        match log.sync_handle() {
+                                            Ok(file) => syncer.sync(file, ack),
+                                            Err(err) => {
+                                                outcome(Err(err));
+                                            }
+                                        }
+                                    }
+                                }
+                                None => {
+                                    if outcome(log.flush(true)) {
+                                        let _ = ack.send(());
+                                    }
+                                }
                             }
                             line = rx.try_recv().ok();
                             continue;
@@ -321,6 +419,9 @@ impl AlertWriter {
                 }
                 if let Some(stdout) = stdout {
                     stdout.finish();
+                }
+                if let Some(syncer) = syncer {
+                    syncer.finish();
                 }
                 log.flush(true).with_context(|| {
                     format!(
@@ -410,6 +511,60 @@ mod tests {
         assert_eq!(by_rule.lock().unwrap().get("r1"), Some(&2));
         let log = std::fs::read_to_string(dir.join("alerts.jsonl")).unwrap();
         assert_eq!(log.lines().count(), 2);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A checkpoint barrier's sync runs beside the writer: while it is
+    /// held, an alert sent after the barrier reaches the log (the alert
+    /// before it was written before the sync began), and the barrier is
+    /// answered only once its sync is done. With the sync on the writer's
+    /// thread the second alert would wait for it and this fails.
+    #[test]
+    fn alerts_after_a_barrier_are_written_while_its_sync_runs() {
+        let dir = temp_dir("barrier");
+        let (syncing, sync_started) = flume::bounded::<()>(1);
+        let (release, released) = flume::bounded::<()>(1);
+        let sync_log: SyncLog = Box::new(move |file| {
+            let _ = syncing.send(());
+            let _ = released.recv();
+            file.sync_data()
+        });
+        let (tx, writer) =
+            AlertWriter::start_syncing_with(AlertLog::open(&dir).unwrap(), false, 16, sync_log)
+                .unwrap();
+        let (home, _spent) = flume::bounded(16);
+        let path = dir.join("alerts.jsonl");
+        let logged = |id: &str| {
+            std::fs::read_to_string(&path)
+                .unwrap_or_default()
+                .contains(&format!(r#""id":"{id}""#))
+        };
+        tx.send(alert("before", &home)).unwrap();
+        let (ack, answered) = flume::bounded(1);
+        tx.send(AlertLine::barrier(ack)).unwrap();
+        sync_started
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the barrier's sync began");
+        assert!(logged("before"), "flushed before its sync");
+        tx.send(alert("after", &home)).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !logged("after") {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the alert after the barrier waited for the barrier's sync"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(
+            answered.try_recv().is_err(),
+            "answered before its sync ended"
+        );
+        release.send(()).unwrap();
+        answered
+            .recv_timeout(Duration::from_secs(10))
+            .expect("answered once its sync ended");
+        drop(tx);
+        assert_eq!(writer.join().unwrap(), 2);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -127,6 +127,16 @@ impl AlertLog {
         Ok(())
     }
 
+    /// A second descriptor of the log, to sync it on another thread while
+    /// this one goes on writing: a `sync_data` of it makes durable
+    /// everything [`AlertLog::flush`]ed before the sync began.
+    pub fn sync_handle(&self) -> Result<File, StorageError> {
+        self.file.try_clone().map_err(|source| StorageError::Write {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
     pub fn lines_total(&self) -> u64 {
         self.lines_total
     }
