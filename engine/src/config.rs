@@ -370,8 +370,9 @@ pub struct StorageConfig {
     /// segment off the core, with `journal_segment_bytes` preallocated
     /// past its end, so that its writes take no filesystem lock for block
     /// allocation and a roll creates no file: the core's `pwrite` had
-    /// waited up to 34 ms on ext4's `i_data_sem` while a sync's writeback
-    /// allocated blocks (BENCHMARKS.md, 2026-12-07 14:45 UTC). Costs up to
+    /// waited on ext4's `i_data_sem` (up to 7.3 ms seen) while a sync's
+    /// writeback allocated blocks (BENCHMARKS.md, 2026-12-07 14:45 UTC),
+    /// and flat out it measured about 5% fewer lines/s. Costs up to
     /// two segments of allocated blocks per core beyond the journal's
     /// counted size. On by default.
     pub journal_preallocate: bool,

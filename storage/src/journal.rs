@@ -65,17 +65,23 @@
 //! `segment_bytes` past its end (`FALLOC_FL_KEEP_SIZE`: the file stays
 //! empty, so nothing about the format changes). A roll renames it to the
 //! new segment's name instead of creating a file, and starts preparing
-//! the one after. Two waits leave the core that way, both measured on the
-//! dev VM (BENCHMARKS.md, 2026-12-07 14:45 UTC):
+//! the one after. Two waits leave the core that way (dev VM,
+//! BENCHMARKS.md, 2026-12-07 14:45 UTC):
 //!
 //! - Writing into a hole, ext4's delayed allocation takes the inode's
 //!   `i_data_sem` for every new block; the writeback that a sync starts
 //!   holds it while it allocates blocks, which can mean reading a block
-//!   bitmap from the device. The core's `pwrite` waited on it up to 34 ms.
-//!   Into preallocated (unwritten) extents a write finds its blocks in
-//!   ext4's extent cache and takes no lock.
-//! - Creating the next file at a roll (the write lock held, so every
-//!   flush waiting) can wait on the directory and on block allocation.
+//!   bitmap from the device (53 ms seen). The core's `pwrite` waited on
+//!   it 14–33 times in a 15 s run, up to 7.3 ms. Into preallocated
+//!   (unwritten) extents a write finds its blocks in ext4's extent cache
+//!   and takes no lock: no such wait in the runs since.
+//! - Creating the next file at a roll holds the write lock, so every
+//!   flush waits for it. Its `openat` took 0.1 ms in the traces, but the
+//!   same roll with a preallocation of its own (a first attempt) held the
+//!   core's reads for 19–87 ms while the allocation read block bitmaps.
+//!
+//! Flat out it costs about 5% of lines/s on the dev VM (alternated runs;
+//! where is not known).
 //!
 //! The preallocation past a segment's end is freed when the segment is
 //! closed or repaired (truncating to the logical length frees it), and a
