@@ -34,6 +34,8 @@
 # `shardwatch run` flags), OUT (target/blocked).
 set -uo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/node-lib.sh
+. scripts/node-lib.sh
 
 BIN=${BIN:-target/release/shardwatch}
 LOAD=${LOAD:-target/release/shardwatch-load}
@@ -53,20 +55,7 @@ rm -rf "$OUT"
 mkdir -p "$OUT/data"
 
 # shellcheck disable=SC2086
-"$BIN" run --cores "$CORES" --udp "" --tcp 127.0.0.1:0 --api 127.0.0.1:0 --data-dir "$OUT/data" \
-  --rules "$RULES" --quiet $NODE_ARGS >/dev/null 2>"$OUT/node.stderr" &
-node=$!
-addr=""
-for _ in $(seq 1 100); do
-  addr=$(grep -o 'tcp=[0-9.:]*' "$OUT/node.stderr" 2>/dev/null | head -1 | cut -d= -f2)
-  [ -n "$addr" ] && break
-  sleep 0.1
-done
-if [ -z "$addr" ]; then
-  kill "$node" 2>/dev/null
-  echo "blocked: node did not listen (see $OUT/node.stderr)" >&2
-  exit 1
-fi
+start_node "$BIN" "$OUT" "$RULES" $NODE_ARGS
 "$LOAD" run --target "tcp://$addr" --connections "$CORES" --rate "$RATE" --duration "${SEND_S}s" --flush-us 150 \
   --alerts "$OUT/data/alerts.jsonl" --rules "$RULES" --out "$OUT/run" --quiet >/dev/null 2>&1 &
 load=$!
@@ -79,10 +68,7 @@ for _ in $(seq 1 600); do
   sleep 0.1
 done
 sleep $(((SEND_S - RECORD_S) / 2))
-# A core is its executor's thread: the first `sw-core-<i>-<n>` started.
-cores=$(for name in $(cat /proc/"$node"/task/*/comm | grep '^sw-core-' | sort -u); do
-  grep -lx "$name" /proc/"$node"/task/*/comm | sed 's,.*/task/,,; s,/comm,,' | sort -n | head -1
-done | paste -sd,)
+cores=$(core_threads "$node")
 tids=$(ls /proc/"$node"/task | paste -sd,)
 perf record -q -a -g -o "$OUT/perf.data" \
   -e sched:sched_switch --filter 'prev_state == 2' \

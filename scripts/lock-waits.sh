@@ -30,6 +30,8 @@
 # (8), RULES (perf/rules/scenarios.yml), OUT (target/lock-waits).
 set -uo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/node-lib.sh
+. scripts/node-lib.sh
 
 BIN=${BIN:-target/release/shardwatch}
 LOAD=${LOAD:-target/release/shardwatch-load}
@@ -47,29 +49,12 @@ done
 rm -rf "$OUT"
 mkdir -p "$OUT/data"
 
-"$BIN" run --cores "$CORES" --udp "" --tcp 127.0.0.1:0 --api 127.0.0.1:0 --data-dir "$OUT/data" \
-  --rules "$RULES" --quiet >/dev/null 2>"$OUT/node.stderr" &
-node=$!
-addr=""
-for _ in $(seq 1 100); do
-  addr=$(grep -o 'tcp=[0-9.:]*' "$OUT/node.stderr" 2>/dev/null | head -1 | cut -d= -f2)
-  [ -n "$addr" ] && break
-  sleep 0.1
-done
-if [ -z "$addr" ]; then
-  kill "$node" 2>/dev/null
-  echo "lock-waits: node did not listen (see $OUT/node.stderr)" >&2
-  exit 1
-fi
+start_node "$BIN" "$OUT" "$RULES"
 "$LOAD" run --target "tcp://$addr" --connections "$CORES" --rate "$RATE" --duration "${SEND_S}s" --flush-us 150 \
   --alerts "$OUT/data/alerts.jsonl" --rules "$RULES" --out "$OUT/run" --quiet >/dev/null 2>&1 &
 load=$!
 sleep $(((SEND_S - RECORD_S) / 2))
-# A core is its executor's thread: the first `sw-core-<i>-<n>` started
-# (its blocking pool's threads carry the same name).
-cores=$(for name in $(cat /proc/"$node"/task/*/comm | grep '^sw-core-' | sort -u); do
-  grep -lx "$name" /proc/"$node"/task/*/comm | sed 's,.*/task/,,; s,/comm,,' | sort -n | head -1
-done | paste -sd,)
+cores=$(core_threads "$node")
 perf record -q --call-graph dwarf,16384 -e syscalls:sys_enter_futex -p "$node" \
   -o "$OUT/perf.data" -- sleep "$RECORD_S" >/dev/null 2>&1
 wait "$load"

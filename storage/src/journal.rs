@@ -80,8 +80,10 @@
 //!   same roll with a preallocation of its own (a first attempt) held the
 //!   core's reads for 19–87 ms while the allocation read block bitmaps.
 //!
-//! Flat out it costs about 5% of lines/s on the dev VM (alternated runs;
-//! where is not known).
+//! Flat out it may cost up to 5% of lines/s on the dev VM: three
+//! alternated harness comparisons gave medians of 0.94–0.95 (rounds
+//! 0.81–1.16), a direct per-thread measurement 0.97–1.10; where any cost
+//! goes was not found.
 //!
 //! The preallocation past a segment's end is freed when the segment is
 //! closed or repaired (truncating to the logical length frees it), and a
