@@ -37,20 +37,10 @@ cd "$(dirname "$0")/.."
 # shellcheck source=scripts/node-lib.sh
 . scripts/node-lib.sh
 
-BIN=${BIN:-target/release/shardwatch}
-LOAD=${LOAD:-target/release/shardwatch-load}
-CORES=${CORES:-1}
-RATE=${RATE:-388000}
-SEND_S=${SEND_S:-15}
 RECORD_S=${RECORD_S:-10}
-RULES=${RULES:-perf/rules/scenarios.yml}
 NODE_ARGS=${NODE_ARGS:-}
 OUT=${OUT:-target/blocked}
-
-command -v perf >/dev/null || { echo "blocked: perf missing (apt-get install linux-perf)" >&2; exit 1; }
-for b in "$BIN" "$LOAD"; do
-  [ -x "$b" ] || { echo "blocked: $b missing (cargo build --release -p shardwatch -p shardwatch-perf)" >&2; exit 1; }
-done
+require_perf_and_builds
 rm -rf "$OUT"
 mkdir -p "$OUT/data"
 

@@ -1,5 +1,24 @@
 # node-lib.sh — sourced by the scripts that start a node by hand and drive
-# it with `shardwatch-load run` (lock-waits.sh, blocked.sh).
+# it with `shardwatch-load run` under `perf` (lock-waits.sh, blocked.sh).
+
+# Their common knobs, with defaults: the builds, the node's cores, the
+# paced rate and length of the load, and the rules both sides load.
+BIN=${BIN:-target/release/shardwatch}
+LOAD=${LOAD:-target/release/shardwatch-load}
+CORES=${CORES:-1}
+RATE=${RATE:-388000}
+SEND_S=${SEND_S:-15}
+RULES=${RULES:-perf/rules/scenarios.yml}
+
+# require_perf_and_builds: exits unless `perf` and both builds are there.
+require_perf_and_builds() {
+  local me b
+  me=$(basename "$0" .sh)
+  command -v perf >/dev/null || { echo "$me: perf missing (apt-get install linux-perf)" >&2; exit 1; }
+  for b in "$BIN" "$LOAD"; do
+    [ -x "$b" ] || { echo "$me: $b missing (cargo build --release -p shardwatch -p shardwatch-perf)" >&2; exit 1; }
+  done
+}
 
 # start_node BIN OUT RULES [ARGS...]: starts `BIN run --cores $CORES` on
 # loopback TCP (no UDP; the API on a free port), its data in OUT/data and
