@@ -180,12 +180,20 @@ impl BarrierSyncer {
         }
     }
 
-    /// Syncs `file` and then answers `ack`, on the sync thread.
-    fn sync(&self, file: std::fs::File, ack: flume::Sender<()>) {
+    /// Writes what `log` holds, then has the sync thread sync it and
+    /// answer `ack`.
+    fn barrier(
+        &self,
+        log: &mut AlertLog,
+        ack: flume::Sender<()>,
+    ) -> Result<(), shardwatch_storage::StorageError> {
+        log.flush(false)?;
+        let file = log.sync_handle()?;
         if let Some(jobs) = &self.jobs {
             // The thread ends only when `jobs` is dropped (`finish`).
             let _ = jobs.send((file, ack));
         }
+        Ok(())
     }
 
     /// Waits for the syncs handed over so far, then ends the thread.
@@ -363,17 +371,9 @@ impl AlertWriter {
                     while let Some(mut alert) = line.take() {
                         if let Some(ack) = alert.barrier.take() {
                             match &syncer {
-                                // Written here, synced there (see
-                                // `BarrierSyncer`).
+                                // Written here, synced there.
                                 Some(syncer) => {
-                                    if outcome(log.flush(false)) {
-                                        match log.sync_handle() {
-                                            Ok(file) => syncer.sync(file, ack),
-                                            Err(err) => {
-                                                outcome(Err(err));
-                                            }
-                                        }
-                                    }
+                                    outcome(syncer.barrier(&mut log, ack));
                                 }
                                 None => {
                                     if outcome(log.flush(true)) {
