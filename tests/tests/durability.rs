@@ -444,8 +444,29 @@ fn corrupt_checkpoints_and_torn_journal_tails_are_skipped_with_reasons() {
         );
         ((), written.len() == 2 && written.iter().all(|&n| n >= 1.0))
     });
+    // Each core's journal keeps its next segment prepared while it runs
+    // (`storage.journal_preallocate`), and a clean stop removes it.
+    let prepared: Vec<_> = (0..2)
+        .map(|core| {
+            data_dir
+                .join("journal")
+                .join(format!("core-{core}"))
+                .join("next.prepared")
+        })
+        .collect();
+    let ready = shardwatch_tests::poll(Duration::from_secs(30), Duration::from_millis(50), || {
+        let ready = prepared.iter().all(|p| p.exists());
+        (ready, ready)
+    });
+    assert!(
+        ready,
+        "a prepared segment in each core's journal: {prepared:?}"
+    );
     let stopped = node.stop().unwrap();
     assert!(stopped.exit_ok);
+    for path in &prepared {
+        assert!(!path.exists(), "{path:?} is left after a clean stop");
+    }
     let first_run = ids(&shardwatch_tests::read_jsonl(
         &data_dir.join("alerts.jsonl"),
     ));
