@@ -372,8 +372,8 @@ pub struct StorageConfig {
     /// allocation and a roll creates no file: the core's `pwrite` had
     /// waited on ext4's `i_data_sem` (up to 7.3 ms seen) while a sync's
     /// writeback allocated blocks (BENCHMARKS.md, 2026-12-07 14:45 UTC),
-    /// and flat out it measured 0–5% fewer lines/s (not resolved in the
-    /// VM's noise). Costs up to
+    /// and flat out it showed no consistent cost (0.94–1.03 of the lines/s
+    /// without it, within the VM's noise). Costs up to
     /// two segments of allocated blocks per core beyond the journal's
     /// counted size. On by default.
     pub journal_preallocate: bool,

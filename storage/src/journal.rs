@@ -80,10 +80,9 @@
 //!   same roll with a preallocation of its own (a first attempt) held the
 //!   core's reads for 19–87 ms while the allocation read block bitmaps.
 //!
-//! Flat out it may cost up to 5% of lines/s on the dev VM: three
-//! alternated harness comparisons gave medians of 0.94–0.95 (rounds
-//! 0.81–1.16), a direct per-thread measurement 0.97–1.10; where any cost
-//! goes was not found.
+//! Flat out it showed no consistent cost on the dev VM: alternated
+//! harness comparisons gave medians of 0.94–0.95 in three runs and 1.03
+//! in a fourth (rounds 0.79–1.16), within the VM's noise.
 //!
 //! The preallocation past a segment's end is freed when the segment is
 //! closed or repaired (truncating to the logical length frees it), and a
