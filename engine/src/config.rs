@@ -370,7 +370,7 @@ pub struct StorageConfig {
     /// segment off the core, with `journal_segment_bytes` preallocated
     /// past its end, so that its writes take no filesystem lock for block
     /// allocation and a roll creates no file: the core's `pwrite` had
-    /// waited on ext4's `i_data_sem` (up to 7.3 ms seen) while a sync's
+    /// waited on ext4's `i_data_sem` (up to 11.8 ms seen) while a sync's
     /// writeback allocated blocks (BENCHMARKS.md, 2026-12-07 14:45 UTC),
     /// and flat out it showed no consistent cost (0.94–1.03 of the lines/s
     /// without it, within the VM's noise). Costs up to

@@ -72,7 +72,7 @@
 //!   `i_data_sem` for every new block; the writeback that a sync starts
 //!   holds it while it allocates blocks, which can mean reading a block
 //!   bitmap from the device (53 ms seen). The core's `pwrite` waited on
-//!   it 17–33 times in a 15 s run, up to 7.3 ms. Into preallocated
+//!   it 15–33 times in 10–15 s, up to 11.8 ms. Into preallocated
 //!   (unwritten) extents a write finds its blocks in ext4's extent cache
 //!   and takes no lock: no such wait in the runs since.
 //! - Creating the next file at a roll holds the write lock, so every
