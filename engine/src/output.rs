@@ -138,8 +138,8 @@ pub struct AlertLogStatus {
 /// failed). Without the thread (it could not be started) the writer
 /// syncs barriers itself.
 struct BarrierSyncer {
-    jobs: Option<flume::Sender<(std::fs::File, flume::Sender<()>)>>,
-    thread: Option<JoinHandle<()>>,
+    jobs: flume::Sender<(std::fs::File, flume::Sender<()>)>,
+    thread: JoinHandle<()>,
 }
 
 /// How [`BarrierSyncer`] syncs the log (`File::sync_data`; a test holds
@@ -167,10 +167,7 @@ impl BarrierSyncer {
                 }
             });
         match spawned {
-            Ok(thread) => Some(BarrierSyncer {
-                jobs: Some(jobs),
-                thread: Some(thread),
-            }),
+            Ok(thread) => Some(BarrierSyncer { jobs, thread }),
             Err(err) => {
                 eprintln!(
                     "shardwatch: cannot start the alert log's sync thread (barriers are synced by the writer): {err}"
@@ -189,19 +186,16 @@ impl BarrierSyncer {
     ) -> Result<(), shardwatch_storage::StorageError> {
         log.flush(false)?;
         let file = log.sync_handle()?;
-        if let Some(jobs) = &self.jobs {
-            // The thread ends only when `jobs` is dropped (`finish`).
-            let _ = jobs.send((file, ack));
-        }
+        // The thread ends only when `jobs` is dropped (`finish`).
+        let _ = self.jobs.send((file, ack));
         Ok(())
     }
 
     /// Waits for the syncs handed over so far, then ends the thread.
-    fn finish(mut self) {
-        self.jobs.take();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+    fn finish(self) {
+        let BarrierSyncer { jobs, thread } = self;
+        drop(jobs);
+        let _ = thread.join();
     }
 }
 

@@ -142,7 +142,6 @@ const CHECKPOINT_WRITE_BYTES: usize = 4 << 20;
 /// Longest a core's executor sleeps without looking at what other threads
 /// handed it (see [`heartbeat`]).
 const HEARTBEAT: Duration = Duration::from_millis(50);
-
 /// How long a TLS client may take to finish its handshake.
 const TLS_HANDSHAKE_MAX: Duration = Duration::from_secs(10);
 /// How long a connection keeps being read after a stop signal while

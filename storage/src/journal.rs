@@ -127,6 +127,16 @@ pub const LINE_BYTES_MAX: usize = 1 << 20;
 /// so memory stays bounded; the caller counts what it could not journal.
 pub const TAIL_BYTES_MAX: usize = 64 << 20;
 const SEGMENT_SUFFIX: &str = ".wal";
+/// The next segment, as [`Journal::prepare_next`] readies it.
+enum NextSegment {
+    /// None prepared, none being prepared.
+    Idle,
+    /// A task on the blocking pool is making it.
+    Preparing,
+    /// Made: `next.prepared`, open for writing.
+    Ready(std::fs::File),
+}
+
 /// A covered segment kept for reuse instead of deleted (see [`retain`]).
 const SPARE_SUFFIX: &str = ".spare";
 /// The segment file a journal prepares ahead of its next roll (see the
@@ -439,10 +449,9 @@ pub struct Journal {
     /// while it may still be running.
     giving_back: RefCell<Option<glommio::task::JoinHandle<()>>>,
     /// The next segment, once prepared (see [`Journal::prepare_next`]).
-    prepared: Rc<RefCell<Option<std::fs::File>>>,
-    /// The preparation, while it may still be running, and whether it is.
+    next: Rc<RefCell<NextSegment>>,
+    /// The last preparation's task, while it may still be running.
     preparing: RefCell<Option<glommio::task::JoinHandle<()>>>,
-    prepare_running: Rc<Cell<bool>>,
     /// Rolls that found no prepared segment and created one on the core.
     rolls_unprepared: Cell<u64>,
 }
@@ -488,9 +497,8 @@ impl Journal {
             failures: Cell::new(0),
             failing: Cell::new(false),
             giving_back: RefCell::new(None),
-            prepared: Rc::new(RefCell::new(None)),
+            next: Rc::new(RefCell::new(NextSegment::Idle)),
             preparing: RefCell::new(None),
-            prepare_running: Rc::new(Cell::new(false)),
             rolls_unprepared: Cell::new(0),
         };
         journal.prepare_next();
@@ -501,24 +509,21 @@ impl Journal {
     /// options do not ask for it, one is prepared, or a preparation is
     /// still running (its file is used by the roll after the next).
     fn prepare_next(&self) {
-        if !self.options.prepares_segments()
-            || self.prepared.borrow().is_some()
-            || self.prepare_running.get()
-        {
+        if !self.options.prepares_segments() || !matches!(*self.next.borrow(), NextSegment::Idle) {
             return;
         }
         let path = self.dir.join(PREPARED_NAME);
         let bytes = self.options.segment_bytes;
-        let slot = self.prepared.clone();
-        let running = self.prepare_running.clone();
-        running.set(true);
+        let next = self.next.clone();
+        *next.borrow_mut() = NextSegment::Preparing;
         let task = glommio::spawn_local(async move {
-            // A file that cannot be made leaves the slot empty: the roll
+            // A file that cannot be made leaves none ready: the roll
             // creates the segment itself, as without preparation.
-            if let Ok(file) = crate::spawn_background(move || prepare_segment(&path, bytes)).await {
-                *slot.borrow_mut() = Some(file);
-            }
-            running.set(false);
+            let made = crate::spawn_background(move || prepare_segment(&path, bytes)).await;
+            *next.borrow_mut() = match made {
+                Ok(file) => NextSegment::Ready(file),
+                Err(_) => NextSegment::Idle,
+            };
         });
         *self.preparing.borrow_mut() = Some(task.detach());
     }
@@ -528,7 +533,16 @@ impl Journal {
     /// preparation).
     fn take_prepared(&self, path: &Path) -> Option<SegmentFile> {
         use std::os::fd::{FromRawFd, IntoRawFd};
-        let file = self.prepared.borrow_mut().take()?;
+        let file = {
+            let mut next = self.next.borrow_mut();
+            if !matches!(*next, NextSegment::Ready(_)) {
+                return None;
+            }
+            match std::mem::replace(&mut *next, NextSegment::Idle) {
+                NextSegment::Ready(file) => file,
+                NextSegment::Idle | NextSegment::Preparing => return None,
+            }
+        };
         std::fs::rename(self.dir.join(PREPARED_NAME), path).ok()?;
         // SAFETY: the descriptor is owned (taken out of its `File`) and
         // handed to the `BufferedFile`, which closes it.
@@ -556,7 +570,8 @@ impl Journal {
     /// so that a closed journal leaves no preallocated blocks behind.
     async fn discard_prepared(&self) {
         self.preparation_done().await;
-        if self.prepared.borrow_mut().take().is_some() {
+        let next = std::mem::replace(&mut *self.next.borrow_mut(), NextSegment::Idle);
+        if matches!(next, NextSegment::Ready(_)) {
             let _ = std::fs::remove_file(self.dir.join(PREPARED_NAME));
         }
     }
