@@ -250,6 +250,65 @@ pub fn reporting_line(reporting: &FreePageReporting) -> String {
     )
 }
 
+/// How this machine's idle CPUs wait for work, where the kernel says: the
+/// cpuidle driver, and under a KVM guest's `haltpoll` driver how long an
+/// idle vCPU polls for work before it halts (`guest_halt_poll_ns`).
+///
+/// A halted vCPU runs again only when the host wakes it, so every wake-up
+/// of a thread on an idle CPU (the appliance's core when a write arrives,
+/// the alert writer, the harness's sender and collector) waits for the
+/// host: 0.1–0.3 ms at the median on the 2-core VM of BENCHMARKS.md, which
+/// halts at once (`haltpoll.guest_halt_poll_ns=0` on its kernel command
+/// line). A detection crosses several such wake-ups, so its latency there
+/// says as much about the VM as about the appliance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IdleHalt {
+    /// `/sys/devices/system/cpu/cpuidle/current_driver`.
+    pub driver: String,
+    /// `/sys/module/haltpoll/parameters/guest_halt_poll_ns`, under the
+    /// `haltpoll` driver.
+    pub guest_halt_poll_ns: Option<u64>,
+}
+
+impl IdleHalt {
+    /// From the two files' contents (`poll_ns` only read under `haltpoll`).
+    pub fn parse(driver: &str, poll_ns: Option<&str>) -> Option<IdleHalt> {
+        let driver = driver.trim();
+        if driver.is_empty() {
+            return None;
+        }
+        let guest_halt_poll_ns = if driver == "haltpoll" {
+            poll_ns.and_then(|text| text.trim().parse().ok())
+        } else {
+            None
+        };
+        Some(IdleHalt {
+            driver: driver.to_string(),
+            guest_halt_poll_ns,
+        })
+    }
+
+    /// This machine's, where the kernel exposes its cpuidle driver.
+    pub fn of_this_machine() -> Option<IdleHalt> {
+        let driver =
+            std::fs::read_to_string("/sys/devices/system/cpu/cpuidle/current_driver").ok()?;
+        let poll_ns =
+            std::fs::read_to_string("/sys/module/haltpoll/parameters/guest_halt_poll_ns").ok();
+        IdleHalt::parse(&driver, poll_ns.as_deref())
+    }
+
+    /// The summary line for a guest whose idle vCPUs halt without polling
+    /// first; `None` for any other idle setting (nothing to warn of).
+    pub fn line(&self) -> Option<String> {
+        (self.guest_halt_poll_ns == Some(0)).then(|| {
+            "machine: an idle vCPU halts at once (cpuidle haltpoll, guest_halt_poll_ns 0), so \
+             each wake-up of a thread on an idle CPU waits for the host (0.1-0.3 ms on the dev VM): \
+             a detection's latency here holds several such waits (perf/README.md, \"Latency on a VM\")"
+                .to_string()
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -375,5 +434,27 @@ mod tests {
             line.contains("(virtio-balloon free page reporting);"),
             "{line}"
         );
+    }
+
+    #[test]
+    fn a_guest_that_halts_at_once_is_named_and_others_are_not() {
+        let halts = IdleHalt::parse("haltpoll\n", Some("0\n")).unwrap();
+        assert_eq!(halts.guest_halt_poll_ns, Some(0));
+        let line = halts.line().unwrap();
+        assert!(line.contains("halts at once"), "{line}");
+        // Polling first: no warning, the value kept for the report.
+        let polls = IdleHalt::parse("haltpoll", Some("200000")).unwrap();
+        assert_eq!(polls.guest_halt_poll_ns, Some(200_000));
+        assert_eq!(polls.line(), None);
+        // Bare metal: the poll parameter means nothing there, even if read.
+        let metal = IdleHalt::parse("intel_idle\n", Some("0")).unwrap();
+        assert_eq!(
+            (metal.driver.as_str(), metal.guest_halt_poll_ns),
+            ("intel_idle", None)
+        );
+        assert_eq!(metal.line(), None);
+        // An unreadable poll value under haltpoll is not taken for zero.
+        assert_eq!(IdleHalt::parse("haltpoll", Some("x")).unwrap().line(), None);
+        assert_eq!(IdleHalt::parse(" \n", None), None);
     }
 }

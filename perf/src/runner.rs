@@ -153,6 +153,8 @@ pub struct RunOutcome {
     /// Set when the hypervisor takes back the memory this machine frees
     /// (see [`crate::machine::FreePageReporting`]).
     pub free_page_reporting: Option<crate::machine::FreePageReporting>,
+    /// How the machine's idle CPUs wait (see [`crate::machine::IdleHalt`]).
+    pub idle_halt: Option<crate::machine::IdleHalt>,
 }
 
 /// One detected scenario instance: when its completing event was due,
@@ -461,6 +463,7 @@ pub fn run_load(opts: &RunOptions) -> anyhow::Result<RunOutcome> {
         crate::machine::free_page_reporting_on().then(|| crate::machine::FreePageReporting {
             reported_kib: crate::machine::reported_kib(),
         });
+    let idle_halt = crate::machine::IdleHalt::of_this_machine();
     let harness_cpus = crate::machine::allowed_cpus();
     // A harness allowed on every CPU shares them with whatever it drives.
     let everywhere = ticks_after.iter().all(|t| harness_cpus.contains(&t.cpu));
@@ -566,6 +569,7 @@ pub fn run_load(opts: &RunOptions) -> anyhow::Result<RunOutcome> {
         detections,
         machine,
         free_page_reporting,
+        idle_halt,
     })
 }
 
@@ -677,6 +681,12 @@ pub fn add_to_report(outcome: &RunOutcome, opts: &RunOptions, report: &mut Repor
         report
             .summary
             .push(crate::machine::reporting_line(reporting));
+    }
+    if let Some(idle) = &outcome.idle_halt {
+        report.body.insert("idle_halt".into(), json!(idle));
+        if let Some(line) = idle.line() {
+            report.summary.push(line);
+        }
     }
     for w in &outcome.warnings {
         report.summary.push(format!("warning: {w}"));
