@@ -84,18 +84,6 @@ pub struct BenchOutcome {
     pub build: Option<String>,
 }
 
-/// Keeps the calling thread, and every thread it spawns from now on, on
-/// `cpus`. False when the kernel refused.
-fn pin_to(cpus: &[usize]) -> bool {
-    // SAFETY: as in `allowed_cpus`; CPU_SET is given indices below
-    // CPU_SETSIZE only.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    for &cpu in cpus.iter().filter(|&&cpu| cpu < libc::CPU_SETSIZE as usize) {
-        unsafe { libc::CPU_SET(cpu, &mut set) };
-    }
-    unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0 }
-}
-
 /// A kernel CPU list (`0-3,6`) as CPU numbers; parts that do not parse are
 /// left out.
 fn parse_cpu_list(text: &str) -> Vec<usize> {
@@ -130,6 +118,9 @@ fn free_cpus(appliance: Option<&[usize]>, cores: usize, allowed: &[usize]) -> Ve
 
 /// Runs one bench; `load.targets` and `load.alerts` are filled in here.
 pub fn bench(bench: &BenchOptions, load: &mut RunOptions) -> anyhow::Result<BenchOutcome> {
+    // Measured before the appliance starts and before the harness keeps
+    // off its CPUs, so that the wake-up is one between two CPUs.
+    load.kernel_costs = crate::machine::KernelCosts::measure(&crate::machine::allowed_cpus());
     let data_dir = scratch_dir("bench");
     let mut args = bench.extra_args.clone();
     // The API on a free port, so benches can run side by side (and beside
@@ -200,7 +191,7 @@ pub fn bench(bench: &BenchOptions, load: &mut RunOptions) -> anyhow::Result<Benc
         .filter(|list| *list != "unpinned")
         .map(|list| parse_cpu_list(list));
     let free = free_cpus(appliance_cpus.as_deref(), bench.cores, &allowed);
-    let harness_cpus = if !free.is_empty() && pin_to(&free) {
+    let harness_cpus = if !free.is_empty() && crate::machine::pin_to(&free) {
         eprintln!("shardwatch-load: harness threads on CPUs {free:?}");
         free
     } else {
@@ -225,7 +216,7 @@ pub fn bench(bench: &BenchOptions, load: &mut RunOptions) -> anyhow::Result<Benc
     };
     let memory = process_memory(appliance.pid()).ok();
     if !harness_cpus.is_empty() {
-        pin_to(&allowed);
+        crate::machine::pin_to(&allowed);
     }
     let stopped = appliance.stop()?;
     let mut run = run?;
@@ -623,7 +614,7 @@ mod tests {
         let last = *online.last().unwrap();
         // A thread of its own, so the test runner's threads keep their mask.
         let seen = std::thread::spawn(move || {
-            assert!(pin_to(&[last]));
+            assert!(crate::machine::pin_to(&[last]));
             crate::machine::allowed_cpus()
         })
         .join()

@@ -120,6 +120,18 @@ pub fn allowed_cpus() -> Vec<usize> {
         .collect()
 }
 
+/// Keeps the calling thread, and every thread it spawns from now on, on
+/// `cpus`. False when the kernel refused.
+pub fn pin_to(cpus: &[usize]) -> bool {
+    // SAFETY: as in `allowed_cpus`; CPU_SET is given indices below
+    // CPU_SETSIZE only.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for &cpu in cpus.iter().filter(|&&cpu| cpu < libc::CPU_SETSIZE as usize) {
+        unsafe { libc::CPU_SET(cpu, &mut set) };
+    }
+    unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0 }
+}
+
 /// One CPU over an interval, as fractions of its time (0 to 1).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CpuShare {
@@ -309,6 +321,180 @@ impl IdleHalt {
     }
 }
 
+/// What this machine's kernel charges for the steps a node takes on every
+/// read of a paced load, measured by the harness just before it sends: a
+/// system call, the first touch of a fresh page (every new page-cache page
+/// of the journal, every new page of heap), and a wake-up of a sleeping
+/// thread on another CPU and back (a write waking the node's core, the
+/// core handing an alert to its writer). Where these are expensive, a node
+/// at a modest paced rate spends much of its CPU on them, more the fewer
+/// lines each wake-up brings: on the 2-core VM of BENCHMARKS.md (a nested
+/// guest) a system call took 220 ns, a first touch 1.7 µs and a
+/// cross-CPU round trip 40 µs, and a paced line cost 2.4 times a flat-out
+/// one (2026-12-07 17:28 UTC).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct KernelCosts {
+    /// `getppid` system calls: the median of [`COST_ROUNDS`] rounds, ns
+    /// per call.
+    pub syscall_ns: f64,
+    /// The first write to each 4 KiB page of a fresh anonymous mapping
+    /// (huge pages refused for it): the median of [`COST_ROUNDS`]
+    /// mappings, ns per page.
+    pub page_touch_ns: f64,
+    /// The CPUs of the two threads that woke each other (the same CPU
+    /// twice when the harness may use only one).
+    pub wake_cpus: (usize, usize),
+    /// Round trips between the two threads, each asleep (futex) until the
+    /// other wakes it: median and p99, µs.
+    pub wake_round_trip_p50_us: f64,
+    pub wake_round_trip_p99_us: f64,
+}
+
+/// Rounds (or mappings) of each cost measured; the median is reported.
+pub const COST_ROUNDS: usize = 5;
+const SYSCALLS_PER_ROUND: u32 = 20_000;
+const TOUCH_PAGES: usize = 4_096;
+const WAKE_WARMUP: usize = 100;
+const WAKE_ROUNDS: usize = 1_000;
+
+impl KernelCosts {
+    /// Measures the three costs, the wake-up between the first two of
+    /// `cpus` (the first alone when there is one); about 0.1 s. `None`
+    /// when a mapping or a thread could not be had.
+    pub fn measure(cpus: &[usize]) -> Option<KernelCosts> {
+        let syscall_ns = median((0..COST_ROUNDS).map(|_| syscall_round_ns()).collect())?;
+        let page_touch_ns = median(
+            (0..COST_ROUNDS)
+                .map(|_| page_touch_round_ns())
+                .collect::<Option<Vec<f64>>>()?,
+        )?;
+        let first = *cpus.first()?;
+        let wake_cpus = (first, cpus.get(1).copied().unwrap_or(first));
+        let mut trips = wake_round_trips_us(wake_cpus)?;
+        trips.sort_by(f64::total_cmp);
+        let at = |q: f64| trips[((trips.len() - 1) as f64 * q).round() as usize];
+        Some(KernelCosts {
+            syscall_ns,
+            page_touch_ns,
+            wake_cpus,
+            wake_round_trip_p50_us: at(0.5),
+            wake_round_trip_p99_us: at(0.99),
+        })
+    }
+
+    /// The summary line.
+    pub fn line(&self) -> String {
+        let between = if self.wake_cpus.0 == self.wake_cpus.1 {
+            format!("on CPU {} alone", self.wake_cpus.0)
+        } else {
+            format!("between CPUs {} and {}", self.wake_cpus.0, self.wake_cpus.1)
+        };
+        format!(
+            "machine: kernel costs before the load: a system call {:.0} ns, the first touch of a fresh page {:.2} us, \
+             a wake-up round trip {between} p50 {:.1} us p99 {:.1} us",
+            self.syscall_ns,
+            self.page_touch_ns / 1_000.0,
+            self.wake_round_trip_p50_us,
+            self.wake_round_trip_p99_us
+        )
+    }
+}
+
+fn median(mut values: Vec<f64>) -> Option<f64> {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied()
+}
+
+fn syscall_round_ns() -> f64 {
+    let start = std::time::Instant::now();
+    for _ in 0..SYSCALLS_PER_ROUND {
+        // SAFETY: getppid takes no arguments and cannot fail.
+        std::hint::black_box(unsafe { libc::syscall(libc::SYS_getppid) });
+    }
+    start.elapsed().as_nanos() as f64 / f64::from(SYSCALLS_PER_ROUND)
+}
+
+fn page_touch_round_ns() -> Option<f64> {
+    const PAGE: usize = 4_096;
+    let len = TOUCH_PAGES * PAGE;
+    // SAFETY: a fresh private anonymous mapping, checked below, written
+    // only within its length and unmapped before returning.
+    unsafe {
+        let map = libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
+        if map == libc::MAP_FAILED {
+            return None;
+        }
+        // 4 KiB pages, as the page cache's and most of the heap's are.
+        libc::madvise(map, len, libc::MADV_NOHUGEPAGE);
+        let base = map.cast::<u8>();
+        let start = std::time::Instant::now();
+        for page in 0..TOUCH_PAGES {
+            std::ptr::write_volatile(base.add(page * PAGE), 1);
+        }
+        let ns = start.elapsed().as_nanos() as f64 / TOUCH_PAGES as f64;
+        libc::munmap(map, len);
+        Some(ns)
+    }
+}
+
+/// Round trips, µs, between a thread on `cpus.0` and one on `cpus.1`
+/// that each sleep until the other wakes them.
+fn wake_round_trips_us(cpus: (usize, usize)) -> Option<Vec<f64>> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    // Odd: the answering thread's turn; even: the asking thread's.
+    let turn = Arc::new(AtomicU64::new(0));
+    let wait_for = |turn: &AtomicU64, value: u64| {
+        while turn.load(Ordering::Acquire) != value {
+            std::thread::park();
+        }
+    };
+    let asker = {
+        let turn = turn.clone();
+        std::thread::Builder::new()
+            .name("sw-load-wake".into())
+            .spawn(move || {
+                pin_to(&[cpus.0]);
+                let me = std::thread::current();
+                let answerer = {
+                    let turn = turn.clone();
+                    std::thread::Builder::new()
+                        .name("sw-load-wake2".into())
+                        .spawn(move || {
+                            pin_to(&[cpus.1]);
+                            for round in 0..(WAKE_WARMUP + WAKE_ROUNDS) as u64 {
+                                wait_for(&turn, 2 * round + 1);
+                                turn.store(2 * round + 2, Ordering::Release);
+                                me.unpark();
+                            }
+                        })
+                        .ok()?
+                };
+                let mut trips = Vec::with_capacity(WAKE_ROUNDS);
+                for round in 0..(WAKE_WARMUP + WAKE_ROUNDS) as u64 {
+                    let start = std::time::Instant::now();
+                    turn.store(2 * round + 1, Ordering::Release);
+                    answerer.thread().unpark();
+                    wait_for(&turn, 2 * round + 2);
+                    if round >= WAKE_WARMUP as u64 {
+                        trips.push(start.elapsed().as_nanos() as f64 / 1_000.0);
+                    }
+                }
+                answerer.join().ok()?;
+                Some(trips)
+            })
+            .ok()?
+    };
+    asker.join().ok()?
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -456,5 +642,49 @@ mod tests {
         // An unreadable poll value under haltpoll is not taken for zero.
         assert_eq!(IdleHalt::parse("haltpoll", Some("x")).unwrap().line(), None);
         assert_eq!(IdleHalt::parse(" \n", None), None);
+    }
+
+    #[test]
+    fn kernel_costs_are_measured_and_read_as_one_line() {
+        let cpus = allowed_cpus();
+        let costs = KernelCosts::measure(&cpus).expect("measured");
+        assert!(
+            costs.syscall_ns > 0.0 && costs.syscall_ns.is_finite(),
+            "{costs:?}"
+        );
+        assert!(
+            costs.page_touch_ns > 0.0 && costs.page_touch_ns.is_finite(),
+            "{costs:?}"
+        );
+        assert!(costs.wake_round_trip_p50_us > 0.0, "{costs:?}");
+        assert!(
+            costs.wake_round_trip_p99_us >= costs.wake_round_trip_p50_us,
+            "{costs:?}"
+        );
+        assert!(cpus.contains(&costs.wake_cpus.0) && cpus.contains(&costs.wake_cpus.1));
+        if cpus.len() > 1 {
+            assert_ne!(costs.wake_cpus.0, costs.wake_cpus.1);
+        }
+        let line = KernelCosts {
+            syscall_ns: 220.4,
+            page_touch_ns: 1_720.0,
+            wake_cpus: (0, 1),
+            wake_round_trip_p50_us: 40.04,
+            wake_round_trip_p99_us: 118.0,
+        }
+        .line();
+        assert!(
+            line.ends_with("a system call 220 ns, the first touch of a fresh page 1.72 us, a wake-up round trip between CPUs 0 and 1 p50 40.0 us p99 118.0 us"),
+            "{line}"
+        );
+        let alone = KernelCosts {
+            wake_cpus: (1, 1),
+            ..costs
+        };
+        assert!(
+            alone.line().contains("round trip on CPU 1 alone"),
+            "{}",
+            alone.line()
+        );
     }
 }

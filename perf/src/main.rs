@@ -273,6 +273,7 @@ impl LoadArgs {
             drain_ms: self.drain_ms,
             progress: !self.quiet,
             gate: scenario_gate(self.rules.as_deref(), binary),
+            kernel_costs: None,
         })
     }
 }
@@ -1470,6 +1471,7 @@ fn batch_report(
                 drain_ms: 5_000,
                 progress: true,
                 gate: gate.clone(),
+                kernel_costs: None,
             };
             let outcome = bench::bench(&options, &mut load)?;
             bench::add_bench_to_report(&outcome, &options, &load, &mut report);

@@ -1100,6 +1100,7 @@ fn run_shardwatch(opts: &PeersOptions, events: u64, report: &mut Report) -> Peer
         drain_ms: 5_000,
         progress: false,
         gate: opts.gate.clone(),
+        kernel_costs: None,
     };
     let outcome = match bench::bench(&options, &mut load) {
         Ok(o) => o,

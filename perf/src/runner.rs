@@ -108,6 +108,11 @@ pub struct RunOptions {
     /// Which expected alerts the appliance can raise (scenario rules
     /// loaded, fields extracted); the others are reported, not scored.
     pub gate: Gate,
+    /// The machine's kernel costs, when the caller measured them (`bench`
+    /// does, before it keeps the harness off the appliance's CPUs, so that
+    /// the wake-up is measured between two CPUs); `run_load` measures them
+    /// itself otherwise.
+    pub kernel_costs: Option<crate::machine::KernelCosts>,
 }
 
 /// Per-scenario results.
@@ -155,6 +160,9 @@ pub struct RunOutcome {
     pub free_page_reporting: Option<crate::machine::FreePageReporting>,
     /// How the machine's idle CPUs wait (see [`crate::machine::IdleHalt`]).
     pub idle_halt: Option<crate::machine::IdleHalt>,
+    /// What its kernel charged for a system call, a fresh page and a
+    /// wake-up just before the load (see [`crate::machine::KernelCosts`]).
+    pub kernel_costs: Option<crate::machine::KernelCosts>,
 }
 
 /// One detected scenario instance: when its completing event was due,
@@ -347,6 +355,11 @@ pub fn prepare_corpus(opts: &RunOptions, start_ns: i64) -> anyhow::Result<(Corpu
 /// Runs a load against the targets and, when an alert source is given,
 /// collects and scores the alerts.
 pub fn run_load(opts: &RunOptions) -> anyhow::Result<RunOutcome> {
+    // Before anything is sent (about 0.1 s), on the CPUs the harness may use.
+    let kernel_costs = opts
+        .kernel_costs
+        .clone()
+        .or_else(|| crate::machine::KernelCosts::measure(&crate::machine::allowed_cpus()));
     let planned_t0 = clock::now_ns() + START_LEAD_NS;
     let (corpus, events, retime_skipped) =
         prepare_corpus(opts, planned_t0.saturating_add(opts.sender_clock_ns))?;
@@ -570,6 +583,7 @@ pub fn run_load(opts: &RunOptions) -> anyhow::Result<RunOutcome> {
         machine,
         free_page_reporting,
         idle_halt,
+        kernel_costs,
     })
 }
 
@@ -681,6 +695,10 @@ pub fn add_to_report(outcome: &RunOutcome, opts: &RunOptions, report: &mut Repor
         report
             .summary
             .push(crate::machine::reporting_line(reporting));
+    }
+    if let Some(costs) = &outcome.kernel_costs {
+        report.body.insert("kernel_costs".into(), json!(costs));
+        report.summary.push(costs.line());
     }
     if let Some(idle) = &outcome.idle_halt {
         report.body.insert("idle_halt".into(), json!(idle));

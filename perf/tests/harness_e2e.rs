@@ -244,6 +244,19 @@ fn bench_detects_every_scenario_and_background_stays_quiet() {
         summary_txt.contains("machine while the load ran: CPU "),
         "{summary_txt}"
     );
+    // The kernel's costs, measured before the load: a system call, a
+    // fresh page, a wake-up round trip.
+    let costs = &doc["kernel_costs"];
+    for key in ["syscall_ns", "page_touch_ns", "wake_round_trip_p50_us"] {
+        assert!(
+            costs[key].as_f64().is_some_and(|v| v > 0.0),
+            "{key}: {costs}"
+        );
+    }
+    assert!(
+        summary_txt.contains("machine: kernel costs before the load: a system call "),
+        "{summary_txt}"
+    );
 
     // Background alone: replay raises nothing.
     let background = scratch.join("background.log");
