@@ -445,7 +445,8 @@ fn page_touch_round_ns() -> Option<f64> {
 }
 
 /// Round trips, µs, between a thread on `cpus.0` and one on `cpus.1`
-/// that each sleep until the other wakes them.
+/// that each sleep until the other wakes them; `None` when a thread could
+/// not be started or kept on its CPU (the pair would be misnamed).
 fn wake_round_trips_us(cpus: (usize, usize)) -> Option<Vec<f64>> {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::Arc;
@@ -461,19 +462,24 @@ fn wake_round_trips_us(cpus: (usize, usize)) -> Option<Vec<f64>> {
         std::thread::Builder::new()
             .name("sw-load-wake".into())
             .spawn(move || {
-                pin_to(&[cpus.0]);
+                if !pin_to(&[cpus.0]) {
+                    return None;
+                }
                 let me = std::thread::current();
                 let answerer = {
                     let turn = turn.clone();
                     std::thread::Builder::new()
                         .name("sw-load-wake2".into())
                         .spawn(move || {
-                            pin_to(&[cpus.1]);
+                            // Answers every round even where it could not
+                            // be pinned, so the asker is not left waiting.
+                            let pinned = pin_to(&[cpus.1]);
                             for round in 0..(WAKE_WARMUP + WAKE_ROUNDS) as u64 {
                                 wait_for(&turn, 2 * round + 1);
                                 turn.store(2 * round + 2, Ordering::Release);
                                 me.unpark();
                             }
+                            pinned
                         })
                         .ok()?
                 };
@@ -487,8 +493,7 @@ fn wake_round_trips_us(cpus: (usize, usize)) -> Option<Vec<f64>> {
                         trips.push(start.elapsed().as_nanos() as f64 / 1_000.0);
                     }
                 }
-                answerer.join().ok()?;
-                Some(trips)
+                answerer.join().ok()?.then_some(trips)
             })
             .ok()?
     };
