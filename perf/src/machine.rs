@@ -382,15 +382,21 @@ impl KernelCosts {
         })
     }
 
-    /// The summary line.
+    /// The summary line of a run, whose costs were measured just before
+    /// its load.
     pub fn line(&self) -> String {
+        self.line_for("before the load")
+    }
+
+    /// The summary line, saying when the costs were measured (`when`).
+    pub fn line_for(&self, when: &str) -> String {
         let between = if self.wake_cpus.0 == self.wake_cpus.1 {
             format!("on CPU {} alone", self.wake_cpus.0)
         } else {
             format!("between CPUs {} and {}", self.wake_cpus.0, self.wake_cpus.1)
         };
         format!(
-            "machine: kernel costs before the load: a system call {:.0} ns, the first touch of a fresh page {:.2} us, \
+            "machine: kernel costs {when}: a system call {:.0} ns, the first touch of a fresh page {:.2} us, \
              a wake-up round trip {between} p50 {:.1} us p99 {:.1} us",
             self.syscall_ns,
             self.page_touch_ns / 1_000.0,
@@ -686,6 +692,9 @@ mod tests {
             wake_cpus: (1, 1),
             ..costs
         };
+        assert!(alone
+            .line_for("at the end of the goals")
+            .starts_with("machine: kernel costs at the end of the goals: a system call "));
         assert!(
             alone.line().contains("round trip on CPU 1 alone"),
             "{}",

@@ -903,6 +903,10 @@ fn goals_cmd(args: GoalsArgs) -> anyhow::Result<()> {
         bail!("{} does not exist; pass --binary", args.binary.display());
     }
     let runs = args.out.join("runs");
+    // The kernel's costs before the first run and after the last: a
+    // verdict holds for the machine as it was, and this VM's speed has
+    // moved by a third within minutes (BENCHMARKS.md).
+    let costs_before = machine::KernelCosts::measure(&machine::allowed_cpus());
     let wants = |goal: &str| args.only.iter().any(|g| g == goal);
     let progress = |text: String| {
         if !args.quiet {
@@ -1164,6 +1168,26 @@ fn goals_cmd(args: GoalsArgs) -> anyhow::Result<()> {
         batch.as_ref(),
         &mut report,
     );
+    let costs_after = machine::KernelCosts::measure(&machine::allowed_cpus());
+    for (when, costs) in [
+        ("before the goals", &costs_before),
+        ("after the goals", &costs_after),
+    ] {
+        if let Some(costs) = costs {
+            report.summary.push(costs.line_for(when));
+        }
+    }
+    report.body.insert(
+        "kernel_costs".into(),
+        serde_json::json!({ "before": costs_before, "after": costs_after }),
+    );
+    let idle_halt = machine::IdleHalt::of_this_machine();
+    if let Some(line) = idle_halt.as_ref().and_then(machine::IdleHalt::line) {
+        report.summary.push(line);
+    }
+    report
+        .body
+        .insert("idle_halt".into(), serde_json::json!(idle_halt));
     finish(&report, &args.out)
 }
 

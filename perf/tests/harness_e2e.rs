@@ -746,6 +746,16 @@ fn goals_measures_each_goal_and_gives_each_a_verdict() {
         "{batch}"
     );
     assert_eq!(batch["interval_s"], 300);
+    // The machine's kernel costs before the first run and after the last.
+    for when in ["before", "after"] {
+        let costs = &doc["kernel_costs"][when];
+        assert!(
+            costs["syscall_ns"].as_f64().is_some_and(|v| v > 0.0),
+            "{costs}"
+        );
+        let line = format!("machine: kernel costs {when} the goals: a system call ");
+        assert!(summary.contains(&line), "{line} not in {summary}");
+    }
 
     let output = Command::new(env!("CARGO_BIN_EXE_shardwatch-load"))
         .args(["goals", "--only", "tcp,disk", "--out"])
