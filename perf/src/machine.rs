@@ -4,6 +4,9 @@
 //! CPUs lost a tenth of their time to steal, or whose harness CPU was
 //! saturated, is told apart from one that was not.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
 use serde::Serialize;
 
 /// A thread's scheduler counters (`/proc/thread-self/schedstat`): time on
@@ -309,6 +312,17 @@ impl IdleHalt {
         IdleHalt::parse(&driver, poll_ns.as_deref())
     }
 
+    /// Adds this to `report`: `idle_halt`, and the warning line where there
+    /// is one.
+    pub fn add_to(&self, report: &mut crate::report::Report) {
+        report
+            .body
+            .insert("idle_halt".into(), serde_json::json!(self));
+        if let Some(line) = self.line() {
+            report.summary.push(line);
+        }
+    }
+
     /// The summary line for a guest whose idle vCPUs halt without polling
     /// first; `None` for any other idle setting (nothing to warn of).
     pub fn line(&self) -> Option<String> {
@@ -450,60 +464,67 @@ fn page_touch_round_ns() -> Option<f64> {
     }
 }
 
+/// Rounds of the wake-up probe, warm-up included.
+const WAKE_ALL_ROUNDS: u64 = (WAKE_WARMUP + WAKE_ROUNDS) as u64;
+
 /// Round trips, µs, between a thread on `cpus.0` and one on `cpus.1`
 /// that each sleep until the other wakes them; `None` when a thread could
 /// not be started or kept on its CPU (the pair would be misnamed).
 fn wake_round_trips_us(cpus: (usize, usize)) -> Option<Vec<f64>> {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use std::sync::Arc;
     // Odd: the answering thread's turn; even: the asking thread's.
     let turn = Arc::new(AtomicU64::new(0));
-    let wait_for = |turn: &AtomicU64, value: u64| {
-        while turn.load(Ordering::Acquire) != value {
-            std::thread::park();
-        }
-    };
-    let asker = {
-        let turn = turn.clone();
+    std::thread::Builder::new()
+        .name("sw-load-wake".into())
+        .spawn(move || ask(&turn, cpus))
+        .ok()?
+        .join()
+        .ok()?
+}
+
+/// The asking side, on `cpus.0`: starts the answering thread on `cpus.1`
+/// and times each round from its wake-up call to being woken back.
+fn ask(turn: &Arc<AtomicU64>, cpus: (usize, usize)) -> Option<Vec<f64>> {
+    if !pin_to(&[cpus.0]) {
+        return None;
+    }
+    let answerer = {
+        let (turn, asker) = (turn.clone(), std::thread::current());
         std::thread::Builder::new()
-            .name("sw-load-wake".into())
-            .spawn(move || {
-                if !pin_to(&[cpus.0]) {
-                    return None;
-                }
-                let me = std::thread::current();
-                let answerer = {
-                    let turn = turn.clone();
-                    std::thread::Builder::new()
-                        .name("sw-load-wake2".into())
-                        .spawn(move || {
-                            // Answers every round even where it could not
-                            // be pinned, so the asker is not left waiting.
-                            let pinned = pin_to(&[cpus.1]);
-                            for round in 0..(WAKE_WARMUP + WAKE_ROUNDS) as u64 {
-                                wait_for(&turn, 2 * round + 1);
-                                turn.store(2 * round + 2, Ordering::Release);
-                                me.unpark();
-                            }
-                            pinned
-                        })
-                        .ok()?
-                };
-                let mut trips = Vec::with_capacity(WAKE_ROUNDS);
-                for round in 0..(WAKE_WARMUP + WAKE_ROUNDS) as u64 {
-                    let start = std::time::Instant::now();
-                    turn.store(2 * round + 1, Ordering::Release);
-                    answerer.thread().unpark();
-                    wait_for(&turn, 2 * round + 2);
-                    if round >= WAKE_WARMUP as u64 {
-                        trips.push(start.elapsed().as_nanos() as f64 / 1_000.0);
-                    }
-                }
-                answerer.join().ok()?.then_some(trips)
-            })
+            .name("sw-load-wake2".into())
+            .spawn(move || answer(&turn, &asker, cpus.1))
             .ok()?
     };
-    asker.join().ok()?
+    let mut trips = Vec::with_capacity(WAKE_ROUNDS);
+    for round in 0..WAKE_ALL_ROUNDS {
+        let start = std::time::Instant::now();
+        turn.store(2 * round + 1, Ordering::Release);
+        answerer.thread().unpark();
+        wait_for_turn(turn, 2 * round + 2);
+        if round >= WAKE_WARMUP as u64 {
+            trips.push(start.elapsed().as_nanos() as f64 / 1_000.0);
+        }
+    }
+    answerer.join().ok()?.then_some(trips)
+}
+
+/// The answering side: wakes `asker` back every round, even where it
+/// could not be pinned to `cpu` (so the asker is not left waiting);
+/// returns whether it was.
+fn answer(turn: &AtomicU64, asker: &std::thread::Thread, cpu: usize) -> bool {
+    let pinned = pin_to(&[cpu]);
+    for round in 0..WAKE_ALL_ROUNDS {
+        wait_for_turn(turn, 2 * round + 1);
+        turn.store(2 * round + 2, Ordering::Release);
+        asker.unpark();
+    }
+    pinned
+}
+
+/// Sleeps until `turn` holds `value` (`park` may return early: it loops).
+fn wait_for_turn(turn: &AtomicU64, value: u64) {
+    while turn.load(Ordering::Acquire) != value {
+        std::thread::park();
+    }
 }
 
 #[cfg(test)]

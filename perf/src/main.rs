@@ -1181,13 +1181,9 @@ fn goals_cmd(args: GoalsArgs) -> anyhow::Result<()> {
         "kernel_costs".into(),
         serde_json::json!({ "before": costs_before, "after": costs_after }),
     );
-    let idle_halt = machine::IdleHalt::of_this_machine();
-    if let Some(line) = idle_halt.as_ref().and_then(machine::IdleHalt::line) {
-        report.summary.push(line);
+    if let Some(idle) = machine::IdleHalt::of_this_machine() {
+        idle.add_to(&mut report);
     }
-    report
-        .body
-        .insert("idle_halt".into(), serde_json::json!(idle_halt));
     finish(&report, &args.out)
 }
 

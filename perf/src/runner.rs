@@ -701,10 +701,7 @@ pub fn add_to_report(outcome: &RunOutcome, opts: &RunOptions, report: &mut Repor
         report.summary.push(costs.line());
     }
     if let Some(idle) = &outcome.idle_halt {
-        report.body.insert("idle_halt".into(), json!(idle));
-        if let Some(line) = idle.line() {
-            report.summary.push(line);
-        }
+        idle.add_to(report);
     }
     for w in &outcome.warnings {
         report.summary.push(format!("warning: {w}"));
