@@ -34,7 +34,8 @@
 # each line's intended time; `run --flush-us`), RULES (perf/rules/scenarios.yml,
 # the node's `--rules` and the harness's; `none`: the built-in pack alone,
 # whose scenarios the harness then scores and whose other scenarios it
-# lists as not loaded).
+# lists as not loaded), STEER (0; 1: the maximum's bench and every run
+# with `--steer-loopback`, loopback's receive work on the harness's CPUs).
 # Writes $OUT/summary.txt and per run $OUT/<round>-<n>/ (the harness's
 # report.json and summary.txt, the node's stderr).
 set -euo pipefail
@@ -63,6 +64,8 @@ KEEP_DATA=${KEEP_DATA:-0}
 RULES=${RULES:-perf/rules/scenarios.yml}
 node_rules=()
 [ "$RULES" = none ] || node_rules=(--rules "$RULES")
+steer=()
+[ "${STEER:-0}" = 1 ] && steer=(--steer-loopback)
 
 for b in $BINS "$LOAD"; do
   [ -x "$b" ] || { echo "latency-half: $b missing (cargo build --release -p shardwatch -p shardwatch-perf)" >&2; exit 1; }
@@ -85,7 +88,7 @@ first_bin=${BINS%% *}
 if [ -z "${RATE:-}" ]; then
   # bench keeps its own threads off the node's CPUs.
   "$LOAD" bench --binary "$first_bin" --cores "$CORES" --transport tcp --rate max \
-    --events "$MAX_EVENTS" --rules "$RULES" --out "$OUT/max" --quiet >/dev/null
+    --events "$MAX_EVENTS" --rules "$RULES" "${steer[@]}" --out "$OUT/max" --quiet >/dev/null
   max=$(python3 -c "import json,sys; print(int(json.load(open(sys.argv[1]))['appliance']['received_eps']))" "$OUT/max/report.json")
   RATE=$((max / 2))
   say "maximum (bench --rate max, $first_bin): $max events/s; half: $RATE"
@@ -114,7 +117,7 @@ run_one() {
     done
   fi
   pin "$LOAD" run --target "tcp://$addr" --rate "$RATE" --duration "${SEND_S}s" --flush-us "$FLUSH_US" \
-    --alerts "$dir/data/alerts.jsonl" --rules "$RULES" --out "$dir/run" --quiet >/dev/null || true
+    --alerts "$dir/data/alerts.jsonl" --rules "$RULES" "${steer[@]}" --out "$dir/run" --quiet >/dev/null || true
   kill -TERM "$node"
   wait "$node" || true
   local line

@@ -28,7 +28,8 @@
 # of the load to the start of recording, to see a long run's later part,
 # its state grown and its checkpoints running), FLUSH_US (0: a paced
 # sender writes each line as it falls due; N: at most one write per N µs,
-# `bench --flush-us`), OUT (target/profile).
+# `bench --flush-us`), STEER (0; 1: `bench --steer-loopback`, loopback's
+# receive work on the harness's CPU), OUT (target/profile).
 # Writes $OUT/profile.txt (the report), $OUT/perf.data (open it with
 # `perf report -i`), $OUT/run/ (the bench's report).
 set -euo pipefail
@@ -65,6 +66,7 @@ else
   load_args+=(--duration "${SEND_S}s" --flush-us "$FLUSH_US")
 fi
 [ -n "$CONFIG" ] && load_args+=(--appliance-config "$CONFIG")
+[ "${STEER:-0}" = 1 ] && load_args+=(--steer-loopback)
 mkdir -p "$OUT"
 rm -rf "$OUT/run" "$OUT/perf.data"
 

@@ -118,6 +118,9 @@ fn free_cpus(appliance: Option<&[usize]>, cores: usize, allowed: &[usize]) -> Ve
 
 /// Runs one bench; `load.targets` and `load.alerts` are filled in here.
 pub fn bench(bench: &BenchOptions, load: &mut RunOptions) -> anyhow::Result<BenchOutcome> {
+    if load.steer_loopback {
+        crate::steer::check_writable().context("--steer-loopback")?;
+    }
     // Measured before the appliance starts and before the harness keeps
     // off its CPUs, so that the wake-up is one between two CPUs.
     load.kernel_costs = crate::machine::KernelCosts::measure(&crate::machine::allowed_cpus());

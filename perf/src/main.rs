@@ -26,6 +26,7 @@ mod scenario_rules;
 mod schedule;
 mod send;
 mod sse;
+mod steer;
 mod svg;
 mod timefmt;
 mod tls_client;
@@ -206,6 +207,13 @@ struct LoadArgs {
     /// reported as `not loaded` instead of as misses.
     #[arg(long)]
     rules: Option<PathBuf>,
+    /// Steer loopback's receive processing (RPS on `lo`) to the harness's
+    /// CPUs while the load runs, and put the previous masks back after
+    /// (needs root). On loopback the appliance's ACKs otherwise send the
+    /// sender's queued data from the appliance's CPU (perf/README.md,
+    /// "Loopback").
+    #[arg(long)]
+    steer_loopback: bool,
 }
 
 /// The scenario gate for `--rules` (or the default file), probing `binary`
@@ -274,6 +282,7 @@ impl LoadArgs {
             progress: !self.quiet,
             gate: scenario_gate(self.rules.as_deref(), binary),
             kernel_costs: None,
+            steer_loopback: self.steer_loopback,
         })
     }
 }
@@ -440,6 +449,10 @@ struct GoalsArgs {
     /// No progress lines on stderr.
     #[arg(long)]
     quiet: bool,
+    /// Every run steers loopback's receive processing to the harness's
+    /// CPUs (bench's --steer-loopback; needs root).
+    #[arg(long)]
+    steer_loopback: bool,
 }
 
 #[derive(Args)]
@@ -928,6 +941,9 @@ fn goals_cmd(args: GoalsArgs) -> anyhow::Result<()> {
             args.drain_ms.to_string(),
             "--quiet".into(),
         ];
+        if args.steer_loopback {
+            argv.push("--steer-loopback".into());
+        }
         argv.extend(rest.iter().map(|a| a.to_string()));
         let load = load_args_from(&argv)?;
         let (outcome, report) = bench_run(
@@ -1055,7 +1071,7 @@ fn goals_cmd(args: GoalsArgs) -> anyhow::Result<()> {
         let fastest = udp.iter().map(|r| r.sent_eps).fold(0.0, f64::max).floor();
         let dir = runs.join("udp-ceiling");
         // No scenarios, so nothing to wait for past the node's socket.
-        let argv: Vec<String> = vec![
+        let mut argv: Vec<String> = vec![
             "--out".into(),
             dir.display().to_string(),
             "--drain-ms".into(),
@@ -1066,6 +1082,9 @@ fn goals_cmd(args: GoalsArgs) -> anyhow::Result<()> {
             "none".into(),
             "--quiet".into(),
         ];
+        if args.steer_loopback {
+            argv.push("--steer-loopback".into());
+        }
         let search = CeilingArgs {
             binary: args.binary.clone(),
             appliance_config: None,
@@ -1159,6 +1178,17 @@ fn goals_cmd(args: GoalsArgs) -> anyhow::Result<()> {
         args.rounds,
         runs.display()
     ));
+    if args.steer_loopback {
+        report.summary.push(
+            "every run steered loopback's receive processing to the harness's CPUs (--steer-loopback): \
+             the sender's transmit that the node's ACKs set off ran there, not on the node's CPU"
+                .into(),
+        );
+    }
+    report.body.insert(
+        "steer_loopback".into(),
+        serde_json::json!(args.steer_loopback),
+    );
     goals::add_to_report(
         &verdicts,
         &tcp,
@@ -1492,6 +1522,7 @@ fn batch_report(
                 progress: true,
                 gate: gate.clone(),
                 kernel_costs: None,
+                steer_loopback: false,
             };
             let outcome = bench::bench(&options, &mut load)?;
             bench::add_bench_to_report(&outcome, &options, &load, &mut report);

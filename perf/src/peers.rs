@@ -1101,6 +1101,7 @@ fn run_shardwatch(opts: &PeersOptions, events: u64, report: &mut Report) -> Peer
         progress: false,
         gate: opts.gate.clone(),
         kernel_costs: None,
+        steer_loopback: false,
     };
     let outcome = match bench::bench(&options, &mut load) {
         Ok(o) => o,

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
-use anyhow::bail;
+use anyhow::{bail, Context};
 use serde::Serialize;
 use serde_json::json;
 
@@ -113,6 +113,9 @@ pub struct RunOptions {
     /// the wake-up is measured between two CPUs); `run_load` measures them
     /// itself otherwise.
     pub kernel_costs: Option<crate::machine::KernelCosts>,
+    /// Steer loopback's receive processing to the harness's CPUs while
+    /// the load runs (see [`crate::steer`]).
+    pub steer_loopback: bool,
 }
 
 /// Per-scenario results.
@@ -163,6 +166,9 @@ pub struct RunOutcome {
     /// What its kernel charged for a system call, a fresh page and a
     /// wake-up just before the load (see [`crate::machine::KernelCosts`]).
     pub kernel_costs: Option<crate::machine::KernelCosts>,
+    /// Where loopback's receive work ran during the load (see
+    /// [`crate::steer`]); `None` where the kernel has no mask to read.
+    pub loopback: Option<crate::steer::LoopbackRps>,
 }
 
 /// One detected scenario instance: when its completing event was due,
@@ -383,6 +389,29 @@ pub fn run_load(opts: &RunOptions) -> anyhow::Result<RunOutcome> {
             "{retime_skipped} lines had no recognizable header timestamp and were sent unchanged"
         ));
     }
+    // Steered now, after the kernel-cost probe and before anything is
+    // sent; put back once the alerts are in.
+    let steering = if opts.steer_loopback {
+        let harness = crate::machine::allowed_cpus();
+        let online = crate::machine::cpu_ticks();
+        if !online.is_empty() && online.iter().all(|t| harness.contains(&t.cpu)) {
+            warnings.push(
+                "--steer-loopback: the harness may run on every CPU, so there is no appliance CPU to steer loopback's receive work away from; not steered".to_string(),
+            );
+            None
+        } else {
+            let steering = crate::steer::Steering::to(&harness).context("--steer-loopback")?;
+            if opts.progress {
+                eprintln!(
+                    "shardwatch-load: loopback receive processing steered to CPUs {harness:?} until the load ends (by hand: {})",
+                    steering.undo_commands()
+                );
+            }
+            Some((steering, harness))
+        }
+    } else {
+        None
+    };
     for w in &warnings {
         eprintln!("shardwatch-load: warning: {w}");
     }
@@ -470,6 +499,21 @@ pub fn run_load(opts: &RunOptions) -> anyhow::Result<RunOutcome> {
         }
     };
 
+    let loopback =
+        match steering {
+            Some((steering, harness)) => Some(crate::steer::LoopbackRps {
+                cpus: harness,
+                steered_by_harness: true,
+                before: Some(steering.before().to_vec()),
+            }),
+            None => crate::steer::steered_cpus(std::path::Path::new(crate::steer::LO_QUEUES)).map(
+                |cpus| crate::steer::LoopbackRps {
+                    cpus,
+                    steered_by_harness: false,
+                    before: None,
+                },
+            ),
+        };
     // Done once the alerts are in: this CPU may be the appliance's too
     // (see the drain loop).
     let free_page_reporting =
@@ -584,6 +628,7 @@ pub fn run_load(opts: &RunOptions) -> anyhow::Result<RunOutcome> {
         free_page_reporting,
         idle_halt,
         kernel_costs,
+        loopback,
     })
 }
 
@@ -702,6 +747,13 @@ pub fn add_to_report(outcome: &RunOutcome, opts: &RunOptions, report: &mut Repor
     }
     if let Some(idle) = &outcome.idle_halt {
         idle.add_to(report);
+    }
+    if let Some(loopback) = &outcome.loopback {
+        report.body.insert("loopback_rps".into(), json!(loopback));
+        let stream = opts.targets.iter().any(|t| !matches!(t, Target::Udp(_)));
+        if let Some(line) = loopback.line(stream) {
+            report.summary.push(line);
+        }
     }
     for w in &outcome.warnings {
         report.summary.push(format!("warning: {w}"));

@@ -343,6 +343,72 @@ fn bench_over_relp_and_tls_delivers_every_event() {
     let _ = std::fs::remove_dir_all(&scratch);
 }
 
+/// `--steer-loopback`: the load runs with `lo`'s receive work on the
+/// harness's CPUs, the report says so, and the mask is put back after.
+/// Without the right to write the mask the bench fails and says why.
+#[test]
+fn bench_steers_loopback_for_the_load_and_puts_it_back() {
+    let _alone = ONE_BENCH_AT_A_TIME.lock();
+    let mask = Path::new("/sys/class/net/lo/queues/rx-0/rps_cpus");
+    let Ok(before) = std::fs::read_to_string(mask) else {
+        panic!("{} is unreadable: a kernel without RPS", mask.display());
+    };
+    let scratch = shardwatch_tests::temp_dir("harness-steer");
+    let writable = std::fs::OpenOptions::new().write(true).open(mask).is_ok();
+    if !writable {
+        let binary = appliance_binary();
+        let out = scratch.join("refused");
+        let output = Command::new(env!("CARGO_BIN_EXE_shardwatch-load"))
+            .args(["bench", "--binary", binary.to_str().unwrap()])
+            .args(["--cores", "1", "--transport", "tcp", "--events", "3000"])
+            .args([
+                "--steer-loopback",
+                "--quiet",
+                "--out",
+                out.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{stderr}");
+        assert!(
+            stderr.contains("--steer-loopback") && stderr.contains("cannot write"),
+            "{stderr}"
+        );
+        let _ = std::fs::remove_dir_all(&scratch);
+        return;
+    }
+    let (summary, doc) = bench(
+        &scratch.join("steered"),
+        "tcp",
+        "1",
+        "3000",
+        &["--steer-loopback"],
+    );
+    assert_eq!(
+        doc["appliance"]["received"].as_u64(),
+        Some(3000),
+        "{summary}"
+    );
+    let rps = &doc["loopback_rps"];
+    assert_eq!(rps["steered_by_harness"], true, "{rps}");
+    let harness = doc["appliance"]["harness_cpus"].as_array().unwrap().clone();
+    assert!(!harness.is_empty(), "{doc}");
+    assert_eq!(rps["cpus"].as_array().unwrap(), &harness, "{rps}");
+    assert!(
+        summary.contains("loopback receive processing steered to CPUs"),
+        "{summary}"
+    );
+    assert_eq!(std::fs::read_to_string(mask).unwrap(), before);
+    // And without the flag a TCP bench names the unsteered default.
+    let (summary, doc) = bench(&scratch.join("plain"), "tcp", "1", "3000", &[]);
+    assert_eq!(doc["loopback_rps"]["steered_by_harness"], false, "{doc}");
+    if before.trim().trim_start_matches(['0', ',']).is_empty() {
+        assert!(summary.contains("is not steered"), "{summary}");
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+}
+
 /// `--sender-clock`: the scenarios stamped by senders five hours behind
 /// and ahead of the machine's clock are all detected, the load spanning
 /// several of the node's one-second ticks (a node that ended windows when
