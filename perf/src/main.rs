@@ -538,6 +538,9 @@ struct BatchArgs {
     rate: Rate,
     #[arg(long)]
     out: PathBuf,
+    /// No progress lines from the streaming bench on stderr.
+    #[arg(long)]
+    quiet: bool,
 }
 
 #[derive(Args)]
@@ -1138,6 +1141,7 @@ fn goals_cmd(args: GoalsArgs) -> anyhow::Result<()> {
             rules: args.rules.clone(),
             rate: args.batch_rate,
             out: dir.clone(),
+            quiet: args.quiet,
         };
         let (report, outcome, stream) = batch_report(&batch_args).context("batch goal")?;
         report.write(&dir, clock::now_ns())?;
@@ -1519,7 +1523,7 @@ fn batch_report(
                 flush_interval_ns: 0,
                 alerts: None,
                 drain_ms: 5_000,
-                progress: true,
+                progress: !args.quiet,
                 gate: gate.clone(),
                 kernel_costs: None,
                 steer_loopback: false,
