@@ -9,7 +9,7 @@
 //! harness's transmit runs on the CPU a bench measures: without steering,
 //! softirqs were 4.2% of the core's samples flat out over TCP, and with
 //! `lo`'s RPS on the harness's CPU the node parsed 1.05–1.21× the lines
-//! per second (BENCHMARKS.md, 2026-12-07 20:10 UTC). A deployment's NIC
+//! per second (BENCHMARKS.md, 2026-12-07 19:48 UTC). A deployment's NIC
 //! puts its receive work where its interrupts and RPS say; an appliance
 //! vendor steers it off the cores, as Seastar's perftune does.
 //!
@@ -104,10 +104,8 @@ pub fn steered_cpus(queues: &Path) -> Option<Vec<usize>> {
     Some(cpus)
 }
 
-/// Fails, saying why, when `lo`'s receive masks cannot be read or
-/// written: checked before an appliance is started for nothing.
-pub fn check_writable() -> anyhow::Result<()> {
-    let queues = Path::new(LO_QUEUES);
+/// The receive queues' mask files under `queues`, or why there are none.
+fn masks_to_steer(queues: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let files = mask_files(queues);
     if files.is_empty() {
         anyhow::bail!(
@@ -115,16 +113,25 @@ pub fn check_writable() -> anyhow::Result<()> {
             queues.display()
         );
     }
-    for file in files {
+    Ok(files)
+}
+
+/// What a refused write of `file` says.
+fn cannot_write(file: &Path) -> String {
+    format!(
+        "cannot write {} (steering loopback needs root or CAP_NET_ADMIN)",
+        file.display()
+    )
+}
+
+/// Fails, saying why, when `lo`'s receive masks cannot be written:
+/// checked before an appliance is started for nothing.
+pub fn check_writable() -> anyhow::Result<()> {
+    for file in masks_to_steer(Path::new(LO_QUEUES))? {
         std::fs::OpenOptions::new()
             .write(true)
             .open(&file)
-            .with_context(|| {
-                format!(
-                    "cannot write {} (steering loopback needs root or CAP_NET_ADMIN)",
-                    file.display()
-                )
-            })?;
+            .with_context(|| cannot_write(&file))?;
     }
     Ok(())
 }
@@ -193,13 +200,7 @@ impl Steering {
         if cpus.is_empty() {
             anyhow::bail!("no CPU to steer loopback receive processing to");
         }
-        let files = mask_files(queues);
-        if files.is_empty() {
-            anyhow::bail!(
-                "{} has no receive queue with an rps_cpus mask (a kernel without RPS?)",
-                queues.display()
-            );
-        }
+        let files = masks_to_steer(queues)?;
         let before = steered_cpus(queues).unwrap_or_default();
         let mask = format_mask(cpus);
         let mut steering = Steering {
@@ -209,12 +210,7 @@ impl Steering {
         for file in files {
             let previous = std::fs::read_to_string(&file)
                 .with_context(|| format!("cannot read {}", file.display()))?;
-            std::fs::write(&file, &mask).with_context(|| {
-                format!(
-                    "cannot write {} (steering loopback needs root or CAP_NET_ADMIN)",
-                    file.display()
-                )
-            })?;
+            std::fs::write(&file, &mask).with_context(|| cannot_write(&file))?;
             steering.saved.push((file, previous.trim().to_string()));
         }
         Ok(steering)
