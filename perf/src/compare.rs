@@ -36,14 +36,24 @@ pub struct Variant {
     /// An appliance configuration file, passed as `bench
     /// --appliance-config` passes it.
     pub config: Option<PathBuf>,
+    /// Its runs steer loopback's receive work to the harness's CPUs
+    /// (`--steer-loopback`, see [`crate::steer`]), whatever the others do.
+    pub steer_loopback: bool,
 }
 
-/// Parses `NAME=BINARY` or `NAME=BINARY@CONFIG`. The name is what the
-/// report calls the variant (letters, digits, `-`, `_`, `.`; at most 32).
+/// The suffix of a variant whose runs steer loopback's receive work.
+pub const STEER_SUFFIX: &str = "+steer-loopback";
+
+/// Parses `NAME=BINARY`, `NAME=BINARY@CONFIG`, either with
+/// [`STEER_SUFFIX`] after it. The name is what the report calls the
+/// variant (letters, digits, `-`, `_`, `.`; at most 32).
 pub fn parse_variant(text: &str) -> Result<Variant, String> {
-    let (name, rest) = text
-        .split_once('=')
-        .ok_or_else(|| format!("{text:?} is not NAME=BINARY[@CONFIG]"))?;
+    let usage = || format!("{text:?} is not NAME=BINARY[@CONFIG][{STEER_SUFFIX}]");
+    let (spec, steer_loopback) = match text.strip_suffix(STEER_SUFFIX) {
+        Some(spec) => (spec, true),
+        None => (text, false),
+    };
+    let (name, rest) = spec.split_once('=').ok_or_else(usage)?;
     if name.is_empty()
         || name.len() > NAME_BYTES_MAX
         || !name
@@ -59,12 +69,13 @@ pub fn parse_variant(text: &str) -> Result<Variant, String> {
         None => (rest, None),
     };
     if binary.is_empty() || config.is_some_and(str::is_empty) {
-        return Err(format!("{text:?} is not NAME=BINARY[@CONFIG]"));
+        return Err(usage());
     }
     Ok(Variant {
         name: name.to_string(),
         binary: PathBuf::from(binary),
         config: config.map(PathBuf::from),
+        steer_loopback,
     })
 }
 
@@ -250,8 +261,13 @@ pub fn add_to_report(
             .as_ref()
             .map(|c| format!(" with --appliance-config {}", c.display()))
             .unwrap_or_default();
+        let steer = if variant.steer_loopback {
+            ", loopback's receive work steered to the harness's CPUs (--steer-loopback)"
+        } else {
+            ""
+        };
         report.summary.push(format!(
-            "variant {}: {}{config}",
+            "variant {}: {}{config}{steer}",
             variant.name,
             variant.binary.display()
         ));
@@ -318,6 +334,7 @@ pub fn add_to_report(
             "name": variant.name,
             "binary": variant.binary.display().to_string(),
             "config": variant.config.as_ref().map(|c| c.display().to_string()),
+            "steer_loopback": variant.steer_loopback,
             "runs": result.runs,
             "medians": medians,
             "latency_pooled": result.latency.summary(),
@@ -389,8 +406,24 @@ mod tests {
             Variant {
                 name: "base".into(),
                 binary: "/tmp/sw".into(),
-                config: None
+                config: None,
+                steer_loopback: false,
             }
+        );
+        let v = parse_variant("lo=/tmp/sw@/tmp/c.toml+steer-loopback").unwrap();
+        assert_eq!(
+            (v.binary, v.config, v.steer_loopback),
+            ("/tmp/sw".into(), Some("/tmp/c.toml".into()), true)
+        );
+        let v = parse_variant("lo=/tmp/sw+steer-loopback").unwrap();
+        assert_eq!(
+            (v.binary, v.config, v.steer_loopback),
+            ("/tmp/sw".into(), None, true)
+        );
+        assert!(parse_variant("lo=+steer-loopback").is_err());
+        assert_eq!(
+            parse_variant("lo=/tmp/sw+steer").unwrap().binary,
+            PathBuf::from("/tmp/sw+steer")
         );
         let v = parse_variant("no-journal=target/release/shardwatch@/tmp/a@b.toml").unwrap();
         assert_eq!(v.binary, PathBuf::from("target/release/shardwatch@/tmp/a"));

@@ -344,8 +344,9 @@ struct BenchArgs {
 struct CompareArgs {
     /// A build or setting to bench: `NAME=BINARY`, or `NAME=BINARY@CONFIG`
     /// with an appliance configuration file (as bench's
-    /// --appliance-config). Repeat it (up to 8); the others are compared
-    /// with the first.
+    /// --appliance-config); `+steer-loopback` after either runs that
+    /// variant with --steer-loopback. Repeat it (up to 8); the others are
+    /// compared with the first.
     #[arg(long = "variant", required = true, value_parser = compare::parse_variant)]
     variants: Vec<compare::Variant>,
     /// Rounds; each runs every variant once.
@@ -784,6 +785,13 @@ fn bench_cmd(args: BenchArgs) -> anyhow::Result<()> {
 fn compare_cmd(args: CompareArgs) -> anyhow::Result<()> {
     compare::check_variants(&args.variants).map_err(anyhow::Error::msg)?;
     let rounds = args.rounds as usize;
+    // A variant's load: the command's, steering loopback's receive work
+    // when the variant asks (`NAME=BINARY+steer-loopback`).
+    let load_of = |v: &compare::Variant| {
+        let mut load = args.load.clone();
+        load.steer_loopback |= v.steer_loopback;
+        load
+    };
     // Every variant is checked before the first run, not found missing
     // an hour in.
     for v in &args.variants {
@@ -794,9 +802,12 @@ fn compare_cmd(args: CompareArgs) -> anyhow::Result<()> {
             false,
             args.alerts_via,
             v.config.as_deref(),
-            &args.load,
+            &load_of(v),
         )
         .with_context(|| format!("variant {}", v.name))?;
+    }
+    if args.load.steer_loopback || args.variants.iter().any(|v| v.steer_loopback) {
+        steer::check_writable().context("--steer-loopback")?;
     }
     let mut results: Vec<compare::VariantRuns> =
         args.variants.iter().map(|_| Default::default()).collect();
@@ -817,7 +828,7 @@ fn compare_cmd(args: CompareArgs) -> anyhow::Result<()> {
                 args.transport,
                 args.alerts_via,
                 v.config.as_deref(),
-                &args.load,
+                &load_of(v),
                 None,
                 &dir,
             )

@@ -375,6 +375,19 @@ fn bench_steers_loopback_for_the_load_and_puts_it_back() {
             stderr.contains("--steer-loopback") && stderr.contains("cannot write"),
             "{stderr}"
         );
+        // compare refuses before its first run.
+        let steered = format!("s={}+steer-loopback", binary.display());
+        let out = scratch.join("compare-refused");
+        let output = Command::new(env!("CARGO_BIN_EXE_shardwatch-load"))
+            .args(["compare", "--variant", &steered, "--out"])
+            .arg(&out)
+            .args(SMALL_TCP_LOAD)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{stderr}");
+        assert!(stderr.contains("cannot write"), "{stderr}");
+        assert!(!out.join("runs").exists());
         let _ = std::fs::remove_dir_all(&scratch);
         return;
     }
@@ -406,6 +419,26 @@ fn bench_steers_loopback_for_the_load_and_puts_it_back() {
     if before.trim().trim_start_matches(['0', ',']).is_empty() {
         assert!(summary.contains("is not steered"), "{summary}");
     }
+    // compare: a variant with the suffix steers its runs, the other not.
+    let binary = appliance_binary();
+    let (plain, steered) = (
+        format!("a={}", binary.display()),
+        format!("s={}+steer-loopback", binary.display()),
+    );
+    let out = scratch.join("compare");
+    let mut args = vec!["compare", "--variant", &plain, "--variant", &steered];
+    args.extend(["--rounds", "1", "--out", out.to_str().unwrap()]);
+    args.extend(SMALL_TCP_LOAD);
+    let summary = load(&args);
+    assert!(summary.contains("(--steer-loopback)"), "{summary}");
+    let doc = report(&out);
+    let variants = doc["compare"]["variants"].as_array().unwrap();
+    for (v, steers) in variants.iter().zip([false, true]) {
+        assert_eq!(v["steer_loopback"], steers, "{v}");
+        let run = report(Path::new(v["runs"][0]["dir"].as_str().unwrap()));
+        assert_eq!(run["loopback_rps"]["steered_by_harness"], steers, "{run}");
+    }
+    assert_eq!(std::fs::read_to_string(mask).unwrap(), before);
     let _ = std::fs::remove_dir_all(&scratch);
 }
 
