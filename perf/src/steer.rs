@@ -8,9 +8,9 @@
 //! queued data from there, BBR's pacing timers included. So part of the
 //! harness's transmit runs on the CPU a bench measures: without steering,
 //! softirqs were 4.2% of the core's samples flat out over TCP, and with
-//! `lo`'s RPS on the harness's CPU the node parsed more lines per second
-//! in 9 of 10 alternated rounds, medians of the ratios 1.14 and 1.15
-//! (BENCHMARKS.md, 2026-12-07 19:48 UTC). A deployment's NIC
+//! `lo`'s RPS on the harness's CPU the node parsed more lines per second:
+//! medians of the within-round ratios 1.15, 1.14 and 1.04 over three
+//! alternated runs (BENCHMARKS.md, 2026-12-07 19:48 UTC). A deployment's NIC
 //! puts its receive work where its interrupts and RPS say; an appliance
 //! vendor steers it off the cores, as Seastar's perftune does.
 //!
