@@ -808,6 +808,10 @@ fn compare_cmd(args: CompareArgs) -> anyhow::Result<()> {
     }
     if args.load.steer_loopback || args.variants.iter().any(|v| v.steer_loopback) {
         steer::check_writable().context("--steer-loopback")?;
+        eprintln!(
+            "shardwatch-load: runs will steer loopback's receive work and put it back; if this is killed first: {}",
+            steer::undo_commands_now()
+        );
     }
     let mut results: Vec<compare::VariantRuns> =
         args.variants.iter().map(|_| Default::default()).collect();
@@ -930,6 +934,13 @@ fn goals_cmd(args: GoalsArgs) -> anyhow::Result<()> {
         bail!("{} does not exist; pass --binary", args.binary.display());
     }
     let runs = args.out.join("runs");
+    if args.steer_loopback {
+        steer::check_writable().context("--steer-loopback")?;
+        eprintln!(
+            "shardwatch-load: goals: every run steers loopback's receive work and puts it back; if this is killed first: {}",
+            steer::undo_commands_now()
+        );
+    }
     // The kernel's costs before the first run and after the last: a
     // verdict holds for the machine as it was, and this VM's speed has
     // moved by a third within minutes (BENCHMARKS.md).
@@ -1195,8 +1206,9 @@ fn goals_cmd(args: GoalsArgs) -> anyhow::Result<()> {
     ));
     if args.steer_loopback {
         report.summary.push(
-            "every run steered loopback's receive processing to the harness's CPUs (--steer-loopback): \
-             the sender's transmit that the node's ACKs set off ran there, not on the node's CPU"
+            "every run steered loopback's receive processing to the harness's CPUs (--steer-loopback; \
+             each run's report says where it ran): the sender's transmit that the node's ACKs set \
+             off ran there, not on the node's CPU"
                 .into(),
         );
     }
@@ -1204,6 +1216,19 @@ fn goals_cmd(args: GoalsArgs) -> anyhow::Result<()> {
         "steer_loopback".into(),
         serde_json::json!(args.steer_loopback),
     );
+    // Unsteered, say where loopback's receive work ran, as each TCP run's
+    // report does: the tcp and latency verdicts include it.
+    if !args.steer_loopback {
+        let state =
+            steer::steered_cpus(Path::new(steer::LO_QUEUES)).map(|cpus| steer::LoopbackRps {
+                cpus,
+                steered_by_harness: false,
+                before: None,
+            });
+        if let Some(line) = state.and_then(|s| s.line(wants("tcp") || wants("latency"))) {
+            report.summary.push(line);
+        }
+    }
     goals::add_to_report(
         &verdicts,
         &tcp,

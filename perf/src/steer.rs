@@ -137,6 +137,25 @@ pub fn check_writable() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Shell commands that write each mask back: `echo MASK > FILE; …`.
+fn echo_commands<'a>(masks: impl Iterator<Item = (&'a Path, &'a str)>) -> String {
+    masks
+        .map(|(file, mask)| format!("echo {} > {}", mask.trim(), file.display()))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The commands that would put `lo`'s receive masks back as they are
+/// now: told once by a command whose runs will steer, for a harness
+/// killed before it could.
+pub fn undo_commands_now() -> String {
+    let now: Vec<(PathBuf, String)> = mask_files(Path::new(LO_QUEUES))
+        .into_iter()
+        .filter_map(|file| Some((file.clone(), std::fs::read_to_string(&file).ok()?)))
+        .collect();
+    echo_commands(now.iter().map(|(f, m)| (f.as_path(), m.as_str())))
+}
+
 /// `lo`'s receive steering while a load ran, for its report.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LoopbackRps {
@@ -225,11 +244,7 @@ impl Steering {
     /// The commands that put the masks back by hand (for a harness killed
     /// before it could).
     pub fn undo_commands(&self) -> String {
-        self.saved
-            .iter()
-            .map(|(file, previous)| format!("echo {previous} > {}", file.display()))
-            .collect::<Vec<_>>()
-            .join("; ")
+        echo_commands(self.saved.iter().map(|(f, m)| (f.as_path(), m.as_str())))
     }
 }
 

@@ -855,6 +855,16 @@ fn goals_measures_each_goal_and_gives_each_a_verdict() {
         let line = format!("machine: kernel costs {when} the goals: a system call ");
         assert!(summary.contains(&line), "{line} not in {summary}");
     }
+    // Not steered: the summary says where loopback's receive work ran
+    // when no one had steered it (the TCP goals include it).
+    assert_eq!(doc["steer_loopback"], false);
+    let lo = std::fs::read_to_string("/sys/class/net/lo/queues/rx-0/rps_cpus").unwrap();
+    if lo.trim().trim_start_matches(['0', ',']).is_empty() {
+        assert!(
+            summary.contains("loopback receive processing is not steered"),
+            "{summary}"
+        );
+    }
 
     let output = Command::new(env!("CARGO_BIN_EXE_shardwatch-load"))
         .args(["goals", "--only", "tcp,disk", "--out"])
