@@ -807,11 +807,7 @@ fn compare_cmd(args: CompareArgs) -> anyhow::Result<()> {
         .with_context(|| format!("variant {}", v.name))?;
     }
     if args.load.steer_loopback || args.variants.iter().any(|v| v.steer_loopback) {
-        steer::check_writable().context("--steer-loopback")?;
-        eprintln!(
-            "shardwatch-load: runs will steer loopback's receive work and put it back; if this is killed first: {}",
-            steer::undo_commands_now()
-        );
+        steer::check_before_runs("compare: runs will")?;
     }
     let mut results: Vec<compare::VariantRuns> =
         args.variants.iter().map(|_| Default::default()).collect();
@@ -935,11 +931,7 @@ fn goals_cmd(args: GoalsArgs) -> anyhow::Result<()> {
     }
     let runs = args.out.join("runs");
     if args.steer_loopback {
-        steer::check_writable().context("--steer-loopback")?;
-        eprintln!(
-            "shardwatch-load: goals: every run steers loopback's receive work and puts it back; if this is killed first: {}",
-            steer::undo_commands_now()
-        );
+        steer::check_before_runs("goals: every run will")?;
     }
     // The kernel's costs before the first run and after the last: a
     // verdict holds for the machine as it was, and this VM's speed has
@@ -1219,12 +1211,7 @@ fn goals_cmd(args: GoalsArgs) -> anyhow::Result<()> {
     // Unsteered, say where loopback's receive work ran, as each TCP run's
     // report does: the tcp and latency verdicts include it.
     if !args.steer_loopback {
-        let state =
-            steer::steered_cpus(Path::new(steer::LO_QUEUES)).map(|cpus| steer::LoopbackRps {
-                cpus,
-                steered_by_harness: false,
-                before: None,
-            });
+        let state = steer::LoopbackRps::of_this_machine();
         if let Some(line) = state.and_then(|s| s.line(wants("tcp") || wants("latency"))) {
             report.summary.push(line);
         }

@@ -499,21 +499,14 @@ pub fn run_load(opts: &RunOptions) -> anyhow::Result<RunOutcome> {
         }
     };
 
-    let loopback =
-        match steering {
-            Some((steering, harness)) => Some(crate::steer::LoopbackRps {
-                cpus: harness,
-                steered_by_harness: true,
-                before: Some(steering.before().to_vec()),
-            }),
-            None => crate::steer::steered_cpus(std::path::Path::new(crate::steer::LO_QUEUES)).map(
-                |cpus| crate::steer::LoopbackRps {
-                    cpus,
-                    steered_by_harness: false,
-                    before: None,
-                },
-            ),
-        };
+    let loopback = match steering {
+        Some((steering, harness)) => Some(crate::steer::LoopbackRps {
+            cpus: harness,
+            steered_by_harness: true,
+            before: Some(steering.before().to_vec()),
+        }),
+        None => crate::steer::LoopbackRps::of_this_machine(),
+    };
     // Done once the alerts are in: this CPU may be the appliance's too
     // (see the drain loop).
     let free_page_reporting =

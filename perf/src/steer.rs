@@ -137,6 +137,18 @@ pub fn check_writable() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// For a command whose runs will steer: fails, saying why, when the masks
+/// cannot be written, and otherwise tells once on stderr how to put them
+/// back should it be killed before its runs do (`who` names the command).
+pub fn check_before_runs(who: &str) -> anyhow::Result<()> {
+    check_writable().context("--steer-loopback")?;
+    eprintln!(
+        "shardwatch-load: {who} steer loopback's receive work and put it back; if this is killed first: {}",
+        undo_commands_now()
+    );
+    Ok(())
+}
+
 /// Shell commands that write each mask back: `echo MASK > FILE; …`.
 fn echo_commands<'a>(masks: impl Iterator<Item = (&'a Path, &'a str)>) -> String {
     masks
@@ -148,7 +160,7 @@ fn echo_commands<'a>(masks: impl Iterator<Item = (&'a Path, &'a str)>) -> String
 /// The commands that would put `lo`'s receive masks back as they are
 /// now: told once by a command whose runs will steer, for a harness
 /// killed before it could.
-pub fn undo_commands_now() -> String {
+fn undo_commands_now() -> String {
     let now: Vec<(PathBuf, String)> = mask_files(Path::new(LO_QUEUES))
         .into_iter()
         .filter_map(|file| Some((file.clone(), std::fs::read_to_string(&file).ok()?)))
@@ -169,6 +181,16 @@ pub struct LoopbackRps {
 }
 
 impl LoopbackRps {
+    /// `lo`'s steering as it is now, set by no one the harness knows of;
+    /// `None` where there is no mask to read.
+    pub fn of_this_machine() -> Option<LoopbackRps> {
+        steered_cpus(Path::new(LO_QUEUES)).map(|cpus| LoopbackRps {
+            cpus,
+            steered_by_harness: false,
+            before: None,
+        })
+    }
+
     /// The summary line: where the receive work ran, and for a stream
     /// load that left it on the appliance's CPU, what that costs.
     pub fn line(&self, stream: bool) -> Option<String> {
