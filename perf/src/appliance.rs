@@ -19,6 +19,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::clock;
+use crate::interrupt::{doing, Registered, Undo};
 
 /// How long to wait for the listening line after starting the binary.
 pub const START_TIMEOUT_NS: i64 = 60_000_000_000;
@@ -156,6 +157,8 @@ pub fn parse_stats(line: &str) -> Option<ApplianceStats> {
 /// A running appliance.
 pub struct Appliance {
     child: Child,
+    /// Stops it should a signal end the harness; dropped once reaped.
+    registered: Option<Registered>,
     pub listening: Listening,
     lines: mpsc::Receiver<String>,
     reader: Option<JoinHandle<()>>,
@@ -189,18 +192,25 @@ impl Appliance {
     ) -> anyhow::Result<Appliance> {
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("cannot create {}", data_dir.display()))?;
-        let mut child = Command::new(binary)
-            .arg("run")
-            .args(["--udp", "127.0.0.1:0", "--tcp", "127.0.0.1:0"])
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(["--cores", &cores.to_string(), "--quiet"])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("cannot start {}", binary.display()))?;
+        let (mut child, registered) = doing(|| {
+            let child = Command::new(binary)
+                .arg("run")
+                .args(["--udp", "127.0.0.1:0", "--tcp", "127.0.0.1:0"])
+                .arg("--data-dir")
+                .arg(data_dir)
+                .args(["--cores", &cores.to_string(), "--quiet"])
+                .args(extra)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .with_context(|| format!("cannot start {}", binary.display()))?;
+            let undo = Undo::Child {
+                pid: child.id() as libc::pid_t,
+                what: format!("appliance {}", binary.display()),
+            };
+            Ok((child, undo))
+        })?;
         let stderr = child.stderr.take().context("no stderr pipe")?;
         let (tx, rx) = mpsc::channel();
         let reader = std::thread::Builder::new()
@@ -225,6 +235,7 @@ impl Appliance {
             })?;
         let mut appliance = Appliance {
             child,
+            registered: Some(registered),
             listening: Listening {
                 udp: None,
                 tcp: None,
@@ -300,6 +311,7 @@ impl Appliance {
             let _ = self.child.kill();
             status = Some(self.child.wait()?);
         }
+        self.registered = None;
         if let Some(reader) = self.reader.take() {
             let _ = reader.join();
         }
@@ -332,13 +344,66 @@ impl Drop for Appliance {
     }
 }
 
-/// A fresh, unique scratch directory under the system temp dir.
-pub fn scratch_dir(label: &str) -> PathBuf {
+/// A fresh, unique scratch directory path under the system temp dir.
+fn scratch_path(label: &str) -> PathBuf {
     std::env::temp_dir().join(format!(
         "shardwatch-load-{label}-{}-{}",
         std::process::id(),
         clock::now_ns()
     ))
+}
+
+/// A scratch directory (an appliance's data, a peer's output) that is
+/// removed when dropped, on an error path too, and by a signal's undo
+/// unless it was made to be kept.
+pub struct ScratchDir {
+    path: PathBuf,
+    /// `None` once kept.
+    registered: Option<Registered>,
+}
+
+impl ScratchDir {
+    /// Creates a fresh one, to be removed (`keep`: kept, and not
+    /// registered for removal).
+    pub fn create(label: &str, keep: bool) -> anyhow::Result<ScratchDir> {
+        let path = scratch_path(label);
+        if keep {
+            std::fs::create_dir_all(&path)
+                .with_context(|| format!("cannot create {}", path.display()))?;
+            return Ok(ScratchDir {
+                path,
+                registered: None,
+            });
+        }
+        let ((), registered) = doing(|| {
+            std::fs::create_dir_all(&path)
+                .with_context(|| format!("cannot create {}", path.display()))?;
+            Ok(((), Undo::Scratch(path.clone())))
+        })?;
+        Ok(ScratchDir {
+            path,
+            registered: Some(registered),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Keeps it after all (a failed peer's output, for its note).
+    pub fn keep(&mut self) {
+        self.registered = None;
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        if let Some(registered) = self.registered.take() {
+            let _ = std::fs::remove_dir_all(&self.path);
+            // Only now out of the registry, so a signal meanwhile finds it.
+            drop(registered);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -29,7 +29,7 @@ use anyhow::{bail, Context};
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::appliance::scratch_dir;
+use crate::appliance::ScratchDir;
 use crate::corpus::{Corpus, TruthEntry};
 use crate::hist::{human_us, LatencyHistogram, LatencySummary};
 use crate::matching::{alert_matches, parse_alert, ObservedAlert};
@@ -187,9 +187,8 @@ pub fn run_batch(opts: &BatchOptions, corpus: &Corpus) -> anyhow::Result<BatchOu
             windows.len()
         );
     }
-    let dir = scratch_dir("batch");
-    std::fs::create_dir_all(&dir)?;
-    let chunk_path = dir.join("chunk.log");
+    let dir = ScratchDir::create("batch", false)?;
+    let chunk_path = dir.path().join("chunk.log");
     let mut runs = Vec::with_capacity(windows.len());
     let mut runtime = LatencyHistogram::default();
     let mut lines_searched = 0u64;
@@ -228,7 +227,7 @@ pub fn run_batch(opts: &BatchOptions, corpus: &Corpus) -> anyhow::Result<BatchOu
         });
         lines_searched += (w.to - w.from) as u64;
     }
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(dir);
     let (truth, excluded) = opts.gate.split(&corpus.truth.expected);
     for (x, n) in &excluded {
         eprintln!(

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use serde_json::{json, Value};
 
-use crate::appliance::{scratch_dir, Appliance, ApplianceStats, Stopped};
+use crate::appliance::{Appliance, ApplianceStats, ScratchDir, Stopped};
 use anyhow::Context;
 
 use crate::collect::AlertSource;
@@ -124,7 +124,10 @@ pub fn bench(bench: &BenchOptions, load: &mut RunOptions) -> anyhow::Result<Benc
     // Measured before the appliance starts and before the harness keeps
     // off its CPUs, so that the wake-up is one between two CPUs.
     load.kernel_costs = crate::machine::KernelCosts::measure(&crate::machine::allowed_cpus());
-    let data_dir = scratch_dir("bench");
+    // Removed when this returns, on an error too, or by a signal's undo
+    // (declared before the appliance, so dropped after it has stopped).
+    let scratch = ScratchDir::create("bench", bench.keep_data)?;
+    let data_dir = scratch.path().to_path_buf();
     let mut args = bench.extra_args.clone();
     // The API on a free port, so benches can run side by side (and beside
     // a node on the default port) unless the caller chose one.
@@ -233,9 +236,6 @@ pub fn bench(bench: &BenchOptions, load: &mut RunOptions) -> anyhow::Result<Benc
         {
             share.role = "appliance";
         }
-    }
-    if !bench.keep_data {
-        let _ = std::fs::remove_dir_all(&data_dir);
     }
     Ok(BenchOutcome {
         run,

@@ -14,6 +14,7 @@ mod compare;
 mod corpus;
 mod goals;
 mod hist;
+mod interrupt;
 mod machine;
 mod matching;
 mod peers;
@@ -1614,6 +1615,11 @@ fn peers_cmd(args: PeersArgs) -> anyhow::Result<()> {
 
 fn main() {
     let cli = Cli::parse();
+    // Before anything is started or changed that a signal must undo.
+    if let Err(err) = interrupt::install() {
+        eprintln!("shardwatch-load: error: {err:#}");
+        std::process::exit(1);
+    }
     let result = match cli.command {
         Command::Gen(args) => gen(args),
         Command::Run(args) => run(args),
@@ -1626,9 +1632,13 @@ fn main() {
         Command::Scaling(args) => scaling_cmd(args),
     };
     if let Err(err) = result {
+        // An error a signal's undo caused (its appliance stopped under
+        // it) is not told: the harness ends by the signal first.
+        interrupt::settle();
         eprintln!("shardwatch-load: error: {err:#}");
         std::process::exit(1);
     }
+    interrupt::settle();
 }
 
 #[cfg(test)]

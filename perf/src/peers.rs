@@ -30,10 +30,11 @@ use anyhow::{bail, Context};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::appliance::scratch_dir;
+use crate::appliance::ScratchDir;
 use crate::bench::{self, BenchOptions};
 use crate::clock;
 use crate::corpus::{Corpus, TruthEntry};
+use crate::interrupt::{doing, Registered, Undo};
 use crate::report::Report;
 use crate::runner::RunOptions;
 use crate::schedule::Schedule;
@@ -633,6 +634,8 @@ pub struct PeersOptions {
 /// A started peer daemon.
 struct Daemon {
     child: Child,
+    /// Stops it should a signal end the harness.
+    _registered: Registered,
     stderr_path: PathBuf,
 }
 
@@ -642,13 +645,24 @@ impl Daemon {
         let stderr = std::fs::File::create(&stderr_path)
             .with_context(|| format!("cannot create {}", stderr_path.display()))?;
         let stdout = stderr.try_clone()?;
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(stderr)
-            .spawn()
-            .with_context(|| format!("cannot start {:?}", command.get_program()))?;
-        Ok(Daemon { child, stderr_path })
+        let (child, registered) = doing(|| {
+            let child = command
+                .stdin(Stdio::null())
+                .stdout(stdout)
+                .stderr(stderr)
+                .spawn()
+                .with_context(|| format!("cannot start {:?}", command.get_program()))?;
+            let undo = Undo::Child {
+                pid: child.id() as libc::pid_t,
+                what: format!("{}", Path::new(command.get_program()).display()),
+            };
+            Ok((child, undo))
+        })?;
+        Ok(Daemon {
+            child,
+            _registered: registered,
+            stderr_path,
+        })
     }
 
     fn pid(&self) -> u32 {
@@ -1016,16 +1030,24 @@ fn run_sec(
     let stderr = std::fs::File::create(&stderr_path)
         .with_context(|| format!("cannot create {}", stderr_path.display()))?;
     let t0 = clock::now_ns();
-    let mut child = Command::new(sec)
-        .arg(format!("--conf={}", rules.display()))
-        .arg(format!("--input={}", corpus_path.display()))
-        .args(["--notail", "--nointevents", "--nochildterm"])
-        .stdin(Stdio::null())
-        .stdout(stderr.try_clone()?)
-        .stderr(stderr)
-        .spawn()
-        .with_context(|| format!("cannot start {}", sec.display()))?;
+    let (mut child, registered) = doing(|| {
+        let child = Command::new(sec)
+            .arg(format!("--conf={}", rules.display()))
+            .arg(format!("--input={}", corpus_path.display()))
+            .args(["--notail", "--nointevents", "--nochildterm"])
+            .stdin(Stdio::null())
+            .stdout(stderr.try_clone()?)
+            .stderr(stderr)
+            .spawn()
+            .with_context(|| format!("cannot start {}", sec.display()))?;
+        let undo = Undo::Child {
+            pid: child.id() as libc::pid_t,
+            what: format!("{}", sec.display()),
+        };
+        Ok((child, undo))
+    })?;
     let (code, cpu, peak_rss_bytes, killed) = wait_child_rusage(&mut child, SEC_RUN_TIMEOUT_NS)?;
+    drop(registered);
     let wall_s = (clock::now_ns() - t0) as f64 / 1e9;
     if killed {
         bail!(
@@ -1195,9 +1217,8 @@ pub fn run_peers(opts: &PeersOptions, report: &mut Report) -> anyhow::Result<Vec
                 PeerResult::skipped(peer.name(), work, events, reason)
             }
             Ok(located) => {
-                let dir = scratch_dir(peer.name());
-                std::fs::create_dir_all(&dir)
-                    .with_context(|| format!("cannot create {}", dir.display()))?;
+                let mut scratch = ScratchDir::create(peer.name(), opts.keep)?;
+                let dir = scratch.path().to_path_buf();
                 eprintln!(
                     "shardwatch-load: running {} in {}",
                     peer.name(),
@@ -1214,9 +1235,8 @@ pub fn run_peers(opts: &PeersOptions, report: &mut Report) -> anyhow::Result<Vec
                     row.reason = Some(format!("{e:#}"));
                 }
                 if opts.keep || row.status == Status::Failed {
+                    scratch.keep();
                     row.notes.push(format!("scratch kept in {}", dir.display()));
-                } else {
-                    let _ = std::fs::remove_dir_all(&dir);
                 }
                 row
             }

@@ -403,7 +403,7 @@ pub fn run_load(opts: &RunOptions) -> anyhow::Result<RunOutcome> {
             let steering = crate::steer::Steering::to(&harness).context("--steer-loopback")?;
             if opts.progress {
                 eprintln!(
-                    "shardwatch-load: loopback receive processing steered to CPUs {harness:?} until the load ends (by hand: {})",
+                    "shardwatch-load: loopback receive processing steered to CPUs {harness:?} until the load ends (should the harness be killed with SIGKILL, by hand: {})",
                     steering.undo_commands()
                 );
             }

@@ -25,6 +25,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::Serialize;
 
+use crate::interrupt::{doing, Registered, Undo};
+
 /// The loopback device's receive queues.
 pub const LO_QUEUES: &str = "/sys/class/net/lo/queues";
 
@@ -139,11 +141,12 @@ pub fn check_writable() -> anyhow::Result<()> {
 
 /// For a command whose runs will steer: fails, saying why, when the masks
 /// cannot be written, and otherwise tells once on stderr how to put them
-/// back should it be killed before its runs do (`who` names the command).
+/// back should it be killed with SIGKILL, which it cannot undo (`who`
+/// names the command; other signals are undone by `interrupt`).
 pub fn check_before_runs(who: &str) -> anyhow::Result<()> {
     check_writable().context("--steer-loopback")?;
     eprintln!(
-        "shardwatch-load: {who} steer loopback's receive work and put it back; if this is killed first: {}",
+        "shardwatch-load: {who} steer loopback's receive work and put it back; if this is killed with SIGKILL first: {}",
         undo_commands_now()
     );
     Ok(())
@@ -159,7 +162,7 @@ fn echo_commands<'a>(masks: impl Iterator<Item = (&'a Path, &'a str)>) -> String
 
 /// The commands that would put `lo`'s receive masks back as they are
 /// now: told once by a command whose runs will steer, for a harness
-/// killed before it could.
+/// killed with SIGKILL before it could.
 fn undo_commands_now() -> String {
     let now: Vec<(PathBuf, String)> = mask_files(Path::new(LO_QUEUES))
         .into_iter()
@@ -227,6 +230,8 @@ impl LoopbackRps {
 pub struct Steering {
     /// Each mask file and the text it held before.
     saved: Vec<(PathBuf, String)>,
+    /// The same, for a signal's undo should one end the harness first.
+    registered: Vec<Registered>,
     before: Vec<usize>,
 }
 
@@ -247,13 +252,23 @@ impl Steering {
         let mask = format_mask(cpus);
         let mut steering = Steering {
             saved: Vec::new(),
+            registered: Vec::new(),
             before,
         };
         for file in files {
             let previous = std::fs::read_to_string(&file)
                 .with_context(|| format!("cannot read {}", file.display()))?;
-            std::fs::write(&file, &mask).with_context(|| cannot_write(&file))?;
-            steering.saved.push((file, previous.trim().to_string()));
+            let previous = previous.trim().to_string();
+            let ((), registered) = doing(|| {
+                std::fs::write(&file, &mask).with_context(|| cannot_write(&file))?;
+                let undo = Undo::Restore {
+                    path: file.clone(),
+                    contents: previous.clone(),
+                };
+                Ok(((), undo))
+            })?;
+            steering.registered.push(registered);
+            steering.saved.push((file, previous));
         }
         Ok(steering)
     }
@@ -264,7 +279,7 @@ impl Steering {
     }
 
     /// The commands that put the masks back by hand (for a harness killed
-    /// before it could).
+    /// with SIGKILL before it could).
     pub fn undo_commands(&self) -> String {
         echo_commands(self.saved.iter().map(|(f, m)| (f.as_path(), m.as_str())))
     }
@@ -280,6 +295,8 @@ impl Drop for Steering {
                 );
             }
         }
+        // Out of the registry only once written back.
+        self.registered.clear();
     }
 }
 

@@ -442,6 +442,120 @@ fn bench_steers_loopback_for_the_load_and_puts_it_back() {
     let _ = std::fs::remove_dir_all(&scratch);
 }
 
+/// A harness ended by a signal (`kill`, `timeout`, a closed terminal)
+/// stops the appliance it started, puts back loopback's masks it steered
+/// (as root), removes the appliance's scratch data, says so, and ends by
+/// the same signal. Before, the appliance kept running and listening,
+/// its journal was left in the temp dir and the masks stayed steered.
+#[test]
+fn bench_ended_by_a_signal_stops_its_appliance_and_puts_back_what_it_changed() {
+    use std::io::BufRead;
+    use std::os::unix::process::ExitStatusExt;
+    let _alone = ONE_BENCH_AT_A_TIME.lock();
+    let mask = Path::new("/sys/class/net/lo/queues/rx-0/rps_cpus");
+    let before = std::fs::read_to_string(mask).unwrap();
+    let steer = std::fs::OpenOptions::new().write(true).open(mask).is_ok();
+    let scratch = shardwatch_tests::temp_dir("harness-signal");
+    let binary = appliance_binary();
+    let out = scratch.join("out");
+    // Long enough (20 s) that it is still sending when signalled.
+    let mut args = vec!["bench", "--binary", binary.to_str().unwrap()];
+    args.extend(["--cores", "1", "--transport", "tcp", "--rate", "20000"]);
+    args.extend(["--events", "400000", "--out", out.to_str().unwrap()]);
+    if steer {
+        args.push("--steer-loopback");
+    }
+    let mut harness = Command::new(env!("CARGO_BIN_EXE_shardwatch-load"))
+        .args(&args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, lines) = std::sync::mpsc::channel();
+    let stderr = harness.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // Wait for the appliance's line, then for the first progress line
+    // (the load is being sent).
+    let mut told = Vec::new();
+    let mut appliance: Option<(u32, PathBuf)> = None;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let line = lines
+            .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+            .unwrap_or_else(|_| panic!("no progress line; stderr: {told:#?}"));
+        if let Some(rest) = line.strip_prefix("shardwatch-load: appliance pid ") {
+            let pid = rest.split(' ').next().unwrap().parse().unwrap();
+            let data = rest.rsplit(", data ").next().unwrap();
+            appliance = Some((pid, PathBuf::from(data)));
+        }
+        let sending = appliance.is_some() && line.contains(" sent ");
+        told.push(line);
+        if sending {
+            break;
+        }
+    }
+    let (pid, data) = appliance.unwrap();
+    assert!(data.is_dir(), "{}", data.display());
+    if steer {
+        assert_ne!(
+            std::fs::read_to_string(mask).unwrap(),
+            before,
+            "not steered"
+        );
+    }
+    // SAFETY: kill(2) on the harness, our unreaped child.
+    unsafe {
+        libc::kill(harness.id() as libc::pid_t, libc::SIGTERM);
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = harness.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the harness is still running 30 s after SIGTERM"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    reader.join().unwrap();
+    told.extend(lines.try_iter());
+    let told = told.join("\n");
+    assert_eq!(status.signal(), Some(libc::SIGTERM), "{status:?}; {told}");
+    assert!(told.contains("interrupted by SIGTERM"), "{told}");
+    // It stopped on SIGTERM and exited cleanly: the sender stopped
+    // first, so the appliance had no connection left to drain.
+    assert!(
+        told.contains(&format!("(pid {pid}): sent SIGTERM, exited with 0")),
+        "{told}"
+    );
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "the appliance (pid {pid}) outlived the harness"
+    );
+    assert!(
+        told.contains(&format!("removed {}", data.display())),
+        "{told}"
+    );
+    assert!(!data.exists(), "{} left behind", data.display());
+    assert_eq!(std::fs::read_to_string(mask).unwrap(), before);
+    if steer {
+        assert!(
+            told.contains(&format!("put {} back", mask.display())),
+            "{told}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+}
+
 /// `--sender-clock`: the scenarios stamped by senders five hours behind
 /// and ahead of the machine's clock are all detected, the load spanning
 /// several of the node's one-second ticks (a node that ended windows when
