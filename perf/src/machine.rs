@@ -46,6 +46,15 @@ impl SchedStat {
             slices: self.slices.saturating_sub(earlier.slices),
         }
     }
+
+    /// Two threads' counters together.
+    pub fn plus(&self, other: &SchedStat) -> SchedStat {
+        SchedStat {
+            on_cpu_ns: self.on_cpu_ns + other.on_cpu_ns,
+            waited_ns: self.waited_ns + other.waited_ns,
+            slices: self.slices + other.slices,
+        }
+    }
 }
 
 /// Cumulative tick counters of one CPU (the `cpuN` lines of `/proc/stat`).

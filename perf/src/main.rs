@@ -41,7 +41,7 @@ use serde_json::Value;
 use crate::collect::AlertSource;
 use crate::corpus::{Corpus, GenConfig, DEFAULT_START_NS};
 use crate::report::Report;
-use crate::runner::{GenParams, RunOptions};
+use crate::runner::{GenParams, RunOptions, SenderThreads};
 use crate::send::{Framing, SessionOptions, Target};
 use crate::tls_client::TlsOptions;
 
@@ -215,6 +215,13 @@ struct LoadArgs {
     /// "Loopback").
     #[arg(long)]
     steer_loopback: bool,
+    /// Threads that send, each over its own share of the connections and
+    /// its stripes of the corpus: a number (at most one per connection)
+    /// or `auto`, one per connection up to the CPUs the harness may run
+    /// on. Default 1 (`scaling`: auto), so that one sender thread does
+    /// not cap a node with many cores.
+    #[arg(long, value_parser = SenderThreads::parse)]
+    sender_threads: Option<SenderThreads>,
 }
 
 /// The scenario gate for `--rules` (or the default file), probing `binary`
@@ -284,6 +291,7 @@ impl LoadArgs {
             gate: scenario_gate(self.rules.as_deref(), binary),
             kernel_costs: None,
             steer_loopback: self.steer_loopback,
+            sender_threads: self.sender_threads.unwrap_or(SenderThreads::Count(1)),
         })
     }
 }
@@ -1253,6 +1261,9 @@ fn scaling_cmd(args: ScalingArgs) -> anyhow::Result<()> {
     let load_for = |cores: usize| {
         let mut load = args.load.clone();
         load.connections = cores * per_core;
+        // A sender thread per connection where the harness has the CPUs,
+        // so that one thread does not cap the node at high core counts.
+        load.sender_threads = Some(args.load.sender_threads.unwrap_or(SenderThreads::Auto));
         load
     };
     // Every core count is checked before the first run.
@@ -1473,6 +1484,11 @@ fn bench_line(cores: &str, transport: bench::Transport, load: &LoadArgs) -> Stri
     if load.flush_us > 0 {
         line.push_str(&format!(" --flush-us {}", load.flush_us));
     }
+    match load.sender_threads {
+        None | Some(SenderThreads::Count(1)) => {}
+        Some(SenderThreads::Count(n)) => line.push_str(&format!(" --sender-threads {n}")),
+        Some(SenderThreads::Auto) => line.push_str(" --sender-threads auto"),
+    }
     if let Some(rules) = &load.rules {
         line.push_str(&format!(" --rules {}", rules.display()));
     }
@@ -1551,6 +1567,7 @@ fn batch_report(
                 gate: gate.clone(),
                 kernel_costs: None,
                 steer_loopback: false,
+                sender_threads: SenderThreads::Count(1),
             };
             let outcome = bench::bench(&options, &mut load)?;
             bench::add_bench_to_report(&outcome, &options, &load, &mut report);

@@ -825,6 +825,7 @@ fn drive_daemon(
         session: send::SessionOptions::default(),
         progress: false,
         flush_interval_ns: 0,
+        sender_threads: 1,
     };
     let zero = Arc::new(AtomicU64::new(0));
     let sent = send::send(corpus, &config, &zero, &Arc::new(AtomicU64::new(0)))
@@ -1124,6 +1125,7 @@ fn run_shardwatch(opts: &PeersOptions, events: u64, report: &mut Report) -> Peer
         gate: opts.gate.clone(),
         kernel_costs: None,
         steer_loopback: false,
+        sender_threads: crate::runner::SenderThreads::Count(1),
     };
     let outcome = match bench::bench(&options, &mut load) {
         Ok(o) => o,

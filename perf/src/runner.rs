@@ -116,6 +116,43 @@ pub struct RunOptions {
     /// Steer loopback's receive processing to the harness's CPUs while
     /// the load runs (see [`crate::steer`]).
     pub steer_loopback: bool,
+    /// How many threads send (`--sender-threads`).
+    pub sender_threads: SenderThreads,
+}
+
+/// How many threads send: a number, or one per connection up to the
+/// CPUs the harness may run on (`auto`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SenderThreads {
+    Count(usize),
+    Auto,
+}
+
+impl SenderThreads {
+    /// The threads for `connections` connections in all, with the
+    /// harness allowed on `cpus` CPUs: never more than the connections,
+    /// since a thread sends over connections of its own.
+    pub fn resolve(self, connections: usize, cpus: usize) -> usize {
+        let most = connections.max(1);
+        match self {
+            SenderThreads::Count(n) => n.clamp(1, most),
+            SenderThreads::Auto => cpus.clamp(1, most),
+        }
+    }
+
+    /// `auto` or a number from 1 to [`send::CONNECTIONS_MAX`].
+    pub fn parse(text: &str) -> Result<SenderThreads, String> {
+        if text == "auto" {
+            return Ok(SenderThreads::Auto);
+        }
+        match text.parse::<usize>() {
+            Ok(n) if (1..=send::CONNECTIONS_MAX).contains(&n) => Ok(SenderThreads::Count(n)),
+            _ => Err(format!(
+                "{text:?}: expected `auto` or a number from 1 to {}",
+                send::CONNECTIONS_MAX
+            )),
+        }
+    }
 }
 
 /// Per-scenario results.
@@ -469,6 +506,10 @@ pub fn run_load(opts: &RunOptions) -> anyhow::Result<RunOutcome> {
         session: opts.session.clone(),
         progress: opts.progress,
         flush_interval_ns: opts.flush_interval_ns,
+        sender_threads: opts.sender_threads.resolve(
+            opts.targets.len() * opts.connections,
+            crate::machine::allowed_cpus().len(),
+        ),
     };
     let ticks_before = crate::machine::cpu_ticks();
     let send = send::send(&corpus, &config, &Arc::new(AtomicU64::new(0)), &alerts_seen)?;
@@ -668,6 +709,7 @@ pub fn add_to_report(outcome: &RunOutcome, opts: &RunOptions, report: &mut Repor
             "sender_sched": s.sender_sched,
             "sender_realtime": s.sender_realtime,
             "sender_realtime_dropped": s.sender_realtime_dropped,
+            "sender_threads": s.sender_threads,
         }),
     );
     report.summary.push(format!(
@@ -689,7 +731,15 @@ pub fn add_to_report(outcome: &RunOutcome, opts: &RunOptions, report: &mut Repor
     ));
     if let Some(sched) = &s.sender_sched {
         report.summary.push(format!(
-            "sender thread: {:.1} ms on a CPU, {:.1} ms runnable but waiting for one, over {} timeslices; {}",
+            "{}: {:.1} ms on a CPU, {:.1} ms runnable but waiting for one, over {} timeslices; {}",
+            if s.sender_threads > 1 {
+                format!(
+                    "{} sender threads (--sender-threads), together",
+                    s.sender_threads
+                )
+            } else {
+                "sender thread".to_string()
+            },
             sched.on_cpu_ns as f64 / 1e6,
             sched.waited_ns as f64 / 1e6,
             sched.slices,
@@ -914,6 +964,21 @@ pub fn add_to_report(outcome: &RunOutcome, opts: &RunOptions, report: &mut Repor
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sender_threads_are_at_most_one_per_connection() {
+        assert_eq!(SenderThreads::parse("auto"), Ok(SenderThreads::Auto));
+        assert_eq!(SenderThreads::parse("3"), Ok(SenderThreads::Count(3)));
+        for bad in ["0", "-1", "x", "", "257"] {
+            assert!(SenderThreads::parse(bad).is_err(), "{bad}");
+        }
+        // auto: one per connection, up to the harness's CPUs.
+        assert_eq!(SenderThreads::Auto.resolve(8, 4), 4);
+        assert_eq!(SenderThreads::Auto.resolve(2, 14), 2);
+        assert_eq!(SenderThreads::Auto.resolve(1, 0), 1);
+        assert_eq!(SenderThreads::Count(4).resolve(2, 16), 2);
+        assert_eq!(SenderThreads::Count(3).resolve(8, 1), 3);
+    }
 
     #[test]
     fn detections_csv_splits_each_latency_at_the_alerts_own_time() {

@@ -13,7 +13,7 @@
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
@@ -31,6 +31,9 @@ pub const UDP_BATCH_MAX: usize = 64;
 pub const TCP_WRITE_BYTES_MAX: usize = 256 * 1024;
 /// Most lanes (sockets or connections) per target.
 pub const CONNECTIONS_MAX: usize = 256;
+/// Lines in one sender thread's stripe of the corpus, when several send
+/// (about 4 writes of 256 KiB, or 64 UDP batches).
+pub const STRIPE_LINES: u64 = 4096;
 /// Longest the sender sleeps at once while ahead of schedule, so progress
 /// lines and the end of a duration are noticed on time.
 pub const SLEEP_NS_MAX: i64 = 1_000_000;
@@ -137,6 +140,9 @@ pub struct SendConfig {
     /// counts from each line's intended time, so the wait is charged to
     /// the appliance, as a sender's batching is in the field.
     pub flush_interval_ns: i64,
+    /// Threads that send, each over its share of the connections (at
+    /// most one per connection); 1: one thread sends over all of them.
+    pub sender_threads: usize,
 }
 
 /// Settings of the session transports (RELP, TLS).
@@ -191,6 +197,9 @@ pub struct SendResult {
     /// It gave that priority back, having fallen
     /// [`SENDER_RT_BEHIND_MAX_NS`] behind schedule.
     pub sender_realtime_dropped: bool,
+    /// Threads that sent (`sender_sched` sums theirs; `sender_realtime`:
+    /// every one ran at real-time priority).
+    pub sender_threads: usize,
 }
 
 /// A paced sender runs at real-time priority, so that the machine's other
@@ -365,17 +374,59 @@ fn fill_stream_buffer(
     cut
 }
 
+/// Which corpus lines one sender thread sends: with `workers` threads,
+/// thread `worker` takes every `workers`-th stripe of [`STRIPE_LINES`]
+/// lines (one thread: all of them). Striping keeps every thread near the
+/// same point of the corpus, so event times stay as close together on
+/// the wire as with one thread, and a paced schedule holds for all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stripes {
+    worker: u64,
+    workers: u64,
+}
+
+impl Stripes {
+    fn first(&self) -> u64 {
+        if self.workers == 1 {
+            0
+        } else {
+            self.worker * STRIPE_LINES
+        }
+    }
+
+    /// The end of the stripe that holds `line`.
+    fn end_of(&self, line: u64) -> u64 {
+        if self.workers == 1 {
+            u64::MAX
+        } else {
+            (line / STRIPE_LINES + 1) * STRIPE_LINES
+        }
+    }
+
+    /// Where to go on from `line`, the first line not yet sent: itself,
+    /// or the start of this thread's next stripe.
+    fn next_from(&self, line: u64) -> u64 {
+        if self.workers == 1 || !line.is_multiple_of(STRIPE_LINES) {
+            line
+        } else {
+            line + (self.workers - 1) * STRIPE_LINES
+        }
+    }
+}
+
 /// Sends the first `config.events` lines of `corpus`. `sent_counter` is
 /// updated as batches leave and `alerts_seen` read for progress lines.
+/// With `config.sender_threads` above one, the connections are dealt to
+/// that many threads and each sends its stripes of the corpus
+/// ([`Stripes`]) over its own connections.
 pub fn send(
     corpus: &Corpus,
     config: &SendConfig,
     sent_counter: &Arc<AtomicU64>,
     alerts_seen: &Arc<AtomicU64>,
 ) -> anyhow::Result<SendResult> {
-    let total = config.events.min(corpus.len() as u64);
-    let mut lanes = open_lanes(&config.targets, config.connections, &config.session)?;
-    // Completing events in corpus order, so the sender walks them with one
+    let lanes = open_lanes(&config.targets, config.connections, &config.session)?;
+    // Completing events in corpus order, so a sender walks them with one
     // cursor instead of a lookup per event.
     let mut completing: Vec<(u64, usize)> = corpus
         .truth
@@ -385,8 +436,134 @@ pub fn send(
         .map(|(t, e)| (e.completing_index, t))
         .collect();
     completing.sort_unstable();
-    let mut cursor = 0usize;
+    let threads = config.sender_threads.clamp(1, lanes.len());
+    if threads == 1 {
+        let stop = AtomicBool::new(false);
+        let whole = Stripes {
+            worker: 0,
+            workers: 1,
+        };
+        let (mut result, relp) = send_stripes(
+            corpus,
+            config,
+            lanes,
+            whole,
+            &completing,
+            (sent_counter, alerts_seen, &stop),
+        )?;
+        result.relp = relp.map(|r| r.summary());
+        result.sender_threads = 1;
+        return Ok(result);
+    }
+    let mut dealt: Vec<Vec<Lane>> = (0..threads).map(|_| Vec::new()).collect();
+    for (i, lane) in lanes.into_iter().enumerate() {
+        dealt[i % threads].push(lane);
+    }
+    // A thread that fails stops the others at their next batch.
+    let stop = AtomicBool::new(false);
+    let parts: Vec<anyhow::Result<(SendResult, Option<RelpStats>)>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = dealt
+            .into_iter()
+            .enumerate()
+            .map(|(worker, lanes)| {
+                let stripes = Stripes {
+                    worker: worker as u64,
+                    workers: threads as u64,
+                };
+                let (completing, stop) = (&completing, &stop);
+                std::thread::Builder::new()
+                    .name(format!("sender-{worker}"))
+                    .spawn_scoped(scope, move || {
+                        let r = send_stripes(
+                            corpus,
+                            config,
+                            lanes,
+                            stripes,
+                            completing,
+                            (sent_counter, alerts_seen, stop),
+                        );
+                        if r.is_err() {
+                            stop.store(true, Ordering::Relaxed);
+                        }
+                        r
+                    })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| match h {
+                Ok(h) => h
+                    .join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a sender thread panicked"))),
+                Err(e) => Err(anyhow::Error::from(e).context("cannot start a sender thread")),
+            })
+            .collect()
+    });
+    let mut results = Vec::with_capacity(threads);
+    let mut relp: Option<RelpStats> = None;
+    for part in parts {
+        let (result, stats) = part?;
+        if let Some(stats) = stats {
+            relp.get_or_insert_with(RelpStats::default).merge(&stats);
+        }
+        results.push(result);
+    }
+    let mut result = SendResult::merge(results);
+    result.relp = relp.map(|r| r.summary());
+    Ok(result)
+}
 
+impl SendResult {
+    /// One result from the sender threads' results: counts summed, the
+    /// span from the first start to the last finish, the timelines added
+    /// bucket by bucket, the completing events in corpus order.
+    fn merge(parts: Vec<SendResult>) -> SendResult {
+        let mut all = SendResult {
+            started_ns: parts.iter().map(|p| p.started_ns).min().unwrap_or(0),
+            finished_ns: parts.iter().map(|p| p.finished_ns).max().unwrap_or(0),
+            sender_threads: parts.len(),
+            sender_realtime: !parts.is_empty() && parts.iter().all(|p| p.sender_realtime),
+            ..SendResult::default()
+        };
+        let mut sched = Some(crate::machine::SchedStat::default());
+        for p in parts {
+            all.sent += p.sent;
+            all.send_errors += p.send_errors;
+            all.bytes += p.bytes;
+            all.writes += p.writes;
+            all.behind_max_ns = all.behind_max_ns.max(p.behind_max_ns);
+            all.sender_realtime_dropped |= p.sender_realtime_dropped;
+            all.completing.extend(p.completing);
+            if all.timeline.len() < p.timeline.len() {
+                all.timeline.resize(p.timeline.len(), 0);
+            }
+            for (sum, n) in all.timeline.iter_mut().zip(&p.timeline) {
+                *sum += n;
+            }
+            sched = sched.zip(p.sender_sched).map(|(a, b)| a.plus(&b));
+        }
+        all.completing.sort_unstable_by_key(|c| c.corpus_index);
+        all.sender_sched = sched;
+        all
+    }
+}
+
+/// Counters the sender threads share: lines sent, alerts seen (for the
+/// progress line), and the flag that stops them all.
+type Shared<'a> = (&'a AtomicU64, &'a AtomicU64, &'a AtomicBool);
+
+/// One sender thread: sends the lines of its `stripes` over its `lanes`,
+/// in turn, and closes them. Its RELP counters come back beside.
+fn send_stripes(
+    corpus: &Corpus,
+    config: &SendConfig,
+    mut lanes: Vec<Lane>,
+    stripes: Stripes,
+    completing: &[(u64, usize)],
+    (sent_counter, alerts_seen, stop): Shared<'_>,
+) -> anyhow::Result<(SendResult, Option<RelpStats>)> {
+    let total = config.events.min(corpus.len() as u64);
+    let mut cursor = 0usize;
     let schedule = config.schedule;
     let mut result = SendResult {
         started_ns: schedule.t0_ns,
@@ -402,9 +579,11 @@ pub fn send(
         // TCP batches are cut by bytes below; this only bounds the loop.
         4096
     };
+    // Only the first thread prints progress, of all threads' lines.
+    let progress = config.progress && stripes.worker == 0;
     let mut lines: Vec<&[u8]> = Vec::with_capacity(batch_max);
     let mut buffer: Vec<u8> = Vec::with_capacity(TCP_WRITE_BYTES_MAX + 1024);
-    let mut next = 0u64;
+    let mut next = stripes.first();
     let mut lane = 0usize;
     let mut last_progress_ns = schedule.t0_ns;
     let mut last_progress_sent = 0u64;
@@ -416,9 +595,10 @@ pub fn send(
         .map(|_| clock::RealtimeTurn::begin(clock::SENDER_RT_PRIORITY));
     result.sender_realtime = realtime.as_ref().is_some_and(|r| r.granted());
     while next < total {
-        if crate::interrupt::interrupted() {
-            // The harness is being stopped by a signal: closing the
-            // connections now lets the appliance stop without draining.
+        if crate::interrupt::interrupted() || stop.load(Ordering::Relaxed) {
+            // The harness is being stopped by a signal (closing the
+            // connections now lets the appliance stop without draining
+            // them), or another sender thread failed.
             break;
         }
         let now = clock::now_ns();
@@ -427,16 +607,17 @@ pub fn send(
                 break;
             }
         }
-        if config.progress && now - last_progress_ns >= 1_000_000_000 {
-            let rate = (next - last_progress_sent) as f64 * 1e9 / (now - last_progress_ns) as f64;
+        if progress && now - last_progress_ns >= 1_000_000_000 {
+            let sent = sent_counter.load(Ordering::Relaxed);
+            let rate = (sent - last_progress_sent) as f64 * 1e9 / (now - last_progress_ns) as f64;
             eprintln!(
-                "shardwatch-load: {:6.1}s sent {next} ({rate:.0}/s) behind {:.1} ms alerts {}",
+                "shardwatch-load: {:6.1}s sent {sent} ({rate:.0}/s) behind {:.1} ms alerts {}",
                 (now - schedule.t0_ns) as f64 / 1e9,
                 (now - schedule.intended_ns(next)).max(0) as f64 / 1e6,
                 alerts_seen.load(Ordering::Relaxed)
             );
             last_progress_ns = now;
-            last_progress_sent = next;
+            last_progress_sent = sent;
         }
         let due = schedule.due(now, total);
         if due <= next {
@@ -460,7 +641,7 @@ pub fn send(
                 }
             }
         }
-        let end = due.min(next + batch_max as u64);
+        let end = due.min(next + batch_max as u64).min(stripes.end_of(next));
         let (sent, failed, bytes) = match &mut lanes[lane] {
             Lane::Udp(socket) => {
                 lines.clear();
@@ -517,8 +698,8 @@ pub fn send(
         result.writes += 1;
         result.send_errors += failed;
         result.bytes += bytes;
-        sent_counter.store(result.sent, Ordering::Relaxed);
-        next = batch_end;
+        sent_counter.fetch_add(sent - failed, Ordering::Relaxed);
+        next = stripes.next_from(batch_end);
         lane = (lane + 1) % lanes.len();
     }
     result.sender_sched = sched_before
@@ -542,8 +723,7 @@ pub fn send(
     // For RELP this is after every answer came back (close is answered
     // last), so a flat-out rate is an acknowledged rate.
     result.finished_ns = clock::now_ns();
-    result.relp = relp.map(|r| r.summary());
-    Ok(result)
+    Ok((result, relp))
 }
 
 #[cfg(test)]
@@ -638,7 +818,92 @@ mod tests {
             session: SessionOptions::default(),
             progress: false,
             flush_interval_ns,
+            sender_threads: 1,
         }
+    }
+
+    #[test]
+    fn stripes_give_every_line_to_exactly_one_thread() {
+        let total = STRIPE_LINES * 7 + 123;
+        for workers in 1..=5u64 {
+            let mut seen = vec![0u8; total as usize];
+            for worker in 0..workers {
+                let stripes = Stripes { worker, workers };
+                let mut next = stripes.first();
+                // Batches of an awkward size, cut at the stripe's end as
+                // the sender cuts them.
+                while next < total {
+                    let end = (next + 1000).min(stripes.end_of(next)).min(total);
+                    for line in next..end {
+                        seen[line as usize] += 1;
+                    }
+                    next = stripes.next_from(end);
+                }
+            }
+            assert!(seen.iter().all(|&n| n == 1), "{workers} workers");
+        }
+    }
+
+    #[test]
+    fn several_sender_threads_send_every_line_once_with_every_completion() {
+        let corpus = generate(&GenConfig {
+            events: 20_000,
+            entities: 50,
+            seed: 9,
+            start_ns: DEFAULT_START_NS,
+            event_rate: 1_000.0,
+            scenarios: default_scenarios(),
+        })
+        .unwrap();
+        let (addr, reader) = tcp_sink(4);
+        let mut config = config(Target::Tcp(addr), None, 20_000, 4, 0);
+        config.sender_threads = 3;
+        let counter = Arc::new(AtomicU64::new(0));
+        let result = send(&corpus, &config, &counter, &Arc::new(AtomicU64::new(0))).unwrap();
+        assert_eq!(result.sender_threads, 3);
+        assert_eq!(result.sent, 20_000);
+        assert_eq!(counter.load(Ordering::Relaxed), 20_000);
+        assert_eq!(result.timeline.iter().sum::<u64>(), 20_000);
+        let bytes = reader.join().unwrap();
+        assert_eq!(bytes.len() as u64, result.bytes);
+        let mut received: Vec<&[u8]> = bytes
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .collect();
+        let mut expected: Vec<&[u8]> = (0..20_000).map(|i| corpus.line(i)).collect();
+        received.sort_unstable();
+        expected.sort_unstable();
+        assert!(
+            received == expected,
+            "the lines received are not the corpus's"
+        );
+        // Every expected alert's completing event once, in corpus order
+        // (one event may complete several).
+        let due = corpus
+            .truth
+            .expected
+            .iter()
+            .filter(|e| e.completing_index < 20_000)
+            .count();
+        assert!(due > 0);
+        assert_eq!(result.completing.len(), due);
+        assert!(result
+            .completing
+            .windows(2)
+            .all(|w| w[0].corpus_index <= w[1].corpus_index));
+        for c in &result.completing {
+            assert_eq!(
+                corpus.truth.expected[c.truth_index].completing_index,
+                c.corpus_index
+            );
+        }
+        // More threads than connections: one per connection.
+        let (addr, reader) = tcp_sink(2);
+        let mut config = self::config(Target::Tcp(addr), None, 10_000, 2, 0);
+        config.sender_threads = 8;
+        let result = send(&corpus, &config, &counter, &Arc::new(AtomicU64::new(0))).unwrap();
+        assert_eq!((result.sender_threads, result.sent), (2, 10_000));
+        reader.join().unwrap();
     }
 
     #[test]

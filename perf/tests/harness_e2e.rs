@@ -442,6 +442,36 @@ fn bench_steers_loopback_for_the_load_and_puts_it_back() {
     let _ = std::fs::remove_dir_all(&scratch);
 }
 
+/// `--sender-threads 2` over two TCP connections to a 2-core node: each
+/// thread sends its stripes of the corpus over its own connection, and
+/// the node still receives every line and raises every scenario's alert
+/// and nothing else.
+#[test]
+fn bench_with_two_sender_threads_delivers_every_line_and_detects_every_scenario() {
+    let _alone = ONE_BENCH_AT_A_TIME.lock();
+    let scratch = shardwatch_tests::temp_dir("harness-threads");
+    let (summary, doc) = bench(
+        &scratch.join("out"),
+        "tcp",
+        "2",
+        "60000",
+        &["--connections", "2", "--sender-threads", "2"],
+    );
+    assert_eq!(doc["send"]["sender_threads"], 2, "{summary}");
+    assert!(summary.contains("2 sender threads"), "{summary}");
+    assert_eq!(doc["send"]["sent"].as_u64(), Some(60_000), "{summary}");
+    assert_eq!(
+        doc["appliance"]["received"].as_u64(),
+        Some(60_000),
+        "{summary}"
+    );
+    let detection = &doc["detection"];
+    assert!(detection["expected"].as_u64().unwrap() >= 18, "{summary}");
+    assert_eq!(detection["recall"], 1.0, "{summary}");
+    assert_eq!(detection["false_positives"], 0, "{summary}");
+    let _ = std::fs::remove_dir_all(&scratch);
+}
+
 /// A harness ended by a signal (`kill`, `timeout`, a closed terminal)
 /// stops the appliance it started, puts back loopback's masks it steered
 /// (as root), removes the appliance's scratch data, says so, and ends by
