@@ -84,22 +84,6 @@ pub struct BenchOutcome {
     pub build: Option<String>,
 }
 
-/// A kernel CPU list (`0-3,6`) as CPU numbers; parts that do not parse are
-/// left out.
-fn parse_cpu_list(text: &str) -> Vec<usize> {
-    let mut cpus = Vec::new();
-    for part in text.trim().split(',').filter(|p| !p.is_empty()) {
-        let bounds = match part.split_once('-') {
-            Some((first, last)) => first.parse::<usize>().ok().zip(last.parse::<usize>().ok()),
-            None => part.parse::<usize>().ok().map(|cpu| (cpu, cpu)),
-        };
-        if let Some((first, last)) = bounds {
-            cpus.extend(first..=last.min(first + 4096));
-        }
-    }
-    cpus
-}
-
 /// The CPUs the harness may take beside an appliance whose cores are
 /// pinned to `appliance` (its listening line's `cpus=0,1`; `None` for a
 /// binary that does not say, which pins core `i` to the `i`-th CPU of its
@@ -195,7 +179,7 @@ pub fn bench(bench: &BenchOptions, load: &mut RunOptions) -> anyhow::Result<Benc
         .fields
         .get("cpus")
         .filter(|list| *list != "unpinned")
-        .map(|list| parse_cpu_list(list));
+        .map(|list| crate::machine::parse_cpu_list(list));
     let free = free_cpus(appliance_cpus.as_deref(), bench.cores, &allowed);
     let harness_cpus = if !free.is_empty() && crate::machine::pin_to(&free) {
         eprintln!("shardwatch-load: harness threads on CPUs {free:?}");
@@ -600,14 +584,6 @@ mod tests {
         assert_eq!(free_cpus(None, 2, &[0, 1]), Vec::<usize>::new());
         // Started under `taskset -c 1,2`: never 0.
         assert_eq!(free_cpus(None, 1, &[1, 2]), vec![2]);
-    }
-
-    #[test]
-    fn kernel_cpu_lists_parse() {
-        assert_eq!(parse_cpu_list("0-3,6\n"), vec![0, 1, 2, 3, 6]);
-        assert_eq!(parse_cpu_list("0"), vec![0]);
-        assert_eq!(parse_cpu_list(""), Vec::<usize>::new());
-        assert_eq!(parse_cpu_list("x,2"), vec![2]);
     }
 
     #[test]

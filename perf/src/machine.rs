@@ -4,6 +4,7 @@
 //! CPUs lost a tenth of their time to steal, or whose harness CPU was
 //! saturated, is told apart from one that was not.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -204,6 +205,181 @@ pub fn summary_line(shares: &[CpuShare]) -> Option<String> {
         })
         .collect();
     Some(format!("machine while the load ran: {}", parts.join("; ")))
+}
+
+/// A kernel CPU list (`0-3,6`) as CPU numbers; parts that do not parse are
+/// left out.
+pub fn parse_cpu_list(text: &str) -> Vec<usize> {
+    let mut cpus = Vec::new();
+    for part in text.trim().split(',').filter(|p| !p.is_empty()) {
+        let bounds = match part.split_once('-') {
+            Some((first, last)) => first.parse::<usize>().ok().zip(last.parse::<usize>().ok()),
+            None => part.parse::<usize>().ok().map(|cpu| (cpu, cpu)),
+        };
+        if let Some((first, last)) = bounds {
+            cpus.extend(first..=last.min(first + 4096));
+        }
+    }
+    cpus
+}
+
+/// `PF_KTHREAD` in `/proc/<pid>/stat`'s flags: a kernel thread.
+const PF_KTHREAD: u64 = 0x0020_0000;
+
+/// The name and flags in a `/proc/<pid>/stat` line (the name may hold
+/// spaces and parentheses: it ends at the last `)`).
+fn stat_name_and_flags(line: &str) -> Option<(String, u64)> {
+    let open = line.find('(')?;
+    let close = line.rfind(')')?;
+    let name = line.get(open + 1..close)?.to_string();
+    // After the name: state, ppid, pgrp, session, tty_nr, tpgid, flags.
+    let flags = line
+        .get(close + 1..)?
+        .split_whitespace()
+        .nth(6)?
+        .parse()
+        .ok()?;
+    Some((name, flags))
+}
+
+fn is_kernel_thread(flags: u64) -> bool {
+    flags & PF_KTHREAD != 0
+}
+
+/// One kernel thread's time on a CPU, as sampled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KernelThreadSample {
+    pub name: String,
+    pub on_cpu_ns: u64,
+}
+
+/// Every kernel thread's time on a CPU now (`/proc/<pid>/schedstat`), by
+/// pid; empty where the kernel keeps no `schedstat`.
+pub fn kernel_threads_now() -> BTreeMap<u32, KernelThreadSample> {
+    let mut threads = BTreeMap::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return threads;
+    };
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some((name, flags)) = stat_name_and_flags(&stat) else {
+            continue;
+        };
+        if !is_kernel_thread(flags) {
+            continue;
+        }
+        let Some(sched) = std::fs::read_to_string(format!("/proc/{pid}/schedstat"))
+            .ok()
+            .and_then(|t| SchedStat::parse(&t))
+        else {
+            continue;
+        };
+        threads.insert(
+            pid,
+            KernelThreadSample {
+                name,
+                on_cpu_ns: sched.on_cpu_ns,
+            },
+        );
+    }
+    threads
+}
+
+/// A kernel thread that ran while the load was sent: how long, and the
+/// CPUs it may run on.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct KernelThreadTime {
+    pub name: String,
+    pub pid: u32,
+    pub on_cpu_ms: f64,
+    pub allowed_cpus: Vec<usize>,
+}
+
+/// The kernel threads that ran at least `min_ns` between two samples,
+/// longest first, with the CPUs each may run on (`allowed_of(pid)`).
+pub fn kernel_threads_between(
+    before: &BTreeMap<u32, KernelThreadSample>,
+    after: &BTreeMap<u32, KernelThreadSample>,
+    min_ns: u64,
+    allowed_of: impl Fn(u32) -> Vec<usize>,
+) -> Vec<KernelThreadTime> {
+    let mut ran: Vec<KernelThreadTime> = after
+        .iter()
+        .filter_map(|(&pid, a)| {
+            // A thread started meanwhile ran all of its time in between.
+            let earlier = before.get(&pid).map_or(0, |b| b.on_cpu_ns);
+            let ns = a.on_cpu_ns.saturating_sub(earlier);
+            (ns >= min_ns).then(|| KernelThreadTime {
+                name: a.name.clone(),
+                pid,
+                on_cpu_ms: ns as f64 / 1e6,
+                allowed_cpus: allowed_of(pid),
+            })
+        })
+        .collect();
+    ran.sort_by(|a, b| b.on_cpu_ms.total_cmp(&a.on_cpu_ms));
+    ran
+}
+
+/// The CPUs a process may run on (`Cpus_allowed_list` of its status).
+pub fn allowed_cpus_of(pid: u32) -> Vec<usize> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("Cpus_allowed_list:").map(parse_cpu_list))
+        })
+        .unwrap_or_default()
+}
+
+/// Kernel threads listed in a summary line at most.
+const KERNEL_THREADS_LISTED: usize = 5;
+
+/// The summary line: the kernel threads that may run on `cpus` (the
+/// appliance's) and ran while the load was sent, longest first. Each ran
+/// in stretches the appliance's core may have waited behind: on the
+/// development VM, DAMON's `kdamond.0` took slices of up to 10 ms on the
+/// core's CPU (BENCHMARKS.md, 2026-12-07 22:50 UTC).
+pub fn kernel_threads_line(threads: &[KernelThreadTime], cpus: &[usize]) -> Option<String> {
+    let on: Vec<&KernelThreadTime> = threads
+        .iter()
+        .filter(|t| t.allowed_cpus.iter().any(|c| cpus.contains(c)))
+        .collect();
+    if on.is_empty() || cpus.is_empty() {
+        return None;
+    }
+    let total: f64 = on.iter().map(|t| t.on_cpu_ms).sum();
+    let listed: Vec<String> = on
+        .iter()
+        .take(KERNEL_THREADS_LISTED)
+        .map(|t| {
+            let cpus = if t.allowed_cpus.len() == 1 {
+                format!("CPU {}", t.allowed_cpus[0])
+            } else {
+                format!("CPUs {:?}", t.allowed_cpus)
+            };
+            format!("{} {:.1} ms ({cpus})", t.name, t.on_cpu_ms)
+        })
+        .collect();
+    Some(format!(
+        "machine: kernel threads allowed on CPUs {cpus:?} ran {total:.1} ms while the load was sent{}: {} (a core waits behind one that runs on its CPU)",
+        if on.len() > KERNEL_THREADS_LISTED {
+            format!(" ({} threads, the longest {KERNEL_THREADS_LISTED})", on.len())
+        } else {
+            String::new()
+        },
+        listed.join(", ")
+    ))
 }
 
 /// Virtio device id of a memory balloon (`/sys/bus/virtio/devices/*/device`).
@@ -539,6 +715,72 @@ fn wait_for_turn(turn: &AtomicU64, value: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kernel_cpu_lists_parse() {
+        assert_eq!(parse_cpu_list("0-3,6\n"), vec![0, 1, 2, 3, 6]);
+        assert_eq!(parse_cpu_list("0"), vec![0]);
+        assert_eq!(parse_cpu_list(""), Vec::<usize>::new());
+        assert_eq!(parse_cpu_list("x,2"), vec![2]);
+    }
+
+    #[test]
+    fn kernel_threads_are_told_by_their_flags_and_named_whole() {
+        let kdamond = "107 (kdamond.0) S 2 0 0 0 -1 2129984 0 0 0 0 12 20 0 0 20 0 1 0";
+        let (name, flags) = stat_name_and_flags(kdamond).unwrap();
+        assert_eq!((name.as_str(), flags), ("kdamond.0", 2_129_984));
+        assert!(is_kernel_thread(flags));
+        let odd = "9 (a (b) c) R 1 9 9 0 -1 4194560 0";
+        let (name, flags) = stat_name_and_flags(odd).unwrap();
+        assert_eq!((name.as_str(), flags), ("a (b) c", 4_194_560));
+        assert!(!is_kernel_thread(flags));
+        assert_eq!(stat_name_and_flags("garbage"), None);
+        // This machine's: kthreadd (pid 2) is one, this process is not.
+        let now = kernel_threads_now();
+        if std::path::Path::new("/proc/2/schedstat").exists() {
+            assert_eq!(now.get(&2).map(|t| t.name.as_str()), Some("kthreadd"));
+        }
+        assert!(!now.contains_key(&std::process::id()));
+    }
+
+    #[test]
+    fn kernel_threads_between_samples_longest_first_and_on_the_cpus_asked() {
+        let sample = |name: &str, ns: u64| KernelThreadSample {
+            name: name.into(),
+            on_cpu_ns: ns,
+        };
+        let before = BTreeMap::from([
+            (107, sample("kdamond.0", 5_000_000)),
+            (15, sample("ksoftirqd/1", 1_000_000)),
+            (30, sample("kworker/0:1", 0)),
+        ]);
+        let after = BTreeMap::from([
+            (107, sample("kdamond.0", 35_000_000)),
+            (15, sample("ksoftirqd/1", 9_000_000)),
+            (30, sample("kworker/0:1", 50_000)),
+            (40, sample("kworker/u8:7", 2_000_000)),
+        ]);
+        let allowed = |pid: u32| match pid {
+            107 | 40 => vec![0, 1],
+            15 => vec![1],
+            _ => vec![0],
+        };
+        let ran = kernel_threads_between(&before, &after, 100_000, allowed);
+        let names: Vec<&str> = ran.iter().map(|t| t.name.as_str()).collect();
+        // Under 0.1 ms left out; a thread new since the first sample counted whole.
+        assert_eq!(names, ["kdamond.0", "ksoftirqd/1", "kworker/u8:7"]);
+        assert_eq!(ran[0].on_cpu_ms, 30.0);
+        let line = kernel_threads_line(&ran, &[0]).unwrap();
+        assert!(
+            line.contains("allowed on CPUs [0] ran 32.0 ms")
+                && line
+                    .contains("kdamond.0 30.0 ms (CPUs [0, 1]), kworker/u8:7 2.0 ms (CPUs [0, 1])")
+                && !line.contains("ksoftirqd/1"),
+            "{line}"
+        );
+        assert_eq!(kernel_threads_line(&ran, &[5]), None);
+        assert_eq!(kernel_threads_line(&[], &[0]), None);
+    }
 
     #[test]
     fn schedstat_parses_and_subtracts() {

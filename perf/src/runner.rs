@@ -21,6 +21,10 @@ use crate::send::{
     self, Framing, SendConfig, SendResult, SessionOptions, Target, TIMELINE_BUCKET_NS,
 };
 
+/// Kernel threads that ran less than this while the load was sent are
+/// left out of its report.
+const KERNEL_THREAD_MIN_NS: u64 = 100_000;
+
 /// Time between deciding the start and the first intended send, so that
 /// preparation (retiming, opening sockets) is not charged as lag.
 const START_LEAD_NS: i64 = 200_000_000;
@@ -195,6 +199,9 @@ pub struct RunOutcome {
     /// them `shared` when it may run on every one (`bench` names the
     /// appliance's).
     pub machine: Vec<crate::machine::CpuShare>,
+    /// The kernel threads that ran while the load was sent, longest
+    /// first, and the CPUs each may run on.
+    pub kernel_threads: Vec<crate::machine::KernelThreadTime>,
     /// Set when the hypervisor takes back the memory this machine frees
     /// (see [`crate::machine::FreePageReporting`]).
     pub free_page_reporting: Option<crate::machine::FreePageReporting>,
@@ -511,9 +518,18 @@ pub fn run_load(opts: &RunOptions) -> anyhow::Result<RunOutcome> {
             crate::machine::allowed_cpus().len(),
         ),
     };
+    // Outside the CPU ticks' interval: reading every kernel thread's
+    // counters takes a few milliseconds of this CPU.
+    let kthreads_before = crate::machine::kernel_threads_now();
     let ticks_before = crate::machine::cpu_ticks();
     let send = send::send(&corpus, &config, &Arc::new(AtomicU64::new(0)), &alerts_seen)?;
     let ticks_after = crate::machine::cpu_ticks();
+    let kernel_threads = crate::machine::kernel_threads_between(
+        &kthreads_before,
+        &crate::machine::kernel_threads_now(),
+        KERNEL_THREAD_MIN_NS,
+        crate::machine::allowed_cpus_of,
+    );
     let (alerts, collect, matching) = match collector {
         None => (Vec::new(), None, None),
         Some(mut collector) => {
@@ -659,6 +675,7 @@ pub fn run_load(opts: &RunOptions) -> anyhow::Result<RunOutcome> {
         excluded,
         detections,
         machine,
+        kernel_threads,
         free_page_reporting,
         idle_halt,
         kernel_costs,
@@ -774,6 +791,30 @@ pub fn add_to_report(outcome: &RunOutcome, opts: &RunOptions, report: &mut Repor
         .body
         .insert("machine_cpus".into(), json!(outcome.machine));
     if let Some(line) = crate::machine::summary_line(&outcome.machine) {
+        report.summary.push(line);
+    }
+    report
+        .body
+        .insert("kernel_threads".into(), json!(outcome.kernel_threads));
+    // The appliance's CPUs where bench named them; otherwise those the
+    // harness did not run on, or all when it shared them.
+    let appliance_cpus = |role: &str| -> Vec<usize> {
+        outcome
+            .machine
+            .iter()
+            .filter(|s| s.role == role)
+            .map(|s| s.cpu)
+            .collect()
+    };
+    let cpus = [
+        appliance_cpus("appliance"),
+        appliance_cpus("other"),
+        appliance_cpus("shared"),
+    ]
+    .into_iter()
+    .find(|c| !c.is_empty())
+    .unwrap_or_default();
+    if let Some(line) = crate::machine::kernel_threads_line(&outcome.kernel_threads, &cpus) {
         report.summary.push(line);
     }
     if let Some(reporting) = &outcome.free_page_reporting {

@@ -222,6 +222,17 @@ fn bench_detects_every_scenario_and_background_stays_quiet() {
         summary_txt.contains("appliance I/O: journal ") && summary_txt.contains(" per recvmmsg)"),
         "{summary_txt}"
     );
+    // The kernel threads that ran meanwhile, each with the CPUs it may
+    // run on, longest first (the machine's timer and RCU threads run in
+    // any load of a few seconds).
+    let kthreads = doc["kernel_threads"].as_array().unwrap();
+    for pair in kthreads.windows(2) {
+        assert!(pair[0]["on_cpu_ms"].as_f64() >= pair[1]["on_cpu_ms"].as_f64());
+    }
+    for t in kthreads {
+        assert!(t["on_cpu_ms"].as_f64().unwrap() >= 0.1, "{t}");
+        assert!(!t["allowed_cpus"].as_array().unwrap().is_empty(), "{t}");
+    }
     // What the machine's CPUs did meanwhile: every CPU, the appliance's
     // among them, with busy and steal shares.
     let cpus = doc["machine_cpus"].as_array().unwrap();
