@@ -17,7 +17,7 @@
 //! that the harness prints the commands that undo its steering.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::clock;
@@ -114,10 +114,25 @@ fn holds(guard: &Registered) -> bool {
 /// The write end of the pipe the handler tells the signal thread on.
 static PIPE_WRITE: AtomicI32 = AtomicI32::new(-1);
 
-/// The handler: only async-signal-safe work, a one-byte write.
+/// Signals caught so far.
+static CAUGHT: AtomicUsize = AtomicUsize::new(0);
+
+/// The handler: only async-signal-safe work, a one-byte write. A second
+/// signal while the first one's undo runs ends the harness at once (the
+/// usual "press Ctrl-C again"), leaving what is not yet undone.
 extern "C" fn handle(signal: libc::c_int) {
-    // SAFETY: write(2) is async-signal-safe; errno is put back so the
-    // interrupted thread does not see this write's.
+    if CAUGHT.fetch_add(1, Ordering::Relaxed) > 0 {
+        // SAFETY: signal(2) and raise(3) are async-signal-safe; with the
+        // default action restored, the raise ends the process.
+        unsafe {
+            libc::signal(signal, libc::SIG_DFL);
+            libc::raise(signal);
+        }
+        return;
+    }
+    // SAFETY: write(2) is async-signal-safe (the write end does not
+    // block); errno is put back so the interrupted thread does not see
+    // this write's.
     unsafe {
         let errno = *libc::__errno_location();
         let byte = signal as u8;
@@ -146,6 +161,11 @@ pub fn install() -> anyhow::Result<()> {
         );
     }
     let [read_end, write_end] = fds;
+    // SAFETY: fcntl on a descriptor just made; a handler's write must
+    // never block.
+    unsafe {
+        libc::fcntl(write_end, libc::F_SETFL, libc::O_NONBLOCK);
+    }
     PIPE_WRITE.store(write_end, Ordering::Relaxed);
     std::thread::Builder::new()
         .name("signals".into())
@@ -210,7 +230,10 @@ fn on_signal(signal: libc::c_int) -> ! {
         if undos.is_empty() {
             "nothing to stop or put back".to_string()
         } else {
-            format!("stopping and putting back {} thing(s) first", undos.len())
+            format!(
+                "stopping and putting back {} thing(s) first (a second signal ends it at once)",
+                undos.len()
+            )
         }
     );
     for line in undo(undos, CHILD_GRACE_NS) {

@@ -85,6 +85,18 @@ fn bench(
     (summary, report(out))
 }
 
+/// A run's report scored at least `expected` alerts, detected all of
+/// them and raised no other.
+fn every_scenario_detected(doc: &Value, expected: u64, context: &str) {
+    let detection = &doc["detection"];
+    assert!(
+        detection["expected"].as_u64().unwrap() >= expected,
+        "{context}"
+    );
+    assert_eq!(detection["recall"], 1.0, "{context}");
+    assert_eq!(detection["false_positives"], 0, "{context}");
+}
+
 fn report(dir: &Path) -> Value {
     for file in [
         "report.json",
@@ -476,10 +488,7 @@ fn bench_with_two_sender_threads_delivers_every_line_and_detects_every_scenario(
         Some(60_000),
         "{summary}"
     );
-    let detection = &doc["detection"];
-    assert!(detection["expected"].as_u64().unwrap() >= 18, "{summary}");
-    assert_eq!(detection["recall"], 1.0, "{summary}");
-    assert_eq!(detection["false_positives"], 0, "{summary}");
+    every_scenario_detected(&doc, 18, &summary);
     let _ = std::fs::remove_dir_all(&scratch);
 }
 
@@ -625,10 +634,7 @@ fn bench_with_senders_hours_off_the_clock_detects_every_scenario() {
             (start_ns - expected_start).abs() < 600_000_000_000,
             "{offset}: corpus starts at {start_ns}, expected about {expected_start}"
         );
-        let detection = &doc["detection"];
-        assert!(detection["expected"].as_u64().unwrap() >= 18, "{summary}");
-        assert_eq!(detection["recall"], 1.0, "{offset}: {summary}");
-        assert_eq!(detection["false_positives"], 0, "{offset}: {summary}");
+        every_scenario_detected(&doc, 18, &format!("{offset}: {summary}"));
     }
     let _ = std::fs::remove_dir_all(&scratch);
 }
@@ -684,9 +690,7 @@ fn run_scores_alerts_from_the_live_stream() {
     let detection = &doc["detection"];
     assert_eq!(detection["collector"]["source"], "stream", "{summary}");
     assert_eq!(detection["collector"]["stream_error"], "", "{summary}");
-    assert!(detection["expected"].as_u64().unwrap() >= 6, "{summary}");
-    assert_eq!(detection["recall"], 1.0, "{summary}");
-    assert_eq!(detection["false_positives"], 0, "{summary}");
+    every_scenario_detected(&doc, 6, &summary);
 
     let refused = Command::new(env!("CARGO_BIN_EXE_shardwatch-load"))
         .args([
