@@ -19,7 +19,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::clock;
-use crate::interrupt::{doing, Registered, Undo};
+use crate::interrupt::{self, Registered, Undo};
 
 /// How long to wait for the listening line after starting the binary.
 pub const START_TIMEOUT_NS: i64 = 60_000_000_000;
@@ -192,8 +192,8 @@ impl Appliance {
     ) -> anyhow::Result<Appliance> {
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("cannot create {}", data_dir.display()))?;
-        let (mut child, registered) = doing(|| {
-            let child = Command::new(binary)
+        let (mut child, registered) = interrupt::spawn(
+            Command::new(binary)
                 .arg("run")
                 .args(["--udp", "127.0.0.1:0", "--tcp", "127.0.0.1:0"])
                 .arg("--data-dir")
@@ -202,15 +202,9 @@ impl Appliance {
                 .args(extra)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .with_context(|| format!("cannot start {}", binary.display()))?;
-            let undo = Undo::Child {
-                pid: child.id() as libc::pid_t,
-                what: format!("appliance {}", binary.display()),
-            };
-            Ok((child, undo))
-        })?;
+                .stderr(Stdio::piped()),
+            format!("appliance {}", binary.display()),
+        )?;
         let stderr = child.stderr.take().context("no stderr pipe")?;
         let (tx, rx) = mpsc::channel();
         let reader = std::thread::Builder::new()
@@ -367,23 +361,17 @@ impl ScratchDir {
     /// registered for removal).
     pub fn create(label: &str, keep: bool) -> anyhow::Result<ScratchDir> {
         let path = scratch_path(label);
-        if keep {
+        let make = || {
             std::fs::create_dir_all(&path)
-                .with_context(|| format!("cannot create {}", path.display()))?;
-            return Ok(ScratchDir {
-                path,
-                registered: None,
-            });
-        }
-        let ((), registered) = doing(|| {
-            std::fs::create_dir_all(&path)
-                .with_context(|| format!("cannot create {}", path.display()))?;
-            Ok(((), Undo::Scratch(path.clone())))
-        })?;
-        Ok(ScratchDir {
-            path,
-            registered: Some(registered),
-        })
+                .with_context(|| format!("cannot create {}", path.display()))
+        };
+        let registered = if keep {
+            make()?;
+            None
+        } else {
+            Some(interrupt::doing(|| Ok((make()?, Undo::Scratch(path.clone()))))?.1)
+        };
+        Ok(ScratchDir { path, registered })
     }
 
     pub fn path(&self) -> &Path {

@@ -17,8 +17,11 @@
 //! that the harness prints the commands that undo its steering.
 
 use std::path::PathBuf;
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use anyhow::Context;
 
 use crate::clock;
 
@@ -96,6 +99,18 @@ pub fn doing<T>(
     }
     let (done, undo) = act()?;
     Ok((done, push(&mut registry, undo)))
+}
+
+/// Starts `command` as a child that a signal's undo stops (`what` names
+/// it in errors and in what the undo tells).
+pub fn spawn(command: &mut Command, what: String) -> anyhow::Result<(Child, Registered)> {
+    doing(|| {
+        let child = command
+            .spawn()
+            .with_context(|| format!("cannot start {what}"))?;
+        let pid = child.id() as libc::pid_t;
+        Ok((child, Undo::Child { pid, what }))
+    })
 }
 
 /// Whether a signal has arrived: a sender stops sending, so that the
@@ -395,7 +410,7 @@ pub fn undo(undos: Vec<Undo>, grace_ns: i64) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::process::{Command, Stdio};
+    use std::process::Stdio;
 
     fn temp(label: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!(

@@ -34,7 +34,7 @@ use crate::appliance::ScratchDir;
 use crate::bench::{self, BenchOptions};
 use crate::clock;
 use crate::corpus::{Corpus, TruthEntry};
-use crate::interrupt::{doing, Registered, Undo};
+use crate::interrupt::{self, Registered};
 use crate::report::Report;
 use crate::runner::RunOptions;
 use crate::schedule::Schedule;
@@ -645,19 +645,11 @@ impl Daemon {
         let stderr = std::fs::File::create(&stderr_path)
             .with_context(|| format!("cannot create {}", stderr_path.display()))?;
         let stdout = stderr.try_clone()?;
-        let (child, registered) = doing(|| {
-            let child = command
-                .stdin(Stdio::null())
-                .stdout(stdout)
-                .stderr(stderr)
-                .spawn()
-                .with_context(|| format!("cannot start {:?}", command.get_program()))?;
-            let undo = Undo::Child {
-                pid: child.id() as libc::pid_t,
-                what: format!("{}", Path::new(command.get_program()).display()),
-            };
-            Ok((child, undo))
-        })?;
+        let what = Path::new(command.get_program()).display().to_string();
+        let (child, registered) = interrupt::spawn(
+            command.stdin(Stdio::null()).stdout(stdout).stderr(stderr),
+            what,
+        )?;
         Ok(Daemon {
             child,
             _registered: registered,
@@ -1031,22 +1023,16 @@ fn run_sec(
     let stderr = std::fs::File::create(&stderr_path)
         .with_context(|| format!("cannot create {}", stderr_path.display()))?;
     let t0 = clock::now_ns();
-    let (mut child, registered) = doing(|| {
-        let child = Command::new(sec)
+    let (mut child, registered) = interrupt::spawn(
+        Command::new(sec)
             .arg(format!("--conf={}", rules.display()))
             .arg(format!("--input={}", corpus_path.display()))
             .args(["--notail", "--nointevents", "--nochildterm"])
             .stdin(Stdio::null())
             .stdout(stderr.try_clone()?)
-            .stderr(stderr)
-            .spawn()
-            .with_context(|| format!("cannot start {}", sec.display()))?;
-        let undo = Undo::Child {
-            pid: child.id() as libc::pid_t,
-            what: format!("{}", sec.display()),
-        };
-        Ok((child, undo))
-    })?;
+            .stderr(stderr),
+        sec.display().to_string(),
+    )?;
     let (code, cpu, peak_rss_bytes, killed) = wait_child_rusage(&mut child, SEC_RUN_TIMEOUT_NS)?;
     drop(registered);
     let wall_s = (clock::now_ns() - t0) as f64 / 1e9;

@@ -798,7 +798,7 @@ pub fn add_to_report(outcome: &RunOutcome, opts: &RunOptions, report: &mut Repor
         .insert("kernel_threads".into(), json!(outcome.kernel_threads));
     // The appliance's CPUs where bench named them; otherwise those the
     // harness did not run on, or all when it shared them.
-    let appliance_cpus = |role: &str| -> Vec<usize> {
+    let cpus_with_role = |role: &str| -> Vec<usize> {
         outcome
             .machine
             .iter()
@@ -807,9 +807,9 @@ pub fn add_to_report(outcome: &RunOutcome, opts: &RunOptions, report: &mut Repor
             .collect()
     };
     let cpus = [
-        appliance_cpus("appliance"),
-        appliance_cpus("other"),
-        appliance_cpus("shared"),
+        cpus_with_role("appliance"),
+        cpus_with_role("other"),
+        cpus_with_role("shared"),
     ]
     .into_iter()
     .find(|c| !c.is_empty())
