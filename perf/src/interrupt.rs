@@ -7,13 +7,14 @@
 //! and `--steer-loopback`'s masks set: the next measurement on the
 //! machine then ran beside a stray node. Destructors do not run when a
 //! signal ends a process, so what must be undone is kept in a registry
-//! ([`doing`], each entry removed when its [`Registered`] guard drops)
-//! and a thread of its own is told of SIGINT, SIGTERM and SIGHUP by their
-//! handler ([`install`]). On one it
-//! stops each registered child (SIGTERM, then SIGKILL after a grace),
-//! writes back each saved file, removes each scratch directory, tells on
-//! stderr what it did, and ends the harness by the same signal, so a
-//! shell or `timeout` sees what ended it. SIGKILL cannot be caught; for
+//! ([`doing`], [`spawn`]; each entry removed when its [`Registered`]
+//! guard drops) and a thread of its own is told of SIGINT, SIGTERM and
+//! SIGHUP by their handler ([`install`]). On one, the senders stop
+//! ([`interrupted`]) and the thread stops each registered child (SIGTERM,
+//! then SIGKILL after a grace), writes back each saved file, removes each
+//! scratch directory, tells on stderr what it did, and ends the harness
+//! by the same signal, so a shell or `timeout` sees what ended it. A
+//! second signal meanwhile ends it at once. SIGKILL cannot be caught; for
 //! that the harness prints the commands that undo its steering.
 
 use std::path::PathBuf;
