@@ -14,9 +14,11 @@
 //! then SIGKILL after a grace), writes back each saved file, removes each
 //! scratch directory, tells on stderr what it did, and ends the harness
 //! by the same signal, so a shell or `timeout` sees what ended it. A
-//! second signal meanwhile ends it at once. SIGKILL cannot be caught; for
-//! that the harness prints the commands that undo its steering.
+//! second signal meanwhile ends it at once. SIGKILL cannot be caught: the
+//! kernel then stops the children ([`spawn`] asks it to), and the harness
+//! has printed the commands that undo its steering.
 
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
@@ -104,7 +106,31 @@ pub fn doing<T>(
 
 /// Starts `command` as a child that a signal's undo stops (`what` names
 /// it in errors and in what the undo tells).
+///
+/// Started from the main thread, the child is also sent SIGTERM by the
+/// kernel should the harness die without its undo (SIGKILL:
+/// `PR_SET_PDEATHSIG`), so no appliance outlives a killed harness. The
+/// kernel sends it when the *thread* that started the child ends, so a
+/// child started from any other thread does not get it.
 pub fn spawn(command: &mut Command, what: String) -> anyhow::Result<(Child, Registered)> {
+    // SAFETY: getpid and gettid only return this process's and thread's ids.
+    let (parent, thread) = unsafe { (libc::getpid(), libc::gettid()) };
+    if parent == thread {
+        // SAFETY: the closure runs in the child between fork and exec and
+        // calls only async-signal-safe functions (prctl, getppid, raise).
+        unsafe {
+            command.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The harness died before the request took hold.
+                if libc::getppid() != parent {
+                    libc::raise(libc::SIGTERM);
+                }
+                Ok(())
+            });
+        }
+    }
     doing(|| {
         let child = command
             .spawn()

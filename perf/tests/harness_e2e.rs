@@ -492,29 +492,27 @@ fn bench_with_two_sender_threads_delivers_every_line_and_detects_every_scenario(
     let _ = std::fs::remove_dir_all(&scratch);
 }
 
-/// A harness ended by a signal (`kill`, `timeout`, a closed terminal)
-/// stops the appliance it started, puts back loopback's masks it steered
-/// (as root), removes the appliance's scratch data, says so, and ends by
-/// the same signal. Before, the appliance kept running and listening,
-/// its journal was left in the temp dir and the masks stayed steered.
-#[test]
-fn bench_ended_by_a_signal_stops_its_appliance_and_puts_back_what_it_changed() {
+/// A `bench` started long enough (20 s at 20,000 lines/s over TCP) to
+/// be still sending when the test signals it, once its appliance is up
+/// and its first progress line is out.
+struct Sending {
+    harness: std::process::Child,
+    /// The appliance's pid and data dir.
+    pid: u32,
+    data: PathBuf,
+    /// The harness's stderr lines after those in `told`.
+    lines: std::sync::mpsc::Receiver<String>,
+    reader: std::thread::JoinHandle<()>,
+    told: Vec<String>,
+}
+
+fn bench_until_sending(out: &Path, extra: &[&str]) -> Sending {
     use std::io::BufRead;
-    use std::os::unix::process::ExitStatusExt;
-    let _alone = ONE_BENCH_AT_A_TIME.lock();
-    let mask = Path::new("/sys/class/net/lo/queues/rx-0/rps_cpus");
-    let before = std::fs::read_to_string(mask).unwrap();
-    let steer = std::fs::OpenOptions::new().write(true).open(mask).is_ok();
-    let scratch = shardwatch_tests::temp_dir("harness-signal");
     let binary = appliance_binary();
-    let out = scratch.join("out");
-    // Long enough (20 s) that it is still sending when signalled.
     let mut args = vec!["bench", "--binary", binary.to_str().unwrap()];
     args.extend(["--cores", "1", "--transport", "tcp", "--rate", "20000"]);
     args.extend(["--events", "400000", "--out", out.to_str().unwrap()]);
-    if steer {
-        args.push("--steer-loopback");
-    }
+    args.extend_from_slice(extra);
     let mut harness = Command::new(env!("CARGO_BIN_EXE_shardwatch-load"))
         .args(&args)
         .stdin(std::process::Stdio::null())
@@ -532,8 +530,6 @@ fn bench_ended_by_a_signal_stops_its_appliance_and_puts_back_what_it_changed() {
             }
         }
     });
-    // Wait for the appliance's line, then for the first progress line
-    // (the load is being sent).
     let mut told = Vec::new();
     let mut appliance: Option<(u32, PathBuf)> = None;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
@@ -554,6 +550,73 @@ fn bench_ended_by_a_signal_stops_its_appliance_and_puts_back_what_it_changed() {
     }
     let (pid, data) = appliance.unwrap();
     assert!(data.is_dir(), "{}", data.display());
+    Sending {
+        harness,
+        pid,
+        data,
+        lines,
+        reader,
+        told,
+    }
+}
+
+/// A harness killed with SIGKILL cannot undo anything, but the kernel
+/// still stops its appliance (`PR_SET_PDEATHSIG`): no node is left
+/// running and listening. Its data dir stays behind.
+#[test]
+fn bench_killed_with_sigkill_leaves_no_appliance_running() {
+    let _alone = ONE_BENCH_AT_A_TIME.lock();
+    let scratch = shardwatch_tests::temp_dir("harness-sigkill");
+    let mut sending = bench_until_sending(&scratch.join("out"), &[]);
+    sending.harness.kill().unwrap();
+    sending.harness.wait().unwrap();
+    // Gone, or a zombie its new parent has not reaped yet.
+    let stat = format!("/proc/{}/stat", sending.pid);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let state = std::fs::read_to_string(&stat).ok().and_then(|s| {
+            s.rsplit(") ")
+                .next()
+                .map(|r| r.chars().next().unwrap_or('?'))
+        });
+        if matches!(state, None | Some('Z') | Some('X')) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the appliance (pid {}) still runs 20 s after its harness was killed: state {state:?}",
+            sending.pid
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    sending.reader.join().unwrap();
+    let _ = std::fs::remove_dir_all(&sending.data);
+    let _ = std::fs::remove_dir_all(&scratch);
+}
+
+/// A harness ended by a signal (`kill`, `timeout`, a closed terminal)
+/// stops the appliance it started, puts back loopback's masks it steered
+/// (as root), removes the appliance's scratch data, says so, and ends by
+/// the same signal. Before, the appliance kept running and listening,
+/// its journal was left in the temp dir and the masks stayed steered.
+#[test]
+fn bench_ended_by_a_signal_stops_its_appliance_and_puts_back_what_it_changed() {
+    use std::os::unix::process::ExitStatusExt;
+    let _alone = ONE_BENCH_AT_A_TIME.lock();
+    let mask = Path::new("/sys/class/net/lo/queues/rx-0/rps_cpus");
+    let before = std::fs::read_to_string(mask).unwrap();
+    let steer = std::fs::OpenOptions::new().write(true).open(mask).is_ok();
+    let scratch = shardwatch_tests::temp_dir("harness-signal");
+    let out = scratch.join("out");
+    let extra: &[&str] = if steer { &["--steer-loopback"] } else { &[] };
+    let Sending {
+        mut harness,
+        pid,
+        data,
+        lines,
+        reader,
+        mut told,
+    } = bench_until_sending(&out, extra);
     if steer {
         assert_ne!(
             std::fs::read_to_string(mask).unwrap(),
