@@ -23,12 +23,16 @@
 #      connection and (auto) a sender thread per core, the built-in pack;
 #   2. UDP scaling, the same over UDP sockets;
 #   3. `goals --only tcp,latency --rounds 2`: 2 M lines/s per core, and
-#      p99 under 1 ms at half the maximum.
+#      p99 under 1 ms at half the maximum;
+#   4. (not in the default STEPS; about 2 minutes) `senders`: UDP flat out
+#      at the largest core count with one sender thread and with one per
+#      connection, to show how far one thread capped the earlier curves.
 # With root, every run steers loopback's receive work to the harness's
 # CPUs (`--steer-loopback`), as a deployment's NIC would keep it off the
 # node's cores. Knobs (environment): CORES (1,2,4,8), ROUNDS (2),
 # TCP_EVENTS (8000000), UDP_EVENTS (4000000), GOAL_TCP_EVENTS (6000000),
-# MAX_EVENTS (6000000), PACED_S (10), STEPS ("tcp udp goals").
+# MAX_EVENTS (6000000), PACED_S (10), STEPS ("tcp udp goals"; add
+# "senders" where the time allows).
 set -uo pipefail
 
 D=target/device
@@ -111,6 +115,15 @@ run() {
                 --tcp-events "${GOAL_TCP_EVENTS:-6000000}" --max-events "${MAX_EVENTS:-6000000}" \
                 --paced-s "${PACED_S:-10}" "${steer[@]}" \
                 --out "$OUT/goals" --quiet
+            ;;
+        senders)
+            local most=${cores##*,}
+            for threads in 1 auto; do
+                step "senders-$threads" 60 "$L" bench --binary "$B" --cores "$most" \
+                    --connections "$most" --sender-threads "$threads" --transport udp \
+                    --rate max --events "${UDP_EVENTS:-4000000}" --rules none \
+                    --scenarios none "${steer[@]}" --out "$OUT/senders-$threads" --quiet
+            done
             ;;
         *)
             echo "device-scaling: unknown step $s"
