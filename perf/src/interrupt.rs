@@ -439,16 +439,6 @@ mod tests {
     use super::*;
     use std::process::Stdio;
 
-    fn temp(label: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "shardwatch-interrupt-{label}-{}-{}",
-            std::process::id(),
-            clock::now_ns()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
-
     fn alive(pid: libc::pid_t) -> bool {
         // A reaped child has no /proc entry; a zombie would still have one.
         std::path::Path::new(&format!("/proc/{pid}")).exists()
@@ -482,7 +472,7 @@ mod tests {
     // `undo` reaps the children with waitpid: that is what is tested.
     #[allow(clippy::zombie_processes)]
     fn undo_stops_children_then_writes_files_back_then_removes_scratch() {
-        let dir = temp("undo");
+        let dir = shardwatch_tests::temp_dir("interrupt-undo");
         let file = dir.join("rps_cpus");
         std::fs::write(&file, "00000002").unwrap();
         let scratch = dir.join("scratch");

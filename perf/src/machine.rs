@@ -226,19 +226,21 @@ pub fn parse_cpu_list(text: &str) -> Vec<usize> {
 /// `PF_KTHREAD` in `/proc/<pid>/stat`'s flags: a kernel thread.
 const PF_KTHREAD: u64 = 0x0020_0000;
 
-/// The name and flags in a `/proc/<pid>/stat` line (the name may hold
-/// spaces and parentheses: it ends at the last `)`).
+/// Field `n` (numbered from 1 as in proc(5), 3 or more) of a
+/// `/proc/<pid>/stat` line. The name (field 2) may hold spaces and
+/// parentheses, so fields are counted after its last `)`.
+pub fn proc_stat_field(line: &str, n: usize) -> Option<&str> {
+    line.get(line.rfind(')')? + 1..)?
+        .split_whitespace()
+        .nth(n.checked_sub(3)?)
+}
+
+/// The name and flags (field 9) in a `/proc/<pid>/stat` line.
 fn stat_name_and_flags(line: &str) -> Option<(String, u64)> {
     let open = line.find('(')?;
     let close = line.rfind(')')?;
     let name = line.get(open + 1..close)?.to_string();
-    // After the name: state, ppid, pgrp, session, tty_nr, tpgid, flags.
-    let flags = line
-        .get(close + 1..)?
-        .split_whitespace()
-        .nth(6)?
-        .parse()
-        .ok()?;
+    let flags = proc_stat_field(line, 9)?.parse().ok()?;
     Some((name, flags))
 }
 

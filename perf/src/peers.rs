@@ -325,14 +325,10 @@ impl CpuTimes {
 }
 
 /// Parses `utime` and `stime` (fields 14 and 15, in clock ticks) from the
-/// text of `/proc/<pid>/stat`. The command name (field 2) may hold spaces
-/// and parentheses, so fields are counted after its last `)`.
+/// text of `/proc/<pid>/stat`.
 pub fn parse_proc_stat(text: &str, ticks_per_s: f64) -> Option<CpuTimes> {
-    let rest = &text[text.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // After the `)` come field 3 (state) onwards, so field N is index N - 3.
-    let utime: u64 = fields.get(14 - 3)?.parse().ok()?;
-    let stime: u64 = fields.get(15 - 3)?.parse().ok()?;
+    let utime: u64 = crate::machine::proc_stat_field(text, 14)?.parse().ok()?;
+    let stime: u64 = crate::machine::proc_stat_field(text, 15)?.parse().ok()?;
     Some(CpuTimes {
         user_s: utime as f64 / ticks_per_s,
         sys_s: stime as f64 / ticks_per_s,
