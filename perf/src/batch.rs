@@ -22,7 +22,7 @@
 
 use std::path::{Path, PathBuf};
 
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use anyhow::{bail, Context};
@@ -112,11 +112,19 @@ fn replay(
     extra: &[String],
 ) -> anyhow::Result<(i64, Vec<ObservedAlert>)> {
     let started = Instant::now();
-    let output = Command::new(binary)
+    let mut command = Command::new(binary);
+    command
         .arg("replay")
         .arg(chunk)
         .args(extra)
-        .output()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // Registered, so a signal meanwhile stops it too.
+    let (child, _registered) =
+        crate::interrupt::spawn(&mut command, format!("{} replay", binary.display()))?;
+    let output = child
+        .wait_with_output()
         .with_context(|| format!("cannot run {} replay", binary.display()))?;
     let runtime_ns = started.elapsed().as_nanos() as i64;
     if !output.status.success() {

@@ -14,17 +14,26 @@
 //! then SIGKILL after a grace), writes back each saved file, removes each
 //! scratch directory, tells on stderr what it did, and ends the harness
 //! by the same signal, so a shell or `timeout` sees what ended it. A
-//! second signal meanwhile ends it at once. SIGKILL cannot be caught: the
-//! kernel then stops the children ([`spawn`] asks it to), and the harness
-//! has printed the commands that undo its steering.
+//! second signal meanwhile ends it at once.
+//!
+//! SIGKILL (or a crash) cannot be caught: the kernel then stops the
+//! children ([`spawn`] asks it to), and what else is left is put right by
+//! the next harness started on the machine. Each harness keeps a copy of
+//! its registry on disk, a *record* (`<temp dir>/shardwatch-load-undo-<uid>/
+//! <pid>.json`, rewritten as entries come and go, removed when none is
+//! left), and each harness first undoes the records of harnesses that are
+//! gone ([`recover_left_behind`]): it stops a child that still runs,
+//! writes the saved files back and removes the scratch directories.
 
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 
 use anyhow::Context;
+use serde::{Deserialize, Serialize};
 
 use crate::clock;
 
@@ -41,10 +50,17 @@ const KILLED_WAIT_NS: i64 = 2_000_000_000;
 const POLL_NS: i64 = 10_000_000;
 
 /// Something the harness must undo should a signal end it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Undo {
     /// A child process it started (`what` names it): stopped and reaped.
-    Child { pid: libc::pid_t, what: String },
+    /// `started` is its start time (`/proc/<pid>/stat` field 22; 0 when
+    /// unknown), so that a pid reused by another process is told apart.
+    Child {
+        pid: libc::pid_t,
+        started: u64,
+        what: String,
+    },
     /// A file it changed, and the contents to write back.
     Restore { path: PathBuf, contents: String },
     /// A scratch directory it made, removed with what is in it.
@@ -77,7 +93,9 @@ impl Drop for Registered {
     fn drop(&mut self) {
         // While a signal's undo runs it holds the registry to the end, so
         // a thread that gets here then waits for the harness to end.
-        registry().entries.retain(|(id, _)| *id != self.0);
+        let mut registry = registry();
+        registry.entries.retain(|(id, _)| *id != self.0);
+        persist(&registry);
     }
 }
 
@@ -85,7 +103,192 @@ fn push(registry: &mut Registry, undo: Undo) -> Registered {
     let id = registry.next;
     registry.next += 1;
     registry.entries.push((id, undo));
+    persist(registry);
     Registered(id)
+}
+
+/// A harness's registry as kept on disk for the next harness, should
+/// this one end without undoing it.
+#[derive(Debug, Serialize, Deserialize)]
+struct Record {
+    /// The harness's pid and start time: it is gone when no process with
+    /// that pid and start time runs.
+    pid: libc::pid_t,
+    started: u64,
+    undo: Vec<Undo>,
+}
+
+/// This harness's record file and its own start time, once [`install`]
+/// has found a directory to keep it in.
+static RECORD: OnceLock<(PathBuf, u64)> = OnceLock::new();
+
+/// Rewrites this harness's record from `registry` (held, so writes do not
+/// interleave). A failed write is told once; the signal undo does not
+/// depend on it.
+fn persist(registry: &Registry) {
+    static TOLD: AtomicBool = AtomicBool::new(false);
+    let Some((path, started)) = RECORD.get() else {
+        return;
+    };
+    let undo: Vec<Undo> = registry.entries.iter().map(|(_, u)| u.clone()).collect();
+    let result = write_record(path, *started, undo);
+    if let Err(err) = result {
+        if !TOLD.swap(true, Ordering::Relaxed) {
+            eprintln!(
+                "shardwatch-load: warning: cannot keep the record of what to undo in {}: {err}; a harness killed with SIGKILL will leave its changes for you to undo",
+                path.display()
+            );
+        }
+    }
+}
+
+/// Writes the record at `path` of this harness (started at `started`)
+/// holding `undo`: a temporary file renamed over it, so a reader gets
+/// all of one version or of the one before; none when `undo` is empty.
+fn write_record(path: &Path, started: u64, undo: Vec<Undo>) -> std::io::Result<()> {
+    if undo.is_empty() {
+        return match std::fs::remove_file(path) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(err),
+            _ => Ok(()),
+        };
+    }
+    let record = Record {
+        pid: std::process::id() as libc::pid_t,
+        started,
+        undo,
+    };
+    let temporary = path.with_extension("json.tmp");
+    std::fs::write(&temporary, serde_json::to_vec(&record)?)?;
+    std::fs::rename(&temporary, path)
+}
+
+/// The state and start time (fields 3 and 22) of process `pid`, if it
+/// exists (a zombie too).
+fn process_state(pid: libc::pid_t) -> Option<(char, u64)> {
+    let line = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let state = crate::machine::proc_stat_field(&line, 3)?.chars().next()?;
+    let started = crate::machine::proc_stat_field(&line, 22)?.parse().ok()?;
+    Some((state, started))
+}
+
+/// Whether process `pid` started at `started` still runs (not a zombie).
+fn still_runs(pid: libc::pid_t, started: u64) -> bool {
+    matches!(process_state(pid), Some((state, s)) if s == started && !matches!(state, 'Z' | 'X'))
+}
+
+/// The directory records are kept in: one per user, made by that user and
+/// closed to others, since a record says which files to write and which
+/// directories to remove. None (told why) if it is not so.
+fn record_dir(temp: &Path) -> Result<PathBuf, String> {
+    // SAFETY: geteuid cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    let dir = temp.join(format!("shardwatch-load-undo-{uid}"));
+    if let Err(err) = std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+        if err.kind() != std::io::ErrorKind::AlreadyExists {
+            return Err(format!("cannot create {}: {err}", dir.display()));
+        }
+    }
+    let meta = std::fs::symlink_metadata(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    if !meta.is_dir() || meta.uid() != uid || meta.mode() & 0o077 != 0 {
+        return Err(format!(
+            "{} is not a directory of this user's closed to others; not using it",
+            dir.display()
+        ));
+    }
+    Ok(dir)
+}
+
+/// Undoes what harnesses that are gone left in their records under
+/// `temp` (the temp dir the harness uses: `$TMPDIR` or /tmp), and from
+/// then on keeps this harness's record there. Called at the start of
+/// every command; returns a line per thing done, to be told.
+pub fn recover_left_behind(temp: &Path) -> Vec<String> {
+    let dir = match record_dir(temp) {
+        Ok(dir) => dir,
+        Err(why) => return vec![format!(
+            "warning: {why}; a harness killed with SIGKILL will leave its changes for you to undo"
+        )],
+    };
+    let me = std::process::id() as libc::pid_t;
+    let Some((_, my_start)) = process_state(me) else {
+        return vec![
+            "warning: cannot read this harness's /proc/<pid>/stat; keeping no record of what to undo"
+                .into(),
+        ];
+    };
+    let told = undo_left_behind(&dir);
+    let _ = RECORD.set((dir.join(format!("{me}.json")), my_start));
+    told
+}
+
+/// Undoes the records in `dir` of harnesses that are gone. A record is
+/// taken by renaming it first, so two harnesses starting at once do not
+/// both undo it.
+fn undo_left_behind(dir: &Path) -> Vec<String> {
+    let mut told = Vec::new();
+    let me = std::process::id() as libc::pid_t;
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(err) => {
+            told.push(format!("warning: cannot read {}: {err}", dir.display()));
+            return told;
+        }
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        // `<pid>.json`, or the temporary `<pid>.json.tmp` of a harness
+        // that died while writing it.
+        let Some(stem) = name
+            .strip_suffix(".json")
+            .or_else(|| name.strip_suffix(".json.tmp"))
+        else {
+            continue;
+        };
+        let Ok(pid) = stem.parse::<libc::pid_t>() else {
+            continue;
+        };
+        if name.ends_with(".tmp") {
+            if pid != me && process_state(pid).is_none() {
+                let _ = std::fs::remove_file(&path);
+            }
+            continue;
+        }
+        let record: Record = match std::fs::read(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| serde_json::from_slice(&bytes).map_err(|e| e.to_string()))
+        {
+            Ok(record) => record,
+            Err(err) => {
+                told.push(format!(
+                    "warning: cannot read {}: {err}; left as it is",
+                    path.display()
+                ));
+                continue;
+            }
+        };
+        if still_runs(record.pid, record.started) {
+            continue;
+        }
+        let taken = dir.join(format!("{name}.undoing-by-{me}"));
+        if std::fs::rename(&path, &taken).is_err() {
+            // Another harness took it first.
+            continue;
+        }
+        told.push(format!(
+            "harness pid {} ended without undoing what it did (killed with SIGKILL?); undoing its {} thing(s) from {}:",
+            record.pid,
+            record.undo.len(),
+            path.display()
+        ));
+        told.extend(
+            undo(record.undo, CHILD_GRACE_NS)
+                .into_iter()
+                .map(|l| format!("  {l}")),
+        );
+        let _ = std::fs::remove_file(&taken);
+    }
+    told
 }
 
 /// Does `act` (start a child, write a file, make a directory) and adds
@@ -136,7 +339,9 @@ pub fn spawn(command: &mut Command, what: String) -> anyhow::Result<(Child, Regi
             .spawn()
             .with_context(|| format!("cannot start {what}"))?;
         let pid = child.id() as libc::pid_t;
-        Ok((child, Undo::Child { pid, what }))
+        // Read while it is unreaped, so the pid is still its.
+        let started = process_state(pid).map_or(0, |(_, started)| started);
+        Ok((child, Undo::Child { pid, started, what }))
     })
 }
 
@@ -296,9 +501,12 @@ fn die_by(signal: libc::c_int) -> ! {
     std::process::exit(128 + signal);
 }
 
-/// A child being stopped.
+/// A child being stopped: this harness's, or one a harness that is gone
+/// left (then not this process's child, so only watched, not reaped).
 struct Stopping {
     pid: libc::pid_t,
+    /// Its start time, 0 if unknown.
+    started: u64,
     what: String,
     /// The last signal it was sent.
     sent: Option<libc::c_int>,
@@ -312,9 +520,17 @@ impl Stopping {
         if self.ended.is_some() {
             return true;
         }
+        if self.started != 0
+            && !matches!(process_state(self.pid), Some((_, s)) if s == self.started)
+        {
+            // Gone, and its pid free or another process's: not to be
+            // waited for, nor signalled.
+            self.ended = Some("exited".into());
+            return true;
+        }
         let mut status: libc::c_int = 0;
-        // SAFETY: waitpid on a pid this process started, WNOHANG so it
-        // does not block, into a live local.
+        // SAFETY: waitpid on one pid, WNOHANG so it does not block, into
+        // a live local.
         let r = unsafe { libc::waitpid(self.pid, &mut status, libc::WNOHANG) };
         if r == self.pid {
             self.ended = Some(if libc::WIFSIGNALED(status) {
@@ -322,8 +538,12 @@ impl Stopping {
             } else {
                 format!("exited with {}", libc::WEXITSTATUS(status))
             });
-        } else if r < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD) {
-            // Reaped by the thread that owns it.
+        } else if r < 0
+            && std::io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD)
+            && !(self.started != 0 && still_runs(self.pid, self.started))
+        {
+            // Reaped by the thread that owns it, or, left by a harness
+            // that is gone, exited (a zombie its new parent will reap).
             self.ended = Some("exited".into());
         }
         self.ended.is_some()
@@ -355,8 +575,9 @@ pub fn undo(undos: Vec<Undo>, grace_ns: i64) -> Vec<String> {
     let mut scratches = Vec::new();
     for undo in undos {
         match undo {
-            Undo::Child { pid, what } => children.push(Stopping {
+            Undo::Child { pid, started, what } => children.push(Stopping {
                 pid,
+                started,
                 what,
                 sent: None,
                 ended: None,
@@ -367,8 +588,9 @@ pub fn undo(undos: Vec<Undo>, grace_ns: i64) -> Vec<String> {
     }
     for child in children.iter_mut() {
         if !child.reaped() {
-            // SAFETY: kill(2) on a child not yet reaped (just checked), so
-            // its pid cannot have been reused.
+            // SAFETY: kill(2) on a child not yet reaped, or a process
+            // left behind whose start time was just checked, so the pid
+            // is still that process's.
             unsafe {
                 libc::kill(child.pid, libc::SIGTERM);
             }
@@ -379,7 +601,7 @@ pub fn undo(undos: Vec<Undo>, grace_ns: i64) -> Vec<String> {
     let mut any_killed = false;
     for child in children.iter_mut() {
         if !child.reaped() {
-            // SAFETY: as above: not reaped, so still this process's child.
+            // SAFETY: as above: not reaped, so still that process.
             unsafe {
                 libc::kill(child.pid, libc::SIGKILL);
             }
@@ -502,10 +724,12 @@ mod tests {
                 },
                 Undo::Child {
                     pid: p,
+                    started: 0,
                     what: "polite".into(),
                 },
                 Undo::Child {
                     pid: s,
+                    started: 0,
                     what: "stubborn".into(),
                 },
             ],
@@ -553,6 +777,7 @@ mod tests {
         let told = undo(
             vec![Undo::Child {
                 pid,
+                started: 0,
                 what: "done".into(),
             }],
             1_000_000_000,
@@ -561,5 +786,111 @@ mod tests {
             told,
             vec![format!("done (pid {pid}): it had already exited")]
         );
+    }
+
+    #[test]
+    fn the_record_dir_is_made_closed_to_others_and_refused_when_not() {
+        use std::os::unix::fs::PermissionsExt;
+        let temp = shardwatch_tests::temp_dir("interrupt-record-dir");
+        let dir = record_dir(&temp).unwrap();
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        // Found again as it is.
+        assert_eq!(record_dir(&temp).unwrap(), dir);
+        // Opened to others (or made so by someone else): not trusted.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = record_dir(&temp).unwrap_err();
+        assert!(err.contains("closed to others"), "{err}");
+        std::fs::remove_dir_all(&temp).unwrap();
+    }
+
+    #[test]
+    fn records_of_harnesses_that_are_gone_are_undone_once_and_those_of_running_ones_kept() {
+        let temp = shardwatch_tests::temp_dir("interrupt-records");
+        let dir = record_dir(&temp).unwrap();
+        // A harness that is gone: the pid of a child reaped already, with
+        // a start time no process of it had.
+        let mut gone = Command::new("true").spawn().unwrap();
+        let gone_pid = gone.id() as libc::pid_t;
+        gone.wait().unwrap();
+        // What it left: a file changed, a scratch dir, and a process that
+        // still runs (an orphan now, not this test's child).
+        let file = temp.join("rps_cpus");
+        std::fs::write(&file, "2").unwrap();
+        let scratch = temp.join("bench-data");
+        std::fs::create_dir_all(scratch.join("journal")).unwrap();
+        let out = Command::new("sh")
+            .args(["-c", "sleep 60 >/dev/null 2>&1 & echo $!"])
+            .output()
+            .unwrap();
+        let orphan: libc::pid_t = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+        let (_, orphan_started) = process_state(orphan).unwrap();
+        let record = Record {
+            pid: gone_pid,
+            started: 1,
+            undo: vec![
+                Undo::Scratch(scratch.clone()),
+                Undo::Child {
+                    pid: orphan,
+                    started: orphan_started,
+                    what: "appliance".into(),
+                },
+                Undo::Restore {
+                    path: file.clone(),
+                    contents: "0".into(),
+                },
+            ],
+        };
+        let gone_record = dir.join(format!("{gone_pid}.json"));
+        std::fs::write(&gone_record, serde_json::to_vec(&record).unwrap()).unwrap();
+        // A harness that runs (this test's process): left alone.
+        let (_, my_start) = process_state(std::process::id() as libc::pid_t).unwrap();
+        let mine = dir.join(format!("{}.json", std::process::id()));
+        let kept = temp.join("kept");
+        std::fs::create_dir_all(&kept).unwrap();
+        write_record(&mine, my_start, vec![Undo::Scratch(kept.clone())]).unwrap();
+        // One that cannot be read: told, left; a dead writer's temporary
+        // file: removed.
+        std::fs::write(dir.join("7.json"), b"{\"pid\": 7, \"sta").unwrap();
+        let stale = dir.join("99999999.json.tmp");
+        std::fs::write(&stale, b"{}").unwrap();
+
+        let told = undo_left_behind(&dir);
+        let text = told.join("\n");
+        assert!(
+            text.contains(&format!(
+                "harness pid {gone_pid} ended without undoing what it did (killed with SIGKILL?); undoing its 3 thing(s)"
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "  stopped appliance (pid {orphan}): sent SIGTERM, exited"
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("  put {} back to 0", file.display())),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("  removed {}", scratch.display())),
+            "{text}"
+        );
+        assert!(
+            text.contains("cannot read") && text.contains("7.json"),
+            "{text}"
+        );
+        assert!(!still_runs(orphan, orphan_started));
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "0");
+        assert!(!scratch.exists() && kept.is_dir());
+        assert!(!gone_record.exists() && mine.exists() && !stale.exists());
+        // Undone once: a second look finds only the unreadable one.
+        let again = undo_left_behind(&dir);
+        assert_eq!(again.len(), 1, "{again:?}");
+        // An empty registry leaves no record.
+        write_record(&mine, my_start, Vec::new()).unwrap();
+        assert!(!mine.exists());
+        std::fs::remove_dir_all(&temp).unwrap();
     }
 }

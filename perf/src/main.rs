@@ -1637,6 +1637,11 @@ fn main() {
         eprintln!("shardwatch-load: error: {err:#}");
         std::process::exit(1);
     }
+    // What a harness killed with SIGKILL left is put right first (a mask
+    // still steered would skew what this one measures).
+    for line in interrupt::recover_left_behind(&std::env::temp_dir()) {
+        eprintln!("shardwatch-load: {line}");
+    }
     let result = match cli.command {
         Command::Gen(args) => gen(args),
         Command::Run(args) => run(args),

@@ -339,13 +339,15 @@ pub fn probe_fields(binary: &Path) -> anyhow::Result<BTreeMap<String, Vec<String
         input.push_str(line);
         input.push('\n');
     }
-    let mut child = Command::new(binary)
+    let mut command = Command::new(binary);
+    command
         .args(["parse", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| anyhow::anyhow!("cannot run {} parse: {e}", binary.display()))?;
+        .stderr(Stdio::null());
+    // Registered, so a signal meanwhile stops it too.
+    let (mut child, _registered) =
+        crate::interrupt::spawn(&mut command, format!("{} parse", binary.display()))?;
     // A few short lines fit the pipe buffer, so this write cannot block on
     // a child that has not read yet.
     if let Some(mut stdin) = child.stdin.take() {

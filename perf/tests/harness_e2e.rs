@@ -506,14 +506,20 @@ struct Sending {
     told: Vec<String>,
 }
 
-fn bench_until_sending(out: &Path, extra: &[&str]) -> Sending {
+/// `temp`: the harness's temp dir (`TMPDIR`), where its appliance's
+/// data and its record of what to undo go.
+fn bench_until_sending(out: &Path, extra: &[&str], temp: Option<&Path>) -> Sending {
     use std::io::BufRead;
     let binary = appliance_binary();
     let mut args = vec!["bench", "--binary", binary.to_str().unwrap()];
     args.extend(["--cores", "1", "--transport", "tcp", "--rate", "20000"]);
     args.extend(["--events", "400000", "--out", out.to_str().unwrap()]);
     args.extend_from_slice(extra);
-    let mut harness = Command::new(env!("CARGO_BIN_EXE_shardwatch-load"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_shardwatch-load"));
+    if let Some(temp) = temp {
+        command.env("TMPDIR", temp);
+    }
+    let mut harness = command
         .args(&args)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
@@ -562,12 +568,25 @@ fn bench_until_sending(out: &Path, extra: &[&str]) -> Sending {
 
 /// A harness killed with SIGKILL cannot undo anything, but the kernel
 /// still stops its appliance (`PR_SET_PDEATHSIG`): no node is left
-/// running and listening. Its data dir stays behind.
+/// running and listening. Its data dir and (as root) loopback's steered
+/// masks stay, until the next harness started with the same temp dir
+/// finds its record and puts them right, whatever its command.
 #[test]
-fn bench_killed_with_sigkill_leaves_no_appliance_running() {
+fn bench_killed_with_sigkill_leaves_no_appliance_running_and_the_next_harness_undoes_the_rest() {
     let _alone = ONE_BENCH_AT_A_TIME.lock();
+    let mask = Path::new("/sys/class/net/lo/queues/rx-0/rps_cpus");
+    let before = std::fs::read_to_string(mask).unwrap();
+    let steer = std::fs::OpenOptions::new().write(true).open(mask).is_ok();
     let scratch = shardwatch_tests::temp_dir("harness-sigkill");
-    let mut sending = bench_until_sending(&scratch.join("out"), &[]);
+    let temp = scratch.join("tmp");
+    std::fs::create_dir_all(&temp).unwrap();
+    let extra: &[&str] = if steer { &["--steer-loopback"] } else { &[] };
+    let mut sending = bench_until_sending(&scratch.join("out"), extra, Some(&temp));
+    assert!(
+        sending.data.starts_with(&temp),
+        "{}",
+        sending.data.display()
+    );
     sending.harness.kill().unwrap();
     sending.harness.wait().unwrap();
     // Gone, or a zombie its new parent has not reaped yet.
@@ -590,7 +609,53 @@ fn bench_killed_with_sigkill_leaves_no_appliance_running() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     sending.reader.join().unwrap();
-    let _ = std::fs::remove_dir_all(&sending.data);
+    // Left behind: the data dir, the masks.
+    let left = sending.data.is_dir();
+    let steered = std::fs::read_to_string(mask).unwrap() != before;
+    // The next harness, here one that only writes a corpus, undoes it.
+    let output = Command::new(env!("CARGO_BIN_EXE_shardwatch-load"))
+        .env("TMPDIR", &temp)
+        .args(["gen", "--events", "5000", "--out"])
+        .arg(scratch.join("corpus.log"))
+        .output()
+        .unwrap();
+    let told = String::from_utf8_lossy(&output.stderr).into_owned();
+    let after = std::fs::read_to_string(mask).unwrap();
+    if after != before {
+        // Put right for the tests after this one whatever happened.
+        let _ = std::fs::write(mask, &before);
+    }
+    assert!(output.status.success(), "{told}");
+    assert!(left, "the data dir was removed by no one");
+    assert!(
+        told.contains(&format!(
+            "harness pid {} ended without undoing what it did",
+            sending.harness.id()
+        )),
+        "{told}"
+    );
+    assert!(
+        told.contains(&format!("removed {}", sending.data.display())),
+        "{told}"
+    );
+    assert!(!sending.data.exists(), "{told}");
+    if steer {
+        assert!(steered, "not steered");
+        assert!(
+            told.contains(&format!("put {} back", mask.display())),
+            "{told}"
+        );
+        assert_eq!(after, before, "{told}");
+    }
+    // Nothing is left to undo, so a third harness says nothing of it.
+    let output = Command::new(env!("CARGO_BIN_EXE_shardwatch-load"))
+        .env("TMPDIR", &temp)
+        .args(["gen", "--events", "5000", "--out"])
+        .arg(scratch.join("corpus.log"))
+        .output()
+        .unwrap();
+    let told = String::from_utf8_lossy(&output.stderr);
+    assert!(!told.contains("ended without undoing"), "{told}");
     let _ = std::fs::remove_dir_all(&scratch);
 }
 
@@ -616,7 +681,7 @@ fn bench_ended_by_a_signal_stops_its_appliance_and_puts_back_what_it_changed() {
         lines,
         reader,
         mut told,
-    } = bench_until_sending(&out, extra);
+    } = bench_until_sending(&out, extra, None);
     if steer {
         assert_ne!(
             std::fs::read_to_string(mask).unwrap(),
