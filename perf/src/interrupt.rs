@@ -205,9 +205,11 @@ fn record_dir(temp: &Path) -> Result<PathBuf, String> {
 pub fn recover_left_behind(temp: &Path) -> Vec<String> {
     let dir = match record_dir(temp) {
         Ok(dir) => dir,
-        Err(why) => return vec![format!(
+        Err(why) => {
+            return vec![format!(
             "warning: {why}; a harness killed with SIGKILL will leave its changes for you to undo"
-        )],
+        )]
+        }
     };
     let me = std::process::id() as libc::pid_t;
     let Some((_, my_start)) = process_state(me) else {

@@ -298,10 +298,16 @@ impl LoadArgs {
 
 #[derive(Args)]
 struct RunArgs {
-    /// `udp://`, `tcp://`, `relp://` or `tls://` then `127.0.0.1:PORT`
-    /// (repeatable; loopback only).
+    /// `udp://`, `tcp://`, `relp://` or `tls://` then `IP:PORT`
+    /// (repeatable; loopback unless --allow-remote).
     #[arg(long = "target", required = true, value_parser = send::parse_target)]
     targets: Vec<Target>,
+    /// Allow targets and an --alerts-url that are not loopback addresses:
+    /// load sent to an appliance on another machine. Without it such an
+    /// address is refused, so that a typo never floods someone else's
+    /// network.
+    #[arg(long)]
+    allow_remote: bool,
     /// The appliance's alerts.jsonl to tail (read from its current end).
     #[arg(long, conflicts_with_all = ["alerts_stdin", "alerts_url"])]
     alerts: Option<PathBuf>,
@@ -699,10 +705,33 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         )?)),
         (None, false, None) => None,
     };
+    let mut addrs: Vec<(String, std::net::SocketAddr)> = args
+        .targets
+        .iter()
+        .map(|t| (t.to_string(), t.addr()))
+        .collect();
+    if let (Some(AlertSource::Stream(stream)), Some(url)) = (&alerts, &args.alerts_url) {
+        addrs.push((format!("--alerts-url {url}"), stream.addr));
+    }
+    send::refuse_remote(&addrs, args.allow_remote)?;
     let opts = args.load.options(args.targets.clone(), alerts, None)?;
     let outcome = runner::run_load(&opts)?;
     let mut report = Report::new("run");
     runner::add_to_report(&outcome, &opts, &mut report);
+    let remote: Vec<String> = addrs
+        .iter()
+        .filter(|(_, a)| !a.ip().is_loopback())
+        .map(|(what, _)| what.clone())
+        .collect();
+    report
+        .body
+        .insert("remote_targets".into(), serde_json::json!(remote));
+    if !remote.is_empty() {
+        report.summary.push(format!(
+            "remote: {} on another machine; the machine line above is the harness's, and latencies include the network both ways",
+            remote.join(", ")
+        ));
+    }
     finish(&report, &args.load.out)
 }
 
@@ -1734,6 +1763,27 @@ mod tests {
         };
         assert_eq!((batch.interval, batch.rate), (60, Rate(Some(20_000.0))));
         assert!(parse(&["x", "gen", "--out", "f", "--events", "10", "--seed", "3"]).is_ok());
-        assert!(parse(&["x", "run", "--target", "udp://8.8.8.8:53", "--out", "o"]).is_err());
+        // An address off loopback parses; `run` refuses it unless
+        // --allow-remote (send::refuse_remote's test).
+        let cli = parse(&["x", "run", "--target", "udp://8.8.8.8:53", "--out", "o"]).unwrap();
+        let Command::Run(run) = cli.command else {
+            panic!("not run")
+        };
+        assert!(!run.allow_remote);
+        let cli = parse(&[
+            "x",
+            "run",
+            "--allow-remote",
+            "--target",
+            "udp://8.8.8.8:53",
+            "--out",
+            "o",
+        ])
+        .unwrap();
+        let Command::Run(run) = cli.command else {
+            panic!("not run")
+        };
+        assert!(run.allow_remote);
+        assert!(parse(&["x", "run", "--target", "udp://localhost:53", "--out", "o"]).is_err());
     }
 }

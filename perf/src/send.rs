@@ -11,7 +11,7 @@
 //! in event time) leave in order in practice.
 
 use std::io::Write;
-use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -81,9 +81,17 @@ impl std::fmt::Display for Target {
     }
 }
 
-/// Parses `udp://`, `tcp://`, `relp://` or `tls://` then `HOST:PORT`. Only loopback addresses
-/// are accepted: the harness is a load generator and must never be pointed
-/// at someone else's network by a typo.
+impl Target {
+    pub fn addr(&self) -> SocketAddr {
+        match self {
+            Target::Udp(a) | Target::Tcp(a) | Target::Relp(a) | Target::Tls(a) => *a,
+        }
+    }
+}
+
+/// Parses `udp://`, `tcp://`, `relp://` or `tls://` then `IP:PORT`. Any
+/// address parses; whether one that is not loopback may be sent to is
+/// [`refuse_remote`]'s to say.
 pub fn parse_target(text: &str) -> Result<Target, String> {
     let (scheme, addr) = text
         .split_once("://")
@@ -91,15 +99,6 @@ pub fn parse_target(text: &str) -> Result<Target, String> {
     let addr: SocketAddr = addr
         .parse()
         .map_err(|_| format!("target {text:?}: {addr:?} is not IP:PORT"))?;
-    let loopback = match addr.ip() {
-        IpAddr::V4(ip) => ip.is_loopback(),
-        IpAddr::V6(ip) => ip.is_loopback(),
-    };
-    if !loopback {
-        return Err(format!(
-            "target {text:?}: only loopback addresses are allowed"
-        ));
-    }
     match scheme {
         "udp" => Ok(Target::Udp(addr)),
         "tcp" => Ok(Target::Tcp(addr)),
@@ -109,6 +108,25 @@ pub fn parse_target(text: &str) -> Result<Target, String> {
             "target {text:?}: scheme must be udp, tcp, relp or tls"
         )),
     }
+}
+
+/// Refuses addresses that are not loopback (`what` names them) unless
+/// `allow` (`run --allow-remote`): the harness is a load generator, and a
+/// typo must never point it at someone else's network; sending to an
+/// appliance on another machine is asked for by name.
+pub fn refuse_remote(addrs: &[(String, SocketAddr)], allow: bool) -> anyhow::Result<()> {
+    let remote: Vec<&str> = addrs
+        .iter()
+        .filter(|(_, a)| !a.ip().is_loopback())
+        .map(|(what, _)| what.as_str())
+        .collect();
+    if remote.is_empty() || allow {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "not a loopback address: {}; a load generator sends to another machine only when asked: add --allow-remote",
+        remote.join(", ")
+    )
 }
 
 /// How TCP (and TLS) frames are delimited (RFC 6587).
@@ -733,7 +751,7 @@ mod tests {
     use std::io::Read;
 
     #[test]
-    fn targets_must_be_loopback_and_well_formed() {
+    fn targets_must_be_well_formed_and_remote_ones_asked_for() {
         assert_eq!(
             parse_target("udp://127.0.0.1:5514"),
             Ok(Target::Udp("127.0.0.1:5514".parse().unwrap()))
@@ -741,13 +759,34 @@ mod tests {
         assert!(parse_target("tcp://[::1]:9").is_ok());
         for bad in [
             "127.0.0.1:5514",
-            "udp://10.0.0.1:5514",
             "http://127.0.0.1:1",
             "udp://localhost:1",
             "udp://127.0.0.1",
         ] {
             assert!(parse_target(bad).is_err(), "{bad}");
         }
+        // Another machine's address parses, and is refused unless asked
+        // for.
+        let remote = parse_target("tcp://10.0.0.1:514").unwrap();
+        assert_eq!(remote.addr(), "10.0.0.1:514".parse().unwrap());
+        let addrs = |targets: &[Target]| -> Vec<(String, SocketAddr)> {
+            targets.iter().map(|t| (t.to_string(), t.addr())).collect()
+        };
+        let local = parse_target("udp://127.0.0.2:514").unwrap();
+        assert!(refuse_remote(&addrs(std::slice::from_ref(&local)), false).is_ok());
+        let both = [
+            local,
+            remote,
+            parse_target("tls://[2001:db8::1]:6514").unwrap(),
+        ];
+        let err = refuse_remote(&addrs(&both), false).unwrap_err().to_string();
+        assert!(
+            err.starts_with(
+                "not a loopback address: tcp://10.0.0.1:514, tls://[2001:db8::1]:6514;"
+            ) && err.ends_with("add --allow-remote"),
+            "{err}"
+        );
+        assert!(refuse_remote(&addrs(&both), true).is_ok());
     }
 
     #[test]

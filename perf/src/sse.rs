@@ -8,8 +8,8 @@
 //! covers every alert of the run: the appliance starts the stream at its
 //! log's end when it answers), then the body decoded as it arrives:
 //! [`Dechunker`] undoes HTTP/1.1 chunked transfer coding, [`SseParser`]
-//! splits the event stream into events. Only loopback addresses, like
-//! every target of the harness.
+//! splits the event stream into events. An address that is not loopback
+//! is sent to only when asked for, like every target of the harness.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -37,8 +37,9 @@ pub struct StreamTarget {
 }
 
 impl StreamTarget {
-    /// `http://127.0.0.1:PORT[/path]`; the path defaults to
-    /// [`STREAM_PATH`]. Loopback addresses only.
+    /// `http://IP:PORT[/path]`; the path defaults to [`STREAM_PATH`].
+    /// One that is not loopback is `run`'s to refuse
+    /// ([`crate::send::refuse_remote`]).
     pub fn parse(url: &str, token: Option<String>) -> anyhow::Result<StreamTarget> {
         let rest = url
             .strip_prefix("http://")
@@ -49,10 +50,7 @@ impl StreamTarget {
         };
         let addr: SocketAddr = authority
             .parse()
-            .with_context(|| format!("{url}: expected http://127.0.0.1:PORT[/path]"))?;
-        if !addr.ip().is_loopback() {
-            bail!("{url}: the harness only talks to loopback addresses");
-        }
+            .with_context(|| format!("{url}: expected http://IP:PORT[/path]"))?;
         let path = if path.is_empty() || path == "/" {
             STREAM_PATH.to_string()
         } else {
@@ -424,7 +422,12 @@ mod tests {
         assert_eq!((t.addr.port(), t.path.as_str()), (9600, STREAM_PATH));
         let t = StreamTarget::parse("http://[::1]:1/api/alerts/stream?from=start", None).unwrap();
         assert_eq!(t.path, "/api/alerts/stream?from=start");
-        assert!(StreamTarget::parse("http://10.0.0.1:9600", None).is_err());
+        assert_eq!(
+            StreamTarget::parse("http://10.0.0.1:9600", None)
+                .unwrap()
+                .addr,
+            "10.0.0.1:9600".parse().unwrap()
+        );
         assert!(StreamTarget::parse("https://127.0.0.1:9600", None).is_err());
         assert!(StreamTarget::parse("http://localhost:9600", None).is_err());
     }

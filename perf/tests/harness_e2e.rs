@@ -853,6 +853,140 @@ fn run_scores_alerts_from_the_live_stream() {
     let _ = std::fs::remove_dir_all(&scratch);
 }
 
+/// An IPv4 address of this machine's that is not loopback (an interface
+/// that is up), if it has one.
+fn non_loopback_address() -> Option<std::net::Ipv4Addr> {
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `list` with a list freed below; each entry
+    // is read only while the list lives, its address only when it is an
+    // AF_INET one (a sockaddr_in).
+    unsafe {
+        if libc::getifaddrs(&mut list) != 0 {
+            return None;
+        }
+        let mut found = None;
+        let mut at = list;
+        while !at.is_null() {
+            let entry = &*at;
+            let up = entry.ifa_flags & libc::IFF_UP as libc::c_uint != 0;
+            let loopback = entry.ifa_flags & libc::IFF_LOOPBACK as libc::c_uint != 0;
+            if up
+                && !loopback
+                && !entry.ifa_addr.is_null()
+                && i32::from((*entry.ifa_addr).sa_family) == libc::AF_INET
+            {
+                let sin = &*(entry.ifa_addr as *const libc::sockaddr_in);
+                found = Some(std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)));
+                break;
+            }
+            at = entry.ifa_next;
+        }
+        libc::freeifaddrs(list);
+        found
+    }
+}
+
+/// `run` refuses a target or alert stream that is not a loopback address
+/// unless `--allow-remote` asks for it (a typo must not send load to
+/// someone else's network), and with it drives an appliance listening
+/// on such an address (here one of this machine's own, so the test needs
+/// no second machine) and says so in its report.
+#[test]
+fn run_sends_to_an_address_off_loopback_only_when_asked() {
+    let _alone = ONE_BENCH_AT_A_TIME.lock();
+    let scratch = shardwatch_tests::temp_dir("harness-remote");
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let common = [
+        "--events",
+        "3000",
+        "--entities",
+        "50",
+        "--rate",
+        "20000",
+        "--quiet",
+    ];
+    // Refused before anything is sent, wherever the address is.
+    let refused = Command::new(env!("CARGO_BIN_EXE_shardwatch-load"))
+        .args(["run", "--target", "tcp://10.255.255.1:514", "--out"])
+        .arg(scratch.join("refused"))
+        .args(common)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        stderr.contains("not a loopback address: tcp://10.255.255.1:514;")
+            && stderr.contains("add --allow-remote"),
+        "{stderr}"
+    );
+    let Some(ip) = non_loopback_address() else {
+        eprintln!("no address off loopback on this machine: --allow-remote not driven");
+        let _ = std::fs::remove_dir_all(&scratch);
+        return;
+    };
+    let token = "harness-remote-token";
+    let rules = shardwatch_tests::workspace_root().join("perf/rules/scenarios.yml");
+    let (tcp, api) = (format!("{ip}:0"), format!("{ip}:0"));
+    let app = shardwatch_tests::Appliance::start(
+        "harness-remote",
+        &[
+            "--cores",
+            "1",
+            "--quiet",
+            "--tcp",
+            &tcp,
+            "--api",
+            &api,
+            "--api-token",
+            token,
+        ]
+        .into_iter()
+        .chain(["--rules", rules.to_str().unwrap()])
+        .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let target = format!("tcp://{}", app.tcp());
+    let url = format!("http://{}", app.api());
+    assert!(target.contains(&ip.to_string()), "{target}");
+    let stream = ["--alerts-url", url.as_str(), "--alerts-token", token];
+    // Without the flag: refused, naming both addresses; nothing sent.
+    let refused = Command::new(env!("CARGO_BIN_EXE_shardwatch-load"))
+        .args(["run", "--target", &target])
+        .args(stream)
+        .args(["--out", &s(&scratch.join("refused-local"))])
+        .args(common)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        stderr.contains(&format!("{target}, --alerts-url {url}")),
+        "{stderr}"
+    );
+    let out = scratch.join("run");
+    let mut args = vec!["run", "--allow-remote", "--target", &target];
+    args.extend(stream);
+    args.extend(["--drain-ms", "10000", "--out", out.to_str().unwrap()]);
+    args.extend(common);
+    let summary = load(&args);
+    let doc = report(&out);
+    every_scenario_detected(&doc, 6, &summary);
+    assert_eq!(
+        doc["remote_targets"],
+        serde_json::json!([target, format!("--alerts-url {url}")]),
+        "{summary}"
+    );
+    let text = std::fs::read_to_string(out.join("summary.txt")).unwrap();
+    assert!(text.contains("remote: tcp://"), "{text}");
+    let stopped = app.stop().unwrap();
+    assert!(stopped.exit_ok);
+    assert_eq!(
+        shardwatch_tests::total(&stopped.stats, "events_parsed"),
+        3000
+    );
+    let _ = std::fs::remove_dir_all(&scratch);
+}
+
 /// `bench --appliance-config` hands the file to the appliance: a setting
 /// out of range there stops the appliance, and bench says why.
 #[test]
