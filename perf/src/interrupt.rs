@@ -107,6 +107,9 @@ fn push(registry: &mut Registry, undo: Undo) -> Registered {
     Registered(id)
 }
 
+/// What a warning that no record can be kept adds.
+const NO_RECORD: &str = "a harness killed with SIGKILL will leave its changes for you to undo";
+
 /// A harness's registry as kept on disk for the next harness, should
 /// this one end without undoing it.
 #[derive(Debug, Serialize, Deserialize)]
@@ -118,8 +121,8 @@ struct Record {
     undo: Vec<Undo>,
 }
 
-/// This harness's record file and its own start time, once [`install`]
-/// has found a directory to keep it in.
+/// This harness's record file and its own start time, once
+/// [`recover_left_behind`] has found a directory to keep it in.
 static RECORD: OnceLock<(PathBuf, u64)> = OnceLock::new();
 
 /// Rewrites this harness's record from `registry` (held, so writes do not
@@ -135,7 +138,7 @@ fn persist(registry: &Registry) {
     if let Err(err) = result {
         if !TOLD.swap(true, Ordering::Relaxed) {
             eprintln!(
-                "shardwatch-load: warning: cannot keep the record of what to undo in {}: {err}; a harness killed with SIGKILL will leave its changes for you to undo",
+                "shardwatch-load: warning: cannot keep the record of what to undo in {}: {err}; {NO_RECORD}",
                 path.display()
             );
         }
@@ -205,18 +208,13 @@ fn record_dir(temp: &Path) -> Result<PathBuf, String> {
 pub fn recover_left_behind(temp: &Path) -> Vec<String> {
     let dir = match record_dir(temp) {
         Ok(dir) => dir,
-        Err(why) => {
-            return vec![format!(
-            "warning: {why}; a harness killed with SIGKILL will leave its changes for you to undo"
-        )]
-        }
+        Err(why) => return vec![format!("warning: {why}; {NO_RECORD}")],
     };
     let me = std::process::id() as libc::pid_t;
     let Some((_, my_start)) = process_state(me) else {
-        return vec![
-            "warning: cannot read this harness's /proc/<pid>/stat; keeping no record of what to undo"
-                .into(),
-        ];
+        return vec![format!(
+            "warning: cannot read this harness's /proc/<pid>/stat; {NO_RECORD}"
+        )];
     };
     let told = undo_left_behind(&dir);
     let _ = RECORD.set((dir.join(format!("{me}.json")), my_start));
@@ -239,21 +237,30 @@ fn undo_left_behind(dir: &Path) -> Vec<String> {
     for entry in entries.flatten() {
         let path = entry.path();
         let name = entry.file_name().to_string_lossy().into_owned();
-        // `<pid>.json`, or the temporary `<pid>.json.tmp` of a harness
-        // that died while writing it.
-        let Some(stem) = name
+        // `<pid>.json`; the temporary `<pid>.json.tmp` of a harness that
+        // died while writing it; `<pid>.json.undoing-by-<pid>`, a record
+        // another harness took and died undoing (taken again once that
+        // one is gone).
+        let (record_name, undoer) = match name.split_once(".undoing-by-") {
+            Some((record, undoer)) => (record, undoer.parse::<libc::pid_t>().ok()),
+            None => (name.as_str(), None),
+        };
+        let Some(stem) = record_name
             .strip_suffix(".json")
-            .or_else(|| name.strip_suffix(".json.tmp"))
+            .or_else(|| record_name.strip_suffix(".json.tmp"))
         else {
             continue;
         };
         let Ok(pid) = stem.parse::<libc::pid_t>() else {
             continue;
         };
-        if name.ends_with(".tmp") {
+        if record_name.ends_with(".tmp") {
             if pid != me && process_state(pid).is_none() {
                 let _ = std::fs::remove_file(&path);
             }
+            continue;
+        }
+        if undoer.is_some_and(|undoer| undoer == me || process_state(undoer).is_some()) {
             continue;
         }
         let record: Record = match std::fs::read(&path)
@@ -272,7 +279,7 @@ fn undo_left_behind(dir: &Path) -> Vec<String> {
         if still_runs(record.pid, record.started) {
             continue;
         }
-        let taken = dir.join(format!("{name}.undoing-by-{me}"));
+        let taken = dir.join(format!("{record_name}.undoing-by-{me}"));
         if std::fs::rename(&path, &taken).is_err() {
             // Another harness took it first.
             continue;
@@ -856,6 +863,17 @@ mod tests {
         std::fs::write(dir.join("7.json"), b"{\"pid\": 7, \"sta").unwrap();
         let stale = dir.join("99999999.json.tmp");
         std::fs::write(&stale, b"{}").unwrap();
+        // One a harness took and died undoing: taken again. (Its undoer,
+        // like the harness above, is a pid no process has.)
+        let abandoned_scratch = temp.join("abandoned");
+        std::fs::create_dir_all(&abandoned_scratch).unwrap();
+        let abandoned = dir.join(format!("{gone_pid}.json.undoing-by-{gone_pid}"));
+        let record = Record {
+            pid: gone_pid,
+            started: 1,
+            undo: vec![Undo::Scratch(abandoned_scratch.clone())],
+        };
+        std::fs::write(&abandoned, serde_json::to_vec(&record).unwrap()).unwrap();
 
         let told = undo_left_behind(&dir);
         let text = told.join("\n");
@@ -887,6 +905,7 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&file).unwrap(), "0");
         assert!(!scratch.exists() && kept.is_dir());
         assert!(!gone_record.exists() && mine.exists() && !stale.exists());
+        assert!(!abandoned_scratch.exists() && !abandoned.exists(), "{text}");
         // Undone once: a second look finds only the unreadable one.
         let again = undo_left_behind(&dir);
         assert_eq!(again.len(), 1, "{again:?}");

@@ -366,18 +366,50 @@ fn bench_over_relp_and_tls_delivers_every_event() {
     let _ = std::fs::remove_dir_all(&scratch);
 }
 
+/// `lo`'s first receive queue's RPS mask as a test found it, and whether
+/// the test may write it (root): tests steer only then.
+struct LoMask {
+    path: &'static Path,
+    before: String,
+    writable: bool,
+}
+
+impl LoMask {
+    fn now() -> LoMask {
+        let path = Path::new("/sys/class/net/lo/queues/rx-0/rps_cpus");
+        let Ok(before) = std::fs::read_to_string(path) else {
+            panic!("{} is unreadable: a kernel without RPS", path.display());
+        };
+        let writable = std::fs::OpenOptions::new().write(true).open(path).is_ok();
+        LoMask {
+            path,
+            before,
+            writable,
+        }
+    }
+
+    /// `--steer-loopback` when the mask may be written.
+    fn steer_args(&self) -> &'static [&'static str] {
+        if self.writable {
+            &["--steer-loopback"]
+        } else {
+            &[]
+        }
+    }
+}
+
 /// `--steer-loopback`: the load runs with `lo`'s receive work on the
 /// harness's CPUs, the report says so, and the mask is put back after.
 /// Without the right to write the mask the bench fails and says why.
 #[test]
 fn bench_steers_loopback_for_the_load_and_puts_it_back() {
     let _alone = ONE_BENCH_AT_A_TIME.lock();
-    let mask = Path::new("/sys/class/net/lo/queues/rx-0/rps_cpus");
-    let Ok(before) = std::fs::read_to_string(mask) else {
-        panic!("{} is unreadable: a kernel without RPS", mask.display());
-    };
+    let LoMask {
+        path: mask,
+        before,
+        writable,
+    } = LoMask::now();
     let scratch = shardwatch_tests::temp_dir("harness-steer");
-    let writable = std::fs::OpenOptions::new().write(true).open(mask).is_ok();
     if !writable {
         let binary = appliance_binary();
         let out = scratch.join("refused");
@@ -574,13 +606,16 @@ fn bench_until_sending(out: &Path, extra: &[&str], temp: Option<&Path>) -> Sendi
 #[test]
 fn bench_killed_with_sigkill_leaves_no_appliance_running_and_the_next_harness_undoes_the_rest() {
     let _alone = ONE_BENCH_AT_A_TIME.lock();
-    let mask = Path::new("/sys/class/net/lo/queues/rx-0/rps_cpus");
-    let before = std::fs::read_to_string(mask).unwrap();
-    let steer = std::fs::OpenOptions::new().write(true).open(mask).is_ok();
+    let lo = LoMask::now();
+    let extra = lo.steer_args();
+    let LoMask {
+        path: mask,
+        before,
+        writable: steer,
+    } = lo;
     let scratch = shardwatch_tests::temp_dir("harness-sigkill");
     let temp = scratch.join("tmp");
     std::fs::create_dir_all(&temp).unwrap();
-    let extra: &[&str] = if steer { &["--steer-loopback"] } else { &[] };
     let mut sending = bench_until_sending(&scratch.join("out"), extra, Some(&temp));
     assert!(
         sending.data.starts_with(&temp),
@@ -613,12 +648,15 @@ fn bench_killed_with_sigkill_leaves_no_appliance_running_and_the_next_harness_un
     let left = sending.data.is_dir();
     let steered = std::fs::read_to_string(mask).unwrap() != before;
     // The next harness, here one that only writes a corpus, undoes it.
-    let output = Command::new(env!("CARGO_BIN_EXE_shardwatch-load"))
-        .env("TMPDIR", &temp)
-        .args(["gen", "--events", "5000", "--out"])
-        .arg(scratch.join("corpus.log"))
-        .output()
-        .unwrap();
+    let gen = || {
+        Command::new(env!("CARGO_BIN_EXE_shardwatch-load"))
+            .env("TMPDIR", &temp)
+            .args(["gen", "--events", "5000", "--out"])
+            .arg(scratch.join("corpus.log"))
+            .output()
+            .unwrap()
+    };
+    let output = gen();
     let told = String::from_utf8_lossy(&output.stderr).into_owned();
     let after = std::fs::read_to_string(mask).unwrap();
     if after != before {
@@ -648,12 +686,7 @@ fn bench_killed_with_sigkill_leaves_no_appliance_running_and_the_next_harness_un
         assert_eq!(after, before, "{told}");
     }
     // Nothing is left to undo, so a third harness says nothing of it.
-    let output = Command::new(env!("CARGO_BIN_EXE_shardwatch-load"))
-        .env("TMPDIR", &temp)
-        .args(["gen", "--events", "5000", "--out"])
-        .arg(scratch.join("corpus.log"))
-        .output()
-        .unwrap();
+    let output = gen();
     let told = String::from_utf8_lossy(&output.stderr);
     assert!(!told.contains("ended without undoing"), "{told}");
     let _ = std::fs::remove_dir_all(&scratch);
@@ -668,12 +701,15 @@ fn bench_killed_with_sigkill_leaves_no_appliance_running_and_the_next_harness_un
 fn bench_ended_by_a_signal_stops_its_appliance_and_puts_back_what_it_changed() {
     use std::os::unix::process::ExitStatusExt;
     let _alone = ONE_BENCH_AT_A_TIME.lock();
-    let mask = Path::new("/sys/class/net/lo/queues/rx-0/rps_cpus");
-    let before = std::fs::read_to_string(mask).unwrap();
-    let steer = std::fs::OpenOptions::new().write(true).open(mask).is_ok();
+    let lo = LoMask::now();
+    let extra = lo.steer_args();
+    let LoMask {
+        path: mask,
+        before,
+        writable: steer,
+    } = lo;
     let scratch = shardwatch_tests::temp_dir("harness-signal");
     let out = scratch.join("out");
-    let extra: &[&str] = if steer { &["--steer-loopback"] } else { &[] };
     let Sending {
         mut harness,
         pid,
