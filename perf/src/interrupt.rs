@@ -495,6 +495,9 @@ fn on_signal(signal: libc::c_int) -> ! {
     for line in undo(undos, CHILD_GRACE_NS) {
         eprintln!("shardwatch-load: {line}");
     }
+    // Undone (what could not be was told, with how to do it by hand): no
+    // record is left for the next harness to undo again.
+    persist(&held);
     die_by(signal);
 }
 

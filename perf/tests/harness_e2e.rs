@@ -717,7 +717,7 @@ fn bench_ended_by_a_signal_stops_its_appliance_and_puts_back_what_it_changed() {
         lines,
         reader,
         mut told,
-    } = bench_until_sending(&out, extra, None);
+    } = bench_until_sending(&out, extra, Some(&scratch));
     if steer {
         assert_ne!(
             std::fs::read_to_string(mask).unwrap(),
@@ -767,6 +767,16 @@ fn bench_ended_by_a_signal_stops_its_appliance_and_puts_back_what_it_changed() {
             "{told}"
         );
     }
+    // Undone, it leaves no record for the next harness to undo again.
+    // SAFETY: geteuid cannot fail.
+    let records = scratch.join(format!("shardwatch-load-undo-{}", unsafe {
+        libc::geteuid()
+    }));
+    let left: Vec<_> = std::fs::read_dir(&records)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "{left:?} left in {}", records.display());
     let _ = std::fs::remove_dir_all(&scratch);
 }
 
