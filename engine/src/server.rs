@@ -419,6 +419,11 @@ async fn core_main(
     sockets: CoreSockets,
     mesh: MeshBuilder<RouteBatch, glommio::channels::channel_mesh::Full>,
 ) -> anyhow::Result<CoreReport> {
+    // SAFETY: gettid only returns the calling thread's id.
+    let tid = unsafe { libc::gettid() };
+    shared.stats[index]
+        .thread_id
+        .store(u64::try_from(tid).unwrap_or(0), Ordering::Relaxed);
     let (senders, mut receivers) = mesh
         .join()
         .await

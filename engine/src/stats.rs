@@ -221,6 +221,10 @@ fn quantile_of(histogram: &Histogram<u64>, q: f64) -> u64 {
 
 /// Counters of one core.
 pub struct CoreStats {
+    /// The core thread's kernel thread id, once it runs (0 before): its
+    /// CPU time is read from `/proc` by the control plane
+    /// (`control::process`).
+    pub thread_id: AtomicU64,
     pub udp_datagrams: AtomicU64,
     pub udp_batches: AtomicU64,
     pub tcp_connections_accepted: AtomicU64,
@@ -355,6 +359,7 @@ impl CoreStats {
             detection_latency: LatencyHistogram::default(),
             stalls: LatencyHistogram::default(),
             shards_seen: zeros((shards as usize).div_ceil(64)),
+            thread_id: AtomicU64::new(0),
             relp_messages: AtomicU64::new(0),
             relp_acks: AtomicU64::new(0),
             tls_sessions: AtomicU64::new(0),

@@ -300,13 +300,38 @@ fn api_answers_with_auth_and_counts_what_was_sent() {
 
     let (status, body) = http_get(api, "/api/stats", Some(TOKEN)).unwrap();
     assert_eq!(status, 200);
-    assert_eq!(
-        serde_json::from_str::<Value>(&body).unwrap()["cores"]
-            .as_array()
-            .unwrap()
-            .len(),
-        2
+    let stats: Value = serde_json::from_str(&body).unwrap();
+    let cores = stats["cores"].as_array().unwrap();
+    assert_eq!(cores.len(), 2);
+    // What the node costs, for a harness that cannot read its /proc: each
+    // core thread's time on its CPU and the process's CPU and memory.
+    for core in cores {
+        assert!(core["cpu_seconds"].as_f64().unwrap() > 0.0, "{core}");
+    }
+    let process = &stats["process"];
+    assert!(
+        process["cpu_user_seconds"].as_f64().unwrap()
+            + process["cpu_system_seconds"].as_f64().unwrap()
+            > 0.0,
+        "{process}"
     );
+    assert!(
+        process["resident_bytes"].as_u64().unwrap() > 1 << 20,
+        "{process}"
+    );
+    assert!(process["threads"].as_u64().unwrap() >= 3, "{process}");
+    let (_, metrics) = http_get(api, "/metrics", Some(TOKEN)).unwrap();
+    let scrape =
+        prometheus_parse::Scrape::parse(metrics.lines().map(|l| Ok(l.to_string()))).unwrap();
+    for core in ["0", "1"] {
+        let seconds = metric_sum(
+            &scrape,
+            "shardwatch_core_cpu_seconds_total",
+            Some(("core", core)),
+        );
+        assert!(seconds > 0.0, "core {core}: {seconds}");
+    }
+    assert!(metric_sum(&scrape, "process_cpu_seconds_total", None) > 0.0);
 
     let (status, body) = http_get(api, "/api/openapi.json", Some(TOKEN)).unwrap();
     assert_eq!(status, 200);

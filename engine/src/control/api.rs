@@ -219,6 +219,7 @@ async fn metrics(State(state): State<Shared>) -> Response {
     if let Some(port) = state.udp_port {
         super::metrics::render_udp_kernel_drops(&mut body, port);
     }
+    super::process::render(&mut body, &state.stats);
     let mut response = body.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -228,20 +229,23 @@ async fn metrics(State(state): State<Shared>) -> Response {
 }
 
 async fn stats(State(state): State<Shared>) -> Json<Value> {
+    let (process, cpu) = super::process::stats_json(&state.stats);
     let cores: Vec<_> = state
         .stats
         .iter()
+        .zip(cpu)
         .enumerate()
-        .map(|(i, s)| {
+        .map(|(i, (s, cpu_seconds))| {
             let mut report = serde_json::to_value(s.report(i)).unwrap_or(Value::Null);
             if let Some(obj) = report.as_object_mut() {
                 // The shard list is for tests at exit; here it is noise.
                 obj.remove("shards_seen");
+                obj.insert("cpu_seconds".into(), json!(cpu_seconds));
             }
             report
         })
         .collect();
-    Json(json!({ "cores": cores }))
+    Json(json!({ "process": process, "cores": cores }))
 }
 
 /// Paging shared by the list endpoints.

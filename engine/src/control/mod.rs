@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod metrics;
+pub mod process;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
