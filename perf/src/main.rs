@@ -17,6 +17,7 @@ mod hist;
 mod interrupt;
 mod machine;
 mod matching;
+mod node_api;
 mod peers;
 mod relp_client;
 mod report;
@@ -318,10 +319,18 @@ struct RunArgs {
     /// `http://127.0.0.1:9600` (path `/api/alerts/stream` by default).
     #[arg(long)]
     alerts_url: Option<String>,
-    /// Bearer token for the live stream (an appliance started with
-    /// `--api-token`).
-    #[arg(long, requires = "alerts_url")]
+    /// Bearer token for the appliance's API (an appliance started with
+    /// `--api-token`): the live stream and --appliance-api.
+    #[arg(long)]
     alerts_token: Option<String>,
+    /// The appliance's API, `http://IP:PORT`, to read its `/api/stats`
+    /// before the load and after the drain: lines it received and parsed,
+    /// and its CPU per event (the process's, and its cores' time on their
+    /// CPUs), for an appliance this harness cannot see in `/proc`
+    /// (another machine's). Default: the address of --alerts-url, if
+    /// given.
+    #[arg(long)]
+    appliance_api: Option<String>,
     #[command(flatten)]
     load: LoadArgs,
 }
@@ -705,6 +714,9 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         )?)),
         (None, false, None) => None,
     };
+    if args.alerts_token.is_some() && args.alerts_url.is_none() && args.appliance_api.is_none() {
+        bail!("--alerts-token is for the appliance's API: give --alerts-url or --appliance-api");
+    }
     let mut addrs: Vec<(String, std::net::SocketAddr)> = args
         .targets
         .iter()
@@ -713,11 +725,55 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     if let (Some(AlertSource::Stream(stream)), Some(url)) = (&alerts, &args.alerts_url) {
         addrs.push((format!("--alerts-url {url}"), stream.addr));
     }
+    let api = match (&args.appliance_api, &alerts) {
+        (Some(url), _) => {
+            let addr = sse::StreamTarget::parse(url, None)?.addr;
+            addrs.push((format!("--appliance-api {url}"), addr));
+            Some(node_api::NodeApi {
+                addr,
+                token: args.alerts_token.clone(),
+            })
+        }
+        (None, Some(AlertSource::Stream(stream))) => Some(node_api::NodeApi {
+            addr: stream.addr,
+            token: stream.token.clone(),
+        }),
+        _ => None,
+    };
     send::refuse_remote(&addrs, args.allow_remote)?;
     let opts = args.load.options(args.targets.clone(), alerts, None)?;
+    // Read before anything is sent: a wrong address or token fails here.
+    let before = api
+        .as_ref()
+        .map(|api| {
+            node_api::fetch_stats(api).and_then(|stats| node_api::NodeCounts::from_stats(&stats))
+        })
+        .transpose()
+        .context("reading the appliance's /api/stats before the load (--appliance-api, or the address of --alerts-url)")?;
     let outcome = runner::run_load(&opts)?;
     let mut report = Report::new("run");
     runner::add_to_report(&outcome, &opts, &mut report);
+    if let (Some(api), Some(before)) = (&api, &before) {
+        match node_api::fetch_stats(api).and_then(|stats| node_api::NodeCounts::from_stats(&stats))
+        {
+            Ok(after) => {
+                report.body.insert(
+                    "appliance_api".into(),
+                    node_api::report_json(api, before, &after),
+                );
+                report.summary.push(node_api::summary_line(
+                    api,
+                    before,
+                    &after,
+                    outcome.send.sent,
+                ));
+            }
+            Err(err) => report.summary.push(format!(
+                "appliance (its API at {}): could not read /api/stats after the load: {err:#}",
+                api.addr
+            )),
+        }
+    }
     let remote: Vec<String> = addrs
         .iter()
         .filter(|(_, a)| !a.ip().is_loopback())

@@ -865,6 +865,21 @@ fn run_scores_alerts_from_the_live_stream() {
     assert_eq!(detection["collector"]["source"], "stream", "{summary}");
     assert_eq!(detection["collector"]["stream_error"], "", "{summary}");
     every_scenario_detected(&doc, 6, &summary);
+    // The node's own account of the load, read from its API (the
+    // stream's address) before and after: every line, and its CPU.
+    let node = &doc["appliance_api"];
+    assert_eq!(node["received"], 3000, "{node}");
+    assert_eq!(node["parsed"], 3000, "{node}");
+    assert!(node["process_cpu_s"].as_f64().unwrap() > 0.0, "{node}");
+    assert!(
+        node["cores_cpu_us_per_event"].as_f64().unwrap() > 0.0,
+        "{node}"
+    );
+    let text = std::fs::read_to_string(out.join("summary.txt")).unwrap();
+    assert!(
+        text.contains("received 3000 of 3000 sent, parsed 3000"),
+        "{text}"
+    );
 
     let refused = Command::new(env!("CARGO_BIN_EXE_shardwatch-load"))
         .args([
@@ -1017,6 +1032,7 @@ fn run_sends_to_an_address_off_loopback_only_when_asked() {
     let summary = load(&args);
     let doc = report(&out);
     every_scenario_detected(&doc, 6, &summary);
+    assert_eq!(doc["appliance_api"]["parsed"], 3000, "{summary}");
     assert_eq!(
         doc["remote_targets"],
         serde_json::json!([target, format!("--alerts-url {url}")]),

@@ -100,10 +100,12 @@ fn start_time_s(stat: &str) -> Option<f64> {
 }
 
 /// Nanoseconds thread `tid` of this process has run on a CPU
-/// (`/proc/self/task/<tid>/schedstat`), if the kernel keeps it.
+/// (`/proc/self/task/<tid>/schedstat`), if the kernel keeps it; 0 for
+/// tid 0, a core thread not started yet (the listening line can come
+/// before a core's first step).
 pub fn thread_cpu_ns(tid: u64) -> Option<u64> {
     if tid == 0 {
-        return None;
+        return Some(0);
     }
     std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat"))
         .ok()?
@@ -113,8 +115,8 @@ pub fn thread_cpu_ns(tid: u64) -> Option<u64> {
         .ok()
 }
 
-/// Each core thread's time on its CPU, seconds (None for a core whose
-/// thread has not started, or where the kernel does not count it).
+/// Each core thread's time on its CPU, seconds (0 for a core whose
+/// thread has not started; None where the kernel does not count it).
 pub fn core_cpu_s(cores: &[Arc<CoreStats>]) -> Vec<Option<f64>> {
     cores
         .iter()
@@ -242,15 +244,20 @@ mod tests {
         std::hint::black_box(x);
         let seconds = core_cpu_s(&[stats.clone(), idle.clone()]);
         assert!(seconds[0].unwrap() >= 0.02, "{seconds:?}");
-        // A core whose thread has not started has no time to report.
-        assert_eq!(seconds[1], None);
+        // A core whose thread has not started has run no time yet.
+        assert_eq!(seconds[1], Some(0.0));
         let mut text = String::new();
         render(&mut text, &[stats.clone(), idle]);
         assert!(
             text.contains("# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total ")
         );
         assert!(text.contains("shardwatch_core_cpu_seconds_total{core=\"0\"} "));
-        assert!(!text.contains("core=\"1\""), "{text}");
+        assert!(
+            text.contains("shardwatch_core_cpu_seconds_total{core=\"1\"} 0\n"),
+            "{text}"
+        );
+        // A thread that is not this process's has nothing to read.
+        assert_eq!(thread_cpu_ns(u64::from(u32::MAX)), None);
         let (process, cores) = stats_json(&[stats]);
         assert!(process["cpu_user_seconds"].as_f64().unwrap() > 0.0);
         assert!(cores[0].unwrap() >= 0.02);

@@ -1,0 +1,331 @@
+//! What an appliance the harness did not start says of itself: `run
+//! --appliance-api` reads its `GET /api/stats` before the load and after
+//! the drain, and reports what the node did with the load (lines parsed,
+//! quarantined, dropped) and what that cost it (the process's CPU, each
+//! core thread's time on its CPU, its resident memory). `bench` reads the
+//! same from `/proc` of the node it starts; an appliance on another
+//! machine (`--allow-remote`) can only be asked.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use serde_json::{json, Value};
+
+/// Connect, read and write timeout of one request.
+const TIMEOUT: Duration = Duration::from_secs(10);
+/// Most bytes of one answer read (a node with many cores answers a few
+/// KiB per core).
+const ANSWER_BYTES_MAX: u64 = 4 << 20;
+
+/// Where the appliance's API is, and its bearer token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeApi {
+    pub addr: SocketAddr,
+    pub token: Option<String>,
+}
+
+/// `GET /api/stats`: the answer's JSON, or why not.
+pub fn fetch_stats(api: &NodeApi) -> anyhow::Result<Value> {
+    let mut stream = TcpStream::connect_timeout(&api.addr, TIMEOUT)
+        .with_context(|| format!("cannot connect to the appliance's API at {}", api.addr))?;
+    stream.set_read_timeout(Some(TIMEOUT))?;
+    stream.set_write_timeout(Some(TIMEOUT))?;
+    let auth = api
+        .token
+        .as_ref()
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "GET /api/stats HTTP/1.0\r\nHost: {}\r\nConnection: close\r\n{auth}\r\n",
+        api.addr
+    )?;
+    let mut answer = Vec::new();
+    stream
+        .take(ANSWER_BYTES_MAX)
+        .read_to_end(&mut answer)
+        .with_context(|| format!("no answer from the appliance's API at {}", api.addr))?;
+    let Some(end) = memchr::memmem::find(&answer, b"\r\n\r\n") else {
+        bail!(
+            "the appliance's API at {} sent no complete answer",
+            api.addr
+        );
+    };
+    let head = String::from_utf8_lossy(&answer[..end]);
+    let status = head.lines().next().unwrap_or_default();
+    let body = &answer[end + 4..];
+    if status.split(' ').nth(1) != Some("200") {
+        bail!(
+            "the appliance's API at {} answered `{status}` to GET /api/stats {}",
+            api.addr,
+            String::from_utf8_lossy(body).trim()
+        );
+    }
+    serde_json::from_slice(body)
+        .with_context(|| format!("the appliance's /api/stats at {} is not JSON", api.addr))
+}
+
+/// What `/api/stats` says at one moment, summed over the cores.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct NodeCounts {
+    pub received: u64,
+    pub parsed: u64,
+    pub quarantined: u64,
+    pub dropped: u64,
+    /// The process's user and system CPU time, seconds (None when the
+    /// node does not report it: a build before it did).
+    pub process_cpu_s: Option<f64>,
+    /// The core threads' time on their CPUs, seconds (None when the node
+    /// does not report it: a build before it did, or a kernel without
+    /// schedstat).
+    pub cores_cpu_s: Option<f64>,
+    pub resident_bytes: Option<u64>,
+    pub cores: usize,
+}
+
+impl NodeCounts {
+    /// Reads them from a `/api/stats` answer.
+    pub fn from_stats(stats: &Value) -> anyhow::Result<NodeCounts> {
+        let Some(cores) = stats["cores"].as_array() else {
+            bail!("/api/stats has no `cores`");
+        };
+        let count = |core: &Value, key: &str| core[key].as_u64().unwrap_or(0);
+        let by_reason = |core: &Value, key: &str| -> u64 {
+            core[key]
+                .as_object()
+                .map_or(0, |m| m.values().filter_map(Value::as_u64).sum())
+        };
+        let mut counts = NodeCounts {
+            cores: cores.len(),
+            ..NodeCounts::default()
+        };
+        let mut cores_cpu = Some(0.0);
+        for core in cores {
+            // Every line that arrived: datagrams, and frames of the
+            // stream transports (TLS and RELP frames count as tcp).
+            counts.received += count(core, "udp_datagrams") + count(core, "tcp_frames");
+            counts.parsed += count(core, "events_parsed");
+            counts.quarantined += by_reason(core, "quarantined");
+            counts.dropped += by_reason(core, "dropped");
+            cores_cpu = cores_cpu
+                .zip(core["cpu_seconds"].as_f64())
+                .map(|(a, b)| a + b);
+        }
+        counts.cores_cpu_s = cores_cpu;
+        let process = &stats["process"];
+        counts.process_cpu_s = process["cpu_user_seconds"]
+            .as_f64()
+            .zip(process["cpu_system_seconds"].as_f64())
+            .map(|(user, system)| user + system);
+        counts.resident_bytes = process["resident_bytes"].as_u64();
+        Ok(counts)
+    }
+
+    /// What happened between `before` and `self` (later).
+    pub fn since(&self, before: &NodeCounts) -> NodeCounts {
+        NodeCounts {
+            received: self.received.saturating_sub(before.received),
+            parsed: self.parsed.saturating_sub(before.parsed),
+            quarantined: self.quarantined.saturating_sub(before.quarantined),
+            dropped: self.dropped.saturating_sub(before.dropped),
+            process_cpu_s: self
+                .process_cpu_s
+                .zip(before.process_cpu_s)
+                .map(|(a, b)| (a - b).max(0.0)),
+            cores_cpu_s: self
+                .cores_cpu_s
+                .zip(before.cores_cpu_s)
+                .map(|(a, b)| (a - b).max(0.0)),
+            resident_bytes: self.resident_bytes,
+            cores: self.cores,
+        }
+    }
+}
+
+/// Microseconds of `cpu_s` per event of `events`.
+fn us_per_event(cpu_s: f64, events: u64) -> Option<f64> {
+    (events > 0).then(|| cpu_s * 1e6 / events as f64)
+}
+
+/// The report's `appliance_api` section: the API, both readings and what
+/// the load did and cost between them (`delta`).
+pub fn report_json(api: &NodeApi, before: &NodeCounts, after: &NodeCounts) -> Value {
+    let delta = after.since(before);
+    json!({
+        "api": api.addr.to_string(),
+        "cores": after.cores,
+        "received": delta.received,
+        "parsed": delta.parsed,
+        "quarantined": delta.quarantined,
+        "dropped": delta.dropped,
+        "process_cpu_s": delta.process_cpu_s,
+        "cores_cpu_s": delta.cores_cpu_s,
+        "process_cpu_us_per_event": delta.process_cpu_s.and_then(|s| us_per_event(s, delta.parsed)),
+        "cores_cpu_us_per_event": delta.cores_cpu_s.and_then(|s| us_per_event(s, delta.parsed)),
+        "resident_bytes": after.resident_bytes,
+    })
+}
+
+/// The summary's line for it, beside what the harness sent.
+pub fn summary_line(api: &NodeApi, before: &NodeCounts, after: &NodeCounts, sent: u64) -> String {
+    let delta = after.since(before);
+    let mut line = format!(
+        "appliance (its API at {}, {} core(s)): received {} of {sent} sent, parsed {}, quarantined {}, dropped {}",
+        api.addr, after.cores, delta.received, delta.parsed, delta.quarantined, delta.dropped
+    );
+    if let Some((cpu_s, us)) = delta
+        .process_cpu_s
+        .and_then(|s| Some((s, us_per_event(s, delta.parsed)?)))
+    {
+        line.push_str(&format!("; process CPU {cpu_s:.2} s, {us:.2} us per event"));
+    }
+    if let Some(us) = delta
+        .cores_cpu_s
+        .and_then(|s| us_per_event(s, delta.parsed))
+    {
+        line.push_str(&format!(
+            "; cores {:.2} s on their CPUs, {us:.2} us per event",
+            delta.cores_cpu_s.unwrap_or(0.0)
+        ));
+    }
+    if let Some(bytes) = after.resident_bytes {
+        line.push_str(&format!(
+            "; resident {:.1} MiB",
+            bytes as f64 / (1 << 20) as f64
+        ));
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    fn stats(parsed: u64, cpu: f64, core_cpu: Option<f64>) -> Value {
+        let core = |i: u64| {
+            let mut c = json!({
+                "core": i,
+                "udp_datagrams": 0,
+                "tcp_frames": parsed / 2 + 1,
+                "events_parsed": parsed / 2,
+                "quarantined": {"bad_header": 1},
+                "dropped": {},
+            });
+            if let Some(s) = core_cpu {
+                c["cpu_seconds"] = json!(s / 2.0);
+            }
+            c
+        };
+        json!({
+            "process": {"cpu_user_seconds": cpu * 0.75, "cpu_system_seconds": cpu * 0.25, "resident_bytes": 64u64 << 20},
+            "cores": [core(0), core(1)],
+        })
+    }
+
+    #[test]
+    fn counts_are_summed_over_cores_and_differenced() {
+        let before = NodeCounts::from_stats(&stats(1000, 1.0, Some(0.5))).unwrap();
+        let after = NodeCounts::from_stats(&stats(201_000, 1.5, Some(0.9))).unwrap();
+        assert_eq!(
+            (after.received, after.parsed, after.quarantined),
+            (201_002, 201_000, 2)
+        );
+        let delta = after.since(&before);
+        assert_eq!(
+            (delta.received, delta.parsed, delta.quarantined),
+            (200_000, 200_000, 0)
+        );
+        assert!((delta.process_cpu_s.unwrap() - 0.5).abs() < 1e-9);
+        assert!((delta.cores_cpu_s.unwrap() - 0.4).abs() < 1e-9);
+        let api = NodeApi {
+            addr: "10.0.0.5:9600".parse().unwrap(),
+            token: None,
+        };
+        let doc = report_json(&api, &before, &after);
+        assert_eq!(doc["parsed"], 200_000);
+        assert!((doc["process_cpu_us_per_event"].as_f64().unwrap() - 2.5).abs() < 1e-9);
+        assert!((doc["cores_cpu_us_per_event"].as_f64().unwrap() - 2.0).abs() < 1e-9);
+        let line = summary_line(&api, &before, &after, 200_000);
+        assert_eq!(
+            line,
+            "appliance (its API at 10.0.0.5:9600, 2 core(s)): received 200000 of 200000 sent, parsed 200000, quarantined 0, dropped 0; process CPU 0.50 s, 2.50 us per event; cores 0.40 s on their CPUs, 2.00 us per event; resident 64.0 MiB"
+        );
+        // A node that does not report its cores' CPU: the rest still.
+        let old = NodeCounts::from_stats(&stats(1000, 1.0, None)).unwrap();
+        assert_eq!(old.cores_cpu_s, None);
+        assert!(!summary_line(&api, &old, &after, 1).contains("on their CPUs"));
+        // One that reports no CPU at all (a build before it did): no CPU
+        // is claimed, rather than zero.
+        let mut older = stats(1000, 1.0, None);
+        older.as_object_mut().unwrap().remove("process");
+        let older = NodeCounts::from_stats(&older).unwrap();
+        assert_eq!(older.process_cpu_s, None);
+        let line = summary_line(&api, &older, &older, 1000);
+        assert!(!line.contains("CPU"), "{line}");
+        assert_eq!(
+            report_json(&api, &older, &older)["process_cpu_us_per_event"],
+            Value::Null
+        );
+        assert!(NodeCounts::from_stats(&json!({"error": 1})).is_err());
+    }
+
+    /// One canned answer from a listener on loopback; returns the request.
+    fn answer_once(answer: &'static str) -> (SocketAddr, std::thread::JoinHandle<String>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let handle = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut request = Vec::new();
+            let mut buf = [0u8; 1024];
+            while memchr::memmem::find(&request, b"\r\n\r\n").is_none() {
+                let n = stream.read(&mut buf).unwrap();
+                if n == 0 {
+                    break;
+                }
+                request.extend_from_slice(&buf[..n]);
+            }
+            stream.write_all(answer.as_bytes()).unwrap();
+            String::from_utf8(request).unwrap()
+        });
+        (addr, handle)
+    }
+
+    #[test]
+    fn fetches_the_stats_with_the_token_and_says_why_not() {
+        let (addr, server) =
+            answer_once("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\r\n{\"cores\": []}");
+        let api = NodeApi {
+            addr,
+            token: Some("t0ken".into()),
+        };
+        assert_eq!(fetch_stats(&api).unwrap(), json!({"cores": []}));
+        let request = server.join().unwrap();
+        assert!(
+            request.starts_with("GET /api/stats HTTP/1.0\r\n"),
+            "{request}"
+        );
+        assert!(
+            request.contains("Authorization: Bearer t0ken\r\n"),
+            "{request}"
+        );
+        let (addr, server) = answer_once("HTTP/1.1 401 Unauthorized\r\n\r\nmissing or wrong token");
+        let err = fetch_stats(&NodeApi { addr, token: None })
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("answered `HTTP/1.1 401 Unauthorized`"),
+            "{err}"
+        );
+        assert!(err.contains("missing or wrong token"), "{err}");
+        server.join().unwrap();
+        let (addr, server) = answer_once("HTTP/1.1 200 OK\r\n\r\nnot json");
+        let err = fetch_stats(&NodeApi { addr, token: None })
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("is not JSON"), "{err}");
+        server.join().unwrap();
+    }
+}
