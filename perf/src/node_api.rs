@@ -32,11 +32,7 @@ pub fn fetch_stats(api: &NodeApi) -> anyhow::Result<Value> {
         .with_context(|| format!("cannot connect to the appliance's API at {}", api.addr))?;
     stream.set_read_timeout(Some(TIMEOUT))?;
     stream.set_write_timeout(Some(TIMEOUT))?;
-    let auth = api
-        .token
-        .as_ref()
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
+    let auth = crate::sse::bearer_header(api.token.as_deref());
     write!(
         stream,
         "GET /api/stats HTTP/1.0\r\nHost: {}\r\nConnection: close\r\n{auth}\r\n",

@@ -68,6 +68,14 @@ pub struct Subscription {
     pub body_start: Vec<u8>,
 }
 
+/// The `Authorization` header line of a request to the appliance's API
+/// with `token` (none without one).
+pub fn bearer_header(token: Option<&str>) -> String {
+    token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default()
+}
+
 /// Sends the request and reads the answer's head; fails on anything but
 /// `200` with an event stream.
 pub fn subscribe(target: &StreamTarget) -> anyhow::Result<Subscription> {
@@ -75,11 +83,7 @@ pub fn subscribe(target: &StreamTarget) -> anyhow::Result<Subscription> {
         .with_context(|| format!("cannot connect to the alert stream at {}", target.addr))?;
     stream.set_nodelay(true)?;
     stream.set_read_timeout(Some(ANSWER_WAIT))?;
-    let auth = target
-        .token
-        .as_ref()
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
+    let auth = bearer_header(target.token.as_deref());
     write!(
         stream,
         "GET {} HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\n{auth}\r\n",

@@ -813,6 +813,16 @@ fn bench_with_senders_hours_off_the_clock_detects_every_scenario() {
     let _ = std::fs::remove_dir_all(&scratch);
 }
 
+/// A 1-core appliance with the scenario rules whose API (and live alert
+/// stream) asks for `token`, `extra` flags added.
+fn appliance_with_token(name: &str, token: &str, extra: &[&str]) -> shardwatch_tests::Appliance {
+    let rules = shardwatch_tests::workspace_root().join("perf/rules/scenarios.yml");
+    let mut args = vec!["--cores", "1", "--quiet", "--api-token", token];
+    args.extend(["--rules", rules.to_str().unwrap()]);
+    args.extend_from_slice(extra);
+    shardwatch_tests::Appliance::start(name, &args).unwrap()
+}
+
 /// The harness subscribed to the appliance's live alert stream (as for a
 /// node whose alert log is on another machine): every scenario detected,
 /// the collector reports the stream, and a wrong token is refused before
@@ -821,20 +831,7 @@ fn bench_with_senders_hours_off_the_clock_detects_every_scenario() {
 fn run_scores_alerts_from_the_live_stream() {
     let _alone = ONE_BENCH_AT_A_TIME.lock();
     let token = "harness-stream-token";
-    let rules = shardwatch_tests::workspace_root().join("perf/rules/scenarios.yml");
-    let app = shardwatch_tests::Appliance::start(
-        "harness-stream",
-        &[
-            "--cores",
-            "1",
-            "--quiet",
-            "--api-token",
-            token,
-            "--rules",
-            rules.to_str().unwrap(),
-        ],
-    )
-    .unwrap();
+    let app = appliance_with_token("harness-stream", token, &[]);
     let scratch = shardwatch_tests::temp_dir("harness-stream-out");
     let s = |p: &Path| p.to_str().unwrap().to_string();
     let url = format!("http://{}", app.api());
@@ -986,26 +983,8 @@ fn run_sends_to_an_address_off_loopback_only_when_asked() {
         return;
     };
     let token = "harness-remote-token";
-    let rules = shardwatch_tests::workspace_root().join("perf/rules/scenarios.yml");
-    let (tcp, api) = (format!("{ip}:0"), format!("{ip}:0"));
-    let app = shardwatch_tests::Appliance::start(
-        "harness-remote",
-        &[
-            "--cores",
-            "1",
-            "--quiet",
-            "--tcp",
-            &tcp,
-            "--api",
-            &api,
-            "--api-token",
-            token,
-        ]
-        .into_iter()
-        .chain(["--rules", rules.to_str().unwrap()])
-        .collect::<Vec<_>>(),
-    )
-    .unwrap();
+    let at = format!("{ip}:0");
+    let app = appliance_with_token("harness-remote", token, &["--tcp", &at, "--api", &at]);
     let target = format!("tcp://{}", app.tcp());
     let url = format!("http://{}", app.api());
     assert!(target.contains(&ip.to_string()), "{target}");
