@@ -327,10 +327,11 @@ struct RunArgs {
     /// before the load and after the drain: lines it received and parsed,
     /// and its CPU per event (the process's, and its cores' time on their
     /// CPUs), for an appliance this harness cannot see in `/proc`
-    /// (another machine's). Default: the address of --alerts-url, if
+    /// (another machine's). Repeatable, one per node of a cluster (a line
+    /// each and their total). Default: the address of --alerts-url, if
     /// given.
     #[arg(long)]
-    appliance_api: Option<String>,
+    appliance_api: Vec<String>,
     #[command(flatten)]
     load: LoadArgs,
 }
@@ -714,7 +715,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         )?)),
         (None, false, None) => None,
     };
-    if args.alerts_token.is_some() && args.alerts_url.is_none() && args.appliance_api.is_none() {
+    if args.alerts_token.is_some() && args.alerts_url.is_none() && args.appliance_api.is_empty() {
         bail!("--alerts-token is for the appliance's API: give --alerts-url or --appliance-api");
     }
     let mut addrs: Vec<(String, std::net::SocketAddr)> = args
@@ -725,54 +726,52 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     if let (Some(AlertSource::Stream(stream)), Some(url)) = (&alerts, &args.alerts_url) {
         addrs.push((format!("--alerts-url {url}"), stream.addr));
     }
-    let api = match (&args.appliance_api, &alerts) {
-        (Some(url), _) => {
-            let addr = sse::StreamTarget::parse(url, None)?.addr;
-            addrs.push((format!("--appliance-api {url}"), addr));
-            Some(node_api::NodeApi {
-                addr,
-                token: args.alerts_token.clone(),
-            })
-        }
-        (None, Some(AlertSource::Stream(stream))) => Some(node_api::NodeApi {
+    let mut apis = Vec::new();
+    for url in &args.appliance_api {
+        let addr = sse::StreamTarget::parse(url, None)?.addr;
+        addrs.push((format!("--appliance-api {url}"), addr));
+        apis.push(node_api::NodeApi {
+            addr,
+            token: args.alerts_token.clone(),
+        });
+    }
+    if let (true, Some(AlertSource::Stream(stream))) = (apis.is_empty(), &alerts) {
+        apis.push(node_api::NodeApi {
             addr: stream.addr,
             token: stream.token.clone(),
-        }),
-        _ => None,
-    };
+        });
+    }
     send::refuse_remote(&addrs, args.allow_remote)?;
     let opts = args.load.options(args.targets.clone(), alerts, None)?;
+    let read = |api: &node_api::NodeApi| {
+        node_api::fetch_stats(api).and_then(|stats| node_api::NodeCounts::from_stats(&stats))
+    };
     // Read before anything is sent: a wrong address or token fails here.
-    let before = api
-        .as_ref()
-        .map(|api| {
-            node_api::fetch_stats(api).and_then(|stats| node_api::NodeCounts::from_stats(&stats))
-        })
-        .transpose()
+    let before = apis
+        .iter()
+        .map(read)
+        .collect::<anyhow::Result<Vec<_>>>()
         .context("reading the appliance's /api/stats before the load (--appliance-api, or the address of --alerts-url)")?;
     let outcome = runner::run_load(&opts)?;
     let mut report = Report::new("run");
     runner::add_to_report(&outcome, &opts, &mut report);
-    if let (Some(api), Some(before)) = (&api, &before) {
-        match node_api::fetch_stats(api).and_then(|stats| node_api::NodeCounts::from_stats(&stats))
-        {
-            Ok(after) => {
-                report.body.insert(
-                    "appliance_api".into(),
-                    node_api::report_json(api, before, &after),
-                );
-                report.summary.push(node_api::summary_line(
-                    api,
-                    before,
-                    &after,
-                    outcome.send.sent,
-                ));
-            }
+    let mut nodes = Vec::new();
+    for (api, before) in apis.iter().zip(&before) {
+        match read(api) {
+            Ok(after) => nodes.push((api.clone(), after.since(before))),
             Err(err) => report.summary.push(format!(
                 "appliance (its API at {}): could not read /api/stats after the load: {err:#}",
                 api.addr
             )),
         }
+    }
+    if !nodes.is_empty() {
+        report
+            .body
+            .insert("appliance_api".into(), node_api::report_json(&nodes));
+        report
+            .summary
+            .extend(node_api::summary_lines(&nodes, outcome.send.sent));
     }
     let remote: Vec<String> = addrs
         .iter()

@@ -138,6 +138,81 @@ impl NodeCounts {
             cores: self.cores,
         }
     }
+
+    /// `self` and `other` together (two nodes' deltas): a CPU time or a
+    /// memory size is summed only when both report it.
+    fn plus(&self, other: &NodeCounts) -> NodeCounts {
+        let both = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| a + b);
+        NodeCounts {
+            received: self.received + other.received,
+            parsed: self.parsed + other.parsed,
+            quarantined: self.quarantined + other.quarantined,
+            dropped: self.dropped + other.dropped,
+            process_cpu_s: both(self.process_cpu_s, other.process_cpu_s),
+            cores_cpu_s: both(self.cores_cpu_s, other.cores_cpu_s),
+            resident_bytes: self
+                .resident_bytes
+                .zip(other.resident_bytes)
+                .map(|(a, b)| a + b),
+            cores: self.cores + other.cores,
+        }
+    }
+
+    fn json(&self) -> serde_json::Map<String, Value> {
+        let per_event = |cpu: Option<f64>| cpu.and_then(|s| us_per_event(s, self.parsed));
+        let mut map = serde_json::Map::new();
+        map.insert("cores".into(), json!(self.cores));
+        map.insert("received".into(), json!(self.received));
+        map.insert("parsed".into(), json!(self.parsed));
+        map.insert("quarantined".into(), json!(self.quarantined));
+        map.insert("dropped".into(), json!(self.dropped));
+        map.insert("process_cpu_s".into(), json!(self.process_cpu_s));
+        map.insert("cores_cpu_s".into(), json!(self.cores_cpu_s));
+        map.insert(
+            "process_cpu_us_per_event".into(),
+            json!(per_event(self.process_cpu_s)),
+        );
+        map.insert(
+            "cores_cpu_us_per_event".into(),
+            json!(per_event(self.cores_cpu_s)),
+        );
+        map.insert("resident_bytes".into(), json!(self.resident_bytes));
+        map
+    }
+
+    /// What the load did and cost, for a summary line; `sent`, when
+    /// given, is what the harness sent to this node (or these nodes).
+    fn describe(&self, sent: Option<u64>) -> String {
+        let mut line = match sent {
+            Some(sent) => format!("received {} of {sent} sent", self.received),
+            None => format!("received {}", self.received),
+        };
+        line.push_str(&format!(
+            ", parsed {}, quarantined {}, dropped {}",
+            self.parsed, self.quarantined, self.dropped
+        ));
+        if let Some((cpu_s, us)) = self
+            .process_cpu_s
+            .and_then(|s| Some((s, us_per_event(s, self.parsed)?)))
+        {
+            line.push_str(&format!("; process CPU {cpu_s:.2} s, {us:.2} us per event"));
+        }
+        if let Some((cpu_s, us)) = self
+            .cores_cpu_s
+            .and_then(|s| Some((s, us_per_event(s, self.parsed)?)))
+        {
+            line.push_str(&format!(
+                "; cores {cpu_s:.2} s on their CPUs, {us:.2} us per event"
+            ));
+        }
+        if let Some(bytes) = self.resident_bytes {
+            line.push_str(&format!(
+                "; resident {:.1} MiB",
+                bytes as f64 / (1 << 20) as f64
+            ));
+        }
+        line
+    }
 }
 
 /// Microseconds of `cpu_s` per event of `events`.
@@ -145,54 +220,57 @@ fn us_per_event(cpu_s: f64, events: u64) -> Option<f64> {
     (events > 0).then(|| cpu_s * 1e6 / events as f64)
 }
 
-/// The report's `appliance_api` section: the API, both readings and what
-/// the load did and cost between them (`delta`).
-pub fn report_json(api: &NodeApi, before: &NodeCounts, after: &NodeCounts) -> Value {
-    let delta = after.since(before);
-    json!({
-        "api": api.addr.to_string(),
-        "cores": after.cores,
-        "received": delta.received,
-        "parsed": delta.parsed,
-        "quarantined": delta.quarantined,
-        "dropped": delta.dropped,
-        "process_cpu_s": delta.process_cpu_s,
-        "cores_cpu_s": delta.cores_cpu_s,
-        "process_cpu_us_per_event": delta.process_cpu_s.and_then(|s| us_per_event(s, delta.parsed)),
-        "cores_cpu_us_per_event": delta.cores_cpu_s.and_then(|s| us_per_event(s, delta.parsed)),
-        "resident_bytes": after.resident_bytes,
-    })
+/// Every node's counts summed.
+fn total(nodes: &[(NodeApi, NodeCounts)]) -> NodeCounts {
+    nodes
+        .iter()
+        .map(|(_, delta)| *delta)
+        .reduce(|a, b| a.plus(&b))
+        .unwrap_or_default()
 }
 
-/// The summary's line for it, beside what the harness sent.
-pub fn summary_line(api: &NodeApi, before: &NodeCounts, after: &NodeCounts, sent: u64) -> String {
-    let delta = after.since(before);
-    let mut line = format!(
-        "appliance (its API at {}, {} core(s)): received {} of {sent} sent, parsed {}, quarantined {}, dropped {}",
-        api.addr, after.cores, delta.received, delta.parsed, delta.quarantined, delta.dropped
-    );
-    if let Some((cpu_s, us)) = delta
-        .process_cpu_s
-        .and_then(|s| Some((s, us_per_event(s, delta.parsed)?)))
-    {
-        line.push_str(&format!("; process CPU {cpu_s:.2} s, {us:.2} us per event"));
-    }
-    if let Some(us) = delta
-        .cores_cpu_s
-        .and_then(|s| us_per_event(s, delta.parsed))
-    {
-        line.push_str(&format!(
-            "; cores {:.2} s on their CPUs, {us:.2} us per event",
-            delta.cores_cpu_s.unwrap_or(0.0)
+/// The report's `appliance_api` section from each node's API and what the
+/// load did and cost it (its reading after [`NodeCounts::since`] the one
+/// before): the nodes' total, and each node under `nodes`.
+pub fn report_json(nodes: &[(NodeApi, NodeCounts)]) -> Value {
+    let mut doc = total(nodes).json();
+    let each: Vec<Value> = nodes
+        .iter()
+        .map(|(api, delta)| {
+            let mut node = delta.json();
+            node.insert("api".into(), json!(api.addr.to_string()));
+            Value::Object(node)
+        })
+        .collect();
+    doc.insert("nodes".into(), Value::Array(each));
+    Value::Object(doc)
+}
+
+/// The summary's lines for them, beside what the harness sent: one per
+/// node, and their total when there are several.
+pub fn summary_lines(nodes: &[(NodeApi, NodeCounts)], sent: u64) -> Vec<String> {
+    let one = nodes.len() == 1;
+    let mut lines: Vec<String> = nodes
+        .iter()
+        .map(|(api, delta)| {
+            format!(
+                "appliance (its API at {}, {} core(s)): {}",
+                api.addr,
+                delta.cores,
+                delta.describe(one.then_some(sent))
+            )
+        })
+        .collect();
+    if nodes.len() > 1 {
+        let total = total(nodes);
+        lines.push(format!(
+            "appliances ({} nodes, {} cores): {}",
+            nodes.len(),
+            total.cores,
+            total.describe(Some(sent))
         ));
     }
-    if let Some(bytes) = after.resident_bytes {
-        line.push_str(&format!(
-            "; resident {:.1} MiB",
-            bytes as f64 / (1 << 20) as f64
-        ));
-    }
-    line
+    lines
 }
 
 #[cfg(test)]
@@ -240,31 +318,59 @@ mod tests {
             addr: "10.0.0.5:9600".parse().unwrap(),
             token: None,
         };
-        let doc = report_json(&api, &before, &after);
+        let nodes = [(api.clone(), delta)];
+        let doc = report_json(&nodes);
         assert_eq!(doc["parsed"], 200_000);
+        assert_eq!(doc["nodes"][0]["api"], "10.0.0.5:9600");
         assert!((doc["process_cpu_us_per_event"].as_f64().unwrap() - 2.5).abs() < 1e-9);
         assert!((doc["cores_cpu_us_per_event"].as_f64().unwrap() - 2.0).abs() < 1e-9);
-        let line = summary_line(&api, &before, &after, 200_000);
         assert_eq!(
-            line,
-            "appliance (its API at 10.0.0.5:9600, 2 core(s)): received 200000 of 200000 sent, parsed 200000, quarantined 0, dropped 0; process CPU 0.50 s, 2.50 us per event; cores 0.40 s on their CPUs, 2.00 us per event; resident 64.0 MiB"
+            summary_lines(&nodes, 200_000),
+            ["appliance (its API at 10.0.0.5:9600, 2 core(s)): received 200000 of 200000 sent, parsed 200000, quarantined 0, dropped 0; process CPU 0.50 s, 2.50 us per event; cores 0.40 s on their CPUs, 2.00 us per event; resident 64.0 MiB"]
         );
+        // Two nodes (a cluster): a line each, and their total against
+        // what was sent to them all.
+        let other = NodeApi {
+            addr: "10.0.0.6:9600".parse().unwrap(),
+            token: None,
+        };
+        let two = [(api.clone(), delta), (other, delta)];
+        let lines = summary_lines(&two, 400_000);
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        assert!(
+            lines[1].starts_with(
+                "appliance (its API at 10.0.0.6:9600, 2 core(s)): received 200000, parsed"
+            ),
+            "{lines:?}"
+        );
+        assert_eq!(
+            lines[2],
+            "appliances (2 nodes, 4 cores): received 400000 of 400000 sent, parsed 400000, quarantined 0, dropped 0; process CPU 1.00 s, 2.50 us per event; cores 0.80 s on their CPUs, 2.00 us per event; resident 128.0 MiB"
+        );
+        let doc = report_json(&two);
+        assert_eq!(
+            (doc["parsed"].as_u64(), doc["cores"].as_u64()),
+            (Some(400_000), Some(4))
+        );
+        assert_eq!(doc["nodes"].as_array().unwrap().len(), 2);
         // A node that does not report its cores' CPU: the rest still.
         let old = NodeCounts::from_stats(&stats(1000, 1.0, None)).unwrap();
         assert_eq!(old.cores_cpu_s, None);
-        assert!(!summary_line(&api, &old, &after, 1).contains("on their CPUs"));
+        let line = &summary_lines(&[(api.clone(), after.since(&old))], 1)[0];
+        assert!(!line.contains("on their CPUs"), "{line}");
         // One that reports no CPU at all (a build before it did): no CPU
-        // is claimed, rather than zero.
+        // is claimed, rather than zero, for it or for a total with it.
         let mut older = stats(1000, 1.0, None);
         older.as_object_mut().unwrap().remove("process");
         let older = NodeCounts::from_stats(&older).unwrap();
         assert_eq!(older.process_cpu_s, None);
-        let line = summary_line(&api, &older, &older, 1000);
-        assert!(!line.contains("CPU"), "{line}");
-        assert_eq!(
-            report_json(&api, &older, &older)["process_cpu_us_per_event"],
-            Value::Null
+        let mixed = [(api.clone(), older.since(&older)), (api.clone(), delta)];
+        let lines = summary_lines(&mixed, 1000);
+        assert!(
+            !lines[0].contains("CPU") && !lines[2].contains("CPU"),
+            "{lines:?}"
         );
+        assert_eq!(report_json(&mixed)["process_cpu_us_per_event"], Value::Null);
         assert!(NodeCounts::from_stats(&json!({"error": 1})).is_err());
     }
 

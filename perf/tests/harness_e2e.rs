@@ -1028,6 +1028,53 @@ fn run_sends_to_an_address_off_loopback_only_when_asked() {
     let _ = std::fs::remove_dir_all(&scratch);
 }
 
+/// `run` against two nodes (as it will drive a cluster): each node's API
+/// read before and after (`--appliance-api` twice), a line each in the
+/// summary and their total, and the lines the harness dealt between them
+/// add up to what it sent.
+#[test]
+fn run_reads_every_node_s_api_and_totals_them() {
+    let _alone = ONE_BENCH_AT_A_TIME.lock();
+    let token = "harness-nodes-token";
+    let a = appliance_with_token("harness-node-a", token, &[]);
+    let b = appliance_with_token("harness-node-b", token, &[]);
+    let scratch = shardwatch_tests::temp_dir("harness-nodes");
+    let out = scratch.join("run");
+    let (ta, tb) = (format!("tcp://{}", a.tcp()), format!("tcp://{}", b.tcp()));
+    let (aa, ab) = (format!("http://{}", a.api()), format!("http://{}", b.api()));
+    let mut args = vec!["run", "--target", &ta, "--target", &tb];
+    args.extend(["--appliance-api", &aa, "--appliance-api", &ab]);
+    args.extend([
+        "--alerts-token",
+        token,
+        "--events",
+        "3000",
+        "--entities",
+        "50",
+    ]);
+    args.extend(["--rate", "20000", "--quiet", "--out", out.to_str().unwrap()]);
+    load(&args);
+    let doc = report(&out);
+    let node = &doc["appliance_api"];
+    assert_eq!(node["parsed"], 3000, "{node}");
+    assert_eq!(node["cores"], 2, "{node}");
+    let nodes = node["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 2, "{node}");
+    for (n, app) in nodes.iter().zip([&a, &b]) {
+        assert_eq!(n["api"], app.api().to_string(), "{node}");
+        assert!(n["parsed"].as_u64().unwrap() > 0, "{node}");
+    }
+    let text = std::fs::read_to_string(out.join("summary.txt")).unwrap();
+    assert!(
+        text.contains("appliances (2 nodes, 2 cores): received 3000 of 3000 sent, parsed 3000"),
+        "{text}"
+    );
+    for app in [a, b] {
+        assert!(app.stop().unwrap().exit_ok);
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+}
+
 /// `bench --appliance-config` hands the file to the appliance: a setting
 /// out of range there stops the appliance, and bench says why.
 #[test]
