@@ -388,6 +388,11 @@ impl LoMask {
         }
     }
 
+    /// The mask now.
+    fn read(&self) -> String {
+        std::fs::read_to_string(self.path).unwrap()
+    }
+
     /// `--steer-loopback` when the mask may be written.
     fn steer_args(&self) -> &'static [&'static str] {
         if self.writable {
@@ -608,11 +613,6 @@ fn bench_killed_with_sigkill_leaves_no_appliance_running_and_the_next_harness_un
     let _alone = ONE_BENCH_AT_A_TIME.lock();
     let lo = LoMask::now();
     let extra = lo.steer_args();
-    let LoMask {
-        path: mask,
-        before,
-        writable: steer,
-    } = lo;
     let scratch = shardwatch_tests::temp_dir("harness-sigkill");
     let temp = scratch.join("tmp");
     std::fs::create_dir_all(&temp).unwrap();
@@ -646,7 +646,7 @@ fn bench_killed_with_sigkill_leaves_no_appliance_running_and_the_next_harness_un
     sending.reader.join().unwrap();
     // Left behind: the data dir, the masks.
     let left = sending.data.is_dir();
-    let steered = std::fs::read_to_string(mask).unwrap() != before;
+    let steered = lo.read() != lo.before;
     // The next harness, here one that only writes a corpus, undoes it.
     let gen = || {
         Command::new(env!("CARGO_BIN_EXE_shardwatch-load"))
@@ -658,10 +658,10 @@ fn bench_killed_with_sigkill_leaves_no_appliance_running_and_the_next_harness_un
     };
     let output = gen();
     let told = String::from_utf8_lossy(&output.stderr).into_owned();
-    let after = std::fs::read_to_string(mask).unwrap();
-    if after != before {
+    let after = lo.read();
+    if after != lo.before {
         // Put right for the tests after this one whatever happened.
-        let _ = std::fs::write(mask, &before);
+        let _ = std::fs::write(lo.path, &lo.before);
     }
     assert!(output.status.success(), "{told}");
     assert!(left, "the data dir was removed by no one");
@@ -677,13 +677,13 @@ fn bench_killed_with_sigkill_leaves_no_appliance_running_and_the_next_harness_un
         "{told}"
     );
     assert!(!sending.data.exists(), "{told}");
-    if steer {
+    if lo.writable {
         assert!(steered, "not steered");
         assert!(
-            told.contains(&format!("put {} back", mask.display())),
+            told.contains(&format!("put {} back", lo.path.display())),
             "{told}"
         );
-        assert_eq!(after, before, "{told}");
+        assert_eq!(after, lo.before, "{told}");
     }
     // Nothing is left to undo, so a third harness says nothing of it.
     let output = gen();
@@ -703,11 +703,6 @@ fn bench_ended_by_a_signal_stops_its_appliance_and_puts_back_what_it_changed() {
     let _alone = ONE_BENCH_AT_A_TIME.lock();
     let lo = LoMask::now();
     let extra = lo.steer_args();
-    let LoMask {
-        path: mask,
-        before,
-        writable: steer,
-    } = lo;
     let scratch = shardwatch_tests::temp_dir("harness-signal");
     let out = scratch.join("out");
     let Sending {
@@ -718,12 +713,8 @@ fn bench_ended_by_a_signal_stops_its_appliance_and_puts_back_what_it_changed() {
         reader,
         mut told,
     } = bench_until_sending(&out, extra, Some(&scratch));
-    if steer {
-        assert_ne!(
-            std::fs::read_to_string(mask).unwrap(),
-            before,
-            "not steered"
-        );
+    if lo.writable {
+        assert_ne!(lo.read(), lo.before, "not steered");
     }
     // SAFETY: kill(2) on the harness, our unreaped child.
     unsafe {
@@ -760,10 +751,10 @@ fn bench_ended_by_a_signal_stops_its_appliance_and_puts_back_what_it_changed() {
         "{told}"
     );
     assert!(!data.exists(), "{} left behind", data.display());
-    assert_eq!(std::fs::read_to_string(mask).unwrap(), before);
-    if steer {
+    assert_eq!(lo.read(), lo.before);
+    if lo.writable {
         assert!(
-            told.contains(&format!("put {} back", mask.display())),
+            told.contains(&format!("put {} back", lo.path.display())),
             "{told}"
         );
     }
