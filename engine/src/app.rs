@@ -272,6 +272,7 @@ pub fn run(config: Config) -> anyhow::Result<Vec<CoreReport>> {
             config.limits.connections_max,
             config.limits.connections_per_source_max,
         ),
+        route_buffers: crate::route::BufferHomes::new(cores),
     });
     let result = run_cores(shared.clone(), sockets, &cpus);
     let _ = watcher.join();

@@ -27,6 +27,14 @@ pub const BATCH_RECORDS_MAX: u32 = 512;
 /// Most bytes in one batch before it is sent (a record is never split).
 pub const BATCH_BYTES_MAX: usize = 256 * 1024;
 
+/// Buffers larger than this are freed rather than handed home for reuse
+/// (a batch grows past [`BATCH_BYTES_MAX`] by at most one record, and its
+/// buffer by the doubling of the last `reserve`).
+const REUSED_CAPACITY_MAX: usize = 2 * BATCH_BYTES_MAX;
+/// Buffers each core's home keeps per peer core: a flush hands every peer
+/// at most one batch, and a peer gives each back once it has observed it.
+const HOME_BUFFERS_PER_PEER: usize = 4;
+
 /// A batch of routed records for one destination core.
 #[derive(Debug, Default)]
 pub struct RouteBatch {
@@ -105,6 +113,29 @@ impl RouteBatch {
         self.records += 1;
     }
 
+    /// Whether the batch holds a buffer yet: a fresh one has none until
+    /// its first record, or until a reused buffer is put in.
+    pub fn has_buffer(&self) -> bool {
+        self.bytes.capacity() > 0
+    }
+
+    /// An empty batch that appends to `bytes` (emptied first), a buffer
+    /// a peer handed back.
+    pub fn with_buffer(mut bytes: Vec<u8>) -> RouteBatch {
+        bytes.clear();
+        RouteBatch {
+            bytes,
+            ..RouteBatch::default()
+        }
+    }
+
+    /// The batch's buffer, emptied, for reuse.
+    pub fn into_buffer(self) -> Vec<u8> {
+        let mut bytes = self.bytes;
+        bytes.clear();
+        bytes
+    }
+
     /// Decodes the records in order. Batches only ever come from `push` in
     /// this process, so a malformed batch is a bug: it is asserted, not
     /// handled.
@@ -113,6 +144,50 @@ impl RouteBatch {
             rest: &self.bytes,
             left: self.records,
         }
+    }
+}
+
+/// Where routed batches' buffers go once observed: back to the core that
+/// allocated them (each core's home, a bounded channel), which fills its
+/// next batches with them. glibc's `free` of a chunk another thread
+/// allocated takes that thread's arena lock, so a core freeing its peers'
+/// batches could make a peer, allocating at that moment, sleep on the
+/// lock (as the alert writer freeing the cores' alert lines did,
+/// BENCHMARKS.md 2026-12-07); a reused buffer also spares the new batch's
+/// allocations as it grows. A buffer that finds its home full, or is
+/// larger than [`REUSED_CAPACITY_MAX`], is freed where it is.
+pub struct BufferHomes {
+    homes: Vec<Home>,
+}
+
+/// One core's home: peers send buffers in, the core takes them out.
+type Home = (flume::Sender<Vec<u8>>, flume::Receiver<Vec<u8>>);
+
+impl BufferHomes {
+    /// One home per core, each with room for [`HOME_BUFFERS_PER_PEER`]
+    /// buffers per peer.
+    pub fn new(cores: usize) -> Self {
+        let room = cores.saturating_sub(1) * HOME_BUFFERS_PER_PEER;
+        BufferHomes {
+            homes: (0..cores).map(|_| flume::bounded(room)).collect(),
+        }
+    }
+
+    /// Hands the buffer of `batch`, observed, back to core `home`, the
+    /// batch's source. False when it was freed here instead.
+    pub fn give_back(&self, home: usize, batch: RouteBatch) -> bool {
+        let bytes = batch.into_buffer();
+        if bytes.capacity() == 0 || bytes.capacity() > REUSED_CAPACITY_MAX {
+            return false;
+        }
+        self.homes
+            .get(home)
+            .is_some_and(|(tx, _)| tx.try_send(bytes).is_ok())
+    }
+
+    /// A buffer core `home` allocated that came back, if one has.
+    pub fn take(&self, home: usize) -> Option<Vec<u8>> {
+        self.homes.get(home)?.1.try_recv().ok()
     }
 }
 
@@ -212,6 +287,61 @@ mod tests {
         assert_eq!(batch.records(), 3);
         let back: Vec<_> = batch.iter().collect();
         assert_eq!(back, vec![a, b, c]);
+    }
+
+    #[test]
+    fn buffers_go_home_and_fill_the_next_batch() {
+        let homes = BufferHomes::new(3);
+        let rec = RouteRecord {
+            shard: 1,
+            rule_hash: 2,
+            input_mask: 1,
+            time_ns: 3,
+            received_ns: 4,
+            key: b"key",
+            value: Some(b"v"),
+            raw: b"raw line",
+        };
+        let mut batch = RouteBatch::default();
+        assert!(!batch.has_buffer());
+        batch.push(&rec);
+        let capacity = batch.bytes.capacity();
+        let address = batch.bytes.as_ptr();
+        assert!(homes.take(0).is_none(), "nothing has come home yet");
+        assert!(homes.give_back(0, batch));
+        let bytes = homes.take(0).expect("the buffer came home");
+        assert!(homes.take(0).is_none() && homes.take(1).is_none());
+        // The same allocation, emptied; a batch on it decodes only its own
+        // records.
+        assert_eq!((bytes.as_ptr(), bytes.capacity()), (address, capacity));
+        assert!(bytes.is_empty());
+        let mut next = RouteBatch::with_buffer(bytes);
+        assert!(next.has_buffer() && next.is_empty());
+        let other = RouteRecord {
+            key: b"other",
+            ..rec
+        };
+        next.push(&other);
+        assert_eq!(next.iter().collect::<Vec<_>>(), vec![other]);
+        // A batch without a buffer, or one too large to keep, is freed
+        // where it is; a home holds 4 buffers per peer (2 peers here).
+        assert!(!homes.give_back(1, RouteBatch::default()));
+        assert!(!homes.give_back(
+            1,
+            RouteBatch::with_buffer(Vec::with_capacity(REUSED_CAPACITY_MAX + 1))
+        ));
+        for _ in 0..8 {
+            assert!(homes.give_back(2, RouteBatch::with_buffer(Vec::with_capacity(64))));
+        }
+        assert!(!homes.give_back(2, RouteBatch::with_buffer(Vec::with_capacity(64))));
+        assert!(
+            !homes.give_back(3, RouteBatch::with_buffer(Vec::with_capacity(64))),
+            "no such core"
+        );
+        assert!(homes.take(1).is_none());
+        assert_eq!(std::iter::from_fn(|| homes.take(2)).count(), 8);
+        // One core has no peers and keeps nothing.
+        assert!(!BufferHomes::new(1).give_back(0, RouteBatch::with_buffer(Vec::with_capacity(64))));
     }
 
     #[test]

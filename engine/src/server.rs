@@ -174,6 +174,9 @@ pub struct Shared {
     /// Stream connections (TCP, RELP, TLS) open on all cores, held to
     /// `limits.connections_max` and `connections_per_source_max`.
     pub connections: ConnectionSlots,
+    /// Routed batches' buffers, handed back to the core that allocated
+    /// them once observed.
+    pub route_buffers: crate::route::BufferHomes,
 }
 
 /// One core's sockets, handed to its executor.
@@ -1438,6 +1441,13 @@ impl EventSink for CoreSink<'_> {
             return;
         }
         let mut outgoing = self.core.outgoing.borrow_mut();
+        if !outgoing[owner].has_buffer() {
+            // Taken as late as possible: the more batches have come home.
+            if let Some(bytes) = self.core.shared.route_buffers.take(self.core.index) {
+                outgoing[owner] = RouteBatch::with_buffer(bytes);
+                add(&self.core.stats.route_buffers_reused, 1);
+            }
+        }
         outgoing[owner].push(record);
         if outgoing[owner].is_full() {
             let full = std::mem::take(&mut outgoing[owner]);
@@ -1471,6 +1481,9 @@ async fn serve_peer(core: Rc<Core>, rx: ConnectedReceiver<RouteBatch>) {
             replay_done = true;
             core.peers_replayed.signal(1);
         }
+        core.shared
+            .route_buffers
+            .give_back(usize::from(batch.source), batch);
         core.flush_alerts().await;
         yield_turn().await;
     }

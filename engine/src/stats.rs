@@ -243,6 +243,9 @@ pub struct CoreStats {
     pub batches_sent: Vec<AtomicU64>,
     /// Batches this core received from peers and processed.
     pub batches_received: AtomicU64,
+    /// Batches this core filled in a buffer of its own that a peer had
+    /// handed back (`route::BufferHomes`) instead of a new allocation.
+    pub route_buffers_reused: AtomicU64,
     /// Records processed by this core's shards (from any ingest core).
     pub shard_records: AtomicU64,
     pub shard_groups: AtomicU64,
@@ -347,6 +350,7 @@ impl CoreStats {
             routed_remote: AtomicU64::new(0),
             batches_sent: zeros(cores),
             batches_received: AtomicU64::new(0),
+            route_buffers_reused: AtomicU64::new(0),
             shard_records: AtomicU64::new(0),
             shard_groups: AtomicU64::new(0),
             alerts: AtomicU64::new(0),
@@ -458,6 +462,7 @@ impl CoreStats {
             routed_local: load(&self.routed_local),
             routed_remote: load(&self.routed_remote),
             batches_received: load(&self.batches_received),
+            route_buffers_reused: load(&self.route_buffers_reused),
             shard_records: load(&self.shard_records),
             shard_groups: load(&self.shard_groups),
             alerts: load(&self.alerts),
@@ -530,6 +535,7 @@ pub struct CoreReport {
     pub routed_local: u64,
     pub routed_remote: u64,
     pub batches_received: u64,
+    pub route_buffers_reused: u64,
     pub shard_records: u64,
     pub shard_groups: u64,
     pub alerts: u64,

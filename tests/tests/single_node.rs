@@ -195,6 +195,13 @@ fn every_key_is_processed_on_its_one_owner_core() {
         total(&stopped.stats, "routed_remote") > 0,
         "some records crossed cores"
     );
+    // Their batches' buffers came back to the core that sent them and
+    // carried its later batches (ten rounds, 30 ms apart).
+    assert!(
+        total(&stopped.stats, "route_buffers_reused") > 0,
+        "routed buffers reused: {:?}",
+        stopped.stats
+    );
 }
 
 #[test]
