@@ -186,7 +186,9 @@ struct LoadArgs {
     /// so detection should not change.
     #[arg(long, default_value = "0s", value_parser = parse_offset_ns, allow_hyphen_values = true)]
     sender_clock: i64,
-    /// How long to wait for alerts after the last event, in milliseconds.
+    /// How long to wait for alerts after the last event, in milliseconds
+    /// (`run` with the appliance's API: at most that long again for its
+    /// counts to settle).
     #[arg(long, default_value_t = 5_000)]
     drain_ms: u64,
     /// Paced runs: write at most once every this many microseconds, all
@@ -755,10 +757,25 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     let outcome = runner::run_load(&opts)?;
     let mut report = Report::new("run");
     runner::add_to_report(&outcome, &opts, &mut report);
+    // The nodes may still be working through what was sent: read until
+    // they hold it all, their counts stop moving, or --drain-ms.
+    let (after, settled) = node_api::read_settled(
+        &apis,
+        &before,
+        outcome.send.sent,
+        std::time::Duration::from_millis(args.load.drain_ms),
+        read,
+    );
+    if settled == node_api::Settled::StillMoving {
+        report.summary.push(format!(
+            "appliance: its counts were still moving {} ms after the load (--drain-ms); what it had done by then is below",
+            args.load.drain_ms
+        ));
+    }
     let mut nodes = Vec::new();
-    for (api, before) in apis.iter().zip(&before) {
-        match read(api) {
-            Ok(after) => nodes.push((api.clone(), after.since(before))),
+    for (api, after) in apis.iter().zip(after) {
+        match after {
+            Ok(delta) => nodes.push((api.clone(), delta)),
             Err(err) => report.summary.push(format!(
                 "appliance (its API at {}): could not read /api/stats after the load: {err:#}",
                 api.addr

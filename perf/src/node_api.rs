@@ -216,6 +216,84 @@ impl NodeCounts {
 }
 
 /// Microseconds of `cpu_s` per event of `events`.
+/// How often the nodes' counts are read while they catch up after the
+/// load.
+const SETTLE_POLL: Duration = Duration::from_millis(50);
+/// Counts that have not moved for this long are taken as final (a node
+/// that lost datagrams never receives them all).
+const SETTLE_QUIET: Duration = Duration::from_millis(1_000);
+
+/// How the reading after the load ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settled {
+    /// The nodes received every line sent and parsed, quarantined or
+    /// dropped each.
+    Accounted,
+    /// Their counts stopped moving short of that (lines lost on the way,
+    /// or counted under no reason the harness adds up).
+    Quiet,
+    /// The wait ran out with the counts still moving.
+    StillMoving,
+}
+
+/// Whether `total` (the nodes' counts since before the load) holds every
+/// one of the `sent` lines: received, and parsed, quarantined or dropped.
+fn accounted(total: &NodeCounts, sent: u64) -> bool {
+    total.received >= sent && total.parsed + total.quarantined + total.dropped >= total.received
+}
+
+/// Reads every node's counts (`read`, each difference from its `before`)
+/// after the load until together they hold the `sent` lines
+/// ([`Settled::Accounted`]), or stop moving for [`SETTLE_QUIET`], or
+/// `wait` has passed. A node still working through its sockets when the
+/// sender finished (nothing else waits for it when no alerts are read)
+/// would otherwise be read short. A node that cannot be read is left out
+/// of the totals (its error is in its place).
+pub fn read_settled(
+    apis: &[NodeApi],
+    before: &[NodeCounts],
+    sent: u64,
+    wait: Duration,
+    read: impl Fn(&NodeApi) -> anyhow::Result<NodeCounts>,
+) -> (Vec<anyhow::Result<NodeCounts>>, Settled) {
+    let started = std::time::Instant::now();
+    let mut quiet_since = started;
+    let mut last: Option<Vec<(u64, u64)>> = None;
+    loop {
+        let now: Vec<anyhow::Result<NodeCounts>> = apis
+            .iter()
+            .zip(before)
+            .map(|(api, before)| read(api).map(|after| after.since(before)))
+            .collect();
+        let total = now
+            .iter()
+            .filter_map(|n| n.as_ref().ok().copied())
+            .reduce(|a, b| a.plus(&b))
+            .unwrap_or_default();
+        if accounted(&total, sent) {
+            return (now, Settled::Accounted);
+        }
+        let progress: Vec<(u64, u64)> = now
+            .iter()
+            .map(|n| {
+                n.as_ref().map_or((0, 0), |n| {
+                    (n.received, n.parsed + n.quarantined + n.dropped)
+                })
+            })
+            .collect();
+        if last.as_ref() != Some(&progress) {
+            quiet_since = std::time::Instant::now();
+            last = Some(progress);
+        } else if quiet_since.elapsed() >= SETTLE_QUIET {
+            return (now, Settled::Quiet);
+        }
+        if started.elapsed() >= wait {
+            return (now, Settled::StillMoving);
+        }
+        std::thread::sleep(SETTLE_POLL);
+    }
+}
+
 fn us_per_event(cpu_s: f64, events: u64) -> Option<f64> {
     (events > 0).then(|| cpu_s * 1e6 / events as f64)
 }
@@ -297,6 +375,74 @@ mod tests {
             "process": {"cpu_user_seconds": cpu * 0.75, "cpu_system_seconds": cpu * 0.25, "resident_bytes": 64u64 << 20},
             "cores": [core(0), core(1)],
         })
+    }
+
+    /// The reading after the load waits for a node still working through
+    /// its sockets, stops once the lines are all held, takes counts that
+    /// stopped moving as final, and gives up at the wait.
+    #[test]
+    fn the_reading_after_the_load_waits_for_the_nodes_to_settle() {
+        use std::cell::Cell;
+        let api = |port| NodeApi {
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            token: None,
+        };
+        let apis = [api(1), api(2)];
+        let before = [
+            NodeCounts::default(),
+            NodeCounts {
+                received: 5,
+                parsed: 5,
+                ..NodeCounts::default()
+            },
+        ];
+        let counts = |received, parsed| NodeCounts {
+            received,
+            parsed,
+            ..NodeCounts::default()
+        };
+        let wait = Duration::from_secs(10);
+        // Each read moves both nodes on by 20 lines, up to 50 each: 100
+        // sent, held after three rounds of reads.
+        let reads = Cell::new(0u64);
+        let (after, settled) = read_settled(&apis, &before, 100, wait, |a| {
+            reads.set(reads.get() + 1);
+            let n = (reads.get().div_ceil(2) * 20).min(50);
+            Ok(if a.addr.port() == 1 {
+                counts(n, n)
+            } else {
+                counts(n + 5, n + 5)
+            })
+        });
+        assert_eq!(settled, Settled::Accounted);
+        assert_eq!(reads.get(), 6);
+        let parsed: Vec<u64> = after.iter().map(|n| n.as_ref().unwrap().parsed).collect();
+        assert_eq!(parsed, vec![50, 50]);
+        // 10 of 100 lost on the way: final once quiet.
+        let started = std::time::Instant::now();
+        let (after, settled) = read_settled(&apis, &before, 100, wait, |a| {
+            Ok(if a.addr.port() == 1 {
+                counts(45, 45)
+            } else {
+                counts(50, 50)
+            })
+        });
+        assert_eq!(settled, Settled::Quiet);
+        assert!(started.elapsed() >= SETTLE_QUIET && started.elapsed() < wait);
+        assert_eq!(after[1].as_ref().unwrap().received, 45);
+        // Received but not yet parsed is not held; a node that cannot be
+        // read counts for nothing; still moving at the wait's end.
+        reads.set(0);
+        let (after, settled) = read_settled(&apis, &before, 100, Duration::from_millis(200), |a| {
+            reads.set(reads.get() + 1);
+            if a.addr.port() == 2 {
+                bail!("refused");
+            }
+            Ok(counts(100, reads.get()))
+        });
+        assert_eq!(settled, Settled::StillMoving);
+        assert!(after[1].is_err());
+        assert!(after[0].as_ref().unwrap().parsed < 100);
     }
 
     #[test]
