@@ -256,6 +256,10 @@ pub fn read_settled(
     wait: Duration,
     read: impl Fn(&NodeApi) -> anyhow::Result<NodeCounts>,
 ) -> (Vec<anyhow::Result<NodeCounts>>, Settled) {
+    if apis.is_empty() {
+        // No node to ask: nothing to wait for.
+        return (Vec::new(), Settled::Quiet);
+    }
     let started = std::time::Instant::now();
     let mut quiet_since = started;
     let mut last: Option<Vec<(u64, u64)>> = None;
@@ -443,6 +447,10 @@ mod tests {
         assert_eq!(settled, Settled::StillMoving);
         assert!(after[1].is_err());
         assert!(after[0].as_ref().unwrap().parsed < 100);
+        // No node given: no wait.
+        let started = std::time::Instant::now();
+        let (after, _) = read_settled(&[], &[], 100, wait, |_| bail!("not asked"));
+        assert!(after.is_empty() && started.elapsed() < SETTLE_POLL);
     }
 
     #[test]
