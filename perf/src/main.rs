@@ -481,6 +481,13 @@ struct GoalsArgs {
     /// CPUs (bench's --steer-loopback; needs root).
     #[arg(long)]
     steer_loopback: bool,
+    /// A configuration file for the appliance in every TCP, UDP and
+    /// latency run (bench's --appliance-config), to judge those goals for
+    /// a tuned node, e.g. `[engine] idle_spin_us`; the listeners, data
+    /// directory and API address each bench sets override it. The batch
+    /// goal's node runs on its defaults.
+    #[arg(long)]
+    appliance_config: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -1039,6 +1046,9 @@ fn goals_cmd(args: GoalsArgs) -> anyhow::Result<()> {
     if !args.binary.exists() {
         bail!("{} does not exist; pass --binary", args.binary.display());
     }
+    if let Some(config) = args.appliance_config.as_ref().filter(|c| !c.is_file()) {
+        bail!("--appliance-config {} is not a file", config.display());
+    }
     let runs = args.out.join("runs");
     if args.steer_loopback {
         steer::check_before_runs("goals: every run will")?;
@@ -1078,7 +1088,7 @@ fn goals_cmd(args: GoalsArgs) -> anyhow::Result<()> {
             1,
             transport,
             bench::AlertsVia::File,
-            None,
+            args.appliance_config.as_deref(),
             &load,
             watch,
             dir,
@@ -1318,6 +1328,19 @@ fn goals_cmd(args: GoalsArgs) -> anyhow::Result<()> {
         "steer_loopback".into(),
         serde_json::json!(args.steer_loopback),
     );
+    report.body.insert(
+        "appliance_config".into(),
+        serde_json::json!(args
+            .appliance_config
+            .as_ref()
+            .map(|c| c.display().to_string())),
+    );
+    if let Some(config) = &args.appliance_config {
+        report.summary.push(format!(
+            "the TCP, UDP and latency runs' node read --config {} (--appliance-config): those verdicts are for that configuration; the batch goal's ran on its defaults",
+            config.display()
+        ));
+    }
     // Unsteered, say where loopback's receive work ran, as each TCP run's
     // report does: the tcp and latency verdicts include it.
     if !args.steer_loopback {

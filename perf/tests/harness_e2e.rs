@@ -1270,10 +1270,15 @@ fn goals_measures_each_goal_and_gives_each_a_verdict() {
     let binary = appliance_binary();
     let scratch = shardwatch_tests::temp_dir("harness-goals");
     let out = scratch.join("out");
+    // A node configuration for the TCP, UDP and latency runs.
+    let config = scratch.join("no-journal.toml");
+    std::fs::write(&config, "[storage]\njournal = false\n").unwrap();
     let summary = load(&[
         "goals",
         "--binary",
         binary.to_str().unwrap(),
+        "--appliance-config",
+        config.to_str().unwrap(),
         "--rounds",
         "1",
         "--tcp-events",
@@ -1320,6 +1325,20 @@ fn goals_measures_each_goal_and_gives_each_a_verdict() {
         );
     }
     assert_eq!(goals["tcp"][0]["lost_before_receive"], 0);
+    // The configuration reached those runs' node: it journaled nothing.
+    for dir in [&goals["tcp"][0]["dir"], &goals["udp"][0]["dir"]] {
+        let run = report(Path::new(dir.as_str().unwrap()));
+        assert_eq!(
+            run["appliance"]["stats"]["journal_bytes"], 0,
+            "{}",
+            run["appliance"]["stats"]
+        );
+    }
+    assert_eq!(doc["appliance_config"], config.to_str().unwrap());
+    assert!(
+        summary.contains("node read --config") && summary.contains("no-journal.toml"),
+        "{summary}"
+    );
     // A UDP round that lost datagrams brings a search for the rate that
     // loses none; a clean one does not.
     let udp_lost = goals["udp"][0]["lost_before_receive"].as_u64().unwrap() > 0;
