@@ -874,13 +874,21 @@ fn prepare_bench(
     }
     options.alerts_via = alerts_via;
     if let Some(config) = appliance_config {
-        if !config.is_file() {
-            bail!("--appliance-config {} is not a file", config.display());
-        }
+        check_appliance_config(Some(config))?;
         options.extra_args.push("--config".into());
         options.extra_args.push(config.display().to_string());
     }
     Ok((load, options))
+}
+
+/// Refuses an `--appliance-config` that is not a file.
+fn check_appliance_config(config: Option<&Path>) -> anyhow::Result<()> {
+    match config {
+        Some(config) if !config.is_file() => {
+            bail!("--appliance-config {} is not a file", config.display())
+        }
+        _ => Ok(()),
+    }
 }
 
 fn bench_cmd(args: BenchArgs) -> anyhow::Result<()> {
@@ -1046,9 +1054,8 @@ fn goals_cmd(args: GoalsArgs) -> anyhow::Result<()> {
     if !args.binary.exists() {
         bail!("{} does not exist; pass --binary", args.binary.display());
     }
-    if let Some(config) = args.appliance_config.as_ref().filter(|c| !c.is_file()) {
-        bail!("--appliance-config {} is not a file", config.display());
-    }
+    // Before any run, not at the first bench.
+    check_appliance_config(args.appliance_config.as_deref())?;
     let runs = args.out.join("runs");
     if args.steer_loopback {
         steer::check_before_runs("goals: every run will")?;

@@ -1395,6 +1395,20 @@ fn goals_measures_each_goal_and_gives_each_a_verdict() {
         String::from_utf8_lossy(&output.stderr).contains("unknown goal \"disk\""),
         "{output:?}"
     );
+    // A configuration that is not there is refused before any run.
+    let output = Command::new(env!("CARGO_BIN_EXE_shardwatch-load"))
+        .args(["goals", "--binary", binary.to_str().unwrap()])
+        .args(["--appliance-config", "/nonexistent/node.toml", "--out"])
+        .arg(scratch.join("out-no-config"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr)
+            .contains("--appliance-config /nonexistent/node.toml is not a file"),
+        "{output:?}"
+    );
+    assert!(!scratch.join("out-no-config").join("runs").exists());
     let _ = std::fs::remove_dir_all(&scratch);
 }
 
